@@ -1,1 +1,179 @@
-fn main() {}
+//! The `countersign` command: the headless gateway (`serve`), the stdio shim (`connect`)
+//! and the admin commands. A thin edge over the library crates: parse arguments, call
+//! the library, print the result. Errors are reported with anyhow, here only.
+
+mod control;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use countersign_gateway::{Config, Home};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "countersign", version, about = "Govern what AI assistants do through MCP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway headless on 127.0.0.1.
+    Serve {
+        /// Configuration file (TOML). Default: config.toml in the data directory, if present.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Relay stdio to the running gateway's /mcp/<server> (what a stdio-only client launches).
+    Connect { server: String },
+    /// Client tokens for the loopback endpoint.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The audit journal.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Is the gateway up, which servers, which sessions, which approvals wait.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending call (its id is shown by `countersign status`).
+    Approve { id: String },
+    /// Deny a pending call.
+    Deny { id: String },
+    /// Check a configuration file and print what it sets.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token for an HTTP client; it is printed once, alone on stdout.
+    Create { name: String },
+    /// Revoke a token by name.
+    Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print every record.
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Jsonl,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let quiet = matches!(cli.command, Command::Connect { .. });
+    init_logging(quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("countersign: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("countersign: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+async fn run(command: Command) -> Result<i32> {
+    let home = Home::resolve().context("data directory")?;
+    match command {
+        Command::Serve { config } => serve(home, config).await,
+        Command::Connect { server } => {
+            let limits = countersign_gateway::config::Limits::default();
+            countersign_gateway::shim::run(&home, &server, limits.max_line_bytes).await?;
+            Ok(0)
+        }
+        Command::Token { command: TokenCommand::Create { name } } => {
+            let token = countersign_gateway::tokens::TokenStore::create(&home, &name)?;
+            println!("{token}");
+            Ok(0)
+        }
+        Command::Token { command: TokenCommand::Revoke { name } } => {
+            if countersign_gateway::tokens::TokenStore::revoke(&home, &name)? {
+                eprintln!("revoked `{name}`");
+                Ok(0)
+            } else {
+                bail!("no token named `{name}`")
+            }
+        }
+        Command::Audit { command: AuditCommand::Export { format: Format::Jsonl } } => {
+            let path = home.journal_path();
+            if !path.exists() {
+                bail!("no audit journal at {} yet", path.display());
+            }
+            let reader = countersign_audit::Journal::open_read_only(&path).await?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            reader.export_jsonl(&mut out).await?;
+            std::io::Write::flush(&mut out)?;
+            Ok(0)
+        }
+        Command::Status { json } => control::status(&home, json).await,
+        Command::Approve { id } => control::answer(&home, &id, "approve").await,
+        Command::Deny { id } => control::answer(&home, &id, "deny").await,
+        Command::Check { config } => {
+            let c = Config::load(&config)?;
+            println!("{}: ok; listen {}; {} server(s): {}", config.display(), c.gateway.listen, c.servers.len(),
+                c.servers.keys().cloned().collect::<Vec<_>>().join(", "));
+            Ok(0)
+        }
+    }
+}
+
+async fn serve(home: Home, config: Option<PathBuf>) -> Result<i32> {
+    let path = config.or_else(|| Some(home.dir().join("config.toml")).filter(|p| p.exists()));
+    let config = match &path {
+        Some(p) => Config::load(p)?,
+        None => Config::empty(),
+    };
+    let running = countersign_gateway::start(config, home.clone()).await?;
+    let url = format!("http://{}/mcp", running.listen);
+    eprintln!("Countersign gateway on {url} (data: {})", home.dir().display());
+    for name in running.shared.config.servers.keys() {
+        eprintln!("  {name:<12} {url}/{name}   stdio: countersign connect {name}");
+    }
+    running.until(shutdown_signal()).await?;
+    eprintln!("Countersign gateway stopped");
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

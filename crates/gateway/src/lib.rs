@@ -1,1 +1,28 @@
+//! countersign-gateway: the loopback MCP relay.
+//!
+//! Clients reach upstream MCP servers only through this crate: the streamable HTTP face
+//! on 127.0.0.1 ([`http_face`]) and the stdio shim ([`shim`]). Each `tools/call` passes
+//! the policy, an approval if the policy asks, and an audit commit before it is forwarded
+//! ([`enforce`]). Everything else is relayed faithfully as raw JSON ([`message`],
+//! [`session`]).
+//!
+//! The crate never listens beyond loopback, never forwards a client's token upstream and
+//! never writes a secret to a log line.
 
+pub mod approver;
+pub mod config;
+mod enforce;
+pub mod guard;
+pub mod home;
+pub mod http_face;
+pub mod message;
+pub mod server;
+pub mod session;
+pub mod shared;
+pub mod shim;
+pub mod tokens;
+pub mod upstream;
+
+pub use config::Config;
+pub use home::Home;
+pub use server::{start, start_with, Running, ServeError};

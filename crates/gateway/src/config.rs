@@ -1,0 +1,380 @@
+//! The TOML configuration: gateway settings, limits, upstream servers and policy rules.
+//!
+//! Loading either yields a complete, checked configuration or an error that names the
+//! file, the line and the field. It never guesses: an unknown key, a server with both
+//! `command` and `url`, a non-loopback listen address or a malformed rule stops start-up.
+
+use countersign_policy::{Policy, PolicyRules, Rule};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+pub const DEFAULT_PORT: u16 = 47800;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}:{column}: {field}: {message}")]
+    Invalid { path: PathBuf, line: usize, column: usize, field: String, message: String },
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: Option<PathBuf>,
+    pub gateway: GatewaySettings,
+    pub limits: Limits,
+    pub audit: AuditSettings,
+    pub servers: BTreeMap<String, ServerConfig>,
+    pub policy: PolicyRules,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub listen: SocketAddr,
+    pub approval_timeout_secs: u64,
+    /// Browser origins allowed to call the gateway. Empty: any request with an Origin is refused.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest HTTP request body accepted from a client.
+    pub max_body_bytes: usize,
+    /// Longest line accepted from a stdio upstream (or the shim's stdin).
+    pub max_line_bytes: usize,
+    /// Deepest JSON nesting accepted in a client message.
+    pub max_depth: usize,
+    /// How long a forwarded request may wait for its upstream answer.
+    pub request_timeout_secs: u64,
+    /// Most client sessions held at once.
+    pub max_sessions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_line_bytes: 16 * 1024 * 1024,
+            max_depth: 64,
+            request_timeout_secs: 300,
+            max_sessions: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    pub synchronous: countersign_audit::Synchronous,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String>, cwd: Option<PathBuf> },
+    Http { url: String, headers: BTreeMap<String, String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub transport: Transport,
+    /// Whether the server's tool annotations may count as grounds to allow.
+    pub trusted: bool,
+}
+
+// ---- raw, as written in the file ------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    gateway: RawGateway,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    audit: AuditSettings,
+    #[serde(default)]
+    servers: BTreeMap<String, Spanned<RawServer>>,
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    listen: Option<Spanned<String>>,
+    approval_timeout_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    trusted: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    ask: Vec<Spanned<String>>,
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
+}
+
+impl Config {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text, Some(path))
+    }
+
+    /// A configuration with no servers and default settings.
+    pub fn empty() -> Self {
+        Self::parse("", None).expect("the empty configuration is valid")
+    }
+
+    pub fn parse(text: &str, path: Option<&Path>) -> Result<Self, ConfigError> {
+        let shown = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<config>"));
+        let invalid = |span: Option<Range<usize>>, field: &str, message: String| {
+            let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Invalid { path: shown.clone(), line, column, field: field.to_string(), message }
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let field = field_of_message(e.message());
+            invalid(e.span(), &field, e.message().trim().to_string())
+        })?;
+
+        let listen = match &raw.gateway.listen {
+            None => SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            Some(spanned) => {
+                let addr: SocketAddr = spanned.get_ref().parse().map_err(|_| {
+                    invalid(
+                        Some(spanned.span()),
+                        "gateway.listen",
+                        format!("`{}` is not an address with a port, such as 127.0.0.1:47800", spanned.get_ref()),
+                    )
+                })?;
+                if !addr.ip().is_loopback() {
+                    return Err(invalid(
+                        Some(spanned.span()),
+                        "gateway.listen",
+                        format!("{} is not a loopback address; Countersign listens only on 127.0.0.1 or ::1", addr.ip()),
+                    ));
+                }
+                addr
+            }
+        };
+        let approval_timeout_secs = match &raw.gateway.approval_timeout_secs {
+            None => 60,
+            Some(s) if *s.get_ref() == 0 || *s.get_ref() > 3600 => {
+                return Err(invalid(
+                    Some(s.span()),
+                    "gateway.approval_timeout_secs",
+                    "must be between 1 and 3600 seconds".into(),
+                ))
+            }
+            Some(s) => *s.get_ref(),
+        };
+        let limits = raw.limits;
+        if limits.max_depth < 8 || limits.max_body_bytes < 1024 || limits.max_line_bytes < 1024 {
+            return Err(invalid(None, "limits", "max_depth must be at least 8, byte limits at least 1024".into()));
+        }
+
+        let mut servers = BTreeMap::new();
+        for (name, spanned) in raw.servers {
+            let span = spanned.span();
+            let field = format!("servers.{name}");
+            check_server_name(&name).map_err(|m| invalid(Some(span.clone()), &field, m))?;
+            let s = spanned.into_inner();
+            let transport = match (s.command, s.url) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(Some(span), &field, "has both `command` and `url`; a server is one or the other".into()))
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        Some(span),
+                        &field,
+                        "needs `command` (a local stdio server) or `url` (a remote server)".into(),
+                    ))
+                }
+                (Some(command), None) => {
+                    if command.trim().is_empty() {
+                        return Err(invalid(Some(span), &format!("{field}.command"), "is empty".into()));
+                    }
+                    if !s.headers.is_empty() {
+                        return Err(invalid(Some(span), &format!("{field}.headers"), "only applies to `url` servers".into()));
+                    }
+                    Transport::Stdio { command, args: s.args, env: s.env, cwd: s.cwd }
+                }
+                (None, Some(url)) => {
+                    let u = url.get_ref();
+                    if !(u.starts_with("https://") || u.starts_with("http://")) {
+                        return Err(invalid(Some(url.span()), &format!("{field}.url"), format!("`{u}` is not an http(s) URL")));
+                    }
+                    if !s.args.is_empty() || !s.env.is_empty() || s.cwd.is_some() {
+                        return Err(invalid(
+                            Some(span),
+                            &field,
+                            "`args`, `env` and `cwd` only apply to `command` servers".into(),
+                        ));
+                    }
+                    Transport::Http { url: url.into_inner(), headers: s.headers }
+                }
+            };
+            servers.insert(name, ServerConfig { transport, trusted: s.trusted });
+        }
+
+        let mut policy = PolicyRules::default();
+        for (list, raw_list, out) in [
+            ("allow", &raw.policy.allow, &mut policy.allow),
+            ("ask", &raw.policy.ask, &mut policy.ask),
+            ("deny", &raw.policy.deny, &mut policy.deny),
+        ] {
+            for (i, rule) in raw_list.iter().enumerate() {
+                Rule::parse(rule.get_ref())
+                    .map_err(|e| invalid(Some(rule.span()), &format!("policy.{list}[{i}]"), e.to_string()))?;
+                out.push(rule.get_ref().clone());
+            }
+        }
+        Policy::compile(&policy).map_err(|e| invalid(None, &format!("policy.{}[{}]", e.list, e.index), e.error.to_string()))?;
+
+        Ok(Config {
+            path: path.map(Path::to_path_buf),
+            gateway: GatewaySettings { listen, approval_timeout_secs, allowed_origins: raw.gateway.allowed_origins },
+            limits,
+            audit: raw.audit,
+            servers,
+            policy,
+        })
+    }
+}
+
+fn check_server_name(name: &str) -> Result<(), String> {
+    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if name.is_empty() || !ok_chars || name.starts_with(['-', '_']) || name.contains("__") {
+        return Err(format!(
+            "`{name}` is not a valid server name: use letters, digits, `-` and `_` (not `__`), starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// Picks the key named in a serde message such as "unknown field `comand`, expected ...".
+fn field_of_message(message: &str) -> String {
+    message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field"))
+        .map(str::to_string)
+        .unwrap_or_else(|| "syntax".to_string())
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, Some(Path::new("cs.toml"))).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_full_config_parses() {
+        let c = Config::parse(
+            r#"
+[gateway]
+listen = "127.0.0.1:48000"
+approval_timeout_secs = 5
+
+[servers.fs]
+command = "npx"
+args = ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]
+env = { A = "b" }
+trusted = true
+
+[servers.remote]
+url = "https://example.test/mcp"
+headers = { "X-Team" = "core" }
+
+[policy]
+ask = ["mcp__fs__write_file"]
+deny = ["mcp__fs__delete*"]
+"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.gateway.listen.port(), 48000);
+        assert_eq!(c.gateway.approval_timeout_secs, 5);
+        assert!(c.servers["fs"].trusted);
+        assert!(matches!(c.servers["remote"].transport, Transport::Http { .. }));
+        assert_eq!(c.policy.deny, vec!["mcp__fs__delete*"]);
+    }
+
+    #[test]
+    fn an_unknown_key_names_file_line_and_field() {
+        let e = err("[servers.fs]\ncomand = \"npx\"\n");
+        assert!(e.starts_with("cs.toml:2:1: comand: unknown field `comand`"), "{e}");
+    }
+
+    #[test]
+    fn a_server_with_both_transports_is_refused() {
+        let e = err("\n[servers.fs]\ncommand = \"a\"\nurl = \"http://127.0.0.1:1/mcp\"\n");
+        assert!(e.contains("servers.fs: has both `command` and `url`"), "{e}");
+        assert!(e.starts_with("cs.toml:"), "{e}");
+    }
+
+    #[test]
+    fn sec_02_non_loopback_listen_is_refused() {
+        let e = err("[gateway]\nlisten = \"0.0.0.0:47800\"\n");
+        assert_eq!(
+            e,
+            "cs.toml:2:10: gateway.listen: 0.0.0.0 is not a loopback address; Countersign listens only on 127.0.0.1 or ::1"
+        );
+        assert!(Config::parse("[gateway]\nlisten = \"[::1]:47800\"\n", None).is_ok());
+    }
+
+    #[test]
+    fn a_bad_rule_names_its_index() {
+        let e = err("[policy]\ndeny = [\"mcp__a\", \"rm\"]\n");
+        assert!(e.starts_with("cs.toml:2:19: policy.deny[1]: rule `rm` must start with `mcp__`"), "{e}");
+    }
+
+    #[test]
+    fn bad_server_names_and_urls_are_refused() {
+        assert!(err("[servers.a__b]\ncommand = \"x\"\n").contains("not a valid server name"));
+        assert!(err("[servers.r]\nurl = \"file:///etc/passwd\"\n").contains("servers.r.url"));
+        assert!(err("[servers.r]\n").contains("needs `command`"));
+    }
+
+    #[test]
+    fn a_toml_syntax_error_has_a_line() {
+        let e = err("[gateway\n");
+        assert!(e.starts_with("cs.toml:1:"), "{e}");
+    }
+}

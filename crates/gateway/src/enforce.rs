@@ -1,0 +1,168 @@
+//! Enforcement of one `tools/call`: classify, decide, ask if needed, commit the decision
+//! to the journal, and only then forward. Every failure on this path (no journal, no
+//! answer, an unreadable request) refuses the call and says why: it fails closed.
+
+use crate::approver::{Answer, Prompt};
+use crate::message::{self, code, Envelope};
+use crate::session::{Reply, Route, Session};
+use countersign_audit::{Approval, Outcome, Record, RecordKind};
+use countersign_policy::{args_hash, CallInput, Decision, Identity, Verdict};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Arguments larger than this are refused before anyone is asked to approve them.
+const MAX_PROMPT_ARGS_BYTES: usize = 64 * 1024;
+
+impl Session {
+    pub(crate) async fn call_tool(self: Arc<Self>, mut env: Envelope, reply: Reply) {
+        let started = Instant::now();
+        let id = env.id().map(|r| r.to_owned());
+        let bad = |msg: &str| message::error_response(id.as_deref(), code::INVALID_PARAMS, msg);
+        let mut params = match env.params() {
+            Ok(p @ Value::Object(_)) => p,
+            _ => return self.answer(reply, bad("tools/call needs params with a tool `name`")),
+        };
+        let Some(name) = params.get("name").and_then(Value::as_str).map(str::to_string) else {
+            return self.answer(reply, bad("tools/call needs a string `name`"));
+        };
+        let arguments = match params.get("arguments") {
+            None | Some(Value::Null) => json!({}),
+            Some(a @ Value::Object(_)) => a.clone(),
+            Some(_) => return self.answer(reply, bad("tools/call `arguments` must be an object")),
+        };
+        let (server, tool) = match &self.route {
+            Route::Single(server) => (server.clone(), name.clone()),
+            Route::Aggregate => match crate::session::split_name(&name).filter(|(s, _)| self.has_server(s)) {
+                Some((server, tool)) => {
+                    let (server, tool) = (server.to_string(), tool.to_string());
+                    params["name"] = Value::String(tool.clone());
+                    env.set_params(&params);
+                    (server, tool)
+                }
+                None => return self.answer(reply, bad(&format!("unknown tool `{name}`: names are `server__tool`"))),
+            },
+        };
+
+        let shared = self.shared.clone();
+        let hints = self.tool_hints(&server, &tool).await;
+        let (client_name, client_version) = self.client();
+        let identity = Identity {
+            os_user: shared.user.clone(),
+            device: shared.device.clone(),
+            client_token: self.token_name.clone(),
+            client_name: client_name.clone(),
+        };
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let verdict = shared.policy.decide(&CallInput {
+            identity: &identity,
+            server: &server,
+            tool: &tool,
+            hints: hints.as_ref(),
+            server_trusted: shared.config.servers.get(&server).is_some_and(|s| s.trusted),
+            arguments: &arguments,
+            grants: &[],
+            now_ms,
+        });
+
+        let mut record = shared.record(RecordKind::Call, verdict.decision.as_str());
+        record.client = Some(self.token_name.clone());
+        record.client_name = client_name.clone();
+        record.client_version = client_version;
+        record.session = Some(self.id.clone());
+        record.server = Some(server.clone());
+        record.tool = Some(tool.clone());
+        record.method = Some("tools/call".into());
+        record.arguments = Some(shared.redactor.redact(&arguments));
+        record.rule = Some(verdict.rule.clone());
+        record.reason = Some(verdict.reason.clone());
+        record.policy_version = Some(verdict.policy_version.clone());
+        let qualified = format!("mcp__{server}__{tool}");
+
+        match verdict.decision {
+            Decision::Allow => {}
+            Decision::Deny => {
+                let text = denial_text(&verdict, &qualified, shared.config.path.as_deref());
+                return self.refuse(record, reply, id.as_deref(), Outcome::Denied, started, &text).await;
+            }
+            Decision::Ask => {
+                let size = arguments.to_string().len();
+                if size > MAX_PROMPT_ARGS_BYTES {
+                    record.reason = Some(format!("arguments of {size} bytes are too large to approve"));
+                    let text = format!(
+                        "Countersign refused `{qualified}`: its arguments ({size} bytes) are larger than the \
+                         {MAX_PROMPT_ARGS_BYTES} bytes a person can review, so no approval was asked."
+                    );
+                    return self.refuse(record, reply, id.as_deref(), Outcome::Denied, started, &text).await;
+                }
+                let timeout = Duration::from_secs(shared.config.gateway.approval_timeout_secs);
+                let prompt = Prompt {
+                    id: record.id.simple().to_string(),
+                    session: self.id.clone(),
+                    client: self.token_name.clone(),
+                    client_name,
+                    server: server.clone(),
+                    tool: tool.clone(),
+                    arguments: arguments.clone(),
+                    args_hash: args_hash(&arguments),
+                    reason: verdict.reason.clone(),
+                    deadline_ms: now_ms + timeout.as_millis() as u64,
+                };
+                let prompt_id = prompt.id.clone();
+                match tokio::time::timeout(timeout, shared.approver.ask(prompt)).await {
+                    Ok(Answer::Approved) => record.approval = Some(Approval::Approved),
+                    Ok(Answer::Denied) => {
+                        record.approval = Some(Approval::Denied);
+                        let text = format!("The user denied this call to `{qualified}` in Countersign; it was not run.");
+                        return self.refuse(record, reply, id.as_deref(), Outcome::Denied, started, &text).await;
+                    }
+                    Err(_) => {
+                        shared.approver.withdraw(&prompt_id);
+                        record.approval = Some(Approval::Timeout);
+                        let text = format!(
+                            "Countersign asked for approval of `{qualified}` but got no answer within {}s, so it \
+                             was not run. Try again and approve it when asked.",
+                            timeout.as_secs()
+                        );
+                        return self.refuse(record, reply, id.as_deref(), Outcome::Timeout, started, &text).await;
+                    }
+                }
+            }
+        }
+
+        let record_id = record.id;
+        if let Err(e) = shared.journal.commit(record).await {
+            tracing::error!(error = %e, "audit commit failed; refusing the call");
+            let text = format!("Countersign could not record this call to `{qualified}` in its audit journal, so it was not run.");
+            return self.answer(reply, message::tool_error_result(id.as_deref(), &text));
+        }
+        self.forward(&server, env, reply, Some((record_id, started))).await;
+    }
+
+    /// Records a refused call with its outcome and tells the client why.
+    async fn refuse(
+        &self,
+        record: Record,
+        reply: Reply,
+        id: Option<&serde_json::value::RawValue>,
+        outcome: Outcome,
+        started: Instant,
+        text: &str,
+    ) {
+        let record_id = record.id;
+        if let Err(e) = self.shared.journal.commit(record).await {
+            tracing::error!(error = %e, "audit commit of a refusal failed");
+        }
+        self.shared.outcome(crate::session::outcome(record_id, started, outcome, Some(text)));
+        self.answer(reply, message::tool_error_result(id, text));
+    }
+}
+
+fn denial_text(verdict: &Verdict, qualified: &str, config: Option<&std::path::Path>) -> String {
+    let place = config.map_or_else(|| "the Countersign configuration".to_string(), |p| p.display().to_string());
+    format!(
+        "Countersign blocked this call: {} (rule `{}`, policy {}). It was not run. To get access, ask your \
+         administrator, or have `{qualified}` added to the `ask` or `allow` list under [policy] in {place}.",
+        verdict.reason, verdict.rule, verdict.policy_version
+    )
+}

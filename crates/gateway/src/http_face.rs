@@ -1,0 +1,373 @@
+//! The streamable HTTP face on loopback: `/mcp/<server>` (one upstream, names unchanged)
+//! and `/mcp` (all upstreams, names namespaced), plus the control endpoints the CLI uses.
+//!
+//! Order of checks for every request: Host, Origin and URL (guard) → token → content
+//! type and size → JSON well-formedness → 2026-07-28 header/body agreement → session.
+//! Only then does the session see the message. Every refusal is audited.
+
+use crate::approver::Answer;
+use crate::guard::{self, Refusal};
+use crate::message::{self, code, Envelope, Kind};
+use crate::session::{self, Route, Session};
+use crate::shared::Shared;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use countersign_audit::{Outcome, RecordKind};
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+#[derive(Clone)]
+pub struct Face {
+    pub shared: Arc<Shared>,
+    pub listen: SocketAddr,
+}
+
+pub fn router(face: Face) -> Router {
+    Router::new()
+        .route("/mcp", any(mcp_aggregate))
+        .route("/mcp/{server}", any(mcp_single))
+        .route("/_countersign/status", get(status))
+        .route("/_countersign/approvals/{id}/{answer}", post(answer))
+        .fallback(not_found)
+        .with_state(face)
+}
+
+async fn mcp_aggregate(State(face): State<Face>, req: Request<Body>) -> Response {
+    handle(face, Route::Aggregate, req).await
+}
+
+async fn mcp_single(State(face): State<Face>, Path(server): Path<String>, req: Request<Body>) -> Response {
+    handle(face, Route::Single(server), req).await
+}
+
+async fn not_found(State(face): State<Face>, req: Request<Body>) -> Response {
+    if let Err(r) = pre_auth(&face, &req) {
+        return r;
+    }
+    (StatusCode::NOT_FOUND, "not found: MCP clients use /mcp or /mcp/<server>\n").into_response()
+}
+
+/// The guard's checks, with refusals audited.
+#[allow(clippy::result_large_err)]
+fn pre_auth(face: &Face, req: &Request<Body>) -> Result<(), Response> {
+    guard::check_request(req.method(), req.uri(), req.headers(), face.listen, &face.shared.config.gateway.allowed_origins)
+        .map_err(|r| rejected(face, req.method(), req.uri().path(), None, r))
+}
+
+fn rejected(face: &Face, method: &Method, path: &str, client: Option<String>, refusal: Refusal) -> Response {
+    let mut record = face.shared.record(RecordKind::Rejected, "deny");
+    record.client = client;
+    record.method = Some(format!("{method} {path}"));
+    record.reason = Some(refusal.reason.clone());
+    record.rule = Some("transport".into());
+    let record_id = record.id;
+    let shared = face.shared.clone();
+    let started = Instant::now();
+    tokio::spawn(async move {
+        if shared.journal.commit(record).await.is_ok() {
+            shared.outcome(session::outcome(record_id, started, Outcome::Rejected, None));
+        }
+    });
+    tracing::warn!(status = %refusal.status, "refused {method} {path}: {}", refusal.reason);
+    let mut resp = (refusal.status, format!("{}\n", refusal.reason)).into_response();
+    if refusal.status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+fn rpc_error(status: StatusCode, id: Option<&serde_json::value::RawValue>, code: i64, msg: &str) -> Response {
+    json_response(status, message::error_response(id, code, msg))
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [("content-type", "application/json")], body).into_response()
+}
+
+async fn handle(face: Face, route: Route, req: Request<Body>) -> Response {
+    if let Err(r) = pre_auth(&face, &req) {
+        return r;
+    }
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let token_name = match guard::bearer(req.headers()).and_then(|t| face.shared.tokens.verify(t)) {
+        Some(name) => name,
+        None => {
+            let reason = if guard::bearer(req.headers()).is_some() { "unknown client token" } else { "a client token is required" };
+            return rejected(&face, &method, &path, None, Refusal { status: StatusCode::UNAUTHORIZED, reason: reason.into() });
+        }
+    };
+    if let Route::Single(server) = &route {
+        if !face.shared.config.servers.contains_key(server) {
+            let known: Vec<&String> = face.shared.config.servers.keys().collect();
+            let msg = format!("no server named `{server}`; configured: {known:?}");
+            return rpc_error(StatusCode::NOT_FOUND, None, code::INVALID_REQUEST, &msg);
+        }
+    }
+    let session_id = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let session = match &session_id {
+        None => None,
+        Some(id) => match face.shared.session(id) {
+            // A session answers only the token and the endpoint that opened it.
+            Some(s) if s.token_name == token_name && s.route == route => Some(s),
+            _ => return rpc_error(StatusCode::NOT_FOUND, None, code::INVALID_REQUEST, "unknown or expired session"),
+        },
+    };
+    match method {
+        Method::POST => post_message(face, route, token_name, session, req).await,
+        Method::GET => {
+            let Some(session) = session else {
+                return rpc_error(StatusCode::BAD_REQUEST, None, code::INVALID_REQUEST, "GET needs an Mcp-Session-Id");
+            };
+            let accepts_sse = header_has(req.headers(), "accept", "text/event-stream");
+            if !accepts_sse {
+                return (StatusCode::NOT_ACCEPTABLE, "GET streams are text/event-stream\n").into_response();
+            }
+            session.touch();
+            sse_response(session.open_get_stream(), None)
+        }
+        Method::DELETE => match session {
+            Some(session) => {
+                face.shared.remove_session(&session.id);
+                session.close();
+                StatusCode::NO_CONTENT.into_response()
+            }
+            None => rpc_error(StatusCode::BAD_REQUEST, None, code::INVALID_REQUEST, "DELETE needs an Mcp-Session-Id"),
+        },
+        _ => (StatusCode::METHOD_NOT_ALLOWED, "use POST, GET or DELETE\n").into_response(),
+    }
+}
+
+fn header_has(headers: &HeaderMap, name: &str, needle: &str) -> bool {
+    headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains(needle))
+}
+
+async fn post_message(
+    face: Face,
+    route: Route,
+    token_name: String,
+    session: Option<Arc<Session>>,
+    req: Request<Body>,
+) -> Response {
+    if !guard::is_json(req.headers()) {
+        let refusal = Refusal {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            reason: "POST bodies must be Content-Type: application/json".into(),
+        };
+        return rejected(&face, req.method(), req.uri().path(), Some(token_name), refusal);
+    }
+    let limits = &face.shared.config.limits;
+    let headers = req.headers().clone();
+    let sse = header_has(&headers, "accept", "text/event-stream");
+    let bytes = match axum::body::to_bytes(req.into_body(), limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            let msg = format!("message larger than the {}-byte limit", limits.max_body_bytes);
+            return rpc_error(StatusCode::PAYLOAD_TOO_LARGE, None, code::INVALID_REQUEST, &msg);
+        }
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return rpc_error(StatusCode::BAD_REQUEST, None, code::PARSE_ERROR, "body is not UTF-8");
+    };
+    if let Err(e) = message::check(text, limits.max_depth) {
+        return rpc_error(StatusCode::BAD_REQUEST, None, e.code, &e.message);
+    }
+    let env = match Envelope::parse(text) {
+        Ok(env) => env,
+        Err(e) => return rpc_error(StatusCode::BAD_REQUEST, None, e.code, &e.message),
+    };
+    if let Err(msg) = check_mcp_headers(&headers, &env) {
+        return rpc_error(StatusCode::BAD_REQUEST, env.id(), code::HEADER_MISMATCH, &msg);
+    }
+    let method = env.method().unwrap_or_default().to_string();
+
+    if method == "initialize" {
+        if session.is_some() {
+            return rpc_error(StatusCode::BAD_REQUEST, env.id(), code::INVALID_REQUEST, "already initialized");
+        }
+        return initialize(face, route, token_name, env, sse).await;
+    }
+    let Some(session) = session else {
+        if method == "server/discover" {
+            let msg = "this gateway uses the initialize handshake; stateless requests are not supported yet";
+            return rpc_error(StatusCode::OK, env.id(), code::METHOD_NOT_FOUND, msg);
+        }
+        return rpc_error(StatusCode::BAD_REQUEST, env.id(), code::INVALID_REQUEST, "missing Mcp-Session-Id: initialize first");
+    };
+    match env.kind() {
+        Kind::Request => {
+            let rx = session.handle_request(env, sse).await;
+            reply(rx, sse, None).await
+        }
+        Kind::Notification => {
+            session.handle_notification(env).await;
+            StatusCode::ACCEPTED.into_response()
+        }
+        Kind::Response => {
+            session.handle_response(env).await;
+            StatusCode::ACCEPTED.into_response()
+        }
+    }
+}
+
+/// 2026-07-28: `Mcp-Method` and `Mcp-Name`, when sent, must agree with the body. The
+/// policy always reads the body; a disagreement is refused outright.
+fn check_mcp_headers(headers: &HeaderMap, env: &Envelope) -> Result<(), String> {
+    let get = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}").to_string());
+    if let Some(m) = get("mcp-method") {
+        if Some(m.as_str()) != env.method() {
+            return Err(format!("Mcp-Method header `{m}` does not match the body's method"));
+        }
+    }
+    if let Some(n) = get("mcp-name") {
+        let params = env.params().unwrap_or(Value::Null);
+        let body_name = params.get("name").or_else(|| params.get("uri")).and_then(Value::as_str);
+        if body_name != Some(n.as_str()) {
+            return Err(format!("Mcp-Name header `{n}` does not match the name in the body"));
+        }
+    }
+    Ok(())
+}
+
+async fn initialize(face: Face, route: Route, token_name: String, env: Envelope, sse: bool) -> Response {
+    let max = face.shared.config.limits.max_sessions;
+    if face.shared.sessions.lock().map(|s| s.len()).unwrap_or(usize::MAX) >= max {
+        return rpc_error(StatusCode::SERVICE_UNAVAILABLE, env.id(), code::INTERNAL_ERROR, "too many sessions");
+    }
+    let params = env.params().unwrap_or(Value::Null);
+    let session = Session::new(face.shared.clone(), token_name, route.clone());
+    session.set_initialize(&params);
+    if let Ok(mut table) = face.shared.sessions.lock() {
+        table.insert(session.id.clone(), session.clone());
+    }
+    tracing::info!(session = %session::short(&session.id), client = %session.token_name, "session opened");
+    match route {
+        Route::Aggregate => {
+            let body = session.aggregate_initialize(env.id()).await;
+            let mut resp = json_response(StatusCode::OK, body);
+            if let Ok(v) = HeaderValue::from_str(&session.id) {
+                resp.headers_mut().insert("mcp-session-id", v);
+            }
+            resp
+        }
+        Route::Single(_) => {
+            let rx = session.handle_request(env, sse).await;
+            reply(rx, sse, Some(&session.id)).await
+        }
+    }
+}
+
+/// The answer to one request: an SSE stream that ends after the answer, or the answer
+/// alone as JSON.
+async fn reply(mut rx: mpsc::UnboundedReceiver<String>, sse: bool, session_id: Option<&str>) -> Response {
+    let mut resp = if sse {
+        sse_response(rx, None)
+    } else {
+        match rx.recv().await {
+            Some(body) => json_response(StatusCode::OK, body),
+            None => rpc_error(StatusCode::OK, None, code::INTERNAL_ERROR, "the request ended without an answer"),
+        }
+    };
+    if let Some(v) = session_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+        resp.headers_mut().insert("mcp-session-id", v);
+    }
+    resp
+}
+
+fn sse_response(rx: mpsc::UnboundedReceiver<String>, _last_event: Option<u64>) -> Response {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|text| (Ok::<_, Infallible>(Event::default().data(text)), rx))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+// ---- control endpoints ------------------------------------------------------------------
+
+#[allow(clippy::result_large_err)]
+fn control_auth(face: &Face, req: &Request<Body>) -> Result<(), Response> {
+    pre_auth(face, req)?;
+    match guard::bearer(req.headers()) {
+        Some(t) if t == face.shared.control_token => Ok(()),
+        _ => Err(rejected(
+            face,
+            req.method(),
+            req.uri().path(),
+            None,
+            Refusal { status: StatusCode::UNAUTHORIZED, reason: "the control token is required".into() },
+        )),
+    }
+}
+
+async fn status(State(face): State<Face>, req: Request<Body>) -> Response {
+    if let Err(r) = control_auth(&face, &req) {
+        return r;
+    }
+    let sessions: Vec<Value> = face
+        .shared
+        .sessions
+        .lock()
+        .map(|t| {
+            t.values()
+                .map(|s| {
+                    let (name, version) = s.client();
+                    json!({
+                        "id": session::short(&s.id),
+                        "client": s.token_name,
+                        "client_name": name,
+                        "client_version": version,
+                        "route": match &s.route { Route::Single(x) => format!("/mcp/{x}"), Route::Aggregate => "/mcp".into() },
+                        "pending": s.pending_count(),
+                        "idle_secs": s.idle_for().as_secs(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let servers: Vec<Value> = face
+        .shared
+        .config
+        .servers
+        .iter()
+        .map(|(name, s)| {
+            let kind = match &s.transport {
+                crate::config::Transport::Stdio { .. } => "stdio",
+                crate::config::Transport::Http { .. } => "http",
+            };
+            json!({"name": name, "transport": kind, "trusted": s.trusted})
+        })
+        .collect();
+    let body = json!({
+        "pid": std::process::id(),
+        "listen": face.listen.to_string(),
+        "config": face.shared.config.path.as_ref().map(|p| p.display().to_string()),
+        "policy_version": face.shared.policy.version(),
+        "servers": servers,
+        "sessions": sessions,
+        "approvals": face.shared.approver.pending(),
+    });
+    json_response(StatusCode::OK, body.to_string())
+}
+
+async fn answer(State(face): State<Face>, Path((id, verdict)): Path<(String, String)>, req: Request<Body>) -> Response {
+    if let Err(r) = control_auth(&face, &req) {
+        return r;
+    }
+    let answer = match verdict.as_str() {
+        "approve" => Answer::Approved,
+        "deny" => Answer::Denied,
+        _ => return (StatusCode::NOT_FOUND, "answer is approve or deny\n").into_response(),
+    };
+    if face.shared.approver.answer(&id, answer) {
+        json_response(StatusCode::OK, json!({"answered": id}).to_string())
+    } else {
+        (StatusCode::NOT_FOUND, format!("no pending approval `{id}`\n")).into_response()
+    }
+}

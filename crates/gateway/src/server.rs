@@ -1,0 +1,118 @@
+//! Starting and stopping a gateway: open the journal, compile the policy, bind the
+//! loopback listener, publish where it listens, and on shutdown close every session
+//! (which ends every upstream process) and withdraw that notice.
+
+use crate::approver::{Approver, HeadlessApprover};
+use crate::config::Config;
+use crate::home::{Home, HomeError, RuntimeInfo};
+use crate::http_face::{self, Face};
+use crate::shared::{os_user, Shared};
+use crate::tokens::TokenStore;
+use countersign_audit::{Journal, JournalError, JournalOptions, Redactor};
+use countersign_policy::Policy;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("policy: {0}")]
+    Policy(String),
+    #[error("cannot listen on {addr}: {source}{hint}")]
+    Bind { addr: SocketAddr, source: std::io::Error, hint: String },
+    #[error("the gateway stopped: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Sessions idle this long are closed and their upstreams stopped.
+const IDLE_SESSION: Duration = Duration::from_secs(30 * 60);
+
+/// A gateway that is listening.
+pub struct Running {
+    pub listen: SocketAddr,
+    pub shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    home: Home,
+}
+
+impl Running {
+    /// Serves until `shutdown` resolves, then closes every session.
+    pub async fn until(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
+        let mut server = self.server;
+        tokio::select! {
+            result = &mut server => { result.map_err(std::io::Error::other)??; }
+            () = shutdown => { server.abort(); }
+        }
+        let sessions: Vec<_> = self.shared.sessions.lock().map(|mut t| t.drain().collect()).unwrap_or_default();
+        for (_, session) in sessions {
+            session.close();
+        }
+        self.home.clear_runtime(std::process::id());
+        Ok(())
+    }
+}
+
+/// Starts a gateway with the headless approver.
+pub async fn start(config: Config, home: Home) -> Result<Running, ServeError> {
+    start_with(config, home, Arc::new(HeadlessApprover::default())).await
+}
+
+pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>) -> Result<Running, ServeError> {
+    let policy = Policy::compile(&config.policy).map_err(|e| ServeError::Policy(e.to_string()))?;
+    let journal = Journal::open(
+        &home.journal_path(),
+        JournalOptions { synchronous: config.audit.synchronous, ..JournalOptions::default() },
+    )
+    .await?;
+    let addr = config.gateway.listen;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| {
+        let hint = if source.kind() == std::io::ErrorKind::AddrInUse {
+            " (another Countersign gateway may be running: try `countersign status`)".to_string()
+        } else {
+            String::new()
+        };
+        ServeError::Bind { addr, source, hint }
+    })?;
+    let listen = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        redactor: Redactor::new(home.redaction_salt()?.as_bytes()),
+        tokens: TokenStore::open(&home),
+        control_token: home.control_token()?,
+        user: os_user(),
+        device: home.device_id()?,
+        config,
+        policy,
+        journal,
+        approver,
+        sessions: Mutex::new(Default::default()),
+    });
+    // Make sure the shim's token exists before any shim asks for it.
+    TokenStore::shim_token(&home).map_err(|e| ServeError::Policy(e.to_string()))?;
+    home.write_runtime(&RuntimeInfo { pid: std::process::id(), listen })?;
+
+    let app = http_face::router(Face { shared: shared.clone(), listen });
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let reaper = Arc::downgrade(&shared);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let Some(shared) = reaper.upgrade() else { return };
+            let idle: Vec<_> = shared
+                .sessions
+                .lock()
+                .map(|t| t.values().filter(|s| s.idle_for() > IDLE_SESSION).map(|s| s.id.clone()).collect())
+                .unwrap_or_default();
+            for id in idle {
+                if let Some(s) = shared.remove_session(&id) {
+                    s.close();
+                }
+            }
+        }
+    });
+    tracing::info!("Countersign gateway listening on http://{listen}/mcp");
+    Ok(Running { listen, shared, server, home })
+}

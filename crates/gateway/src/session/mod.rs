@@ -1,0 +1,407 @@
+//! One client session: the client's view of one upstream (`/mcp/<server>`) or of all of
+//! them (`/mcp`), with one upstream connection per server, started on first use and
+//! restarted (with the client's `initialize` replayed) after it ends.
+//!
+//! The session maps every id that crosses it: the client's request ids become the
+//! gateway's own upstream ids (so gateway-made requests never collide with a client's),
+//! progress tokens become gateway tokens, and an upstream's requests to the client
+//! (sampling, elicitation, roots, ping) get ids in the client's space. Answers are routed
+//! back to the exact stream they belong to. The lock on the session state is never held
+//! across an await.
+
+mod aggregate;
+mod routing;
+
+pub use aggregate::split_name;
+
+use crate::message::{self, code, Envelope};
+use crate::shared::Shared;
+use crate::upstream::{self, UpstreamEvent, UpstreamLink};
+use countersign_policy::ToolHints;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Which upstreams a session sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/mcp/<server>`: one server, names unchanged.
+    Single(String),
+    /// `/mcp`: every configured server, names namespaced `server__name`.
+    Aggregate,
+}
+
+/// Where an upstream's answer goes.
+pub(crate) enum Reply {
+    /// To the client, on the stream of the request that asked. `sse` streams also carry
+    /// the request's progress and related server messages.
+    Client { tx: mpsc::UnboundedSender<String>, sse: bool },
+    /// To the gateway itself (its own `tools/list`, a replayed `initialize`).
+    Internal(oneshot::Sender<Envelope>),
+}
+
+pub(crate) struct Pending {
+    server: String,
+    client_id: Option<Box<RawValue>>,
+    method: String,
+    reply: Reply,
+    progress: Option<String>,
+    audit: Option<(uuid::Uuid, Instant)>,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    pending: HashMap<u64, Pending>,
+    /// Upstream requests to the client: the id the client sees → (server, upstream's id).
+    server_requests: HashMap<u64, (String, Box<RawValue>)>,
+    /// Gateway progress token → (the client's token, the pending request it belongs to).
+    progress: HashMap<String, (Box<RawValue>, u64)>,
+    get_stream: Option<mpsc::UnboundedSender<String>>,
+    backlog: VecDeque<String>,
+    /// Tool hints per server from the last `tools/list` that passed.
+    tools: HashMap<String, HashMap<String, ToolHints>>,
+    alive: HashMap<String, bool>,
+    client_name: Option<String>,
+    client_version: Option<String>,
+    init_params: Option<Value>,
+    /// Each upstream's `initialize` result (aggregate sessions merge them).
+    server_init: HashMap<String, Value>,
+    /// Which server listed a resource URI (aggregate sessions route reads by it).
+    resource_owner: HashMap<String, String>,
+    protocol_version: Option<String>,
+    last_seen: Option<Instant>,
+}
+
+const BACKLOG_LIMIT: usize = 1000;
+
+pub struct Session {
+    pub id: String,
+    pub token_name: String,
+    pub route: Route,
+    pub(crate) shared: Arc<Shared>,
+    state: Mutex<State>,
+    links: HashMap<String, tokio::sync::Mutex<Option<UpstreamLink>>>,
+    me: Weak<Session>,
+}
+
+impl Session {
+    pub fn new(shared: Arc<Shared>, token_name: String, route: Route) -> Arc<Session> {
+        let servers: Vec<String> = match &route {
+            Route::Single(s) => vec![s.clone()],
+            Route::Aggregate => shared.config.servers.keys().cloned().collect(),
+        };
+        Arc::new_cyclic(|me| Session {
+            id: crate::home::random_token("").chars().take(32).collect(),
+            token_name,
+            route,
+            shared,
+            state: Mutex::new(State { last_seen: Some(Instant::now()), ..State::default() }),
+            links: servers.into_iter().map(|s| (s, tokio::sync::Mutex::new(None))).collect(),
+            me: me.clone(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn has_server(&self, server: &str) -> bool {
+        self.links.contains_key(server)
+    }
+
+    pub fn servers(&self) -> impl Iterator<Item = &String> {
+        self.links.keys()
+    }
+
+    pub fn client(&self) -> (Option<String>, Option<String>) {
+        let st = self.state();
+        (st.client_name.clone(), st.client_version.clone())
+    }
+
+    pub fn touch(&self) {
+        self.state().last_seen = Some(Instant::now());
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.state().last_seen.map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.state().pending.len()
+    }
+
+    pub fn protocol_version(&self) -> Option<String> {
+        self.state().protocol_version.clone()
+    }
+
+    /// Remembers the client's `initialize` (to replay after an upstream restart).
+    pub fn set_initialize(&self, params: &Value) {
+        let mut st = self.state();
+        let info = params.get("clientInfo");
+        st.client_name = info.and_then(|i| i.get("name")).and_then(Value::as_str).map(str::to_string);
+        st.client_version = info.and_then(|i| i.get("version")).and_then(Value::as_str).map(str::to_string);
+        st.protocol_version = params.get("protocolVersion").and_then(Value::as_str).map(str::to_string);
+        st.init_params = Some(params.clone());
+    }
+
+    /// Opens the client's GET stream; what waited in the backlog goes out first.
+    pub fn open_get_stream(&self) -> mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut st = self.state();
+        for text in st.backlog.drain(..) {
+            let _ = tx.send(text);
+        }
+        st.get_stream = Some(tx);
+        rx
+    }
+
+    /// The live connection to `server`, starting (or restarting) it when needed.
+    pub(crate) async fn link(&self, server: &str) -> Result<UpstreamLink, String> {
+        let slot = self.links.get(server).ok_or_else(|| format!("unknown server `{server}`"))?;
+        let mut slot = slot.lock().await;
+        let alive = self.state().alive.get(server).copied().unwrap_or(false);
+        if let (Some(link), true) = (slot.as_ref(), alive) {
+            return Ok(link.clone());
+        }
+        let restart = slot.is_some();
+        *slot = None;
+        let config = self.shared.config.servers.get(server).ok_or_else(|| format!("unknown server `{server}`"))?;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let link = upstream::connect(server, config, &self.shared.config.limits, events_tx)
+            .map_err(|e| format!("upstream server `{server}` could not start: {e}"))?;
+        self.state().alive.insert(server.to_string(), true);
+        tokio::spawn(pump(self.me.clone(), server.to_string(), events_rx));
+        let replay = self.state().init_params.clone();
+        if let (true, Some(params)) = (restart || self.route == Route::Aggregate, replay) {
+            let reply = self.handshake(server, &link, params).await?;
+            if let Some(result) = reply.get("result").and_then(|r| serde_json::from_str(r.get()).ok()) {
+                self.state().server_init.insert(server.to_string(), result);
+            }
+        }
+        *slot = Some(link.clone());
+        Ok(link)
+    }
+
+    /// Runs `initialize` / `notifications/initialized` on a fresh connection on the
+    /// client's behalf, with the client's own parameters.
+    async fn handshake(&self, server: &str, link: &UpstreamLink, params: Value) -> Result<Envelope, String> {
+        let reply = self.internal_request(server, link, "initialize", params).await?;
+        if reply.get("error").is_some() {
+            return Err(format!("upstream server `{server}` refused initialize"));
+        }
+        let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_string();
+        link.send(note).await.map_err(|e| e.to_string())?;
+        Ok(reply)
+    }
+
+    /// Sends a request of the gateway's own and waits for its answer.
+    pub(crate) async fn internal_request(
+        &self,
+        server: &str,
+        link: &UpstreamLink,
+        method: &str,
+        params: Value,
+    ) -> Result<Envelope, String> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.register(server, None, method, Reply::Internal(tx), None, None);
+        let text = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+        if link.send(text).await.is_err() {
+            self.state().pending.remove(&id);
+            return Err(format!("upstream server `{server}` is not running"));
+        }
+        let timeout = Duration::from_secs(self.shared.config.limits.request_timeout_secs.min(60));
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(env)) => Ok(env),
+            Ok(Err(_)) => Err(format!("upstream server `{server}` stopped before answering `{method}`")),
+            Err(_) => {
+                self.state().pending.remove(&id);
+                Err(format!("upstream server `{server}` did not answer `{method}` in {}s", timeout.as_secs()))
+            }
+        }
+    }
+
+    fn register(
+        &self,
+        server: &str,
+        client_id: Option<Box<RawValue>>,
+        method: &str,
+        reply: Reply,
+        progress: Option<(String, Box<RawValue>)>,
+        audit: Option<(uuid::Uuid, Instant)>,
+    ) -> u64 {
+        let mut st = self.state();
+        st.next_id += 1;
+        let id = st.next_id;
+        let progress = progress.map(|(token, client_token)| {
+            st.progress.insert(token.clone(), (client_token, id));
+            token
+        });
+        st.pending.insert(
+            id,
+            Pending { server: server.to_string(), client_id, method: method.to_string(), reply, progress, audit },
+        );
+        id
+    }
+
+    /// Forwards a client request to `server`, its answer going to `reply`.
+    pub(crate) async fn forward(
+        &self,
+        server: &str,
+        mut env: Envelope,
+        reply: Reply,
+        audit: Option<(uuid::Uuid, Instant)>,
+    ) {
+        let client_id = env.id().map(|r| r.to_owned());
+        let method = env.method().unwrap_or_default().to_string();
+        let link = match self.link(server).await {
+            Ok(link) => link,
+            Err(why) => return self.fail_reply(reply, client_id.as_deref(), &why, audit),
+        };
+        // Map the client's progress token to one of ours.
+        let mut progress = None;
+        if env.get("params").is_some_and(|p| p.get().contains("progressToken")) {
+            if let Ok(mut params) = env.params() {
+                if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+                    if let Some(token) = meta.get("progressToken").cloned() {
+                        let ours = format!("cs-{}", uuid::Uuid::now_v7().simple());
+                        meta.insert("progressToken".into(), Value::String(ours.clone()));
+                        progress = Some((ours, message::raw(&token.to_string())));
+                        env.set_params(&params);
+                    }
+                }
+            }
+        }
+        let id = self.register(server, client_id, &method, reply, progress, audit);
+        env.set_id_u64(id);
+        if link.send(env.to_json()).await.is_err() {
+            let why = format!("upstream server `{server}` is not running");
+            self.fail_pending(id, &why);
+            return;
+        }
+        let timeout = Duration::from_secs(self.shared.config.limits.request_timeout_secs);
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(session) = me.upgrade() {
+                if session.state().pending.contains_key(&id) {
+                    let why = format!("the upstream did not answer within {}s", timeout.as_secs());
+                    session.fail_pending(id, &why);
+                    let cancel = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": id, "reason": "timed out in the gateway"}});
+                    let _ = link.send(cancel.to_string()).await;
+                }
+            }
+        });
+    }
+
+    /// Answers a request that never reached its upstream.
+    fn fail_reply(&self, reply: Reply, client_id: Option<&RawValue>, why: &str, audit: Option<(uuid::Uuid, Instant)>) {
+        if let Some((record_id, started)) = audit {
+            self.shared.outcome(outcome(record_id, started, countersign_audit::Outcome::Error, Some(why)));
+        }
+        if let Reply::Client { tx, .. } = reply {
+            let _ = tx.send(message::error_response(client_id, code::UPSTREAM_ERROR, why));
+        }
+    }
+
+    fn fail_pending(&self, id: u64, why: &str) {
+        let pending = {
+            let mut st = self.state();
+            let p = st.pending.remove(&id);
+            if let Some(token) = p.as_ref().and_then(|p| p.progress.as_ref()) {
+                st.progress.remove(token);
+            }
+            p
+        };
+        if let Some(p) = pending {
+            self.fail_reply(p.reply, p.client_id.as_deref(), why, p.audit);
+        }
+    }
+
+    /// Sends a message the upstream originated to the client: on the GET stream if one is
+    /// open, else on the newest open request stream, else into a bounded backlog that the
+    /// next GET stream receives first.
+    fn to_client(&self, st: &mut State, text: String) {
+        if let Some(tx) = &st.get_stream {
+            match tx.send(text) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(t)) => {
+                    st.get_stream = None;
+                    return self.to_client(st, t);
+                }
+            }
+        }
+        let newest = st
+            .pending
+            .iter()
+            .filter_map(|(id, p)| match &p.reply {
+                Reply::Client { tx, sse: true } if !tx.is_closed() => Some((*id, tx)),
+                _ => None,
+            })
+            .max_by_key(|(id, _)| *id);
+        if let Some((_, tx)) = newest {
+            let _ = tx.send(text);
+            return;
+        }
+        if st.backlog.len() >= BACKLOG_LIMIT {
+            st.backlog.pop_front();
+            tracing::warn!(session = %short(&self.id), "client backlog full; dropped the oldest message");
+        }
+        st.backlog.push_back(text);
+    }
+
+    /// Ends the session: pending requests fail, upstream connections close.
+    pub fn close(&self) {
+        let pending: Vec<u64> = self.state().pending.keys().copied().collect();
+        for id in pending {
+            self.fail_pending(id, "the session was closed");
+        }
+        let mut st = self.state();
+        st.get_stream = None;
+        st.alive.clear();
+        drop(st);
+        for slot in self.links.values() {
+            if let Ok(mut slot) = slot.try_lock() {
+                *slot = None;
+            }
+        }
+    }
+}
+
+/// Delivers one connection's events to its session, for as long as both live.
+async fn pump(session: Weak<Session>, server: String, mut events: mpsc::UnboundedReceiver<UpstreamEvent>) {
+    while let Some(event) = events.recv().await {
+        let Some(session) = session.upgrade() else { return };
+        match event {
+            UpstreamEvent::Message(text) => session.on_upstream_message(&server, text),
+            UpstreamEvent::Closed(reason) => {
+                session.on_upstream_closed(&server, &reason);
+                return;
+            }
+        }
+    }
+}
+
+pub(crate) fn outcome(
+    record_id: uuid::Uuid,
+    started: Instant,
+    outcome: countersign_audit::Outcome,
+    detail: Option<&str>,
+) -> countersign_audit::OutcomeRecord {
+    countersign_audit::OutcomeRecord {
+        record_id,
+        time: countersign_audit::now_rfc3339(),
+        outcome,
+        duration_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+        detail: detail.map(|d| d.chars().take(500).collect()),
+    }
+}
+
+/// The first characters of a session id, enough to tell sessions apart in logs.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}

@@ -1,0 +1,67 @@
+//! What every session of one running gateway shares: configuration, the compiled policy,
+//! the journal, the approver, the token store and who this user and device are.
+
+use crate::approver::Approver;
+use crate::config::Config;
+use crate::session::Session;
+use crate::tokens::TokenStore;
+use countersign_audit::{Journal, OutcomeRecord, Record, Redactor};
+use countersign_policy::Policy;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub struct Shared {
+    pub config: Config,
+    pub policy: Policy,
+    pub journal: Journal,
+    pub redactor: Redactor,
+    pub approver: Arc<dyn Approver>,
+    pub tokens: TokenStore,
+    pub control_token: String,
+    pub user: String,
+    pub device: String,
+    pub sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl Shared {
+    /// A record for this user and device.
+    pub fn record(&self, kind: countersign_audit::RecordKind, decision: &str) -> Record {
+        Record::new(kind, &self.user, &self.device, decision)
+    }
+
+    /// Queues an outcome; the writer commits it with the next group.
+    pub fn outcome(&self, outcome: OutcomeRecord) {
+        let journal = self.journal.clone();
+        tokio::spawn(async move {
+            if let Err(e) = journal.append_outcome(outcome).await {
+                tracing::error!(error = %e, "could not queue an audit outcome");
+            }
+        });
+    }
+
+    pub fn session(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions.lock().ok()?.get(id).cloned()
+    }
+
+    pub fn remove_session(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions.lock().ok()?.remove(id)
+    }
+}
+
+/// The OS user running the gateway.
+pub fn os_user() -> String {
+    for var in ["USER", "LOGNAME", "USERNAME"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.is_empty() {
+                return v;
+            }
+        }
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: getuid has no preconditions.
+        return format!("uid:{}", unsafe { libc::getuid() });
+    }
+    #[allow(unreachable_code)]
+    String::from("unknown")
+}

@@ -1,0 +1,197 @@
+//! A remote MCP server over streamable HTTP (2025-06-18 and later): each message is a
+//! POST; answers come back as JSON or as an SSE stream; the session id the server
+//! assigns is sent on every later request; a GET stream carries what the server sends
+//! unprompted. Static headers come from configuration. A client's own credentials never
+//! reach this module: it sends only what the configuration names.
+
+use super::{UpstreamError, UpstreamEvent, UpstreamLink};
+use crate::config::Limits;
+use crate::message::{self, Envelope, Kind};
+use futures::StreamExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+struct Remote {
+    client: reqwest::Client,
+    url: String,
+    headers: HeaderMap,
+    session: Mutex<Option<String>>,
+    protocol: Mutex<Option<String>>,
+    events: mpsc::UnboundedSender<UpstreamEvent>,
+    max_event: usize,
+}
+
+pub(super) fn open(
+    name: &str,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    limits: &Limits,
+    events: mpsc::UnboundedSender<UpstreamEvent>,
+) -> Result<UpstreamLink, UpstreamError> {
+    let bad = |message: String| UpstreamError::Http { url: url.to_string(), message };
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad(format!("bad header name `{k}`")))?;
+        let value = HeaderValue::from_str(v).map_err(|_| bad(format!("bad value for header `{k}`")))?;
+        map.insert(name, value);
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let remote = Arc::new(Remote {
+        client,
+        url: url.to_string(),
+        headers: map,
+        session: Mutex::new(None),
+        protocol: Mutex::new(None),
+        events,
+        max_event: limits.max_line_bytes,
+    });
+    let (tx, mut rx) = mpsc::channel::<String>(256);
+    let server = name.to_string();
+    let worker = remote.clone();
+    tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if let Err(reason) = worker.post(&text).await {
+                tracing::warn!(server, "remote upstream: {reason}");
+            }
+        }
+        worker.close().await;
+        let _ = worker.events.send(UpstreamEvent::Closed("the gateway closed it".into()));
+    });
+    Ok(UpstreamLink { tx, _guard: Arc::new(()) })
+}
+
+impl Remote {
+    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let mut req = self.client.request(method, &self.url).headers(self.headers.clone());
+        if let Some(id) = self.session.lock().ok().and_then(|s| s.clone()) {
+            req = req.header("Mcp-Session-Id", id);
+        }
+        if let Some(v) = self.protocol.lock().ok().and_then(|s| s.clone()) {
+            req = req.header("MCP-Protocol-Version", v);
+        }
+        req
+    }
+
+    /// Sends one message; answers are delivered as events. A failure to deliver a request
+    /// becomes an error response for it, so the caller never waits in vain.
+    async fn post(self: &Arc<Self>, text: &str) -> Result<(), String> {
+        let env = Envelope::parse(text).ok();
+        let is_request = env.as_ref().is_some_and(|e| e.kind() == Kind::Request);
+        let is_initialized = env.as_ref().and_then(Envelope::method) == Some("notifications/initialized");
+        let fail = |why: String| {
+            if let (true, Some(env)) = (is_request, env.as_ref()) {
+                let reply = message::error_response(env.id(), message::code::UPSTREAM_ERROR, &why);
+                let _ = self.events.send(UpstreamEvent::Message(reply));
+            }
+            why
+        };
+        let resp = self
+            .request(reqwest::Method::POST)
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .body(text.to_string())
+            .send()
+            .await
+            .map_err(|e| fail(format!("cannot reach the remote server: {}", without_url(e))))?;
+        if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+            if let Ok(mut s) = self.session.lock() {
+                *s = Some(id.to_string());
+            }
+        }
+        let status = resp.status();
+        if status == reqwest::StatusCode::ACCEPTED {
+            if is_initialized {
+                let me = self.clone();
+                tokio::spawn(async move { me.listen().await });
+            }
+            return Ok(());
+        }
+        if !status.is_success() {
+            return Err(fail(format!("the remote server answered HTTP {status}")));
+        }
+        let is_sse = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let me = self.clone();
+        tokio::spawn(async move {
+            if is_sse {
+                me.relay_sse(resp).await;
+            } else {
+                match resp.bytes().await {
+                    Ok(body) if body.len() <= me.max_event => me.deliver(String::from_utf8_lossy(&body).into_owned()),
+                    Ok(_) => tracing::warn!("remote answer over the size limit dropped"),
+                    Err(e) => tracing::warn!("remote answer unreadable: {}", without_url(e)),
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn deliver(&self, text: String) {
+        if let Ok(env) = Envelope::parse(&text) {
+            if env.method() == Some("initialize") || env.kind() == Kind::Response {
+                // Remember the negotiated protocol version for the header on later requests.
+                if let Some(v) = env
+                    .get("result")
+                    .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+                    .and_then(|r| r.get("protocolVersion").and_then(|v| v.as_str()).map(str::to_string))
+                {
+                    if let Ok(mut p) = self.protocol.lock() {
+                        *p = Some(v);
+                    }
+                }
+            }
+            let _ = self.events.send(UpstreamEvent::Message(text));
+        }
+    }
+
+    async fn relay_sse(&self, resp: reqwest::Response) {
+        let mut stream = sse_stream::SseStream::from_bytes_stream(resp.bytes_stream());
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(event) => {
+                    if let Some(data) = event.data.filter(|d| !d.is_empty()) {
+                        if data.len() > self.max_event {
+                            tracing::warn!("remote SSE event over the size limit dropped");
+                            continue;
+                        }
+                        self.deliver(data);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("remote SSE stream broke: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The GET stream for messages the server sends on its own. 405 means it has none.
+    async fn listen(&self) {
+        let resp = self.request(reqwest::Method::GET).header(ACCEPT, "text/event-stream").send().await;
+        match resp {
+            Ok(r) if r.status().is_success() => self.relay_sse(r).await,
+            Ok(r) => tracing::debug!(status = %r.status(), "remote server offers no GET stream"),
+            Err(e) => tracing::debug!("remote GET stream failed: {}", without_url(e)),
+        }
+    }
+
+    async fn close(&self) {
+        if self.session.lock().ok().and_then(|s| s.clone()).is_some() {
+            let _ = self.request(reqwest::Method::DELETE).send().await;
+        }
+    }
+}
+
+/// A reqwest error without the URL (which may carry a query with secrets).
+fn without_url(e: reqwest::Error) -> String {
+    e.without_url().to_string()
+}

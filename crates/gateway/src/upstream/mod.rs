@@ -1,0 +1,61 @@
+//! Connections to upstream MCP servers. Each connection carries JSON-RPC text both ways
+//! and reports what arrives, and its end, as [`UpstreamEvent`]s; it knows nothing of
+//! sessions, ids or policy. Dropping the last [`UpstreamLink`] ends the connection (a
+//! child process is killed with its process group and reaped).
+
+mod http;
+mod stdio;
+
+use crate::config::{Limits, ServerConfig, Transport};
+use tokio::sync::mpsc;
+
+#[derive(Debug)]
+pub enum UpstreamEvent {
+    /// One JSON-RPC message from the server, as text.
+    Message(String),
+    /// The connection ended; no more messages follow. The text says why.
+    Closed(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot start `{command}`: {source}")]
+    Spawn { command: String, source: std::io::Error },
+    #[error("the upstream connection is closed")]
+    Closed,
+    #[error("cannot reach {url}: {message}")]
+    Http { url: String, message: String },
+}
+
+/// The sending half of a connection.
+#[derive(Clone)]
+pub struct UpstreamLink {
+    tx: mpsc::Sender<String>,
+    _guard: std::sync::Arc<dyn Send + Sync>,
+}
+
+impl UpstreamLink {
+    pub async fn send(&self, message: String) -> Result<(), UpstreamError> {
+        self.tx.send(message).await.map_err(|_| UpstreamError::Closed)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// Opens a connection to `server`; events arrive on `events` tagged with nothing: the
+/// caller gives each connection its own channel.
+pub fn connect(
+    name: &str,
+    server: &ServerConfig,
+    limits: &Limits,
+    events: mpsc::UnboundedSender<UpstreamEvent>,
+) -> Result<UpstreamLink, UpstreamError> {
+    match &server.transport {
+        Transport::Stdio { command, args, env, cwd } => {
+            stdio::spawn(name, command, args, env, cwd.as_deref(), limits.max_line_bytes, events)
+        }
+        Transport::Http { url, headers } => http::open(name, url, headers, limits, events),
+    }
+}
