@@ -309,6 +309,21 @@ impl Session {
     }
 
     fn fail_pending(&self, id: u64, why: &str) {
+        if let Some(p) = self.take_pending(id) {
+            self.fail_reply(p.reply, p.client_id.as_deref(), why, p.audit);
+        }
+    }
+
+    /// Drops a pending request without answering it (the client withdrew it).
+    fn fail_pending_quietly(&self, id: u64, why: &str) {
+        if let Some(p) = self.take_pending(id) {
+            if let Some((record_id, started)) = p.audit {
+                self.shared.outcome(outcome(record_id, started, countersign_audit::Outcome::Error, Some(why)));
+            }
+        }
+    }
+
+    fn take_pending(&self, id: u64) -> Option<Pending> {
         let pending = {
             let mut st = self.state();
             let p = st.pending.remove(&id);
@@ -317,9 +332,7 @@ impl Session {
             }
             p
         };
-        if let Some(p) = pending {
-            self.fail_reply(p.reply, p.client_id.as_deref(), why, p.audit);
-        }
+        pending
     }
 
     /// Sends a message the upstream originated to the client: on the GET stream if one is

@@ -36,6 +36,7 @@ impl Session {
     pub async fn handle_notification(&self, mut env: Envelope) {
         self.touch();
         let method = env.method().unwrap_or_default().to_string();
+        tracing::debug!(session = %super::short(&self.id), %method, "client notification");
         if method == "notifications/cancelled" {
             // Map the client's request id to ours and tell only that request's upstream.
             let Ok(mut params) = env.params() else { return };
@@ -48,6 +49,9 @@ impl Session {
                     .map(|(id, p)| (*id, p.server.clone()))
             };
             let Some((id, server)) = target else { return };
+            // The client gave up on this request: free it now, since an upstream that honours
+            // the cancellation never answers it.
+            self.fail_pending_quietly(id, "cancelled by the client");
             params["requestId"] = Value::from(id);
             env.set_params(&params);
             if let Ok(link) = self.link(&server).await {

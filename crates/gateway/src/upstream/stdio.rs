@@ -118,10 +118,20 @@ pub(super) fn spawn(
                 kill_group(pid, &mut child).await;
                 "the gateway closed it".to_string()
             }
-            why = fatal_rx => {
-                kill_group(pid, &mut child).await;
-                why.unwrap_or_else(|_| "its output ended".into())
-            }
+            why = fatal_rx => match why {
+                Ok(why) => {
+                    kill_group(pid, &mut child).await;
+                    why
+                }
+                // Its stdout closed: it is exiting. Give it a moment, then make sure.
+                Err(_) => match tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await {
+                    Ok(Ok(s)) => format!("it exited ({s})"),
+                    _ => {
+                        kill_group(pid, &mut child).await;
+                        "it closed its output".to_string()
+                    }
+                },
+            },
         };
         // Deliver what it wrote before it went, then report the end.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;

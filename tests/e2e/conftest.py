@@ -1,0 +1,219 @@
+"""Shared harness for the end-to-end tests: a real `countersign serve` process with a
+real configuration, real upstream MCP servers from the pinned fixtures, and the real
+Python MCP client. Waits are on conditions with deadlines, never bare sleeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("COUNTERSIGN_BIN", ROOT / "target" / "debug" / "countersign"))
+FIXTURES = ROOT / "fixtures"
+NODE_BIN = FIXTURES / "node_modules" / ".bin"
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "a condition"):
+    """Polls `predicate` until it returns something truthy or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+async def until(predicate, timeout: float = 20.0, what: str = "a condition"):
+    """`wait_for` for async tests: polls in a worker thread so the event loop keeps running."""
+    import anyio
+
+    return await anyio.to_thread.run_sync(lambda: wait_for(predicate, timeout, what))
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, (str, Path)):
+        return json.dumps(str(v))
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(v)
+
+
+def write_config(path: Path, servers: dict, policy: dict | None = None, gateway: dict | None = None,
+                 limits: dict | None = None) -> Path:
+    lines = ["[gateway]", 'listen = "127.0.0.1:0"']
+    for k, v in (gateway or {}).items():
+        lines.append(f"{k} = {toml_value(v)}")
+    if limits:
+        lines.append("[limits]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in limits.items()]
+    for name, server in servers.items():
+        lines.append(f"[servers.{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in server.items()]
+    if policy:
+        lines.append("[policy]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in policy.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def fs_server(root: Path) -> dict:
+    return {"command": NODE_BIN / "mcp-server-filesystem", "args": [str(root)], "trusted": True}
+
+
+def memory_server(path: Path) -> dict:
+    return {"command": NODE_BIN / "mcp-server-memory", "env": {"MEMORY_FILE_PATH": str(path)}, "trusted": True}
+
+
+def everything_server() -> dict:
+    return {"command": NODE_BIN / "mcp-server-everything", "args": ["stdio"], "trusted": True}
+
+
+def python_server(script: str, *args: str) -> dict:
+    return {"command": sys.executable, "args": [str(HERE / script), *args]}
+
+
+class Gateway:
+    """A running `countersign serve` in a private COUNTERSIGN_HOME."""
+
+    def __init__(self, tmp: Path, config: Path):
+        self.home = tmp / "home"
+        self.config = config
+        self.env = {**os.environ, "COUNTERSIGN_HOME": str(self.home), "COUNTERSIGN_LOG": os.environ.get("COUNTERSIGN_LOG", "info")}
+        self.log_path = tmp / "gateway.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Gateway":
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([str(BIN), "serve", "--config", str(self.config)], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        runtime = self.home / "gateway.json"
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway exited: {self.log_path.read_text()}")
+            try:
+                info = json.loads(runtime.read_text())
+            except (OSError, ValueError):
+                return None
+            return info if info.get("pid") == self.proc.pid else None
+
+        info = wait_for(up, what="the gateway to listen")
+        self.addr = info["listen"]
+        self.token = self.cli("token", "create", "pytest").stdout.strip()
+        return self
+
+    def url(self, server: str | None = None) -> str:
+        return f"http://{self.addr}/mcp" + (f"/{server}" if server else "")
+
+    def cli(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        r = subprocess.run([str(BIN), *args], env=self.env, capture_output=True, text=True, input=input, timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError(f"countersign {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+        return r
+
+    def status(self) -> dict:
+        return json.loads(self.cli("status", "--json").stdout)
+
+    def audit(self) -> list[dict]:
+        out = self.cli("audit", "export", "--format", "jsonl").stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def wait_audit(self, predicate, what: str) -> list[dict]:
+        return wait_for(lambda: [r for r in self.audit() if predicate(r)], what=what)
+
+    def answer_next(self, verdict: str, timeout: float = 30.0) -> dict:
+        """Waits for a pending approval and answers it through the CLI."""
+        pending = wait_for(lambda: self.status()["approvals"], timeout=timeout, what="a pending approval")
+        self.cli(verdict, pending[0]["id"])
+        return pending[0]
+
+    def children(self) -> list[int]:
+        """Processes in the gateway's session (its upstreams and their helpers)."""
+        out = subprocess.run(["ps", "-eo", "pid=,sid=,stat="], capture_output=True, text=True).stdout
+        pids = []
+        for line in out.splitlines():
+            pid, sid, stat = line.split()[:3]
+            if int(sid) == self.proc.pid and int(pid) != self.proc.pid:
+                pids.append((int(pid), stat))
+        return pids
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+@pytest.fixture
+def make_gateway(tmp_path):
+    started: list[Gateway] = []
+
+    def make(servers: dict, policy: dict | None = None, gateway: dict | None = None,
+             limits: dict | None = None) -> Gateway:
+        config = write_config(tmp_path / f"countersign{len(started)}.toml", servers, policy, gateway, limits)
+        gw = Gateway(tmp_path, config).start()
+        started.append(gw)
+        return gw
+
+    yield make
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture
+def files(tmp_path) -> Path:
+    d = tmp_path / "files"
+    d.mkdir()
+    (d / "hello.txt").write_text("hello from countersign\n")
+    return d
+
+
+@asynccontextmanager
+async def connect(gw: Gateway, face: str, server: str | None, **kwargs):
+    """An MCP client session through the HTTP face or the stdio shim."""
+    if face == "http":
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {gw.token}"},
+                                  timeout=httpx2.Timeout(60.0, read=120.0))
+        async with http:
+            async with Client(streamable_http_client(gw.url(server), http_client=http), mode="legacy",
+                              **kwargs) as client:
+                yield client
+    else:
+        assert server is not None, "the shim serves one server"
+        params = StdioServerParameters(command=str(BIN), args=["connect", server],
+                                       env={"COUNTERSIGN_HOME": str(gw.home), "PATH": os.environ["PATH"]})
+        async with Client(params, mode="legacy", **kwargs) as client:
+            yield client
+
+
+def text_of(result) -> str:
+    return "".join(getattr(c, "text", "") for c in result.content)
