@@ -1,0 +1,87 @@
+"""Upstreams of every kind behind the gateway: a remote streamable HTTP server, and the
+pinned Python servers (time, git) beside the npm ones."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import anyio
+import mcp.types as types
+import pytest
+
+from conftest import NODE_BIN, FIXTURES, connect, text_of, wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def remote_everything(tmp_path):
+    """server-everything's own streamable HTTP transport, as a remote server."""
+    port = free_port()
+    log = open(tmp_path / "remote.log", "wb")
+    proc = subprocess.Popen([str(NODE_BIN / "mcp-server-everything"), "streamableHttp"],
+                            env={**os.environ, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
+
+    def listening():
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(listening, what="the remote server to listen")
+    yield f"http://127.0.0.1:{port}/mcp"
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+async def test_a_remote_streamable_http_upstream_relays_faithfully(make_gateway, remote_everything):
+    gw = make_gateway({"remote": {"url": remote_everything, "headers": {"X-Countersign-Test": "1"},
+                                  "trusted": True}}, policy={"allow": ["mcp__remote"]})
+    progress = []
+    sampled = {}
+
+    async def on_progress(p, total, message):
+        progress.append(p)
+
+    async def sampling(context, params):
+        sampled["prompt"] = params.messages[0].content.text
+        return types.CreateMessageResult(role="assistant", model="m",
+                                         content=types.TextContent(type="text", text="remote sampled"))
+
+    async with connect(gw, "http", "remote", sampling_callback=sampling) as client:
+        echo = await client.call_tool("echo", {"message": "over http"})
+        assert "over http" in text_of(echo)
+        done = await client.call_tool("trigger-long-running-operation", {"duration": 0.2, "steps": 2},
+                                      progress_callback=on_progress)
+        assert "completed" in text_of(done) and progress == [1, 2]
+        with anyio.fail_after(20):
+            while "trigger-sampling-request" not in {t.name for t in (await client.list_tools()).tools}:
+                await anyio.sleep(0.05)
+        result = await client.call_tool("trigger-sampling-request", {"prompt": "from afar", "maxTokens": 5})
+        assert "remote sampled" in text_of(result) and "from afar" in sampled["prompt"]
+    rec = gw.wait_audit(lambda r: r["tool"] == "echo" and r["outcome"] == "ok", "the remote call's record")[0]
+    assert rec["server"] == "remote"
+
+
+async def test_python_servers_time_and_git(make_gateway, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    venv = FIXTURES / ".venv" / "bin"
+    gw = make_gateway({
+        "time": {"command": str(venv / "mcp-server-time"), "args": ["--local-timezone", "UTC"], "trusted": True},
+        "git": {"command": str(venv / "mcp-server-git"), "args": ["--repository", str(repo)], "trusted": True},
+    }, policy={"allow": ["mcp__time__get_current_time", "mcp__git__git_status"]})
+    async with connect(gw, "http", None) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"time__get_current_time", "git__git_status"} <= names
+        now = await client.call_tool("time__get_current_time", {"timezone": "UTC"})
+        assert "UTC" in text_of(now), text_of(now)
+        status = await client.call_tool("git__git_status", {"repo_path": str(repo)})
+        assert not status.is_error, text_of(status)
