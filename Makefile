@@ -45,7 +45,8 @@ test-e2e:
 
 bench: fixtures
 	$(CARGO) build --locked --release --workspace --bins
-	$(CARGO) run --locked --release -p countersign-bench -- --gateway target/release/countersign --upstream target/release/fast-upstream
+	$(CARGO) build --locked --release -p fast-upstream -p countersign-bench
+	target/release/countersign-bench --gateway target/release/countersign --upstream target/release/fast-upstream
 
 clean:
 	$(CARGO) clean

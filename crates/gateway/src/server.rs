@@ -95,6 +95,12 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
     home.write_runtime(&RuntimeInfo { pid: std::process::id(), listen })?;
 
     let app = http_face::router(Face { shared: shared.clone(), listen });
+    // Small JSON-RPC messages must not wait for Nagle's algorithm (40 ms with delayed ACKs).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let reaper = Arc::downgrade(&shared);
     tokio::spawn(async move {

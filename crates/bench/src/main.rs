@@ -1,0 +1,204 @@
+//! `make bench`: trivial `tools/call`s to the fast rmcp upstream, direct and through the
+//! gateway (HTTP face and stdio shim), sequential and with 16 concurrent clients, all in
+//! one run so the figures are comparable on a noisy machine. Prints p50/p99 latency,
+//! throughput and the gateway's RSS. The gateway runs with its policy and audit on: each
+//! call is allowed by policy and its record committed before it is forwarded.
+
+mod clients;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use clients::{HttpClient, StdioClient};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    /// The countersign binary (a release build).
+    #[arg(long)]
+    gateway: PathBuf,
+    /// The fast-upstream binary.
+    #[arg(long)]
+    upstream: PathBuf,
+    /// Calls per sequential run (and in total per concurrent run).
+    #[arg(long, default_value_t = 5000)]
+    calls: usize,
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+struct Row {
+    name: String,
+    lat: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Row {
+    fn pct(&self, p: f64) -> Duration {
+        let mut v = self.lat.clone();
+        v.sort();
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    }
+    fn rate(&self) -> f64 {
+        self.lat.len() as f64 / self.wall.as_secs_f64()
+    }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+async fn sequential<C: clients::Caller>(name: &str, calls: usize, client: &mut C) -> Result<Row> {
+    for _ in 0..calls / 10 {
+        client.call().await?; // warm-up
+    }
+    let mut lat = Vec::with_capacity(calls);
+    let start = Instant::now();
+    for _ in 0..calls {
+        let t = Instant::now();
+        client.call().await?;
+        lat.push(t.elapsed());
+    }
+    Ok(Row { name: name.into(), lat, wall: start.elapsed() })
+}
+
+/// Runs `per_client` calls on each client at once.
+async fn concurrent<C: clients::Caller + Send + 'static>(name: &str, clients: Vec<C>, per_client: usize) -> Result<Row> {
+    let start = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(per_client);
+                for _ in 0..per_client {
+                    let t = Instant::now();
+                    c.call().await?;
+                    lat.push(t.elapsed());
+                }
+                anyhow::Ok(lat)
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    Ok(Row { name: name.into(), lat, wall: start.elapsed() })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let gateway = std::fs::canonicalize(&args.gateway).context("--gateway")?;
+    let upstream = std::fs::canonicalize(&args.upstream).context("--upstream")?;
+    let dir = tempfile::tempdir()?;
+    let home = dir.path().join("home");
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\n[servers.fast]\ncommand = {:?}\ntrusted = true\n",
+            upstream.display().to_string()
+        ),
+    )?;
+    let per_client = args.calls / args.concurrency;
+    let mut rows = Vec::new();
+
+    // Direct: the client talks to the upstream itself.
+    let mut direct = StdioClient::spawn(&upstream, &[], None).await?;
+    rows.push(sequential("direct (stdio)", args.calls, &mut direct).await?);
+    let mut many = Vec::new();
+    for _ in 0..args.concurrency {
+        many.push(StdioClient::spawn(&upstream, &[], None).await?);
+    }
+    rows.push(concurrent(&format!("direct x{}", args.concurrency), many, per_client).await?);
+
+    // The gateway, with policy and audit on.
+    let mut serve = tokio::process::Command::new(&gateway)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("COUNTERSIGN_HOME", &home)
+        .env("COUNTERSIGN_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = serve.id().unwrap_or(0);
+    let addr = wait_listen(&home, pid).await?;
+    let idle_rss = rss_kib(pid);
+    let token = cli(&gateway, &home, &["token", "create", "bench"]).await?;
+    let url = format!("http://{addr}/mcp/fast");
+
+    let mut http = HttpClient::connect(&url, &token).await?;
+    rows.push(sequential("gateway HTTP", args.calls, &mut http).await?);
+    let mut many = Vec::new();
+    for _ in 0..args.concurrency {
+        many.push(HttpClient::connect(&url, &token).await?);
+    }
+    rows.push(concurrent(&format!("gateway HTTP x{}", args.concurrency), many, per_client).await?);
+
+    let shim_args = ["connect", "fast"];
+    let mut shim = StdioClient::spawn(&gateway, &shim_args, Some(&home)).await?;
+    rows.push(sequential("gateway stdio shim", args.calls, &mut shim).await?);
+    let mut many = Vec::new();
+    for _ in 0..args.concurrency {
+        many.push(StdioClient::spawn(&gateway, &shim_args, Some(&home)).await?);
+    }
+    rows.push(concurrent(&format!("gateway shim x{}", args.concurrency), many, per_client).await?);
+    let loaded_rss = rss_kib(pid);
+
+    let exported = cli(&gateway, &home, &["audit", "export", "--format", "jsonl"]).await?;
+    let records = exported.lines().filter(|l| l.contains("\"tool\":\"echo\"")).count();
+    let _ = serve.start_kill();
+
+    print_report(&args, &rows, idle_rss, loaded_rss, records);
+    Ok(())
+}
+
+fn print_report(args: &Args, rows: &[Row], idle_rss: u64, loaded_rss: u64, records: usize) {
+    println!("\nCountersign relay benchmark: {} calls per run, {} concurrent clients", args.calls, args.concurrency);
+    println!("{:<24} {:>10} {:>10} {:>12} {:>14} {:>14}", "run", "p50 µs", "p99 µs", "calls/s", "added p50 µs", "added p99 µs");
+    let base = |concurrent: bool| rows.iter().find(|r| r.name.starts_with("direct") && r.name.contains(" x") == concurrent);
+    for r in rows {
+        let b = base(r.name.contains(" x"));
+        let (a50, a99) = match b {
+            Some(b) if !r.name.starts_with("direct") => {
+                (format!("{:.1}", us(r.pct(0.5)) - us(b.pct(0.5))), format!("{:.1}", us(r.pct(0.99)) - us(b.pct(0.99))))
+            }
+            _ => ("-".into(), "-".into()),
+        };
+        println!("{:<24} {:>10.1} {:>10.1} {:>12.0} {:>14} {:>14}", r.name, us(r.pct(0.5)), us(r.pct(0.99)), r.rate(), a50, a99);
+    }
+    println!("gateway RSS: idle {:.1} MiB, after load {:.1} MiB", idle_rss as f64 / 1024.0, loaded_rss as f64 / 1024.0);
+    println!("audit records committed for the gateway's echo calls: {records}");
+}
+
+async fn wait_listen(home: &Path, pid: u32) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(home.join("gateway.json")) {
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            if v["pid"] == pid {
+                return Ok(v["listen"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the gateway did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn cli(bin: &Path, home: &Path, args: &[&str]) -> Result<String> {
+    let out = tokio::process::Command::new(bin).args(args).env("COUNTERSIGN_HOME", home).output().await?;
+    if !out.status.success() {
+        bail!("countersign {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
