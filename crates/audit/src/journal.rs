@@ -1,6 +1,9 @@
 //! The SQLite journal and its group-commit writer.
 //!
-//! One task owns the write connection. Callers queue records; the task takes every
+//! Migrations and reads go through sqlx. Writes, which every forwarded call waits for,
+//! go through one dedicated thread that owns the write connection and a cached insert
+//! statement (rusqlite, SQLite's C API), because an sqlx round trip alone costs several
+//! times the insert. That thread Callers queue records; the task takes every
 //! record waiting at that moment, commits them in one transaction and then answers each
 //! caller, so a burst of calls costs one commit. A caller that must not go on before its
 //! record is durable (the gateway, before forwarding) awaits [`Journal::commit`].
@@ -10,7 +13,7 @@
 use crate::record::{OutcomeRecord, Record};
 use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Connection, Row, SqliteConnection, SqlitePool};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -26,6 +29,8 @@ pub enum JournalError {
     Write(String),
     #[error("audit journal writer has stopped")]
     Closed,
+    #[error("audit journal {path}: {message}")]
+    Writer { path: PathBuf, message: String },
     #[error("audit journal read failed: {0}")]
     Read(#[from] sqlx::Error),
     #[error("audit export: {0}")]
@@ -84,21 +89,31 @@ impl Journal {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(sync)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let mut writer = SqliteConnection::connect_with(&connect)
+            .busy_timeout(std::time::Duration::from_secs(5))
+            // Formatting every statement for the log costs more than the insert itself.
+            .log_statements(tracing::log::LevelFilter::Off)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, std::time::Duration::from_millis(250));
+        let mut migrator_conn = SqliteConnection::connect_with(&connect)
             .await
             .map_err(|source| JournalError::Open { path: path.to_path_buf(), source })?;
         MIGRATOR
-            .run(&mut writer)
+            .run(&mut migrator_conn)
             .await
             .map_err(|source| JournalError::Migrate { path: path.to_path_buf(), source })?;
+        let _ = migrator_conn.close().await;
         let reader = SqlitePoolOptions::new()
             .max_connections(2)
             .connect_with(connect.read_only(true))
             .await
             .map_err(|source| JournalError::Open { path: path.to_path_buf(), source })?;
+        let writer = open_writer(path, options.synchronous)
+            .map_err(|e| JournalError::Writer { path: path.to_path_buf(), message: e.to_string() })?;
         let (tx, rx) = mpsc::channel(8192);
-        tokio::spawn(write_loop(writer, rx, options.max_batch.max(1)));
+        let max_batch = options.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || write_loop(writer, rx, max_batch))
+            .map_err(|e| JournalError::Writer { path: path.to_path_buf(), message: e.to_string() })?;
         Ok(Journal { tx, reader })
     }
 
@@ -140,9 +155,26 @@ impl Journal {
     }
 }
 
-async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
+fn open_writer(path: &Path, sync: Synchronous) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", match sync {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    })?;
+    Ok(conn)
+}
+
+const INSERT_RECORD: &str = "INSERT INTO records (id, time, kind, user, device, client, client_name, \
+    client_version, session, server, tool, method, arguments, decision, rule, reason, approval, policy_version) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+const INSERT_OUTCOME: &str =
+    "INSERT INTO outcomes (record_id, time, outcome, duration_ms, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+fn write_loop(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
             match rx.try_recv() {
@@ -150,7 +182,7 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, max_
                 Err(_) => break,
             }
         }
-        let result = write_batch(&mut conn, &batch).await.map_err(|e| e.to_string());
+        let result = write_batch(&mut conn, &batch).map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, records = batch.len(), "audit journal commit failed");
         }
@@ -165,18 +197,19 @@ async fn write_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Op>, max_
     }
 }
 
-async fn write_batch(conn: &mut SqliteConnection, batch: &[Op]) -> Result<(), sqlx::Error> {
+/// Commits the batch in one transaction (a single statement commits by itself).
+fn write_batch(conn: &mut rusqlite::Connection, batch: &[Op]) -> rusqlite::Result<()> {
     if let [single] = batch {
-        return write_op(&mut *conn, single).await;
+        return write_op(conn, single);
     }
-    let mut tx = conn.begin().await?;
+    let tx = conn.transaction()?;
     for op in batch {
-        write_op(&mut *tx, op).await?;
+        write_op(&tx, op)?;
     }
-    tx.commit().await
+    tx.commit()
 }
 
-async fn write_op(conn: &mut SqliteConnection, op: &Op) -> Result<(), sqlx::Error> {
+fn write_op(conn: &rusqlite::Connection, op: &Op) -> rusqlite::Result<()> {
     match op {
         Op::Record(r, _) => {
             let kind = match r.kind {
@@ -188,41 +221,36 @@ async fn write_op(conn: &mut SqliteConnection, op: &Op) -> Result<(), sqlx::Erro
                 crate::Approval::Denied => "denied",
                 crate::Approval::Timeout => "timeout",
             });
-            sqlx::query(
-                "INSERT INTO records (id, time, kind, user, device, client, client_name, client_version, session, \
-                 server, tool, method, arguments, decision, rule, reason, approval, policy_version) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(r.id.to_string())
-            .bind(&r.time)
-            .bind(kind)
-            .bind(&r.user)
-            .bind(&r.device)
-            .bind(&r.client)
-            .bind(&r.client_name)
-            .bind(&r.client_version)
-            .bind(&r.session)
-            .bind(&r.server)
-            .bind(&r.tool)
-            .bind(&r.method)
-            .bind(r.arguments.as_ref().map(Value::to_string))
-            .bind(&r.decision)
-            .bind(&r.rule)
-            .bind(&r.reason)
-            .bind(approval)
-            .bind(&r.policy_version)
-            .execute(conn)
-            .await?;
+            let arguments = r.arguments.as_ref().map(Value::to_string);
+            conn.prepare_cached(INSERT_RECORD)?.execute(rusqlite::params![
+                r.id.to_string(),
+                r.time,
+                kind,
+                r.user,
+                r.device,
+                r.client,
+                r.client_name,
+                r.client_version,
+                r.session,
+                r.server,
+                r.tool,
+                r.method,
+                arguments,
+                r.decision,
+                r.rule,
+                r.reason,
+                approval,
+                r.policy_version,
+            ])?;
         }
         Op::Outcome(o, _) => {
-            sqlx::query("INSERT INTO outcomes (record_id, time, outcome, duration_ms, detail) VALUES (?, ?, ?, ?, ?)")
-                .bind(o.record_id.to_string())
-                .bind(&o.time)
-                .bind(o.outcome.as_str())
-                .bind(o.duration_ms)
-                .bind(&o.detail)
-                .execute(conn)
-                .await?;
+            conn.prepare_cached(INSERT_OUTCOME)?.execute(rusqlite::params![
+                o.record_id.to_string(),
+                o.time,
+                o.outcome.as_str(),
+                o.duration_ms,
+                o.detail,
+            ])?;
         }
     }
     Ok(())
