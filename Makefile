@@ -17,6 +17,7 @@ help:
 
 # Pinned third-party MCP servers and the Python MCP client (see fixtures/README.md).
 fixtures: $(FIXTURES)/.stamp-npm $(FIXTURES)/.stamp-pip
+	@command -v ps >/dev/null && command -v git >/dev/null || { apt-get update -qq && apt-get install -y -qq procps git; }
 
 $(FIXTURES)/.stamp-npm: $(FIXTURES)/package.json $(FIXTURES)/package-lock.json
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
