@@ -13,7 +13,6 @@ use crate::shared::Shared;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
@@ -132,6 +131,10 @@ async fn handle(face: Face, route: Route, req: Request<Body>) -> Response {
                 return (StatusCode::NOT_ACCEPTABLE, "GET streams are text/event-stream\n").into_response();
             }
             session.touch();
+            let resume = req.headers().get("last-event-id").and_then(|v| v.to_str().ok());
+            if let Some(events) = resume.and_then(|id| session.resume(id)) {
+                return sse_events(events);
+            }
             sse_response(session.open_get_stream(), None)
         }
         Method::DELETE => match session {
@@ -205,7 +208,7 @@ async fn post_message(
     match env.kind() {
         Kind::Request => {
             let rx = session.handle_request(env, sse).await;
-            reply(rx, sse, None).await
+            reply(&session, rx, sse, None).await
         }
         Kind::Notification => {
             session.handle_notification(env).await;
@@ -260,16 +263,16 @@ async fn initialize(face: Face, route: Route, token_name: String, env: Envelope,
         }
         Route::Single(_) => {
             let rx = session.handle_request(env, sse).await;
-            reply(rx, sse, Some(&session.id)).await
+            reply(&session, rx, sse, Some(&session.id)).await
         }
     }
 }
 
 /// The answer to one request: an SSE stream that ends after the answer, or the answer
 /// alone as JSON.
-async fn reply(mut rx: mpsc::UnboundedReceiver<String>, sse: bool, session_id: Option<&str>) -> Response {
+async fn reply(session: &Session, mut rx: mpsc::UnboundedReceiver<String>, sse: bool, session_id: Option<&str>) -> Response {
     let mut resp = if sse {
-        sse_response(rx, None)
+        sse_events(session.resumable(rx))
     } else {
         match rx.recv().await {
             Some(body) => json_response(StatusCode::OK, body),
@@ -282,11 +285,53 @@ async fn reply(mut rx: mpsc::UnboundedReceiver<String>, sse: bool, session_id: O
     resp
 }
 
+/// A resumable stream: every event carries its id; the priming event (empty data) also
+/// a retry hint. Framed here rather than with axum's `Sse`, which cannot write the empty
+/// `data:` line a priming event needs. A comment line keeps idle streams open.
+fn sse_events(rx: mpsc::UnboundedReceiver<session::StreamEvent>) -> Response {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let frame = tokio::select! {
+            event = rx.recv() => {
+                let event = event?;
+                let mut frame = format!("id: {}\n", event.id);
+                match event.data {
+                    Some(data) => {
+                        for line in data.split('\n') {
+                            frame.push_str("data: ");
+                            frame.push_str(line.trim_end_matches('\r'));
+                            frame.push('\n');
+                        }
+                    }
+                    None => frame.push_str("retry: 1000\ndata:\n"),
+                }
+                frame.push('\n');
+                frame
+            }
+            () = tokio::time::sleep(std::time::Duration::from_secs(15)) => ":\n\n".to_string(),
+        };
+        Some((Ok::<_, Infallible>(bytes::Bytes::from(frame)), rx))
+    });
+    sse_body(Body::from_stream(stream))
+}
+
+/// Messages without ids (the GET stream for server-initiated messages).
 fn sse_response(rx: mpsc::UnboundedReceiver<String>, _last_event: Option<u64>) -> Response {
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|text| (Ok::<_, Infallible>(Event::default().data(text)), rx))
+        let frame = tokio::select! {
+            text = rx.recv() => format!("data: {}\n\n", text?.replace('\n', "\ndata: ")),
+            () = tokio::time::sleep(std::time::Duration::from_secs(15)) => ":\n\n".to_string(),
+        };
+        Some((Ok::<_, Infallible>(bytes::Bytes::from(frame)), rx))
     });
-    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+    sse_body(Body::from_stream(stream))
+}
+
+fn sse_body(body: Body) -> Response {
+    let mut resp = Response::new(body);
+    let headers = resp.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("text/event-stream"));
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    resp
 }
 
 // ---- control endpoints ------------------------------------------------------------------

@@ -11,6 +11,9 @@
 
 mod aggregate;
 mod routing;
+mod streams;
+
+pub use streams::StreamEvent;
 
 pub use aggregate::split_name;
 
@@ -73,6 +76,7 @@ struct State {
     /// Which server listed a resource URI (aggregate sessions route reads by it).
     resource_owner: HashMap<String, String>,
     protocol_version: Option<String>,
+    streams: streams::Streams,
     last_seen: Option<Instant>,
 }
 

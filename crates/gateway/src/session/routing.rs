@@ -109,6 +109,14 @@ impl Session {
                 if let Some(token) = &pending.progress {
                     st.progress.remove(token);
                 }
+                if pending.method == "initialize" {
+                    // The version the upstream agreed to is the session's version.
+                    if let Some(v) = env.get("result").and_then(|r| {
+                        serde_json::from_str::<Value>(r.get()).ok()?.get("protocolVersion")?.as_str().map(str::to_string)
+                    }) {
+                        st.protocol_version = Some(v);
+                    }
+                }
                 if pending.method == "tools/list" {
                     if let Some(result) = env.get("result") {
                         learn_tools(st.tools.entry(server.to_string()).or_default(), result.get());
