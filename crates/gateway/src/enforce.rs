@@ -11,6 +11,17 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// A call on its way: what the client sent, where its answer goes, its decision record.
+struct Call {
+    env: Envelope,
+    reply: Reply,
+    record: Record,
+    server: String,
+    qualified: String,
+    id: Option<Box<serde_json::value::RawValue>>,
+    started: Instant,
+}
+
 /// Arguments larger than this are refused before anyone is asked to approve them.
 const MAX_PROMPT_ARGS_BYTES: usize = 64 * 1024;
 
@@ -95,7 +106,6 @@ impl Session {
                     );
                     return self.refuse(record, reply, id.as_deref(), Outcome::Denied, started, &text).await;
                 }
-                let timeout = Duration::from_secs(shared.config.gateway.approval_timeout_secs);
                 let prompt = Prompt {
                     id: record.id.simple().to_string(),
                     session: self.id.clone(),
@@ -106,30 +116,49 @@ impl Session {
                     arguments: arguments.clone(),
                     args_hash: args_hash(&arguments),
                     reason: verdict.reason.clone(),
-                    deadline_ms: now_ms + timeout.as_millis() as u64,
+                    deadline_ms: now_ms + shared.config.gateway.approval_timeout_secs * 1000,
                 };
-                let prompt_id = prompt.id.clone();
-                match tokio::time::timeout(timeout, shared.approver.ask(prompt)).await {
-                    Ok(Answer::Approved) => record.approval = Some(Approval::Approved),
-                    Ok(Answer::Denied) => {
-                        record.approval = Some(Approval::Denied);
-                        let text = format!("The user denied this call to `{qualified}` in Countersign; it was not run.");
-                        return self.refuse(record, reply, id.as_deref(), Outcome::Denied, started, &text).await;
-                    }
-                    Err(_) => {
-                        shared.approver.withdraw(&prompt_id);
-                        record.approval = Some(Approval::Timeout);
-                        let text = format!(
-                            "Countersign asked for approval of `{qualified}` but got no answer within {}s, so it \
-                             was not run. Try again and approve it when asked.",
-                            timeout.as_secs()
-                        );
-                        return self.refuse(record, reply, id.as_deref(), Outcome::Timeout, started, &text).await;
-                    }
-                }
+                let call = Call { env, reply, record, server, qualified, id, started };
+                tokio::spawn(async move { self.ask_then_forward(prompt, call).await });
+                return;
             }
         }
+        self.commit_and_forward(Call { env, reply, record, server, qualified, id, started }).await;
+    }
 
+    /// Waits for the person's answer (or the deadline), then forwards or refuses.
+    async fn ask_then_forward(self: Arc<Self>, prompt: Prompt, mut call: Call) {
+        let shared = self.shared.clone();
+        let timeout = Duration::from_secs(shared.config.gateway.approval_timeout_secs);
+        let prompt_id = prompt.id.clone();
+        let qualified = call.qualified.clone();
+        let (outcome, text) = match tokio::time::timeout(timeout, shared.approver.ask(prompt)).await {
+            Ok(Answer::Approved) => {
+                call.record.approval = Some(Approval::Approved);
+                return self.commit_and_forward(call).await;
+            }
+            Ok(Answer::Denied) => {
+                call.record.approval = Some(Approval::Denied);
+                (Outcome::Denied, format!("The user denied this call to `{qualified}` in Countersign; it was not run."))
+            }
+            Err(_) => {
+                shared.approver.withdraw(&prompt_id);
+                call.record.approval = Some(Approval::Timeout);
+                let text = format!(
+                    "Countersign asked for approval of `{qualified}` but got no answer within {}s, so it \
+                     was not run. Try again and approve it when asked.",
+                    timeout.as_secs()
+                );
+                (Outcome::Timeout, text)
+            }
+        };
+        self.refuse(call.record, call.reply, call.id.as_deref(), outcome, call.started, &text).await;
+    }
+
+    /// Commits the decision record, then forwards; no record, no forwarding.
+    async fn commit_and_forward(&self, call: Call) {
+        let Call { env, reply, record, server, qualified, id, started } = call;
+        let shared = self.shared.clone();
         let record_id = record.id;
         if let Err(e) = shared.journal.commit(record).await {
             tracing::error!(error = %e, "audit commit failed; refusing the call");

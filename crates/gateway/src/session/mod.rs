@@ -174,11 +174,9 @@ impl Session {
         let restart = slot.is_some();
         *slot = None;
         let config = self.shared.config.servers.get(server).ok_or_else(|| format!("unknown server `{server}`"))?;
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let link = upstream::connect(server, config, &self.shared.config.limits, events_tx)
+        let link = upstream::connect(server, config, &self.shared.config.limits, self.sink(server))
             .map_err(|e| format!("upstream server `{server}` could not start: {e}"))?;
         self.state().alive.insert(server.to_string(), true);
-        tokio::spawn(pump(self.me.clone(), server.to_string(), events_rx));
         let replay = self.state().init_params.clone();
         if let (true, Some(params)) = (restart || self.route == Route::Aggregate, replay) {
             let reply = self.handshake(server, &link, params).await?;
@@ -188,6 +186,21 @@ impl Session {
         }
         *slot = Some(link.clone());
         Ok(link)
+    }
+
+    /// Delivers one connection's events to this session, for as long as it lives, on the
+    /// connection's own reader task.
+    fn sink(&self, server: &str) -> upstream::EventSink {
+        let me = self.me.clone();
+        let server = server.to_string();
+        std::sync::Arc::new(move |event| {
+            let Some(session) = me.upgrade() else { return false };
+            match event {
+                UpstreamEvent::Message(text) => session.on_upstream_message(&server, text),
+                UpstreamEvent::Closed(reason) => session.on_upstream_closed(&server, &reason),
+            }
+            true
+        })
     }
 
     /// Runs `initialize` / `notifications/initialized` on a fresh connection on the
@@ -384,20 +397,6 @@ impl Session {
         for slot in self.links.values() {
             if let Ok(mut slot) = slot.try_lock() {
                 *slot = None;
-            }
-        }
-    }
-}
-
-/// Delivers one connection's events to its session, for as long as both live.
-async fn pump(session: Weak<Session>, server: String, mut events: mpsc::UnboundedReceiver<UpstreamEvent>) {
-    while let Some(event) = events.recv().await {
-        let Some(session) = session.upgrade() else { return };
-        match event {
-            UpstreamEvent::Message(text) => session.on_upstream_message(&server, text),
-            UpstreamEvent::Closed(reason) => {
-                session.on_upstream_closed(&server, &reason);
-                return;
             }
         }
     }

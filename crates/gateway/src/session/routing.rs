@@ -19,10 +19,8 @@ impl Session {
         let reply = Reply::Client { tx, sse };
         let method = env.method().unwrap_or_default().to_string();
         match (&self.route, method.as_str()) {
-            (_, "tools/call") => {
-                let me = self.clone();
-                tokio::spawn(async move { me.call_tool(env, reply).await });
-            }
+            // Decided inline; only a call that waits for a person runs on its own task.
+            (_, "tools/call") => self.clone().call_tool(env, reply).await,
             (Route::Single(server), _) => {
                 let server = server.clone();
                 self.forward(&server, env, reply, None).await;

@@ -4,7 +4,7 @@
 //! unprompted. Static headers come from configuration. A client's own credentials never
 //! reach this module: it sends only what the configuration names.
 
-use super::{UpstreamError, UpstreamEvent, UpstreamLink};
+use super::{EventSink, UpstreamError, UpstreamEvent, UpstreamLink};
 use crate::config::Limits;
 use crate::message::{self, Envelope, Kind};
 use futures::StreamExt;
@@ -19,7 +19,7 @@ struct Remote {
     headers: HeaderMap,
     session: Mutex<Option<String>>,
     protocol: Mutex<Option<String>>,
-    events: mpsc::UnboundedSender<UpstreamEvent>,
+    events: EventSink,
     max_event: usize,
 }
 
@@ -28,7 +28,7 @@ pub(super) fn open(
     url: &str,
     headers: &BTreeMap<String, String>,
     limits: &Limits,
-    events: mpsc::UnboundedSender<UpstreamEvent>,
+    events: EventSink,
 ) -> Result<UpstreamLink, UpstreamError> {
     let bad = |message: String| UpstreamError::Http { url: url.to_string(), message };
     let mut map = HeaderMap::new();
@@ -61,7 +61,7 @@ pub(super) fn open(
             }
         }
         worker.close().await;
-        let _ = worker.events.send(UpstreamEvent::Closed("the gateway closed it".into()));
+        (worker.events)(UpstreamEvent::Closed("the gateway closed it".into()));
     });
     Ok(UpstreamLink { tx, _guard: Arc::new(()) })
 }
@@ -87,7 +87,7 @@ impl Remote {
         let fail = |why: String| {
             if let (true, Some(env)) = (is_request, env.as_ref()) {
                 let reply = message::error_response(env.id(), message::code::UPSTREAM_ERROR, &why);
-                let _ = self.events.send(UpstreamEvent::Message(reply));
+                (self.events)(UpstreamEvent::Message(reply));
             }
             why
         };
@@ -149,7 +149,7 @@ impl Remote {
                     }
                 }
             }
-            let _ = self.events.send(UpstreamEvent::Message(text));
+            (self.events)(UpstreamEvent::Message(text));
         }
     }
 

@@ -44,13 +44,16 @@ impl UpstreamLink {
     }
 }
 
-/// Opens a connection to `server`; events arrive on `events` tagged with nothing: the
-/// caller gives each connection its own channel.
+/// Where a connection reports what arrives. Called on the connection's reader task, in
+/// order; it must not block. Returns false once nobody listens any more.
+pub type EventSink = std::sync::Arc<dyn Fn(UpstreamEvent) -> bool + Send + Sync>;
+
+/// Opens a connection to `server`; its events go to `events`, one sink per connection.
 pub fn connect(
     name: &str,
     server: &ServerConfig,
     limits: &Limits,
-    events: mpsc::UnboundedSender<UpstreamEvent>,
+    events: EventSink,
 ) -> Result<UpstreamLink, UpstreamError> {
     match &server.transport {
         Transport::Stdio { command, args, env, cwd } => {

@@ -3,7 +3,7 @@
 //! dropping the link. The child runs in its own process group so that helpers it starts
 //! (`npx` starts `node`) end with it, and it is always waited for: no zombies.
 
-use super::{UpstreamError, UpstreamEvent, UpstreamLink};
+use super::{EventSink, UpstreamError, UpstreamEvent, UpstreamLink};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,7 +32,7 @@ pub(super) fn spawn(
     env: &BTreeMap<String, String>,
     cwd: Option<&Path>,
     max_line: usize,
-    events: mpsc::UnboundedSender<UpstreamEvent>,
+    events: EventSink,
 ) -> Result<UpstreamLink, UpstreamError> {
     let mut cmd = Command::new(command);
     cmd.args(args)
@@ -76,7 +76,7 @@ pub(super) fn spawn(
         while let Some(line) = lines.next().await {
             match line {
                 Ok(line) if line.trim_start().starts_with('{') => {
-                    if reader_events.send(UpstreamEvent::Message(line)).is_err() {
+                    if !reader_events(UpstreamEvent::Message(line)) {
                         break;
                     }
                 }
@@ -136,7 +136,7 @@ pub(super) fn spawn(
         // Deliver what it wrote before it went, then report the end.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;
         tracing::info!(server, pid, "upstream ended: {reason}");
-        let _ = events.send(UpstreamEvent::Closed(reason));
+        events(UpstreamEvent::Closed(reason));
     });
 
     Ok(UpstreamLink { tx, _guard: Arc::new(KillOnDrop(Some(kill_tx))) })
