@@ -172,12 +172,17 @@ const INSERT_RECORD: &str = "INSERT INTO records (id, time, kind, user, device, 
 const INSERT_OUTCOME: &str =
     "INSERT INTO outcomes (record_id, time, outcome, duration_ms, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
 
-/// How long the writer polls for more work before it parks. Waking a parked thread
-/// costs tens of microseconds on a loaded machine; a short poll after each commit keeps
-/// a busy gateway's commits off that path while an idle one still sleeps.
+/// How long the writer polls for more work before it parks, after committing a lone
+/// record. Waking a parked thread costs tens of microseconds; a short poll keeps a
+/// steady trickle of calls off that path. After a group commit it parks at once: under
+/// load the wake-up is shared by the whole next group, and polling would take CPU the
+/// gateway needs.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
-fn next_op(rx: &mut mpsc::Receiver<Op>) -> Option<Op> {
+fn next_op(rx: &mut mpsc::Receiver<Op>, poll: bool) -> Option<Op> {
+    if !poll {
+        return rx.blocking_recv();
+    }
     let until = std::time::Instant::now() + SPIN;
     while std::time::Instant::now() < until {
         match rx.try_recv() {
@@ -191,7 +196,8 @@ fn next_op(rx: &mut mpsc::Receiver<Op>) -> Option<Op> {
 
 fn write_loop(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = next_op(&mut rx) {
+    let mut lone = false;
+    while let Some(first) = next_op(&mut rx, lone) {
         batch.push(first);
         while batch.len() < max_batch {
             match rx.try_recv() {
@@ -199,6 +205,7 @@ fn write_loop(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Op>, max_ba
                 Err(_) => break,
             }
         }
+        lone = batch.len() == 1;
         let result = write_batch(&mut conn, &batch).map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, records = batch.len(), "audit journal commit failed");
