@@ -198,20 +198,20 @@ def files(tmp_path) -> Path:
 
 
 @asynccontextmanager
-async def connect(gw: Gateway, face: str, server: str | None, **kwargs):
+async def connect(gw: Gateway, face: str, server: str | None, mode: str = "legacy", **kwargs):
     """An MCP client session through the HTTP face or the stdio shim."""
     if face == "http":
         http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {gw.token}"},
                                   timeout=httpx2.Timeout(60.0, read=120.0))
         async with http:
-            async with Client(streamable_http_client(gw.url(server), http_client=http), mode="legacy",
+            async with Client(streamable_http_client(gw.url(server), http_client=http), mode=mode,
                               **kwargs) as client:
                 yield client
     else:
         assert server is not None, "the shim serves one server"
         params = StdioServerParameters(command=str(BIN), args=["connect", server],
                                        env={"COUNTERSIGN_HOME": str(gw.home), "PATH": os.environ["PATH"]})
-        async with Client(params, mode="legacy", **kwargs) as client:
+        async with Client(params, mode=mode, **kwargs) as client:
             yield client
 
 

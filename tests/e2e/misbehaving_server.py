@@ -5,6 +5,7 @@ No real server misbehaves on demand, so this one is hand-written: it answers
   junk      write non-JSON lines first, then answer properly
   hugeline  write one line of 100 MB
   die       exit without answering
+  hang      never answer
 Every start is appended to the file named by the second argument, so tests can count
 restarts."""
 
@@ -45,5 +46,7 @@ for line in sys.stdin:
             sys.stdout.flush()
         elif mode == "die":
             os._exit(3)
+        elif mode == "hang":
+            pass
     elif mid is not None:
         send({"jsonrpc": "2.0", "id": mid, "result": {}})

@@ -235,3 +235,26 @@ async def test_audit_export_has_the_contract_fields(make_gateway, files):
         assert field in rec, field
     assert rec["policy_version"].startswith("sha256:")
     assert rec["client_name"] and rec["duration_ms"] >= 0
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_a_default_client_falls_back_from_stateless_discovery(make_gateway, files, face):
+    """The SDK's default mode probes 2026-07-28 `server/discover` first; the gateway
+    answers that it uses the handshake, and the client falls back to initialize."""
+    gw = make_gateway({"fs": fs_server(files)})
+    async with connect(gw, face, "fs", mode="auto") as client:
+        assert client.protocol_version == "2025-11-25"
+        result = await client.call_tool("read_text_file", {"path": str(files / "hello.txt")})
+        assert "hello from countersign" in text_of(result)
+
+
+async def test_a_hanging_upstream_hits_the_request_time_limit(make_gateway, tmp_path):
+    from conftest import python_server
+
+    gw = make_gateway({"hang": {**python_server("misbehaving_server.py", "hang", str(tmp_path / "s")),
+                                "trusted": True}}, limits={"request_timeout_secs": 1})
+    async with connect(gw, "http", "hang") as client:
+        with pytest.raises(MCPError, match="did not answer within 1s"):
+            await client.call_tool("poke", {})
+    rec = gw.wait_audit(lambda r: r["tool"] == "poke" and r["outcome"], "the timed-out call's outcome")[0]
+    assert rec["outcome"] == "error" and "within 1s" in rec["detail"]
