@@ -21,12 +21,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def remote_everything(tmp_path):
-    """server-everything's own streamable HTTP transport, as a remote server."""
+def start_remote(tmp_path, transport):
+    """server-everything on one of its HTTP transports, as a remote server."""
     port = free_port()
-    log = open(tmp_path / "remote.log", "wb")
-    proc = subprocess.Popen([str(NODE_BIN / "mcp-server-everything"), "streamableHttp"],
+    log = open(tmp_path / f"remote-{transport}.log", "wb")
+    proc = subprocess.Popen([str(NODE_BIN / "mcp-server-everything"), transport],
                             env={**os.environ, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
 
     def listening():
@@ -34,10 +33,41 @@ def remote_everything(tmp_path):
             return s.connect_ex(("127.0.0.1", port)) == 0
 
     wait_for(listening, what="the remote server to listen")
+    return proc, log, port
+
+
+@pytest.fixture
+def remote_everything(tmp_path):
+    proc, log, port = start_remote(tmp_path, "streamableHttp")
     yield f"http://127.0.0.1:{port}/mcp"
     proc.terminate()
     proc.wait(10)
     log.close()
+
+
+@pytest.fixture
+def legacy_everything(tmp_path):
+    proc, log, port = start_remote(tmp_path, "sse")
+    yield f"http://127.0.0.1:{port}/sse"
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+async def test_a_legacy_sse_upstream_is_reached_by_fallback(make_gateway, legacy_everything):
+    gw = make_gateway({"old": {"url": legacy_everything, "trusted": True}}, policy={"allow": ["mcp__old"]})
+    progress = []
+
+    async def on_progress(p, total, message):
+        progress.append(p)
+
+    async with connect(gw, "http", "old") as client:
+        echo = await client.call_tool("echo", {"message": "from 2024"})
+        assert "from 2024" in text_of(echo)
+        done = await client.call_tool("trigger-long-running-operation", {"duration": 0.2, "steps": 2},
+                                      progress_callback=on_progress)
+        assert "completed" in text_of(done) and progress == [1, 2]
+    assert "legacy HTTP+SSE transport" in gw.log_path.read_text()
 
 
 async def test_a_remote_streamable_http_upstream_relays_faithfully(make_gateway, remote_everything):

@@ -1,7 +1,10 @@
 //! A remote MCP server over streamable HTTP (2025-06-18 and later): each message is a
 //! POST; answers come back as JSON or as an SSE stream; the session id the server
 //! assigns is sent on every later request; a GET stream carries what the server sends
-//! unprompted. Static headers come from configuration. A client's own credentials never
+//! unprompted. A server that refuses the POSTed `initialize` (400, 404, 405) is tried
+//! with the 2024-11-05 HTTP+SSE transport instead: a GET stream that names, in its
+//! `endpoint` event, a same-origin URL to POST messages to. Static headers come from
+//! configuration. A client's own credentials never
 //! reach this module: it sends only what the configuration names.
 
 use super::{EventSink, UpstreamError, UpstreamEvent, UpstreamLink};
@@ -21,6 +24,9 @@ struct Remote {
     protocol: Mutex<Option<String>>,
     events: EventSink,
     max_event: usize,
+    /// Set once the server turned out to speak the legacy HTTP+SSE transport: where to POST.
+    legacy: Mutex<Option<reqwest::Url>>,
+    legacy_stream: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 pub(super) fn open(
@@ -50,6 +56,8 @@ pub(super) fn open(
         protocol: Mutex::new(None),
         events,
         max_event: limits.max_line_bytes,
+        legacy: Mutex::new(None),
+        legacy_stream: Mutex::new(None),
     });
     let (tx, mut rx) = mpsc::channel::<String>(256);
     let server = name.to_string();
@@ -91,6 +99,11 @@ impl Remote {
             }
             why
         };
+        let legacy = self.legacy.lock().ok().and_then(|l| l.clone());
+        if let Some(endpoint) = legacy {
+            return self.post_legacy(endpoint, text).await.map_err(fail);
+        }
+        let is_initialize = env.as_ref().and_then(Envelope::method) == Some("initialize");
         let resp = self
             .request(reqwest::Method::POST)
             .header(ACCEPT, "application/json, text/event-stream")
@@ -105,6 +118,14 @@ impl Remote {
             }
         }
         let status = resp.status();
+        if is_initialize && matches!(status.as_u16(), 400 | 404 | 405) {
+            return match self.open_legacy().await {
+                Ok(endpoint) => self.post_legacy(endpoint, text).await.map_err(fail),
+                Err(why) => Err(fail(format!(
+                    "the remote server refused streamable HTTP (HTTP {status}) and legacy SSE: {why}"
+                ))),
+            };
+        }
         if status == reqwest::StatusCode::ACCEPTED {
             if is_initialized {
                 let me = self.clone();
@@ -184,7 +205,80 @@ impl Remote {
         }
     }
 
+    /// Opens the legacy SSE stream and waits for its `endpoint` event; the stream then
+    /// keeps delivering the server's messages.
+    async fn open_legacy(self: &Arc<Self>) -> Result<reqwest::Url, String> {
+        let resp = self
+            .client
+            .get(&self.url)
+            .headers(self.headers.clone())
+            .header(ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| without_url(e))?;
+        if !resp.status().is_success() {
+            return Err(format!("GET answered HTTP {}", resp.status()));
+        }
+        let base = reqwest::Url::parse(&self.url).map_err(|e| e.to_string())?;
+        let mut stream = sse_stream::SseStream::from_bytes_stream(resp.bytes_stream());
+        let first = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while let Some(item) = stream.next().await {
+                let event = item.map_err(|e| e.to_string())?;
+                if event.event.as_deref() == Some("endpoint") {
+                    return Ok(event.data.unwrap_or_default());
+                }
+            }
+            Err("the stream ended before naming an endpoint".to_string())
+        })
+        .await
+        .map_err(|_| "no endpoint event within 10s".to_string())??;
+        let endpoint = base.join(first.trim()).map_err(|e| format!("bad endpoint: {e}"))?;
+        if endpoint.origin() != base.origin() {
+            return Err("the endpoint is on another origin; refused".into());
+        }
+        let me = self.clone();
+        let relay = tokio::spawn(async move {
+            while let Some(Ok(event)) = stream.next().await {
+                if matches!(event.event.as_deref(), None | Some("message")) {
+                    if let Some(data) = event.data.filter(|d| !d.is_empty() && d.len() <= me.max_event) {
+                        me.deliver(data);
+                    }
+                }
+            }
+            (me.events)(UpstreamEvent::Closed("the legacy SSE stream ended".into()));
+        });
+        if let Ok(mut l) = self.legacy_stream.lock() {
+            *l = Some(relay);
+        }
+        if let Ok(mut l) = self.legacy.lock() {
+            *l = Some(endpoint.clone());
+        }
+        tracing::info!("remote server speaks the legacy HTTP+SSE transport");
+        Ok(endpoint)
+    }
+
+    /// One message to a legacy server; its answer arrives on the SSE stream.
+    async fn post_legacy(&self, endpoint: reqwest::Url, text: &str) -> Result<(), String> {
+        let resp = self
+            .client
+            .post(endpoint)
+            .headers(self.headers.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(text.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the remote server: {}", without_url(e)))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("the remote server answered HTTP {}", resp.status()))
+        }
+    }
+
     async fn close(&self) {
+        if let Some(relay) = self.legacy_stream.lock().ok().and_then(|mut l| l.take()) {
+            relay.abort();
+        }
         if self.session.lock().ok().and_then(|s| s.clone()).is_some() {
             let _ = self.request(reqwest::Method::DELETE).send().await;
         }
