@@ -11,8 +11,10 @@ use tokio::sync::mpsc;
 
 /// Most events kept for one stream.
 const EVENTS_PER_STREAM: usize = 1024;
+/// Most bytes kept for one stream (older events go first; the newest is always kept).
+const BYTES_PER_STREAM: usize = 4 * 1024 * 1024;
 /// Finished streams kept for late resumption.
-const FINISHED_KEPT: usize = 64;
+const FINISHED_KEPT: usize = 16;
 
 /// One event on a client connection: its id (`<stream>-<seq>`) and its data.
 #[derive(Debug, Clone)]
@@ -24,7 +26,8 @@ pub struct StreamEvent {
 
 #[derive(Default)]
 pub(super) struct StreamLog {
-    events: Vec<String>,
+    events: VecDeque<String>,
+    bytes: usize,
     /// How many events fell off the front of `events`.
     dropped: usize,
     done: bool,
@@ -74,11 +77,14 @@ impl Session {
                 let Some(session) = me.upgrade() else { return };
                 let mut st = session.state();
                 let Some(log) = st.streams.logs.get_mut(&stream) else { return };
-                if log.events.len() >= EVENTS_PER_STREAM {
-                    log.events.remove(0);
-                    log.dropped += 1;
+                log.bytes += text.len();
+                log.events.push_back(text.clone());
+                while log.events.len() > 1 && (log.events.len() > EVENTS_PER_STREAM || log.bytes > BYTES_PER_STREAM) {
+                    if let Some(old) = log.events.pop_front() {
+                        log.bytes -= old.len();
+                        log.dropped += 1;
+                    }
                 }
-                log.events.push(text.clone());
                 let seq = log.dropped + log.events.len();
                 if let Some(live) = &log.live {
                     if live.send(StreamEvent { id: event_id(stream, seq), data: Some(text) }).is_err() {
