@@ -54,7 +54,7 @@ def session(gw, token=True):
 
 @pytest.fixture
 def gw(make_gateway, files):
-    return make_gateway({"fs": fs_server(files)})
+    return make_gateway({"fs": fs_server(files)}, policy={"ask": ["mcp__fs__write_file"]})
 
 
 def test_sec_01_foreign_host_and_origin_are_refused_and_audited(gw):
@@ -156,6 +156,17 @@ def test_sec_07_malformed_and_oversized_messages_are_refused(gw):
     big = '{"jsonrpc":"2.0","id":5,"method":"x","params":{"s":"' + "a" * (50 * 1024 * 1024) + '"}}'
     resp, payload = post(gw, "/mcp/fs", big, headers=h, raw=True)
     assert resp.status == 413 and "limit" in rpc_error(payload)["message"]
+    # A request id already in flight is refused, not answered twice.
+    slow = {"jsonrpc": "2.0", "id": 77, "method": "tools/call",
+            "params": {"name": "write_file", "arguments": {"path": "/nope/x", "content": "x"}}}
+    import threading
+    first = threading.Thread(target=post, args=(gw, "/mcp/fs", slow), kwargs={"headers": h})
+    first.start()  # waits for an approval that never comes (the prompt stays pending)
+    wait_for(lambda: gw.status()["approvals"], what="the first call to wait for approval")
+    resp, payload = post(gw, "/mcp/fs", slow, headers=h)
+    assert resp.status == 200 and "already in flight" in rpc_error(payload)["message"]
+    gw.cli("deny", gw.status()["approvals"][0]["id"])
+    first.join(10)
     # An answer to a request nobody made is absorbed.
     resp, _ = post(gw, "/mcp/fs", {"jsonrpc": "2.0", "id": 999, "result": {}}, headers=h)
     assert resp.status == 202

@@ -41,9 +41,30 @@ pub enum Route {
 pub(crate) enum Reply {
     /// To the client, on the stream of the request that asked. `sse` streams also carry
     /// the request's progress and related server messages.
-    Client { tx: mpsc::UnboundedSender<String>, sse: bool },
+    Client { tx: mpsc::UnboundedSender<String>, sse: bool, _in_flight: Option<InFlight> },
     /// To the gateway itself (its own `tools/list`, a replayed `initialize`).
     Internal(oneshot::Sender<Envelope>),
+}
+
+/// Holds a client request id as in flight until the request's reply is dropped (answered
+/// or abandoned). Its own lock, never the session state's, so dropping it is always safe.
+pub(crate) struct InFlight {
+    ids: Arc<Mutex<std::collections::HashSet<String>>>,
+    id: String,
+}
+
+impl InFlight {
+    /// Claims `id`; `None` when a request with that id is already in flight.
+    fn claim(ids: &Arc<Mutex<std::collections::HashSet<String>>>, id: &str) -> Option<InFlight> {
+        let mut set = ids.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(id.to_string()).then(|| InFlight { ids: ids.clone(), id: id.to_string() })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
 }
 
 pub(crate) struct Pending {
@@ -89,6 +110,7 @@ pub struct Session {
     pub(crate) shared: Arc<Shared>,
     state: Mutex<State>,
     links: HashMap<String, tokio::sync::Mutex<Option<UpstreamLink>>>,
+    in_flight: Arc<Mutex<std::collections::HashSet<String>>>,
     me: Weak<Session>,
 }
 
@@ -105,6 +127,7 @@ impl Session {
             shared,
             state: Mutex::new(State { last_seen: Some(Instant::now()), ..State::default() }),
             links: servers.into_iter().map(|s| (s, tokio::sync::Mutex::new(None))).collect(),
+            in_flight: Arc::default(),
             me: me.clone(),
         })
     }
@@ -369,7 +392,7 @@ impl Session {
             .pending
             .iter()
             .filter_map(|(id, p)| match &p.reply {
-                Reply::Client { tx, sse: true } if !tx.is_closed() => Some((*id, tx)),
+                Reply::Client { tx, sse: true, .. } if !tx.is_closed() => Some((*id, tx)),
                 _ => None,
             })
             .max_by_key(|(id, _)| *id);

@@ -1,7 +1,7 @@
 //! Messages crossing a session: client requests in, upstream answers and upstream-made
 //! messages out, each with its id or token mapped back to the side it came from.
 
-use super::{outcome, Pending, Reply, Route, Session};
+use super::{outcome, InFlight, Pending, Reply, Route, Session};
 use crate::message::{self, Envelope, Kind};
 use countersign_audit::Outcome;
 use countersign_policy::ToolHints;
@@ -16,7 +16,13 @@ impl Session {
     pub async fn handle_request(self: &Arc<Self>, env: Envelope, sse: bool) -> mpsc::UnboundedReceiver<String> {
         self.touch();
         let (tx, rx) = mpsc::unbounded_channel();
-        let reply = Reply::Client { tx, sse };
+        let claim = env.id().map(|id| (id, InFlight::claim(&self.in_flight, id.get())));
+        if let Some((id, None)) = claim {
+            let msg = format!("request id {} is already in flight in this session", id.get());
+            let _ = tx.send(message::error_response(Some(id), message::code::INVALID_REQUEST, &msg));
+            return rx;
+        }
+        let reply = Reply::Client { tx, sse, _in_flight: claim.and_then(|(_, c)| c) };
         let method = env.method().unwrap_or_default().to_string();
         match (&self.route, method.as_str()) {
             // Decided inline; only a call that waits for a person runs on its own task.
@@ -142,7 +148,7 @@ impl Session {
                     env.set_params(&params);
                     let text = env.to_json();
                     match st.pending.get(&owner).map(|p| &p.reply) {
-                        Some(Reply::Client { tx, sse: true }) => {
+                        Some(Reply::Client { tx, sse: true, .. }) => {
                             let _ = tx.send(text);
                         }
                         _ => self.to_client(&mut st, text),
