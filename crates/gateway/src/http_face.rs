@@ -207,8 +207,7 @@ async fn post_message(
     };
     match env.kind() {
         Kind::Request => {
-            let rx = session.handle_request(env, sse).await;
-            reply(&session, rx, sse, None).await
+            reply(session.handle_request(env, sse).await, None).await
         }
         Kind::Notification => {
             session.handle_notification(env).await;
@@ -262,22 +261,20 @@ async fn initialize(face: Face, route: Route, token_name: String, env: Envelope,
             resp
         }
         Route::Single(_) => {
-            let rx = session.handle_request(env, sse).await;
-            reply(&session, rx, sse, Some(&session.id)).await
+            reply(session.handle_request(env, sse).await, Some(&session.id)).await
         }
     }
 }
 
 /// The answer to one request: an SSE stream that ends after the answer, or the answer
 /// alone as JSON.
-async fn reply(session: &Session, mut rx: mpsc::UnboundedReceiver<String>, sse: bool, session_id: Option<&str>) -> Response {
-    let mut resp = if sse {
-        sse_events(session.resumable(rx))
-    } else {
-        match rx.recv().await {
+async fn reply(answer: session::Answer, session_id: Option<&str>) -> Response {
+    let mut resp = match answer {
+        session::Answer::Stream(events) => sse_events(events),
+        session::Answer::Json(mut rx) => match rx.recv().await {
             Some(body) => json_response(StatusCode::OK, body),
             None => rpc_error(StatusCode::OK, None, code::INTERNAL_ERROR, "the request ended without an answer"),
-        }
+        },
     };
     if let Some(v) = session_id.and_then(|id| HeaderValue::from_str(id).ok()) {
         resp.headers_mut().insert("mcp-session-id", v);

@@ -31,12 +31,9 @@ impl Shared {
 
     /// Queues an outcome; the writer commits it with the next group.
     pub fn outcome(&self, outcome: OutcomeRecord) {
-        let journal = self.journal.clone();
-        tokio::spawn(async move {
-            if let Err(e) = journal.append_outcome(outcome).await {
-                tracing::error!(error = %e, "could not queue an audit outcome");
-            }
-        });
+        if let Err(e) = self.journal.queue_outcome(outcome) {
+            tracing::error!(error = %e, "could not queue an audit outcome");
+        }
     }
 
     pub fn session(&self, id: &str) -> Option<Arc<Session>> {

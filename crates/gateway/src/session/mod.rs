@@ -15,6 +15,32 @@ mod streams;
 
 pub use streams::StreamEvent;
 
+/// What a client request gets back: the answer alone (JSON) or a resumable event stream.
+pub enum Answer {
+    Json(mpsc::UnboundedReceiver<String>),
+    Stream(mpsc::UnboundedReceiver<StreamEvent>),
+}
+
+/// Where the messages for one client request go.
+pub(crate) enum ClientTx {
+    /// The answer alone, as a JSON body.
+    Json(mpsc::UnboundedSender<String>),
+    /// A logged SSE stream that also carries the request's progress and related messages.
+    Stream(streams::StreamSink),
+}
+
+impl ClientTx {
+    pub(crate) fn send(&self, text: String) -> bool {
+        match self {
+            ClientTx::Json(tx) => tx.send(text).is_ok(),
+            ClientTx::Stream(sink) => {
+                sink.send(text);
+                true
+            }
+        }
+    }
+}
+
 pub use aggregate::split_name;
 
 use crate::message::{self, code, Envelope};
@@ -39,9 +65,8 @@ pub enum Route {
 
 /// Where an upstream's answer goes.
 pub(crate) enum Reply {
-    /// To the client, on the stream of the request that asked. `sse` streams also carry
-    /// the request's progress and related server messages.
-    Client { tx: mpsc::UnboundedSender<String>, sse: bool, _in_flight: Option<InFlight> },
+    /// To the client, on the stream (or body) of the request that asked.
+    Client { tx: ClientTx, _in_flight: Option<InFlight> },
     /// To the gateway itself (its own `tools/list`, a replayed `initialize`).
     Internal(oneshot::Sender<Envelope>),
 }
@@ -392,7 +417,7 @@ impl Session {
             .pending
             .iter()
             .filter_map(|(id, p)| match &p.reply {
-                Reply::Client { tx, sse: true, .. } if !tx.is_closed() => Some((*id, tx)),
+                Reply::Client { tx: tx @ ClientTx::Stream(_), .. } => Some((*id, tx)),
                 _ => None,
             })
             .max_by_key(|(id, _)| *id);

@@ -1,7 +1,7 @@
 //! Messages crossing a session: client requests in, upstream answers and upstream-made
 //! messages out, each with its id or token mapped back to the side it came from.
 
-use super::{outcome, InFlight, Pending, Reply, Route, Session};
+use super::{outcome, Answer, ClientTx, InFlight, Pending, Reply, Route, Session};
 use crate::message::{self, Envelope, Kind};
 use countersign_audit::Outcome;
 use countersign_policy::ToolHints;
@@ -13,16 +13,23 @@ use tokio::sync::mpsc;
 impl Session {
     /// Takes one client request. Returns the stream its answer (and, for SSE, its
     /// progress and related server messages) arrives on; the stream ends after the answer.
-    pub async fn handle_request(self: &Arc<Self>, env: Envelope, sse: bool) -> mpsc::UnboundedReceiver<String> {
+    pub async fn handle_request(self: &Arc<Self>, env: Envelope, sse: bool) -> Answer {
         self.touch();
-        let (tx, rx) = mpsc::unbounded_channel();
         let claim = env.id().map(|id| (id, InFlight::claim(&self.in_flight, id.get())));
         if let Some((id, None)) = claim {
+            let (tx, rx) = mpsc::unbounded_channel();
             let msg = format!("request id {} is already in flight in this session", id.get());
             let _ = tx.send(message::error_response(Some(id), message::code::INVALID_REQUEST, &msg));
-            return rx;
+            return Answer::Json(rx);
         }
-        let reply = Reply::Client { tx, sse, _in_flight: claim.and_then(|(_, c)| c) };
+        let (tx, answer) = if sse {
+            let (sink, events) = self.open_stream();
+            (ClientTx::Stream(sink), Answer::Stream(events))
+        } else {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (ClientTx::Json(tx), Answer::Json(rx))
+        };
+        let reply = Reply::Client { tx, _in_flight: claim.and_then(|(_, c)| c) };
         let method = env.method().unwrap_or_default().to_string();
         match (&self.route, method.as_str()) {
             // Decided inline; only a call that waits for a person runs on its own task.
@@ -33,7 +40,7 @@ impl Session {
             }
             (Route::Aggregate, _) => self.aggregate_request(env, reply).await,
         }
-        rx
+        answer
     }
 
     /// Takes one client notification.
@@ -148,8 +155,8 @@ impl Session {
                     env.set_params(&params);
                     let text = env.to_json();
                     match st.pending.get(&owner).map(|p| &p.reply) {
-                        Some(Reply::Client { tx, sse: true, .. }) => {
-                            let _ = tx.send(text);
+                        Some(Reply::Client { tx: tx @ ClientTx::Stream(_), .. }) => {
+                            tx.send(text);
                         }
                         _ => self.to_client(&mut st, text),
                     }

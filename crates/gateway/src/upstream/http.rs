@@ -71,7 +71,7 @@ pub(super) fn open(
         worker.close().await;
         (worker.events)(UpstreamEvent::Closed("the gateway closed it".into()));
     });
-    Ok(UpstreamLink { tx, _guard: Arc::new(()) })
+    Ok(UpstreamLink { writer: super::Writer::Channel(tx), _guard: Arc::new(()) })
 }
 
 impl Remote {

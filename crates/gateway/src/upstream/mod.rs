@@ -27,20 +27,35 @@ pub enum UpstreamError {
     Http { url: String, message: String },
 }
 
+/// How a connection takes outgoing messages.
+#[derive(Clone)]
+enum Writer {
+    /// Through the connection's own task (remote servers: one request at a time).
+    Channel(mpsc::Sender<String>),
+    /// Straight into a child's stdin from the sending task: no hand-off on the hot path.
+    Pipe(std::sync::Arc<tokio::sync::Mutex<tokio::process::ChildStdin>>),
+}
+
 /// The sending half of a connection.
 #[derive(Clone)]
 pub struct UpstreamLink {
-    tx: mpsc::Sender<String>,
+    writer: Writer,
     _guard: std::sync::Arc<dyn Send + Sync>,
 }
 
 impl UpstreamLink {
     pub async fn send(&self, message: String) -> Result<(), UpstreamError> {
-        self.tx.send(message).await.map_err(|_| UpstreamError::Closed)
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        match &self.writer {
+            Writer::Channel(tx) => tx.send(message).await.map_err(|_| UpstreamError::Closed),
+            Writer::Pipe(stdin) => {
+                use tokio::io::AsyncWriteExt;
+                let mut line = message.into_bytes();
+                line.push(b'\n');
+                let mut stdin = stdin.lock().await;
+                stdin.write_all(&line).await.map_err(|_| UpstreamError::Closed)?;
+                stdin.flush().await.map_err(|_| UpstreamError::Closed)
+            }
+        }
     }
 }
 

@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
 /// Ends the process when the last link is dropped.
@@ -48,25 +47,14 @@ pub(super) fn spawn(
     cmd.process_group(0);
     let mut child = cmd.spawn().map_err(|source| UpstreamError::Spawn { command: command.to_string(), source })?;
     let pid = child.id();
-    let (Some(mut stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         return Err(UpstreamError::Spawn { command: command.into(), source: std::io::Error::other("no pipes") });
     };
     tracing::info!(server = name, pid, "started upstream `{command}`");
 
-    let (tx, mut rx) = mpsc::channel::<String>(256);
     let (kill_tx, kill_rx) = oneshot::channel::<()>();
     let (fatal_tx, fatal_rx) = oneshot::channel::<String>();
-
-    tokio::spawn(async move {
-        while let Some(line) = rx.recv().await {
-            let mut buf = line.into_bytes();
-            buf.push(b'\n');
-            if stdin.write_all(&buf).await.is_err() || stdin.flush().await.is_err() {
-                break;
-            }
-        }
-    });
 
     let reader_events = events.clone();
     let server = name.to_string();
@@ -139,7 +127,10 @@ pub(super) fn spawn(
         events(UpstreamEvent::Closed(reason));
     });
 
-    Ok(UpstreamLink { tx, _guard: Arc::new(KillOnDrop(Some(kill_tx))) })
+    Ok(UpstreamLink {
+        writer: super::Writer::Pipe(Arc::new(tokio::sync::Mutex::new(stdin))),
+        _guard: Arc::new(KillOnDrop(Some(kill_tx))),
+    })
 }
 
 async fn kill_group(pid: Option<u32>, child: &mut tokio::process::Child) {
