@@ -94,8 +94,37 @@ async fn concurrent<C: clients::Caller + Send + 'static>(name: &str, clients: Ve
     Ok(Row { name: name.into(), lat, wall: start.elapsed() })
 }
 
+/// The least any relay can add: a process that copies lines both ways between its
+/// stdio and the upstream's, with blocking I/O and nothing else.
+fn pipe_relay(upstream: &str) -> Result<()> {
+    use std::io::{BufRead, Write};
+    let mut child = std::process::Command::new(upstream)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut to_child = child.stdin.take().context("stdin")?;
+    let from_child = child.stdout.take().context("stdout")?;
+    std::thread::spawn(move || {
+        let mut out = std::io::stdout().lock();
+        for line in std::io::BufReader::new(from_child).lines().map_while(Result::ok) {
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+        writeln!(to_child, "{line}")?;
+        to_child.flush()?;
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some("pipe-relay") {
+        return pipe_relay(raw.get(2).context("pipe-relay UPSTREAM")?);
+    }
     let args = Args::parse();
     let gateway = std::fs::canonicalize(&args.gateway).context("--gateway")?;
     let upstream = std::fs::canonicalize(&args.upstream).context("--upstream")?;
@@ -120,6 +149,12 @@ async fn main() -> Result<()> {
         many.push(StdioClient::spawn(&upstream, &[], None).await?);
     }
     rows.push(concurrent(&format!("direct x{}", args.concurrency), many, per_client).await?);
+
+    // The floor for any relay: one more process in the path that only copies lines.
+    let me = std::env::current_exe()?;
+    let relay_args = ["pipe-relay", upstream.to_str().unwrap_or_default()];
+    let mut floor = StdioClient::spawn(&me, &relay_args, None).await?;
+    rows.push(sequential("pipe relay (floor)", args.calls, &mut floor).await?);
 
     // The gateway, with policy and audit on.
     let mut serve = tokio::process::Command::new(&gateway)
