@@ -207,7 +207,9 @@ async fn post_message(
     };
     match env.kind() {
         Kind::Request => {
-            reply(session.handle_request(env, sse).await, None).await
+            // Only tool calls, the governed hot path, may come back as one JSON body.
+            let quick = env.method() == Some("tools/call");
+            reply(session.handle_request(env, sse).await, quick, None).await
         }
         Kind::Notification => {
             session.handle_notification(env).await;
@@ -261,15 +263,19 @@ async fn initialize(face: Face, route: Route, token_name: String, env: Envelope,
             resp
         }
         Route::Single(_) => {
-            reply(session.handle_request(env, sse).await, Some(&session.id)).await
+            reply(session.handle_request(env, sse).await, false, Some(&session.id)).await
         }
     }
 }
 
 /// The answer to one request: an SSE stream that ends after the answer, or the answer
 /// alone as JSON.
-async fn reply(answer: session::Answer, session_id: Option<&str>) -> Response {
+/// How long an answer stream may take to finish before the response starts streaming.
+const QUICK_ANSWER: std::time::Duration = std::time::Duration::from_millis(5);
+
+async fn reply(answer: session::Answer, quick: bool, session_id: Option<&str>) -> Response {
     let mut resp = match answer {
+        session::Answer::Stream(events) if quick => quick_or_streamed(events).await,
         session::Answer::Stream(events) => sse_events(events),
         session::Answer::Json(mut rx) => match rx.recv().await {
             Some(body) => json_response(StatusCode::OK, body),
@@ -280,6 +286,37 @@ async fn reply(answer: session::Answer, session_id: Option<&str>) -> Response {
         resp.headers_mut().insert("mcp-session-id", v);
     }
     resp
+}
+
+/// When a tool call's whole answer is there within [`QUICK_ANSWER`] and is a single message, it
+/// goes back as one JSON body (which the transport allows even to a client that accepts
+/// SSE): one write instead of a stream. Anything else (progress, requests to the client,
+/// a slow upstream) streams, resumable, as usual.
+async fn quick_or_streamed(mut events: mpsc::UnboundedReceiver<session::StreamEvent>) -> Response {
+    let mut early = Vec::new();
+    let finished = tokio::time::timeout(QUICK_ANSWER, async {
+        while let Some(event) = events.recv().await {
+            early.push(event);
+        }
+    })
+    .await
+    .is_ok();
+    let messages: Vec<&String> = early.iter().filter_map(|e| e.data.as_ref()).collect();
+    if let (true, [only]) = (finished, messages.as_slice()) {
+        return json_response(StatusCode::OK, (*only).clone());
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    for event in early {
+        let _ = tx.send(event);
+    }
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    sse_events(rx)
 }
 
 /// A resumable stream: every event carries its id; the priming event (empty data) also
