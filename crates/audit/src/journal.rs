@@ -170,8 +170,15 @@ impl Journal {
 
     /// Queues an outcome from synchronous code. When the queue is full the outcome waits
     /// on a task of its own rather than being dropped.
+    /// Like a decision record, it is committed right away when the connection is free.
     pub fn queue_outcome(&self, outcome: OutcomeRecord) -> Result<(), JournalError> {
-        match self.tx.try_send(Op::Outcome(outcome, None)) {
+        let op = Op::Outcome(outcome, None);
+        if self.inline {
+            if let Ok(conn) = self.conn.try_lock() {
+                return write_op(&conn, &op).map_err(|e| JournalError::Write(e.to_string()));
+            }
+        }
+        match self.tx.try_send(op) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(JournalError::Closed),
             Err(mpsc::error::TrySendError::Full(op)) => {
@@ -215,32 +222,9 @@ const INSERT_RECORD: &str = "INSERT INTO records (id, time, kind, user, device, 
 const INSERT_OUTCOME: &str =
     "INSERT INTO outcomes (record_id, time, outcome, duration_ms, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
 
-/// How long the writer polls for more work before it parks, after committing a lone
-/// record. Waking a parked thread costs tens of microseconds; a short poll keeps a
-/// steady trickle of calls off that path. After a group commit it parks at once: under
-/// load the wake-up is shared by the whole next group, and polling would take CPU the
-/// gateway needs.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
-
-fn next_op(rx: &mut mpsc::Receiver<Op>, poll: bool) -> Option<Op> {
-    if !poll {
-        return rx.blocking_recv();
-    }
-    let until = std::time::Instant::now() + SPIN;
-    while std::time::Instant::now() < until {
-        match rx.try_recv() {
-            Ok(op) => return Some(op),
-            Err(mpsc::error::TryRecvError::Disconnected) => return None,
-            Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),
-        }
-    }
-    rx.blocking_recv()
-}
-
 fn write_loop(conn: Arc<Mutex<rusqlite::Connection>>, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
-    let mut lone = false;
-    while let Some(first) = next_op(&mut rx, lone) {
+    while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
             match rx.try_recv() {
@@ -248,7 +232,6 @@ fn write_loop(conn: Arc<Mutex<rusqlite::Connection>>, mut rx: mpsc::Receiver<Op>
                 Err(_) => break,
             }
         }
-        lone = batch.len() == 1;
         let result = {
             let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
             write_batch(&mut conn, &batch).map_err(|e| e.to_string())

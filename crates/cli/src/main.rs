@@ -78,7 +78,7 @@ fn main() {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Connect { .. });
     init_logging(quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime_builder().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("countersign: cannot start: {e}");
@@ -176,4 +176,18 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The gateway's work per call is small and mostly waiting on I/O; on one thread every
+/// hand-off inside it is a local task switch instead of a cross-thread wake-up.
+/// `COUNTERSIGN_THREADS=N` (N > 1) asks for a multi-threaded runtime instead.
+fn runtime_builder() -> tokio::runtime::Builder {
+    match std::env::var("COUNTERSIGN_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
+        Some(n) if n > 1 => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
 }
