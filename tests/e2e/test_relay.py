@@ -55,7 +55,7 @@ async def test_denied_write_leaves_the_file_unwritten(make_gateway, files, face)
     text = text_of(result)
     assert "mcp__fs__write_file" in text and "deny:mcp__fs__write_file" in text and "ask your administrator" in text
     assert not target.exists()
-    rec = gw.wait_audit(lambda r: r["tool"] == "write_file", "the denial's record")[0]
+    rec = gw.wait_audit(lambda r: r["tool"] == "write_file" and r["outcome"], "the denial's record")[0]
     assert (rec["decision"], rec["outcome"], rec["rule"]) == ("deny", "denied", "deny:mcp__fs__write_file")
     assert rec["arguments"]["path"] == str(target)
 

@@ -1,6 +1,6 @@
 -- One row per decision (a tool call or a rejected request). Rows are only ever appended.
 CREATE TABLE records (
-    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq            INTEGER PRIMARY KEY,
     id             TEXT NOT NULL UNIQUE,
     time           TEXT NOT NULL,
     kind           TEXT NOT NULL,

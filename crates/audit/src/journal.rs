@@ -77,7 +77,13 @@ pub struct Journal {
     conn: Arc<Mutex<rusqlite::Connection>>,
     /// Whether a decision record may be committed inline (see [`Journal::commit`]).
     inline: bool,
+    /// Outcomes waiting to ride along with the next commit (see [`Journal::queue_outcome`]).
+    outcomes: Arc<Mutex<Vec<OutcomeRecord>>>,
+    flush_scheduled: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// The longest an outcome waits for a decision commit to ride along with.
+const OUTCOME_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -121,7 +127,14 @@ impl Journal {
             .name("audit-writer".into())
             .spawn(move || write_loop(shared, rx, max_batch))
             .map_err(|e| JournalError::Writer { path: path.to_path_buf(), message: e.to_string() })?;
-        Ok(Journal { tx, reader, conn, inline: options.synchronous == Synchronous::Normal })
+        Ok(Journal {
+            tx,
+            reader,
+            conn,
+            inline: options.synchronous == Synchronous::Normal,
+            outcomes: Arc::default(),
+            flush_scheduled: Arc::default(),
+        })
     }
 
     /// Opens an existing journal for reading only (export, status). Starts no writer.
@@ -148,12 +161,47 @@ impl Journal {
     /// threads. With `full`, every commit pays an fsync, so records always go grouped.
     pub async fn commit(&self, record: Record) -> Result<(), JournalError> {
         if self.inline {
-            if let Ok(conn) = self.conn.try_lock() {
-                let op = Op::Record(Box::new(record), None);
-                return write_op(&conn, &op).map_err(|e| JournalError::Write(e.to_string()));
+            if let Ok(mut conn) = self.conn.try_lock() {
+                let mut batch = self.take_outcomes();
+                batch.push(Op::Record(Box::new(record), None));
+                let result = write_batch(&mut conn, &batch).map_err(|e| JournalError::Write(e.to_string()));
+                if result.is_err() {
+                    // The record failed; the outcomes that rode along must not be lost with it.
+                    self.requeue(batch);
+                }
+                return result;
             }
         }
         self.commit_grouped(record).await
+    }
+
+    fn take_outcomes(&self) -> Vec<Op> {
+        let taken = std::mem::take(&mut *self.outcomes.lock().unwrap_or_else(|p| p.into_inner()));
+        taken.into_iter().map(|o| Op::Outcome(o, None)).collect()
+    }
+
+    fn requeue(&self, batch: Vec<Op>) {
+        let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        for op in batch {
+            if let Op::Outcome(o, None) = op {
+                outcomes.push(o);
+            }
+        }
+    }
+
+    /// Commits every outcome still waiting (the gateway calls this as it stops).
+    pub fn flush_outcomes(&self) {
+        self.flush_scheduled.store(false, std::sync::atomic::Ordering::SeqCst);
+        let batch = self.take_outcomes();
+        if batch.is_empty() {
+            return;
+        }
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = write_batch(&mut conn, &batch) {
+            tracing::error!(error = %e, "audit outcomes could not be committed; kept for the next try");
+            drop(conn);
+            self.requeue(batch);
+        }
     }
 
     /// Queues `record` for the writer thread and waits for its group commit.
@@ -170,14 +218,24 @@ impl Journal {
 
     /// Queues an outcome from synchronous code. When the queue is full the outcome waits
     /// on a task of its own rather than being dropped.
-    /// Like a decision record, it is committed right away when the connection is free.
+    ///
+    /// With `synchronous = normal` the outcome rides along with the next decision's
+    /// commit, or is committed on its own within [`OUTCOME_DELAY`]: one transaction per
+    /// call instead of two. (The decision, which must be durable before forwarding, never
+    /// waits for this.)
     pub fn queue_outcome(&self, outcome: OutcomeRecord) -> Result<(), JournalError> {
-        let op = Op::Outcome(outcome, None);
         if self.inline {
-            if let Ok(conn) = self.conn.try_lock() {
-                return write_op(&conn, &op).map_err(|e| JournalError::Write(e.to_string()));
+            self.outcomes.lock().unwrap_or_else(|p| p.into_inner()).push(outcome);
+            if !self.flush_scheduled.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(OUTCOME_DELAY).await;
+                    me.flush_outcomes();
+                });
             }
+            return Ok(());
         }
+        let op = Op::Outcome(outcome, None);
         match self.tx.try_send(op) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(JournalError::Closed),
@@ -398,6 +456,41 @@ mod tests {
         for field in ["id", "time", "user", "device", "client", "session", "server", "tool", "arguments", "decision",
             "rule", "policy_version", "outcome", "duration_ms"] {
             assert!(keys.iter().any(|k| *k == field), "export lacks {field}");
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_outcomes_ride_along_with_the_next_commit_or_flush_on_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("audit.db"), JournalOptions::default()).await.unwrap();
+        let outcome_of = |id| OutcomeRecord {
+            record_id: id,
+            time: crate::now_rfc3339(),
+            outcome: Outcome::Ok,
+            duration_ms: Some(1.0),
+            detail: None,
+        };
+        let first = Record::new(RecordKind::Call, "ana", "dev1", "allow");
+        let first_id = first.id;
+        journal.commit(first).await.unwrap();
+        journal.queue_outcome(outcome_of(first_id)).unwrap();
+        // The next decision's commit carries the waiting outcome: it is there at once.
+        let second = Record::new(RecordKind::Call, "ana", "dev1", "allow");
+        let second_id = second.id;
+        journal.commit(second).await.unwrap();
+        let records = journal.reader().records().await.unwrap();
+        assert_eq!(records[0]["outcome"], "ok", "{records:?}");
+        assert_eq!(records[1]["outcome"], Value::Null);
+        // With no decision to ride along with, the outcome is committed on its own.
+        journal.queue_outcome(outcome_of(second_id)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let records = journal.reader().records().await.unwrap();
+            if records[1]["outcome"] == "ok" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the outcome was never committed");
+            tokio::task::yield_now().await;
         }
     }
 

@@ -51,6 +51,7 @@ impl Running {
         for (_, session) in sessions {
             session.close();
         }
+        self.shared.journal.flush_outcomes();
         self.home.clear_runtime(std::process::id());
         Ok(())
     }
