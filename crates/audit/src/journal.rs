@@ -1,14 +1,19 @@
-//! The SQLite journal and its group-commit writer.
+//! The SQLite journal: one write connection, committed to in two ways.
 //!
 //! Migrations and reads go through sqlx. Writes, which every forwarded call waits for,
-//! go through one dedicated thread that owns the write connection and a cached insert
-//! statement (rusqlite, SQLite's C API), because an sqlx round trip alone costs several
-//! times the insert. That thread Callers queue records; the task takes every
-//! record waiting at that moment, commits them in one transaction and then answers each
-//! caller, so a burst of calls costs one commit. A caller that must not go on before its
-//! record is durable (the gateway, before forwarding) awaits [`Journal::commit`].
-//! The writer never drops a record silently: a failed commit is reported to every caller
-//! in the batch, and the gateway denies those calls.
+//! use SQLite's C API (rusqlite, cached insert statements) on one connection, because an
+//! sqlx round trip alone costs several times the insert:
+//! - a decision record is committed inline when the connection is free (with
+//!   `synchronous = normal` that is a WAL append, no fsync), together with any outcomes
+//!   waiting to ride along;
+//! - when the connection is busy, or with `synchronous = full`, the record goes to the
+//!   writer thread, which takes every record waiting at that moment and commits them in
+//!   one transaction (group commit), then answers each caller.
+//!
+//! A caller that must not go on before its record is durable (the gateway, before
+//! forwarding) awaits [`Journal::commit`]. Nothing is dropped silently: a failed commit
+//! is reported to every caller it concerns, and the gateway denies those calls; outcomes
+//! that fail to commit are kept for the next try.
 
 use crate::record::{OutcomeRecord, Record};
 use serde_json::{Map, Value};

@@ -1,8 +1,8 @@
 //! countersign-audit: the local audit journal.
 //!
 //! Every tool call's decision is committed here before the gateway forwards the call, and
-//! its outcome is appended after. The journal is a SQLite file (WAL) written by one task
-//! that commits in groups, so many concurrent calls share one commit.
+//! its outcome is appended after. The journal is a SQLite file (WAL); a lone call commits
+//! inline, concurrent calls share group commits on the writer thread.
 //!
 //! This crate must never hold a secret: arguments are redacted before they are stored.
 
