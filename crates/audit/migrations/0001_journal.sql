@@ -28,4 +28,4 @@ CREATE TABLE outcomes (
     outcome     TEXT NOT NULL,
     duration_ms REAL,
     detail      TEXT
-);
+) WITHOUT ROWID;

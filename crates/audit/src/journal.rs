@@ -216,11 +216,6 @@ impl Journal {
         done.await.map_err(|_| JournalError::Closed)?.map_err(JournalError::Write)
     }
 
-    /// Queues an outcome without waiting for its commit.
-    pub async fn append_outcome(&self, outcome: OutcomeRecord) -> Result<(), JournalError> {
-        self.tx.send(Op::Outcome(outcome, None)).await.map_err(|_| JournalError::Closed)
-    }
-
     /// Queues an outcome from synchronous code. When the queue is full the outcome waits
     /// on a task of its own rather than being dropped.
     ///

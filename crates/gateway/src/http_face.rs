@@ -135,7 +135,7 @@ async fn handle(face: Face, route: Route, req: Request<Body>) -> Response {
             if let Some(events) = resume.and_then(|id| session.resume(id)) {
                 return sse_events(events);
             }
-            sse_response(session.open_get_stream(), None)
+            sse_response(session.open_get_stream())
         }
         Method::DELETE => match session {
             Some(session) => {
@@ -349,7 +349,7 @@ fn sse_events(rx: mpsc::UnboundedReceiver<session::StreamEvent>) -> Response {
 }
 
 /// Messages without ids (the GET stream for server-initiated messages).
-fn sse_response(rx: mpsc::UnboundedReceiver<String>, _last_event: Option<u64>) -> Response {
+fn sse_response(rx: mpsc::UnboundedReceiver<String>) -> Response {
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let frame = tokio::select! {
             text = rx.recv() => format!("data: {}\n\n", text?.replace('\n', "\ndata: ")),
