@@ -71,7 +71,14 @@ type Ack = oneshot::Sender<Result<(), String>>;
 enum Op {
     Record(Box<Record>, Option<Ack>),
     Outcome(OutcomeRecord, Option<Ack>),
+    /// Move the WAL's pages into the database file (kept off the commit path).
+    Checkpoint,
 }
+
+/// How often the writer thread checkpoints the WAL. SQLite's automatic checkpoint runs
+/// inside whichever commit crosses the threshold, fsync included; here no caller waits
+/// for one.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A handle to the journal. Clones share one writer.
 #[derive(Clone)]
@@ -127,6 +134,16 @@ impl Journal {
         let (tx, rx) = mpsc::channel(8192);
         let max_batch = options.max_batch.max(1);
         let conn = Arc::new(Mutex::new(writer));
+        let ticker = tx.downgrade();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(tx) = ticker.upgrade() else { return };
+                let _ = tx.try_send(Op::Checkpoint);
+            }
+        });
         let shared = conn.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
@@ -271,6 +288,7 @@ fn open_writer(path: &Path, sync: Synchronous) -> rusqlite::Result<rusqlite::Con
         Synchronous::Normal => "NORMAL",
         Synchronous::Full => "FULL",
     })?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
 }
 
@@ -300,6 +318,7 @@ fn write_loop(conn: Arc<Mutex<rusqlite::Connection>>, mut rx: mpsc::Receiver<Op>
         for op in batch.drain(..) {
             let ack = match op {
                 Op::Record(_, ack) | Op::Outcome(_, ack) => ack,
+                Op::Checkpoint => None,
             };
             if let Some(ack) = ack {
                 let _ = ack.send(result.clone());
@@ -310,18 +329,33 @@ fn write_loop(conn: Arc<Mutex<rusqlite::Connection>>, mut rx: mpsc::Receiver<Op>
 
 /// Commits the batch in one transaction (a single statement commits by itself).
 fn write_batch(conn: &mut rusqlite::Connection, batch: &[Op]) -> rusqlite::Result<()> {
-    if let [single] = batch {
-        return write_op(conn, single);
+    let checkpoint = batch.iter().any(|op| matches!(op, Op::Checkpoint));
+    let writes: Vec<&Op> = batch.iter().filter(|op| !matches!(op, Op::Checkpoint)).collect();
+    match writes.as_slice() {
+        [] => {}
+        [single] => write_op(conn, single)?,
+        many => {
+            let tx = conn.transaction()?;
+            for op in many {
+                write_op(&tx, op)?;
+            }
+            tx.commit()?;
+        }
     }
-    let tx = conn.transaction()?;
-    for op in batch {
-        write_op(&tx, op)?;
+    if checkpoint {
+        // Outside any transaction; a checkpoint that cannot finish now finishes next time.
+        if let Err(e) = write_op(conn, &Op::Checkpoint) {
+            tracing::debug!("WAL checkpoint deferred: {e}");
+        }
     }
-    tx.commit()
+    Ok(())
 }
 
 fn write_op(conn: &rusqlite::Connection, op: &Op) -> rusqlite::Result<()> {
     match op {
+        Op::Checkpoint => {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        }
         Op::Record(r, _) => {
             let kind = match r.kind {
                 crate::RecordKind::Call => "call",
