@@ -211,18 +211,47 @@ impl Journal {
         }
     }
 
-    /// Commits every outcome still waiting (the gateway calls this as it stops).
+    /// Commits every outcome still waiting (the gateway calls this as it stops). Never
+    /// waits for the connection: when the writer thread holds it, the outcomes join its
+    /// queue instead.
     pub fn flush_outcomes(&self) {
         self.flush_scheduled.store(false, std::sync::atomic::Ordering::SeqCst);
         let batch = self.take_outcomes();
         if batch.is_empty() {
             return;
         }
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = write_batch(&mut conn, &batch) {
-            tracing::error!(error = %e, "audit outcomes could not be committed; kept for the next try");
-            drop(conn);
-            self.requeue(batch);
+        match self.conn.try_lock() {
+            Ok(mut conn) => {
+                if let Err(e) = write_batch(&mut conn, &batch) {
+                    tracing::error!(error = %e, "audit outcomes could not be committed; kept for the next try");
+                    drop(conn);
+                    self.requeue(batch);
+                }
+            }
+            Err(_) => {
+                for op in batch {
+                    self.send_to_writer(op);
+                }
+            }
+        }
+    }
+
+    /// Hands an op to the writer thread without waiting; when its queue is full, a task
+    /// waits for room rather than dropping the op.
+    fn send_to_writer(&self, op: Op) {
+        match self.tx.try_send(op) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("audit journal writer has stopped; an outcome was not recorded");
+            }
+            Err(mpsc::error::TrySendError::Full(op)) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    if tx.send(op).await.is_err() {
+                        tracing::error!("audit journal closed before an outcome could be queued");
+                    }
+                });
+            }
         }
     }
 
@@ -252,20 +281,8 @@ impl Journal {
             }
             return Ok(());
         }
-        let op = Op::Outcome(outcome, None);
-        match self.tx.try_send(op) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(JournalError::Closed),
-            Err(mpsc::error::TrySendError::Full(op)) => {
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    if tx.send(op).await.is_err() {
-                        tracing::error!("audit journal closed before an outcome could be queued");
-                    }
-                });
-                Ok(())
-            }
-        }
+        self.send_to_writer(Op::Outcome(outcome, None));
+        Ok(())
     }
 
     /// Queues an outcome and waits until it is committed.
