@@ -196,3 +196,15 @@ async def test_sec_08_misbehaving_upstreams_fail_calls_cleanly(make_gateway, tmp
             assert [t.name for t in tools.tools] == ["poke"]
         assert len(starts[mode].read_text().split()) == 2
     wait_for(lambda: not [p for p, s in gw.children() if s.startswith("Z")], what="no zombie upstreams")
+
+
+def test_an_abandoned_session_is_closed_and_its_upstream_stopped(make_gateway, files):
+    gw = make_gateway({"fs": fs_server(files)}, limits={"session_idle_secs": 1})
+    sid = session(gw)
+    post(gw, "/mcp/fs", {"jsonrpc": "2.0", "method": "notifications/initialized"}, headers={"Mcp-Session-Id": sid})
+    assert wait_for(lambda: gw.children(), what="the session's upstream process")
+    # The client goes away without a DELETE: the session is closed and the process stopped.
+    wait_for(lambda: gw.status()["sessions"] == [], what="the idle session to be closed")
+    wait_for(lambda: gw.children() == [], what="its upstream process to be stopped and reaped")
+    resp, _ = post(gw, "/mcp/fs", {"jsonrpc": "2.0", "id": 9, "method": "tools/list"}, headers={"Mcp-Session-Id": sid})
+    assert resp.status == 404

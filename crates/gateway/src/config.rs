@@ -54,6 +54,8 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// Most client sessions held at once.
     pub max_sessions: usize,
+    /// A session with no request for this long is closed and its upstreams stopped.
+    pub session_idle_secs: u64,
 }
 
 impl Default for Limits {
@@ -64,6 +66,7 @@ impl Default for Limits {
             max_depth: 64,
             request_timeout_secs: 300,
             max_sessions: 1024,
+            session_idle_secs: 30 * 60,
         }
     }
 }
@@ -198,6 +201,9 @@ impl Config {
         let limits = raw.limits;
         if limits.max_depth < 8 || limits.max_body_bytes < 1024 || limits.max_line_bytes < 1024 {
             return Err(invalid(None, "limits", "max_depth must be at least 8, byte limits at least 1024".into()));
+        }
+        if limits.session_idle_secs == 0 || limits.request_timeout_secs == 0 {
+            return Err(invalid(None, "limits", "session_idle_secs and request_timeout_secs must be at least 1".into()));
         }
 
         let mut servers = BTreeMap::new();

@@ -28,9 +28,6 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Sessions idle this long are closed and their upstreams stopped.
-const IDLE_SESSION: Duration = Duration::from_secs(30 * 60);
-
 /// A gateway that is listening.
 pub struct Running {
     pub listen: SocketAddr,
@@ -103,18 +100,23 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         }
     });
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // Sessions whose client went away without a DELETE are closed, and their upstream
+    // processes stopped, once idle for `limits.session_idle_secs`.
+    let idle_limit = Duration::from_secs(shared.config.limits.session_idle_secs);
     let reaper = Arc::downgrade(&shared);
     tokio::spawn(async move {
+        let mut every = tokio::time::interval((idle_limit / 2).clamp(Duration::from_millis(500), Duration::from_secs(60)));
         loop {
-            tokio::time::sleep(Duration::from_secs(60)).await;
+            every.tick().await;
             let Some(shared) = reaper.upgrade() else { return };
             let idle: Vec<_> = shared
                 .sessions
                 .lock()
-                .map(|t| t.values().filter(|s| s.idle_for() > IDLE_SESSION).map(|s| s.id.clone()).collect())
+                .map(|t| t.values().filter(|s| s.idle_for() > idle_limit).map(|s| s.id.clone()).collect())
                 .unwrap_or_default();
             for id in idle {
                 if let Some(s) = shared.remove_session(&id) {
+                    tracing::info!(session = %crate::session::short(&id), "closed an idle session");
                     s.close();
                 }
             }

@@ -178,8 +178,15 @@ impl Session {
         self.state().last_seen = Some(Instant::now());
     }
 
+    /// How long the session has been idle: no request in flight, no open GET stream, and
+    /// nothing received since. Zero while it is busy or listening.
     pub fn idle_for(&self) -> Duration {
-        self.state().last_seen.map_or(Duration::ZERO, |t| t.elapsed())
+        let st = self.state();
+        let listening = st.get_stream.as_ref().is_some_and(|tx| !tx.is_closed());
+        if listening || !st.pending.is_empty() || self.in_flight.lock().map(|f| !f.is_empty()).unwrap_or(true) {
+            return Duration::ZERO;
+        }
+        st.last_seen.map_or(Duration::ZERO, |t| t.elapsed())
     }
 
     pub fn pending_count(&self) -> usize {
@@ -349,16 +356,21 @@ impl Session {
         }
         let timeout = Duration::from_secs(self.shared.config.limits.request_timeout_secs);
         let me = self.me.clone();
+        let server = server.to_string();
+        // Holds neither the session nor the connection, so neither outlives its use.
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
-            if let Some(session) = me.upgrade() {
-                if session.state().pending.contains_key(&id) {
-                    let why = format!("the upstream did not answer within {}s", timeout.as_secs());
-                    session.fail_pending(id, &why);
-                    let cancel = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                        "params": {"requestId": id, "reason": "timed out in the gateway"}});
-                    let _ = link.send(cancel.to_string()).await;
-                }
+            let Some(session) = me.upgrade() else { return };
+            if !session.state().pending.contains_key(&id) {
+                return;
+            }
+            let why = format!("the upstream did not answer within {}s", timeout.as_secs());
+            session.fail_pending(id, &why);
+            let live = session.links.get(&server).and_then(|slot| slot.try_lock().ok().and_then(|l| l.clone()));
+            if let Some(link) = live {
+                let cancel = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                    "params": {"requestId": id, "reason": "timed out in the gateway"}});
+                let _ = link.send(cancel.to_string()).await;
             }
         });
     }
