@@ -4,7 +4,7 @@ pinned Python servers (time, git) beside the npm ones."""
 import os
 import socket
 import subprocess
-import sys
+from contextlib import contextmanager
 
 import anyio
 import mcp.types as types
@@ -21,37 +21,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_remote(tmp_path, transport):
-    """server-everything on one of its HTTP transports, as a remote server."""
+@contextmanager
+def remote(tmp_path, transport: str, path: str):
+    """server-everything on one of its HTTP transports, as a remote server; yields its URL."""
     port = free_port()
-    log = open(tmp_path / f"remote-{transport}.log", "wb")
-    proc = subprocess.Popen([str(NODE_BIN / "mcp-server-everything"), transport],
-                            env={**os.environ, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
+    with open(tmp_path / f"remote-{transport}.log", "wb") as log:
+        proc = subprocess.Popen([str(NODE_BIN / "mcp-server-everything"), transport],
+                                env={**os.environ, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
 
-    def listening():
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
+        def listening():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
 
-    wait_for(listening, what="the remote server to listen")
-    return proc, log, port
+        try:
+            wait_for(listening, what="the remote server to listen")
+            yield f"http://127.0.0.1:{port}{path}"
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 @pytest.fixture
 def remote_everything(tmp_path):
-    proc, log, port = start_remote(tmp_path, "streamableHttp")
-    yield f"http://127.0.0.1:{port}/mcp"
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    with remote(tmp_path, "streamableHttp", "/mcp") as url:
+        yield url
 
 
 @pytest.fixture
 def legacy_everything(tmp_path):
-    proc, log, port = start_remote(tmp_path, "sse")
-    yield f"http://127.0.0.1:{port}/sse"
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    with remote(tmp_path, "sse", "/sse") as url:
+        yield url
 
 
 async def test_a_legacy_sse_upstream_is_reached_by_fallback(make_gateway, legacy_everything):
