@@ -77,7 +77,7 @@ pub struct HttpClient {
     http: reqwest::Client,
     url: String,
     token: String,
-    session: String,
+    pub session: String,
     next: u64,
 }
 
@@ -129,5 +129,88 @@ impl HttpClient {
 impl Caller for HttpClient {
     async fn call(&mut self) -> Result<()> {
         self.call_echo().await
+    }
+}
+
+/// A minimal keep-alive HTTP/1.1 client on one TCP connection: it writes each request in
+/// one piece and reads exactly one response (Content-Length or chunked). It shows what
+/// the gateway costs apart from an HTTP client library's own overhead.
+pub struct RawHttpClient {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    head: String,
+    next: u64,
+}
+
+impl RawHttpClient {
+    pub async fn connect(url: &str, token: &str) -> Result<Self> {
+        // The session is opened with the ordinary client; the calls then go raw.
+        let http = HttpClient::connect(url, token).await?;
+        let rest = url.strip_prefix("http://").context("http URL")?;
+        let (addr, path) = rest.split_once('/').context("URL path")?;
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let head = format!(
+            "POST /{path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nMcp-Session-Id: {}\r\n",
+            http.session
+        );
+        Ok(RawHttpClient { stream: tokio::io::BufReader::new(tcp), head, next: 1 })
+    }
+
+    async fn read_response(&mut self) -> Result<String> {
+        use tokio::io::AsyncReadExt;
+        let mut line = String::new();
+        let mut length = None;
+        let mut chunked = false;
+        self.stream.read_line(&mut line).await?;
+        if !line.starts_with("HTTP/1.1 200") {
+            bail!("unexpected status: {line}");
+        }
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await?;
+            let l = line.trim_end().to_ascii_lowercase();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(v) = l.strip_prefix("content-length:") {
+                length = v.trim().parse::<usize>().ok();
+            }
+            if l.starts_with("transfer-encoding:") && l.contains("chunked") {
+                chunked = true;
+            }
+        }
+        let mut body = Vec::new();
+        if let Some(n) = length {
+            body.resize(n, 0);
+            self.stream.read_exact(&mut body).await?;
+        } else if chunked {
+            loop {
+                line.clear();
+                self.stream.read_line(&mut line).await?;
+                let size = usize::from_str_radix(line.trim(), 16).context("chunk size")?;
+                let mut chunk = vec![0; size + 2];
+                self.stream.read_exact(&mut chunk).await?;
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        }
+        Ok(String::from_utf8(body)?)
+    }
+}
+
+impl Caller for RawHttpClient {
+    async fn call(&mut self) -> Result<()> {
+        self.next += 1;
+        let body = echo(self.next);
+        let request = format!("{}Content-Length: {}\r\n\r\n{body}", self.head, body.len());
+        self.stream.get_mut().write_all(request.as_bytes()).await?;
+        let answer = self.read_response().await?;
+        if !answer.contains("\"result\"") || answer.contains("\"isError\":true") {
+            bail!("call failed: {answer}");
+        }
+        Ok(())
     }
 }

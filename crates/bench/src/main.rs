@@ -8,7 +8,7 @@ mod clients;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use clients::{HttpClient, StdioClient};
+use clients::{HttpClient, RawHttpClient, StdioClient};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -172,6 +172,8 @@ async fn main() -> Result<()> {
 
     let mut http = HttpClient::connect(&url, &token).await?;
     rows.push(sequential("gateway HTTP", args.calls, &mut http).await?);
+    let mut raw = RawHttpClient::connect(&url, &token).await?;
+    rows.push(sequential("gateway HTTP (raw client)", args.calls, &mut raw).await?);
     let mut many = Vec::new();
     for _ in 0..args.concurrency {
         many.push(HttpClient::connect(&url, &token).await?);
