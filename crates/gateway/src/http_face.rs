@@ -321,41 +321,49 @@ async fn quick_or_streamed(mut events: mpsc::UnboundedReceiver<session::StreamEv
 
 /// A resumable stream: every event carries its id; the priming event (empty data) also
 /// a retry hint. Framed here rather than with axum's `Sse`, which cannot write the empty
-/// `data:` line a priming event needs. A comment line keeps idle streams open.
+/// `data:` line a priming event needs.
 fn sse_events(rx: mpsc::UnboundedReceiver<session::StreamEvent>) -> Response {
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let frame = tokio::select! {
-            event = rx.recv() => {
-                let event = event?;
-                let mut frame = format!("id: {}\n", event.id);
-                match event.data {
-                    Some(data) => {
-                        for line in data.split('\n') {
-                            frame.push_str("data: ");
-                            frame.push_str(line.trim_end_matches('\r'));
-                            frame.push('\n');
-                        }
-                    }
-                    None => frame.push_str("retry: 1000\ndata:\n"),
-                }
-                frame.push('\n');
-                frame
-            }
-            () = tokio::time::sleep(std::time::Duration::from_secs(15)) => ":\n\n".to_string(),
-        };
-        Some((Ok::<_, Infallible>(bytes::Bytes::from(frame)), rx))
-    });
-    sse_body(Body::from_stream(stream))
+    sse_frames(rx, |event| {
+        let mut frame = format!("id: {}\n", event.id);
+        match event.data {
+            Some(data) => push_data(&mut frame, &data),
+            None => frame.push_str("retry: 1000\ndata:\n"),
+        }
+        frame
+    })
 }
 
 /// Messages without ids (the GET stream for server-initiated messages).
 fn sse_response(rx: mpsc::UnboundedReceiver<String>) -> Response {
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let frame = tokio::select! {
-            text = rx.recv() => format!("data: {}\n\n", text?.replace('\n', "\ndata: ")),
+    sse_frames(rx, |text| {
+        let mut frame = String::new();
+        push_data(&mut frame, &text);
+        frame
+    })
+}
+
+/// `data:` lines for a message (one per line of it).
+fn push_data(frame: &mut String, data: &str) {
+    for line in data.split('\n') {
+        frame.push_str("data: ");
+        frame.push_str(line.trim_end_matches('\r'));
+        frame.push('\n');
+    }
+}
+
+/// An SSE body: each item framed by `frame` (plus the blank line that ends an event), and
+/// a comment line after 15 quiet seconds to keep idle streams open.
+fn sse_frames<T: Send + 'static>(rx: mpsc::UnboundedReceiver<T>, frame: fn(T) -> String) -> Response {
+    let stream = futures::stream::unfold(rx, move |mut rx| async move {
+        let text = tokio::select! {
+            item = rx.recv() => {
+                let mut text = frame(item?);
+                text.push('\n');
+                text
+            }
             () = tokio::time::sleep(std::time::Duration::from_secs(15)) => ":\n\n".to_string(),
         };
-        Some((Ok::<_, Infallible>(bytes::Bytes::from(frame)), rx))
+        Some((Ok::<_, Infallible>(bytes::Bytes::from(text)), rx))
     });
     sse_body(Body::from_stream(stream))
 }

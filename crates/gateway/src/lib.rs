@@ -20,6 +20,7 @@ pub mod server;
 pub mod session;
 pub mod shared;
 pub mod shim;
+mod sse_client;
 pub mod tokens;
 pub mod upstream;
 

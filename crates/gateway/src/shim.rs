@@ -8,8 +8,8 @@
 
 use crate::home::Home;
 use crate::message::{self, code, Envelope, Kind};
+use crate::sse_client;
 use crate::tokens::TokenStore;
-use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
@@ -31,6 +31,7 @@ struct Link {
     session: Mutex<Option<String>>,
     out: mpsc::UnboundedSender<String>,
     get_started: Mutex<bool>,
+    max_line: usize,
 }
 
 /// Runs the shim until stdin closes.
@@ -61,6 +62,7 @@ pub async fn run(home: &Home, server: &str, max_line: usize) -> Result<(), ShimE
         session: Mutex::new(None),
         out: out_tx,
         get_started: Mutex::new(false),
+        max_line,
     });
 
     let mut lines = BufReader::with_capacity(64 * 1024, tokio::io::stdin()).lines();
@@ -124,11 +126,7 @@ impl Link {
         if status == reqwest::StatusCode::ACCEPTED {
             return;
         }
-        let is_sse = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let is_sse = sse_client::is_event_stream(resp.headers());
         let me = self.clone();
         tokio::spawn(async move {
             if is_sse {
@@ -149,14 +147,8 @@ impl Link {
     }
 
     async fn pipe_sse(&self, resp: reqwest::Response) {
-        let mut events = sse_stream::SseStream::from_bytes_stream(resp.bytes_stream());
-        while let Some(Ok(event)) = events.next().await {
-            if let Some(data) = event.data.filter(|d| !d.is_empty()) {
-                if self.out.send(data).is_err() {
-                    return;
-                }
-            }
-        }
+        sse_client::for_each_message(&mut sse_client::events(resp), self.max_line, |data| self.out.send(data).is_ok())
+            .await;
     }
 
     /// Opens the GET stream for messages the server sends on its own.

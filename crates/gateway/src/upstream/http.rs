@@ -10,6 +10,7 @@
 use super::{EventSink, UpstreamError, UpstreamEvent, UpstreamLink};
 use crate::config::Limits;
 use crate::message::{self, Envelope, Kind};
+use crate::sse_client;
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 use std::collections::BTreeMap;
@@ -136,11 +137,7 @@ impl Remote {
         if !status.is_success() {
             return Err(fail(format!("the remote server answered HTTP {status}")));
         }
-        let is_sse = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let is_sse = sse_client::is_event_stream(resp.headers());
         let me = self.clone();
         tokio::spawn(async move {
             if is_sse {
@@ -175,24 +172,11 @@ impl Remote {
     }
 
     async fn relay_sse(&self, resp: reqwest::Response) {
-        let mut stream = sse_stream::SseStream::from_bytes_stream(resp.bytes_stream());
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(event) => {
-                    if let Some(data) = event.data.filter(|d| !d.is_empty()) {
-                        if data.len() > self.max_event {
-                            tracing::warn!("remote SSE event over the size limit dropped");
-                            continue;
-                        }
-                        self.deliver(data);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!("remote SSE stream broke: {e}");
-                    break;
-                }
-            }
-        }
+        sse_client::for_each_message(&mut sse_client::events(resp), self.max_event, |data| {
+            self.deliver(data);
+            true
+        })
+        .await;
     }
 
     /// The GET stream for messages the server sends on its own. 405 means it has none.
@@ -220,7 +204,7 @@ impl Remote {
             return Err(format!("GET answered HTTP {}", resp.status()));
         }
         let base = reqwest::Url::parse(&self.url).map_err(|e| e.to_string())?;
-        let mut stream = sse_stream::SseStream::from_bytes_stream(resp.bytes_stream());
+        let mut stream = sse_client::events(resp);
         let first = tokio::time::timeout(std::time::Duration::from_secs(10), async {
             while let Some(item) = stream.next().await {
                 let event = item.map_err(|e| e.to_string())?;
@@ -238,13 +222,11 @@ impl Remote {
         }
         let me = self.clone();
         let relay = tokio::spawn(async move {
-            while let Some(Ok(event)) = stream.next().await {
-                if matches!(event.event.as_deref(), None | Some("message")) {
-                    if let Some(data) = event.data.filter(|d| !d.is_empty() && d.len() <= me.max_event) {
-                        me.deliver(data);
-                    }
-                }
-            }
+            sse_client::for_each_message(&mut stream, me.max_event, |data| {
+                me.deliver(data);
+                true
+            })
+            .await;
             (me.events)(UpstreamEvent::Closed("the legacy SSE stream ended".into()));
         });
         if let Ok(mut l) = self.legacy_stream.lock() {
