@@ -21,8 +21,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection, SqlitePool};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -301,10 +301,14 @@ fn open_writer(path: &Path, sync: Synchronous) -> rusqlite::Result<rusqlite::Con
     let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", match sync {
-        Synchronous::Normal => "NORMAL",
-        Synchronous::Full => "FULL",
-    })?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        },
+    )?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
 }
@@ -425,8 +429,24 @@ pub struct JournalReader {
 }
 
 const EXPORT_COLUMNS: [&str; 18] = [
-    "id", "time", "kind", "user", "device", "client", "client_name", "client_version", "session", "server", "tool",
-    "method", "decision", "rule", "reason", "approval", "policy_version", "outcome",
+    "id",
+    "time",
+    "kind",
+    "user",
+    "device",
+    "client",
+    "client_name",
+    "client_version",
+    "session",
+    "server",
+    "tool",
+    "method",
+    "decision",
+    "rule",
+    "reason",
+    "approval",
+    "policy_version",
+    "outcome",
 ];
 
 impl JournalReader {
@@ -504,8 +524,22 @@ mod tests {
         assert_eq!(line["arguments"]["path"], "/tmp/x");
         assert_eq!(line["duration_ms"], 1.5);
         let keys: Vec<&String> = line.as_object().unwrap().keys().collect();
-        for field in ["id", "time", "user", "device", "client", "session", "server", "tool", "arguments", "decision",
-            "rule", "policy_version", "outcome", "duration_ms"] {
+        for field in [
+            "id",
+            "time",
+            "user",
+            "device",
+            "client",
+            "session",
+            "server",
+            "tool",
+            "arguments",
+            "decision",
+            "rule",
+            "policy_version",
+            "outcome",
+            "duration_ms",
+        ] {
             assert!(keys.iter().any(|k| *k == field), "export lacks {field}");
         }
     }

@@ -13,8 +13,18 @@ pub struct Redactor {
 }
 
 const SECRET_KEYS: [&str; 12] = [
-    "password", "passwd", "secret", "token", "apikey", "api_key", "api-key", "authorization", "credential",
-    "private_key", "privatekey", "cookie",
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "api-key",
+    "authorization",
+    "credential",
+    "private_key",
+    "privatekey",
+    "cookie",
 ];
 
 const TOKEN_PREFIXES: [&str; 12] =

@@ -71,7 +71,11 @@ async fn sequential<C: clients::Caller>(name: &str, calls: usize, client: &mut C
 }
 
 /// Runs `per_client` calls on each client at once.
-async fn concurrent<C: clients::Caller + Send + 'static>(name: &str, clients: Vec<C>, per_client: usize) -> Result<Row> {
+async fn concurrent<C: clients::Caller + Send + 'static>(
+    name: &str,
+    clients: Vec<C>,
+    per_client: usize,
+) -> Result<Row> {
     let start = Instant::now();
     let tasks: Vec<_> = clients
         .into_iter()
@@ -200,8 +204,12 @@ async fn main() -> Result<()> {
 
 fn print_report(args: &Args, rows: &[Row], idle_rss: u64, loaded_rss: u64, records: usize) {
     println!("\nCountersign relay benchmark: {} calls per run, {} concurrent clients", args.calls, args.concurrency);
-    println!("{:<24} {:>10} {:>10} {:>12} {:>14} {:>14}", "run", "p50 µs", "p99 µs", "calls/s", "added p50 µs", "added p99 µs");
-    let base = |concurrent: bool| rows.iter().find(|r| r.name.starts_with("direct") && r.name.contains(" x") == concurrent);
+    println!(
+        "{:<24} {:>10} {:>10} {:>12} {:>14} {:>14}",
+        "run", "p50 µs", "p99 µs", "calls/s", "added p50 µs", "added p99 µs"
+    );
+    let base =
+        |concurrent: bool| rows.iter().find(|r| r.name.starts_with("direct") && r.name.contains(" x") == concurrent);
     for r in rows {
         let b = base(r.name.contains(" x"));
         let (a50, a99) = match b {
@@ -210,7 +218,15 @@ fn print_report(args: &Args, rows: &[Row], idle_rss: u64, loaded_rss: u64, recor
             }
             _ => ("-".into(), "-".into()),
         };
-        println!("{:<24} {:>10.1} {:>10.1} {:>12.0} {:>14} {:>14}", r.name, us(r.pct(0.5)), us(r.pct(0.99)), r.rate(), a50, a99);
+        println!(
+            "{:<24} {:>10.1} {:>10.1} {:>12.0} {:>14} {:>14}",
+            r.name,
+            us(r.pct(0.5)),
+            us(r.pct(0.99)),
+            r.rate(),
+            a50,
+            a99
+        );
     }
     println!("gateway RSS: idle {:.1} MiB, after load {:.1} MiB", idle_rss as f64 / 1024.0, loaded_rss as f64 / 1024.0);
     println!("audit records committed for the gateway's echo calls: {records}");

@@ -36,23 +36,42 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
         println!("{body}");
         return Ok(0);
     }
-    println!("Countersign gateway running at {base}/mcp (pid {}, policy {})", body["pid"], body["policy_version"].as_str().unwrap_or("?"));
+    println!(
+        "Countersign gateway running at {base}/mcp (pid {}, policy {})",
+        body["pid"],
+        body["policy_version"].as_str().unwrap_or("?")
+    );
     println!("Servers:");
     for s in body["servers"].as_array().into_iter().flatten() {
-        println!("  {:<14} {:<6} {}", s["name"].as_str().unwrap_or("?"), s["transport"].as_str().unwrap_or("?"),
-            if s["trusted"].as_bool() == Some(true) { "trusted" } else { "" });
+        println!(
+            "  {:<14} {:<6} {}",
+            s["name"].as_str().unwrap_or("?"),
+            s["transport"].as_str().unwrap_or("?"),
+            if s["trusted"].as_bool() == Some(true) { "trusted" } else { "" }
+        );
     }
     let sessions = body["sessions"].as_array().cloned().unwrap_or_default();
     println!("Sessions: {}", sessions.len());
     for s in &sessions {
-        println!("  {} {} via {} ({} pending)", s["id"].as_str().unwrap_or("?"), s["client"].as_str().unwrap_or("?"),
-            s["route"].as_str().unwrap_or("?"), s["pending"]);
+        println!(
+            "  {} {} via {} ({} pending)",
+            s["id"].as_str().unwrap_or("?"),
+            s["client"].as_str().unwrap_or("?"),
+            s["route"].as_str().unwrap_or("?"),
+            s["pending"]
+        );
     }
     let approvals = body["approvals"].as_array().cloned().unwrap_or_default();
     println!("Pending approvals: {}", approvals.len());
     for a in &approvals {
-        println!("  {}  {} wants {}.{} {}", a["id"].as_str().unwrap_or("?"), a["client"].as_str().unwrap_or("?"),
-            a["server"].as_str().unwrap_or("?"), a["tool"].as_str().unwrap_or("?"), a["arguments"]);
+        println!(
+            "  {}  {} wants {}.{} {}",
+            a["id"].as_str().unwrap_or("?"),
+            a["client"].as_str().unwrap_or("?"),
+            a["server"].as_str().unwrap_or("?"),
+            a["tool"].as_str().unwrap_or("?"),
+            a["arguments"]
+        );
         println!("      countersign approve {0}   |   countersign deny {0}", a["id"].as_str().unwrap_or("?"));
     }
     Ok(0)

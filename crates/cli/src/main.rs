@@ -139,8 +139,13 @@ async fn run(command: Command) -> Result<i32> {
         Command::Deny { id } => control::answer(&home, &id, "deny").await,
         Command::Check { config } => {
             let c = Config::load(&config)?;
-            println!("{}: ok; listen {}; {} server(s): {}", config.display(), c.gateway.listen, c.servers.len(),
-                c.servers.keys().cloned().collect::<Vec<_>>().join(", "));
+            println!(
+                "{}: ok; listen {}; {} server(s): {}",
+                config.display(),
+                c.gateway.listen,
+                c.servers.len(),
+                c.servers.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
             Ok(0)
         }
     }

@@ -181,7 +181,10 @@ impl Config {
                     return Err(invalid(
                         Some(spanned.span()),
                         "gateway.listen",
-                        format!("{} is not a loopback address; Countersign listens only on 127.0.0.1 or ::1", addr.ip()),
+                        format!(
+                            "{} is not a loopback address; Countersign listens only on 127.0.0.1 or ::1",
+                            addr.ip()
+                        ),
                     ));
                 }
                 addr
@@ -203,7 +206,11 @@ impl Config {
             return Err(invalid(None, "limits", "max_depth must be at least 8, byte limits at least 1024".into()));
         }
         if limits.session_idle_secs == 0 || limits.request_timeout_secs == 0 {
-            return Err(invalid(None, "limits", "session_idle_secs and request_timeout_secs must be at least 1".into()));
+            return Err(invalid(
+                None,
+                "limits",
+                "session_idle_secs and request_timeout_secs must be at least 1".into(),
+            ));
         }
 
         let mut servers = BTreeMap::new();
@@ -214,7 +221,11 @@ impl Config {
             let s = spanned.into_inner();
             let transport = match (s.command, s.url) {
                 (Some(_), Some(_)) => {
-                    return Err(invalid(Some(span), &field, "has both `command` and `url`; a server is one or the other".into()))
+                    return Err(invalid(
+                        Some(span),
+                        &field,
+                        "has both `command` and `url`; a server is one or the other".into(),
+                    ))
                 }
                 (None, None) => {
                     return Err(invalid(
@@ -228,14 +239,22 @@ impl Config {
                         return Err(invalid(Some(span), &format!("{field}.command"), "is empty".into()));
                     }
                     if !s.headers.is_empty() {
-                        return Err(invalid(Some(span), &format!("{field}.headers"), "only applies to `url` servers".into()));
+                        return Err(invalid(
+                            Some(span),
+                            &format!("{field}.headers"),
+                            "only applies to `url` servers".into(),
+                        ));
                     }
                     Transport::Stdio { command, args: s.args, env: s.env, cwd: s.cwd }
                 }
                 (None, Some(url)) => {
                     let u = url.get_ref();
                     if !(u.starts_with("https://") || u.starts_with("http://")) {
-                        return Err(invalid(Some(url.span()), &format!("{field}.url"), format!("`{u}` is not an http(s) URL")));
+                        return Err(invalid(
+                            Some(url.span()),
+                            &format!("{field}.url"),
+                            format!("`{u}` is not an http(s) URL"),
+                        ));
                     }
                     if !s.args.is_empty() || !s.env.is_empty() || s.cwd.is_some() {
                         return Err(invalid(
@@ -262,7 +281,8 @@ impl Config {
                 out.push(rule.get_ref().clone());
             }
         }
-        Policy::compile(&policy).map_err(|e| invalid(None, &format!("policy.{}[{}]", e.list, e.index), e.error.to_string()))?;
+        Policy::compile(&policy)
+            .map_err(|e| invalid(None, &format!("policy.{}[{}]", e.list, e.index), e.error.to_string()))?;
 
         Ok(Config {
             path: path.map(Path::to_path_buf),

@@ -162,7 +162,9 @@ impl Session {
         let record_id = record.id;
         if let Err(e) = shared.journal.commit(record).await {
             tracing::error!(error = %e, "audit commit failed; refusing the call");
-            let text = format!("Countersign could not record this call to `{qualified}` in its audit journal, so it was not run.");
+            let text = format!(
+                "Countersign could not record this call to `{qualified}` in its audit journal, so it was not run."
+            );
             return self.answer(reply, message::tool_error_result(id.as_deref(), &text));
         }
         self.forward(&server, env, reply, Some((record_id, started))).await;

@@ -101,10 +101,22 @@ mod tests {
         assert!(check(Method::POST, "/mcp", &[("host", "localhost:47800")]).is_ok());
         assert!(check(Method::POST, "/mcp", &[("host", "[::1]:47800")]).is_ok());
         for host in ["evil.test", "evil.test:47800", "127.0.0.1:1", "127.0.0.1", "localhost.evil.test:47800", ""] {
-            assert_eq!(check(Method::POST, "/mcp", &[("host", host)]).unwrap_err().status, StatusCode::FORBIDDEN, "{host}");
+            assert_eq!(
+                check(Method::POST, "/mcp", &[("host", host)]).unwrap_err().status,
+                StatusCode::FORBIDDEN,
+                "{host}"
+            );
         }
-        for origin in ["https://evil.test", "null", "file://", "chrome-extension://abc", "http://localhost:1",
-            "https://localhost:47800", "http://evil.test:47800", "http://localhost:47800/x"] {
+        for origin in [
+            "https://evil.test",
+            "null",
+            "file://",
+            "chrome-extension://abc",
+            "http://localhost:1",
+            "https://localhost:47800",
+            "http://evil.test:47800",
+            "http://localhost:47800/x",
+        ] {
             let r = check(Method::POST, "/mcp", &[("host", "127.0.0.1:47800"), ("origin", origin)]);
             assert_eq!(r.unwrap_err().status, StatusCode::FORBIDDEN, "{origin}");
         }

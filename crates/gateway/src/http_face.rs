@@ -58,8 +58,14 @@ async fn not_found(State(face): State<Face>, req: Request<Body>) -> Response {
 /// The guard's checks, with refusals audited.
 #[allow(clippy::result_large_err)]
 fn pre_auth(face: &Face, req: &Request<Body>) -> Result<(), Response> {
-    guard::check_request(req.method(), req.uri(), req.headers(), face.listen, &face.shared.config.gateway.allowed_origins)
-        .map_err(|r| rejected(face, req.method(), req.uri().path(), None, r))
+    guard::check_request(
+        req.method(),
+        req.uri(),
+        req.headers(),
+        face.listen,
+        &face.shared.config.gateway.allowed_origins,
+    )
+    .map_err(|r| rejected(face, req.method(), req.uri().path(), None, r))
 }
 
 fn rejected(face: &Face, method: &Method, path: &str, client: Option<String>, refusal: Refusal) -> Response {
@@ -100,8 +106,18 @@ async fn handle(face: Face, route: Route, req: Request<Body>) -> Response {
     let token_name = match guard::bearer(req.headers()).and_then(|t| face.shared.tokens.verify(t)) {
         Some(name) => name,
         None => {
-            let reason = if guard::bearer(req.headers()).is_some() { "unknown client token" } else { "a client token is required" };
-            return rejected(&face, &method, &path, None, Refusal { status: StatusCode::UNAUTHORIZED, reason: reason.into() });
+            let reason = if guard::bearer(req.headers()).is_some() {
+                "unknown client token"
+            } else {
+                "a client token is required"
+            };
+            return rejected(
+                &face,
+                &method,
+                &path,
+                None,
+                Refusal { status: StatusCode::UNAUTHORIZED, reason: reason.into() },
+            );
         }
     };
     if let Route::Single(server) = &route {
@@ -203,7 +219,12 @@ async fn post_message(
             let msg = "this gateway uses the initialize handshake; stateless requests are not supported yet";
             return rpc_error(StatusCode::OK, env.id(), code::METHOD_NOT_FOUND, msg);
         }
-        return rpc_error(StatusCode::BAD_REQUEST, env.id(), code::INVALID_REQUEST, "missing Mcp-Session-Id: initialize first");
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            env.id(),
+            code::INVALID_REQUEST,
+            "missing Mcp-Session-Id: initialize first",
+        );
     };
     match env.kind() {
         Kind::Request => {
@@ -262,9 +283,7 @@ async fn initialize(face: Face, route: Route, token_name: String, env: Envelope,
             }
             resp
         }
-        Route::Single(_) => {
-            reply(session.handle_request(env, sse).await, false, Some(&session.id)).await
-        }
+        Route::Single(_) => reply(session.handle_request(env, sse).await, false, Some(&session.id)).await,
     }
 }
 

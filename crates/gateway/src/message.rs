@@ -294,7 +294,6 @@ impl<'de> Visitor<'de> for Check {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -105,7 +105,8 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
     let idle_limit = Duration::from_secs(shared.config.limits.session_idle_secs);
     let reaper = Arc::downgrade(&shared);
     tokio::spawn(async move {
-        let mut every = tokio::time::interval((idle_limit / 2).clamp(Duration::from_millis(500), Duration::from_secs(60)));
+        let mut every =
+            tokio::time::interval((idle_limit / 2).clamp(Duration::from_millis(500), Duration::from_secs(60)));
         loop {
             every.tick().await;
             let Some(shared) = reaper.upgrade() else { return };

@@ -69,12 +69,17 @@ mod tests {
             got.len() < 2
         })
         .await;
-        assert_eq!(got, vec!["{\"a\":1}".to_string(), "{\"b\":2}".to_string()], "priming, typed, oversized skipped; stops on false");
+        assert_eq!(
+            got,
+            vec!["{\"a\":1}".to_string(), "{\"b\":2}".to_string()],
+            "priming, typed, oversized skipped; stops on false"
+        );
     }
 
     #[tokio::test]
     async fn a_broken_stream_ends_delivery() {
-        let events = vec![Ok(Sse::default().data("{}")), Err("reset".to_string()), Ok(Sse::default().data("{\"late\":1}"))];
+        let events =
+            vec![Ok(Sse::default().data("{}")), Err("reset".to_string()), Ok(Sse::default().data("{\"late\":1}"))];
         let mut got = Vec::new();
         for_each_message(&mut futures::stream::iter(events), 1024, |d| {
             got.push(d);

@@ -50,8 +50,9 @@ fn digest(token: &str) -> String {
 
 fn read_entries(path: &PathBuf) -> Result<Vec<Entry>, TokenError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| TokenError::Corrupt { path: path.clone(), message: e.to_string() }),
+        Ok(text) => {
+            serde_json::from_str(&text).map_err(|e| TokenError::Corrupt { path: path.clone(), message: e.to_string() })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(source) => Err(HomeError::Io { path: path.clone(), source }.into()),
     }
@@ -78,7 +79,11 @@ impl TokenStore {
             return Err(TokenError::Exists(name.to_string()));
         }
         let token = random_token("cst_");
-        entries.push(Entry { name: name.to_string(), sha256: digest(&token), created: countersign_audit::now_rfc3339() });
+        entries.push(Entry {
+            name: name.to_string(),
+            sha256: digest(&token),
+            created: countersign_audit::now_rfc3339(),
+        });
         write_private(&path, serde_json::to_string_pretty(&entries).unwrap_or_default().as_bytes())?;
         Ok(token)
     }

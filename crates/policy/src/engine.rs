@@ -217,6 +217,9 @@ mod tests {
     fn a_bad_rule_names_its_list_and_index() {
         let err = Policy::compile(&PolicyRules { deny: vec!["mcp__a".into(), "oops".into()], ..Default::default() })
             .unwrap_err();
-        assert_eq!(err.to_string(), "policy.deny[1]: rule `oops` must start with `mcp__` (for example `mcp__filesystem__write_file`)");
+        assert_eq!(
+            err.to_string(),
+            "policy.deny[1]: rule `oops` must start with `mcp__` (for example `mcp__filesystem__write_file`)"
+        );
     }
 }

@@ -30,9 +30,7 @@ pub struct Rule {
 impl Rule {
     pub fn parse(text: &str) -> Result<Self, RuleError> {
         let trimmed = text.trim();
-        let rest = trimmed
-            .strip_prefix("mcp__")
-            .ok_or_else(|| RuleError::MissingPrefix(text.to_string()))?;
+        let rest = trimmed.strip_prefix("mcp__").ok_or_else(|| RuleError::MissingPrefix(text.to_string()))?;
         let (server, tool) = match rest.split_once("__") {
             Some((server, tool)) => (server, Some(tool)),
             None => (rest, None),
@@ -81,9 +79,8 @@ impl RuleList {
             builder.add(glob);
             rules.push(rule);
         }
-        let set = builder
-            .build()
-            .map_err(|e| RuleError::BadGlob { rule: String::from("<list>"), message: e.to_string() })?;
+        let set =
+            builder.build().map_err(|e| RuleError::BadGlob { rule: String::from("<list>"), message: e.to_string() })?;
         Ok(RuleList { rules, set })
     }
 

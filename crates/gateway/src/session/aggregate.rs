@@ -92,7 +92,8 @@ impl Session {
             }
             "prompts/get" => {
                 let Ok(mut params) = env.params() else {
-                    return self.answer(reply, message::error_response(id.as_deref(), code::INVALID_PARAMS, "bad params"));
+                    return self
+                        .answer(reply, message::error_response(id.as_deref(), code::INVALID_PARAMS, "bad params"));
                 };
                 let name = params.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
                 match split_name(&name).filter(|(s, _)| self.links.contains_key(*s)) {
@@ -104,7 +105,11 @@ impl Session {
                     }
                     None => self.answer(
                         reply,
-                        message::error_response(id.as_deref(), code::INVALID_PARAMS, &format!("unknown prompt `{name}`")),
+                        message::error_response(
+                            id.as_deref(),
+                            code::INVALID_PARAMS,
+                            &format!("unknown prompt `{name}`"),
+                        ),
                     ),
                 }
             }

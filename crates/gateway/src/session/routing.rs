@@ -123,7 +123,11 @@ impl Session {
                 if pending.method == "initialize" {
                     // The version the upstream agreed to is the session's version.
                     if let Some(v) = env.get("result").and_then(|r| {
-                        serde_json::from_str::<Value>(r.get()).ok()?.get("protocolVersion")?.as_str().map(str::to_string)
+                        serde_json::from_str::<Value>(r.get())
+                            .ok()?
+                            .get("protocolVersion")?
+                            .as_str()
+                            .map(str::to_string)
                     }) {
                         st.protocol_version = Some(v);
                     }
@@ -213,9 +217,8 @@ impl Session {
             st.server_requests.retain(|_, (s, _)| s != server);
             st.pending.iter().filter(|(_, p)| p.server == server).map(|(id, _)| *id).collect()
         };
-        let why = format!(
-            "upstream server `{server}` stopped before answering ({reason}); the next request starts it again"
-        );
+        let why =
+            format!("upstream server `{server}` stopped before answering ({reason}); the next request starts it again");
         for id in failed {
             self.fail_pending(id, &why);
         }
@@ -290,14 +293,11 @@ fn classify_answer(env: &Envelope) -> (Outcome, Option<String>) {
         #[serde(rename = "isError", default)]
         is_error: bool,
     }
-    let is_error = env
-        .get("result")
-        .and_then(|r| serde_json::from_str::<Flag>(r.get()).ok())
-        .is_some_and(|f| f.is_error);
+    let is_error =
+        env.get("result").and_then(|r| serde_json::from_str::<Flag>(r.get()).ok()).is_some_and(|f| f.is_error);
     if is_error {
         (Outcome::Error, Some("the tool reported an error".into()))
     } else {
         (Outcome::Ok, None)
     }
 }
-

@@ -34,12 +34,7 @@ pub(super) fn spawn(
     events: EventSink,
 ) -> Result<UpstreamLink, UpstreamError> {
     let mut cmd = Command::new(command);
-    cmd.args(args)
-        .envs(env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.args(args).envs(env).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
@@ -72,7 +67,12 @@ pub(super) fn spawn(
                 Ok(line) => {
                     junk += 1;
                     // Not JSON-RPC: say so without echoing it (it could hold anything).
-                    tracing::warn!(server, bytes = line.len(), lines = junk, "upstream wrote a non-JSON line on stdout");
+                    tracing::warn!(
+                        server,
+                        bytes = line.len(),
+                        lines = junk,
+                        "upstream wrote a non-JSON line on stdout"
+                    );
                 }
                 Err(LinesCodecError::MaxLineLengthExceeded) => {
                     let _ = fatal_tx.send(format!("it wrote a line over the {max_line}-byte limit"));
