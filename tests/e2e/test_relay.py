@@ -258,3 +258,17 @@ async def test_a_hanging_upstream_hits_the_request_time_limit(make_gateway, tmp_
             await client.call_tool("poke", {})
     rec = gw.wait_audit(lambda r: r["tool"] == "poke" and r["outcome"], "the timed-out call's outcome")[0]
     assert rec["outcome"] == "error" and "within 1s" in rec["detail"]
+
+
+async def test_answered_calls_leave_no_timers_or_tasks_behind(make_gateway):
+    # Each forwarded call has a deadline; an answered call must leave nothing waiting for
+    # it (a timer per call once held ~1 KiB for the whole request_timeout_secs).
+    gw = make_gateway({"everything": everything_server()}, policy={"allow": ["mcp__everything__echo"]})
+    async with connect(gw, "http", "everything") as client:
+        await client.call_tool("echo", {"message": "warm"})
+        before = gw.status()["tasks"]
+        for i in range(300):
+            result = await client.call_tool("echo", {"message": f"m{i}"})
+            assert f"m{i}" in text_of(result)
+        after = gw.status()["tasks"]
+    assert after - before < 20, f"live tasks grew from {before} to {after} over 300 answered calls"

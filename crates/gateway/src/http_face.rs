@@ -458,6 +458,8 @@ async fn status(State(face): State<Face>, req: Request<Body>) -> Response {
         "servers": servers,
         "sessions": sessions,
         "approvals": face.shared.approver.pending(),
+        // Live async tasks: steady under steady load; growth with the call count is a leak.
+        "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
     });
     json_response(StatusCode::OK, body.to_string())
 }

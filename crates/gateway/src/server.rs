@@ -87,7 +87,9 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         journal,
         approver,
         sessions: Mutex::new(Default::default()),
+        deadlines: Default::default(),
     });
+    crate::session::spawn_sweeper(Arc::downgrade(&shared));
     // Make sure the shim's token exists before any shim asks for it.
     TokenStore::shim_token(&home).map_err(|e| ServeError::Policy(e.to_string()))?;
     home.write_runtime(&RuntimeInfo { pid: std::process::id(), listen })?;

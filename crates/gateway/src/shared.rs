@@ -21,6 +21,8 @@ pub struct Shared {
     pub user: String,
     pub device: String,
     pub sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Wakes the sweeper that fails requests past `limits.request_timeout_secs`.
+    pub deadlines: crate::session::Deadlines,
 }
 
 impl Shared {

@@ -10,9 +10,11 @@
 //! across an await.
 
 mod aggregate;
+mod deadlines;
 mod routing;
 mod streams;
 
+pub use deadlines::{spawn_sweeper, Deadlines};
 pub use streams::StreamEvent;
 
 /// What a client request gets back: the answer alone (JSON) or a resumable event stream.
@@ -99,6 +101,9 @@ pub(crate) struct Pending {
     reply: Reply,
     progress: Option<String>,
     audit: Option<(uuid::Uuid, Instant)>,
+    /// When the gateway gives up on the upstream; `None` for the gateway's own requests,
+    /// which wait with their own timeout.
+    deadline: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -279,7 +284,16 @@ impl Session {
         params: Value,
     ) -> Result<Envelope, String> {
         let (tx, rx) = oneshot::channel();
-        let id = self.register(server, None, method, Reply::Internal(tx), None, None);
+        let pending = Pending {
+            server: server.to_string(),
+            client_id: None,
+            method: method.to_string(),
+            reply: Reply::Internal(tx),
+            progress: None,
+            audit: None,
+            deadline: None,
+        };
+        let id = self.register(pending, None);
         let text = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
         if link.send(text).await.is_err() {
             self.state().pending.remove(&id);
@@ -296,26 +310,17 @@ impl Session {
         }
     }
 
-    fn register(
-        &self,
-        server: &str,
-        client_id: Option<Box<RawValue>>,
-        method: &str,
-        reply: Reply,
-        progress: Option<(String, Box<RawValue>)>,
-        audit: Option<(uuid::Uuid, Instant)>,
-    ) -> u64 {
+    /// Registers a request for its answer and returns the id the upstream sees.
+    /// `progress` maps the gateway's progress token to the client's own.
+    fn register(&self, mut pending: Pending, progress: Option<(String, Box<RawValue>)>) -> u64 {
         let mut st = self.state();
         st.next_id += 1;
         let id = st.next_id;
-        let progress = progress.map(|(token, client_token)| {
+        pending.progress = progress.map(|(token, client_token)| {
             st.progress.insert(token.clone(), (client_token, id));
             token
         });
-        st.pending.insert(
-            id,
-            Pending { server: server.to_string(), client_id, method: method.to_string(), reply, progress, audit },
-        );
+        st.pending.insert(id, pending);
         id
     }
 
@@ -347,32 +352,23 @@ impl Session {
                 }
             }
         }
-        let id = self.register(server, client_id, &method, reply, progress, audit);
+        let deadline = Instant::now() + Duration::from_secs(self.shared.config.limits.request_timeout_secs);
+        let pending = Pending {
+            server: server.to_string(),
+            client_id,
+            method,
+            reply,
+            progress: None,
+            audit,
+            deadline: Some(deadline),
+        };
+        let id = self.register(pending, progress);
+        self.shared.deadlines.added();
         env.set_id_u64(id);
         if link.send(env.to_json()).await.is_err() {
             let why = format!("upstream server `{server}` is not running");
             self.fail_pending(id, &why);
-            return;
         }
-        let timeout = Duration::from_secs(self.shared.config.limits.request_timeout_secs);
-        let me = self.me.clone();
-        let server = server.to_string();
-        // Holds neither the session nor the connection, so neither outlives its use.
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let Some(session) = me.upgrade() else { return };
-            if !session.state().pending.contains_key(&id) {
-                return;
-            }
-            let why = format!("the upstream did not answer within {}s", timeout.as_secs());
-            session.fail_pending(id, &why);
-            let live = session.links.get(&server).and_then(|slot| slot.try_lock().ok().and_then(|l| l.clone()));
-            if let Some(link) = live {
-                let cancel = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                    "params": {"requestId": id, "reason": "timed out in the gateway"}});
-                let _ = link.send(cancel.to_string()).await;
-            }
-        });
     }
 
     /// Answers a request that never reached its upstream.

@@ -199,7 +199,7 @@ impl Remote {
             .header(ACCEPT, "text/event-stream")
             .send()
             .await
-            .map_err(|e| without_url(e))?;
+            .map_err(without_url)?;
         if !resp.status().is_success() {
             return Err(format!("GET answered HTTP {}", resp.status()));
         }
