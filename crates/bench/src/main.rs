@@ -5,6 +5,7 @@
 //! call is allowed by policy and its record committed before it is forwarded.
 
 mod clients;
+mod floors;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -25,6 +26,10 @@ struct Args {
     calls: usize,
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Run only the rows whose name contains this text (the direct stdio row, the
+    /// baseline for "added", always runs). For profiling one path.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 struct Row {
@@ -98,36 +103,14 @@ async fn concurrent<C: clients::Caller + Send + 'static>(
     Ok(Row { name: name.into(), lat, wall: start.elapsed() })
 }
 
-/// The least any relay can add: a process that copies lines both ways between its
-/// stdio and the upstream's, with blocking I/O and nothing else.
-fn pipe_relay(upstream: &str) -> Result<()> {
-    use std::io::{BufRead, Write};
-    let mut child = std::process::Command::new(upstream)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut to_child = child.stdin.take().context("stdin")?;
-    let from_child = child.stdout.take().context("stdout")?;
-    std::thread::spawn(move || {
-        let mut out = std::io::stdout().lock();
-        for line in std::io::BufReader::new(from_child).lines().map_while(Result::ok) {
-            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-                break;
-            }
-        }
-    });
-    for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-        writeln!(to_child, "{line}")?;
-        to_child.flush()?;
-    }
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let raw: Vec<String> = std::env::args().collect();
     if raw.get(1).map(String::as_str) == Some("pipe-relay") {
-        return pipe_relay(raw.get(2).context("pipe-relay UPSTREAM")?);
+        return floors::pipe_relay(raw.get(2).context("pipe-relay UPSTREAM")?);
+    }
+    if raw.get(1).map(String::as_str) == Some("http-relay") {
+        return floors::http_relay(raw.get(2).context("http-relay UPSTREAM")?);
     }
     let args = Args::parse();
     let gateway = std::fs::canonicalize(&args.gateway).context("--gateway")?;
@@ -145,20 +128,44 @@ async fn main() -> Result<()> {
     let per_client = args.calls / args.concurrency;
     let mut rows = Vec::new();
 
+    let want = |name: &str| args.only.as_deref().is_none_or(|only| name.contains(only));
+    let direct_x = format!("direct x{}", args.concurrency);
+    let http_x = format!("gateway HTTP x{}", args.concurrency);
+    let shim_x = format!("gateway shim x{}", args.concurrency);
+
     // Direct: the client talks to the upstream itself.
     let mut direct = StdioClient::spawn(&upstream, &[], None).await?;
     rows.push(sequential("direct (stdio)", args.calls, &mut direct).await?);
-    let mut many = Vec::new();
-    for _ in 0..args.concurrency {
-        many.push(StdioClient::spawn(&upstream, &[], None).await?);
+    if want(&direct_x) {
+        let mut many = Vec::new();
+        for _ in 0..args.concurrency {
+            many.push(StdioClient::spawn(&upstream, &[], None).await?);
+        }
+        rows.push(concurrent(&direct_x, many, per_client).await?);
     }
-    rows.push(concurrent(&format!("direct x{}", args.concurrency), many, per_client).await?);
 
     // The floor for any relay: one more process in the path that only copies lines.
-    let me = std::env::current_exe()?;
-    let relay_args = ["pipe-relay", upstream.to_str().unwrap_or_default()];
-    let mut floor = StdioClient::spawn(&me, &relay_args, None).await?;
-    rows.push(sequential("pipe relay (floor)", args.calls, &mut floor).await?);
+    if want("pipe relay (floor)") {
+        let me = std::env::current_exe()?;
+        let relay_args = ["pipe-relay", upstream.to_str().unwrap_or_default()];
+        let mut floor = StdioClient::spawn(&me, &relay_args, None).await?;
+        rows.push(sequential("pipe relay (floor)", args.calls, &mut floor).await?);
+    }
+    if want("HTTP relay (floor)") {
+        let me = std::env::current_exe()?;
+        let mut relay = tokio::process::Command::new(&me)
+            .args(["http-relay", upstream.to_str().unwrap_or_default()])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = relay.stdout.take().context("http-relay stdout")?;
+        let mut addr = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stdout), &mut addr).await?;
+        let url = format!("http://{}/mcp", addr.trim());
+        let mut floor = RawHttpClient::connect(&url, "floor").await?;
+        rows.push(sequential("HTTP relay (floor)", args.calls, &mut floor).await?);
+        let _ = relay.start_kill();
+    }
 
     // The gateway, with policy and audit on.
     let mut serve = tokio::process::Command::new(&gateway)
@@ -174,24 +181,34 @@ async fn main() -> Result<()> {
     let token = cli(&gateway, &home, &["token", "create", "bench"]).await?;
     let url = format!("http://{addr}/mcp/fast");
 
-    let mut http = HttpClient::connect(&url, &token).await?;
-    rows.push(sequential("gateway HTTP", args.calls, &mut http).await?);
-    let mut raw = RawHttpClient::connect(&url, &token).await?;
-    rows.push(sequential("gateway HTTP (raw client)", args.calls, &mut raw).await?);
-    let mut many = Vec::new();
-    for _ in 0..args.concurrency {
-        many.push(HttpClient::connect(&url, &token).await?);
+    if want("gateway HTTP") {
+        let mut http = HttpClient::connect(&url, &token).await?;
+        rows.push(sequential("gateway HTTP", args.calls, &mut http).await?);
     }
-    rows.push(concurrent(&format!("gateway HTTP x{}", args.concurrency), many, per_client).await?);
+    if want("gateway HTTP (raw client)") {
+        let mut raw = RawHttpClient::connect(&url, &token).await?;
+        rows.push(sequential("gateway HTTP (raw client)", args.calls, &mut raw).await?);
+    }
+    if want(&http_x) {
+        let mut many = Vec::new();
+        for _ in 0..args.concurrency {
+            many.push(HttpClient::connect(&url, &token).await?);
+        }
+        rows.push(concurrent(&http_x, many, per_client).await?);
+    }
 
     let shim_args = ["connect", "fast"];
-    let mut shim = StdioClient::spawn(&gateway, &shim_args, Some(&home)).await?;
-    rows.push(sequential("gateway stdio shim", args.calls, &mut shim).await?);
-    let mut many = Vec::new();
-    for _ in 0..args.concurrency {
-        many.push(StdioClient::spawn(&gateway, &shim_args, Some(&home)).await?);
+    if want("gateway stdio shim") {
+        let mut shim = StdioClient::spawn(&gateway, &shim_args, Some(&home)).await?;
+        rows.push(sequential("gateway stdio shim", args.calls, &mut shim).await?);
     }
-    rows.push(concurrent(&format!("gateway shim x{}", args.concurrency), many, per_client).await?);
+    if want(&shim_x) {
+        let mut many = Vec::new();
+        for _ in 0..args.concurrency {
+            many.push(StdioClient::spawn(&gateway, &shim_args, Some(&home)).await?);
+        }
+        rows.push(concurrent(&shim_x, many, per_client).await?);
+    }
     let loaded_rss = rss_kib(pid);
 
     let exported = cli(&gateway, &home, &["audit", "export", "--format", "jsonl"]).await?;
