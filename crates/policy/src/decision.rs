@@ -1,9 +1,11 @@
 //! The answer the engine gives for one call. It never carries out the answer itself.
 
-use serde::Serialize;
+use crate::class::{ClassSource, ToolClass};
+use crate::layers::Layer;
+use serde::{Deserialize, Serialize};
 
-/// What happens to the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What happens to the call, least to most strict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     Allow,
@@ -21,14 +23,22 @@ impl Decision {
     }
 }
 
-/// A decision with the rule that made it, a reason a person can read, and the version
-/// of the policy that decided (recorded on every audit record).
+/// A decision with the rule that made it, a reason a person can read, the tool's class
+/// and the version of the policy that decided (recorded on every audit record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     pub decision: Decision,
-    /// The deciding rule as written (`deny:mcp__fs__delete*`) or the default that applied
-    /// (`default:read-only`, `grant:<id>`).
+    /// The deciding rule as written (`deny:mcp__fs__delete*`), or what applied instead
+    /// (`default:write`, `grant:<id>`, `lockout`).
     pub rule: String,
     pub reason: String,
+    /// The layer that set the deciding rule or default.
+    pub layer: Layer,
+    pub class: ToolClass,
+    pub label: Option<String>,
+    pub class_source: ClassSource,
+    pub class_reason: String,
     pub policy_version: String,
+    /// The grant that let the call through, when one did (single-use grants must be spent).
+    pub grant: Option<String>,
 }

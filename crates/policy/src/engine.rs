@@ -1,225 +1,306 @@
-//! The decision: deny rules, then grants, then ask rules, then allow rules, then the
-//! default from the tool's hints. Anything the engine cannot vouch for asks or denies;
-//! nothing unknown is ever allowed.
+//! The decision. For one call, in order:
+//! 1. a deny rule in any layer → deny;
+//! 2. a tool locked by repeated denials → deny;
+//! 3. an ask rule in any layer → ask;
+//! 4. an allow rule in a managed layer → allow;
+//! 5. a class default a managed layer sets → that;
+//! 6. the user's allow rules, then the user's class defaults (unless managed policy
+//!    forbids the user to loosen);
+//! 7. the built-in class default (read → allow, write → ask, sensitive → ask,
+//!    destructive → deny).
+//!
+//! An `ask` that a grant covers becomes `allow`; nothing ever turns a `deny` into anything
+//! else. Deny and ask rules also match the name's confusable skeleton, so a case change or
+//! a homoglyph does not slip past them. Anything the engine cannot vouch for asks or
+//! denies; nothing unknown is ever allowed.
 
 use crate::canonical::canonical_json;
+use crate::catalog::Catalog;
+use crate::class::{ClassSource, Classification, ToolClass};
+use crate::classify;
 use crate::decision::{Decision, Verdict};
-use crate::input::CallInput;
-use crate::rule::{qualified_name, RuleError, RuleList};
-use serde::{Deserialize, Serialize};
+use crate::grant::GrantSettings;
+use crate::input::{CallInput, ServerInfo, ToolDef};
+use crate::layers::{ClassDefaults, ClassOverride, Layer, Layers, PolicySettings};
+use crate::rule::{qualified_name, Rule, RuleError, RuleList, Subject};
 use sha2::{Digest, Sha256};
 
-/// Rule lists as written in configuration (`[policy] allow, ask, deny`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyRules {
-    #[serde(default)]
-    pub allow: Vec<String>,
-    #[serde(default)]
-    pub ask: Vec<String>,
-    #[serde(default)]
-    pub deny: Vec<String>,
-}
-
-/// A compiled policy. Cheap to share; decisions take `&self`.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    deny: RuleList,
-    ask: RuleList,
-    allow: RuleList,
-    version: String,
-}
-
-/// Which list a rule error came from, so configuration errors can name the field.
+/// A rule error with the layer and field it sits in.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("policy.{list}[{index}]: {error}")]
 pub struct PolicyError {
+    pub layer: Layer,
+    /// `allow`, `ask`, `deny`, `classify` or `grants.once_only`.
     pub list: &'static str,
     pub index: usize,
     pub error: RuleError,
 }
 
+#[derive(Debug)]
+struct LayerRules {
+    layer: Layer,
+    deny: RuleList,
+    ask: RuleList,
+    allow: RuleList,
+    defaults: ClassDefaults,
+    classify: RuleList,
+    overrides: Vec<ClassOverride>,
+}
+
+/// A compiled policy. Cheap to share; decisions take `&self`.
+#[derive(Debug)]
+pub struct Policy {
+    /// Strongest first: bundle, managed, user.
+    layers: Vec<LayerRules>,
+    user_may_allow: bool,
+    grants: GrantSettings,
+    grants_layer: Layer,
+    once_only: RuleList,
+    version: String,
+    source: Layers,
+}
+
+fn compile_list(layer: Layer, list: &'static str, texts: &[String], restrictive: bool) -> Result<RuleList, PolicyError> {
+    for (index, text) in texts.iter().enumerate() {
+        Rule::parse(text).map_err(|error| PolicyError { layer, list, index, error })?;
+    }
+    RuleList::compile(texts, restrictive).map_err(|error| PolicyError { layer, list, index: 0, error })
+}
+
+fn compile_layer(layer: Layer, s: &PolicySettings) -> Result<LayerRules, PolicyError> {
+    let patterns: Vec<String> = s.classify.keys().cloned().collect();
+    Ok(LayerRules {
+        layer,
+        deny: compile_list(layer, "deny", &s.deny, true)?,
+        ask: compile_list(layer, "ask", &s.ask, true)?,
+        allow: compile_list(layer, "allow", &s.allow, false)?,
+        defaults: s.defaults,
+        classify: compile_list(layer, "classify", &patterns, true)?,
+        overrides: s.classify.values().cloned().collect(),
+    })
+}
+
 impl Policy {
-    pub fn compile(rules: &PolicyRules) -> Result<Self, PolicyError> {
-        let compile = |list: &'static str, texts: &[String], ci: bool| {
-            for (index, text) in texts.iter().enumerate() {
-                crate::rule::Rule::parse(text).map_err(|error| PolicyError { list, index, error })?;
-            }
-            RuleList::compile(texts, ci).map_err(|error| PolicyError { list, index: 0, error })
-        };
+    /// A policy from the user's settings alone.
+    pub fn compile(user: &PolicySettings) -> Result<Self, PolicyError> {
+        Policy::from_layers(Layers::user_only(user.clone()))
+    }
+
+    pub fn from_layers(layers: Layers) -> Result<Self, PolicyError> {
+        let compiled =
+            layers.stack().into_iter().map(|(layer, s)| compile_layer(layer, s)).collect::<Result<Vec<_>, _>>()?;
+        let (grants, grants_layer) = layers.grant_settings();
+        let once_only = compile_list(grants_layer, "grants.once_only", &grants.once_only, true)?;
         let version = {
-            let doc = serde_json::to_value(rules).unwrap_or_default();
+            let doc = serde_json::json!({
+                "user": layers.user,
+                "managed": layers.managed,
+                "bundle": layers.bundle.as_ref().map(|(p, v)| serde_json::json!({"version": v, "policy": p})),
+            });
             let digest = Sha256::digest(canonical_json(&doc).as_bytes());
-            format!("sha256:{}", &hex::encode(digest)[..16])
+            let hash = &hex::encode(digest)[..16];
+            match &layers.bundle {
+                Some((_, v)) => format!("bundle-{v}+sha256:{hash}"),
+                None => format!("sha256:{hash}"),
+            }
         };
         Ok(Policy {
-            deny: compile("deny", &rules.deny, true)?,
-            ask: compile("ask", &rules.ask, true)?,
-            allow: compile("allow", &rules.allow, false)?,
+            layers: compiled,
+            user_may_allow: layers.managed_settings().user_may_allow,
+            grants,
+            grants_layer,
+            once_only,
             version,
+            source: layers,
         })
     }
 
-    /// The version recorded on every audit record: a digest of the rules in force.
+    /// The version recorded on every audit record: a digest of every layer in force.
     pub fn version(&self) -> &str {
         &self.version
     }
 
+    /// The layers this policy was compiled from.
+    pub fn layers(&self) -> &Layers {
+        &self.source
+    }
+
+    pub fn grant_settings(&self) -> (&GrantSettings, Layer) {
+        (&self.grants, self.grants_layer)
+    }
+
+    /// The compiled once-only list, for issuing grants.
+    pub fn once_only(&self) -> &RuleList {
+        &self.once_only
+    }
+
+    /// A tool's class before its arguments are seen: managed overrides, then the catalog,
+    /// annotations and heuristics, then the user's overrides (which only tighten).
+    pub fn classify(&self, server: &ServerInfo, tool: &str, def: Option<&ToolDef>) -> Classification {
+        let names = [qualified_name(&server.name, tool)];
+        let subject = Subject { names: &names, class: ToolClass::Write, clients: &[], arguments: &serde_json::Value::Null };
+        let find = |l: &LayerRules| {
+            l.classify.first_index(&subject).map(|i| (l.layer, l.classify.text_at(i).to_string(), l.overrides[i].clone()))
+        };
+        let managed = self.layers.iter().filter(|l| l.layer.is_managed()).find_map(find);
+        let mut c = match managed {
+            Some((layer, pattern, o)) => Classification {
+                class: o.class(),
+                label: o.label().map(str::to_string),
+                source: ClassSource::Managed,
+                reason: format!("{} policy classifies `{pattern}` as {}", layer.as_str(), o.class()),
+            },
+            None => classify::base(Catalog::builtin(), server, tool, def),
+        };
+        if let Some((_, pattern, o)) = self.layers.iter().filter(|l| l.layer == Layer::User).find_map(find) {
+            let user = Classification {
+                class: o.class(),
+                label: o.label().map(str::to_string),
+                source: ClassSource::User,
+                reason: format!("your policy classifies `{pattern}` as {}", o.class()),
+            };
+            c = c.tightened_by(user);
+        }
+        c
+    }
+
     pub fn decide(&self, call: &CallInput<'_>) -> Verdict {
-        let name = qualified_name(call.server, call.tool);
-        let verdict = |decision, rule: String, reason: String| Verdict {
+        let static_class = self.classify(call.server, call.tool, call.def);
+        self.decide_classified(call, &static_class)
+    }
+
+    /// Decides with the tool's class already known (the gateway caches it per tool).
+    pub fn decide_classified(&self, call: &CallInput<'_>, static_class: &Classification) -> Verdict {
+        let class = classify::for_call(static_class, call.arguments);
+        let name = qualified_name(&call.server.name, call.tool);
+        let skeleton = qualified_name(&classify::skeleton(&call.server.name), &classify::skeleton(call.tool));
+        let names_loose = [name.clone(), skeleton];
+        let names = if names_loose[0] == names_loose[1] { &names_loose[..1] } else { &names_loose[..] };
+        let exact = &names_loose[..1];
+        let client_name = call.identity.client_name.as_deref().unwrap_or_default();
+        let clients = [call.identity.client_token.as_str(), client_name];
+        let restrictive = Subject { names, class: class.class, clients: &clients, arguments: call.arguments };
+        let permissive = Subject { names: exact, ..restrictive };
+        let verdict = |decision, rule: String, reason: String, layer| Verdict {
             decision,
             rule,
             reason,
+            layer,
+            class: class.class,
+            label: class.label.clone(),
+            class_source: class.source,
+            class_reason: class.reason.clone(),
             policy_version: self.version.clone(),
+            grant: None,
         };
-        if let Some(rule) = self.deny.first_match(&name) {
-            return verdict(
-                Decision::Deny,
-                format!("deny:{}", rule.text()),
-                format!("`{name}` is denied by the policy rule `{}`", rule.text()),
-            );
-        }
-        if let Some(grant) = call.grants.iter().find(|g| g.covers(call)) {
-            return verdict(Decision::Allow, format!("grant:{}", grant.id), format!("`{name}` was approved earlier"));
-        }
-        if let Some(rule) = self.ask.first_match(&name) {
-            return verdict(
-                Decision::Ask,
-                format!("ask:{}", rule.text()),
-                format!("`{name}` needs approval under the policy rule `{}`", rule.text()),
-            );
-        }
-        if let Some(rule) = self.allow.first_match(&name) {
-            return verdict(
-                Decision::Allow,
-                format!("allow:{}", rule.text()),
-                format!("`{name}` is allowed by the policy rule `{}`", rule.text()),
-            );
-        }
-        let Some(hints) = call.hints else {
-            return verdict(
-                Decision::Ask,
-                "default:unknown-tool".into(),
-                format!("`{name}` was never listed by its server, so it needs approval"),
-            );
+        let by_rule = |kind: &str, decision, rule: &Rule, layer: Layer| {
+            let what = match decision {
+                Decision::Deny => "is denied",
+                Decision::Ask => "needs approval",
+                Decision::Allow => "is allowed",
+            };
+            verdict(
+                decision,
+                format!("{kind}:{}", rule.text()),
+                format!("`{name}` {what} by the {} policy rule `{}`", layer.as_str(), rule.text()),
+                layer,
+            )
         };
-        if hints.destructive == Some(true) && hints.read_only != Some(true) {
-            return verdict(
-                Decision::Deny,
-                "default:destructive".into(),
-                format!("`{name}` is marked destructive; destructive tools are denied unless a rule allows them"),
-            );
-        }
-        if hints.read_only == Some(true) {
-            if call.server_trusted {
-                return verdict(Decision::Allow, "default:read-only".into(), format!("`{name}` only reads"));
+
+        for l in &self.layers {
+            if let Some(rule) = l.deny.first_match(&restrictive) {
+                return by_rule("deny", Decision::Deny, rule, l.layer);
             }
+        }
+        if let Some(until) =
+            call.grants.and_then(|g| g.locked_until(&call.identity.client_token, &call.server.name, call.tool, call.now_ms))
+        {
+            let secs = until.saturating_sub(call.now_ms).div_ceil(1000);
             return verdict(
-                Decision::Ask,
-                "default:untrusted-hint".into(),
-                format!("`{name}` says it only reads, but its server is not trusted, so it needs approval"),
+                Decision::Deny,
+                "lockout".into(),
+                format!("`{name}` was denied repeatedly and is locked for another {secs}s"),
+                self.grants_layer,
             );
         }
-        verdict(Decision::Ask, "default:write".into(), format!("`{name}` may change data, so it needs approval"))
+        let mut result = None;
+        for l in &self.layers {
+            if let Some(rule) = l.ask.first_match(&restrictive) {
+                result = Some(by_rule("ask", Decision::Ask, rule, l.layer));
+                break;
+            }
+        }
+        if result.is_none() {
+            for l in self.layers.iter().filter(|l| l.layer.is_managed()) {
+                if let Some(rule) = l.allow.first_match(&permissive) {
+                    result = Some(by_rule("allow", Decision::Allow, rule, l.layer));
+                    break;
+                }
+                if let Some(d) = l.defaults.get(class.class) {
+                    result = Some(self.by_default(&verdict, &name, d, &class, l.layer));
+                    break;
+                }
+            }
+        }
+        if result.is_none() {
+            let builtin = ClassDefaults::builtin(class.class);
+            for l in self.layers.iter().filter(|l| l.layer == Layer::User) {
+                if self.user_may_allow {
+                    if let Some(rule) = l.allow.first_match(&permissive) {
+                        result = Some(by_rule("allow", Decision::Allow, rule, l.layer));
+                        break;
+                    }
+                }
+                if let Some(d) = l.defaults.get(class.class).filter(|d| self.user_may_allow || *d >= builtin) {
+                    result = Some(self.by_default(&verdict, &name, d, &class, l.layer));
+                }
+            }
+        }
+        let mut v = result.unwrap_or_else(|| {
+            self.by_default(&verdict, &name, ClassDefaults::builtin(class.class), &class, Layer::Builtin)
+        });
+        if v.decision == Decision::Ask {
+            if let Some(grant) = call.grants.and_then(|g| g.covering(call)) {
+                v.decision = Decision::Allow;
+                v.rule = format!("grant:{}", grant.id);
+                v.reason = format!("`{name}` was approved earlier ({})", grant_kind(grant));
+                v.grant = Some(grant.id.clone());
+            }
+        }
+        v
+    }
+
+    fn by_default(
+        &self,
+        verdict: &dyn Fn(Decision, String, String, Layer) -> Verdict,
+        name: &str,
+        d: Decision,
+        class: &Classification,
+        layer: Layer,
+    ) -> Verdict {
+        let what = match d {
+            Decision::Allow => "runs without asking",
+            Decision::Ask => "needs approval",
+            Decision::Deny => "is denied",
+        };
+        let whose = if layer == Layer::Builtin { String::new() } else { format!(" under the {} policy", layer.as_str()) };
+        verdict(
+            d,
+            format!("default:{}", class.class),
+            format!("`{name}` is a {} tool ({}), and a {} tool {what}{whose}", class.class, class.reason, class.class),
+            layer,
+        )
+    }
+}
+
+fn grant_kind(g: &crate::grant::Grant) -> &'static str {
+    match g.scope {
+        crate::grant::GrantScope::Once { .. } => "once, for these exact arguments",
+        crate::grant::GrantScope::Session { .. } => "for this session",
+        crate::grant::GrantScope::Until { .. } => "for a while",
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{Grant, GrantScope, Identity, ToolHints};
-    use serde_json::json;
-
-    fn rules(allow: &[&str], ask: &[&str], deny: &[&str]) -> Policy {
-        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
-        Policy::compile(&PolicyRules { allow: v(allow), ask: v(ask), deny: v(deny) }).unwrap()
-    }
-
-    fn decide(policy: &Policy, tool: &str, hints: Option<ToolHints>, trusted: bool, grants: &[Grant]) -> Verdict {
-        let id = Identity { client_token: "cursor".into(), ..Default::default() };
-        let args = json!({"path": "/tmp/a"});
-        policy.decide(&CallInput {
-            identity: &id,
-            server: "fs",
-            tool,
-            hints: hints.as_ref(),
-            server_trusted: trusted,
-            arguments: &args,
-            grants,
-            now_ms: 1_000,
-        })
-    }
-
-    const READ: ToolHints = ToolHints { read_only: Some(true), destructive: None, idempotent: None, open_world: None };
-    const DESTRUCTIVE: ToolHints =
-        ToolHints { read_only: Some(false), destructive: Some(true), idempotent: None, open_world: None };
-    const PLAIN: ToolHints = ToolHints { read_only: None, destructive: None, idempotent: None, open_world: None };
-
-    #[test]
-    fn deny_beats_ask_and_allow() {
-        let p = rules(&["mcp__fs"], &["mcp__fs__write_file"], &["mcp__fs__write*"]);
-        let v = decide(&p, "write_file", Some(READ), true, &[]);
-        assert_eq!(v.decision, Decision::Deny);
-        assert_eq!(v.rule, "deny:mcp__fs__write*");
-    }
-
-    #[test]
-    fn ask_beats_allow() {
-        let p = rules(&["mcp__fs"], &["mcp__fs__write_file"], &[]);
-        assert_eq!(decide(&p, "write_file", Some(PLAIN), true, &[]).decision, Decision::Ask);
-        assert_eq!(decide(&p, "read_file", Some(PLAIN), true, &[]).decision, Decision::Allow);
-    }
-
-    #[test]
-    fn defaults_follow_hints_and_trust() {
-        let p = rules(&[], &[], &[]);
-        assert_eq!(decide(&p, "read_file", Some(READ), true, &[]).rule, "default:read-only");
-        assert_eq!(decide(&p, "read_file", Some(READ), false, &[]).decision, Decision::Ask);
-        assert_eq!(decide(&p, "rm", Some(DESTRUCTIVE), true, &[]).decision, Decision::Deny);
-        assert_eq!(decide(&p, "write", Some(PLAIN), true, &[]).decision, Decision::Ask);
-        assert_eq!(decide(&p, "never_listed", None, true, &[]).rule, "default:unknown-tool");
-    }
-
-    #[test]
-    fn untrusted_read_only_hint_on_destructive_tool_is_not_allowed() {
-        // sec_11: an untrusted server marking delete_all read-only gains nothing.
-        let p = rules(&[], &[], &["mcp__*__delete*"]);
-        assert_eq!(decide(&p, "delete_all", Some(READ), false, &[]).decision, Decision::Deny);
-    }
-
-    #[test]
-    fn grants_allow_only_what_they_cover() {
-        let p = rules(&[], &["mcp__fs__write_file"], &["mcp__fs__delete*"]);
-        let once = Grant {
-            id: "g1".into(),
-            client_token: "cursor".into(),
-            server: "fs".into(),
-            tool: "write_file".into(),
-            scope: GrantScope::Once { args_hash: crate::args_hash(&json!({"path": "/tmp/a"})) },
-        };
-        assert_eq!(decide(&p, "write_file", Some(PLAIN), true, &[once.clone()]).rule, "grant:g1");
-        let other_args = Grant { scope: GrantScope::Once { args_hash: "00".into() }, ..once.clone() };
-        assert_eq!(decide(&p, "write_file", Some(PLAIN), true, &[other_args]).decision, Decision::Ask);
-        let expired = Grant { scope: GrantScope::Until { expires_ms: 1_000 }, ..once.clone() };
-        assert_eq!(decide(&p, "write_file", Some(PLAIN), true, &[expired]).decision, Decision::Ask);
-        let delete = Grant { tool: "delete_file".into(), scope: GrantScope::Until { expires_ms: 9_999 }, ..once };
-        assert_eq!(decide(&p, "delete_file", Some(PLAIN), true, &[delete]).decision, Decision::Deny);
-    }
-
-    #[test]
-    fn version_changes_with_the_rules() {
-        assert_eq!(rules(&[], &[], &[]).version(), rules(&[], &[], &[]).version());
-        assert_ne!(rules(&[], &[], &[]).version(), rules(&["mcp__fs"], &[], &[]).version());
-    }
-
-    #[test]
-    fn a_bad_rule_names_its_list_and_index() {
-        let err = Policy::compile(&PolicyRules { deny: vec!["mcp__a".into(), "oops".into()], ..Default::default() })
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "policy.deny[1]: rule `oops` must start with `mcp__` (for example `mcp__filesystem__write_file`)"
-        );
-    }
-}
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,35 +1,426 @@
-//! Grants: what an approval leaves behind. A grant covers one client, server and tool,
-//! either once for the exact arguments approved or until a deadline. The engine only reads
-//! grants; spending a single-use grant is the caller's job.
+//! Grants and the approval book: what an approval leaves behind, and the memory that
+//! keeps prompts from becoming a nuisance or a weapon.
+//!
+//! A grant covers one client, server and tool (and optionally an argument condition):
+//! once, for the exact canonical arguments approved; for the client session; or until a
+//! deadline. The book also counts denials (repeated denials lock a tool for a while) and
+//! prompts (too many prompts for one tool in a minute are refused, not shown). It is
+//! plain data: the caller supplies the time, persists it if it wants, and spends
+//! single-use grants. It never decides a call by itself.
 
 use crate::canonical::args_hash;
 use crate::input::CallInput;
+use crate::rule::{Condition, Quantifier, Rule, RuleError, RuleList, Subject};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How long an approval lasts, as a person chooses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrantLength {
+    /// This call, these exact arguments, one time.
+    Once,
+    /// Until the client's session ends.
+    Session,
+    #[serde(rename = "15m")]
+    Minutes15,
+    #[serde(rename = "1h")]
+    Hour1,
+    /// Until midnight, local time.
+    Today,
+}
+
+impl GrantLength {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantLength::Once => "once",
+            GrantLength::Session => "session",
+            GrantLength::Minutes15 => "15m",
+            GrantLength::Hour1 => "1h",
+            GrantLength::Today => "today",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [GrantLength::Once, GrantLength::Session, GrantLength::Minutes15, GrantLength::Hour1, GrantLength::Today]
+            .into_iter()
+            .find(|l| l.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum GrantScope {
     /// Single use, bound to the SHA-256 of the canonical arguments.
     Once { args_hash: String },
+    /// Any arguments, in one client session.
+    Session { session: String },
     /// Any arguments until the deadline (milliseconds since the Unix epoch).
     Until { expires_ms: u64 },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An approval that lets later calls through without asking.
+#[derive(Debug, Clone, Serialize)]
 pub struct Grant {
     pub id: String,
     pub client_token: String,
     pub server: String,
     pub tool: String,
     pub scope: GrantScope,
+    /// An argument condition as written (`path=/work/**`), if the grant has one.
+    pub condition: Option<String>,
+    #[serde(skip)]
+    conditions: Vec<Condition>,
+    pub created_ms: u64,
+}
+
+impl PartialEq for Grant {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
 }
 
 impl Grant {
     pub fn covers(&self, call: &CallInput<'_>) -> bool {
-        if self.client_token != call.identity.client_token || self.server != call.server || self.tool != call.tool {
+        if self.client_token != call.identity.client_token || self.server != call.server.name || self.tool != call.tool {
+            return false;
+        }
+        if !self.conditions.iter().all(|c| c.matches(call.arguments, Quantifier::All)) {
             return false;
         }
         match &self.scope {
             GrantScope::Once { args_hash: hash } => *hash == args_hash(call.arguments),
+            GrantScope::Session { session } => *session == call.identity.session,
             GrantScope::Until { expires_ms } => call.now_ms < *expires_ms,
         }
+    }
+
+    fn expired(&self, now_ms: u64) -> bool {
+        matches!(self.scope, GrantScope::Until { expires_ms } if now_ms >= expires_ms)
+    }
+}
+
+/// What an approval asks to grant.
+#[derive(Debug, Clone)]
+pub struct GrantRequest<'a> {
+    pub id: String,
+    pub client_token: &'a str,
+    pub session: &'a str,
+    pub server: &'a str,
+    pub tool: &'a str,
+    pub arguments: &'a serde_json::Value,
+    pub length: GrantLength,
+    pub condition: Option<&'a str>,
+}
+
+/// Limits on grants and prompts (managed policy sets them; these are the defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantSettings {
+    /// The grant lengths a person may choose.
+    pub lengths: Vec<GrantLength>,
+    /// Tools (rule syntax: `mcp__server__tool`, globs, `class:...`) never granted beyond once.
+    pub once_only: Vec<String>,
+    /// Denials of one tool by one client within `lockout_window_secs` that lock it.
+    pub lockout_after: u32,
+    pub lockout_window_secs: u64,
+    /// How long a locked tool stays denied without asking.
+    pub lockout_secs: u64,
+    /// Prompts for one tool by one client per minute; beyond, calls are denied unasked.
+    pub prompts_per_minute: u32,
+}
+
+impl Default for GrantSettings {
+    fn default() -> Self {
+        GrantSettings {
+            lengths: vec![GrantLength::Once, GrantLength::Session, GrantLength::Minutes15, GrantLength::Hour1, GrantLength::Today],
+            once_only: vec!["class:destructive".into(), "class:sensitive".into()],
+            lockout_after: 3,
+            lockout_window_secs: 600,
+            lockout_secs: 600,
+            prompts_per_minute: 10,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GrantError {
+    #[error("grants of length `{0}` are not allowed by policy (allowed: {1})")]
+    LengthNotAllowed(&'static str, String),
+    #[error("`{0}` can only be approved once at a time, by policy")]
+    OnceOnly(String),
+    #[error("bad grant condition: {0}")]
+    Condition(#[from] RuleError),
+}
+
+type ToolKey = (String, String, String);
+
+fn key(client: &str, server: &str, tool: &str) -> ToolKey {
+    (client.to_string(), server.to_string(), tool.to_string())
+}
+
+/// Every grant in force, plus the denial and prompt counters.
+#[derive(Debug, Default)]
+pub struct GrantBook {
+    /// Grants by (server, tool), so a decision looks at a handful, not all of them.
+    by_tool: HashMap<(String, String), Vec<Grant>>,
+    denials: HashMap<ToolKey, VecDeque<u64>>,
+    locked: HashMap<ToolKey, u64>,
+    prompts: HashMap<ToolKey, VecDeque<u64>>,
+}
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+impl GrantBook {
+    /// Issues a grant for an approval, within the limits policy sets. `once_only` is the
+    /// compiled `GrantSettings::once_only` list, `class` the tool's class; `end_of_day_ms`
+    /// is the next local midnight (the caller knows the time zone).
+    #[allow(clippy::too_many_arguments)]
+    pub fn issue(
+        &mut self,
+        req: GrantRequest<'_>,
+        settings: &GrantSettings,
+        once_only: &RuleList,
+        class: crate::class::ToolClass,
+        now_ms: u64,
+        end_of_day_ms: u64,
+    ) -> Result<Grant, GrantError> {
+        if !settings.lengths.contains(&req.length) {
+            let allowed = settings.lengths.iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(GrantError::LengthNotAllowed(req.length.as_str(), allowed));
+        }
+        let name = crate::rule::qualified_name(req.server, req.tool);
+        if req.length != GrantLength::Once {
+            let names = [name.clone()];
+            let clients = [req.client_token];
+            let subject = Subject { names: &names, class, clients: &clients, arguments: req.arguments };
+            if once_only.first_match(&subject).is_some() {
+                return Err(GrantError::OnceOnly(name));
+            }
+        }
+        let conditions = match req.condition {
+            Some(cond) => {
+                let rule = format!("{name}({cond})");
+                Rule::parse(&rule)?;
+                RuleList::conditions_of(&rule)?
+            }
+            None => Vec::new(),
+        };
+        let scope = match req.length {
+            GrantLength::Once => GrantScope::Once { args_hash: args_hash(req.arguments) },
+            GrantLength::Session => GrantScope::Session { session: req.session.to_string() },
+            GrantLength::Minutes15 => GrantScope::Until { expires_ms: now_ms + 15 * 60 * 1000 },
+            GrantLength::Hour1 => GrantScope::Until { expires_ms: now_ms + 3600 * 1000 },
+            GrantLength::Today => GrantScope::Until { expires_ms: end_of_day_ms.clamp(now_ms, now_ms + DAY_MS) },
+        };
+        let grant = Grant {
+            id: req.id,
+            client_token: req.client_token.to_string(),
+            server: req.server.to_string(),
+            tool: req.tool.to_string(),
+            scope,
+            condition: req.condition.map(str::to_string),
+            conditions,
+            created_ms: now_ms,
+        };
+        self.by_tool.entry((grant.server.clone(), grant.tool.clone())).or_default().push(grant.clone());
+        Ok(grant)
+    }
+
+    /// The first grant that covers the call.
+    pub fn covering(&self, call: &CallInput<'_>) -> Option<&Grant> {
+        let grants = self.by_tool.get(&(call.server.name.clone(), call.tool.to_string()))?;
+        grants.iter().find(|g| g.covers(call))
+    }
+
+    /// Spends a grant if it was single-use. Returns whether it was.
+    pub fn spend(&mut self, id: &str) -> bool {
+        let mut spent = false;
+        for grants in self.by_tool.values_mut() {
+            grants.retain(|g| {
+                let once = g.id == id && matches!(g.scope, GrantScope::Once { .. });
+                spent |= once;
+                !once
+            });
+        }
+        spent
+    }
+
+    /// Revokes a grant. Returns whether it existed.
+    pub fn revoke(&mut self, id: &str) -> bool {
+        let before = self.len();
+        for grants in self.by_tool.values_mut() {
+            grants.retain(|g| g.id != id);
+        }
+        self.by_tool.retain(|_, g| !g.is_empty());
+        self.len() != before
+    }
+
+    /// Ends the session-long grants of a session.
+    pub fn end_session(&mut self, session: &str) {
+        for grants in self.by_tool.values_mut() {
+            grants.retain(|g| !matches!(&g.scope, GrantScope::Session { session: s } if s == session));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_tool.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The grants still in force, oldest first; expired ones are dropped.
+    pub fn list(&mut self, now_ms: u64) -> Vec<Grant> {
+        for grants in self.by_tool.values_mut() {
+            grants.retain(|g| !g.expired(now_ms));
+        }
+        self.by_tool.retain(|_, g| !g.is_empty());
+        let mut all: Vec<Grant> = self.by_tool.values().flatten().cloned().collect();
+        all.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        all
+    }
+
+    /// Counts a denial (by a person, a timeout or a dismissal). Returns the time the tool
+    /// is locked until, when this denial locked it.
+    pub fn record_denial(&mut self, client: &str, server: &str, tool: &str, now_ms: u64, s: &GrantSettings) -> Option<u64> {
+        let k = key(client, server, tool);
+        let window = s.lockout_window_secs * 1000;
+        let times = self.denials.entry(k.clone()).or_default();
+        times.push_back(now_ms);
+        while times.front().is_some_and(|t| now_ms.saturating_sub(*t) > window) {
+            times.pop_front();
+        }
+        if s.lockout_after > 0 && times.len() >= s.lockout_after as usize {
+            times.clear();
+            let until = now_ms + s.lockout_secs * 1000;
+            self.locked.insert(k, until);
+            return Some(until);
+        }
+        None
+    }
+
+    /// Until when the tool is locked for this client, if it is.
+    pub fn locked_until(&self, client: &str, server: &str, tool: &str, now_ms: u64) -> Option<u64> {
+        self.locked.get(&key(client, server, tool)).copied().filter(|until| now_ms < *until)
+    }
+
+    /// Whether a new prompt for this tool may be shown now; counts it when it may.
+    pub fn admit_prompt(&mut self, client: &str, server: &str, tool: &str, now_ms: u64, s: &GrantSettings) -> bool {
+        let times = self.prompts.entry(key(client, server, tool)).or_default();
+        while times.front().is_some_and(|t| now_ms.saturating_sub(*t) >= 60_000) {
+            times.pop_front();
+        }
+        if times.len() >= s.prompts_per_minute as usize {
+            return false;
+        }
+        times.push_back(now_ms);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::class::ToolClass;
+    use crate::input::{Identity, ServerInfo};
+    use serde_json::{json, Value};
+
+    fn once_only(s: &GrantSettings) -> RuleList {
+        RuleList::compile(&s.once_only, true).unwrap()
+    }
+
+    fn req<'a>(id: &str, args: &'a Value, length: GrantLength) -> GrantRequest<'a> {
+        GrantRequest {
+            id: id.into(),
+            client_token: "cursor",
+            session: "s1",
+            server: "fs",
+            tool: "write_file",
+            arguments: args,
+            length,
+            condition: None,
+        }
+    }
+
+    fn covers(book: &GrantBook, args: &Value, session: &str, now_ms: u64) -> Option<String> {
+        let identity = Identity { client_token: "cursor".into(), session: session.into(), ..Default::default() };
+        let server = ServerInfo::named("fs");
+        let call = CallInput { identity: &identity, server: &server, tool: "write_file", def: None, arguments: args, grants: None, now_ms };
+        book.covering(&call).map(|g| g.id.clone())
+    }
+
+    #[test]
+    fn a_once_grant_covers_exactly_its_arguments_and_is_spent() {
+        let s = GrantSettings::default();
+        let mut book = GrantBook::default();
+        let args = json!({"path": "/a", "content": "x"});
+        book.issue(req("g1", &args, GrantLength::Once), &s, &once_only(&s), ToolClass::Write, 0, DAY_MS).unwrap();
+        assert_eq!(covers(&book, &json!({"content": "x", "path": "/a"}), "s1", 1).as_deref(), Some("g1"));
+        assert_eq!(covers(&book, &json!({"path": "/a", "content": "y"}), "s1", 1), None);
+        assert!(book.spend("g1"));
+        assert_eq!(covers(&book, &args, "s1", 1), None);
+    }
+
+    #[test]
+    fn session_and_timed_grants() {
+        let s = GrantSettings::default();
+        let mut book = GrantBook::default();
+        let args = json!({});
+        book.issue(req("s", &args, GrantLength::Session), &s, &once_only(&s), ToolClass::Write, 0, DAY_MS).unwrap();
+        assert_eq!(covers(&book, &json!({"path": "/b"}), "s1", 5).as_deref(), Some("s"));
+        assert_eq!(covers(&book, &json!({"path": "/b"}), "s2", 5), None);
+        book.end_session("s1");
+        assert!(book.is_empty());
+        book.issue(req("h", &args, GrantLength::Minutes15), &s, &once_only(&s), ToolClass::Write, 1000, DAY_MS).unwrap();
+        assert_eq!(covers(&book, &args, "s9", 1000 + 15 * 60 * 1000 - 1).as_deref(), Some("h"));
+        assert_eq!(covers(&book, &args, "s9", 1000 + 15 * 60 * 1000), None);
+        assert!(book.list(1000 + 15 * 60 * 1000).is_empty(), "expired grants are dropped from the list");
+    }
+
+    #[test]
+    fn policy_limits_lengths_and_once_only_tools() {
+        let s = GrantSettings { lengths: vec![GrantLength::Once, GrantLength::Minutes15], ..Default::default() };
+        let mut book = GrantBook::default();
+        let args = json!({});
+        let err = book.issue(req("x", &args, GrantLength::Today), &s, &once_only(&s), ToolClass::Write, 0, DAY_MS);
+        assert!(matches!(err, Err(GrantError::LengthNotAllowed("today", _))), "{err:?}");
+        let err = book.issue(req("y", &args, GrantLength::Minutes15), &s, &once_only(&s), ToolClass::Destructive, 0, DAY_MS);
+        assert!(matches!(err, Err(GrantError::OnceOnly(_))), "{err:?}");
+        assert!(book.issue(req("z", &args, GrantLength::Once), &s, &once_only(&s), ToolClass::Destructive, 0, DAY_MS).is_ok());
+    }
+
+    #[test]
+    fn a_grant_condition_limits_its_arguments() {
+        let s = GrantSettings::default();
+        let mut book = GrantBook::default();
+        let args = json!({"path": "/work/a"});
+        let mut r = req("c", &args, GrantLength::Hour1);
+        r.condition = Some("path=/work/**");
+        book.issue(r, &s, &once_only(&s), ToolClass::Write, 0, DAY_MS).unwrap();
+        assert!(covers(&book, &json!({"path": "/work/b/c"}), "s1", 1).is_some());
+        assert!(covers(&book, &json!({"path": "/work/../etc/x"}), "s1", 1).is_none());
+    }
+
+    #[test]
+    fn repeated_denials_lock_and_prompts_are_rate_limited() {
+        let s = GrantSettings { lockout_after: 3, lockout_window_secs: 60, lockout_secs: 300, prompts_per_minute: 2, ..Default::default() };
+        let mut book = GrantBook::default();
+        assert_eq!(book.record_denial("c", "fs", "w", 0, &s), None);
+        assert_eq!(book.record_denial("c", "fs", "w", 10_000, &s), None);
+        assert_eq!(book.record_denial("c", "fs", "w", 20_000, &s), Some(320_000));
+        assert_eq!(book.locked_until("c", "fs", "w", 319_999), Some(320_000));
+        assert_eq!(book.locked_until("c", "fs", "w", 320_000), None);
+        assert_eq!(book.locked_until("other", "fs", "w", 100_000), None);
+        // Denials spread beyond the window do not lock.
+        let mut slow = GrantBook::default();
+        for t in [0, 70_000, 140_000] {
+            assert_eq!(slow.record_denial("c", "fs", "w", t, &s), None);
+        }
+        assert!(book.admit_prompt("c", "fs", "w", 0, &s));
+        assert!(book.admit_prompt("c", "fs", "w", 1, &s));
+        assert!(!book.admit_prompt("c", "fs", "w", 2, &s));
+        assert!(book.admit_prompt("c", "fs", "w", 60_000, &s));
     }
 }

@@ -1,23 +1,39 @@
 //! countersign-policy: decides whether one MCP tool call runs, asks the user, or is denied.
 //!
 //! The crate is pure logic. It must never do I/O, spawn tasks, read the clock or the
-//! environment: everything it needs (identity, tool hints, arguments, grants, the time)
-//! is passed in, so every decision can be reproduced and tested exhaustively.
+//! environment: everything it needs (identity, tool definitions, arguments, grants, the
+//! time, the text of policy files) is passed in, so every decision can be reproduced and
+//! tested exhaustively.
 //!
-//! Rules use Claude Code's permission syntax (`mcp__server`, `mcp__server__tool`, globs)
-//! and are checked deny → ask → allow; when no rule matches, the default comes from the
-//! tool's annotations, trusted only for servers the configuration marks as trusted.
+//! - `class`, `classify`, `catalog`, `heuristics`: what a tool is (read, write, sensitive,
+//!   destructive) and why.
+//! - `rule`: the rule grammar (Claude Code's `mcp__server__tool` globs plus `class:`,
+//!   `client:` and argument conditions).
+//! - `layers`, `bundle`: built-in < user < managed < signed bundle, and bundle checks.
+//! - `engine`: the decision; `grant`: approvals, lockouts and prompt limits.
+//! - `pin`: tool pinning and quarantine of suspicious descriptions.
 
+mod bundle;
 mod canonical;
+mod catalog;
+mod class;
+mod classify;
 mod decision;
 mod engine;
 mod grant;
+mod heuristics;
 mod input;
+mod layers;
 mod rule;
 
+pub use bundle::{verify as verify_bundle, BundleError, BundleHeader, VerifiedBundle};
 pub use canonical::{args_hash, canonical_json};
+pub use catalog::{Catalog, CatalogEntry};
+pub use class::{ClassSource, Classification, ToolClass};
+pub use classify::skeleton;
 pub use decision::{Decision, Verdict};
-pub use engine::{Policy, PolicyRules};
-pub use grant::{Grant, GrantScope};
-pub use input::{CallInput, Identity, ToolHints};
-pub use rule::{Rule, RuleError};
+pub use engine::{Policy, PolicyError};
+pub use grant::{Grant, GrantBook, GrantError, GrantLength, GrantRequest, GrantScope, GrantSettings};
+pub use input::{CallInput, Identity, ServerInfo, ServerOrigin, ToolDef, ToolHints};
+pub use layers::{json_schema, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings, PolicySettings};
+pub use rule::{normalise, Rule, RuleError, RuleList};

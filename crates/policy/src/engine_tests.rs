@@ -1,0 +1,302 @@
+//! The engine's decisions, including the properties that must hold for every policy.
+
+use super::*;
+use crate::grant::{GrantBook, GrantLength, GrantRequest};
+use crate::input::{Identity, ServerOrigin, ToolHints};
+use crate::layers::{ManagedFile, ManagedSettings};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn settings(toml_text: &str) -> PolicySettings {
+    toml::from_str(toml_text).unwrap()
+}
+
+fn server(name: &str, trusted: bool) -> ServerInfo {
+    ServerInfo { name: name.into(), origin: ServerOrigin::Command { command: "x".into(), args: vec![] }, trusted, catalog: None }
+}
+
+fn def(name: &str, read_only: Option<bool>, destructive: Option<bool>) -> ToolDef {
+    ToolDef { name: name.into(), hints: ToolHints { read_only, destructive, ..Default::default() }, ..Default::default() }
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    identity: Identity,
+    server: ServerInfo,
+    tool: String,
+    def: Option<ToolDef>,
+    args: Value,
+}
+
+fn call(server_name: &str, tool: &str, def: Option<ToolDef>) -> Call {
+    Call {
+        identity: Identity { client_token: "cursor".into(), client_name: Some("Cursor".into()), session: "s1".into(), ..Default::default() },
+        server: server(server_name, true),
+        tool: tool.into(),
+        def,
+        args: json!({}),
+    }
+}
+
+fn decide(p: &Policy, c: &Call, grants: Option<&GrantBook>) -> Verdict {
+    p.decide(&CallInput {
+        identity: &c.identity,
+        server: &c.server,
+        tool: &c.tool,
+        def: c.def.as_ref(),
+        arguments: &c.args,
+        grants,
+        now_ms: 1_000,
+    })
+}
+
+fn read_tool() -> Call {
+    call("w", "get_weather", Some(def("get_weather", Some(true), None)))
+}
+fn write_tool() -> Call {
+    call("w", "set_units", Some(def("set_units", Some(false), Some(false))))
+}
+fn destructive_tool() -> Call {
+    call("w", "wipe_history", Some(def("wipe_history", None, Some(true))))
+}
+fn sensitive_tool() -> Call {
+    call("w", "get_api_token", Some(def("get_api_token", Some(true), None)))
+}
+
+fn managed(policy: &str, user: &str) -> Policy {
+    Policy::from_layers(Layers {
+        user: settings(user),
+        managed: Some(ManagedFile { policy: settings(policy), managed: ManagedSettings::default() }),
+        bundle: None,
+    })
+    .unwrap()
+}
+
+#[test]
+fn class_defaults() {
+    let p = Policy::compile(&PolicySettings::default()).unwrap();
+    assert_eq!(decide(&p, &read_tool(), None).decision, Decision::Allow);
+    assert_eq!(decide(&p, &write_tool(), None).decision, Decision::Ask);
+    assert_eq!(decide(&p, &destructive_tool(), None).decision, Decision::Deny);
+    let v = decide(&p, &sensitive_tool(), None);
+    assert_eq!((v.decision, v.class, v.label.as_deref()), (Decision::Ask, ToolClass::Sensitive, Some("credentials")));
+    assert_eq!(v.rule, "default:sensitive");
+    let strict = Policy::compile(&settings("defaults = { sensitive = \"deny\" }")).unwrap();
+    assert_eq!(decide(&strict, &sensitive_tool(), None).decision, Decision::Deny);
+}
+
+#[test]
+fn rules_go_deny_then_ask_then_allow() {
+    let p = Policy::compile(&settings(
+        r#"allow = ["mcp__w"]
+           ask = ["mcp__w__get_*"]
+           deny = ["mcp__w__get_weather"]"#,
+    ))
+    .unwrap();
+    let v = decide(&p, &read_tool(), None);
+    assert_eq!((v.decision, v.rule.as_str(), v.layer), (Decision::Deny, "deny:mcp__w__get_weather", Layer::User));
+    assert_eq!(decide(&p, &sensitive_tool(), None).rule, "ask:mcp__w__get_*");
+    assert_eq!(decide(&p, &destructive_tool(), None).rule, "allow:mcp__w", "an explicit allow beats a class default");
+}
+
+#[test]
+fn class_and_client_selectors_decide() {
+    let p = Policy::compile(&settings(r#"allow = ["class:write client:cursor"]"#)).unwrap();
+    assert_eq!(decide(&p, &write_tool(), None).decision, Decision::Allow);
+    let mut other = write_tool();
+    other.identity.client_token = "claude".into();
+    other.identity.client_name = Some("claude-code".into());
+    assert_eq!(decide(&p, &other, None).decision, Decision::Ask);
+}
+
+#[test]
+fn argument_conditions_decide() {
+    let p = Policy::compile(&settings(r#"allow = ["mcp__w__set_units(path=/work/**)"]"#)).unwrap();
+    let mut c = write_tool();
+    c.args = json!({"path": "/work/x"});
+    assert_eq!(decide(&p, &c, None).decision, Decision::Allow);
+    c.args = json!({"path": "/work/../home/me/.ssh/id_ed25519"});
+    assert_eq!(decide(&p, &c, None).decision, Decision::Ask);
+}
+
+#[test]
+fn managed_policy_holds_against_the_user() {
+    // Managed asks for every write; the user's allow cannot loosen it.
+    let p = managed("defaults = { write = \"ask\" }\nask = [\"mcp__w__get_weather\"]", "allow = [\"mcp__w\"]");
+    let v = decide(&p, &write_tool(), None);
+    assert_eq!((v.decision, v.layer), (Decision::Ask, Layer::Managed));
+    assert_eq!(decide(&p, &read_tool(), None).decision, Decision::Ask);
+    // The user can still tighten.
+    let p = managed("allow = [\"mcp__w\"]", "deny = [\"mcp__w__set_units\"]");
+    assert_eq!(decide(&p, &write_tool(), None).decision, Decision::Deny);
+    // Without a managed default, the user's allow applies, unless managed forbids it.
+    let p = managed("", "allow = [\"mcp__w\"]");
+    assert_eq!(decide(&p, &write_tool(), None).decision, Decision::Allow);
+    let locked = Policy::from_layers(Layers {
+        user: settings("allow = [\"mcp__w\"]\ndefaults = { write = \"allow\" }"),
+        managed: Some(ManagedFile { policy: PolicySettings::default(), managed: ManagedSettings { user_may_allow: false, ..Default::default() } }),
+        bundle: None,
+    })
+    .unwrap();
+    assert_eq!(decide(&locked, &write_tool(), None).decision, Decision::Ask);
+}
+
+#[test]
+fn classification_overrides_by_layer() {
+    // The user may only tighten: marking a destructive tool read changes nothing.
+    let p = Policy::compile(&settings("[classify]\n\"mcp__w__wipe_history\" = \"read\"\n\"mcp__w__set_units\" = \"destructive\"")).unwrap();
+    assert_eq!(decide(&p, &destructive_tool(), None).class, ToolClass::Destructive);
+    let v = decide(&p, &write_tool(), None);
+    assert_eq!((v.class, v.class_source, v.decision), (ToolClass::Destructive, ClassSource::User, Decision::Deny));
+    // Managed policy may loosen or tighten.
+    let p = managed("[classify]\n\"mcp__w__wipe_history\" = { class = \"write\", label = \"weather\" }", "");
+    let v = decide(&p, &destructive_tool(), None);
+    assert_eq!((v.class, v.class_source, v.label.as_deref()), (ToolClass::Write, ClassSource::Managed, Some("weather")));
+}
+
+#[test]
+fn grants_turn_ask_into_allow_never_deny() {
+    let p = Policy::compile(&PolicySettings::default()).unwrap();
+    let mut book = GrantBook::default();
+    let (s, _) = p.grant_settings();
+    for (id, c) in [("g1", write_tool()), ("g2", destructive_tool())] {
+        let req = GrantRequest {
+            id: id.into(),
+            client_token: "cursor",
+            session: "s1",
+            server: "w",
+            tool: &c.tool,
+            arguments: &c.args,
+            length: GrantLength::Once,
+            condition: None,
+        };
+        book.issue(req, s, p.once_only(), ToolClass::Write, 0, 1).unwrap();
+    }
+    let v = decide(&p, &write_tool(), Some(&book));
+    assert_eq!((v.decision, v.grant.as_deref()), (Decision::Allow, Some("g1")));
+    assert_eq!(decide(&p, &destructive_tool(), Some(&book)).decision, Decision::Deny);
+}
+
+#[test]
+fn a_locked_tool_is_denied_without_asking() {
+    let p = Policy::compile(&PolicySettings::default()).unwrap();
+    let mut book = GrantBook::default();
+    let (s, _) = p.grant_settings();
+    for t in 0..s.lockout_after as u64 {
+        book.record_denial("cursor", "w", "set_units", t, s);
+    }
+    let v = decide(&p, &write_tool(), Some(&book));
+    assert_eq!((v.decision, v.rule.as_str()), (Decision::Deny, "lockout"));
+}
+
+#[test]
+fn sec_14_deny_rules_catch_case_homoglyphs_and_padding() {
+    let p = Policy::compile(&settings("deny = [\"mcp__gh__delete_repo\"]")).unwrap();
+    for name in ["delete_repo", "Delete_Repo", "delete_repo ", "d\u{0435}lete_repo", "delete\u{200B}_repo"] {
+        let c = call("gh", name, None);
+        assert_eq!(decide(&p, &c, None).decision, Decision::Deny, "{name:?}");
+    }
+    // The allow list stays exact: a look-alike of an allowed tool is not allowed.
+    let p = Policy::compile(&settings("allow = [\"mcp__gh__get_repo\"]")).unwrap();
+    assert_eq!(decide(&p, &call("gh", "g\u{0435}t_repo", None), None).decision, Decision::Ask);
+}
+
+#[test]
+fn unknown_tools_ask_and_the_reason_says_why() {
+    let p = Policy::compile(&PolicySettings::default()).unwrap();
+    let v = decide(&p, &call("w", "frobnicate", None), None);
+    assert_eq!((v.decision, v.class, v.class_source), (Decision::Ask, ToolClass::Write, ClassSource::Default));
+    assert!(v.reason.contains("never listed"), "{}", v.reason);
+}
+
+#[test]
+fn the_version_changes_with_any_layer() {
+    let a = Policy::compile(&PolicySettings::default()).unwrap();
+    let b = managed("deny = [\"mcp__x\"]", "");
+    assert_ne!(a.version(), b.version());
+    assert!(a.version().starts_with("sha256:"));
+}
+
+const VOCAB: &[&str] = &[
+    "mcp__w",
+    "mcp__w__get_*",
+    "mcp__w__set_units",
+    "mcp__*__wipe*",
+    "class:read",
+    "class:write",
+    "class:destructive",
+    "class:sensitive",
+    "client:cursor",
+    "mcp__w__set_units(path=/work/**)",
+    "mcp__w__* client:curs*",
+];
+
+fn rules() -> impl Strategy<Value = Vec<String>> {
+    proptest::collection::vec(proptest::sample::select(VOCAB).prop_map(str::to_string), 0..4)
+}
+
+fn decision() -> impl Strategy<Value = Option<Decision>> {
+    proptest::option::of(proptest::sample::select(vec![Decision::Allow, Decision::Ask, Decision::Deny]))
+}
+
+prop_compose! {
+    fn policy_settings()(allow in rules(), ask in rules(), deny in rules(),
+                         read in decision(), write in decision(), sensitive in decision(), destructive in decision())
+                         -> PolicySettings {
+        PolicySettings { allow, ask, deny, defaults: ClassDefaults { read, write, sensitive, destructive }, ..Default::default() }
+    }
+}
+
+fn any_call() -> impl Strategy<Value = Call> {
+    (0..4usize, any::<bool>(), any::<bool>()).prop_map(|(which, cursor, in_work)| {
+        let mut c = [read_tool, write_tool, destructive_tool, sensitive_tool][which]();
+        if !cursor {
+            c.identity.client_token = "claude".into();
+            c.identity.client_name = None;
+        }
+        c.args = json!({"path": if in_work { "/work/a" } else { "/etc/a" }});
+        c
+    })
+}
+
+proptest! {
+    /// Whatever a user writes, a decision that managed policy made is never loosened.
+    #[test]
+    fn a_user_layer_never_loosens_a_managed_one(m in policy_settings(), u in policy_settings(), c in any_call()) {
+        let alone = Policy::from_layers(Layers { user: PolicySettings::default(), managed: Some(ManagedFile { policy: m.clone(), ..Default::default() }), bundle: None }).unwrap();
+        let both = Policy::from_layers(Layers { user: u, managed: Some(ManagedFile { policy: m, ..Default::default() }), bundle: None }).unwrap();
+        let a = decide(&alone, &c, None);
+        let b = decide(&both, &c, None);
+        if a.layer.is_managed() {
+            prop_assert!(b.decision >= a.decision, "managed said {:?} ({}), with the user layer {:?} ({})", a.decision, a.rule, b.decision, b.rule);
+        }
+    }
+
+    /// A matching deny rule wins over every allow, in any layer.
+    #[test]
+    fn deny_always_beats_allow(m in policy_settings(), u in policy_settings(), c in any_call(), deny_in_user in any::<bool>()) {
+        let (mut m, mut u) = (m, u);
+        let everything = "mcp__w".to_string();
+        m.allow.insert(0, everything.clone());
+        u.allow.insert(0, everything.clone());
+        if deny_in_user { u.deny.push(everything) } else { m.deny.push(everything) }
+        let p = Policy::from_layers(Layers { user: u, managed: Some(ManagedFile { policy: m, ..Default::default() }), bundle: None }).unwrap();
+        prop_assert_eq!(decide(&p, &c, None).decision, Decision::Deny);
+    }
+
+    /// A once-grant covers its exact arguments and nothing else.
+    #[test]
+    fn a_grant_never_covers_other_arguments(a in "[a-z/]{0,12}", b in "[a-z/]{0,12}", n in 0i64..3, m in 0i64..3) {
+        let p = Policy::compile(&PolicySettings::default()).unwrap();
+        let (s, _) = p.grant_settings();
+        let mut book = GrantBook::default();
+        let approved = json!({"path": a, "n": n});
+        let req = GrantRequest { id: "g".into(), client_token: "cursor", session: "s1", server: "w", tool: "set_units",
+                                 arguments: &approved, length: GrantLength::Once, condition: None };
+        book.issue(req, s, p.once_only(), ToolClass::Write, 0, 1).unwrap();
+        let mut c = write_tool();
+        c.args = json!({"path": b, "n": m});
+        let same = c.args == approved;
+        prop_assert_eq!(decide(&p, &c, Some(&book)).decision == Decision::Allow, same);
+    }
+}
