@@ -314,8 +314,8 @@ fn open_writer(path: &Path, sync: Synchronous) -> rusqlite::Result<rusqlite::Con
 }
 
 const INSERT_RECORD: &str = "INSERT INTO records (id, time, kind, user, device, client, client_name, \
-    client_version, session, server, tool, method, arguments, decision, rule, reason, approval, policy_version) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+    client_version, session, server, tool, method, arguments, decision, rule, reason, approval, policy_version, \
+    class, label) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
 const INSERT_OUTCOME: &str =
     "INSERT INTO outcomes (record_id, time, outcome, duration_ms, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
 
@@ -407,6 +407,8 @@ fn write_op(conn: &rusqlite::Connection, op: &Op) -> rusqlite::Result<()> {
                 r.reason,
                 approval,
                 r.policy_version,
+                r.class,
+                r.label,
             ])?;
         }
         Op::Outcome(o, _) => {
@@ -428,7 +430,7 @@ pub struct JournalReader {
     pool: SqlitePool,
 }
 
-const EXPORT_COLUMNS: [&str; 18] = [
+const EXPORT_COLUMNS: [&str; 20] = [
     "id",
     "time",
     "kind",
@@ -447,6 +449,8 @@ const EXPORT_COLUMNS: [&str; 18] = [
     "approval",
     "policy_version",
     "outcome",
+    "class",
+    "label",
 ];
 
 impl JournalReader {

@@ -71,6 +71,12 @@ pub struct Record {
     pub reason: Option<String>,
     pub approval: Option<Approval>,
     pub policy_version: Option<String>,
+    /// The tool's class (`read`, `write`, `sensitive`, `destructive`) when decided.
+    #[serde(default)]
+    pub class: Option<String>,
+    /// The data classification label of what the tool touches, when known.
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 impl Record {
@@ -95,6 +101,8 @@ impl Record {
             reason: None,
             approval: None,
             policy_version: None,
+            class: None,
+            label: None,
         }
     }
 }

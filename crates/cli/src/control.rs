@@ -77,19 +77,92 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
     Ok(0)
 }
 
-pub async fn answer(home: &Home, id: &str, verdict: &str) -> Result<i32> {
+/// Calls a control endpoint; `Err` carries the gateway's own message.
+async fn control(home: &Home, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
     let Some(base) = endpoint(home) else { bail!("no Countersign gateway is running") };
     let token = home.control_token()?;
-    let resp = client()?
-        .post(format!("{base}/_countersign/approvals/{id}/{verdict}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .context("cannot reach the gateway")?;
-    if resp.status().is_success() {
-        eprintln!("{}", if verdict == "approve" { "approved" } else { "denied" });
-        Ok(0)
-    } else {
-        bail!("{}", resp.text().await.unwrap_or_default().trim())
+    let mut req = client()?.request(method, format!("{base}{path}")).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
     }
+    let resp = req.send().await.context("cannot reach the gateway")?;
+    if !resp.status().is_success() {
+        bail!("{}", resp.text().await.unwrap_or_default().trim());
+    }
+    Ok(resp.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn answer(home: &Home, id: &str, verdict: &str, length: Option<&str>) -> Result<i32> {
+    let query = length.map(|l| format!("?for={l}")).unwrap_or_default();
+    control(home, reqwest::Method::POST, &format!("/_countersign/approvals/{id}/{verdict}{query}"), None).await?;
+    eprintln!("{}", if verdict == "approve" { "approved" } else { "denied" });
+    Ok(0)
+}
+
+pub async fn reload(home: &Home) -> Result<i32> {
+    let v = control(home, reqwest::Method::POST, "/_countersign/policy/reload", None).await?;
+    println!("policy {}", v["policy_version"].as_str().unwrap_or("?"));
+    Ok(0)
+}
+
+pub async fn pins(home: &Home, json: bool) -> Result<i32> {
+    let status = control(home, reqwest::Method::GET, "/_countersign/status", None).await?;
+    let blocked = status["blocked_tools"].as_array().cloned().unwrap_or_default();
+    if json {
+        println!("{}", Value::Array(blocked));
+        return Ok(0);
+    }
+    if blocked.is_empty() {
+        println!("No tool is blocked.");
+    }
+    for b in &blocked {
+        let server = b["server"].as_str().unwrap_or("?");
+        match b["tool"].as_str() {
+            None => println!("{server}: its command or URL changed since it was approved"),
+            Some(tool) => {
+                println!("{server} {tool}: {}", b["review"]["state"].as_str().unwrap_or("?"));
+                for line in b["review"]["diff"].as_array().into_iter().flatten().chain(b["review"]["why"].as_array().into_iter().flatten()) {
+                    println!("    {}", line.as_str().unwrap_or_default());
+                }
+                println!("    full definition: {}", b["definition"]);
+            }
+        }
+        println!("    accept with: countersign pins accept {server} {}", b["tool"].as_str().unwrap_or_default());
+    }
+    Ok(0)
+}
+
+pub async fn accept_pins(home: &Home, server: &str, tools: &[String]) -> Result<i32> {
+    let v = control(home, reqwest::Method::POST, &format!("/_countersign/pins/{server}/accept"), Some(serde_json::json!({"tools": tools}))).await?;
+    eprintln!("accepted {} tool(s) of `{server}`", v["accepted"]);
+    Ok(0)
+}
+
+pub async fn grants(home: &Home, json: bool) -> Result<i32> {
+    let v = control(home, reqwest::Method::GET, "/_countersign/grants", None).await?;
+    if json {
+        println!("{}", v["grants"]);
+        return Ok(0);
+    }
+    let grants = v["grants"].as_array().cloned().unwrap_or_default();
+    if grants.is_empty() {
+        println!("No grants.");
+    }
+    for g in grants {
+        println!(
+            "{}  {} may call {}.{} ({})",
+            g["id"].as_str().unwrap_or("?"),
+            g["client_token"].as_str().unwrap_or("?"),
+            g["server"].as_str().unwrap_or("?"),
+            g["tool"].as_str().unwrap_or("?"),
+            g["scope"]
+        );
+    }
+    Ok(0)
+}
+
+pub async fn revoke_grant(home: &Home, id: &str) -> Result<i32> {
+    control(home, reqwest::Method::POST, &format!("/_countersign/grants/{id}/revoke"), None).await?;
+    eprintln!("revoked {id}");
+    Ok(0)
 }

@@ -3,6 +3,7 @@
 //! the library, print the result. Errors are reported with anyhow, here only.
 
 mod control;
+mod policy_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -42,14 +43,77 @@ enum Command {
         json: bool,
     },
     /// Approve a pending call (its id is shown by `countersign status`).
-    Approve { id: String },
+    Approve {
+        id: String,
+        /// How long the approval lasts: once (default), session, 15m, 1h, today.
+        #[arg(long = "for", value_name = "LENGTH")]
+        length: Option<String>,
+    },
     /// Deny a pending call.
     Deny { id: String },
+    /// The effective policy, and why a tool call would be allowed, asked or denied.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Tools blocked because their definition changed or looks suspicious, and accepting them.
+    Pins {
+        #[command(subcommand)]
+        command: Option<PinsCommand>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grants left by approvals longer than once.
+    Grants {
+        #[command(subcommand)]
+        command: Option<GrantsCommand>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a configuration file and print what it sets.
     Check {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print the effective policy and which layer set each value.
+    Show {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the decision for `mcp__server__tool` (its first word) and why.
+    Explain {
+        name: String,
+        /// The call's arguments, as a JSON object.
+        #[arg(long)]
+        args: Option<String>,
+        /// The client (token name or client name) making the call.
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the running gateway read every policy layer again now.
+    Reload,
+}
+
+#[derive(Subcommand)]
+enum PinsCommand {
+    /// Accept a server's tools as they are now (all of them, or the ones named).
+    Accept { server: String, tools: Vec<String> },
+}
+
+#[derive(Subcommand)]
+enum GrantsCommand {
+    /// Revoke a grant.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -135,8 +199,19 @@ async fn run(command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Status { json } => control::status(&home, json).await,
-        Command::Approve { id } => control::answer(&home, &id, "approve").await,
-        Command::Deny { id } => control::answer(&home, &id, "deny").await,
+        Command::Approve { id, length } => control::answer(&home, &id, "approve", length.as_deref()).await,
+        Command::Deny { id } => control::answer(&home, &id, "deny", None).await,
+        Command::Policy { command: PolicyCommand::Show { config, json } } => policy_cmd::show(&home, config, json),
+        Command::Policy { command: PolicyCommand::Explain { name, args, client, config, json } } => {
+            policy_cmd::explain(&home, policy_cmd::Explain { name, args, client, config, json })
+        }
+        Command::Policy { command: PolicyCommand::Reload } => control::reload(&home).await,
+        Command::Pins { command: None, json } => control::pins(&home, json).await,
+        Command::Pins { command: Some(PinsCommand::Accept { server, tools }), .. } => {
+            control::accept_pins(&home, &server, &tools).await
+        }
+        Command::Grants { command: None, json } => control::grants(&home, json).await,
+        Command::Grants { command: Some(GrantsCommand::Revoke { id }), .. } => control::revoke_grant(&home, &id).await,
         Command::Check { config } => {
             let c = Config::load(&config)?;
             println!(

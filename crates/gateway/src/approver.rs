@@ -6,7 +6,8 @@
 //! the deadline. A prompt is bound to the SHA-256 of the exact canonical arguments; the
 //! call that raised it is the only one its answer releases.
 
-use futures::future::BoxFuture;
+use countersign_policy::GrantLength;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -31,8 +32,42 @@ pub struct Prompt {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
-    Approved,
+    /// Approved, for how long (once: this call only).
+    Approved(GrantLength),
     Denied,
+}
+
+/// Identical prompts waiting at once (same client, tool and exact arguments) become one:
+/// later calls wait for the answer the first one gets instead of raising another prompt.
+#[derive(Default)]
+pub struct Coalescer {
+    waiting: Mutex<HashMap<String, Shared<BoxFuture<'static, Answer>>>>,
+}
+
+impl Coalescer {
+    pub fn key(prompt: &Prompt) -> String {
+        format!("{}\u{0}{}\u{0}{}\u{0}{}", prompt.client, prompt.server, prompt.tool, prompt.args_hash)
+    }
+
+    /// The answer of an identical prompt already waiting, if there is one.
+    pub fn join(&self, key: &str) -> Option<Shared<BoxFuture<'static, Answer>>> {
+        self.waiting.lock().ok()?.get(key).cloned()
+    }
+
+    /// Registers a prompt's answer so identical calls can wait for it.
+    pub fn start(&self, key: &str, answer: BoxFuture<'static, Answer>) -> Shared<BoxFuture<'static, Answer>> {
+        let shared = answer.shared();
+        if let Ok(mut w) = self.waiting.lock() {
+            w.insert(key.to_string(), shared.clone());
+        }
+        shared
+    }
+
+    pub fn finish(&self, key: &str) {
+        if let Ok(mut w) = self.waiting.lock() {
+            w.remove(key);
+        }
+    }
 }
 
 pub trait Approver: Send + Sync {
@@ -108,9 +143,9 @@ mod tests {
         let a = HeadlessApprover::default();
         let fut = a.ask(prompt("p1"));
         assert_eq!(a.pending().len(), 1);
-        assert!(a.answer("p1", Answer::Approved));
-        assert!(!a.answer("p1", Answer::Approved), "a prompt is answered once");
-        assert_eq!(fut.await, Answer::Approved);
+        assert!(a.answer("p1", Answer::Approved(GrantLength::Once)));
+        assert!(!a.answer("p1", Answer::Approved(GrantLength::Once)), "a prompt is answered once");
+        assert_eq!(fut.await, Answer::Approved(GrantLength::Once));
         assert!(a.pending().is_empty());
     }
 
@@ -119,7 +154,7 @@ mod tests {
         let a = HeadlessApprover::default();
         let fut = a.ask(prompt("p2"));
         a.withdraw("p2");
-        assert!(!a.answer("p2", Answer::Approved));
+        assert!(!a.answer("p2", Answer::Approved(GrantLength::Once)));
         assert_eq!(fut.await, Answer::Denied);
     }
 }

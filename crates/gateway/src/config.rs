@@ -4,7 +4,7 @@
 //! file, the line and the field. It never guesses: an unknown key, a server with both
 //! `command` and `url`, a non-loopback listen address or a malformed rule stops start-up.
 
-use countersign_policy::{Policy, PolicyRules, Rule};
+use countersign_policy::{ClassDefaults, ClassOverride, GrantSettings, Policy, PolicySettings, Rule, ServerInfo, ServerOrigin};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,7 +30,8 @@ pub struct Config {
     pub limits: Limits,
     pub audit: AuditSettings,
     pub servers: BTreeMap<String, ServerConfig>,
-    pub policy: PolicyRules,
+    /// The user's own policy layer (`[policy]`).
+    pub policy: PolicySettings,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +89,23 @@ pub struct ServerConfig {
     pub transport: Transport,
     /// Whether the server's tool annotations may count as grounds to allow.
     pub trusted: bool,
+    /// A catalog entry to classify this server's tools by, instead of detecting one.
+    pub catalog: Option<String>,
+}
+
+impl ServerConfig {
+    /// What the policy engine knows of this server.
+    pub fn info(&self, name: &str) -> ServerInfo {
+        ServerInfo { name: name.to_string(), origin: self.origin(), trusted: self.trusted, catalog: self.catalog.clone() }
+    }
+
+    /// How the server is started or reached (what is pinned and matched in the catalog).
+    pub fn origin(&self) -> ServerOrigin {
+        match &self.transport {
+            Transport::Stdio { command, args, .. } => ServerOrigin::Command { command: command.clone(), args: args.clone() },
+            Transport::Http { url, .. } => ServerOrigin::Url(url.clone()),
+        }
+    }
 }
 
 // ---- raw, as written in the file ------------------------------------------------------
@@ -130,6 +148,7 @@ struct RawServer {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     trusted: bool,
+    catalog: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -141,6 +160,11 @@ struct RawPolicy {
     ask: Vec<Spanned<String>>,
     #[serde(default)]
     deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    defaults: ClassDefaults,
+    #[serde(default)]
+    classify: BTreeMap<String, Spanned<ClassOverride>>,
+    grants: Option<GrantSettings>,
 }
 
 impl Config {
@@ -266,10 +290,22 @@ impl Config {
                     Transport::Http { url: url.into_inner(), headers: s.headers }
                 }
             };
-            servers.insert(name, ServerConfig { transport, trusted: s.trusted });
+            let catalog = match s.catalog {
+                Some(c) if countersign_policy::Catalog::builtin().get(c.get_ref()).is_none() => {
+                    let known: Vec<&str> =
+                        countersign_policy::Catalog::builtin().entries().iter().map(|e| e.id.as_str()).collect();
+                    return Err(invalid(
+                        Some(c.span()),
+                        &format!("{field}.catalog"),
+                        format!("no catalog entry `{}` (known: {})", c.get_ref(), known.join(", ")),
+                    ));
+                }
+                c => c.map(Spanned::into_inner),
+            };
+            servers.insert(name, ServerConfig { transport, trusted: s.trusted, catalog });
         }
 
-        let mut policy = PolicyRules::default();
+        let mut policy = PolicySettings { defaults: raw.policy.defaults, grants: raw.policy.grants, ..Default::default() };
         for (list, raw_list, out) in [
             ("allow", &raw.policy.allow, &mut policy.allow),
             ("ask", &raw.policy.ask, &mut policy.ask),
@@ -280,6 +316,11 @@ impl Config {
                     .map_err(|e| invalid(Some(rule.span()), &format!("policy.{list}[{i}]"), e.to_string()))?;
                 out.push(rule.get_ref().clone());
             }
+        }
+        for (pattern, value) in raw.policy.classify {
+            Rule::parse(&pattern)
+                .map_err(|e| invalid(Some(value.span()), &format!("policy.classify.\"{pattern}\""), e.to_string()))?;
+            policy.classify.insert(pattern, value.into_inner());
         }
         Policy::compile(&policy)
             .map_err(|e| invalid(None, &format!("policy.{}[{}]", e.list, e.index), e.error.to_string()))?;

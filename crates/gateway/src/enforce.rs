@@ -2,11 +2,11 @@
 //! to the journal, and only then forward. Every failure on this path (no journal, no
 //! answer, an unreadable request) refuses the call and says why: it fails closed.
 
-use crate::approver::{Answer, Prompt};
+use crate::approver::{Answer, Coalescer, Prompt};
 use crate::message::{self, code, Envelope};
 use crate::session::{Reply, Route, Session};
 use countersign_audit::{Approval, Outcome, Record, RecordKind};
-use countersign_policy::{args_hash, CallInput, Decision, Identity, Verdict};
+use countersign_policy::{args_hash, CallInput, Decision, GrantLength, GrantRequest, Identity, Verdict};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -56,25 +56,44 @@ impl Session {
         };
 
         let shared = self.shared.clone();
-        let hints = self.tool_hints(&server, &tool).await;
+        let Some(info) = shared.config.servers.get(&server).map(|s| s.info(&server)) else {
+            return self.answer(reply, bad(&format!("unknown server `{server}`")));
+        };
+        let def = self.tool_def(&server, &tool).await;
         let (client_name, client_version) = self.client();
         let identity = Identity {
             os_user: shared.user.clone(),
             device: shared.device.clone(),
             client_token: self.token_name.clone(),
             client_name: client_name.clone(),
+            session: self.id.clone(),
         };
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let verdict = shared.policy.decide(&CallInput {
-            identity: &identity,
-            server: &server,
-            tool: &tool,
-            hints: hints.as_ref(),
-            server_trusted: shared.config.servers.get(&server).is_some_and(|s| s.trusted),
-            arguments: &arguments,
-            grants: &[],
-            now_ms,
-        });
+        let now_ms = now_ms();
+        let policy = shared.policy.load_full();
+        let mut verdict = {
+            let grants = shared.grants.lock().unwrap_or_else(|p| p.into_inner());
+            policy.decide(&CallInput {
+                identity: &identity,
+                server: &info,
+                tool: &tool,
+                def: def.as_ref(),
+                arguments: &arguments,
+                grants: Some(&grants),
+                now_ms,
+            })
+        };
+        // A tool whose pinned definition changed, or that is quarantined, is blocked
+        // whatever the rules say, until someone accepts it.
+        let blocked = shared.pins.lock().unwrap_or_else(|p| p.into_inner()).blocked(&server, &tool);
+        if let Some(why) = blocked {
+            verdict.decision = Decision::Deny;
+            verdict.rule = "pin".into();
+            verdict.reason = why;
+            verdict.grant = None;
+        }
+        if let Some(grant) = &verdict.grant {
+            shared.grants.lock().unwrap_or_else(|p| p.into_inner()).spend(grant);
+        }
 
         let mut record = shared.record(RecordKind::Call, verdict.decision.as_str());
         record.client = Some(self.token_name.clone());
@@ -88,6 +107,8 @@ impl Session {
         record.rule = Some(verdict.rule.clone());
         record.reason = Some(verdict.reason.clone());
         record.policy_version = Some(verdict.policy_version.clone());
+        record.class = Some(verdict.class.as_str().to_string());
+        record.label = verdict.label.clone();
         let qualified = format!("mcp__{server}__{tool}");
 
         match verdict.decision {
@@ -118,23 +139,57 @@ impl Session {
                     reason: verdict.reason.clone(),
                     deadline_ms: now_ms + shared.config.gateway.approval_timeout_secs * 1000,
                 };
+                let key = Coalescer::key(&prompt);
+                let answer = match shared.prompts.join(&key) {
+                    Some(same) => same,
+                    None => {
+                        let admitted = shared.grants.lock().unwrap_or_else(|p| p.into_inner()).admit_prompt(
+                            &self.token_name,
+                            &server,
+                            &tool,
+                            now_ms,
+                            policy.grant_settings().0,
+                        );
+                        if !admitted {
+                            record.reason = Some("too many approval prompts for this tool in the last minute".into());
+                            let text = format!(
+                                "Countersign refused `{qualified}` without asking: too many approvals were requested \
+                                 for it in the last minute. Try again later."
+                            );
+                            return self.refuse(record, reply, id.as_deref(), Outcome::Denied, started, &text).await;
+                        }
+                        shared.prompts.start(&key, shared.approver.ask(prompt.clone()))
+                    }
+                };
                 let call = Call { env, reply, record, server, qualified, id, started };
-                tokio::spawn(async move { self.ask_then_forward(prompt, call).await });
+                tokio::spawn(async move { self.ask_then_forward(prompt, key, answer, call).await });
                 return;
             }
         }
         self.commit_and_forward(Call { env, reply, record, server, qualified, id, started }).await;
     }
 
-    /// Waits for the person's answer (or the deadline), then forwards or refuses.
-    async fn ask_then_forward(self: Arc<Self>, prompt: Prompt, mut call: Call) {
+    /// Waits for the person's answer (or the deadline), then forwards or refuses. An
+    /// approval for longer than once leaves a grant; a denial or timeout counts towards
+    /// locking the tool.
+    async fn ask_then_forward(
+        self: Arc<Self>,
+        prompt: Prompt,
+        key: String,
+        answer: futures::future::Shared<futures::future::BoxFuture<'static, Answer>>,
+        mut call: Call,
+    ) {
         let shared = self.shared.clone();
         let timeout = Duration::from_secs(shared.config.gateway.approval_timeout_secs);
-        let prompt_id = prompt.id.clone();
         let qualified = call.qualified.clone();
-        let (outcome, text) = match tokio::time::timeout(timeout, shared.approver.ask(prompt)).await {
-            Ok(Answer::Approved) => {
+        let answered = tokio::time::timeout(timeout, answer).await;
+        shared.prompts.finish(&key);
+        let (outcome, text) = match answered {
+            Ok(Answer::Approved(length)) => {
                 call.record.approval = Some(Approval::Approved);
+                if length != GrantLength::Once {
+                    self.grant(&prompt, length, &mut call.record);
+                }
                 return self.commit_and_forward(call).await;
             }
             Ok(Answer::Denied) => {
@@ -142,7 +197,7 @@ impl Session {
                 (Outcome::Denied, format!("The user denied this call to `{qualified}` in Countersign; it was not run."))
             }
             Err(_) => {
-                shared.approver.withdraw(&prompt_id);
+                shared.approver.withdraw(&prompt.id);
                 call.record.approval = Some(Approval::Timeout);
                 let text = format!(
                     "Countersign asked for approval of `{qualified}` but got no answer within {}s, so it \
@@ -152,7 +207,51 @@ impl Session {
                 (Outcome::Timeout, text)
             }
         };
+        let settings = shared.policy.load().grant_settings().0.clone();
+        let locked = shared.grants.lock().unwrap_or_else(|p| p.into_inner()).record_denial(
+            &prompt.client,
+            &prompt.server,
+            &prompt.tool,
+            now_ms(),
+            &settings,
+        );
+        if let Some(until) = locked {
+            let secs = until.saturating_sub(now_ms()) / 1000;
+            tracing::warn!(server = %prompt.server, tool = %prompt.tool, client = %prompt.client, "denied repeatedly; locked for {secs}s");
+        }
         self.refuse(call.record, call.reply, call.id.as_deref(), outcome, call.started, &text).await;
+    }
+
+    /// Leaves a grant for an approval longer than once, within the policy's limits.
+    fn grant(&self, prompt: &Prompt, length: GrantLength, record: &mut Record) {
+        let policy = self.shared.policy.load_full();
+        let (settings, _) = policy.grant_settings();
+        let class = record.class.as_deref().and_then(countersign_policy::ToolClass::parse).unwrap_or(countersign_policy::ToolClass::Write);
+        let request = GrantRequest {
+            id: format!("g-{}", &prompt.id[..12.min(prompt.id.len())]),
+            client_token: &prompt.client,
+            session: &prompt.session,
+            server: &prompt.server,
+            tool: &prompt.tool,
+            arguments: &prompt.arguments,
+            length,
+            condition: None,
+        };
+        let issued = self.shared.grants.lock().unwrap_or_else(|p| p.into_inner()).issue(
+            request,
+            settings,
+            policy.once_only(),
+            class,
+            now_ms(),
+            end_of_day_ms(),
+        );
+        match issued {
+            Ok(g) => record.reason = Some(format!("{} (approved for {}, grant {})", record.reason.clone().unwrap_or_default(), length.as_str(), g.id)),
+            Err(e) => {
+                tracing::warn!("approval kept to this call only: {e}");
+                record.reason = Some(format!("{} (approved once: {e})", record.reason.clone().unwrap_or_default()));
+            }
+        }
     }
 
     /// Commits the decision record, then forwards; no record, no forwarding.
@@ -187,6 +286,17 @@ impl Session {
         self.shared.outcome(crate::session::outcome(record_id, started, outcome, Some(text)));
         self.answer(reply, message::tool_error_result(id, text));
     }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The next midnight, local time, for grants that last "today".
+fn end_of_day_ms() -> u64 {
+    let now = time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    let midnight = now.replace_time(time::Time::MIDNIGHT) + time::Duration::days(1);
+    (midnight.unix_timestamp() as u64) * 1000
 }
 
 fn denial_text(verdict: &Verdict, qualified: &str, config: Option<&std::path::Path>) -> String {

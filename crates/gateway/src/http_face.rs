@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use countersign_audit::{Outcome, RecordKind};
+use countersign_policy::GrantLength;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,6 +37,10 @@ pub fn router(face: Face) -> Router {
         .route("/mcp/{server}", any(mcp_single))
         .route("/_countersign/status", get(status))
         .route("/_countersign/approvals/{id}/{answer}", post(answer))
+        .route("/_countersign/pins/{server}/accept", post(crate::control_api::accept_pins))
+        .route("/_countersign/grants", get(crate::control_api::list_grants))
+        .route("/_countersign/grants/{id}/revoke", post(crate::control_api::revoke_grant))
+        .route("/_countersign/policy/reload", post(crate::control_api::reload_policy))
         .fallback(not_found)
         .with_state(face)
 }
@@ -94,7 +99,7 @@ fn rpc_error(status: StatusCode, id: Option<&serde_json::value::RawValue>, code:
     json_response(status, message::error_response(id, code, msg))
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     (status, [("content-type", "application/json")], body).into_response()
 }
 
@@ -398,7 +403,7 @@ fn sse_body(body: Body) -> Response {
 // ---- control endpoints ------------------------------------------------------------------
 
 #[allow(clippy::result_large_err)]
-fn control_auth(face: &Face, req: &Request<Body>) -> Result<(), Response> {
+pub(crate) fn control_auth(face: &Face, req: &Request<Body>) -> Result<(), Response> {
     pre_auth(face, req)?;
     match guard::bearer(req.headers()) {
         Some(t) if t == face.shared.control_token => Ok(()),
@@ -454,7 +459,8 @@ async fn status(State(face): State<Face>, req: Request<Body>) -> Response {
         "pid": std::process::id(),
         "listen": face.listen.to_string(),
         "config": face.shared.config.path.as_ref().map(|p| p.display().to_string()),
-        "policy_version": face.shared.policy.version(),
+        "policy_version": face.shared.policy.load().version(),
+        "blocked_tools": face.shared.pins.lock().map(|p| p.report()).unwrap_or_default(),
         "servers": servers,
         "sessions": sessions,
         "approvals": face.shared.approver.pending(),
@@ -468,9 +474,33 @@ async fn answer(State(face): State<Face>, Path((id, verdict)): Path<(String, Str
     if let Err(r) = control_auth(&face, &req) {
         return r;
     }
-    let answer = match verdict.as_str() {
-        "approve" => Answer::Approved,
-        "deny" => Answer::Denied,
+    let length = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("for=")));
+    let answer = match (verdict.as_str(), length) {
+        ("approve", None) => Answer::Approved(GrantLength::Once),
+        ("approve", Some(l)) => match GrantLength::parse(l) {
+            Some(length) => {
+                let (settings, layer) = {
+                    let p = face.shared.policy.load();
+                    let (s, l) = p.grant_settings();
+                    (s.clone(), l)
+                };
+                if !settings.lengths.contains(&length) {
+                    let allowed: Vec<&str> = settings.lengths.iter().map(|l| l.as_str()).collect();
+                    let text = format!(
+                        "the {} policy does not allow approvals for `{l}` (allowed: {})\n",
+                        layer.as_str(),
+                        allowed.join(", ")
+                    );
+                    return (StatusCode::FORBIDDEN, text).into_response();
+                }
+                Answer::Approved(length)
+            }
+            None => {
+                let text = format!("`{l}` is not a grant length (once, session, 15m, 1h, today)\n");
+                return (StatusCode::BAD_REQUEST, text).into_response();
+            }
+        },
+        ("deny", _) => Answer::Denied,
         _ => return (StatusCode::NOT_FOUND, "answer is approve or deny\n").into_response(),
     };
     if face.shared.approver.answer(&id, answer) {

@@ -11,11 +11,15 @@
 
 pub mod approver;
 pub mod config;
+mod control_api;
 mod enforce;
 pub mod guard;
 pub mod home;
 pub mod http_face;
 pub mod message;
+pub mod pins;
+pub mod policy_layers;
+mod policy_watch;
 pub mod server;
 pub mod session;
 pub mod shared;

@@ -9,7 +9,8 @@ use crate::http_face::{self, Face};
 use crate::shared::{os_user, Shared};
 use crate::tokens::TokenStore;
 use countersign_audit::{Journal, JournalError, JournalOptions, Redactor};
-use countersign_policy::Policy;
+use crate::pins::PinStore;
+use countersign_policy::GrantBook;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub struct Running {
     pub shared: Arc<Shared>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     home: Home,
+    _policy_watch: Option<notify::RecommendedWatcher>,
 }
 
 impl Running {
@@ -60,7 +62,13 @@ pub async fn start(config: Config, home: Home) -> Result<Running, ServeError> {
 }
 
 pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>) -> Result<Running, ServeError> {
-    let policy = Policy::compile(&config.policy).map_err(|e| ServeError::Policy(e.to_string()))?;
+    crate::policy_layers::prepare(&home);
+    let (policy, rejected) =
+        crate::policy_layers::compile(&config.policy, &home).map_err(|e| ServeError::Policy(e.to_string()))?;
+    for e in rejected {
+        tracing::error!("policy layer rejected, the last good one stays: {e}");
+    }
+    let pins = PinStore::open(&home).map_err(|e| ServeError::Policy(e.to_string()))?;
     let journal = Journal::open(
         &home.journal_path(),
         JournalOptions { synchronous: config.audit.synchronous, ..JournalOptions::default() },
@@ -83,7 +91,11 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         user: os_user(),
         device: home.device_id()?,
         config,
-        policy,
+        policy: arc_swap::ArcSwap::from_pointee(policy),
+        grants: Mutex::new(GrantBook::default()),
+        pins: Mutex::new(pins),
+        prompts: Default::default(),
+        home: home.clone(),
         journal,
         approver,
         sessions: Mutex::new(Default::default()),
@@ -126,5 +138,6 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         }
     });
     tracing::info!("Countersign gateway listening on http://{listen}/mcp");
-    Ok(Running { listen, shared, server, home })
+    let _policy_watch = crate::policy_watch::start(&shared);
+    Ok(Running { listen, shared, server, home, _policy_watch })
 }

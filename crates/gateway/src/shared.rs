@@ -1,18 +1,27 @@
-//! What every session of one running gateway shares: configuration, the compiled policy,
-//! the journal, the approver, the token store and who this user and device are.
+//! What every session of one running gateway shares: configuration, the policy in force
+//! (swapped whole when a layer changes), grants, pins, the journal, the approver, the
+//! token store and who this user and device are.
 
 use crate::approver::Approver;
 use crate::config::Config;
 use crate::session::Session;
 use crate::tokens::TokenStore;
 use countersign_audit::{Journal, OutcomeRecord, Record, Redactor};
-use countersign_policy::Policy;
+use crate::home::Home;
+use crate::pins::PinStore;
+use countersign_policy::{GrantBook, Policy};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub struct Shared {
     pub config: Config,
-    pub policy: Policy,
+    pub home: Home,
+    /// The policy in force; a reload swaps in a new one, calls in flight keep theirs.
+    pub policy: arc_swap::ArcSwap<Policy>,
+    pub grants: Mutex<GrantBook>,
+    pub pins: Mutex<PinStore>,
+    /// Identical prompts waiting at once, answered together.
+    pub prompts: crate::approver::Coalescer,
     pub journal: Journal,
     pub redactor: Redactor,
     pub approver: Arc<dyn Approver>,

@@ -1,12 +1,12 @@
 //! The decision. For one call, in order:
 //! 1. a deny rule in any layer → deny;
 //! 2. a tool locked by repeated denials → deny;
-//! 3. an ask rule in any layer → ask;
-//! 4. an allow rule in a managed layer → allow;
-//! 5. a class default a managed layer sets → that;
-//! 6. the user's allow rules, then the user's class defaults (unless managed policy
-//!    forbids the user to loosen);
-//! 7. the built-in class default (read → allow, write → ask, sensitive → ask,
+//! 3. managed policy (bundle, then managed file): its ask rules, allow rules, then its
+//!    class defaults;
+//! 4. the user's ask rules, allow rules, then class defaults: where managed policy
+//!    decided, the user's answer counts only when it is stricter; user allows and
+//!    loosened defaults are ignored when managed policy forbids them;
+//! 5. the built-in class default (read → allow, write → ask, sensitive → ask,
 //!    destructive → deny).
 //!
 //! An `ask` that a grant covers becomes `allow`; nothing ever turns a `deny` into anything
@@ -164,6 +164,15 @@ impl Policy {
         c
     }
 
+    /// The deny rule that covers every tool of `server` for this client, if one does.
+    /// Reading the server's resources or prompts is refused under it too, so a denied
+    /// server cannot be reached around its tools.
+    pub fn server_denied(&self, server: &str, clients: &[&str]) -> Option<String> {
+        let names = [format!("mcp__{server}__*"), format!("mcp__{}__*", classify::skeleton(server))];
+        let subject = Subject { names: &names, class: ToolClass::Read, clients, arguments: &serde_json::Value::Null };
+        self.layers.iter().find_map(|l| l.deny.first_match(&subject).map(|r| format!("{} policy rule `{}`", l.layer.as_str(), r.text())))
+    }
+
     pub fn decide(&self, call: &CallInput<'_>) -> Verdict {
         let static_class = self.classify(call.server, call.tool, call.def);
         self.decide_classified(call, &static_class)
@@ -223,42 +232,38 @@ impl Policy {
                 self.grants_layer,
             );
         }
-        let mut result = None;
-        for l in &self.layers {
+        // What managed policy says, then what the user says; the user's word counts only
+        // where managed policy is silent, or where it is stricter.
+        let mut managed = None;
+        for l in self.layers.iter().filter(|l| l.layer.is_managed()) {
             if let Some(rule) = l.ask.first_match(&restrictive) {
-                result = Some(by_rule("ask", Decision::Ask, rule, l.layer));
+                managed = Some(by_rule("ask", Decision::Ask, rule, l.layer));
+            } else if let Some(rule) = l.allow.first_match(&permissive) {
+                managed = Some(by_rule("allow", Decision::Allow, rule, l.layer));
+            } else if let Some(d) = l.defaults.get(class.class) {
+                managed = Some(self.by_default(&verdict, &name, d, &class, l.layer));
+            }
+            if managed.is_some() {
                 break;
             }
         }
-        if result.is_none() {
-            for l in self.layers.iter().filter(|l| l.layer.is_managed()) {
-                if let Some(rule) = l.allow.first_match(&permissive) {
-                    result = Some(by_rule("allow", Decision::Allow, rule, l.layer));
-                    break;
-                }
-                if let Some(d) = l.defaults.get(class.class) {
-                    result = Some(self.by_default(&verdict, &name, d, &class, l.layer));
-                    break;
-                }
+        let builtin = ClassDefaults::builtin(class.class);
+        let mut user = None;
+        for l in self.layers.iter().filter(|l| l.layer == Layer::User) {
+            if let Some(rule) = l.ask.first_match(&restrictive) {
+                user = Some(by_rule("ask", Decision::Ask, rule, l.layer));
+            } else if let Some(rule) = l.allow.first_match(&permissive).filter(|_| self.user_may_allow) {
+                user = Some(by_rule("allow", Decision::Allow, rule, l.layer));
+            } else if let Some(d) = l.defaults.get(class.class).filter(|d| self.user_may_allow || *d >= builtin) {
+                user = Some(self.by_default(&verdict, &name, d, &class, l.layer));
             }
         }
-        if result.is_none() {
-            let builtin = ClassDefaults::builtin(class.class);
-            for l in self.layers.iter().filter(|l| l.layer == Layer::User) {
-                if self.user_may_allow {
-                    if let Some(rule) = l.allow.first_match(&permissive) {
-                        result = Some(by_rule("allow", Decision::Allow, rule, l.layer));
-                        break;
-                    }
-                }
-                if let Some(d) = l.defaults.get(class.class).filter(|d| self.user_may_allow || *d >= builtin) {
-                    result = Some(self.by_default(&verdict, &name, d, &class, l.layer));
-                }
-            }
-        }
-        let mut v = result.unwrap_or_else(|| {
-            self.by_default(&verdict, &name, ClassDefaults::builtin(class.class), &class, Layer::Builtin)
-        });
+        let mut v = match (managed, user) {
+            (Some(m), Some(u)) if u.decision > m.decision => u,
+            (Some(m), _) => m,
+            (None, Some(u)) if self.user_may_allow || u.decision >= builtin => u,
+            _ => self.by_default(&verdict, &name, builtin, &class, Layer::Builtin),
+        };
         if v.decision == Decision::Ask {
             if let Some(grant) = call.grants.and_then(|g| g.covering(call)) {
                 v.decision = Decision::Allow;

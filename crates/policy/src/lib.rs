@@ -24,6 +24,7 @@ mod grant;
 mod heuristics;
 mod input;
 mod layers;
+mod pin;
 mod rule;
 
 pub use bundle::{verify as verify_bundle, BundleError, BundleHeader, VerifiedBundle};
@@ -36,4 +37,5 @@ pub use engine::{Policy, PolicyError};
 pub use grant::{Grant, GrantBook, GrantError, GrantLength, GrantRequest, GrantScope, GrantSettings};
 pub use input::{CallInput, Identity, ServerInfo, ServerOrigin, ToolDef, ToolHints};
 pub use layers::{json_schema, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings, PolicySettings};
+pub use pin::{collisions, suspicions, tool_fingerprint, tool_suspicions, Collision, PinSet, Review, ToolState};
 pub use rule::{normalise, Rule, RuleError, RuleList};

@@ -153,13 +153,17 @@ impl Session {
     async fn list_all(&self, method: &str, key: &str) -> Vec<Value> {
         let servers: Vec<String> = self.servers().cloned().collect();
         let lists = futures::future::join_all(servers.iter().map(|s| self.list_one(s, method, key))).await;
+        if method == "tools/list" {
+            // Names stay namespaced; a shared name or a description that names another
+            // server's tool is flagged for whoever reads the log.
+            let listings = servers.iter().cloned().zip(lists.iter().cloned()).collect();
+            for c in countersign_policy::collisions(&listings) {
+                tracing::warn!(tool = %c.tool, servers = ?c.servers, "tool collision: {}", c.note);
+            }
+        }
         let mut all = Vec::new();
         for (server, items) in servers.iter().zip(lists) {
             let mut st = self.state();
-            if method == "tools/list" {
-                let text = json!({ "tools": items }).to_string();
-                super::routing::learn_tools(st.tools.entry(server.clone()).or_default(), &text);
-            }
             for mut item in items {
                 if method == "resources/list" {
                     if let Some(uri) = item.get("uri").and_then(Value::as_str) {

@@ -48,7 +48,7 @@ pub use aggregate::split_name;
 use crate::message::{self, code, Envelope};
 use crate::shared::Shared;
 use crate::upstream::{self, UpstreamEvent, UpstreamLink};
-use countersign_policy::ToolHints;
+use countersign_policy::ToolDef;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -107,7 +107,7 @@ pub(crate) struct Pending {
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     next_id: u64,
     pending: HashMap<u64, Pending>,
     /// Upstream requests to the client: the id the client sees → (server, upstream's id).
@@ -116,8 +116,8 @@ struct State {
     progress: HashMap<String, (Box<RawValue>, u64)>,
     get_stream: Option<mpsc::UnboundedSender<String>>,
     backlog: VecDeque<String>,
-    /// Tool hints per server from the last `tools/list` that passed.
-    tools: HashMap<String, HashMap<String, ToolHints>>,
+    /// Tool definitions per server from the last `tools/list` that passed.
+    tools: HashMap<String, HashMap<String, ToolDef>>,
     alive: HashMap<String, bool>,
     client_name: Option<String>,
     client_version: Option<String>,
@@ -334,6 +334,17 @@ impl Session {
     ) {
         let client_id = env.id().map(|r| r.to_owned());
         let method = env.method().unwrap_or_default().to_string();
+        if matches!(method.as_str(), "resources/read" | "resources/subscribe" | "prompts/get") {
+            let (client_name, _) = self.client();
+            let clients = [self.token_name.as_str(), client_name.as_deref().unwrap_or_default()];
+            if let Some(rule) = self.shared.policy.load().server_denied(server, &clients) {
+                let why = format!("`{method}` on server `{server}` is denied by the {rule}");
+                if let Reply::Client { tx, .. } = reply {
+                    let _ = tx.send(message::error_response(client_id.as_deref(), code::INVALID_REQUEST, &why));
+                }
+                return;
+            }
+        }
         let link = match self.link(server).await {
             Ok(link) => link,
             Err(why) => return self.fail_reply(reply, client_id.as_deref(), &why, audit),

@@ -4,9 +4,8 @@
 use super::{outcome, Answer, ClientTx, InFlight, Pending, Reply, Route, Session};
 use crate::message::{self, Envelope, Kind};
 use countersign_audit::Outcome;
-use countersign_policy::ToolHints;
+use countersign_policy::ToolDef;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -133,8 +132,9 @@ impl Session {
                     }
                 }
                 if pending.method == "tools/list" {
-                    if let Some(result) = env.get("result") {
-                        learn_tools(st.tools.entry(server.to_string()).or_default(), result.get());
+                    let reviewed = env.get("result").and_then(|r| self.review_listing(&mut st, server, r.get()));
+                    if let Some(result) = reviewed {
+                        env.set("result", message::raw(&result.to_string()));
                     }
                 }
                 drop(st);
@@ -224,58 +224,59 @@ impl Session {
         }
     }
 
-    /// The hints for `tool` on `server`, asking the upstream for its tool list when the
-    /// session has not seen one. `None`: the server does not list that tool.
-    pub(crate) async fn tool_hints(&self, server: &str, tool: &str) -> Option<ToolHints> {
+    /// The definition of `tool` on `server`, asking the upstream for its tool list when
+    /// the session has not seen one. `None`: the server does not list that tool.
+    pub(crate) async fn tool_def(&self, server: &str, tool: &str) -> Option<ToolDef> {
         if let Some(tools) = self.state().tools.get(server) {
-            return tools.get(tool).copied();
+            return tools.get(tool).cloned();
         }
         let link = self.link(server).await.ok()?;
         let mut cursor: Option<String> = None;
-        let mut learned = HashMap::new();
         for _ in 0..50 {
             let params = match &cursor {
                 Some(c) => serde_json::json!({ "cursor": c }),
                 None => serde_json::json!({}),
             };
+            // The answer is learned (and reviewed against the pins) on its way in.
             let reply = self.internal_request(server, &link, "tools/list", params).await.ok()?;
-            let result = reply.get("result")?.get().to_string();
-            learn_tools(&mut learned, &result);
-            cursor = serde_json::from_str::<Value>(&result)
-                .ok()
+            cursor = reply
+                .get("result")
+                .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
                 .and_then(|r| r.get("nextCursor").and_then(Value::as_str).map(str::to_string));
             if cursor.is_none() {
                 break;
             }
         }
-        let hints = learned.get(tool).copied();
-        self.state().tools.insert(server.to_string(), learned);
-        hints
+        let mut st = self.state();
+        st.tools.entry(server.to_string()).or_default().get(tool).cloned()
+    }
+
+    /// Learns a `tools/list` page's definitions and reviews them against the pins. Returns
+    /// the result to pass on when quarantined tools had to be taken out of it.
+    fn review_listing(&self, st: &mut super::State, server: &str, result: &str) -> Option<Value> {
+        let mut result: Value = serde_json::from_str(result).ok()?;
+        let tools = result.get("tools").and_then(Value::as_array)?.clone();
+        let learned = st.tools.entry(server.to_string()).or_default();
+        for def in tools.iter().filter_map(ToolDef::from_json) {
+            learned.insert(def.name.clone(), def);
+        }
+        let origin = self.shared.config.servers.get(server)?.origin();
+        let review = self.shared.pins.lock().ok()?.review(server, &origin, &tools);
+        let shown: Vec<Value> = tools
+            .into_iter()
+            .filter(|t| !review.hides(t.get("name").and_then(Value::as_str).unwrap_or_default()))
+            .collect();
+        let hidden = shown.len() != result["tools"].as_array().map_or(0, Vec::len);
+        hidden.then(|| {
+            result["tools"] = Value::Array(shown);
+            result
+        })
     }
 
     /// Answers a client request from the gateway itself.
     pub(crate) fn answer(&self, reply: Reply, text: String) {
         if let Reply::Client { tx, .. } = reply {
             let _ = tx.send(text);
-        }
-    }
-}
-
-/// Reads tool names and annotations from a `tools/list` result.
-pub(crate) fn learn_tools(into: &mut HashMap<String, ToolHints>, result: &str) {
-    #[derive(serde::Deserialize)]
-    struct ListResult {
-        #[serde(default)]
-        tools: Vec<ToolEntry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ToolEntry {
-        name: String,
-        annotations: Option<Value>,
-    }
-    if let Ok(list) = serde_json::from_str::<ListResult>(result) {
-        for tool in list.tools {
-            into.insert(tool.name, ToolHints::from_annotations(tool.annotations.as_ref()));
         }
     }
 }

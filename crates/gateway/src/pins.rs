@@ -1,0 +1,131 @@
+//! The gateway's pin store: tool and server pins kept in `pins.json` (0600) in the data
+//! directory, and the latest review of each server's listing. The first listing of a
+//! server pins it; later listings are reviewed against the pins, and tools whose
+//! definition changed, or whose text looks like it hides instructions, are blocked (and
+//! quarantined ones hidden) until accepted with `countersign pins accept`. A pin file that
+//! cannot be read stops the gateway: starting over would silently trust whatever the
+//! servers say next.
+
+use crate::home::{write_private, Home, HomeError};
+use countersign_policy::{PinSet, Review, ServerOrigin, ToolState};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error("{path}: not a pin file ({message}); move it aside to start over, knowing every tool will be pinned again as first seen")]
+    Corrupt { path: PathBuf, message: String },
+    #[error(transparent)]
+    Home(#[from] HomeError),
+}
+
+pub struct PinStore {
+    path: PathBuf,
+    set: PinSet,
+    reviews: HashMap<String, Review>,
+    /// The latest listing of each server, for accepting what a review blocked.
+    listed: HashMap<String, (ServerOrigin, Vec<Value>)>,
+}
+
+impl PinStore {
+    pub fn open(home: &Home) -> Result<Self, PinError> {
+        let path = home.dir().join("pins.json");
+        let set = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| PinError::Corrupt { path: path.clone(), message: e.to_string() })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => PinSet::default(),
+            Err(source) => return Err(HomeError::Io { path, source }.into()),
+        };
+        Ok(PinStore { path, set, reviews: HashMap::new(), listed: HashMap::new() })
+    }
+
+    fn save(&self) {
+        let text = serde_json::to_vec_pretty(&self.set).unwrap_or_default();
+        if let Err(e) = write_private(&self.path, &text) {
+            tracing::error!("could not save tool pins: {e}");
+        }
+    }
+
+    /// Reviews a listing, pins what is new, and remembers the review.
+    pub fn review(&mut self, server: &str, origin: &ServerOrigin, tools: &[Value]) -> Review {
+        let review = self.set.review(server, origin, tools);
+        if self.set.accept_new(server, origin, tools, &review) {
+            self.save();
+        }
+        if review.identity_changed {
+            tracing::warn!(server, "the server's command or URL changed since it was pinned: its tools are blocked until `countersign pins accept {server}`");
+        }
+        for (tool, state) in &review.tools {
+            match state {
+                ToolState::Changed { diff } => tracing::warn!(server, tool, "tool definition changed; blocked until `countersign pins accept {server} {tool}`: {}", diff.join("; ")),
+                ToolState::Quarantined { why } => tracing::warn!(server, tool, "tool quarantined (hidden from clients) until reviewed: {}", why.join("; ")),
+                _ => {}
+            }
+        }
+        self.listed.insert(server.to_string(), (origin.clone(), tools.to_vec()));
+        self.reviews.insert(server.to_string(), review.clone());
+        review
+    }
+
+    /// Why calls to `tool` on `server` are blocked, if they are.
+    pub fn blocked(&self, server: &str, tool: &str) -> Option<String> {
+        let review = self.reviews.get(server)?;
+        if review.identity_changed {
+            return Some(format!(
+                "the command or URL of server `{server}` changed since it was approved; run `countersign pins accept {server}` after checking it"
+            ));
+        }
+        match review.tools.get(tool)? {
+            ToolState::Changed { diff } => Some(format!(
+                "the definition of `{tool}` changed since it was approved ({}); run `countersign pins accept {server} {tool}` after checking it",
+                diff.join("; ")
+            )),
+            ToolState::Quarantined { why } => Some(format!(
+                "`{tool}` is quarantined because {}; review its full text with `countersign pins` and accept it with `countersign pins accept {server} {tool}`",
+                why.join(" and ")
+            )),
+            _ => None,
+        }
+    }
+
+    /// Accepts the latest listing of `server` (all of it, or the named tools): pins them
+    /// as they are now. Returns how many tools were accepted.
+    pub fn accept(&mut self, server: &str, tools: &[String]) -> Result<usize, String> {
+        let (origin, listed) =
+            self.listed.get(server).cloned().ok_or_else(|| format!("no listing of server `{server}` has been seen yet"))?;
+        let chosen: Vec<Value> = listed
+            .iter()
+            .filter(|t| {
+                let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+                tools.is_empty() || tools.iter().any(|n| n == name)
+            })
+            .cloned()
+            .collect();
+        if let Some(missing) = tools.iter().find(|n| !chosen.iter().any(|t| t["name"] == n.as_str())) {
+            return Err(format!("server `{server}` does not list a tool `{missing}`"));
+        }
+        self.set.accept(server, &origin, &chosen);
+        self.save();
+        let review = self.set.review(server, &origin, &listed);
+        self.reviews.insert(server.to_string(), review);
+        Ok(chosen.len())
+    }
+
+    /// Blocked and quarantined tools with what changed, for `status` and `countersign pins`.
+    pub fn report(&self) -> Value {
+        let mut out = Vec::new();
+        for (server, review) in &self.reviews {
+            if review.identity_changed {
+                out.push(json!({"server": server, "tool": null, "state": "server-changed"}));
+            }
+            for (tool, state) in &review.tools {
+                if state.blocks() {
+                    let full = self.listed.get(server).and_then(|(_, l)| l.iter().find(|t| t["name"] == tool.as_str()).cloned());
+                    out.push(json!({"server": server, "tool": tool, "review": state, "definition": full}));
+                }
+            }
+        }
+        Value::Array(out)
+    }
+}
