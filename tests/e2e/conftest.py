@@ -103,7 +103,12 @@ class Gateway:
     def __init__(self, tmp: Path, config: Path):
         self.home = tmp / "home"
         self.config = config
-        self.env = {**os.environ, "COUNTERSIGN_HOME": str(self.home), "COUNTERSIGN_LOG": os.environ.get("COUNTERSIGN_LOG", "info")}
+        # Managed policy comes from this folder (empty unless a test writes managed.toml),
+        # never from the machine's /etc/countersign.
+        self.managed = tmp / "managed"
+        self.managed.mkdir(exist_ok=True)
+        self.env = {**os.environ, "COUNTERSIGN_HOME": str(self.home), "COUNTERSIGN_MANAGED_DIR": str(self.managed),
+                    "COUNTERSIGN_LOG": os.environ.get("COUNTERSIGN_LOG", "info")}
         self.log_path = tmp / "gateway.log"
         self.proc: subprocess.Popen | None = None
 
@@ -124,6 +129,7 @@ class Gateway:
 
         info = wait_for(up, what="the gateway to listen")
         self.addr = info["listen"]
+        self.cli("token", "revoke", "pytest", check=False)  # a restart in the same home
         self.token = self.cli("token", "create", "pytest").stdout.strip()
         return self
 

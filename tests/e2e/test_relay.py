@@ -184,6 +184,8 @@ async def wait_tool(client, name):
 async def test_an_upstream_killed_mid_call_fails_the_call_and_restarts(make_gateway):
     gw = make_gateway({"everything": everything_server()})
     async with connect(gw, "http", "everything") as client:
+        # Listed first, so the only request in flight below is the call itself.
+        await client.list_tools()
         async with anyio.create_task_group() as tg:
             outcome = {}
 

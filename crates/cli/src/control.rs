@@ -121,7 +121,12 @@ pub async fn pins(home: &Home, json: bool) -> Result<i32> {
             None => println!("{server}: its command or URL changed since it was approved"),
             Some(tool) => {
                 println!("{server} {tool}: {}", b["review"]["state"].as_str().unwrap_or("?"));
-                for line in b["review"]["diff"].as_array().into_iter().flatten().chain(b["review"]["why"].as_array().into_iter().flatten()) {
+                for line in b["review"]["diff"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .chain(b["review"]["why"].as_array().into_iter().flatten())
+                {
                     println!("    {}", line.as_str().unwrap_or_default());
                 }
                 println!("    full definition: {}", b["definition"]);
@@ -133,7 +138,13 @@ pub async fn pins(home: &Home, json: bool) -> Result<i32> {
 }
 
 pub async fn accept_pins(home: &Home, server: &str, tools: &[String]) -> Result<i32> {
-    let v = control(home, reqwest::Method::POST, &format!("/_countersign/pins/{server}/accept"), Some(serde_json::json!({"tools": tools}))).await?;
+    let v = control(
+        home,
+        reqwest::Method::POST,
+        &format!("/_countersign/pins/{server}/accept"),
+        Some(serde_json::json!({"tools": tools})),
+    )
+    .await?;
     eprintln!("accepted {} tool(s) of `{server}`", v["accepted"]);
     Ok(0)
 }

@@ -102,6 +102,14 @@ enum PolicyCommand {
     },
     /// Make the running gateway read every policy layer again now.
     Reload,
+    /// Make a key pair for signing policy bundles (for IT, not for laptops).
+    Keygen { dir: PathBuf },
+    /// Sign a policy bundle with a key from `policy keygen`.
+    Sign {
+        #[arg(long)]
+        key: PathBuf,
+        bundle: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -206,6 +214,8 @@ async fn run(command: Command) -> Result<i32> {
             policy_cmd::explain(&home, policy_cmd::Explain { name, args, client, config, json })
         }
         Command::Policy { command: PolicyCommand::Reload } => control::reload(&home).await,
+        Command::Policy { command: PolicyCommand::Keygen { dir } } => policy_cmd::keygen(&dir),
+        Command::Policy { command: PolicyCommand::Sign { key, bundle } } => policy_cmd::sign(&key, &bundle),
         Command::Pins { command: None, json } => control::pins(&home, json).await,
         Command::Pins { command: Some(PinsCommand::Accept { server, tools }), .. } => {
             control::accept_pins(&home, &server, &tools).await

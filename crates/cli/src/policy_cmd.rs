@@ -54,7 +54,11 @@ pub fn show(home: &Home, path: Option<PathBuf>, as_json: bool) -> Result<i32> {
             println!("  default {class} → {}", d.as_str());
         }
         for (pattern, o) in &s.classify {
-            println!("  classify {pattern} as {}{}", o.class(), o.label().map(|l| format!(" ({l})")).unwrap_or_default());
+            println!(
+                "  classify {pattern} as {}{}",
+                o.class(),
+                o.label().map(|l| format!(" ({l})")).unwrap_or_default()
+            );
         }
     };
     if let Some((p, v)) = &layers.bundle {
@@ -162,5 +166,58 @@ pub fn explain(home: &Home, e: Explain) -> Result<i32> {
     if !config.servers.contains_key(&server) {
         println!("  note:   no server `{server}` is configured");
     }
+    Ok(0)
+}
+
+/// The key's passphrase: prompted on a terminal, else the first line of stdin (never argv).
+fn passphrase() -> Result<Option<String>> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()))
+}
+
+/// `countersign policy keygen DIR`: a minisign key pair for signing policy bundles:
+/// `bundle.pub` (goes into managed.toml as `bundle_public_key`) and `bundle.key` (0600,
+/// encrypted with a passphrase, compatible with the minisign tool; stays with IT, never
+/// on employees' laptops).
+pub fn keygen(dir: &std::path::Path) -> Result<i32> {
+    std::fs::create_dir_all(dir)?;
+    let kp = minisign::KeyPair::generate_encrypted_keypair(passphrase()?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secret = kp.sk.to_box(Some("countersign policy bundle key")).map_err(|e| anyhow::anyhow!("{e}"))?.into_string();
+    let key_path = dir.join("bundle.key");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&key_path).with_context(|| format!("{} (it must not exist yet)", key_path.display()))?;
+    std::io::Write::write_all(&mut f, secret.as_bytes())?;
+    std::fs::write(dir.join("bundle.pub"), kp.pk.to_base64() + "\n")?;
+    println!("{}", kp.pk.to_base64());
+    eprintln!("wrote {} (keep it with IT) and {}", key_path.display(), dir.join("bundle.pub").display());
+    Ok(0)
+}
+
+/// `countersign policy sign --key KEY BUNDLE`: writes `BUNDLE.minisig`.
+pub fn sign(key: &std::path::Path, bundle: &std::path::Path) -> Result<i32> {
+    let text = std::fs::read_to_string(key).with_context(|| key.display().to_string())?;
+    let sk = minisign::SecretKeyBox::from_string(&text)
+        .and_then(|b| b.into_secret_key(passphrase().ok().flatten()))
+        .map_err(|e| anyhow::anyhow!("{}: cannot open the minisign secret key: {e}", key.display()))?;
+    let document = std::fs::read(bundle).with_context(|| bundle.display().to_string())?;
+    // Refuse to sign what the gateway would refuse to load.
+    let doc: toml::Value = toml::from_str(std::str::from_utf8(&document)?).context("the bundle is not TOML")?;
+    if doc.get("bundle").and_then(|b| b.get("version")).is_none() {
+        bail!("the bundle needs a [bundle] table with `version` and `expires`");
+    }
+    let sig = minisign::sign(None, &sk, std::io::Cursor::new(&document), Some("countersign policy bundle"), None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = bundle.as_os_str().to_owned();
+    out.push(".minisig");
+    std::fs::write(&out, sig.into_string())?;
+    eprintln!("wrote {}", PathBuf::from(out).display());
     Ok(0)
 }

@@ -4,7 +4,9 @@
 //! file, the line and the field. It never guesses: an unknown key, a server with both
 //! `command` and `url`, a non-loopback listen address or a malformed rule stops start-up.
 
-use countersign_policy::{ClassDefaults, ClassOverride, GrantSettings, Policy, PolicySettings, Rule, ServerInfo, ServerOrigin};
+use countersign_policy::{
+    ClassDefaults, ClassOverride, GrantSettings, Policy, PolicySettings, Rule, ServerInfo, ServerOrigin,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -96,13 +98,20 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// What the policy engine knows of this server.
     pub fn info(&self, name: &str) -> ServerInfo {
-        ServerInfo { name: name.to_string(), origin: self.origin(), trusted: self.trusted, catalog: self.catalog.clone() }
+        ServerInfo {
+            name: name.to_string(),
+            origin: self.origin(),
+            trusted: self.trusted,
+            catalog: self.catalog.clone(),
+        }
     }
 
     /// How the server is started or reached (what is pinned and matched in the catalog).
     pub fn origin(&self) -> ServerOrigin {
         match &self.transport {
-            Transport::Stdio { command, args, .. } => ServerOrigin::Command { command: command.clone(), args: args.clone() },
+            Transport::Stdio { command, args, .. } => {
+                ServerOrigin::Command { command: command.clone(), args: args.clone() }
+            }
             Transport::Http { url, .. } => ServerOrigin::Url(url.clone()),
         }
     }
@@ -305,7 +314,8 @@ impl Config {
             servers.insert(name, ServerConfig { transport, trusted: s.trusted, catalog });
         }
 
-        let mut policy = PolicySettings { defaults: raw.policy.defaults, grants: raw.policy.grants, ..Default::default() };
+        let mut policy =
+            PolicySettings { defaults: raw.policy.defaults, grants: raw.policy.grants, ..Default::default() };
         for (list, raw_list, out) in [
             ("allow", &raw.policy.allow, &mut policy.allow),
             ("ask", &raw.policy.ask, &mut policy.ask),

@@ -24,7 +24,12 @@ pub(crate) async fn accept_pins(State(face): State<Face>, Path(server): Path<Str
         .ok()
         .and_then(|v| v.get("tools").and_then(|t| serde_json::from_value(t.clone()).ok()))
         .unwrap_or_default();
-    let result = face.shared.pins.lock().map_err(|_| "pin store unavailable".to_string()).and_then(|mut p| p.accept(&server, &tools));
+    let result = face
+        .shared
+        .pins
+        .lock()
+        .map_err(|_| "pin store unavailable".to_string())
+        .and_then(|mut p| p.accept(&server, &tools));
     match result {
         Ok(n) => {
             tracing::info!(server, accepted = n, "tools accepted and pinned");

@@ -141,7 +141,10 @@ impl Session {
                 };
                 let key = Coalescer::key(&prompt);
                 let answer = match shared.prompts.join(&key) {
-                    Some(same) => same,
+                    Some(same) => {
+                        tracing::info!(server = %server, tool = %tool, "an identical call joined the approval already waiting");
+                        same
+                    }
                     None => {
                         let admitted = shared.grants.lock().unwrap_or_else(|p| p.into_inner()).admit_prompt(
                             &self.token_name,
@@ -226,7 +229,11 @@ impl Session {
     fn grant(&self, prompt: &Prompt, length: GrantLength, record: &mut Record) {
         let policy = self.shared.policy.load_full();
         let (settings, _) = policy.grant_settings();
-        let class = record.class.as_deref().and_then(countersign_policy::ToolClass::parse).unwrap_or(countersign_policy::ToolClass::Write);
+        let class = record
+            .class
+            .as_deref()
+            .and_then(countersign_policy::ToolClass::parse)
+            .unwrap_or(countersign_policy::ToolClass::Write);
         let request = GrantRequest {
             id: format!("g-{}", &prompt.id[..12.min(prompt.id.len())]),
             client_token: &prompt.client,
@@ -246,7 +253,14 @@ impl Session {
             end_of_day_ms(),
         );
         match issued {
-            Ok(g) => record.reason = Some(format!("{} (approved for {}, grant {})", record.reason.clone().unwrap_or_default(), length.as_str(), g.id)),
+            Ok(g) => {
+                record.reason = Some(format!(
+                    "{} (approved for {}, grant {})",
+                    record.reason.clone().unwrap_or_default(),
+                    length.as_str(),
+                    g.id
+                ))
+            }
             Err(e) => {
                 tracing::warn!("approval kept to this call only: {e}");
                 record.reason = Some(format!("{} (approved once: {e})", record.reason.clone().unwrap_or_default()));

@@ -58,8 +58,18 @@ impl PinStore {
         }
         for (tool, state) in &review.tools {
             match state {
-                ToolState::Changed { diff } => tracing::warn!(server, tool, "tool definition changed; blocked until `countersign pins accept {server} {tool}`: {}", diff.join("; ")),
-                ToolState::Quarantined { why } => tracing::warn!(server, tool, "tool quarantined (hidden from clients) until reviewed: {}", why.join("; ")),
+                ToolState::Changed { diff } => tracing::warn!(
+                    server,
+                    tool,
+                    "tool definition changed; blocked until `countersign pins accept {server} {tool}`: {}",
+                    diff.join("; ")
+                ),
+                ToolState::Quarantined { why } => tracing::warn!(
+                    server,
+                    tool,
+                    "tool quarantined (hidden from clients) until reviewed: {}",
+                    why.join("; ")
+                ),
                 _ => {}
             }
         }
@@ -92,8 +102,11 @@ impl PinStore {
     /// Accepts the latest listing of `server` (all of it, or the named tools): pins them
     /// as they are now. Returns how many tools were accepted.
     pub fn accept(&mut self, server: &str, tools: &[String]) -> Result<usize, String> {
-        let (origin, listed) =
-            self.listed.get(server).cloned().ok_or_else(|| format!("no listing of server `{server}` has been seen yet"))?;
+        let (origin, listed) = self
+            .listed
+            .get(server)
+            .cloned()
+            .ok_or_else(|| format!("no listing of server `{server}` has been seen yet"))?;
         let chosen: Vec<Value> = listed
             .iter()
             .filter(|t| {
@@ -121,7 +134,10 @@ impl PinStore {
             }
             for (tool, state) in &review.tools {
                 if state.blocks() {
-                    let full = self.listed.get(server).and_then(|(_, l)| l.iter().find(|t| t["name"] == tool.as_str()).cloned());
+                    let full = self
+                        .listed
+                        .get(server)
+                        .and_then(|(_, l)| l.iter().find(|t| t["name"] == tool.as_str()).cloned());
                     out.push(json!({"server": server, "tool": tool, "review": state, "definition": full}));
                 }
             }

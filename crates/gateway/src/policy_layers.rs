@@ -34,7 +34,10 @@ pub fn managed_dir() -> PathBuf {
     } else if cfg!(windows) {
         // HKLM\Software\Policies\Countersign is read by the desktop app on Windows; the
         // file here is the same settings as TOML.
-        std::env::var_os("ProgramData").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(r"C:\ProgramData")).join("Countersign")
+        std::env::var_os("ProgramData")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"))
+            .join("Countersign")
     } else {
         PathBuf::from("/etc/countersign")
     }

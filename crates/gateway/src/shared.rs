@@ -4,11 +4,11 @@
 
 use crate::approver::Approver;
 use crate::config::Config;
+use crate::home::Home;
+use crate::pins::PinStore;
 use crate::session::Session;
 use crate::tokens::TokenStore;
 use countersign_audit::{Journal, OutcomeRecord, Record, Redactor};
-use crate::home::Home;
-use crate::pins::PinStore;
 use countersign_policy::{GrantBook, Policy};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

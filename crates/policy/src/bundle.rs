@@ -98,7 +98,8 @@ pub(crate) mod tests {
         (kp.pk.to_base64(), sig.into_string())
     }
 
-    const DOC: &str = "[bundle]\nversion = 7\nexpires = \"2030-01-01T00:00:00Z\"\n[policy]\ndeny = [\"mcp__gh__delete*\"]\n";
+    const DOC: &str =
+        "[bundle]\nversion = 7\nexpires = \"2030-01-01T00:00:00Z\"\n[policy]\ndeny = [\"mcp__gh__delete*\"]\n";
     const NOW: i64 = 1_800_000_000; // 2027-01-15
 
     #[test]
@@ -118,12 +119,21 @@ pub(crate) mod tests {
         assert_eq!(verify(DOC.as_bytes(), None, Some(&pk), NOW, None), Err(BundleError::Unsigned));
         assert_eq!(verify(DOC.as_bytes(), Some(&sig), Some(&other_pk), NOW, None), Err(BundleError::WrongSignature));
         assert_eq!(verify(tampered.as_bytes(), Some(&sig), Some(&pk), NOW, None), Err(BundleError::WrongSignature));
-        assert!(matches!(verify(DOC.as_bytes(), Some("junk"), Some(&pk), NOW, None), Err(BundleError::BadSignature(_))));
-        assert!(matches!(verify(DOC.as_bytes(), Some(&sig), Some("RWQnotakey"), NOW, None), Err(BundleError::BadKey(_))));
+        assert!(matches!(
+            verify(DOC.as_bytes(), Some("junk"), Some(&pk), NOW, None),
+            Err(BundleError::BadSignature(_))
+        ));
+        assert!(matches!(
+            verify(DOC.as_bytes(), Some(&sig), Some("RWQnotakey"), NOW, None),
+            Err(BundleError::BadKey(_))
+        ));
         assert_eq!(
             verify(DOC.as_bytes(), Some(&sig), Some(&pk), 1_900_000_000, None),
             Err(BundleError::Expired("2030-01-01T00:00:00Z".into()))
         );
-        assert_eq!(verify(DOC.as_bytes(), Some(&sig), Some(&pk), NOW, Some(8)), Err(BundleError::Rollback { got: 7, newest: 8 }));
+        assert_eq!(
+            verify(DOC.as_bytes(), Some(&sig), Some(&pk), NOW, Some(8)),
+            Err(BundleError::Rollback { got: 7, newest: 8 })
+        );
     }
 }

@@ -41,11 +41,7 @@ struct RawEntry {
 #[serde(untagged)]
 enum RawTool {
     Class(ToolClass),
-    Full {
-        class: ToolClass,
-        label: Option<String>,
-        reason: Option<String>,
-    },
+    Full { class: ToolClass, label: Option<String>, reason: Option<String> },
 }
 
 /// One server family in the catalog.
@@ -178,7 +174,10 @@ mod tests {
     fn stdio(command: &str, args: &[&str]) -> ServerInfo {
         ServerInfo {
             name: "x".into(),
-            origin: ServerOrigin::Command { command: command.into(), args: args.iter().map(|s| s.to_string()).collect() },
+            origin: ServerOrigin::Command {
+                command: command.into(),
+                args: args.iter().map(|s| s.to_string()).collect(),
+            },
             trusted: false,
             catalog: None,
         }
@@ -194,12 +193,16 @@ mod tests {
     fn servers_are_recognised_by_package_binary_or_url() {
         let c = Catalog::builtin();
         let id = |s: &ServerInfo| c.entry_for(s).map(|e| e.id.as_str());
-        assert_eq!(id(&stdio("npx", &["-y", "@modelcontextprotocol/server-filesystem@2026.8.31", "/tmp"])), Some("filesystem"));
+        assert_eq!(
+            id(&stdio("npx", &["-y", "@modelcontextprotocol/server-filesystem@2026.8.31", "/tmp"])),
+            Some("filesystem")
+        );
         assert_eq!(id(&stdio("/x/node_modules/.bin/mcp-server-filesystem", &["/tmp"])), Some("filesystem"));
         assert_eq!(id(&stdio("uvx", &["mcp-server-git", "--repository", "."])), Some("git"));
         assert_eq!(id(&stdio("docker", &["run", "-i", "ghcr.io/github/github-mcp-server"])), Some("github"));
         assert_eq!(id(&stdio("python", &["my-mcp-server-gitlab"])), None);
-        let remote = ServerInfo { origin: ServerOrigin::Url("https://api.githubcopilot.com/mcp/".into()), ..stdio("", &[]) };
+        let remote =
+            ServerInfo { origin: ServerOrigin::Url("https://api.githubcopilot.com/mcp/".into()), ..stdio("", &[]) };
         assert_eq!(id(&remote), Some("github"));
         let named = ServerInfo { catalog: Some("time".into()), ..stdio("my-clock", &[]) };
         assert_eq!(id(&named), Some("time"));

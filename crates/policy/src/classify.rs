@@ -74,13 +74,21 @@ pub fn base(catalog: &Catalog, server: &ServerInfo, tool: &str, def: Option<&Too
 fn from_annotations(def: &ToolDef, trusted: bool) -> Option<Classification> {
     let h = def.hints;
     if h.destructive == Some(true) && h.read_only != Some(true) {
-        return Some(Classification::new(ToolClass::Destructive, ClassSource::Annotation, "the server marks it destructive"));
+        return Some(Classification::new(
+            ToolClass::Destructive,
+            ClassSource::Annotation,
+            "the server marks it destructive",
+        ));
     }
     if !trusted {
         return None;
     }
     if h.read_only == Some(true) {
-        return Some(Classification::new(ToolClass::Read, ClassSource::Annotation, "the trusted server marks it read-only"));
+        return Some(Classification::new(
+            ToolClass::Read,
+            ClassSource::Annotation,
+            "the trusted server marks it read-only",
+        ));
     }
     Some(Classification::new(ToolClass::Write, ClassSource::Annotation, "the trusted server marks it as changing data"))
 }
@@ -104,11 +112,20 @@ mod tests {
     use serde_json::json;
 
     fn server(trusted: bool) -> ServerInfo {
-        ServerInfo { name: "x".into(), origin: ServerOrigin::Command { command: "my-server".into(), args: vec![] }, trusted, catalog: None }
+        ServerInfo {
+            name: "x".into(),
+            origin: ServerOrigin::Command { command: "my-server".into(), args: vec![] },
+            trusted,
+            catalog: None,
+        }
     }
 
     fn tool(name: &str, read_only: Option<bool>, destructive: Option<bool>) -> ToolDef {
-        ToolDef { name: name.into(), hints: ToolHints { read_only, destructive, ..Default::default() }, ..Default::default() }
+        ToolDef {
+            name: name.into(),
+            hints: ToolHints { read_only, destructive, ..Default::default() },
+            ..Default::default()
+        }
     }
 
     fn class(trusted: bool, def: &ToolDef) -> (ToolClass, ClassSource) {
@@ -119,7 +136,10 @@ mod tests {
     #[test]
     fn sec_11_untrusted_annotations_never_loosen() {
         // An untrusted server calls delete_all read-only: the name decides.
-        assert_eq!(class(false, &tool("delete_all", Some(true), None)), (ToolClass::Destructive, ClassSource::Heuristic));
+        assert_eq!(
+            class(false, &tool("delete_all", Some(true), None)),
+            (ToolClass::Destructive, ClassSource::Heuristic)
+        );
         // An untrusted read-only hint on a harmless name is still not a read.
         assert_eq!(class(false, &tool("get_weather", Some(true), None)).0, ToolClass::Write);
         // An unannotated tool is a write.
@@ -140,7 +160,8 @@ mod tests {
     #[test]
     fn sec_14_unlisted_look_alikes_are_classified_as_what_they_imitate() {
         let gh = ServerInfo { catalog: Some("github".into()), ..server(true) };
-        for name in ["Delete_Repository", "delete_repository ", "d\u{0435}lete_repository", "delete\u{200B}_repository"] {
+        for name in ["Delete_Repository", "delete_repository ", "d\u{0435}lete_repository", "delete\u{200B}_repository"]
+        {
             let c = base(Catalog::builtin(), &gh, name, None);
             assert_eq!(c.class, ToolClass::Destructive, "{name:?}: {c:?}");
         }

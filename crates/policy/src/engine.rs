@@ -60,7 +60,12 @@ pub struct Policy {
     source: Layers,
 }
 
-fn compile_list(layer: Layer, list: &'static str, texts: &[String], restrictive: bool) -> Result<RuleList, PolicyError> {
+fn compile_list(
+    layer: Layer,
+    list: &'static str,
+    texts: &[String],
+    restrictive: bool,
+) -> Result<RuleList, PolicyError> {
     for (index, text) in texts.iter().enumerate() {
         Rule::parse(text).map_err(|error| PolicyError { layer, list, index, error })?;
     }
@@ -138,9 +143,12 @@ impl Policy {
     /// annotations and heuristics, then the user's overrides (which only tighten).
     pub fn classify(&self, server: &ServerInfo, tool: &str, def: Option<&ToolDef>) -> Classification {
         let names = [qualified_name(&server.name, tool)];
-        let subject = Subject { names: &names, class: ToolClass::Write, clients: &[], arguments: &serde_json::Value::Null };
+        let subject =
+            Subject { names: &names, class: ToolClass::Write, clients: &[], arguments: &serde_json::Value::Null };
         let find = |l: &LayerRules| {
-            l.classify.first_index(&subject).map(|i| (l.layer, l.classify.text_at(i).to_string(), l.overrides[i].clone()))
+            l.classify
+                .first_index(&subject)
+                .map(|i| (l.layer, l.classify.text_at(i).to_string(), l.overrides[i].clone()))
         };
         let managed = self.layers.iter().filter(|l| l.layer.is_managed()).find_map(find);
         let mut c = match managed {
@@ -170,7 +178,9 @@ impl Policy {
     pub fn server_denied(&self, server: &str, clients: &[&str]) -> Option<String> {
         let names = [format!("mcp__{server}__*"), format!("mcp__{}__*", classify::skeleton(server))];
         let subject = Subject { names: &names, class: ToolClass::Read, clients, arguments: &serde_json::Value::Null };
-        self.layers.iter().find_map(|l| l.deny.first_match(&subject).map(|r| format!("{} policy rule `{}`", l.layer.as_str(), r.text())))
+        self.layers.iter().find_map(|l| {
+            l.deny.first_match(&subject).map(|r| format!("{} policy rule `{}`", l.layer.as_str(), r.text()))
+        })
     }
 
     pub fn decide(&self, call: &CallInput<'_>) -> Verdict {
@@ -221,8 +231,9 @@ impl Policy {
                 return by_rule("deny", Decision::Deny, rule, l.layer);
             }
         }
-        if let Some(until) =
-            call.grants.and_then(|g| g.locked_until(&call.identity.client_token, &call.server.name, call.tool, call.now_ms))
+        if let Some(until) = call
+            .grants
+            .and_then(|g| g.locked_until(&call.identity.client_token, &call.server.name, call.tool, call.now_ms))
         {
             let secs = until.saturating_sub(call.now_ms).div_ceil(1000);
             return verdict(
@@ -288,7 +299,8 @@ impl Policy {
             Decision::Ask => "needs approval",
             Decision::Deny => "is denied",
         };
-        let whose = if layer == Layer::Builtin { String::new() } else { format!(" under the {} policy", layer.as_str()) };
+        let whose =
+            if layer == Layer::Builtin { String::new() } else { format!(" under the {} policy", layer.as_str()) };
         verdict(
             d,
             format!("default:{}", class.class),

@@ -12,11 +12,20 @@ fn settings(toml_text: &str) -> PolicySettings {
 }
 
 fn server(name: &str, trusted: bool) -> ServerInfo {
-    ServerInfo { name: name.into(), origin: ServerOrigin::Command { command: "x".into(), args: vec![] }, trusted, catalog: None }
+    ServerInfo {
+        name: name.into(),
+        origin: ServerOrigin::Command { command: "x".into(), args: vec![] },
+        trusted,
+        catalog: None,
+    }
 }
 
 fn def(name: &str, read_only: Option<bool>, destructive: Option<bool>) -> ToolDef {
-    ToolDef { name: name.into(), hints: ToolHints { read_only, destructive, ..Default::default() }, ..Default::default() }
+    ToolDef {
+        name: name.into(),
+        hints: ToolHints { read_only, destructive, ..Default::default() },
+        ..Default::default()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -30,7 +39,12 @@ struct Call {
 
 fn call(server_name: &str, tool: &str, def: Option<ToolDef>) -> Call {
     Call {
-        identity: Identity { client_token: "cursor".into(), client_name: Some("Cursor".into()), session: "s1".into(), ..Default::default() },
+        identity: Identity {
+            client_token: "cursor".into(),
+            client_name: Some("Cursor".into()),
+            session: "s1".into(),
+            ..Default::default()
+        },
         server: server(server_name, true),
         tool: tool.into(),
         def,
@@ -134,7 +148,10 @@ fn managed_policy_holds_against_the_user() {
     assert_eq!(decide(&p, &write_tool(), None).decision, Decision::Allow);
     let locked = Policy::from_layers(Layers {
         user: settings("allow = [\"mcp__w\"]\ndefaults = { write = \"allow\" }"),
-        managed: Some(ManagedFile { policy: PolicySettings::default(), managed: ManagedSettings { user_may_allow: false, ..Default::default() } }),
+        managed: Some(ManagedFile {
+            policy: PolicySettings::default(),
+            managed: ManagedSettings { user_may_allow: false, ..Default::default() },
+        }),
         bundle: None,
     })
     .unwrap();
@@ -144,14 +161,20 @@ fn managed_policy_holds_against_the_user() {
 #[test]
 fn classification_overrides_by_layer() {
     // The user may only tighten: marking a destructive tool read changes nothing.
-    let p = Policy::compile(&settings("[classify]\n\"mcp__w__wipe_history\" = \"read\"\n\"mcp__w__set_units\" = \"destructive\"")).unwrap();
+    let p = Policy::compile(&settings(
+        "[classify]\n\"mcp__w__wipe_history\" = \"read\"\n\"mcp__w__set_units\" = \"destructive\"",
+    ))
+    .unwrap();
     assert_eq!(decide(&p, &destructive_tool(), None).class, ToolClass::Destructive);
     let v = decide(&p, &write_tool(), None);
     assert_eq!((v.class, v.class_source, v.decision), (ToolClass::Destructive, ClassSource::User, Decision::Deny));
     // Managed policy may loosen or tighten.
     let p = managed("[classify]\n\"mcp__w__wipe_history\" = { class = \"write\", label = \"weather\" }", "");
     let v = decide(&p, &destructive_tool(), None);
-    assert_eq!((v.class, v.class_source, v.label.as_deref()), (ToolClass::Write, ClassSource::Managed, Some("weather")));
+    assert_eq!(
+        (v.class, v.class_source, v.label.as_deref()),
+        (ToolClass::Write, ClassSource::Managed, Some("weather"))
+    );
 }
 
 #[test]

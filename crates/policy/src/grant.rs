@@ -82,7 +82,8 @@ impl PartialEq for Grant {
 
 impl Grant {
     pub fn covers(&self, call: &CallInput<'_>) -> bool {
-        if self.client_token != call.identity.client_token || self.server != call.server.name || self.tool != call.tool {
+        if self.client_token != call.identity.client_token || self.server != call.server.name || self.tool != call.tool
+        {
             return false;
         }
         if !self.conditions.iter().all(|c| c.matches(call.arguments, Quantifier::All)) {
@@ -133,7 +134,13 @@ pub struct GrantSettings {
 impl Default for GrantSettings {
     fn default() -> Self {
         GrantSettings {
-            lengths: vec![GrantLength::Once, GrantLength::Session, GrantLength::Minutes15, GrantLength::Hour1, GrantLength::Today],
+            lengths: vec![
+                GrantLength::Once,
+                GrantLength::Session,
+                GrantLength::Minutes15,
+                GrantLength::Hour1,
+                GrantLength::Today,
+            ],
             once_only: vec!["class:destructive".into(), "class:sensitive".into()],
             lockout_after: 3,
             lockout_window_secs: 600,
@@ -284,7 +291,14 @@ impl GrantBook {
 
     /// Counts a denial (by a person, a timeout or a dismissal). Returns the time the tool
     /// is locked until, when this denial locked it.
-    pub fn record_denial(&mut self, client: &str, server: &str, tool: &str, now_ms: u64, s: &GrantSettings) -> Option<u64> {
+    pub fn record_denial(
+        &mut self,
+        client: &str,
+        server: &str,
+        tool: &str,
+        now_ms: u64,
+        s: &GrantSettings,
+    ) -> Option<u64> {
         let k = key(client, server, tool);
         let window = s.lockout_window_secs * 1000;
         let times = self.denials.entry(k.clone()).or_default();
@@ -347,7 +361,15 @@ mod tests {
     fn covers(book: &GrantBook, args: &Value, session: &str, now_ms: u64) -> Option<String> {
         let identity = Identity { client_token: "cursor".into(), session: session.into(), ..Default::default() };
         let server = ServerInfo::named("fs");
-        let call = CallInput { identity: &identity, server: &server, tool: "write_file", def: None, arguments: args, grants: None, now_ms };
+        let call = CallInput {
+            identity: &identity,
+            server: &server,
+            tool: "write_file",
+            def: None,
+            arguments: args,
+            grants: None,
+            now_ms,
+        };
         book.covering(&call).map(|g| g.id.clone())
     }
 
@@ -373,7 +395,8 @@ mod tests {
         assert_eq!(covers(&book, &json!({"path": "/b"}), "s2", 5), None);
         book.end_session("s1");
         assert!(book.is_empty());
-        book.issue(req("h", &args, GrantLength::Minutes15), &s, &once_only(&s), ToolClass::Write, 1000, DAY_MS).unwrap();
+        book.issue(req("h", &args, GrantLength::Minutes15), &s, &once_only(&s), ToolClass::Write, 1000, DAY_MS)
+            .unwrap();
         assert_eq!(covers(&book, &args, "s9", 1000 + 15 * 60 * 1000 - 1).as_deref(), Some("h"));
         assert_eq!(covers(&book, &args, "s9", 1000 + 15 * 60 * 1000), None);
         assert!(book.list(1000 + 15 * 60 * 1000).is_empty(), "expired grants are dropped from the list");
@@ -386,9 +409,12 @@ mod tests {
         let args = json!({});
         let err = book.issue(req("x", &args, GrantLength::Today), &s, &once_only(&s), ToolClass::Write, 0, DAY_MS);
         assert!(matches!(err, Err(GrantError::LengthNotAllowed("today", _))), "{err:?}");
-        let err = book.issue(req("y", &args, GrantLength::Minutes15), &s, &once_only(&s), ToolClass::Destructive, 0, DAY_MS);
+        let err =
+            book.issue(req("y", &args, GrantLength::Minutes15), &s, &once_only(&s), ToolClass::Destructive, 0, DAY_MS);
         assert!(matches!(err, Err(GrantError::OnceOnly(_))), "{err:?}");
-        assert!(book.issue(req("z", &args, GrantLength::Once), &s, &once_only(&s), ToolClass::Destructive, 0, DAY_MS).is_ok());
+        assert!(book
+            .issue(req("z", &args, GrantLength::Once), &s, &once_only(&s), ToolClass::Destructive, 0, DAY_MS)
+            .is_ok());
     }
 
     #[test]
@@ -405,7 +431,13 @@ mod tests {
 
     #[test]
     fn repeated_denials_lock_and_prompts_are_rate_limited() {
-        let s = GrantSettings { lockout_after: 3, lockout_window_secs: 60, lockout_secs: 300, prompts_per_minute: 2, ..Default::default() };
+        let s = GrantSettings {
+            lockout_after: 3,
+            lockout_window_secs: 60,
+            lockout_secs: 300,
+            prompts_per_minute: 2,
+            ..Default::default()
+        };
         let mut book = GrantBook::default();
         assert_eq!(book.record_denial("c", "fs", "w", 0, &s), None);
         assert_eq!(book.record_denial("c", "fs", "w", 10_000, &s), None);

@@ -8,8 +8,24 @@ use crate::input::ToolDef;
 use serde_json::Value;
 
 const DESTRUCTIVE_WORDS: &[&str] = &[
-    "delete", "remove", "rm", "drop", "purge", "truncate", "force", "reset", "revoke", "destroy", "wipe", "erase",
-    "terminate", "kill", "uninstall", "overwrite", "prune", "nuke",
+    "delete",
+    "remove",
+    "rm",
+    "drop",
+    "purge",
+    "truncate",
+    "force",
+    "reset",
+    "revoke",
+    "destroy",
+    "wipe",
+    "erase",
+    "terminate",
+    "kill",
+    "uninstall",
+    "overwrite",
+    "prune",
+    "nuke",
 ];
 const SENSITIVE_WORDS: &[(&str, &str)] = &[
     ("secret", "credentials"),

@@ -67,7 +67,12 @@ impl ToolDef {
 
     /// The names of the top-level properties of the input schema.
     pub fn argument_names(&self) -> impl Iterator<Item = &str> {
-        self.input_schema.get("properties").and_then(Value::as_object).into_iter().flat_map(|p| p.keys()).map(String::as_str)
+        self.input_schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|p| p.keys())
+            .map(String::as_str)
     }
 }
 

@@ -240,11 +240,23 @@ mod tests {
 
     #[test]
     fn grant_settings_only_tighten_downwards() {
-        let managed = GrantSettings { lengths: vec![GrantLength::Once, GrantLength::Hour1], prompts_per_minute: 5, ..Default::default() };
-        let user = GrantSettings { lengths: vec![GrantLength::Once, GrantLength::Today, GrantLength::Hour1], prompts_per_minute: 50, once_only: vec!["mcp__gh".into()], ..Default::default() };
+        let managed = GrantSettings {
+            lengths: vec![GrantLength::Once, GrantLength::Hour1],
+            prompts_per_minute: 5,
+            ..Default::default()
+        };
+        let user = GrantSettings {
+            lengths: vec![GrantLength::Once, GrantLength::Today, GrantLength::Hour1],
+            prompts_per_minute: 50,
+            once_only: vec!["mcp__gh".into()],
+            ..Default::default()
+        };
         let layers = Layers {
             user: PolicySettings { grants: Some(user), ..Default::default() },
-            managed: Some(ManagedFile { policy: PolicySettings { grants: Some(managed), ..Default::default() }, ..Default::default() }),
+            managed: Some(ManagedFile {
+                policy: PolicySettings { grants: Some(managed), ..Default::default() },
+                ..Default::default()
+            }),
             bundle: None,
         };
         let (g, layer) = layers.grant_settings();

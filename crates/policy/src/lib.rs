@@ -36,6 +36,8 @@ pub use decision::{Decision, Verdict};
 pub use engine::{Policy, PolicyError};
 pub use grant::{Grant, GrantBook, GrantError, GrantLength, GrantRequest, GrantScope, GrantSettings};
 pub use input::{CallInput, Identity, ServerInfo, ServerOrigin, ToolDef, ToolHints};
-pub use layers::{json_schema, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings, PolicySettings};
+pub use layers::{
+    json_schema, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings, PolicySettings,
+};
 pub use pin::{collisions, suspicions, tool_fingerprint, tool_suspicions, Collision, PinSet, Review, ToolState};
 pub use rule::{normalise, Rule, RuleError, RuleList};

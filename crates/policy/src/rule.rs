@@ -90,8 +90,12 @@ impl Condition {
 /// anything else comes back unchanged.
 pub fn normalise(value: &str) -> String {
     let slashed = value.replace('\\', "/");
-    let looks_like_path =
-        slashed.starts_with('/') || slashed.starts_with("./") || slashed.starts_with("../") || slashed.contains("/..") || slashed.contains("/./") || slashed.contains("//");
+    let looks_like_path = slashed.starts_with('/')
+        || slashed.starts_with("./")
+        || slashed.starts_with("../")
+        || slashed.contains("/..")
+        || slashed.contains("/./")
+        || slashed.contains("//");
     if !looks_like_path {
         return value.to_string();
     }
@@ -170,7 +174,8 @@ impl Rule {
         if terms.is_empty() {
             return Err(RuleError::Empty(text.to_string()));
         }
-        let mut rule = Rule { text: trimmed.to_string(), pattern: "*".into(), class: None, client: None, conditions: vec![] };
+        let mut rule =
+            Rule { text: trimmed.to_string(), pattern: "*".into(), class: None, client: None, conditions: vec![] };
         let mut has_tool = false;
         let repeated = |selector| RuleError::Repeated { rule: trimmed.to_string(), selector };
         for term in terms {
@@ -178,10 +183,11 @@ impl Rule {
                 if rule.class.is_some() {
                     return Err(repeated("class:"));
                 }
-                rule.class = Some(
-                    ToolClass::parse(class)
-                        .ok_or_else(|| RuleError::UnknownClass { rule: trimmed.to_string(), class: class.to_string() })?,
-                );
+                rule.class =
+                    Some(ToolClass::parse(class).ok_or_else(|| RuleError::UnknownClass {
+                        rule: trimmed.to_string(),
+                        class: class.to_string(),
+                    })?);
             } else if let Some(client) = term.strip_prefix("client:") {
                 if rule.client.is_some() {
                     return Err(repeated("client:"));
@@ -194,9 +200,8 @@ impl Rule {
                 has_tool = true;
                 let (name, conditions) = match term.split_once('(') {
                     Some((name, rest)) => {
-                        let inner = rest
-                            .strip_suffix(')')
-                            .ok_or_else(|| RuleError::Unclosed { rule: trimmed.to_string() })?;
+                        let inner =
+                            rest.strip_suffix(')').ok_or_else(|| RuleError::Unclosed { rule: trimmed.to_string() })?;
                         (name, Some(inner))
                     }
                     None => (term, None),
@@ -427,9 +432,15 @@ mod tests {
     #[test]
     fn class_and_client_selectors() {
         let l = list(&["class:write client:cursor", "mcp__gh class:destructive"], true);
-        assert_eq!(hit(&l, "mcp__fs__write_file", ToolClass::Write, "Cursor", json!({})), Some("class:write client:cursor"));
+        assert_eq!(
+            hit(&l, "mcp__fs__write_file", ToolClass::Write, "Cursor", json!({})),
+            Some("class:write client:cursor")
+        );
         assert_eq!(hit(&l, "mcp__fs__write_file", ToolClass::Write, "claude-code", json!({})), None);
-        assert_eq!(hit(&l, "mcp__gh__delete_repo", ToolClass::Destructive, "x", json!({})), Some("mcp__gh class:destructive"));
+        assert_eq!(
+            hit(&l, "mcp__gh__delete_repo", ToolClass::Destructive, "x", json!({})),
+            Some("mcp__gh class:destructive")
+        );
         assert_eq!(hit(&l, "mcp__fs__delete", ToolClass::Destructive, "x", json!({})), None);
     }
 

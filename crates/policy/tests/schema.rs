@@ -11,5 +11,8 @@ fn the_published_json_schema_matches_the_policy_types() {
         std::fs::write(&path, &text).unwrap();
     }
     let published = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(published == text, "docs/policy.schema.json is stale: run UPDATE_GOLDEN=1 cargo test -p countersign-policy --test schema");
+    assert!(
+        published == text,
+        "docs/policy.schema.json is stale: run UPDATE_GOLDEN=1 cargo test -p countersign-policy --test schema"
+    );
 }
