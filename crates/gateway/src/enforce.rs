@@ -70,9 +70,10 @@ impl Session {
         };
         let now_ms = now_ms();
         let policy = shared.policy.load_full();
+        let class = self.tool_class(&policy, &info, &tool, def.as_ref());
         let mut verdict = {
             let grants = shared.grants.lock().unwrap_or_else(|p| p.into_inner());
-            policy.decide(&CallInput {
+            let call = CallInput {
                 identity: &identity,
                 server: &info,
                 tool: &tool,
@@ -80,7 +81,8 @@ impl Session {
                 arguments: &arguments,
                 grants: Some(&grants),
                 now_ms,
-            })
+            };
+            policy.decide_classified(&call, &class)
         };
         // A tool whose pinned definition changed, or that is quarantined, is blocked
         // whatever the rules say, until someone accepts it.

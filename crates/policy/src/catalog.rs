@@ -77,12 +77,20 @@ impl CatalogEntry {
 /// Whether a command-line token is the package or binary `name`: the name itself, a
 /// versioned spec (`name@1.2.3`), or a path through it (`.../name`, `.../name/dist/x.js`).
 fn token_names_package(token: &str, name: &str) -> bool {
-    let token = token.replace('\\', "/");
-    token == name
-        || token.strip_prefix(name).is_some_and(|rest| rest.starts_with('@') || rest.starts_with(':'))
-        || token.ends_with(&format!("/{name}"))
-        || token.contains(&format!("/{name}/"))
-        || token.contains(&format!("/{name}@"))
+    if token == name {
+        return true;
+    }
+    if token.strip_prefix(name).is_some_and(|rest| rest.starts_with('@') || rest.starts_with(':')) {
+        return true;
+    }
+    // `name` as a whole path segment: preceded by a separator, followed by the end, a
+    // separator or a version.
+    let bytes = token.as_bytes();
+    token.match_indices(name).any(|(at, _)| {
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        let after = bytes.get(at + name.len()).copied();
+        matches!(before, Some(b'/' | b'\\')) && matches!(after, None | Some(b'/' | b'\\' | b'@'))
+    })
 }
 
 /// The whole catalog.

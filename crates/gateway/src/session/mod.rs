@@ -118,6 +118,8 @@ pub(crate) struct State {
     backlog: VecDeque<String>,
     /// Tool definitions per server from the last `tools/list` that passed.
     tools: HashMap<String, HashMap<String, ToolDef>>,
+    /// Each listed tool's class, with the policy version that classified it.
+    classes: HashMap<String, HashMap<String, (String, countersign_policy::Classification)>>,
     alive: HashMap<String, bool>,
     client_name: Option<String>,
     client_version: Option<String>,

@@ -183,6 +183,7 @@ impl Session {
                 }
                 "notifications/tools/list_changed" => {
                     st.tools.remove(server);
+                    st.classes.remove(server);
                     self.to_client(&mut st, text);
                 }
                 _ => self.to_client(&mut st, text),
@@ -214,6 +215,7 @@ impl Session {
             let mut st = self.state();
             st.alive.insert(server.to_string(), false);
             st.tools.remove(server);
+            st.classes.remove(server);
             st.server_requests.retain(|_, (s, _)| s != server);
             st.pending.iter().filter(|(_, p)| p.server == server).map(|(id, _)| *id).collect()
         };
@@ -251,11 +253,37 @@ impl Session {
         st.tools.entry(server.to_string()).or_default().get(tool).cloned()
     }
 
+    /// The class of a listed tool under `policy`, computed once per tool and policy
+    /// version (classification reads the catalog and heuristics; a decision need not).
+    pub(crate) fn tool_class(
+        &self,
+        policy: &countersign_policy::Policy,
+        info: &countersign_policy::ServerInfo,
+        tool: &str,
+        def: Option<&ToolDef>,
+    ) -> countersign_policy::Classification {
+        if let Some((version, class)) = self.state().classes.get(&info.name).and_then(|m| m.get(tool)) {
+            if version == policy.version() {
+                return class.clone();
+            }
+        }
+        let class = policy.classify(info, tool, def);
+        if def.is_some() {
+            self.state()
+                .classes
+                .entry(info.name.clone())
+                .or_default()
+                .insert(tool.to_string(), (policy.version().to_string(), class.clone()));
+        }
+        class
+    }
+
     /// Learns a `tools/list` page's definitions and reviews them against the pins. Returns
     /// the result to pass on when quarantined tools had to be taken out of it.
     fn review_listing(&self, st: &mut super::State, server: &str, result: &str) -> Option<Value> {
         let mut result: Value = serde_json::from_str(result).ok()?;
         let tools = result.get("tools").and_then(Value::as_array)?.clone();
+        st.classes.remove(server);
         let learned = st.tools.entry(server.to_string()).or_default();
         for def in tools.iter().filter_map(ToolDef::from_json) {
             learned.insert(def.name.clone(), def);
