@@ -331,3 +331,11 @@ async def test_sec_16_identical_prompts_are_coalesced(make_gateway, files):
             assert len(prompts) == 1, "two identical calls, one prompt"
             gw.cli("approve", prompts[0]["id"])
     assert len(results) == 2 and not any(r.is_error for r in results)
+
+
+async def test_sec_15_unknown_arguments_are_refused_before_any_prompt(make_gateway, files):
+    gw = make_gateway({"fs": fs_server(files)}, gateway={"approval_timeout_secs": 20})
+    async with connect(gw, "http", "fs") as client:
+        r = await client.call_tool("write_file", {"path": str(files / "x.txt"), "content": "x", "chmod": "777"})
+        assert r.is_error and "`chmod`" in text_of(r)
+    assert gw.status()["approvals"] == [] and not (files / "x.txt").exists()

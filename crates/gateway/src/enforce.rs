@@ -120,6 +120,14 @@ impl Session {
                 return self.refuse(record, reply, id.as_deref(), Outcome::Denied, started, &text).await;
             }
             Decision::Ask => {
+                if let Some(unknown) = def.as_ref().and_then(|d| unknown_argument(d, &arguments)) {
+                    record.reason = Some(format!("argument `{unknown}` is not in the tool's input schema"));
+                    let text = format!(
+                        "Countersign refused `{qualified}`: its argument `{unknown}` is not one the tool declares, \
+                         so no approval was asked."
+                    );
+                    return self.refuse(record, reply, id.as_deref(), Outcome::Denied, started, &text).await;
+                }
                 let size = arguments.to_string().len();
                 if size > MAX_PROMPT_ARGS_BYTES {
                     record.reason = Some(format!("arguments of {size} bytes are too large to approve"));
@@ -302,6 +310,13 @@ impl Session {
         self.shared.outcome(crate::session::outcome(record_id, started, outcome, Some(text)));
         self.answer(reply, message::tool_error_result(id, text));
     }
+}
+
+/// An argument the tool's input schema does not declare, when the schema lists its
+/// properties: a person approving the call would not know what it does (case 15).
+fn unknown_argument(def: &countersign_policy::ToolDef, arguments: &Value) -> Option<String> {
+    let declared = def.input_schema.get("properties")?.as_object()?;
+    arguments.as_object()?.keys().find(|k| !declared.contains_key(*k)).cloned()
 }
 
 fn now_ms() -> u64 {
