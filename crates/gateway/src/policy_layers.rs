@@ -149,7 +149,15 @@ pub fn reload(config: &Config, home: &Home) -> Result<(Policy, Vec<LayerError>),
     compile(&user, home)
 }
 
-/// The files whose changes reload the policy.
+/// The files whose changes reload the policy (their directories are what is watched).
+pub fn watched_files(config: &Config, home: &Home) -> Vec<PathBuf> {
+    let bundle = bundle_path(home);
+    let mut files = vec![managed_file(), signature_path(&bundle), bundle];
+    files.extend(config.path.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())));
+    files
+}
+
+/// The directories to watch for those files.
 pub fn watched_dirs(config: &Config, home: &Home) -> Vec<PathBuf> {
     let mut dirs = vec![managed_dir(), bundle_dir(home)];
     if let Some(dir) = config.path.as_ref().and_then(|p| p.parent()) {

@@ -12,8 +12,11 @@ use std::time::Duration;
 /// Starts watching; the returned watcher must be kept alive as long as the gateway runs.
 pub fn start(shared: &Arc<Shared>) -> Option<notify::RecommendedWatcher> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Only the policy files themselves count: their directories also hold logs, journals
+    // and other busy files.
+    let files = policy_layers::watched_files(&shared.config, &shared.home);
     let mut watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
+        if event.is_ok_and(|e| !e.kind.is_access() && e.paths.iter().any(|p| files.iter().any(|f| f == p))) {
             let _ = tx.send(());
         }
     }) {
