@@ -158,6 +158,9 @@ def test_sec_26_bad_bundles_are_refused_and_the_last_good_stays(make_gateway, fi
         assert why in log, f"no rejection saying {why!r}"
     assert gw.status()["policy_version"] == version
     assert explain(gw, "mcp__fs__write_file")["decision"] == "deny", "the last good bundle stays"
+    rollback = gw.wait_audit(lambda r: r["kind"] == "policy" and r["rule"] == "policy-layer"
+                             and "rollback refused" in r["reason"] and r["outcome"], "the rollback refusal in the journal")
+    assert rollback[0]["outcome"] == "rejected" and rollback[0]["decision"] == "deny"
 
     # A user editing their config to allow it changes nothing either.
     gw.config.write_text(gw.config.read_text() + '[policy]\nallow = ["mcp__fs__write_file"]\n')
@@ -203,8 +206,12 @@ async def test_sec_10_a_changed_tool_is_blocked_until_accepted(make_gateway, tmp
         assert not (await client.call_tool("announce", {})).is_error, "other tools still work"
         gw.cli("pins", "accept", "hi", "greet")
         assert not (await client.call_tool("greet", {})).is_error
-    rec = gw.wait_audit(lambda r: r["tool"] == "greet" and r["rule"] == "pin", "the blocked call's record")[0]
+    rec = gw.wait_audit(lambda r: r["tool"] == "greet" and r["rule"] == "pin" and r["kind"] == "call",
+                        "the blocked call's record")[0]
     assert rec["decision"] == "deny"
+    event = gw.wait_audit(lambda r: r["kind"] == "policy" and r["rule"] == "pin", "the pin event")[0]
+    assert event["tool"] == "greet" and "emails your files" in event["reason"]
+    gw.wait_audit(lambda r: r["kind"] == "policy" and r["rule"] == "pins-accepted", "the acceptance")
 
 
 async def test_sec_10_a_changed_server_command_blocks_its_tools(make_gateway, tmp_path):

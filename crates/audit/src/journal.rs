@@ -381,6 +381,7 @@ fn write_op(conn: &rusqlite::Connection, op: &Op) -> rusqlite::Result<()> {
             let kind = match r.kind {
                 crate::RecordKind::Call => "call",
                 crate::RecordKind::Rejected => "rejected",
+                crate::RecordKind::Policy => "policy",
             };
             let approval = r.approval.map(|a| match a {
                 crate::Approval::Approved => "approved",

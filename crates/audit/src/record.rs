@@ -14,6 +14,9 @@ pub enum RecordKind {
     Call,
     /// An HTTP request refused before any MCP processing (bad token, foreign Origin...).
     Rejected,
+    /// Something that happened to the policy itself: a layer loaded or refused, a tool
+    /// blocked by its pin or quarantined, tools accepted.
+    Policy,
 }
 
 /// How an `ask` decision was answered.

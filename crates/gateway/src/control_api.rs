@@ -33,6 +33,14 @@ pub(crate) async fn accept_pins(State(face): State<Face>, Path(server): Path<Str
     match result {
         Ok(n) => {
             tracing::info!(server, accepted = n, "tools accepted and pinned");
+            let what = if tools.is_empty() { "every tool".to_string() } else { tools.join(", ") };
+            face.shared.policy_event(crate::shared::PolicyEvent {
+                decision: "allow",
+                rule: "pins-accepted",
+                reason: format!("accepted {what} as listed now"),
+                server: Some(server.clone()),
+                tool: (tools.len() == 1).then(|| tools[0].clone()),
+            });
             json_response(StatusCode::OK, json!({"server": server, "accepted": n}).to_string())
         }
         Err(e) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),

@@ -20,6 +20,14 @@ pub enum PinError {
     Home(#[from] HomeError),
 }
 
+/// A tool (or, with no tool, a whole server) that a listing just blocked.
+pub struct NewlyBlocked {
+    pub tool: Option<String>,
+    /// `pin` (changed since approved) or `quarantine` (suspicious text).
+    pub rule: &'static str,
+    pub why: String,
+}
+
 pub struct PinStore {
     path: PathBuf,
     set: PinSet,
@@ -47,9 +55,33 @@ impl PinStore {
         }
     }
 
-    /// Reviews a listing, pins what is new, and remembers the review.
-    pub fn review(&mut self, server: &str, origin: &ServerOrigin, tools: &[Value]) -> Review {
+    /// Reviews a listing, pins what is new, and remembers the review. Also returns what
+    /// became blocked with this listing (tool, rule, why), for the audit journal.
+    pub fn review(&mut self, server: &str, origin: &ServerOrigin, tools: &[Value]) -> (Review, Vec<NewlyBlocked>) {
         let review = self.set.review(server, origin, tools);
+        let before = self.reviews.get(server);
+        let mut newly = Vec::new();
+        if review.identity_changed && !before.is_some_and(|b| b.identity_changed) {
+            newly.push(NewlyBlocked {
+                tool: None,
+                rule: "pin",
+                why: "the server's command or URL changed since it was approved".into(),
+            });
+        }
+        for (tool, state) in &review.tools {
+            if before.and_then(|b| b.tools.get(tool)) == Some(state) {
+                continue;
+            }
+            match state {
+                ToolState::Changed { diff } => {
+                    newly.push(NewlyBlocked { tool: Some(tool.clone()), rule: "pin", why: diff.join("; ") })
+                }
+                ToolState::Quarantined { why } => {
+                    newly.push(NewlyBlocked { tool: Some(tool.clone()), rule: "quarantine", why: why.join("; ") })
+                }
+                _ => {}
+            }
+        }
         if self.set.accept_new(server, origin, tools, &review) {
             self.save();
         }
@@ -75,7 +107,7 @@ impl PinStore {
         }
         self.listed.insert(server.to_string(), (origin.clone(), tools.to_vec()));
         self.reviews.insert(server.to_string(), review.clone());
-        review
+        (review, newly)
     }
 
     /// Why calls to `tool` on `server` are blocked, if they are.

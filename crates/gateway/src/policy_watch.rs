@@ -4,7 +4,7 @@
 //! why. It never blocks a call: the new policy is swapped in whole.
 
 use crate::policy_layers;
-use crate::shared::Shared;
+use crate::shared::{PolicyEvent, Shared};
 use notify::{RecursiveMode, Watcher};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -46,19 +46,37 @@ pub fn start(shared: &Arc<Shared>) -> Option<notify::RecommendedWatcher> {
     Some(watcher)
 }
 
+fn event(decision: &'static str, rule: &'static str, reason: String) -> PolicyEvent {
+    PolicyEvent { decision, rule, reason, server: None, tool: None }
+}
+
 /// Reloads every layer now; on failure the policy in force stays.
-pub fn reload(shared: &Shared) {
+pub fn reload(shared: &Arc<Shared>) {
     let before = shared.policy.load().version().to_string();
     match policy_layers::reload(&shared.config, &shared.home) {
         Ok((policy, rejected)) => {
             for e in rejected {
                 tracing::error!("policy layer rejected, the last good one stays: {e}");
+                shared.policy_event(event(
+                    "deny",
+                    "policy-layer",
+                    format!("layer rejected, the last good one stays: {e}"),
+                ));
             }
             if policy.version() != before {
                 tracing::info!(from = %before, to = %policy.version(), "policy reloaded");
+                let to = policy.version().to_string();
                 shared.policy.store(Arc::new(policy));
+                shared.policy_event(event("allow", "policy-reload", format!("policy {before} replaced by {to}")));
             }
         }
-        Err(e) => tracing::error!("policy not reloaded, version {before} stays in force: {e}"),
+        Err(e) => {
+            tracing::error!("policy not reloaded, version {before} stays in force: {e}");
+            shared.policy_event(event(
+                "deny",
+                "policy-layer",
+                format!("policy not reloaded, {before} stays in force: {e}"),
+            ));
+        }
     }
 }

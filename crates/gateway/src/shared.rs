@@ -13,6 +13,17 @@ use countersign_policy::{GrantBook, Policy};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// A change to the policy or to what it lets through, for the audit journal.
+pub struct PolicyEvent {
+    /// `allow` for something accepted, `deny` for something refused or blocked.
+    pub decision: &'static str,
+    /// `policy-reload`, `policy-layer`, `pin`, `quarantine`, `pins-accepted`.
+    pub rule: &'static str,
+    pub reason: String,
+    pub server: Option<String>,
+    pub tool: Option<String>,
+}
+
 pub struct Shared {
     pub config: Config,
     pub home: Home,
@@ -38,6 +49,31 @@ impl Shared {
     /// A record for this user and device.
     pub fn record(&self, kind: countersign_audit::RecordKind, decision: &str) -> Record {
         Record::new(kind, &self.user, &self.device, decision)
+    }
+
+    /// Records an event of the policy itself (a layer loaded or refused, a tool blocked or
+    /// accepted) with the policy version in force, so IT sees it beside the calls.
+    pub fn policy_event(self: &Arc<Self>, event: PolicyEvent) {
+        let mut record = self.record(countersign_audit::RecordKind::Policy, event.decision);
+        record.rule = Some(event.rule.to_string());
+        record.reason = Some(event.reason);
+        record.server = event.server;
+        record.tool = event.tool;
+        record.policy_version = Some(self.policy.load().version().to_string());
+        let outcome = if event.decision == "deny" {
+            countersign_audit::Outcome::Rejected
+        } else {
+            countersign_audit::Outcome::Ok
+        };
+        let shared = self.clone();
+        let started = std::time::Instant::now();
+        let id = record.id;
+        tokio::spawn(async move {
+            match shared.journal.commit(record).await {
+                Ok(()) => shared.outcome(crate::session::outcome(id, started, outcome, None)),
+                Err(e) => tracing::error!(error = %e, "could not record a policy event"),
+            }
+        });
     }
 
     /// Queues an outcome; the writer commits it with the next group.

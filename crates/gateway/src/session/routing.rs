@@ -289,7 +289,16 @@ impl Session {
             learned.insert(def.name.clone(), def);
         }
         let origin = self.shared.config.servers.get(server)?.origin();
-        let review = self.shared.pins.lock().ok()?.review(server, &origin, &tools);
+        let (review, newly) = self.shared.pins.lock().ok()?.review(server, &origin, &tools);
+        for b in newly {
+            self.shared.policy_event(crate::shared::PolicyEvent {
+                decision: "deny",
+                rule: b.rule,
+                reason: b.why,
+                server: Some(server.to_string()),
+                tool: b.tool,
+            });
+        }
         let shown: Vec<Value> = tools
             .into_iter()
             .filter(|t| !review.hides(t.get("name").and_then(Value::as_str).unwrap_or_default()))
