@@ -346,3 +346,24 @@ async def test_sec_15_unknown_arguments_are_refused_before_any_prompt(make_gatew
         r = await client.call_tool("write_file", {"path": str(files / "x.txt"), "content": "x", "chmod": "777"})
         assert r.is_error and "`chmod`" in text_of(r)
     assert gw.status()["approvals"] == [] and not (files / "x.txt").exists()
+
+
+async def test_a_grant_with_a_condition_covers_only_matching_arguments(make_gateway, files, tmp_path):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    gw = make_gateway({"fs": {**fs_server(files), "args": [str(files), str(other)]}}, gateway={"approval_timeout_secs": 2})
+    async with connect(gw, "http", "fs") as client:
+        async with anyio.create_task_group() as tg:
+            async def first():
+                assert not (await client.call_tool("write_file", {"path": str(files / "a.txt"), "content": "1"})).is_error
+            tg.start_soon(first)
+            prompt = await until(lambda: gw.status()["approvals"], what="the first prompt")
+            gw.cli("approve", prompt[0]["id"], "--for", "session", "--where", f"path={files}/**")
+        r = await client.call_tool("write_file", {"path": str(files / "sub.txt"), "content": "2"})
+        assert not r.is_error, "inside the condition: no prompt"
+        r = await client.call_tool("write_file", {"path": str(other / "x.txt"), "content": "3"})
+        assert r.is_error and "no answer" in text_of(r), "outside it: asks again"
+        grants = json.loads(gw.cli("grants", "--json").stdout)
+        assert grants[0]["condition"] == f"path={files}/**"
+    # The session ended (the client sent DELETE): its session-long grant went with it.
+    await until(lambda: json.loads(gw.cli("grants", "--json").stdout) == [], what="the session grant to end")

@@ -92,8 +92,24 @@ async fn control(home: &Home, method: reqwest::Method, path: &str, body: Option<
     Ok(resp.json().await.unwrap_or(Value::Null))
 }
 
-pub async fn answer(home: &Home, id: &str, verdict: &str, length: Option<&str>) -> Result<i32> {
-    let query = length.map(|l| format!("?for={l}")).unwrap_or_default();
+pub async fn answer(
+    home: &Home,
+    id: &str,
+    verdict: &str,
+    length: Option<&str>,
+    condition: Option<&str>,
+) -> Result<i32> {
+    let mut url = reqwest::Url::parse("http://x/")?;
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(l) = length {
+            q.append_pair("for", l);
+        }
+        if let Some(c) = condition {
+            q.append_pair("where", c);
+        }
+    }
+    let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
     control(home, reqwest::Method::POST, &format!("/_countersign/approvals/{id}/{verdict}{query}"), None).await?;
     eprintln!("{}", if verdict == "approve" { "approved" } else { "denied" });
     Ok(0)
@@ -161,12 +177,13 @@ pub async fn grants(home: &Home, json: bool) -> Result<i32> {
     }
     for g in grants {
         println!(
-            "{}  {} may call {}.{} ({})",
+            "{}  {} may call {}.{} ({}){}",
             g["id"].as_str().unwrap_or("?"),
             g["client_token"].as_str().unwrap_or("?"),
             g["server"].as_str().unwrap_or("?"),
             g["tool"].as_str().unwrap_or("?"),
-            g["scope"]
+            g["scope"],
+            g["condition"].as_str().map(|c| format!(" where {c}")).unwrap_or_default()
         );
     }
     Ok(0)

@@ -48,6 +48,9 @@ enum Command {
         /// How long the approval lasts: once (default), session, 15m, 1h, today.
         #[arg(long = "for", value_name = "LENGTH")]
         length: Option<String>,
+        /// Limit the grant to arguments matching a condition, e.g. 'path=/work/**'.
+        #[arg(long = "where", value_name = "CONDITION", requires = "length")]
+        condition: Option<String>,
     },
     /// Deny a pending call.
     Deny { id: String },
@@ -207,8 +210,10 @@ async fn run(command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Status { json } => control::status(&home, json).await,
-        Command::Approve { id, length } => control::answer(&home, &id, "approve", length.as_deref()).await,
-        Command::Deny { id } => control::answer(&home, &id, "deny", None).await,
+        Command::Approve { id, length, condition } => {
+            control::answer(&home, &id, "approve", length.as_deref(), condition.as_deref()).await
+        }
+        Command::Deny { id } => control::answer(&home, &id, "deny", None, None).await,
         Command::Policy { command: PolicyCommand::Show { config, json } } => policy_cmd::show(&home, config, json),
         Command::Policy { command: PolicyCommand::Explain { name, args, client, config, json } } => {
             policy_cmd::explain(&home, policy_cmd::Explain { name, args, client, config, json })

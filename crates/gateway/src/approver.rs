@@ -30,11 +30,22 @@ pub struct Prompt {
     pub deadline_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// Approved, for how long (once: this call only).
-    Approved(GrantLength),
+    /// Approved, for how long (once: this call only), and for which arguments when the
+    /// approval leaves a grant (`path=/work/**`; none: any arguments).
+    Approved {
+        length: GrantLength,
+        condition: Option<String>,
+    },
     Denied,
+}
+
+impl Answer {
+    /// Approved for this call only.
+    pub fn once() -> Self {
+        Answer::Approved { length: GrantLength::Once, condition: None }
+    }
 }
 
 /// Identical prompts waiting at once (same client, tool and exact arguments) become one:
@@ -143,9 +154,9 @@ mod tests {
         let a = HeadlessApprover::default();
         let fut = a.ask(prompt("p1"));
         assert_eq!(a.pending().len(), 1);
-        assert!(a.answer("p1", Answer::Approved(GrantLength::Once)));
-        assert!(!a.answer("p1", Answer::Approved(GrantLength::Once)), "a prompt is answered once");
-        assert_eq!(fut.await, Answer::Approved(GrantLength::Once));
+        assert!(a.answer("p1", Answer::once()));
+        assert!(!a.answer("p1", Answer::once()), "a prompt is answered once");
+        assert_eq!(fut.await, Answer::once());
         assert!(a.pending().is_empty());
     }
 
@@ -154,7 +165,7 @@ mod tests {
         let a = HeadlessApprover::default();
         let fut = a.ask(prompt("p2"));
         a.withdraw("p2");
-        assert!(!a.answer("p2", Answer::Approved(GrantLength::Once)));
+        assert!(!a.answer("p2", Answer::once()));
         assert_eq!(fut.await, Answer::Denied);
     }
 }

@@ -2,13 +2,87 @@
 //! revoking grants, reloading the policy. Every one needs the control token (which only
 //! the user's own CLI and app can read); none is reachable with a client token.
 
+use crate::approver::Answer;
 use crate::http_face::{control_auth, json_response, Face};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use countersign_policy::GrantLength;
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(serde::Deserialize)]
+pub(crate) struct AnswerQuery {
+    /// Grant length: once (default), session, 15m, 1h, today.
+    #[serde(rename = "for")]
+    length: Option<String>,
+    /// An argument condition limiting the grant (`path=/work/**`).
+    #[serde(rename = "where")]
+    condition: Option<String>,
+}
+
+/// `POST /_countersign/approvals/{id}/{approve|deny}?for=1h&where=path%3D%2Fwork%2F**`.
+/// The length must be one the policy allows and the condition must parse, or nothing is
+/// answered.
+pub(crate) async fn answer(
+    State(face): State<Face>,
+    Path((id, verdict)): Path<(String, String)>,
+    Query(q): Query<AnswerQuery>,
+    req: Request<Body>,
+) -> Response {
+    if let Err(r) = control_auth(&face, &req) {
+        return r;
+    }
+    let refuse = |status, text: String| (status, format!("{text}\n")).into_response();
+    let answer = match verdict.as_str() {
+        "deny" => Answer::Denied,
+        "approve" => {
+            let length = match q.length.as_deref().map(|l| (l, GrantLength::parse(l))) {
+                None => GrantLength::Once,
+                Some((_, Some(length))) => length,
+                Some((l, None)) => {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        format!("`{l}` is not a grant length (once, session, 15m, 1h, today)"),
+                    )
+                }
+            };
+            let policy = face.shared.policy.load();
+            let (settings, layer) = policy.grant_settings();
+            if !settings.lengths.contains(&length) {
+                let allowed: Vec<&str> = settings.lengths.iter().map(|l| l.as_str()).collect();
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "the {} policy does not allow approvals for `{}` (allowed: {})",
+                        layer.as_str(),
+                        length.as_str(),
+                        allowed.join(", ")
+                    ),
+                );
+            }
+            if let Some(cond) = &q.condition {
+                if let Err(e) = countersign_policy::Rule::parse(&format!("mcp__x__y({cond})")) {
+                    return refuse(StatusCode::BAD_REQUEST, format!("bad condition `{cond}`: {e}"));
+                }
+                if length == GrantLength::Once {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        "a condition needs a grant longer than once (--for)".into(),
+                    );
+                }
+            }
+            Answer::Approved { length, condition: q.condition }
+        }
+        _ => return refuse(StatusCode::NOT_FOUND, "answer is approve or deny".into()),
+    };
+    if face.shared.approver.answer(&id, answer) {
+        json_response(StatusCode::OK, json!({"answered": id}).to_string())
+    } else {
+        refuse(StatusCode::NOT_FOUND, format!("no pending approval `{id}`"))
+    }
+}
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)

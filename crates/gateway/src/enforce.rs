@@ -198,10 +198,10 @@ impl Session {
         let answered = tokio::time::timeout(timeout, answer).await;
         shared.prompts.finish(&key);
         let (outcome, text) = match answered {
-            Ok(Answer::Approved(length)) => {
+            Ok(Answer::Approved { length, condition }) => {
                 call.record.approval = Some(Approval::Approved);
                 if length != GrantLength::Once {
-                    self.grant(&prompt, length, &mut call.record);
+                    self.grant(&prompt, length, condition.as_deref(), &mut call.record);
                 }
                 return self.commit_and_forward(call).await;
             }
@@ -236,7 +236,7 @@ impl Session {
     }
 
     /// Leaves a grant for an approval longer than once, within the policy's limits.
-    fn grant(&self, prompt: &Prompt, length: GrantLength, record: &mut Record) {
+    fn grant(&self, prompt: &Prompt, length: GrantLength, condition: Option<&str>, record: &mut Record) {
         let policy = self.shared.policy.load_full();
         let (settings, _) = policy.grant_settings();
         let class = record
@@ -252,7 +252,7 @@ impl Session {
             tool: &prompt.tool,
             arguments: &prompt.arguments,
             length,
-            condition: None,
+            condition,
         };
         let issued = self.shared.grants.lock().unwrap_or_else(|p| p.into_inner()).issue(
             request,

@@ -5,7 +5,6 @@
 //! type and size → JSON well-formedness → 2026-07-28 header/body agreement → session.
 //! Only then does the session see the message. Every refusal is audited.
 
-use crate::approver::Answer;
 use crate::guard::{self, Refusal};
 use crate::message::{self, code, Envelope, Kind};
 use crate::session::{self, Route, Session};
@@ -17,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use countersign_audit::{Outcome, RecordKind};
-use countersign_policy::GrantLength;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,7 +34,7 @@ pub fn router(face: Face) -> Router {
         .route("/mcp", any(mcp_aggregate))
         .route("/mcp/{server}", any(mcp_single))
         .route("/_countersign/status", get(status))
-        .route("/_countersign/approvals/{id}/{answer}", post(answer))
+        .route("/_countersign/approvals/{id}/{answer}", post(crate::control_api::answer))
         .route("/_countersign/pins/{server}/accept", post(crate::control_api::accept_pins))
         .route("/_countersign/grants", get(crate::control_api::list_grants))
         .route("/_countersign/grants/{id}/revoke", post(crate::control_api::revoke_grant))
@@ -468,44 +466,4 @@ async fn status(State(face): State<Face>, req: Request<Body>) -> Response {
         "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
     });
     json_response(StatusCode::OK, body.to_string())
-}
-
-async fn answer(State(face): State<Face>, Path((id, verdict)): Path<(String, String)>, req: Request<Body>) -> Response {
-    if let Err(r) = control_auth(&face, &req) {
-        return r;
-    }
-    let length = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("for=")));
-    let answer = match (verdict.as_str(), length) {
-        ("approve", None) => Answer::Approved(GrantLength::Once),
-        ("approve", Some(l)) => match GrantLength::parse(l) {
-            Some(length) => {
-                let (settings, layer) = {
-                    let p = face.shared.policy.load();
-                    let (s, l) = p.grant_settings();
-                    (s.clone(), l)
-                };
-                if !settings.lengths.contains(&length) {
-                    let allowed: Vec<&str> = settings.lengths.iter().map(|l| l.as_str()).collect();
-                    let text = format!(
-                        "the {} policy does not allow approvals for `{l}` (allowed: {})\n",
-                        layer.as_str(),
-                        allowed.join(", ")
-                    );
-                    return (StatusCode::FORBIDDEN, text).into_response();
-                }
-                Answer::Approved(length)
-            }
-            None => {
-                let text = format!("`{l}` is not a grant length (once, session, 15m, 1h, today)\n");
-                return (StatusCode::BAD_REQUEST, text).into_response();
-            }
-        },
-        ("deny", _) => Answer::Denied,
-        _ => return (StatusCode::NOT_FOUND, "answer is approve or deny\n").into_response(),
-    };
-    if face.shared.approver.answer(&id, answer) {
-        json_response(StatusCode::OK, json!({"answered": id}).to_string())
-    } else {
-        (StatusCode::NOT_FOUND, format!("no pending approval `{id}`\n")).into_response()
-    }
 }

@@ -87,7 +87,9 @@ impl Shared {
         self.sessions.lock().ok()?.get(id).cloned()
     }
 
+    /// Forgets a session, and the grants that lasted only as long as it.
     pub fn remove_session(&self, id: &str) -> Option<Arc<Session>> {
+        self.grants.lock().unwrap_or_else(|p| p.into_inner()).end_session(id);
         self.sessions.lock().ok()?.remove(id)
     }
 }
