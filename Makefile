@@ -8,12 +8,18 @@ PY := $(VENV)/bin/python
 BIN := target/debug/countersign
 DEMO := .demo
 
-.PHONY: help run test build fixtures test-rust test-e2e bench clean
+APP_APT := libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev pkg-config build-essential
+DESKTOP_APT := xvfb xauth dbus-x11 webkit2gtk-driver dunst
+TAURI_DRIVER_VERSION := 2.1.0
+TAURI_DRIVER := $(HOME)/.cargo/bin/tauri-driver
+
+.PHONY: help run app app-build test build fixtures test-rust test-e2e test-ui test-desktop desktop-deps ui bench clean
 
 help:
 	@echo "make run    install what is missing, build, start the gateway with a demo config"
 	@echo "make test   install what is missing, run every test"
 	@echo "make bench  run the relay benchmark"
+	@echo "make app    build and start the desktop app (Tauri)"
 
 # Pinned third-party MCP servers and the Python MCP client (see fixtures/README.md).
 fixtures: $(FIXTURES)/.stamp-npm $(FIXTURES)/.stamp-pip
@@ -31,24 +37,51 @@ $(FIXTURES)/.stamp-pip: $(FIXTURES)/requirements.txt
 	touch $@
 
 build:
-	$(CARGO) build --locked --workspace --bins
+	$(CARGO) build --locked --bins
 
 run: fixtures build
 	@scripts/demo.sh
 
-test: fixtures build test-rust test-e2e
+test: fixtures build test-rust test-e2e test-ui test-desktop
 
 test-rust:
-	$(CARGO) test --locked --workspace
+	$(CARGO) test --locked
 
 test-e2e:
 	COUNTERSIGN_BIN=$(abspath $(BIN)) $(PY) -m pytest tests/e2e -q -p no:cacheprovider
 
+# The desktop app: system libraries to build it, a headless desktop to test it.
+desktop-deps:
+	@missing=""; for p in $(APP_APT) $(DESKTOP_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	@$(TAURI_DRIVER) --help >/dev/null 2>&1 && [ -f $(HOME)/.cargo/.tauri-driver-$(TAURI_DRIVER_VERSION) ] || \
+	{ $(CARGO) install tauri-driver --version $(TAURI_DRIVER_VERSION) --locked && touch $(HOME)/.cargo/.tauri-driver-$(TAURI_DRIVER_VERSION); }
+
+ui/node_modules/.stamp: ui/package.json ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+ui: ui/node_modules/.stamp
+	cd ui && npx vite build
+
+test-ui: ui/node_modules/.stamp
+	cd ui && npx vitest run
+
+app-build: desktop-deps ui
+	$(CARGO) build --locked -p countersign-app
+
+test-desktop: fixtures build app-build
+	$(CARGO) test --locked -p countersign-app
+	scripts/desktop-session.sh $(PY) -m pytest tests/desktop -q -p no:cacheprovider
+
+app: fixtures build app-build
+	target/debug/countersign-app
+
 bench: fixtures
-	$(CARGO) build --locked --release --workspace --bins
+	$(CARGO) build --locked --release --bins
 	$(CARGO) build --locked --release -p fast-upstream -p countersign-bench
 	target/release/countersign-bench --gateway target/release/countersign --upstream target/release/fast-upstream
 
 clean:
 	$(CARGO) clean
-	rm -rf $(FIXTURES)/node_modules $(VENV) $(FIXTURES)/.stamp-* $(DEMO)
+	rm -rf $(FIXTURES)/node_modules $(VENV) $(FIXTURES)/.stamp-* $(DEMO) ui/node_modules ui/dist

@@ -151,3 +151,13 @@ pub(crate) async fn reload_policy(State(face): State<Face>, req: Request<Body>) 
     crate::policy_watch::reload(&face.shared);
     json_response(StatusCode::OK, json!({"policy_version": face.shared.policy.load().version()}).to_string())
 }
+
+/// `POST /_countersign/shutdown`: stop this gateway cleanly (sessions closed, upstreams
+/// stopped, outcomes flushed), so a desktop app can take over its port.
+pub(crate) async fn shutdown(State(face): State<Face>, req: Request<Body>) -> Response {
+    if let Err(r) = control_auth(&face, &req) {
+        return r;
+    }
+    face.shared.shutdown.notify_one();
+    json_response(StatusCode::OK, json!({"stopping": true}).to_string())
+}

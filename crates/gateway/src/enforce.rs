@@ -93,6 +93,12 @@ impl Session {
             verdict.reason = why;
             verdict.grant = None;
         }
+        if shared.paused.load(std::sync::atomic::Ordering::SeqCst) {
+            verdict.decision = Decision::Deny;
+            verdict.rule = "paused".into();
+            verdict.reason = "AI tool access is paused in Countersign".into();
+            verdict.grant = None;
+        }
         if let Some(grant) = &verdict.grant {
             shared.grants.lock().unwrap_or_else(|p| p.into_inner()).spend(grant);
         }

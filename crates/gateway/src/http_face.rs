@@ -39,6 +39,7 @@ pub fn router(face: Face) -> Router {
         .route("/_countersign/grants", get(crate::control_api::list_grants))
         .route("/_countersign/grants/{id}/revoke", post(crate::control_api::revoke_grant))
         .route("/_countersign/policy/reload", post(crate::control_api::reload_policy))
+        .route("/_countersign/shutdown", post(crate::control_api::shutdown))
         .fallback(not_found)
         .with_state(face)
 }

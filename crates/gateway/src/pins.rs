@@ -157,6 +157,19 @@ impl PinStore {
         Ok(chosen.len())
     }
 
+    /// The latest listing of `server` with each tool's review state.
+    pub fn listing(&self, server: &str) -> Vec<(Value, Option<ToolState>)> {
+        let Some((_, tools)) = self.listed.get(server) else { return Vec::new() };
+        let review = self.reviews.get(server);
+        tools
+            .iter()
+            .map(|t| {
+                let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+                (t.clone(), review.and_then(|r| r.tools.get(name).cloned()))
+            })
+            .collect()
+    }
+
     /// Blocked and quarantined tools with what changed, for `status` and `countersign pins`.
     pub fn report(&self) -> Value {
         let mut out = Vec::new();

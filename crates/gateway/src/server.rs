@@ -42,9 +42,14 @@ impl Running {
     /// Serves until `shutdown` resolves, then closes every session.
     pub async fn until(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
         let mut server = self.server;
+        let asked = self.shared.clone();
         tokio::select! {
             result = &mut server => { result.map_err(std::io::Error::other)??; }
             () = shutdown => { server.abort(); }
+            () = asked.shutdown.notified() => {
+                tracing::info!("stopping: asked to through the control API");
+                server.abort();
+            }
         }
         let sessions: Vec<_> = self.shared.sessions.lock().map(|mut t| t.drain().collect()).unwrap_or_default();
         for (_, session) in sessions {
@@ -95,6 +100,8 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         grants: Mutex::new(GrantBook::default()),
         pins: Mutex::new(pins),
         prompts: Default::default(),
+        paused: Default::default(),
+        shutdown: Default::default(),
         home: home.clone(),
         journal,
         approver,

@@ -31,6 +31,10 @@ pub struct Shared {
     pub policy: arc_swap::ArcSwap<Policy>,
     pub grants: Mutex<GrantBook>,
     pub pins: Mutex<PinStore>,
+    /// The kill switch: while set, every tool call is refused (and audited).
+    pub paused: std::sync::atomic::AtomicBool,
+    /// Asks the server to stop (the control API's shutdown, for a desktop app taking over).
+    pub shutdown: tokio::sync::Notify,
     /// Identical prompts waiting at once, answered together.
     pub prompts: crate::approver::Coalescer,
     pub journal: Journal,

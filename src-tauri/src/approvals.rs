@@ -1,0 +1,209 @@
+//! The desktop approver: prompts wait here until the person answers in Countersign's own
+//! UI or through the notification Countersign posted. Each prompt gets a random nonce
+//! that only the app's UI and its notification listener know; an answer must carry the
+//! prompt's nonce and the hash of the exact arguments shown, or it is refused. The
+//! gateway's control API cannot answer prompts here (a local process holding the control
+//! token is not the person). It must never approve anything on its own: no answer is a
+//! denial, and the deadline is the gateway's.
+
+use countersign_gateway::approver::{Answer, Approver, Prompt};
+use futures::future::BoxFuture;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// A prompt as the UI sees it: the full prompt plus the nonce its answer must carry.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingPrompt {
+    #[serde(flatten)]
+    pub prompt: Prompt,
+    pub nonce: String,
+    /// A one-line summary of the arguments for a notification.
+    pub summary: String,
+}
+
+/// What the approver tells the rest of the app.
+#[derive(Debug, Clone)]
+pub enum ApprovalEvent {
+    /// A new prompt to show (notification, tray count, window).
+    Raised(Box<PendingPrompt>, Instant),
+    /// A prompt was answered or withdrawn.
+    Settled { id: String },
+}
+
+struct Waiting {
+    pending: PendingPrompt,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// Why an answer was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AnswerError {
+    #[error("no prompt `{0}` is waiting (answered, withdrawn or timed out)")]
+    Unknown(String),
+    #[error("the answer does not carry this prompt's nonce")]
+    BadNonce,
+    #[error("the arguments changed since they were shown; look at the prompt again")]
+    ArgumentsChanged,
+}
+
+pub struct DesktopApprover {
+    waiting: Mutex<HashMap<String, Waiting>>,
+    events: mpsc::UnboundedSender<ApprovalEvent>,
+}
+
+fn nonce() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One line that says what the call does: `path=/home/me/a.txt, content="hello…"`.
+pub fn summarize(arguments: &serde_json::Value, max: usize) -> String {
+    let text = match arguments.as_object() {
+        Some(map) if !map.is_empty() => map
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                format!("{k}={v}")
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "no arguments".to_string(),
+    };
+    // Controls and invisible characters are shown, not obeyed.
+    let visible: String = text
+        .chars()
+        .map(|c| if c.is_control() || countersign_policy::skeleton(&c.to_string()).is_empty() { '·' } else { c })
+        .collect();
+    if visible.chars().count() > max {
+        format!(
+            "{}… (truncated; open Countersign for the full arguments)",
+            visible.chars().take(max).collect::<String>()
+        )
+    } else {
+        visible
+    }
+}
+
+impl DesktopApprover {
+    pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<ApprovalEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Arc::new(DesktopApprover { waiting: Mutex::new(HashMap::new()), events: tx }), rx)
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiting>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answers a prompt from the app's own UI or its verified notification listener.
+    pub fn answer_verified(&self, id: &str, nonce: &str, args_hash: &str, answer: Answer) -> Result<(), AnswerError> {
+        let mut waiting = self.waiting();
+        let w = waiting.get(id).ok_or_else(|| AnswerError::Unknown(id.to_string()))?;
+        if w.pending.nonce != nonce {
+            return Err(AnswerError::BadNonce);
+        }
+        if w.pending.prompt.args_hash != args_hash {
+            return Err(AnswerError::ArgumentsChanged);
+        }
+        let w = waiting.remove(id).ok_or_else(|| AnswerError::Unknown(id.to_string()))?;
+        drop(waiting);
+        let _ = w.reply.send(answer);
+        let _ = self.events.send(ApprovalEvent::Settled { id: id.to_string() });
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Option<PendingPrompt> {
+        self.waiting().get(id).map(|w| w.pending.clone())
+    }
+
+    pub fn pending_full(&self) -> Vec<PendingPrompt> {
+        let mut list: Vec<PendingPrompt> = self.waiting().values().map(|w| w.pending.clone()).collect();
+        list.sort_by(|a, b| a.prompt.id.cmp(&b.prompt.id));
+        list
+    }
+}
+
+impl Approver for DesktopApprover {
+    fn ask(&self, prompt: Prompt) -> BoxFuture<'static, Answer> {
+        let raised = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        let pending = PendingPrompt { summary: summarize(&prompt.arguments, 120), nonce: nonce(), prompt };
+        self.waiting().insert(pending.prompt.id.clone(), Waiting { pending: pending.clone(), reply: tx });
+        let _ = self.events.send(ApprovalEvent::Raised(Box::new(pending), raised));
+        Box::pin(async move { rx.await.unwrap_or(Answer::Denied) })
+    }
+
+    fn withdraw(&self, id: &str) {
+        if self.waiting().remove(id).is_some() {
+            let _ = self.events.send(ApprovalEvent::Settled { id: id.to_string() });
+        }
+    }
+
+    fn pending(&self) -> Vec<Prompt> {
+        self.pending_full().into_iter().map(|p| p.prompt).collect()
+    }
+
+    /// The control API's answer: refused. In the desktop app only the person answers,
+    /// through the app's own window or notification.
+    fn answer(&self, id: &str, _answer: Answer) -> bool {
+        tracing::warn!(prompt = %id, "refused an answer through the control API: the desktop app answers only from its own UI");
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn prompt(id: &str) -> Prompt {
+        Prompt {
+            id: id.into(),
+            session: "s".into(),
+            client: "c".into(),
+            client_name: None,
+            server: "fs".into(),
+            tool: "write_file".into(),
+            arguments: json!({"path": "/tmp/a"}),
+            args_hash: "h1".into(),
+            reason: "r".into(),
+            deadline_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn sec_17_only_the_nonce_and_the_shown_arguments_answer() {
+        let (a, mut events) = DesktopApprover::new();
+        let fut = a.ask(prompt("p1"));
+        let Some(ApprovalEvent::Raised(p, _)) = events.recv().await else { panic!("no event") };
+        assert!(!a.answer("p1", Answer::once()), "the control API cannot answer");
+        assert_eq!(a.answer_verified("p1", "guess", "h1", Answer::once()), Err(AnswerError::BadNonce));
+        assert_eq!(a.answer_verified("p1", &p.nonce, "h2", Answer::once()), Err(AnswerError::ArgumentsChanged));
+        assert_eq!(a.answer_verified("p1", &p.nonce, "h1", Answer::once()), Ok(()));
+        assert_eq!(fut.await, Answer::once());
+        assert_eq!(a.answer_verified("p1", &p.nonce, "h1", Answer::once()), Err(AnswerError::Unknown("p1".into())));
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_prompt_is_denied() {
+        let (a, _events) = DesktopApprover::new();
+        let fut = a.ask(prompt("p2"));
+        a.withdraw("p2");
+        assert_eq!(fut.await, Answer::Denied);
+    }
+
+    #[test]
+    fn sec_18_summaries_show_controls_and_mark_truncation() {
+        let s = summarize(&json!({"path": "/a\u{202e}txt.exe", "n": 1}), 200);
+        assert!(!s.contains('\u{202e}') && s.contains('·'), "{s}");
+        let long = summarize(&json!({"content": "x".repeat(500)}), 50);
+        assert!(long.contains("truncated"), "{long}");
+    }
+}

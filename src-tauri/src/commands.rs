@@ -1,0 +1,262 @@
+//! The typed commands the app's windows call. Each one reads or changes the gateway's own
+//! state (approvals, grants, pins, the journal, the kill switch); none holds business
+//! logic the Rust side does not already own, and none trusts the window beyond what a
+//! person can do: an answer needs the prompt's nonce and argument hash.
+
+use crate::approvals::PendingPrompt;
+use crate::state::AppState;
+use countersign_gateway::approver::Answer;
+use countersign_policy::{GrantLength, ToolDef, ToolState};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use tauri::{Manager, State};
+
+type CmdResult<T> = Result<T, String>;
+
+#[derive(Serialize)]
+pub struct AppStatus {
+    listen: Option<String>,
+    gateway_error: Option<String>,
+    paused: bool,
+    pending: usize,
+    policy_version: String,
+    grant_lengths: Vec<GrantLength>,
+}
+
+#[tauri::command]
+pub fn status(state: State<'_, AppState>) -> AppStatus {
+    let shared = state.shared();
+    AppStatus {
+        listen: state.listen().map(|a| a.to_string()),
+        gateway_error: state.gateway_error(),
+        paused: shared.as_ref().is_some_and(|s| s.paused.load(Ordering::SeqCst)),
+        pending: state.approver.pending_full().len(),
+        policy_version: shared.as_ref().map(|s| s.policy.load().version().to_string()).unwrap_or_default(),
+        grant_lengths: shared.as_ref().map(|s| s.policy.load().grant_settings().0.lengths.clone()).unwrap_or_default(),
+    }
+}
+
+#[tauri::command]
+pub fn pending(state: State<'_, AppState>) -> Vec<PendingPrompt> {
+    state.approver.pending_full()
+}
+
+#[tauri::command]
+pub fn answer(
+    state: State<'_, AppState>,
+    id: String,
+    nonce: String,
+    args_hash: String,
+    verdict: String,
+    length: Option<String>,
+) -> CmdResult<()> {
+    let answer = match verdict.as_str() {
+        "deny" => Answer::Denied,
+        "allow" => {
+            let length = match length.as_deref() {
+                None => GrantLength::Once,
+                Some(l) => GrantLength::parse(l).ok_or_else(|| format!("`{l}` is not a grant length"))?,
+            };
+            if let Some(shared) = state.shared() {
+                let policy = shared.policy.load();
+                if !policy.grant_settings().0.lengths.contains(&length) {
+                    return Err(format!("policy does not allow approvals for {}", length.as_str()));
+                }
+            }
+            Answer::Approved { length, condition: None }
+        }
+        other => return Err(format!("`{other}` is not allow or deny")),
+    };
+    state.approver.answer_verified(&id, &nonce, &args_hash, answer).map_err(|e| e.to_string())
+}
+
+#[tauri::command]
+pub fn grants(state: State<'_, AppState>) -> Vec<countersign_policy::Grant> {
+    state
+        .shared()
+        .map(|s| s.grants.lock().map(|mut g| g.list(crate::state::now_ms())).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+#[tauri::command]
+pub fn revoke_grant(state: State<'_, AppState>, id: String) -> CmdResult<()> {
+    let shared = state.shared().ok_or("the gateway is not running")?;
+    let revoked = shared.grants.lock().map_err(|_| "grants unavailable")?.revoke(&id);
+    revoked.then_some(()).ok_or_else(|| format!("no grant `{id}`"))
+}
+
+#[derive(Deserialize, Default)]
+pub struct ActivityFilter {
+    client: Option<String>,
+    server: Option<String>,
+    tool: Option<String>,
+    decision: Option<String>,
+}
+
+/// The newest records first (at most 500), filtered.
+#[tauri::command]
+pub async fn activity(app: tauri::AppHandle, filter: Option<ActivityFilter>) -> CmdResult<Vec<Value>> {
+    let shared = app.state::<AppState>().shared().ok_or("the gateway is not running")?;
+    let reader = shared.journal.reader();
+    let records =
+        off_thread(app, move |_| tauri::async_runtime::block_on(reader.records())).await?.map_err(|e| e.to_string())?;
+    let f = filter.unwrap_or_default();
+    let matches = |r: &Value, key: &str, want: &Option<String>| {
+        want.as_deref().is_none_or(|w| r[key].as_str().is_some_and(|v| v.to_lowercase().contains(&w.to_lowercase())))
+    };
+    Ok(records
+        .into_iter()
+        .rev()
+        .filter(|r| {
+            matches(r, "client", &f.client)
+                && matches(r, "server", &f.server)
+                && matches(r, "tool", &f.tool)
+                && matches(r, "decision", &f.decision)
+        })
+        .take(500)
+        .collect())
+}
+
+#[derive(Serialize)]
+pub struct ToolView {
+    name: String,
+    class: String,
+    source: String,
+    reason: String,
+    label: Option<String>,
+    state: String,
+    detail: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct ServerView {
+    name: String,
+    transport: String,
+    trusted: bool,
+    catalog: Option<String>,
+    tools: Vec<ToolView>,
+}
+
+#[tauri::command]
+pub fn servers(state: State<'_, AppState>) -> Vec<ServerView> {
+    let Some(shared) = state.shared() else { return Vec::new() };
+    let policy = shared.policy.load();
+    let pins = shared.pins.lock().unwrap_or_else(|p| p.into_inner());
+    shared
+        .config
+        .servers
+        .iter()
+        .map(|(name, s)| {
+            let info = s.info(name);
+            let tools = pins
+                .listing(name)
+                .into_iter()
+                .filter_map(|(json, review)| {
+                    let def = ToolDef::from_json(&json)?;
+                    let c = policy.classify(&info, &def.name, Some(&def));
+                    let (state, detail) = match review {
+                        Some(ToolState::Changed { diff }) => ("changed", diff),
+                        Some(ToolState::Quarantined { why }) => ("quarantined", why),
+                        _ => ("pinned", Vec::new()),
+                    };
+                    Some(ToolView {
+                        name: def.name,
+                        class: c.class.to_string(),
+                        source: c.source.as_str().to_string(),
+                        reason: c.reason,
+                        label: c.label,
+                        state: state.to_string(),
+                        detail,
+                    })
+                })
+                .collect();
+            let transport = match s.transport {
+                countersign_gateway::config::Transport::Stdio { .. } => "stdio",
+                countersign_gateway::config::Transport::Http { .. } => "http",
+            };
+            ServerView {
+                name: name.clone(),
+                transport: transport.into(),
+                trusted: s.trusted,
+                catalog: s.catalog.clone(),
+                tools,
+            }
+        })
+        .collect()
+}
+
+#[tauri::command]
+pub fn accept_tools(state: State<'_, AppState>, server: String, tools: Vec<String>) -> CmdResult<usize> {
+    let shared = state.shared().ok_or("the gateway is not running")?;
+    let n = shared.pins.lock().map_err(|_| "pins unavailable")?.accept(&server, &tools)?;
+    shared.policy_event(countersign_gateway::shared::PolicyEvent {
+        decision: "allow",
+        rule: "pins-accepted",
+        reason: format!("accepted {} in the app", tools.join(", ")),
+        server: Some(server),
+        tool: (tools.len() == 1).then(|| tools[0].clone()),
+    });
+    Ok(n)
+}
+
+#[tauri::command]
+pub fn policy(state: State<'_, AppState>) -> Value {
+    let Some(shared) = state.shared() else { return Value::Null };
+    let policy = shared.policy.load();
+    let layers = policy.layers();
+    let (grants, grants_layer) = policy.grant_settings();
+    json!({
+        "policy_version": policy.version(),
+        "layers": {
+            "bundle": layers.bundle.as_ref().map(|(p, v)| json!({"version": v, "policy": p})),
+            "managed": layers.managed.as_ref().map(|m| json!({"policy": m.policy, "managed": m.managed})),
+            "user": {"policy": layers.user},
+        },
+        "grants": {"layer": grants_layer, "settings": grants},
+    })
+}
+
+#[tauri::command]
+pub fn settings(state: State<'_, AppState>) -> Value {
+    json!({
+        "data_directory": state.home.dir(),
+        "configuration": state.config.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none)".into()),
+        "managed_policy": countersign_gateway::policy_layers::managed_file(),
+        "hub_enrollment": "not enrolled",
+        "start_at_login": "off",
+    })
+}
+
+#[tauri::command]
+pub fn set_paused(app: tauri::AppHandle, state: State<'_, AppState>, paused: bool) -> CmdResult<()> {
+    let shared = state.shared().ok_or("the gateway is not running")?;
+    crate::state::set_paused(&app, &shared, paused);
+    Ok(())
+}
+
+/// Runs `work` on a blocking thread that drives it to completion: the journal's and the
+/// gateway's futures are not `Send` in the way a command's future must be.
+async fn off_thread<T: Send + 'static>(
+    app: tauri::AppHandle,
+    work: impl FnOnce(tauri::AppHandle) -> T + Send + 'static,
+) -> CmdResult<T> {
+    tauri::async_runtime::spawn_blocking(move || work(app)).await.map_err(|e| e.to_string())
+}
+
+#[tauri::command]
+pub async fn take_over(app: tauri::AppHandle) -> CmdResult<()> {
+    off_thread(app, |app| {
+        let state = app.state::<AppState>();
+        tauri::async_runtime::block_on(crate::state::take_over(&app, &state)).map_err(|e| e.to_string())
+    })
+    .await?
+}
+
+/// Closes the main window (and its web view); Countersign keeps running in the tray and
+/// opens it again when a prompt or the tray asks.
+#[tauri::command]
+pub fn close_main(app: tauri::AppHandle) -> CmdResult<()> {
+    let window = app.get_webview_window("main").ok_or("no main window")?;
+    window.destroy().map_err(|e| e.to_string())
+}

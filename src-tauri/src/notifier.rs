@@ -1,0 +1,256 @@
+//! Native notifications for prompts (notify-rust posts them), and the listener for the
+//! person's answer on the D-Bus session bus.
+//!
+//! Any process on the session bus can emit an `ActionInvoked` signal. So an action counts
+//! only when the signal comes from the unique bus name that owned
+//! `org.freedesktop.Notifications` when Countersign posted the notification, and names a
+//! notification Countersign posted; the answer then still goes through the approver with
+//! the prompt's nonce and argument hash. The notification is a convenience over the app's
+//! own state, never the authority: dismissing it denies, and the app's window can answer
+//! too. It must never turn a signal it cannot attribute into an approval.
+
+use crate::approvals::{DesktopApprover, PendingPrompt};
+use countersign_gateway::approver::Answer;
+use countersign_policy::GrantLength;
+use futures::TryStreamExt;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use zbus::message::Type as MessageType;
+use zbus::MatchRule;
+
+const SERVER: &str = "org.freedesktop.Notifications";
+const INTERFACE: &str = "org.freedesktop.Notifications";
+const PATH: &str = "/org/freedesktop/Notifications";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("no session bus: {0}")]
+    Bus(#[from] zbus::Error),
+    #[error("no notification server on the session bus: {0}")]
+    NoServer(String),
+    #[error("the notification could not be shown: {0}")]
+    Show(String),
+}
+
+/// One notification Countersign posted.
+#[derive(Debug, Clone)]
+struct Posted {
+    prompt: String,
+    /// The unique bus name of the notification server that took it.
+    server: String,
+}
+
+/// What a verified action asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Answer(Answer),
+    /// The person clicked the notification body: open the full prompt in a window.
+    Open,
+}
+
+/// What a prompt's notification says and offers.
+pub struct Content {
+    pub summary: String,
+    pub body: String,
+    /// (action key, label), in the order shown.
+    pub actions: Vec<(&'static str, String)>,
+}
+
+impl Content {
+    pub fn of(p: &PendingPrompt, lengths: &[GrantLength]) -> Self {
+        let who = p.prompt.client_name.clone().unwrap_or_else(|| p.prompt.client.clone());
+        let mut actions = vec![("allow-once", "Allow once".to_string())];
+        for (length, key, label) in [
+            (GrantLength::Minutes15, "allow-15m", "Allow for 15 minutes"),
+            (GrantLength::Hour1, "allow-1h", "Allow for 1 hour"),
+        ] {
+            if lengths.contains(&length) {
+                actions.push((key, label.to_string()));
+            }
+        }
+        actions.push(("deny", "Deny".to_string()));
+        actions.push(("default", "Show full arguments".to_string()));
+        Content {
+            summary: format!("{who} wants to run {}.{}", p.prompt.server, p.prompt.tool),
+            body: p.summary.clone(),
+            actions,
+        }
+    }
+}
+
+/// Shows a prompt with notify-rust's macOS or Windows backend, where the platform
+/// delivers the answer to this process alone.
+#[cfg(not(target_os = "linux"))]
+pub fn show_elsewhere(p: &PendingPrompt, lengths: &[GrantLength], on_action: impl FnOnce(&str) + Send + 'static) {
+    let content = Content::of(p, lengths);
+    let mut n = notify_rust::Notification::new();
+    n.appname("Countersign").summary(&content.summary).body(&content.body);
+    for (key, label) in &content.actions {
+        n.action(key, label);
+    }
+    if let Ok(handle) = n.show() {
+        std::thread::spawn(move || handle.wait_for_action(|action| on_action(action)));
+    }
+}
+
+/// Maps an action key to what it means.
+pub fn action_of(key: &str) -> Option<Action> {
+    let allow = |length| Some(Action::Answer(Answer::Approved { length, condition: None }));
+    match key {
+        "allow-once" => allow(GrantLength::Once),
+        "allow-15m" => allow(GrantLength::Minutes15),
+        "allow-1h" => allow(GrantLength::Hour1),
+        "allow-today" => allow(GrantLength::Today),
+        "allow-session" => allow(GrantLength::Session),
+        "deny" => Some(Action::Answer(Answer::Denied)),
+        "default" | "open" => Some(Action::Open),
+        _ => None,
+    }
+}
+
+pub struct Notifier {
+    conn: zbus::Connection,
+    posted: Mutex<HashMap<u32, Posted>>,
+    approver: Arc<DesktopApprover>,
+}
+
+impl Notifier {
+    /// Connects to the session bus and starts listening; `open` is called with a prompt
+    /// id when the person asks to see the full prompt.
+    pub async fn start(
+        approver: Arc<DesktopApprover>,
+        open: impl Fn(String) + Send + Sync + 'static,
+    ) -> Result<Arc<Self>, NotifyError> {
+        let conn = zbus::Connection::session().await?;
+        let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
+        for member in ["ActionInvoked", "NotificationClosed"] {
+            let rule =
+                MatchRule::builder().msg_type(MessageType::Signal).interface(INTERFACE).member(member).build()?;
+            dbus.add_match_rule(rule).await.map_err(zbus::Error::from)?;
+        }
+        let me = Arc::new(Notifier { conn: conn.clone(), posted: Mutex::new(HashMap::new()), approver });
+        let listener = me.clone();
+        tokio::spawn(async move {
+            let mut stream = zbus::MessageStream::from(&conn);
+            while let Ok(Some(msg)) = stream.try_next().await {
+                listener.on_message(&msg, &open);
+            }
+            tracing::warn!("the session bus closed: notification answers are no longer heard");
+        });
+        Ok(me)
+    }
+
+    fn posted(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Posted>> {
+        self.posted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn on_message(&self, msg: &zbus::Message, open: &impl Fn(String)) {
+        let header = msg.header();
+        if header.message_type() != MessageType::Signal || header.interface().map(|i| i.as_str()) != Some(INTERFACE) {
+            return;
+        }
+        let sender = header.sender().map(|s| s.to_string()).unwrap_or_default();
+        match header.member().map(|m| m.as_str()) {
+            Some("ActionInvoked") => {
+                let Ok((nid, key)) = msg.body().deserialize::<(u32, String)>() else { return };
+                let Some(posted) = self.posted().get(&nid).cloned() else { return };
+                if posted.server != sender {
+                    tracing::warn!(
+                        notification = nid,
+                        %sender,
+                        expected = %posted.server,
+                        "ignored an ActionInvoked signal from a process that is not the notification server"
+                    );
+                    return;
+                }
+                match action_of(&key) {
+                    Some(Action::Answer(answer)) => self.answer(&posted.prompt, answer, &key),
+                    Some(Action::Open) => open(posted.prompt.clone()),
+                    None => tracing::warn!(notification = nid, key, "ignored an unknown notification action"),
+                }
+            }
+            Some("NotificationClosed") => {
+                let Ok((nid, reason)) = msg.body().deserialize::<(u32, u32)>() else { return };
+                let posted = self.posted().get(&nid).cloned();
+                let Some(posted) = posted.filter(|p| p.server == sender) else { return };
+                self.posted().remove(&nid);
+                // 1: expired, 2: dismissed by the person. A dismissal is a denial; a
+                // prompt already answered is simply gone.
+                if matches!(reason, 1 | 2) && self.approver.get(&posted.prompt).is_some() {
+                    self.answer(&posted.prompt, Answer::Denied, "dismissed");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn answer(&self, prompt: &str, answer: Answer, how: &str) {
+        let Some(p) = self.approver.get(prompt) else { return };
+        match self.approver.answer_verified(prompt, &p.nonce, &p.prompt.args_hash, answer) {
+            Ok(()) => tracing::info!(prompt, how, "answered from the notification"),
+            Err(e) => tracing::warn!(prompt, "notification answer refused: {e}"),
+        }
+    }
+
+    /// Posts the notification for a prompt. Returns its id on the notification server.
+    ///
+    /// On Linux it is sent on the listener's own bus connection: notification servers
+    /// (dunst, for one) send `ActionInvoked` only to the connection that posted, and
+    /// notify-rust posts on a connection of its own whose listener does not check who
+    /// sent the signal. The message is the same `Notify` call notify-rust makes.
+    pub async fn post(&self, p: &PendingPrompt, lengths: &[GrantLength]) -> Result<u32, NotifyError> {
+        let dbus = zbus::fdo::DBusProxy::new(&self.conn).await?;
+        let name = zbus::names::BusName::try_from(SERVER)?;
+        let owner = dbus.get_name_owner(name).await.map_err(|e| NotifyError::NoServer(e.to_string()))?.to_string();
+        let content = Content::of(p, lengths);
+        let actions: Vec<&str> = content.actions.iter().flat_map(|(k, l)| [*k, l.as_str()]).collect();
+        let mut hints: HashMap<&str, zbus::Variant<'_>> = HashMap::new();
+        hints.insert("urgency", zbus::Variant::U8(2));
+        hints.insert("desktop-entry", zbus::Variant::from("countersign"));
+        let reply = self
+            .conn
+            .call_method(
+                Some(SERVER),
+                PATH,
+                Some(INTERFACE),
+                "Notify",
+                &(
+                    "Countersign",
+                    0u32,
+                    "dialog-question",
+                    content.summary.as_str(),
+                    content.body.as_str(),
+                    actions,
+                    hints,
+                    0i32,
+                ),
+            )
+            .await
+            .map_err(|e| NotifyError::Show(e.to_string()))?;
+        let nid: u32 = reply.body().deserialize().map_err(|e| NotifyError::Show(e.to_string()))?;
+        self.posted().insert(nid, Posted { prompt: p.prompt.id.clone(), server: owner });
+        Ok(nid)
+    }
+
+    /// Takes down the notification of a prompt answered elsewhere.
+    pub async fn withdraw(&self, prompt: &str) {
+        let nid = self.posted().iter().find(|(_, p)| p.prompt == prompt).map(|(n, _)| *n);
+        if let Some(nid) = nid {
+            self.posted().remove(&nid);
+            let _ = self.conn.call_method(Some(SERVER), PATH, Some(INTERFACE), "CloseNotification", &(nid,)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_keys_map_to_answers() {
+        assert_eq!(action_of("allow-once"), Some(Action::Answer(Answer::once())));
+        assert_eq!(action_of("deny"), Some(Action::Answer(Answer::Denied)));
+        assert_eq!(action_of("default"), Some(Action::Open));
+        assert_eq!(action_of("allow-everything"), None);
+    }
+}

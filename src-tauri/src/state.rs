@@ -1,0 +1,128 @@
+//! The app's state: the gateway it hosts (one per user), and starting it, or saying why
+//! it could not start and taking over from a headless `countersign serve` cleanly when
+//! asked. It never starts a second gateway beside a running one.
+
+use crate::approvals::DesktopApprover;
+use countersign_gateway::shared::{PolicyEvent, Shared};
+use countersign_gateway::{Config, Home, ServeError};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tauri::Emitter;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[derive(Default)]
+struct Gateway {
+    shared: Option<Arc<Shared>>,
+    listen: Option<SocketAddr>,
+    error: Option<String>,
+}
+
+pub struct AppState {
+    pub approver: Arc<DesktopApprover>,
+    pub home: Home,
+    pub config: Config,
+    gateway: Mutex<Gateway>,
+}
+
+impl AppState {
+    pub fn new(approver: Arc<DesktopApprover>, home: Home, config: Config) -> Self {
+        AppState { approver, home, config, gateway: Mutex::new(Gateway::default()) }
+    }
+
+    fn gateway(&self) -> std::sync::MutexGuard<'_, Gateway> {
+        self.gateway.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn shared(&self) -> Option<Arc<Shared>> {
+        self.gateway().shared.clone()
+    }
+
+    pub fn listen(&self) -> Option<SocketAddr> {
+        self.gateway().listen
+    }
+
+    pub fn gateway_error(&self) -> Option<String> {
+        self.gateway().error.clone()
+    }
+
+    /// Starts the gateway, or records why it cannot run (another one holds the port).
+    pub async fn start_gateway(&self, app: &tauri::AppHandle) {
+        match countersign_gateway::start_with(self.config.clone(), self.home.clone(), self.approver.clone()).await {
+            Ok(running) => {
+                let shared = running.shared.clone();
+                {
+                    let mut g = self.gateway();
+                    g.shared = Some(shared);
+                    g.listen = Some(running.listen);
+                    g.error = None;
+                }
+                tracing::info!("Countersign gateway on http://{}/mcp", running.listen);
+                tauri::async_runtime::spawn(async move {
+                    if let Err(e) = running.until(std::future::pending()).await {
+                        tracing::error!("the gateway stopped: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                let text = match &e {
+                    ServeError::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => {
+                        let pid = self.home.read_runtime().map(|r| format!(" (pid {})", r.pid)).unwrap_or_default();
+                        format!("another Countersign gateway is running{pid}; take over to run it here")
+                    }
+                    other => other.to_string(),
+                };
+                tracing::error!("gateway not started: {text}");
+                self.gateway().error = Some(text);
+            }
+        }
+        let _ = app.emit("approvals-changed", ());
+    }
+}
+
+/// Asks the gateway that holds the port to stop, waits until it did, and starts ours.
+pub async fn take_over(app: &tauri::AppHandle, state: &AppState) -> anyhow::Result<()> {
+    if state.shared().is_some() {
+        return Ok(());
+    }
+    let runtime = state.home.read_runtime().ok_or_else(|| anyhow::anyhow!("no running gateway is recorded"))?;
+    let token = state.home.control_token()?;
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    client
+        .post(format!("http://{}/_countersign/shutdown", runtime.listen))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(runtime.listen).is_ok() {
+        if Instant::now() > deadline {
+            anyhow::bail!("the other gateway did not stop within 15 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    state.start_gateway(app).await;
+    match state.gateway_error() {
+        Some(e) => anyhow::bail!(e),
+        None => Ok(()),
+    }
+}
+
+/// The kill switch: every call is refused while paused; each change is audited.
+pub fn set_paused(app: &tauri::AppHandle, shared: &Arc<Shared>, paused: bool) {
+    let was = shared.paused.swap(paused, std::sync::atomic::Ordering::SeqCst);
+    if was != paused {
+        shared.policy_event(PolicyEvent {
+            decision: if paused { "deny" } else { "allow" },
+            rule: "paused",
+            reason: if paused { "AI tool access paused by the user".into() } else { "AI tool access resumed".into() },
+            server: None,
+            tool: None,
+        });
+        let _ = app.emit("approvals-changed", ());
+        crate::tray::refresh(app);
+    }
+}

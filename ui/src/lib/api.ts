@@ -1,0 +1,100 @@
+// Typed wrappers over the app's Tauri commands and events. The Rust side decides
+// everything; this file only names what it offers.
+import { invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+
+export type Verdict = "allow" | "deny";
+export type GrantLength = "once" | "session" | "15m" | "1h" | "today";
+
+export interface PendingPrompt {
+  id: string;
+  session: string;
+  client: string;
+  client_name: string | null;
+  server: string;
+  tool: string;
+  arguments: unknown;
+  args_hash: string;
+  reason: string;
+  deadline_ms: number;
+  nonce: string;
+  summary: string;
+}
+
+export interface AppStatus {
+  listen: string | null;
+  gateway_error: string | null;
+  paused: boolean;
+  pending: number;
+  policy_version: string;
+  grant_lengths: GrantLength[];
+}
+
+export interface Grant {
+  id: string;
+  client_token: string;
+  server: string;
+  tool: string;
+  scope: { kind: string; expires_ms?: number; session?: string; args_hash?: string };
+  condition: string | null;
+  created_ms: number;
+}
+
+export interface ActivityFilter {
+  client?: string;
+  server?: string;
+  tool?: string;
+  decision?: string;
+}
+
+export type AuditRecord = Record<string, unknown> & {
+  id: string;
+  time: string;
+  kind: string;
+  client: string | null;
+  server: string | null;
+  tool: string | null;
+  decision: string;
+  rule: string | null;
+  outcome: string | null;
+  class: string | null;
+};
+
+export interface ToolView {
+  name: string;
+  class: string;
+  source: string;
+  reason: string;
+  label: string | null;
+  state: string;
+  detail: string[];
+}
+
+export interface ServerView {
+  name: string;
+  transport: string;
+  trusted: boolean;
+  catalog: string | null;
+  tools: ToolView[];
+}
+
+export const api = {
+  status: () => invoke<AppStatus>("status"),
+  pending: () => invoke<PendingPrompt[]>("pending"),
+  answer: (p: PendingPrompt, verdict: Verdict, length: GrantLength = "once") =>
+    invoke<void>("answer", { id: p.id, nonce: p.nonce, argsHash: p.args_hash, verdict, length }),
+  grants: () => invoke<Grant[]>("grants"),
+  revokeGrant: (id: string) => invoke<void>("revoke_grant", { id }),
+  activity: (filter: ActivityFilter) => invoke<AuditRecord[]>("activity", { filter }),
+  servers: () => invoke<ServerView[]>("servers"),
+  acceptTools: (server: string, tools: string[]) => invoke<number>("accept_tools", { server, tools }),
+  policy: () => invoke<Record<string, unknown>>("policy"),
+  settings: () => invoke<Record<string, unknown>>("settings"),
+  setPaused: (paused: boolean) => invoke<void>("set_paused", { paused }),
+  takeOver: () => invoke<void>("take_over"),
+  closeWindow: () => invoke<void>("close_main"),
+};
+
+export function onChange(event: "approvals-changed" | "activity-changed", run: () => void): Promise<UnlistenFn> {
+  return listen(event, () => run());
+}

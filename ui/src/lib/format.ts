@@ -1,0 +1,62 @@
+// Presentation only: how values read on screen. No decisions are made here.
+
+/** "42s left", "2m 5s left", "expired". */
+export function countdown(deadlineMs: number, nowMs: number): string {
+  const left = Math.ceil((deadlineMs - nowMs) / 1000);
+  if (left <= 0) return "expired";
+  if (left < 60) return `${left}s left`;
+  return `${Math.floor(left / 60)}m ${left % 60}s left`;
+}
+
+/** Full arguments as indented JSON, with invisible and control characters made visible. */
+export function fullArguments(args: unknown): string {
+  const text = JSON.stringify(args, null, 2) ?? "null";
+  return text.replace(/[\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF]/gu, (c) =>
+    `\\u{${c.codePointAt(0)!.toString(16).toUpperCase()}}`,
+  );
+}
+
+/** A grant's scope in words. */
+export function scopeText(scope: { kind: string; expires_ms?: number }, nowMs: number): string {
+  switch (scope.kind) {
+    case "once":
+      return "once, for the exact arguments";
+    case "session":
+      return "for this session";
+    case "until":
+      return scope.expires_ms ? `until ${new Date(scope.expires_ms).toLocaleTimeString()} (${countdown(scope.expires_ms, nowMs)})` : "timed";
+    default:
+      return scope.kind;
+  }
+}
+
+/** The CSS class for a decision or tool class badge. */
+export function badge(kind: string | null | undefined): string {
+  switch (kind) {
+    case "allow":
+    case "read":
+    case "ok":
+      return "badge ok";
+    case "ask":
+    case "write":
+    case "sensitive":
+      return "badge ask";
+    case "deny":
+    case "destructive":
+    case "denied":
+    case "rejected":
+    case "error":
+    case "timeout":
+      return "badge deny";
+    default:
+      return "badge";
+  }
+}
+
+export const LENGTH_LABELS: Record<string, string> = {
+  once: "Allow once",
+  session: "Allow for this session",
+  "15m": "Allow for 15 minutes",
+  "1h": "Allow for 1 hour",
+  today: "Allow for today",
+};
