@@ -22,6 +22,8 @@ pub struct PendingPrompt {
     pub nonce: String,
     /// A one-line summary of the arguments for a notification.
     pub summary: String,
+    /// Whether the summary had to be cut (then only the full view can approve).
+    pub truncated: bool,
 }
 
 /// What the approver tells the rest of the app.
@@ -61,8 +63,9 @@ fn nonce() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// One line that says what the call does: `path=/home/me/a.txt, content="hello…"`.
-pub fn summarize(arguments: &serde_json::Value, max: usize) -> String {
+/// One line that says what the call does (`path=/home/me/a.txt, content=hello`), and
+/// whether it had to be cut to fit.
+pub fn summarize(arguments: &serde_json::Value, max: usize) -> (String, bool) {
     let text = match arguments.as_object() {
         Some(map) if !map.is_empty() => map
             .iter()
@@ -83,12 +86,10 @@ pub fn summarize(arguments: &serde_json::Value, max: usize) -> String {
         .map(|c| if c.is_control() || countersign_policy::skeleton(&c.to_string()).is_empty() { '·' } else { c })
         .collect();
     if visible.chars().count() > max {
-        format!(
-            "{}… (truncated; open Countersign for the full arguments)",
-            visible.chars().take(max).collect::<String>()
-        )
+        let cut: String = visible.chars().take(max).collect();
+        (format!("{cut}… (truncated; open Countersign for the full arguments)"), true)
     } else {
-        visible
+        (visible, false)
     }
 }
 
@@ -134,7 +135,8 @@ impl Approver for DesktopApprover {
     fn ask(&self, prompt: Prompt) -> BoxFuture<'static, Answer> {
         let raised = Instant::now();
         let (tx, rx) = oneshot::channel();
-        let pending = PendingPrompt { summary: summarize(&prompt.arguments, 120), nonce: nonce(), prompt };
+        let (summary, truncated) = summarize(&prompt.arguments, 120);
+        let pending = PendingPrompt { summary, truncated, nonce: nonce(), prompt };
         self.waiting().insert(pending.prompt.id.clone(), Waiting { pending: pending.clone(), reply: tx });
         let _ = self.events.send(ApprovalEvent::Raised(Box::new(pending), raised));
         Box::pin(async move { rx.await.unwrap_or(Answer::Denied) })
@@ -201,9 +203,9 @@ mod tests {
 
     #[test]
     fn sec_18_summaries_show_controls_and_mark_truncation() {
-        let s = summarize(&json!({"path": "/a\u{202e}txt.exe", "n": 1}), 200);
-        assert!(!s.contains('\u{202e}') && s.contains('·'), "{s}");
-        let long = summarize(&json!({"content": "x".repeat(500)}), 50);
-        assert!(long.contains("truncated"), "{long}");
+        let (s, cut) = summarize(&json!({"path": "/a\u{202e}txt.exe", "n": 1}), 200);
+        assert!(!s.contains('\u{202e}') && s.contains('·') && !cut, "{s}");
+        let (long, cut) = summarize(&json!({"content": "x".repeat(500)}), 50);
+        assert!(long.contains("truncated") && cut, "{long}");
     }
 }

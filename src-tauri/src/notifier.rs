@@ -59,13 +59,17 @@ pub struct Content {
 impl Content {
     pub fn of(p: &PendingPrompt, lengths: &[GrantLength]) -> Self {
         let who = p.prompt.client_name.clone().unwrap_or_else(|| p.prompt.client.clone());
-        let mut actions = vec![("allow-once", "Allow once".to_string())];
-        for (length, key, label) in [
-            (GrantLength::Minutes15, "allow-15m", "Allow for 15 minutes"),
-            (GrantLength::Hour1, "allow-1h", "Allow for 1 hour"),
-        ] {
-            if lengths.contains(&length) {
-                actions.push((key, label.to_string()));
+        let mut actions = Vec::new();
+        // Arguments too long for the notification can be approved only from the full view.
+        if !p.truncated {
+            actions.push(("allow-once", "Allow once".to_string()));
+            for (length, key, label) in [
+                (GrantLength::Minutes15, "allow-15m", "Allow for 15 minutes"),
+                (GrantLength::Hour1, "allow-1h", "Allow for 1 hour"),
+            ] {
+                if lengths.contains(&length) {
+                    actions.push((key, label.to_string()));
+                }
             }
         }
         actions.push(("deny", "Deny".to_string()));
@@ -245,6 +249,34 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pending(arguments: serde_json::Value) -> PendingPrompt {
+        let prompt = countersign_gateway::approver::Prompt {
+            id: "p".into(),
+            session: "s".into(),
+            client: "c".into(),
+            client_name: Some("Cursor".into()),
+            server: "fs".into(),
+            tool: "write_file".into(),
+            arguments: arguments.clone(),
+            args_hash: "h".into(),
+            reason: "r".into(),
+            deadline_ms: 0,
+        };
+        let (summary, truncated) = crate::approvals::summarize(&arguments, 120);
+        PendingPrompt { prompt, nonce: "n".into(), summary, truncated }
+    }
+
+    #[test]
+    fn sec_18_truncated_arguments_are_approved_only_from_the_full_view() {
+        let short = Content::of(&pending(serde_json::json!({"path": "/a"})), &[GrantLength::Hour1]);
+        assert_eq!(short.summary, "Cursor wants to run fs.write_file");
+        let keys: Vec<&str> = short.actions.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["allow-once", "allow-1h", "deny", "default"]);
+        let long = Content::of(&pending(serde_json::json!({"content": "x".repeat(400)})), &[GrantLength::Hour1]);
+        let keys: Vec<&str> = long.actions.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["deny", "default"]);
+    }
 
     #[test]
     fn action_keys_map_to_answers() {

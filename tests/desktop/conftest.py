@@ -90,13 +90,22 @@ class App:
         port = free_port()
         self.log = open(self.log_path, "wb")
         # Its own process group: the driver, WebKitWebDriver and the app end together.
-        self.driver_proc = subprocess.Popen([TAURI_DRIVER, "--port", str(port)], env=self.env,
+        native = free_port()  # WebKitWebDriver's own port, never shared with another run
+        self.driver_proc = subprocess.Popen([TAURI_DRIVER, "--port", str(port), "--native-port", str(native)], env=self.env,
                                             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: self._listening(port), what="tauri-driver to listen")
+        wait_for(lambda: self._listening(port) and self._listening(native), what="tauri-driver and WebKitWebDriver")
         options = ArgOptions()
         options.set_capability("browserName", "wry")
         options.set_capability("tauri:options", {"application": str(APP)})
-        self.driver = webdriver.Remote(command_executor=f"http://127.0.0.1:{port}", options=options)
+
+        def session():
+            # WebKitWebDriver can drop the very first connection while it settles.
+            try:
+                return webdriver.Remote(command_executor=f"http://127.0.0.1:{port}", options=options)
+            except Exception as e:  # noqa: BLE001  (retried until the deadline, then reported)
+                self.session_error = e
+                return None
+        self.driver = wait_for(session, timeout=60, what="a WebDriver session with the app")
         runtime = self.home / "gateway.json"
         info = wait_for(lambda: runtime.exists() and json.loads(runtime.read_text()), timeout=60,
                         what="the app's gateway to listen")
