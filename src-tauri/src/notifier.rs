@@ -206,6 +206,13 @@ impl Notifier {
         let dbus = zbus::fdo::DBusProxy::new(&self.conn).await?;
         let name = zbus::names::BusName::try_from(SERVER)?;
         let owner = dbus.get_name_owner(name).await.map_err(|e| NotifyError::NoServer(e.to_string()))?.to_string();
+        // A server that cannot show actions cannot take an answer: the caller opens the
+        // approval window instead.
+        let caps = self.conn.call_method(Some(SERVER), PATH, Some(INTERFACE), "GetCapabilities", &()).await?;
+        let caps: Vec<String> = caps.body().deserialize().map_err(|e| NotifyError::Show(e.to_string()))?;
+        if !caps.iter().any(|c| c == "actions") {
+            return Err(NotifyError::Show("the notification server does not show actions".into()));
+        }
         let content = Content::of(p, lengths);
         let actions: Vec<&str> = content.actions.iter().flat_map(|(k, l)| [*k, l.as_str()]).collect();
         let mut hints: HashMap<&str, zbus::Variant<'_>> = HashMap::new();

@@ -19,17 +19,19 @@ pub struct TrayItems {
 
 pub fn build(app: &AppHandle) -> tauri::Result<()> {
     let pending = MenuItem::with_id(app, "pending", "No pending approvals", true, None::<&str>)?;
+    let activity = MenuItem::with_id(app, "activity", "Recent activity", true, None::<&str>)?;
     let pause = CheckMenuItem::with_id(app, "pause", "Pause all AI tool access", true, false, None::<&str>)?;
     let open = MenuItem::with_id(app, "open", "Open Countersign", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
     let separator = PredefinedMenuItem::separator(app)?;
-    let menu = Menu::with_items(app, &[&pending, &pause, &separator, &open, &quit])?;
+    let menu = Menu::with_items(app, &[&pending, &activity, &pause, &separator, &open, &quit])?;
     TrayIconBuilder::with_id("main")
         .icon(Image::from_bytes(IDLE)?)
         .tooltip("Countersign")
         .menu(&menu)
         .on_menu_event(|app, event| match event.id().as_ref() {
             "pending" | "open" => crate::show_main(app, "approvals"),
+            "activity" => crate::show_main(app, "activity"),
             "pause" => {
                 if let Some(shared) = app.state::<AppState>().shared() {
                     let paused = !shared.paused.load(std::sync::atomic::Ordering::SeqCst);
