@@ -49,8 +49,37 @@ impl AppState {
         self.gateway().error.clone()
     }
 
-    /// Starts the gateway, or records why it cannot run (another one holds the port).
+    /// Whether another gateway already serves this user's data directory (it answers on
+    /// the address its runtime file names): one gateway per user.
+    async fn other_gateway(&self) -> Option<String> {
+        let runtime = self.home.read_runtime()?;
+        if runtime.pid == std::process::id() {
+            return None;
+        }
+        let token = self.home.control_token().ok()?;
+        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().ok()?;
+        let answered = client
+            .get(format!("http://{}/_countersign/status", runtime.listen))
+            .bearer_auth(token)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        answered.then(|| {
+            format!(
+                "another Countersign gateway (pid {}) is running on {}; take over to run it here",
+                runtime.pid, runtime.listen
+            )
+        })
+    }
+
+    /// Starts the gateway, or records why it cannot run (another one serves this user).
     pub async fn start_gateway(&self, app: &tauri::AppHandle) {
+        if let Some(other) = self.other_gateway().await {
+            tracing::warn!("gateway not started: {other}");
+            self.gateway().error = Some(other);
+            let _ = app.emit("approvals-changed", ());
+            return;
+        }
         match countersign_gateway::start_with(self.config.clone(), self.home.clone(), self.approver.clone()).await {
             Ok(running) => {
                 let shared = running.shared.clone();

@@ -177,3 +177,37 @@ def test_idle_memory_with_the_window_closed(app):
     figures.write_text(json.dumps(data, indent=1))
     # What the app itself holds; the shared libraries' pages are the desktop's.
     assert own["RssAnon"] <= 150, f"the app holds {own['RssAnon']:.1f} MiB of its own memory"
+
+
+async def test_the_app_takes_over_from_a_headless_gateway(tmp_path):
+    """One gateway per user: with `countersign serve` already running for this user, the
+    app says so, and takes over cleanly when asked."""
+    from conftest import App, BIN
+
+    app = App(tmp_path)
+    headless = subprocess.Popen([str(BIN), "serve", "--config", str(app.config)], env=app.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        runtime = app.home / "gateway.json"
+        await until(lambda: runtime.exists() and json.loads(runtime.read_text())["pid"] == headless.pid,
+                    what="the headless gateway")
+        app.start()
+        def says_so():
+            shown = app.driver.find_elements(By.CSS_SELECTOR, '[data-testid="gateway-state"]')
+            return shown and "another Countersign gateway" in shown[0].text and shown[0].text
+        state = await anyio.to_thread.run_sync(lambda: wait_for(says_so, what="the app to say another gateway runs"))
+        assert f"pid {headless.pid}" in state
+        app.screenshot("take-over")
+        app.driver.find_element(By.CSS_SELECTOR, '[data-testid="take-over"]').click()
+        await until(lambda: headless.poll() is not None, what="the headless gateway to stop")
+        assert headless.returncode == 0, "it stopped cleanly"
+        await until(lambda: runtime.exists() and json.loads(runtime.read_text())["pid"] != headless.pid,
+                    what="the app's gateway to take the runtime file")
+        app.addr = json.loads(runtime.read_text())["listen"]
+        async with connect(app, "http", "fs") as client:
+            listed = await client.list_tools()
+            assert any(t.name == "write_file" for t in listed.tools)
+    finally:
+        if headless.poll() is None:
+            headless.kill()
+        app.stop()
