@@ -224,7 +224,8 @@ pub fn settings(state: State<'_, AppState>) -> Value {
         "configuration": state.config.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none)".into()),
         "managed_policy": countersign_gateway::policy_layers::managed_file(),
         "hub_enrollment": "not enrolled",
-        "start_at_login": "off",
+        "start_at_login": crate::autostart::enabled(),
+        "start_at_login_forced": state.shared().and_then(|s| s.policy.load().layers().managed_settings().start_at_login),
     })
 }
 
@@ -259,4 +260,14 @@ pub async fn take_over(app: tauri::AppHandle) -> CmdResult<()> {
 pub fn close_main(app: tauri::AppHandle) -> CmdResult<()> {
     let window = app.get_webview_window("main").ok_or("no main window")?;
     window.destroy().map_err(|e| e.to_string())
+}
+
+/// Turns start at login on or off, unless managed policy decides it.
+#[tauri::command]
+pub fn set_start_at_login(state: State<'_, AppState>, on: bool) -> CmdResult<()> {
+    let forced = state.shared().and_then(|s| s.policy.load().layers().managed_settings().start_at_login);
+    if let Some(forced) = forced {
+        return Err(format!("managed policy sets start at login to {}", if forced { "on" } else { "off" }));
+    }
+    crate::autostart::set(on).map_err(|e| e.to_string())
 }

@@ -5,6 +5,7 @@
 //! events. Configuration: `COUNTERSIGN_CONFIG` or `config.toml` in the data directory.
 
 mod approvals;
+mod autostart;
 mod commands;
 mod notifier;
 mod state;
@@ -147,6 +148,7 @@ fn main() {
             commands::set_paused,
             commands::take_over,
             commands::close_main,
+            commands::set_start_at_login,
         ])
         .setup(move |app| {
             let handle = app.handle().clone();
@@ -156,6 +158,18 @@ fn main() {
             tauri::async_runtime::block_on(async {
                 handle.state::<AppState>().start_gateway(&handle).await;
             });
+            // Managed policy may force start at login.
+            if let Some(forced) = handle
+                .state::<AppState>()
+                .shared()
+                .and_then(|s| s.policy.load().layers().managed_settings().start_at_login)
+            {
+                if forced != autostart::enabled() {
+                    if let Err(e) = autostart::set(forced) {
+                        tracing::error!("start at login, as managed policy asks: {e}");
+                    }
+                }
+            }
             tauri::async_runtime::spawn(relay_approvals(handle.clone(), events));
             tray::refresh(&handle);
             Ok(())

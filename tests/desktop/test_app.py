@@ -6,8 +6,10 @@ ActionInvoked from another bus connection is ignored, and the app's own window a
 Screenshots of every window land in target/desktop-e2e/."""
 
 import json
+import os
 import statistics
 import subprocess
+from pathlib import Path
 
 import anyio
 import pytest
@@ -91,6 +93,16 @@ async def test_allow_deny_and_timeout_through_desktop_notifications(app):
     for tab in ["servers", "policy", "settings", "approvals"]:
         open_tab(app, tab)
         app.screenshot(tab)
+    # Start at login is the user's choice here (no managed policy): an XDG autostart entry.
+    entry = Path(os.environ["XDG_CONFIG_HOME"]) / "autostart" / "countersign.desktop"
+    entry.unlink(missing_ok=True)
+    open_tab(app, "settings")
+    await anyio.to_thread.run_sync(lambda: wait_for(
+        lambda: app.driver.find_elements(By.CSS_SELECTOR, '[data-testid="start-at-login"]'), what="the setting"))
+    app.driver.find_element(By.CSS_SELECTOR, '[data-testid="start-at-login"]').click()
+    await until(lambda: entry.exists(), what="the autostart entry")
+    assert "Exec=" in entry.read_text()
+    entry.unlink()
     record_prompt_latency(app)
 
 

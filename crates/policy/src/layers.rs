@@ -136,11 +136,15 @@ pub struct ManagedSettings {
     /// Whether the user's own `allow` rules and class defaults may loosen the built-in
     /// defaults. Managed rules and defaults always hold regardless.
     pub user_may_allow: bool,
+    /// Start the desktop app at login whatever the user chose (`true`), or leave it to
+    /// the user (absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at_login: Option<bool>,
 }
 
 impl Default for ManagedSettings {
     fn default() -> Self {
-        ManagedSettings { bundle_public_key: None, user_may_allow: true }
+        ManagedSettings { bundle_public_key: None, user_may_allow: true, start_at_login: None }
     }
 }
 

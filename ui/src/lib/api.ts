@@ -93,6 +93,7 @@ export const api = {
   setPaused: (paused: boolean) => invoke<void>("set_paused", { paused }),
   takeOver: () => invoke<void>("take_over"),
   closeWindow: () => invoke<void>("close_main"),
+  setStartAtLogin: (on: boolean) => invoke<void>("set_start_at_login", { on }),
 };
 
 export function onChange(event: "approvals-changed" | "activity-changed", run: () => void): Promise<UnlistenFn> {
