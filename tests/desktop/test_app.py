@@ -180,7 +180,12 @@ def test_idle_memory_with_the_window_closed(app):
         return fields
     own = status(pid)
     children = [int(c) for c in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
-    helpers = {open(f"/proc/{c}/comm").read().strip(): round(status(c).get("VmRSS", 0), 1) for c in children}
+    helpers = {}
+    for c in children:
+        try:  # a helper may end between listing and reading
+            helpers[open(f"/proc/{c}/comm").read().strip()] = round(status(c).get("VmRSS", 0), 1)
+        except FileNotFoundError:
+            continue
     OUT.mkdir(parents=True, exist_ok=True)
     figures = OUT / "figures.json"
     data = json.loads(figures.read_text()) if figures.exists() else {}
