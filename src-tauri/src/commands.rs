@@ -127,6 +127,10 @@ pub struct ToolView {
     label: Option<String>,
     state: String,
     detail: Vec<String>,
+    /// Set when managed policy decides this tool's class: the user cannot change it.
+    locked: Option<String>,
+    /// The user's own override, if any.
+    user_class: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -142,6 +146,7 @@ pub struct ServerView {
 pub fn servers(state: State<'_, AppState>) -> Vec<ServerView> {
     let Some(shared) = state.shared() else { return Vec::new() };
     let policy = shared.policy.load();
+    let user = &policy.layers().user.classify;
     let pins = shared.pins.lock().unwrap_or_else(|p| p.into_inner());
     shared
         .config
@@ -160,7 +165,12 @@ pub fn servers(state: State<'_, AppState>) -> Vec<ServerView> {
                         Some(ToolState::Quarantined { why }) => ("quarantined", why),
                         _ => ("pinned", Vec::new()),
                     };
+                    let exact = format!("mcp__{name}__{}", def.name);
+                    let locked = (c.source == countersign_policy::ClassSource::Managed).then(|| c.reason.clone());
+                    let user_class = user.get(&exact).map(|o| o.class().to_string());
                     Some(ToolView {
+                        locked,
+                        user_class,
                         name: def.name,
                         class: c.class.to_string(),
                         source: c.source.as_str().to_string(),
@@ -270,4 +280,31 @@ pub fn set_start_at_login(state: State<'_, AppState>, on: bool) -> CmdResult<()>
         return Err(format!("managed policy sets start at login to {}", if forced { "on" } else { "off" }));
     }
     crate::autostart::set(on).map_err(|e| e.to_string())
+}
+
+/// Makes a tool stricter in the user's own policy (`[policy.classify]` in their config
+/// file), or removes that override; the engine never lets it loosen anything, and a
+/// class that managed policy sets cannot be changed here.
+#[tauri::command]
+pub fn set_tool_class(
+    state: State<'_, AppState>,
+    server: String,
+    tool: String,
+    class: Option<String>,
+) -> CmdResult<()> {
+    let shared = state.shared().ok_or("the gateway is not running")?;
+    let path =
+        shared.config.path.clone().ok_or("Countersign runs without a config file, so there is nowhere to keep this")?;
+    let class = class
+        .map(|c| countersign_policy::ToolClass::parse(&c).ok_or_else(|| format!("`{c}` is not a class")))
+        .transpose()?;
+    let info =
+        shared.config.servers.get(&server).map(|s| s.info(&server)).ok_or_else(|| format!("no server `{server}`"))?;
+    if shared.policy.load().classify(&info, &tool, None).source == countersign_policy::ClassSource::Managed {
+        return Err("IT's managed policy sets this tool's class".into());
+    }
+    countersign_gateway::config_edit::set_class_override(&path, &format!("mcp__{server}__{tool}"), class)
+        .map_err(|e| e.to_string())?;
+    countersign_gateway::policy_watch::reload(&shared);
+    Ok(())
 }

@@ -149,6 +149,7 @@ fn main() {
             commands::take_over,
             commands::close_main,
             commands::set_start_at_login,
+            commands::set_tool_class,
         ])
         .setup(move |app| {
             let handle = app.handle().clone();

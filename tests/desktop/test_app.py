@@ -228,3 +228,45 @@ async def test_the_app_takes_over_from_a_headless_gateway(tmp_path):
         if headless.poll() is None:
             headless.kill()
         app.stop()
+
+
+async def test_a_user_override_from_the_window_tightens_a_tool(app):
+    """Servers & tools: the person marks write_file destructive; the override lands in
+    their config file (everything else kept) and the next call is denied unasked."""
+    before = app.config.read_text()
+    async with connect(app, "http", "fs") as client:
+        await client.list_tools()
+
+        def choose():
+            open_tab(app, "servers")
+            # WebKitWebDriver cannot click <option>s: pick it as the keyboard would, by
+            # setting the value and firing the change the page listens for.
+            return app.driver.execute_script(
+                "const s = document.querySelector('[data-testid=\"class-write_file\"]');"
+                "if (!s) return false;"
+                "s.value = 'destructive'; s.dispatchEvent(new Event('change', {bubbles: true})); return true;")
+        await anyio.to_thread.run_sync(lambda: wait_for(choose, what="write_file in Servers & tools"))
+
+        def override():
+            import tomllib
+            return tomllib.loads(app.config.read_text()).get("policy", {}).get("classify", {}).get("mcp__fs__write_file")
+        assert await until(override, what="the override in the config file") == "destructive"
+        assert app.config.read_text().startswith(before.rstrip("\n")), "the rest of the file is kept"
+        app.screenshot("servers-override")
+        r = await client.call_tool("write_file", {"path": str(app.files / "x.txt"), "content": "x"})
+        assert r.is_error and "destructive" in text_of(r) and app.status()["approvals"] == []
+
+
+async def test_the_kill_switch_refuses_every_call_and_is_audited(app):
+    async with connect(app, "http", "fs") as client:
+        def pause():
+            open_tab(app, "settings")
+            box = app.driver.find_elements(By.CSS_SELECTOR, '[data-testid="pause"]')
+            if box:
+                box[0].click()
+            return box
+        await anyio.to_thread.run_sync(lambda: wait_for(pause, what="the pause switch"))
+        await until(lambda: [r for r in app.audit() if r["kind"] == "policy" and r["rule"] == "paused"],
+                    what="the pause in the journal")
+        r = await client.call_tool("read_text_file", {"path": str(app.files / "nothing.txt")})
+        assert r.is_error and "paused" in text_of(r), "even a read is refused while paused"

@@ -11,6 +11,7 @@
 
 pub mod approver;
 pub mod config;
+pub mod config_edit;
 mod control_api;
 mod enforce;
 pub mod guard;
@@ -19,7 +20,7 @@ pub mod http_face;
 pub mod message;
 pub mod pins;
 pub mod policy_layers;
-mod policy_watch;
+pub mod policy_watch;
 pub mod server;
 pub mod session;
 pub mod shared;

@@ -101,6 +101,7 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         pins: Mutex::new(pins),
         prompts: Default::default(),
         paused: Default::default(),
+        runtime: tokio::runtime::Handle::current(),
         shutdown: Default::default(),
         home: home.clone(),
         journal,

@@ -31,6 +31,8 @@ pub struct Shared {
     pub policy: arc_swap::ArcSwap<Policy>,
     pub grants: Mutex<GrantBook>,
     pub pins: Mutex<PinStore>,
+    /// The runtime the gateway runs on, for work started from threads outside it.
+    pub runtime: tokio::runtime::Handle,
     /// The kill switch: while set, every tool call is refused (and audited).
     pub paused: std::sync::atomic::AtomicBool,
     /// Asks the server to stop (the control API's shutdown, for a desktop app taking over).
@@ -72,7 +74,8 @@ impl Shared {
         let shared = self.clone();
         let started = std::time::Instant::now();
         let id = record.id;
-        tokio::spawn(async move {
+        // Callable from any thread (a desktop app's UI thread has no runtime of its own).
+        self.runtime.spawn(async move {
             match shared.journal.commit(record).await {
                 Ok(()) => shared.outcome(crate::session::outcome(id, started, outcome, None)),
                 Err(e) => tracing::error!(error = %e, "could not record a policy event"),

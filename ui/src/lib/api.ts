@@ -68,6 +68,8 @@ export interface ToolView {
   label: string | null;
   state: string;
   detail: string[];
+  locked: string | null;
+  user_class: string | null;
 }
 
 export interface ServerView {
@@ -94,6 +96,8 @@ export const api = {
   takeOver: () => invoke<void>("take_over"),
   closeWindow: () => invoke<void>("close_main"),
   setStartAtLogin: (on: boolean) => invoke<void>("set_start_at_login", { on }),
+  setToolClass: (server: string, tool: string, cls: string | null) =>
+    invoke<void>("set_tool_class", { server, tool, class: cls }),
 };
 
 export function onChange(event: "approvals-changed" | "activity-changed", run: () => void): Promise<UnlistenFn> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { badge, countdown, fullArguments, scopeText } from "./format";
+import { badge, countdown, fullArguments, scopeText, stricterClasses } from "./format";
 
 describe("countdown", () => {
   it("counts seconds, then minutes, then says expired", () => {
@@ -26,5 +26,13 @@ describe("scopeText and badge", () => {
     expect(badge("deny")).toBe("badge deny");
     expect(badge("read")).toBe("badge ok");
     expect(badge(undefined)).toBe("badge");
+  });
+});
+
+describe("stricterClasses", () => {
+  it("offers only stricter classes", () => {
+    expect(stricterClasses("write")).toEqual(["sensitive", "destructive"]);
+    expect(stricterClasses("destructive")).toEqual([]);
+    expect(stricterClasses("unknown")).toEqual([]);
   });
 });

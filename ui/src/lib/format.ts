@@ -60,3 +60,11 @@ export const LENGTH_LABELS: Record<string, string> = {
   "1h": "Allow for 1 hour",
   today: "Allow for today",
 };
+
+const CLASS_ORDER = ["read", "write", "sensitive", "destructive"];
+
+/** The classes a user may choose for a tool: only ones stricter than what it is now. */
+export function stricterClasses(current: string): string[] {
+  const at = CLASS_ORDER.indexOf(current);
+  return at < 0 ? [] : CLASS_ORDER.slice(at + 1);
+}
