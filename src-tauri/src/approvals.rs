@@ -161,9 +161,14 @@ impl Approver for DesktopApprover {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A prompt for `fs.write_file` with these arguments, as the gateway would raise it.
+    pub(crate) fn prompt_with(id: &str, arguments: serde_json::Value) -> Prompt {
+        Prompt { arguments, ..prompt(id) }
+    }
 
     fn prompt(id: &str) -> Prompt {
         Prompt {

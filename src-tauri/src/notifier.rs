@@ -258,18 +258,8 @@ mod tests {
     use super::*;
 
     fn pending(arguments: serde_json::Value) -> PendingPrompt {
-        let prompt = countersign_gateway::approver::Prompt {
-            id: "p".into(),
-            session: "s".into(),
-            client: "c".into(),
-            client_name: Some("Cursor".into()),
-            server: "fs".into(),
-            tool: "write_file".into(),
-            arguments: arguments.clone(),
-            args_hash: "h".into(),
-            reason: "r".into(),
-            deadline_ms: 0,
-        };
+        let mut prompt = crate::approvals::tests::prompt_with("p", arguments.clone());
+        prompt.client_name = Some("Cursor".into());
         let (summary, truncated) = crate::approvals::summarize(&arguments, 120);
         PendingPrompt { prompt, nonce: "n".into(), summary, truncated }
     }

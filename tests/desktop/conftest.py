@@ -59,7 +59,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class App:
+class App(_h.CountersignCli):
     """The running desktop app, its WebDriver session and what it wrote."""
 
     def __init__(self, tmp: Path):
@@ -125,18 +125,6 @@ class App:
     def url(self, server: str | None = None) -> str:
         return f"http://{self.addr}/mcp" + (f"/{server}" if server else "")
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        r = subprocess.run([str(BIN), *args], env=self.env, capture_output=True, text=True, timeout=60)
-        if check and r.returncode != 0:
-            raise AssertionError(f"countersign {' '.join(args)} failed: {r.stderr}")
-        return r
-
-    def status(self) -> dict:
-        return json.loads(self.cli("status", "--json").stdout)
-
-    def audit(self) -> list[dict]:
-        out = self.cli("audit", "export", "--format", "jsonl").stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def app_log(self) -> str:
         return self.log_path.read_text(errors="replace")

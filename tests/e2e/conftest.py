@@ -97,7 +97,26 @@ def python_server(script: str, *args: str) -> dict:
     return {"command": sys.executable, "args": [str(HERE / script), *args]}
 
 
-class Gateway:
+class CountersignCli:
+    """The `countersign` CLI against a gateway's data directory (`self.env`)."""
+
+    env: dict
+
+    def cli(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        r = subprocess.run([str(BIN), *args], env=self.env, capture_output=True, text=True, input=input, timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError(f"countersign {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+        return r
+
+    def status(self) -> dict:
+        return json.loads(self.cli("status", "--json").stdout)
+
+    def audit(self) -> list[dict]:
+        out = self.cli("audit", "export", "--format", "jsonl").stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+class Gateway(CountersignCli):
     """A running `countersign serve` in a private COUNTERSIGN_HOME."""
 
     def __init__(self, tmp: Path, config: Path):
@@ -136,18 +155,6 @@ class Gateway:
     def url(self, server: str | None = None) -> str:
         return f"http://{self.addr}/mcp" + (f"/{server}" if server else "")
 
-    def cli(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-        r = subprocess.run([str(BIN), *args], env=self.env, capture_output=True, text=True, input=input, timeout=60)
-        if check and r.returncode != 0:
-            raise AssertionError(f"countersign {' '.join(args)} failed ({r.returncode}): {r.stderr}")
-        return r
-
-    def status(self) -> dict:
-        return json.loads(self.cli("status", "--json").stdout)
-
-    def audit(self) -> list[dict]:
-        out = self.cli("audit", "export", "--format", "jsonl").stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def wait_audit(self, predicate, what: str) -> list[dict]:
         return wait_for(lambda: [r for r in self.audit() if predicate(r)], what=what)
