@@ -75,7 +75,7 @@ pub fn answer(
 pub fn grants(state: State<'_, AppState>) -> Vec<countersign_policy::Grant> {
     state
         .shared()
-        .map(|s| s.grants.lock().map(|mut g| g.list(crate::state::now_ms())).unwrap_or_default())
+        .map(|s| s.grants.lock().map(|mut g| g.list(countersign_gateway::clock::now_ms())).unwrap_or_default())
         .unwrap_or_default()
 }
 
@@ -94,28 +94,23 @@ pub struct ActivityFilter {
     decision: Option<String>,
 }
 
-/// The newest records first (at most 500), filtered.
+/// The newest records first (at most 500), filtered by the journal's own query.
 #[tauri::command]
 pub async fn activity(app: tauri::AppHandle, filter: Option<ActivityFilter>) -> CmdResult<Vec<Value>> {
     let shared = app.state::<AppState>().shared().ok_or("the gateway is not running")?;
     let reader = shared.journal.reader();
-    let records =
-        off_thread(app, move |_| tauri::async_runtime::block_on(reader.records())).await?.map_err(|e| e.to_string())?;
     let f = filter.unwrap_or_default();
-    let matches = |r: &Value, key: &str, want: &Option<String>| {
-        want.as_deref().is_none_or(|w| r[key].as_str().is_some_and(|v| v.to_lowercase().contains(&w.to_lowercase())))
-    };
-    Ok(records
-        .into_iter()
-        .rev()
-        .filter(|r| {
-            matches(r, "client", &f.client)
-                && matches(r, "server", &f.server)
-                && matches(r, "tool", &f.tool)
-                && matches(r, "decision", &f.decision)
-        })
-        .take(500)
-        .collect())
+    let filters: Vec<(&'static str, String)> =
+        [("client", f.client), ("server", f.server), ("tool", f.tool), ("decision", f.decision)]
+            .into_iter()
+            .filter_map(|(column, value)| value.filter(|v| !v.is_empty()).map(|v| (column, v)))
+            .collect();
+    off_thread(app, move |_| {
+        let filters: Vec<(&str, &str)> = filters.iter().map(|(c, v)| (*c, v.as_str())).collect();
+        tauri::async_runtime::block_on(reader.recent(500, &filters))
+    })
+    .await?
+    .map_err(|e| e.to_string())
 }
 
 #[derive(Serialize)]
@@ -153,13 +148,13 @@ pub fn servers(state: State<'_, AppState>) -> Vec<ServerView> {
         .servers
         .iter()
         .map(|(name, s)| {
-            let info = s.info(name);
+            let info = &s.info;
             let tools = pins
                 .listing(name)
                 .into_iter()
                 .filter_map(|(json, review)| {
                     let def = ToolDef::from_json(&json)?;
-                    let c = policy.classify(&info, &def.name, Some(&def));
+                    let c = policy.classify(info, &def.name, Some(&def));
                     let (state, detail) = match review {
                         Some(ToolState::Changed { diff }) => ("changed", diff),
                         Some(ToolState::Quarantined { why }) => ("quarantined", why),
@@ -188,8 +183,8 @@ pub fn servers(state: State<'_, AppState>) -> Vec<ServerView> {
             ServerView {
                 name: name.clone(),
                 transport: transport.into(),
-                trusted: s.trusted,
-                catalog: s.catalog.clone(),
+                trusted: s.trusted(),
+                catalog: s.info.catalog.clone(),
                 tools,
             }
         })
@@ -299,7 +294,7 @@ pub fn set_tool_class(
         .map(|c| countersign_policy::ToolClass::parse(&c).ok_or_else(|| format!("`{c}` is not a class")))
         .transpose()?;
     let info =
-        shared.config.servers.get(&server).map(|s| s.info(&server)).ok_or_else(|| format!("no server `{server}`"))?;
+        shared.config.servers.get(&server).map(|s| s.info.clone()).ok_or_else(|| format!("no server `{server}`"))?;
     if shared.policy.load().classify(&info, &tool, None).source == countersign_policy::ClassSource::Managed {
         return Err("IT's managed policy sets this tool's class".into());
     }

@@ -7,12 +7,8 @@ use countersign_gateway::shared::{PolicyEvent, Shared};
 use countersign_gateway::{Config, Home, ServeError};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tauri::Emitter;
-
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 #[derive(Default)]
 struct Gateway {

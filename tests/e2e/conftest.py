@@ -49,6 +49,15 @@ async def until(predicate, timeout: float = 20.0, what: str = "a condition"):
     return await anyio.to_thread.run_sync(lambda: wait_for(predicate, timeout, what))
 
 
+async def wait_tool(client, name: str, timeout: float = 20.0):
+    """Waits until the server lists the tool `name` (some register tools after start)."""
+    import anyio
+
+    with anyio.fail_after(timeout):
+        while name not in {t.name for t in (await client.list_tools()).tools}:
+            await anyio.sleep(0.05)
+
+
 def toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

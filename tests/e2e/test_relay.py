@@ -10,7 +10,7 @@ import mcp.types as types
 from mcp.shared.exceptions import MCPError
 import pytest
 
-from conftest import BIN, connect, everything_server, fs_server, memory_server, text_of, until
+from conftest import BIN, connect, everything_server, fs_server, memory_server, text_of, until, wait_tool
 
 pytestmark = pytest.mark.anyio
 FACES = ["http", "stdio"]
@@ -175,10 +175,6 @@ async def test_sampling_and_elicitation_round_trip_to_the_client(make_gateway, f
         assert "elicitation" in asked and not result.is_error, text_of(result)
 
 
-async def wait_tool(client, name):
-    with anyio.fail_after(20):
-        while name not in {t.name for t in (await client.list_tools()).tools}:
-            await anyio.sleep(0.05)
 
 
 async def test_an_upstream_killed_mid_call_fails_the_call_and_restarts(make_gateway):

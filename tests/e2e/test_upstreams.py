@@ -6,11 +6,10 @@ import socket
 import subprocess
 from contextlib import contextmanager
 
-import anyio
 import mcp.types as types
 import pytest
 
-from conftest import NODE_BIN, FIXTURES, connect, text_of, wait_for
+from conftest import NODE_BIN, FIXTURES, connect, text_of, wait_for, wait_tool
 
 pytestmark = pytest.mark.anyio
 
@@ -89,9 +88,7 @@ async def test_a_remote_streamable_http_upstream_relays_faithfully(make_gateway,
         done = await client.call_tool("trigger-long-running-operation", {"duration": 0.2, "steps": 2},
                                       progress_callback=on_progress)
         assert "completed" in text_of(done) and progress == [1, 2]
-        with anyio.fail_after(20):
-            while "trigger-sampling-request" not in {t.name for t in (await client.list_tools()).tools}:
-                await anyio.sleep(0.05)
+        await wait_tool(client, "trigger-sampling-request")
         result = await client.call_tool("trigger-sampling-request", {"prompt": "from afar", "maxTokens": 5})
         assert "remote sampled" in text_of(result) and "from afar" in sampled["prompt"]
     rec = gw.wait_audit(lambda r: r["tool"] == "echo" and r["outcome"] == "ok", "the remote call's record")[0]

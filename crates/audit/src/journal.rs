@@ -39,6 +39,8 @@ pub enum JournalError {
     Writer { path: PathBuf, message: String },
     #[error("audit journal read failed: {0}")]
     Read(#[from] sqlx::Error),
+    #[error("records cannot be filtered by `{0}` (client, server, tool or decision)")]
+    Filter(String),
     #[error("audit export: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -466,6 +468,30 @@ impl JournalReader {
         Ok(rows.iter().map(row_to_json).collect())
     }
 
+    /// The newest records first, at most `limit`, each filter a case-insensitive substring
+    /// of its column (`client`, `server`, `tool`, `decision`); filters on other columns
+    /// are refused. The query does the filtering, so a window showing recent activity does
+    /// not read the whole journal.
+    pub async fn recent(&self, limit: u32, filters: &[(&str, &str)]) -> Result<Vec<Value>, JournalError> {
+        let mut sql = String::from(
+            "SELECT r.*, o.outcome, o.duration_ms, o.detail FROM records r LEFT JOIN outcomes o ON o.record_id = r.id WHERE 1=1",
+        );
+        for (column, _) in filters {
+            if !matches!(*column, "client" | "server" | "tool" | "decision") {
+                return Err(JournalError::Filter(column.to_string()));
+            }
+            sql.push_str(&format!(" AND lower(coalesce(r.{column}, '')) LIKE ?"));
+        }
+        sql.push_str(" ORDER BY r.seq DESC LIMIT ?");
+        let mut query = sqlx::query(&sql);
+        for (_, value) in filters {
+            // `_` matches any one character: close enough for a filter a person types.
+            query = query.bind(format!("%{}%", value.to_lowercase().replace('%', "")));
+        }
+        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(row_to_json).collect())
+    }
+
     /// Writes every record as one JSON object a line.
     pub async fn export_jsonl(&self, out: &mut impl Write) -> Result<usize, JournalError> {
         let records = self.records().await?;
@@ -500,6 +526,25 @@ fn row_to_json(row: &SqliteRow) -> Value {
 mod tests {
     use super::*;
     use crate::{Outcome, RecordKind};
+
+    #[tokio::test]
+    async fn recent_records_come_newest_first_filtered_in_the_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.db"), JournalOptions::default()).await.unwrap();
+        for (i, tool) in ["read_file", "write_file", "write_file", "delete"].iter().enumerate() {
+            let mut rec = Record::new(RecordKind::Call, "ana", "dev1", if i == 3 { "deny" } else { "allow" });
+            rec.tool = Some(tool.to_string());
+            rec.client = Some("Cursor".into());
+            j.commit(rec).await.unwrap();
+        }
+        let r = j.reader();
+        let newest = r.recent(2, &[]).await.unwrap();
+        assert_eq!(newest.iter().map(|v| v["tool"].as_str().unwrap()).collect::<Vec<_>>(), ["delete", "write_file"]);
+        let writes = r.recent(10, &[("tool", "WRITE"), ("client", "cursor")]).await.unwrap();
+        assert_eq!(writes.len(), 2);
+        assert_eq!(r.recent(10, &[("decision", "deny")]).await.unwrap().len(), 1);
+        assert!(matches!(r.recent(10, &[("arguments", "x")]).await, Err(JournalError::Filter(_))));
+    }
 
     #[tokio::test]
     async fn committed_records_export_with_their_outcomes() {

@@ -126,7 +126,7 @@ pub fn explain(home: &Home, e: Explain) -> Result<i32> {
         bail!("--args must be a JSON object");
     }
     let policy = policy_layers::compile(&config.policy, home)?.0;
-    let info = config.servers.get(&server).map(|s| s.info(&server)).unwrap_or_else(|| ServerInfo::named(&server));
+    let info = config.servers.get(&server).map(|s| s.info.clone()).unwrap_or_else(|| ServerInfo::named(&server));
     let def = pinned_def(home, &server, &tool);
     let client = e.client.unwrap_or_default();
     let identity = Identity { client_token: client.clone(), client_name: Some(client), ..Default::default() };

@@ -89,31 +89,26 @@ pub enum Transport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     pub transport: Transport,
-    /// Whether the server's tool annotations may count as grounds to allow.
-    pub trusted: bool,
-    /// A catalog entry to classify this server's tools by, instead of detecting one.
-    pub catalog: Option<String>,
+    /// What the policy engine knows of this server (its name, how it is started or
+    /// reached, whether its annotations are trusted, its catalog entry), built once
+    /// when the config is read rather than on every call.
+    pub info: ServerInfo,
 }
 
 impl ServerConfig {
-    /// What the policy engine knows of this server.
-    pub fn info(&self, name: &str) -> ServerInfo {
-        ServerInfo {
-            name: name.to_string(),
-            origin: self.origin(),
-            trusted: self.trusted,
-            catalog: self.catalog.clone(),
-        }
-    }
-
-    /// How the server is started or reached (what is pinned and matched in the catalog).
-    pub fn origin(&self) -> ServerOrigin {
-        match &self.transport {
+    fn new(name: &str, transport: Transport, trusted: bool, catalog: Option<String>) -> Self {
+        let origin = match &transport {
             Transport::Stdio { command, args, .. } => {
                 ServerOrigin::Command { command: command.clone(), args: args.clone() }
             }
             Transport::Http { url, .. } => ServerOrigin::Url(url.clone()),
-        }
+        };
+        ServerConfig { transport, info: ServerInfo { name: name.to_string(), origin, trusted, catalog } }
+    }
+
+    /// Whether the server's tool annotations may count as grounds to allow.
+    pub fn trusted(&self) -> bool {
+        self.info.trusted
     }
 }
 
@@ -311,7 +306,7 @@ impl Config {
                 }
                 c => c.map(Spanned::into_inner),
             };
-            servers.insert(name, ServerConfig { transport, trusted: s.trusted, catalog });
+            servers.insert(name.clone(), ServerConfig::new(&name, transport, s.trusted, catalog));
         }
 
         let mut policy =
@@ -408,7 +403,7 @@ deny = ["mcp__fs__delete*"]
         .unwrap();
         assert_eq!(c.gateway.listen.port(), 48000);
         assert_eq!(c.gateway.approval_timeout_secs, 5);
-        assert!(c.servers["fs"].trusted);
+        assert!(c.servers["fs"].trusted());
         assert!(matches!(c.servers["remote"].transport, Transport::Http { .. }));
         assert_eq!(c.policy.deny, vec!["mcp__fs__delete*"]);
     }

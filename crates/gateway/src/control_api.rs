@@ -3,6 +3,7 @@
 //! the user's own CLI and app can read); none is reachable with a client token.
 
 use crate::approver::Answer;
+use crate::clock::now_ms;
 use crate::http_face::{control_auth, json_response, Face};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -10,7 +11,6 @@ use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use countersign_policy::GrantLength;
 use serde_json::{json, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(serde::Deserialize)]
 pub(crate) struct AnswerQuery {
@@ -82,10 +82,6 @@ pub(crate) async fn answer(
     } else {
         refuse(StatusCode::NOT_FOUND, format!("no pending approval `{id}`"))
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `POST /_countersign/pins/{server}/accept` with `{"tools": [...]}` (empty: all).

@@ -3,13 +3,14 @@
 //! answer, an unreadable request) refuses the call and says why: it fails closed.
 
 use crate::approver::{Answer, Coalescer, Prompt};
+use crate::clock::{end_of_day_ms, now_ms};
 use crate::message::{self, code, Envelope};
 use crate::session::{Reply, Route, Session};
 use countersign_audit::{Approval, Outcome, Record, RecordKind};
 use countersign_policy::{args_hash, CallInput, Decision, GrantLength, GrantRequest, Identity, Verdict};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// A call on its way: what the client sent, where its answer goes, its decision record.
 struct Call {
@@ -56,7 +57,7 @@ impl Session {
         };
 
         let shared = self.shared.clone();
-        let Some(info) = shared.config.servers.get(&server).map(|s| s.info(&server)) else {
+        let Some(info) = shared.config.servers.get(&server).map(|s| &s.info) else {
             return self.answer(reply, bad(&format!("unknown server `{server}`")));
         };
         let def = self.tool_def(&server, &tool).await;
@@ -70,12 +71,12 @@ impl Session {
         };
         let now_ms = now_ms();
         let policy = shared.policy.load_full();
-        let class = self.tool_class(&policy, &info, &tool, def.as_ref());
+        let class = self.tool_class(&policy, info, &tool, def.as_ref());
         let mut verdict = {
             let grants = shared.grants.lock().unwrap_or_else(|p| p.into_inner());
             let call = CallInput {
                 identity: &identity,
-                server: &info,
+                server: info,
                 tool: &tool,
                 def: def.as_ref(),
                 arguments: &arguments,
@@ -323,17 +324,6 @@ impl Session {
 fn unknown_argument(def: &countersign_policy::ToolDef, arguments: &Value) -> Option<String> {
     let declared = def.input_schema.get("properties")?.as_object()?;
     arguments.as_object()?.keys().find(|k| !declared.contains_key(*k)).cloned()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The next midnight, local time, for grants that last "today".
-fn end_of_day_ms() -> u64 {
-    let now = time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc());
-    let midnight = now.replace_time(time::Time::MIDNIGHT) + time::Duration::days(1);
-    (midnight.unix_timestamp() as u64) * 1000
 }
 
 fn denial_text(verdict: &Verdict, qualified: &str, config: Option<&std::path::Path>) -> String {

@@ -451,7 +451,7 @@ async fn status(State(face): State<Face>, req: Request<Body>) -> Response {
                 crate::config::Transport::Stdio { .. } => "stdio",
                 crate::config::Transport::Http { .. } => "http",
             };
-            json!({"name": name, "transport": kind, "trusted": s.trusted})
+            json!({"name": name, "transport": kind, "trusted": s.trusted()})
         })
         .collect();
     let body = json!({

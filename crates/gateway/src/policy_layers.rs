@@ -10,11 +10,11 @@
 //! force (at start, the last bundle that was accepted). It must never let a broken or
 //! unverified layer weaken the policy in force.
 
+use crate::clock::now_unix;
 use crate::config::Config;
 use crate::home::Home;
 use countersign_policy::{verify_bundle, Layers, ManagedFile, Policy, PolicySettings};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
@@ -64,10 +64,6 @@ fn signature_path(bundle: &Path) -> PathBuf {
 
 fn accepted_path(home: &Home) -> PathBuf {
     bundle_dir(home).join("accepted.toml")
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn read_managed() -> Result<Option<ManagedFile>, LayerError> {
