@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs a command inside a private D-Bus session whose Secret Service is a gnome-keyring
+# daemon, unlocked with a throwaway password, in private XDG data and runtime folders: the
+# real keychain the vault's tests and the end-to-end tests use. Inside, the variable
+# COUNTERSIGN_KEYRING_PASSWORD names that password (for tests that lock and unlock it).
+# Usage: scripts/keyring-session.sh COMMAND [ARGS...]
+set -euo pipefail
+root="$(mktemp -d /tmp/countersign-keyring.XXXXXX)"
+export XDG_DATA_HOME="$root/data" XDG_RUNTIME_DIR="$root/run"
+mkdir -p "$XDG_DATA_HOME" "$XDG_RUNTIME_DIR"
+chmod 700 "$root" "$XDG_DATA_HOME" "$XDG_RUNTIME_DIR"
+export COUNTERSIGN_KEYRING_PASSWORD="countersign-test-$RANDOM$RANDOM"
+exec dbus-run-session -- bash -c '
+  printf %s "$COUNTERSIGN_KEYRING_PASSWORD" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+  for _ in $(seq 200); do
+    dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+      org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q "boolean true" && break
+    sleep 0.05
+  done
+  exec "$@"' bash "$@"
