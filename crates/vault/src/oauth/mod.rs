@@ -1,1 +1,21 @@
-//! OAuth (in progress)
+//! OAuth 2.1 for remote MCP servers, as a client of the MCP authorization spec.
+//!
+//! - [`guard`]: checks every URL metadata hands us (case 20).
+//! - [`store`]: one server's sign-in as one keychain item (rmcp's `CredentialStore`).
+//! - [`login`]: the sign-in flow with a loopback redirect.
+//! - [`browser`]: opens the sign-in page without a shell.
+//! - [`session`]: the gateway's bearer token, refreshed.
+//! - [`revoke`]: signing out (RFC 7009).
+//!
+//! Tokens and codes are never logged, written to a file or put in a URL by this module.
+
+pub mod browser;
+pub mod guard;
+pub mod login;
+pub mod revoke;
+pub mod session;
+pub mod store;
+
+pub use login::{sign_in, SignInError, SignInRequest, SignedIn};
+pub use revoke::{sign_out, SignedOut};
+pub use session::{BearerError, CredentialState, ServerAuth};

@@ -1,0 +1,302 @@
+//! Signing in to a remote MCP server, as the MCP authorization spec asks of a client:
+//! discover the protected resource metadata from the server's `WWW-Authenticate`
+//! challenge, then the authorization server's metadata (RFC 8414 or OpenID Connect);
+//! refuse what fails the checks in `guard` or lacks PKCE S256; register (a client id from
+//! config, a client ID metadata document, or dynamic registration); send the browser to
+//! the authorization endpoint with PKCE S256, `state` and the `resource` (RFC 8707);
+//! take the redirect on a loopback listener at one exact path; check `state` (single
+//! use) and `iss` (RFC 9207); exchange the code; refuse a token minted for another
+//! audience; keep the result in the keychain.
+//!
+//! The protocol itself is rmcp's `auth` (built on the `oauth2` crate); this module adds
+//! the checks and the loopback redirect. It never logs a code or a token.
+
+use super::guard::{self, UnsafeUrl};
+use super::store::KeychainCredentials;
+use crate::{Keychain, VaultError};
+use axum::response::Html;
+use base64::Engine;
+use rmcp::transport::auth::{AuthError, AuthorizationManager, AuthorizationRequest, AuthorizationSession};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use url::Url;
+
+/// The path the authorization server redirects the browser to; any other path is refused.
+pub const CALLBACK_PATH: &str = "/countersign/oauth/callback";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("`{server}` does not ask for a sign-in (it answered without a 401 challenge)")]
+    NotRequired { server: String },
+    #[error("cannot reach `{server}`: {reason}")]
+    Unreachable { server: String, reason: String },
+    #[error("`{server}` publishes no usable authorization metadata: {reason}")]
+    Discovery { server: String, reason: String },
+    #[error("`{server}`'s authorization metadata is refused: {source}")]
+    Unsafe {
+        server: String,
+        #[source]
+        source: UnsafeUrl,
+    },
+    #[error("`{server}`'s authorization server does not offer PKCE with S256, so signing in is refused")]
+    NoPkce { server: String },
+    #[error("signing in to `{server}` failed: {reason}")]
+    Flow { server: String, reason: String },
+    #[error("`{server}`'s authorization server issued a token for another audience ({audience}); it was discarded")]
+    WrongAudience { server: String, audience: String },
+    #[error("no answer from the browser within {} minutes; sign in again", .0.as_secs() / 60)]
+    TimedOut(Duration),
+    #[error(transparent)]
+    Keychain(#[from] VaultError),
+}
+
+/// What the caller asks for.
+#[derive(Debug, Clone, Default)]
+pub struct SignInRequest {
+    pub server: String,
+    pub url: String,
+    pub scopes: Vec<String>,
+    pub client_id: Option<String>,
+    /// How long to wait for the browser to come back.
+    pub deadline: Option<Duration>,
+}
+
+/// The outcome of a sign-in.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub issuer: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// Runs the whole flow. `open` is handed the checked authorization URL: it opens the
+/// browser (see `browser`) or shows the URL for the user to open.
+pub async fn sign_in(
+    request: &SignInRequest,
+    keychain: Keychain,
+    open: impl FnOnce(&Url) -> Result<(), String>,
+) -> Result<SignedIn, SignInError> {
+    let server = request.server.clone();
+    let flow = |reason: String| SignInError::Flow { server: server.clone(), reason };
+    let challenge = probe(&request.server, &request.url).await?;
+
+    let mut manager = AuthorizationManager::new(request.url.as_str()).await.map_err(|e| flow(e.to_string()))?;
+    let resolution = manager
+        .resolve_metadata_from_challenge(Some(&challenge))
+        .await
+        .map_err(|e| SignInError::Discovery { server: server.clone(), reason: e.to_string() })?;
+    if !resolution.source.is_discovered() {
+        return Err(SignInError::Discovery {
+            server: server.clone(),
+            reason: "neither protected resource nor authorization server metadata was found".into(),
+        });
+    }
+    let metadata = resolution.metadata;
+    check_metadata(&server, &metadata)?;
+
+    let store = KeychainCredentials::new(&server, keychain);
+    store.prepare(&request.url, metadata.clone()).await;
+    manager.set_metadata(metadata.clone());
+    manager.set_credential_store(store.clone());
+
+    let (redirect_uri, mut callbacks, listener) = listen().await.map_err(flow)?;
+    let mut auth = AuthorizationRequest::new(redirect_uri.clone()).with_client_name("Countersign");
+    if !request.scopes.is_empty() {
+        auth = auth.with_scopes(request.scopes.iter().cloned());
+    }
+    if let Some(id) = &request.client_id {
+        auth = auth.with_preregistered_client(id.clone());
+    }
+    let session = AuthorizationSession::new(manager, auth).await.map_err(|(_, e)| flow(describe(e)))?;
+    let url = guard::check_endpoint("authorization URL", session.get_authorization_url())
+        .map_err(|source| SignInError::Unsafe { server: server.clone(), source })?;
+    open(&url).map_err(|e| flow(format!("cannot open the browser: {e}")))?;
+
+    let deadline = request.deadline.unwrap_or(Duration::from_secs(300));
+    let outcome = tokio::time::timeout(deadline, async {
+        loop {
+            let Some((query, answer)) = callbacks.recv().await else {
+                return Err(flow("the loopback listener stopped".into()));
+            };
+            let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+            let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+            if let Some(error) = get("error") {
+                let _ = answer.send(page("Sign-in refused", "The authorization server refused the sign-in."));
+                let detail = get("error_description").map(|d| format!(": {}", d.chars().take(200).collect::<String>()));
+                return Err(flow(format!("the authorization server answered `{error}`{}", detail.unwrap_or_default())));
+            }
+            let (Some(code), Some(state)) = (get("code"), get("state")) else {
+                let _ = answer.send(page("Not a sign-in", "This address only takes a sign-in redirect."));
+                continue;
+            };
+            match session.handle_callback_with_issuer(&code, &state, get("iss").as_deref()).await {
+                Ok(_) => {
+                    let _ = answer.send(page("Signed in", "Countersign is signed in. You can close this tab."));
+                    return Ok(());
+                }
+                Err(e) => {
+                    let _ = answer.send(page("Sign-in failed", "Countersign refused this sign-in; see the app."));
+                    return Err(flow(describe(e)));
+                }
+            }
+        }
+    })
+    .await;
+    listener.abort();
+    match outcome {
+        Err(_) => return Err(SignInError::TimedOut(deadline)),
+        Ok(Err(e)) => {
+            let _ = store.forget().await;
+            return Err(e);
+        }
+        Ok(Ok(())) => {}
+    }
+
+    let sign_in =
+        store.load_sign_in().await?.and_then(|s| s.credentials).ok_or_else(|| flow("no token was kept".into()))?;
+    let token = sign_in.token_response.as_ref().ok_or_else(|| flow("no token was issued".into()))?;
+    if let Some(audience) = foreign_audience(rmcp_token(token), &request.url) {
+        let _ = store.forget().await;
+        return Err(SignInError::WrongAudience { server, audience });
+    }
+    Ok(SignedIn { issuer: metadata.issuer.clone(), scopes: sign_in.granted_scopes.clone() })
+}
+
+fn rmcp_token(token: &rmcp::transport::auth::OAuthTokenResponse) -> &str {
+    use oauth2::TokenResponse;
+    token.access_token().secret()
+}
+
+/// An unauthenticated `initialize`, to get the server's `WWW-Authenticate` challenge.
+async fn probe(server: &str, url: &str) -> Result<String, SignInError> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .map_err(|e| SignInError::Unreachable { server: server.into(), reason: e.to_string() })?;
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "countersign", "version": env!("CARGO_PKG_VERSION")}}
+    });
+    let resp = client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| SignInError::Unreachable { server: server.into(), reason: e.without_url().to_string() })?;
+    if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
+        return Err(SignInError::NotRequired { server: server.into() });
+    }
+    Ok(resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("Bearer").to_string())
+}
+
+/// The checks rmcp does not make, or makes more loosely than we want.
+fn check_metadata(server: &str, m: &rmcp::transport::auth::AuthorizationMetadata) -> Result<(), SignInError> {
+    let unsafe_url = |source| SignInError::Unsafe { server: server.into(), source };
+    guard::check_endpoint("authorization_endpoint", &m.authorization_endpoint).map_err(unsafe_url)?;
+    guard::check_endpoint("token_endpoint", &m.token_endpoint).map_err(unsafe_url)?;
+    if let Some(r) = &m.registration_endpoint {
+        guard::check_endpoint("registration_endpoint", r).map_err(unsafe_url)?;
+    }
+    if let Some(r) = m.additional_fields.get("revocation_endpoint").and_then(|v| v.as_str()) {
+        guard::check_endpoint("revocation_endpoint", r).map_err(unsafe_url)?;
+    }
+    // The spec: a client MUST refuse when code_challenge_methods_supported is absent or
+    // lacks S256 (rmcp tolerates absence).
+    let s256 = m.code_challenge_methods_supported.as_ref().is_some_and(|ms| ms.iter().any(|x| x == "S256"));
+    if !s256 {
+        return Err(SignInError::NoPkce { server: server.into() });
+    }
+    Ok(())
+}
+
+fn describe(e: AuthError) -> String {
+    match e {
+        AuthError::AuthorizationServerMismatch { expected_issuer, received_issuer } => {
+            format!("the redirect's issuer `{received_issuer}` is not the authorization server `{expected_issuer}`")
+        }
+        AuthError::AuthorizationServerMissingIssuer { expected_issuer } => {
+            format!("the redirect carries no issuer though `{expected_issuer}` promised one")
+        }
+        AuthError::PkceUnsupported => "the authorization server does not offer PKCE with S256".into(),
+        other => {
+            let text = other.to_string();
+            if text.contains("state") || text.contains("CSRF") || text.contains("csrf") {
+                format!("the redirect's `state` does not match a sign-in in progress ({text})")
+            } else {
+                text
+            }
+        }
+    }
+}
+
+/// When the access token is a JWT whose `aud` does not name `resource`, that audience.
+/// Opaque tokens cannot be checked here (the server checks them).
+fn foreign_audience(token: &str, resource: &str) -> Option<String> {
+    let payload = token.split('.').nth(1).filter(|_| token.split('.').count() == 3)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let aud = claims.get("aud")?;
+    let audiences: Vec<&str> = match aud {
+        serde_json::Value::String(s) => vec![s.as_str()],
+        serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str()).collect(),
+        _ => return Some(aud.to_string()),
+    };
+    let same = |a: &str| a.trim_end_matches('/') == resource.trim_end_matches('/');
+    if audiences.iter().any(|a| same(a)) {
+        None
+    } else {
+        Some(audiences.join(", "))
+    }
+}
+
+type Callback = (String, tokio::sync::oneshot::Sender<Html<String>>);
+
+/// A loopback listener for the redirect: 127.0.0.1 on a free port, one exact path.
+async fn listen() -> Result<(String, mpsc::Receiver<Callback>, tokio::task::JoinHandle<()>), String> {
+    use axum::extract::{RawQuery, State};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("loopback listener: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let (tx, rx) = mpsc::channel::<Callback>(4);
+    async fn callback(State(tx): State<mpsc::Sender<Callback>>, RawQuery(query): RawQuery) -> Html<String> {
+        let (answer, reply) = tokio::sync::oneshot::channel();
+        if tx.send((query.unwrap_or_default(), answer)).await.is_err() {
+            return page("Sign-in over", "This sign-in is over; start it again from Countersign.");
+        }
+        reply.await.unwrap_or_else(|_| page("Sign-in over", "This sign-in is over."))
+    }
+    let app = axum::Router::new().route(CALLBACK_PATH, axum::routing::get(callback)).with_state(tx);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://127.0.0.1:{port}{CALLBACK_PATH}"), rx, task))
+}
+
+fn page(title: &str, text: &str) -> Html<String> {
+    Html(format!("<!doctype html><meta charset=utf-8><title>{title}</title><h1>{title}</h1><p>{text}</p>"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(claims: serde_json::Value) -> String {
+        let e = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!("{}.{}.sig", e(br#"{"alg":"none"}"#), e(claims.to_string().as_bytes()))
+    }
+
+    #[test]
+    fn sec_21_a_token_for_another_audience_is_spotted() {
+        let mcp = "https://mcp.example.com/mcp";
+        assert_eq!(foreign_audience(&jwt(serde_json::json!({"aud": mcp})), mcp), None);
+        assert_eq!(
+            foreign_audience(&jwt(serde_json::json!({"aud": ["x", "https://mcp.example.com/mcp/"]})), mcp),
+            None
+        );
+        assert_eq!(
+            foreign_audience(&jwt(serde_json::json!({"aud": "https://other.example.com"})), mcp).as_deref(),
+            Some("https://other.example.com")
+        );
+        assert_eq!(foreign_audience("opaque-token", mcp), None);
+    }
+}

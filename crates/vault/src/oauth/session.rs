@@ -1,0 +1,150 @@
+//! The gateway's side of a sign-in: the bearer token to put on requests to one remote
+//! server, refreshed before it expires (rmcp refreshes when little time is left) and
+//! once more when the server refuses it. The token goes only into the upstream request's
+//! `Authorization` header; a client's own header is never used.
+
+use super::store::KeychainCredentials;
+use crate::{Keychain, Secret, VaultError};
+use rmcp::transport::auth::{AuthError, AuthorizationManager};
+use tokio::sync::Mutex;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BearerError {
+    #[error("`{server}` needs you to sign in: run `countersign auth login {server}` or choose Sign in to {server} in the Countersign app ({why})")]
+    NeedsSignIn { server: String, why: String },
+    #[error(transparent)]
+    Keychain(#[from] VaultError),
+    #[error("cannot get a token for `{server}`: {reason}")]
+    Failed { server: String, reason: String },
+}
+
+/// The state of one server's credentials, for the app and `auth status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum CredentialState {
+    /// No sign-in is stored (the server may not need one).
+    None,
+    SignedIn {
+        issuer: Option<String>,
+        expires_at: Option<u64>,
+        scopes: Vec<String>,
+    },
+    /// Stored tokens exist but cannot be used; sign in again.
+    NeedsSignIn {
+        why: String,
+    },
+    /// The keychain could not be read.
+    KeychainProblem {
+        why: String,
+    },
+}
+
+pub struct ServerAuth {
+    server: String,
+    url: String,
+    loaded: Mutex<Option<Loaded>>,
+}
+
+enum Loaded {
+    /// No sign-in in the keychain when last looked.
+    Nothing,
+    Manager(Box<AuthorizationManager>),
+}
+
+impl ServerAuth {
+    pub fn new(server: &str, url: &str) -> Self {
+        ServerAuth { server: server.to_string(), url: url.to_string(), loaded: Mutex::new(None) }
+    }
+
+    fn needs(&self, why: impl Into<String>) -> BearerError {
+        BearerError::NeedsSignIn { server: self.server.clone(), why: why.into() }
+    }
+
+    async fn load(&self) -> Result<Loaded, BearerError> {
+        let keychain =
+            Keychain::open().await.map_err(|e| e.for_account(&crate::Account::OAuth(self.server.clone())))?;
+        let store = KeychainCredentials::new(&self.server, keychain);
+        let Some(sign_in) = store.load_sign_in().await? else { return Ok(Loaded::Nothing) };
+        if sign_in.resource != self.url {
+            return Err(self.needs(format!("the stored sign-in is for {}, not {}", sign_in.resource, self.url)));
+        }
+        let failed = |e: AuthError| BearerError::Failed { server: self.server.clone(), reason: e.to_string() };
+        let mut manager = AuthorizationManager::new(self.url.as_str()).await.map_err(failed)?;
+        manager.set_metadata(sign_in.metadata.clone());
+        manager.set_credential_store(store);
+        match manager.initialize_from_store().await {
+            Ok(true) => Ok(Loaded::Manager(Box::new(manager))),
+            Ok(false) => Err(self.needs("the stored sign-in holds no token")),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    /// The token to send, or `None` when no sign-in is stored (the request goes without;
+    /// a server that needs one answers 401, and then [`ServerAuth::after_refusal`]).
+    pub async fn bearer(&self) -> Result<Option<Secret>, BearerError> {
+        let mut loaded = self.loaded.lock().await;
+        if loaded.is_none() {
+            *loaded = Some(self.load().await?);
+        }
+        match loaded.as_ref() {
+            Some(Loaded::Manager(manager)) => match manager.get_access_token().await {
+                Ok(token) => Ok(Some(Secret::new(token))),
+                Err(AuthError::AuthorizationRequired) => {
+                    *loaded = None;
+                    Err(self.needs("the sign-in expired and could not be refreshed"))
+                }
+                Err(e) => Err(BearerError::Failed { server: self.server.clone(), reason: e.to_string() }),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// The server refused the request (401). Re-reads the keychain (a sign-in may have
+    /// happened elsewhere) and refreshes the token; the token to retry with, if any.
+    pub async fn after_refusal(&self, sent: Option<&Secret>) -> Result<Secret, BearerError> {
+        let mut loaded = self.loaded.lock().await;
+        *loaded = Some(self.load().await?);
+        let Some(Loaded::Manager(manager)) = loaded.as_ref() else {
+            return Err(self.needs("the server asks for a sign-in"));
+        };
+        let current = manager.get_access_token().await.ok().map(Secret::new);
+        if let Some(token) = current.filter(|t| sent.is_none_or(|s| s.expose() != t.expose())) {
+            return Ok(token);
+        }
+        match manager.refresh_token().await {
+            Ok(response) => {
+                use oauth2::TokenResponse;
+                Ok(Secret::new(response.access_token().secret().to_string()))
+            }
+            Err(_) => {
+                *loaded = None;
+                Err(self.needs("the server refused the token and it could not be refreshed"))
+            }
+        }
+    }
+
+    /// What the keychain holds for this server.
+    pub async fn state(&self) -> CredentialState {
+        let keychain = match Keychain::open().await {
+            Ok(k) => k,
+            Err(e) => return CredentialState::KeychainProblem { why: e.to_string() },
+        };
+        let store = KeychainCredentials::new(&self.server, keychain);
+        match store.load_sign_in().await {
+            Err(e) => CredentialState::KeychainProblem { why: e.to_string() },
+            Ok(None) => CredentialState::None,
+            Ok(Some(s)) => match s.credentials.as_ref().and_then(|c| c.token_response.as_ref().map(|t| (c, t))) {
+                None => CredentialState::NeedsSignIn { why: "no token is stored".into() },
+                Some((c, t)) => {
+                    use oauth2::TokenResponse;
+                    let expires_at = c.token_received_at.zip(t.expires_in()).map(|(at, d)| at + d.as_secs());
+                    CredentialState::SignedIn {
+                        issuer: s.metadata.issuer.clone(),
+                        expires_at,
+                        scopes: c.granted_scopes.clone(),
+                    }
+                }
+            },
+        }
+    }
+}
