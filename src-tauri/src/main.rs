@@ -111,8 +111,14 @@ async fn relay_approvals(app: tauri::AppHandle, mut events: tokio::sync::mpsc::U
 
 fn main() {
     let filter = std::env::var("COUNTERSIGN_LOG").unwrap_or_else(|_| "info".into());
+    let mut filter = tracing_subscriber::EnvFilter::new(filter);
+    for directive in countersign_vault::LOG_GUARDS {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)

@@ -4,6 +4,7 @@
 
 mod control;
 mod policy_cmd;
+mod vault_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -72,6 +73,16 @@ enum Command {
         command: Option<GrantsCommand>,
         #[arg(long)]
         json: bool,
+    },
+    /// Secrets in the OS keychain that the config refers to by name.
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
+    /// Sign-ins (OAuth) to remote servers.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
     },
     /// Check a configuration file and print what it sets.
     Check {
@@ -149,6 +160,52 @@ enum Format {
     Jsonl,
 }
 
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Store a secret: the value is read from a hidden prompt, or from stdin when it is not
+    /// a terminal (never from the command line).
+    Set { name: String },
+    /// Secret names, whether each is stored, and where the config uses it (never values).
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret from the keychain.
+    Rm { name: String },
+    /// Move plaintext secrets found in the config into the keychain, leaving references.
+    Import {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Move every one found without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Sign in to a remote server (OAuth in the browser; tokens go to the keychain).
+    Login {
+        server: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the address to open instead of opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Sign out: revoke the tokens and remove them from the keychain.
+    Logout { server: String },
+    /// The state of each remote server's credentials.
+    Status {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn main() {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Connect { .. });
@@ -171,8 +228,13 @@ fn main() {
 
 fn init_logging(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    for directive in countersign_vault::LOG_GUARDS {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
@@ -227,6 +289,17 @@ async fn run(command: Command) -> Result<i32> {
         }
         Command::Grants { command: None, json } => control::grants(&home, json).await,
         Command::Grants { command: Some(GrantsCommand::Revoke { id }), .. } => control::revoke_grant(&home, &id).await,
+        Command::Secret { command: SecretCommand::Set { name } } => vault_cmd::set(&name).await,
+        Command::Secret { command: SecretCommand::Rm { name } } => vault_cmd::remove(&name).await,
+        Command::Secret { command: SecretCommand::List { config, json } } => vault_cmd::list(&home, config, json).await,
+        Command::Secret { command: SecretCommand::Import { config, yes } } => {
+            vault_cmd::import(&home, config, yes).await
+        }
+        Command::Auth { command: AuthCommand::Login { server, config, no_browser } } => {
+            vault_cmd::login(&home, config, &server, no_browser).await
+        }
+        Command::Auth { command: AuthCommand::Logout { server } } => vault_cmd::logout(&server).await,
+        Command::Auth { command: AuthCommand::Status { config, json } } => vault_cmd::status(&home, config, json).await,
         Command::Check { config } => {
             let c = Config::load(&config)?;
             println!(

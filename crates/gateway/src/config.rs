@@ -7,6 +7,7 @@
 use countersign_policy::{
     ClassDefaults, ClassOverride, GrantSettings, Policy, PolicySettings, Rule, ServerInfo, ServerOrigin,
 };
+use countersign_vault::{SecretName, Setting};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -82,8 +83,32 @@ pub struct AuditSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
-    Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String>, cwd: Option<PathBuf> },
-    Http { url: String, headers: BTreeMap<String, String> },
+    /// Environment values are plain or references to keychain secrets.
+    Stdio { command: String, args: Vec<String>, env: BTreeMap<String, Setting>, cwd: Option<PathBuf> },
+    /// Header values are plain or references to keychain secrets; `oauth` tunes the sign-in
+    /// the gateway does when the server asks for one.
+    Http { url: String, headers: BTreeMap<String, Setting>, oauth: OAuthSettings },
+}
+
+/// How the gateway signs in to a remote server that asks for OAuth (`[servers.X.oauth]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthSettings {
+    /// Scopes to ask for; empty lets the server's metadata decide.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// A client id registered with the authorization server beforehand; without one the
+    /// gateway registers itself (client ID metadata document or dynamic registration).
+    pub client_id: Option<String>,
+}
+
+/// A credential written in plain text in the config (found to offer moving it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaintextSecret {
+    pub server: String,
+    /// `env` or `headers`.
+    pub table: &'static str,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,11 +170,12 @@ struct RawServer {
     #[serde(default)]
     args: Vec<String>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: BTreeMap<String, Setting>,
     cwd: Option<PathBuf>,
     url: Option<Spanned<String>>,
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    headers: BTreeMap<String, Setting>,
+    oauth: Option<OAuthSettings>,
     #[serde(default)]
     trusted: bool,
     catalog: Option<Spanned<String>>,
@@ -266,11 +292,11 @@ impl Config {
                     if command.trim().is_empty() {
                         return Err(invalid(Some(span), &format!("{field}.command"), "is empty".into()));
                     }
-                    if !s.headers.is_empty() {
+                    if !s.headers.is_empty() || s.oauth.is_some() {
                         return Err(invalid(
                             Some(span),
-                            &format!("{field}.headers"),
-                            "only applies to `url` servers".into(),
+                            &field,
+                            "`headers` and `oauth` only apply to `url` servers".into(),
                         ));
                     }
                     Transport::Stdio { command, args: s.args, env: s.env, cwd: s.cwd }
@@ -291,7 +317,16 @@ impl Config {
                             "`args`, `env` and `cwd` only apply to `command` servers".into(),
                         ));
                     }
-                    Transport::Http { url: url.into_inner(), headers: s.headers }
+                    if let Some(bad) =
+                        s.headers.keys().find(|k| reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err())
+                    {
+                        return Err(invalid(
+                            Some(span),
+                            &format!("{field}.headers"),
+                            format!("`{bad}` is not a valid header name"),
+                        ));
+                    }
+                    Transport::Http { url: url.into_inner(), headers: s.headers, oauth: s.oauth.unwrap_or_default() }
                 }
             };
             let catalog = match s.catalog {
@@ -338,6 +373,45 @@ impl Config {
             servers,
             policy,
         })
+    }
+}
+
+impl Config {
+    /// Credentials written in plain text (by the name or shape of the value), which
+    /// `countersign secret import` offers to move into the keychain.
+    pub fn plaintext_secrets(&self) -> Vec<PlaintextSecret> {
+        let mut found = Vec::new();
+        for (server, config) in &self.servers {
+            let (table, settings) = match &config.transport {
+                Transport::Stdio { env, .. } => ("env", env),
+                Transport::Http { headers, .. } => ("headers", headers),
+            };
+            for (key, value) in settings {
+                if let Setting::Plain(v) = value {
+                    if countersign_vault::plaintext::looks_secret(key, v) {
+                        found.push(PlaintextSecret { server: server.clone(), table, key: key.clone() });
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Every keychain secret the config refers to, with where (`server.env.KEY`).
+    pub fn secret_uses(&self) -> BTreeMap<SecretName, Vec<String>> {
+        let mut uses: BTreeMap<SecretName, Vec<String>> = BTreeMap::new();
+        for (server, config) in &self.servers {
+            let (table, settings) = match &config.transport {
+                Transport::Stdio { env, .. } => ("env", env),
+                Transport::Http { headers, .. } => ("headers", headers),
+            };
+            for (key, value) in settings {
+                if let Setting::Secret(r) = value {
+                    uses.entry(r.secret.clone()).or_default().push(format!("servers.{server}.{table}.{key}"));
+                }
+            }
+        }
+        uses
     }
 }
 
@@ -442,6 +516,41 @@ deny = ["mcp__fs__delete*"]
         assert!(err("[servers.a__b]\ncommand = \"x\"\n").contains("not a valid server name"));
         assert!(err("[servers.r]\nurl = \"file:///etc/passwd\"\n").contains("servers.r.url"));
         assert!(err("[servers.r]\n").contains("needs `command`"));
+    }
+
+    #[test]
+    fn secrets_are_referenced_by_name_and_plaintext_ones_are_found() {
+        let c = Config::parse(
+            r#"
+[servers.gh]
+command = "x"
+env = { GITHUB_TOKEN = { secret = "github-pat" }, LOG = "debug", OLD_TOKEN = "ghp_plain" }
+
+[servers.remote]
+url = "https://example.test/mcp"
+headers = { Authorization = { secret = "remote-key", format = "Bearer {}" }, X-Api-Key = "abc" }
+oauth = { scopes = ["read"] }
+"#,
+            None,
+        )
+        .unwrap();
+        let uses = c.secret_uses();
+        assert_eq!(uses[&SecretName::new("github-pat").unwrap()], vec!["servers.gh.env.GITHUB_TOKEN"]);
+        assert_eq!(uses[&SecretName::new("remote-key").unwrap()], vec!["servers.remote.headers.Authorization"]);
+        let plain: Vec<String> =
+            c.plaintext_secrets().iter().map(|p| format!("{}.{}.{}", p.server, p.table, p.key)).collect();
+        assert_eq!(plain, vec!["gh.env.OLD_TOKEN", "remote.headers.X-Api-Key"]);
+        let Transport::Http { oauth, .. } = &c.servers["remote"].transport else { panic!() };
+        assert_eq!(oauth.scopes, vec!["read"]);
+    }
+
+    #[test]
+    fn a_bad_secret_reference_names_its_field() {
+        let e = err("[servers.gh]\ncommand = \"x\"\nenv = { T = { secret = \"$(id)\" } }\n");
+        assert!(e.contains("not a secret name"), "{e}");
+        assert!(e.starts_with("cs.toml:3:"), "{e}");
+        let e = err("[servers.gh]\ncommand = \"x\"\noauth = {}\n");
+        assert!(e.contains("only apply to `url` servers"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod config_edit;
 mod control_api;
+mod credentials;
 mod enforce;
 pub mod guard;
 pub mod home;

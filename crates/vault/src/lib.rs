@@ -16,6 +16,11 @@ pub mod plaintext;
 pub mod reference;
 pub mod secret;
 
+/// Log filter directives every binary adds after the user's own: the OAuth libraries log
+/// authorization codes and token requests at debug level, so those targets stay at info
+/// whatever the user asks for.
+pub const LOG_GUARDS: &[&str] = &["rmcp::transport::auth=info", "oauth2=info", "reqwest=info", "hyper=info"];
+
 pub use keychain::{Account, Keychain, OpenError, VaultError};
 pub use name::{BadName, SecretName};
 pub use reference::{SecretRef, Setting};

@@ -237,6 +237,7 @@ impl Session {
         *slot = None;
         let config = self.shared.config.servers.get(server).ok_or_else(|| format!("unknown server `{server}`"))?;
         let link = upstream::connect(server, config, &self.shared.config.limits, self.sink(server))
+            .await
             .map_err(|e| format!("upstream server `{server}` could not start: {e}"))?;
         self.state().alive.insert(server.to_string(), true);
         let replay = self.state().init_params.clone();

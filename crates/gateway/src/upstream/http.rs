@@ -4,16 +4,20 @@
 //! unprompted. A server that refuses the POSTed `initialize` (400, 404, 405) is tried
 //! with the 2024-11-05 HTTP+SSE transport instead: a GET stream that names, in its
 //! `endpoint` event, a same-origin URL to POST messages to. Static headers come from
-//! configuration. A client's own credentials never
-//! reach this module: it sends only what the configuration names.
+//! configuration (secrets already read from the keychain); when none of them is an
+//! `Authorization` header and the server asks for a sign-in, the bearer token comes from
+//! the server's OAuth sign-in in the keychain, refreshed as needed. A client's own
+//! credentials never reach this module: it sends only what the configuration names.
 
 use super::{EventSink, UpstreamError, UpstreamEvent, UpstreamLink};
 use crate::config::Limits;
 use crate::message::{self, Envelope, Kind};
 use crate::sse_client;
+use countersign_vault::oauth::{BearerError, ServerAuth};
+use countersign_vault::Secret;
 use futures::StreamExt;
+use reqwest::header::AUTHORIZATION;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -21,6 +25,8 @@ struct Remote {
     client: reqwest::Client,
     url: String,
     headers: HeaderMap,
+    /// The OAuth sign-in, for servers whose config sets no `Authorization` header.
+    auth: Option<ServerAuth>,
     session: Mutex<Option<String>>,
     protocol: Mutex<Option<String>>,
     events: EventSink,
@@ -33,7 +39,7 @@ struct Remote {
 pub(super) fn open(
     name: &str,
     url: &str,
-    headers: &BTreeMap<String, String>,
+    headers: &[(String, Secret)],
     limits: &Limits,
     events: EventSink,
 ) -> Result<UpstreamLink, UpstreamError> {
@@ -41,7 +47,8 @@ pub(super) fn open(
     let mut map = HeaderMap::new();
     for (k, v) in headers {
         let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad(format!("bad header name `{k}`")))?;
-        let value = HeaderValue::from_str(v).map_err(|_| bad(format!("bad value for header `{k}`")))?;
+        let mut value = HeaderValue::from_str(v.expose()).map_err(|_| bad(format!("bad value for header `{k}`")))?;
+        value.set_sensitive(true);
         map.insert(name, value);
     }
     let client = reqwest::Client::builder()
@@ -52,6 +59,7 @@ pub(super) fn open(
     let remote = Arc::new(Remote {
         client,
         url: url.to_string(),
+        auth: (!map.contains_key(AUTHORIZATION)).then(|| ServerAuth::new(name, url)),
         headers: map,
         session: Mutex::new(None),
         protocol: Mutex::new(None),
@@ -105,14 +113,12 @@ impl Remote {
             return self.post_legacy(endpoint, text).await.map_err(fail);
         }
         let is_initialize = env.as_ref().and_then(Envelope::method) == Some("initialize");
-        let resp = self
+        let req = self
             .request(reqwest::Method::POST)
             .header(ACCEPT, "application/json, text/event-stream")
             .header(CONTENT_TYPE, "application/json")
-            .body(text.to_string())
-            .send()
-            .await
-            .map_err(|e| fail(format!("cannot reach the remote server: {}", without_url(e))))?;
+            .body(text.to_string());
+        let resp = self.send(req).await.map_err(fail)?;
         if let Some(id) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             if let Ok(mut s) = self.session.lock() {
                 *s = Some(id.to_string());
@@ -179,13 +185,37 @@ impl Remote {
         .await;
     }
 
+    /// Sends `req`, with the sign-in's bearer token when the server uses one. A 401 gets
+    /// one more try with a refreshed token; when there is none, the error tells the user
+    /// how to sign in.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
+        let reach = |e: reqwest::Error| format!("cannot reach the remote server: {}", without_url(e));
+        let Some(auth) = &self.auth else { return req.send().await.map_err(reach) };
+        let retry = req.try_clone();
+        let token = match auth.bearer().await {
+            Ok(token) => token,
+            Err(e @ BearerError::NeedsSignIn { .. }) => return Err(e.to_string()),
+            Err(e) => {
+                tracing::debug!("no sign-in token used: {e}");
+                None
+            }
+        };
+        let first = with_bearer(req, token.as_ref()).send().await.map_err(reach)?;
+        if first.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(first);
+        }
+        let Some(retry) = retry else { return Ok(first) };
+        let fresh = auth.after_refusal(token.as_ref()).await.map_err(|e| e.to_string())?;
+        with_bearer(retry, Some(&fresh)).send().await.map_err(reach)
+    }
+
     /// The GET stream for messages the server sends on its own. 405 means it has none.
     async fn listen(&self) {
-        let resp = self.request(reqwest::Method::GET).header(ACCEPT, "text/event-stream").send().await;
+        let resp = self.send(self.request(reqwest::Method::GET).header(ACCEPT, "text/event-stream")).await;
         match resp {
             Ok(r) if r.status().is_success() => self.relay_sse(r).await,
             Ok(r) => tracing::debug!(status = %r.status(), "remote server offers no GET stream"),
-            Err(e) => tracing::debug!("remote GET stream failed: {}", without_url(e)),
+            Err(e) => tracing::debug!("remote GET stream failed: {e}"),
         }
     }
 
@@ -193,13 +223,8 @@ impl Remote {
     /// keeps delivering the server's messages.
     async fn open_legacy(self: &Arc<Self>) -> Result<reqwest::Url, String> {
         let resp = self
-            .client
-            .get(&self.url)
-            .headers(self.headers.clone())
-            .header(ACCEPT, "text/event-stream")
-            .send()
-            .await
-            .map_err(without_url)?;
+            .send(self.client.get(&self.url).headers(self.headers.clone()).header(ACCEPT, "text/event-stream"))
+            .await?;
         if !resp.status().is_success() {
             return Err(format!("GET answered HTTP {}", resp.status()));
         }
@@ -242,14 +267,14 @@ impl Remote {
     /// One message to a legacy server; its answer arrives on the SSE stream.
     async fn post_legacy(&self, endpoint: reqwest::Url, text: &str) -> Result<(), String> {
         let resp = self
-            .client
-            .post(endpoint)
-            .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(text.to_string())
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach the remote server: {}", without_url(e)))?;
+            .send(
+                self.client
+                    .post(endpoint)
+                    .headers(self.headers.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(text.to_string()),
+            )
+            .await?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -262,8 +287,19 @@ impl Remote {
             relay.abort();
         }
         if self.session.lock().ok().and_then(|s| s.clone()).is_some() {
-            let _ = self.request(reqwest::Method::DELETE).send().await;
+            let _ = self.send(self.request(reqwest::Method::DELETE)).await;
         }
+    }
+}
+
+/// `req` with the sign-in's token as its bearer (marked sensitive, so never logged).
+fn with_bearer(req: reqwest::RequestBuilder, token: Option<&Secret>) -> reqwest::RequestBuilder {
+    match token.and_then(|t| HeaderValue::from_str(&format!("Bearer {}", t.expose())).ok()) {
+        Some(mut value) => {
+            value.set_sensitive(true);
+            req.header(AUTHORIZATION, value)
+        }
+        None => req,
     }
 }
 

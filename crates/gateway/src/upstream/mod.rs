@@ -7,6 +7,7 @@ mod http;
 mod stdio;
 
 use crate::config::{Limits, ServerConfig, Transport};
+use crate::credentials;
 use tokio::sync::mpsc;
 
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub enum UpstreamError {
     Spawn { command: String, source: std::io::Error },
     #[error("the upstream connection is closed")]
     Closed,
+    #[error("{0}")]
+    Credentials(String),
     #[error("cannot reach {url}: {message}")]
     Http { url: String, message: String },
 }
@@ -64,7 +67,9 @@ impl UpstreamLink {
 pub type EventSink = std::sync::Arc<dyn Fn(UpstreamEvent) -> bool + Send + Sync>;
 
 /// Opens a connection to `server`; its events go to `events`, one sink per connection.
-pub fn connect(
+/// Secrets the config refers to are read from the keychain first; when one cannot be
+/// read the server does not start.
+pub async fn connect(
     name: &str,
     server: &ServerConfig,
     limits: &Limits,
@@ -72,8 +77,12 @@ pub fn connect(
 ) -> Result<UpstreamLink, UpstreamError> {
     match &server.transport {
         Transport::Stdio { command, args, env, cwd } => {
-            stdio::spawn(name, command, args, env, cwd.as_deref(), limits.max_line_bytes, events)
+            let env = credentials::resolve(env).await.map_err(UpstreamError::Credentials)?;
+            stdio::spawn(name, command, args, &env, cwd.as_deref(), limits.max_line_bytes, events)
         }
-        Transport::Http { url, headers } => http::open(name, url, headers, limits, events),
+        Transport::Http { url, headers, .. } => {
+            let headers = credentials::resolve(headers).await.map_err(UpstreamError::Credentials)?;
+            http::open(name, url, &headers, limits, events)
+        }
     }
 }

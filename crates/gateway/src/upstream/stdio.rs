@@ -5,7 +5,6 @@
 
 use super::{EventSink, UpstreamError, UpstreamEvent, UpstreamLink};
 use futures::StreamExt;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -28,13 +27,18 @@ pub(super) fn spawn(
     name: &str,
     command: &str,
     args: &[String],
-    env: &BTreeMap<String, String>,
+    env: &[(String, countersign_vault::Secret)],
     cwd: Option<&Path>,
     max_line: usize,
     events: EventSink,
 ) -> Result<UpstreamLink, UpstreamError> {
     let mut cmd = Command::new(command);
-    cmd.args(args).envs(env).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v.expose())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
