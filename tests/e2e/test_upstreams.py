@@ -1,43 +1,24 @@
 """Upstreams of every kind behind the gateway: a remote streamable HTTP server, and the
 pinned Python servers (time, git) beside the npm ones."""
 
-import os
-import socket
 import subprocess
 from contextlib import contextmanager
 
 import mcp.types as types
 import pytest
 
-from conftest import NODE_BIN, FIXTURES, connect, text_of, wait_for, wait_tool
+from conftest import NODE_BIN, FIXTURES, background, connect, free_port, text_of, wait_for, wait_tool
 
 pytestmark = pytest.mark.anyio
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
 def remote(tmp_path, transport: str, path: str):
     """server-everything on one of its HTTP transports, as a remote server; yields its URL."""
     port = free_port()
-    with open(tmp_path / f"remote-{transport}.log", "wb") as log:
-        proc = subprocess.Popen([str(NODE_BIN / "mcp-server-everything"), transport],
-                                env={**os.environ, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
-
-        def listening():
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", port)) == 0
-
-        try:
-            wait_for(listening, what="the remote server to listen")
-            yield f"http://127.0.0.1:{port}{path}"
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with background([str(NODE_BIN / "mcp-server-everything"), transport], port, tmp_path / f"remote-{transport}.log",
+                    env={"PORT": str(port)}):
+        yield f"http://127.0.0.1:{port}{path}"
 
 
 @pytest.fixture

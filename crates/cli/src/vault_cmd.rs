@@ -145,8 +145,7 @@ pub async fn import(home: &Home, config: Option<PathBuf>, yes: bool) -> Result<i
             Transport::Http { headers, .. } => headers,
         };
         let Some(countersign_vault::Setting::Plain(value)) = settings.get(&f.key) else { continue };
-        let (format, bare) =
-            if f.table == "headers" { plaintext::split_scheme(value) } else { (None, value.as_str()) };
+        let (format, bare) = if f.table == "headers" { plaintext::split_scheme(value) } else { (None, value.as_str()) };
         // Stored first: the file changes only once the keychain holds the value.
         keychain.set(&Account::Secret(name.clone()), &Secret::new(bare.to_string())).await?;
         config_edit::set_secret_reference(&path, &f.server, f.table, &f.key, &name, format)?;

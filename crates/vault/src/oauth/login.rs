@@ -141,7 +141,8 @@ pub async fn sign_in(
         }
     })
     .await;
-    listener.abort();
+    drop(callbacks);
+    listener.close().await;
     match outcome {
         Err(_) => return Err(SignInError::TimedOut(deadline)),
         Ok(Err(e)) => {
@@ -253,7 +254,7 @@ fn foreign_audience(token: &str, resource: &str) -> Option<String> {
 type Callback = (String, tokio::sync::oneshot::Sender<Html<String>>);
 
 /// A loopback listener for the redirect: 127.0.0.1 on a free port, one exact path.
-async fn listen() -> Result<(String, mpsc::Receiver<Callback>, tokio::task::JoinHandle<()>), String> {
+async fn listen() -> Result<(String, mpsc::Receiver<Callback>, Listener), String> {
     use axum::extract::{RawQuery, State};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("loopback listener: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
@@ -266,10 +267,32 @@ async fn listen() -> Result<(String, mpsc::Receiver<Callback>, tokio::task::Join
         reply.await.unwrap_or_else(|_| page("Sign-in over", "This sign-in is over."))
     }
     let app = axum::Router::new().route(CALLBACK_PATH, axum::routing::get(callback)).with_state(tx);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
     });
-    Ok((format!("http://127.0.0.1:{port}{CALLBACK_PATH}"), rx, task))
+    Ok((format!("http://127.0.0.1:{port}{CALLBACK_PATH}"), rx, Listener { stop, task }))
+}
+
+/// The running loopback listener.
+struct Listener {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// Stops taking connections, letting the browser's page be written first.
+    async fn close(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
+            task.abort();
+        }
+    }
 }
 
 fn page(title: &str, text: &str) -> Html<String> {

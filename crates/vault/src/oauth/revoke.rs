@@ -1,13 +1,14 @@
 //! Signing out: the refresh and access tokens are revoked at the authorization server
-//! (RFC 7009, through the `oauth2` crate) when it offers a revocation endpoint, and the
-//! keychain item is removed. Used by `countersign auth logout` and when a server is
+//! (RFC 7009) when it offers a revocation endpoint, and the keychain item is removed.
+//! The request is the RFC's form POST made here with reqwest: the `oauth2` crate refuses
+//! any revocation endpoint that is not https, and a local server's loopback http endpoint
+//! (which the MCP spec allows) must be revocable too; the URL passes `guard` first. Used by `countersign auth logout` and when a server is
 //! removed from the config.
 
 use super::guard;
 use super::store::KeychainCredentials;
 use crate::{Keychain, VaultError};
-use oauth2::basic::BasicClient;
-use oauth2::{AccessToken, ClientId, RefreshToken, RevocationUrl, StandardRevocableToken, TokenResponse};
+use oauth2::TokenResponse;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedOut {
@@ -39,8 +40,6 @@ pub async fn sign_out(server: &str, keychain: Keychain) -> Result<SignedOut, Vau
 
 async fn revoke_all(endpoint: &str, creds: &rmcp::transport::auth::StoredCredentials) -> Result<usize, String> {
     let url = guard::check_endpoint("revocation_endpoint", endpoint).map_err(|e| e.to_string())?;
-    let client =
-        BasicClient::new(ClientId::new(creds.client_id.clone())).set_revocation_url(RevocationUrl::from_url(url));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(20))
@@ -49,13 +48,23 @@ async fn revoke_all(endpoint: &str, creds: &rmcp::transport::auth::StoredCredent
     let Some(token) = creds.token_response.as_ref() else { return Ok(0) };
     let mut tokens = Vec::new();
     if let Some(r) = token.refresh_token() {
-        tokens.push(StandardRevocableToken::RefreshToken(RefreshToken::new(r.secret().clone())));
+        tokens.push((r.secret().as_str(), "refresh_token"));
     }
-    tokens.push(StandardRevocableToken::AccessToken(AccessToken::new(token.access_token().secret().clone())));
+    tokens.push((token.access_token().secret().as_str(), "access_token"));
     let mut revoked = 0;
-    for t in tokens {
-        let request = client.revoke_token(t).map_err(|e| e.to_string())?;
-        request.request_async(&http).await.map_err(|e| format!("revocation failed: {e}"))?;
+    for (value, hint) in tokens {
+        // RFC 7009 §2.1: the token in the form body, never in the URL; a public client
+        // identifies itself with client_id.
+        let form = [("token", value), ("token_type_hint", hint), ("client_id", creds.client_id.as_str())];
+        let resp = http
+            .post(url.clone())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("revocation failed: {}", e.without_url()))?;
+        if !resp.status().is_success() {
+            return Err(format!("the revocation endpoint answered HTTP {}", resp.status()));
+        }
         revoked += 1;
     }
     Ok(revoked)

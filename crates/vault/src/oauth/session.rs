@@ -116,9 +116,9 @@ impl ServerAuth {
                 use oauth2::TokenResponse;
                 Ok(Secret::new(response.access_token().secret().to_string()))
             }
-            Err(_) => {
+            Err(e) => {
                 *loaded = None;
-                Err(self.needs("the server refused the token and it could not be refreshed"))
+                Err(self.needs(format!("the server refused the token and it could not be refreshed: {e}")))
             }
         }
     }

@@ -1,0 +1,362 @@
+"""The vault end to end: secrets referenced from the config are read from the real Secret
+Service (gnome-keyring in the D-Bus session `make test` starts), and remote servers that
+require OAuth are signed in to through the Python MCP SDK's own authorization server.
+Security cases 20 to 22 of the shared list have named tests here."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from conftest import BIN, HERE, background, connect, error_text, free_port, memory_server, text_of, wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+def needs_keyring():
+    assert os.environ.get("COUNTERSIGN_KEYRING_PASSWORD"), \
+        "run inside scripts/keyring-session.sh (make test does): these tests use the real Secret Service"
+
+
+# ---- secrets ---------------------------------------------------------------------------
+
+async def test_a_secret_reference_is_read_from_the_keychain_and_reaches_the_server(make_gateway, tmp_path):
+    needs_keyring()
+    memory_file = tmp_path / "from-the-keychain.json"
+    server = memory_server(tmp_path / "unused.json")
+    server["env"] = {"MEMORY_FILE_PATH": {"secret": "e2e-memory-path"}}
+    gw = make_gateway({"memory": server}, policy={"allow": ["mcp__memory"]})
+    gw.cli("secret", "set", "e2e-memory-path", input=str(memory_file) + "\n")
+
+    listed = json.loads(gw.cli("secret", "list", "--config", str(gw.config), "--json").stdout)
+    row = next(r for r in listed if r["name"] == "e2e-memory-path")
+    assert row == {"name": "e2e-memory-path", "stored": True, "used_by": ["servers.memory.env.MEMORY_FILE_PATH"]}
+    assert str(memory_file) not in gw.cli("secret", "list", "--config", str(gw.config)).stdout
+
+    async with connect(gw, "http", "memory") as client:
+        r = await client.call_tool("create_entities", {"entities": [{"name": "k", "entityType": "t", "observations": []}]})
+        assert not r.is_error, text_of(r)
+    wait_for(memory_file.exists, what="the server to write where the secret said")
+    gw.cli("secret", "rm", "e2e-memory-path")
+    assert "MISSING" in gw.cli("secret", "list", "--config", str(gw.config)).stdout
+
+
+async def test_a_missing_secret_stops_the_server_and_names_the_secret(make_gateway, tmp_path):
+    needs_keyring()
+    server = memory_server(tmp_path / "m.json")
+    server["env"] = {"API_TOKEN": {"secret": "e2e-never-stored"}}
+    gw = make_gateway({"memory": server}, policy={"allow": ["mcp__memory"]})
+    with pytest.raises(Exception) as failure:
+        async with connect(gw, "http", "memory") as client:
+            await client.call_tool("read_graph", {})
+    message = error_text(failure.value)
+    assert "could not start" in message and "e2e-never-stored" in message and "countersign secret set e2e-never-stored" in message, message
+    assert gw.children() == [], "the server must not start without its secret"
+
+
+def test_secret_values_never_come_from_the_command_line(make_gateway, tmp_path):
+    gw = make_gateway({})
+    r = gw.cli("secret", "set", "e2e-argv", "hunter2", check=False)
+    assert r.returncode != 0 and "unexpected argument" in r.stderr
+    r = gw.cli("secret", "set", "e2e-empty", input="", check=False)
+    assert r.returncode != 0 and "empty" in r.stderr
+
+
+def test_plaintext_secrets_in_a_config_move_into_the_keychain(make_gateway, tmp_path):
+    needs_keyring()
+    gw = make_gateway({})
+    config = tmp_path / "plain.toml"
+    config.write_text('# my servers\n[servers.gh]\ncommand = "gh-mcp" # the GitHub server\n'
+                      'env = { GITHUB_TOKEN = "ghp_e2eplaintext0123456789", LOG_LEVEL = "debug" }\n'
+                      '[servers.remote]\nurl = "https://example.test/mcp"\n'
+                      'headers = { Authorization = "Bearer e2e-remote-0123456789" }\n')
+    r = gw.cli("secret", "import", "--config", str(config), check=False)
+    assert r.returncode != 0 and "servers.gh.env.GITHUB_TOKEN" in r.stdout, "without --yes off a terminal: only a list"
+    gw.cli("secret", "import", "--config", str(config), "--yes")
+    text = config.read_text()
+    assert "ghp_e2eplaintext" not in text and "e2e-remote-0123456789" not in text
+    assert '# my servers' in text and '# the GitHub server' in text and 'LOG_LEVEL = "debug"' in text
+    assert 'GITHUB_TOKEN = { secret = "gh-github_token" }' in text
+    assert 'Authorization = { secret = "remote-authorization", format = "Bearer {}" }' in text
+    listed = {r["name"]: r for r in json.loads(gw.cli("secret", "list", "--config", str(config), "--json").stdout)}
+    assert listed["gh-github_token"]["stored"] and listed["remote-authorization"]["stored"]
+    gw.cli("secret", "rm", "gh-github_token")
+    gw.cli("secret", "rm", "remote-authorization")
+
+
+# ---- OAuth -----------------------------------------------------------------------------
+
+class AuthServer:
+    def __init__(self, port: int):
+        self.base = f"http://127.0.0.1:{port}"
+        self.url = f"{self.base}/mcp"
+
+    def stats(self) -> dict:
+        return httpx.get(f"{self.base}/test/stats").json()
+
+    def post(self, path: str):
+        httpx.post(f"{self.base}{path}").raise_for_status()
+
+
+@pytest.fixture
+def auth_server(tmp_path):
+    started = []
+
+    def start(*flags: str) -> AuthServer:
+        port = free_port()
+        ctx = background([sys.executable, str(HERE / "oauth_server.py"), str(port), *flags], port,
+                         tmp_path / f"oauth-{port}.log")
+        ctx.__enter__()
+        started.append(ctx)
+        return AuthServer(port)
+
+    yield start
+    for ctx in started:
+        ctx.__exit__(None, None, None)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """The user's browser as the OS opener sees it: an `xdg-open` first on PATH that records
+    the one argument it is given (the desktop portal is absent in this session, so the
+    gateway falls back to it). `visit` then follows that URL as a browser would."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    record = tmp_path / "xdg-open.args"
+    opener = bindir / "xdg-open"
+    opener.write_text(f'#!/bin/sh\nprintf "%s\\n" "$#" "$@" > "{record}"\n')
+    opener.chmod(0o755)
+
+    class Browser:
+        path = f"{bindir}:{os.environ['PATH']}"
+        args = record
+
+        def opened(self) -> list[str]:
+            lines = record.read_text().splitlines() if record.exists() else []
+            return lines
+
+        def visit(self, url: str, tamper=None) -> httpx.Response:
+            first = httpx.get(url, follow_redirects=False)
+            assert first.status_code in (302, 303, 307), first.text
+            target = first.headers["location"]
+            if tamper:
+                target = tamper(target)
+            return httpx.get(target)
+
+    return Browser()
+
+
+def login(gw, server: str, browser, tamper=None, use_browser: bool = True, env: dict | None = None):
+    """Runs `countersign auth login` and plays the browser's part; returns (exit code, output)."""
+    args = [str(BIN), "auth", "login", server, "--config", str(gw.config)]
+    if not use_browser:
+        args.append("--no-browser")
+    proc_env = {**gw.env, "PATH": browser.path, **(env or {})}
+    proc = subprocess.Popen(args, env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = None
+    if use_browser:
+        def opened():
+            if proc.poll() is not None:
+                return "exited"
+            got = browser.opened()
+            return got if len(got) == 2 else None
+        got = wait_for(opened, what="the browser to be opened")
+        if got != "exited":
+            assert got[0] == "1", f"the opener must get exactly one argument: {got}"
+            url = got[1]
+    else:
+        line = proc.stdout.readline()
+        while line and not line.startswith("http"):
+            line = proc.stdout.readline()
+        url = line.strip() or None
+    if url:
+        browser.visit(url, tamper)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out + err, url
+
+
+def status_of(gw, server: str) -> dict:
+    rows = json.loads(gw.cli("auth", "status", "--config", str(gw.config), "--json").stdout)
+    return next(r["credentials"] for r in rows if r["server"] == server)
+
+
+async def call_whoami(gw, server="remote"):
+    async with connect(gw, "http", server) as client:
+        return await client.call_tool("whoami", {})
+
+
+async def test_a_server_that_needs_oauth_is_signed_in_to_and_no_client_token_goes_upstream(
+        make_gateway, auth_server, browser):
+    needs_keyring()
+    auth = auth_server()
+    gw = make_gateway({"remote": {"url": auth.url, "trusted": True}}, policy={"allow": ["mcp__remote"]})
+    assert status_of(gw, "remote") == {"state": "none"}
+
+    code, output, url = login(gw, "remote", browser)
+    assert code == 0, output
+    assert "Signed in to `remote`" in output
+    assert url.startswith(f"{auth.base}/authorize?") and "code_challenge_method=S256" in url
+    stats = auth.stats()
+    assert stats["resources"] == [auth.url], "RFC 8707: the resource is the server's URL"
+    assert stats["codes_exchanged"] == 1
+    state = status_of(gw, "remote")
+    assert state["state"] == "signed_in" and state["issuer"] == auth.base
+
+    r = await call_whoami(gw)
+    assert not r.is_error and text_of(r) == "signed in", text_of(r)
+    seen = auth.stats()["bearers_seen"]
+    assert seen and all(gw.token not in b for b in seen), "the client's own token must never reach the server"
+    assert all(b.removeprefix("Bearer ") in auth.stats()["issued"] for b in seen)
+
+
+async def test_without_a_sign_in_the_client_is_told_how_to_sign_in(make_gateway, auth_server):
+    needs_keyring()
+    auth = auth_server()
+    gw = make_gateway({"remote": {"url": auth.url}}, policy={"allow": ["mcp__remote"]})
+    with pytest.raises(Exception) as failure:
+        async with connect(gw, "http", "remote") as client:
+            await client.list_tools()
+    message = error_text(failure.value)
+    assert "needs you to sign in" in message and "countersign auth login remote" in message, message
+
+
+async def test_expiring_and_revoked_tokens_are_refreshed_and_a_dead_sign_in_asks_again(
+        make_gateway, auth_server, browser):
+    needs_keyring()
+    auth = auth_server("--expires-in", "2")
+    gw = make_gateway({"remote": {"url": auth.url, "trusted": True}}, policy={"allow": ["mcp__remote"]})
+    code, output, _ = login(gw, "remote", browser)
+    assert code == 0, output
+
+    async with connect(gw, "http", "remote") as client:
+        # Tokens live 2 s; calls keep working across expiry because the gateway refreshes.
+        async def refreshed():
+            r = await client.call_tool("whoami", {})
+            assert not r.is_error, text_of(r)
+            return auth.stats()["refreshes"] >= 2
+        import anyio
+        with anyio.fail_after(30):
+            while not await refreshed():
+                await anyio.sleep(0.2)
+
+        # The server revokes the access token: a 401, one refresh, the call goes through.
+        before = auth.stats()["refreshes"]
+        auth.post("/test/revoke-access")
+        r = await client.call_tool("whoami", {})
+        assert not r.is_error, text_of(r)
+        assert auth.stats()["refreshes"] == before + 1
+
+        # Refresh token revoked too: the call fails and says to sign in again.
+        auth.post("/test/revoke-all")
+        with pytest.raises(MCPError) as failure:
+            await client.call_tool("whoami", {})
+        assert "countersign auth login remote" in str(failure.value), str(failure.value)
+
+
+async def test_logout_revokes_the_tokens_at_the_authorization_server(make_gateway, auth_server, browser):
+    needs_keyring()
+    auth = auth_server()
+    gw = make_gateway({"remote": {"url": auth.url}})
+    assert login(gw, "remote", browser, use_browser=False)[0] == 0
+    assert auth.stats()["live_refresh_tokens"] == 1
+    out = gw.cli("auth", "logout", "remote").stdout
+    assert "2 token(s) revoked" in out, out
+    stats = auth.stats()
+    assert stats["revocations"] == 2 and stats["live_access_tokens"] == 0 and stats["live_refresh_tokens"] == 0
+    assert status_of(gw, "remote") == {"state": "none"}
+
+
+@pytest.mark.parametrize("mode", ["file", "javascript", "shell", "flag", "metadata-ip"])
+def test_sec_20_hostile_authorization_endpoints_are_refused_and_nothing_is_opened(make_gateway, browser, tmp_path,
+                                                                                 mode):
+    needs_keyring()
+    port = free_port()
+    marker = Path("/tmp/countersign-pwned")
+    marker.unlink(missing_ok=True)
+    with background([sys.executable, str(HERE / "hostile_oauth.py"), str(port), mode], port, tmp_path / "h.log"):
+        gw = make_gateway({"remote": {"url": f"http://127.0.0.1:{port}/mcp"}})
+        code, output, url = login(gw, "remote", browser)
+    assert code != 0 and url is None, output
+    assert "refused" in output or "unusable" in output or "not allowed" in output, output
+    assert browser.opened() == [], "no browser may be opened for hostile metadata"
+    assert not marker.exists(), "a shell ran the metadata"
+    assert status_of(gw, "remote") == {"state": "none"}
+
+
+@pytest.mark.parametrize("mode", ["no-pkce", "plain-pkce"])
+def test_sec_21_an_authorization_server_without_pkce_s256_is_refused(make_gateway, browser, tmp_path, mode):
+    needs_keyring()
+    port = free_port()
+    with background([sys.executable, str(HERE / "hostile_oauth.py"), str(port), mode], port, tmp_path / "h.log"):
+        gw = make_gateway({"remote": {"url": f"http://127.0.0.1:{port}/mcp"}})
+        code, output, url = login(gw, "remote", browser)
+    assert code != 0 and url is None, output
+    assert "PKCE" in output, output
+    assert browser.opened() == []
+
+
+def test_sec_21_a_mismatched_issuer_aborts_the_sign_in(make_gateway, auth_server, browser):
+    needs_keyring()
+    auth = auth_server("--wrong-iss")
+    gw = make_gateway({"remote": {"url": auth.url}})
+    code, output, _ = login(gw, "remote", browser)
+    assert code != 0 and "issuer" in output and "evil.example" in output, output
+    assert auth.stats()["codes_exchanged"] == 0, "the code must not be exchanged"
+    assert status_of(gw, "remote") == {"state": "none"}
+
+
+def test_sec_21_a_mismatched_state_aborts_the_sign_in(make_gateway, auth_server, browser):
+    needs_keyring()
+    auth = auth_server()
+    gw = make_gateway({"remote": {"url": auth.url}})
+    forged = lambda target: re.sub(r"state=[^&]+", "state=forged-by-an-attacker", target)
+    code, output, _ = login(gw, "remote", browser, tamper=forged)
+    assert code != 0 and "state" in output, output
+    assert auth.stats()["codes_exchanged"] == 0
+    assert status_of(gw, "remote") == {"state": "none"}
+
+
+def test_sec_21_a_token_for_another_audience_is_discarded(make_gateway, auth_server, browser):
+    needs_keyring()
+    auth = auth_server("--wrong-audience")
+    gw = make_gateway({"remote": {"url": auth.url}})
+    code, output, _ = login(gw, "remote", browser)
+    assert code != 0 and "another audience" in output and "another.example" in output, output
+    assert status_of(gw, "remote") == {"state": "none"}
+
+
+async def test_sec_22_no_token_lands_in_the_journal_logs_or_files(make_gateway, auth_server, browser, tmp_path):
+    """Sign in with debug logging, call, refresh, revoke, sign out; then every token the
+    authorization server issued (and the authorization codes' shape) is searched for in
+    every file the gateway and the CLI wrote, their logs and outputs included."""
+    needs_keyring()
+    auth = auth_server("--expires-in", "2")
+    gw = make_gateway({"remote": {"url": auth.url, "trusted": True}}, policy={"allow": ["mcp__remote"]})
+    code, output, _ = login(gw, "remote", browser, env={"COUNTERSIGN_LOG": "trace"})
+    assert code == 0, output
+    async with connect(gw, "http", "remote") as client:
+        import anyio
+        with anyio.fail_after(30):
+            while auth.stats()["refreshes"] < 1:
+                r = await client.call_tool("whoami", {})
+                assert not r.is_error, text_of(r)
+                await anyio.sleep(0.2)
+    logout = gw.cli("auth", "logout", "remote")
+    gw.stop()
+    issued = auth.stats()["issued"]
+    assert len(issued) >= 4
+    haystacks = {"login output": output, "logout output": logout.stdout + logout.stderr}
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and "oauth-" not in path.name:
+            haystacks[str(path)] = path.read_bytes().decode("latin-1")
+    for where, text in haystacks.items():
+        for token in issued:
+            assert token not in text, f"a token leaked into {where}"
+        assert not re.search(r"\b(at|rt)_[A-Za-z0-9_-]{20,}", text), f"a token-shaped string in {where}"
+        assert "code=" not in text or where == "login output", f"an authorization code in {where}"
