@@ -10,10 +10,12 @@ DEMO := .demo
 
 APP_APT := libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev pkg-config build-essential
 DESKTOP_APT := xvfb xauth dbus-x11 webkit2gtk-driver dunst
+# The real Secret Service the vault's tests use (scripts/keyring-session.sh).
+KEYRING_APT := gnome-keyring dbus
 TAURI_DRIVER_VERSION := 2.1.0
 TAURI_DRIVER := $(HOME)/.cargo/bin/tauri-driver
 
-.PHONY: help run app app-build test build fixtures test-rust test-e2e test-ui test-desktop desktop-deps ui bench clean
+.PHONY: help run app app-build test build fixtures keyring-deps test-rust test-e2e test-ui test-desktop desktop-deps ui bench clean
 
 help:
 	@echo "make run    install what is missing, build, start the gateway with a demo config"
@@ -44,11 +46,17 @@ run: fixtures build
 
 test: fixtures build test-rust test-e2e test-ui test-desktop
 
-test-rust:
-	$(CARGO) test --locked
+keyring-deps:
+	@missing=""; for p in $(KEYRING_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-test-e2e:
-	COUNTERSIGN_BIN=$(abspath $(BIN)) $(PY) -m pytest tests/e2e -q -p no:cacheprovider
+# Both run inside a private D-Bus session with gnome-keyring unlocked: the vault's tests
+# and the gateway's secrets use the real Secret Service.
+test-rust: keyring-deps
+	scripts/keyring-session.sh $(CARGO) test --locked
+
+test-e2e: keyring-deps
+	COUNTERSIGN_BIN=$(abspath $(BIN)) scripts/keyring-session.sh $(PY) -m pytest tests/e2e -q -p no:cacheprovider
 
 # The desktop app: system libraries to build it, a headless desktop to test it.
 desktop-deps:
@@ -70,17 +78,17 @@ test-ui: ui/node_modules/.stamp
 app-build: desktop-deps ui
 	$(CARGO) build --locked -p countersign-app
 
-test-desktop: fixtures build app-build
+test-desktop: fixtures build app-build keyring-deps
 	$(CARGO) test --locked -p countersign-app
 	scripts/desktop-session.sh $(PY) -m pytest tests/desktop -q -p no:cacheprovider
 
 app: fixtures build app-build
 	target/debug/countersign-app
 
-bench: fixtures
+bench: fixtures keyring-deps
 	$(CARGO) build --locked --release --bins
 	$(CARGO) build --locked --release -p fast-upstream -p countersign-bench
-	target/release/countersign-bench --gateway target/release/countersign --upstream target/release/fast-upstream
+	scripts/keyring-session.sh target/release/countersign-bench --gateway target/release/countersign --upstream target/release/fast-upstream
 
 clean:
 	$(CARGO) clean

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs a command inside a headless desktop session: an X server (Xvfb), a D-Bus session
-# bus and the dunst notification daemon, as the desktop app's end-to-end tests need.
+# bus with an unlocked gnome-keyring (scripts/keyring-session.sh) and the dunst
+# notification daemon, as the desktop app's end-to-end tests need.
 # Usage: scripts/desktop-session.sh COMMAND [ARGS...]
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -26,7 +27,7 @@ cleanup() { kill "$xvfb" 2>/dev/null || true; }
 trap cleanup EXIT
 # dunst is started here with this config, and the script waits until it owns the
 # notification name (asking dunstctl would make D-Bus start another dunst on its own).
-exec dbus-run-session -- bash -c '
+exec "$here/scripts/keyring-session.sh" bash -c '
   dbus-update-activation-environment DISPLAY XDG_CONFIG_HOME XDG_RUNTIME_DIR >/dev/null 2>&1 || true
   dunst -config "$XDG_CONFIG_HOME/dunst/dunstrc" >"$XDG_RUNTIME_DIR/dunst.log" 2>&1 &
   for _ in $(seq 200); do

@@ -262,8 +262,10 @@ async def connect(gw: Gateway, face: str, server: str | None, mode: str = "legac
                 yield client
     else:
         assert server is not None, "the shim serves one server"
+        # What a desktop client passes on: the user's session (its D-Bus, hence the keychain).
+        session = {k: os.environ[k] for k in ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR") if k in os.environ}
         params = StdioServerParameters(command=str(BIN), args=["connect", server],
-                                       env={"COUNTERSIGN_HOME": str(gw.home), "PATH": os.environ["PATH"]})
+                                       env={"COUNTERSIGN_HOME": str(gw.home), "PATH": os.environ["PATH"], **session})
         async with Client(params, mode=mode, **kwargs) as client:
             yield client
 

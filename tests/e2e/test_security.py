@@ -89,9 +89,10 @@ def test_sec_03_token_required_and_kept_private(gw):
     assert resp.status == 401
     resp, _ = post(gw, f"/mcp/fs?access_token={gw.token}", INIT)
     assert resp.status == 401, "a token in the URL is refused even beside a good header"
-    for name in ["tokens.json", "shim.token", "control.token", "gateway.json"]:
+    for name in ["tokens.json", "control.token", "gateway.json"]:
         mode = stat.S_IMODE(os.stat(gw.home / name).st_mode)
         assert mode == 0o600, (name, oct(mode))
+    assert not (gw.home / "shim.token").exists(), "the shim's token lives in the keychain, not in a file"
     assert stat.S_IMODE(os.stat(gw.home).st_mode) == 0o700
     assert gw.token not in (gw.home / "tokens.json").read_text()
     gw.wait_audit(lambda r: r["outcome"] == "rejected", "the rejections")

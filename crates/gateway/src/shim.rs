@@ -28,6 +28,8 @@ struct Link {
     http: reqwest::Client,
     url: Option<String>,
     token: String,
+    /// Why requests cannot be relayed, when `url` is missing.
+    unreachable: String,
     session: Mutex<Option<String>>,
     out: mpsc::UnboundedSender<String>,
     get_started: Mutex<bool>,
@@ -36,14 +38,24 @@ struct Link {
 
 /// Runs the shim until stdin closes.
 pub async fn run(home: &Home, server: &str, max_line: usize) -> Result<(), ShimError> {
-    let token = TokenStore::shim_token(home)?;
-    let url = home.read_runtime().map(|r| format!("http://{}/mcp/{server}", r.listen));
-    if url.is_none() {
+    // Without its token (keychain locked or absent) the shim cannot connect: like a missing
+    // gateway, that is said on stderr and in an error answer to every request.
+    let (token, unreachable) = match TokenStore::shim_token(home).await {
+        Ok(token) => (token, None),
+        Err(e) => (String::new(), Some(format!("Countersign cannot connect: {e}"))),
+    };
+    let url =
+        home.read_runtime().filter(|_| unreachable.is_none()).map(|r| format!("http://{}/mcp/{server}", r.listen));
+    if let Some(why) = &unreachable {
+        eprintln!("countersign: {why}");
+    } else if url.is_none() {
         eprintln!(
             "countersign: no gateway is running for {} (start one with `countersign serve`)",
             home.dir().display()
         );
     }
+    let unreachable =
+        unreachable.unwrap_or_else(|| "Countersign gateway is not running; start it with `countersign serve`".into());
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
@@ -59,6 +71,7 @@ pub async fn run(home: &Home, server: &str, max_line: usize) -> Result<(), ShimE
         http: reqwest::Client::builder().no_proxy().build().map_err(std::io::Error::other)?,
         url,
         token,
+        unreachable,
         session: Mutex::new(None),
         out: out_tx,
         get_started: Mutex::new(false),
@@ -97,7 +110,7 @@ impl Link {
             }
         };
         let Some(url) = &self.url else {
-            return fail("Countersign gateway is not running; start it with `countersign serve`");
+            return fail(&self.unreachable);
         };
         let mut req = self
             .http

@@ -1,5 +1,6 @@
 //! Client tokens for the loopback endpoint. The store keeps only SHA-256 digests and
-//! names (tokens.json, 0600); a token's plaintext is shown once, when it is made.
+//! names (tokens.json, 0600); a token's plaintext is shown once, when it is made. The
+//! one token Countersign keeps for itself, the stdio shim's, lives in the OS keychain.
 //! The store re-reads the file when an unknown token arrives, so tokens made while the
 //! gateway runs work at once. Never logs or returns a token.
 
@@ -11,7 +12,8 @@ use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::SystemTime;
 
-/// The client token `countersign connect` uses; its plaintext lives in `shim.token` (0600).
+/// The client token `countersign connect` uses; its plaintext lives in the keychain, filed
+/// under this data directory (several data directories may share one keychain).
 pub const SHIM_TOKEN_NAME: &str = "stdio-shim";
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,8 @@ pub enum TokenError {
     Exists(String),
     #[error(transparent)]
     Home(#[from] HomeError),
+    #[error("the stdio shim's token lives in the keychain: {0}")]
+    Keychain(String),
     #[error("{path}: not a token store: {message}")]
     Corrupt { path: PathBuf, message: String },
 }
@@ -101,18 +105,41 @@ impl TokenStore {
         Ok(true)
     }
 
-    /// The shim's own token, made (and registered) on first use.
-    pub fn shim_token(home: &Home) -> Result<String, TokenError> {
-        let path = home.dir().join("shim.token");
-        if let Ok(existing) = std::fs::read_to_string(&path) {
-            let existing = existing.trim().to_string();
-            if read_entries(&home.tokens_path())?.iter().any(|e| e.sha256 == digest(&existing)) {
-                return Ok(existing);
+    /// The shim's own token, made (and registered) on first use, kept in the keychain.
+    /// A token left in the old `shim.token` file is moved there and the file removed.
+    pub async fn shim_token(home: &Home) -> Result<String, TokenError> {
+        use countersign_vault::{Account, Keychain, Secret, VaultError};
+        let account =
+            Account::ClientToken(format!("{SHIM_TOKEN_NAME}@{}", &digest(&home.dir().to_string_lossy())[..16]));
+        let keychain = Keychain::open().await.map_err(|e| TokenError::Keychain(e.for_account(&account).to_string()))?;
+        let legacy = home.dir().join("shim.token");
+        let registered = |token: &str| -> Result<bool, TokenError> {
+            Ok(read_entries(&home.tokens_path())?
+                .iter()
+                .any(|e| e.name == SHIM_TOKEN_NAME && e.sha256 == digest(token)))
+        };
+        match keychain.get(&account).await {
+            Ok(t) if registered(t.expose())? => {
+                let _ = std::fs::remove_file(&legacy);
+                return Ok(t.expose().to_string());
+            }
+            Ok(_) | Err(VaultError::Missing { .. }) => {}
+            Err(e) => return Err(TokenError::Keychain(e.to_string())),
+        }
+        if let Some(old) = std::fs::read_to_string(&legacy).ok().map(|t| t.trim().to_string()) {
+            if registered(&old)? {
+                keychain
+                    .set(&account, &Secret::new(old.clone()))
+                    .await
+                    .map_err(|e| TokenError::Keychain(e.to_string()))?;
+                let _ = std::fs::remove_file(&legacy);
+                return Ok(old);
             }
         }
         let _ = Self::revoke(home, SHIM_TOKEN_NAME)?;
         let token = Self::create(home, SHIM_TOKEN_NAME)?;
-        write_private(&path, token.as_bytes())?;
+        keychain.set(&account, &Secret::new(token.clone())).await.map_err(|e| TokenError::Keychain(e.to_string()))?;
+        let _ = std::fs::remove_file(&legacy);
         Ok(token)
     }
 
@@ -172,12 +199,24 @@ mod tests {
         assert_eq!(TokenStore::open(&home).verify(&t), None);
     }
 
-    #[test]
-    fn the_shim_token_is_stable_and_registered() {
+    /// Against the session's real Secret Service (`scripts/keyring-session.sh`).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_shim_token_is_stable_registered_and_kept_in_the_keychain() {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path().to_path_buf()).unwrap();
-        let a = TokenStore::shim_token(&home).unwrap();
-        assert_eq!(a, TokenStore::shim_token(&home).unwrap());
+        // A token from before the keychain, in the old file, is moved into the keychain.
+        let old = TokenStore::create(&home, SHIM_TOKEN_NAME).unwrap();
+        std::fs::write(dir.path().join("shim.token"), &old).unwrap();
+        let a = TokenStore::shim_token(&home).await.unwrap();
+        assert_eq!(a, old);
+        assert!(!dir.path().join("shim.token").exists(), "no plaintext token stays on disk");
+        assert_eq!(a, TokenStore::shim_token(&home).await.unwrap());
         assert_eq!(TokenStore::open(&home).verify(&a).as_deref(), Some(SHIM_TOKEN_NAME));
+        // Another data directory on the same keychain has a token of its own.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = Home::at(other_dir.path().to_path_buf()).unwrap();
+        let b = TokenStore::shim_token(&other).await.unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a, TokenStore::shim_token(&home).await.unwrap());
     }
 }

@@ -27,6 +27,8 @@ pub enum Account {
     Secret(SecretName),
     /// The OAuth client registration and tokens for one remote server.
     OAuth(String),
+    /// A loopback client token Countersign itself uses (the stdio shim's), by name.
+    ClientToken(String),
 }
 
 impl Account {
@@ -34,12 +36,16 @@ impl Account {
         match self {
             Account::Secret(name) => format!("secret:{name}"),
             Account::OAuth(server) => format!("oauth:{server}"),
+            Account::ClientToken(name) => format!("client-token:{name}"),
         }
     }
 
     fn parse(key: &str) -> Option<Self> {
         if let Some(name) = key.strip_prefix("secret:") {
             return SecretName::new(name).ok().map(Account::Secret);
+        }
+        if let Some(name) = key.strip_prefix("client-token:") {
+            return Some(Account::ClientToken(name.to_string()));
         }
         key.strip_prefix("oauth:").map(|s| Account::OAuth(s.to_string()))
     }
@@ -48,6 +54,7 @@ impl Account {
         match self {
             Account::Secret(name) => format!("Countersign secret {name}"),
             Account::OAuth(server) => format!("Countersign sign-in to {server}"),
+            Account::ClientToken(name) => format!("Countersign client token {name}"),
         }
     }
 }
@@ -57,6 +64,7 @@ impl std::fmt::Display for Account {
         match self {
             Account::Secret(name) => write!(f, "secret `{name}`"),
             Account::OAuth(server) => write!(f, "the sign-in to `{server}`"),
+            Account::ClientToken(name) => write!(f, "the client token `{name}`"),
         }
     }
 }
@@ -79,6 +87,7 @@ fn secret_hint(account: &Account) -> String {
     match account {
         Account::Secret(name) => name.to_string(),
         Account::OAuth(server) => format!("… (or sign in again: `countersign auth login {server}`)"),
+        Account::ClientToken(_) => "… (it is made again when the gateway starts)".into(),
     }
 }
 
