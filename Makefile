@@ -10,8 +10,9 @@ DEMO := .demo
 
 APP_APT := libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev pkg-config build-essential
 DESKTOP_APT := xvfb xauth dbus-x11 webkit2gtk-driver dunst
-# The real Secret Service the vault's tests use (scripts/keyring-session.sh).
-KEYRING_APT := gnome-keyring dbus
+# The real Secret Service the vault's tests use (scripts/keyring-session.sh), and GLib's
+# `gio`, through which sign-in pages open in the desktop's browser.
+KEYRING_APT := gnome-keyring dbus libglib2.0-bin
 TAURI_DRIVER_VERSION := 2.1.0
 TAURI_DRIVER := $(HOME)/.cargo/bin/tauri-driver
 

@@ -191,6 +191,90 @@ pub fn servers(state: State<'_, AppState>) -> Vec<ServerView> {
         .collect()
 }
 
+#[derive(Serialize)]
+pub struct CredentialView {
+    server: String,
+    url: String,
+    #[serde(flatten)]
+    state: countersign_vault::oauth::CredentialState,
+    /// Without a stored sign-in: whether the server asks for one (it answered 401).
+    asks_for_sign_in: bool,
+}
+
+/// Each remote server's credentials: signed in (until when, by which authorization
+/// server), needing a sign-in, or a keychain problem. Never a token.
+#[tauri::command]
+pub async fn credentials(app: tauri::AppHandle) -> Vec<CredentialView> {
+    let Some(shared) = app.state::<AppState>().shared() else { return Vec::new() };
+    let mut out = Vec::new();
+    for (name, s) in &shared.config.servers {
+        let countersign_gateway::config::Transport::Http { url, .. } = &s.transport else { continue };
+        let state = countersign_vault::oauth::ServerAuth::new(name, url).state().await;
+        let asks_for_sign_in = matches!(state, countersign_vault::oauth::CredentialState::None)
+            && countersign_vault::oauth::login::asks_for_sign_in(url).await;
+        out.push(CredentialView { server: name.clone(), url: url.clone(), state, asks_for_sign_in });
+    }
+    out
+}
+
+/// Signs in to a remote server: the browser opens (through the OS, never a shell) and the
+/// sign-in comes back to a loopback listener; the tokens go to the keychain.
+#[tauri::command]
+pub async fn sign_in(app: tauri::AppHandle, server: String) -> CmdResult<String> {
+    let shared = app.state::<AppState>().shared().ok_or("the gateway is not running")?;
+    let Some(countersign_gateway::config::Transport::Http { url, oauth, .. }) =
+        shared.config.servers.get(&server).map(|s| s.transport.clone())
+    else {
+        return Err(format!("`{server}` is not a remote server"));
+    };
+    let request = countersign_vault::oauth::SignInRequest {
+        server: server.clone(),
+        url,
+        scopes: oauth.scopes,
+        client_id: oauth.client_id,
+        deadline: None,
+    };
+    let keychain = countersign_vault::Keychain::open().await.map_err(|e| e.to_string())?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<url::Url>();
+    let flow = countersign_vault::oauth::sign_in(&request, keychain, move |u| {
+        let _ = tx.send(u.clone());
+        Ok(())
+    });
+    let opener = async move {
+        match rx.await {
+            Ok(u) => countersign_vault::oauth::browser::open(&u).await,
+            Err(_) => Ok(()),
+        }
+    };
+    let (done, opened) = tokio::join!(flow, opener);
+    opened.map_err(|e| format!("cannot open the browser: {e}"))?;
+    let done = done.map_err(|e| e.to_string())?;
+    shared.policy_event(countersign_gateway::shared::PolicyEvent {
+        decision: "allow",
+        rule: "sign-in",
+        reason: format!("signed in{}", done.issuer.map(|i| format!(" with {i}")).unwrap_or_default()),
+        server: Some(server.clone()),
+        tool: None,
+    });
+    Ok(format!("Signed in to {server}"))
+}
+
+/// Signs out of a remote server: its tokens are revoked and removed from the keychain.
+#[tauri::command]
+pub async fn sign_out(app: tauri::AppHandle, server: String) -> CmdResult<usize> {
+    let shared = app.state::<AppState>().shared().ok_or("the gateway is not running")?;
+    let keychain = countersign_vault::Keychain::open().await.map_err(|e| e.to_string())?;
+    let out = countersign_vault::oauth::sign_out(&server, keychain).await.map_err(|e| e.to_string())?;
+    shared.policy_event(countersign_gateway::shared::PolicyEvent {
+        decision: "allow",
+        rule: "sign-out",
+        reason: format!("signed out, {} token(s) revoked", out.revoked),
+        server: Some(server),
+        tool: None,
+    });
+    Ok(out.revoked)
+}
+
 #[tauri::command]
 pub fn accept_tools(state: State<'_, AppState>, server: String, tools: Vec<String>) -> CmdResult<usize> {
     let shared = state.shared().ok_or("the gateway is not running")?;

@@ -156,6 +156,9 @@ fn main() {
             commands::close_main,
             commands::set_start_at_login,
             commands::set_tool_class,
+            commands::credentials,
+            commands::sign_in,
+            commands::sign_out,
         ])
         .setup(move |app| {
             let handle = app.handle().clone();

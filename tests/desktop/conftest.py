@@ -32,7 +32,7 @@ def _relay_harness():
 
 
 _h = _relay_harness()
-connect, text_of, until, wait_for = _h.connect, _h.text_of, _h.until, _h.wait_for
+connect, free_port, text_of, until, wait_for = _h.connect, _h.free_port, _h.text_of, _h.until, _h.wait_for
 
 BIN = ROOT / "target" / "debug" / "countersign"
 APP = ROOT / "target" / "debug" / "countersign-app"
@@ -51,12 +51,6 @@ def anyio_backend():
 def fresh_figures():
     """Each run reports its own figures."""
     (OUT / "figures.json").unlink(missing_ok=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class App(_h.CountersignCli):

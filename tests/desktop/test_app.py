@@ -270,3 +270,59 @@ async def test_the_kill_switch_refuses_every_call_and_is_audited(app):
                     what="the pause in the journal")
         r = await client.call_tool("read_text_file", {"path": str(app.files / "nothing.txt")})
         assert r.is_error and "paused" in text_of(r), "even a read is refused while paused"
+
+
+async def test_signing_in_to_a_remote_server_from_the_servers_window(tmp_path):
+    """Servers & tools says a remote server asks for a sign-in; "Sign in to remote" opens
+    the desktop's default browser (a recorder of its one argument, see `default_browser`), the
+    test plays the browser against the Python MCP SDK's authorization server, and the
+    window shows the sign-in; calls through the app's gateway then reach the server, and
+    "Sign out" revokes the tokens."""
+    import sys
+
+    import httpx2
+
+    from conftest import App, ROOT, _h
+
+    port = _h.free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = [sys.executable, str(ROOT / "tests" / "e2e" / "oauth_server.py"), str(port)]
+    with _h.background(server, port, tmp_path / "oauth.log"):
+        app = App(tmp_path)
+        browser_env, opened = _h.default_browser(tmp_path)
+        app.env.update(browser_env)
+        with app.config.open("a") as f:
+            f.write(f'[servers.remote]\nurl = "{base}/mcp"\ntrusted = true\n[policy]\nallow = ["mcp__remote"]\n')
+        app.start()
+        try:
+            def credentials(text: str):
+                def shown():
+                    open_tab(app, "servers")
+                    found = app.driver.find_elements(By.CSS_SELECTOR, '[data-testid="credentials-remote"]')
+                    return found and text in found[0].text and found[0].text
+                return shown
+
+            await anyio.to_thread.run_sync(lambda: wait_for(credentials("Asks for a sign-in"), what="the sign-in offer"))
+            app.driver.find_element(By.CSS_SELECTOR, '[data-testid="sign-in-remote"]').click()
+            lines = await until(lambda: opened.exists() and len(opened.read_text().splitlines()) == 2
+                                and opened.read_text().splitlines(), what="the browser to open")
+            assert lines[0] == "1" and lines[1].startswith(f"{base}/authorize?"), lines
+            page = await anyio.to_thread.run_sync(lambda: httpx2.get(lines[1], follow_redirects=True))
+            assert page.status_code == 200 and "Signed in" in page.text
+            shown = await anyio.to_thread.run_sync(
+                lambda: wait_for(credentials(f"Signed in with {base}"), what="the window to show the sign-in"))
+            assert "token renews in" in shown
+            app.screenshot("servers-signed-in")
+
+            async with connect(app, "http", "remote") as client:
+                r = await client.call_tool("whoami", {})
+                assert text_of(r) == "signed in", text_of(r)
+
+            app.driver.find_element(By.CSS_SELECTOR, '[data-testid="sign-out-remote"]').click()
+            stats = lambda: httpx2.get(f"{base}/test/stats").json()
+            await until(lambda: stats()["revocations"] == 2, what="the tokens to be revoked")
+            await anyio.to_thread.run_sync(lambda: wait_for(credentials("Asks for a sign-in"), what="signed out"))
+            records = [r for r in app.audit() if r.get("rule") in ("sign-in", "sign-out")]
+            assert [r["rule"] for r in records] == ["sign-in", "sign-out"], records
+        finally:
+            app.stop()

@@ -89,6 +89,27 @@ def background(argv: list[str], port: int, log: Path, env: dict | None = None):
             proc.wait(10)
 
 
+def default_browser(tmp: Path) -> tuple[dict, Path]:
+    """The desktop's default web browser as GLib looks it up (a handler for http and https
+    in XDG_DATA_HOME/applications, made the default in XDG_CONFIG_HOME/mimeapps.list): here a
+    recorder of the arguments it is started with. Returns the environment a process needs
+    to see it, and the file the recorder writes (the count of arguments, then each)."""
+    data, config = tmp / "browser-data", tmp / "browser-config"
+    (data / "applications").mkdir(parents=True, exist_ok=True)
+    config.mkdir(exist_ok=True)
+    record = tmp / "browser-opened.txt"
+    script = tmp / "test-browser"
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$#" "$@" > "{record}"\n')
+    script.chmod(0o755)
+    (data / "applications" / "countersign-test-browser.desktop").write_text(
+        "[Desktop Entry]\nType=Application\nName=Test browser\nNoDisplay=true\n"
+        f"Exec={script} %u\nMimeType=x-scheme-handler/http;x-scheme-handler/https;\n")
+    (config / "mimeapps.list").write_text(
+        "[Default Applications]\nx-scheme-handler/http=countersign-test-browser.desktop\n"
+        "x-scheme-handler/https=countersign-test-browser.desktop\n")
+    return {"XDG_DATA_HOME": str(data), "XDG_CONFIG_HOME": str(config)}, record
+
+
 def toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

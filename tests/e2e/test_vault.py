@@ -14,7 +14,8 @@ import httpx2 as httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from conftest import BIN, HERE, background, connect, error_text, free_port, memory_server, text_of, wait_for
+from conftest import (BIN, HERE, background, connect, default_browser, error_text, free_port, memory_server, text_of,
+                      wait_for, write_config)
 
 pytestmark = pytest.mark.anyio
 
@@ -123,23 +124,16 @@ def auth_server(tmp_path):
 
 @pytest.fixture
 def browser(tmp_path):
-    """The user's browser as the OS opener sees it: an `xdg-open` first on PATH that records
-    the one argument it is given (the desktop portal is absent in this session, so the
-    gateway falls back to it). `visit` then follows that URL as a browser would."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    record = tmp_path / "xdg-open.args"
-    opener = bindir / "xdg-open"
-    opener.write_text(f'#!/bin/sh\nprintf "%s\\n" "$#" "$@" > "{record}"\n')
-    opener.chmod(0o755)
+    """The user's browser as the OS opener finds it (see `default_browser`): it records the
+    URL it is started with; `visit` then follows that URL as a browser would."""
+    env, record = default_browser(tmp_path)
 
     class Browser:
-        path = f"{bindir}:{os.environ['PATH']}"
-        args = record
+        def __init__(self):
+            self.env = env
 
         def opened(self) -> list[str]:
-            lines = record.read_text().splitlines() if record.exists() else []
-            return lines
+            return record.read_text().splitlines() if record.exists() else []
 
         def visit(self, url: str, tamper=None) -> httpx.Response:
             first = httpx.get(url, follow_redirects=False)
@@ -157,7 +151,7 @@ def login(gw, server: str, browser, tamper=None, use_browser: bool = True, env: 
     args = [str(BIN), "auth", "login", server, "--config", str(gw.config)]
     if not use_browser:
         args.append("--no-browser")
-    proc_env = {**gw.env, "PATH": browser.path, **(env or {})}
+    proc_env = {**gw.env, **browser.env, **(env or {})}
     proc = subprocess.Popen(args, env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = None
     if use_browser:
@@ -360,3 +354,19 @@ async def test_sec_22_no_token_lands_in_the_journal_logs_or_files(make_gateway, 
             assert token not in text, f"a token leaked into {where}"
         assert not re.search(r"\b(at|rt)_[A-Za-z0-9_-]{20,}", text), f"a token-shaped string in {where}"
         assert "code=" not in text or where == "login output", f"an authorization code in {where}"
+
+
+async def test_removing_a_remote_server_revokes_its_sign_in(make_gateway, auth_server, browser):
+    needs_keyring()
+    auth = auth_server()
+    gw = make_gateway({"remote": {"url": auth.url}})
+    assert login(gw, "remote", browser, use_browser=False)[0] == 0
+    gw.stop()
+    write_config(gw.config, {})
+    gw.start()
+    wait_for(lambda: auth.stats()["revocations"] == 2, what="the removed server's tokens to be revoked")
+    assert auth.stats()["live_refresh_tokens"] == 0
+    record = gw.wait_audit(lambda r: r.get("rule") == "sign-out", "the sign-out record")[0]
+    assert record["server"] == "remote" and "2 token(s) revoked" in record["reason"]
+    r = gw.cli("auth", "logout", "remote", check=False)
+    assert r.returncode != 0 and "no sign-in" in r.stderr

@@ -27,6 +27,7 @@ pub mod server;
 pub mod session;
 pub mod shared;
 pub mod shim;
+mod sign_ins;
 mod sse_client;
 pub mod tokens;
 pub mod upstream;

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 pub struct PolicyEvent {
     /// `allow` for something accepted, `deny` for something refused or blocked.
     pub decision: &'static str,
-    /// `policy-reload`, `policy-layer`, `pin`, `quarantine`, `pins-accepted`.
+    /// `policy-reload`, `policy-layer`, `pin`, `quarantine`, `pins-accepted`, `sign-in`, `sign-out`.
     pub rule: &'static str,
     pub reason: String,
     pub server: Option<String>,

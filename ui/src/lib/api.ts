@@ -80,6 +80,18 @@ export interface ServerView {
   tools: ToolView[];
 }
 
+/** One remote server's credentials, as the keychain holds them (never a token). */
+export interface CredentialView {
+  server: string;
+  url: string;
+  state: "none" | "signed_in" | "needs_sign_in" | "keychain_problem";
+  issuer?: string | null;
+  expires_at?: number | null;
+  scopes?: string[];
+  why?: string;
+  asks_for_sign_in: boolean;
+}
+
 export const api = {
   status: () => invoke<AppStatus>("status"),
   pending: () => invoke<PendingPrompt[]>("pending"),
@@ -98,6 +110,9 @@ export const api = {
   setStartAtLogin: (on: boolean) => invoke<void>("set_start_at_login", { on }),
   setToolClass: (server: string, tool: string, cls: string | null) =>
     invoke<void>("set_tool_class", { server, tool, class: cls }),
+  credentials: () => invoke<CredentialView[]>("credentials"),
+  signIn: (server: string) => invoke<string>("sign_in", { server }),
+  signOut: (server: string) => invoke<number>("sign_out", { server }),
 };
 
 export function onChange(event: "approvals-changed" | "activity-changed", run: () => void): Promise<UnlistenFn> {

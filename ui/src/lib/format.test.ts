@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { badge, countdown, fullArguments, scopeText, stricterClasses } from "./format";
+import { badge, countdown, credentialText, fullArguments, scopeText, stricterClasses } from "./format";
 
 describe("countdown", () => {
   it("counts seconds, then minutes, then says expired", () => {
@@ -34,5 +34,34 @@ describe("stricterClasses", () => {
     expect(stricterClasses("write")).toEqual(["sensitive", "destructive"]);
     expect(stricterClasses("destructive")).toEqual([]);
     expect(stricterClasses("unknown")).toEqual([]);
+  });
+});
+
+describe("credentialText", () => {
+  const now = 1_800_000_000_000;
+  it("offers a sign-in when the server asks for one or the sign-in died", () => {
+    expect(credentialText({ state: "none", asks_for_sign_in: true }, now)).toEqual({
+      text: "Asks for a sign-in",
+      action: "sign-in",
+    });
+    expect(credentialText({ state: "needs_sign_in", why: "no token is stored", asks_for_sign_in: false }, now).action).toBe(
+      "sign-in",
+    );
+    expect(credentialText({ state: "none", asks_for_sign_in: false }, now).action).toBeNull();
+  });
+  it("says who signed in and when the token renews, and offers to sign out", () => {
+    const c = credentialText(
+      { state: "signed_in", issuer: "https://auth.example", expires_at: now / 1000 + 90, asks_for_sign_in: false },
+      now,
+    );
+    expect(c.action).toBe("sign-out");
+    expect(c.text).toContain("Signed in with https://auth.example");
+    expect(c.text).toContain("token renews in 1m 30s");
+  });
+  it("shows a keychain problem without an action", () => {
+    expect(credentialText({ state: "keychain_problem", why: "locked", asks_for_sign_in: false }, now)).toEqual({
+      text: "Keychain problem: locked",
+      action: null,
+    });
   });
 });

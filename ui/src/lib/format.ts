@@ -68,3 +68,28 @@ export function stricterClasses(current: string): string[] {
   const at = CLASS_ORDER.indexOf(current);
   return at < 0 ? [] : CLASS_ORDER.slice(at + 1);
 }
+
+/** What the Servers window says of a remote server's credentials, and which action it offers. */
+export function credentialText(
+  c: { state: string; issuer?: string | null; expires_at?: number | null; why?: string; asks_for_sign_in: boolean },
+  nowMs: number,
+): { text: string; action: "sign-in" | "sign-out" | null } {
+  switch (c.state) {
+    case "signed_in": {
+      const by = c.issuer ? ` with ${c.issuer}` : "";
+      if (c.expires_at == null) return { text: `Signed in${by}`, action: "sign-out" };
+      const left = c.expires_at * 1000 - nowMs;
+      const when =
+        left > 0 ? `token renews in ${countdown(c.expires_at * 1000, nowMs).replace(/ left$/, "")}` : "token renews on next use";
+      return { text: `Signed in${by}; ${when}`, action: "sign-out" };
+    }
+    case "needs_sign_in":
+      return { text: `Needs a sign-in: ${c.why ?? ""}`.trim(), action: "sign-in" };
+    case "keychain_problem":
+      return { text: `Keychain problem: ${c.why ?? ""}`.trim(), action: null };
+    default:
+      return c.asks_for_sign_in
+        ? { text: "Asks for a sign-in", action: "sign-in" }
+        : { text: "No sign-in needed", action: null };
+  }
+}

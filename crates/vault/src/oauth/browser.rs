@@ -1,7 +1,9 @@
 //! Opens a sign-in page in the user's browser through the operating system, never through
-//! a shell: the URL is checked again (`guard`) and handed over as one value. On Linux the
-//! XDG desktop portal's OpenURI over D-Bus, else `xdg-open` with the URL as its single
-//! argument; `open` on macOS; the URL protocol handler on Windows.
+//! a shell: the URL is checked again (`guard`) and handed over as one value. On Linux GLib's
+//! default-application lookup (`gio open`, which starts the desktop's browser for the
+//! URL's scheme as the desktop's own settings say), else the XDG desktop portal's OpenURI
+//! over D-Bus; `open` on macOS; the URL protocol handler on Windows. `xdg-open` is not
+//! used: it is a shell script.
 
 use super::guard;
 use url::Url;
@@ -14,13 +16,21 @@ pub async fn open(url: &Url) -> Result<(), String> {
 
 #[cfg(target_os = "linux")]
 async fn open_checked(url: Url) -> Result<(), String> {
-    match portal(&url).await {
-        Ok(()) => Ok(()),
-        Err(portal_error) => {
-            tracing::debug!("desktop portal unavailable ({portal_error}); using xdg-open");
-            spawn("xdg-open", &[url.as_str()])
-        }
-    }
+    let gio = tokio::process::Command::new("gio")
+        .args(["open", url.as_str()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let why = match tokio::time::timeout(std::time::Duration::from_secs(15), gio).await {
+        Ok(Ok(out)) if out.status.success() => return Ok(()),
+        Ok(Ok(out)) => format!("gio open: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        Ok(Err(e)) => format!("gio: {e}"),
+        Err(_) => "gio open did not finish".to_string(),
+    };
+    tracing::debug!("{why}; trying the desktop portal");
+    portal(&url).await.map_err(|portal_error| format!("{why}; desktop portal: {portal_error}"))
 }
 
 #[cfg(target_os = "linux")]
@@ -56,7 +66,7 @@ async fn open_checked(_url: Url) -> Result<(), String> {
 }
 
 /// Starts `program` with `args` as separate arguments (no shell) and does not wait for it.
-#[allow(dead_code)]
+#[cfg(any(target_os = "macos", target_os = "windows"))]
 fn spawn(program: &str, args: &[&str]) -> Result<(), String> {
     std::process::Command::new(program)
         .args(args)

@@ -167,6 +167,12 @@ fn rmcp_token(token: &rmcp::transport::auth::OAuthTokenResponse) -> &str {
     token.access_token().secret()
 }
 
+/// Whether the server at `url` asks for a sign-in (answers an unauthenticated
+/// `initialize` with 401). Errors reaching it count as "not known to".
+pub async fn asks_for_sign_in(url: &str) -> bool {
+    probe("", url).await.is_ok()
+}
+
 /// An unauthenticated `initialize`, to get the server's `WWW-Authenticate` challenge.
 async fn probe(server: &str, url: &str) -> Result<String, SignInError> {
     let client = reqwest::Client::builder()
