@@ -22,6 +22,9 @@ pub struct AppStatus {
     pending: usize,
     policy_version: String,
     grant_lengths: Vec<GrantLength>,
+    /// Credentials written in plain text in the config file (`servers.X.env.KEY`), which
+    /// the window offers to move into the keychain.
+    plaintext_secrets: Vec<String>,
 }
 
 #[tauri::command]
@@ -34,7 +37,23 @@ pub fn status(state: State<'_, AppState>) -> AppStatus {
         pending: state.approver.pending_full().len(),
         policy_version: shared.as_ref().map(|s| s.policy.load().version().to_string()).unwrap_or_default(),
         grant_lengths: shared.as_ref().map(|s| s.policy.load().grant_settings().0.lengths.clone()).unwrap_or_default(),
+        plaintext_secrets: shared
+            .as_ref()
+            .and_then(|s| s.config.path.clone())
+            .and_then(|p| countersign_gateway::secret_import::find(&p).ok())
+            .map(|found| found.iter().map(|f| f.field()).collect())
+            .unwrap_or_default(),
     }
+}
+
+/// Moves every credential written in plain text in the config into the keychain, leaving
+/// references; how many moved.
+#[tauri::command]
+pub async fn import_secrets(app: tauri::AppHandle) -> CmdResult<usize> {
+    let shared = app.state::<AppState>().shared().ok_or("the gateway is not running")?;
+    let path = shared.config.path.clone().ok_or("Countersign runs without a config file")?;
+    let moved = countersign_gateway::secret_import::import(&path, |_| true).await.map_err(|e| e.to_string())?;
+    Ok(moved.len())
 }
 
 #[tauri::command]

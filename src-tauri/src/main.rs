@@ -159,6 +159,7 @@ fn main() {
             commands::credentials,
             commands::sign_in,
             commands::sign_out,
+            commands::import_secrets,
         ])
         .setup(move |app| {
             let handle = app.handle().clone();

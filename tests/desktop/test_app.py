@@ -326,3 +326,30 @@ async def test_signing_in_to_a_remote_server_from_the_servers_window(tmp_path):
             assert [r["rule"] for r in records] == ["sign-in", "sign-out"], records
         finally:
             app.stop()
+
+
+def test_plaintext_credentials_are_offered_a_move_into_the_keychain(tmp_path):
+    """A credential written in plain text in the config: the window says so and moves it
+    into the keychain on one click; the file then holds a reference, the rest kept."""
+    from conftest import App
+
+    app = App(tmp_path)
+    text = app.config.read_text().replace("trusted = true\n", 'trusted = true\nenv = { API_TOKEN = "ghp_desktopplain0123456789" }\n', 1)
+    app.config.write_text(text)
+    app.start()
+    try:
+        def offered():
+            found = app.driver.find_elements(By.CSS_SELECTOR, '[data-testid="plaintext-offer"]')
+            return found and found[0].text
+        assert "servers.fs.env.API_TOKEN" in wait_for(offered, what="the offer to move the credential")
+        app.screenshot("plaintext-offer")
+        app.driver.find_element(By.CSS_SELECTOR, '[data-testid="move-secrets"]').click()
+        wait_for(lambda: 'API_TOKEN = { secret = "fs-api_token" }' in app.config.read_text(), what="the reference")
+        assert "ghp_desktopplain" not in app.config.read_text()
+        listed = json.loads(app.cli("secret", "list", "--config", str(app.config), "--json").stdout)
+        assert {"name": "fs-api_token", "stored": True, "used_by": ["servers.fs.env.API_TOKEN"]} in listed
+        wait_for(lambda: not app.driver.find_elements(By.CSS_SELECTOR, '[data-testid="plaintext-offer"]'),
+                 what="the offer to go away")
+        app.cli("secret", "rm", "fs-api_token")
+    finally:
+        app.stop()

@@ -4,10 +4,9 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use countersign_gateway::config::{Config, Transport};
-use countersign_gateway::config_edit;
+use countersign_gateway::secret_import;
 use countersign_gateway::Home;
 use countersign_vault::oauth::{self, ServerAuth, SignInRequest};
-use countersign_vault::plaintext;
 use countersign_vault::{Account, Keychain, Secret, SecretName};
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -110,11 +109,14 @@ pub async fn list(home: &Home, config: Option<PathBuf>, json: bool) -> Result<i3
 }
 
 /// Moves plaintext credentials found in the config into the keychain, replacing each with
-/// a reference. Asks for each on a terminal unless `yes`.
+/// a reference. Asks for each on a terminal unless `yes`; off a terminal without `yes`, only
+/// lists them.
 pub async fn import(home: &Home, config: Option<PathBuf>, yes: bool) -> Result<i32> {
     let path = config_path(home, config);
-    let config = load_config(&path)?.ok_or_else(|| anyhow!("{}: no such config", path.display()))?;
-    let found = config.plaintext_secrets();
+    if !path.exists() {
+        bail!("{}: no such config", path.display());
+    }
+    let found = secret_import::find(&path)?;
     if found.is_empty() {
         println!("{}: no plaintext secrets found", path.display());
         return Ok(0);
@@ -122,37 +124,24 @@ pub async fn import(home: &Home, config: Option<PathBuf>, yes: bool) -> Result<i
     let interactive = std::io::stdin().is_terminal() && !yes;
     if !interactive && !yes {
         for f in &found {
-            println!("plaintext: servers.{}.{}.{}", f.server, f.table, f.key);
+            println!("plaintext: {}", f.field());
         }
         bail!("{} plaintext secret(s) found; run with --yes to move them into the keychain", found.len());
     }
-    let keychain = keychain().await?;
-    let mut moved = 0;
-    for f in found {
-        let Some(name) = plaintext::suggested_name(&f.server, &f.key) else { continue };
-        let field = format!("servers.{}.{}.{}", f.server, f.table, f.key);
-        if interactive {
-            print!("Move {field} into the keychain as `{name}`? [y/N] ");
-            std::io::stdout().flush()?;
-            let mut answer = String::new();
-            std::io::stdin().lock().read_line(&mut answer)?;
-            if !answer.trim().eq_ignore_ascii_case("y") {
-                continue;
-            }
+    let ask = |f: &secret_import::Found| -> bool {
+        if !interactive {
+            return true;
         }
-        let settings = match &config.servers[&f.server].transport {
-            Transport::Stdio { env, .. } => env,
-            Transport::Http { headers, .. } => headers,
-        };
-        let Some(countersign_vault::Setting::Plain(value)) = settings.get(&f.key) else { continue };
-        let (format, bare) = if f.table == "headers" { plaintext::split_scheme(value) } else { (None, value.as_str()) };
-        // Stored first: the file changes only once the keychain holds the value.
-        keychain.set(&Account::Secret(name.clone()), &Secret::new(bare.to_string())).await?;
-        config_edit::set_secret_reference(&path, &f.server, f.table, &f.key, &name, format)?;
-        println!("moved {field} into the keychain as `{name}`");
-        moved += 1;
+        print!("Move {} into the keychain as `{}`? [y/N] ", f.field(), f.name);
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).is_ok() && answer.trim().eq_ignore_ascii_case("y")
+    };
+    let moved = secret_import::import(&path, ask).await?;
+    for f in &moved {
+        println!("moved {} into the keychain as `{}`", f.field(), f.name);
     }
-    println!("{moved} secret(s) moved; {} now refers to them by name", path.display());
+    println!("{} secret(s) moved; {} now refers to them by name", moved.len(), path.display());
     Ok(0)
 }
 

@@ -23,6 +23,7 @@ pub mod message;
 pub mod pins;
 pub mod policy_layers;
 pub mod policy_watch;
+pub mod secret_import;
 pub mod server;
 pub mod session;
 pub mod shared;

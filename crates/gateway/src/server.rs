@@ -110,6 +110,15 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         deadlines: Default::default(),
     });
     crate::session::spawn_sweeper(Arc::downgrade(&shared));
+    for p in shared.config.plaintext_secrets() {
+        tracing::warn!(
+            "servers.{}.{}.{} looks like a credential written in plain text; move it into the keychain with \
+             `countersign secret import`",
+            p.server,
+            p.table,
+            p.key
+        );
+    }
     tokio::spawn(crate::sign_ins::revoke_removed(shared.clone(), home.clone()));
     // Make sure the shim's token exists before any shim asks for it. Without a keychain
     // the HTTP face still serves; each shim then says why it cannot connect.

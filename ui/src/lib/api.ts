@@ -28,6 +28,7 @@ export interface AppStatus {
   pending: number;
   policy_version: string;
   grant_lengths: GrantLength[];
+  plaintext_secrets: string[];
 }
 
 export interface Grant {
@@ -113,6 +114,7 @@ export const api = {
   credentials: () => invoke<CredentialView[]>("credentials"),
   signIn: (server: string) => invoke<string>("sign_in", { server }),
   signOut: (server: string) => invoke<number>("sign_out", { server }),
+  importSecrets: () => invoke<number>("import_secrets"),
 };
 
 export function onChange(event: "approvals-changed" | "activity-changed", run: () => void): Promise<UnlistenFn> {
