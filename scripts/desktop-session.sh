@@ -30,9 +30,5 @@ trap cleanup EXIT
 exec "$here/scripts/keyring-session.sh" bash -c '
   dbus-update-activation-environment DISPLAY XDG_CONFIG_HOME XDG_RUNTIME_DIR >/dev/null 2>&1 || true
   dunst -config "$XDG_CONFIG_HOME/dunst/dunstrc" >"$XDG_RUNTIME_DIR/dunst.log" 2>&1 &
-  for _ in $(seq 200); do
-    dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
-      org.freedesktop.DBus.NameHasOwner string:org.freedesktop.Notifications 2>/dev/null | grep -q "boolean true" && break
-    sleep 0.05
-  done
+  "$COUNTERSIGN_WAIT_FOR_BUS_NAME" org.freedesktop.Notifications
   exec "$@"' bash "$@"

@@ -10,11 +10,9 @@ export XDG_DATA_HOME="$root/data" XDG_RUNTIME_DIR="$root/run"
 mkdir -p "$XDG_DATA_HOME" "$XDG_RUNTIME_DIR"
 chmod 700 "$root" "$XDG_DATA_HOME" "$XDG_RUNTIME_DIR"
 export COUNTERSIGN_KEYRING_PASSWORD="countersign-test-$RANDOM$RANDOM"
+here="$(cd "$(dirname "$0")" && pwd)"
+export COUNTERSIGN_WAIT_FOR_BUS_NAME="$here/wait-for-bus-name.sh"
 exec dbus-run-session -- bash -c '
   printf %s "$COUNTERSIGN_KEYRING_PASSWORD" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-  for _ in $(seq 200); do
-    dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
-      org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q "boolean true" && break
-    sleep 0.05
-  done
+  "$COUNTERSIGN_WAIT_FOR_BUS_NAME" org.freedesktop.secrets
   exec "$@"' bash "$@"

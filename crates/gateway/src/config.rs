@@ -377,38 +377,35 @@ impl Config {
 }
 
 impl Config {
+    /// Every environment value and header of every server: (server, `env` or `headers`,
+    /// key, value).
+    fn settings(&self) -> impl Iterator<Item = (&str, &'static str, &str, &Setting)> {
+        self.servers.iter().flat_map(|(server, config)| {
+            let (table, settings) = match &config.transport {
+                Transport::Stdio { env, .. } => ("env", env),
+                Transport::Http { headers, .. } => ("headers", headers),
+            };
+            settings.iter().map(move |(key, value)| (server.as_str(), table, key.as_str(), value))
+        })
+    }
+
     /// Credentials written in plain text (by the name or shape of the value), which
     /// `countersign secret import` offers to move into the keychain.
     pub fn plaintext_secrets(&self) -> Vec<PlaintextSecret> {
-        let mut found = Vec::new();
-        for (server, config) in &self.servers {
-            let (table, settings) = match &config.transport {
-                Transport::Stdio { env, .. } => ("env", env),
-                Transport::Http { headers, .. } => ("headers", headers),
-            };
-            for (key, value) in settings {
-                if let Setting::Plain(v) = value {
-                    if countersign_vault::plaintext::looks_secret(key, v) {
-                        found.push(PlaintextSecret { server: server.clone(), table, key: key.clone() });
-                    }
-                }
-            }
-        }
-        found
+        self.settings()
+            .filter(|(_, _, key, value)| {
+                matches!(value, Setting::Plain(v) if countersign_vault::plaintext::looks_secret(key, v))
+            })
+            .map(|(server, table, key, _)| PlaintextSecret { server: server.to_string(), table, key: key.to_string() })
+            .collect()
     }
 
-    /// Every keychain secret the config refers to, with where (`server.env.KEY`).
+    /// Every keychain secret the config refers to, with where (`servers.X.env.KEY`).
     pub fn secret_uses(&self) -> BTreeMap<SecretName, Vec<String>> {
         let mut uses: BTreeMap<SecretName, Vec<String>> = BTreeMap::new();
-        for (server, config) in &self.servers {
-            let (table, settings) = match &config.transport {
-                Transport::Stdio { env, .. } => ("env", env),
-                Transport::Http { headers, .. } => ("headers", headers),
-            };
-            for (key, value) in settings {
-                if let Setting::Secret(r) = value {
-                    uses.entry(r.secret.clone()).or_default().push(format!("servers.{server}.{table}.{key}"));
-                }
+        for (server, table, key, value) in self.settings() {
+            if let Setting::Secret(r) = value {
+                uses.entry(r.secret.clone()).or_default().push(format!("servers.{server}.{table}.{key}"));
             }
         }
         uses
