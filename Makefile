@@ -16,7 +16,7 @@ KEYRING_APT := gnome-keyring dbus libglib2.0-bin
 TAURI_DRIVER_VERSION := 2.1.0
 TAURI_DRIVER := $(HOME)/.cargo/bin/tauri-driver
 
-.PHONY: help run app app-build test build fixtures keyring-deps test-rust test-e2e test-ui test-desktop desktop-deps ui bench clean
+.PHONY: help run app app-build test build fixtures keyring-deps bench-vault test-rust test-e2e test-ui test-desktop desktop-deps ui bench clean
 
 help:
 	@echo "make run    install what is missing, build, start the gateway with a demo config"
@@ -90,6 +90,10 @@ bench: fixtures keyring-deps
 	$(CARGO) build --locked --release --bins
 	$(CARGO) build --locked --release -p fast-upstream -p countersign-bench
 	scripts/keyring-session.sh target/release/countersign-bench --gateway target/release/countersign --upstream target/release/fast-upstream
+
+# What the vault adds per secret read and per request's bearer (criterion, real keychain).
+bench-vault: keyring-deps
+	scripts/keyring-session.sh $(CARGO) bench --locked -p countersign-vault --bench keychain -- --warm-up-time 1 --measurement-time 3
 
 clean:
 	$(CARGO) clean
