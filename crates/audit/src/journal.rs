@@ -43,6 +43,21 @@ pub enum JournalError {
     Filter(String),
     #[error("audit export: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the audit chain is broken at record {seq} ({id}): {why}")]
+    Broken { seq: i64, id: String, why: String },
+}
+
+/// What [`JournalReader::verify`] found in a journal whose chain holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChainReport {
+    /// Records checked against the chain.
+    pub records: u64,
+    /// Outcomes checked against their records.
+    pub outcomes: u64,
+    /// Records from before the journal was chained (older versions), not checked.
+    pub unchained: u64,
+    /// The newest record's hash.
+    pub head: Option<String>,
 }
 
 /// How hard SQLite syncs a commit. `Normal` (the default) survives a crash of the process,
@@ -82,13 +97,20 @@ enum Op {
 /// for one.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The one write connection and the chain's head (the newest record's hash), which only
+/// moves once a commit has succeeded.
+struct Writer {
+    conn: rusqlite::Connection,
+    head: String,
+}
+
 /// A handle to the journal. Clones share one writer.
 #[derive(Clone)]
 pub struct Journal {
     tx: mpsc::Sender<Op>,
     reader: SqlitePool,
     /// The one write connection, shared by the writer thread and inline commits.
-    conn: Arc<Mutex<rusqlite::Connection>>,
+    conn: Arc<Mutex<Writer>>,
     /// Whether a decision record may be committed inline (see [`Journal::commit`]).
     inline: bool,
     /// Outcomes waiting to ride along with the next commit (see [`Journal::queue_outcome`]).
@@ -133,6 +155,11 @@ impl Journal {
             .map_err(|source| JournalError::Open { path: path.to_path_buf(), source })?;
         let writer = open_writer(path, options.synchronous)
             .map_err(|e| JournalError::Writer { path: path.to_path_buf(), message: e.to_string() })?;
+        let head: Option<String> = writer
+            .query_row("SELECT hash FROM records WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .map_err(|e| JournalError::Writer { path: path.to_path_buf(), message: e.to_string() })?;
+        let writer = Writer { conn: writer, head: head.unwrap_or_else(|| crate::chain::GENESIS.to_string()) };
         let (tx, rx) = mpsc::channel(8192);
         let max_batch = options.max_batch.max(1);
         let conn = Arc::new(Mutex::new(writer));
@@ -315,13 +342,17 @@ fn open_writer(path: &Path, sync: Synchronous) -> rusqlite::Result<rusqlite::Con
     Ok(conn)
 }
 
+/// The record columns the chain covers, in order; `prev_hash` and `hash` follow them.
+const RECORD_COLUMNS: &str = "id, time, kind, user, device, client, client_name, client_version, session, server, \
+    tool, method, arguments, decision, rule, reason, approval, policy_version, class, label";
 const INSERT_RECORD: &str = "INSERT INTO records (id, time, kind, user, device, client, client_name, \
     client_version, session, server, tool, method, arguments, decision, rule, reason, approval, policy_version, \
-    class, label) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+    class, label, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+    ?17, ?18, ?19, ?20, ?21, ?22)";
 const INSERT_OUTCOME: &str =
-    "INSERT INTO outcomes (record_id, time, outcome, duration_ms, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO outcomes (record_id, time, outcome, duration_ms, detail, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-fn write_loop(conn: Arc<Mutex<rusqlite::Connection>>, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
+fn write_loop(conn: Arc<Mutex<Writer>>, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -350,35 +381,36 @@ fn write_loop(conn: Arc<Mutex<rusqlite::Connection>>, mut rx: mpsc::Receiver<Op>
     }
 }
 
-/// Commits the batch in one transaction (a single statement commits by itself).
-fn write_batch(conn: &mut rusqlite::Connection, batch: &[Op]) -> rusqlite::Result<()> {
+/// Commits the batch in one transaction (a single statement commits by itself). The
+/// chain's head advances only when the commit succeeds.
+fn write_batch(writer: &mut Writer, batch: &[Op]) -> rusqlite::Result<()> {
     let checkpoint = batch.iter().any(|op| matches!(op, Op::Checkpoint));
     let writes: Vec<&Op> = batch.iter().filter(|op| !matches!(op, Op::Checkpoint)).collect();
+    let mut head = writer.head.clone();
     match writes.as_slice() {
         [] => {}
-        [single] => write_op(conn, single)?,
+        [single] => write_op(&writer.conn, single, &mut head)?,
         many => {
-            let tx = conn.transaction()?;
+            let tx = writer.conn.transaction()?;
             for op in many {
-                write_op(&tx, op)?;
+                write_op(&tx, op, &mut head)?;
             }
             tx.commit()?;
         }
     }
+    writer.head = head;
     if checkpoint {
         // Outside any transaction; a checkpoint that cannot finish now finishes next time.
-        if let Err(e) = write_op(conn, &Op::Checkpoint) {
+        if let Err(e) = writer.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::debug!("WAL checkpoint deferred: {e}");
         }
     }
     Ok(())
 }
 
-fn write_op(conn: &rusqlite::Connection, op: &Op) -> rusqlite::Result<()> {
+fn write_op(conn: &rusqlite::Connection, op: &Op, head: &mut String) -> rusqlite::Result<()> {
     match op {
-        Op::Checkpoint => {
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-        }
+        Op::Checkpoint => {}
         Op::Record(r, _) => {
             let kind = match r.kind {
                 crate::RecordKind::Call => "call",
@@ -391,36 +423,60 @@ fn write_op(conn: &rusqlite::Connection, op: &Op) -> rusqlite::Result<()> {
                 crate::Approval::Timeout => "timeout",
             });
             let arguments = r.arguments.as_ref().map(Value::to_string);
-            conn.prepare_cached(INSERT_RECORD)?.execute(rusqlite::params![
-                r.id.to_string(),
-                r.time,
-                kind,
-                r.user,
-                r.device,
-                r.client,
-                r.client_name,
-                r.client_version,
-                r.session,
-                r.server,
-                r.tool,
-                r.method,
-                arguments,
-                r.decision,
-                r.rule,
-                r.reason,
+            let id = r.id.to_string();
+            let fields = [
+                Some(id.as_str()),
+                Some(r.time.as_str()),
+                Some(kind),
+                Some(r.user.as_str()),
+                Some(r.device.as_str()),
+                r.client.as_deref(),
+                r.client_name.as_deref(),
+                r.client_version.as_deref(),
+                r.session.as_deref(),
+                r.server.as_deref(),
+                r.tool.as_deref(),
+                r.method.as_deref(),
+                arguments.as_deref(),
+                Some(r.decision.as_str()),
+                r.rule.as_deref(),
+                r.reason.as_deref(),
                 approval,
-                r.policy_version,
-                r.class,
-                r.label,
-            ])?;
+                r.policy_version.as_deref(),
+                r.class.as_deref(),
+                r.label.as_deref(),
+            ];
+            let hash = crate::chain::record_hash(head, &fields);
+            let mut params: Vec<Option<&str>> = fields.to_vec();
+            params.push(Some(head.as_str()));
+            params.push(Some(hash.as_str()));
+            conn.prepare_cached(INSERT_RECORD)?.execute(rusqlite::params_from_iter(params))?;
+            *head = hash;
         }
         Op::Outcome(o, _) => {
+            let record_hash: Option<String> = conn
+                .prepare_cached("SELECT hash FROM records WHERE id = ?1")?
+                .query_row([o.record_id.to_string()], |r| r.get(0))
+                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
+            let id = o.record_id.to_string();
+            let duration = crate::chain::duration_text(o.duration_ms);
+            let hash = crate::chain::outcome_hash(
+                record_hash.as_deref().unwrap_or(crate::chain::GENESIS),
+                &[
+                    Some(id.as_str()),
+                    Some(o.time.as_str()),
+                    Some(o.outcome.as_str()),
+                    duration.as_deref(),
+                    o.detail.as_deref(),
+                ],
+            );
             conn.prepare_cached(INSERT_OUTCOME)?.execute(rusqlite::params![
-                o.record_id.to_string(),
+                id,
                 o.time,
                 o.outcome.as_str(),
                 o.duration_ms,
                 o.detail,
+                hash,
             ])?;
         }
     }
@@ -433,7 +489,7 @@ pub struct JournalReader {
     pool: SqlitePool,
 }
 
-const EXPORT_COLUMNS: [&str; 20] = [
+const EXPORT_COLUMNS: [&str; 22] = [
     "id",
     "time",
     "kind",
@@ -454,6 +510,8 @@ const EXPORT_COLUMNS: [&str; 20] = [
     "outcome",
     "class",
     "label",
+    "prev_hash",
+    "hash",
 ];
 
 impl JournalReader {
@@ -490,6 +548,84 @@ impl JournalReader {
         }
         let rows = query.bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(row_to_json).collect())
+    }
+
+    /// Checks the whole chain, oldest record first: each record's hash against its
+    /// columns and the previous record's hash, each outcome's against its columns and its
+    /// record's hash. The first break is named by its sequence number and id.
+    pub async fn verify(&self) -> Result<ChainReport, JournalError> {
+        use futures::TryStreamExt;
+        let sql = format!("SELECT seq, {RECORD_COLUMNS}, prev_hash, hash FROM records ORDER BY seq");
+        let mut rows = sqlx::query(&sql).fetch(&self.pool);
+        let mut report = ChainReport { records: 0, outcomes: 0, unchained: 0, head: None };
+        let mut prev: Option<String> = None;
+        while let Some(row) = rows.try_next().await? {
+            let seq: i64 = row.try_get("seq")?;
+            let id: String = row.try_get("id")?;
+            let stored: Option<String> = row.try_get("hash")?;
+            let stored_prev: Option<String> = row.try_get("prev_hash")?;
+            let broken = |why: &str| JournalError::Broken { seq, id: id.clone(), why: why.to_string() };
+            let Some(stored) = stored else {
+                if prev.is_some() {
+                    return Err(broken("a record without a hash follows chained records"));
+                }
+                report.unchained += 1;
+                continue;
+            };
+            let expected_prev = prev.clone().unwrap_or_else(|| crate::chain::GENESIS.to_string());
+            if stored_prev.as_deref() != Some(expected_prev.as_str()) {
+                return Err(broken("its previous hash is not the hash of the record before it (a record was removed, inserted or reordered)"));
+            }
+            let mut fields: Vec<Option<String>> = Vec::with_capacity(20);
+            for column in RECORD_COLUMNS.split(',').map(str::trim) {
+                fields.push(row.try_get(column)?);
+            }
+            let refs: Vec<Option<&str>> = fields.iter().map(|f| f.as_deref()).collect();
+            if crate::chain::record_hash(&expected_prev, &refs) != stored {
+                return Err(broken("its contents do not match its hash (it was changed)"));
+            }
+            report.records += 1;
+            prev = Some(stored);
+        }
+        drop(rows);
+        let mut outcomes = sqlx::query(
+            "SELECT r.seq, o.record_id, o.time, o.outcome, o.duration_ms, o.detail, o.hash, r.hash AS record_hash \
+             FROM outcomes o LEFT JOIN records r ON r.id = o.record_id ORDER BY r.seq",
+        )
+        .fetch(&self.pool);
+        while let Some(row) = outcomes.try_next().await? {
+            let Some(stored) = row.try_get::<Option<String>, _>("hash")? else { continue };
+            let seq: Option<i64> = row.try_get("seq")?;
+            let id: String = row.try_get("record_id")?;
+            let broken =
+                |why: &str| JournalError::Broken { seq: seq.unwrap_or(-1), id: id.clone(), why: why.to_string() };
+            let record_hash: Option<String> = row.try_get("record_hash")?;
+            if seq.is_none() {
+                return Err(broken("an outcome whose record is missing"));
+            }
+            // A record from before chaining gets outcomes bound to the genesis hash.
+            let record_hash = record_hash.unwrap_or_else(|| crate::chain::GENESIS.to_string());
+            let duration = crate::chain::duration_text(row.try_get("duration_ms")?);
+            let time: String = row.try_get("time")?;
+            let outcome: String = row.try_get("outcome")?;
+            let detail: Option<String> = row.try_get("detail")?;
+            let expected = crate::chain::outcome_hash(
+                &record_hash,
+                &[
+                    Some(id.as_str()),
+                    Some(time.as_str()),
+                    Some(outcome.as_str()),
+                    duration.as_deref(),
+                    detail.as_deref(),
+                ],
+            );
+            if expected != stored {
+                return Err(broken("its outcome does not match the outcome's hash (it was changed)"));
+            }
+            report.outcomes += 1;
+        }
+        report.head = prev;
+        Ok(report)
     }
 
     /// Writes every record as one JSON object a line.
@@ -648,6 +784,83 @@ mod tests {
         assert_eq!(journal.reader().records().await.unwrap().len(), 200);
     }
 
+    fn tamper(path: &Path, sql: &str) {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        assert_eq!(conn.execute(sql, []).unwrap(), 1, "{sql}");
+    }
+
+    /// Case 24: any change to a committed record or outcome, or a record removed, is found
+    /// and named; a reopened journal continues the chain.
+    #[tokio::test]
+    async fn sec_24_the_chain_finds_changed_and_removed_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let mut ids = Vec::new();
+        {
+            let journal = Journal::open(&path, JournalOptions::default()).await.unwrap();
+            for i in 0..6 {
+                let mut rec = Record::new(RecordKind::Call, "ana", "dev1", "allow");
+                rec.tool = Some(format!("t{i}"));
+                rec.arguments = Some(serde_json::json!({"n": i}));
+                ids.push(rec.id);
+                if i % 2 == 0 {
+                    journal.commit(rec).await.unwrap()
+                } else {
+                    journal.commit_grouped(rec).await.unwrap()
+                }
+            }
+            let outcome = OutcomeRecord {
+                record_id: ids[1],
+                time: crate::now_rfc3339(),
+                outcome: Outcome::Error,
+                duration_ms: Some(2.25),
+                detail: Some("upstream failed".into()),
+            };
+            journal.commit_outcome(outcome).await.unwrap();
+        }
+        // Reopened: the chain goes on from the stored head.
+        let journal = Journal::open(&path, JournalOptions::default()).await.unwrap();
+        journal.commit(Record::new(RecordKind::Policy, "ana", "dev1", "allow")).await.unwrap();
+        let report = journal.reader().verify().await.unwrap();
+        assert_eq!((report.records, report.outcomes, report.unchained), (7, 1, 0));
+        drop(journal);
+
+        let copy = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::copy(&path, &p).unwrap();
+            p
+        };
+        let verify = |p: PathBuf| async move { Journal::open_read_only(&p).await.unwrap().verify().await };
+
+        let changed = copy("changed.db");
+        tamper(&changed, "UPDATE records SET decision = 'deny' WHERE seq = 3");
+        match verify(changed).await {
+            Err(JournalError::Broken { seq: 3, id, why }) => {
+                assert_eq!(id, ids[2].to_string());
+                assert!(why.contains("changed"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let removed = copy("removed.db");
+        tamper(&removed, "DELETE FROM records WHERE seq = 4");
+        match verify(removed).await {
+            Err(JournalError::Broken { seq: 5, why, .. }) => assert!(why.contains("removed"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+
+        let outcome = copy("outcome.db");
+        tamper(&outcome, "UPDATE outcomes SET outcome = 'ok'");
+        match verify(outcome).await {
+            Err(JournalError::Broken { seq: 2, why, .. }) => assert!(why.contains("outcome"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+
+        let arguments = copy("arguments.db");
+        tamper(&arguments, "UPDATE records SET arguments = '{\"n\":99}' WHERE seq = 1");
+        assert!(matches!(verify(arguments).await, Err(JournalError::Broken { seq: 1, .. })));
+    }
+
     #[tokio::test]
     async fn a_failed_commit_is_reported_not_swallowed() {
         let dir = tempfile::tempdir().unwrap();
@@ -657,5 +870,8 @@ mod tests {
         // The same id twice violates the UNIQUE constraint: the caller must hear of it.
         let err = journal.commit(rec).await.unwrap_err();
         assert!(matches!(err, JournalError::Write(_)), "{err}");
+        // The failed record never moved the chain's head: the next one links to the first.
+        journal.commit(Record::new(RecordKind::Call, "ana", "dev1", "allow")).await.unwrap();
+        assert_eq!(journal.reader().verify().await.unwrap().records, 2);
     }
 }

@@ -4,12 +4,15 @@
 //! its outcome is appended after. The journal is a SQLite file (WAL); a lone call commits
 //! inline, concurrent calls share group commits on the writer thread.
 //!
+//! Records are hash-chained ([`chain`]); [`JournalReader::verify`] checks the chain.
+//!
 //! This crate must never hold a secret: arguments are redacted before they are stored.
 
+pub mod chain;
 mod journal;
 mod record;
 mod redact;
 
-pub use journal::{Journal, JournalError, JournalOptions, Synchronous};
+pub use journal::{ChainReport, Journal, JournalError, JournalOptions, JournalReader, Synchronous};
 pub use record::{now_rfc3339, Approval, Outcome, OutcomeRecord, Record, RecordKind};
 pub use redact::Redactor;

@@ -13,8 +13,7 @@ fn keychain(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let kc = rt.block_on(Keychain::open()).expect("run inside scripts/keyring-session.sh");
     let name = SecretName::new("bench-secret").unwrap();
-    rt.block_on(kc.set(&Account::Secret(name.clone()), &Secret::new("ghp_0123456789abcdefghijklmnop".into())))
-        .unwrap();
+    rt.block_on(kc.set(&Account::Secret(name.clone()), &Secret::new("ghp_0123456789abcdefghijklmnop".into()))).unwrap();
     c.bench_function("keychain: read one secret (Secret Service)", |b| {
         b.to_async(&rt).iter(|| async { kc.secret(&name).await.unwrap() })
     });

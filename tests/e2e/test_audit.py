@@ -1,0 +1,45 @@
+"""The audit trail's integrity end to end: the journal a real gateway wrote verifies, and
+any record changed or removed afterwards is found and named (case 24)."""
+
+import json
+import sqlite3
+
+import pytest
+
+from conftest import connect, memory_server, text_of
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_sec_24_a_changed_or_removed_record_is_named_by_audit_verify(make_gateway, tmp_path):
+    gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]})
+    async with connect(gw, "http", "memory") as client:
+        for i in range(5):
+            r = await client.call_tool("create_entities", {"entities": [{"name": f"e{i}", "entityType": "t",
+                                                                         "observations": []}]})
+            assert not r.is_error, text_of(r)
+    gw.stop()
+    ok = gw.cli("audit", "verify")
+    assert "the chain holds" in ok.stdout and "5 record(s)" in ok.stdout, ok.stdout
+    report = json.loads(gw.cli("audit", "verify", "--json").stdout)
+    assert report["ok"] and report["report"]["outcomes"] == 5
+
+    db = gw.home / "audit.db"
+    records = [json.loads(line) for line in gw.cli("audit", "export").stdout.splitlines()]
+    assert all(len(r["hash"]) == 64 for r in records)
+    assert [r["prev_hash"] for r in records[1:]] == [r["hash"] for r in records[:-1]]
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE records SET decision = 'deny' WHERE id = ?", (records[2]["id"],))
+    r = gw.cli("audit", "verify", check=False)
+    assert r.returncode == 1
+    assert f"broken at record 3 ({records[2]['id']})" in r.stderr and "changed" in r.stderr, r.stderr
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE records SET decision = 'allow' WHERE id = ?", (records[2]["id"],))
+        conn.execute("DELETE FROM outcomes WHERE record_id = ?", (records[1]["id"],))
+        conn.execute("DELETE FROM records WHERE id = ?", (records[1]["id"],))
+    r = gw.cli("audit", "verify", "--json", check=False)
+    broken = json.loads(r.stdout)
+    assert r.returncode == 1 and not broken["ok"]
+    assert broken["id"] == records[2]["id"] and "removed" in broken["why"], broken
