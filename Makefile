@@ -56,8 +56,10 @@ keyring-deps:
 test-rust: keyring-deps
 	scripts/keyring-session.sh $(CARGO) test --locked
 
+# The hub's tests also use a real PostgreSQL (scripts/postgres.sh installs and starts it).
 test-e2e: keyring-deps
-	COUNTERSIGN_BIN=$(abspath $(BIN)) scripts/keyring-session.sh $(PY) -m pytest tests/e2e -q -p no:cacheprovider
+	COUNTERSIGN_TEST_POSTGRES=$$(scripts/postgres.sh) COUNTERSIGN_BIN=$(abspath $(BIN)) \
+	  scripts/keyring-session.sh $(PY) -m pytest tests/e2e -q -p no:cacheprovider
 
 # The desktop app: system libraries to build it, a headless desktop to test it.
 desktop-deps:

@@ -125,13 +125,14 @@ def toml_value(v) -> str:
 
 
 def write_config(path: Path, servers: dict, policy: dict | None = None, gateway: dict | None = None,
-                 limits: dict | None = None) -> Path:
+                 limits: dict | None = None, sync: dict | None = None) -> Path:
     lines = ["[gateway]", 'listen = "127.0.0.1:0"']
     for k, v in (gateway or {}).items():
         lines.append(f"{k} = {toml_value(v)}")
-    if limits:
-        lines.append("[limits]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in limits.items()]
+    for table, values in (("limits", limits), ("sync", sync)):
+        if values:
+            lines.append(f"[{table}]")
+            lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
     for name, server in servers.items():
         lines.append(f"[servers.{name}]")
         lines += [f"{k} = {toml_value(v)}" for k, v in server.items()]
@@ -252,8 +253,8 @@ def make_gateway(tmp_path):
     started: list[Gateway] = []
 
     def make(servers: dict, policy: dict | None = None, gateway: dict | None = None,
-             limits: dict | None = None) -> Gateway:
-        config = write_config(tmp_path / f"countersign{len(started)}.toml", servers, policy, gateway, limits)
+             limits: dict | None = None, sync: dict | None = None) -> Gateway:
+        config = write_config(tmp_path / f"countersign{len(started)}.toml", servers, policy, gateway, limits, sync)
         gw = Gateway(tmp_path, config).start()
         started.append(gw)
         return gw

@@ -10,8 +10,10 @@
 
 pub mod chain;
 mod journal;
+pub mod outbox;
 mod record;
 mod redact;
+pub mod wire;
 
 pub use journal::{ChainReport, Journal, JournalError, JournalOptions, JournalReader, Synchronous};
 pub use record::{now_rfc3339, Approval, Outcome, OutcomeRecord, Record, RecordKind};

@@ -84,6 +84,24 @@ enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Enroll this device with a Countersign hub (the credential goes to the keychain).
+    Enroll {
+        /// The hub's URL, such as https://hub.example.com
+        hub_url: String,
+        /// The single-use enrollment token IT gave you.
+        token: String,
+        /// The name this device shows under at the hub (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Send the audit journal to the hub.
+    Sync {
+        /// Send everything pending now and print how many records the hub acknowledged.
+        #[arg(long)]
+        now: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Check a configuration file and print what it sets.
     Check {
         #[arg(long)]
@@ -342,6 +360,33 @@ async fn run(command: Command) -> Result<i32> {
         }
         Command::Auth { command: AuthCommand::Logout { server } } => vault_cmd::logout(&server).await,
         Command::Auth { command: AuthCommand::Status { config, json } } => vault_cmd::status(&home, config, json).await,
+        Command::Enroll { hub_url, token, name } => {
+            let name = name.unwrap_or_else(host_name);
+            let device = countersign_gateway::hub_sync::enroll(&home, &hub_url, &token, &name).await?;
+            println!("enrolled with {hub_url} as device {device} ({name})");
+            Ok(0)
+        }
+        Command::Sync { now, config } => {
+            if !now {
+                bail!("the gateway syncs on its own while it runs; `countersign sync --now` sends what is pending now");
+            }
+            let path = config.or_else(|| Some(home.dir().join("config.toml")).filter(|p| p.exists()));
+            let settings = match &path {
+                Some(p) => Config::load(p)?.sync,
+                None => Default::default(),
+            };
+            if !home.journal_path().exists() {
+                println!("0");
+                return Ok(0);
+            }
+            let report = countersign_gateway::hub_sync::sync_once(&home, settings.batch_size).await?;
+            println!("{}", report.acknowledged_records);
+            eprintln!(
+                "{} record(s) and {} outcome(s) acknowledged by the hub; {} pending",
+                report.acknowledged_records, report.acknowledged_outcomes, report.pending_records
+            );
+            Ok(0)
+        }
         Command::Check { config } => {
             let c = Config::load(&config)?;
             println!(
@@ -354,6 +399,16 @@ async fn run(command: Command) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "this device".into())
 }
 
 async fn serve(home: Home, config: Option<PathBuf>) -> Result<i32> {

@@ -77,7 +77,7 @@ pub async fn list(home: &Home, config: Option<PathBuf>, json: bool) -> Result<i3
         .into_iter()
         .filter_map(|a| match a {
             Account::Secret(n) => Some(n),
-            Account::OAuth(_) | Account::ClientToken(_) => None,
+            Account::OAuth(_) | Account::ClientToken(_) | Account::HubDevice(_) => None,
         })
         .collect();
     let mut names: Vec<&SecretName> = stored.iter().chain(uses.keys()).collect();

@@ -32,6 +32,7 @@ pub struct Config {
     pub gateway: GatewaySettings,
     pub limits: Limits,
     pub audit: AuditSettings,
+    pub sync: SyncSettings,
     pub servers: BTreeMap<String, ServerConfig>,
     /// The user's own policy layer (`[policy]`).
     pub policy: PolicySettings,
@@ -79,6 +80,24 @@ impl Default for Limits {
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
     pub synchronous: countersign_audit::Synchronous,
+}
+
+/// How the journal is sent to the hub (`[sync]`), once this device is enrolled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSettings {
+    /// Most records in one upload.
+    pub batch_size: usize,
+    /// How often pending records are sent.
+    pub interval_secs: u64,
+    /// The longest wait between retries while the hub cannot be reached.
+    pub max_backoff_secs: u64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings { batch_size: 500, interval_secs: 10, max_backoff_secs: 300 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +167,8 @@ struct RawConfig {
     limits: Limits,
     #[serde(default)]
     audit: AuditSettings,
+    #[serde(default)]
+    sync: SyncSettings,
     #[serde(default)]
     servers: BTreeMap<String, Spanned<RawServer>>,
     #[serde(default)]
@@ -258,6 +279,14 @@ impl Config {
         let limits = raw.limits;
         if limits.max_depth < 8 || limits.max_body_bytes < 1024 || limits.max_line_bytes < 1024 {
             return Err(invalid(None, "limits", "max_depth must be at least 8, byte limits at least 1024".into()));
+        }
+        if !(1..=10_000).contains(&raw.sync.batch_size) || raw.sync.interval_secs == 0 || raw.sync.max_backoff_secs == 0
+        {
+            return Err(invalid(
+                None,
+                "sync",
+                "batch_size must be 1 to 10000; interval_secs and max_backoff_secs at least 1".into(),
+            ));
         }
         if limits.session_idle_secs == 0 || limits.request_timeout_secs == 0 {
             return Err(invalid(
@@ -370,6 +399,7 @@ impl Config {
             gateway: GatewaySettings { listen, approval_timeout_secs, allowed_origins: raw.gateway.allowed_origins },
             limits,
             audit: raw.audit,
+            sync: raw.sync,
             servers,
             policy,
         })

@@ -19,6 +19,7 @@ mod enforce;
 pub mod guard;
 pub mod home;
 pub mod http_face;
+pub mod hub_sync;
 pub mod message;
 pub mod pins;
 pub mod policy_layers;

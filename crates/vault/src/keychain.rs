@@ -29,6 +29,8 @@ pub enum Account {
     OAuth(String),
     /// A loopback client token Countersign itself uses (the stdio shim's), by name.
     ClientToken(String),
+    /// The credential this device got from the hub at enrollment, by device id.
+    HubDevice(String),
 }
 
 impl Account {
@@ -37,12 +39,16 @@ impl Account {
             Account::Secret(name) => format!("secret:{name}"),
             Account::OAuth(server) => format!("oauth:{server}"),
             Account::ClientToken(name) => format!("client-token:{name}"),
+            Account::HubDevice(id) => format!("hub-device:{id}"),
         }
     }
 
     fn parse(key: &str) -> Option<Self> {
         if let Some(name) = key.strip_prefix("secret:") {
             return SecretName::new(name).ok().map(Account::Secret);
+        }
+        if let Some(id) = key.strip_prefix("hub-device:") {
+            return Some(Account::HubDevice(id.to_string()));
         }
         if let Some(name) = key.strip_prefix("client-token:") {
             return Some(Account::ClientToken(name.to_string()));
@@ -55,6 +61,7 @@ impl Account {
             Account::Secret(name) => format!("Countersign secret {name}"),
             Account::OAuth(server) => format!("Countersign sign-in to {server}"),
             Account::ClientToken(name) => format!("Countersign client token {name}"),
+            Account::HubDevice(id) => format!("Countersign hub credential for device {id}"),
         }
     }
 }
@@ -65,6 +72,7 @@ impl std::fmt::Display for Account {
             Account::Secret(name) => write!(f, "secret `{name}`"),
             Account::OAuth(server) => write!(f, "the sign-in to `{server}`"),
             Account::ClientToken(name) => write!(f, "the client token `{name}`"),
+            Account::HubDevice(_) => write!(f, "this device's hub credential"),
         }
     }
 }
@@ -88,6 +96,7 @@ fn secret_hint(account: &Account) -> String {
         Account::Secret(name) => name.to_string(),
         Account::OAuth(server) => format!("… (or sign in again: `countersign auth login {server}`)"),
         Account::ClientToken(_) => "… (it is made again when the gateway starts)".into(),
+        Account::HubDevice(_) => "… (enroll again: `countersign enroll HUB_URL TOKEN`)".into(),
     }
 }
 

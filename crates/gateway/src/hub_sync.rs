@@ -1,0 +1,199 @@
+//! Sending the journal to the hub. `enroll` trades an enrollment token for this device's
+//! credential (kept in the keychain; the hub's URL and the device id in `hub.json`).
+//! `sync_once` sends pending records and outcomes in gzip-compressed batches until none
+//! are left, marking what the hub acknowledges; the background task does that every
+//! interval, backing off exponentially (with jitter) while the hub cannot be reached.
+//! Nothing is dropped: unacknowledged records stay in the journal and go again; the hub
+//! deduplicates by id.
+
+use crate::config::SyncSettings;
+use crate::home::{write_private, Home};
+use countersign_audit::outbox::{Outbox, Pending};
+use countersign_audit::wire::{Ack, Batch};
+use countersign_vault::{Account, Keychain, Secret};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("this device is not enrolled with a hub (run `countersign enroll HUB_URL TOKEN`)")]
+    NotEnrolled,
+    #[error("{0}")]
+    Keychain(String),
+    #[error("the hub at {url} cannot be reached: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("the hub at {url} answered HTTP {status}: {message}")]
+    Refused { url: String, status: u16, message: String },
+    #[error(transparent)]
+    Outbox(#[from] countersign_audit::outbox::OutboxError),
+    #[error("{0}")]
+    Local(String),
+}
+
+/// Where this device sends its journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HubLink {
+    pub url: String,
+    pub device_id: String,
+}
+
+const LINK_FILE: &str = "hub.json";
+
+impl HubLink {
+    pub fn load(home: &Home) -> Option<HubLink> {
+        std::fs::read_to_string(home.dir().join(LINK_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok())
+    }
+}
+
+fn client() -> Result<reqwest::Client, SyncError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| SyncError::Local(e.to_string()))
+}
+
+fn unreachable(url: &str, e: reqwest::Error) -> SyncError {
+    SyncError::Unreachable { url: url.to_string(), message: e.without_url().to_string() }
+}
+
+async fn refused(url: &str, resp: reqwest::Response) -> SyncError {
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    let message = body.get("error").and_then(|e| e.as_str()).unwrap_or("no reason given").to_string();
+    SyncError::Refused { url: url.to_string(), status, message }
+}
+
+/// Enrolls this device with the hub at `url`; returns the device id.
+pub async fn enroll(home: &Home, url: &str, token: &str, name: &str) -> Result<String, SyncError> {
+    let base = url.trim_end_matches('/').to_string();
+    if !(base.starts_with("https://") || base.starts_with("http://127.0.0.1") || base.starts_with("http://localhost")) {
+        return Err(SyncError::Local(format!("`{base}` must be an https URL (or http on this machine)")));
+    }
+    let resp = client()?
+        .post(format!("{base}/v1/enroll"))
+        .json(&serde_json::json!({ "token": token, "name": name }))
+        .send()
+        .await
+        .map_err(|e| unreachable(&base, e))?;
+    if !resp.status().is_success() {
+        return Err(refused(&base, resp).await);
+    }
+    #[derive(Deserialize)]
+    struct Enrolled {
+        device_id: String,
+        credential: String,
+    }
+    let enrolled: Enrolled = resp.json().await.map_err(|e| unreachable(&base, e))?;
+    let keychain = Keychain::open().await.map_err(|e| SyncError::Keychain(e.to_string()))?;
+    keychain
+        .set(&Account::HubDevice(enrolled.device_id.clone()), &Secret::new(enrolled.credential))
+        .await
+        .map_err(|e| SyncError::Keychain(e.to_string()))?;
+    let link = HubLink { url: base, device_id: enrolled.device_id.clone() };
+    let text = serde_json::to_string_pretty(&link).map_err(|e| SyncError::Local(e.to_string()))?;
+    write_private(&home.dir().join(LINK_FILE), text.as_bytes()).map_err(|e| SyncError::Local(e.to_string()))?;
+    Ok(enrolled.device_id)
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    pub acknowledged_records: u64,
+    pub acknowledged_outcomes: u64,
+    /// What still waits (records the hub did not acknowledge).
+    pub pending_records: u64,
+}
+
+fn gzip(bytes: &[u8]) -> Result<Vec<u8>, SyncError> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).map_err(|e| SyncError::Local(e.to_string()))?;
+    enc.finish().map_err(|e| SyncError::Local(e.to_string()))
+}
+
+/// Sends everything pending, batch by batch, until nothing is left or the hub fails.
+pub async fn sync_once(home: &Home, batch_size: usize) -> Result<SyncReport, SyncError> {
+    let link = HubLink::load(home).ok_or(SyncError::NotEnrolled)?;
+    let keychain = Keychain::open().await.map_err(|e| SyncError::Keychain(e.to_string()))?;
+    let credential = keychain
+        .get(&Account::HubDevice(link.device_id.clone()))
+        .await
+        .map_err(|e| SyncError::Keychain(e.to_string()))?;
+    let journal = home.journal_path();
+    let http = client()?;
+    let mut report = SyncReport::default();
+    let blocking = |e: tokio::task::JoinError| SyncError::Local(e.to_string());
+    loop {
+        let path = journal.clone();
+        let batch: Batch = tokio::task::spawn_blocking(move || Outbox::open(&path)?.next_batch(batch_size))
+            .await
+            .map_err(blocking)??;
+        if batch.records.is_empty() && batch.outcomes.is_empty() {
+            break;
+        }
+        let body = gzip(&serde_json::to_vec(&batch).map_err(|e| SyncError::Local(e.to_string()))?)?;
+        let resp = http
+            .post(format!("{}/v1/ingest", link.url))
+            .bearer_auth(credential.expose())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_ENCODING, "gzip")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| unreachable(&link.url, e))?;
+        if !resp.status().is_success() {
+            return Err(refused(&link.url, resp).await);
+        }
+        let ack: Ack = resp.json().await.map_err(|e| unreachable(&link.url, e))?;
+        let path = journal.clone();
+        let sent_batch = batch.clone();
+        let done: Pending = tokio::task::spawn_blocking(move || Outbox::open(&path)?.acknowledge(&sent_batch, &ack))
+            .await
+            .map_err(blocking)??;
+        report.acknowledged_records += done.records;
+        report.acknowledged_outcomes += done.outcomes;
+        if done.records == 0 && done.outcomes == 0 {
+            return Err(SyncError::Local("the hub acknowledged nothing of a batch; will try again".into()));
+        }
+    }
+    let path = journal.clone();
+    let pending = tokio::task::spawn_blocking(move || Outbox::open(&path)?.pending()).await.map_err(blocking)??;
+    report.pending_records = pending.records;
+    Ok(report)
+}
+
+/// Syncs every interval while the gateway runs (when the device is enrolled), backing off
+/// exponentially with jitter while the hub fails. Ends when the gateway is gone.
+pub async fn run(gateway: std::sync::Weak<crate::shared::Shared>, home: Home, settings: SyncSettings) {
+    let interval = Duration::from_secs(settings.interval_secs);
+    let max_backoff = Duration::from_secs(settings.max_backoff_secs.max(settings.interval_secs));
+    let mut wait = interval;
+    loop {
+        tokio::time::sleep(wait).await;
+        if gateway.strong_count() == 0 {
+            return;
+        }
+        if HubLink::load(&home).is_none() {
+            wait = interval;
+            continue;
+        }
+        match sync_once(&home, settings.batch_size).await {
+            Ok(report) => {
+                if report.acknowledged_records > 0 {
+                    tracing::debug!(records = report.acknowledged_records, "audit records synced to the hub");
+                }
+                wait = interval;
+            }
+            Err(e) => {
+                // Twice the last wait, up to the cap, less up to a quarter at random so many
+                // laptops coming back at once do not all retry together.
+                let doubled = (wait * 2).min(max_backoff);
+                let jitter = Duration::from_millis(rand::random::<u64>() % (doubled.as_millis() as u64 / 4 + 1));
+                wait = doubled.saturating_sub(jitter).max(Duration::from_secs(1));
+                tracing::warn!("audit sync: {e}; next try in {} s", wait.as_secs());
+            }
+        }
+    }
+}

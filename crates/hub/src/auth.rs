@@ -1,0 +1,48 @@
+//! Credentials the hub hands out and checks: device credentials (from enrollment), single
+//! use enrollment tokens, and the admin bearer token. The hub keeps SHA-256 digests only;
+//! a plaintext is shown once, when it is made, and never logged.
+
+use crate::db::{Db, DbError};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+pub fn digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A fresh random token with a recognisable prefix.
+pub fn new_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Makes an enrollment token valid for `hours`; returns its plaintext.
+pub async fn create_enrollment_token(db: &Db, hours: u64) -> Result<String, DbError> {
+    let token = new_token("cse_");
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    sqlx::query("INSERT INTO enrollment_tokens (token_sha256, created_at, expires_at) VALUES ($1, $2, $3)")
+        .bind(digest(&token))
+        .bind(fmt(now))
+        .bind(fmt(now + time::Duration::hours(hours as i64)))
+        .execute(&db.pool)
+        .await?;
+    Ok(token)
+}
+
+/// The device a credential belongs to.
+pub async fn device_of(db: &Db, credential: &str) -> Result<Option<String>, DbError> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM devices WHERE credential_sha256 = $1")
+        .bind(digest(credential))
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(row.map(|r| r.0))
+}

@@ -1,0 +1,17 @@
+//! countersign-hub: the central service the laptops sync their audit journals to.
+//!
+//! - [`db`]: SQLite by default, PostgreSQL for production, one schema (sqlx `Any`).
+//! - [`auth`]: enrollment tokens, device credentials, the admin token (digests only).
+//! - [`ingest`]: batches stored once by record id, each device's chain followed, gaps
+//!   and broken hashes flagged as alerts.
+//! - [`query`]: the audit trail as JSON (the export's field names) or CSV.
+//! - [`routes`]: the HTTP API.
+//!
+//! The hub never stores a device credential, enrollment token or admin token in plain
+//! text, and never logs one.
+
+pub mod auth;
+pub mod db;
+pub mod ingest;
+pub mod query;
+pub mod routes;

@@ -1,0 +1,124 @@
+//! `countersign-hub`: serve the hub, or make an enrollment token. Errors are reported
+//! here with anyhow; everything else lives in the library.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use countersign_hub::{auth, db::Db, routes};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "countersign-hub", version, about = "The Countersign hub: audit ingestion from enrolled devices")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct DbArgs {
+    /// Database URL (`postgres://…` or `sqlite://…`). Default: hub.db in the data directory.
+    #[arg(long, env = "COUNTERSIGN_HUB_DATABASE")]
+    database: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Serve {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long, default_value = "127.0.0.1:47900")]
+        listen: SocketAddr,
+        /// SHA-256 (hex) of the admin bearer token; `admin-token create` makes one.
+        #[arg(long, env = "COUNTERSIGN_HUB_ADMIN_TOKEN_SHA256")]
+        admin_token_sha256: Option<String>,
+    },
+    /// Enrollment tokens for devices.
+    EnrollmentToken {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The admin bearer token.
+    AdminToken {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a new single-use enrollment token (alone on stdout).
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        /// How long it stays valid.
+        #[arg(long, default_value_t = 168)]
+        hours: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Print a new admin token on stdout and, on stderr, the digest to configure.
+    Create,
+}
+
+fn data_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("COUNTERSIGN_HUB_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    directories::ProjectDirs::from("dev", "Countersign", "countersign-hub")
+        .map(|d| d.data_dir().to_path_buf())
+        .context("no data directory for this user; set COUNTERSIGN_HUB_HOME")
+}
+
+async fn open(db: &DbArgs) -> Result<Db> {
+    let url = match &db.database {
+        Some(url) => url.clone(),
+        None => {
+            let dir = data_dir()?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            format!("sqlite://{}?mode=rwc", dir.join("hub.db").display())
+        }
+    };
+    Ok(Db::connect(&url).await?)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_HUB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve { db, listen, admin_token_sha256 } => {
+            let db = open(&db).await?;
+            if admin_token_sha256.is_none() {
+                tracing::warn!("no admin token configured: the admin API refuses every request");
+            }
+            let hub = Arc::new(routes::Hub { db, admin_token_sha256: admin_token_sha256.map(|d| d.to_lowercase()) });
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+            eprintln!("Countersign hub on http://{}", listener.local_addr()?);
+            axum::serve(listener, routes::router(hub))
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+        }
+        Command::EnrollmentToken { command: TokenCommand::Create { db, hours } } => {
+            let db = open(&db).await?;
+            println!("{}", auth::create_enrollment_token(&db, hours).await?);
+        }
+        Command::AdminToken { command: AdminCommand::Create } => {
+            let token = auth::new_token("csa_");
+            println!("{token}");
+            eprintln!("start the hub with --admin-token-sha256 {}", auth::digest(&token));
+        }
+    }
+    Ok(())
+}

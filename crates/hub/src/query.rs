@@ -1,0 +1,131 @@
+//! Reading the audit trail back: records filtered by user, device, client, server, tool,
+//! decision and time range, newest last, as JSON objects with the same field names as
+//! `countersign audit export` (plus `device_id` and `seq`), or as CSV.
+
+use crate::db::{Db, DbError};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sqlx::Row;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditQuery {
+    pub user: Option<String>,
+    pub device: Option<String>,
+    pub client: Option<String>,
+    pub server: Option<String>,
+    pub tool: Option<String>,
+    pub decision: Option<String>,
+    /// RFC 3339; records at or after.
+    pub from: Option<String>,
+    /// RFC 3339; records before.
+    pub to: Option<String>,
+    pub limit: Option<i64>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// The export's fields, in its order; `arguments` is JSON, the rest text or numbers.
+pub const FIELDS: [&str; 27] = [
+    "id",
+    "time",
+    "kind",
+    "user",
+    "device",
+    "client",
+    "client_name",
+    "client_version",
+    "session",
+    "server",
+    "tool",
+    "arguments",
+    "method",
+    "decision",
+    "rule",
+    "reason",
+    "approval",
+    "policy_version",
+    "outcome",
+    "class",
+    "label",
+    "prev_hash",
+    "hash",
+    "duration_ms",
+    "detail",
+    "device_id",
+    "seq",
+];
+
+pub async fn records(db: &Db, q: &AuditQuery) -> Result<Vec<Map<String, Value>>, DbError> {
+    let mut sql = String::from("SELECT * FROM records WHERE 1=1");
+    let mut binds: Vec<String> = Vec::new();
+    for (column, value) in [
+        ("user_name", &q.user),
+        ("device_id", &q.device),
+        ("client", &q.client),
+        ("server", &q.server),
+        ("tool", &q.tool),
+        ("decision", &q.decision),
+    ] {
+        if let Some(v) = value {
+            binds.push(v.clone());
+            sql.push_str(&format!(" AND {column} = ${}", binds.len()));
+        }
+    }
+    if let Some(from) = &q.from {
+        binds.push(from.clone());
+        sql.push_str(&format!(" AND time >= ${}", binds.len()));
+    }
+    if let Some(to) = &q.to {
+        binds.push(to.clone());
+        sql.push_str(&format!(" AND time < ${}", binds.len()));
+    }
+    let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
+    sql.push_str(&format!(" ORDER BY time, device_id, seq LIMIT {limit}"));
+    let mut query = sqlx::query(&sql);
+    for b in &binds {
+        query = query.bind(b);
+    }
+    let rows = query.fetch_all(&db.pool).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut map = Map::new();
+        for field in FIELDS {
+            let value = match field {
+                "user" => text(&row, "user_name"),
+                "arguments" => row
+                    .try_get::<Option<String>, _>("arguments")
+                    .ok()
+                    .flatten()
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or(Value::Null),
+                "duration_ms" => {
+                    row.try_get::<Option<f64>, _>("duration_ms").ok().flatten().map_or(Value::Null, Value::from)
+                }
+                "seq" => row.try_get::<i64, _>("seq").map_or(Value::Null, Value::from),
+                other => text(&row, other),
+            };
+            map.insert(field.to_string(), value);
+        }
+        out.push(map);
+    }
+    Ok(out)
+}
+
+fn text(row: &sqlx::any::AnyRow, column: &str) -> Value {
+    row.try_get::<Option<String>, _>(column).ok().flatten().map_or(Value::Null, Value::String)
+}
+
+/// The records as CSV with a header row (arguments as JSON text).
+pub fn to_csv(records: &[Map<String, Value>]) -> Result<String, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(FIELDS)?;
+    for r in records {
+        w.write_record(FIELDS.iter().map(|f| match r.get(*f) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        }))?;
+    }
+    let bytes = w.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}

@@ -1,0 +1,214 @@
+//! The hub's HTTP API (axum). Devices authenticate with the credential enrollment gave
+//! them; admins with the admin bearer token from the hub's config; every admin action is
+//! itself recorded in `admin_log`. Errors answer with JSON `{ "error": "…" }` and never
+//! echo a credential.
+
+use crate::auth;
+use crate::db::Db;
+use crate::ingest;
+use crate::query::{self, AuditQuery};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use countersign_audit::wire::Batch;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+pub struct Hub {
+    pub db: Db,
+    /// SHA-256 of the admin bearer token; none: admin endpoints refuse everyone.
+    pub admin_token_sha256: Option<String>,
+}
+
+type Shared = State<Arc<Hub>>;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!("{e}");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "the hub could not complete the request; see its log")
+}
+
+pub fn router(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/enroll", post(enroll))
+        .route("/v1/ingest", post(ingest_batch))
+        .route("/v1/audit", get(audit))
+        .route("/v1/alerts", get(alerts))
+        .route("/v1/devices", get(devices))
+        .route("/v1/enrollment-tokens", post(new_enrollment_token))
+        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .with_state(hub)
+}
+
+async fn admin(hub: &Hub, headers: &HeaderMap, action: &str, detail: String) -> Result<(), Response> {
+    let Some(expected) = &hub.admin_token_sha256 else {
+        return Err(error(StatusCode::UNAUTHORIZED, "no admin token is configured on this hub"));
+    };
+    match auth::bearer(headers) {
+        Some(token) if auth::digest(token) == *expected => {}
+        _ => return Err(error(StatusCode::UNAUTHORIZED, "an admin bearer token is required")),
+    }
+    sqlx::query("INSERT INTO admin_log (id, time, action, detail) VALUES ($1, $2, $3, $4)")
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(countersign_audit::now_rfc3339())
+        .bind(action)
+        .bind(detail)
+        .execute(&hub.db.pool)
+        .await
+        .map_err(internal)?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Enroll {
+    token: String,
+    name: String,
+}
+
+async fn enroll(State(hub): Shared, Json(req): Json<Enroll>) -> Response {
+    let name: String = req.name.chars().filter(|c| !c.is_control()).take(128).collect();
+    let mut tx = match hub.db.pool.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return internal(e),
+    };
+    let now = countersign_audit::now_rfc3339();
+    let device = uuid::Uuid::now_v7().to_string();
+    // Single use: the token is claimed by exactly one device, before it expires.
+    let claimed = sqlx::query(
+        "UPDATE enrollment_tokens SET used_by = $1 WHERE token_sha256 = $2 AND used_by IS NULL AND expires_at > $3",
+    )
+    .bind(&device)
+    .bind(auth::digest(&req.token))
+    .bind(&now)
+    .execute(&mut *tx)
+    .await;
+    match claimed {
+        Ok(r) if r.rows_affected() == 1 => {}
+        Ok(_) => return error(StatusCode::UNAUTHORIZED, "the enrollment token is unknown, used or expired"),
+        Err(e) => return internal(e),
+    }
+    let credential = auth::new_token("csd_");
+    let inserted =
+        sqlx::query("INSERT INTO devices (id, name, credential_sha256, enrolled_at) VALUES ($1, $2, $3, $4)")
+            .bind(&device)
+            .bind(&name)
+            .bind(auth::digest(&credential))
+            .bind(&now)
+            .execute(&mut *tx)
+            .await;
+    if let Err(e) = inserted {
+        return internal(e);
+    }
+    if let Err(e) = tx.commit().await {
+        return internal(e);
+    }
+    tracing::info!(device, name, "device enrolled");
+    Json(json!({ "device_id": device, "credential": credential })).into_response()
+}
+
+async fn ingest_batch(State(hub): Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let Some(credential) = auth::bearer(&headers) else {
+        return error(StatusCode::UNAUTHORIZED, "a device credential is required");
+    };
+    let device = match auth::device_of(&hub.db, credential).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return error(StatusCode::UNAUTHORIZED, "unknown device credential; enroll again"),
+        Err(e) => return internal(e),
+    };
+    let batch: Batch = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a batch: {e}")),
+    };
+    match ingest::ingest(&hub.db, &device, &batch).await {
+        Ok(ack) => Json(ack).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn audit(State(hub): Shared, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Response {
+    if let Err(r) = admin(&hub, &headers, "audit-query", format!("{q:?}")).await {
+        return r;
+    }
+    let records = match query::records(&hub.db, &q).await {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    if q.format.as_deref() == Some("csv") {
+        return match query::to_csv(&records) {
+            Ok(text) => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response(),
+            Err(e) => internal(e),
+        };
+    }
+    Json(records).into_response()
+}
+
+async fn alerts(State(hub): Shared, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&hub, &headers, "alerts-query", String::new()).await {
+        return r;
+    }
+    let rows: Result<Vec<(String, String, Option<String>, String, String)>, _> =
+        sqlx::query_as("SELECT id, time, device_id, kind, detail FROM alerts ORDER BY time")
+            .fetch_all(&hub.db.pool)
+            .await;
+    match rows {
+        Ok(rows) => Json(
+            rows.into_iter()
+                .map(|(id, time, device_id, kind, detail)| json!({"id": id, "time": time, "device_id": device_id, "kind": kind, "detail": detail}))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn devices(State(hub): Shared, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&hub, &headers, "devices-query", String::new()).await {
+        return r;
+    }
+    let rows: Result<Vec<(String, String, String, Option<i64>, Option<String>, Option<String>)>, _> = sqlx::query_as(
+        "SELECT id, name, enrolled_at, last_seq, last_hash, last_seen FROM devices ORDER BY enrolled_at",
+    )
+    .fetch_all(&hub.db.pool)
+    .await;
+    match rows {
+        Ok(rows) => Json(
+            rows.into_iter()
+                .map(|(id, name, enrolled_at, last_seq, last_hash, last_seen)| {
+                    json!({"id": id, "name": name, "enrolled_at": enrolled_at, "last_seq": last_seq,
+                           "last_hash": last_hash, "last_seen": last_seen})
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewToken {
+    #[serde(default = "default_hours")]
+    hours: u64,
+}
+
+fn default_hours() -> u64 {
+    24 * 7
+}
+
+async fn new_enrollment_token(State(hub): Shared, headers: HeaderMap, body: Option<Json<NewToken>>) -> Response {
+    let hours = body.map(|b| b.0.hours).unwrap_or_else(default_hours).clamp(1, 24 * 90);
+    if let Err(r) = admin(&hub, &headers, "enrollment-token-create", format!("valid {hours} h")).await {
+        return r;
+    }
+    match auth::create_enrollment_token(&hub.db, hours).await {
+        Ok(token) => Json(json!({ "token": token })).into_response(),
+        Err(e) => internal(e),
+    }
+}
