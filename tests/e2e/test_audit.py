@@ -43,3 +43,75 @@ async def test_sec_24_a_changed_or_removed_record_is_named_by_audit_verify(make_
     broken = json.loads(r.stdout)
     assert r.returncode == 1 and not broken["ok"]
     assert broken["id"] == records[2]["id"] and "removed" in broken["why"], broken
+
+
+def test_sec_23_kill_9_during_10000_calls_leaves_a_record_for_every_forwarded_call(make_gateway, tmp_path):
+    """16 clients send up to 10,000 calls; at a random point the gateway is killed with
+    SIGKILL. Every call the upstream received has a committed record (the record is
+    committed before the call is forwarded), and the journal's chain verifies."""
+    import http.client
+    import os
+    import random
+    import signal
+    import threading
+
+    from conftest import ROOT, wait_for
+
+    log = tmp_path / "reached.log"
+    upstream = {"command": str(ROOT / "target" / "debug" / "fast-upstream"), "args": ["--log", str(log)],
+                "trusted": True}
+    gw = make_gateway({"fast": upstream}, policy={"allow": ["mcp__fast"]})
+    host, port = gw.addr.rsplit(":", 1)
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "Authorization": f"Bearer {gw.token}"}
+
+    def rpc(conn, body, session=None):
+        h = dict(headers, **({"Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"} if session else {}))
+        conn.request("POST", "/mcp/fast", body=json.dumps(body), headers=h)
+        resp = conn.getresponse()
+        resp.read()
+        return resp
+
+    init = http.client.HTTPConnection(host, int(port), timeout=30)
+    resp = rpc(init, {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                      "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                 "clientInfo": {"name": "crash", "version": "1"}}})
+    session = resp.getheader("Mcp-Session-Id")
+    rpc(init, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+
+    total, sent, lock = 10_000, [0], threading.Lock()
+
+    def client():
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        while True:
+            with lock:
+                if sent[0] >= total:
+                    return
+                sent[0] += 1
+                n = sent[0]
+            try:
+                rpc(conn, {"jsonrpc": "2.0", "id": n, "method": "tools/call",
+                           "params": {"name": "echo", "arguments": {"text": f"call-{n}"}}}, session)
+            except (OSError, http.client.HTTPException):
+                return  # the gateway is gone
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(16)]
+    for t in threads:
+        t.start()
+    kill_at = random.randint(500, 9000)
+    wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= kill_at, timeout=120,
+             what=f"{kill_at} calls to reach the upstream")
+    os.kill(gw.proc.pid, signal.SIGKILL)
+    gw.proc.wait(10)
+    for t in threads:
+        t.join(30)
+
+    reached = set(log.read_text().splitlines())
+    assert len(reached) >= kill_at
+    with sqlite3.connect(gw.home / "audit.db") as db:
+        args = [json.loads(a) for (a,) in db.execute(
+            "SELECT arguments FROM records WHERE tool = 'echo' AND arguments IS NOT NULL")]
+    recorded = {a.get("text") for a in args}
+    missing = reached - recorded
+    assert not missing, f"{len(missing)} forwarded calls have no record, e.g. {sorted(missing)[:5]}"
+    assert "the chain holds" in gw.cli("audit", "verify").stdout
