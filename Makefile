@@ -92,6 +92,7 @@ bench: fixtures keyring-deps
 	$(CARGO) build --locked --release --bins
 	$(CARGO) build --locked --release -p fast-upstream -p countersign-bench
 	scripts/keyring-session.sh target/release/countersign-bench --gateway target/release/countersign --upstream target/release/fast-upstream
+	COUNTERSIGN_TEST_POSTGRES=$$(scripts/postgres.sh) target/release/countersign-hub-bench --hub target/release/countersign-hub
 
 # What the vault adds per secret read and per request's bearer (criterion, real keychain).
 bench-vault: keyring-deps
