@@ -1,10 +1,11 @@
-//! Sending the journal to the hub. `enroll` trades an enrollment token for this device's
+//! The device's link to the hub: the journal goes up, signed policy comes down. `enroll` trades an enrollment token for this device's
 //! credential (kept in the keychain; the hub's URL and the device id in `hub.json`).
 //! `sync_once` sends pending records and outcomes in gzip-compressed batches until none
 //! are left, marking what the hub acknowledges; the background task does that every
 //! interval, backing off exponentially (with jitter) while the hub cannot be reached.
 //! Nothing is dropped: unacknowledged records stay in the journal and go again; the hub
-//! deduplicates by id.
+//! deduplicates by id. `run_policy` keeps a long poll open for newly published policy
+//! bundles and drops them where the policy watcher verifies and loads them.
 
 use crate::config::SyncSettings;
 use crate::home::{write_private, Home};
@@ -193,6 +194,82 @@ pub async fn run(gateway: std::sync::Weak<crate::shared::Shared>, home: Home, se
                 let jitter = Duration::from_millis(rand::random::<u64>() % (doubled.as_millis() as u64 / 4 + 1));
                 wait = doubled.saturating_sub(jitter).max(Duration::from_secs(1));
                 tracing::warn!("audit sync: {e}; next try in {} s", wait.as_secs());
+            }
+        }
+    }
+}
+
+/// The version of the bundle this device holds (the one delivered last).
+fn held_version(home: &Home) -> Option<i64> {
+    let text = std::fs::read_to_string(crate::policy_layers::bundle_path(home)).ok()?;
+    let doc: toml::Value = toml::from_str(&text).ok()?;
+    doc.get("bundle")?.get("version")?.as_integer()
+}
+
+/// Asks the hub for a policy bundle newer than the one held, waiting up to `wait_secs`
+/// for one to be published. A new bundle is written beside the data directory's policy
+/// files, where the policy watcher verifies it against the managed key and loads it.
+/// Returns the new version, if one came.
+pub async fn fetch_policy(home: &Home, wait_secs: u64) -> Result<Option<i64>, SyncError> {
+    let link = HubLink::load(home).ok_or(SyncError::NotEnrolled)?;
+    let keychain = Keychain::open().await.map_err(|e| SyncError::Keychain(e.to_string()))?;
+    let credential = keychain
+        .get(&Account::HubDevice(link.device_id.clone()))
+        .await
+        .map_err(|e| SyncError::Keychain(e.to_string()))?;
+    let mut req = client()?
+        .get(format!("{}/v1/policy/bundle", link.url))
+        .query(&[("wait", wait_secs)])
+        .bearer_auth(credential.expose());
+    if let Some(v) = held_version(home) {
+        req = req.header(reqwest::header::IF_NONE_MATCH, format!("\"{v}\""));
+    }
+    let resp = req.send().await.map_err(|e| unreachable(&link.url, e))?;
+    match resp.status() {
+        reqwest::StatusCode::NOT_MODIFIED | reqwest::StatusCode::NOT_FOUND => return Ok(None),
+        s if !s.is_success() => return Err(refused(&link.url, resp).await),
+        _ => {}
+    }
+    #[derive(Deserialize)]
+    struct Bundle {
+        version: i64,
+        document: String,
+        signature: String,
+    }
+    let bundle: Bundle = resp.json().await.map_err(|e| unreachable(&link.url, e))?;
+    let path = crate::policy_layers::bundle_path(home);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| SyncError::Local(format!("{}: {e}", dir.display())))?;
+    }
+    let mut sig = path.as_os_str().to_owned();
+    sig.push(".minisig");
+    // The signature first: the watcher reloads once both are in place.
+    write_private(std::path::Path::new(&sig), bundle.signature.as_bytes())
+        .map_err(|e| SyncError::Local(e.to_string()))?;
+    write_private(&path, bundle.document.as_bytes()).map_err(|e| SyncError::Local(e.to_string()))?;
+    tracing::info!(version = bundle.version, "policy bundle received from the hub");
+    Ok(Some(bundle.version))
+}
+
+/// Keeps a long poll open to the hub for new policy while the gateway runs (when the
+/// device is enrolled), backing off while the hub cannot be reached.
+pub async fn run_policy(gateway: std::sync::Weak<crate::shared::Shared>, home: Home) {
+    let mut backoff = Duration::from_secs(2);
+    loop {
+        if gateway.strong_count() == 0 {
+            return;
+        }
+        if HubLink::load(&home).is_none() {
+            // Enrollment may happen while the gateway runs; a file check a second is cheap.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        match fetch_policy(&home, 25).await {
+            Ok(_) => backoff = Duration::from_secs(2),
+            Err(e) => {
+                tracing::debug!("policy fetch: {e}; next try in {} s", backoff.as_secs());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
             }
         }
     }

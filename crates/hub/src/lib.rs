@@ -4,6 +4,7 @@
 //! - [`auth`]: enrollment tokens, device credentials, the admin token (digests only).
 //! - [`ingest`]: batches stored once by record id, each device's chain followed, gaps
 //!   and broken hashes flagged as alerts.
+//! - [`publish`]: policy bundles signed with the hub's key, fetched with a long poll.
 //! - [`query`]: the audit trail as JSON (the export's field names) or CSV.
 //! - [`routes`]: the HTTP API.
 //!
@@ -13,5 +14,6 @@
 pub mod auth;
 pub mod db;
 pub mod ingest;
+pub mod publish;
 pub mod query;
 pub mod routes;

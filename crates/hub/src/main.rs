@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use countersign_hub::publish::SigningKey;
 use countersign_hub::{auth, db::Db, routes};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,13 @@ enum Command {
         /// SHA-256 (hex) of the admin bearer token; `admin-token create` makes one.
         #[arg(long, env = "COUNTERSIGN_HUB_ADMIN_TOKEN_SHA256")]
         admin_token_sha256: Option<String>,
+        /// The minisign secret key policy bundles are signed with (`countersign policy
+        /// keygen` makes one); its passphrase, if any, from COUNTERSIGN_HUB_SIGNING_KEY_PASSPHRASE.
+        #[arg(long, env = "COUNTERSIGN_HUB_SIGNING_KEY")]
+        signing_key: Option<PathBuf>,
+        /// Days a published bundle stays valid.
+        #[arg(long, default_value_t = 30)]
+        bundle_days: u64,
     },
     /// Enrollment tokens for devices.
     EnrollmentToken {
@@ -95,12 +103,20 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { db, listen, admin_token_sha256 } => {
+        Command::Serve { db, listen, admin_token_sha256, signing_key, bundle_days } => {
             let db = open(&db).await?;
             if admin_token_sha256.is_none() {
                 tracing::warn!("no admin token configured: the admin API refuses every request");
             }
-            let hub = Arc::new(routes::Hub { db, admin_token_sha256: admin_token_sha256.map(|d| d.to_lowercase()) });
+            let passphrase = std::env::var("COUNTERSIGN_HUB_SIGNING_KEY_PASSPHRASE").ok();
+            let signing_key = signing_key.map(|p| SigningKey::load(&p, passphrase)).transpose()?;
+            let hub = Arc::new(routes::Hub {
+                db,
+                admin_token_sha256: admin_token_sha256.map(|d| d.to_lowercase()),
+                signing_key,
+                bundle_valid_for: std::time::Duration::from_secs(bundle_days.clamp(1, 365) * 86_400),
+                published: Default::default(),
+            });
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
             eprintln!("Countersign hub on http://{}", listener.local_addr()?);

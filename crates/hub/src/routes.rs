@@ -21,6 +21,12 @@ pub struct Hub {
     pub db: Db,
     /// SHA-256 of the admin bearer token; none: admin endpoints refuse everyone.
     pub admin_token_sha256: Option<String>,
+    /// The key published policy is signed with; none: publishing is refused.
+    pub signing_key: Option<crate::publish::SigningKey>,
+    /// How long a published bundle stays valid.
+    pub bundle_valid_for: std::time::Duration,
+    /// Woken when this instance publishes (other instances are seen by polling).
+    pub published: tokio::sync::Notify,
 }
 
 type Shared = State<Arc<Hub>>;
@@ -43,6 +49,8 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/v1/alerts", get(alerts))
         .route("/v1/devices", get(devices))
         .route("/v1/enrollment-tokens", post(new_enrollment_token))
+        .route("/v1/policy", axum::routing::put(publish_policy))
+        .route("/v1/policy/bundle", get(policy_bundle))
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .with_state(hub)
@@ -114,14 +122,22 @@ async fn enroll(State(hub): Shared, Json(req): Json<Enroll>) -> Response {
     Json(json!({ "device_id": device, "credential": credential })).into_response()
 }
 
-async fn ingest_batch(State(hub): Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let Some(credential) = auth::bearer(&headers) else {
-        return error(StatusCode::UNAUTHORIZED, "a device credential is required");
+/// The enrolled device a request comes from.
+async fn device(hub: &Hub, headers: &HeaderMap) -> Result<String, Response> {
+    let Some(credential) = auth::bearer(headers) else {
+        return Err(error(StatusCode::UNAUTHORIZED, "a device credential is required"));
     };
-    let device = match auth::device_of(&hub.db, credential).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return error(StatusCode::UNAUTHORIZED, "unknown device credential; enroll again"),
-        Err(e) => return internal(e),
+    match auth::device_of(&hub.db, credential).await {
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => Err(error(StatusCode::UNAUTHORIZED, "unknown device credential; enroll again")),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn ingest_batch(State(hub): Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let device = match device(&hub, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
     };
     let batch: Batch = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -210,5 +226,66 @@ async fn new_enrollment_token(State(hub): Shared, headers: HeaderMap, body: Opti
     match auth::create_enrollment_token(&hub.db, hours).await {
         Ok(token) => Json(json!({ "token": token })).into_response(),
         Err(e) => internal(e),
+    }
+}
+
+async fn publish_policy(State(hub): Shared, headers: HeaderMap, body: String) -> Response {
+    if let Err(r) = admin(&hub, &headers, "policy-publish", format!("{} bytes", body.len())).await {
+        return r;
+    }
+    match crate::publish::publish(&hub.db, hub.signing_key.as_ref(), &body, hub.bundle_valid_for).await {
+        Ok(p) => {
+            hub.published.notify_waiters();
+            tracing::info!(version = p.version, "policy published");
+            Json(json!({ "version": p.version, "published_at": p.published_at })).into_response()
+        }
+        Err(e @ (crate::publish::PublishError::Invalid(_) | crate::publish::PublishError::NoKey)) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct Wait {
+    /// Seconds to hold the request open for a newer bundle (at most 30).
+    #[serde(default)]
+    wait: u64,
+}
+
+/// The newest bundle for a device. With `If-None-Match` naming the version the device
+/// holds, waits up to `wait` seconds for a newer one and answers 304 if none comes.
+async fn policy_bundle(State(hub): Shared, headers: HeaderMap, Query(q): Query<Wait>) -> Response {
+    if let Err(r) = device(&hub, &headers).await {
+        return r;
+    }
+    let held = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().trim_start_matches("W/").trim_matches('"').parse::<i64>().ok());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(q.wait.min(30));
+    loop {
+        let notified = hub.published.notified();
+        let latest = match crate::publish::latest(&hub.db).await {
+            Ok(l) => l,
+            Err(e) => return internal(e),
+        };
+        match latest {
+            Some(p) if Some(p.version) != held => {
+                let etag = format!("\"{}\"", p.version);
+                return ([(header::ETAG, etag)], Json(p)).into_response();
+            }
+            None if held.is_none() && q.wait == 0 => return StatusCode::NOT_FOUND.into_response(),
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return StatusCode::NOT_MODIFIED.into_response();
+        }
+        // Woken by a publication here, or after a second to see one made by another instance.
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
     }
 }
