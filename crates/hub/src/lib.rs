@@ -6,7 +6,7 @@
 //!   and broken hashes flagged as alerts.
 //! - [`publish`]: policy bundles signed with the hub's key, fetched with a long poll.
 //! - [`query`]: the audit trail as JSON (the export's field names) or CSV.
-//! - [`routes`]: the HTTP API.
+//! - [`routes`]: the HTTP API; [`openapi`]: its OpenAPI document.
 //!
 //! The hub never stores a device credential, enrollment token or admin token in plain
 //! text, and never logs one.
@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod db;
 pub mod ingest;
+pub mod openapi;
 pub mod publish;
 pub mod query;
 pub mod routes;

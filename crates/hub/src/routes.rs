@@ -40,9 +40,24 @@ fn internal(e: impl std::fmt::Display) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, "the hub could not complete the request; see its log")
 }
 
+/// Every route the router serves (method, path): the OpenAPI document must list exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/v1/openapi.json"),
+    ("POST", "/v1/enroll"),
+    ("POST", "/v1/ingest"),
+    ("GET", "/v1/audit"),
+    ("GET", "/v1/alerts"),
+    ("GET", "/v1/devices"),
+    ("POST", "/v1/enrollment-tokens"),
+    ("PUT", "/v1/policy"),
+    ("GET", "/v1/policy/bundle"),
+];
+
 pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/enroll", post(enroll))
         .route("/v1/ingest", post(ingest_batch))
         .route("/v1/audit", get(audit))
@@ -286,6 +301,37 @@ async fn policy_bundle(State(hub): Shared, headers: HeaderMap, Query(q): Query<W
             _ = notified => {}
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
             _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn every_listed_route_is_served() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        let hub = Arc::new(Hub {
+            db,
+            admin_token_sha256: None,
+            signing_key: None,
+            bundle_valid_for: std::time::Duration::from_secs(60),
+            published: Default::default(),
+        });
+        for (method, path) in ROUTES {
+            let req = axum::http::Request::builder()
+                .method(*method)
+                .uri(*path)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from("{}"))
+                .unwrap();
+            let status = router(hub.clone()).oneshot(req).await.unwrap().status();
+            assert!(
+                status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {status}"
+            );
         }
     }
 }

@@ -1,0 +1,144 @@
+//! The hub API's OpenAPI 3.1 document: served at `/v1/openapi.json` and checked in at
+//! `docs/hub-openapi.json` (a test keeps the two equal and the paths equal to the routes).
+
+use serde_json::{json, Value};
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+/// The document.
+pub fn document() -> Value {
+    let admin = json!([{ "adminToken": [] }]);
+    let device = json!([{ "deviceCredential": [] }]);
+    let unauthorized = error_response("Missing or wrong credential");
+    let filters: Vec<Value> = ["user", "device", "client", "server", "tool", "decision"]
+        .iter()
+        .map(|f| json!({ "name": f, "in": "query", "required": false, "schema": { "type": "string" },
+                         "description": format!("Only records whose {f} is exactly this") }))
+        .chain([
+            json!({ "name": "from", "in": "query", "schema": { "type": "string", "format": "date-time" }, "description": "Records at or after this time" }),
+            json!({ "name": "to", "in": "query", "schema": { "type": "string", "format": "date-time" }, "description": "Records before this time" }),
+            json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 100000, "default": 1000 } }),
+            json!({ "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "csv"], "default": "json" } }),
+        ])
+        .collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Countersign hub",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Audit ingestion from enrolled devices, audit queries and alerts, signed policy publishing."
+        },
+        "components": {
+            "securitySchemes": {
+                "adminToken": { "type": "http", "scheme": "bearer", "description": "The admin token whose SHA-256 the hub was started with" },
+                "deviceCredential": { "type": "http", "scheme": "bearer", "description": "The credential a device received at enrollment" }
+            },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "WireRecord": {
+                    "type": "object",
+                    "description": "A journal record as stored on the device; `arguments` is the stored JSON text, so the hub can recompute `hash`.",
+                    "required": ["seq", "id", "time", "kind", "user", "device", "decision"],
+                    "properties": {
+                        "seq": { "type": "integer" }, "id": { "type": "string" }, "time": { "type": "string", "format": "date-time" },
+                        "kind": { "type": "string", "enum": ["call", "rejected", "policy"] }, "user": { "type": "string" },
+                        "device": { "type": "string" }, "client": { "type": ["string", "null"] }, "client_name": { "type": ["string", "null"] },
+                        "client_version": { "type": ["string", "null"] }, "session": { "type": ["string", "null"] },
+                        "server": { "type": ["string", "null"] }, "tool": { "type": ["string", "null"] }, "method": { "type": ["string", "null"] },
+                        "arguments": { "type": ["string", "null"] }, "decision": { "type": "string", "enum": ["allow", "ask", "deny"] },
+                        "rule": { "type": ["string", "null"] }, "reason": { "type": ["string", "null"] }, "approval": { "type": ["string", "null"] },
+                        "policy_version": { "type": ["string", "null"] }, "class": { "type": ["string", "null"] }, "label": { "type": ["string", "null"] },
+                        "prev_hash": { "type": ["string", "null"] }, "hash": { "type": ["string", "null"] }
+                    }
+                },
+                "WireOutcome": {
+                    "type": "object", "required": ["record_id", "time", "outcome"],
+                    "properties": { "record_id": { "type": "string" }, "time": { "type": "string" }, "outcome": { "type": "string" },
+                                    "duration_ms": { "type": ["number", "null"] }, "detail": { "type": ["string", "null"] }, "hash": { "type": ["string", "null"] } }
+                },
+                "Batch": { "type": "object", "properties": {
+                    "records": { "type": "array", "items": { "$ref": "#/components/schemas/WireRecord" } },
+                    "outcomes": { "type": "array", "items": { "$ref": "#/components/schemas/WireOutcome" } } } },
+                "Ack": { "type": "object", "properties": {
+                    "records": { "type": "array", "items": { "type": "string" }, "description": "Ids the hub now holds (new or already held)" },
+                    "outcomes": { "type": "array", "items": { "type": "string" } },
+                    "last_seq": { "type": ["integer", "null"] },
+                    "last_hash": { "type": ["string", "null"], "description": "The newest hash of this device's chain the hub holds" } } },
+                "AuditRecord": { "type": "object", "description": "The fields of `countersign audit export`, plus `device_id` and `seq`.", "additionalProperties": true },
+                "Bundle": { "type": "object", "required": ["version", "document", "signature"], "properties": {
+                    "version": { "type": "integer" }, "document": { "type": "string", "description": "The bundle TOML" },
+                    "signature": { "type": "string", "description": "Its minisign signature" }, "published_at": { "type": "string" } } }
+            }
+        },
+        "paths": {
+            "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "ok" } } } },
+            "/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "The OpenAPI document" } } } },
+            "/v1/enroll": { "post": {
+                "summary": "Trade a single-use enrollment token for a device credential",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["token", "name"],
+                    "properties": { "token": { "type": "string" }, "name": { "type": "string" } } } } } },
+                "responses": { "200": { "description": "Enrolled", "content": { "application/json": { "schema": { "type": "object",
+                    "properties": { "device_id": { "type": "string" }, "credential": { "type": "string" } } } } } },
+                               "401": error_response("The token is unknown, used or expired") } } },
+            "/v1/ingest": { "post": {
+                "summary": "Send a batch of records (gzip with Content-Encoding: gzip, or plain JSON)",
+                "security": device,
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Batch" } } } },
+                "responses": { "200": { "description": "Stored; duplicates are acknowledged again", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Ack" } } } },
+                               "400": error_response("Not a batch"), "401": unauthorized } } },
+            "/v1/audit": { "get": {
+                "summary": "Audit records, filtered; JSON or CSV", "security": admin, "parameters": filters,
+                "responses": { "200": { "description": "Records, oldest first", "content": {
+                    "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/AuditRecord" } } },
+                    "text/csv": { "schema": { "type": "string" } } } }, "401": unauthorized } } },
+            "/v1/alerts": { "get": { "summary": "Gaps, broken chains, records whose hash does not hold", "security": admin,
+                "responses": { "200": { "description": "Alerts, oldest first" }, "401": unauthorized } } },
+            "/v1/devices": { "get": { "summary": "Enrolled devices and the newest record of each chain", "security": admin,
+                "responses": { "200": { "description": "Devices" }, "401": unauthorized } } },
+            "/v1/enrollment-tokens": { "post": { "summary": "Make a single-use enrollment token", "security": admin,
+                "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object",
+                    "properties": { "hours": { "type": "integer", "minimum": 1, "maximum": 2160, "default": 168 } } } } } },
+                "responses": { "200": { "description": "The token (shown once)" }, "401": unauthorized } } },
+            "/v1/policy": { "put": { "summary": "Publish a policy: a TOML document with one [policy] table; the hub signs it as the next version",
+                "security": admin, "requestBody": { "required": true, "content": { "text/plain": { "schema": { "type": "string" } } } },
+                "responses": { "200": { "description": "Published" }, "401": unauthorized, "422": error_response("Refused, with the reason") } } },
+            "/v1/policy/bundle": { "get": { "summary": "The newest signed bundle; long poll with If-None-Match and wait", "security": device,
+                "parameters": [
+                    { "name": "wait", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": 30 }, "description": "Seconds to wait for a newer bundle" },
+                    { "name": "If-None-Match", "in": "header", "schema": { "type": "string" }, "description": "The version held, quoted" } ],
+                "responses": { "200": { "description": "A newer bundle", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bundle" } } } },
+                               "304": { "description": "Nothing newer within the wait" }, "404": { "description": "Nothing published yet" }, "401": unauthorized } } }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checked-in copy is the served document (`UPDATE_GOLDEN=1` rewrites it), and it
+    /// documents exactly the routes the router serves.
+    #[test]
+    fn the_checked_in_document_matches_and_covers_every_route() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/hub-openapi.json");
+        let text = serde_json::to_string_pretty(&document()).unwrap() + "\n";
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "docs/hub-openapi.json is stale: UPDATE_GOLDEN=1");
+        let doc = document();
+        let mut documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), p.clone())))
+            .collect();
+        documented.sort();
+        let mut served: Vec<(String, String)> =
+            crate::routes::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        served.sort();
+        assert_eq!(documented, served);
+    }
+}
