@@ -23,10 +23,10 @@ HUB_BIN = Path(os.environ.get("COUNTERSIGN_HUB_BIN", ROOT / "target" / "debug" /
 
 
 class Hub:
-    def __init__(self, tmp: Path, kind: str, signing: tuple[Path, str] | None = None):
+    def __init__(self, tmp: Path, kind: str, signing: tuple[Path, str] | None = None, extra_env: dict | None = None):
         self.tmp = tmp
         self.kind = kind
-        self.env = {**os.environ, "COUNTERSIGN_HUB_HOME": str(tmp / "hub-home")}
+        self.env = {**os.environ, "COUNTERSIGN_HUB_HOME": str(tmp / "hub-home"), **(extra_env or {})}
         if signing:
             self.env["COUNTERSIGN_HUB_SIGNING_KEY"] = str(signing[0])
             self.env["COUNTERSIGN_HUB_SIGNING_KEY_PASSPHRASE"] = signing[1]
@@ -243,3 +243,27 @@ async def test_a_published_policy_reaches_an_online_laptop_within_10_s(make_gate
         assert record["policy_version"] and "1" in record["policy_version"], record["policy_version"]
     finally:
         hub.kill()
+
+
+async def test_ingested_records_are_forwarded_as_otlp_logs_and_splunk_hec_events(make_gateway, tmp_path):
+    token_file = tmp_path / "hec.token"
+    token_file.write_text("hec-test-token-0123\n")
+    port = free_port()
+    with background([sys.executable, str(HERE / "siem_receiver.py"), str(port), str(token_file)], port,
+                    tmp_path / "siem.log"):
+        siem = f"http://127.0.0.1:{port}"
+        hub = Hub(tmp_path, "sqlite", extra_env={"COUNTERSIGN_HUB_OTLP_ENDPOINT": siem,
+                                                 "COUNTERSIGN_HUB_SPLUNK_HEC_URL": siem,
+                                                 "COUNTERSIGN_HUB_SPLUNK_HEC_TOKEN_FILE": str(token_file)}).start()
+        try:
+            gw = enrolled_gateway(make_gateway, tmp_path, hub)
+            await calls(gw, 4)
+            sync(gw)
+            ids = sorted(r["id"] for r in gw.audit())
+            stats = lambda: httpx.get(f"{siem}/stats").json()
+            await until(lambda: sorted(stats()["otlp_ids"]) == ids and sorted(stats()["hec_ids"]) == ids,
+                        what="every record in both sinks")
+            assert stats()["errors"] == []
+        finally:
+            hub.kill()
+        assert "hec-test-token" not in (tmp_path / "hub.log").read_text(), "the HEC token must never be logged"

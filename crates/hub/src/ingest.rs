@@ -7,16 +7,17 @@
 
 use crate::db::{Db, DbError};
 use countersign_audit::chain::GENESIS;
-use countersign_audit::wire::{Ack, Batch};
+use countersign_audit::wire::{Ack, Batch, WireRecord};
 
-/// Stores `batch` from `device`; returns the acknowledgement.
-pub async fn ingest(db: &Db, device: &str, batch: &Batch) -> Result<Ack, DbError> {
+/// Stores `batch` from `device`; returns the acknowledgement and the records that were new.
+pub async fn ingest(db: &Db, device: &str, batch: &Batch) -> Result<(Ack, Vec<WireRecord>), DbError> {
     let now = countersign_audit::now_rfc3339();
     let mut tx = db.pool.begin().await?;
     let sql = format!("SELECT last_seq, last_hash FROM devices WHERE id = $1{}", db.for_update());
     let (mut last_seq, mut last_hash): (Option<i64>, Option<String>) =
         sqlx::query_as(&sql).bind(device).fetch_one(&mut *tx).await?;
     let mut ack = Ack::default();
+    let mut new = Vec::new();
     let mut records: Vec<_> = batch.records.iter().collect();
     records.sort_by_key(|r| r.seq);
     for r in records {
@@ -57,6 +58,9 @@ pub async fn ingest(db: &Db, device: &str, batch: &Batch) -> Result<Ack, DbError
         .rows_affected()
             == 1;
         ack.records.push(r.id.clone());
+        if inserted {
+            new.push(r.clone());
+        }
         if !inserted || r.hash.is_none() {
             continue;
         }
@@ -115,7 +119,7 @@ pub async fn ingest(db: &Db, device: &str, batch: &Batch) -> Result<Ack, DbError
     tx.commit().await?;
     ack.last_seq = last_seq;
     ack.last_hash = last_hash;
-    Ok(ack)
+    Ok((ack, new))
 }
 
 async fn alert(

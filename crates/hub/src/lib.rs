@@ -6,6 +6,7 @@
 //!   and broken hashes flagged as alerts.
 //! - [`publish`]: policy bundles signed with the hub's key, fetched with a long poll.
 //! - [`query`]: the audit trail as JSON (the export's field names) or CSV.
+//! - [`siem`]: ingested records forwarded as OTLP logs and Splunk HEC events.
 //! - [`routes`]: the HTTP API; [`openapi`]: its OpenAPI document.
 //!
 //! The hub never stores a device credential, enrollment token or admin token in plain
@@ -18,3 +19,4 @@ pub mod openapi;
 pub mod publish;
 pub mod query;
 pub mod routes;
+pub mod siem;

@@ -41,6 +41,15 @@ enum Command {
         /// Days a published bundle stays valid.
         #[arg(long, default_value_t = 30)]
         bundle_days: u64,
+        /// Forward ingested records as OTLP logs to this OTLP/HTTP endpoint (…:4318).
+        #[arg(long, env = "COUNTERSIGN_HUB_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<String>,
+        /// Forward ingested records to this Splunk HTTP Event Collector (…:8088).
+        #[arg(long, env = "COUNTERSIGN_HUB_SPLUNK_HEC_URL", requires = "splunk_hec_token_file")]
+        splunk_hec_url: Option<String>,
+        /// A file holding the HEC token (kept out of the command line and the config).
+        #[arg(long, env = "COUNTERSIGN_HUB_SPLUNK_HEC_TOKEN_FILE")]
+        splunk_hec_token_file: Option<PathBuf>,
     },
     /// Enrollment tokens for devices.
     EnrollmentToken {
@@ -103,7 +112,26 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { db, listen, admin_token_sha256, signing_key, bundle_days } => {
+        Command::Serve {
+            db,
+            listen,
+            admin_token_sha256,
+            signing_key,
+            bundle_days,
+            otlp_endpoint,
+            splunk_hec_url,
+            splunk_hec_token_file,
+        } => {
+            let hec = match (splunk_hec_url, splunk_hec_token_file) {
+                (Some(url), Some(file)) => {
+                    let token = std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading the HEC token from {}", file.display()))?;
+                    Some((url, token.trim().to_string()))
+                }
+                _ => None,
+            };
+            let siem =
+                countersign_hub::siem::Siem::start(countersign_hub::siem::SiemConfig { otlp: otlp_endpoint, hec });
             let db = open(&db).await?;
             if admin_token_sha256.is_none() {
                 tracing::warn!("no admin token configured: the admin API refuses every request");
@@ -116,6 +144,7 @@ async fn main() -> Result<()> {
                 signing_key,
                 bundle_valid_for: std::time::Duration::from_secs(bundle_days.clamp(1, 365) * 86_400),
                 published: Default::default(),
+                siem,
             });
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;

@@ -27,6 +27,8 @@ pub struct Hub {
     pub bundle_valid_for: std::time::Duration,
     /// Woken when this instance publishes (other instances are seen by polling).
     pub published: tokio::sync::Notify,
+    /// Where new records are forwarded (OTLP, Splunk HEC), if anywhere.
+    pub siem: crate::siem::Siem,
 }
 
 type Shared = State<Arc<Hub>>;
@@ -159,7 +161,10 @@ async fn ingest_batch(State(hub): Shared, headers: HeaderMap, body: axum::body::
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a batch: {e}")),
     };
     match ingest::ingest(&hub.db, &device, &batch).await {
-        Ok(ack) => Json(ack).into_response(),
+        Ok((ack, new)) => {
+            hub.siem.forward(&device, new);
+            Json(ack).into_response()
+        }
         Err(e) => internal(e),
     }
 }
@@ -319,6 +324,7 @@ mod tests {
             signing_key: None,
             bundle_valid_for: std::time::Duration::from_secs(60),
             published: Default::default(),
+            siem: crate::siem::Siem::disabled(),
         });
         for (method, path) in ROUTES {
             let req = axum::http::Request::builder()

@@ -1,0 +1,181 @@
+//! Forwarding ingested records to the SIEM: as OTLP logs (OTLP/HTTP with JSON bodies, to
+//! `<endpoint>/v1/logs`) and as Splunk HTTP Event Collector events, whichever are
+//! configured. Runs beside ingestion on a queue of its own, so a slow or absent SIEM never
+//! slows the devices; each batch is tried a few times with backoff. A batch that cannot be
+//! delivered, or that finds the queue full, is logged as an error: never dropped silently.
+//! The HEC token comes from a file and is never logged.
+
+use countersign_audit::wire::WireRecord;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Default)]
+pub struct SiemConfig {
+    /// OTLP/HTTP endpoint base, such as `http://collector:4318`.
+    pub otlp: Option<String>,
+    /// Splunk HEC base URL, such as `https://splunk:8088`, and its token.
+    pub hec: Option<(String, String)>,
+}
+
+/// A queue to the configured SIEM sinks.
+#[derive(Clone)]
+pub struct Siem {
+    tx: Option<mpsc::Sender<(String, Vec<WireRecord>)>>,
+}
+
+impl Siem {
+    pub fn disabled() -> Self {
+        Siem { tx: None }
+    }
+
+    /// Starts the forwarder when any sink is configured.
+    pub fn start(config: SiemConfig) -> Self {
+        if config.otlp.is_none() && config.hec.is_none() {
+            return Siem::disabled();
+        }
+        let (tx, mut rx) = mpsc::channel::<(String, Vec<WireRecord>)>(1024);
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
+            while let Some((device, records)) = rx.recv().await {
+                if let Some(base) = &config.otlp {
+                    let url = format!("{}/v1/logs", base.trim_end_matches('/'));
+                    deliver(&http, "OTLP", &url, None, "application/json", otlp_body(&device, &records).to_string())
+                        .await;
+                }
+                if let Some((base, token)) = &config.hec {
+                    let url = format!("{}/services/collector/event", base.trim_end_matches('/'));
+                    let auth = format!("Splunk {token}");
+                    deliver(&http, "Splunk HEC", &url, Some(&auth), "application/json", hec_body(&device, &records))
+                        .await;
+                }
+            }
+        });
+        Siem { tx: Some(tx) }
+    }
+
+    /// Queues newly stored records of `device` for the SIEM.
+    pub fn forward(&self, device: &str, records: Vec<WireRecord>) {
+        let Some(tx) = &self.tx else { return };
+        if records.is_empty() {
+            return;
+        }
+        let n = records.len();
+        if tx.try_send((device.to_string(), records)).is_err() {
+            tracing::error!(
+                device,
+                records = n,
+                "SIEM export queue is full: these records will be missing from the SIEM"
+            );
+        }
+    }
+}
+
+async fn deliver(http: &reqwest::Client, sink: &str, url: &str, auth: Option<&str>, content_type: &str, body: String) {
+    let mut wait = Duration::from_millis(200);
+    for attempt in 1..=5 {
+        let mut req = http.post(url).header(reqwest::header::CONTENT_TYPE, content_type).body(body.clone());
+        if let Some(a) = auth {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => tracing::warn!(sink, attempt, status = %r.status(), "SIEM export refused"),
+            Err(e) => tracing::warn!(sink, attempt, "SIEM export failed: {}", e.without_url()),
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
+    tracing::error!(sink, "SIEM export gave up on a batch after 5 attempts");
+}
+
+fn unix_nanos(rfc3339: &str) -> u128 {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp_nanos().max(0) as u128)
+        .unwrap_or(0)
+}
+
+/// The record's fields with the export's names (arguments as JSON).
+fn fields(r: &WireRecord) -> Vec<(&'static str, Value)> {
+    let s = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+    vec![
+        ("id", json!(r.id)),
+        ("time", json!(r.time)),
+        ("kind", json!(r.kind)),
+        ("user", json!(r.user)),
+        ("device", json!(r.device)),
+        ("client", s(&r.client)),
+        ("client_name", s(&r.client_name)),
+        ("session", s(&r.session)),
+        ("server", s(&r.server)),
+        ("tool", s(&r.tool)),
+        ("method", s(&r.method)),
+        ("arguments", r.arguments.as_deref().and_then(|a| serde_json::from_str(a).ok()).unwrap_or(Value::Null)),
+        ("decision", json!(r.decision)),
+        ("rule", s(&r.rule)),
+        ("reason", s(&r.reason)),
+        ("approval", s(&r.approval)),
+        ("policy_version", s(&r.policy_version)),
+        ("class", s(&r.class)),
+        ("label", s(&r.label)),
+        ("hash", s(&r.hash)),
+    ]
+}
+
+/// An OTLP `ExportLogsServiceRequest` in its JSON encoding.
+pub fn otlp_body(device: &str, records: &[WireRecord]) -> Value {
+    let logs: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let (number, text) = if r.decision == "deny" { (13, "WARN") } else { (9, "INFO") };
+            let attributes: Vec<Value> = fields(r)
+                .into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| {
+                    let value = match v {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    json!({ "key": format!("countersign.{k}"), "value": { "stringValue": value } })
+                })
+                .collect();
+            json!({
+                "timeUnixNano": unix_nanos(&r.time).to_string(),
+                "severityNumber": number,
+                "severityText": text,
+                "body": { "stringValue": format!("{} {} {}.{}", r.decision, r.method.as_deref().unwrap_or(&r.kind),
+                    r.server.as_deref().unwrap_or("-"), r.tool.as_deref().unwrap_or("-")) },
+                "attributes": attributes,
+            })
+        })
+        .collect();
+    json!({
+        "resourceLogs": [{
+            "resource": { "attributes": [
+                { "key": "service.name", "value": { "stringValue": "countersign" } },
+                { "key": "countersign.device_id", "value": { "stringValue": device } }
+            ] },
+            "scopeLogs": [{ "scope": { "name": "countersign-hub", "version": env!("CARGO_PKG_VERSION") }, "logRecords": logs }]
+        }]
+    })
+}
+
+/// Splunk HEC events, one JSON object per line.
+pub fn hec_body(device: &str, records: &[WireRecord]) -> String {
+    records
+        .iter()
+        .map(|r| {
+            let event: serde_json::Map<String, Value> =
+                fields(r).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            json!({
+                "time": unix_nanos(&r.time) as f64 / 1e9,
+                "host": device,
+                "source": "countersign-hub",
+                "sourcetype": "countersign:audit",
+                "event": event,
+            })
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
