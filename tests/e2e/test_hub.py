@@ -267,3 +267,40 @@ async def test_ingested_records_are_forwarded_as_otlp_logs_and_splunk_hec_events
         finally:
             hub.kill()
         assert "hec-test-token" not in (tmp_path / "hub.log").read_text(), "the HEC token must never be logged"
+
+
+async def test_sec_25_a_full_journal_fails_closed_until_the_hub_acknowledges(make_gateway, tmp_path, sqlite_hub):
+    import anyio
+
+    hub = sqlite_hub
+    gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]},
+                      sync={"interval_secs": 3600})
+    (gw.managed / "managed.toml").write_text('[managed.audit]\nmax_records = 12\nwhen_full = "refuse-calls"\n')
+    gw.cli("enroll", hub.url, hub.enrollment_token())
+    async with connect(gw, "http", "memory") as client:
+        with anyio.fail_after(30):
+            while not (r := await client.call_tool("read_graph", {})).is_error:
+                await anyio.sleep(0.1)
+        assert "audit journal is full" in text_of(r), text_of(r)
+        assert int(gw.cli("sync", "--now").stdout) >= 12
+        with anyio.fail_after(15):
+            while (r := await client.call_tool("read_graph", {})).is_error:
+                await anyio.sleep(0.2)
+    rules = [(r["rule"], r["decision"]) for r in gw.audit() if r["kind"] == "policy" and r["rule"] == "audit-full"]
+    assert rules[:2] == [("audit-full", "deny"), ("audit-full", "allow")], rules
+    assert "the chain holds" in gw.cli("audit", "verify").stdout
+
+
+async def test_sec_25_a_journal_allowed_to_drop_says_so_and_the_hub_flags_the_gap(make_gateway, tmp_path, sqlite_hub):
+    hub = sqlite_hub
+    gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]},
+                      sync={"interval_secs": 3600})
+    (gw.managed / "managed.toml").write_text('[managed.audit]\nmax_records = 8\nwhen_full = "drop-oldest-with-gap"\n')
+    gw.cli("enroll", hub.url, hub.enrollment_token())
+    await calls(gw, 15)
+    gap = gw.wait_audit(lambda r: r["rule"] == "audit-gap", "the gap record")[0]
+    assert "were dropped" in gap["reason"] and "never acknowledged" in gap["reason"], gap["reason"]
+    assert "the chain holds" in gw.cli("audit", "verify").stdout, "what remains still verifies (anchored)"
+    sync(gw)
+    kinds = [a["kind"] for a in hub.alerts()]
+    assert "gap" in kinds, hub.alerts()

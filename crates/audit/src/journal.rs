@@ -43,6 +43,8 @@ pub enum JournalError {
     Filter(String),
     #[error("audit export: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the audit journal is full of records the hub has not acknowledged, so calls are refused until it is reachable again")]
+    Full,
     #[error("the audit chain is broken at record {seq} ({id}): {why}")]
     Broken { seq: i64, id: String, why: String },
 }
@@ -116,6 +118,9 @@ pub struct Journal {
     /// Outcomes waiting to ride along with the next commit (see [`Journal::queue_outcome`]).
     outcomes: Arc<Mutex<Vec<OutcomeRecord>>>,
     flush_scheduled: Arc<std::sync::atomic::AtomicBool>,
+    /// Set while the journal is full of records the hub has not acknowledged and the
+    /// managed policy says to fail closed: only policy records are committed.
+    full: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The longest an outcome waits for a decision commit to ride along with.
@@ -185,6 +190,7 @@ impl Journal {
             inline: options.synchronous == Synchronous::Normal,
             outcomes: Arc::default(),
             flush_scheduled: Arc::default(),
+            full: Arc::default(),
         })
     }
 
@@ -211,6 +217,9 @@ impl Journal {
     /// commit instead of waiting for the lock, so a burst never blocks the runtime's
     /// threads. With `full`, every commit pays an fsync, so records always go grouped.
     pub async fn commit(&self, record: Record) -> Result<(), JournalError> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) && record.kind != crate::RecordKind::Policy {
+            return Err(JournalError::Full);
+        }
         if self.inline {
             if let Ok(mut conn) = self.conn.try_lock() {
                 let mut batch = self.take_outcomes();
@@ -319,6 +328,15 @@ impl Journal {
         let (ack, done) = oneshot::channel();
         self.tx.send(Op::Outcome(outcome, Some(ack))).await.map_err(|_| JournalError::Closed)?;
         done.await.map_err(|_| JournalError::Closed)?.map_err(JournalError::Write)
+    }
+
+    /// Marks the journal full (or no longer): while full, only policy records are committed.
+    pub fn set_full(&self, full: bool) {
+        self.full.store(full, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.full.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn reader(&self) -> JournalReader {
@@ -558,7 +576,19 @@ impl JournalReader {
         let sql = format!("SELECT seq, {RECORD_COLUMNS}, prev_hash, hash FROM records ORDER BY seq");
         let mut rows = sqlx::query(&sql).fetch(&self.pool);
         let mut report = ChainReport { records: 0, outcomes: 0, unchained: 0, head: None };
-        let mut prev: Option<String> = None;
+        // Records pruned from the front are summed up by the anchor: the hash of the last
+        // one removed, which the first remaining record must follow.
+        let anchored: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'chain_anchor'")
+                .fetch_optional(&self.pool)
+                .await?;
+        let mut prev: Option<String> = match anchored {
+            Some(_) => sqlx::query_as::<_, (String,)>("SELECT hash FROM chain_anchor WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|(h,)| h),
+            None => None,
+        };
         while let Some(row) = rows.try_next().await? {
             let seq: i64 = row.try_get("seq")?;
             let id: String = row.try_get("id")?;

@@ -37,7 +37,9 @@ impl Outbox {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS sync_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS sent_outcomes (record_id TEXT PRIMARY KEY) WITHOUT ROWID;",
+             CREATE TABLE IF NOT EXISTS sent_outcomes (record_id TEXT PRIMARY KEY) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS chain_anchor (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,
+                 hash TEXT NOT NULL);",
         )?;
         Ok(Outbox { conn })
     }
@@ -159,5 +161,173 @@ impl Outbox {
         tx.commit()?;
         let records = batch.records.iter().take_while(|r| acked.contains(r.id.as_str())).count();
         Ok(Pending { records: records as u64, outcomes: outcomes as u64 })
+    }
+}
+
+/// What [`Outbox::prune`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pruned {
+    /// Acknowledged records removed (older than the retention, or to make room).
+    pub removed_sent: u64,
+    /// Unacknowledged records dropped to make room (only when dropping is allowed), as
+    /// (count, first seq, last seq).
+    pub dropped_unsent: Option<(u64, i64, i64)>,
+    /// Records the hub has not acknowledged, after pruning.
+    pub unsent: u64,
+    /// Whether the journal is full of unacknowledged records (the caller fails closed).
+    pub full: bool,
+}
+
+impl Outbox {
+    /// Keeps the journal within `max_records`: acknowledged records older than `cutoff`
+    /// (RFC 3339) go, then the oldest acknowledged ones while there are too many. When only
+    /// unacknowledged records are left and there are still too many, they are dropped
+    /// oldest first if `drop_unsent`, else the journal is reported full. Whatever goes
+    /// before the chain's first remaining record is summed up in the chain's anchor, so
+    /// the chain still verifies.
+    pub fn prune(&mut self, max_records: u64, cutoff: Option<&str>, drop_unsent: bool) -> Result<Pruned, OutboxError> {
+        let sent = self.sent_seq()?;
+        let tx = self.conn.transaction()?;
+        let mut report = Pruned::default();
+        if let Some(cutoff) = cutoff {
+            let old: Option<i64> = tx.query_row(
+                "SELECT MAX(seq) FROM records WHERE seq <= ?1 AND time < ?2",
+                params![sent, cutoff],
+                |r| r.get(0),
+            )?;
+            if let Some(through) = old {
+                report.removed_sent += delete_through(&tx, through)?;
+            }
+        }
+        let count = |tx: &rusqlite::Transaction| -> rusqlite::Result<u64> {
+            tx.query_row("SELECT count(*) FROM records", [], |r| r.get::<_, i64>(0)).map(|n| n as u64)
+        };
+        let total = count(&tx)?;
+        if total > max_records {
+            let excess = total - max_records;
+            let through: Option<i64> = tx
+                .query_row(
+                    "SELECT seq FROM records WHERE seq <= ?1 ORDER BY seq LIMIT 1 OFFSET ?2",
+                    params![sent, excess as i64 - 1],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .or(tx.query_row("SELECT MAX(seq) FROM records WHERE seq <= ?1", [sent], |r| r.get(0))?);
+            if let Some(through) = through {
+                report.removed_sent += delete_through(&tx, through)?;
+            }
+        }
+        let total = count(&tx)?;
+        if total > max_records && drop_unsent {
+            let excess = total - max_records;
+            let (first, last): (Option<i64>, Option<i64>) = tx.query_row(
+                "SELECT MIN(seq), MAX(seq) FROM (SELECT seq FROM records ORDER BY seq LIMIT ?1)",
+                [excess as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if let (Some(first), Some(last)) = (first, last) {
+                let n = delete_through(&tx, last)?;
+                // Dropped records count as sent: they will never be.
+                tx.execute(
+                    "INSERT INTO sync_state (key, value) VALUES ('sent_seq', ?1) \
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value WHERE CAST(value AS INTEGER) < ?1",
+                    [last],
+                )?;
+                report.dropped_unsent = Some((n, first, last));
+            }
+        }
+        let sent_now: i64 = tx
+            .query_row("SELECT value FROM sync_state WHERE key = 'sent_seq'", [], |r| r.get::<_, String>(0))
+            .optional()?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        report.unsent =
+            tx.query_row("SELECT count(*) FROM records WHERE seq > ?1", [sent_now], |r| r.get::<_, i64>(0))? as u64;
+        report.full = report.unsent >= max_records;
+        tx.commit()?;
+        Ok(report)
+    }
+}
+
+/// Deletes every record through `seq` (and their outcomes), moving the chain's anchor to
+/// the last one deleted; returns how many were deleted.
+fn delete_through(tx: &rusqlite::Transaction, seq: i64) -> rusqlite::Result<u64> {
+    let anchor: Option<(i64, Option<String>)> = tx
+        .query_row("SELECT seq, hash FROM records WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1", [seq], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((anchor_seq, Some(anchor_hash))) = anchor else { return Ok(0) };
+    tx.execute("DELETE FROM sent_outcomes WHERE record_id IN (SELECT id FROM records WHERE seq <= ?1)", [anchor_seq])?;
+    tx.execute("DELETE FROM outcomes WHERE record_id IN (SELECT id FROM records WHERE seq <= ?1)", [anchor_seq])?;
+    let n = tx.execute("DELETE FROM records WHERE seq <= ?1", [anchor_seq])?;
+    tx.execute(
+        "INSERT INTO chain_anchor (id, seq, hash) VALUES (1, ?1, ?2) \
+         ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        params![anchor_seq, anchor_hash],
+    )?;
+    Ok(n as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Journal, JournalOptions, Record, RecordKind};
+
+    async fn journal_with(n: usize) -> (tempfile::TempDir, std::path::PathBuf, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let journal = Journal::open(&path, JournalOptions::default()).await.unwrap();
+        for _ in 0..n {
+            journal.commit(Record::new(RecordKind::Call, "ana", "dev1", "allow")).await.unwrap();
+        }
+        (dir, path, journal)
+    }
+
+    fn ack_first(outbox: &mut Outbox, n: usize) {
+        let batch = outbox.next_batch(n).unwrap();
+        let ack = Ack { records: batch.records.iter().map(|r| r.id.clone()).collect(), ..Default::default() };
+        outbox.acknowledge(&batch, &ack).unwrap();
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_the_bound_sent_records_first_and_the_chain_verifiable() {
+        let (_dir, path, journal) = journal_with(10).await;
+        let mut outbox = Outbox::open(&path).unwrap();
+        ack_first(&mut outbox, 6);
+        let report = outbox.prune(8, None, false).unwrap();
+        assert_eq!((report.removed_sent, report.unsent, report.full), (2, 4, false));
+        assert_eq!(journal.reader().verify().await.unwrap().records, 8, "anchored after pruning");
+
+        // Only unsent records would have to go: fail closed.
+        let report = outbox.prune(3, None, false).unwrap();
+        assert_eq!((report.removed_sent, report.dropped_unsent, report.unsent, report.full), (4, None, 4, true));
+        journal.set_full(true);
+        assert!(matches!(
+            journal.commit(Record::new(RecordKind::Call, "ana", "dev1", "allow")).await,
+            Err(crate::JournalError::Full)
+        ));
+        journal.commit(Record::new(RecordKind::Policy, "ana", "dev1", "deny")).await.unwrap();
+        journal.set_full(false);
+
+        // Or, when allowed, drop the oldest unsent ones and say which.
+        let report = outbox.prune(3, None, true).unwrap();
+        assert_eq!(report.dropped_unsent, Some((2, 7, 8)));
+        assert_eq!(report.unsent, 3);
+        let verified = journal.reader().verify().await.unwrap();
+        assert_eq!(verified.records, 3);
+        assert_eq!(outbox.pending().unwrap().records, 3);
+    }
+
+    #[tokio::test]
+    async fn sent_records_past_their_retention_go() {
+        let (_dir, path, journal) = journal_with(5).await;
+        let mut outbox = Outbox::open(&path).unwrap();
+        ack_first(&mut outbox, 3);
+        let report = outbox.prune(1000, Some("2100-01-01T00:00:00Z"), false).unwrap();
+        assert_eq!((report.removed_sent, report.unsent), (3, 2));
+        let report = outbox.prune(1000, Some("2000-01-01T00:00:00Z"), false).unwrap();
+        assert_eq!(report.removed_sent, 0, "nothing that old");
+        assert_eq!(journal.reader().verify().await.unwrap().records, 2);
     }
 }

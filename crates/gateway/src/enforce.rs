@@ -292,9 +292,16 @@ impl Session {
         let record_id = record.id;
         if let Err(e) = shared.journal.commit(record).await {
             tracing::error!(error = %e, "audit commit failed; refusing the call");
-            let text = format!(
-                "Countersign could not record this call to `{qualified}` in its audit journal, so it was not run."
-            );
+            let text = match e {
+                countersign_audit::JournalError::Full => format!(
+                    "Countersign did not run `{qualified}`: its audit journal is full of records the company's hub \
+                     has not received yet, and policy says to stop rather than lose them. Calls work again once \
+                     the hub is reachable (check the network, or `countersign sync --now`)."
+                ),
+                _ => format!(
+                    "Countersign could not record this call to `{qualified}` in its audit journal, so it was not run."
+                ),
+            };
             return self.answer(reply, message::tool_error_result(id.as_deref(), &text));
         }
         self.forward(&server, env, reply, Some((record_id, started))).await;

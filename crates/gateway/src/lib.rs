@@ -20,6 +20,7 @@ pub mod guard;
 pub mod home;
 pub mod http_face;
 pub mod hub_sync;
+mod journal_upkeep;
 pub mod message;
 pub mod pins;
 pub mod policy_layers;

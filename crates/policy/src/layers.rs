@@ -140,12 +140,52 @@ pub struct ManagedSettings {
     /// the user (absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at_login: Option<bool>,
+    /// How much audit the laptop keeps and what happens when the hub is out of reach
+    /// for long (`[managed.audit]`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub audit: AuditBuffer,
 }
 
 impl Default for ManagedSettings {
     fn default() -> Self {
-        ManagedSettings { bundle_public_key: None, user_may_allow: true, start_at_login: None }
+        ManagedSettings {
+            bundle_public_key: None,
+            user_may_allow: true,
+            start_at_login: None,
+            audit: Default::default(),
+        }
     }
+}
+
+/// The local journal's bounds (`[managed.audit]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditBuffer {
+    /// Most records the journal keeps. Records the hub has acknowledged go first when room
+    /// is needed.
+    pub max_records: u64,
+    /// Records the hub has acknowledged are removed once older than this many days (0:
+    /// kept until room is needed).
+    pub retention_days: u32,
+    /// What happens when only records the hub has not acknowledged fill the journal.
+    pub when_full: WhenFull,
+}
+
+impl Default for AuditBuffer {
+    fn default() -> Self {
+        AuditBuffer { max_records: 1_000_000, retention_days: 30, when_full: WhenFull::RefuseCalls }
+    }
+}
+
+/// When the journal is full of records the hub has not acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenFull {
+    /// Fail closed: tool calls are refused until the hub acknowledges records.
+    RefuseCalls,
+    /// Drop the oldest unacknowledged records and write a gap record saying so (the hub
+    /// flags the gap too).
+    DropOldestWithGap,
 }
 
 /// The managed file: `[policy]` plus `[managed]`.

@@ -37,7 +37,8 @@ pub use engine::{Policy, PolicyError};
 pub use grant::{Grant, GrantBook, GrantError, GrantLength, GrantRequest, GrantScope, GrantSettings};
 pub use input::{CallInput, Identity, ServerInfo, ServerOrigin, ToolDef, ToolHints};
 pub use layers::{
-    json_schema, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings, PolicySettings,
+    json_schema, AuditBuffer, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings,
+    PolicySettings, WhenFull,
 };
 pub use pin::{collisions, suspicions, tool_fingerprint, tool_suspicions, Collision, PinSet, Review, ToolState};
 pub use rule::{normalise, Rule, RuleError, RuleList};

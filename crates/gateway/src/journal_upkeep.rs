@@ -1,0 +1,76 @@
+//! Keeps the local journal within the bounds managed policy sets (`[managed.audit]`):
+//! records the hub acknowledged go after their retention, and first when room is needed.
+//! When only unacknowledged records fill the journal, either the gateway fails closed
+//! (calls refused until the hub acknowledges records; the default), or the oldest
+//! unacknowledged records are dropped and a gap record says which. Either way it is
+//! audited: no record ever disappears silently.
+
+use crate::home::Home;
+use crate::shared::{PolicyEvent, Shared};
+use countersign_audit::outbox::Outbox;
+use countersign_policy::WhenFull;
+use std::sync::Weak;
+use std::time::Duration;
+
+/// How often the bounds are checked.
+const EVERY: Duration = Duration::from_secs(2);
+
+pub async fn run(gateway: Weak<Shared>, home: Home) {
+    loop {
+        tokio::time::sleep(EVERY).await;
+        let Some(shared) = gateway.upgrade() else { return };
+        let bounds = shared.policy.load().layers().managed_settings().audit;
+        let cutoff = (bounds.retention_days > 0).then(|| {
+            let t = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(bounds.retention_days));
+            t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+        });
+        let drop_unsent = bounds.when_full == WhenFull::DropOldestWithGap;
+        let path = home.journal_path();
+        let pruned = tokio::task::spawn_blocking(move || {
+            Outbox::open(&path).and_then(|mut o| o.prune(bounds.max_records, cutoff.as_deref(), drop_unsent))
+        })
+        .await;
+        let report = match pruned {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!("audit journal upkeep: {e}");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("audit journal upkeep: {e}");
+                continue;
+            }
+        };
+        if let Some((n, first, last)) = report.dropped_unsent {
+            let reason = format!(
+                "{n} record(s) the hub never acknowledged (seq {first} to {last}) were dropped: the journal reached \
+                 its managed limit of {} records",
+                bounds.max_records
+            );
+            tracing::warn!("{reason}");
+            shared.policy_event(PolicyEvent { decision: "deny", rule: "audit-gap", reason, server: None, tool: None });
+        }
+        let full = report.full && !drop_unsent;
+        if full != shared.journal.is_full() {
+            shared.journal.set_full(full);
+            let (decision, reason) = if full {
+                (
+                    "deny",
+                    format!(
+                        "the audit journal holds {} records the hub has not acknowledged (managed limit {}): tool \
+                         calls are refused until the hub is reachable",
+                        report.unsent, bounds.max_records
+                    ),
+                )
+            } else {
+                ("allow", "the hub acknowledged records: the audit journal has room again".to_string())
+            };
+            if full {
+                tracing::error!("{reason}");
+            } else {
+                tracing::info!("{reason}");
+            }
+            shared.policy_event(PolicyEvent { decision, rule: "audit-full", reason, server: None, tool: None });
+        }
+    }
+}
