@@ -304,3 +304,34 @@ async def test_sec_25_a_journal_allowed_to_drop_says_so_and_the_hub_flags_the_ga
     sync(gw)
     kinds = [a["kind"] for a in hub.alerts()]
     assert "gap" in kinds, hub.alerts()
+
+
+async def test_the_entitlements_view_shows_tools_used_and_grants_held(make_gateway, tmp_path, hub):
+    import anyio
+
+    gw = make_gateway({"memory": memory_server(tmp_path / "m.json")},
+                      policy={"allow": ["mcp__memory__read_graph"], "ask": ["mcp__memory__create_entities"]})
+    gw.cli("enroll", hub.url, hub.enrollment_token())
+    async with connect(gw, "http", "memory") as client:
+        async with anyio.create_task_group() as tg:
+            async def write():
+                r = await client.call_tool("create_entities", {"entities": [{"name": "x", "entityType": "t",
+                                                                             "observations": []}]})
+                assert not r.is_error, text_of(r)
+            tg.start_soon(write)
+            prompt = await until(lambda: gw.status()["approvals"], what="the prompt")
+            gw.cli("approve", prompt[0]["id"], "--for", "1h")
+        for _ in range(2):
+            assert not (await client.call_tool("read_graph", {})).is_error
+    sync(gw)
+    ids = hub.get("/v1/entitlements").json()
+    assert len(ids) == 1
+    me = ids[0]
+    used = {t["tool"]: (t["calls"], t["allowed"]) for t in me["tools"]}
+    assert used == {"create_entities": (1, 1), "read_graph": (2, 2)}, used
+    assert [(g["tool"], g["length"], g["active"]) for g in me["grants"]] == [("create_entities", "1h", True)]
+    assert me["clients"] == ["pytest"] and len(me["devices"]) == 1
+    csv = hub.get("/v1/entitlements", format="csv").text.splitlines()
+    assert csv[0] == "user,server,tool,calls,allowed,refused,last_used,active_grants"
+    row = next(line for line in csv if ",create_entities," in line)
+    assert me["grants"][0]["id"] in row and "(1h)" in row

@@ -4,6 +4,7 @@
 //! - [`auth`]: enrollment tokens, device credentials, the admin token (digests only).
 //! - [`ingest`]: batches stored once by record id, each device's chain followed, gaps
 //!   and broken hashes flagged as alerts.
+//! - [`entitlements`]: who used which servers and tools, and which grants they hold.
 //! - [`publish`]: policy bundles signed with the hub's key, fetched with a long poll.
 //! - [`query`]: the audit trail as JSON (the export's field names) or CSV.
 //! - [`siem`]: ingested records forwarded as OTLP logs and Splunk HEC events.
@@ -14,6 +15,7 @@
 
 pub mod auth;
 pub mod db;
+pub mod entitlements;
 pub mod ingest;
 pub mod openapi;
 pub mod publish;

@@ -51,6 +51,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/audit"),
     ("GET", "/v1/alerts"),
     ("GET", "/v1/devices"),
+    ("GET", "/v1/entitlements"),
     ("POST", "/v1/enrollment-tokens"),
     ("PUT", "/v1/policy"),
     ("GET", "/v1/policy/bundle"),
@@ -65,6 +66,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/v1/audit", get(audit))
         .route("/v1/alerts", get(alerts))
         .route("/v1/devices", get(devices))
+        .route("/v1/entitlements", get(entitlements))
         .route("/v1/enrollment-tokens", post(new_enrollment_token))
         .route("/v1/policy", axum::routing::put(publish_policy))
         .route("/v1/policy/bundle", get(policy_bundle))
@@ -340,4 +342,26 @@ mod tests {
             );
         }
     }
+}
+
+#[derive(Deserialize)]
+struct Format {
+    format: Option<String>,
+}
+
+async fn entitlements(State(hub): Shared, headers: HeaderMap, Query(q): Query<Format>) -> Response {
+    if let Err(r) = admin(&hub, &headers, "entitlements-export", q.format.clone().unwrap_or_default()).await {
+        return r;
+    }
+    let ids = match crate::entitlements::entitlements(&hub.db, &countersign_audit::now_rfc3339()).await {
+        Ok(ids) => ids,
+        Err(e) => return internal(e),
+    };
+    if q.format.as_deref() == Some("csv") {
+        return match crate::entitlements::to_csv(&ids) {
+            Ok(text) => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response(),
+            Err(e) => internal(e),
+        };
+    }
+    Json(ids).into_response()
 }
