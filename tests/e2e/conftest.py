@@ -155,6 +155,69 @@ def everything_server() -> dict:
     return {"command": NODE_BIN / "mcp-server-everything", "args": ["stdio"], "trusted": True}
 
 
+def fast_server(log: Path | None = None) -> dict:
+    """The rmcp fixture that answers as fast as it can; with `log`, it appends every
+    `echo` text it receives to that file."""
+    server = {"command": str(ROOT / "target" / "debug" / "fast-upstream"), "args": [], "trusted": True}
+    if log:
+        server["args"] = ["--log", str(log)]
+    return server
+
+
+def start_echo_calls(gw, server: str, total: int, threads: int = 16):
+    """Starts sending up to `total` `echo` calls over raw streamable HTTP from `threads`
+    clients at once (much faster than the SDK client); each text is `call-N`. A client
+    stops when the gateway goes away. Returns the client threads and the sent counter."""
+    import http.client
+    import threading
+
+    host, port = gw.addr.rsplit(":", 1)
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "Authorization": f"Bearer {gw.token}"}
+    path = f"/mcp/{server}"
+
+    def rpc(conn, body, session=None):
+        h = dict(headers, **({"Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"} if session else {}))
+        conn.request("POST", path, body=json.dumps(body), headers=h)
+        resp = conn.getresponse()
+        resp.read()
+        return resp
+
+    init = http.client.HTTPConnection(host, int(port), timeout=30)
+    session = rpc(init, {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                    "clientInfo": {"name": "load", "version": "1"}}}).getheader("Mcp-Session-Id")
+    rpc(init, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+    sent, lock = [0], threading.Lock()
+
+    def client():
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        while True:
+            with lock:
+                if sent[0] >= total:
+                    return
+                sent[0] += 1
+                n = sent[0]
+            try:
+                rpc(conn, {"jsonrpc": "2.0", "id": n, "method": "tools/call",
+                           "params": {"name": "echo", "arguments": {"text": f"call-{n}"}}}, session)
+            except (OSError, http.client.HTTPException):
+                return  # the gateway is gone
+
+    workers = [threading.Thread(target=client, daemon=True) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    return workers, sent
+
+
+def echo_calls(gw, server: str, total: int) -> int:
+    """`start_echo_calls`, waited for; returns how many calls were sent."""
+    workers, sent = start_echo_calls(gw, server, total)
+    for w in workers:
+        w.join(120)
+    return sent[0]
+
+
 def python_server(script: str, *args: str) -> dict:
     return {"command": sys.executable, "args": [str(HERE / script), *args]}
 

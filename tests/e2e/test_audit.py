@@ -49,62 +49,22 @@ def test_sec_23_kill_9_during_10000_calls_leaves_a_record_for_every_forwarded_ca
     """16 clients send up to 10,000 calls; at a random point the gateway is killed with
     SIGKILL. Every call the upstream received has a committed record (the record is
     committed before the call is forwarded), and the journal's chain verifies."""
-    import http.client
     import os
     import random
     import signal
-    import threading
 
-    from conftest import ROOT, wait_for
+    from conftest import fast_server, start_echo_calls, wait_for
 
     log = tmp_path / "reached.log"
-    upstream = {"command": str(ROOT / "target" / "debug" / "fast-upstream"), "args": ["--log", str(log)],
-                "trusted": True}
-    gw = make_gateway({"fast": upstream}, policy={"allow": ["mcp__fast"]})
-    host, port = gw.addr.rsplit(":", 1)
-    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-               "Authorization": f"Bearer {gw.token}"}
-
-    def rpc(conn, body, session=None):
-        h = dict(headers, **({"Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"} if session else {}))
-        conn.request("POST", "/mcp/fast", body=json.dumps(body), headers=h)
-        resp = conn.getresponse()
-        resp.read()
-        return resp
-
-    init = http.client.HTTPConnection(host, int(port), timeout=30)
-    resp = rpc(init, {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-                      "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                                 "clientInfo": {"name": "crash", "version": "1"}}})
-    session = resp.getheader("Mcp-Session-Id")
-    rpc(init, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
-
-    total, sent, lock = 10_000, [0], threading.Lock()
-
-    def client():
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        while True:
-            with lock:
-                if sent[0] >= total:
-                    return
-                sent[0] += 1
-                n = sent[0]
-            try:
-                rpc(conn, {"jsonrpc": "2.0", "id": n, "method": "tools/call",
-                           "params": {"name": "echo", "arguments": {"text": f"call-{n}"}}}, session)
-            except (OSError, http.client.HTTPException):
-                return  # the gateway is gone
-
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(16)]
-    for t in threads:
-        t.start()
+    gw = make_gateway({"fast": fast_server(log)}, policy={"allow": ["mcp__fast"]})
+    workers, _ = start_echo_calls(gw, "fast", 10_000)
     kill_at = random.randint(500, 9000)
     wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= kill_at, timeout=120,
              what=f"{kill_at} calls to reach the upstream")
     os.kill(gw.proc.pid, signal.SIGKILL)
     gw.proc.wait(10)
-    for t in threads:
-        t.join(30)
+    for w in workers:
+        w.join(30)
 
     reached = set(log.read_text().splitlines())
     assert len(reached) >= kill_at

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from conftest import BIN, HERE, ROOT, background, connect, free_port, memory_server, text_of, until, wait_for
+from conftest import (BIN, HERE, ROOT, background, connect, echo_calls, fast_server, free_port, memory_server,
+                      text_of, until, wait_for)
 
 pytestmark = pytest.mark.anyio
 HUB_BIN = Path(os.environ.get("COUNTERSIGN_HUB_BIN", ROOT / "target" / "debug" / "countersign-hub"))
@@ -335,3 +336,76 @@ async def test_the_entitlements_view_shows_tools_used_and_grants_held(make_gatew
     assert csv[0] == "user,server,tool,calls,allowed,refused,last_used,active_grants"
     row = next(line for line in csv if ",create_entities," in line)
     assert me["grants"][0]["id"] in row and "(1h)" in row
+
+
+async def reads(gw, n: int):
+    async with connect(gw, "http", "memory") as client:
+        for _ in range(n):
+            assert not (await client.call_tool("read_graph", {})).is_error
+
+
+async def test_a_hub_killed_mid_batch_and_a_gateway_restarted_mid_sync_lose_and_duplicate_nothing(
+        make_gateway, tmp_path, sqlite_hub):
+    hub = sqlite_hub
+    gw = make_gateway({"fast": fast_server()}, policy={"allow": ["mcp__fast"]},
+                      sync={"interval_secs": 3600, "batch_size": 1500})
+    gw.cli("enroll", hub.url, hub.enrollment_token())
+    assert echo_calls(gw, "fast", 6000) == 6000
+    total = len(gw.audit())
+
+    # The hub dies while `sync --now` sends batch after batch of 1,500 records: the first
+    # is in, the next is being stored.
+    syncing = subprocess.Popen([str(BIN), "sync", "--now"], env=gw.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    last_seq = lambda: (hub.get("/v1/devices").json() or [{}])[0].get("last_seq") or 0
+    await until(lambda: last_seq() >= 1500, what="the first batch to arrive")
+    hub.kill()
+    syncing.wait(30)
+    hub.start()
+    partial = len(hub.records())
+    assert 0 < partial < total, partial
+
+    # The gateway itself syncs in the background and is restarted while it does.
+    gw.stop()
+    config = gw.config.read_text().replace("interval_secs = 3600", "interval_secs = 1").replace(
+        "batch_size = 1500", "batch_size = 100")
+    gw.config.write_text(config)
+    gw.start()
+    await until(lambda: partial < len(hub.records()), what="the background sync to send more")
+    gw.stop()
+    gw.start()
+    await until(lambda: len(hub.records()) >= total, timeout=60, what="everything to arrive")
+    remote = [r["id"] for r in hub.records()]
+    assert len(remote) == len(set(remote)), "a record arrived twice"
+    assert set(r["id"] for r in gw.audit()) <= set(remote)
+    assert hub.alerts() == []
+    assert "the chain holds" in gw.cli("audit", "verify").stdout
+
+
+async def test_two_hub_instances_share_one_postgresql(make_gateway, tmp_path):
+    """The hub keeps no state of its own: a device can talk to either of two instances
+    on one database, and its chain continues across them."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = Hub(tmp_path / "a", "postgres"), Hub(tmp_path / "b", "postgres")
+    second.env["COUNTERSIGN_HUB_DATABASE"] = first.env["COUNTERSIGN_HUB_DATABASE"]
+    second.admin, second.digest = first.admin, first.digest
+    first.start()
+    second.start()
+    try:
+        gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]},
+                          sync={"interval_secs": 3600})
+        gw.cli("enroll", first.url, first.enrollment_token())
+        await reads(gw, 3)
+        sync(gw)
+        link = json.loads((gw.home / "hub.json").read_text())
+        link["url"] = second.url
+        (gw.home / "hub.json").write_text(json.dumps(link))
+        await reads(gw, 3)
+        sync(gw)
+        ids = [r["id"] for r in first.records()]
+        assert sorted(ids) == sorted(r["id"] for r in gw.audit()) and len(ids) == len(set(ids))
+        assert second.alerts() == [], "the chain continued across instances"
+        assert second.get("/v1/devices").json()[0]["last_hash"] == gw.audit()[-1]["hash"]
+    finally:
+        first.kill()
+        second.kill()
