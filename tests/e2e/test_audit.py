@@ -75,3 +75,21 @@ def test_sec_23_kill_9_during_10000_calls_leaves_a_record_for_every_forwarded_ca
     missing = reached - recorded
     assert not missing, f"{len(missing)} forwarded calls have no record, e.g. {sorted(missing)[:5]}"
     assert "the chain holds" in gw.cli("audit", "verify").stdout
+
+
+async def test_fields_a_classification_marks_sensitive_never_reach_the_journal(make_gateway, tmp_path):
+    gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]})
+    config = gw.config.read_text() + (
+        '[policy.classify]\n"mcp__memory__create_entities" = { class = "write", redact = ["entities"] }\n')
+    gw.stop()
+    gw.config.write_text(config)
+    gw.start()
+    async with connect(gw, "http", "memory") as client:
+        r = await client.call_tool("create_entities", {"entities": [{"name": "Patient Ada Lovelace", "entityType": "person",
+                                                                     "observations": ["diagnosis: x"]}]})
+        assert not r.is_error, text_of(r)
+    record = gw.wait_audit(lambda r: r["tool"] == "create_entities", "the record")[0]
+    assert record["arguments"]["entities"][0]["name"].startswith("[redacted:"), record["arguments"]
+    gw.stop()
+    assert b"Ada Lovelace" not in (gw.home / "audit.db").read_bytes()
+    assert b"diagnosis" not in (gw.home / "audit.db").read_bytes()

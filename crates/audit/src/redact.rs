@@ -39,6 +39,17 @@ impl Redactor {
         self.walk(value, false)
     }
 
+    /// [`Redactor::redact`], and the values under the top-level argument names `fields`
+    /// (the tool's classification marks them sensitive) hashed too, whatever they hold.
+    pub fn redact_fields(&self, value: &Value, fields: &[String]) -> Value {
+        match value {
+            Value::Object(map) if !fields.is_empty() => Value::Object(
+                map.iter().map(|(k, v)| (k.clone(), self.walk(v, fields.iter().any(|f| f == k)))).collect(),
+            ),
+            other => self.walk(other, false),
+        }
+    }
+
     fn walk(&self, value: &Value, secret_context: bool) -> Value {
         match value {
             Value::Object(map) => Value::Object(
@@ -53,6 +64,7 @@ impl Redactor {
             Value::Array(items) => Value::Array(items.iter().map(|v| self.walk(v, secret_context)).collect()),
             Value::String(s) if secret_context || looks_like_secret(s) => Value::String(self.mask(s)),
             Value::Number(n) if secret_context => Value::String(self.mask(&n.to_string())),
+            Value::Bool(b) if secret_context => Value::String(self.mask(&b.to_string())),
             other => other.clone(),
         }
     }
@@ -78,6 +90,25 @@ fn looks_like_secret(s: &str) -> bool {
         return true;
     }
     t.contains("-----BEGIN") && t.contains("PRIVATE KEY")
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::*;
+
+    #[test]
+    fn fields_the_classification_marks_are_hashed_whatever_they_hold() {
+        let r = Redactor::new(b"salt");
+        let args =
+            serde_json::json!({"query": {"sql": "SELECT * FROM patients WHERE name = 'Ada'", "n": 3}, "db": "main"});
+        let out = r.redact_fields(&args, &["query".to_string()]);
+        let text = out.to_string();
+        assert!(!text.contains("patients") && !text.contains("Ada"), "{text}");
+        assert_eq!(out["db"], "main");
+        assert!(out["query"]["sql"].as_str().unwrap().starts_with("[redacted:"));
+        assert_eq!(out["query"]["n"], r.redact_fields(&args, &["query".to_string()])["query"]["n"], "stable");
+        assert_eq!(r.redact_fields(&args, &[]), r.redact(&args));
+    }
 }
 
 #[cfg(test)]

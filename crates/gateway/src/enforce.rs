@@ -112,7 +112,7 @@ impl Session {
         record.server = Some(server.clone());
         record.tool = Some(tool.clone());
         record.method = Some("tools/call".into());
-        record.arguments = Some(shared.redactor.redact(&arguments));
+        record.arguments = Some(shared.redactor.redact_fields(&arguments, &class.redact));
         record.rule = Some(verdict.rule.clone());
         record.reason = Some(verdict.reason.clone());
         record.policy_version = Some(verdict.policy_version.clone());

@@ -41,7 +41,13 @@ struct RawEntry {
 #[serde(untagged)]
 enum RawTool {
     Class(ToolClass),
-    Full { class: ToolClass, label: Option<String>, reason: Option<String> },
+    Full {
+        class: ToolClass,
+        label: Option<String>,
+        reason: Option<String>,
+        #[serde(default)]
+        redact: Vec<String>,
+    },
 }
 
 /// One server family in the catalog.
@@ -162,13 +168,14 @@ fn parse_entry(text: &str) -> Result<CatalogEntry, String> {
         .tools
         .into_iter()
         .map(|(name, tool)| {
-            let (class, label, reason) = match tool {
-                RawTool::Class(class) => (class, None, None),
-                RawTool::Full { class, label, reason } => (class, label, reason),
+            let (class, label, reason, redact) = match tool {
+                RawTool::Class(class) => (class, None, None, Vec::new()),
+                RawTool::Full { class, label, reason, redact } => (class, label, reason, redact),
             };
             let reason = reason.unwrap_or_else(|| format!("the {} catalog lists it as {class}", raw.title));
             let mut c = Classification::new(class, ClassSource::Catalog, reason);
             c.label = label.or_else(|| raw.label.clone());
+            c.redact = redact;
             (name, c)
         })
         .collect();

@@ -82,19 +82,25 @@ pub struct Classification {
     pub source: ClassSource,
     /// A sentence a person can read: why this class.
     pub reason: String,
+    /// Argument names whose values are sensitive for this tool: the journal keeps a
+    /// salted hash of them, never the value.
+    pub redact: Vec<String>,
 }
 
 impl Classification {
     pub fn new(class: ToolClass, source: ClassSource, reason: impl Into<String>) -> Self {
-        Classification { class, label: None, source, reason: reason.into() }
+        Classification { class, label: None, source, reason: reason.into(), redact: Vec::new() }
     }
 
     /// This classification, made at least as strict as `other` (which wins when stricter).
+    /// Fields to redact add up: whoever marks a field sensitive is heeded.
     pub fn tightened_by(self, other: Classification) -> Classification {
+        let mut redact = self.redact.clone();
+        redact.extend(other.redact.iter().filter(|f| !self.redact.contains(f)).cloned());
         if other.class > self.class {
-            Classification { label: other.label.clone().or(self.label), ..other }
+            Classification { label: other.label.clone().or(self.label), redact, ..other }
         } else {
-            Classification { label: self.label.or(other.label), ..self }
+            Classification { label: self.label.or(other.label), redact, ..self }
         }
     }
 }

@@ -157,6 +157,7 @@ impl Policy {
                 label: o.label().map(str::to_string),
                 source: ClassSource::Managed,
                 reason: format!("{} policy classifies `{pattern}` as {}", layer.as_str(), o.class()),
+                redact: o.redact().to_vec(),
             },
             None => classify::base(Catalog::builtin(), server, tool, def),
         };
@@ -166,6 +167,7 @@ impl Policy {
                 label: o.label().map(str::to_string),
                 source: ClassSource::User,
                 reason: format!("your policy classifies `{pattern}` as {}", o.class()),
+                redact: o.redact().to_vec(),
             };
             c = c.tightened_by(user);
         }

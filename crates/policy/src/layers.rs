@@ -69,7 +69,8 @@ impl ClassDefaults {
     }
 }
 
-/// A class override: a class alone, or a class with a data label.
+/// A class override: a class alone, or a class with a data label and the argument names
+/// whose values the journal must never keep (`redact = ["query"]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ClassOverride {
@@ -78,6 +79,8 @@ pub enum ClassOverride {
         class: ToolClass,
         #[serde(default)]
         label: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        redact: Vec<String>,
     },
 }
 
@@ -92,6 +95,14 @@ impl ClassOverride {
         match self {
             ClassOverride::Class(_) => None,
             ClassOverride::Labelled { label, .. } => label.as_deref(),
+        }
+    }
+
+    /// Argument names to redact in the journal.
+    pub fn redact(&self) -> &[String] {
+        match self {
+            ClassOverride::Class(_) => &[],
+            ClassOverride::Labelled { redact, .. } => redact,
         }
     }
 }
