@@ -532,6 +532,36 @@ const EXPORT_COLUMNS: [&str; 22] = [
     "hash",
 ];
 
+/// The fields of an exported record, in order (`countersign audit export`; the hub's
+/// `GET /v1/audit` answers with the same names).
+pub const EXPORT_FIELDS: [&str; 25] = [
+    "id",
+    "time",
+    "kind",
+    "user",
+    "device",
+    "client",
+    "client_name",
+    "client_version",
+    "session",
+    "server",
+    "tool",
+    "arguments",
+    "method",
+    "decision",
+    "rule",
+    "reason",
+    "approval",
+    "policy_version",
+    "outcome",
+    "class",
+    "label",
+    "prev_hash",
+    "hash",
+    "duration_ms",
+    "detail",
+];
+
 impl JournalReader {
     /// Every record with its outcome, oldest first, as JSON objects with the export field names.
     pub async fn records(&self) -> Result<Vec<Value>, JournalError> {
@@ -740,6 +770,7 @@ mod tests {
         assert_eq!(line["arguments"]["path"], "/tmp/x");
         assert_eq!(line["duration_ms"], 1.5);
         let keys: Vec<&String> = line.as_object().unwrap().keys().collect();
+        assert_eq!(keys, EXPORT_FIELDS.iter().collect::<Vec<_>>(), "the export's fields, in order");
         for field in [
             "id",
             "time",

@@ -15,6 +15,6 @@ mod record;
 mod redact;
 pub mod wire;
 
-pub use journal::{ChainReport, Journal, JournalError, JournalOptions, JournalReader, Synchronous};
+pub use journal::{ChainReport, Journal, JournalError, JournalOptions, JournalReader, Synchronous, EXPORT_FIELDS};
 pub use record::{now_rfc3339, Approval, Outcome, OutcomeRecord, Record, RecordKind};
 pub use redact::Redactor;

@@ -108,6 +108,17 @@ pub struct SyncReport {
     pub pending_records: u64,
 }
 
+/// The hub this device is enrolled with and its credential from the keychain.
+async fn enrolled(home: &Home) -> Result<(HubLink, Secret), SyncError> {
+    let link = HubLink::load(home).ok_or(SyncError::NotEnrolled)?;
+    let keychain = Keychain::open().await.map_err(|e| SyncError::Keychain(e.to_string()))?;
+    let credential = keychain
+        .get(&Account::HubDevice(link.device_id.clone()))
+        .await
+        .map_err(|e| SyncError::Keychain(e.to_string()))?;
+    Ok((link, credential))
+}
+
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>, SyncError> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(bytes).map_err(|e| SyncError::Local(e.to_string()))?;
@@ -116,12 +127,7 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>, SyncError> {
 
 /// Sends everything pending, batch by batch, until nothing is left or the hub fails.
 pub async fn sync_once(home: &Home, batch_size: usize) -> Result<SyncReport, SyncError> {
-    let link = HubLink::load(home).ok_or(SyncError::NotEnrolled)?;
-    let keychain = Keychain::open().await.map_err(|e| SyncError::Keychain(e.to_string()))?;
-    let credential = keychain
-        .get(&Account::HubDevice(link.device_id.clone()))
-        .await
-        .map_err(|e| SyncError::Keychain(e.to_string()))?;
+    let (link, credential) = enrolled(home).await?;
     let journal = home.journal_path();
     let http = client()?;
     let mut report = SyncReport::default();
@@ -211,12 +217,7 @@ fn held_version(home: &Home) -> Option<i64> {
 /// files, where the policy watcher verifies it against the managed key and loads it.
 /// Returns the new version, if one came.
 pub async fn fetch_policy(home: &Home, wait_secs: u64) -> Result<Option<i64>, SyncError> {
-    let link = HubLink::load(home).ok_or(SyncError::NotEnrolled)?;
-    let keychain = Keychain::open().await.map_err(|e| SyncError::Keychain(e.to_string()))?;
-    let credential = keychain
-        .get(&Account::HubDevice(link.device_id.clone()))
-        .await
-        .map_err(|e| SyncError::Keychain(e.to_string()))?;
+    let (link, credential) = enrolled(home).await?;
     let mut req = client()?
         .get(format!("{}/v1/policy/bundle", link.url))
         .query(&[("wait", wait_secs)])

@@ -24,36 +24,10 @@ pub struct AuditQuery {
     pub format: Option<String>,
 }
 
-/// The export's fields, in its order; `arguments` is JSON, the rest text or numbers.
-pub const FIELDS: [&str; 27] = [
-    "id",
-    "time",
-    "kind",
-    "user",
-    "device",
-    "client",
-    "client_name",
-    "client_version",
-    "session",
-    "server",
-    "tool",
-    "arguments",
-    "method",
-    "decision",
-    "rule",
-    "reason",
-    "approval",
-    "policy_version",
-    "outcome",
-    "class",
-    "label",
-    "prev_hash",
-    "hash",
-    "duration_ms",
-    "detail",
-    "device_id",
-    "seq",
-];
+/// The export's fields (`countersign audit export`), then where the record came from.
+pub fn fields() -> impl Iterator<Item = &'static str> {
+    countersign_audit::EXPORT_FIELDS.into_iter().chain(["device_id", "seq"])
+}
 
 pub async fn records(db: &Db, q: &AuditQuery) -> Result<Vec<Map<String, Value>>, DbError> {
     let mut sql = String::from("SELECT * FROM records WHERE 1=1");
@@ -89,7 +63,7 @@ pub async fn records(db: &Db, q: &AuditQuery) -> Result<Vec<Map<String, Value>>,
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let mut map = Map::new();
-        for field in FIELDS {
+        for field in fields() {
             let value = match field {
                 "user" => text(&row, "user_name"),
                 "arguments" => row
@@ -118,9 +92,9 @@ fn text(row: &sqlx::any::AnyRow, column: &str) -> Value {
 /// The records as CSV with a header row (arguments as JSON text).
 pub fn to_csv(records: &[Map<String, Value>]) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(FIELDS)?;
+    w.write_record(fields())?;
     for r in records {
-        w.write_record(FIELDS.iter().map(|f| match r.get(*f) {
+        w.write_record(fields().map(|f| match r.get(f) {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
