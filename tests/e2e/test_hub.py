@@ -108,7 +108,7 @@ async def calls(gw, n: int, start: int = 0):
             assert not r.is_error, text_of(r)
 
 
-def enrolled_gateway(make_gateway, tmp_path, hub, interval: int = 3600):
+def enrolled_gateway(make_gateway, tmp_path, hub):
     gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]})
     out = gw.cli("enroll", hub.url, hub.enrollment_token(), "--name", "laptop-1").stdout
     assert "enrolled with" in out
@@ -204,6 +204,19 @@ async def test_sec_24_the_hub_flags_a_gap_in_a_devices_chain(make_gateway, tmp_p
     alerts = hub.alerts()
     assert len(alerts) == 1 and alerts[0]["kind"] == "gap" and "records are missing" in alerts[0]["detail"], alerts
     assert gw.cli("audit", "verify", check=False).returncode == 1
+
+
+async def test_sec_24_a_cut_tail_the_hub_acknowledged_is_found_locally(make_gateway, tmp_path, sqlite_hub):
+    fresh = enrolled_gateway(make_gateway, tmp_path, sqlite_hub)
+    await calls(fresh, 3)
+    sync(fresh)
+    assert "the chain holds" in fresh.cli("audit", "verify").stdout
+    last = fresh.audit()[-1]
+    with sqlite3.connect(fresh.home / "audit.db") as db:
+        db.execute("DELETE FROM outcomes WHERE record_id = ?", (last["id"],))
+        db.execute("DELETE FROM records WHERE id = ?", (last["id"],))
+    r = fresh.cli("audit", "verify", check=False)
+    assert r.returncode == 1 and "tail was cut off" in r.stderr, r.stderr
 
 
 async def test_a_published_policy_reaches_an_online_laptop_within_10_s(make_gateway, tmp_path):

@@ -685,7 +685,43 @@ impl JournalReader {
             report.outcomes += 1;
         }
         report.head = prev;
+        self.check_tail().await?;
         Ok(report)
+    }
+
+    /// A cut-off tail leaves no break in the chain, but the outbox remembers how far the
+    /// hub acknowledged: a journal that ends before that lost its tail.
+    async fn check_tail(&self) -> Result<(), JournalError> {
+        let synced: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'")
+                .fetch_optional(&self.pool)
+                .await?;
+        if synced.is_none() {
+            return Ok(());
+        }
+        let sent: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM sync_state WHERE key = 'sent_seq'").fetch_optional(&self.pool).await?;
+        let sent: i64 = sent.and_then(|(v,)| v.parse().ok()).unwrap_or(0);
+        let (last_seq, last_id): (Option<i64>, Option<String>) =
+            sqlx::query_as("SELECT seq, id FROM records ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or((None, None));
+        let anchored: Option<(i64,)> = sqlx::query_as("SELECT seq FROM chain_anchor WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap_or(None);
+        let end = last_seq.or(anchored.map(|(s,)| s)).unwrap_or(0);
+        if sent > end {
+            return Err(JournalError::Broken {
+                seq: end,
+                id: last_id.unwrap_or_else(|| "(none)".into()),
+                why: format!(
+                    "the journal ends at record {end}, but the hub acknowledged records up to {sent}: its tail was cut off"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Writes every record as one JSON object a line.

@@ -319,6 +319,20 @@ mod tests {
         assert_eq!(outbox.pending().unwrap().records, 3);
     }
 
+    /// Case 24: a tail cut after the hub acknowledged it is found locally too.
+    #[tokio::test]
+    async fn sec_24_a_cut_tail_the_hub_acknowledged_fails_verification() {
+        let (_dir, path, journal) = journal_with(5).await;
+        let mut outbox = Outbox::open(&path).unwrap();
+        ack_first(&mut outbox, 5);
+        assert_eq!(journal.reader().verify().await.unwrap().records, 5);
+        outbox.conn.execute("DELETE FROM records WHERE seq >= 4", []).unwrap();
+        match journal.reader().verify().await {
+            Err(crate::JournalError::Broken { seq: 3, why, .. }) => assert!(why.contains("tail was cut"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn sent_records_past_their_retention_go() {
         let (_dir, path, journal) = journal_with(5).await;
