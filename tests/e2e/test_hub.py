@@ -255,6 +255,8 @@ async def test_a_published_policy_reaches_an_online_laptop_within_10_s(make_gate
         (ROOT / "target" / "policy-propagation.txt").write_text(f"{elapsed:.3f}\n")
         record = gw.wait_audit(lambda r: r["tool"] == "read_graph" and r["decision"] == "deny", "the denial")[-1]
         assert record["policy_version"] and "1" in record["policy_version"], record["policy_version"]
+        actions = [a["action"] for a in hub.get("/v1/admin-log").json()]
+        assert actions.count("policy-publish") == 2 and actions[-1] == "admin-log-query", actions
     finally:
         hub.kill()
 

@@ -100,6 +100,8 @@ pub fn document() -> Value {
             "/v1/entitlements": { "get": { "summary": "For every identity: servers and tools used, grants held (access review)",
                 "security": admin, "parameters": [ { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "csv"] } } ],
                 "responses": { "200": { "description": "Identities, or CSV rows per identity, server and tool" }, "401": unauthorized } } },
+            "/v1/admin-log": { "get": { "summary": "Every admin action, oldest first", "security": admin,
+                "responses": { "200": { "description": "Admin actions" }, "401": unauthorized } } },
             "/v1/enrollment-tokens": { "post": { "summary": "Make a single-use enrollment token", "security": admin,
                 "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object",
                     "properties": { "hours": { "type": "integer", "minimum": 1, "maximum": 2160, "default": 168 } } } } } },

@@ -52,6 +52,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/alerts"),
     ("GET", "/v1/devices"),
     ("GET", "/v1/entitlements"),
+    ("GET", "/v1/admin-log"),
     ("POST", "/v1/enrollment-tokens"),
     ("PUT", "/v1/policy"),
     ("GET", "/v1/policy/bundle"),
@@ -67,6 +68,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/v1/alerts", get(alerts))
         .route("/v1/devices", get(devices))
         .route("/v1/entitlements", get(entitlements))
+        .route("/v1/admin-log", get(admin_log))
         .route("/v1/enrollment-tokens", post(new_enrollment_token))
         .route("/v1/policy", axum::routing::put(publish_policy))
         .route("/v1/policy/bundle", get(policy_bundle))
@@ -364,4 +366,24 @@ async fn entitlements(State(hub): Shared, headers: HeaderMap, Query(q): Query<Fo
         };
     }
     Json(ids).into_response()
+}
+
+/// Every admin action, oldest first (reading it is an admin action too).
+async fn admin_log(State(hub): Shared, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&hub, &headers, "admin-log-query", String::new()).await {
+        return r;
+    }
+    let rows: Result<Vec<(String, String, String, String)>, _> =
+        sqlx::query_as("SELECT id, time, action, detail FROM admin_log ORDER BY time, id")
+            .fetch_all(&hub.db.pool)
+            .await;
+    match rows {
+        Ok(rows) => Json(
+            rows.into_iter()
+                .map(|(id, time, action, detail)| json!({"id": id, "time": time, "action": action, "detail": detail}))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => internal(e),
+    }
 }
