@@ -507,31 +507,6 @@ pub struct JournalReader {
     pool: SqlitePool,
 }
 
-const EXPORT_COLUMNS: [&str; 22] = [
-    "id",
-    "time",
-    "kind",
-    "user",
-    "device",
-    "client",
-    "client_name",
-    "client_version",
-    "session",
-    "server",
-    "tool",
-    "method",
-    "decision",
-    "rule",
-    "reason",
-    "approval",
-    "policy_version",
-    "outcome",
-    "class",
-    "label",
-    "prev_hash",
-    "hash",
-];
-
 /// The fields of an exported record, in order (`countersign audit export`; the hub's
 /// `GET /v1/audit` answers with the same names).
 pub const EXPORT_FIELDS: [&str; 25] = [
@@ -737,20 +712,21 @@ impl JournalReader {
 
 fn row_to_json(row: &SqliteRow) -> Value {
     let mut map = Map::new();
-    for column in EXPORT_COLUMNS {
-        let value: Option<String> = row.try_get(column).unwrap_or(None);
-        map.insert(column.to_string(), value.map_or(Value::Null, Value::String));
-        if column == "tool" {
-            // `arguments` sits after `tool` in the export, as stored JSON.
-            let args: Option<String> = row.try_get("arguments").unwrap_or(None);
-            let args = args.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(Value::Null);
-            map.insert("arguments".into(), args);
-        }
+    for field in EXPORT_FIELDS {
+        let value = match field {
+            // Stored as JSON text; exported as JSON.
+            "arguments" => row
+                .try_get::<Option<String>, _>("arguments")
+                .unwrap_or(None)
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(Value::Null),
+            "duration_ms" => {
+                row.try_get::<Option<f64>, _>("duration_ms").unwrap_or(None).map_or(Value::Null, Value::from)
+            }
+            column => row.try_get::<Option<String>, _>(column).unwrap_or(None).map_or(Value::Null, Value::String),
+        };
+        map.insert(field.to_string(), value);
     }
-    let duration: Option<f64> = row.try_get("duration_ms").unwrap_or(None);
-    map.insert("duration_ms".into(), duration.map_or(Value::Null, Value::from));
-    let detail: Option<String> = row.try_get("detail").unwrap_or(None);
-    map.insert("detail".into(), detail.map_or(Value::Null, Value::String));
     Value::Object(map)
 }
 
