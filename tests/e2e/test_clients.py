@@ -38,3 +38,20 @@ def test_clients_list_finds_routed_and_shadow_servers_in_a_temporary_home(tmp_pa
     text = subprocess.run([str(BIN), "clients", "list"], env=env, capture_output=True, text=True, check=True).stdout
     assert "Claude Desktop" in text and "SHADOW  filesystem" in text and "routed  github" in text
     assert {p: p.read_bytes() for p in home.rglob("*") if p.is_file()} == before, "listing changes nothing"
+
+
+def test_the_gateway_records_shadow_servers_in_the_audit_journal(tmp_path, make_gateway):
+    from conftest import wait_for
+
+    home = tmp_path / "client-home"
+    (home / ".cursor").mkdir(parents=True)
+    shutil.copy(TESTDATA / "cursor" / "original.json", home / ".cursor" / "mcp.json")
+    gw = make_gateway({})
+    gw.stop()
+    gw.env["HOME"] = str(home)
+    gw.env.pop("XDG_CONFIG_HOME", None)
+    gw.start()
+    record = gw.wait_audit(lambda r: r["rule"] == "client-inventory", "the inventory record")[0]
+    assert record["decision"] == "ask" and "Cursor `time`" in record["reason"] and "Cursor `notion`" in record["reason"]
+    found = record["arguments"]["clients"][0]
+    assert found["file"] == "~/.cursor/mcp.json" and {s["name"] for s in found["servers"]} == {"time", "countersign", "notion"}

@@ -10,6 +10,7 @@
 //! never writes a secret to a log line.
 
 pub mod approver;
+mod client_inventory;
 pub mod clock;
 pub mod config;
 pub mod config_edit;
