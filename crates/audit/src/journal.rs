@@ -16,6 +16,8 @@
 //! that fail to commit are kept for the next try.
 
 use crate::record::{OutcomeRecord, Record};
+pub(crate) use crate::writer::RECORD_COLUMNS;
+use crate::writer::{open_writer, write_batch, write_loop, Writer};
 use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection, SqlitePool};
@@ -85,9 +87,9 @@ impl Default for JournalOptions {
     }
 }
 
-type Ack = oneshot::Sender<Result<(), String>>;
+pub(crate) type Ack = oneshot::Sender<Result<(), String>>;
 
-enum Op {
+pub(crate) enum Op {
     Record(Box<Record>, Option<Ack>),
     Outcome(OutcomeRecord, Option<Ack>),
     /// Move the WAL's pages into the database file (kept off the commit path).
@@ -98,13 +100,6 @@ enum Op {
 /// inside whichever commit crosses the threshold, fsync included; here no caller waits
 /// for one.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The one write connection and the chain's head (the newest record's hash), which only
-/// moves once a commit has succeeded.
-struct Writer {
-    conn: rusqlite::Connection,
-    head: String,
-}
 
 /// A handle to the journal. Clones share one writer.
 #[derive(Clone)]
@@ -344,167 +339,10 @@ impl Journal {
     }
 }
 
-fn open_writer(path: &Path, sync: Synchronous) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(
-        None,
-        "synchronous",
-        match sync {
-            Synchronous::Normal => "NORMAL",
-            Synchronous::Full => "FULL",
-        },
-    )?;
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    Ok(conn)
-}
-
-/// The record columns the chain covers, in order; `prev_hash` and `hash` follow them.
-const RECORD_COLUMNS: &str = "id, time, kind, user, device, client, client_name, client_version, session, server, \
-    tool, method, arguments, decision, rule, reason, approval, policy_version, class, label";
-const INSERT_RECORD: &str = "INSERT INTO records (id, time, kind, user, device, client, client_name, \
-    client_version, session, server, tool, method, arguments, decision, rule, reason, approval, policy_version, \
-    class, label, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-    ?17, ?18, ?19, ?20, ?21, ?22)";
-const INSERT_OUTCOME: &str =
-    "INSERT INTO outcomes (record_id, time, outcome, duration_ms, detail, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-
-fn write_loop(conn: Arc<Mutex<Writer>>, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
-    let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let result = {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            write_batch(&mut conn, &batch).map_err(|e| e.to_string())
-        };
-        if let Err(e) = &result {
-            tracing::error!(error = %e, records = batch.len(), "audit journal commit failed");
-        }
-        for op in batch.drain(..) {
-            let ack = match op {
-                Op::Record(_, ack) | Op::Outcome(_, ack) => ack,
-                Op::Checkpoint => None,
-            };
-            if let Some(ack) = ack {
-                let _ = ack.send(result.clone());
-            }
-        }
-    }
-}
-
-/// Commits the batch in one transaction (a single statement commits by itself). The
-/// chain's head advances only when the commit succeeds.
-fn write_batch(writer: &mut Writer, batch: &[Op]) -> rusqlite::Result<()> {
-    let checkpoint = batch.iter().any(|op| matches!(op, Op::Checkpoint));
-    let writes: Vec<&Op> = batch.iter().filter(|op| !matches!(op, Op::Checkpoint)).collect();
-    let mut head = writer.head.clone();
-    match writes.as_slice() {
-        [] => {}
-        [single] => write_op(&writer.conn, single, &mut head)?,
-        many => {
-            let tx = writer.conn.transaction()?;
-            for op in many {
-                write_op(&tx, op, &mut head)?;
-            }
-            tx.commit()?;
-        }
-    }
-    writer.head = head;
-    if checkpoint {
-        // Outside any transaction; a checkpoint that cannot finish now finishes next time.
-        if let Err(e) = writer.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!("WAL checkpoint deferred: {e}");
-        }
-    }
-    Ok(())
-}
-
-fn write_op(conn: &rusqlite::Connection, op: &Op, head: &mut String) -> rusqlite::Result<()> {
-    match op {
-        Op::Checkpoint => {}
-        Op::Record(r, _) => {
-            let kind = match r.kind {
-                crate::RecordKind::Call => "call",
-                crate::RecordKind::Rejected => "rejected",
-                crate::RecordKind::Policy => "policy",
-            };
-            let approval = r.approval.map(|a| match a {
-                crate::Approval::Approved => "approved",
-                crate::Approval::Denied => "denied",
-                crate::Approval::Timeout => "timeout",
-            });
-            let arguments = r.arguments.as_ref().map(Value::to_string);
-            let id = r.id.to_string();
-            let fields = [
-                Some(id.as_str()),
-                Some(r.time.as_str()),
-                Some(kind),
-                Some(r.user.as_str()),
-                Some(r.device.as_str()),
-                r.client.as_deref(),
-                r.client_name.as_deref(),
-                r.client_version.as_deref(),
-                r.session.as_deref(),
-                r.server.as_deref(),
-                r.tool.as_deref(),
-                r.method.as_deref(),
-                arguments.as_deref(),
-                Some(r.decision.as_str()),
-                r.rule.as_deref(),
-                r.reason.as_deref(),
-                approval,
-                r.policy_version.as_deref(),
-                r.class.as_deref(),
-                r.label.as_deref(),
-            ];
-            let hash = crate::chain::record_hash(head, &fields);
-            let mut params: Vec<Option<&str>> = fields.to_vec();
-            params.push(Some(head.as_str()));
-            params.push(Some(hash.as_str()));
-            conn.prepare_cached(INSERT_RECORD)?.execute(rusqlite::params_from_iter(params))?;
-            *head = hash;
-        }
-        Op::Outcome(o, _) => {
-            let record_hash: Option<String> = conn
-                .prepare_cached("SELECT hash FROM records WHERE id = ?1")?
-                .query_row([o.record_id.to_string()], |r| r.get(0))
-                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
-            let id = o.record_id.to_string();
-            let duration = crate::chain::duration_text(o.duration_ms);
-            let hash = crate::chain::outcome_hash(
-                record_hash.as_deref().unwrap_or(crate::chain::GENESIS),
-                &[
-                    Some(id.as_str()),
-                    Some(o.time.as_str()),
-                    Some(o.outcome.as_str()),
-                    duration.as_deref(),
-                    o.detail.as_deref(),
-                ],
-            );
-            conn.prepare_cached(INSERT_OUTCOME)?.execute(rusqlite::params![
-                id,
-                o.time,
-                o.outcome.as_str(),
-                o.duration_ms,
-                o.detail,
-                hash,
-            ])?;
-        }
-    }
-    Ok(())
-}
-
 /// Read access to the journal, for export and queries.
 #[derive(Clone)]
 pub struct JournalReader {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 /// The fields of an exported record, in order (`countersign audit export`; the hub's
@@ -571,132 +409,6 @@ impl JournalReader {
         }
         let rows = query.bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(row_to_json).collect())
-    }
-
-    /// Checks the whole chain, oldest record first: each record's hash against its
-    /// columns and the previous record's hash, each outcome's against its columns and its
-    /// record's hash. The first break is named by its sequence number and id.
-    pub async fn verify(&self) -> Result<ChainReport, JournalError> {
-        use futures::TryStreamExt;
-        let sql = format!("SELECT seq, {RECORD_COLUMNS}, prev_hash, hash FROM records ORDER BY seq");
-        let mut rows = sqlx::query(&sql).fetch(&self.pool);
-        let mut report = ChainReport { records: 0, outcomes: 0, unchained: 0, head: None };
-        // Records pruned from the front are summed up by the anchor: the hash of the last
-        // one removed, which the first remaining record must follow.
-        let anchored: Option<(String,)> =
-            sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'chain_anchor'")
-                .fetch_optional(&self.pool)
-                .await?;
-        let mut prev: Option<String> = match anchored {
-            Some(_) => sqlx::query_as::<_, (String,)>("SELECT hash FROM chain_anchor WHERE id = 1")
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|(h,)| h),
-            None => None,
-        };
-        while let Some(row) = rows.try_next().await? {
-            let seq: i64 = row.try_get("seq")?;
-            let id: String = row.try_get("id")?;
-            let stored: Option<String> = row.try_get("hash")?;
-            let stored_prev: Option<String> = row.try_get("prev_hash")?;
-            let broken = |why: &str| JournalError::Broken { seq, id: id.clone(), why: why.to_string() };
-            let Some(stored) = stored else {
-                if prev.is_some() {
-                    return Err(broken("a record without a hash follows chained records"));
-                }
-                report.unchained += 1;
-                continue;
-            };
-            let expected_prev = prev.clone().unwrap_or_else(|| crate::chain::GENESIS.to_string());
-            if stored_prev.as_deref() != Some(expected_prev.as_str()) {
-                return Err(broken("its previous hash is not the hash of the record before it (a record was removed, inserted or reordered)"));
-            }
-            let mut fields: Vec<Option<String>> = Vec::with_capacity(20);
-            for column in RECORD_COLUMNS.split(',').map(str::trim) {
-                fields.push(row.try_get(column)?);
-            }
-            let refs: Vec<Option<&str>> = fields.iter().map(|f| f.as_deref()).collect();
-            if crate::chain::record_hash(&expected_prev, &refs) != stored {
-                return Err(broken("its contents do not match its hash (it was changed)"));
-            }
-            report.records += 1;
-            prev = Some(stored);
-        }
-        drop(rows);
-        let mut outcomes = sqlx::query(
-            "SELECT r.seq, o.record_id, o.time, o.outcome, o.duration_ms, o.detail, o.hash, r.hash AS record_hash \
-             FROM outcomes o LEFT JOIN records r ON r.id = o.record_id ORDER BY r.seq",
-        )
-        .fetch(&self.pool);
-        while let Some(row) = outcomes.try_next().await? {
-            let Some(stored) = row.try_get::<Option<String>, _>("hash")? else { continue };
-            let seq: Option<i64> = row.try_get("seq")?;
-            let id: String = row.try_get("record_id")?;
-            let broken =
-                |why: &str| JournalError::Broken { seq: seq.unwrap_or(-1), id: id.clone(), why: why.to_string() };
-            let record_hash: Option<String> = row.try_get("record_hash")?;
-            if seq.is_none() {
-                return Err(broken("an outcome whose record is missing"));
-            }
-            // A record from before chaining gets outcomes bound to the genesis hash.
-            let record_hash = record_hash.unwrap_or_else(|| crate::chain::GENESIS.to_string());
-            let duration = crate::chain::duration_text(row.try_get("duration_ms")?);
-            let time: String = row.try_get("time")?;
-            let outcome: String = row.try_get("outcome")?;
-            let detail: Option<String> = row.try_get("detail")?;
-            let expected = crate::chain::outcome_hash(
-                &record_hash,
-                &[
-                    Some(id.as_str()),
-                    Some(time.as_str()),
-                    Some(outcome.as_str()),
-                    duration.as_deref(),
-                    detail.as_deref(),
-                ],
-            );
-            if expected != stored {
-                return Err(broken("its outcome does not match the outcome's hash (it was changed)"));
-            }
-            report.outcomes += 1;
-        }
-        report.head = prev;
-        self.check_tail().await?;
-        Ok(report)
-    }
-
-    /// A cut-off tail leaves no break in the chain, but the outbox remembers how far the
-    /// hub acknowledged: a journal that ends before that lost its tail.
-    async fn check_tail(&self) -> Result<(), JournalError> {
-        let synced: Option<(String,)> =
-            sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'")
-                .fetch_optional(&self.pool)
-                .await?;
-        if synced.is_none() {
-            return Ok(());
-        }
-        let sent: Option<(String,)> =
-            sqlx::query_as("SELECT value FROM sync_state WHERE key = 'sent_seq'").fetch_optional(&self.pool).await?;
-        let sent: i64 = sent.and_then(|(v,)| v.parse().ok()).unwrap_or(0);
-        let (last_seq, last_id): (Option<i64>, Option<String>) =
-            sqlx::query_as("SELECT seq, id FROM records ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?
-                .unwrap_or((None, None));
-        let anchored: Option<(i64,)> = sqlx::query_as("SELECT seq FROM chain_anchor WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .unwrap_or(None);
-        let end = last_seq.or(anchored.map(|(s,)| s)).unwrap_or(0);
-        if sent > end {
-            return Err(JournalError::Broken {
-                seq: end,
-                id: last_id.unwrap_or_else(|| "(none)".into()),
-                why: format!(
-                    "the journal ends at record {end}, but the hub acknowledged records up to {sent}: its tail was cut off"
-                ),
-            });
-        }
-        Ok(())
     }
 
     /// Writes every record as one JSON object a line.
@@ -855,83 +567,6 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         assert_eq!(journal.reader().records().await.unwrap().len(), 200);
-    }
-
-    fn tamper(path: &Path, sql: &str) {
-        let conn = rusqlite::Connection::open(path).unwrap();
-        assert_eq!(conn.execute(sql, []).unwrap(), 1, "{sql}");
-    }
-
-    /// Case 24: any change to a committed record or outcome, or a record removed, is found
-    /// and named; a reopened journal continues the chain.
-    #[tokio::test]
-    async fn sec_24_the_chain_finds_changed_and_removed_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.db");
-        let mut ids = Vec::new();
-        {
-            let journal = Journal::open(&path, JournalOptions::default()).await.unwrap();
-            for i in 0..6 {
-                let mut rec = Record::new(RecordKind::Call, "ana", "dev1", "allow");
-                rec.tool = Some(format!("t{i}"));
-                rec.arguments = Some(serde_json::json!({"n": i}));
-                ids.push(rec.id);
-                if i % 2 == 0 {
-                    journal.commit(rec).await.unwrap()
-                } else {
-                    journal.commit_grouped(rec).await.unwrap()
-                }
-            }
-            let outcome = OutcomeRecord {
-                record_id: ids[1],
-                time: crate::now_rfc3339(),
-                outcome: Outcome::Error,
-                duration_ms: Some(2.25),
-                detail: Some("upstream failed".into()),
-            };
-            journal.commit_outcome(outcome).await.unwrap();
-        }
-        // Reopened: the chain goes on from the stored head.
-        let journal = Journal::open(&path, JournalOptions::default()).await.unwrap();
-        journal.commit(Record::new(RecordKind::Policy, "ana", "dev1", "allow")).await.unwrap();
-        let report = journal.reader().verify().await.unwrap();
-        assert_eq!((report.records, report.outcomes, report.unchained), (7, 1, 0));
-        drop(journal);
-
-        let copy = |name: &str| {
-            let p = dir.path().join(name);
-            std::fs::copy(&path, &p).unwrap();
-            p
-        };
-        let verify = |p: PathBuf| async move { Journal::open_read_only(&p).await.unwrap().verify().await };
-
-        let changed = copy("changed.db");
-        tamper(&changed, "UPDATE records SET decision = 'deny' WHERE seq = 3");
-        match verify(changed).await {
-            Err(JournalError::Broken { seq: 3, id, why }) => {
-                assert_eq!(id, ids[2].to_string());
-                assert!(why.contains("changed"), "{why}");
-            }
-            other => panic!("{other:?}"),
-        }
-
-        let removed = copy("removed.db");
-        tamper(&removed, "DELETE FROM records WHERE seq = 4");
-        match verify(removed).await {
-            Err(JournalError::Broken { seq: 5, why, .. }) => assert!(why.contains("removed"), "{why}"),
-            other => panic!("{other:?}"),
-        }
-
-        let outcome = copy("outcome.db");
-        tamper(&outcome, "UPDATE outcomes SET outcome = 'ok'");
-        match verify(outcome).await {
-            Err(JournalError::Broken { seq: 2, why, .. }) => assert!(why.contains("outcome"), "{why}"),
-            other => panic!("{other:?}"),
-        }
-
-        let arguments = copy("arguments.db");
-        tamper(&arguments, "UPDATE records SET arguments = '{\"n\":99}' WHERE seq = 1");
-        assert!(matches!(verify(arguments).await, Err(JournalError::Broken { seq: 1, .. })));
     }
 
     #[tokio::test]

@@ -13,7 +13,9 @@ mod journal;
 pub mod outbox;
 mod record;
 mod redact;
+mod verify;
 pub mod wire;
+mod writer;
 
 pub use journal::{ChainReport, Journal, JournalError, JournalOptions, JournalReader, Synchronous, EXPORT_FIELDS};
 pub use record::{now_rfc3339, Approval, Outcome, OutcomeRecord, Record, RecordKind};

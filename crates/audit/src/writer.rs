@@ -1,0 +1,175 @@
+//! The journal's one write connection (SQLite's C API through rusqlite, cached
+//! statements): inserts of records and outcomes, batches in one transaction, the writer
+//! thread's group commits, WAL checkpoints, and the hash chain's head, which moves only
+//! once a commit succeeded. Never reads on behalf of callers.
+
+use crate::journal::{Op, Synchronous};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// The one write connection and the chain's head (the newest record's hash), which only
+/// moves once a commit has succeeded.
+pub(crate) struct Writer {
+    pub(crate) conn: rusqlite::Connection,
+    pub(crate) head: String,
+}
+
+pub(crate) fn open_writer(path: &Path, sync: Synchronous) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        },
+    )?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(conn)
+}
+
+/// The record columns the chain covers, in order; `prev_hash` and `hash` follow them.
+pub(crate) const RECORD_COLUMNS: &str =
+    "id, time, kind, user, device, client, client_name, client_version, session, server, \
+    tool, method, arguments, decision, rule, reason, approval, policy_version, class, label";
+const INSERT_RECORD: &str = "INSERT INTO records (id, time, kind, user, device, client, client_name, \
+    client_version, session, server, tool, method, arguments, decision, rule, reason, approval, policy_version, \
+    class, label, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+    ?17, ?18, ?19, ?20, ?21, ?22)";
+const INSERT_OUTCOME: &str =
+    "INSERT INTO outcomes (record_id, time, outcome, duration_ms, detail, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+pub(crate) fn write_loop(conn: Arc<Mutex<Writer>>, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let result = {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            write_batch(&mut conn, &batch).map_err(|e| e.to_string())
+        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, records = batch.len(), "audit journal commit failed");
+        }
+        for op in batch.drain(..) {
+            let ack = match op {
+                Op::Record(_, ack) | Op::Outcome(_, ack) => ack,
+                Op::Checkpoint => None,
+            };
+            if let Some(ack) = ack {
+                let _ = ack.send(result.clone());
+            }
+        }
+    }
+}
+
+/// Commits the batch in one transaction (a single statement commits by itself). The
+/// chain's head advances only when the commit succeeds.
+pub(crate) fn write_batch(writer: &mut Writer, batch: &[Op]) -> rusqlite::Result<()> {
+    let checkpoint = batch.iter().any(|op| matches!(op, Op::Checkpoint));
+    let writes: Vec<&Op> = batch.iter().filter(|op| !matches!(op, Op::Checkpoint)).collect();
+    let mut head = writer.head.clone();
+    match writes.as_slice() {
+        [] => {}
+        [single] => write_op(&writer.conn, single, &mut head)?,
+        many => {
+            let tx = writer.conn.transaction()?;
+            for op in many {
+                write_op(&tx, op, &mut head)?;
+            }
+            tx.commit()?;
+        }
+    }
+    writer.head = head;
+    if checkpoint {
+        // Outside any transaction; a checkpoint that cannot finish now finishes next time.
+        if let Err(e) = writer.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!("WAL checkpoint deferred: {e}");
+        }
+    }
+    Ok(())
+}
+
+fn write_op(conn: &rusqlite::Connection, op: &Op, head: &mut String) -> rusqlite::Result<()> {
+    match op {
+        Op::Checkpoint => {}
+        Op::Record(r, _) => {
+            let kind = match r.kind {
+                crate::RecordKind::Call => "call",
+                crate::RecordKind::Rejected => "rejected",
+                crate::RecordKind::Policy => "policy",
+            };
+            let approval = r.approval.map(|a| match a {
+                crate::Approval::Approved => "approved",
+                crate::Approval::Denied => "denied",
+                crate::Approval::Timeout => "timeout",
+            });
+            let arguments = r.arguments.as_ref().map(Value::to_string);
+            let id = r.id.to_string();
+            let fields = [
+                Some(id.as_str()),
+                Some(r.time.as_str()),
+                Some(kind),
+                Some(r.user.as_str()),
+                Some(r.device.as_str()),
+                r.client.as_deref(),
+                r.client_name.as_deref(),
+                r.client_version.as_deref(),
+                r.session.as_deref(),
+                r.server.as_deref(),
+                r.tool.as_deref(),
+                r.method.as_deref(),
+                arguments.as_deref(),
+                Some(r.decision.as_str()),
+                r.rule.as_deref(),
+                r.reason.as_deref(),
+                approval,
+                r.policy_version.as_deref(),
+                r.class.as_deref(),
+                r.label.as_deref(),
+            ];
+            let hash = crate::chain::record_hash(head, &fields);
+            let mut params: Vec<Option<&str>> = fields.to_vec();
+            params.push(Some(head.as_str()));
+            params.push(Some(hash.as_str()));
+            conn.prepare_cached(INSERT_RECORD)?.execute(rusqlite::params_from_iter(params))?;
+            *head = hash;
+        }
+        Op::Outcome(o, _) => {
+            let record_hash: Option<String> = conn
+                .prepare_cached("SELECT hash FROM records WHERE id = ?1")?
+                .query_row([o.record_id.to_string()], |r| r.get(0))
+                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
+            let id = o.record_id.to_string();
+            let duration = crate::chain::duration_text(o.duration_ms);
+            let hash = crate::chain::outcome_hash(
+                record_hash.as_deref().unwrap_or(crate::chain::GENESIS),
+                &[
+                    Some(id.as_str()),
+                    Some(o.time.as_str()),
+                    Some(o.outcome.as_str()),
+                    duration.as_deref(),
+                    o.detail.as_deref(),
+                ],
+            );
+            conn.prepare_cached(INSERT_OUTCOME)?.execute(rusqlite::params![
+                id,
+                o.time,
+                o.outcome.as_str(),
+                o.duration_ms,
+                o.detail,
+                hash,
+            ])?;
+        }
+    }
+    Ok(())
+}
