@@ -4,22 +4,27 @@
 
 use crate::SecretName;
 
-/// Key words in a variable or header name that mark its value as a credential.
+/// Words of a variable or header name (upper-cased, split at anything not a letter or
+/// digit) that mark its value as a credential.
 const SECRET_WORDS: &[&str] = &[
     "TOKEN",
+    "TOKENS",
     "SECRET",
+    "SECRETS",
     "PASSWORD",
     "PASSWD",
-    "API_KEY",
+    "PWD",
+    "PAT",
     "APIKEY",
-    "ACCESS_KEY",
-    "PRIVATE_KEY",
     "CREDENTIAL",
+    "CREDENTIALS",
     "AUTH",
-    "_PAT",
+    "AUTHORIZATION",
     "COOKIE",
-    "SESSION",
 ];
+
+/// Words that, followed by `KEY`, name a credential (`API_KEY`, `X-Api-Key`).
+const KEY_QUALIFIERS: &[&str] = &["API", "ACCESS", "PRIVATE", "SECRET", "CLIENT", "SIGNING", "LICENSE"];
 
 /// Prefixes of well-known token formats.
 const TOKEN_PREFIXES: &[&str] = &[
@@ -55,9 +60,11 @@ pub fn looks_secret(key: &str, value: &str) -> bool {
     if value.is_empty() || (value.starts_with("${") && value.ends_with('}')) {
         return false;
     }
-    let upper = key.to_ascii_uppercase().replace('-', "_");
-    SECRET_WORDS.iter().any(|w| upper.contains(w) || upper == w.trim_start_matches('_'))
-        || TOKEN_PREFIXES.iter().any(|p| value.starts_with(p) && value.len() >= p.len() + 8)
+    let upper = key.to_ascii_uppercase();
+    let words: Vec<&str> = upper.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    let named = words.iter().any(|w| SECRET_WORDS.contains(w))
+        || words.windows(2).any(|pair| pair[1] == "KEY" && KEY_QUALIFIERS.contains(&pair[0]));
+    named || TOKEN_PREFIXES.iter().any(|p| value.starts_with(p) && value.len() >= p.len() + 8)
 }
 
 /// The name to file a found secret under: `SERVER-KEY`, lower-cased, made valid.
@@ -95,6 +102,12 @@ mod tests {
         assert!(!looks_secret("GITHUB_TOKEN", ""));
         assert!(!looks_secret("GITHUB_TOKEN", "${GITHUB_TOKEN}"));
         assert!(!looks_secret("ALLOWED_DIRS", "/home/me"));
+        assert!(!looks_secret("MEMORY_FILE_PATH", "/home/me/memory.jsonl"), "PATH is not PAT");
+        assert!(!looks_secret("KEYBOARD_LAYOUT", "us"));
+        assert!(looks_secret("GITHUB_PAT", "abc"));
+        assert!(looks_secret("OPENAI_API_KEY", "abc"));
+        assert!(looks_secret("PRIVATE_KEY", "abc"));
+        assert!(looks_secret("DB_PASSWORD", "abc"));
     }
 
     #[test]
