@@ -13,8 +13,40 @@ use std::collections::HashSet;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
-#[error("audit outbox: {0}")]
-pub struct OutboxError(#[from] rusqlite::Error);
+pub enum OutboxError {
+    #[error("audit outbox: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("audit outbox: the blocking task failed: {0}")]
+    Task(String),
+}
+
+/// An outbox for async code: its connection is opened once and every use runs on a
+/// blocking thread (SQLite's calls block).
+#[derive(Clone)]
+pub struct AsyncOutbox(std::sync::Arc<std::sync::Mutex<Outbox>>);
+
+impl AsyncOutbox {
+    pub async fn open(journal: std::path::PathBuf) -> Result<Self, OutboxError> {
+        let outbox = tokio::task::spawn_blocking(move || Outbox::open(&journal))
+            .await
+            .map_err(|e| OutboxError::Task(e.to_string()))??;
+        Ok(AsyncOutbox(std::sync::Arc::new(std::sync::Mutex::new(outbox))))
+    }
+
+    /// Runs `op` on the outbox on a blocking thread.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Outbox) -> Result<T, OutboxError> + Send + 'static,
+    ) -> Result<T, OutboxError> {
+        let outbox = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = outbox.lock().unwrap_or_else(|p| p.into_inner());
+            op(&mut guard)
+        })
+        .await
+        .map_err(|e| OutboxError::Task(e.to_string()))?
+    }
+}
 
 pub struct Outbox {
     conn: Connection,

@@ -9,7 +9,7 @@
 
 use crate::config::SyncSettings;
 use crate::home::{write_private, Home};
-use countersign_audit::outbox::{Outbox, Pending};
+use countersign_audit::outbox::{AsyncOutbox, Pending};
 use countersign_audit::wire::{Ack, Batch};
 use countersign_vault::{Account, Keychain, Secret};
 use serde::{Deserialize, Serialize};
@@ -128,15 +128,11 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>, SyncError> {
 /// Sends everything pending, batch by batch, until nothing is left or the hub fails.
 pub async fn sync_once(home: &Home, batch_size: usize) -> Result<SyncReport, SyncError> {
     let (link, credential) = enrolled(home).await?;
-    let journal = home.journal_path();
+    let outbox = AsyncOutbox::open(home.journal_path()).await?;
     let http = client()?;
     let mut report = SyncReport::default();
-    let blocking = |e: tokio::task::JoinError| SyncError::Local(e.to_string());
     loop {
-        let path = journal.clone();
-        let batch: Batch = tokio::task::spawn_blocking(move || Outbox::open(&path)?.next_batch(batch_size))
-            .await
-            .map_err(blocking)??;
+        let batch: Batch = outbox.run(move |o| o.next_batch(batch_size)).await?;
         if batch.records.is_empty() && batch.outcomes.is_empty() {
             break;
         }
@@ -154,19 +150,14 @@ pub async fn sync_once(home: &Home, batch_size: usize) -> Result<SyncReport, Syn
             return Err(refused(&link.url, resp).await);
         }
         let ack: Ack = resp.json().await.map_err(|e| unreachable(&link.url, e))?;
-        let path = journal.clone();
-        let sent_batch = batch.clone();
-        let done: Pending = tokio::task::spawn_blocking(move || Outbox::open(&path)?.acknowledge(&sent_batch, &ack))
-            .await
-            .map_err(blocking)??;
+        let done: Pending = outbox.run(move |o| o.acknowledge(&batch, &ack)).await?;
         report.acknowledged_records += done.records;
         report.acknowledged_outcomes += done.outcomes;
         if done.records == 0 && done.outcomes == 0 {
             return Err(SyncError::Local("the hub acknowledged nothing of a batch; will try again".into()));
         }
     }
-    let path = journal.clone();
-    let pending = tokio::task::spawn_blocking(move || Outbox::open(&path)?.pending()).await.map_err(blocking)??;
+    let pending = outbox.run(|o| o.pending()).await?;
     report.pending_records = pending.records;
     Ok(report)
 }

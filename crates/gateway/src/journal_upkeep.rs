@@ -7,7 +7,7 @@
 
 use crate::home::Home;
 use crate::shared::{PolicyEvent, Shared};
-use countersign_audit::outbox::Outbox;
+use countersign_audit::outbox::AsyncOutbox;
 use countersign_policy::WhenFull;
 use std::sync::Weak;
 use std::time::Duration;
@@ -16,6 +16,8 @@ use std::time::Duration;
 const EVERY: Duration = Duration::from_secs(2);
 
 pub async fn run(gateway: Weak<Shared>, home: Home) {
+    // One connection for the gateway's life (opened again after a failure).
+    let mut outbox: Option<AsyncOutbox> = None;
     loop {
         tokio::time::sleep(EVERY).await;
         let Some(shared) = gateway.upgrade() else { return };
@@ -25,17 +27,22 @@ pub async fn run(gateway: Weak<Shared>, home: Home) {
             t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
         });
         let drop_unsent = bounds.when_full == WhenFull::DropOldestWithGap;
-        let path = home.journal_path();
-        let pruned = tokio::task::spawn_blocking(move || {
-            Outbox::open(&path).and_then(|mut o| o.prune(bounds.max_records, cutoff.as_deref(), drop_unsent))
-        })
-        .await;
-        let report = match pruned {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                tracing::warn!("audit journal upkeep: {e}");
-                continue;
+        let opened = match outbox.take() {
+            Some(o) => Ok(o),
+            None => AsyncOutbox::open(home.journal_path()).await,
+        };
+        let pruned = match opened {
+            Ok(o) => {
+                let result = o.run(move |o| o.prune(bounds.max_records, cutoff.as_deref(), drop_unsent)).await;
+                if result.is_ok() {
+                    outbox = Some(o);
+                }
+                result
             }
+            Err(e) => Err(e),
+        };
+        let report = match pruned {
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!("audit journal upkeep: {e}");
                 continue;
