@@ -6,6 +6,7 @@
 use crate::client::{Format, Location, ServersAt};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,16 @@ pub struct Server {
     /// For Claude Code's per-project servers kept in `~/.claude.json`: the project.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
+    /// The environment a stdio server is started with. Never shown or serialised: values
+    /// may be credentials.
+    #[serde(skip)]
+    pub env: BTreeMap<String, String>,
+    /// The headers sent to a remote server. Never shown or serialised, like `env`.
+    #[serde(skip)]
+    pub headers: BTreeMap<String, String>,
+    /// The folder a stdio server starts in, when the client sets one.
+    #[serde(skip)]
+    pub cwd: Option<String>,
 }
 
 /// The document as JSON, whatever its format.
@@ -123,5 +134,35 @@ fn server(name: &str, entry: &Value, project: Option<&str>) -> Option<Server> {
     };
     let enabled = !entry.get("disabled").and_then(Value::as_bool).unwrap_or(false)
         && entry.get("enabled").and_then(Value::as_bool).unwrap_or(true);
-    Some(Server { name: name.to_string(), transport, enabled, project: project.map(str::to_string) })
+    // Goose keeps the environment in `envs`, Zed's older form inside `command`; Codex's
+    // headers are `http_headers`, Continue's under `requestOptions`.
+    let nested = |outer: &str, inner: &str| entry.get(outer).and_then(|o| o.get(inner)).cloned();
+    let env = [entry.get("env").cloned(), entry.get("envs").cloned(), nested("command", "env")]
+        .into_iter()
+        .flatten()
+        .find(Value::is_object);
+    let headers = [entry.get("headers").cloned(), entry.get("http_headers").cloned(), nested("requestOptions", "headers")]
+        .into_iter()
+        .flatten()
+        .find(Value::is_object);
+    Some(Server {
+        name: name.to_string(),
+        transport,
+        enabled,
+        project: project.map(str::to_string),
+        env: text_map(env.as_ref()),
+        headers: text_map(headers.as_ref()),
+        cwd: text("cwd"),
+    })
+}
+
+/// A map's values as text (numbers and booleans written as JSON would).
+fn text_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
