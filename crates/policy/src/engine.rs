@@ -20,9 +20,10 @@ use crate::class::{ClassSource, Classification, ToolClass};
 use crate::classify;
 use crate::decision::{Decision, Verdict};
 use crate::grant::GrantSettings;
-use crate::input::{CallInput, ServerInfo, ToolDef};
+use crate::input::{CallInput, ServerInfo, ServerOrigin, ToolDef};
 use crate::layers::{ClassDefaults, ClassOverride, Layer, Layers, PolicySettings};
 use crate::rule::{qualified_name, Rule, RuleError, RuleList, Subject};
+use crate::servers::AllowedServers;
 use sha2::{Digest, Sha256};
 
 /// A rule error with the layer and field it sits in.
@@ -58,6 +59,7 @@ pub struct Policy {
     once_only: RuleList,
     version: String,
     source: Layers,
+    allowed_servers: Vec<AllowedServers>,
 }
 
 fn compile_list(
@@ -109,7 +111,13 @@ impl Policy {
                 None => format!("sha256:{hash}"),
             }
         };
+        let allowed_servers = layers
+            .stack()
+            .into_iter()
+            .filter_map(|(layer, s)| s.servers.allowed.as_ref().map(|list| AllowedServers::compile(layer, list)))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Policy {
+            allowed_servers,
             layers: compiled,
             user_may_allow: layers.managed_settings().user_may_allow,
             grants,
@@ -123,6 +131,20 @@ impl Policy {
     /// The version recorded on every audit record: a digest of every layer in force.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// Whether shadow servers (configured in an AI client around Countersign) must be
+    /// reported as alerts: any layer may require it.
+    pub fn require_routing(&self) -> bool {
+        self.source.stack().iter().any(|(_, s)| s.servers.require_routing)
+    }
+
+    /// Why a server may not run, when a layer's allowed list leaves it out.
+    pub fn server_blocked(&self, name: &str, origin: &ServerOrigin) -> Option<String> {
+        self.allowed_servers
+            .iter()
+            .find(|list| !list.allows(name, origin))
+            .map(|list| format!("`{name}` is not on the {} policy's list of allowed servers", list.layer().as_str()))
     }
 
     /// The layers this policy was compiled from.

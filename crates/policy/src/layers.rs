@@ -10,6 +10,7 @@
 use crate::class::ToolClass;
 use crate::decision::Decision;
 use crate::grant::{GrantLength, GrantSettings};
+use crate::servers::ServerRules;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -131,6 +132,9 @@ pub struct PolicySettings {
     /// once, and the lockout and prompt limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grants: Option<GrantSettings>,
+    /// Which MCP servers may run, and whether AI clients must route through Countersign.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub servers: ServerRules,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {

@@ -12,6 +12,7 @@
 //! - `layers`, `bundle`: built-in < user < managed < signed bundle, and bundle checks.
 //! - `engine`: the decision; `grant`: approvals, lockouts and prompt limits.
 //! - `pin`: tool pinning and quarantine of suspicious descriptions.
+//! - `servers`: which servers may run, and whether AI clients must route through us.
 
 mod bundle;
 mod canonical;
@@ -26,6 +27,7 @@ mod input;
 mod layers;
 mod pin;
 mod rule;
+mod servers;
 
 pub use bundle::{verify as verify_bundle, BundleError, BundleHeader, VerifiedBundle};
 pub use canonical::{args_hash, canonical_json};
@@ -42,3 +44,4 @@ pub use layers::{
 };
 pub use pin::{collisions, suspicions, tool_fingerprint, tool_suspicions, Collision, PinSet, Review, ToolState};
 pub use rule::{normalise, Rule, RuleError, RuleList};
+pub use servers::{AllowedServers, ServerMatcher, ServerRules};

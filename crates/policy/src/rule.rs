@@ -40,6 +40,8 @@ pub enum RuleError {
     Unclosed { rule: String },
     #[error("rule `{rule}` is not a valid glob: {message}")]
     BadGlob { rule: String, message: String },
+    #[error("an allowed-server entry must set serverName, serverCommand or serverUrl")]
+    EmptyMatcher,
 }
 
 /// How a condition treats an array of values.
