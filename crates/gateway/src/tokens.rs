@@ -44,8 +44,26 @@ pub struct TokenStore {
 
 #[derive(Default)]
 struct Cache {
-    modified: Option<SystemTime>,
+    stamp: Option<Stamp>,
     by_digest: HashMap<String, String>,
+}
+
+/// What tells one version of the file from another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Stamp { modified: meta.modified().ok(), len: meta.len(), inode }
+    }
 }
 
 fn digest(token: &str) -> String {
@@ -108,64 +126,84 @@ impl TokenStore {
     /// The shim's own token, made (and registered) on first use, kept in the keychain.
     /// A token left in the old `shim.token` file is moved there and the file removed.
     pub async fn shim_token(home: &Home) -> Result<String, TokenError> {
-        use countersign_vault::{Account, Keychain, Secret, VaultError};
-        let account =
-            Account::ClientToken(format!("{SHIM_TOKEN_NAME}@{}", &digest(&home.dir().to_string_lossy())[..16]));
+        Self::kept_token(home, SHIM_TOKEN_NAME, Some(&home.dir().join("shim.token"))).await
+    }
+
+    fn kept_account(home: &Home, name: &str) -> countersign_vault::Account {
+        countersign_vault::Account::ClientToken(format!("{name}@{}", &digest(&home.dir().to_string_lossy())[..16]))
+    }
+
+    /// A token Countersign keeps for a client it configured itself (the shim, or a client
+    /// `countersign clients install` pointed at the loopback URL): made and registered on
+    /// first use, its plaintext kept in the keychain, filed under this data directory.
+    pub async fn kept_token(home: &Home, name: &str, legacy: Option<&std::path::Path>) -> Result<String, TokenError> {
+        use countersign_vault::{Keychain, Secret, VaultError};
+        let account = Self::kept_account(home, name);
         let keychain = Keychain::open().await.map_err(|e| TokenError::Keychain(e.for_account(&account).to_string()))?;
-        let legacy = home.dir().join("shim.token");
         let registered = |token: &str| -> Result<bool, TokenError> {
-            Ok(read_entries(&home.tokens_path())?
-                .iter()
-                .any(|e| e.name == SHIM_TOKEN_NAME && e.sha256 == digest(token)))
+            Ok(read_entries(&home.tokens_path())?.iter().any(|e| e.name == name && e.sha256 == digest(token)))
+        };
+        let forget_legacy = || {
+            if let Some(l) = legacy {
+                let _ = std::fs::remove_file(l);
+            }
         };
         match keychain.get(&account).await {
             Ok(t) if registered(t.expose())? => {
-                let _ = std::fs::remove_file(&legacy);
+                forget_legacy();
                 return Ok(t.expose().to_string());
             }
             Ok(_) | Err(VaultError::Missing { .. }) => {}
             Err(e) => return Err(TokenError::Keychain(e.to_string())),
         }
-        if let Some(old) = std::fs::read_to_string(&legacy).ok().map(|t| t.trim().to_string()) {
+        if let Some(old) = legacy.and_then(|l| std::fs::read_to_string(l).ok()).map(|t| t.trim().to_string()) {
             if registered(&old)? {
                 keychain
                     .set(&account, &Secret::new(old.clone()))
                     .await
                     .map_err(|e| TokenError::Keychain(e.to_string()))?;
-                let _ = std::fs::remove_file(&legacy);
+                forget_legacy();
                 return Ok(old);
             }
         }
-        let _ = Self::revoke(home, SHIM_TOKEN_NAME)?;
-        let token = Self::create(home, SHIM_TOKEN_NAME)?;
+        let _ = Self::revoke(home, name)?;
+        let token = Self::create(home, name)?;
         keychain.set(&account, &Secret::new(token.clone())).await.map_err(|e| TokenError::Keychain(e.to_string()))?;
-        let _ = std::fs::remove_file(&legacy);
+        forget_legacy();
         Ok(token)
     }
 
-    /// The name of the client `token` belongs to, if it is a current token.
-    pub fn verify(&self, token: &str) -> Option<String> {
-        let d = digest(token);
-        if let Some(name) = self.cache.read().ok()?.by_digest.get(&d) {
-            return Some(name.clone());
+    /// Revokes a kept token and removes its plaintext from the keychain.
+    pub async fn forget_kept_token(home: &Home, name: &str) -> Result<(), TokenError> {
+        use countersign_vault::{Keychain, VaultError};
+        Self::revoke(home, name)?;
+        let account = Self::kept_account(home, name);
+        let keychain = Keychain::open().await.map_err(|e| TokenError::Keychain(e.for_account(&account).to_string()))?;
+        match keychain.delete(&account).await {
+            Ok(_) | Err(VaultError::Missing { .. }) => Ok(()),
+            Err(e) => Err(TokenError::Keychain(e.to_string())),
         }
-        if self.reload() {
-            return self.cache.read().ok()?.by_digest.get(&d).cloned();
-        }
-        None
     }
 
-    /// Re-reads the file if it changed; true when it did.
+    /// The name of the client `token` belongs to, if it is a current token. The store
+    /// is re-read whenever the file changed, so a revoked token stops working at once.
+    pub fn verify(&self, token: &str) -> Option<String> {
+        self.reload();
+        self.cache.read().ok()?.by_digest.get(&digest(token)).cloned()
+    }
+
+    /// Re-reads the file if it changed (a write replaces it, so its identity changes
+    /// even within the clock's resolution); true when it did.
     fn reload(&self) -> bool {
-        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let stamp = std::fs::metadata(&self.path).ok().map(|m| Stamp::of(&m));
         let Ok(mut cache) = self.cache.write() else { return false };
-        if modified.is_some() && cache.modified == modified {
+        if stamp.is_some() && cache.stamp == stamp {
             return false;
         }
         match read_entries(&self.path) {
             Ok(entries) => {
                 cache.by_digest = entries.into_iter().map(|e| (e.sha256, e.name)).collect();
-                cache.modified = modified;
+                cache.stamp = stamp;
                 true
             }
             Err(e) => {
@@ -195,8 +233,7 @@ mod tests {
         assert!(matches!(TokenStore::create(&home, "cursor"), Err(TokenError::Exists(_))));
         assert!(matches!(TokenStore::create(&home, "bad name"), Err(TokenError::BadName(_))));
         assert!(TokenStore::revoke(&home, "cursor").unwrap());
-        // The mtime may not move within the file system's resolution; a fresh store must refuse.
-        assert_eq!(TokenStore::open(&home).verify(&t), None);
+        assert_eq!(store.verify(&t), None, "a revoked token stops working in a running store");
     }
 
     /// Against the session's real Secret Service (`scripts/keyring-session.sh`).
