@@ -226,7 +226,7 @@ pub struct CredentialView {
 pub async fn credentials(app: tauri::AppHandle) -> Vec<CredentialView> {
     let Some(shared) = app.state::<AppState>().shared() else { return Vec::new() };
     let mut out = Vec::new();
-    for (name, s) in &shared.config.servers {
+    for (name, s) in shared.servers().iter() {
         let countersign_gateway::config::Transport::Http { url, .. } = &s.transport else { continue };
         let state = countersign_vault::oauth::ServerAuth::new(name, url).state().await;
         let asks_for_sign_in = matches!(state, countersign_vault::oauth::CredentialState::None)
@@ -242,7 +242,7 @@ pub async fn credentials(app: tauri::AppHandle) -> Vec<CredentialView> {
 pub async fn sign_in(app: tauri::AppHandle, server: String) -> CmdResult<String> {
     let shared = app.state::<AppState>().shared().ok_or("the gateway is not running")?;
     let Some(countersign_gateway::config::Transport::Http { url, oauth, .. }) =
-        shared.config.servers.get(&server).map(|s| s.transport.clone())
+        shared.servers().get(&server).map(|s| s.transport.clone())
     else {
         return Err(format!("`{server}` is not a remote server"));
     };
@@ -396,8 +396,7 @@ pub fn set_tool_class(
     let class = class
         .map(|c| countersign_policy::ToolClass::parse(&c).ok_or_else(|| format!("`{c}` is not a class")))
         .transpose()?;
-    let info =
-        shared.config.servers.get(&server).map(|s| s.info.clone()).ok_or_else(|| format!("no server `{server}`"))?;
+    let info = shared.servers().get(&server).map(|s| s.info.clone()).ok_or_else(|| format!("no server `{server}`"))?;
     if shared.policy.load().classify(&info, &tool, None).source == countersign_policy::ClassSource::Managed {
         return Err("IT's managed policy sets this tool's class".into());
     }

@@ -57,7 +57,8 @@ impl Session {
         };
 
         let shared = self.shared.clone();
-        let Some(info) = shared.config.servers.get(&server).map(|s| &s.info) else {
+        let servers = shared.servers();
+        let Some(info) = servers.get(&server).map(|s| &s.info) else {
             return self.answer(reply, bad(&format!("unknown server `{server}`")));
         };
         let def = self.tool_def(&server, &tool).await;
@@ -91,6 +92,12 @@ impl Session {
         if let Some(why) = blocked {
             verdict.decision = Decision::Deny;
             verdict.rule = "pin".into();
+            verdict.reason = why;
+            verdict.grant = None;
+        }
+        if let Some(why) = policy.server_blocked(&server, &info.origin) {
+            verdict.decision = Decision::Deny;
+            verdict.rule = "servers.allowed".into();
             verdict.reason = why;
             verdict.grant = None;
         }

@@ -28,6 +28,9 @@ pub struct Home {
 pub struct RuntimeInfo {
     pub pid: u32,
     pub listen: std::net::SocketAddr,
+    /// The config file it runs with, where `countersign clients install` adds servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
 }
 
 impl Home {

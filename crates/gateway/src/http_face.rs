@@ -125,8 +125,9 @@ async fn handle(face: Face, route: Route, req: Request<Body>) -> Response {
         }
     };
     if let Route::Single(server) = &route {
-        if !face.shared.config.servers.contains_key(server) {
-            let known: Vec<&String> = face.shared.config.servers.keys().collect();
+        let servers = face.shared.servers();
+        if !servers.contains_key(server) {
+            let known: Vec<&String> = servers.keys().collect();
             let msg = format!("no server named `{server}`; configured: {known:?}");
             return rpc_error(StatusCode::NOT_FOUND, None, code::INVALID_REQUEST, &msg);
         }

@@ -50,8 +50,23 @@ fn event(decision: &'static str, rule: &'static str, reason: String) -> PolicyEv
     PolicyEvent { decision, rule, reason, server: None, tool: None }
 }
 
+/// Takes up the servers the config file now lists (`countersign clients install` adds
+/// some while the gateway runs); a file that does not load keeps the servers in force.
+fn reload_servers(shared: &Arc<Shared>) {
+    let Some(path) = &shared.config.path else { return };
+    let Ok(config) = crate::config::Config::load(path) else { return };
+    if **shared.servers.load() != config.servers {
+        let names: Vec<&String> = config.servers.keys().collect();
+        let reason = format!("servers now configured: {names:?}");
+        tracing::info!("{reason}");
+        shared.servers.store(Arc::new(config.servers.clone()));
+        shared.policy_event(event("allow", "servers-reload", reason));
+    }
+}
+
 /// Reloads every layer now; on failure the policy in force stays.
 pub fn reload(shared: &Arc<Shared>) {
+    reload_servers(shared);
     let before = shared.policy.load().version().to_string();
     match policy_layers::reload(&shared.config, &shared.home) {
         Ok((policy, rejected)) => {

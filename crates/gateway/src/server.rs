@@ -95,6 +95,7 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         control_token: home.control_token()?,
         user: os_user(),
         device: home.device_id()?,
+        servers: arc_swap::ArcSwap::from_pointee(config.servers.clone()),
         config,
         policy: arc_swap::ArcSwap::from_pointee(policy),
         grants: Mutex::new(GrantBook::default()),
@@ -129,7 +130,8 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
     if let Err(e) = TokenStore::shim_token(&home).await {
         tracing::warn!("the stdio shim cannot connect until this is fixed: {e}");
     }
-    home.write_runtime(&RuntimeInfo { pid: std::process::id(), listen })?;
+    let config_file = shared.config.path.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+    home.write_runtime(&RuntimeInfo { pid: std::process::id(), listen, config: config_file })?;
 
     let app = http_face::router(Face { shared: shared.clone(), listen });
     // Small JSON-RPC messages must not wait for Nagle's algorithm (40 ms with delayed ACKs).

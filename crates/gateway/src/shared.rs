@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 pub struct PolicyEvent {
     /// `allow` for something accepted, `deny` for something refused or blocked.
     pub decision: &'static str,
-    /// `policy-reload`, `policy-layer`, `pin`, `quarantine`, `pins-accepted`, `sign-in`, `sign-out`.
+    /// `policy-reload`, `policy-layer`, `servers-reload`, `pin`, `quarantine`, `pins-accepted`, `sign-in`,
+    /// `sign-out`.
     pub rule: &'static str,
     pub reason: String,
     pub server: Option<String>,
@@ -25,7 +26,12 @@ pub struct PolicyEvent {
 }
 
 pub struct Shared {
+    /// The settings read at start. Its `servers` are those at start; the servers in force
+    /// are [`Shared::servers`], which follow the file.
     pub config: Config,
+    /// The configured upstream servers; a change to the config file swaps in the new set
+    /// (sessions keep the connections they have).
+    pub servers: arc_swap::ArcSwap<Servers>,
     pub home: Home,
     /// The policy in force; a reload swaps in a new one, calls in flight keep theirs.
     pub policy: arc_swap::ArcSwap<Policy>,
@@ -51,7 +57,15 @@ pub struct Shared {
     pub deadlines: crate::session::Deadlines,
 }
 
+/// Upstream servers by name.
+pub type Servers = std::collections::BTreeMap<String, crate::config::ServerConfig>;
+
 impl Shared {
+    /// The servers in force now.
+    pub fn servers(&self) -> Arc<Servers> {
+        self.servers.load_full()
+    }
+
     /// A record for this user and device.
     pub fn record(&self, kind: countersign_audit::RecordKind, decision: &str) -> Record {
         Record::new(kind, &self.user, &self.device, decision)

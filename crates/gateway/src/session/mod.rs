@@ -150,7 +150,7 @@ impl Session {
     pub fn new(shared: Arc<Shared>, token_name: String, route: Route) -> Arc<Session> {
         let servers: Vec<String> = match &route {
             Route::Single(s) => vec![s.clone()],
-            Route::Aggregate => shared.config.servers.keys().cloned().collect(),
+            Route::Aggregate => shared.servers().keys().cloned().collect(),
         };
         Arc::new_cyclic(|me| Session {
             id: crate::home::random_token("").chars().take(32).collect(),
@@ -235,7 +235,11 @@ impl Session {
         }
         let restart = slot.is_some();
         *slot = None;
-        let config = self.shared.config.servers.get(server).ok_or_else(|| format!("unknown server `{server}`"))?;
+        let servers = self.shared.servers();
+        let config = servers.get(server).ok_or_else(|| format!("unknown server `{server}`"))?;
+        if let Some(why) = self.shared.policy.load().server_blocked(server, &config.info.origin) {
+            return Err(format!("{why}: it is not started (ask IT to allow it)"));
+        }
         let link = upstream::connect(server, config, &self.shared.config.limits, self.sink(server))
             .await
             .map_err(|e| format!("upstream server `{server}` could not start: {e}"))?;

@@ -288,7 +288,7 @@ impl Session {
         for def in tools.iter().filter_map(ToolDef::from_json) {
             learned.insert(def.name.clone(), def);
         }
-        let origin = self.shared.config.servers.get(server)?.info.origin.clone();
+        let origin = self.shared.servers().get(server)?.info.origin.clone();
         let (review, newly) = self.shared.pins.lock().ok()?.review(server, &origin, &tools);
         for b in newly {
             self.shared.policy_event(crate::shared::PolicyEvent {
