@@ -5,7 +5,11 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 from conftest import BIN, ROOT
 
@@ -55,3 +59,101 @@ def test_the_gateway_records_shadow_servers_in_the_audit_journal(tmp_path, make_
     assert record["decision"] == "ask" and "Cursor `time`" in record["reason"] and "Cursor `notion`" in record["reason"]
     found = record["arguments"]["clients"][0]
     assert found["file"] == "~/.cursor/mcp.json" and {s["name"] for s in found["servers"]} == {"time", "countersign", "notion"}
+
+
+def client_env(gw, home: Path) -> dict:
+    """The environment a desktop client passes to what it starts: the user's session (its
+    D-Bus, hence the keychain) and home; COUNTERSIGN_HOME only because the test's gateway
+    keeps its data in a temporary folder."""
+    session = {k: os.environ[k] for k in ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR") if k in os.environ}
+    return {"PATH": os.environ["PATH"], "HOME": str(home), "COUNTERSIGN_HOME": str(gw.home), **session}
+
+
+@pytest.mark.anyio
+async def test_install_routes_claude_desktop_and_cursor_and_uninstall_puts_them_back(tmp_path, make_gateway, files):
+    import anyio
+    import httpx2
+    from mcp import Client, StdioServerParameters
+    from mcp.client.streamable_http import streamable_http_client
+
+    from conftest import FIXTURES, NODE_BIN, text_of
+
+    home = tmp_path / "client-home"
+    desktop_file = home / ".config" / "Claude" / "claude_desktop_config.json"
+    cursor_file = home / ".cursor" / "mcp.json"
+    desktop_file.parent.mkdir(parents=True)
+    cursor_file.parent.mkdir(parents=True)
+    secret = "s3cret-filesystem-token-0f9a"
+    desktop_file.write_text(json.dumps({
+        "mcpServers": {
+            "filesystem": {"command": str(NODE_BIN / "mcp-server-filesystem"), "args": [str(files)],
+                           "env": {"FS_API_TOKEN": secret, "LOG_LEVEL": "info"}},
+        },
+        "globalShortcut": "Ctrl+Space",
+    }, indent=2) + "\n")
+    cursor_file.write_text('{\n  "mcpServers": {\n    "time": { "command": "%s", "args": ["--local-timezone", "UTC"] }\n  }\n}\n'
+                           % (FIXTURES / ".venv" / "bin" / "mcp-server-time"))
+    originals = {p: p.read_bytes() for p in (desktop_file, cursor_file)}
+
+    gw = make_gateway({})
+    gw.env["HOME"] = str(home)
+    gw.env.pop("XDG_CONFIG_HOME", None)
+    result = json.loads(gw.cli("clients", "install", "claude-desktop", "cursor", "--json").stdout)
+    by_client = {r["client"]: r for r in result}
+    assert [m["via"] for m in by_client["claude-desktop"]["changed"]] == ["shim"]
+    assert [m["via"] for m in by_client["cursor"]["changed"]] == ["http"]
+    assert by_client["claude-desktop"]["restart"] and Path(by_client["cursor"]["backup"]).read_bytes() == originals[cursor_file]
+
+    # The credential went to the keychain: not in the client's file, Countersign's config
+    # or the install record.
+    config_text = gw.config.read_text()
+    assert "[servers.filesystem]" in config_text and "[servers.time]" in config_text
+    for text in (config_text, desktop_file.read_text(), cursor_file.read_text(),
+                 (gw.home / "client-routes.json").read_text()):
+        assert secret not in text
+    assert "filesystem-fs_api_token" in gw.cli("secret", "list", "--config", str(gw.config)).stdout
+
+    # Claude Desktop starts the command in its file, as it would.
+    entry = json.loads(desktop_file.read_text())["mcpServers"]["filesystem"]
+    assert entry["args"] == ["connect", "filesystem"] and Path(entry["command"]).name == "countersign"
+    params = StdioServerParameters(command=entry["command"], args=entry["args"], env=client_env(gw, home))
+    with anyio.fail_after(60):
+        async with Client(params) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            assert {"read_text_file", "list_directory"} <= tools
+            read = await client.call_tool("read_text_file", {"path": str(files / "hello.txt")})
+            assert "hello from countersign" in text_of(read)
+
+    # Cursor posts to the URL in its file with the headers in its file.
+    entry = json.loads(cursor_file.read_text())["mcpServers"]["time"]
+    assert entry["url"] == gw.url("time") and entry["headers"]["Authorization"].startswith("Bearer ")
+    assert oct(cursor_file.stat().st_mode & 0o777) == "0o600", "a file holding a client token is owner-only"
+    with anyio.fail_after(60):
+        async with httpx2.AsyncClient(headers=entry["headers"], timeout=60) as http:
+            async with Client(streamable_http_client(entry["url"], http_client=http)) as client:
+                assert "get_current_time" in {t.name for t in (await client.list_tools()).tools}
+                now = await client.call_tool("get_current_time", {"timezone": "UTC"})
+                assert "UTC" in text_of(now)
+    calls = gw.wait_audit(lambda r: r["kind"] == "call" and r["server"] in ("filesystem", "time"), "routed calls")
+    assert {r["client"] for r in calls} == {"stdio-shim", "client-cursor"}
+
+    # Installing again changes nothing.
+    installed = {p: p.read_bytes() for p in (desktop_file, cursor_file)}
+    again = gw.cli("clients", "install").stdout
+    assert "nothing to change" in again
+    assert {p: p.read_bytes() for p in installed} == installed and gw.config.read_text() == config_text
+    listed = json.loads(gw.cli("clients", "list", "--json").stdout)
+    assert {s["route"] for r in listed for s in r["servers"]} == {"routed"}
+
+    # Uninstall gives the original files back byte for byte (the credential with them),
+    # removes what install added, and the client's token stops working.
+    gw.cli("clients", "uninstall")
+    assert {p: p.read_bytes() for p in originals} == originals
+    assert "[servers.filesystem]" not in gw.config.read_text()
+    assert "filesystem-fs_api_token" not in gw.cli("secret", "list", "--config", str(gw.config)).stdout
+    request = urllib.request.Request(entry["url"], method="POST", data=b'{"jsonrpc":"2.0","id":1,"method":"ping"}',
+                                     headers={**entry["headers"], "Content-Type": "application/json",
+                                              "Accept": "application/json, text/event-stream"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 401, "the client's token was revoked with its routes"

@@ -4,6 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The rule of the inventory record a laptop writes when policy requires AI clients to
+/// route through Countersign and some do not, or use servers policy does not allow; the
+/// hub raises an alert for it.
+pub const REQUIRE_ROUTING_RULE: &str = "require-routing";
+
 /// The record columns the chain covers, as stored, in the chain's order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WireRecord {

@@ -2,6 +2,7 @@
 //! and the admin commands. A thin edge over the library crates: parse arguments, call
 //! the library, print the result. Errors are reported with anyhow, here only.
 
+mod clients_cmd;
 mod control;
 mod policy_cmd;
 mod vault_cmd;
@@ -87,7 +88,7 @@ enum Command {
     /// AI clients on this machine and the MCP servers they use, through Countersign or not.
     Clients {
         #[command(subcommand)]
-        command: ClientsCommand,
+        command: clients_cmd::ClientsCommand,
     },
     /// Enroll this device with a Countersign hub (the credential goes to the keychain).
     Enroll {
@@ -186,19 +187,6 @@ enum AuditCommand {
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Jsonl,
-}
-
-#[derive(Subcommand)]
-enum ClientsCommand {
-    /// Every client's configuration found, and each server: routed (through Countersign)
-    /// or shadow (straight to the server).
-    List {
-        /// Also look at these project folders (`.mcp.json`, `.cursor/`, `.vscode/`, …).
-        #[arg(long = "project", value_name = "DIR")]
-        projects: Vec<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 #[derive(Subcommand)]
@@ -378,47 +366,7 @@ async fn run(command: Command) -> Result<i32> {
         }
         Command::Auth { command: AuthCommand::Logout { server } } => vault_cmd::logout(&server).await,
         Command::Auth { command: AuthCommand::Status { config, json } } => vault_cmd::status(&home, config, json).await,
-        Command::Clients { command: ClientsCommand::List { projects, json } } => {
-            let env = countersign_clients::Env::from_process().context("no home folder (HOME is not set)")?;
-            // Where this user's gateway listens: the running one, else the config's or the default.
-            let gateway = home.read_runtime().map(|r| r.listen).or_else(|| {
-                let path = home.dir().join("config.toml");
-                Some(Config::load(&path).unwrap_or_else(|_| Config::empty()).gateway.listen)
-            });
-            let reports = countersign_clients::inventory(&env, &projects, gateway);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&reports)?);
-                return Ok(0);
-            }
-            if reports.is_empty() {
-                println!("no AI client configuration found");
-            }
-            for r in &reports {
-                let scope = match &r.scope {
-                    countersign_clients::Scope::User => String::new(),
-                    countersign_clients::Scope::Project(p) => format!(" (project {})", p.display()),
-                };
-                println!("{} — {}{scope}", r.client_name, r.file);
-                if let Some(e) = &r.error {
-                    println!("  cannot read it: {e}");
-                }
-                for s in &r.servers {
-                    let route = match s.route {
-                        countersign_clients::Route::Routed => "routed",
-                        countersign_clients::Route::Shadow => "SHADOW",
-                    };
-                    let what = match &s.server.transport {
-                        countersign_clients::read::Transport::Stdio { command, args } => {
-                            format!("{command} {}", args.join(" "))
-                        }
-                        countersign_clients::read::Transport::Remote { url } => url.clone(),
-                    };
-                    let off = if s.server.enabled { "" } else { " (disabled)" };
-                    println!("  {route:<7} {:<20} {what}{off}", s.server.name);
-                }
-            }
-            Ok(0)
-        }
+        Command::Clients { command } => clients_cmd::run(&home, command).await,
         Command::Enroll { hub_url, token, name } => {
             let name = name.unwrap_or_else(host_name);
             let device = countersign_gateway::hub_sync::enroll(&home, &hub_url, &token, &name).await?;
@@ -479,7 +427,7 @@ async fn serve(home: Home, config: Option<PathBuf>) -> Result<i32> {
     let running = countersign_gateway::start(config, home.clone()).await?;
     let url = format!("http://{}/mcp", running.listen);
     eprintln!("Countersign gateway on {url} (data: {})", home.dir().display());
-    for name in running.shared.config.servers.keys() {
+    for name in running.shared.servers().keys() {
         eprintln!("  {name:<12} {url}/{name}   stdio: countersign connect {name}");
     }
     running.until(shutdown_signal()).await?;

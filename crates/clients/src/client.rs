@@ -5,7 +5,7 @@ use crate::env::{Env, Os};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClientKind {
     ClaudeDesktop,
@@ -37,6 +37,29 @@ impl ClientKind {
         ClientKind::Goose,
         ClientKind::LmStudio,
     ];
+
+    /// The client's short name on the command line and in JSON (`claude-desktop`).
+    pub fn slug(self) -> &'static str {
+        match self {
+            ClientKind::ClaudeDesktop => "claude-desktop",
+            ClientKind::ClaudeCode => "claude-code",
+            ClientKind::Cursor => "cursor",
+            ClientKind::VsCode => "vs-code",
+            ClientKind::Windsurf => "windsurf",
+            ClientKind::Zed => "zed",
+            ClientKind::Cline => "cline",
+            ClientKind::Continue => "continue",
+            ClientKind::GeminiCli => "gemini-cli",
+            ClientKind::CodexCli => "codex-cli",
+            ClientKind::Goose => "goose",
+            ClientKind::LmStudio => "lm-studio",
+        }
+    }
+
+    /// The client a short name stands for.
+    pub fn from_slug(slug: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.slug() == slug)
+    }
 
     /// The client's name as people know it.
     pub fn name(self) -> &'static str {

@@ -15,6 +15,8 @@ pub enum Route {
     Routed,
     /// Straight to the server, around Countersign.
     Shadow,
+    /// Straight to the server, and not on the list of servers managed policy allows.
+    Blocked,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +68,15 @@ pub fn route_of(server: &Server, gateway: Option<SocketAddr>) -> Route {
             } else {
                 Route::Shadow
             }
+        }
+    }
+}
+
+/// Marks the shadow servers that `blocked` says managed policy does not allow.
+pub fn mark_blocked(reports: &mut [FileReport], blocked: impl Fn(&Server) -> bool) {
+    for s in reports.iter_mut().flat_map(|r| r.servers.iter_mut()) {
+        if s.route == Route::Shadow && blocked(&s.server) {
+            s.route = Route::Blocked;
         }
     }
 }

@@ -24,4 +24,4 @@ pub mod routing;
 
 pub use client::{ClientKind, Scope};
 pub use env::{Env, Os};
-pub use inventory::{inventory, FileReport, Route};
+pub use inventory::{inventory, mark_blocked, FileReport, Route};

@@ -141,10 +141,11 @@ fn server(name: &str, entry: &Value, project: Option<&str>) -> Option<Server> {
         .into_iter()
         .flatten()
         .find(Value::is_object);
-    let headers = [entry.get("headers").cloned(), entry.get("http_headers").cloned(), nested("requestOptions", "headers")]
-        .into_iter()
-        .flatten()
-        .find(Value::is_object);
+    let headers =
+        [entry.get("headers").cloned(), entry.get("http_headers").cloned(), nested("requestOptions", "headers")]
+            .into_iter()
+            .flatten()
+            .find(Value::is_object);
     Some(Server {
         name: name.to_string(),
         transport,

@@ -21,7 +21,11 @@ impl From<&Server> for EntryPath {
 }
 
 /// `text` with each entry in `plan` pointed at Countersign as its delivery says.
-pub fn route(location: &Location, text: &str, plan: &[(EntryPath, Delivery)]) -> Result<(String, Vec<Routed>), EditError> {
+pub fn route(
+    location: &Location,
+    text: &str,
+    plan: &[(EntryPath, Delivery)],
+) -> Result<(String, Vec<Routed>), EditError> {
     let mut text = text.to_string();
     let mut done = Vec::new();
     for (entry, delivery) in plan {

@@ -11,10 +11,6 @@ fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
 }
 
-fn slug(kind: ClientKind) -> String {
-    serde_json::to_value(kind).unwrap().as_str().unwrap().to_string()
-}
-
 fn original(dir: &Path) -> PathBuf {
     std::fs::read_dir(dir)
         .unwrap()
@@ -33,20 +29,20 @@ fn every_clients_file_yields_its_golden_servers() {
     let gateway = Some("127.0.0.1:47800".parse().unwrap());
 
     for kind in ClientKind::ALL {
-        let dir = testdata().join(slug(kind));
+        let dir = testdata().join(kind.slug());
         let location =
             countersign_clients::client::locations(&env, &[]).into_iter().find(|l| l.client == kind).unwrap();
         std::fs::create_dir_all(location.path.parent().unwrap()).unwrap();
         std::fs::copy(original(&dir), &location.path).unwrap();
     }
-    let reports = inventory(&env, &[project.clone()], gateway);
+    let reports = inventory(&env, std::slice::from_ref(&project), gateway);
     assert_eq!(reports.len(), ClientKind::ALL.len() + 1, "every client's file, and the project's");
     for kind in ClientKind::ALL {
         let mine: Vec<_> =
             reports.iter().filter(|r| r.client == kind && r.scope == countersign_clients::Scope::User).collect();
         let text =
             serde_json::to_string_pretty(&mine).unwrap().replace(&home.path().display().to_string(), "$HOME") + "\n";
-        let golden = testdata().join(slug(kind)).join("servers.json");
+        let golden = testdata().join(kind.slug()).join("servers.json");
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&golden, &text).unwrap();
         }
@@ -55,6 +51,14 @@ fn every_clients_file_yields_its_golden_servers() {
     let project_report = reports.iter().find(|r| matches!(r.scope, countersign_clients::Scope::Project(_))).unwrap();
     assert_eq!(project_report.client, ClientKind::ClaudeCode);
     assert_eq!(project_report.servers[0].server.name, "sentry");
+}
+
+#[test]
+fn slugs_are_the_json_names_and_read_back() {
+    for kind in ClientKind::ALL {
+        assert_eq!(serde_json::to_value(kind).unwrap(), kind.slug());
+        assert_eq!(ClientKind::from_slug(kind.slug()), Some(kind));
+    }
 }
 
 #[test]

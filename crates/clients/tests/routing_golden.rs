@@ -21,10 +21,6 @@ fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
 }
 
-fn slug(kind: ClientKind) -> String {
-    serde_json::to_value(kind).unwrap().as_str().unwrap().to_string()
-}
-
 fn file_named(dir: &Path, stem: &str) -> Option<PathBuf> {
     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_stem().is_some_and(|s| s == stem))
 }
@@ -59,7 +55,7 @@ fn plan(location: &Location, text: &str) -> Vec<(countersign_clients::edit::Entr
 fn every_client_is_routed_and_put_back_byte_for_byte() {
     let env = Env::for_home(Os::Linux, PathBuf::from("/home/ana"), None, None);
     for kind in ClientKind::ALL {
-        let dir = testdata().join(slug(kind));
+        let dir = testdata().join(kind.slug());
         let original_path = file_named(&dir, "original").unwrap();
         let extension = original_path.extension().unwrap().to_str().unwrap().to_string();
         let original = std::fs::read_to_string(&original_path).unwrap();

@@ -1,12 +1,44 @@
 //! Records which AI clients on this machine use which MCP servers, and whether through
 //! Countersign, in the audit journal whenever that changes (so IT sees shadow servers at
-//! the hub). Reads the clients' files only; never changes them. Server environments and
-//! headers are not part of the inventory, so no credential can be recorded.
+//! the hub). When managed policy requires routing, shadow servers make the record a
+//! `deny` under the rule `require-routing`, which the hub raises as an alert and the app
+//! shows as a tray warning; a direct server that is not on the allowed list does too.
+//! Reads the clients' files only; never changes them. Server environments and headers are
+//! not part of the inventory, so no credential can be recorded.
 
 use crate::shared::Shared;
 use countersign_audit::RecordKind;
+use countersign_clients::read::{Server, Transport};
+use countersign_clients::{FileReport, Route};
+use countersign_policy::{Policy, ServerOrigin};
 use std::sync::Weak;
 use std::time::Duration;
+
+/// Marks the direct servers the policy's allowed lists leave out.
+pub fn mark_blocked(reports: &mut [FileReport], policy: &Policy) {
+    countersign_clients::mark_blocked(reports, |s: &Server| {
+        let origin = match &s.transport {
+            Transport::Stdio { command, args } => {
+                ServerOrigin::Command { command: command.clone(), args: args.clone() }
+            }
+            Transport::Remote { url } => ServerOrigin::Url(url.clone()),
+        };
+        policy.server_blocked(&s.name, &origin).is_some()
+    });
+}
+
+/// `Client `name` (file)` for each enabled server whose route passes `which`.
+fn around(reports: &[FileReport], which: impl Fn(Route) -> bool) -> Vec<String> {
+    reports
+        .iter()
+        .flat_map(|r| {
+            r.servers
+                .iter()
+                .filter(|s| which(s.route) && s.server.enabled)
+                .map(move |s| format!("{} `{}` ({})", r.client_name, s.server.name, r.file))
+        })
+        .collect()
+}
 
 /// How often the clients' files are looked at.
 const EVERY: Duration = Duration::from_secs(60);
@@ -16,9 +48,15 @@ pub async fn run(gateway: Weak<Shared>) {
     let mut last: Option<String> = Some(serde_json::Value::Array(Vec::new()).to_string());
     loop {
         let Some(shared) = gateway.upgrade() else { return };
-        let listen = shared.config.gateway.listen;
+        // The port actually bound (the config may say 0).
+        let listen = shared.home.read_runtime().map(|r| r.listen).unwrap_or(shared.config.gateway.listen);
+        let policy = shared.policy.load_full();
         let found = tokio::task::spawn_blocking(move || {
-            countersign_clients::Env::from_process().map(|env| countersign_clients::inventory(&env, &[], Some(listen)))
+            countersign_clients::Env::from_process().map(|env| {
+                let mut reports = countersign_clients::inventory(&env, &[], Some(listen));
+                mark_blocked(&mut reports, &policy);
+                reports
+            })
         })
         .await
         .ok()
@@ -27,17 +65,17 @@ pub async fn run(gateway: Weak<Shared>) {
             let value = serde_json::to_value(&reports).unwrap_or_default();
             let text = value.to_string();
             if last.as_deref() != Some(text.as_str()) {
-                let shadow: Vec<String> = reports
-                    .iter()
-                    .flat_map(|r| {
-                        r.servers
-                            .iter()
-                            .filter(|s| s.route == countersign_clients::Route::Shadow && s.server.enabled)
-                            .map(move |s| format!("{} `{}` ({})", r.client_name, s.server.name, r.file))
-                    })
-                    .collect();
-                let mut record = shared.record(RecordKind::Policy, if shadow.is_empty() { "allow" } else { "ask" });
-                record.rule = Some("client-inventory".into());
+                let shadow = around(&reports, |r| r != Route::Routed);
+                let blocked = around(&reports, |r| r == Route::Blocked);
+                let alert = !blocked.is_empty() || (!shadow.is_empty() && shared.policy.load().require_routing());
+                let decision = match (alert, shadow.is_empty()) {
+                    (true, _) => "deny",
+                    (false, true) => "allow",
+                    (false, false) => "ask",
+                };
+                let mut record = shared.record(RecordKind::Policy, decision);
+                record.rule =
+                    Some(if alert { countersign_audit::wire::REQUIRE_ROUTING_RULE } else { "client-inventory" }.into());
                 record.reason = Some(if shadow.is_empty() {
                     format!("{} client configuration(s); every server runs through Countersign", reports.len())
                 } else {

@@ -7,7 +7,7 @@
 
 use crate::config::Config;
 use countersign_policy::ToolClass;
-use countersign_vault::SecretName;
+use countersign_vault::{SecretName, Setting};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -70,14 +70,92 @@ pub fn set_secret_reference(
     })
 }
 
-/// Reads the file, applies `change`, checks the result is a valid configuration and
-/// replaces the file atomically with the file's permissions kept.
+/// A server definition to add, its settings plain or keychain references.
+#[derive(Debug, Clone)]
+pub enum NewServer {
+    Stdio { command: String, args: Vec<String>, env: Vec<(String, Setting)>, cwd: Option<String> },
+    Http { url: String, headers: Vec<(String, Setting)> },
+}
+
+fn settings_table(settings: &[(String, Setting)]) -> toml_edit::InlineTable {
+    let mut table = toml_edit::InlineTable::new();
+    for (k, v) in settings {
+        let value: toml_edit::Value = match v {
+            Setting::Plain(text) => text.as_str().into(),
+            Setting::Secret(r) => {
+                let mut reference = toml_edit::InlineTable::new();
+                reference.insert("secret", r.secret.as_str().into());
+                if let Some(f) = &r.format {
+                    reference.insert("format", f.as_str().into());
+                }
+                reference.into()
+            }
+        };
+        table.insert(k, value);
+    }
+    table
+}
+
+/// Adds `[servers.NAME]`, with `note` as a comment above it; the file is made when absent.
+/// A server of that name already there is an error, never overwritten.
+pub fn add_server(path: &Path, name: &str, server: &NewServer, note: &str) -> Result<(), EditError> {
+    edit(path, |doc| {
+        let servers = doc.entry("servers").or_insert_with(|| {
+            let mut t = toml_edit::Table::new();
+            t.set_implicit(true);
+            toml_edit::Item::Table(t)
+        });
+        let servers = servers.as_table_mut().ok_or_else(|| EditError::Invalid("`servers` is not a table".into()))?;
+        if servers.contains_key(name) {
+            return Err(EditError::Invalid(format!("a server named `{name}` is configured already")));
+        }
+        let mut t = toml_edit::Table::new();
+        match server {
+            NewServer::Stdio { command, args, env, cwd } => {
+                t.insert("command", toml_edit::value(command.as_str()));
+                t.insert("args", toml_edit::value(args.iter().map(String::as_str).collect::<toml_edit::Array>()));
+                if !env.is_empty() {
+                    t.insert("env", toml_edit::value(settings_table(env)));
+                }
+                if let Some(c) = cwd {
+                    t.insert("cwd", toml_edit::value(c.as_str()));
+                }
+            }
+            NewServer::Http { url, headers } => {
+                t.insert("url", toml_edit::value(url.as_str()));
+                if !headers.is_empty() {
+                    t.insert("headers", toml_edit::value(settings_table(headers)));
+                }
+            }
+        }
+        t.decor_mut().set_prefix(format!("\n# {note}\n"));
+        servers.insert(name, toml_edit::Item::Table(t));
+        Ok(())
+    })
+}
+
+/// Removes `[servers.NAME]`; true when it was there.
+pub fn remove_server(path: &Path, name: &str) -> Result<bool, EditError> {
+    let mut removed = false;
+    edit(path, |doc| {
+        removed = doc.get_mut("servers").and_then(|s| s.as_table_like_mut()).and_then(|s| s.remove(name)).is_some();
+        Ok(())
+    })?;
+    Ok(removed)
+}
+
+/// Reads the file (none yet reads as empty), applies `change`, checks the result is a
+/// valid configuration and replaces the file atomically with the file's permissions kept.
 fn edit(
     path: &Path,
     change: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<(), EditError>,
 ) -> Result<(), EditError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| EditError::Io { path: shown.clone(), source })?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => return Err(EditError::Io { path: shown, source }),
+    };
     let mut doc: toml_edit::DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| EditError::Parse { path: shown.clone(), message: e.to_string() })?;
@@ -130,6 +208,30 @@ mod tests {
         );
         assert!(!edited.contains("ghp_x"));
         assert!(set_secret_reference(&path, "gh", "env", "NOPE", &name, None).is_err());
+    }
+
+    #[test]
+    fn a_server_is_added_with_references_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let reference =
+            countersign_vault::SecretRef { secret: SecretName::new("brave-brave-api-key").unwrap(), format: None };
+        let server = NewServer::Stdio {
+            command: "npx".into(),
+            args: vec!["-y".into(), "brave".into()],
+            env: vec![("BRAVE_API_KEY".into(), Setting::Secret(reference)), ("LOG".into(), Setting::Plain("1".into()))],
+            cwd: None,
+        };
+        add_server(&path, "brave", &server, "from Windsurf").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "\n# from Windsurf\n[servers.brave]\ncommand = \"npx\"\nargs = [\"-y\", \"brave\"]\nenv = { BRAVE_API_KEY = { secret = \"brave-brave-api-key\" }, LOG = \"1\" }\n"
+        );
+        assert!(add_server(&path, "brave", &server, "again").is_err(), "never overwritten");
+        assert!(remove_server(&path, "brave").unwrap());
+        assert!(Config::load(&path).unwrap().servers.is_empty());
+        assert!(!remove_server(&path, "brave").unwrap());
     }
 
     #[test]

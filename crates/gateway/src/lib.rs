@@ -10,7 +10,8 @@
 //! never writes a secret to a log line.
 
 pub mod approver;
-mod client_inventory;
+pub mod client_inventory;
+pub mod client_routing;
 pub mod clock;
 pub mod config;
 pub mod config_edit;

@@ -60,6 +60,10 @@ pub async fn ingest(db: &Db, device: &str, batch: &Batch) -> Result<(Ack, Vec<Wi
         ack.records.push(r.id.clone());
         if inserted {
             new.push(r.clone());
+            if r.rule.as_deref() == Some(countersign_audit::wire::REQUIRE_ROUTING_RULE) && r.decision == "deny" {
+                let what = r.reason.clone().unwrap_or_else(|| "servers configured around Countersign".into());
+                alert(&mut tx, device, "shadow-servers", what).await?;
+            }
         }
         if !inserted || r.hash.is_none() {
             continue;

@@ -41,6 +41,10 @@ impl Format {
         }
         Ok(Format(text.to_string()))
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl<'de> Deserialize<'de> for Format {

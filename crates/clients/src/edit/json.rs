@@ -66,7 +66,8 @@ fn one_line(value: &Value) -> String {
     match value {
         Value::Object(m) if m.is_empty() => "{}".into(),
         Value::Object(m) => {
-            let parts: Vec<String> = m.iter().map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), one_line(v))).collect();
+            let parts: Vec<String> =
+                m.iter().map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), one_line(v))).collect();
             format!("{{ {} }}", parts.join(", "))
         }
         Value::Array(a) => format!("[{}]", a.iter().map(one_line).collect::<Vec<_>>().join(", ")),

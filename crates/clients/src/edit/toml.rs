@@ -23,10 +23,8 @@ fn servers_key(location: &Location, entry: &EntryPath) -> Result<&'static str, E
 
 fn table<'a>(location: &Location, doc: &'a mut DocumentMut, entry: &EntryPath) -> Result<&'a mut Table, EditError> {
     let key = servers_key(location, entry)?;
-    let item = doc
-        .get_mut(key)
-        .and_then(|s| s.get_mut(&entry.name))
-        .ok_or_else(|| EditError::missing(location, entry))?;
+    let item =
+        doc.get_mut(key).and_then(|s| s.get_mut(&entry.name)).ok_or_else(|| EditError::missing(location, entry))?;
     if let Some(inline) = item.as_inline_table().cloned() {
         *item = Item::Table(inline.into_table());
     }
@@ -91,7 +89,8 @@ pub fn replace(location: &Location, text: &str, entry: &EntryPath, value: &Value
                 own.insert_formatted(&key, item);
             }
             _ => {
-                let item = to_item(v).ok_or_else(|| EditError::shape(location, entry, format!("`{k}` has no TOML form")))?;
+                let item =
+                    to_item(v).ok_or_else(|| EditError::shape(location, entry, format!("`{k}` has no TOML form")))?;
                 own.insert(k, toml_edit::value(item));
             }
         }

@@ -63,23 +63,14 @@ fn find(location: &Location, text: &str, entry: &EntryPath) -> Result<Found, Edi
         .iter()
         .position(|l| l.indent() == 0 && l.text.split('#').next().unwrap_or("").trim_end() == format!("{top}:"))
         .ok_or_else(|| EditError::missing(location, entry))?;
-    let block_end = all[head + 1..]
-        .iter()
-        .position(|l| !l.is_filler() && l.indent() == 0)
-        .map_or(all.len(), |i| head + 1 + i);
+    let block_end =
+        all[head + 1..].iter().position(|l| !l.is_filler() && l.indent() == 0).map_or(all.len(), |i| head + 1 + i);
     let block = &all[head + 1..block_end];
-    let child = block
-        .iter()
-        .find(|l| !l.is_filler())
-        .map(Line::indent)
-        .ok_or_else(|| EditError::missing(location, entry))?;
+    let child =
+        block.iter().find(|l| !l.is_filler()).map(Line::indent).ok_or_else(|| EditError::missing(location, entry))?;
     // Starts of the block's entries, at the child indentation.
-    let starts: Vec<usize> = block
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| !l.is_filler() && l.indent() == child)
-        .map(|(i, _)| i)
-        .collect();
+    let starts: Vec<usize> =
+        block.iter().enumerate().filter(|(_, l)| !l.is_filler() && l.indent() == child).map(|(i, _)| i).collect();
     for (n, &first) in starts.iter().enumerate() {
         let mut last = starts.get(n + 1).map_or(block.len(), |&next| next) - 1;
         while last > first && block[last].is_filler() {
@@ -106,7 +97,10 @@ fn find(location: &Location, text: &str, entry: &EntryPath) -> Result<Found, Edi
 }
 
 fn dedent(block: &str, by: usize) -> String {
-    block.split_inclusive('\n').map(|l| l.get(by.min(l.len() - l.trim_start_matches(' ').len())..).unwrap_or("")).collect()
+    block
+        .split_inclusive('\n')
+        .map(|l| l.get(by.min(l.len() - l.trim_start_matches(' ').len())..).unwrap_or(""))
+        .collect()
 }
 
 /// The key of a map entry block (`github:` → `github`), read by the YAML parser itself.

@@ -1,0 +1,190 @@
+//! `countersign clients list | install | uninstall`: the AI clients on this machine, and
+//! routing them through Countersign and back. Prints what changed, where the backups
+//! are, and which clients must restart to notice.
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use countersign_clients::read::Transport;
+use countersign_clients::{ClientKind, Env, Route};
+use countersign_gateway::client_routing::{self, FileOutcome, Options};
+use countersign_gateway::{policy_layers, Config, Home};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum ClientsCommand {
+    /// Every client's configuration found, and each server: routed (through Countersign),
+    /// shadow (straight to the server) or blocked (straight, and not allowed by policy).
+    List {
+        /// Also look at these project folders (`.mcp.json`, `.cursor/`, `.vscode/`, …).
+        #[arg(long = "project", value_name = "DIR")]
+        projects: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Route clients' servers through Countersign: their definitions move into
+    /// Countersign's config (credentials into the keychain) and each client gets the
+    /// stdio shim or the loopback URL in its own syntax. Running it again changes nothing.
+    Install {
+        /// Clients to route (claude-desktop, claude-code, cursor, vs-code, windsurf, zed,
+        /// cline, continue, gemini-cli, codex-cli, goose, lm-studio); default: all found.
+        clients: Vec<String>,
+        /// Also route these project folders' own files.
+        #[arg(long = "project", value_name = "DIR")]
+        projects: Vec<PathBuf>,
+        /// Countersign's config file to add the servers to. Default: the running
+        /// gateway's, else config.toml in the data directory.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put clients' files back as they were before `install` (their servers direct again).
+    Uninstall {
+        /// Clients to put back; default: every client install changed.
+        clients: Vec<String>,
+        /// Countersign's config file install added the servers to.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn kinds(names: &[String]) -> Result<Vec<ClientKind>> {
+    names
+        .iter()
+        .map(|n| {
+            ClientKind::from_slug(n).with_context(|| {
+                let known: Vec<&str> = ClientKind::ALL.iter().map(|k| k.slug()).collect();
+                format!("unknown client `{n}`; known: {}", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+fn env() -> Result<Env> {
+    Env::from_process().context("no home folder (HOME is not set)")
+}
+
+/// The config the servers belong in: the one given, the running gateway's, or the default.
+fn config_path(home: &Home, given: Option<PathBuf>) -> PathBuf {
+    given.or_else(|| home.read_runtime().and_then(|r| r.config)).unwrap_or_else(|| home.dir().join("config.toml"))
+}
+
+/// Where this user's gateway listens: the running one, else the config's or the default.
+fn gateway(home: &Home, config: &std::path::Path) -> SocketAddr {
+    home.read_runtime()
+        .map(|r| r.listen)
+        .unwrap_or_else(|| Config::load(config).unwrap_or_else(|_| Config::empty()).gateway.listen)
+}
+
+fn policy(home: &Home, config: &std::path::Path) -> Result<countersign_policy::Policy> {
+    let user = if config.exists() { Config::load(config)?.policy } else { Default::default() };
+    Ok(policy_layers::compile(&user, home)?.0)
+}
+
+pub async fn run(home: &Home, command: ClientsCommand) -> Result<i32> {
+    match command {
+        ClientsCommand::List { projects, json } => list(home, &projects, json),
+        ClientsCommand::Install { clients, projects, config, json } => {
+            let clients = kinds(&clients)?;
+            let config = config_path(home, config);
+            let program =
+                std::env::current_exe().context("cannot tell where the countersign program is")?.display().to_string();
+            let options = Options { clients, projects, program, gateway: Some(gateway(home, &config)) };
+            let policy = policy(home, &config)?;
+            let lookup = |var: &str| std::env::var(var).ok();
+            let outcomes = client_routing::install(home, &config, &env()?, &policy, &options, &lookup).await?;
+            report(&outcomes, json, "routed through Countersign", &config)
+        }
+        ClientsCommand::Uninstall { clients, config, json } => {
+            let clients = kinds(&clients)?;
+            let config = config_path(home, config);
+            let outcomes = client_routing::uninstall(home, &config, &env()?, &clients).await?;
+            report(&outcomes, json, "direct again", &config)
+        }
+    }
+}
+
+fn report(outcomes: &[FileOutcome], json: bool, done: &str, config: &std::path::Path) -> Result<i32> {
+    let failed = outcomes.iter().any(|o| o.error.is_some());
+    if json {
+        println!("{}", serde_json::to_string_pretty(outcomes)?);
+        return Ok(i32::from(failed));
+    }
+    let mut changed_any = false;
+    for o in outcomes {
+        if o.changed.is_empty() && o.skipped.is_empty() && o.error.is_none() {
+            continue;
+        }
+        println!("{} — {}", o.client_name, o.file);
+        for m in &o.changed {
+            changed_any = true;
+            println!("  {:<20} {done} (Countersign server `{}`, {})", m.name, m.server, m.via);
+        }
+        for s in &o.skipped {
+            println!("  {:<20} not changed: {}", s.name, s.reason);
+        }
+        if let Some(e) = &o.error {
+            println!("  not changed: {e}");
+        }
+        if let Some(b) = &o.backup {
+            println!("  backup: {b}");
+        }
+        for s in &o.sign_in {
+            println!("  `{s}` is a remote server: if it asks you to sign in, run `countersign auth login {s}`");
+        }
+        if let Some(r) = o.restart {
+            println!("  restart needed: {r}");
+        }
+    }
+    if !changed_any && !failed {
+        println!("nothing to change: every server found is already {done}");
+    } else if changed_any {
+        println!("Countersign config: {}", config.display());
+    }
+    if failed {
+        bail!("some files could not be changed (see above); they were left as they were");
+    }
+    Ok(0)
+}
+
+fn list(home: &Home, projects: &[PathBuf], json: bool) -> Result<i32> {
+    let config = config_path(home, None);
+    let mut reports = countersign_clients::inventory(&env()?, projects, Some(gateway(home, &config)));
+    if let Ok(policy) = policy(home, &config) {
+        countersign_gateway::client_inventory::mark_blocked(&mut reports, &policy);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(0);
+    }
+    if reports.is_empty() {
+        println!("no AI client configuration found");
+    }
+    for r in &reports {
+        let scope = match &r.scope {
+            countersign_clients::Scope::User => String::new(),
+            countersign_clients::Scope::Project(p) => format!(" (project {})", p.display()),
+        };
+        println!("{} — {}{scope}", r.client_name, r.file);
+        if let Some(e) = &r.error {
+            println!("  cannot read it: {e}");
+        }
+        for s in &r.servers {
+            let route = match s.route {
+                Route::Routed => "routed",
+                Route::Shadow => "SHADOW",
+                Route::Blocked => "BLOCKED",
+            };
+            let what = match &s.server.transport {
+                Transport::Stdio { command, args } => format!("{command} {}", args.join(" ")),
+                Transport::Remote { url } => url.clone(),
+            };
+            let off = if s.server.enabled { "" } else { " (disabled)" };
+            println!("  {route:<7} {:<20} {what}{off}", s.server.name);
+        }
+    }
+    Ok(0)
+}
