@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from conftest import (BIN, HERE, ROOT, background, connect, echo_calls, fast_server, free_port, memory_server,
-                      text_of, until, wait_for)
+from conftest import (BIN, HERE, ROOT, background, connect, echo_calls, error_text, fast_server, free_port,
+                      memory_server, text_of, until, wait_for)
 
 pytestmark = pytest.mark.anyio
 HUB_BIN = Path(os.environ.get("COUNTERSIGN_HUB_BIN", ROOT / "target" / "debug" / "countersign-hub"))
@@ -424,3 +424,47 @@ async def test_two_hub_instances_share_one_postgresql(make_gateway, tmp_path):
     finally:
         first.kill()
         second.kill()
+
+
+async def test_required_routing_raises_a_hub_alert_and_servers_off_the_allowed_list_are_blocked(
+        make_gateway, tmp_path, sqlite_hub):
+    gw = enrolled_gateway(make_gateway, tmp_path, sqlite_hub)
+    gw.stop()
+    home = tmp_path / "client-home"
+    (home / ".cursor").mkdir(parents=True)
+    (home / ".cursor" / "mcp.json").write_text(json.dumps({"mcpServers": {
+        "time": {"command": str(ROOT / "fixtures" / ".venv" / "bin" / "mcp-server-time")},
+        "notion": {"url": "https://mcp.notion.com/mcp"},
+    }}))
+    (gw.managed / "managed.toml").write_text(
+        '[policy.servers]\nrequire_routing = true\n'
+        'allowed = [{ serverName = "time" }, { serverName = "mem*", serverCommand = "*mcp-server-memory*" }]\n')
+    # A server in Countersign's own config that the list leaves out.
+    gw.config.write_text(gw.config.read_text() + '[servers.notes]\ncommand = "%s"\nenv = { MEMORY_FILE_PATH = "%s" }\n'
+                         % (memory_server(tmp_path / "m.json")["command"], tmp_path / "n.json"))
+    gw.env["HOME"] = str(home)
+    gw.env.pop("XDG_CONFIG_HOME", None)
+    gw.start()
+
+    record = gw.wait_audit(lambda r: r["rule"] == "require-routing", "the routing requirement's record")[0]
+    assert record["decision"] == "deny"
+    assert "Cursor `time`" in record["reason"] and "not on the allowed list: Cursor `notion`" in record["reason"]
+    listed = {s["name"]: s["route"] for r in json.loads(gw.cli("clients", "list", "--json").stdout)
+              for s in r["servers"]}
+    assert listed == {"time": "shadow", "notion": "blocked"}
+    sync(gw)
+    alerts = wait_for(lambda: [a for a in sqlite_hub.alerts() if a["kind"] == "shadow-servers"], what="the alert")
+    assert "Cursor `notion`" in alerts[0]["detail"]
+
+    # Install leaves the blocked server as it is; the gateway will not start one either.
+    out = json.loads(gw.cli("clients", "install", "cursor", "--json").stdout)[0]
+    assert [m["name"] for m in out["changed"]] == ["time"]
+    assert out["skipped"][0]["name"] == "notion" and "allowed servers" in out["skipped"][0]["reason"]
+    async with connect(gw, "http", None) as client:
+        assert not any(t.name.startswith("notes__") for t in (await client.list_tools()).tools)
+    with pytest.raises(BaseException) as refused:
+        async with connect(gw, "http", "notes") as client:
+            await client.list_tools()
+    assert "not on the managed policy's list of allowed servers" in error_text(refused.value)
+    async with connect(gw, "http", "memory") as client:
+        assert (await client.list_tools()).tools, "an allowed server still works"

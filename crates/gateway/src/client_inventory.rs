@@ -45,7 +45,7 @@ const EVERY: Duration = Duration::from_secs(60);
 
 pub async fn run(gateway: Weak<Shared>) {
     // A machine with no AI client configured has nothing to report.
-    let mut last: Option<String> = Some(serde_json::Value::Array(Vec::new()).to_string());
+    let mut last: Option<String> = Some(format!("allow {}", serde_json::Value::Array(Vec::new())));
     loop {
         let Some(shared) = gateway.upgrade() else { return };
         // The port actually bound (the config may say 0).
@@ -63,33 +63,41 @@ pub async fn run(gateway: Weak<Shared>) {
         .flatten();
         if let Some(reports) = found {
             let value = serde_json::to_value(&reports).unwrap_or_default();
-            let text = value.to_string();
-            if last.as_deref() != Some(text.as_str()) {
-                let shadow = around(&reports, |r| r != Route::Routed);
-                let blocked = around(&reports, |r| r == Route::Blocked);
-                let alert = !blocked.is_empty() || (!shadow.is_empty() && shared.policy.load().require_routing());
-                let decision = match (alert, shadow.is_empty()) {
-                    (true, _) => "deny",
-                    (false, true) => "allow",
-                    (false, false) => "ask",
-                };
+            let shadow = around(&reports, |r| r != Route::Routed);
+            let blocked = around(&reports, |r| r == Route::Blocked);
+            let alert = !blocked.is_empty() || (!shadow.is_empty() && shared.policy.load().require_routing());
+            let decision = match (alert, shadow.is_empty()) {
+                (true, _) => "deny",
+                (false, true) => "allow",
+                (false, false) => "ask",
+            };
+            let mut reason = if shadow.is_empty() {
+                format!("{} client configuration(s); every server runs through Countersign", reports.len())
+            } else {
+                format!("servers configured around Countersign (shadow): {}", shadow.join(", "))
+            };
+            if !blocked.is_empty() {
+                reason.push_str(&format!("; not on the allowed list: {}", blocked.join(", ")));
+            }
+            if let Ok(mut warning) = shared.routing_warning.lock() {
+                *warning = alert.then(|| reason.clone());
+            }
+            // A new record when the inventory or what policy makes of it changes.
+            let key = format!("{decision} {value}");
+            if last.as_deref() != Some(key.as_str()) {
                 let mut record = shared.record(RecordKind::Policy, decision);
                 record.rule =
                     Some(if alert { countersign_audit::wire::REQUIRE_ROUTING_RULE } else { "client-inventory" }.into());
-                record.reason = Some(if shadow.is_empty() {
-                    format!("{} client configuration(s); every server runs through Countersign", reports.len())
-                } else {
-                    format!("servers configured around Countersign (shadow): {}", shadow.join(", "))
-                });
+                record.reason = Some(reason.clone());
                 record.arguments = Some(shared.redactor.redact(&serde_json::json!({ "clients": value })));
                 record.policy_version = Some(shared.policy.load().version().to_string());
                 if let Err(e) = shared.journal.commit(record).await {
                     tracing::warn!("client inventory not recorded: {e}");
                 } else {
                     if !shadow.is_empty() {
-                        tracing::warn!("AI clients use servers around Countersign: {}", shadow.join(", "));
+                        tracing::warn!("AI clients use servers around Countersign: {reason}");
                     }
-                    last = Some(text);
+                    last = Some(key);
                 }
             }
         }

@@ -96,6 +96,7 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         user: os_user(),
         device: home.device_id()?,
         servers: arc_swap::ArcSwap::from_pointee(config.servers.clone()),
+        routing_warning: Mutex::new(None),
         config,
         policy: arc_swap::ArcSwap::from_pointee(policy),
         grants: Mutex::new(GrantBook::default()),

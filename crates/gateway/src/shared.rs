@@ -53,6 +53,9 @@ pub struct Shared {
     pub user: String,
     pub device: String,
     pub sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Set while policy requires AI clients to route through Countersign and some do not
+    /// (or use servers off the allowed list): what the tray warns about.
+    pub routing_warning: Mutex<Option<String>>,
     /// Wakes the sweeper that fails requests past `limits.request_timeout_secs`.
     pub deadlines: crate::session::Deadlines,
 }
