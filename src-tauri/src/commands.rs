@@ -25,6 +25,8 @@ pub struct AppStatus {
     /// Credentials written in plain text in the config file (`servers.X.env.KEY`), which
     /// the window offers to move into the keychain.
     plaintext_secrets: Vec<String>,
+    /// Set while policy requires AI clients to route through Countersign and some do not.
+    routing_warning: Option<String>,
 }
 
 #[tauri::command]
@@ -43,6 +45,7 @@ pub fn status(state: State<'_, AppState>) -> AppStatus {
             .and_then(|p| countersign_gateway::secret_import::find(&p).ok())
             .map(|found| found.iter().map(|f| f.field()).collect())
             .unwrap_or_default(),
+        routing_warning: shared.as_ref().and_then(|s| s.routing_warning.lock().ok().and_then(|w| w.clone())),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod approvals;
 mod autostart;
+mod clients;
 mod commands;
 mod notifier;
 mod state;
@@ -51,13 +52,10 @@ fn open_prompt_window(app: &tauri::AppHandle, prompt: &str) {
 }
 
 fn config(home: &Home) -> anyhow::Result<Config> {
-    let path = std::env::var_os("COUNTERSIGN_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| Some(home.dir().join("config.toml")).filter(|p| p.exists()));
-    Ok(match path {
-        Some(p) => Config::load(&p)?,
-        None => Config::empty(),
-    })
+    match std::env::var_os("COUNTERSIGN_CONFIG").map(std::path::PathBuf::from) {
+        Some(p) => Ok(Config::load(&p)?),
+        None => Ok(Config::load_or_empty(&home.dir().join("config.toml"))?),
+    }
 }
 
 /// Carries approvals to the notification server, the tray and the windows.
@@ -160,6 +158,9 @@ fn main() {
             commands::sign_in,
             commands::sign_out,
             commands::import_secrets,
+            clients::clients,
+            clients::route_client,
+            clients::undo_client,
         ])
         .setup(move |app| {
             let handle = app.handle().clone();
@@ -183,6 +184,7 @@ fn main() {
             }
             tauri::async_runtime::spawn(relay_approvals(handle.clone(), events));
             tray::refresh(&handle);
+            tauri::async_runtime::spawn(tray::follow(handle.clone()));
             Ok(())
         })
         .on_window_event(|window, event| {

@@ -1,5 +1,6 @@
-//! The tray icon: its state (idle, pending approvals, paused, error) and its menu
-//! (pending approvals, pause all AI tool access, open Countersign, quit). Where the
+//! The tray icon: its state (idle, pending approvals, paused, error, AI clients bypassing
+//! Countersign when policy requires routing) and its menu (pending approvals, activity,
+//! AI clients, pause all AI tool access, open Countersign, quit). Where the
 //! desktop has no tray (a bare X server), the app still runs: its window and
 //! notifications do the work, and the failure is logged once.
 
@@ -15,16 +16,22 @@ const PENDING: &[u8] = include_bytes!("../icons/tray-pending.png");
 pub struct TrayItems {
     pending: MenuItem<tauri::Wry>,
     pause: CheckMenuItem<tauri::Wry>,
+    clients: MenuItem<tauri::Wry>,
 }
+
+/// How often the tray looks at what the gateway's background checks found (the AI
+/// clients' routing); approvals update it as they happen.
+const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn build(app: &AppHandle) -> tauri::Result<()> {
     let pending = MenuItem::with_id(app, "pending", "No pending approvals", true, None::<&str>)?;
     let activity = MenuItem::with_id(app, "activity", "Recent activity", true, None::<&str>)?;
+    let clients = MenuItem::with_id(app, "clients", "AI clients", true, None::<&str>)?;
     let pause = CheckMenuItem::with_id(app, "pause", "Pause all AI tool access", true, false, None::<&str>)?;
     let open = MenuItem::with_id(app, "open", "Open Countersign", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
     let separator = PredefinedMenuItem::separator(app)?;
-    let menu = Menu::with_items(app, &[&pending, &activity, &pause, &separator, &open, &quit])?;
+    let menu = Menu::with_items(app, &[&pending, &activity, &clients, &pause, &separator, &open, &quit])?;
     TrayIconBuilder::with_id("main")
         .icon(Image::from_bytes(IDLE)?)
         .tooltip("Countersign")
@@ -32,6 +39,7 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
         .on_menu_event(|app, event| match event.id().as_ref() {
             "pending" | "open" => crate::show_main(app, "approvals"),
             "activity" => crate::show_main(app, "activity"),
+            "clients" => crate::show_main(app, "clients"),
             "pause" => {
                 if let Some(shared) = app.state::<AppState>().shared() {
                     let paused = !shared.paused.load(std::sync::atomic::Ordering::SeqCst);
@@ -42,7 +50,7 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
             _ => {}
         })
         .build(app)?;
-    app.manage(TrayItems { pending, pause });
+    app.manage(TrayItems { pending, pause, clients });
     Ok(())
 }
 
@@ -52,6 +60,7 @@ pub fn refresh(app: &AppHandle) {
     let count = state.approver.pending_full().len();
     let paused = state.shared().is_some_and(|s| s.paused.load(std::sync::atomic::Ordering::SeqCst));
     let error = state.gateway_error().is_some();
+    let bypassed = state.shared().and_then(|s| s.routing_warning.lock().ok().and_then(|w| w.clone()));
     if let Some(items) = app.try_state::<TrayItems>() {
         let text = match count {
             0 => "No pending approvals".to_string(),
@@ -60,9 +69,14 @@ pub fn refresh(app: &AppHandle) {
         };
         let _ = items.pending.set_text(text);
         let _ = items.pause.set_checked(paused);
+        let _ = items.clients.set_text(if bypassed.is_some() {
+            "⚠ AI clients bypass Countersign…"
+        } else {
+            "AI clients"
+        });
     }
     if let Some(tray) = app.tray_by_id("main") {
-        let icon = if count > 0 || paused || error { PENDING } else { IDLE };
+        let icon = if count > 0 || paused || error || bypassed.is_some() { PENDING } else { IDLE };
         if let Ok(image) = Image::from_bytes(icon) {
             let _ = tray.set_icon(Some(image));
         }
@@ -72,9 +86,19 @@ pub fn refresh(app: &AppHandle) {
             "Countersign: AI tool access paused".to_string()
         } else if count > 0 {
             format!("Countersign: {count} waiting for approval")
+        } else if bypassed.is_some() {
+            "Countersign: AI clients use servers around it, as your organisation does not allow".to_string()
         } else {
             "Countersign".to_string()
         };
         let _ = tray.set_tooltip(Some(tip));
+    }
+}
+
+/// Keeps the tray in step with the gateway's background checks.
+pub async fn follow(app: AppHandle) {
+    loop {
+        tokio::time::sleep(EVERY).await;
+        refresh(&app);
     }
 }

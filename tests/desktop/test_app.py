@@ -353,3 +353,52 @@ def test_plaintext_credentials_are_offered_a_move_into_the_keychain(tmp_path):
         app.cli("secret", "rm", "fs-api_token")
     finally:
         app.stop()
+
+
+async def test_routing_a_client_from_the_clients_window_and_undoing_it(tmp_path):
+    """The Clients window finds Claude Desktop's file, routes its server through
+    Countersign with one click (the command Claude Desktop will start is the stdio shim,
+    and it serves the same tools), and Undo gives the file back byte for byte."""
+    from mcp import Client, StdioServerParameters
+
+    from conftest import NODE_BIN, App
+
+    app = App(tmp_path)
+    xdg = tmp_path / "xdg"
+    desktop = xdg / "Claude" / "claude_desktop_config.json"
+    desktop.parent.mkdir(parents=True)
+    original = json.dumps({
+        "mcpServers": {"files": {"command": str(NODE_BIN / "mcp-server-filesystem"), "args": [str(app.files)]}},
+        "globalShortcut": "Ctrl+Space",
+    }, indent=2) + "\n"
+    desktop.write_text(original)
+    app.env["XDG_CONFIG_HOME"] = str(xdg)
+    app.start()
+    try:
+        app.driver.find_element(By.CSS_SELECTOR, '[data-testid="tab-clients"]').click()
+        shadow = '[data-testid="server-claude-desktop-files"]'
+        assert "shadow" in wait_for(lambda: app.driver.find_elements(By.CSS_SELECTOR, shadow) and
+                                    app.driver.find_element(By.CSS_SELECTOR, shadow).text, what="the client's server")
+        app.driver.find_element(By.CSS_SELECTOR, '[data-testid="route-claude-desktop"]').click()
+        entry = wait_for(lambda: json.loads(desktop.read_text())["mcpServers"]["files"].get("args") == ["connect", "files"]
+                         and json.loads(desktop.read_text())["mcpServers"]["files"], what="the routed entry")
+        outcome = wait_for(lambda: " ".join(e.text for e in app.driver.find_elements(
+            By.CSS_SELECTOR, '[data-testid="outcome-claude-desktop"]')), what="what routing did")
+        assert "now through Countersign" in outcome and "quit Claude Desktop" in outcome
+        assert "routed" in wait_for(lambda: app.driver.find_element(By.CSS_SELECTOR, shadow).text.startswith("routed")
+                                    and app.driver.find_element(By.CSS_SELECTOR, shadow).text, what="the new state")
+        app.screenshot("clients-routed")
+        assert "[servers.files]" in app.config.read_text()
+
+        session = {k: os.environ[k] for k in ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR") if k in os.environ}
+        params = StdioServerParameters(command=entry["command"], args=entry["args"],
+                                       env={"PATH": os.environ["PATH"], "COUNTERSIGN_HOME": str(app.home), **session})
+        with anyio.fail_after(60):
+            async with Client(params) as client:
+                assert "read_text_file" in {t.name for t in (await client.list_tools()).tools}
+
+        app.driver.find_element(By.CSS_SELECTOR, '[data-testid="undo-claude-desktop"]').click()
+        wait_for(lambda: desktop.read_text() == original, what="the original file back")
+        assert "[servers.files]" not in app.config.read_text()
+    finally:
+        app.stop()

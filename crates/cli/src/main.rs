@@ -419,10 +419,9 @@ fn host_name() -> String {
 }
 
 async fn serve(home: Home, config: Option<PathBuf>) -> Result<i32> {
-    let path = config.or_else(|| Some(home.dir().join("config.toml")).filter(|p| p.exists()));
-    let config = match &path {
-        Some(p) => Config::load(p)?,
-        None => Config::empty(),
+    let config = match config {
+        Some(p) => Config::load(&p)?,
+        None => Config::load_or_empty(&home.dir().join("config.toml"))?,
     };
     let running = countersign_gateway::start(config, home.clone()).await?;
     let url = format!("http://{}/mcp", running.listen);

@@ -227,6 +227,17 @@ impl Config {
     }
 
     /// A configuration with no servers and default settings.
+    /// The file at `path`, or, while there is none, an empty configuration that will be
+    /// read from `path` once it appears (`countersign clients install` may write it).
+    pub fn load_or_empty(path: &Path) -> Result<Self, ConfigError> {
+        if path.exists() {
+            return Self::load(path);
+        }
+        let mut empty = Self::empty();
+        empty.path = Some(path.to_path_buf());
+        Ok(empty)
+    }
+
     pub fn empty() -> Self {
         Self::parse("", None).expect("the empty configuration is valid")
     }

@@ -139,7 +139,7 @@ pub fn compile(user: &PolicySettings, home: &Home) -> Result<(Policy, Vec<LayerE
 /// with when there is no file) and every other layer.
 pub fn reload(config: &Config, home: &Home) -> Result<(Policy, Vec<LayerError>), LayerError> {
     let user = match &config.path {
-        Some(path) => Config::load(path).map_err(|e| LayerError::Policy(e.to_string()))?.policy,
+        Some(path) => Config::load_or_empty(path).map_err(|e| LayerError::Policy(e.to_string()))?.policy,
         None => config.policy.clone(),
     };
     compile(&user, home)

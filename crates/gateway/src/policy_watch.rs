@@ -54,7 +54,7 @@ fn event(decision: &'static str, rule: &'static str, reason: String) -> PolicyEv
 /// some while the gateway runs); a file that does not load keeps the servers in force.
 fn reload_servers(shared: &Arc<Shared>) {
     let Some(path) = &shared.config.path else { return };
-    let Ok(config) = crate::config::Config::load(path) else { return };
+    let Ok(config) = crate::config::Config::load_or_empty(path) else { return };
     if **shared.servers.load() != config.servers {
         let names: Vec<&String> = config.servers.keys().collect();
         let reason = format!("servers now configured: {names:?}");

@@ -29,6 +29,7 @@ export interface AppStatus {
   policy_version: string;
   grant_lengths: GrantLength[];
   plaintext_secrets: string[];
+  routing_warning: string | null;
 }
 
 export interface Grant {
@@ -93,6 +94,52 @@ export interface CredentialView {
   asks_for_sign_in: boolean;
 }
 
+/** One server in an AI client's file, and how it reaches its server. */
+export interface ClientServer {
+  name: string;
+  type: "stdio" | "remote";
+  command?: string;
+  args?: string[];
+  url?: string;
+  enabled: boolean;
+  project?: string;
+  route: "routed" | "shadow" | "blocked";
+}
+
+export interface ClientFile {
+  file: string;
+  scope: "user" | "project";
+  project?: string;
+  servers: ClientServer[];
+  error?: string;
+}
+
+export interface ClientView {
+  client: string;
+  name: string;
+  files: ClientFile[];
+  shadow: number;
+  undoable: number;
+}
+
+export interface ClientsView {
+  clients: ClientView[];
+  warning: string | null;
+}
+
+/** What routing (or undoing) did to one client file. */
+export interface RoutingOutcome {
+  client: string;
+  client_name: string;
+  file: string;
+  changed: { name: string; server: string; via: "shim" | "http" | "direct" }[];
+  skipped?: { name: string; reason: string }[];
+  backup?: string;
+  restart?: string;
+  sign_in?: string[];
+  error?: string;
+}
+
 export const api = {
   status: () => invoke<AppStatus>("status"),
   pending: () => invoke<PendingPrompt[]>("pending"),
@@ -115,6 +162,9 @@ export const api = {
   signIn: (server: string) => invoke<string>("sign_in", { server }),
   signOut: (server: string) => invoke<number>("sign_out", { server }),
   importSecrets: () => invoke<number>("import_secrets"),
+  clients: () => invoke<ClientsView>("clients"),
+  routeClient: (client: string) => invoke<RoutingOutcome[]>("route_client", { client }),
+  undoClient: (client: string) => invoke<RoutingOutcome[]>("undo_client", { client }),
 };
 
 export function onChange(event: "approvals-changed" | "activity-changed", run: () => void): Promise<UnlistenFn> {

@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { badge, countdown, credentialText, fullArguments, scopeText, stricterClasses } from "./format";
+import {
+  badge,
+  countdown,
+  credentialText,
+  fullArguments,
+  outcomeLines,
+  scopeText,
+  serverTarget,
+  stricterClasses,
+} from "./format";
 
 describe("countdown", () => {
   it("counts seconds, then minutes, then says expired", () => {
@@ -63,5 +72,34 @@ describe("credentialText", () => {
       text: "Keychain problem: locked",
       action: null,
     });
+  });
+});
+
+describe("outcomeLines", () => {
+  it("says what moved, what stayed and what to do next", () => {
+    const lines = outcomeLines([
+      {
+        file: "~/.cursor/mcp.json",
+        changed: [{ name: "time", via: "http" }],
+        skipped: [{ name: "notion", reason: "not allowed" }],
+        sign_in: ["linear"],
+        restart: "restart Cursor",
+      },
+      { file: "~/x.json", changed: [{ name: "fs", via: "direct" }] },
+      { file: "~/y.json", changed: [], error: "broken" },
+    ]);
+    expect(lines).toEqual([
+      "~/.cursor/mcp.json: time now through Countersign.",
+      "notion not changed: not allowed.",
+      "linear is a remote server: sign in from Servers & tools if it asks.",
+      "To notice the change: restart Cursor.",
+      "~/x.json: fs direct again.",
+      "~/y.json: not changed: broken",
+    ]);
+  });
+
+  it("shows a server's command line or its URL", () => {
+    expect(serverTarget({ type: "stdio", command: "npx", args: ["-y", "x"] })).toBe("npx -y x");
+    expect(serverTarget({ type: "remote", url: "https://a/mcp" })).toBe("https://a/mcp");
   });
 });

@@ -93,3 +93,34 @@ export function credentialText(
         : { text: "No sign-in needed", action: null };
   }
 }
+
+/** What a client's server starts or reaches: `npx -y pkg` or its URL. */
+export function serverTarget(s: { type: string; command?: string; args?: string[]; url?: string }): string {
+  return s.type === "remote" ? (s.url ?? "") : [s.command ?? "", ...(s.args ?? [])].join(" ");
+}
+
+/** One line per thing a person should know after routing or undoing a client. */
+export function outcomeLines(
+  outcomes: {
+    file: string;
+    changed: { name: string; via: string }[];
+    skipped?: { name: string; reason: string }[];
+    restart?: string;
+    sign_in?: string[];
+    error?: string;
+  }[],
+): string[] {
+  const lines: string[] = [];
+  for (const o of outcomes) {
+    if (o.error) lines.push(`${o.file}: not changed: ${o.error}`);
+    const moved = o.changed.map((m) => m.name);
+    if (moved.length > 0) {
+      const how = o.changed.every((m) => m.via === "direct") ? "direct again" : "now through Countersign";
+      lines.push(`${o.file}: ${moved.join(", ")} ${how}.`);
+    }
+    for (const s of o.skipped ?? []) lines.push(`${s.name} not changed: ${s.reason}.`);
+    for (const s of o.sign_in ?? []) lines.push(`${s} is a remote server: sign in from Servers & tools if it asks.`);
+    if (o.restart) lines.push(`To notice the change: ${o.restart}.`);
+  }
+  return lines;
+}

@@ -112,11 +112,7 @@ pub fn token_name(client: ClientKind) -> String {
 }
 
 fn load_config(path: &Path) -> Result<Config, crate::config::ConfigError> {
-    if path.exists() {
-        Config::load(path)
-    } else {
-        Ok(Config::empty())
-    }
+    Config::load_or_empty(path)
 }
 
 fn project_of(location: &Location) -> Option<PathBuf> {
@@ -145,7 +141,7 @@ pub async fn install(
     env: &Env,
     policy: &Policy,
     options: &Options,
-    lookup: &dyn Fn(&str) -> Option<String>,
+    lookup: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Vec<FileOutcome>, RoutingError> {
     let mut record = Record::load(home)?;
     let mut out = Vec::new();
@@ -185,7 +181,7 @@ async fn install_file(
     text: &str,
     policy: &Policy,
     options: &Options,
-    lookup: &dyn Fn(&str) -> Option<String>,
+    lookup: &(dyn Fn(&str) -> Option<String> + Sync),
     record: &mut Record,
     keychain: &mut Option<Keychain>,
     outcome: &mut FileOutcome,

@@ -1,0 +1,115 @@
+//! The Clients window's commands: each AI client found on this machine with its servers
+//! and their state (routed, shadow, blocked), "Route through Countersign" per client,
+//! and undo. The work is the gateway's `client_routing`; this only picks the config file,
+//! the shim program and the listening address the running gateway uses.
+
+use crate::state::AppState;
+use countersign_clients::{ClientKind, Env, FileReport};
+use countersign_gateway::client_routing::{self, record::Record, FileOutcome, Options};
+use serde::Serialize;
+use std::path::PathBuf;
+use tauri::Manager;
+
+type CmdResult<T> = Result<T, String>;
+
+#[derive(Serialize)]
+pub struct ClientView {
+    client: ClientKind,
+    name: &'static str,
+    files: Vec<FileReport>,
+    /// Servers not yet through Countersign (shadow or blocked), enabled or not.
+    shadow: usize,
+    /// Entries Countersign routed and can put back.
+    undoable: usize,
+}
+
+#[derive(Serialize)]
+pub struct ClientsView {
+    clients: Vec<ClientView>,
+    /// Set while policy requires routing and some client does not comply.
+    warning: Option<String>,
+}
+
+fn env() -> CmdResult<Env> {
+    Env::from_process().ok_or_else(|| "no home folder (HOME is not set)".to_string())
+}
+
+fn kind(slug: &str) -> CmdResult<ClientKind> {
+    ClientKind::from_slug(slug).ok_or_else(|| format!("unknown client `{slug}`"))
+}
+
+/// The `countersign` program stdio-only clients start: beside the app, else on `PATH`.
+fn shim_program() -> CmdResult<String> {
+    let name = if cfg!(windows) { "countersign.exe" } else { "countersign" };
+    let beside = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join(name)));
+    let on_path =
+        || std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()));
+    beside
+        .filter(|p| p.is_file())
+        .or_else(on_path)
+        .map(|p: PathBuf| p.display().to_string())
+        .ok_or_else(|| "the `countersign` command is not installed, so stdio clients cannot be routed".into())
+}
+
+#[tauri::command]
+pub async fn clients(app: tauri::AppHandle) -> CmdResult<ClientsView> {
+    let state = app.state::<AppState>();
+    let shared = state.shared().ok_or("the gateway is not running")?;
+    let listen = state.listen();
+    let env = env()?;
+    let policy = shared.policy.load_full();
+    let mut reports = tauri::async_runtime::spawn_blocking(move || countersign_clients::inventory(&env, &[], listen))
+        .await
+        .map_err(|e| e.to_string())?;
+    countersign_gateway::client_inventory::mark_blocked(&mut reports, &policy);
+    let record = Record::load(&shared.home).map_err(|e| e.to_string())?;
+    let mut out: Vec<ClientView> = Vec::new();
+    for report in reports {
+        let client = report.client;
+        let shadow = report.servers.iter().filter(|s| s.route != countersign_clients::Route::Routed).count();
+        match out.iter_mut().find(|c| c.client == client) {
+            Some(view) => {
+                view.shadow += shadow;
+                view.files.push(report);
+            }
+            None => out.push(ClientView {
+                client,
+                name: client.name(),
+                files: vec![report],
+                shadow,
+                undoable: record.entries.iter().filter(|e| e.client == client).count(),
+            }),
+        }
+    }
+    let warning = shared.routing_warning.lock().ok().and_then(|w| w.clone());
+    Ok(ClientsView { clients: out, warning })
+}
+
+fn config_path(shared: &countersign_gateway::shared::Shared) -> CmdResult<PathBuf> {
+    shared.config.path.clone().ok_or_else(|| "Countersign runs without a config file".to_string())
+}
+
+#[tauri::command]
+pub async fn route_client(app: tauri::AppHandle, client: String) -> CmdResult<Vec<FileOutcome>> {
+    let state = app.state::<AppState>();
+    let shared = state.shared().ok_or("the gateway is not running")?;
+    let options = Options {
+        clients: vec![kind(&client)?],
+        projects: Vec::new(),
+        program: shim_program()?,
+        gateway: state.listen(),
+    };
+    let policy = shared.policy.load_full();
+    let lookup = |var: &str| std::env::var(var).ok();
+    client_routing::install(&shared.home, &config_path(&shared)?, &env()?, &policy, &options, &lookup)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tauri::command]
+pub async fn undo_client(app: tauri::AppHandle, client: String) -> CmdResult<Vec<FileOutcome>> {
+    let shared = app.state::<AppState>().shared().ok_or("the gateway is not running")?;
+    client_routing::uninstall(&shared.home, &config_path(&shared)?, &env()?, &[kind(&client)?])
+        .await
+        .map_err(|e| e.to_string())
+}
