@@ -10,10 +10,44 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
 const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
+/// The request each call sends, with its id filled in.
+#[derive(Clone, Debug)]
+pub struct Request {
+    before_id: String,
+    after_id: String,
+}
+
+impl Request {
+    /// `tools/call` of `tool` with `arguments` (a JSON object).
+    pub fn call(tool: &str, arguments: &str) -> Self {
+        Request {
+            before_id: r#"{"jsonrpc":"2.0","id":"#.into(),
+            after_id: format!(r#","method":"tools/call","params":{{"name":"{tool}","arguments":{arguments}}}}}"#),
+        }
+    }
+
+    /// The fast fixture's `echo`.
+    pub fn echo() -> Self {
+        Self::call("echo", r#"{"text":"hi"}"#)
+    }
+
+    /// `tools/list`.
+    pub fn list() -> Self {
+        Request { before_id: r#"{"jsonrpc":"2.0","id":"#.into(), after_id: r#","method":"tools/list"}"#.into() }
+    }
+
+    fn render(&self, id: u64) -> String {
+        format!("{}{id}{}", self.before_id, self.after_id)
+    }
+}
+
 fn echo(id: u64) -> String {
-    format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hi"}}}}}}"#
-    )
+    Request::echo().render(id)
+}
+
+/// Whether an answer is a success.
+fn succeeded(body: &str) -> bool {
+    body.contains("\"result\"") && !body.contains("\"isError\":true")
 }
 
 pub trait Caller {
@@ -25,6 +59,7 @@ pub struct StdioClient {
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
     next: u64,
+    request: Request,
 }
 
 impl StdioClient {
@@ -37,7 +72,7 @@ impl StdioClient {
         let mut child = cmd.spawn().with_context(|| format!("spawn {}", bin.display()))?;
         let stdin = child.stdin.take().context("stdin")?;
         let lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let mut c = StdioClient { _child: child, stdin, lines, next: 1 };
+        let mut c = StdioClient { _child: child, stdin, lines, next: 1, request: Request::echo() };
         c.send(INIT).await?;
         c.recv().await?;
         c.send(INITIALIZED).await?;
@@ -54,13 +89,20 @@ impl StdioClient {
         self.lines.next_line().await?.context("the server closed its output")
     }
 
-    async fn call_echo(&mut self) -> Result<()> {
+    /// Sends `request` on every call from now on.
+    pub fn with(mut self, request: Request) -> Self {
+        self.request = request;
+        self
+    }
+
+    async fn call_once(&mut self) -> Result<()> {
         self.next += 1;
-        self.send(&echo(self.next)).await?;
+        let line = self.request.render(self.next);
+        self.send(&line).await?;
         loop {
             let line = self.recv().await?;
             if line.contains("\"result\"") || line.contains("\"error\"") {
-                if line.contains("\"isError\":true") || line.contains("\"error\"") {
+                if !succeeded(&line) {
                     bail!("call failed: {line}");
                 }
                 return Ok(());
@@ -71,7 +113,7 @@ impl StdioClient {
 
 impl Caller for StdioClient {
     async fn call(&mut self) -> Result<()> {
-        self.call_echo().await
+        self.call_once().await
     }
 }
 
@@ -81,6 +123,7 @@ pub struct HttpClient {
     token: String,
     pub session: String,
     next: u64,
+    request: Request,
 }
 
 impl HttpClient {
@@ -96,7 +139,8 @@ impl HttpClient {
             .await?;
         let session = resp.headers().get("mcp-session-id").context("no session id")?.to_str()?.to_string();
         resp.bytes().await?;
-        let mut c = HttpClient { http, url: url.into(), token: token.into(), session, next: 1 };
+        let mut c =
+            HttpClient { http, url: url.into(), token: token.into(), session, next: 1, request: Request::echo() };
         c.post(INITIALIZED.to_string()).await?;
         Ok(c)
     }
@@ -118,10 +162,16 @@ impl HttpClient {
         Ok(resp.text().await?)
     }
 
-    async fn call_echo(&mut self) -> Result<()> {
+    /// Sends `request` on every call from now on.
+    pub fn with(mut self, request: Request) -> Self {
+        self.request = request;
+        self
+    }
+
+    async fn call_once(&mut self) -> Result<()> {
         self.next += 1;
-        let body = self.post(echo(self.next)).await?;
-        if !body.contains("\"result\"") || body.contains("\"isError\":true") {
+        let body = self.post(self.request.render(self.next)).await?;
+        if !succeeded(&body) {
             bail!("call failed: {body}");
         }
         Ok(())
@@ -130,7 +180,7 @@ impl HttpClient {
 
 impl Caller for HttpClient {
     async fn call(&mut self) -> Result<()> {
-        self.call_echo().await
+        self.call_once().await
     }
 }
 
@@ -210,7 +260,7 @@ impl Caller for RawHttpClient {
         let request = format!("{}Content-Length: {}\r\n\r\n{body}", self.head, body.len());
         self.stream.get_mut().write_all(request.as_bytes()).await?;
         let answer = self.read_response().await?;
-        if !answer.contains("\"result\"") || answer.contains("\"isError\":true") {
+        if !succeeded(&answer) {
             bail!("call failed: {answer}");
         }
         Ok(())

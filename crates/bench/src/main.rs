@@ -4,14 +4,13 @@
 //! throughput and the gateway's RSS. The gateway runs with its policy and audit on: each
 //! call is allowed by policy and its record committed before it is forwarded.
 
-mod clients;
 mod floors;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
-use clients::{HttpClient, RawHttpClient, StdioClient};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use countersign_bench::clients::{HttpClient, RawHttpClient, StdioClient};
+use countersign_bench::measure::{cli, concurrent, rss_kib, sequential, us, wait_listen, Row};
+use std::path::PathBuf;
 
 #[derive(Parser)]
 struct Args {
@@ -30,77 +29,6 @@ struct Args {
     /// baseline for "added", always runs). For profiling one path.
     #[arg(long)]
     only: Option<String>,
-}
-
-struct Row {
-    name: String,
-    lat: Vec<Duration>,
-    wall: Duration,
-}
-
-impl Row {
-    fn pct(&self, p: f64) -> Duration {
-        let mut v = self.lat.clone();
-        v.sort();
-        v[((v.len() as f64 - 1.0) * p).round() as usize]
-    }
-    fn rate(&self) -> f64 {
-        self.lat.len() as f64 / self.wall.as_secs_f64()
-    }
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
-}
-
-async fn sequential<C: clients::Caller>(name: &str, calls: usize, client: &mut C) -> Result<Row> {
-    for _ in 0..calls / 10 {
-        client.call().await?; // warm-up
-    }
-    let mut lat = Vec::with_capacity(calls);
-    let start = Instant::now();
-    for _ in 0..calls {
-        let t = Instant::now();
-        client.call().await?;
-        lat.push(t.elapsed());
-    }
-    Ok(Row { name: name.into(), lat, wall: start.elapsed() })
-}
-
-/// Runs `per_client` calls on each client at once.
-async fn concurrent<C: clients::Caller + Send + 'static>(
-    name: &str,
-    clients: Vec<C>,
-    per_client: usize,
-) -> Result<Row> {
-    let start = Instant::now();
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .map(|mut c| {
-            tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(per_client);
-                for _ in 0..per_client {
-                    let t = Instant::now();
-                    c.call().await?;
-                    lat.push(t.elapsed());
-                }
-                anyhow::Ok(lat)
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await??);
-    }
-    Ok(Row { name: name.into(), lat, wall: start.elapsed() })
 }
 
 #[tokio::main]
@@ -247,28 +175,4 @@ fn print_report(args: &Args, rows: &[Row], idle_rss: u64, loaded_rss: u64, recor
     }
     println!("gateway RSS: idle {:.1} MiB, after load {:.1} MiB", idle_rss as f64 / 1024.0, loaded_rss as f64 / 1024.0);
     println!("audit records committed for the gateway's echo calls: {records}");
-}
-
-async fn wait_listen(home: &Path, pid: u32) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(home.join("gateway.json")) {
-            let v: serde_json::Value = serde_json::from_str(&text)?;
-            if v["pid"] == pid {
-                return Ok(v["listen"].as_str().unwrap_or_default().to_string());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("the gateway did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn cli(bin: &Path, home: &Path, args: &[&str]) -> Result<String> {
-    let out = tokio::process::Command::new(bin).args(args).env("COUNTERSIGN_HOME", home).output().await?;
-    if !out.status.success() {
-        bail!("countersign {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }

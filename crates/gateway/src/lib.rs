@@ -33,7 +33,7 @@ pub mod session;
 pub mod shared;
 pub mod shim;
 mod sign_ins;
-mod sse_client;
+pub mod sse_client;
 pub mod tokens;
 pub mod upstream;
 

@@ -34,6 +34,9 @@ pub struct PinStore {
     reviews: HashMap<String, Review>,
     /// The latest listing of each server, for accepting what a review blocked.
     listed: HashMap<String, (ServerOrigin, Vec<Value>)>,
+    /// Moves whenever a review or an acceptance changes what is blocked, so a session may
+    /// reuse its review of an unchanged listing until then.
+    generation: u64,
 }
 
 impl PinStore {
@@ -45,7 +48,7 @@ impl PinStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => PinSet::default(),
             Err(source) => return Err(HomeError::Io { path, source }.into()),
         };
-        Ok(PinStore { path, set, reviews: HashMap::new(), listed: HashMap::new() })
+        Ok(PinStore { path, set, reviews: HashMap::new(), listed: HashMap::new(), generation: 0 })
     }
 
     fn save(&self) {
@@ -106,8 +109,16 @@ impl PinStore {
             }
         }
         self.listed.insert(server.to_string(), (origin.clone(), tools.to_vec()));
+        if self.reviews.get(server) != Some(&review) {
+            self.generation += 1;
+        }
         self.reviews.insert(server.to_string(), review.clone());
         (review, newly)
+    }
+
+    /// Where the reviews stand: it moves whenever one changes.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Why calls to `tool` on `server` are blocked, if they are.
@@ -154,6 +165,7 @@ impl PinStore {
         self.save();
         let review = self.set.review(server, &origin, &listed);
         self.reviews.insert(server.to_string(), review);
+        self.generation += 1;
         Ok(chosen.len())
     }
 

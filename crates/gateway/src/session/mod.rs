@@ -120,6 +120,9 @@ pub(crate) struct State {
     tools: HashMap<String, HashMap<String, ToolDef>>,
     /// Each listed tool's class, with the policy version that classified it.
     classes: HashMap<String, HashMap<String, (String, countersign_policy::Classification)>>,
+    /// Per server, the last `tools/list` result reviewed (a digest of its text, the pins'
+    /// generation then) and what was passed on: an unchanged listing is not reviewed again.
+    reviewed: HashMap<String, (u64, u64, Option<Value>)>,
     alive: HashMap<String, bool>,
     client_name: Option<String>,
     client_version: Option<String>,

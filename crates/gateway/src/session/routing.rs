@@ -279,8 +279,27 @@ impl Session {
     }
 
     /// Learns a `tools/list` page's definitions and reviews them against the pins. Returns
-    /// the result to pass on when quarantined tools had to be taken out of it.
+    /// the result to pass on when quarantined tools had to be taken out of it. A listing
+    /// identical to this session's last one from the server, with the pins as they were,
+    /// is not parsed or reviewed again.
     fn review_listing(&self, st: &mut super::State, server: &str, result: &str) -> Option<Value> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        result.hash(&mut hasher);
+        let digest = hasher.finish();
+        let generation = self.shared.pins.lock().ok()?.generation();
+        if let Some((d, g, passed)) = st.reviewed.get(server) {
+            if *d == digest && *g == generation {
+                return passed.clone();
+            }
+        }
+        let passed = self.review_listing_afresh(st, server, result);
+        let generation = self.shared.pins.lock().ok()?.generation();
+        st.reviewed.insert(server.to_string(), (digest, generation, passed.clone()));
+        passed
+    }
+
+    fn review_listing_afresh(&self, st: &mut super::State, server: &str, result: &str) -> Option<Value> {
         let mut result: Value = serde_json::from_str(result).ok()?;
         let tools = result.get("tools").and_then(Value::as_array)?.clone();
         st.classes.remove(server);

@@ -1,0 +1,111 @@
+//! Measuring: latencies of sequential and concurrent calls, percentiles and rates, a
+//! process's RSS, and starting the gateway for a run.
+
+use crate::clients;
+use anyhow::{bail, Result};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub struct Row {
+    pub name: String,
+    pub lat: Vec<Duration>,
+    pub wall: Duration,
+}
+
+impl Row {
+    pub fn pct(&self, p: f64) -> Duration {
+        let mut v = self.lat.clone();
+        v.sort();
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    }
+    pub fn rate(&self) -> f64 {
+        self.lat.len() as f64 / self.wall.as_secs_f64()
+    }
+}
+
+pub fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+pub async fn sequential<C: clients::Caller>(name: &str, calls: usize, client: &mut C) -> Result<Row> {
+    for _ in 0..calls / 10 {
+        client.call().await?; // warm-up
+    }
+    let mut lat = Vec::with_capacity(calls);
+    let start = Instant::now();
+    for _ in 0..calls {
+        let t = Instant::now();
+        client.call().await?;
+        lat.push(t.elapsed());
+    }
+    Ok(Row { name: name.into(), lat, wall: start.elapsed() })
+}
+
+/// Runs `per_client` calls on each client at once.
+pub async fn concurrent<C: clients::Caller + Send + 'static>(
+    name: &str,
+    clients: Vec<C>,
+    per_client: usize,
+) -> Result<Row> {
+    // Every client's session is up (its upstream started) before the clock starts.
+    let mut clients = clients;
+    for c in &mut clients {
+        for _ in 0..(per_client / 10).max(1) {
+            c.call().await?;
+        }
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(per_client);
+                for _ in 0..per_client {
+                    let t = Instant::now();
+                    c.call().await?;
+                    lat.push(t.elapsed());
+                }
+                anyhow::Ok(lat)
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    Ok(Row { name: name.into(), lat, wall: start.elapsed() })
+}
+
+/// Waits for the gateway `pid` to write where it listens.
+pub async fn wait_listen(home: &Path, pid: u32) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(home.join("gateway.json")) {
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            if v["pid"] == pid {
+                return Ok(v["listen"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the gateway did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs the countersign CLI against `home`.
+pub async fn cli(bin: &Path, home: &Path, args: &[&str]) -> Result<String> {
+    let out = tokio::process::Command::new(bin).args(args).env("COUNTERSIGN_HOME", home).output().await?;
+    if !out.status.success() {
+        bail!("countersign {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
