@@ -16,12 +16,14 @@ KEYRING_APT := gnome-keyring dbus libglib2.0-bin
 TAURI_DRIVER_VERSION := 2.1.0
 TAURI_DRIVER := $(HOME)/.cargo/bin/tauri-driver
 
-.PHONY: help run app app-build test build fixtures keyring-deps bench-vault test-rust test-e2e test-ui test-desktop desktop-deps ui bench clean
+.PHONY: help run app app-build test build fixtures keyring-deps bench-vault bench-peers cargo-fuzz test-fuzz fuzz test-rust test-e2e test-ui test-desktop desktop-deps ui bench clean
 
 help:
 	@echo "make run    install what is missing, build, start the gateway with a demo config"
 	@echo "make test   install what is missing, run every test"
 	@echo "make bench  run the relay benchmark"
+	@echo "make bench-peers  Countersign beside npm and PyPI mcp-proxy (table and plot in BENCHMARKS.md)"
+	@echo "make fuzz   run every fuzz target for FUZZ_SECONDS (default 600) each"
 	@echo "make app    build and start the desktop app (Tauri)"
 
 # Pinned third-party MCP servers and the Python MCP client (see fixtures/README.md).
@@ -45,7 +47,20 @@ build:
 run: fixtures build
 	@scripts/demo.sh
 
-test: fixtures build test-rust test-e2e test-ui test-desktop
+test: fixtures build test-rust test-e2e test-ui test-desktop test-fuzz
+
+# Fuzz targets beside the code they fuzz (crates/*/fuzz), each run for a bounded time
+# from its committed corpus; `make fuzz FUZZ_SECONDS=600` for longer runs.
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_SECONDS ?= 600
+cargo-fuzz:
+	@cargo fuzz --version 2>/dev/null | grep -q $(CARGO_FUZZ_VERSION) || $(CARGO) install --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+
+test-fuzz: cargo-fuzz
+	scripts/fuzz.sh 20
+
+fuzz: cargo-fuzz
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 keyring-deps:
 	@missing=""; for p in $(KEYRING_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -95,6 +110,24 @@ bench: fixtures keyring-deps
 	COUNTERSIGN_TEST_POSTGRES=$$(scripts/postgres.sh) target/release/countersign-hub-bench --hub target/release/countersign-hub
 
 # What the vault adds per secret read and per request's bearer (criterion, real keychain).
+# Countersign beside npm and PyPI `mcp-proxy` (pinned in fixtures/peers and
+# fixtures/requirements-peers.txt, their own virtualenv), same upstreams and workload;
+# writes the table and plot into BENCHMARKS.md.
+PEERS_VENV := $(FIXTURES)/.venv-peers
+$(FIXTURES)/.stamp-peers: $(FIXTURES)/peers/package.json $(FIXTURES)/peers/package-lock.json $(FIXTURES)/requirements-peers.txt
+	cd $(FIXTURES)/peers && npm ci --no-audit --no-fund --loglevel=error
+	test -x $(PEERS_VENV)/bin/python || python3 -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q --disable-pip-version-check -r $(FIXTURES)/requirements-peers.txt
+	touch $@
+
+bench-peers: fixtures keyring-deps $(FIXTURES)/.stamp-peers
+	$(CARGO) build --locked --release --bins -p countersign-cli -p fast-upstream -p countersign-bench
+	scripts/keyring-session.sh target/release/countersign-peers --gateway target/release/countersign \
+	  --fast target/release/fast-upstream --everything $(FIXTURES)/node_modules/.bin/mcp-server-everything \
+	  --npm-proxy $(FIXTURES)/peers/node_modules/.bin/mcp-proxy --py-proxy $(PEERS_VENV)/bin/mcp-proxy \
+	  --out target/bench/peers.json
+	$(PEERS_VENV)/bin/python scripts/peers_report.py target/bench/peers.json
+
 bench-vault: keyring-deps
 	scripts/keyring-session.sh $(CARGO) bench --locked -p countersign-vault --bench keychain -- --warm-up-time 1 --measurement-time 3
 

@@ -14,6 +14,16 @@ fn parse(location: &Location, text: &str) -> Result<DocumentMut, EditError> {
     })
 }
 
+/// The document as text, ending the way `like` ends: toml_edit ends every rewritten
+/// line with a newline, even the last line of a file that had none.
+fn written(doc: &DocumentMut, like: &str) -> String {
+    let mut out = doc.to_string();
+    if !like.ends_with('\n') && out.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
 fn servers_key(location: &Location, entry: &EntryPath) -> Result<&'static str, EditError> {
     match location.servers_at {
         ServersAt::Map(k) => Ok(k),
@@ -95,7 +105,7 @@ pub fn replace(location: &Location, text: &str, entry: &EntryPath, value: &Value
             }
         }
     }
-    Ok(doc.to_string())
+    Ok(written(&doc, text))
 }
 
 fn item_equals(item: &Item, value: &Value) -> bool {
@@ -125,5 +135,28 @@ pub fn restore(location: &Location, text: &str, entry: &EntryPath, original: &st
         let key = saved.key(key).cloned().unwrap_or_else(|| toml_edit::Key::new(key));
         own.insert_formatted(&key, item);
     }
-    Ok(doc.to_string())
+    Ok(written(&doc, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{locations, ClientKind};
+    use crate::env::{Env, Os};
+    use serde_json::json;
+
+    fn codex() -> Location {
+        let env = Env::for_home(Os::Linux, "/home/x".into(), None, None);
+        locations(&env, &[]).into_iter().find(|l| l.client == ClientKind::CodexCli).unwrap()
+    }
+
+    #[test]
+    fn the_last_entry_of_a_file_without_a_final_newline_comes_back_exactly() {
+        let text = "[mcp_servers.figma]\nurl = \"https://mcp.figma.com/mcp\"# note";
+        let entry = EntryPath::new("figma", None);
+        let original = original(&codex(), text, &entry).unwrap();
+        let routed = replace(&codex(), text, &entry, &json!({"command": "c", "args": ["connect", "figma"]})).unwrap();
+        let back = restore(&codex(), &routed, &entry, &original).unwrap();
+        assert_eq!(back, text, "routed: {routed:?}");
+    }
 }
