@@ -176,6 +176,12 @@ pub fn tool_error_result(id: Option<&RawValue>, text: &str) -> String {
     format!(r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#, id.map_or("null", RawValue::get), result)
 }
 
+/// A success response whose result is `{ "KEY": <raw JSON> }`, with `raw` written as it
+/// is (already serialised once, not again per answer).
+pub fn result_with_raw_member(id: Option<&RawValue>, key: &str, raw: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"{key}":{raw}}}}}"#, id.map_or("null", RawValue::get))
+}
+
 /// A success response with `result`.
 pub fn result_response(id: Option<&RawValue>, result: &serde_json::Value) -> String {
     format!(r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#, id.map_or("null", RawValue::get), result)

@@ -7,8 +7,13 @@ use super::{Reply, Session};
 use crate::message::{self, code, Envelope};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub const SEPARATOR: &str = "__";
+
+/// How long an aggregate listing is kept at most, even from servers that never say their
+/// list changed.
+const LIST_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// Splits `server__name` into its parts.
 pub fn split_name(name: &str) -> Option<(&str, &str)> {
@@ -88,7 +93,7 @@ impl Session {
                     _ => "resourceTemplates",
                 });
                 let items = self.list_all(&method, key).await;
-                self.answer(reply, message::result_response(id.as_deref(), &json!({ key: items })));
+                self.answer(reply, message::result_with_raw_member(id.as_deref(), key, &items));
             }
             "prompts/get" => {
                 let Ok(mut params) = env.params() else {
@@ -149,8 +154,28 @@ impl Session {
         }
     }
 
-    /// Lists `key` items from every server (following cursors), names namespaced.
-    async fn list_all(&self, method: &str, key: &str) -> Vec<Value> {
+    /// Lists `key` items from every server (following cursors), names namespaced, as a
+    /// JSON array. Kept for the session, as clients keep a listing, until a server says
+    /// its list changed, an upstream (re)starts, or `LIST_MAX_AGE` passes; so listing
+    /// 100 servers costs about what listing one does.
+    async fn list_all(&self, method: &str, key: &str) -> Arc<str> {
+        if let Some(kept) = self.state().listings.get(method) {
+            if kept.at.elapsed() < LIST_MAX_AGE {
+                return kept.json.clone();
+            }
+        }
+        let generation = self.state().listing_generation;
+        let items = self.list_all_afresh(method, key).await;
+        let json: Arc<str> = Value::Array(items).to_string().into();
+        let mut st = self.state();
+        // A change announced while listing makes this listing stale at once.
+        if st.listing_generation == generation {
+            st.listings.insert(method.to_string(), super::KeptListing { json: json.clone(), at: Instant::now() });
+        }
+        json
+    }
+
+    async fn list_all_afresh(&self, method: &str, key: &str) -> Vec<Value> {
         let servers: Vec<String> = self.servers().cloned().collect();
         let lists = futures::future::join_all(servers.iter().map(|s| self.list_one(s, method, key))).await;
         if method == "tools/list" {

@@ -106,6 +106,20 @@ pub(crate) struct Pending {
     deadline: Option<Instant>,
 }
 
+/// An aggregate listing as sent, and when it was made.
+pub(crate) struct KeptListing {
+    json: Arc<str>,
+    at: Instant,
+}
+
+impl State {
+    /// Forgets the aggregate listings (a server's list changed, or an upstream started).
+    pub(crate) fn listings_stale(&mut self) {
+        self.listings.clear();
+        self.listing_generation += 1;
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct State {
     next_id: u64,
@@ -123,6 +137,9 @@ pub(crate) struct State {
     /// Per server, the last `tools/list` result reviewed (a digest of its text, the pins'
     /// generation then) and what was passed on: an unchanged listing is not reviewed again.
     reviewed: HashMap<String, (u64, u64, Option<Value>)>,
+    /// The aggregate endpoint's listings by method, and what makes them stale.
+    listings: HashMap<String, KeptListing>,
+    listing_generation: u64,
     alive: HashMap<String, bool>,
     client_name: Option<String>,
     client_version: Option<String>,
@@ -246,7 +263,11 @@ impl Session {
         let link = upstream::connect(server, config, &self.shared.config.limits, self.sink(server))
             .await
             .map_err(|e| format!("upstream server `{server}` could not start: {e}"))?;
-        self.state().alive.insert(server.to_string(), true);
+        {
+            let mut st = self.state();
+            st.alive.insert(server.to_string(), true);
+            st.listings_stale();
+        }
         let replay = self.state().init_params.clone();
         if let (true, Some(params)) = (restart || self.route == Route::Aggregate, replay) {
             let reply = self.handshake(server, &link, params).await?;

@@ -184,6 +184,11 @@ impl Session {
                 "notifications/tools/list_changed" => {
                     st.tools.remove(server);
                     st.classes.remove(server);
+                    st.listings_stale();
+                    self.to_client(&mut st, text);
+                }
+                "notifications/prompts/list_changed" | "notifications/resources/list_changed" => {
+                    st.listings_stale();
                     self.to_client(&mut st, text);
                 }
                 _ => self.to_client(&mut st, text),
