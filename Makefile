@@ -16,7 +16,7 @@ KEYRING_APT := gnome-keyring dbus libglib2.0-bin
 TAURI_DRIVER_VERSION := 2.1.0
 TAURI_DRIVER := $(HOME)/.cargo/bin/tauri-driver
 
-.PHONY: help run app app-build test build fixtures keyring-deps bench-vault bench-peers cargo-fuzz test-fuzz fuzz test-rust test-e2e test-ui test-desktop desktop-deps ui bench clean
+.PHONY: help run app app-build test build fixtures keyring-deps bench-vault bench-peers bench-scale bench-durability soak cargo-fuzz test-fuzz fuzz test-rust test-e2e test-ui test-desktop desktop-deps ui bench clean
 
 help:
 	@echo "make run    install what is missing, build, start the gateway with a demo config"
@@ -127,6 +127,29 @@ bench-peers: fixtures keyring-deps $(FIXTURES)/.stamp-peers
 	  --npm-proxy $(FIXTURES)/peers/node_modules/.bin/mcp-proxy --py-proxy $(PEERS_VENV)/bin/mcp-proxy \
 	  --out target/bench/peers.json
 	$(PEERS_VENV)/bin/python scripts/peers_report.py target/bench/peers.json
+
+# 100 servers / 5,000 tools on the aggregate endpoint against one server with 5,000, and
+# 200 sessions at once.
+bench-scale: fixtures keyring-deps
+	$(CARGO) build --locked --release --bins -p countersign-cli -p fast-upstream -p countersign-bench
+	scripts/keyring-session.sh target/release/countersign-scale --gateway target/release/countersign \
+	  --fast target/release/fast-upstream
+
+# Case 23 twenty times: kill -9 at a random point of 10,000 calls; records lost and the
+# chain's verification per trial.
+bench-durability: fixtures build keyring-deps
+	mkdir -p target/bench && rm -f target/bench/kill9.jsonl
+	COUNTERSIGN_KILL_TRIALS=20 COUNTERSIGN_KILL_REPORT=$(abspath target/bench/kill9.jsonl) COUNTERSIGN_BIN=$(abspath $(BIN)) \
+	  scripts/keyring-session.sh $(PY) -m pytest tests/e2e/test_audit.py -k sec_23 -q -p no:cacheprovider
+	@python3 -c "import json; t=[json.loads(l) for l in open('target/bench/kill9.jsonl')]; \
+	  print(len(t), 'trials; records lost:', sum(x['lost'] for x in t), '; chain verified in', sum(x['chain_holds'] for x in t))"
+
+# The soak test for 30 minutes (60 s of it runs in `make test`).
+SOAK_SECONDS ?= 1800
+soak: fixtures build keyring-deps
+	mkdir -p target/bench
+	COUNTERSIGN_SOAK_SECONDS=$(SOAK_SECONDS) COUNTERSIGN_SOAK_REPORT=$(abspath target/bench/soak.json) COUNTERSIGN_BIN=$(abspath $(BIN)) \
+	  scripts/keyring-session.sh $(PY) -m pytest tests/e2e/test_soak.py -q -p no:cacheprovider
 
 bench-vault: keyring-deps
 	scripts/keyring-session.sh $(CARGO) bench --locked -p countersign-vault --bench keychain -- --warm-up-time 1 --measurement-time 3

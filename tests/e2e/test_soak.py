@@ -1,0 +1,157 @@
+"""Soak: mixed load on one gateway for COUNTERSIGN_SOAK_SECONDS (60 in `make test`, 1,800
+in `make soak`) while every upstream process is killed with SIGKILL once a minute (twice in a short run; the
+gateway starts them again on the next call). The load: 8 clients calling the fast
+fixture without pause, sessions opened and closed on server-memory every second with a
+write and a read, and a `tools/list` on the aggregate endpoint every second. Every few
+seconds the gateway's RSS and open files are sampled; after the first fifth of the run
+(warm-up) neither may grow beyond a stated bound, and no call may fail except those in
+flight when their upstream was killed. With COUNTERSIGN_SOAK_REPORT set, the samples and
+counts are written there as JSON."""
+
+import http.client
+import json
+import os
+import signal
+import threading
+import time
+
+from conftest import fast_server, memory_server
+
+SECONDS = int(os.environ.get("COUNTERSIGN_SOAK_SECONDS", "60"))
+# Upstreams are killed this often: once a minute, or twice in a short run.
+KILL_EVERY = min(60, max(10, SECONDS // 2))
+RSS_BOUND_MIB = 24
+FILES_BOUND = 48
+
+
+def rss_mib(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def open_files(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class Rpc:
+    """One streamable HTTP session, raw (fast enough to load the gateway)."""
+
+    def __init__(self, gw, path: str):
+        host, port = gw.addr.rsplit(":", 1)
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        self.path = path
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                        "Authorization": f"Bearer {gw.token}"}
+        resp = self.post({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                          "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                     "clientInfo": {"name": "soak", "version": "1"}}})
+        self.headers["Mcp-Session-Id"] = resp[1]
+        self.headers["MCP-Protocol-Version"] = "2025-06-18"
+        self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        self.next = 0
+
+    def post(self, body: dict) -> tuple[bytes, str | None]:
+        self.conn.request("POST", self.path, body=json.dumps(body), headers=self.headers)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        return data, resp.getheader("Mcp-Session-Id")
+
+    def call(self, method: str, params: dict) -> bool:
+        self.next += 1
+        data, _ = self.post({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params})
+        return b'"result"' in data and b'"isError":true' not in data
+
+    def close(self):
+        self.conn.request("DELETE", self.path, headers=self.headers)
+        self.conn.getresponse().read()
+        self.conn.close()
+
+
+def test_soak_mixed_load_with_upstream_restarts_keeps_memory_and_files_bounded(make_gateway, tmp_path):
+    gw = make_gateway({"fast": fast_server(), "memory": memory_server(tmp_path / "memory.json")},
+                      policy={"allow": ["mcp__fast__echo", "mcp__memory"]})
+    pid = gw.proc.pid
+    end = time.monotonic() + SECONDS
+    counts = {"calls": 0, "failed": 0, "sessions": 0, "lists": 0, "kills": 0}
+    lock = threading.Lock()
+    killing = threading.Event()
+
+    def count(key: str, n: int = 1):
+        with lock:
+            counts[key] += n
+
+    def caller():
+        rpc = Rpc(gw, "/mcp/fast")
+        while time.monotonic() < end:
+            try:
+                ok = rpc.call("tools/call", {"name": "echo", "arguments": {"text": "soak"}})
+            except (OSError, http.client.HTTPException):
+                rpc = Rpc(gw, "/mcp/fast")
+                ok = False
+            count("calls")
+            if not ok and not killing.is_set():
+                count("failed")
+
+    def churn():
+        n = 0
+        while time.monotonic() < end:
+            n += 1
+            rpc = Rpc(gw, "/mcp/memory")
+            ok = rpc.call("tools/call", {"name": "create_entities", "arguments": {"entities": [
+                {"name": f"e{n % 50}", "entityType": "t", "observations": []}]}})
+            ok = rpc.call("tools/call", {"name": "read_graph", "arguments": {}}) and ok
+            rpc.close()
+            count("sessions")
+            if not ok and not killing.is_set():
+                count("failed")
+            time.sleep(1)  # pacing: one session a second
+
+    def lister():
+        rpc = Rpc(gw, "/mcp")
+        while time.monotonic() < end:
+            if not rpc.call("tools/list", {}) and not killing.is_set():
+                count("failed")
+            count("lists")
+            time.sleep(1)  # pacing: one listing a second
+
+    threads = [threading.Thread(target=caller, daemon=True) for _ in range(8)]
+    threads += [threading.Thread(target=churn, daemon=True), threading.Thread(target=lister, daemon=True)]
+    for t in threads:
+        t.start()
+    samples = []
+    next_kill = time.monotonic() + KILL_EVERY
+    while time.monotonic() < end:
+        samples.append({"t": round(SECONDS - (end - time.monotonic()), 1), "rss_mib": rss_mib(pid),
+                        "files": open_files(pid)})
+        if time.monotonic() >= next_kill:
+            # Every upstream goes at once, as a crash would take them; calls in flight
+            # then fail, and are not counted against the gateway.
+            killing.set()
+            for child, _ in gw.children():
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            count("kills")
+            next_kill += KILL_EVERY
+            time.sleep(2)  # pacing: the calls in flight at the kill settle
+            killing.clear()
+        time.sleep(min(5, max(0.0, end - time.monotonic())))  # pacing: sample every 5 s
+    for t in threads:
+        t.join(60)
+
+    warm = [s for s in samples if s["t"] >= SECONDS / 5]
+    rss_growth = max(s["rss_mib"] for s in warm) - warm[0]["rss_mib"]
+    files_growth = max(s["files"] for s in warm) - warm[0]["files"]
+    report = os.environ.get("COUNTERSIGN_SOAK_REPORT")
+    if report:
+        with open(report, "w") as f:
+            json.dump({"seconds": SECONDS, "counts": counts, "rss_growth_mib": rss_growth,
+                       "files_growth": files_growth, "samples": samples}, f, indent=1)
+    assert counts["calls"] > SECONDS * 100 and counts["sessions"] > SECONDS / 3, counts
+    assert counts["kills"] >= SECONDS // KILL_EVERY - 1
+    assert counts["failed"] == 0, counts
+    assert rss_growth <= RSS_BOUND_MIB, f"RSS grew {rss_growth:.1f} MiB after warm-up: {samples}"
+    assert files_growth <= FILES_BOUND, f"open files grew by {files_growth} after warm-up: {samples}"
