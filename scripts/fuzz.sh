@@ -8,10 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
-targets="gateway:jsonrpc_http_body gateway:jsonrpc_stdio_lines gateway:sse_messages gateway:config_file
-policy:policy_file clients:client_config"
+targets=${FUZZ_TARGETS:-"gateway:jsonrpc_http_body gateway:jsonrpc_stdio_lines gateway:sse_messages
+gateway:config_file policy:policy_file clients:client_config"}
 root=$PWD
-summary=()
 for spec in $targets; do
   crate=${spec%%:*}
   target=${spec##*:}
@@ -22,7 +21,7 @@ for spec in $targets; do
      "$target" "$work" -- -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=2048) >"$log" 2>&1 || {
     tail -40 "$log"; echo "fuzz target $target FAILED (input saved under crates/$crate/fuzz/artifacts/$target)"; exit 1; }
   runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}')
-  summary+=("$(printf '%-22s %12s executions in %ss, 0 crashes' "$target" "$runs" "$seconds")")
+  printf '%-22s %12s executions in %ss, 0 crashes\n' "$target" "$runs" "$seconds"
   if [ "${KEEP_CORPUS:-0}" = 1 ]; then
     (cd "crates/$crate/fuzz" && cargo fuzz cmin --sanitizer none --codegen-units 16 --target-dir "$root/target/fuzz" \
        "$target" "$work" >/dev/null 2>&1)
@@ -30,4 +29,3 @@ for spec in $targets; do
   fi
   rm -rf "$work" "$log"
 done
-printf '%s\n' "${summary[@]}"

@@ -14,10 +14,15 @@ fn parse(location: &Location, text: &str) -> Result<DocumentMut, EditError> {
     })
 }
 
-/// The document as text, ending the way `like` ends: toml_edit ends every rewritten
-/// line with a newline, even the last line of a file that had none.
+/// The document as text, starting and ending the way `like` does: toml_edit drops a
+/// byte-order mark (Windows editors write one) and ends every rewritten line with a
+/// newline, even the last line of a file that had none.
 fn written(doc: &DocumentMut, like: &str) -> String {
+    const BOM: char = '\u{feff}';
     let mut out = doc.to_string();
+    if like.starts_with(BOM) && !out.starts_with(BOM) {
+        out.insert(0, BOM);
+    }
     if !like.ends_with('\n') && out.ends_with('\n') {
         out.pop();
     }
@@ -148,6 +153,16 @@ mod tests {
     fn codex() -> Location {
         let env = Env::for_home(Os::Linux, "/home/x".into(), None, None);
         locations(&env, &[]).into_iter().find(|l| l.client == ClientKind::CodexCli).unwrap()
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_kept() {
+        let text = "\u{feff}[mcp_servers.figma]\nurl = \"https://mcp.figma.com/mcp\"\n";
+        let entry = EntryPath::new("figma", None);
+        let original = original(&codex(), text, &entry).unwrap();
+        let routed = replace(&codex(), text, &entry, &json!({"command": "c", "args": ["connect", "figma"]})).unwrap();
+        assert!(routed.starts_with('\u{feff}'));
+        assert_eq!(restore(&codex(), &routed, &entry, &original).unwrap(), text);
     }
 
     #[test]
