@@ -9,7 +9,7 @@ mod floors;
 use anyhow::{Context, Result};
 use clap::Parser;
 use countersign_bench::clients::{HttpClient, RawHttpClient, StdioClient};
-use countersign_bench::measure::{cli, concurrent, rss_kib, sequential, us, wait_listen, Row};
+use countersign_bench::measure::{cli, concurrent, rss_kib, sequential, serve, us, Row, Served};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -96,17 +96,8 @@ async fn main() -> Result<()> {
     }
 
     // The gateway, with policy and audit on.
-    let mut serve = tokio::process::Command::new(&gateway)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("COUNTERSIGN_HOME", &home)
-        .env("COUNTERSIGN_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = serve.id().unwrap_or(0);
-    let addr = wait_listen(&home, pid).await?;
+    let Served { child: mut serve, pid, addr, token } = serve(&gateway, &home, &config).await?;
     let idle_rss = rss_kib(pid);
-    let token = cli(&gateway, &home, &["token", "create", "bench"]).await?;
     let url = format!("http://{addr}/mcp/fast");
 
     if want("gateway HTTP") {

@@ -109,3 +109,26 @@ pub async fn cli(bin: &Path, home: &Path, args: &[&str]) -> Result<String> {
     }
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
+
+/// A `countersign serve` started for a run, and a client token for it.
+pub struct Served {
+    pub child: tokio::process::Child,
+    pub pid: u32,
+    pub addr: String,
+    pub token: String,
+}
+
+/// Starts `countersign serve --config CONFIG` in `home` and makes a client token.
+pub async fn serve(bin: &Path, home: &Path, config: &Path) -> Result<Served> {
+    let child = tokio::process::Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("COUNTERSIGN_HOME", home)
+        .env("COUNTERSIGN_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().unwrap_or(0);
+    let addr = wait_listen(home, pid).await?;
+    let token = cli(bin, home, &["token", "create", "bench"]).await?;
+    Ok(Served { child, pid, addr, token })
+}

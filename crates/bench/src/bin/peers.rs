@@ -11,7 +11,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use countersign_bench::clients::{Caller, HttpClient, Request, StdioClient};
-use countersign_bench::measure::{cli, concurrent, rss_kib, sequential, us, wait_listen, Row};
+use countersign_bench::measure::{cli, concurrent, rss_kib, sequential, serve, us, Row, Served};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -201,16 +201,7 @@ async fn main() -> Result<()> {
             server("everything", &upstreams[1])
         ),
     )?;
-    let mut serve = tokio::process::Command::new(&gateway)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("COUNTERSIGN_HOME", &home)
-        .env("COUNTERSIGN_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = serve.id().unwrap_or(0);
-    let addr = wait_listen(&home, pid).await?;
-    let token = cli(&gateway, &home, &["token", "create", "peers"]).await?;
+    let Served { child: mut serve, pid, addr, token } = serve(&gateway, &home, &config).await?;
 
     let mut results = Vec::new();
     for (upstream, key) in upstreams.iter().zip(["fast", "everything"]) {

@@ -5,10 +5,10 @@
 //! sessions at once on one server, each calling while the others do: the gateway's RSS
 //! and open files before, with all 200 open, and its RSS per session.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
 use countersign_bench::clients::{Caller, HttpClient, Request};
-use countersign_bench::measure::{cli, concurrent, rss_kib, sequential, us, wait_listen};
+use countersign_bench::measure::{concurrent, rss_kib, sequential, serve, us, Served};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -31,11 +31,15 @@ struct Args {
 }
 
 struct Gateway {
-    child: tokio::process::Child,
-    pid: u32,
-    addr: String,
-    token: String,
+    served: Served,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = Served;
+    fn deref(&self) -> &Served {
+        &self.served
+    }
 }
 
 async fn start(bin: &Path, servers: &str) -> Result<Gateway> {
@@ -46,17 +50,7 @@ async fn start(bin: &Path, servers: &str) -> Result<Gateway> {
         &config,
         format!("[gateway]\nlisten = \"127.0.0.1:0\"\n[limits]\nmax_sessions = 1000\n{servers}[policy]\nallow = [\"mcp__*__echo\"]\n"),
     )?;
-    let child = tokio::process::Command::new(bin)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("COUNTERSIGN_HOME", &home)
-        .env("COUNTERSIGN_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = child.id().context("gateway pid")?;
-    let addr = wait_listen(&home, pid).await?;
-    let token = cli(bin, &home, &["token", "create", "scale"]).await?;
-    Ok(Gateway { child, pid, addr, token, _dir: dir })
+    Ok(Gateway { served: serve(bin, &home, &config).await?, _dir: dir })
 }
 
 fn open_files(pid: u32) -> usize {
@@ -143,7 +137,7 @@ async fn main() -> Result<()> {
     drop(agg);
     drop(one);
     let mut single = single;
-    let _ = single.child.start_kill();
+    let _ = single.served.child.start_kill();
 
     // Many sessions on one server of the first gateway.
     let url = format!("http://{}/mcp/s000", aggregate.addr);
@@ -166,6 +160,6 @@ async fn main() -> Result<()> {
     );
     println!("  open files {files_before} before, {files_after} with them open (each session's upstream: its pipes)");
     let mut aggregate = aggregate;
-    let _ = aggregate.child.start_kill();
+    let _ = aggregate.served.child.start_kill();
     Ok(())
 }
