@@ -40,7 +40,9 @@ pub fn replace(location: &Location, text: &str, entry: &EntryPath, value: &Value
     let rendered = if was.contains('\n') {
         let indent = line_indent(text, range.start);
         let unit = indent_unit(text);
-        multi_line(value, indent, &unit)
+        // Lines end as the entry's did (a file written on Windows keeps CRLF).
+        let eol = if was.contains("\r\n") { "\r\n" } else { "\n" };
+        multi_line(value, indent, &unit).replace('\n', eol)
     } else {
         one_line(value)
     };

@@ -141,8 +141,14 @@ pub fn replace(location: &Location, text: &str, entry: &EntryPath, value: &Value
             lines.join("\n")
         }
     };
-    let ends_with_newline = text[found.range.clone()].ends_with('\n');
-    Ok(splice(text, found.range, &(rendered + if ends_with_newline { "\n" } else { "" })))
+    let was = &text[found.range.clone()];
+    // Lines end as the entry's did (a file written on Windows keeps CRLF).
+    let eol = if was.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut rendered = rendered.replace('\n', eol);
+    if was.ends_with('\n') {
+        rendered.push_str(eol);
+    }
+    Ok(splice(text, found.range, &rendered))
 }
 
 pub fn restore(location: &Location, text: &str, entry: &EntryPath, original: &str) -> Result<String, EditError> {
