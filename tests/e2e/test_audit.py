@@ -107,3 +107,19 @@ async def test_fields_a_classification_marks_sensitive_never_reach_the_journal(m
     gw.stop()
     assert b"Ada Lovelace" not in (gw.home / "audit.db").read_bytes()
     assert b"diagnosis" not in (gw.home / "audit.db").read_bytes()
+
+
+async def test_a_journal_with_no_hub_rotates_at_its_limit_instead_of_refusing_calls(make_gateway, tmp_path):
+    """Without a hub nothing can ever acknowledge records; a full journal then keeps the
+    newest records (and says so) instead of refusing every call for ever."""
+    gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]})
+    (gw.managed / "managed.toml").write_text('[managed.audit]\nmax_records = 8\nwhen_full = "refuse-calls"\n')
+    async with connect(gw, "http", "memory") as client:
+        for i in range(25):
+            r = await client.call_tool("read_graph", {})
+            assert not r.is_error, f"call {i}: {text_of(r)}"
+        rotated = gw.wait_audit(lambda r: r["rule"] == "audit-rotated", "the rotation record")[0]
+        assert rotated["decision"] == "allow" and "no hub enrolled" in rotated["reason"], rotated["reason"]
+        r = await client.call_tool("read_graph", {})
+        assert not r.is_error, text_of(r)
+    assert "the chain holds" in gw.cli("audit", "verify").stdout, "what remains verifies from its anchor"

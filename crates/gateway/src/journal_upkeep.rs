@@ -2,8 +2,11 @@
 //! records the hub acknowledged go after their retention, and first when room is needed.
 //! When only unacknowledged records fill the journal, either the gateway fails closed
 //! (calls refused until the hub acknowledges records; the default), or the oldest
-//! unacknowledged records are dropped and a gap record says which. Either way it is
-//! audited: no record ever disappears silently.
+//! unacknowledged records are dropped and a gap record says which. A device enrolled with
+//! no hub has nothing that could acknowledge its records: its journal is the only copy and
+//! rotates, oldest first, at the limit (the chain stays verifiable from the oldest record
+//! kept), rather than refusing every call for ever. Either way it is audited: no record
+//! ever disappears silently.
 
 use crate::home::Home;
 use crate::shared::{PolicyEvent, Shared};
@@ -26,7 +29,8 @@ pub async fn run(gateway: Weak<Shared>, home: Home) {
             let t = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(bounds.retention_days));
             t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
         });
-        let drop_unsent = bounds.when_full == WhenFull::DropOldestWithGap;
+        let enrolled = crate::hub_sync::HubLink::load(&home).is_some();
+        let drop_unsent = bounds.when_full == WhenFull::DropOldestWithGap || !enrolled;
         let opened = match outbox.take() {
             Some(o) => Ok(o),
             None => AsyncOutbox::open(home.journal_path()).await,
@@ -49,13 +53,25 @@ pub async fn run(gateway: Weak<Shared>, home: Home) {
             }
         };
         if let Some((n, first, last)) = report.dropped_unsent {
-            let reason = format!(
-                "{n} record(s) the hub never acknowledged (seq {first} to {last}) were dropped: the journal reached \
-                 its managed limit of {} records",
-                bounds.max_records
-            );
-            tracing::warn!("{reason}");
-            shared.policy_event(PolicyEvent { decision: "deny", rule: "audit-gap", reason, server: None, tool: None });
+            if enrolled {
+                let reason = format!(
+                    "{n} record(s) the hub never acknowledged (seq {first} to {last}) were dropped: the journal \
+                     reached its managed limit of {} records",
+                    bounds.max_records
+                );
+                tracing::warn!("{reason}");
+                let event = PolicyEvent { decision: "deny", rule: "audit-gap", reason, server: None, tool: None };
+                shared.policy_event(event);
+            } else {
+                let reason = format!(
+                    "the journal reached its limit of {} records and, with no hub enrolled to keep them, rotated: \
+                     the oldest {n} (seq {first} to {last}) were removed",
+                    bounds.max_records
+                );
+                tracing::info!("{reason}");
+                let event = PolicyEvent { decision: "allow", rule: "audit-rotated", reason, server: None, tool: None };
+                shared.policy_event(event);
+            }
         }
         let full = report.full && !drop_unsent;
         if full != shared.journal.is_full() {

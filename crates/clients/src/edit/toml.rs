@@ -30,9 +30,7 @@ fn last_end(table: &Table) -> Option<usize> {
         .filter_map(|(_, item)| match item {
             Item::Value(v) => v.span().map(|s| s.end),
             Item::Table(t) => [t.span().map(|s| s.end), last_end(t)].into_iter().flatten().max(),
-            Item::ArrayOfTables(a) => {
-                a.iter().flat_map(|t| [t.span().map(|s| s.end), last_end(t)]).flatten().max()
-            }
+            Item::ArrayOfTables(a) => a.iter().flat_map(|t| [t.span().map(|s| s.end), last_end(t)]).flatten().max(),
             Item::None => None,
         })
         .max()
@@ -49,11 +47,8 @@ fn place(location: &Location, text: &str, entry: &EntryPath) -> Result<Place, Ed
         _ => return Err(EditError::missing(location, entry)),
     };
     let doc = Document::parse(text.to_string()).map_err(|e| parse_error(location, e))?;
-    let item = doc
-        .as_table()
-        .get(key)
-        .and_then(|s| s.get(&entry.name))
-        .ok_or_else(|| EditError::missing(location, entry))?;
+    let item =
+        doc.as_table().get(key).and_then(|s| s.get(&entry.name)).ok_or_else(|| EditError::missing(location, entry))?;
     let shape = |why: &str| EditError::shape(location, entry, why.to_string());
     match item {
         Item::Value(v) if v.is_inline_table() => Ok(Place::Inline(v.span().ok_or_else(|| shape("no span"))?)),
@@ -169,7 +164,10 @@ mod tests {
              \r\n# figma\r\n[mcp_servers.figma]\r\nurl = \"u\""
         );
         let routed = round_trip(text, "figma");
-        assert!(routed.ends_with("[mcp_servers.figma]\r\ncommand = \"c\"\r\nargs = [\"connect\", \"figma\"]"), "{routed:?}");
+        assert!(
+            routed.ends_with("[mcp_servers.figma]\r\ncommand = \"c\"\r\nargs = [\"connect\", \"figma\"]"),
+            "{routed:?}"
+        );
     }
 
     #[test]
