@@ -64,8 +64,8 @@ enum System {
 }
 
 enum Client {
-    Stdio(StdioClient),
-    Http(HttpClient),
+    Stdio(Box<StdioClient>),
+    Http(Box<HttpClient>),
 }
 
 impl Caller for Client {
@@ -81,14 +81,18 @@ impl System {
     async fn client(&self, upstream: &Upstream, request: Request) -> Result<Client> {
         let args: Vec<&str> = upstream.args.iter().map(String::as_str).collect();
         Ok(match self {
-            System::Direct => Client::Stdio(StdioClient::spawn(&upstream.command, &args, None).await?.with(request)),
+            System::Direct => {
+                Client::Stdio(Box::new(StdioClient::spawn(&upstream.command, &args, None).await?.with(request)))
+            }
             System::CountersignHttp { url, token, .. } => {
-                Client::Http(HttpClient::connect(url, token).await?.with(request))
+                Client::Http(Box::new(HttpClient::connect(url, token).await?.with(request)))
             }
             System::CountersignShim { bin, home, server, .. } => {
-                Client::Stdio(StdioClient::spawn(bin, &["connect", server], Some(home)).await?.with(request))
+                Client::Stdio(Box::new(StdioClient::spawn(bin, &["connect", server], Some(home)).await?.with(request)))
             }
-            System::Proxy { url, .. } => Client::Http(HttpClient::connect(url, "unused").await?.with(request)),
+            System::Proxy { url, .. } => {
+                Client::Http(Box::new(HttpClient::connect(url, "unused").await?.with(request)))
+            }
         })
     }
 
@@ -144,7 +148,7 @@ async fn measure(args: &Args, system: &System, name: &str, upstream: &Upstream) 
     let mut out = Vec::new();
     let mut one = system.client(upstream, upstream.call.clone()).await?;
     let row = sequential("call", args.calls, &mut one).await.with_context(|| format!("{name} sequential"))?;
-    out.push((format!("tools/call sequential"), row));
+    out.push(("tools/call sequential".to_string(), row));
     let mut many = Vec::new();
     for _ in 0..args.concurrency {
         many.push(system.client(upstream, upstream.call.clone()).await?);
