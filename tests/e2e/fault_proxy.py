@@ -1,6 +1,6 @@
 """A reverse proxy that misbehaves on request, in front of the hub, for the sync tests:
 `POST /__fault__` with {"mode": "500" | "drop-after-forward", "count": N} makes the next N
-requests answer 500, or reach the hub and then lose the answer (the connection closes
+ingestion requests (`POST /v1/ingest`; a policy poll passing by is never the one hit) answer 500, or reach the hub and then lose the answer (the connection closes
 before a byte comes back, as when a network drops after the hub has written). Anything
 else is forwarded unchanged. Test plumbing, not part of the product.
 
@@ -35,7 +35,8 @@ class Proxy(BaseHTTPRequestHandler):
             with LOCK:
                 return self.reply(200, json.dumps(STATE).encode())
         with LOCK:
-            mode = STATE["mode"] if STATE["count"] > 0 else None
+            ingest = self.command == "POST" and self.path.startswith("/v1/ingest")
+            mode = STATE["mode"] if STATE["count"] > 0 and ingest else None
             if mode:
                 STATE["count"] -= 1
             STATE["served"] += 1

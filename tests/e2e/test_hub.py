@@ -108,8 +108,8 @@ async def calls(gw, n: int, start: int = 0):
             assert not r.is_error, text_of(r)
 
 
-def enrolled_gateway(make_gateway, tmp_path, hub):
-    gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]})
+def enrolled_gateway(make_gateway, tmp_path, hub, sync: dict | None = None):
+    gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]}, sync=sync)
     out = gw.cli("enroll", hub.url, hub.enrollment_token(), "--name", "laptop-1").stdout
     assert "enrolled with" in out
     return gw
@@ -148,7 +148,8 @@ async def test_records_reach_the_hub_once_with_the_export_field_names(make_gatew
 
 async def test_sec_25_faults_on_the_way_lose_nothing_and_duplicate_nothing(make_gateway, tmp_path, sqlite_hub):
     hub = sqlite_hub
-    gw = enrolled_gateway(make_gateway, tmp_path, hub)
+    # Only this test's own `sync --now` goes through the faults (no background sync).
+    gw = enrolled_gateway(make_gateway, tmp_path, hub, sync={"interval_secs": 3600})
     proxy_port = free_port()
     with background([sys.executable, str(HERE / "fault_proxy.py"), str(proxy_port), str(hub.port)], proxy_port,
                     tmp_path / "proxy.log"):

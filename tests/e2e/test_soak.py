@@ -74,45 +74,56 @@ def test_soak_mixed_load_with_upstream_restarts_keeps_memory_and_files_bounded(m
                       policy={"allow": ["mcp__fast__echo", "mcp__memory"]})
     pid = gw.proc.pid
     end = time.monotonic() + SECONDS
-    counts = {"calls": 0, "failed": 0, "sessions": 0, "lists": 0, "kills": 0}
+    counts = {"calls": 0, "failed": 0, "excused": 0, "sessions": 0, "lists": 0, "kills": 0}
     lock = threading.Lock()
-    killing = threading.Event()
+    # Each kill's window: from the kill until a call through the restarted upstreams has
+    # succeeded. A call that overlapped a window may fail (it was in flight, or queued
+    # behind the restart); any other failure counts against the gateway.
+    windows: list[list[float]] = []
 
     def count(key: str, n: int = 1):
         with lock:
             counts[key] += n
 
+    def settle(started: float, ok: bool):
+        if ok:
+            return
+        now = time.monotonic()
+        with lock:
+            overlapped = any(start <= now and (end is None or started <= end) for start, end in windows)
+            counts["excused" if overlapped else "failed"] += 1
+
     def caller():
         rpc = Rpc(gw, "/mcp/fast")
         while time.monotonic() < end:
+            started = time.monotonic()
             try:
                 ok = rpc.call("tools/call", {"name": "echo", "arguments": {"text": "soak"}})
             except (OSError, http.client.HTTPException):
                 rpc = Rpc(gw, "/mcp/fast")
                 ok = False
             count("calls")
-            if not ok and not killing.is_set():
-                count("failed")
+            settle(started, ok)
 
     def churn():
         n = 0
         while time.monotonic() < end:
             n += 1
+            started = time.monotonic()
             rpc = Rpc(gw, "/mcp/memory")
             ok = rpc.call("tools/call", {"name": "create_entities", "arguments": {"entities": [
                 {"name": f"e{n % 50}", "entityType": "t", "observations": []}]}})
             ok = rpc.call("tools/call", {"name": "read_graph", "arguments": {}}) and ok
             rpc.close()
             count("sessions")
-            if not ok and not killing.is_set():
-                count("failed")
+            settle(started, ok)
             time.sleep(1)  # pacing: one session a second
 
     def lister():
         rpc = Rpc(gw, "/mcp")
         while time.monotonic() < end:
-            if not rpc.call("tools/list", {}) and not killing.is_set():
-                count("failed")
+            started = time.monotonic()
+            settle(started, rpc.call("tools/list", {}))
             count("lists")
             time.sleep(1)  # pacing: one listing a second
 
@@ -126,9 +137,9 @@ def test_soak_mixed_load_with_upstream_restarts_keeps_memory_and_files_bounded(m
         samples.append({"t": round(SECONDS - (end - time.monotonic()), 1), "rss_mib": rss_mib(pid),
                         "files": open_files(pid)})
         if time.monotonic() >= next_kill:
-            # Every upstream goes at once, as a crash would take them; calls in flight
-            # then fail, and are not counted against the gateway.
-            killing.set()
+            # Every upstream goes at once, as a crash would take them.
+            with lock:
+                windows.append([time.monotonic(), None])
             for child, _ in gw.children():
                 try:
                     os.kill(child, signal.SIGKILL)
@@ -136,8 +147,14 @@ def test_soak_mixed_load_with_upstream_restarts_keeps_memory_and_files_bounded(m
                     pass
             count("kills")
             next_kill += KILL_EVERY
-            time.sleep(2)  # pacing: the calls in flight at the kill settle
-            killing.clear()
+            probe = Rpc(gw, "/mcp/fast")
+            deadline = time.monotonic() + 60
+            while not probe.call("tools/call", {"name": "echo", "arguments": {"text": "probe"}}):
+                assert time.monotonic() < deadline, "the upstream never came back after the kill"
+                time.sleep(0.2)  # pacing: poll until the restarted upstream answers
+            probe.close()
+            with lock:
+                windows[-1][1] = time.monotonic()
         time.sleep(min(5, max(0.0, end - time.monotonic())))  # pacing: sample every 5 s
     for t in threads:
         t.join(60)
@@ -153,5 +170,6 @@ def test_soak_mixed_load_with_upstream_restarts_keeps_memory_and_files_bounded(m
     assert counts["calls"] > SECONDS * 100 and counts["sessions"] > SECONDS / 3, counts
     assert counts["kills"] >= SECONDS // KILL_EVERY - 1
     assert counts["failed"] == 0, counts
+    assert counts["excused"] <= counts["kills"] * 200, counts
     assert rss_growth <= RSS_BOUND_MIB, f"RSS grew {rss_growth:.1f} MiB after warm-up: {samples}"
     assert files_growth <= FILES_BOUND, f"open files grew by {files_growth} after warm-up: {samples}"
