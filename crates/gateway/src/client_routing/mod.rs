@@ -111,10 +111,6 @@ pub fn token_name(client: ClientKind) -> String {
     format!("client-{}", client.slug())
 }
 
-fn load_config(path: &Path) -> Result<Config, crate::config::ConfigError> {
-    Config::load_or_empty(path)
-}
-
 fn project_of(location: &Location) -> Option<PathBuf> {
     match &location.scope {
         Scope::Project(p) => Some(p.clone()),
@@ -187,7 +183,7 @@ async fn install_file(
     outcome: &mut FileOutcome,
 ) -> Result<(), String> {
     let servers = rewrite::servers(location, text).map_err(|e| e.to_string())?;
-    let config = load_config(config_path).map_err(|e| e.to_string())?;
+    let config = Config::load_or_empty(config_path).map_err(|e| e.to_string())?;
     let http = via(location.client) == Via::Http && options.gateway.is_some_and(|a| a.port() != 0);
     let mut plans: Vec<adopt::Plan> = Vec::new();
     let mut steps: Vec<(EntryPath, Delivery)> = Vec::new();
@@ -317,7 +313,7 @@ pub async fn uninstall(
             continue;
         }
         let _ = config_edit::remove_server(config_path, &e.server);
-        let in_use = load_config(config_path)?.secret_uses();
+        let in_use = Config::load_or_empty(config_path)?.secret_uses();
         let unused: Vec<SecretName> =
             e.secrets.iter().filter_map(|s| SecretName::new(s).ok()).filter(|n| !in_use.contains_key(n)).collect();
         if !unused.is_empty() && keychain.is_none() {
