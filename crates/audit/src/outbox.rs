@@ -168,7 +168,7 @@ impl Outbox {
             through = Some(r.seq);
         }
         let acked_outcomes: HashSet<&str> = ack.outcomes.iter().map(String::as_str).collect();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut outcomes = 0;
         for o in &batch.outcomes {
             if acked_outcomes.contains(o.record_id.as_str()) {
@@ -219,7 +219,7 @@ impl Outbox {
     /// the chain still verifies.
     pub fn prune(&mut self, max_records: u64, cutoff: Option<&str>, drop_unsent: bool) -> Result<Pruned, OutboxError> {
         let sent = self.sent_seq()?;
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut report = Pruned::default();
         if let Some(cutoff) = cutoff {
             let old: Option<i64> = tx.query_row(

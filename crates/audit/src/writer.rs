@@ -82,7 +82,11 @@ pub(crate) fn write_batch(writer: &mut Writer, batch: &[Op]) -> rusqlite::Result
         [] => {}
         [single] => write_op(&writer.conn, single, &mut head)?,
         many => {
-            let tx = writer.conn.transaction()?;
+            // Immediate: the write lock is taken at BEGIN, where the busy timeout applies. A
+            // deferred transaction that reads first (an outcome looks up its record's hash)
+            // would have to upgrade, and SQLite refuses that at once ("database is locked")
+            // when another connection (the outbox's upkeep) wrote meanwhile.
+            let tx = writer.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for op in many {
                 write_op(&tx, op, &mut head)?;
             }
