@@ -148,6 +148,14 @@ impl Approver for DesktopApprover {
         }
     }
 
+    /// More or fewer identical calls wait on the prompt: the window shows the new count
+    /// (the notification already posted keeps its text).
+    fn update(&self, prompt: &Prompt) {
+        if let Some(w) = self.waiting().get_mut(&prompt.id) {
+            w.pending.prompt.waiting = prompt.waiting;
+        }
+    }
+
     fn pending(&self) -> Vec<Prompt> {
         self.pending_full().into_iter().map(|p| p.prompt).collect()
     }
@@ -182,6 +190,7 @@ pub(crate) mod tests {
             args_hash: "h1".into(),
             reason: "r".into(),
             deadline_ms: 0,
+            waiting: 1,
         }
     }
 

@@ -72,6 +72,7 @@ pub fn answer(
     args_hash: String,
     verdict: String,
     length: Option<String>,
+    all: Option<bool>,
 ) -> CmdResult<()> {
     let answer = match verdict.as_str() {
         "deny" => Answer::Denied,
@@ -86,7 +87,7 @@ pub fn answer(
                     return Err(format!("policy does not allow approvals for {}", length.as_str()));
                 }
             }
-            Answer::Approved { length, condition: None }
+            Answer::Approved { length, condition: None, all: all.unwrap_or(false) }
         }
         other => return Err(format!("`{other}` is not allow or deny")),
     };

@@ -58,11 +58,16 @@ pub struct Content {
 
 impl Content {
     pub fn of(p: &PendingPrompt, lengths: &[GrantLength]) -> Self {
-        let who = p.prompt.client_name.clone().unwrap_or_else(|| p.prompt.client.clone());
+        // Who asks is the client's token; what it says it is shows only as a claim.
+        let who = p.prompt.who();
+        let waiting = p.prompt.waiting;
         let mut actions = Vec::new();
         // Arguments too long for the notification can be approved only from the full view.
         if !p.truncated {
             actions.push(("allow-once", "Allow once".to_string()));
+            if waiting > 1 {
+                actions.push(("allow-all", format!("Allow all {waiting}")));
+            }
             for (length, key, label) in [
                 (GrantLength::Minutes15, "allow-15m", "Allow for 15 minutes"),
                 (GrantLength::Hour1, "allow-1h", "Allow for 1 hour"),
@@ -74,11 +79,12 @@ impl Content {
         }
         actions.push(("deny", "Deny".to_string()));
         actions.push(("default", "Show full arguments".to_string()));
-        Content {
-            summary: format!("{who} wants to run {}.{}", p.prompt.server, p.prompt.tool),
-            body: p.summary.clone(),
-            actions,
-        }
+        let body = if waiting > 1 {
+            format!("{} ({waiting} identical calls wait; Allow once runs one of them)", p.summary)
+        } else {
+            p.summary.clone()
+        };
+        Content { summary: format!("{who} wants to run {}.{}", p.prompt.server, p.prompt.tool), body, actions }
     }
 }
 
@@ -99,9 +105,10 @@ pub fn show_elsewhere(p: &PendingPrompt, lengths: &[GrantLength], on_action: imp
 
 /// Maps an action key to what it means.
 pub fn action_of(key: &str) -> Option<Action> {
-    let allow = |length| Some(Action::Answer(Answer::Approved { length, condition: None }));
+    let allow = |length| Some(Action::Answer(Answer::Approved { length, condition: None, all: false }));
     match key {
         "allow-once" => allow(GrantLength::Once),
+        "allow-all" => Some(Action::Answer(Answer::once_for_all())),
         "allow-15m" => allow(GrantLength::Minutes15),
         "allow-1h" => allow(GrantLength::Hour1),
         "allow-today" => allow(GrantLength::Today),
@@ -267,7 +274,7 @@ mod tests {
     #[test]
     fn sec_18_truncated_arguments_are_approved_only_from_the_full_view() {
         let short = Content::of(&pending(serde_json::json!({"path": "/a"})), &[GrantLength::Hour1]);
-        assert_eq!(short.summary, "Cursor wants to run fs.write_file");
+        assert_eq!(short.summary, "c (says it is “Cursor”) wants to run fs.write_file", "the token, then the claim");
         let keys: Vec<&str> = short.actions.iter().map(|(k, _)| *k).collect();
         assert_eq!(keys, ["allow-once", "allow-1h", "deny", "default"]);
         let long = Content::of(&pending(serde_json::json!({"content": "x".repeat(400)})), &[GrantLength::Hour1]);
@@ -279,6 +286,7 @@ mod tests {
     fn action_keys_map_to_answers() {
         assert_eq!(action_of("allow-once"), Some(Action::Answer(Answer::once())));
         assert_eq!(action_of("deny"), Some(Action::Answer(Answer::Denied)));
+        assert_eq!(action_of("allow-all"), Some(Action::Answer(Answer::once_for_all())));
         assert_eq!(action_of("default"), Some(Action::Open));
         assert_eq!(action_of("allow-everything"), None);
     }

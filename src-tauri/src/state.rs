@@ -52,14 +52,15 @@ impl AppState {
         if runtime.pid == std::process::id() {
             return None;
         }
-        let token = self.home.control_token().ok()?;
-        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().ok()?;
-        let answered = client
-            .get(format!("http://{}/_countersign/status", runtime.listen))
-            .bearer_auth(token)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
+        // Only a gateway that proves it is this data folder's is one (a stale runtime file's
+        // port may be anyone's; it gets no token).
+        let link = countersign_gateway::gateway_link::GatewayLink::for_home(&self.home).ok()?;
+        let answered = tokio::time::timeout(
+            Duration::from_secs(2),
+            link.control(reqwest::Method::GET, "/_countersign/status", None),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok_and(|(status, _)| status.is_success()));
         answered.then(|| {
             format!(
                 "another Countersign gateway (pid {}) is running on {}; take over to run it here",
@@ -114,14 +115,11 @@ pub async fn take_over(app: &tauri::AppHandle, state: &AppState) -> anyhow::Resu
         return Ok(());
     }
     let runtime = state.home.read_runtime().ok_or_else(|| anyhow::anyhow!("no running gateway is recorded"))?;
-    let token = state.home.control_token()?;
-    let client = reqwest::Client::builder().no_proxy().build()?;
-    client
-        .post(format!("http://{}/_countersign/shutdown", runtime.listen))
-        .bearer_auth(token)
-        .send()
-        .await?
-        .error_for_status()?;
+    let link = countersign_gateway::gateway_link::GatewayLink::for_home(&state.home)?;
+    let (status, body) = link.control(reqwest::Method::POST, "/_countersign/shutdown", None).await?;
+    if !status.is_success() {
+        anyhow::bail!("the other gateway refused to stop: {}", String::from_utf8_lossy(&body).trim());
+    }
     let deadline = Instant::now() + Duration::from_secs(15);
     while std::net::TcpStream::connect(runtime.listen).is_ok() {
         if Instant::now() > deadline {

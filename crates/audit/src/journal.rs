@@ -101,6 +101,21 @@ pub(crate) enum Op {
 /// for one.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Proof that one record was committed to the journal. Only [`Journal::commit`] makes
+/// one (its field is private, it is neither `Clone` nor `Default`), so a function that
+/// takes it cannot run before its record is durable.
+#[derive(Debug)]
+pub struct Committed {
+    record_id: uuid::Uuid,
+}
+
+impl Committed {
+    /// The id of the committed record (outcomes refer to it).
+    pub fn record_id(&self) -> uuid::Uuid {
+        self.record_id
+    }
+}
+
 /// A handle to the journal. Clones share one writer.
 #[derive(Clone)]
 pub struct Journal {
@@ -211,10 +226,15 @@ impl Journal {
     /// busy (other calls are committing) the record joins the writer thread's next group
     /// commit instead of waiting for the lock, so a burst never blocks the runtime's
     /// threads. With `full`, every commit pays an fsync, so records always go grouped.
-    pub async fn commit(&self, record: Record) -> Result<(), JournalError> {
+    ///
+    /// The [`Committed`] it returns is the only proof that a record is in the journal:
+    /// nothing else can make one, so code that needs a committed record first (the
+    /// gateway's forwarding) can ask for it by type.
+    pub async fn commit(&self, record: Record) -> Result<Committed, JournalError> {
         if self.full.load(std::sync::atomic::Ordering::SeqCst) && record.kind != crate::RecordKind::Policy {
             return Err(JournalError::Full);
         }
+        let id = record.id;
         if self.inline {
             if let Ok(mut conn) = self.conn.try_lock() {
                 let mut batch = self.take_outcomes();
@@ -224,10 +244,10 @@ impl Journal {
                     // The record failed; the outcomes that rode along must not be lost with it.
                     self.requeue(batch);
                 }
-                return result;
+                return result.map(|()| Committed { record_id: id });
             }
         }
-        self.commit_grouped(record).await
+        self.commit_grouped(record).await.map(|()| Committed { record_id: id })
     }
 
     fn take_outcomes(&self) -> Vec<Op> {

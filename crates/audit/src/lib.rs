@@ -17,6 +17,8 @@ mod verify;
 pub mod wire;
 mod writer;
 
-pub use journal::{ChainReport, Journal, JournalError, JournalOptions, JournalReader, Synchronous, EXPORT_FIELDS};
+pub use journal::{
+    ChainReport, Committed, Journal, JournalError, JournalOptions, JournalReader, Synchronous, EXPORT_FIELDS,
+};
 pub use record::{now_rfc3339, Approval, Outcome, OutcomeRecord, Record, RecordKind};
 pub use redact::Redactor;

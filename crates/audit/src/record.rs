@@ -36,6 +36,9 @@ pub enum Outcome {
     Denied,
     Timeout,
     Rejected,
+    /// The client gave up on the call (cancelled it, closed its session or went away)
+    /// before it ran; it never reached the server.
+    Cancelled,
 }
 
 impl Outcome {
@@ -46,6 +49,7 @@ impl Outcome {
             Outcome::Denied => "denied",
             Outcome::Timeout => "timeout",
             Outcome::Rejected => "rejected",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }

@@ -160,7 +160,7 @@ mod tests {
                 rec.arguments = Some(serde_json::json!({"n": i}));
                 ids.push(rec.id);
                 if i % 2 == 0 {
-                    journal.commit(rec).await.unwrap()
+                    journal.commit(rec).await.unwrap();
                 } else {
                     journal.commit_grouped(rec).await.unwrap()
                 }

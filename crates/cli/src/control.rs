@@ -1,36 +1,32 @@
 //! The CLI's side of the gateway's control endpoints: status and answers to approvals.
-//! Uses the control token from the data directory; never prints it.
+//! Talks only over a connection the gateway proved it owns (`gateway_link`), with the
+//! control token from the data directory; never prints it.
 
 use anyhow::{bail, Context, Result};
+use countersign_gateway::gateway_link::{GatewayLink, LinkError};
 use countersign_gateway::Home;
+use reqwest::Method;
 use serde_json::Value;
 
-fn endpoint(home: &Home) -> Option<String> {
-    home.read_runtime().map(|r| format!("http://{}", r.listen))
-}
-
-fn client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().no_proxy().build()?)
-}
-
 pub async fn status(home: &Home, json: bool) -> Result<i32> {
-    let Some(base) = endpoint(home) else {
+    let not_running = |why: &str| {
         if json {
-            println!("{}", serde_json::json!({"running": false, "home": home.dir()}));
+            println!("{}", serde_json::json!({"running": false, "home": home.dir(), "why": why}));
         } else {
-            println!("No Countersign gateway is running (data: {}).", home.dir().display());
+            println!("{why}");
         }
-        return Ok(3);
+        Ok(3)
     };
-    let token = home.control_token()?;
-    let resp = client()?.get(format!("{base}/_countersign/status")).bearer_auth(token).send().await;
-    let body: Value = match resp {
-        Ok(r) if r.status().is_success() => r.json().await.context("status answer")?,
-        Ok(r) => bail!("the gateway at {base} refused the status request: HTTP {}", r.status()),
-        Err(_) => {
-            println!("No Countersign gateway answers at {base} (it may have stopped).");
-            return Ok(3);
-        }
+    let link = match GatewayLink::for_home(home) {
+        Ok(link) => link,
+        Err(_) => return not_running(&format!("No Countersign gateway is running (data: {}).", home.dir().display())),
+    };
+    let base = format!("http://{}", link.addr());
+    let body: Value = match link.control(Method::GET, "/_countersign/status", None).await {
+        Ok((status, bytes)) if status.is_success() => serde_json::from_slice(&bytes).context("status answer")?,
+        Ok((status, _)) => bail!("the gateway at {base} refused the status request: HTTP {status}"),
+        Err(e @ LinkError::Impostor(_)) => bail!("{e}"),
+        Err(_) => return not_running(&format!("No Countersign gateway answers at {base} (it may have stopped).")),
     };
     if json {
         println!("{body}");
@@ -64,32 +60,33 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
     let approvals = body["approvals"].as_array().cloned().unwrap_or_default();
     println!("Pending approvals: {}", approvals.len());
     for a in &approvals {
+        let claim = a["client_name"].as_str().filter(|n| Some(*n) != a["client"].as_str());
         println!(
-            "  {}  {} wants {}.{} {}",
+            "  {}  {}{} wants {}.{} {}",
             a["id"].as_str().unwrap_or("?"),
             a["client"].as_str().unwrap_or("?"),
+            claim.map(|n| format!(" (says it is {n:?})")).unwrap_or_default(),
             a["server"].as_str().unwrap_or("?"),
             a["tool"].as_str().unwrap_or("?"),
             a["arguments"]
         );
+        let waiting = a["waiting"].as_u64().unwrap_or(1);
+        if waiting > 1 {
+            println!("      {waiting} identical calls wait: approving releases one; --all releases all of them");
+        }
         println!("      countersign approve {0}   |   countersign deny {0}", a["id"].as_str().unwrap_or("?"));
     }
     Ok(0)
 }
 
 /// Calls a control endpoint; `Err` carries the gateway's own message.
-async fn control(home: &Home, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
-    let Some(base) = endpoint(home) else { bail!("no Countersign gateway is running") };
-    let token = home.control_token()?;
-    let mut req = client()?.request(method, format!("{base}{path}")).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
+async fn control(home: &Home, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+    let link = GatewayLink::for_home(home)?;
+    let (status, bytes) = link.control(method, path, body).await?;
+    if !status.is_success() {
+        bail!("{}", String::from_utf8_lossy(&bytes).trim());
     }
-    let resp = req.send().await.context("cannot reach the gateway")?;
-    if !resp.status().is_success() {
-        bail!("{}", resp.text().await.unwrap_or_default().trim());
-    }
-    Ok(resp.json().await.unwrap_or(Value::Null))
+    Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 pub async fn answer(
@@ -98,10 +95,14 @@ pub async fn answer(
     verdict: &str,
     length: Option<&str>,
     condition: Option<&str>,
+    all: bool,
 ) -> Result<i32> {
     let mut url = reqwest::Url::parse("http://x/")?;
     {
         let mut q = url.query_pairs_mut();
+        if all {
+            q.append_pair("all", "true");
+        }
         if let Some(l) = length {
             q.append_pair("for", l);
         }
@@ -110,19 +111,19 @@ pub async fn answer(
         }
     }
     let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
-    control(home, reqwest::Method::POST, &format!("/_countersign/approvals/{id}/{verdict}{query}"), None).await?;
+    control(home, Method::POST, &format!("/_countersign/approvals/{id}/{verdict}{query}"), None).await?;
     eprintln!("{}", if verdict == "approve" { "approved" } else { "denied" });
     Ok(0)
 }
 
 pub async fn reload(home: &Home) -> Result<i32> {
-    let v = control(home, reqwest::Method::POST, "/_countersign/policy/reload", None).await?;
+    let v = control(home, Method::POST, "/_countersign/policy/reload", None).await?;
     println!("policy {}", v["policy_version"].as_str().unwrap_or("?"));
     Ok(0)
 }
 
 pub async fn pins(home: &Home, json: bool) -> Result<i32> {
-    let status = control(home, reqwest::Method::GET, "/_countersign/status", None).await?;
+    let status = control(home, Method::GET, "/_countersign/status", None).await?;
     let blocked = status["blocked_tools"].as_array().cloned().unwrap_or_default();
     if json {
         println!("{}", Value::Array(blocked));
@@ -156,7 +157,7 @@ pub async fn pins(home: &Home, json: bool) -> Result<i32> {
 pub async fn accept_pins(home: &Home, server: &str, tools: &[String]) -> Result<i32> {
     let v = control(
         home,
-        reqwest::Method::POST,
+        Method::POST,
         &format!("/_countersign/pins/{server}/accept"),
         Some(serde_json::json!({"tools": tools})),
     )
@@ -166,7 +167,7 @@ pub async fn accept_pins(home: &Home, server: &str, tools: &[String]) -> Result<
 }
 
 pub async fn grants(home: &Home, json: bool) -> Result<i32> {
-    let v = control(home, reqwest::Method::GET, "/_countersign/grants", None).await?;
+    let v = control(home, Method::GET, "/_countersign/grants", None).await?;
     if json {
         println!("{}", v["grants"]);
         return Ok(0);
@@ -190,7 +191,7 @@ pub async fn grants(home: &Home, json: bool) -> Result<i32> {
 }
 
 pub async fn revoke_grant(home: &Home, id: &str) -> Result<i32> {
-    control(home, reqwest::Method::POST, &format!("/_countersign/grants/{id}/revoke"), None).await?;
+    control(home, Method::POST, &format!("/_countersign/grants/{id}/revoke"), None).await?;
     eprintln!("revoked {id}");
     Ok(0)
 }

@@ -53,8 +53,11 @@ enum Command {
         /// Limit the grant to arguments matching a condition, e.g. 'path=/work/**'.
         #[arg(long = "where", value_name = "CONDITION", requires = "length")]
         condition: Option<String>,
+        /// Release every identical call waiting on this prompt, not just one.
+        #[arg(long)]
+        all: bool,
     },
-    /// Deny a pending call.
+    /// Deny a pending call (and every identical call waiting with it).
     Deny { id: String },
     /// The effective policy, and why a tool call would be allowed, asked or denied.
     Policy {
@@ -338,10 +341,10 @@ async fn run(command: Command) -> Result<i32> {
             }
         }
         Command::Status { json } => control::status(&home, json).await,
-        Command::Approve { id, length, condition } => {
-            control::answer(&home, &id, "approve", length.as_deref(), condition.as_deref()).await
+        Command::Approve { id, length, condition, all } => {
+            control::answer(&home, &id, "approve", length.as_deref(), condition.as_deref(), all).await
         }
-        Command::Deny { id } => control::answer(&home, &id, "deny", None, None).await,
+        Command::Deny { id } => control::answer(&home, &id, "deny", None, None, false).await,
         Command::Policy { command: PolicyCommand::Show { config, json } } => policy_cmd::show(&home, config, json),
         Command::Policy { command: PolicyCommand::Explain { name, args, client, config, json } } => {
             policy_cmd::explain(&home, policy_cmd::Explain { name, args, client, config, json })

@@ -138,6 +138,8 @@ pub fn explain(home: &Home, e: Explain) -> Result<i32> {
         def: def.as_ref(),
         arguments: &arguments,
         grants: None,
+        resolved: None,
+        gate: Default::default(),
         now_ms,
     });
     if e.json {

@@ -2,12 +2,13 @@
 //! one seam; this module ships the headless approver (answered by `countersign approve` /
 //! `countersign deny` through the control API). The desktop app brings its own.
 //!
-//! An approver never decides by itself: no answer is a denial, and the caller enforces
-//! the deadline. A prompt is bound to the SHA-256 of the exact canonical arguments; the
-//! call that raised it is the only one its answer releases.
+//! An approver never decides by itself: no answer is a denial, and the caller
+//! (`govern::approvals`) enforces the deadline, withdraws prompts whose call is gone and
+//! releases identical waiting calls one approval at a time. A prompt is bound to the
+//! SHA-256 of the exact canonical arguments; its answer releases only calls with them.
 
 use countersign_policy::GrantLength;
-use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::future::BoxFuture;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,7 +19,9 @@ use tokio::sync::oneshot;
 pub struct Prompt {
     pub id: String,
     pub session: String,
+    /// Who asks: the name of the client token the call came with.
     pub client: String,
+    /// What the client says it is in `initialize`: a claim, shown as "says it is …".
     pub client_name: Option<String>,
     pub server: String,
     pub tool: String,
@@ -28,56 +31,44 @@ pub struct Prompt {
     pub reason: String,
     /// Milliseconds since the Unix epoch after which the prompt counts as denied.
     pub deadline_ms: u64,
+    /// Identical calls (same client, tool and arguments) waiting on this prompt. Approving
+    /// once releases one of them; approving all, or for longer than once, releases all.
+    pub waiting: usize,
+}
+
+impl Prompt {
+    /// Who asks, as a person should read it: the token's name, and what the client claims
+    /// to be only as a claim.
+    pub fn who(&self) -> String {
+        match self.client_name.as_deref().filter(|n| *n != self.client) {
+            Some(claim) => format!("{} (says it is “{}”)", self.client, crate::govern::methods::shorten(claim)),
+            None => self.client.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// Approved, for how long (once: this call only), and for which arguments when the
-    /// approval leaves a grant (`path=/work/**`; none: any arguments).
+    /// Approved, for how long (once: calls with these arguments, not a grant), and for
+    /// which arguments when the approval leaves a grant (`path=/work/**`; none: any
+    /// arguments). Once and not `all`: exactly one of the identical waiting calls runs.
     Approved {
         length: GrantLength,
         condition: Option<String>,
+        all: bool,
     },
     Denied,
 }
 
 impl Answer {
-    /// Approved for this call only.
+    /// Approved for one call only.
     pub fn once() -> Self {
-        Answer::Approved { length: GrantLength::Once, condition: None }
-    }
-}
-
-/// Identical prompts waiting at once (same client, tool and exact arguments) become one:
-/// later calls wait for the answer the first one gets instead of raising another prompt.
-#[derive(Default)]
-pub struct Coalescer {
-    waiting: Mutex<HashMap<String, Shared<BoxFuture<'static, Answer>>>>,
-}
-
-impl Coalescer {
-    pub fn key(prompt: &Prompt) -> String {
-        format!("{}\u{0}{}\u{0}{}\u{0}{}", prompt.client, prompt.server, prompt.tool, prompt.args_hash)
+        Answer::Approved { length: GrantLength::Once, condition: None, all: false }
     }
 
-    /// The answer of an identical prompt already waiting, if there is one.
-    pub fn join(&self, key: &str) -> Option<Shared<BoxFuture<'static, Answer>>> {
-        self.waiting.lock().ok()?.get(key).cloned()
-    }
-
-    /// Registers a prompt's answer so identical calls can wait for it.
-    pub fn start(&self, key: &str, answer: BoxFuture<'static, Answer>) -> Shared<BoxFuture<'static, Answer>> {
-        let shared = answer.shared();
-        if let Ok(mut w) = self.waiting.lock() {
-            w.insert(key.to_string(), shared.clone());
-        }
-        shared
-    }
-
-    pub fn finish(&self, key: &str) {
-        if let Ok(mut w) = self.waiting.lock() {
-            w.remove(key);
-        }
+    /// Approved once for every identical call waiting now.
+    pub fn once_for_all() -> Self {
+        Answer::Approved { length: GrantLength::Once, condition: None, all: true }
     }
 }
 
@@ -86,6 +77,9 @@ pub trait Approver: Send + Sync {
     fn ask(&self, prompt: Prompt) -> BoxFuture<'static, Answer>;
     /// Withdraws a prompt (its deadline passed or its call was cancelled).
     fn withdraw(&self, id: &str);
+    /// The prompt's count of identical waiting calls changed (it is shown again only if
+    /// the approver can update what it shows).
+    fn update(&self, _prompt: &Prompt) {}
     /// The prompts waiting for an answer.
     fn pending(&self) -> Vec<Prompt>;
     /// Answers prompt `id`; false when no such prompt waits.
@@ -111,6 +105,14 @@ impl Approver for HeadlessApprover {
     fn withdraw(&self, id: &str) {
         if let Ok(mut w) = self.waiting.lock() {
             w.remove(id);
+        }
+    }
+
+    fn update(&self, prompt: &Prompt) {
+        if let Ok(mut w) = self.waiting.lock() {
+            if let Some((p, _)) = w.get_mut(&prompt.id) {
+                p.waiting = prompt.waiting;
+            }
         }
     }
 
@@ -146,6 +148,7 @@ mod tests {
             args_hash: "h".into(),
             reason: "r".into(),
             deadline_ms: 0,
+            waiting: 1,
         }
     }
 

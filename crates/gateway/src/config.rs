@@ -59,6 +59,13 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// Most client sessions held at once.
     pub max_sessions: usize,
+    /// Most sessions one client token may hold at once (each may run its own upstream
+    /// processes), so one client cannot take every slot.
+    pub max_sessions_per_token: usize,
+    /// How long a client may take to send a request's headers, and its body.
+    pub read_timeout_secs: u64,
+    /// Most client connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
     /// A session with no request for this long is closed and its upstreams stopped.
     pub session_idle_secs: u64,
 }
@@ -71,6 +78,9 @@ impl Default for Limits {
             max_depth: 64,
             request_timeout_secs: 300,
             max_sessions: 1024,
+            max_sessions_per_token: 64,
+            read_timeout_secs: 10,
+            max_connections: 1024,
             session_idle_secs: 30 * 60,
         }
     }
@@ -299,11 +309,18 @@ impl Config {
                 "batch_size must be 1 to 10000; interval_secs and max_backoff_secs at least 1".into(),
             ));
         }
-        if limits.session_idle_secs == 0 || limits.request_timeout_secs == 0 {
+        if limits.session_idle_secs == 0 || limits.request_timeout_secs == 0 || limits.read_timeout_secs == 0 {
             return Err(invalid(
                 None,
                 "limits",
-                "session_idle_secs and request_timeout_secs must be at least 1".into(),
+                "session_idle_secs, request_timeout_secs and read_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if limits.max_sessions_per_token == 0 || limits.max_connections < 16 {
+            return Err(invalid(
+                None,
+                "limits",
+                "max_sessions_per_token must be at least 1 and max_connections at least 16".into(),
             ));
         }
 

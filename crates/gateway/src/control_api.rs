@@ -20,6 +20,8 @@ pub(crate) struct AnswerQuery {
     /// An argument condition limiting the grant (`path=/work/**`).
     #[serde(rename = "where")]
     condition: Option<String>,
+    /// Approve every identical call waiting now, not just one.
+    all: Option<bool>,
 }
 
 /// `POST /_countersign/approvals/{id}/{approve|deny}?for=1h&where=path%3D%2Fwork%2F**`.
@@ -73,12 +75,14 @@ pub(crate) async fn answer(
                     );
                 }
             }
-            Answer::Approved { length, condition: q.condition }
+            Answer::Approved { length, condition: q.condition, all: q.all.unwrap_or(false) }
         }
         _ => return refuse(StatusCode::NOT_FOUND, "answer is approve or deny".into()),
     };
     if face.shared.approver.answer(&id, answer) {
         json_response(StatusCode::OK, json!({"answered": id}).to_string())
+    } else if let Some(why) = face.shared.approvals.gone(&id) {
+        refuse(StatusCode::GONE, format!("the call `{id}` is gone ({why}); nothing was run"))
     } else {
         refuse(StatusCode::NOT_FOUND, format!("no pending approval `{id}`"))
     }

@@ -24,7 +24,11 @@ pub fn check_request(
     listen: SocketAddr,
     allowed_origins: &[String],
 ) -> Result<(), Refusal> {
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    // HTTP/1.1 names the host in `Host`; HTTP/2 in `:authority`, which arrives in the URI.
+    let host = match headers.get("host") {
+        Some(h) => h.to_str().unwrap_or_default(),
+        None => uri.authority().map_or("", |a| a.as_str()),
+    };
     if !host_is_ours(host, listen.port()) {
         return Err(refuse(StatusCode::FORBIDDEN, "foreign Host header: only loopback names are served"));
     }

@@ -84,6 +84,13 @@ impl Home {
         self.read_or_create("control.token", || random_token("csc_"))
     }
 
+    /// The control token if one was made; never makes one (a client proving who the
+    /// gateway is must not invent the key it checks with).
+    pub fn read_control_token(&self) -> Option<String> {
+        let text = fs::read_to_string(self.dir.join("control.token")).ok()?;
+        Some(text.trim().to_string()).filter(|t| !t.is_empty())
+    }
+
     pub fn write_runtime(&self, info: &RuntimeInfo) -> Result<(), HomeError> {
         let text = serde_json::to_string(info).unwrap_or_default();
         write_private(&self.runtime_path(), text.as_bytes())

@@ -2,9 +2,12 @@
 //! and `/mcp` (all upstreams, names namespaced), plus the control endpoints the CLI uses.
 //!
 //! Order of checks for every request: Host, Origin and URL (guard) → token → content
-//! type and size → JSON well-formedness → 2026-07-28 header/body agreement → session.
-//! Only then does the session see the message. Every refusal is audited.
+//! type and size → JSON well-formedness → 2026-07-28 header/body agreement → the method
+//! table (`govern::methods`: a method it does not name, or names as another kind, is
+//! refused) → session. Only then does the session see the message. Every refusal is
+//! audited.
 
+use crate::govern::methods::{self, Operation};
 use crate::guard::{self, Refusal};
 use crate::message::{self, code, Envelope, Kind};
 use crate::session::{self, Route, Session};
@@ -33,6 +36,7 @@ pub fn router(face: Face) -> Router {
     Router::new()
         .route("/mcp", any(mcp_aggregate))
         .route("/mcp/{server}", any(mcp_single))
+        .route(crate::gateway_link::HELLO_PATH, post(hello))
         .route("/_countersign/status", get(status))
         .route("/_countersign/approvals/{id}/{answer}", post(crate::control_api::answer))
         .route("/_countersign/pins/{server}/accept", post(crate::control_api::accept_pins))
@@ -191,11 +195,17 @@ async fn post_message(
     let limits = &face.shared.config.limits;
     let headers = req.headers().clone();
     let sse = header_has(&headers, "accept", "text/event-stream");
-    let bytes = match axum::body::to_bytes(req.into_body(), limits.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
+    let deadline = std::time::Duration::from_secs(limits.read_timeout_secs);
+    let bytes = match tokio::time::timeout(deadline, axum::body::to_bytes(req.into_body(), limits.max_body_bytes)).await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
             let msg = format!("message larger than the {}-byte limit", limits.max_body_bytes);
             return rpc_error(StatusCode::PAYLOAD_TOO_LARGE, None, code::INVALID_REQUEST, &msg);
+        }
+        Err(_) => {
+            let msg = format!("the request body did not arrive within {}s", limits.read_timeout_secs);
+            return rpc_error(StatusCode::REQUEST_TIMEOUT, None, code::INVALID_REQUEST, &msg);
         }
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
@@ -211,16 +221,29 @@ async fn post_message(
     if let Err(msg) = check_mcp_headers(&headers, &env) {
         return rpc_error(StatusCode::BAD_REQUEST, env.id(), code::HEADER_MISMATCH, &msg);
     }
-    let method = env.method().unwrap_or_default().to_string();
-
-    if method == "initialize" {
+    if env.kind() == Kind::Response {
+        // An answer to a request a server made; the session knows which ids it handed out.
+        return match session {
+            Some(session) => {
+                session.handle_response(env).await;
+                StatusCode::ACCEPTED.into_response()
+            }
+            None => rpc_error(StatusCode::BAD_REQUEST, None, code::INVALID_REQUEST, "missing Mcp-Session-Id"),
+        };
+    }
+    // The one table of methods a client may send: anything else is refused and audited.
+    let op = match methods::lookup(env.method().unwrap_or_default(), env.kind()) {
+        Ok(op) => op,
+        Err(unlisted) => return refuse_method(&face, &token_name, session.as_deref(), &route, &env, &unlisted),
+    };
+    if op == Operation::Initialize {
         if session.is_some() {
             return rpc_error(StatusCode::BAD_REQUEST, env.id(), code::INVALID_REQUEST, "already initialized");
         }
         return initialize(face, route, token_name, env, sse).await;
     }
     let Some(session) = session else {
-        if method == "server/discover" {
+        if op == Operation::Discover {
             let msg = "this gateway uses the initialize handshake; stateless requests are not supported yet";
             return rpc_error(StatusCode::OK, env.id(), code::METHOD_NOT_FOUND, msg);
         }
@@ -232,20 +255,49 @@ async fn post_message(
         );
     };
     match env.kind() {
-        Kind::Request => {
-            // Only tool calls, the governed hot path, may come back as one JSON body.
-            let quick = env.method() == Some("tools/call");
-            reply(session.handle_request(env, sse).await, quick, None).await
-        }
         Kind::Notification => {
-            session.handle_notification(env).await;
+            session.handle_notification(op, env).await;
             StatusCode::ACCEPTED.into_response()
         }
-        Kind::Response => {
-            session.handle_response(env).await;
-            StatusCode::ACCEPTED.into_response()
+        _ => {
+            // Only tool calls, the governed hot path, may come back as one JSON body.
+            let quick = op == Operation::CallTool;
+            reply(session.handle_request(op, env, sse).await, quick, None).await
         }
     }
+}
+
+/// Refuses a message the method table does not name (or names as another kind), with a
+/// record of it: −32601 for a request; for a notification, 400 with an error and no id.
+fn refuse_method(
+    face: &Face,
+    token_name: &str,
+    session: Option<&Session>,
+    route: &Route,
+    env: &Envelope,
+    unlisted: &methods::Unlisted,
+) -> Response {
+    let mut record = face.shared.record(RecordKind::Call, "deny");
+    record.client = Some(token_name.to_string());
+    record.session = session.map(|s| s.id.clone());
+    record.server = match route {
+        Route::Single(s) => Some(s.clone()),
+        Route::Aggregate => None,
+    };
+    record.method = Some(unlisted.method());
+    record.rule = Some("method".into());
+    record.reason = Some(unlisted.to_string());
+    record.policy_version = Some(face.shared.policy.load().version().to_string());
+    let (shared, record_id, started) = (face.shared.clone(), record.id, Instant::now());
+    let detail = unlisted.to_string();
+    tokio::spawn(async move {
+        if shared.journal.commit(record).await.is_ok() {
+            shared.outcome(session::outcome(record_id, started, Outcome::Rejected, Some(&detail)));
+        }
+    });
+    tracing::warn!(client = %token_name, "refused: {unlisted}");
+    let status = if env.kind() == Kind::Notification { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    rpc_error(status, env.id(), code::METHOD_NOT_FOUND, &format!("{unlisted}; it was not forwarded"))
 }
 
 /// 2026-07-28: `Mcp-Method` and `Mcp-Name`, when sent, must agree with the body. The
@@ -268,27 +320,70 @@ fn check_mcp_headers(headers: &HeaderMap, env: &Envelope) -> Result<(), String> 
 }
 
 async fn initialize(face: Face, route: Route, token_name: String, env: Envelope, sse: bool) -> Response {
-    let max = face.shared.config.limits.max_sessions;
-    if face.shared.sessions.lock().map(|s| s.len()).unwrap_or(usize::MAX) >= max {
-        return rpc_error(StatusCode::SERVICE_UNAVAILABLE, env.id(), code::INTERNAL_ERROR, "too many sessions");
+    let limits = &face.shared.config.limits;
+    // A server nothing of which this client may reach gets no session: it is not even
+    // started, and the client is told why.
+    if let Route::Single(server) = &route {
+        let servers = face.shared.servers();
+        let gate = servers.get(server).and_then(|s| face.shared.policy.load().server_gate(&s.info, &token_name, false));
+        if let Some(v) = gate {
+            let unlisted_like = format!("{} (rule `{}`); server `{server}` is not started", v.reason, v.rule);
+            let mut record = face.shared.record(RecordKind::Call, "deny");
+            record.client = Some(token_name.clone());
+            record.server = Some(server.clone());
+            record.method = Some("initialize".into());
+            record.rule = Some(v.rule.clone());
+            record.reason = Some(unlisted_like.clone());
+            record.policy_version = Some(v.policy_version.clone());
+            let (shared, record_id, started) = (face.shared.clone(), record.id, Instant::now());
+            tokio::spawn(async move {
+                if shared.journal.commit(record).await.is_ok() {
+                    shared.outcome(session::outcome(record_id, started, Outcome::Denied, None));
+                }
+            });
+            return rpc_error(
+                StatusCode::OK,
+                env.id(),
+                code::INVALID_REQUEST,
+                &format!("Countersign: {unlisted_like}"),
+            );
+        }
     }
     let params = env.params().unwrap_or(Value::Null);
-    let session = Session::new(face.shared.clone(), token_name, route.clone());
+    let session = Session::new(face.shared.clone(), token_name.clone(), route.clone());
     session.set_initialize(&params);
-    if let Ok(mut table) = face.shared.sessions.lock() {
+    // Sessions are bounded per client token as well as in all, so one client cannot take
+    // every slot; counted and added under one lock.
+    {
+        let Ok(mut table) = face.shared.sessions.lock() else {
+            return rpc_error(StatusCode::SERVICE_UNAVAILABLE, env.id(), code::INTERNAL_ERROR, "sessions unavailable");
+        };
+        if table.len() >= limits.max_sessions {
+            return rpc_error(StatusCode::SERVICE_UNAVAILABLE, env.id(), code::INTERNAL_ERROR, "too many sessions");
+        }
+        let mine = table.values().filter(|s| s.token_name == token_name).count();
+        if mine >= limits.max_sessions_per_token {
+            let msg = format!(
+                "client token `{token_name}` has {mine} sessions open, the most one client may have; close some \
+                 (DELETE) or let them expire"
+            );
+            return rpc_error(StatusCode::TOO_MANY_REQUESTS, env.id(), code::INTERNAL_ERROR, &msg);
+        }
         table.insert(session.id.clone(), session.clone());
     }
     tracing::info!(session = %session::short(&session.id), client = %session.token_name, "session opened");
     match route {
         Route::Aggregate => {
-            let body = session.aggregate_initialize(env.id()).await;
+            let body = session.aggregate_initialize(env.id());
             let mut resp = json_response(StatusCode::OK, body);
             if let Ok(v) = HeaderValue::from_str(&session.id) {
                 resp.headers_mut().insert("mcp-session-id", v);
             }
             resp
         }
-        Route::Single(_) => reply(session.handle_request(env, sse).await, false, Some(&session.id)).await,
+        Route::Single(_) => {
+            reply(session.handle_request(Operation::Initialize, env, sse).await, false, Some(&session.id)).await
+        }
     }
 }
 
@@ -415,6 +510,29 @@ pub(crate) fn control_auth(face: &Face, req: &Request<Body>) -> Result<(), Respo
             Refusal { status: StatusCode::UNAUTHORIZED, reason: "the control token is required".into() },
         )),
     }
+}
+
+/// `POST /_countersign/hello` with `{"nonce": "..."}`: proves this is the gateway of the
+/// data folder (see `gateway_link`). Needs no token and grants nothing; the nonce is
+/// bounded and the answer is one HMAC.
+async fn hello(State(face): State<Face>, req: Request<Body>) -> Response {
+    if let Err(r) = pre_auth(&face, &req) {
+        return r;
+    }
+    let deadline = std::time::Duration::from_secs(face.shared.config.limits.read_timeout_secs);
+    let body = match tokio::time::timeout(deadline, axum::body::to_bytes(req.into_body(), 1024)).await {
+        Ok(Ok(b)) => b,
+        _ => return (StatusCode::BAD_REQUEST, "a hello is {\"nonce\": \"...\"} within 1 KiB\n").into_response(),
+    };
+    let nonce = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("nonce").and_then(Value::as_str).map(str::to_string))
+        .filter(|n| (16..=128).contains(&n.len()));
+    let Some(nonce) = nonce else {
+        return (StatusCode::BAD_REQUEST, "a hello needs a nonce of 16 to 128 characters\n").into_response();
+    };
+    let proof = crate::gateway_link::prove(&face.shared.control_token, &nonce, face.listen);
+    json_response(StatusCode::OK, json!({ "proof": proof }).to_string())
 }
 
 async fn status(State(face): State<Face>, req: Request<Body>) -> Response {

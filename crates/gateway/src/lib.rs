@@ -1,10 +1,11 @@
 //! countersign-gateway: the loopback MCP relay.
 //!
 //! Clients reach upstream MCP servers only through this crate: the streamable HTTP face
-//! on 127.0.0.1 ([`http_face`]) and the stdio shim ([`shim`]). Each `tools/call` passes
-//! the policy, an approval if the policy asks, and an audit commit before it is forwarded
-//! ([`enforce`]). Everything else is relayed faithfully as raw JSON ([`message`],
-//! [`session`]).
+//! on 127.0.0.1 ([`http_face`]) and the stdio shim ([`shim`]). Every message a client
+//! sends is looked up in one default-deny method table, and every operation that reaches
+//! a server's tools, resources or prompts passes the policy, an approval if it asks, and
+//! an audit commit before it is forwarded ([`govern`], the only place that decides).
+//! What is forwarded goes as raw JSON ([`message`], [`session`]).
 //!
 //! The crate never listens beyond loopback, never forwards a client's token upstream and
 //! never writes a secret to a log line.
@@ -17,12 +18,14 @@ pub mod config;
 pub mod config_edit;
 mod control_api;
 mod credentials;
-mod enforce;
+pub mod gateway_link;
+pub mod govern;
 pub mod guard;
 pub mod home;
 pub mod http_face;
 pub mod hub_sync;
 mod journal_upkeep;
+mod listener;
 pub mod message;
 pub mod pins;
 pub mod policy_layers;

@@ -1,15 +1,20 @@
 //! The gateway's pin store: tool and server pins kept in `pins.json` (0600) in the data
-//! directory, and the latest review of each server's listing. The first listing of a
-//! server pins it; later listings are reviewed against the pins, and tools whose
-//! definition changed, or whose text looks like it hides instructions, are blocked (and
-//! quarantined ones hidden) until accepted with `countersign pins accept`. A pin file that
-//! cannot be read stops the gateway: starting over would silently trust whatever the
-//! servers say next.
+//! directory, and where each server's tools stand after every listing seen. The first
+//! listing of a server pins it; later listings are reviewed against the pins, and tools
+//! whose definition changed, or whose text looks like it hides instructions, are blocked
+//! (and quarantined ones hidden) until accepted with `countersign pins accept`.
+//!
+//! Reviews are per server across pages and listings, never per listing: a page reviews
+//! only the tools on it, and a tool's blocked state is sticky. A server cannot wash a
+//! changed or quarantined tool clean by putting it on another page, leaving it out of
+//! the next listing, or showing its old definition again; only acceptance unblocks it.
+//! A pin file that cannot be read stops the gateway: starting over would silently trust
+//! whatever the servers say next.
 
 use crate::home::{write_private, Home, HomeError};
 use countersign_policy::{PinSet, Review, ServerOrigin, ToolState};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +36,11 @@ pub struct NewlyBlocked {
 pub struct PinStore {
     path: PathBuf,
     set: PinSet,
+    /// Where each server's tools stand: every page and listing merged, blocks sticky.
     reviews: HashMap<String, Review>,
-    /// The latest listing of each server, for accepting what a review blocked.
-    listed: HashMap<String, (ServerOrigin, Vec<Value>)>,
+    /// The latest definition seen of each tool of each server, for accepting what a
+    /// review blocked.
+    listed: HashMap<String, (ServerOrigin, BTreeMap<String, Value>)>,
     /// Moves whenever a review or an acceptance changes what is blocked, so a session may
     /// reuse its review of an unchanged listing until then.
     generation: u64,
@@ -58,62 +65,78 @@ impl PinStore {
         }
     }
 
-    /// Reviews a listing, pins what is new, and remembers the review. Also returns what
-    /// became blocked with this listing (tool, rule, why), for the audit journal.
+    /// Reviews one page of a listing, pins what is new, and merges the review into where
+    /// the server stands. Returns that standing, and what became blocked with this page
+    /// (tool, rule, why) for the audit journal.
     pub fn review(&mut self, server: &str, origin: &ServerOrigin, tools: &[Value]) -> (Review, Vec<NewlyBlocked>) {
-        let review = self.set.review(server, origin, tools);
-        let before = self.reviews.get(server);
+        let page = self.set.review(server, origin, tools);
+        let merged = self.reviews.entry(server.to_string()).or_insert_with(|| Review {
+            identity_changed: false,
+            first_sight: page.first_sight,
+            tools: Default::default(),
+        });
+        let before = merged.clone();
+        merged.identity_changed |= page.identity_changed;
+        for (tool, state) in &page.tools {
+            let blocked = merged.tools.get(tool).is_some_and(ToolState::blocks);
+            // Once blocked, blocked until accepted: a clean page does not undo it.
+            if blocked && !state.blocks() {
+                continue;
+            }
+            merged.tools.insert(tool.clone(), state.clone());
+        }
         let mut newly = Vec::new();
-        if review.identity_changed && !before.is_some_and(|b| b.identity_changed) {
+        if merged.identity_changed && !before.identity_changed {
             newly.push(NewlyBlocked {
                 tool: None,
                 rule: "pin",
                 why: "the server's command or URL changed since it was approved".into(),
             });
         }
-        for (tool, state) in &review.tools {
-            if before.and_then(|b| b.tools.get(tool)) == Some(state) {
+        for (tool, state) in &merged.tools {
+            if before.tools.get(tool) == Some(state) {
                 continue;
             }
             match state {
                 ToolState::Changed { diff } => {
+                    tracing::warn!(
+                        server,
+                        tool,
+                        "tool definition changed; blocked until `countersign pins accept {server} {tool}`: {}",
+                        diff.join("; ")
+                    );
                     newly.push(NewlyBlocked { tool: Some(tool.clone()), rule: "pin", why: diff.join("; ") })
                 }
                 ToolState::Quarantined { why } => {
+                    tracing::warn!(
+                        server,
+                        tool,
+                        "tool quarantined (hidden from clients) until reviewed: {}",
+                        why.join("; ")
+                    );
                     newly.push(NewlyBlocked { tool: Some(tool.clone()), rule: "quarantine", why: why.join("; ") })
                 }
                 _ => {}
             }
         }
-        if self.set.accept_new(server, origin, tools, &review) {
-            self.save();
-        }
-        if review.identity_changed {
+        if merged.identity_changed && !before.identity_changed {
             tracing::warn!(server, "the server's command or URL changed since it was pinned: its tools are blocked until `countersign pins accept {server}`");
         }
-        for (tool, state) in &review.tools {
-            match state {
-                ToolState::Changed { diff } => tracing::warn!(
-                    server,
-                    tool,
-                    "tool definition changed; blocked until `countersign pins accept {server} {tool}`: {}",
-                    diff.join("; ")
-                ),
-                ToolState::Quarantined { why } => tracing::warn!(
-                    server,
-                    tool,
-                    "tool quarantined (hidden from clients) until reviewed: {}",
-                    why.join("; ")
-                ),
-                _ => {}
+        let merged = merged.clone();
+        if self.set.accept_new(server, origin, tools, &page) {
+            self.save();
+        }
+        let listed = self.listed.entry(server.to_string()).or_insert_with(|| (origin.clone(), BTreeMap::new()));
+        listed.0 = origin.clone();
+        for tool in tools {
+            if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                listed.1.insert(name.to_string(), tool.clone());
             }
         }
-        self.listed.insert(server.to_string(), (origin.clone(), tools.to_vec()));
-        if self.reviews.get(server) != Some(&review) {
+        if merged != before {
             self.generation += 1;
         }
-        self.reviews.insert(server.to_string(), review.clone());
-        (review, newly)
+        (merged, newly)
     }
 
     /// Where the reviews stand: it moves whenever one changes.
@@ -121,50 +144,52 @@ impl PinStore {
         self.generation
     }
 
-    /// Why calls to `tool` on `server` are blocked, if they are.
-    pub fn blocked(&self, server: &str, tool: &str) -> Option<String> {
+    /// Why calls to `tool` on `server` are blocked, if they are: the rule (`pin` or
+    /// `quarantine`) and a reason a person can act on.
+    pub fn blocked(&self, server: &str, tool: &str) -> Option<(&'static str, String)> {
         let review = self.reviews.get(server)?;
         if review.identity_changed {
-            return Some(format!(
+            return Some(("pin", format!(
                 "the command or URL of server `{server}` changed since it was approved; run `countersign pins accept {server}` after checking it"
-            ));
+            )));
         }
         match review.tools.get(tool)? {
-            ToolState::Changed { diff } => Some(format!(
+            ToolState::Changed { diff } => Some(("pin", format!(
                 "the definition of `{tool}` changed since it was approved ({}); run `countersign pins accept {server} {tool}` after checking it",
                 diff.join("; ")
-            )),
-            ToolState::Quarantined { why } => Some(format!(
+            ))),
+            ToolState::Quarantined { why } => Some(("quarantine", format!(
                 "`{tool}` is quarantined because {}; review its full text with `countersign pins` and accept it with `countersign pins accept {server} {tool}`",
                 why.join(" and ")
-            )),
+            ))),
             _ => None,
         }
     }
 
-    /// Accepts the latest listing of `server` (all of it, or the named tools): pins them
-    /// as they are now. Returns how many tools were accepted.
+    /// Accepts the latest definitions seen of `server`'s tools (all of them, or the named
+    /// ones): pins them as they are now. Returns how many tools were accepted.
     pub fn accept(&mut self, server: &str, tools: &[String]) -> Result<usize, String> {
         let (origin, listed) = self
             .listed
             .get(server)
             .cloned()
             .ok_or_else(|| format!("no listing of server `{server}` has been seen yet"))?;
-        let chosen: Vec<Value> = listed
-            .iter()
-            .filter(|t| {
-                let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
-                tools.is_empty() || tools.iter().any(|n| n == name)
-            })
-            .cloned()
-            .collect();
-        if let Some(missing) = tools.iter().find(|n| !chosen.iter().any(|t| t["name"] == n.as_str())) {
+        if let Some(missing) = tools.iter().find(|n| !listed.contains_key(n.as_str())) {
             return Err(format!("server `{server}` does not list a tool `{missing}`"));
         }
+        let chosen: Vec<Value> = listed
+            .iter()
+            .filter(|(name, _)| tools.is_empty() || tools.iter().any(|n| n == *name))
+            .map(|(_, t)| t.clone())
+            .collect();
         self.set.accept(server, &origin, &chosen);
         self.save();
-        let review = self.set.review(server, &origin, &listed);
-        self.reviews.insert(server.to_string(), review);
+        let fresh = self.set.review(server, &origin, &chosen);
+        let review = self.reviews.entry(server.to_string()).or_insert_with(|| fresh.clone());
+        review.identity_changed = fresh.identity_changed;
+        for (tool, state) in fresh.tools {
+            review.tools.insert(tool, state);
+        }
         self.generation += 1;
         Ok(chosen.len())
     }
@@ -173,13 +198,7 @@ impl PinStore {
     pub fn listing(&self, server: &str) -> Vec<(Value, Option<ToolState>)> {
         let Some((_, tools)) = self.listed.get(server) else { return Vec::new() };
         let review = self.reviews.get(server);
-        tools
-            .iter()
-            .map(|t| {
-                let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
-                (t.clone(), review.and_then(|r| r.tools.get(name).cloned()))
-            })
-            .collect()
+        tools.iter().map(|(name, t)| (t.clone(), review.and_then(|r| r.tools.get(name).cloned()))).collect()
     }
 
     /// Blocked and quarantined tools with what changed, for `status` and `countersign pins`.
@@ -191,10 +210,7 @@ impl PinStore {
             }
             for (tool, state) in &review.tools {
                 if state.blocks() {
-                    let full = self
-                        .listed
-                        .get(server)
-                        .and_then(|(_, l)| l.iter().find(|t| t["name"] == tool.as_str()).cloned());
+                    let full = self.listed.get(server).and_then(|(_, l)| l.get(tool).cloned());
                     out.push(json!({"server": server, "tool": tool, "review": state, "definition": full}));
                 }
             }

@@ -101,7 +101,7 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         policy: arc_swap::ArcSwap::from_pointee(policy),
         grants: Mutex::new(GrantBook::default()),
         pins: Mutex::new(pins),
-        prompts: Default::default(),
+        approvals: crate::govern::approvals::Approvals::new(approver.clone()),
         paused: Default::default(),
         runtime: tokio::runtime::Handle::current(),
         shutdown: Default::default(),
@@ -135,13 +135,13 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
     home.write_runtime(&RuntimeInfo { pid: std::process::id(), listen, config: config_file })?;
 
     let app = http_face::router(Face { shared: shared.clone(), listen });
-    // Small JSON-RPC messages must not wait for Nagle's algorithm (40 ms with delayed ACKs).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
+    let limits = &shared.config.limits;
+    let serving =
+        crate::listener::serve(listener, app, limits.max_connections, Duration::from_secs(limits.read_timeout_secs));
+    let server = tokio::spawn(async move {
+        serving.await;
+        Ok(())
     });
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
     // Sessions whose client went away without a DELETE are closed, and their upstream
     // processes stopped, once idle for `limits.session_idle_secs`.
     let idle_limit = Duration::from_secs(shared.config.limits.session_idle_secs);

@@ -43,8 +43,8 @@ pub struct Shared {
     pub paused: std::sync::atomic::AtomicBool,
     /// Asks the server to stop (the control API's shutdown, for a desktop app taking over).
     pub shutdown: tokio::sync::Notify,
-    /// Identical prompts waiting at once, answered together.
-    pub prompts: crate::approver::Coalescer,
+    /// Calls waiting for a person, in front of the approver.
+    pub approvals: crate::govern::approvals::Approvals,
     pub journal: Journal,
     pub redactor: Redactor,
     pub approver: Arc<dyn Approver>,
@@ -94,7 +94,7 @@ impl Shared {
         // Callable from any thread (a desktop app's UI thread has no runtime of its own).
         self.runtime.spawn(async move {
             match shared.journal.commit(record).await {
-                Ok(()) => shared.outcome(crate::session::outcome(id, started, outcome, None)),
+                Ok(_) => shared.outcome(crate::session::outcome(id, started, outcome, None)),
                 Err(e) => tracing::error!(error = %e, "could not record a policy event"),
             }
         });

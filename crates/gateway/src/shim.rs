@@ -3,13 +3,20 @@
 //! `/mcp/<server>` with the shim's own token and writes every message the gateway sends
 //! back to stdout, one line each.
 //!
-//! When no gateway answers, it says so on stderr and answers each request with a
-//! JSON-RPC error; it never hangs. It never prints its token.
+//! It talks to the gateway only over a connection the gateway proved it owns
+//! (`gateway_link`): a process that took the gateway's port after a crash gets neither
+//! the token nor a message. When no gateway answers, or the one that answers cannot
+//! prove itself, it says so on stderr and answers each request with a JSON-RPC error; it
+//! never hangs. It never prints its token.
 
+use crate::gateway_link::{read_body, GatewayLink};
 use crate::home::Home;
 use crate::message::{self, code, Envelope, Kind};
 use crate::sse_client;
 use crate::tokens::TokenStore;
+use axum::http::{Request, StatusCode};
+use bytes::Bytes;
+use http_body_util::Full;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
@@ -25,11 +32,10 @@ pub enum ShimError {
 }
 
 struct Link {
-    http: reqwest::Client,
-    url: Option<String>,
+    /// The proven connection to the gateway, or why there is none.
+    gateway: Result<GatewayLink, String>,
+    path: String,
     token: String,
-    /// Why requests cannot be relayed, when `url` is missing.
-    unreachable: String,
     session: Mutex<Option<String>>,
     out: mpsc::UnboundedSender<String>,
     get_started: Mutex<bool>,
@@ -40,22 +46,24 @@ struct Link {
 pub async fn run(home: &Home, server: &str, max_line: usize) -> Result<(), ShimError> {
     // Without its token (keychain locked or absent) the shim cannot connect: like a missing
     // gateway, that is said on stderr and in an error answer to every request.
-    let (token, unreachable) = match TokenStore::shim_token(home).await {
-        Ok(token) => (token, None),
-        Err(e) => (String::new(), Some(format!("Countersign cannot connect: {e}"))),
+    let gateway = match TokenStore::shim_token(home).await {
+        Ok(token) => GatewayLink::for_home(home).map(|g| (g, token)).map_err(|e| match e {
+            crate::gateway_link::LinkError::NotRunning(_) => format!(
+                "no gateway is running for {}: the Countersign gateway is not running (start one with \
+                 `countersign serve`)",
+                home.dir().display()
+            ),
+            other => other.to_string(),
+        }),
+        Err(e) => Err(format!("Countersign cannot connect: {e}")),
     };
-    let url =
-        home.read_runtime().filter(|_| unreachable.is_none()).map(|r| format!("http://{}/mcp/{server}", r.listen));
-    if let Some(why) = &unreachable {
+    if let Err(why) = &gateway {
         eprintln!("countersign: {why}");
-    } else if url.is_none() {
-        eprintln!(
-            "countersign: no gateway is running for {} (start one with `countersign serve`)",
-            home.dir().display()
-        );
     }
-    let unreachable =
-        unreachable.unwrap_or_else(|| "Countersign gateway is not running; start it with `countersign serve`".into());
+    let (gateway, token) = match gateway {
+        Ok((g, t)) => (Ok(g), t),
+        Err(why) => (Err(why), String::new()),
+    };
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
@@ -68,10 +76,9 @@ pub async fn run(home: &Home, server: &str, max_line: usize) -> Result<(), ShimE
         }
     });
     let link = Arc::new(Link {
-        http: reqwest::Client::builder().no_proxy().build().map_err(std::io::Error::other)?,
-        url,
+        gateway,
+        path: format!("/mcp/{server}"),
         token,
-        unreachable,
         session: Mutex::new(None),
         out: out_tx,
         get_started: Mutex::new(false),
@@ -89,8 +96,10 @@ pub async fn run(home: &Home, server: &str, max_line: usize) -> Result<(), ShimE
         }
         link.clone().relay(line).await;
     }
-    if let (Some(url), Some(session)) = (&link.url, link.session.lock().ok().and_then(|s| s.clone())) {
-        let _ = link.http.delete(url).bearer_auth(&link.token).header("Mcp-Session-Id", session).send().await;
+    if let (Ok(gateway), Some(session)) = (&link.gateway, link.session.lock().ok().and_then(|s| s.clone())) {
+        if let Ok(req) = link.request("DELETE", &session, Bytes::new()) {
+            let _ = gateway.send(req).await;
+        }
     }
     drop(link);
     let _ = writer.await;
@@ -98,6 +107,24 @@ pub async fn run(home: &Home, server: &str, max_line: usize) -> Result<(), ShimE
 }
 
 impl Link {
+    fn request(&self, method: &str, session: &str, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
+        let gateway = self.gateway.as_ref().map_err(String::clone)?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(gateway.url(&self.path))
+            .header("authorization", format!("Bearer {}", self.token));
+        if method == "POST" {
+            req =
+                req.header("content-type", "application/json").header("accept", "application/json, text/event-stream");
+        } else if method == "GET" {
+            req = req.header("accept", "text/event-stream");
+        }
+        if !session.is_empty() {
+            req = req.header("mcp-session-id", session);
+        }
+        req.body(Full::new(body)).map_err(|e| e.to_string())
+    }
+
     /// Sends one message and starts relaying its answer; returns once the gateway has
     /// taken it, so messages reach the gateway in the order the client wrote them.
     async fn relay(self: Arc<Self>, line: String) {
@@ -109,22 +136,21 @@ impl Link {
                 let _ = self.out.send(message::error_response(id.as_deref(), code::UPSTREAM_ERROR, why));
             }
         };
-        let Some(url) = &self.url else {
-            return fail(&self.unreachable);
+        let gateway = match &self.gateway {
+            Ok(g) => g,
+            Err(why) => return fail(why),
         };
-        let mut req = self
-            .http
-            .post(url)
-            .bearer_auth(&self.token)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(line);
-        if let Some(s) = self.session.lock().ok().and_then(|s| s.clone()) {
-            req = req.header("Mcp-Session-Id", s);
-        }
-        let resp = match req.send().await {
+        let session = self.session.lock().ok().and_then(|s| s.clone()).unwrap_or_default();
+        let req = match self.request("POST", &session, Bytes::from(line)) {
+            Ok(req) => req,
+            Err(why) => return fail(&why),
+        };
+        let resp = match gateway.send(req).await {
             Ok(r) => r,
-            Err(_) => return fail("cannot reach the Countersign gateway; is `countersign serve` running?"),
+            Err(e) => {
+                eprintln!("countersign: {e}");
+                return fail(&e.to_string());
+            }
         };
         if let Some(s) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             if let Ok(mut slot) = self.session.lock() {
@@ -136,18 +162,18 @@ impl Link {
             self.clone().start_get_stream();
         }
         let status = resp.status();
-        if status == reqwest::StatusCode::ACCEPTED {
+        if status == StatusCode::ACCEPTED {
             return;
         }
         let is_sse = sse_client::is_event_stream(resp.headers());
         let me = self.clone();
         tokio::spawn(async move {
             if is_sse {
-                me.pipe_sse(resp).await;
+                me.pipe_sse(resp.into_body()).await;
             } else {
-                match resp.text().await {
-                    Ok(body) if body.trim_start().starts_with('{') => {
-                        let _ = me.out.send(body);
+                match read_body(resp.into_body(), me.max_line).await {
+                    Ok(body) if body.trim_ascii_start().starts_with(b"{") => {
+                        let _ = me.out.send(String::from_utf8_lossy(&body).into_owned());
                     }
                     _ if is_request => {
                         let why = format!("the gateway answered HTTP {status}");
@@ -159,9 +185,9 @@ impl Link {
         });
     }
 
-    async fn pipe_sse(&self, resp: reqwest::Response) {
-        sse_client::for_each_message(&mut sse_client::events(resp), self.max_line, |data| self.out.send(data).is_ok())
-            .await;
+    async fn pipe_sse(&self, body: hyper::body::Incoming) {
+        let mut events = sse_stream::SseStream::new(body);
+        sse_client::for_each_message(&mut events, self.max_line, |data| self.out.send(data).is_ok()).await;
     }
 
     /// Opens the GET stream for messages the server sends on its own.
@@ -173,20 +199,13 @@ impl Link {
             *started = true;
         }
         tokio::spawn(async move {
-            let (Some(url), Some(session)) = (&self.url, self.session.lock().ok().and_then(|s| s.clone())) else {
+            let (Ok(gateway), Some(session)) = (&self.gateway, self.session.lock().ok().and_then(|s| s.clone())) else {
                 return;
             };
-            let resp = self
-                .http
-                .get(url)
-                .bearer_auth(&self.token)
-                .header("accept", "text/event-stream")
-                .header("Mcp-Session-Id", session)
-                .send()
-                .await;
-            if let Ok(resp) = resp {
+            let Ok(req) = self.request("GET", &session, Bytes::new()) else { return };
+            if let Ok(resp) = gateway.send(req).await {
                 if resp.status().is_success() {
-                    self.pipe_sse(resp).await;
+                    self.pipe_sse(resp.into_body()).await;
                 }
             }
         });

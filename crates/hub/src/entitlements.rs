@@ -64,7 +64,7 @@ fn ends(issued: &str, length: &str) -> Option<String> {
 pub async fn entitlements(db: &Db, now: &str) -> Result<Vec<Identity>, DbError> {
     let uses: Vec<(String, Option<String>, Option<String>, i64, i64, String)> = sqlx::query_as(
         "SELECT user_name, server, tool, COUNT(*), SUM(CASE WHEN decision = 'allow' OR approval = 'approved' THEN 1 ELSE 0 END), MAX(time) \
-         FROM records WHERE kind = 'call' GROUP BY user_name, server, tool ORDER BY user_name, server, tool",
+         FROM records WHERE kind = 'call' AND (method = 'tools/call' OR method IS NULL) GROUP BY user_name, server, tool ORDER BY user_name, server, tool",
     )
     .fetch_all(&db.pool)
     .await?;
@@ -73,7 +73,7 @@ pub async fn entitlements(db: &Db, now: &str) -> Result<Vec<Identity>, DbError> 
             .fetch_all(&db.pool)
             .await?;
     let grants: Vec<(String, Option<String>, Option<String>, String, String)> = sqlx::query_as(
-        "SELECT user_name, server, tool, time, reason FROM records WHERE kind = 'call' AND reason LIKE '%, grant %' \
+        "SELECT user_name, server, tool, time, reason FROM records WHERE kind = 'call' AND (method = 'tools/call' OR method IS NULL) AND reason LIKE '%, grant %' \
          ORDER BY time",
     )
     .fetch_all(&db.pool)

@@ -78,6 +78,8 @@ fn bench(c: &mut Criterion) {
         def: Some(&def),
         arguments: &args,
         grants: Some(&book),
+        resolved: None,
+        gate: Default::default(),
         now_ms: 1,
     };
     assert_eq!(policy.decide(&call).decision, countersign_policy::Decision::Ask);

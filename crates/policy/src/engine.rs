@@ -1,5 +1,7 @@
 //! The decision. For one call, in order:
-//! 1. a deny rule in any layer → deny;
+//! 0. the gate: the kill switch, a server off the allowed list or denied as a whole → deny;
+//! 1. a deny rule in any layer → deny; then a tool blocked by its pin or quarantined, or
+//!    one the server never listed → deny;
 //! 2. a tool locked by repeated denials → deny;
 //! 3. managed policy (bundle, then managed file): its ask rules, allow rules, then its
 //!    class defaults;
@@ -10,7 +12,10 @@
 //!    destructive → deny).
 //!
 //! An `ask` that a grant covers becomes `allow`; nothing ever turns a `deny` into anything
-//! else. Deny and ask rules also match the name's confusable skeleton, so a case change or
+//! else. Operations other than tool calls (resources, prompts, completions, listings, a
+//! server's requests to the client) are decided by [`Policy::decide_access`]. Client
+//! rules match the token a client presented, never the name it gives itself; argument
+//! conditions read the arguments as the server will (`CallInput::resolved`). Deny and ask rules also match the name's confusable skeleton, so a case change or
 //! a homoglyph does not slip past them. Anything the engine cannot vouch for asks or
 //! denies; nothing unknown is ever allowed.
 
@@ -20,7 +25,7 @@ use crate::class::{ClassSource, Classification, ToolClass};
 use crate::classify;
 use crate::decision::{Decision, Verdict};
 use crate::grant::GrantSettings;
-use crate::input::{CallInput, ServerInfo, ServerOrigin, ToolDef};
+use crate::input::{Access, AccessInput, CallInput, ServerInfo, ServerOrigin, Standing, ToolDef};
 use crate::layers::{ClassDefaults, ClassOverride, Layer, Layers, PolicySettings};
 use crate::rule::{qualified_name, Rule, RuleError, RuleList, Subject};
 use crate::servers::AllowedServers;
@@ -60,6 +65,8 @@ pub struct Policy {
     version: String,
     source: Layers,
     allowed_servers: Vec<AllowedServers>,
+    /// Arguments that some rule's condition reads as a file path.
+    path_keys: std::collections::BTreeSet<String>,
 }
 
 fn compile_list(
@@ -69,7 +76,11 @@ fn compile_list(
     restrictive: bool,
 ) -> Result<RuleList, PolicyError> {
     for (index, text) in texts.iter().enumerate() {
-        Rule::parse(text).map_err(|error| PolicyError { layer, list, index, error })?;
+        let rule = Rule::parse(text).map_err(|error| PolicyError { layer, list, index, error })?;
+        if rule.is_request_rule() && list != "deny" {
+            let error = RuleError::RequestOutsideDeny(rule.text().to_string());
+            return Err(PolicyError { layer, list, index, error });
+        }
     }
     RuleList::compile(texts, restrictive).map_err(|error| PolicyError { layer, list, index: 0, error })
 }
@@ -116,8 +127,15 @@ impl Policy {
             .into_iter()
             .filter_map(|(layer, s)| s.servers.allowed.as_ref().map(|list| AllowedServers::compile(layer, list)))
             .collect::<Result<Vec<_>, _>>()?;
+        let path_keys = compiled
+            .iter()
+            .flat_map(|l| [&l.deny, &l.ask, &l.allow])
+            .flat_map(RuleList::rules)
+            .flat_map(|r| r.path_keys().map(str::to_string).collect::<Vec<_>>())
+            .collect();
         Ok(Policy {
             allowed_servers,
+            path_keys,
             layers: compiled,
             user_may_allow: layers.managed_settings().user_may_allow,
             grants,
@@ -147,6 +165,12 @@ impl Policy {
             .map(|list| format!("`{name}` is not on the {} policy's list of allowed servers", list.layer().as_str()))
     }
 
+    /// The arguments some rule's condition reads as a file path (`path` in
+    /// `mcp__fs__read_file(path=/work/**)`): the gateway resolves these as the server will.
+    pub fn path_keys(&self) -> &std::collections::BTreeSet<String> {
+        &self.path_keys
+    }
+
     /// The layers this policy was compiled from.
     pub fn layers(&self) -> &Layers {
         &self.source
@@ -165,8 +189,13 @@ impl Policy {
     /// annotations and heuristics, then the user's overrides (which only tighten).
     pub fn classify(&self, server: &ServerInfo, tool: &str, def: Option<&ToolDef>) -> Classification {
         let names = [qualified_name(&server.name, tool)];
-        let subject =
-            Subject { names: &names, class: ToolClass::Write, clients: &[], arguments: &serde_json::Value::Null };
+        let subject = Subject {
+            names: &names,
+            class: ToolClass::Write,
+            clients: &[],
+            arguments: &serde_json::Value::Null,
+            request: None,
+        };
         let find = |l: &LayerRules| {
             l.classify
                 .first_index(&subject)
@@ -196,15 +225,106 @@ impl Policy {
         c
     }
 
-    /// The deny rule that covers every tool of `server` for this client, if one does.
-    /// Reading the server's resources or prompts is refused under it too, so a denied
-    /// server cannot be reached around its tools.
-    pub fn server_denied(&self, server: &str, clients: &[&str]) -> Option<String> {
+    /// The deny rule that covers every tool of `server` for this client token, if one
+    /// does. Nothing of such a server is reachable: not its resources, prompts or
+    /// listings either, and it is not even started.
+    pub fn server_denied(&self, server: &str, client_token: &str) -> Option<String> {
         let names = [format!("mcp__{server}__*"), format!("mcp__{}__*", classify::skeleton(server))];
-        let subject = Subject { names: &names, class: ToolClass::Read, clients, arguments: &serde_json::Value::Null };
+        let clients = [client_token];
+        let subject = Subject {
+            names: &names,
+            class: ToolClass::Read,
+            clients: &clients,
+            arguments: &serde_json::Value::Null,
+            request: None,
+        };
         self.layers.iter().find_map(|l| {
             l.deny.first_match(&subject).map(|r| format!("{} policy rule `{}`", l.layer.as_str(), r.text()))
         })
+    }
+
+    /// Why nothing of `server` may be reached by this client right now, if so: the kill
+    /// switch, the allowed-server list, or a deny rule covering the whole server. The
+    /// verdict names the rule; `None` means the server may be started and reached.
+    pub fn server_gate(&self, server: &ServerInfo, client_token: &str, paused: bool) -> Option<Verdict> {
+        let deny = |rule: String, reason: String, layer| Verdict {
+            decision: Decision::Deny,
+            rule,
+            reason,
+            layer,
+            class: ToolClass::Read,
+            label: None,
+            class_source: ClassSource::Heuristic,
+            class_reason: String::new(),
+            policy_version: self.version.clone(),
+            grant: None,
+        };
+        if paused {
+            return Some(deny("paused".into(), "AI tool access is paused in Countersign".into(), Layer::User));
+        }
+        if let Some(why) = self.server_blocked(&server.name, &server.origin) {
+            return Some(deny("servers.allowed".into(), why, Layer::Managed));
+        }
+        self.server_denied(&server.name, client_token).map(|rule| {
+            deny(
+                "deny:server".into(),
+                format!("everything on server `{}` is denied by the {rule}", server.name),
+                Layer::User,
+            )
+        })
+    }
+
+    /// Decides an operation other than a tool call: reading a resource, getting a prompt,
+    /// completing, subscribing, listing, or a request the server sends to the client.
+    /// Denied when the whole server is (see [`Policy::server_gate`]; listings stay
+    /// possible while paused); a server's request is also denied by a `request:` rule.
+    /// Otherwise allowed: what these read is what the server offers to every client.
+    pub fn decide_access(&self, input: &AccessInput<'_>) -> Verdict {
+        let listing = matches!(input.access, Access::List { .. });
+        if let Some(v) = self.server_gate(input.server, &input.identity.client_token, input.paused && !listing) {
+            return v;
+        }
+        let method = input.access.method();
+        let mut v = Verdict {
+            decision: Decision::Allow,
+            rule: "default:access".into(),
+            reason: format!("`{method}` on server `{}` reads what the server offers", input.server.name),
+            layer: Layer::Builtin,
+            class: ToolClass::Read,
+            label: None,
+            class_source: ClassSource::Heuristic,
+            class_reason: String::new(),
+            policy_version: self.version.clone(),
+            grant: None,
+        };
+        if let Access::ServerRequest { method } = input.access {
+            let names = [qualified_name(&input.server.name, method)];
+            let clients = [input.identity.client_token.as_str()];
+            let subject = Subject {
+                names: &names,
+                class: ToolClass::Read,
+                clients: &clients,
+                arguments: &serde_json::Value::Null,
+                request: Some(method),
+            };
+            for l in &self.layers {
+                if let Some(rule) = l.deny.first_match(&subject) {
+                    v.decision = Decision::Deny;
+                    v.rule = format!("deny:{}", rule.text());
+                    v.reason = format!(
+                        "server `{}` may not send `{method}`: the {} policy rule `{}` denies it",
+                        input.server.name,
+                        l.layer.as_str(),
+                        rule.text()
+                    );
+                    v.layer = l.layer;
+                    return v;
+                }
+            }
+            v.rule = "default:server-request".into();
+            v.reason = format!("server `{}` asks the client for `{method}`", input.server.name);
+        }
+        v
     }
 
     pub fn decide(&self, call: &CallInput<'_>) -> Verdict {
@@ -220,9 +340,15 @@ impl Policy {
         let names_loose = [name.clone(), skeleton];
         let names = if names_loose[0] == names_loose[1] { &names_loose[..1] } else { &names_loose[..] };
         let exact = &names_loose[..1];
-        let client_name = call.identity.client_name.as_deref().unwrap_or_default();
-        let clients = [call.identity.client_token.as_str(), client_name];
-        let restrictive = Subject { names, class: class.class, clients: &clients, arguments: call.arguments };
+        // Who the client is comes from its token; what it says of itself is not matched.
+        let clients = [call.identity.client_token.as_str()];
+        let restrictive = Subject {
+            names,
+            class: class.class,
+            clients: &clients,
+            arguments: call.condition_arguments(),
+            request: None,
+        };
         let permissive = Subject { names: exact, ..restrictive };
         let verdict = |decision, rule: String, reason: String, layer| Verdict {
             decision,
@@ -250,9 +376,30 @@ impl Policy {
             )
         };
 
+        if let Some(mut v) = self.server_gate(call.server, &call.identity.client_token, call.gate.paused) {
+            v.class = class.class;
+            v.label = class.label.clone();
+            v.class_source = class.source;
+            v.class_reason = class.reason.clone();
+            return v;
+        }
         for l in &self.layers {
             if let Some(rule) = l.deny.first_match(&restrictive) {
                 return by_rule("deny", Decision::Deny, rule, l.layer);
+            }
+        }
+        match call.gate.standing {
+            Standing::Listed => {}
+            Standing::Blocked { rule, why } => {
+                return verdict(Decision::Deny, rule.to_string(), why.to_string(), Layer::Builtin);
+            }
+            Standing::Unlisted => {
+                let reason = format!(
+                    "`{name}` is not a tool server `{}` listed, so nobody has seen what it does; it was refused \
+                     without asking",
+                    call.server.name
+                );
+                return verdict(Decision::Deny, "unlisted".into(), reason, Layer::Builtin);
             }
         }
         if let Some(until) = call

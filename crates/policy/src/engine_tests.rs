@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::grant::{GrantBook, GrantLength, GrantRequest};
-use crate::input::{Identity, ServerOrigin, ToolHints};
+use crate::input::{Gate, Identity, ServerOrigin, ToolHints};
 use crate::layers::{ManagedFile, ManagedSettings};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -60,6 +60,8 @@ fn decide(p: &Policy, c: &Call, grants: Option<&GrantBook>) -> Verdict {
         def: c.def.as_ref(),
         arguments: &c.args,
         grants,
+        resolved: None,
+        gate: Default::default(),
         now_ms: 1_000,
     })
 }
@@ -121,6 +123,118 @@ fn class_and_client_selectors_decide() {
     other.identity.client_token = "claude".into();
     other.identity.client_name = Some("claude-code".into());
     assert_eq!(decide(&p, &other, None).decision, Decision::Ask);
+}
+
+#[test]
+fn a_client_is_who_its_token_says_never_what_it_claims() {
+    // Finding 4: a token named `mallory` that declares itself `trusted-bot` in `initialize`.
+    let p = Policy::compile(&settings(
+        r#"allow = ["class:write client:trusted-bot"]
+           deny = ["client:mallory class:destructive"]"#,
+    ))
+    .unwrap();
+    let mut c = write_tool();
+    c.identity.client_token = "mallory".into();
+    c.identity.client_name = Some("trusted-bot".into());
+    assert_eq!(decide(&p, &c, None).decision, Decision::Ask, "the claimed name gets no allow");
+    let mut d = destructive_tool();
+    d.identity.client_token = "mallory".into();
+    d.identity.client_name = Some("anyone-else".into());
+    assert_eq!(decide(&p, &d, None).rule, "deny:client:mallory class:destructive");
+    let mut honest = write_tool();
+    honest.identity.client_token = "trusted-bot".into();
+    honest.identity.client_name = None;
+    assert_eq!(decide(&p, &honest, None).decision, Decision::Allow);
+}
+
+fn decide_gated(p: &Policy, c: &Call, gate: Gate<'_>, resolved: Option<&Value>) -> Verdict {
+    p.decide(&CallInput {
+        identity: &c.identity,
+        server: &c.server,
+        tool: &c.tool,
+        def: c.def.as_ref(),
+        arguments: &c.args,
+        resolved,
+        grants: None,
+        gate,
+        now_ms: 1_000,
+    })
+}
+
+#[test]
+fn the_gate_decides_before_any_rule() {
+    let p = Policy::compile(&settings(r#"allow = ["mcp__w"]"#)).unwrap();
+    let c = write_tool();
+    assert_eq!(decide(&p, &c, None).decision, Decision::Allow);
+    let paused = decide_gated(&p, &c, Gate { paused: true, ..Default::default() }, None);
+    assert_eq!((paused.decision, paused.rule.as_str()), (Decision::Deny, "paused"));
+    let blocked = Gate { paused: false, standing: Standing::Blocked { rule: "quarantine", why: "it hides text" } };
+    let v = decide_gated(&p, &c, blocked, None);
+    assert_eq!((v.decision, v.rule.as_str(), v.reason.as_str()), (Decision::Deny, "quarantine", "it hides text"));
+    let unlisted = decide_gated(&p, &c, Gate { paused: false, standing: Standing::Unlisted }, None);
+    assert_eq!((unlisted.decision, unlisted.rule.as_str()), (Decision::Deny, "unlisted"));
+    assert_eq!(unlisted.class, ToolClass::Write, "the record still says what the tool is taken for");
+}
+
+#[test]
+fn conditions_read_the_arguments_as_the_server_will() {
+    // Finding 3: the client writes a relative path; the gateway resolved it against the
+    // server's root. The rule judges the resolved path; the hash stays the client's.
+    let p = Policy::compile(&settings(
+        r#"deny = ["mcp__w__set_units(path=/x/secret/**)"]
+           allow = ["mcp__w__set_units(path=/x/projects/**)"]"#,
+    ))
+    .unwrap();
+    let mut c = write_tool();
+    c.args = json!({"path": "projects/link/secret.txt"});
+    let through_link = json!({"path": "/x/secret/secret.txt"});
+    assert_eq!(decide_gated(&p, &c, Gate::default(), Some(&through_link)).decision, Decision::Deny);
+    let honest = json!({"path": "/x/projects/a.txt"});
+    assert_eq!(decide_gated(&p, &c, Gate::default(), Some(&honest)).decision, Decision::Allow);
+    // A value the gateway could not resolve: caught by deny, never let through by allow.
+    let unknown = json!({"path": null});
+    assert_eq!(decide_gated(&p, &c, Gate::default(), Some(&unknown)).decision, Decision::Deny);
+    let only_allow = Policy::compile(&settings(r#"allow = ["mcp__w__set_units(path=/x/projects/**)"]"#)).unwrap();
+    assert_eq!(decide_gated(&only_allow, &c, Gate::default(), Some(&unknown)).decision, Decision::Ask);
+    // Decomposed Unicode is the same name as composed.
+    let nfd = json!({"path": "/x/secre\u{301}t/a"});
+    let accented = Policy::compile(&settings("deny = [\"mcp__w__set_units(path=/x/secr\u{e9}t/**)\"]")).unwrap();
+    assert_eq!(decide_gated(&accented, &c, Gate::default(), Some(&nfd)).decision, Decision::Deny);
+    assert_eq!(p.path_keys().iter().collect::<Vec<_>>(), ["path"]);
+}
+
+fn access(p: &Policy, server: &str, token: &str, a: Access<'_>, paused: bool) -> Verdict {
+    let identity = Identity { client_token: token.into(), ..Default::default() };
+    let info = self::server(server, false);
+    p.decide_access(&AccessInput { identity: &identity, server: &info, access: a, paused })
+}
+
+#[test]
+fn resources_prompts_and_server_requests_are_decided_too() {
+    let p = Policy::compile(&settings(
+        r#"deny = ["mcp__secrets", "mcp__fs client:intern", "mcp__sketchy request:sampling/*"]"#,
+    ))
+    .unwrap();
+    let read = Access::ReadResource { uri: "file:///x" };
+    assert_eq!(access(&p, "fs", "cursor", read, false).decision, Decision::Allow);
+    assert_eq!(access(&p, "fs", "intern", read, false).decision, Decision::Deny, "per client token");
+    for a in [read, Access::GetPrompt { name: "p" }, Access::Complete, Access::List { method: "tools/list" }] {
+        let v = access(&p, "secrets", "cursor", a, false);
+        assert_eq!((v.decision, v.rule.as_str()), (Decision::Deny, "deny:server"), "{a:?}");
+    }
+    assert_eq!(access(&p, "fs", "cursor", read, true).rule, "paused");
+    assert_eq!(access(&p, "fs", "cursor", Access::List { method: "tools/list" }, true).decision, Decision::Allow);
+    let sampling = Access::ServerRequest { method: "sampling/createMessage" };
+    assert_eq!(access(&p, "sketchy", "cursor", sampling, false).decision, Decision::Deny);
+    assert_eq!(access(&p, "fs", "cursor", sampling, false).decision, Decision::Allow);
+    let elicit = Access::ServerRequest { method: "elicitation/create" };
+    assert_eq!(access(&p, "sketchy", "cursor", elicit, false).decision, Decision::Allow);
+    // A `request:` rule never touches a tool call, and only deny lists may hold one.
+    let mut c = write_tool();
+    c.server = server("sketchy", true);
+    assert_ne!(decide(&p, &c, None).decision, Decision::Deny);
+    let err = Policy::compile(&settings(r#"allow = ["request:sampling/*"]"#)).unwrap_err();
+    assert_eq!(err.list, "allow");
 }
 
 #[test]

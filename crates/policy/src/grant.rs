@@ -86,7 +86,7 @@ impl Grant {
         {
             return false;
         }
-        if !self.conditions.iter().all(|c| c.matches(call.arguments, Quantifier::All)) {
+        if !self.conditions.iter().all(|c| c.matches(call.condition_arguments(), Quantifier::All)) {
             return false;
         }
         match &self.scope {
@@ -127,7 +127,8 @@ pub struct GrantSettings {
     pub lockout_window_secs: u64,
     /// How long a locked tool stays denied without asking.
     pub lockout_secs: u64,
-    /// Prompts for one tool by one client per minute; beyond, calls are denied unasked.
+    /// Prompts raised by one client (all its tools and servers together) per minute;
+    /// beyond, its calls that would ask are denied unasked.
     pub prompts_per_minute: u32,
 }
 
@@ -173,7 +174,9 @@ pub struct GrantBook {
     by_tool: HashMap<(String, String), Vec<Grant>>,
     denials: HashMap<ToolKey, VecDeque<u64>>,
     locked: HashMap<ToolKey, u64>,
-    prompts: HashMap<ToolKey, VecDeque<u64>>,
+    /// Prompt times per client token (not per tool: 60 made-up tool names must not raise
+    /// 60 prompts).
+    prompts: HashMap<String, VecDeque<u64>>,
 }
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -200,7 +203,7 @@ impl GrantBook {
         if req.length != GrantLength::Once {
             let names = [name.clone()];
             let clients = [req.client_token];
-            let subject = Subject { names: &names, class, clients: &clients, arguments: req.arguments };
+            let subject = Subject { names: &names, class, clients: &clients, arguments: req.arguments, request: None };
             if once_only.first_match(&subject).is_some() {
                 return Err(GrantError::OnceOnly(name));
             }
@@ -320,9 +323,15 @@ impl GrantBook {
         self.locked.get(&key(client, server, tool)).copied().filter(|until| now_ms < *until)
     }
 
-    /// Whether a new prompt for this tool may be shown now; counts it when it may.
-    pub fn admit_prompt(&mut self, client: &str, server: &str, tool: &str, now_ms: u64, s: &GrantSettings) -> bool {
-        let times = self.prompts.entry(key(client, server, tool)).or_default();
+    /// The arguments some grant's condition reads as a file path.
+    pub fn path_keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.by_tool.values().flatten().flat_map(|g| &g.conditions).filter(|c| c.is_path()).map(|c| c.key())
+    }
+
+    /// Whether this client may raise a new prompt now (whatever the tool); counts it when
+    /// it may.
+    pub fn admit_prompt(&mut self, client: &str, now_ms: u64, s: &GrantSettings) -> bool {
+        let times = self.prompts.entry(client.to_string()).or_default();
         while times.front().is_some_and(|t| now_ms.saturating_sub(*t) >= 60_000) {
             times.pop_front();
         }
@@ -368,6 +377,8 @@ mod tests {
             def: None,
             arguments: args,
             grants: None,
+            resolved: None,
+            gate: Default::default(),
             now_ms,
         };
         book.covering(&call).map(|g| g.id.clone())
@@ -450,9 +461,10 @@ mod tests {
         for t in [0, 70_000, 140_000] {
             assert_eq!(slow.record_denial("c", "fs", "w", t, &s), None);
         }
-        assert!(book.admit_prompt("c", "fs", "w", 0, &s));
-        assert!(book.admit_prompt("c", "fs", "w", 1, &s));
-        assert!(!book.admit_prompt("c", "fs", "w", 2, &s));
-        assert!(book.admit_prompt("c", "fs", "w", 60_000, &s));
+        assert!(book.admit_prompt("c", 0, &s));
+        assert!(book.admit_prompt("c", 1, &s));
+        assert!(!book.admit_prompt("c", 2, &s), "the limit is per client, whatever the tool");
+        assert!(book.admit_prompt("other", 2, &s), "another client has its own");
+        assert!(book.admit_prompt("c", 60_000, &s));
     }
 }

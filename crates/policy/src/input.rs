@@ -9,9 +9,10 @@ use serde_json::Value;
 pub struct Identity {
     pub os_user: String,
     pub device: String,
-    /// The name of the loopback client token the request carried.
+    /// The name of the loopback client token the request carried: who the client is.
     pub client_token: String,
-    /// `clientInfo.name` from the client's `initialize`, if it sent one.
+    /// `clientInfo.name` from the client's `initialize`, if it sent one. A claim, kept for
+    /// the record and shown as "says it is …"; no rule ever matches it.
     pub client_name: Option<String>,
     /// The client session, for session-long grants.
     pub session: String,
@@ -107,6 +108,29 @@ impl ServerInfo {
     }
 }
 
+/// Where a tool stands with the gateway beyond its definition, as the gateway's pins
+/// and the server's listings say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Standing<'a> {
+    /// Listed by the server, and not blocked by its pin.
+    #[default]
+    Listed,
+    /// The server never listed a tool of this name: nobody reviewed what it does.
+    Unlisted,
+    /// Blocked until someone accepts it: `rule` is `pin` (its definition or the server's
+    /// command changed since approved) or `quarantine` (its text hides instructions).
+    Blocked { rule: &'a str, why: &'a str },
+}
+
+/// What the gateway knows that no rule can override: the kill switch and the tool's
+/// standing. The engine checks it before any rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gate<'a> {
+    /// The person paused all AI tool access.
+    pub paused: bool,
+    pub standing: Standing<'a>,
+}
+
 /// One `tools/call` as the engine sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct CallInput<'a> {
@@ -116,8 +140,66 @@ pub struct CallInput<'a> {
     /// The tool's definition; `None` when the server never listed it (unknown: at least
     /// `write`, never read-only).
     pub def: Option<&'a ToolDef>,
+    /// The arguments as the client sent them (what is hashed, shown and approved).
     pub arguments: &'a Value,
+    /// The arguments as the server will read them (paths resolved against its roots,
+    /// symlinks followed, Unicode normalised), for argument conditions; `None`: the same
+    /// as `arguments`. A value the caller could not resolve is `null` there: restrictive
+    /// conditions count it as a match, permissive ones as a miss.
+    pub resolved: Option<&'a Value>,
     pub grants: Option<&'a GrantBook>,
+    pub gate: Gate<'a>,
     /// Milliseconds since the Unix epoch, supplied by the caller.
     pub now_ms: u64,
+}
+
+impl CallInput<'_> {
+    /// The arguments argument conditions are matched against.
+    pub fn condition_arguments(&self) -> &Value {
+        self.resolved.unwrap_or(self.arguments)
+    }
+}
+
+/// Something other than a tool call that reaches a server: what the engine decides for
+/// resources, prompts, completions, listings and the server's own requests to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access<'a> {
+    /// `resources/read` of a URI.
+    ReadResource { uri: &'a str },
+    /// `resources/subscribe` or `resources/unsubscribe` of a URI.
+    Subscribe { uri: &'a str },
+    /// `prompts/get` of a prompt.
+    GetPrompt { name: &'a str },
+    /// `completion/complete`.
+    Complete,
+    /// `tasks/get`, `tasks/result`, `tasks/list`, `tasks/cancel`: a task an earlier
+    /// (decided) call started.
+    Task { method: &'a str },
+    /// A listing (`tools/list`, `prompts/list`, `resources/list`, `resources/templates/list`).
+    List { method: &'a str },
+    /// A request the server sends to the client (`sampling/createMessage`,
+    /// `elicitation/create`, `roots/list`).
+    ServerRequest { method: &'a str },
+}
+
+impl Access<'_> {
+    /// The MCP method it stands for, or the method's family.
+    pub fn method(&self) -> &str {
+        match self {
+            Access::ReadResource { .. } => "resources/read",
+            Access::Subscribe { .. } => "resources/subscribe",
+            Access::GetPrompt { .. } => "prompts/get",
+            Access::Complete => "completion/complete",
+            Access::List { method } | Access::ServerRequest { method } | Access::Task { method } => method,
+        }
+    }
+}
+
+/// One non-tool operation as the engine sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessInput<'a> {
+    pub identity: &'a Identity,
+    pub server: &'a ServerInfo,
+    pub access: Access<'a>,
+    pub paused: bool,
 }

@@ -37,11 +37,13 @@ pub use classify::skeleton;
 pub use decision::{Decision, Verdict};
 pub use engine::{Policy, PolicyError};
 pub use grant::{Grant, GrantBook, GrantError, GrantLength, GrantRequest, GrantScope, GrantSettings};
-pub use input::{CallInput, Identity, ServerInfo, ServerOrigin, ToolDef, ToolHints};
+pub use input::{
+    Access, AccessInput, CallInput, Gate, Identity, ServerInfo, ServerOrigin, Standing, ToolDef, ToolHints,
+};
 pub use layers::{
     json_schema, AuditBuffer, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings,
     PolicySettings, WhenFull,
 };
 pub use pin::{collisions, suspicions, tool_fingerprint, tool_suspicions, Collision, PinSet, Review, ToolState};
-pub use rule::{normalise, Rule, RuleError, RuleList};
+pub use rule::{is_path_pattern, nfc, normalise, Rule, RuleError, RuleList};
 pub use servers::{AllowedServers, ServerMatcher, ServerRules};

@@ -5,13 +5,20 @@
 //!   optionally argument conditions in parentheses: `mcp__fs__write_file(path=/work/**)`,
 //!   `mcp__git__*(repo_path=/src/*, branch=feature/*)`;
 //! - `class:read|write|sensitive|destructive`, the tool's class;
-//! - `client:GLOB`, the client: its token name or the name it gave in `initialize`.
+//! - `client:GLOB`, the client: the name of the token it presented. The name a client
+//!   gives itself in `initialize` is a claim anyone can make, so no rule matches it;
+//! - `request:GLOB`, only in deny lists: a request the server sends to the client
+//!   (`request:sampling/*`, `request:elicitation/create`); such a rule never matches a
+//!   tool call, and rules without it never match a server's request.
 //!
 //! Lists that restrict (deny, ask) match tool and client names without regard to case, so
 //! `Delete_File` cannot slip past a rule written for `delete_file`, and a condition in them
 //! matches when any element of an array argument matches; the allow list matches exactly
-//! and needs every element to match. Path-like argument values are normalised (`.`, `..`,
-//! repeated `/`) before matching, so `/work/../etc/passwd` is `/etc/passwd`.
+//! and needs every element to match. Argument values and patterns are compared in Unicode
+//! NFC, and path-like ones are normalised (`.`, `..`, repeated `/`) before matching, so
+//! `/work/../etc/passwd` is `/etc/passwd`; where the file system ignores case (macOS,
+//! Windows) path patterns do too. A `null` value stands for one the caller could not
+//! resolve: restrictive lists count it as a match, the allow list as a miss (fail closed).
 
 use crate::class::ToolClass;
 use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
@@ -42,6 +49,8 @@ pub enum RuleError {
     BadGlob { rule: String, message: String },
     #[error("an allowed-server entry must set serverName, serverCommand or serverUrl")]
     EmptyMatcher,
+    #[error("rule `{0}`: `request:` rules belong in the deny list (a server's requests are denied or relayed)")]
+    RequestOutsideDeny(String),
 }
 
 /// How a condition treats an array of values.
@@ -58,6 +67,8 @@ pub enum Quantifier {
 pub struct Condition {
     path: Vec<String>,
     matcher: GlobMatcher,
+    /// Whether its pattern is a file path (the value is resolved as the server reads it).
+    is_path: bool,
 }
 
 impl Condition {
@@ -71,21 +82,54 @@ impl Condition {
         }
         match value {
             Value::Array(items) if !items.is_empty() => match q {
-                Quantifier::All => items.iter().all(|v| self.matches_scalar(v)),
-                Quantifier::Any => items.iter().any(|v| self.matches_scalar(v)),
+                Quantifier::All => items.iter().all(|v| self.matches_scalar(v, q)),
+                Quantifier::Any => items.iter().any(|v| self.matches_scalar(v, q)),
             },
-            v => self.matches_scalar(v),
+            v => self.matches_scalar(v, q),
         }
     }
 
-    fn matches_scalar(&self, value: &Value) -> bool {
+    fn matches_scalar(&self, value: &Value, q: Quantifier) -> bool {
         match value {
-            Value::String(s) => self.matcher.is_match(normalise(s)),
+            Value::String(s) => self.matcher.is_match(normalise(&nfc(s))),
             Value::Number(n) => self.matcher.is_match(n.to_string()),
             Value::Bool(b) => self.matcher.is_match(b.to_string()),
+            // Unresolved: caught by what restricts, never let through by what allows.
+            Value::Null => q == Quantifier::Any,
             _ => false,
         }
     }
+
+    /// The argument this condition reads (`path`, `repo.name`).
+    pub fn key(&self) -> String {
+        self.path.join(".")
+    }
+
+    /// Whether its pattern is a file path.
+    pub fn is_path(&self) -> bool {
+        self.is_path
+    }
+}
+
+/// Whether the file systems of this platform ignore case (macOS and Windows by default).
+const PATHS_IGNORE_CASE: bool = cfg!(any(target_os = "macos", target_os = "windows"));
+
+/// Unicode NFC, the form two spellings of one name share.
+pub fn nfc(text: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
+    match is_nfc_quick(text.chars()) {
+        IsNormalized::Yes => std::borrow::Cow::Borrowed(text),
+        _ => std::borrow::Cow::Owned(text.nfc().collect()),
+    }
+}
+
+/// Whether a condition's pattern speaks of file paths (absolute, home-relative or a drive).
+pub fn is_path_pattern(pattern: &str) -> bool {
+    let p = pattern.trim();
+    p.starts_with('/')
+        || p.starts_with('~')
+        || p.starts_with("file://")
+        || p.as_bytes().get(1).is_some_and(|c| *c == b':') && p.as_bytes()[0].is_ascii_alphabetic()
 }
 
 /// Lexically normalises a path-like value (`/a/./b/../c` → `/a/c`; `/..` is `/`);
@@ -132,6 +176,8 @@ pub struct Rule {
     pattern: String,
     pub class: Option<ToolClass>,
     client: Option<String>,
+    /// `request:GLOB`: a server's request to the client, not a tool.
+    request: Option<String>,
     conditions: Vec<(String, String)>,
 }
 
@@ -176,8 +222,14 @@ impl Rule {
         if terms.is_empty() {
             return Err(RuleError::Empty(text.to_string()));
         }
-        let mut rule =
-            Rule { text: trimmed.to_string(), pattern: "*".into(), class: None, client: None, conditions: vec![] };
+        let mut rule = Rule {
+            text: trimmed.to_string(),
+            pattern: "*".into(),
+            class: None,
+            client: None,
+            request: None,
+            conditions: vec![],
+        };
         let mut has_tool = false;
         let repeated = |selector| RuleError::Repeated { rule: trimmed.to_string(), selector };
         for term in terms {
@@ -195,6 +247,14 @@ impl Rule {
                     return Err(repeated("client:"));
                 }
                 rule.client = Some(client.to_string());
+            } else if let Some(request) = term.strip_prefix("request:") {
+                if rule.request.is_some() {
+                    return Err(repeated("request:"));
+                }
+                if request.is_empty() {
+                    return Err(RuleError::UnknownSelector { rule: trimmed.to_string(), term: term.to_string() });
+                }
+                rule.request = Some(request.to_string());
             } else if term.starts_with("mcp__") || term.starts_with("mcp_") {
                 if has_tool {
                     return Err(repeated("mcp__"));
@@ -229,6 +289,16 @@ impl Rule {
     pub fn text(&self) -> &str {
         &self.text
     }
+
+    /// Whether the rule is about a server's requests (`request:`) rather than tools.
+    pub fn is_request_rule(&self) -> bool {
+        self.request.is_some()
+    }
+
+    /// The arguments its conditions read whose patterns are paths.
+    pub fn path_keys(&self) -> impl Iterator<Item = &str> {
+        self.conditions.iter().filter(|(_, p)| is_path_pattern(p)).map(|(k, _)| k.as_str())
+    }
 }
 
 fn tool_pattern(rule: &str, name: &str) -> Result<String, RuleError> {
@@ -258,14 +328,17 @@ pub struct Subject<'a> {
     /// `mcp__server__tool`, and a second spelling to try (the name's confusable skeleton).
     pub names: &'a [String],
     pub class: ToolClass,
-    /// The client token name and the client's own name.
+    /// The client token's name (what a client says of itself is never matched).
     pub clients: &'a [&'a str],
     pub arguments: &'a Value,
+    /// For a server's request to the client, its method; `None` for a tool call.
+    pub request: Option<&'a str>,
 }
 
 struct Compiled {
     rule: Rule,
     client: Option<GlobMatcher>,
+    request: Option<GlobMatcher>,
     conditions: Vec<Condition>,
 }
 
@@ -299,9 +372,11 @@ fn compile_conditions(text: &str, rule: &Rule) -> Result<Vec<Condition>, RuleErr
     rule.conditions
         .iter()
         .map(|(key, pattern)| {
+            let fold = PATHS_IGNORE_CASE && is_path_pattern(pattern);
             Ok(Condition {
                 path: key.split('.').map(str::to_string).collect(),
-                matcher: glob(text, &normalise(pattern), false, true)?,
+                matcher: glob(text, &normalise(&nfc(pattern)), fold, true)?,
+                is_path: is_path_pattern(pattern),
             })
         })
         .collect()
@@ -321,8 +396,9 @@ impl RuleList {
             let rule = Rule::parse(text)?;
             builder.add(build_glob(text, &rule.pattern, restrictive, false)?);
             let client = rule.client.as_deref().map(|c| glob(text, c, true, false)).transpose()?;
+            let request = rule.request.as_deref().map(|r| glob(text, r, true, false)).transpose()?;
             let conditions = compile_conditions(text, &rule)?;
-            rules.push(Compiled { rule, client, conditions });
+            rules.push(Compiled { rule, client, request, conditions });
         }
         let set =
             builder.build().map_err(|e| RuleError::BadGlob { rule: String::from("<list>"), message: e.to_string() })?;
@@ -361,8 +437,19 @@ impl RuleList {
         hits.into_iter().find(|&i| self.selectors_match(&self.rules[i], subject))
     }
 
+    /// Every rule's text, in the order written.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().map(|c| &c.rule)
+    }
+
     fn selectors_match(&self, c: &Compiled, subject: &Subject<'_>) -> bool {
-        c.rule.class.is_none_or(|class| class == subject.class)
+        let request = match (&c.request, subject.request) {
+            (None, None) => true,
+            (Some(glob), Some(method)) => glob.is_match(method),
+            _ => false,
+        };
+        request
+            && c.rule.class.is_none_or(|class| class == subject.class)
             && c.client.as_ref().is_none_or(|g| subject.clients.iter().any(|name| g.is_match(name)))
             && c.conditions.iter().all(|cond| cond.matches(subject.arguments, self.quantifier))
     }
@@ -380,7 +467,8 @@ mod tests {
     fn hit<'a>(l: &'a RuleList, name: &str, class: ToolClass, client: &str, args: Value) -> Option<&'a str> {
         let names = [name.to_string()];
         let clients = [client];
-        l.first_match(&Subject { names: &names, class, clients: &clients, arguments: &args }).map(Rule::text)
+        l.first_match(&Subject { names: &names, class, clients: &clients, arguments: &args, request: None })
+            .map(Rule::text)
     }
 
     fn name_hit<'a>(l: &'a RuleList, name: &str) -> Option<&'a str> {
@@ -471,6 +559,46 @@ mod tests {
         assert!(g(json!({"repo": {"name": "acme/api"}, "force": false})).is_some());
         assert!(g(json!({"repo": {"name": "acme/api"}, "force": true})).is_none());
         assert!(g(json!({"repo": {"name": "other/api"}, "force": false})).is_none());
+    }
+
+    #[test]
+    fn request_rules_match_only_a_servers_requests() {
+        let l = list(&["mcp__sketchy request:sampling/*"], true);
+        let names = ["mcp__sketchy__sampling/createMessage".to_string()];
+        let subject = |request| Subject {
+            names: &names,
+            class: ToolClass::Read,
+            clients: &["c"],
+            arguments: &Value::Null,
+            request,
+        };
+        assert!(l.first_match(&subject(Some("sampling/createMessage"))).is_some());
+        assert!(l.first_match(&subject(Some("elicitation/create"))).is_none());
+        assert!(l.first_match(&subject(None)).is_none(), "never a tool call");
+        assert!(name_hit(&l, "mcp__sketchy__write_file").is_none());
+        assert!(matches!(Rule::parse("request:"), Err(RuleError::UnknownSelector { .. })));
+        assert!(Rule::parse("mcp__x request:sampling/* request:x").is_err());
+    }
+
+    #[test]
+    fn an_unresolved_value_is_caught_by_restrictive_lists_only() {
+        let deny = list(&["mcp__fs__read_file(path=/x/secret/**)"], true);
+        let allow = list(&["mcp__fs__read_file(path=/x/**)"], false);
+        let unknown = json!({"path": null});
+        assert!(hit(&deny, "mcp__fs__read_file", ToolClass::Read, "c", unknown.clone()).is_some());
+        assert!(hit(&allow, "mcp__fs__read_file", ToolClass::Read, "c", unknown).is_none());
+        let some_unknown = json!({"path": ["/x/a", null]});
+        assert!(hit(&deny, "mcp__fs__read_file", ToolClass::Read, "c", some_unknown.clone()).is_some());
+        assert!(hit(&allow, "mcp__fs__read_file", ToolClass::Read, "c", some_unknown).is_none());
+    }
+
+    #[test]
+    fn composed_and_decomposed_spellings_are_one_name() {
+        let deny = list(&["mcp__fs__read_file(path=/x/caf\u{e9}/**)"], true);
+        let nfd = json!({"path": "/x/cafe\u{301}/menu.txt"});
+        assert!(hit(&deny, "mcp__fs__read_file", ToolClass::Read, "c", nfd).is_some());
+        let rule = Rule::parse("mcp__fs__x(path=/a/**, mode=fast, dir=~/b)").unwrap();
+        assert_eq!(rule.path_keys().collect::<Vec<_>>(), ["path", "dir"]);
     }
 
     #[test]

@@ -17,6 +17,8 @@ export interface PendingPrompt {
   args_hash: string;
   reason: string;
   deadline_ms: number;
+  /** Identical calls waiting on this prompt. */
+  waiting: number;
   nonce: string;
   summary: string;
 }
@@ -143,8 +145,8 @@ export interface RoutingOutcome {
 export const api = {
   status: () => invoke<AppStatus>("status"),
   pending: () => invoke<PendingPrompt[]>("pending"),
-  answer: (p: PendingPrompt, verdict: Verdict, length: GrantLength = "once") =>
-    invoke<void>("answer", { id: p.id, nonce: p.nonce, argsHash: p.args_hash, verdict, length }),
+  answer: (p: PendingPrompt, verdict: Verdict, length: GrantLength = "once", all = false) =>
+    invoke<void>("answer", { id: p.id, nonce: p.nonce, argsHash: p.args_hash, verdict, length, all }),
   grants: () => invoke<Grant[]>("grants"),
   revokeGrant: (id: string) => invoke<void>("revoke_grant", { id }),
   activity: (filter: ActivityFilter) => invoke<AuditRecord[]>("activity", { filter }),

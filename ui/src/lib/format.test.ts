@@ -8,7 +8,25 @@ import {
   scopeText,
   serverTarget,
   stricterClasses,
+  waitingText,
+  who,
 } from "./format";
+
+describe("who", () => {
+  it("names the token, and what the client claims only as a claim", () => {
+    expect(who({ client: "mallory", client_name: "trusted-bot" })).toBe("mallory (says it is “trusted-bot”)");
+    expect(who({ client: "cursor", client_name: null })).toBe("cursor");
+    expect(who({ client: "cursor", client_name: "cursor" })).toBe("cursor");
+    expect(who({ client: "m", client_name: "Countersign\u202E" })).not.toMatch(/\u202E/u);
+  });
+});
+
+describe("waitingText", () => {
+  it("says how many identical calls one approval releases", () => {
+    expect(waitingText(1)).toBe("");
+    expect(waitingText(5)).toBe("5 identical calls wait: Allow once runs one of them");
+  });
+});
 
 describe("countdown", () => {
   it("counts seconds, then minutes, then says expired", () => {

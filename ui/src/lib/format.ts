@@ -124,3 +124,15 @@ export function outcomeLines(
   }
   return lines;
 }
+
+/** Who asks for an approval: the client's token name; what the client says it is only as
+ * a claim (anyone can claim any name in `initialize`). Hidden characters are shown. */
+export function who(p: { client: string; client_name: string | null }): string {
+  const claim = p.client_name && p.client_name !== p.client ? p.client_name : null;
+  return claim ? `${p.client} (says it is “${fullArguments(claim).slice(1, -1)}”)` : p.client;
+}
+
+/** What approving does when identical calls wait on one prompt. */
+export function waitingText(waiting: number): string {
+  return waiting > 1 ? `${waiting} identical calls wait: Allow once runs one of them` : "";
+}

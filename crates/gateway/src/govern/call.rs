@@ -1,13 +1,20 @@
-//! Enforcement of one `tools/call`: classify, decide, ask if needed, commit the decision
-//! to the journal, and only then forward. Every failure on this path (no journal, no
-//! answer, an unreadable request) refuses the call and says why: it fails closed.
+//! One `tools/call`: the tool's standing (listed, blocked by its pin, never listed), the
+//! arguments as the server will read them, the policy's decision, an approval if it
+//! asks, the decision committed to the journal, and only then, with the permit that
+//! commit produced, the call forwarded. Every failure on this path (no journal, no
+//! answer, an unreadable request, a client that gave up) refuses the call and says why:
+//! it fails closed.
 
-use crate::approver::{Answer, Coalescer, Prompt};
+use super::approvals::{GiveUp, Waited};
+use super::permit::Permit;
+use crate::approver::{Answer, Prompt};
 use crate::clock::{end_of_day_ms, now_ms};
 use crate::message::{self, code, Envelope};
-use crate::session::{Reply, Route, Session};
+use crate::session::{Release, Reply, Route, Session};
 use countersign_audit::{Approval, Outcome, Record, RecordKind};
-use countersign_policy::{args_hash, CallInput, Decision, GrantLength, GrantRequest, Identity, Verdict};
+use countersign_policy::{
+    args_hash, CallInput, Decision, Gate, GrantLength, GrantRequest, Identity, Standing, Verdict,
+};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,10 +65,20 @@ impl Session {
 
         let shared = self.shared.clone();
         let servers = shared.servers();
-        let Some(info) = servers.get(&server).map(|s| &s.info) else {
+        let Some(config) = servers.get(&server) else {
             return self.answer(reply, bad(&format!("unknown server `{server}`")));
         };
-        let def = self.tool_def(&server, &tool).await;
+        let info = &config.info;
+        let policy = shared.policy.load_full();
+        // A server nothing of which may be reached is not started to learn its tools.
+        let reachable = policy.server_gate(info, &self.token_name, false).is_none();
+        let (def, unread) = match reachable {
+            true => match self.tool_def(&server, &tool).await {
+                Ok(def) => (def, None),
+                Err(why) => (None, Some(why)),
+            },
+            false => (None, None),
+        };
         let (client_name, client_version) = self.client();
         let identity = Identity {
             os_user: shared.user.clone(),
@@ -71,45 +88,36 @@ impl Session {
             session: self.id.clone(),
         };
         let now_ms = now_ms();
-        let policy = shared.policy.load_full();
         let class = self.tool_class(&policy, info, &tool, def.as_ref());
-        let mut verdict = {
-            let grants = shared.grants.lock().unwrap_or_else(|p| p.into_inner());
+        let blocked = shared.pins.lock().unwrap_or_else(|p| p.into_inner()).blocked(&server, &tool);
+        let standing = match (&blocked, &def) {
+            (Some((rule, why)), _) => Standing::Blocked { rule, why },
+            (None, None) => Standing::Unlisted,
+            (None, Some(_)) => Standing::Listed,
+        };
+        let gate = Gate { paused: shared.paused.load(std::sync::atomic::Ordering::SeqCst), standing };
+        // Decided and any single-use grant spent under one lock: two identical calls
+        // cannot both use one grant.
+        let verdict = {
+            let mut grants = shared.grants.lock().unwrap_or_else(|p| p.into_inner());
+            let resolved = super::arguments::resolved_for(&policy, &grants, config, &arguments);
             let call = CallInput {
                 identity: &identity,
                 server: info,
                 tool: &tool,
                 def: def.as_ref(),
                 arguments: &arguments,
+                resolved: resolved.as_ref(),
                 grants: Some(&grants),
+                gate,
                 now_ms,
             };
-            policy.decide_classified(&call, &class)
+            let verdict = policy.decide_classified(&call, &class);
+            if let Some(grant) = &verdict.grant {
+                grants.spend(grant);
+            }
+            verdict
         };
-        // A tool whose pinned definition changed, or that is quarantined, is blocked
-        // whatever the rules say, until someone accepts it.
-        let blocked = shared.pins.lock().unwrap_or_else(|p| p.into_inner()).blocked(&server, &tool);
-        if let Some(why) = blocked {
-            verdict.decision = Decision::Deny;
-            verdict.rule = "pin".into();
-            verdict.reason = why;
-            verdict.grant = None;
-        }
-        if let Some(why) = policy.server_blocked(&server, &info.origin) {
-            verdict.decision = Decision::Deny;
-            verdict.rule = "servers.allowed".into();
-            verdict.reason = why;
-            verdict.grant = None;
-        }
-        if shared.paused.load(std::sync::atomic::Ordering::SeqCst) {
-            verdict.decision = Decision::Deny;
-            verdict.rule = "paused".into();
-            verdict.reason = "AI tool access is paused in Countersign".into();
-            verdict.grant = None;
-        }
-        if let Some(grant) = &verdict.grant {
-            shared.grants.lock().unwrap_or_else(|p| p.into_inner()).spend(grant);
-        }
 
         let mut record = shared.record(RecordKind::Call, verdict.decision.as_str());
         record.client = Some(self.token_name.clone());
@@ -126,6 +134,16 @@ impl Session {
         record.class = Some(verdict.class.as_str().to_string());
         record.label = verdict.label.clone();
         let qualified = format!("mcp__{server}__{tool}");
+        if let (Some(why), true) = (unread, verdict.rule == "unlisted") {
+            // Not "never listed": the list could not be read. Still not run, and said so.
+            record.rule = Some("listing".into());
+            record.reason = Some(format!("the tools of server `{server}` could not be listed: {why}"));
+            let text = format!(
+                "Countersign did not run `{qualified}`: it could not read the tools of server `{server}` to \
+                 check this one ({why}). Try again."
+            );
+            return self.refuse(record, reply, id.as_deref(), Outcome::Error, started, &text).await;
+        }
 
         match verdict.decision {
             Decision::Allow => {}
@@ -162,69 +180,73 @@ impl Session {
                     args_hash: args_hash(&arguments),
                     reason: verdict.reason.clone(),
                     deadline_ms: now_ms + shared.config.gateway.approval_timeout_secs * 1000,
+                    waiting: 1,
                 };
-                let key = Coalescer::key(&prompt);
-                let answer = match shared.prompts.join(&key) {
-                    Some(same) => {
-                        tracing::info!(server = %server, tool = %tool, "an identical call joined the approval already waiting");
-                        same
-                    }
-                    None => {
-                        let admitted = shared.grants.lock().unwrap_or_else(|p| p.into_inner()).admit_prompt(
-                            &self.token_name,
-                            &server,
-                            &tool,
-                            now_ms,
-                            policy.grant_settings().0,
-                        );
-                        if !admitted {
-                            record.reason = Some("too many approval prompts for this tool in the last minute".into());
-                            let text = format!(
-                                "Countersign refused `{qualified}` without asking: too many approvals were requested \
-                                 for it in the last minute. Try again later."
-                            );
-                            return self.refuse(record, reply, id.as_deref(), Outcome::Denied, started, &text).await;
-                        }
-                        shared.prompts.start(&key, shared.approver.ask(prompt.clone()))
-                    }
-                };
+                // Registered before the wait starts, so a cancellation sent right after the
+                // call is not missed.
+                let give_up = id.as_ref().map(|id| self.register_wait(id.get()));
                 let call = Call { env, reply, record, server, qualified, id, started };
-                tokio::spawn(async move { self.ask_then_forward(prompt, key, answer, call).await });
+                tokio::spawn(async move { self.ask_then_forward(prompt, call, give_up).await });
                 return;
             }
         }
         self.commit_and_forward(Call { env, reply, record, server, qualified, id, started }).await;
     }
 
-    /// Waits for the person's answer (or the deadline), then forwards or refuses. An
-    /// approval for longer than once leaves a grant; a denial or timeout counts towards
-    /// locking the tool.
-    async fn ask_then_forward(
-        self: Arc<Self>,
-        prompt: Prompt,
-        key: String,
-        answer: futures::future::Shared<futures::future::BoxFuture<'static, Answer>>,
-        mut call: Call,
-    ) {
+    /// Waits for the person's answer (or the deadline, or the client giving up), then
+    /// forwards or refuses. An approval for longer than once leaves a grant; a denial or
+    /// timeout counts towards locking the tool. A call whose client gave up never runs,
+    /// whatever answer comes later.
+    async fn ask_then_forward(self: Arc<Self>, prompt: Prompt, mut call: Call, give_up: Option<GiveUp>) {
         let shared = self.shared.clone();
         let timeout = Duration::from_secs(shared.config.gateway.approval_timeout_secs);
         let qualified = call.qualified.clone();
-        let answered = tokio::time::timeout(timeout, answer).await;
-        shared.prompts.finish(&key);
-        let (outcome, text) = match answered {
-            Ok(Answer::Approved { length, condition }) => {
+        let gone = {
+            let closed = call.reply.closed();
+            let give_up = give_up.clone();
+            async move {
+                tokio::select! {
+                    why = async { match &give_up { Some(g) => g.given_up().await, None => std::future::pending().await } } => why,
+                    () = closed => "its client went away",
+                }
+            }
+        };
+        let admit = || {
+            let settings = shared.policy.load().grant_settings().0.clone();
+            shared.grants.lock().unwrap_or_else(|p| p.into_inner()).admit_prompt(&prompt.client, now_ms(), &settings)
+        };
+        let waited = shared.approvals.wait(prompt.clone(), timeout, admit, gone).await;
+        if let Some(id) = &call.id {
+            self.forget_wait(id.get());
+        }
+        let gave_up = give_up.as_ref().and_then(GiveUp::why);
+        let (outcome, text) = match waited {
+            Waited::Answered(Answer::Approved { .. }) if gave_up.is_some() => {
+                return self.gone(call, gave_up.unwrap_or_default()).await;
+            }
+            Waited::Answered(Answer::Approved { length, condition, .. }) => {
                 call.record.approval = Some(Approval::Approved);
                 if length != GrantLength::Once {
                     self.grant(&prompt, length, condition.as_deref(), &mut call.record);
                 }
                 return self.commit_and_forward(call).await;
             }
-            Ok(Answer::Denied) => {
+            Waited::Gone(why) => return self.gone(call, why).await,
+            Waited::NotAdmitted => {
+                call.record.reason = Some("too many approval prompts from this client in the last minute".into());
+                let text = format!(
+                    "Countersign refused `{qualified}` without asking: this client asked for too many approvals in \
+                     the last minute. Try again later."
+                );
+                return self
+                    .refuse(call.record, call.reply, call.id.as_deref(), Outcome::Denied, call.started, &text)
+                    .await;
+            }
+            Waited::Answered(Answer::Denied) => {
                 call.record.approval = Some(Approval::Denied);
                 (Outcome::Denied, format!("The user denied this call to `{qualified}` in Countersign; it was not run."))
             }
-            Err(_) => {
-                shared.approver.withdraw(&prompt.id);
+            Waited::TimedOut => {
                 call.record.approval = Some(Approval::Timeout);
                 let text = format!(
                     "Countersign asked for approval of `{qualified}` but got no answer within {}s, so it \
@@ -247,6 +269,20 @@ impl Session {
             tracing::warn!(server = %prompt.server, tool = %prompt.tool, client = %prompt.client, "denied repeatedly; locked for {secs}s");
         }
         self.refuse(call.record, call.reply, call.id.as_deref(), outcome, call.started, &text).await;
+    }
+
+    /// Records a call whose client gave up before it ran; nothing is answered (the client
+    /// no longer waits for it) and nothing is forwarded.
+    async fn gone(&self, call: Call, why: &str) {
+        let Call { mut record, started, qualified, .. } = call;
+        record.reason = Some(format!("{} (not run: {why})", record.reason.clone().unwrap_or_default()));
+        let record_id = record.id;
+        if let Err(e) = self.shared.journal.commit(record).await {
+            tracing::error!(error = %e, "audit commit of an abandoned call failed");
+        }
+        tracing::info!(tool = %qualified, "not run: {why}");
+        let detail = format!("not run: {why}");
+        self.shared.outcome(crate::session::outcome(record_id, started, Outcome::Cancelled, Some(&detail)));
     }
 
     /// Leaves a grant for an approval longer than once, within the policy's limits.
@@ -292,26 +328,18 @@ impl Session {
         }
     }
 
-    /// Commits the decision record, then forwards; no record, no forwarding.
+    /// Commits the decision record, then forwards with the permit the commit produced: no
+    /// record, no forwarding.
     async fn commit_and_forward(&self, call: Call) {
         let Call { env, reply, record, server, qualified, id, started } = call;
-        let shared = self.shared.clone();
-        let record_id = record.id;
-        if let Err(e) = shared.journal.commit(record).await {
-            tracing::error!(error = %e, "audit commit failed; refusing the call");
-            let text = match e {
-                countersign_audit::JournalError::Full => format!(
-                    "Countersign did not run `{qualified}`: its audit journal is full of records the company's hub \
-                     has not received yet, and policy says to stop rather than lose them. Calls work again once \
-                     the hub is reachable (check the network, or `countersign sync --now`)."
-                ),
-                _ => format!(
-                    "Countersign could not record this call to `{qualified}` in its audit journal, so it was not run."
-                ),
-            };
-            return self.answer(reply, message::tool_error_result(id.as_deref(), &text));
-        }
-        self.forward(&server, env, reply, Some((record_id, started))).await;
+        let permit = match self.shared.journal.commit(record).await {
+            Ok(committed) => Permit::from(committed),
+            Err(e) => {
+                tracing::error!(error = %e, "audit commit failed; refusing the call");
+                return self.answer(reply, message::tool_error_result(id.as_deref(), &commit_failed(&e, &qualified)));
+            }
+        };
+        self.forward(&server, env, reply, Release::Permit(permit, started)).await;
     }
 
     /// Records a refused call with its outcome and tells the client why.
@@ -330,6 +358,18 @@ impl Session {
         }
         self.shared.outcome(crate::session::outcome(record_id, started, outcome, Some(text)));
         self.answer(reply, message::tool_error_result(id, text));
+    }
+}
+
+/// What a client is told when its call's record could not be committed.
+pub fn commit_failed(e: &countersign_audit::JournalError, what: &str) -> String {
+    match e {
+        countersign_audit::JournalError::Full => format!(
+            "Countersign did not run `{what}`: its audit journal is full of records the company's hub has not \
+             received yet, and policy says to stop rather than lose them. Calls work again once the hub is \
+             reachable (check the network, or `countersign sync --now`)."
+        ),
+        _ => format!("Countersign could not record this call to `{what}` in its audit journal, so it was not run."),
     }
 }
 

@@ -1,11 +1,16 @@
 //! The aggregate endpoint `/mcp`: every configured server behind one session. Tools,
 //! prompts, resources and resource templates are listed with names namespaced
 //! `server__name`, and a call is routed by that prefix with the original name restored.
-//! A server that fails to start is left out (and said so) rather than failing the rest.
+//! Servers start on first use, not when a client connects; a server that fails to start,
+//! or that this client may not reach, is left out (and said so) rather than failing the
+//! rest.
 
-use super::{Reply, Session};
+use super::{Release, Reply, Session};
+use crate::govern::access::Subject;
+use crate::govern::methods::{shorten, Listing, Operation};
+use crate::govern::OwnRequest;
 use crate::message::{self, code, Envelope};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,82 +25,56 @@ pub fn split_name(name: &str) -> Option<(&str, &str)> {
     name.split_once(SEPARATOR).filter(|(s, n)| !s.is_empty() && !n.is_empty())
 }
 
+/// Protocol versions the aggregate endpoint speaks, newest first.
+const VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
+
 impl Session {
-    /// Starts every upstream with the client's `initialize` and answers with the union of
-    /// their capabilities.
-    pub async fn aggregate_initialize(self: &Arc<Self>, id: Option<&serde_json::value::RawValue>) -> String {
-        let servers: Vec<String> = self.servers().cloned().collect();
-        let starts = futures::future::join_all(servers.iter().map(|s| async move { (s, self.link(s).await) })).await;
-        let mut capabilities = Map::new();
-        let mut versions = Vec::new();
-        let mut up = Vec::new();
-        let mut down = Vec::new();
-        for (server, started) in starts {
-            match started {
-                Ok(_) => {
-                    up.push(server.clone());
-                    if let Some(init) = self.state().server_init.get(server.as_str()) {
-                        if let Some(v) = init.get("protocolVersion").and_then(Value::as_str) {
-                            versions.push(v.to_string());
-                        }
-                        if let Some(caps) = init.get("capabilities").and_then(Value::as_object) {
-                            for (k, v) in caps {
-                                if matches!(k.as_str(), "tools" | "prompts" | "resources" | "logging" | "completions") {
-                                    capabilities.entry(k.clone()).or_insert_with(|| v.clone());
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(why) => {
-                    tracing::warn!(server = %server, "left out of the aggregate session: {why}");
-                    down.push(server.clone());
-                }
-            }
-        }
-        for cap in ["tools", "prompts", "resources"] {
-            if let Some(Value::Object(c)) = capabilities.get_mut(cap) {
-                c.insert("listChanged".into(), Value::Bool(true));
-            }
-        }
+    /// Answers the client's `initialize` for every server without starting any: each
+    /// starts on first use, with the client's own `initialize` replayed to it. The
+    /// capabilities are what the gateway relays (tools, prompts, resources with their
+    /// change notices, logging, completions); what a server lacks it answers with an
+    /// empty listing or a clear error.
+    pub fn aggregate_initialize(self: &Arc<Self>, id: Option<&serde_json::value::RawValue>) -> String {
         let requested = self.protocol_version();
-        let version = match requested {
-            Some(r) if versions.iter().all(|v| *v == r) => r,
-            _ => versions.first().cloned().unwrap_or_else(|| "2025-06-18".into()),
+        let version = match requested.as_deref() {
+            Some(r) if VERSIONS.contains(&r) => r.to_string(),
+            _ => VERSIONS[0].to_string(),
         };
-        let mut instructions = format!(
+        self.set_protocol_version(&version);
+        let servers: Vec<String> = self.servers().cloned().collect();
+        let instructions = format!(
             "Countersign gateway for: {}. Names are `server__name`.",
-            if up.is_empty() { "no servers".to_string() } else { up.join(", ") }
+            if servers.is_empty() { "no servers".to_string() } else { servers.join(", ") }
         );
-        if !down.is_empty() {
-            instructions.push_str(&format!(" Not running: {}.", down.join(", ")));
-        }
         let result = json!({
             "protocolVersion": version,
-            "capabilities": capabilities,
+            "capabilities": {
+                "tools": {"listChanged": true},
+                "prompts": {"listChanged": true},
+                "resources": {"listChanged": true, "subscribe": true},
+                "logging": {},
+                "completions": {},
+            },
             "serverInfo": {"name": "countersign", "version": env!("CARGO_PKG_VERSION")},
             "instructions": instructions,
         });
         message::result_response(id, &result)
     }
 
-    pub(super) async fn aggregate_request(self: &Arc<Self>, mut env: Envelope, reply: Reply) {
+    pub(super) async fn aggregate_request(self: &Arc<Self>, op: Operation, mut env: Envelope, reply: Reply) {
+        let started = Instant::now();
         let id = env.id().map(|r| r.to_owned());
-        let method = env.method().unwrap_or_default().to_string();
-        let list = |key: &'static str| (method.clone(), key);
-        match method.as_str() {
-            "ping" => self.answer(reply, message::result_response(id.as_deref(), &json!({}))),
-            "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
-                let (method, key) = list(match method.as_str() {
-                    "tools/list" => "tools",
-                    "prompts/list" => "prompts",
-                    "resources/list" => "resources",
-                    _ => "resourceTemplates",
-                });
-                let items = self.list_all(&method, key).await;
-                self.answer(reply, message::result_with_raw_member(id.as_deref(), key, &items));
+        let refuse = |text: &str| message::error_response(id.as_deref(), code::INVALID_REQUEST, text);
+        match op {
+            Operation::List(listing) => {
+                let subject = Subject::of(op, &Value::Null);
+                if let Err(text) = self.govern_access(None, &subject, started).await {
+                    return self.answer(reply, refuse(&text));
+                }
+                let items = self.list_all(listing).await;
+                self.answer(reply, message::result_with_raw_member(id.as_deref(), listing.key(), &items));
             }
-            "prompts/get" => {
+            Operation::GetPrompt => {
                 let Ok(mut params) = env.params() else {
                     return self
                         .answer(reply, message::error_response(id.as_deref(), code::INVALID_PARAMS, "bad params"));
@@ -106,23 +85,34 @@ impl Session {
                         params["name"] = Value::String(original.to_string());
                         env.set_params(&params);
                         let server = server.to_string();
-                        self.forward(&server, env, reply, None).await;
+                        let subject = Subject::of(op, &params);
+                        match self.govern_access(Some(&server), &subject, started).await {
+                            Ok(permit) => self.forward(&server, env, reply, Release::Permit(permit, started)).await,
+                            Err(text) => self.answer(reply, refuse(&text)),
+                        }
                     }
                     None => self.answer(
                         reply,
                         message::error_response(
                             id.as_deref(),
                             code::INVALID_PARAMS,
-                            &format!("unknown prompt `{name}`"),
+                            &format!("unknown prompt `{}`", shorten(&name)),
                         ),
                     ),
                 }
             }
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                let uri = env.params().ok().and_then(|p| p.get("uri").and_then(Value::as_str).map(str::to_string));
+            Operation::ReadResource | Operation::Subscribe | Operation::Unsubscribe => {
+                let params = env.params().unwrap_or(Value::Null);
+                let uri = params.get("uri").and_then(Value::as_str).map(str::to_string);
                 let owner = uri.as_ref().and_then(|u| self.state().resource_owner.get(u).cloned());
                 match owner {
-                    Some(server) => self.forward(&server, env, reply, None).await,
+                    Some(server) => {
+                        let subject = Subject::of(op, &params);
+                        match self.govern_access(Some(&server), &subject, started).await {
+                            Ok(permit) => self.forward(&server, env, reply, Release::Permit(permit, started)).await,
+                            Err(text) => self.answer(reply, refuse(&text)),
+                        }
+                    }
                     None => self.answer(
                         reply,
                         message::error_response(
@@ -133,12 +123,13 @@ impl Session {
                     ),
                 }
             }
-            "logging/setLevel" => {
+            Operation::SetLogLevel => {
+                // Only to the servers that are running: a log level starts nothing.
                 let servers: Vec<String> = self.servers().cloned().collect();
                 let params = env.params().unwrap_or(Value::Null);
                 for server in servers {
-                    if let Ok(link) = self.link(&server).await {
-                        let _ = self.internal_request(&server, &link, "logging/setLevel", params.clone()).await;
+                    if let Some(link) = self.live_link(&server) {
+                        let _ = self.internal_request(&server, &link, OwnRequest::SetLogLevel, params.clone()).await;
                     }
                 }
                 self.answer(reply, message::result_response(id.as_deref(), &json!({})));
@@ -148,7 +139,10 @@ impl Session {
                 message::error_response(
                     id.as_deref(),
                     code::METHOD_NOT_FOUND,
-                    &format!("`{method}` is not available on the aggregate endpoint /mcp; use /mcp/<server>"),
+                    &format!(
+                        "`{}` is not available on the aggregate endpoint /mcp; use /mcp/<server>",
+                        env.method().unwrap_or_default()
+                    ),
                 ),
             ),
         }
@@ -158,14 +152,15 @@ impl Session {
     /// JSON array. Kept for the session, as clients keep a listing, until a server says
     /// its list changed, an upstream (re)starts, or `LIST_MAX_AGE` passes; so listing
     /// 100 servers costs about what listing one does.
-    async fn list_all(&self, method: &str, key: &str) -> Arc<str> {
+    async fn list_all(&self, listing: Listing) -> Arc<str> {
+        let method = listing.method();
         if let Some(kept) = self.state().listings.get(method) {
             if kept.at.elapsed() < LIST_MAX_AGE {
                 return kept.json.clone();
             }
         }
         let generation = self.state().listing_generation;
-        let items = self.list_all_afresh(method, key).await;
+        let items = self.list_all_afresh(listing).await;
         let json: Arc<str> = Value::Array(items).to_string().into();
         let mut st = self.state();
         // A change announced while listing makes this listing stale at once.
@@ -175,9 +170,11 @@ impl Session {
         json
     }
 
-    async fn list_all_afresh(&self, method: &str, key: &str) -> Vec<Value> {
-        let servers: Vec<String> = self.servers().cloned().collect();
-        let lists = futures::future::join_all(servers.iter().map(|s| self.list_one(s, method, key))).await;
+    async fn list_all_afresh(&self, listing: Listing) -> Vec<Value> {
+        let method = listing.method();
+        // A server this client may not reach is left out, and not started to be listed.
+        let servers: Vec<String> = self.servers().filter(|s| self.may_list(s, listing)).cloned().collect();
+        let lists = futures::future::join_all(servers.iter().map(|s| self.list_one(s, listing))).await;
         if method == "tools/list" {
             // Names stay namespaced; a shared name or a description that names another
             // server's tool is flagged for whoever reads the log.
@@ -205,13 +202,22 @@ impl Session {
         all
     }
 
-    async fn list_one(&self, server: &str, method: &str, key: &str) -> Vec<Value> {
-        let Ok(link) = self.link(server).await else { return Vec::new() };
+    async fn list_one(&self, server: &str, listing: Listing) -> Vec<Value> {
+        let key = listing.key();
+        let link = match self.link(server).await {
+            Ok(link) => link,
+            Err(why) => {
+                tracing::warn!(server, "left out of the aggregate listing: {why}");
+                return Vec::new();
+            }
+        };
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..50 {
             let params = cursor.as_ref().map_or(json!({}), |c| json!({ "cursor": c }));
-            let Ok(reply) = self.internal_request(server, &link, method, params).await else { break };
+            let Ok(reply) = self.internal_request(server, &link, OwnRequest::List(listing), params).await else {
+                break;
+            };
             let Some(result) = reply.get("result").and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) else {
                 break;
             };

@@ -51,9 +51,7 @@ impl Session {
             self.fail_pending(id, &format!("the upstream did not answer within {secs}s"));
             let live = self.links.get(&server).and_then(|slot| slot.try_lock().ok().and_then(|l| l.clone()));
             if let Some(link) = live {
-                let cancel = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                    "params": {"requestId": id, "reason": "timed out in the gateway"}});
-                let _ = link.send(cancel.to_string()).await;
+                let _ = link.send(crate::govern::Outbound::cancel(id, "timed out in the gateway")).await;
             }
         }
     }

@@ -32,6 +32,22 @@ pub(crate) enum ClientTx {
 }
 
 impl ClientTx {
+    /// Resolves when nobody can receive the answer any more: the client's connection for a
+    /// JSON answer closed. A stream can be resumed after a broken connection, so it never
+    /// counts as closed here.
+    pub(crate) fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let json = match self {
+            ClientTx::Json(tx) => Some(tx.clone()),
+            ClientTx::Stream(_) => None,
+        };
+        async move {
+            match json {
+                Some(tx) => tx.closed().await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     pub(crate) fn send(&self, text: String) -> bool {
         match self {
             ClientTx::Json(tx) => tx.send(text).is_ok(),
@@ -45,6 +61,8 @@ impl ClientTx {
 
 pub use aggregate::split_name;
 
+use crate::govern::approvals::GiveUp;
+use crate::govern::{Outbound, OwnRequest, Permit};
 use crate::message::{self, code, Envelope};
 use crate::shared::Shared;
 use crate::upstream::{self, UpstreamEvent, UpstreamLink};
@@ -65,12 +83,37 @@ pub enum Route {
     Aggregate,
 }
 
+/// What lets a client request go upstream.
+pub(crate) enum Release {
+    /// A governed request: the permit its committed record produced, and when the
+    /// request arrived (for its outcome's duration).
+    Permit(Permit, Instant),
+    /// A lifecycle request (`initialize`, `logging/setLevel`): no decision needed.
+    Lifecycle,
+}
+
 /// Where an upstream's answer goes.
 pub(crate) enum Reply {
     /// To the client, on the stream (or body) of the request that asked.
     Client { tx: ClientTx, _in_flight: Option<InFlight> },
     /// To the gateway itself (its own `tools/list`, a replayed `initialize`).
     Internal(oneshot::Sender<Envelope>),
+}
+
+impl Reply {
+    /// Resolves when nobody can receive this answer any more (see [`ClientTx::closed`]).
+    pub(crate) fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let tx = match self {
+            Reply::Client { tx, .. } => Some(tx.closed()),
+            Reply::Internal(_) => None,
+        };
+        async move {
+            match tx {
+                Some(closed) => closed.await,
+                None => std::future::pending().await,
+            }
+        }
+    }
 }
 
 /// Holds a client request id as in flight until the request's reply is dropped (answered
@@ -113,6 +156,14 @@ pub(crate) struct KeptListing {
 }
 
 impl State {
+    /// Forgets what `server` listed (its list changed, or it stopped): the next call
+    /// lists it again, and that listing is learned and reviewed afresh.
+    pub(crate) fn forget_tools(&mut self, server: &str) {
+        self.tools.remove(server);
+        self.classes.remove(server);
+        self.reviewed.remove(server);
+    }
+
     /// Forgets the aggregate listings (a server's list changed, or an upstream started).
     pub(crate) fn listings_stale(&mut self) {
         self.listings.clear();
@@ -148,6 +199,9 @@ pub(crate) struct State {
     server_init: HashMap<String, Value>,
     /// Which server listed a resource URI (aggregate sessions route reads by it).
     resource_owner: HashMap<String, String>,
+    /// Calls waiting for a person, by the client's request id: how to withdraw them when
+    /// the client cancels or the session ends.
+    waiting: HashMap<String, GiveUp>,
     protocol_version: Option<String>,
     streams: streams::Streams,
     last_seen: Option<Instant>,
@@ -224,6 +278,10 @@ impl Session {
         self.state().protocol_version.clone()
     }
 
+    pub(crate) fn set_protocol_version(&self, version: &str) {
+        self.state().protocol_version = Some(version.to_string());
+    }
+
     /// Remembers the client's `initialize` (to replay after an upstream restart).
     pub fn set_initialize(&self, params: &Value) {
         let mut st = self.state();
@@ -257,8 +315,9 @@ impl Session {
         *slot = None;
         let servers = self.shared.servers();
         let config = servers.get(server).ok_or_else(|| format!("unknown server `{server}`"))?;
-        if let Some(why) = self.shared.policy.load().server_blocked(server, &config.info.origin) {
-            return Err(format!("{why}: it is not started (ask IT to allow it)"));
+        // A server nothing of which this client may reach is not even started.
+        if let Some(v) = self.shared.policy.load().server_gate(&config.info, &self.token_name, false) {
+            return Err(format!("{}: it is not started (rule `{}`)", v.reason, v.rule));
         }
         let link = upstream::connect(server, config, &self.shared.config.limits, self.sink(server))
             .await
@@ -297,13 +356,38 @@ impl Session {
     /// Runs `initialize` / `notifications/initialized` on a fresh connection on the
     /// client's behalf, with the client's own parameters.
     async fn handshake(&self, server: &str, link: &UpstreamLink, params: Value) -> Result<Envelope, String> {
-        let reply = self.internal_request(server, link, "initialize", params).await?;
+        let reply = self.internal_request(server, link, OwnRequest::Initialize, params).await?;
         if reply.get("error").is_some() {
             return Err(format!("upstream server `{server}` refused initialize"));
         }
-        let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_string();
-        link.send(note).await.map_err(|e| e.to_string())?;
+        link.send(Outbound::initialized()).await.map_err(|e| e.to_string())?;
         Ok(reply)
+    }
+
+    /// The connection to `server` if it is running now; never starts one (notifications
+    /// and answers go only to servers that are up).
+    pub(crate) fn live_link(&self, server: &str) -> Option<UpstreamLink> {
+        if !self.state().alive.get(server).copied().unwrap_or(false) {
+            return None;
+        }
+        self.links.get(server)?.try_lock().ok()?.clone()
+    }
+
+    /// Registers a call waiting for a person under the client's request id (as JSON).
+    pub(crate) fn register_wait(&self, client_id: &str) -> GiveUp {
+        let give_up = GiveUp::default();
+        self.state().waiting.insert(canonical_id(client_id), give_up.clone());
+        give_up
+    }
+
+    pub(crate) fn forget_wait(&self, client_id: &str) {
+        self.state().waiting.remove(&canonical_id(client_id));
+    }
+
+    /// Withdraws the call waiting under `client_id`, if one waits; true when it did.
+    pub(crate) fn give_up_wait(&self, client_id: &str, why: &'static str) -> bool {
+        let waiting = self.state().waiting.remove(&canonical_id(client_id));
+        waiting.map(|w| w.give_up(why)).is_some()
     }
 
     /// Sends a request of the gateway's own and waits for its answer.
@@ -311,9 +395,10 @@ impl Session {
         &self,
         server: &str,
         link: &UpstreamLink,
-        method: &str,
+        own: OwnRequest,
         params: Value,
     ) -> Result<Envelope, String> {
+        let method = own.method();
         let (tx, rx) = oneshot::channel();
         let pending = Pending {
             server: server.to_string(),
@@ -325,8 +410,7 @@ impl Session {
             deadline: None,
         };
         let id = self.register(pending, None);
-        let text = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
-        if link.send(text).await.is_err() {
+        if link.send(Outbound::own_request(own, id, &params)).await.is_err() {
             self.state().pending.remove(&id);
             return Err(format!("upstream server `{server}` is not running"));
         }
@@ -355,27 +439,15 @@ impl Session {
         id
     }
 
-    /// Forwards a client request to `server`, its answer going to `reply`.
-    pub(crate) async fn forward(
-        &self,
-        server: &str,
-        mut env: Envelope,
-        reply: Reply,
-        audit: Option<(uuid::Uuid, Instant)>,
-    ) {
+    /// Forwards a client request to `server`, its answer going to `reply`: a governed one
+    /// only with its permit.
+    pub(crate) async fn forward(&self, server: &str, mut env: Envelope, reply: Reply, release: Release) {
         let client_id = env.id().map(|r| r.to_owned());
         let method = env.method().unwrap_or_default().to_string();
-        if matches!(method.as_str(), "resources/read" | "resources/subscribe" | "prompts/get") {
-            let (client_name, _) = self.client();
-            let clients = [self.token_name.as_str(), client_name.as_deref().unwrap_or_default()];
-            if let Some(rule) = self.shared.policy.load().server_denied(server, &clients) {
-                let why = format!("`{method}` on server `{server}` is denied by the {rule}");
-                if let Reply::Client { tx, .. } = reply {
-                    let _ = tx.send(message::error_response(client_id.as_deref(), code::INVALID_REQUEST, &why));
-                }
-                return;
-            }
-        }
+        let audit = match &release {
+            Release::Permit(permit, started) => Some((permit.record_id(), *started)),
+            Release::Lifecycle => None,
+        };
         let link = match self.link(server).await {
             Ok(link) => link,
             Err(why) => return self.fail_reply(reply, client_id.as_deref(), &why, audit),
@@ -407,7 +479,14 @@ impl Session {
         let id = self.register(pending, progress);
         self.shared.deadlines.added();
         env.set_id_u64(id);
-        if link.send(env.to_json()).await.is_err() {
+        let outbound = match release {
+            Release::Permit(permit, _) => Outbound::request(permit, &env),
+            Release::Lifecycle => match Outbound::plain(&env) {
+                Ok(out) => out,
+                Err(why) => return self.fail_pending(id, &why),
+            },
+        };
+        if link.send(outbound).await.is_err() {
             let why = format!("upstream server `{server}` is not running");
             self.fail_pending(id, &why);
         }
@@ -482,8 +561,13 @@ impl Session {
         st.backlog.push_back(text);
     }
 
-    /// Ends the session: pending requests fail, upstream connections close.
+    /// Ends the session: calls waiting for a person are withdrawn, pending requests fail,
+    /// upstream connections close.
     pub fn close(&self) {
+        let waiting: Vec<GiveUp> = self.state().waiting.drain().map(|(_, w)| w).collect();
+        for w in waiting {
+            w.give_up("its session closed");
+        }
         let pending: Vec<u64> = self.state().pending.keys().copied().collect();
         for id in pending {
             self.fail_pending(id, "the session was closed");
@@ -513,6 +597,11 @@ pub(crate) fn outcome(
         duration_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
         detail: detail.map(|d| d.chars().take(500).collect()),
     }
+}
+
+/// A request id as JSON written one way (`"a\u0062"` and `"ab"` are one id).
+fn canonical_id(raw: &str) -> String {
+    serde_json::from_str::<Value>(raw).map_or_else(|_| raw.to_string(), |v| v.to_string())
 }
 
 /// The first characters of a session id, enough to tell sessions apart in logs.

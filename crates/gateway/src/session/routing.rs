@@ -1,8 +1,12 @@
 //! Messages crossing a session: client requests in, upstream answers and upstream-made
 //! messages out, each with its id or token mapped back to the side it came from.
 
-use super::{outcome, Answer, ClientTx, InFlight, Pending, Reply, Route, Session};
-use crate::message::{self, Envelope, Kind};
+use super::{outcome, Answer, ClientTx, InFlight, Pending, Release, Reply, Route, Session};
+use crate::govern::access::Subject;
+use crate::govern::methods::{shorten, Listing, Operation};
+use crate::govern::server_requests::{self, ServerRequest};
+use crate::govern::{Outbound, OwnRequest};
+use crate::message::{self, code, Envelope, Kind};
 use countersign_audit::Outcome;
 use countersign_policy::ToolDef;
 use serde_json::Value;
@@ -10,9 +14,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 impl Session {
-    /// Takes one client request. Returns the stream its answer (and, for SSE, its
-    /// progress and related server messages) arrives on; the stream ends after the answer.
-    pub async fn handle_request(self: &Arc<Self>, env: Envelope, sse: bool) -> Answer {
+    /// Takes one client request, already found in the method table as `op`. Returns the
+    /// stream its answer (and, for SSE, its progress and related server messages) arrives
+    /// on; the stream ends after the answer.
+    pub async fn handle_request(self: &Arc<Self>, op: Operation, env: Envelope, sse: bool) -> Answer {
         self.touch();
         let claim = env.id().map(|id| (id, InFlight::claim(&self.in_flight, id.get())));
         if let Some((id, None)) = claim {
@@ -29,33 +34,64 @@ impl Session {
             (ClientTx::Json(tx), Answer::Json(rx))
         };
         let reply = Reply::Client { tx, _in_flight: claim.and_then(|(_, c)| c) };
-        let method = env.method().unwrap_or_default().to_string();
-        match (&self.route, method.as_str()) {
+        match (&self.route, op) {
+            (_, Operation::Ping) => {
+                let id = env.id().map(|r| r.to_owned());
+                self.answer(reply, message::result_response(id.as_deref(), &serde_json::json!({})));
+            }
             // Decided inline; only a call that waits for a person runs on its own task.
-            (_, "tools/call") => self.clone().call_tool(env, reply).await,
+            (_, Operation::CallTool) => self.clone().call_tool(env, reply).await,
             (Route::Single(server), _) => {
                 let server = server.clone();
-                self.forward(&server, env, reply, None).await;
+                self.single_request(&server, op, env, reply).await;
             }
-            (Route::Aggregate, _) => self.aggregate_request(env, reply).await,
+            (Route::Aggregate, _) => self.aggregate_request(op, env, reply).await,
         }
         answer
     }
 
-    /// Takes one client notification.
-    pub async fn handle_notification(&self, mut env: Envelope) {
+    /// A request on `/mcp/<server>` other than a tool call: lifecycle requests go as they
+    /// are (never to a server this client may not reach), governed ones with their permit.
+    async fn single_request(&self, server: &str, op: Operation, env: Envelope, reply: Reply) {
+        let started = std::time::Instant::now();
+        let id = env.id().map(|r| r.to_owned());
+        if op.is_governed() {
+            let params = env.params().unwrap_or(Value::Null);
+            let subject = Subject::of(op, &params);
+            return match self.govern_access(Some(server), &subject, started).await {
+                Ok(permit) => self.forward(server, env, reply, Release::Permit(permit, started)).await,
+                Err(text) => self.answer(reply, message::error_response(id.as_deref(), code::INVALID_REQUEST, &text)),
+            };
+        }
+        match op {
+            Operation::Initialize | Operation::SetLogLevel => {
+                self.forward(server, env, reply, Release::Lifecycle).await;
+            }
+            _ => {
+                let text = format!("`{}` is not answered on /mcp/{server}", env.method().unwrap_or_default());
+                self.answer(reply, message::error_response(id.as_deref(), code::METHOD_NOT_FOUND, &text));
+            }
+        }
+    }
+
+    /// Takes one client notification, already found in the table's allow-list as `op`.
+    /// Notifications go only to servers that are running: none starts a server.
+    pub async fn handle_notification(&self, op: Operation, mut env: Envelope) {
         self.touch();
-        let method = env.method().unwrap_or_default().to_string();
-        tracing::debug!(session = %super::short(&self.id), %method, "client notification");
-        if method == "notifications/cancelled" {
-            // Map the client's request id to ours and tell only that request's upstream.
+        tracing::debug!(session = %super::short(&self.id), method = ?env.method(), "client notification");
+        if op == Operation::Cancelled {
             let Ok(mut params) = env.params() else { return };
             let Some(request_id) = params.get("requestId").map(Value::to_string) else { return };
+            // A call still waiting for a person is withdrawn: it will never run.
+            if self.give_up_wait(&request_id, "its client cancelled it") {
+                return;
+            }
+            // Map the client's request id to ours and tell only that request's upstream.
             let target = {
                 let st = self.state();
                 st.pending
                     .iter()
-                    .find(|(_, p)| p.client_id.as_ref().is_some_and(|c| c.get() == request_id))
+                    .find(|(_, p)| p.client_id.as_ref().is_some_and(|c| super::canonical_id(c.get()) == request_id))
                     .map(|(id, p)| (*id, p.server.clone()))
             };
             let Some((id, server)) = target else { return };
@@ -64,20 +100,27 @@ impl Session {
             self.fail_pending_quietly(id, "cancelled by the client");
             params["requestId"] = Value::from(id);
             env.set_params(&params);
-            if let Ok(link) = self.link(&server).await {
-                let _ = link.send(env.to_json()).await;
-            }
+            self.send_plain(&server, &env).await;
             return;
         }
-        if method == "notifications/initialized" && self.route == Route::Aggregate {
+        if op == Operation::Initialized && self.route == Route::Aggregate {
             // The gateway already completed each upstream's handshake.
             return;
         }
         let servers: Vec<String> = self.servers().cloned().collect();
         for server in servers {
-            if let Ok(link) = self.link(&server).await {
-                let _ = link.send(env.to_json()).await;
+            self.send_plain(&server, &env).await;
+        }
+    }
+
+    /// Sends a client message that needs no decision to `server`, if it is running.
+    async fn send_plain(&self, server: &str, env: &Envelope) {
+        let Some(link) = self.live_link(server) else { return };
+        match Outbound::plain(env) {
+            Ok(out) => {
+                let _ = link.send(out).await;
             }
+            Err(why) => tracing::warn!(server, "not forwarded: {why}"),
         }
     }
 
@@ -90,9 +133,7 @@ impl Session {
             return;
         };
         env.set("id", upstream_id);
-        if let Ok(link) = self.link(&server).await {
-            let _ = link.send(env.to_json()).await;
-        }
+        self.send_plain(&server, &env).await;
     }
 
     pub(super) fn on_upstream_message(&self, server: &str, text: String) {
@@ -119,7 +160,9 @@ impl Session {
                 if let Some(token) = &pending.progress {
                     st.progress.remove(token);
                 }
-                if pending.method == "initialize" {
+                // On /mcp the gateway answered the client's initialize itself; an upstream's
+                // answer does not change what was agreed with the client.
+                if pending.method == "initialize" && self.route != Route::Aggregate {
                     // The version the upstream agreed to is the session's version.
                     if let Some(v) = env.get("result").and_then(|r| {
                         serde_json::from_str::<Value>(r.get())
@@ -141,12 +184,8 @@ impl Session {
                 self.settle(pending, env);
             }
             Kind::Request => {
-                st.next_id += 1;
-                let ours = st.next_id;
-                let upstream_id = env.id().map(|r| r.to_owned()).unwrap_or_else(|| message::raw("null"));
-                st.server_requests.insert(ours, (server.to_string(), upstream_id));
-                env.set_id_u64(ours);
-                self.to_client(&mut st, env.to_json());
+                drop(st);
+                self.on_server_request(server, env);
             }
             Kind::Notification => match env.method().unwrap_or_default() {
                 "notifications/progress" => {
@@ -182,8 +221,7 @@ impl Session {
                     }
                 }
                 "notifications/tools/list_changed" => {
-                    st.tools.remove(server);
-                    st.classes.remove(server);
+                    st.forget_tools(server);
                     st.listings_stale();
                     self.to_client(&mut st, text);
                 }
@@ -219,8 +257,7 @@ impl Session {
         let failed: Vec<u64> = {
             let mut st = self.state();
             st.alive.insert(server.to_string(), false);
-            st.tools.remove(server);
-            st.classes.remove(server);
+            st.forget_tools(server);
             st.server_requests.retain(|_, (s, _)| s != server);
             st.pending.iter().filter(|(_, p)| p.server == server).map(|(id, _)| *id).collect()
         };
@@ -231,13 +268,100 @@ impl Session {
         }
     }
 
+    /// A request the server sends to the client: relayed, with who asks, only when servers
+    /// may send it and the policy lets this one; refused and recorded otherwise.
+    fn on_server_request(&self, server: &str, mut env: Envelope) {
+        let upstream_id = env.id().map(|r| r.to_owned()).unwrap_or_else(|| message::raw("null"));
+        let method = env.method().unwrap_or_default().to_string();
+        let Some(kind) = ServerRequest::of(&method) else {
+            let why = format!("`{}` is not a request servers may send through Countersign", shorten(&method));
+            return self.refuse_server_request(server, &method, upstream_id, "method", &why);
+        };
+        if kind.is_governed() {
+            let verdict = self.decide_server_request(server, &method);
+            if verdict.decision == countersign_policy::Decision::Deny {
+                return self.refuse_server_request(server, &method, upstream_id, &verdict.rule, &verdict.reason);
+            }
+            self.record_server_request(server, &method, "allow", &verdict.rule, &verdict.reason);
+            server_requests::attribute(&mut env, kind, server);
+        }
+        let mut st = self.state();
+        st.next_id += 1;
+        let ours = st.next_id;
+        st.server_requests.insert(ours, (server.to_string(), upstream_id));
+        env.set_id_u64(ours);
+        self.to_client(&mut st, env.to_json());
+    }
+
+    /// The policy's word on a request `server` sends to this session's client.
+    fn decide_server_request(&self, server: &str, method: &str) -> countersign_policy::Verdict {
+        let servers = self.shared.servers();
+        let info = servers
+            .get(server)
+            .map(|s| s.info.clone())
+            .unwrap_or_else(|| countersign_policy::ServerInfo::named(server));
+        let identity = self.identity();
+        let paused = self.shared.paused.load(std::sync::atomic::Ordering::SeqCst);
+        let input = countersign_policy::AccessInput {
+            identity: &identity,
+            server: &info,
+            access: countersign_policy::Access::ServerRequest { method },
+            paused,
+        };
+        self.shared.policy.load().decide_access(&input)
+    }
+
+    /// Records a server's request to the client (committed on a task of its own: the
+    /// upstream's reader must not wait on the journal).
+    fn record_server_request(&self, server: &str, method: &str, decision: &str, rule: &str, reason: &str) {
+        let shared = self.shared.clone();
+        let mut record = shared.record(countersign_audit::RecordKind::Call, decision);
+        record.client = Some(self.token_name.clone());
+        record.session = Some(self.id.clone());
+        record.server = Some(server.to_string());
+        record.method = Some(shorten(method));
+        record.rule = Some(rule.to_string());
+        record.reason = Some(reason.to_string());
+        record.policy_version = Some(shared.policy.load().version().to_string());
+        let outcome = if decision == "deny" { Outcome::Denied } else { Outcome::Ok };
+        let started = std::time::Instant::now();
+        let id = record.id;
+        let runtime = shared.runtime.clone();
+        runtime.spawn(async move {
+            match shared.journal.commit(record).await {
+                Ok(_) => shared.outcome(super::outcome(id, started, outcome, None)),
+                Err(e) => tracing::error!(error = %e, "could not record a server's request"),
+            }
+        });
+    }
+
+    /// Answers a server's request with an error instead of relaying it, and records that.
+    fn refuse_server_request(
+        &self,
+        server: &str,
+        method: &str,
+        upstream_id: Box<serde_json::value::RawValue>,
+        rule: &str,
+        why: &str,
+    ) {
+        tracing::warn!(server, "refused a server's request: {why}");
+        self.record_server_request(server, method, "deny", rule, why);
+        let Some(link) = self.live_link(server) else { return };
+        let code = if rule == "method" { message::code::METHOD_NOT_FOUND } else { message::code::INVALID_REQUEST };
+        let answer = Outbound::refusal(&upstream_id, code, &format!("Countersign refused this request: {why}"));
+        tokio::spawn(async move {
+            let _ = link.send(answer).await;
+        });
+    }
+
     /// The definition of `tool` on `server`, asking the upstream for its tool list when
     /// the session has not seen one. `None`: the server does not list that tool.
-    pub(crate) async fn tool_def(&self, server: &str, tool: &str) -> Option<ToolDef> {
+    /// `Err` when the list could not be read (the server did not start or answer).
+    pub(crate) async fn tool_def(&self, server: &str, tool: &str) -> Result<Option<ToolDef>, String> {
         if let Some(tools) = self.state().tools.get(server) {
-            return tools.get(tool).cloned();
+            return Ok(tools.get(tool).cloned());
         }
-        let link = self.link(server).await.ok()?;
+        let link = self.link(server).await?;
         let mut cursor: Option<String> = None;
         for _ in 0..50 {
             let params = match &cursor {
@@ -245,7 +369,7 @@ impl Session {
                 None => serde_json::json!({}),
             };
             // The answer is learned (and reviewed against the pins) on its way in.
-            let reply = self.internal_request(server, &link, "tools/list", params).await.ok()?;
+            let reply = self.internal_request(server, &link, OwnRequest::List(Listing::Tools), params).await?;
             cursor = reply
                 .get("result")
                 .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
@@ -255,7 +379,7 @@ impl Session {
             }
         }
         let mut st = self.state();
-        st.tools.entry(server.to_string()).or_default().get(tool).cloned()
+        Ok(st.tools.entry(server.to_string()).or_default().get(tool).cloned())
     }
 
     /// The class of a listed tool under `policy`, computed once per tool and policy

@@ -8,6 +8,7 @@ mod stdio;
 
 use crate::config::{Limits, ServerConfig, Transport};
 use crate::credentials;
+use crate::govern::Outbound;
 use tokio::sync::mpsc;
 
 #[derive(Debug)]
@@ -47,7 +48,10 @@ pub struct UpstreamLink {
 }
 
 impl UpstreamLink {
-    pub async fn send(&self, message: String) -> Result<(), UpstreamError> {
+    /// Sends one message. It takes an [`Outbound`], which only the one place that decides
+    /// makes: a client's governed request needs the permit of its committed record.
+    pub async fn send(&self, message: Outbound) -> Result<(), UpstreamError> {
+        let message = message.into_text();
         match &self.writer {
             Writer::Channel(tx) => tx.send(message).await.map_err(|_| UpstreamError::Closed),
             Writer::Pipe(stdin) => {

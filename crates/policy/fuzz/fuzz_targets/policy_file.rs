@@ -21,6 +21,8 @@ fuzz_target!(|data: &[u8]| {
         def: None,
         arguments: &arguments,
         grants: None,
+        resolved: None,
+        gate: Default::default(),
         now_ms: 0,
     };
     let _ = policy.decide(&call);

@@ -1,0 +1,356 @@
+//! Where calls wait for a person. Identical calls (same client token, server, tool and
+//! exact arguments) waiting at once share one prompt that shows how many wait; an
+//! approval for once releases one of them (the person may approve all), a denial or an
+//! approval for longer releases all. Each call waits with its own deadline, and leaves
+//! when its client gives up (cancellation, closed session, closed connection): the
+//! prompt then shows one fewer, and when nobody waits any more it is withdrawn, so an
+//! answer given later runs nothing. Recently withdrawn prompts are remembered, so
+//! `countersign approve` can say the call is gone instead of "unknown".
+//!
+//! Must never: release more calls than the answer covers, or keep a prompt up for a
+//! call that is gone.
+
+use crate::approver::{Answer, Approver, Prompt};
+use countersign_policy::GrantLength;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{oneshot, Notify};
+
+/// Withdrawn prompts remembered for `countersign approve`'s answer.
+const GONE_KEPT: usize = 256;
+
+/// A call's client giving up: a cancellation, its session closing. Set once; the first
+/// reason stays.
+#[derive(Clone, Default)]
+pub struct GiveUp {
+    token: tokio_util::sync::CancellationToken,
+    why: Arc<std::sync::OnceLock<&'static str>>,
+}
+
+impl GiveUp {
+    pub fn give_up(&self, why: &'static str) {
+        let _ = self.why.set(why);
+        self.token.cancel();
+    }
+
+    /// Resolves when the client gives up, with why.
+    pub async fn given_up(&self) -> &'static str {
+        self.token.cancelled().await;
+        self.why().unwrap_or("its client gave up")
+    }
+
+    /// Why the client gave up, if it did.
+    pub fn why(&self) -> Option<&'static str> {
+        self.token.is_cancelled().then(|| self.why.get().copied().unwrap_or("its client gave up"))
+    }
+}
+
+/// How a call's wait ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Waited {
+    Answered(Answer),
+    /// No answer before the call's deadline.
+    TimedOut,
+    /// The call is gone: its client cancelled it, closed the session or went away.
+    Gone(&'static str),
+    /// Not asked: the client raised too many prompts.
+    NotAdmitted,
+}
+
+struct Waiter {
+    no: u64,
+    prompt: Prompt,
+    tx: oneshot::Sender<Answer>,
+}
+
+struct Group {
+    waiters: VecDeque<Waiter>,
+    changed: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct Inner {
+    groups: HashMap<String, Group>,
+    gone: VecDeque<(String, &'static str)>,
+    next: u64,
+}
+
+/// The waiting room in front of the approver.
+#[derive(Clone)]
+pub struct Approvals {
+    approver: Arc<dyn Approver>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn key(p: &Prompt) -> String {
+    format!("{}\u{0}{}\u{0}{}\u{0}{}", p.client, p.server, p.tool, p.args_hash)
+}
+
+impl Approvals {
+    pub fn new(approver: Arc<dyn Approver>) -> Self {
+        Approvals { approver, inner: Arc::default() }
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why prompt `id` is no longer waiting, when it was withdrawn recently.
+    pub fn gone(&self, id: &str) -> Option<&'static str> {
+        self.inner().gone.iter().rev().find(|(g, _)| g == id).map(|(_, why)| *why)
+    }
+
+    /// Waits for a person's answer to `prompt`, at most `timeout`, unless `gone` resolves
+    /// first (with why the call is gone). `admit` is asked, once, only when the call
+    /// would raise a new prompt rather than join an identical one.
+    pub async fn wait(
+        &self,
+        prompt: Prompt,
+        timeout: Duration,
+        admit: impl FnOnce() -> bool,
+        gone: impl Future<Output = &'static str>,
+    ) -> Waited {
+        let key = key(&prompt);
+        let (tx, rx) = oneshot::channel();
+        let (no, start) = {
+            let mut inner = self.inner();
+            let start = !inner.groups.contains_key(&key);
+            if start && !admit() {
+                return Waited::NotAdmitted;
+            }
+            inner.next += 1;
+            let no = inner.next;
+            let group = inner
+                .groups
+                .entry(key.clone())
+                .or_insert_with(|| Group { waiters: VecDeque::new(), changed: Arc::new(Notify::new()) });
+            group.waiters.push_back(Waiter { no, prompt, tx });
+            group.changed.notify_one();
+            (no, start)
+        };
+        if start {
+            tokio::spawn(self.clone().drive(key.clone()));
+        }
+        tokio::select! {
+            answer = rx => Waited::Answered(answer.unwrap_or(Answer::Denied)),
+            () = tokio::time::sleep(timeout) => {
+                self.leave(&key, no, "its approval timed out");
+                Waited::TimedOut
+            }
+            why = gone => {
+                self.leave(&key, no, why);
+                Waited::Gone(why)
+            }
+        }
+    }
+
+    /// Takes one waiter out of its group; the prompt follows (fewer, or withdrawn).
+    fn leave(&self, key: &str, no: u64, why: &'static str) {
+        let mut inner = self.inner();
+        let Some(group) = inner.groups.get_mut(key) else { return };
+        let Some(at) = group.waiters.iter().position(|w| w.no == no) else { return };
+        if let Some(w) = group.waiters.remove(at) {
+            let id = w.prompt.id;
+            group.changed.notify_one();
+            inner.gone.push_back((id, why));
+            if inner.gone.len() > GONE_KEPT {
+                inner.gone.pop_front();
+            }
+        }
+    }
+
+    /// The front waiter's prompt, counting all waiting; `None` (and the group gone) when
+    /// nobody waits.
+    fn current(&self, key: &str) -> Option<(Prompt, Arc<Notify>)> {
+        let mut inner = self.inner();
+        let group = inner.groups.get(key)?;
+        match group.waiters.front() {
+            Some(front) => {
+                let mut p = front.prompt.clone();
+                p.waiting = group.waiters.len();
+                Some((p, group.changed.clone()))
+            }
+            None => {
+                inner.groups.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Raises the group's prompt and hands out answers until nobody waits.
+    async fn drive(self, key: String) {
+        while let Some((prompt, changed)) = self.current(&key) {
+            let id = prompt.id.clone();
+            let mut shown = prompt.waiting;
+            let mut asked = self.approver.ask(prompt.clone());
+            let answer = loop {
+                tokio::select! {
+                    answer = &mut asked => break Some(answer),
+                    () = changed.notified() => match self.current(&key) {
+                        Some((now, _)) if now.id == id => {
+                            if now.waiting != shown {
+                                shown = now.waiting;
+                                self.approver.update(&now);
+                            }
+                        }
+                        // The call it showed is gone: withdraw it (the next is asked next).
+                        _ => {
+                            self.approver.withdraw(&id);
+                            break None;
+                        }
+                    },
+                }
+            };
+            if let Some(answer) = answer {
+                self.deliver(&key, &id, answer);
+            }
+        }
+    }
+
+    /// Gives `answer` to the calls it covers.
+    fn deliver(&self, key: &str, id: &str, answer: Answer) {
+        let mut inner = self.inner();
+        let Some(group) = inner.groups.get_mut(key) else { return };
+        let one = matches!(answer, Answer::Approved { length: GrantLength::Once, all: false, .. });
+        if one {
+            if group.waiters.front().is_some_and(|w| w.prompt.id == id) {
+                if let Some(w) = group.waiters.pop_front() {
+                    let _ = w.tx.send(answer);
+                }
+            }
+        } else {
+            for w in group.waiters.drain(..) {
+                let _ = w.tx.send(answer.clone());
+            }
+        }
+        if group.waiters.is_empty() {
+            inner.groups.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approver::HeadlessApprover;
+
+    fn prompt(id: &str) -> Prompt {
+        Prompt {
+            id: id.into(),
+            session: "s".into(),
+            client: "cursor".into(),
+            client_name: None,
+            server: "fs".into(),
+            tool: "write_file".into(),
+            arguments: serde_json::json!({"path": "/x"}),
+            args_hash: "h".into(),
+            reason: "r".into(),
+            deadline_ms: 0,
+            waiting: 1,
+        }
+    }
+
+    async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn spawn_wait(
+        a: &Approvals,
+        id: &str,
+        gone: tokio::sync::oneshot::Receiver<()>,
+    ) -> tokio::task::JoinHandle<Waited> {
+        let a = a.clone();
+        let p = prompt(id);
+        tokio::spawn(async move {
+            a.wait(p, Duration::from_secs(60), || true, async move {
+                let _ = gone.await;
+                "cancelled by its client"
+            })
+            .await
+        })
+    }
+
+    #[tokio::test]
+    async fn approving_once_releases_one_of_five_identical_calls() {
+        let headless = Arc::new(HeadlessApprover::default());
+        let a = Approvals::new(headless.clone());
+        let mut keep = Vec::new();
+        let mut calls = Vec::new();
+        for i in 0..5 {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            keep.push(tx);
+            calls.push(spawn_wait(&a, &format!("p{i}"), rx));
+        }
+        let shown = until("one prompt for five", || {
+            let p = headless.pending();
+            (p.len() == 1 && p[0].waiting == 5).then(|| p[0].clone())
+        })
+        .await;
+        assert!(headless.answer(&shown.id, Answer::once()));
+        let released = until("one call released", || calls.iter().position(|c| c.is_finished())).await;
+        let next = until("the prompt again for four", || {
+            let p = headless.pending();
+            (p.len() == 1 && p[0].waiting == 4).then(|| p[0].clone())
+        })
+        .await;
+        assert_ne!(next.id, shown.id);
+        assert_eq!(calls.iter().filter(|c| c.is_finished()).count(), 1, "only one ran");
+        assert_eq!(calls.remove(released).await.unwrap(), Waited::Answered(Answer::once()));
+        assert!(headless.answer(&next.id, Answer::once_for_all()));
+        for c in calls {
+            assert_eq!(c.await.unwrap(), Waited::Answered(Answer::once_for_all()));
+        }
+        drop(keep);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_is_gone_withdraws_its_prompt_and_a_late_answer_runs_nothing() {
+        let headless = Arc::new(HeadlessApprover::default());
+        let a = Approvals::new(headless.clone());
+        let (cancel, rx) = tokio::sync::oneshot::channel();
+        let call = spawn_wait(&a, "p1", rx);
+        until("the prompt", || (!headless.pending().is_empty()).then_some(())).await;
+        cancel.send(()).unwrap();
+        assert_eq!(call.await.unwrap(), Waited::Gone("cancelled by its client"));
+        until("the prompt withdrawn", || headless.pending().is_empty().then_some(())).await;
+        assert!(!headless.answer("p1", Answer::once()), "nothing is left to approve");
+        assert_eq!(a.gone("p1"), Some("cancelled by its client"));
+    }
+
+    #[tokio::test]
+    async fn a_denial_denies_every_identical_call_and_admit_is_asked_once() {
+        let headless = Arc::new(HeadlessApprover::default());
+        let a = Approvals::new(headless.clone());
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut calls = Vec::new();
+        for i in 0..3 {
+            let (a, asked) = (a.clone(), asked.clone());
+            calls.push(tokio::spawn(async move {
+                let admit = || {
+                    asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    true
+                };
+                a.wait(prompt(&format!("d{i}")), Duration::from_secs(60), admit, std::future::pending()).await
+            }));
+            until("the call to join", || (headless.pending().first().map(|p| p.waiting) == Some(i + 1)).then_some(()))
+                .await;
+        }
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1, "joining an identical prompt raises none");
+        let id = headless.pending()[0].id.clone();
+        assert!(headless.answer(&id, Answer::Denied));
+        for c in calls {
+            assert_eq!(c.await.unwrap(), Waited::Answered(Answer::Denied));
+        }
+        let refused = a.wait(prompt("x"), Duration::from_secs(1), || false, std::future::pending()).await;
+        assert_eq!(refused, Waited::NotAdmitted);
+    }
+}

@@ -1,0 +1,81 @@
+//! Requests a server sends to the client: sampling, elicitation, roots, pings. Only
+//! these are relayed (anything else a server asks for is answered "method not found"
+//! and recorded); each but ping gets the policy's decision (`request:` deny rules name a
+//! server and method) and a journal record naming the server. What reaches the person
+//! says which server asks: an elicitation's message is prefixed with the server's name,
+//! and both carry it in `_meta`, so a server cannot speak as Countersign.
+//!
+//! Must never: relay a request policy denies, or one without saying who asks.
+
+use crate::message::Envelope;
+use serde_json::Value;
+
+/// The `_meta` key that names the server a request came from.
+pub const META_SERVER: &str = "dev.countersign/server";
+
+/// What a server may ask of the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRequest {
+    Ping,
+    Sampling,
+    Elicitation,
+    Roots,
+}
+
+impl ServerRequest {
+    /// The kind of a server's request, or `None` when servers may not send it.
+    pub fn of(method: &str) -> Option<ServerRequest> {
+        match method {
+            "ping" => Some(ServerRequest::Ping),
+            "sampling/createMessage" => Some(ServerRequest::Sampling),
+            "elicitation/create" => Some(ServerRequest::Elicitation),
+            "roots/list" => Some(ServerRequest::Roots),
+            _ => None,
+        }
+    }
+
+    /// Whether it is decided and recorded (a ping is neither).
+    pub fn is_governed(self) -> bool {
+        self != ServerRequest::Ping
+    }
+}
+
+/// Marks a relayed request with the server that sent it: `_meta` always, and the words an
+/// elicitation shows the person.
+pub fn attribute(env: &mut Envelope, kind: ServerRequest, server: &str) {
+    if !matches!(kind, ServerRequest::Sampling | ServerRequest::Elicitation) {
+        return;
+    }
+    let Ok(mut params) = env.params() else { return };
+    let Some(obj) = params.as_object_mut() else { return };
+    if kind == ServerRequest::Elicitation {
+        let said = obj.get("message").and_then(Value::as_str).unwrap_or_default();
+        obj.insert("message".into(), Value::String(format!("[MCP server “{server}” asks, not Countersign] {said}")));
+    }
+    let meta = obj.entry("_meta").or_insert_with(|| Value::Object(Default::default()));
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert(META_SERVER.into(), Value::String(server.to_string()));
+    }
+    env.set_params(&params);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_requests_are_relayed_and_they_say_who_asks() {
+        for m in ["tools/call", "initialize", "sampling/createmessage", "notifications/x", ""] {
+            assert_eq!(ServerRequest::of(m), None, "{m}");
+        }
+        let mut env = Envelope::parse(
+            r#"{"jsonrpc":"2.0","id":4,"method":"elicitation/create","params":{"message":"Countersign needs your password","requestedSchema":{}}}"#,
+        )
+        .unwrap();
+        attribute(&mut env, ServerRequest::Elicitation, "notes");
+        let params = env.params().unwrap();
+        assert_eq!(params["message"], "[MCP server “notes” asks, not Countersign] Countersign needs your password");
+        assert_eq!(params["_meta"][META_SERVER], "notes");
+        assert!(params.get("requestedSchema").is_some(), "the rest is relayed as sent");
+    }
+}
