@@ -4,6 +4,7 @@ Python MCP client. Waits are on conditions with deadlines, never bare sleeps."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -216,6 +217,77 @@ def echo_calls(gw, server: str, total: int) -> int:
     for w in workers:
         w.join(120)
     return sent[0]
+
+
+class Rpc:
+    """One streamable HTTP session over raw HTTP, for load and for attacks the SDK client
+    would not send: any method, any kind of message, any client name or token."""
+
+    def __init__(self, gw, path: str, token: str | None = None, client_name: str = "raw",
+                 accept: str = "application/json, text/event-stream", timeout: float = 60):
+        host, port = gw.addr.rsplit(":", 1)
+        self.gw, self.path = gw, path
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        self.headers = {"Content-Type": "application/json", "Accept": accept,
+                        "Authorization": f"Bearer {token or gw.token}"}
+        data, session = self.post({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                                   "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                              "clientInfo": {"name": client_name, "version": "1"}}})
+        self.session, self.init_status = session, self.status
+        self.headers["Mcp-Session-Id"] = session or ""
+        self.headers["MCP-Protocol-Version"] = "2025-06-18"
+        self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        self.next = 0
+
+    def post(self, body: dict) -> tuple[bytes, str | None]:
+        self.conn.request("POST", self.path, body=json.dumps(body), headers=self.headers)
+        resp = self.conn.getresponse()
+        self.status = resp.status
+        data = resp.read()
+        return data, resp.getheader("Mcp-Session-Id")
+
+    def side(self, timeout: float = 60) -> "Rpc":
+        """Another connection into the same session (to send while this one waits)."""
+        other = object.__new__(Rpc)
+        other.__dict__.update(self.__dict__)
+        host, port = self.gw.addr.rsplit(":", 1)
+        other.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        other.headers = dict(self.headers)
+        return other
+
+    def message(self, body: dict) -> dict | None:
+        """Sends one message; the JSON-RPC answer (from a JSON body or the last SSE event)."""
+        data, _ = self.post(body)
+        return last_message(data)
+
+    def request(self, method: str, params: dict | None = None) -> dict | None:
+        self.next += 1
+        return self.message({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params or {}})
+
+    def call(self, method: str, params: dict) -> bool:
+        self.next += 1
+        data, _ = self.post({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params})
+        return b'"result"' in data and b'"isError":true' not in data
+
+    def close(self):
+        self.conn.request("DELETE", self.path, headers=self.headers)
+        self.conn.getresponse().read()
+        self.conn.close()
+
+
+def last_message(data: bytes) -> dict | None:
+    """The JSON-RPC message in a response body: the body itself, or an SSE stream's last
+    message event."""
+    text = data.decode("utf-8", "replace").strip()
+    if not text:
+        return None
+    if text.startswith("{"):
+        return json.loads(text)
+    found = None
+    for line in text.splitlines():
+        if line.startswith("data:") and line[5:].strip():
+            found = json.loads(line[5:].strip())
+    return found
 
 
 def python_server(script: str, *args: str) -> dict:

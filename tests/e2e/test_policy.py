@@ -9,7 +9,8 @@ import anyio
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from conftest import BIN, NODE_BIN, HERE, connect, everything_server, fs_server, python_server, text_of, until, wait_for
+from conftest import (BIN, NODE_BIN, HERE, connect, error_text, everything_server, fs_server, python_server, text_of,
+                      until, wait_for)
 
 pytestmark = pytest.mark.anyio
 GOLDEN = HERE.parent.parent / "crates" / "policy" / "tests" / "golden"
@@ -272,11 +273,16 @@ async def test_sec_14_blocked_tools_stay_blocked_by_any_spelling_or_route(make_g
             r = await client.call_tool(name, {"message": "x"})
             assert r.is_error and "denied" in text_of(r), name
         assert not (await client.call_tool("get-sum", {"a": 1, "b": 2})).is_error
-    async with connect(gw, "http", "ev2") as client:
-        with pytest.raises(MCPError, match="denied"):
+    # A server denied as a whole is not even started: its resources and prompts are as
+    # out of reach as its tools, on its own endpoint and on the aggregate one.
+    with pytest.raises(BaseException) as refused:
+        async with connect(gw, "http", "ev2") as client:
             await client.read_resource("demo://resource/static/document/architecture.md")
+    assert "denied" in error_text(refused.value) and "is not started" in error_text(refused.value)
+    async with connect(gw, "http", None) as client:
+        assert not [p for p in (await client.list_prompts()).prompts if p.name.startswith("ev2__")]
         with pytest.raises(MCPError, match="denied"):
-            await client.get_prompt("simple-prompt", {})
+            await client.get_prompt("ev2__simple-prompt", {})
 
 
 async def test_grants_let_later_calls_through_and_can_be_revoked(make_gateway, files):
@@ -332,11 +338,11 @@ async def test_sec_16_identical_prompts_are_coalesced(make_gateway, files):
             tg.start_soon(call)
             await until(lambda: gw.status()["approvals"], what="the first prompt")
             tg.start_soon(call)
-            await until(lambda: b"joined the approval already waiting" in gw.log_path.read_bytes(),
+            await until(lambda: [p for p in gw.status()["approvals"] if p["waiting"] == 2],
                         what="the second call to join the first prompt")
             prompts = gw.status()["approvals"]
             assert len(prompts) == 1, "two identical calls, one prompt"
-            gw.cli("approve", prompts[0]["id"])
+            gw.cli("approve", prompts[0]["id"], "--all")
     assert len(results) == 2 and not any(r.is_error for r in results)
 
 

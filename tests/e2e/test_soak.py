@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 
-from conftest import fast_server, memory_server
+from conftest import Rpc, fast_server, memory_server
 
 SECONDS = int(os.environ.get("COUNTERSIGN_SOAK_SECONDS", "60"))
 # Upstreams are killed this often: once a minute, or twice in a short run.
@@ -33,40 +33,6 @@ def rss_mib(pid: int) -> float:
 
 def open_files(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-class Rpc:
-    """One streamable HTTP session, raw (fast enough to load the gateway)."""
-
-    def __init__(self, gw, path: str):
-        host, port = gw.addr.rsplit(":", 1)
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        self.path = path
-        self.headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-                        "Authorization": f"Bearer {gw.token}"}
-        resp = self.post({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-                          "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                                     "clientInfo": {"name": "soak", "version": "1"}}})
-        self.headers["Mcp-Session-Id"] = resp[1]
-        self.headers["MCP-Protocol-Version"] = "2025-06-18"
-        self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        self.next = 0
-
-    def post(self, body: dict) -> tuple[bytes, str | None]:
-        self.conn.request("POST", self.path, body=json.dumps(body), headers=self.headers)
-        resp = self.conn.getresponse()
-        data = resp.read()
-        return data, resp.getheader("Mcp-Session-Id")
-
-    def call(self, method: str, params: dict) -> bool:
-        self.next += 1
-        data, _ = self.post({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params})
-        return b'"result"' in data and b'"isError":true' not in data
-
-    def close(self):
-        self.conn.request("DELETE", self.path, headers=self.headers)
-        self.conn.getresponse().read()
-        self.conn.close()
 
 
 def test_soak_mixed_load_with_upstream_restarts_keeps_memory_and_files_bounded(make_gateway, tmp_path):
