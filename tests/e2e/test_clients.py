@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -157,3 +158,91 @@ async def test_install_routes_claude_desktop_and_cursor_and_uninstall_puts_them_
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 401, "the client's token was revoked with its routes"
+
+
+@pytest.mark.anyio
+async def test_a_same_named_server_with_other_values_gets_its_own_name(tmp_path, make_gateway):
+    """Issue 14, item 11: Countersign's `memory` and the clients' `memory` have the same keys;
+    only an equal definition (values compared, the credential by its digest) is reused."""
+    import anyio
+    from mcp import Client, StdioServerParameters
+
+    from conftest import NODE_BIN, memory_server, text_of
+
+    ours_file, theirs_file = tmp_path / "countersign-memory.jsonl", tmp_path / "ana-memory.jsonl"
+    token = "countersign-own-api-token-5b1c"
+    gw = make_gateway({"memory": {**memory_server(ours_file),
+                                  "env": {"MEMORY_FILE_PATH": str(ours_file), "API_TOKEN": {"secret": "memory-api"}}}},
+                      policy={"allow": ["mcp__memory", "mcp__memory-claude-desktop"]})
+    gw.cli("secret", "set", "memory-api", input=token)
+    config_before = gw.config.read_text()
+
+    home = tmp_path / "client-home"
+    command = str(NODE_BIN / "mcp-server-memory")
+    desktop = home / ".config" / "Claude" / "claude_desktop_config.json"
+    codex = home / ".codex" / "config.toml"
+    cont = home / ".continue" / "config.yaml"
+    for f in (desktop, codex, cont):
+        f.parent.mkdir(parents=True)
+    # Another data file, the same token.
+    desktop.write_text(json.dumps({"mcpServers": {"memory": {
+        "command": command, "env": {"MEMORY_FILE_PATH": str(theirs_file), "API_TOKEN": token}}}}, indent=2) + "\n")
+    # The same data file, another token.
+    other_token = "someone-elses-api-token-77e0"
+    codex.write_text(f'[mcp_servers.memory]\ncommand = "{command}"\n'
+                     f'env = {{ MEMORY_FILE_PATH = "{ours_file}", API_TOKEN = "{other_token}" }}\n')
+    # The very same definition.
+    cont.write_text(f"mcpServers:\n  - name: memory\n    command: {command}\n    env:\n"
+                    f"      MEMORY_FILE_PATH: {ours_file}\n      API_TOKEN: {token}\n")
+    originals = {p: p.read_bytes() for p in (desktop, codex, cont)}
+
+    gw.env["HOME"] = str(home)
+    gw.env.pop("XDG_CONFIG_HOME", None)
+    result = json.loads(gw.cli("clients", "install", "claude-desktop", "codex-cli", "continue", "--json").stdout)
+    server_of = {r["client"]: r["changed"][0]["server"] for r in result}
+    assert server_of == {"claude-desktop": "memory-claude-desktop", "codex-cli": "memory-codex-cli",
+                         "continue": "memory"}
+
+    # The config: Countersign's own server unchanged, each different definition its own,
+    # with its own values; no credential written in it.
+    config_text = gw.config.read_text()
+    servers = tomllib.loads(config_text)["servers"]
+    assert servers["memory"] == tomllib.loads(config_before)["servers"]["memory"]
+    assert token not in config_text and other_token not in config_text
+    assert servers["memory-claude-desktop"]["env"]["MEMORY_FILE_PATH"] == str(theirs_file)
+    assert set(servers["memory-claude-desktop"]["env"]["API_TOKEN"]) == {"secret"}, "a keychain reference"
+    assert servers["memory-codex-cli"]["env"]["MEMORY_FILE_PATH"] == str(ours_file)
+    secrets = {s["name"]: s for s in json.loads(gw.cli("secret", "list", "--config", str(gw.config),
+                                                       "--json").stdout)}
+    assert secrets["memory-api"]["used_by"] == ["servers.memory.env.API_TOKEN"]
+    codex_secret = next(n for n, s in secrets.items() if s["used_by"] == ["servers.memory-codex-cli.env.API_TOKEN"])
+    assert codex_secret != "memory-api" and secrets[codex_secret]["stored"]
+    # The reused definition's credential is not kept in plain text in the install record.
+    routes = (gw.home / "client-routes.json").read_text()
+    assert token not in routes and other_token not in routes
+
+    # Each client's entry reaches its own definition.
+    assert json.loads(desktop.read_text())["mcpServers"]["memory"]["args"][:2] == ["connect", "memory-claude-desktop"]
+    assert 'args = ["connect", "memory-codex-cli"' in codex.read_text()
+    assert "- memory\n" in cont.read_text()
+
+    # A call through Claude Desktop's entry writes to Claude Desktop's data file, not to
+    # Countersign's.
+    entry = json.loads(desktop.read_text())["mcpServers"]["memory"]
+    params = StdioServerParameters(command=entry["command"], args=entry["args"], env=client_env(gw, home))
+    with anyio.fail_after(60):
+        async with Client(params) as client:
+            r = await client.call_tool("create_entities", {"entities": [
+                {"name": "Ada", "entityType": "person", "observations": ["wrote the first program"]}]})
+            assert not r.is_error, text_of(r)
+    assert "Ada" in theirs_file.read_text()
+    assert not ours_file.exists() or "Ada" not in ours_file.read_text()
+
+    # Uninstall: the files as they were, Countersign's own secret kept, the one install
+    # made removed.
+    gw.cli("clients", "uninstall")
+    assert {p: p.read_bytes() for p in originals} == originals
+    assert "[servers.memory-" not in gw.config.read_text() and "[servers.memory]" in gw.config.read_text()
+    left = {s["name"] for s in json.loads(gw.cli("secret", "list", "--config", str(gw.config), "--json").stdout)}
+    assert "memory-api" in left and codex_secret not in left
+

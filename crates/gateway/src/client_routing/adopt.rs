@@ -3,6 +3,14 @@
 //! under the same name gets the client's name added), and which of its environment
 //! values and headers are credentials bound for the keychain. Pure: it decides, the
 //! caller stores. Never writes a credential anywhere.
+//!
+//! "The same definition" means the same by value: command, arguments, folder, every
+//! environment value and header (after `$VAR` expansion), or URL. A configured value that
+//! is a keychain reference is compared by the SHA-256 digest of the stored secret, which
+//! the caller reads beforehand ([`Digests`]); a secret it could not read never matches.
+//! Two servers that differ in any value (another data file, another token) are never
+//! merged: the client would otherwise reach Countersign's server, its data and its
+//! credentials.
 
 use crate::config::{Config, Transport as Configured};
 use crate::config_edit::NewServer;
@@ -11,6 +19,17 @@ use countersign_clients::routing::countersign_name;
 use countersign_clients::ClientKind;
 use countersign_vault::reference::Format;
 use countersign_vault::{plaintext, SecretName, SecretRef, Setting};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// SHA-256 digests of keychain secrets' values, by name: how a configured credential is
+/// compared with a client's without keeping the stored value.
+pub type Digests = BTreeMap<SecretName, [u8; 32]>;
+
+/// The SHA-256 digest of a value.
+pub fn digest(value: &str) -> [u8; 32] {
+    Sha256::digest(value.as_bytes()).into()
+}
 
 /// One server's place in Countersign.
 #[derive(Debug, Clone)]
@@ -22,7 +41,8 @@ pub struct Plan {
     /// Credentials to store first: the keychain name and the value.
     pub secrets: Vec<(SecretName, String)>,
     /// Values written in the client's file that are now in the keychain (to keep them
-    /// out of the saved original).
+    /// out of the saved original): the ones stored now, or for a reused definition the
+    /// ones it already holds.
     pub written: Vec<(SecretName, String)>,
 }
 
@@ -63,42 +83,108 @@ pub fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(S
     Ok((out, used))
 }
 
-fn same_definition(configured: &Configured, server: &Server) -> bool {
-    match (configured, &server.transport) {
-        (Configured::Stdio { command, args, env, cwd }, Transport::Stdio { command: c, args: a, .. }) => {
-            command == c
-                && args == a
-                && cwd.as_ref().map(|p| p.to_string_lossy().into_owned()) == server.cwd
-                && env.keys().eq(server.env.keys())
+/// Whether a configured value holds what the client's (expanded) `value` says; for a
+/// keychain reference, which of the client's bytes are the secret (to keep them out of
+/// the saved original).
+enum Match {
+    No,
+    Plain,
+    Secret(SecretName, String),
+}
+
+fn matches(setting: &Setting, value: &str, digests: &Digests) -> Match {
+    match setting {
+        Setting::Plain(p) if p == value => Match::Plain,
+        Setting::Plain(_) => Match::No,
+        Setting::Secret(SecretRef { secret, format }) => {
+            let (before, after) = format.as_ref().and_then(|f| f.as_str().split_once("{}")).unwrap_or(("", ""));
+            let inner = value.strip_prefix(before).and_then(|v| v.strip_suffix(after));
+            match (inner, digests.get(secret)) {
+                (Some(inner), Some(d)) if digest(inner) == *d => Match::Secret(secret.clone(), inner.to_string()),
+                _ => Match::No,
+            }
         }
-        (Configured::Http { url, headers, .. }, Transport::Remote { url: u }) => {
-            url == u && headers.keys().eq(server.headers.keys())
-        }
-        _ => false,
     }
 }
 
-/// Where `server` from `client` goes in Countersign, given the config and the servers
-/// already planned in this run.
+/// When `configured` is `server`'s definition by value, the client's values that are
+/// stored keychain secrets (name, the value as the client's file writes it).
+fn same_definition(
+    configured: &Configured,
+    server: &Server,
+    digests: &Digests,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Option<Vec<(SecretName, String)>> {
+    let (settings, values) = match (configured, &server.transport) {
+        (Configured::Stdio { command, args, env, cwd }, Transport::Stdio { command: c, args: a }) => {
+            let same_cwd = cwd.as_ref().map(|p| p.to_string_lossy().into_owned()) == server.cwd;
+            if command != c || args != a || !same_cwd {
+                return None;
+            }
+            (env, &server.env)
+        }
+        (Configured::Http { url, headers, .. }, Transport::Remote { url: u }) if url == u => (headers, &server.headers),
+        _ => return None,
+    };
+    if !settings.keys().eq(values.keys()) {
+        return None;
+    }
+    let mut secrets = Vec::new();
+    for (setting, raw) in settings.values().zip(values.values()) {
+        let (value, from_env) = expand(raw, lookup).ok()?;
+        match matches(setting, &value, digests) {
+            Match::No => return None,
+            Match::Plain => {}
+            Match::Secret(name, v) if !from_env => secrets.push((name, v)),
+            Match::Secret(..) => {}
+        }
+    }
+    Some(secrets)
+}
+
+/// The names `server` from `client` may get in Countersign, in the order they are tried.
+fn candidates(server: &Server, client: ClientKind) -> impl Iterator<Item = String> {
+    let base = countersign_name(&server.name);
+    let slug = client.slug();
+    (0..100).map(move |i| match i {
+        0 => base.clone(),
+        1 => format!("{base}-{slug}"),
+        n => format!("{base}-{slug}-{n}"),
+    })
+}
+
+/// The keychain secrets whose digests [`plan`] needs to compare `server` with the
+/// configured servers that could be its definition.
+pub fn secrets_to_compare(config: &Config, client: ClientKind, server: &Server) -> BTreeSet<SecretName> {
+    let mut out = BTreeSet::new();
+    for name in candidates(server, client) {
+        let Some(existing) = config.servers.get(&name) else { break };
+        let settings = match &existing.transport {
+            Configured::Stdio { env, .. } => env,
+            Configured::Http { headers, .. } => headers,
+        };
+        out.extend(settings.values().filter_map(Setting::secret).map(|r| r.secret.clone()));
+    }
+    out
+}
+
+/// Where `server` from `client` goes in Countersign, given the config, the servers
+/// already planned in this run and the digests of the secrets the configured servers
+/// refer to (see [`secrets_to_compare`]).
 pub fn plan(
     config: &Config,
     planned: &[Plan],
     client: ClientKind,
     server: &Server,
+    digests: &Digests,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Plan, String> {
-    let base = countersign_name(&server.name);
     let taken = |n: &str| config.servers.contains_key(n) || planned.iter().any(|p| p.name == n && p.add.is_some());
     let mut name = None;
-    for i in 0..100 {
-        let candidate = match i {
-            0 => base.clone(),
-            1 => format!("{base}-{}", client.slug()),
-            n => format!("{base}-{}-{n}", client.slug()),
-        };
+    for candidate in candidates(server, client) {
         if let Some(existing) = config.servers.get(&candidate) {
-            if same_definition(&existing.transport, server) {
-                return Ok(Plan { name: candidate, add: None, secrets: Vec::new(), written: Vec::new() });
+            if let Some(written) = same_definition(&existing.transport, server, digests, lookup) {
+                return Ok(Plan { name: candidate, add: None, secrets: Vec::new(), written });
             }
         }
         if !taken(&candidate) {
@@ -179,7 +265,7 @@ mod tests {
     fn credentials_go_to_the_keychain_and_names_never_clash() {
         let config = Config::parse("[servers.brave]\ncommand = \"other\"\n", None).unwrap();
         let server = stdio("brave", "npx", &[("BRAVE_API_KEY", "k-123"), ("LOG", "1")]);
-        let p = plan(&config, &[], ClientKind::Windsurf, &server, &lookup).unwrap();
+        let p = plan(&config, &[], ClientKind::Windsurf, &server, &Digests::new(), &lookup).unwrap();
         assert_eq!(p.name, "brave-windsurf", "a different definition under the same name gets the client's");
         assert_eq!(p.secrets, vec![(SecretName::new("brave-windsurf-brave_api_key").unwrap(), "k-123".to_string())]);
         let Some(NewServer::Stdio { env, .. }) = &p.add else { panic!("a new stdio server") };
@@ -187,9 +273,65 @@ mod tests {
         assert!(matches!(&env[0].1, Setting::Secret(_)));
 
         let same = stdio("brave", "other", &[]);
-        let reused = plan(&config, &[], ClientKind::Cursor, &same, &lookup).unwrap();
+        let reused = plan(&config, &[], ClientKind::Cursor, &same, &Digests::new(), &lookup).unwrap();
         assert_eq!((reused.name.as_str(), reused.add.is_none()), ("brave", true), "the same definition is reused");
-        let second = plan(&config, &[p], ClientKind::Windsurf, &server, &lookup).unwrap();
+        let second = plan(&config, &[p], ClientKind::Windsurf, &server, &Digests::new(), &lookup).unwrap();
         assert_eq!(second.name, "brave-windsurf-2", "a name planned in this run is taken too");
+    }
+
+    #[test]
+    fn a_same_named_server_with_other_values_is_not_merged() {
+        let config = Config::parse(
+            "[servers.memory]\ncommand = \"mcp-server-memory\"\nenv = { MEMORY_FILE_PATH = \"/srv/countersign.jsonl\" }\n\
+             [servers.github]\ncommand = \"gh-mcp\"\nenv = { GITHUB_TOKEN = { secret = \"github-github_token\" } }\n\
+             [servers.docs]\nurl = \"https://docs.example/mcp\"\n\
+             headers = { Authorization = { secret = \"docs-authorization\", format = \"Bearer {}\" } }\n",
+            None,
+        )
+        .unwrap();
+        let none = Digests::new();
+        let plan_of = |server: &Server, digests: &Digests| {
+            plan(&config, &[], ClientKind::ClaudeDesktop, server, digests, &lookup).unwrap()
+        };
+
+        // Same keys, another data file: its own server, with its own value.
+        let other_file = stdio("memory", "mcp-server-memory", &[("MEMORY_FILE_PATH", "/home/ana/mine.jsonl")]);
+        let p = plan_of(&other_file, &none);
+        assert_eq!(p.name, "memory-claude-desktop");
+        let Some(NewServer::Stdio { env, .. }) = &p.add else { panic!("a new stdio server") };
+        assert_eq!(env[0], ("MEMORY_FILE_PATH".to_string(), Setting::Plain("/home/ana/mine.jsonl".into())));
+        let same_file = stdio("memory", "mcp-server-memory", &[("MEMORY_FILE_PATH", "/srv/countersign.jsonl")]);
+        assert_eq!(
+            (plan_of(&same_file, &none).name.as_str(), plan_of(&same_file, &none).add.is_none()),
+            ("memory", true)
+        );
+
+        // Same keys, another token: compared by the digest of what the keychain holds.
+        let stored = SecretName::new("github-github_token").unwrap();
+        let digests = Digests::from([
+            (stored.clone(), digest("ghp_countersigns0wn")),
+            (SecretName::new("docs-authorization").unwrap(), digest("docs-t0ken")),
+        ]);
+        let theirs = stdio("github", "gh-mcp", &[("GITHUB_TOKEN", "ghp_someoneelses")]);
+        let p = plan_of(&theirs, &digests);
+        assert_eq!(p.name, "github-claude-desktop", "another token is another definition");
+        assert_eq!(p.secrets[0].1, "ghp_someoneelses", "its own credential goes to the keychain");
+        let ours = stdio("github", "gh-mcp", &[("GITHUB_TOKEN", "ghp_countersigns0wn")]);
+        let p = plan_of(&ours, &digests);
+        assert_eq!((p.name.as_str(), p.add.is_none(), p.secrets.is_empty()), ("github", true, true));
+        assert_eq!(p.written, vec![(stored, "ghp_countersigns0wn".to_string())], "kept out of the saved original");
+        assert_eq!(plan_of(&ours, &none).name, "github-claude-desktop", "a secret not read never matches");
+
+        // Headers too, the format taken off before the digest is compared.
+        let remote = |auth: &str| Server {
+            transport: Transport::Remote { url: "https://docs.example/mcp".into() },
+            headers: BTreeMap::from([("Authorization".to_string(), auth.to_string())]),
+            ..stdio("docs", "", &[])
+        };
+        assert_eq!(plan_of(&remote("Bearer docs-t0ken"), &digests).name, "docs");
+        assert_eq!(plan_of(&remote("Bearer other"), &digests).name, "docs-claude-desktop");
+        assert_eq!(plan_of(&remote("docs-t0ken"), &digests).name, "docs-claude-desktop");
+        let wanted = secrets_to_compare(&config, ClientKind::ClaudeDesktop, &remote("x"));
+        assert_eq!(wanted.into_iter().map(|n| n.to_string()).collect::<Vec<_>>(), ["docs-authorization"]);
     }
 }

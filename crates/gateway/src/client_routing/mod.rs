@@ -188,10 +188,12 @@ async fn install_file(
     let mut plans: Vec<adopt::Plan> = Vec::new();
     let mut steps: Vec<(EntryPath, Delivery)> = Vec::new();
     let mut token: Option<String> = None;
+    let mut digests = adopt::Digests::new();
     for server in servers.iter().filter(|s| route_of(s, options.gateway) == Route::Shadow) {
         let skip = |reason: String| Skipped { name: server.name.clone(), reason };
         let entry = EntryPath::from(server);
-        let plan = match adopt::plan(&config, &plans, location.client, server, lookup) {
+        read_digests(&adopt::secrets_to_compare(&config, location.client, server), keychain, &mut digests).await;
+        let plan = match adopt::plan(&config, &plans, location.client, server, &digests, lookup) {
             Ok(p) => p,
             Err(reason) => {
                 outcome.skipped.push(skip(reason));
@@ -267,7 +269,7 @@ async fn install_file(
             original,
             server: plan.name.clone(),
             added_server: plan.add.is_some(),
-            secrets: plan.secrets.iter().map(|(n, _)| n.to_string()).collect(),
+            secrets: secret_names(plan),
             at: at.clone(),
         });
     }
@@ -276,6 +278,36 @@ async fn install_file(
     outcome.backup = Some(backup.display().to_string());
     outcome.restart = restart_needed(location.client);
     Ok(())
+}
+
+/// The keychain secrets an entry's saved original refers to: the ones install stored,
+/// and those a reused definition already held.
+fn secret_names(plan: &adopt::Plan) -> Vec<String> {
+    let mut names: Vec<String> = plan.secrets.iter().chain(&plan.written).map(|(n, _)| n.to_string()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Adds to `digests` the SHA-256 of each secret in `names` not there yet. A secret that
+/// cannot be read (no keychain, missing) gets no digest, so nothing matches it.
+async fn read_digests(
+    names: &std::collections::BTreeSet<SecretName>,
+    keychain: &mut Option<Keychain>,
+    digests: &mut adopt::Digests,
+) {
+    for name in names {
+        if digests.contains_key(name) {
+            continue;
+        }
+        if keychain.is_none() {
+            *keychain = Keychain::open().await.ok();
+        }
+        let Some(k) = keychain.as_ref() else { return };
+        if let Ok(value) = k.secret(name).await {
+            digests.insert(name.clone(), adopt::digest(value.expose()));
+        }
+    }
 }
 
 /// Puts the chosen clients' routed entries back as they were before install (all
