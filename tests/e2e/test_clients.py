@@ -246,3 +246,37 @@ async def test_a_same_named_server_with_other_values_gets_its_own_name(tmp_path,
     left = {s["name"] for s in json.loads(gw.cli("secret", "list", "--config", str(gw.config), "--json").stdout)}
     assert "memory-api" in left and codex_secret not in left
 
+
+def test_a_linked_client_file_is_written_through_its_link(tmp_path, make_gateway, files):
+    """Issue 14, item 12: a client's file that a dotfile manager links into place stays a
+    link; install and uninstall change the file it points to."""
+    from conftest import NODE_BIN
+
+    home = tmp_path / "client-home"
+    dotfiles = home / "dotfiles"
+    dotfiles.mkdir(parents=True)
+    target = dotfiles / "claude_desktop_config.json"
+    target.write_text(json.dumps({"mcpServers": {"filesystem": {
+        "command": str(NODE_BIN / "mcp-server-filesystem"), "args": [str(files)]}}}, indent=2) + "\n")
+    target.chmod(0o644)
+    original = target.read_bytes()
+    link = home / ".config" / "Claude" / "claude_desktop_config.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to("../../dotfiles/claude_desktop_config.json")
+
+    gw = make_gateway({})
+    gw.env["HOME"] = str(home)
+    gw.env.pop("XDG_CONFIG_HOME", None)
+    result = json.loads(gw.cli("clients", "install", "claude-desktop", "--json").stdout)
+    assert [m["server"] for m in result[0]["changed"]] == ["filesystem"], result
+    assert link.is_symlink() and os.readlink(link) == "../../dotfiles/claude_desktop_config.json"
+    entry = json.loads(target.read_text())["mcpServers"]["filesystem"]
+    assert entry["args"][:2] == ["connect", "filesystem"], "the linked file itself was routed"
+    assert Path(result[0]["backup"]).read_bytes() == original
+    assert sorted(p.name for p in dotfiles.iterdir()) == [target.name], "no temporary file left"
+    listed = json.loads(gw.cli("clients", "list", "--json").stdout)
+    assert [s["route"] for r in listed for s in r["servers"]] == ["routed"]
+
+    gw.cli("clients", "uninstall")
+    assert link.is_symlink() and os.readlink(link) == "../../dotfiles/claude_desktop_config.json"
+    assert target.read_bytes() == original

@@ -2,19 +2,40 @@
 //! text to a temporary file beside it and a rename over the old one, so the client never
 //! reads half a file. The file keeps its permissions, and is made readable by its owner
 //! alone when it now holds a client token.
+//!
+//! A client's file that is a symbolic link (dotfile managers such as GNU Stow, chezmoi or
+//! home-manager link them into place) is written through: the link is resolved, the
+//! temporary file made in the target's folder and renamed over the target, so the link
+//! stays a link and the managed copy changes. When the target cannot be replaced (a
+//! read-only store), nothing is changed and the error says so. This module never replaces
+//! a link with a regular file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
-pub struct WriteError {
-    pub path: PathBuf,
-    pub source: std::io::Error,
+pub enum WriteError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{link} is a link to {target}, which cannot be replaced ({source}); change it where the link points, \
+         or replace the link with a copy of the file and run this again"
+    )]
+    Behind { link: PathBuf, target: PathBuf, source: std::io::Error },
 }
 
 fn err(path: &Path) -> impl Fn(std::io::Error) -> WriteError + '_ {
-    move |source| WriteError { path: path.to_path_buf(), source }
+    move |source| WriteError::Io { path: path.to_path_buf(), source }
+}
+
+/// The file `path` names: itself, or the file its symbolic links lead to.
+pub fn resolve(path: &Path) -> Result<PathBuf, WriteError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path).map_err(err(path)),
+        Ok(_) => Ok(path.to_path_buf()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(path.to_path_buf()),
+        Err(e) => Err(err(path)(e)),
+    }
 }
 
 /// Copies `path` into `backups` as `<stamp>-<client>-<file name>` and returns the copy's
@@ -33,8 +54,19 @@ pub fn backup(path: &Path, backups: &Path, client: &str, stamp: &str) -> Result<
     Ok(to)
 }
 
-/// Replaces `path`'s contents with `text` atomically.
+/// Replaces `path`'s contents with `text` atomically; through its links, when it is one.
 pub fn write_atomic(path: &Path, text: &str, owner_only: bool) -> Result<(), WriteError> {
+    let target = resolve(path)?;
+    let behind = |e: WriteError| match e {
+        WriteError::Io { source, .. } if target != path => {
+            WriteError::Behind { link: path.to_path_buf(), target: target.clone(), source }
+        }
+        e => e,
+    };
+    replace(&target, text, owner_only).map_err(behind)
+}
+
+fn replace(path: &Path, text: &str, owner_only: bool) -> Result<(), WriteError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.countersign-{}", std::process::id()));
@@ -46,7 +78,7 @@ pub fn write_atomic(path: &Path, text: &str, owner_only: bool) -> Result<(), Wri
     }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        WriteError { path: path.to_path_buf(), source: e }
+        err(path)(e)
     })
 }
 
@@ -95,5 +127,44 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_linked_file_is_written_through_its_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let dotfiles = dir.path().join("dotfiles");
+        std::fs::create_dir(&dotfiles).unwrap();
+        let target = dotfiles.join("claude.json");
+        std::fs::write(&target, "old").unwrap();
+        let config = dir.path().join("config");
+        std::fs::create_dir(&config).unwrap();
+        let link = config.join("claude_desktop_config.json");
+        std::os::unix::fs::symlink("../dotfiles/claude.json", &link).unwrap();
+
+        let copy = backup(&link, &dir.path().join("b"), "claude-desktop", "20261129T000000Z").unwrap();
+        assert_eq!(std::fs::read_to_string(&copy).unwrap(), "old", "the backup holds the target's bytes");
+        write_atomic(&link, "new", false).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays a link");
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("../dotfiles/claude.json"));
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new", "the target got the new text");
+        let leftovers: Vec<_> =
+            std::fs::read_dir(&config).unwrap().chain(std::fs::read_dir(&dotfiles).unwrap()).collect();
+        assert_eq!(leftovers.len(), 2, "no temporary file left beside either");
+
+        // A target whose folder cannot be written: refused with a message, nothing changed.
+        // (Root writes anyway; the probe tells.)
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dotfiles, std::fs::Permissions::from_mode(0o500)).unwrap();
+        let writable = std::fs::write(dotfiles.join("probe"), "").is_ok();
+        let refused = write_atomic(&link, "newer", false);
+        std::fs::set_permissions(&dotfiles, std::fs::Permissions::from_mode(0o700)).unwrap();
+        if writable {
+            return;
+        }
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains("is a link to") && message.contains("dotfiles/claude.json"), "{message}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     }
 }
