@@ -280,3 +280,26 @@ def test_a_linked_client_file_is_written_through_its_link(tmp_path, make_gateway
     gw.cli("clients", "uninstall")
     assert link.is_symlink() and os.readlink(link) == "../../dotfiles/claude_desktop_config.json"
     assert target.read_bytes() == original
+
+
+def test_uninstall_gives_the_client_file_its_mode_back(tmp_path, make_gateway):
+    """Issue 14, item 13: install makes a file holding a client token owner-only; uninstall
+    gives it the mode it had."""
+    from conftest import FIXTURES
+
+    home = tmp_path / "client-home"
+    cursor_file = home / ".cursor" / "mcp.json"
+    cursor_file.parent.mkdir(parents=True)
+    cursor_file.write_text('{\n  "mcpServers": {\n    "time": { "command": "%s" }\n  }\n}\n'
+                           % (FIXTURES / ".venv" / "bin" / "mcp-server-time"))
+    cursor_file.chmod(0o644)
+    original = cursor_file.read_bytes()
+
+    gw = make_gateway({})
+    gw.env["HOME"] = str(home)
+    gw.env.pop("XDG_CONFIG_HOME", None)
+    gw.cli("clients", "install", "cursor")
+    assert cursor_file.stat().st_mode & 0o777 == 0o600
+    gw.cli("clients", "uninstall", "cursor")
+    assert cursor_file.read_bytes() == original
+    assert cursor_file.stat().st_mode & 0o777 == 0o644, "the mode it had before install"

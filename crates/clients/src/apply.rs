@@ -1,7 +1,7 @@
 //! Writes a client's file safely: a timestamped copy of what was there first, then the new
 //! text to a temporary file beside it and a rename over the old one, so the client never
-//! reads half a file. The file keeps its permissions, and is made readable by its owner
-//! alone when it now holds a client token.
+//! reads half a file. The file keeps its permissions, is made readable by its owner alone
+//! when it now holds a client token, or gets the mode it had before install back.
 //!
 //! A client's file that is a symbolic link (dotfile managers such as GNU Stow, chezmoi or
 //! home-manager link them into place) is written through: the link is resolved, the
@@ -54,8 +54,34 @@ pub fn backup(path: &Path, backups: &Path, client: &str, stamp: &str) -> Result<
     Ok(to)
 }
 
+/// The permissions a written file gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Perms {
+    /// The ones it has.
+    Keep,
+    /// Readable and writable by its owner alone (it holds a client token).
+    OwnerOnly,
+    /// These permission bits (Unix; never set-id or sticky bits; elsewhere the file keeps
+    /// its own).
+    Mode(u32),
+}
+
+/// The permission bits of the file `path` names (through its links); `None` off Unix.
+pub fn mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
 /// Replaces `path`'s contents with `text` atomically; through its links, when it is one.
-pub fn write_atomic(path: &Path, text: &str, owner_only: bool) -> Result<(), WriteError> {
+pub fn write_atomic(path: &Path, text: &str, perms: Perms) -> Result<(), WriteError> {
     let target = resolve(path)?;
     let behind = |e: WriteError| match e {
         WriteError::Io { source, .. } if target != path => {
@@ -63,18 +89,35 @@ pub fn write_atomic(path: &Path, text: &str, owner_only: bool) -> Result<(), Wri
         }
         e => e,
     };
-    replace(&target, text, owner_only).map_err(behind)
+    replace(&target, text, perms).map_err(behind)
 }
 
-fn replace(path: &Path, text: &str, owner_only: bool) -> Result<(), WriteError> {
+fn replace(path: &Path, text: &str, perms: Perms) -> Result<(), WriteError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.countersign-{}", std::process::id()));
-    write_new(&tmp, text.as_bytes(), owner_only)?;
-    if !owner_only {
-        if let Ok(meta) = std::fs::metadata(path) {
-            std::fs::set_permissions(&tmp, meta.permissions()).map_err(err(&tmp))?;
+    write_new(&tmp, text.as_bytes(), perms == Perms::OwnerOnly)?;
+    let set = match perms {
+        Perms::OwnerOnly => Ok(()),
+        Perms::Keep => match std::fs::metadata(path) {
+            Ok(meta) => std::fs::set_permissions(&tmp, meta.permissions()),
+            Err(_) => Ok(()),
+        },
+        Perms::Mode(_mode) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(_mode & 0o777))
+            }
+            #[cfg(not(unix))]
+            {
+                std::fs::metadata(path).and_then(|meta| std::fs::set_permissions(&tmp, meta.permissions()))
+            }
         }
+    };
+    if let Err(e) = set {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(&tmp)(e));
     }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -117,7 +160,7 @@ mod tests {
         let file = dir.path().join("mcp.json");
         std::fs::write(&file, "old").unwrap();
         let copy = backup(&file, &dir.path().join("b"), "cursor", "20261129T000000Z").unwrap();
-        write_atomic(&file, "new", true).unwrap();
+        write_atomic(&file, "new", Perms::OwnerOnly).unwrap();
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
         assert_eq!(std::fs::read_to_string(&copy).unwrap(), "old");
         let again = backup(&file, &dir.path().join("b"), "cursor", "20261129T000000Z").unwrap();
@@ -144,7 +187,7 @@ mod tests {
 
         let copy = backup(&link, &dir.path().join("b"), "claude-desktop", "20261129T000000Z").unwrap();
         assert_eq!(std::fs::read_to_string(&copy).unwrap(), "old", "the backup holds the target's bytes");
-        write_atomic(&link, "new", false).unwrap();
+        write_atomic(&link, "new", Perms::Keep).unwrap();
         assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays a link");
         assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("../dotfiles/claude.json"));
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "new", "the target got the new text");
@@ -157,7 +200,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dotfiles, std::fs::Permissions::from_mode(0o500)).unwrap();
         let writable = std::fs::write(dotfiles.join("probe"), "").is_ok();
-        let refused = write_atomic(&link, "newer", false);
+        let refused = write_atomic(&link, "newer", Perms::Keep);
         std::fs::set_permissions(&dotfiles, std::fs::Permissions::from_mode(0o700)).unwrap();
         if writable {
             return;
@@ -166,5 +209,26 @@ mod tests {
         assert!(message.contains("is a link to") && message.contains("dotfiles/claude.json"), "{message}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
         assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_write_keeps_sets_or_restores_the_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mcp.json");
+        std::fs::write(&file, "a").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let before = mode(&file);
+        assert_eq!(before, Some(0o640));
+        write_atomic(&file, "b", Perms::Keep).unwrap();
+        assert_eq!(mode(&file), Some(0o640));
+        write_atomic(&file, "c", Perms::OwnerOnly).unwrap();
+        assert_eq!(mode(&file), Some(0o600));
+        write_atomic(&file, "d", Perms::Mode(0o640)).unwrap();
+        assert_eq!(mode(&file), Some(0o640), "the mode from before is back");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "d");
+        write_atomic(&file, "e", Perms::Mode(0o4755)).unwrap();
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777, 0o755, "never set-id");
     }
 }

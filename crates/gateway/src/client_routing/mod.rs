@@ -7,8 +7,8 @@
 //!
 //! It never writes a credential into Countersign's config, a log line or its own record;
 //! the one credential a client's file gets is that client's loopback token (the file is
-//! then made readable by its owner alone). Nothing is changed for a file whose edit does
-//! not check out.
+//! then made readable by its owner alone, and given its own mode back at uninstall).
+//! Nothing is changed for a file whose edit does not check out.
 
 pub mod adopt;
 pub mod record;
@@ -256,6 +256,8 @@ async fn install_file(
     let backup = apply::backup(&location.path, &home.dir().join("client-backups"), location.client.slug(), &stamp())
         .map_err(|e| e.to_string())?;
     let at = countersign_audit::now_rfc3339();
+    // The mode from before the first install that changed this file, kept for uninstall.
+    let mode = record.in_file(&location.path).iter().find_map(|e| e.mode).or_else(|| apply::mode(&location.path));
     for (r, plan) in routed.iter().zip(&plans) {
         let mut original = r.original.clone();
         for (name, value) in &plan.written {
@@ -270,11 +272,13 @@ async fn install_file(
             server: plan.name.clone(),
             added_server: plan.add.is_some(),
             secrets: secret_names(plan),
+            mode,
             at: at.clone(),
         });
     }
     record.save(home).map_err(|e| e.to_string())?;
-    apply::write_atomic(&location.path, &edited, http).map_err(|e| e.to_string())?;
+    let perms = if http { apply::Perms::OwnerOnly } else { apply::Perms::Keep };
+    apply::write_atomic(&location.path, &edited, perms).map_err(|e| e.to_string())?;
     outcome.backup = Some(backup.display().to_string());
     outcome.restart = restart_needed(location.client);
     Ok(())
@@ -418,9 +422,14 @@ async fn uninstall_file(
         let backup =
             apply::backup(&location.path, &home.dir().join("client-backups"), location.client.slug(), &stamp())
                 .map_err(|e| e.to_string())?;
-        apply::write_atomic(&location.path, &edited, false).map_err(|e| e.to_string())?;
+        // Every entry of the file is dealt with here: it gets the mode it had back.
+        let perms = entries.iter().find_map(|e| e.mode).map_or(apply::Perms::Keep, apply::Perms::Mode);
+        apply::write_atomic(&location.path, &edited, perms).map_err(|e| e.to_string())?;
         outcome.backup = Some(backup.display().to_string());
         outcome.restart = restart_needed(location.client);
     }
     Ok(done)
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,9 +25,14 @@ pub struct RoutedEntry {
     pub server: String,
     /// Whether install added that server to Countersign's config (else it was there).
     pub added_server: bool,
-    /// Keychain secrets install made for the server.
+    /// Keychain secrets the original's placeholders name (made by install, or already
+    /// held for a reused server).
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// The file's mode bits before install first changed it (Unix), given back at
+    /// uninstall: install makes a file holding a client token owner-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
     pub at: String,
 }
 
