@@ -46,8 +46,9 @@ Point an MCP client at it:
   HTTP (Cursor, VS Code, Claude Code):  http://127.0.0.1:$port/mcp/filesystem
       header  Authorization: Bearer \$(cat $token_file)
   all servers at once:                   http://127.0.0.1:$port/mcp
-  stdio (Claude Desktop):  command "$bin", args ["connect", "filesystem"],
-      env { "COUNTERSIGN_HOME": "$COUNTERSIGN_HOME" }
+  stdio (Claude Desktop):  command "$bin",
+      args ["connect", "filesystem", "--home", "$COUNTERSIGN_HOME"]
+  (or let \`countersign clients install\` write that entry into your clients' files)
 
 While it runs, in another terminal (same COUNTERSIGN_HOME):
   $bin status            pending approvals, sessions

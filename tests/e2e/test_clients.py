@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT
+from conftest import BIN, NODE_BIN, ROOT
 
 TESTDATA = ROOT / "crates" / "clients" / "testdata"
 
@@ -64,10 +64,10 @@ def test_the_gateway_records_shadow_servers_in_the_audit_journal(tmp_path, make_
 
 def client_env(gw, home: Path) -> dict:
     """The environment a desktop client passes to what it starts: the user's session (its
-    D-Bus, hence the keychain) and home; COUNTERSIGN_HOME only because the test's gateway
-    keeps its data in a temporary folder."""
+    D-Bus, hence the keychain) and home. No COUNTERSIGN_HOME: the entry names the data
+    folder itself."""
     session = {k: os.environ[k] for k in ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR") if k in os.environ}
-    return {"PATH": os.environ["PATH"], "HOME": str(home), "COUNTERSIGN_HOME": str(gw.home), **session}
+    return {"PATH": os.environ["PATH"], "HOME": str(home), **session}
 
 
 @pytest.mark.anyio
@@ -116,7 +116,8 @@ async def test_install_routes_claude_desktop_and_cursor_and_uninstall_puts_them_
 
     # Claude Desktop starts the command in its file, as it would.
     entry = json.loads(desktop_file.read_text())["mcpServers"]["filesystem"]
-    assert entry["args"] == ["connect", "filesystem"] and Path(entry["command"]).name == "countersign"
+    assert entry["args"] == ["connect", "filesystem", "--home", str(gw.home)]
+    assert Path(entry["command"]).name == "countersign"
     params = StdioServerParameters(command=entry["command"], args=entry["args"], env=client_env(gw, home))
     with anyio.fail_after(60):
         async with Client(params) as client:
@@ -303,3 +304,81 @@ def test_uninstall_gives_the_client_file_its_mode_back(tmp_path, make_gateway):
     gw.cli("clients", "uninstall", "cursor")
     assert cursor_file.read_bytes() == original
     assert cursor_file.stat().st_mode & 0o777 == 0o644, "the mode it had before install"
+
+
+def client_entries(home: Path) -> dict:
+    """The `filesystem` entry of each stdio client's file, read as the client reads it."""
+    def yaml(path: Path):
+        out = subprocess.run([str(NODE_BIN / "yaml"), "--json"], input=path.read_text(), capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out)[0]
+
+    config = home / ".config"
+    continue_servers = yaml(home / ".continue" / "config.yaml")["mcpServers"]
+    return {
+        "claude-desktop": json.loads((config / "Claude" / "claude_desktop_config.json").read_text())["mcpServers"],
+        "zed": json.loads((config / "zed" / "settings.json").read_text().split("\n", 1)[1])["context_servers"],
+        "continue": {s["name"]: s for s in continue_servers},
+        "codex-cli": tomllib.loads((home / ".codex" / "config.toml").read_text())["mcp_servers"],
+        "goose": yaml(config / "goose" / "config.yaml")["extensions"],
+    }
+
+
+@pytest.mark.anyio
+async def test_a_stdio_client_entry_works_with_a_trimmed_environment_and_another_data_folder(
+        tmp_path, make_gateway, files):
+    """Issue 14, item 14: the entry install writes for each stdio client reaches the gateway
+    of a data folder that is not the default, when the client starts it exactly as its file
+    says with the environment the MCP SDK's stdio client passes by default (no
+    COUNTERSIGN_HOME, no session bus: the shim's token is in the keychain on that bus)."""
+    import anyio
+    from mcp import Client, StdioServerParameters
+    from mcp.client.stdio import get_default_environment
+
+    from conftest import text_of
+
+    trimmed = get_default_environment()
+    assert set(trimmed) <= {"HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"}, trimmed
+    assert "DBUS_SESSION_BUS_ADDRESS" in os.environ, "run inside scripts/keyring-session.sh"
+
+    home = tmp_path / "client-home"
+    command, args = str(NODE_BIN / "mcp-server-filesystem"), [str(files)]
+    config = home / ".config"
+    for f in (config / "Claude" / "claude_desktop_config.json", config / "zed" / "settings.json",
+              home / ".continue" / "config.yaml", home / ".codex" / "config.toml", config / "goose" / "config.yaml"):
+        f.parent.mkdir(parents=True)
+    (config / "Claude" / "claude_desktop_config.json").write_text(
+        json.dumps({"mcpServers": {"filesystem": {"command": command, "args": args}}}, indent=2) + "\n")
+    (config / "zed" / "settings.json").write_text(
+        "// Zed settings\n" + json.dumps({"context_servers": {"filesystem": {"command": command, "args": args}}},
+                                         indent=2) + "\n")
+    (home / ".continue" / "config.yaml").write_text(
+        f"name: Assistant\nmcpServers:\n  - name: filesystem\n    command: {command}\n    args:\n      - {files}\n")
+    (home / ".codex" / "config.toml").write_text(f'[mcp_servers.filesystem]\ncommand = "{command}"\nargs = ["{files}"]\n')
+    (config / "goose" / "config.yaml").write_text(
+        f"extensions:\n  filesystem:\n    type: stdio\n    cmd: {command}\n    args:\n    - {files}\n"
+        "    enabled: true\n    name: filesystem\n")
+
+    gw = make_gateway({})
+    assert gw.home != Path.home() / ".local" / "share" / "countersign"
+    gw.env["HOME"] = str(home)
+    gw.env.pop("XDG_CONFIG_HOME", None)
+    result = json.loads(gw.cli("clients", "install", "--json").stdout)
+    assert {r["client"]: [m["via"] for m in r["changed"]] for r in result} == {
+        c: ["shim"] for c in ("claude-desktop", "zed", "continue", "codex-cli", "goose")}
+
+    for client, entries in client_entries(home).items():
+        entry = entries["filesystem"]
+        program = entry.get("command") or entry.get("cmd")
+        assert Path(program).is_absolute() and Path(program).name == "countersign", (client, entry)
+        assert entry["args"] == ["connect", "filesystem", "--home", str(gw.home)], (client, entry)
+        env = entry.get("env") or entry.get("envs")
+        assert env is None, f"{client}: the entry needs no environment: {entry}"
+        params = StdioServerParameters(command=program, args=entry["args"])
+        with anyio.fail_after(60):
+            async with Client(params) as session:
+                assert "read_text_file" in {t.name for t in (await session.list_tools()).tools}, client
+                read = await session.call_tool("read_text_file", {"path": str(files / "hello.txt")})
+                assert not read.is_error and "hello from countersign" in text_of(read), (client, text_of(read))
+    calls = gw.wait_audit(lambda r: r["kind"] == "call" and r["tool"] == "read_text_file", "the shims' calls")
+    assert len(calls) == 5 and {r["client"] for r in calls} == {"stdio-shim"}

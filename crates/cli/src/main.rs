@@ -7,7 +7,7 @@ mod control;
 mod policy_cmd;
 mod vault_cmd;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use countersign_gateway::{Config, Home};
 use std::path::PathBuf;
@@ -28,7 +28,13 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Relay stdio to the running gateway's /mcp/<server> (what a stdio-only client launches).
-    Connect { server: String },
+    Connect {
+        server: String,
+        /// Countersign's data folder (where the running gateway is found). Default:
+        /// COUNTERSIGN_HOME, else the per-user data directory.
+        #[arg(long, value_name = "DIR")]
+        home: Option<PathBuf>,
+    },
     /// Client tokens for the loopback endpoint.
     Token {
         #[command(subcommand)]
@@ -242,6 +248,23 @@ fn main() {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Connect { .. });
     init_logging(quiet);
+    let home = match &cli.command {
+        Command::Connect { home: Some(dir), .. } => Home::at(dir.clone()),
+        _ => Home::resolve(),
+    };
+    let home = match home {
+        Ok(home) => home,
+        Err(e) => {
+            eprintln!("countersign: data directory: {e}");
+            std::process::exit(1);
+        }
+    };
+    if matches!(cli.command, Command::Connect { .. }) {
+        // A client may start the shim without the session bus (hence the keychain that
+        // holds its token): take the running gateway's. It sets an environment variable,
+        // so it runs here, before the runtime starts any thread.
+        countersign_gateway::session_bus::adopt(&home);
+    }
     let runtime = match runtime_builder().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -249,7 +272,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(home, cli.command)) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("countersign: {e:#}");
@@ -270,11 +293,10 @@ fn init_logging(quiet: bool) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
-async fn run(command: Command) -> Result<i32> {
-    let home = Home::resolve().context("data directory")?;
+async fn run(home: Home, command: Command) -> Result<i32> {
     match command {
         Command::Serve { config } => serve(home, config).await,
-        Command::Connect { server } => {
+        Command::Connect { server, .. } => {
             let limits = countersign_gateway::config::Limits::default();
             countersign_gateway::shim::run(&home, &server, limits.max_line_bytes).await?;
             Ok(0)

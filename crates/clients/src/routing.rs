@@ -1,8 +1,14 @@
 //! What a client's entry looks like once it runs through Countersign, in that client's own
-//! syntax: the stdio shim (`countersign connect NAME`) for clients that only start
-//! processes, or the loopback URL with the client's token header for clients that reach
-//! remote servers with headers. Keys that are not about how to reach the server
-//! (`disabled`, `autoApprove`, Goose's `name` and `timeout`…) are kept in place.
+//! syntax: the stdio shim (`/abs/path/countersign connect NAME --home DIR`) for clients
+//! that only start processes, or the loopback URL with the client's token header for
+//! clients that reach remote servers with headers. Keys that are not about how to reach
+//! the server (`disabled`, `autoApprove`, Goose's `name` and `timeout`…) are kept in place.
+//!
+//! The shim entry names Countersign's data folder in its arguments rather than in an
+//! environment entry: arguments reach the program verbatim in every client, whereas each
+//! client spells its environment differently (`env`, Goose's `envs`, Zed's older nested
+//! form) and merges or trims it its own way; and a data folder inherited from elsewhere
+//! cannot override it.
 
 use crate::client::ClientKind;
 use serde_json::{json, Map, Value};
@@ -44,8 +50,9 @@ pub fn restart_needed(kind: ClientKind) -> Option<&'static str> {
 /// Where the routed entry points.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
-    /// `program connect server`.
-    Shim { program: String, server: String },
+    /// `program connect server --home home`: the program's absolute path, and
+    /// Countersign's data folder, where the shim finds the running gateway.
+    Shim { program: String, server: String, home: String },
     /// The server's loopback URL, and the client's token for the `Authorization` header.
     Http { url: String, token: String },
 }
@@ -77,8 +84,8 @@ const TRANSPORT_KEYS: &[&str] = &[
 fn transport(kind: ClientKind, delivery: &Delivery) -> Map<String, Value> {
     use ClientKind::*;
     let value = match delivery {
-        Delivery::Shim { program, server } => {
-            let args = json!(["connect", server]);
+        Delivery::Shim { program, server, home } => {
+            let args = json!(["connect", server, "--home", home]);
             match kind {
                 Goose => json!({ "type": "stdio", "cmd": program, "args": args }),
                 _ => json!({ "command": program, "args": args }),
@@ -153,10 +160,10 @@ mod tests {
     #[test]
     fn other_keys_stay_in_place() {
         let original = json!({ "cmd": "npx", "args": ["x"], "enabled": true, "name": "github", "type": "stdio" });
-        let d = Delivery::Shim { program: "/bin/countersign".into(), server: "github".into() };
+        let d = Delivery::Shim { program: "/bin/countersign".into(), server: "github".into(), home: "/data".into() };
         let routed = routed_entry(ClientKind::Goose, &original, &d);
         let keys: Vec<&str> = routed.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["type", "cmd", "args", "enabled", "name"]);
-        assert_eq!(routed["args"], json!(["connect", "github"]));
+        assert_eq!(routed["args"], json!(["connect", "github", "--home", "/data"]));
     }
 }

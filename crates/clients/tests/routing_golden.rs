@@ -1,7 +1,8 @@
 //! Golden test data for routing each client through Countersign
 //! (`testdata/<client>/after-install.*` and `after-uninstall.*`): every shadow server in
 //! the client's `original.*` is pointed at Countersign in the client's own syntax (the
-//! stdio shim, or the loopback URL with a client token), byte for byte, with comments,
+//! stdio shim with the program's absolute path and the data folder, or the loopback URL
+//! with a client token), byte for byte, with comments,
 //! unknown keys and layout elsewhere kept; routing again changes nothing; putting the
 //! originals back gives the original file byte for byte. `UPDATE_GOLDEN=1` rewrites them.
 
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 const GATEWAY: &str = "127.0.0.1:47800";
 const PROGRAM: &str = "/usr/local/bin/countersign";
+const DATA: &str = "/home/ana/.local/share/countersign";
 const TOKEN: &str = "csk_example-client-token";
 
 fn testdata() -> PathBuf {
@@ -43,7 +45,7 @@ fn plan(location: &Location, text: &str) -> Vec<(countersign_clients::edit::Entr
         .map(|s| {
             let name = countersign_name(&s.name);
             let delivery = match via(location.client) {
-                Via::Shim => Delivery::Shim { program: PROGRAM.into(), server: name },
+                Via::Shim => Delivery::Shim { program: PROGRAM.into(), server: name, home: DATA.into() },
                 Via::Http => Delivery::Http { url: format!("http://{GATEWAY}/mcp/{name}"), token: TOKEN.into() },
             };
             (s.into(), delivery)

@@ -1,6 +1,8 @@
 //! The per-user data directory and the small files kept in it: the journal, the token
 //! store, the device id, the redaction salt, the control token and the running
-//! gateway's address. `COUNTERSIGN_HOME` overrides the location (tests use it).
+//! gateway's runtime file (where it listens, its config, the session bus it reaches the
+//! keychain on). `COUNTERSIGN_HOME` overrides the location (tests use it); the path is
+//! made absolute, so every process names the same folder the same way.
 //!
 //! Every file here is created readable by the user alone (0600, directory 0700).
 //! This module never logs a file's contents.
@@ -33,6 +35,17 @@ pub struct RuntimeInfo {
     pub config: Option<PathBuf>,
 }
 
+/// `gateway.json`: the [`RuntimeInfo`], and the session bus the writing process reaches
+/// the keychain on ([`crate::session_bus`]), which the stdio shim adopts when a client
+/// starts it without one.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RuntimeFile {
+    #[serde(flatten)]
+    info: RuntimeInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session_bus: Option<String>,
+}
+
 impl Home {
     pub fn resolve() -> Result<Self, HomeError> {
         let dir = match std::env::var_os("COUNTERSIGN_HOME").filter(|v| !v.is_empty()) {
@@ -46,6 +59,7 @@ impl Home {
     }
 
     pub fn at(dir: PathBuf) -> Result<Self, HomeError> {
+        let dir = std::path::absolute(&dir).map_err(|source| HomeError::Io { path: dir.clone(), source })?;
         fs::create_dir_all(&dir).map_err(|source| HomeError::Io { path: dir.clone(), source })?;
         #[cfg(unix)]
         {
@@ -91,14 +105,29 @@ impl Home {
         Some(text.trim().to_string()).filter(|t| !t.is_empty())
     }
 
+    /// Records the running gateway, with the session bus this process is on.
     pub fn write_runtime(&self, info: &RuntimeInfo) -> Result<(), HomeError> {
-        let text = serde_json::to_string(info).unwrap_or_default();
+        self.write_runtime_file(info, crate::session_bus::current())
+    }
+
+    fn write_runtime_file(&self, info: &RuntimeInfo, session_bus: Option<String>) -> Result<(), HomeError> {
+        let file = RuntimeFile { info: info.clone(), session_bus };
+        let text = serde_json::to_string(&file).unwrap_or_default();
         write_private(&self.runtime_path(), text.as_bytes())
     }
 
-    pub fn read_runtime(&self) -> Option<RuntimeInfo> {
+    fn read_runtime_file(&self) -> Option<RuntimeFile> {
         let text = fs::read_to_string(self.runtime_path()).ok()?;
         serde_json::from_str(&text).ok()
+    }
+
+    pub fn read_runtime(&self) -> Option<RuntimeInfo> {
+        self.read_runtime_file().map(|f| f.info)
+    }
+
+    /// The session bus address the running gateway recorded, if any.
+    pub fn recorded_session_bus(&self) -> Option<String> {
+        self.read_runtime_file().and_then(|f| f.session_bus)
     }
 
     pub fn clear_runtime(&self, pid: u32) {
@@ -164,5 +193,18 @@ mod tests {
             let dmode = fs::metadata(home.dir()).unwrap().permissions().mode();
             assert_eq!(dmode & 0o777, 0o700);
         }
+    }
+
+    #[test]
+    fn the_runtime_file_records_the_session_bus() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("h")).unwrap();
+        let info = RuntimeInfo { pid: 7, listen: "127.0.0.1:47800".parse().unwrap(), config: None };
+        home.write_runtime_file(&info, Some("unix:path=/tmp/dbus-x,guid=1".into())).unwrap();
+        assert_eq!(home.read_runtime().map(|r| (r.pid, r.listen)), Some((7, info.listen)));
+        assert_eq!(home.recorded_session_bus().as_deref(), Some("unix:path=/tmp/dbus-x,guid=1"));
+        home.write_runtime_file(&info, None).unwrap();
+        assert_eq!(home.recorded_session_bus(), None);
+        assert!(home.read_runtime().is_some(), "a file without one still reads");
     }
 }

@@ -33,6 +33,7 @@ pub mod policy_watch;
 pub mod secret_import;
 pub mod server;
 pub mod session;
+pub mod session_bus;
 pub mod shared;
 pub mod shim;
 mod sign_ins;

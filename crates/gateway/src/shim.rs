@@ -8,6 +8,12 @@
 //! the token nor a message. When no gateway answers, or the one that answers cannot
 //! prove itself, it says so on stderr and answers each request with a JSON-RPC error; it
 //! never hangs. It never prints its token.
+//!
+//! Clients start it with a trimmed environment. So the entry `countersign clients
+//! install` writes names the program by absolute path and the data folder as an argument
+//! (`connect NAME --home DIR`); and when the environment has no session bus address, the
+//! CLI adopts the one the running gateway recorded before this module opens the keychain
+//! for the shim's token ([`crate::session_bus`]).
 
 use crate::gateway_link::{read_body, GatewayLink};
 use crate::home::Home;

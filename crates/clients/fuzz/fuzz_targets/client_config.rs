@@ -22,9 +22,16 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         .enumerate()
         .map(|(i, s)| {
             let delivery = if i % 2 == 0 {
-                Delivery::Shim { program: "/usr/bin/countersign".into(), server: countersign_name(&s.name) }
+                Delivery::Shim {
+                    program: "/usr/bin/countersign".into(),
+                    server: countersign_name(&s.name),
+                    home: "/data".into(),
+                }
             } else {
-                Delivery::Http { url: format!("http://127.0.0.1:47800/mcp/{}", countersign_name(&s.name)), token: "t".into() }
+                Delivery::Http {
+                    url: format!("http://127.0.0.1:47800/mcp/{}", countersign_name(&s.name)),
+                    token: "t".into(),
+                }
             };
             (s.into(), delivery)
         })

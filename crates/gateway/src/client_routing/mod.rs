@@ -46,7 +46,7 @@ pub struct Options {
     pub clients: Vec<ClientKind>,
     /// Project folders whose own files (`.mcp.json`, `.cursor/mcp.json`…) are routed too.
     pub projects: Vec<PathBuf>,
-    /// The `countersign` program the shim entries start.
+    /// The `countersign` program the shim entries start (an absolute path).
     pub program: String,
     /// Where the gateway listens; without a fixed port every client gets the shim.
     pub gateway: Option<SocketAddr>,
@@ -219,7 +219,8 @@ async fn install_file(
             let addr = options.gateway.map(|a| a.to_string()).unwrap_or_default();
             Delivery::Http { url: format!("http://{addr}/mcp/{}", plan.name), token: token.clone().unwrap_or_default() }
         } else {
-            Delivery::Shim { program: options.program.clone(), server: plan.name.clone() }
+            let home = home.dir().display().to_string();
+            Delivery::Shim { program: options.program.clone(), server: plan.name.clone(), home }
         };
         outcome.changed.push(Moved {
             name: server.name.clone(),

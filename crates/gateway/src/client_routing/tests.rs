@@ -69,3 +69,22 @@ async fn uninstall_gives_the_file_its_mode_back() {
     let now = std::fs::read_to_string(&file).unwrap();
     assert!(now.contains("mcp-server-fetch") && now.contains("mcp-server-time") && !now.contains("47800"), "{now}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shim_entry_carries_the_program_and_the_data_folder() {
+    let s = setup();
+    let file = s.env.home.join(".config").join("Claude").join("claude_desktop_config.json");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "{\"mcpServers\": {\"time\": {\"command\": \"uvx\", \"args\": [\"mcp-server-time\"]}}}\n")
+        .unwrap();
+    let policy = Policy::from_layers(Default::default()).unwrap();
+    let out = install(&s.home, &s.config, &s.env, &policy, &options(ClientKind::ClaudeDesktop), &no_env).await.unwrap();
+    assert_eq!((out[0].error.as_deref(), out[0].changed.len()), (None, 1));
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let entry = &written["mcpServers"]["time"];
+    assert_eq!(entry["command"], "/usr/local/bin/countersign");
+    let data = s.home.dir().display().to_string();
+    assert_eq!(entry["args"], serde_json::json!(["connect", "time", "--home", data]));
+    assert!(std::path::Path::new(&data).is_absolute());
+    assert!(entry.get("env").is_none(), "nothing for the client's environment to lose");
+}
