@@ -3,6 +3,7 @@ every client found, each server marked routed or shadow, nothing written."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tomllib
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, NODE_BIN, ROOT
+from test_vault import auth_server, browser  # noqa: F401  (fixtures shared with the vault's tests)
 
 TESTDATA = ROOT / "crates" / "clients" / "testdata"
 
@@ -382,3 +384,68 @@ async def test_a_stdio_client_entry_works_with_a_trimmed_environment_and_another
                 assert not read.is_error and "hello from countersign" in text_of(read), (client, text_of(read))
     calls = gw.wait_audit(lambda r: r["kind"] == "call" and r["tool"] == "read_text_file", "the shims' calls")
     assert len(calls) == 5 and {r["client"] for r in calls} == {"stdio-shim"}
+
+
+@pytest.mark.anyio
+async def test_after_install_every_command_reads_the_config_install_wrote(tmp_path, make_gateway, files,
+                                                                          auth_server, browser):
+    """Issue 14, item 15: the gateway runs with a config outside the data folder; after
+    `clients install` moved a credential and a remote server into it, `secret list` and
+    the printed `auth login` hint (run exactly as printed) work on that same config."""
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from conftest import text_of, wait_for
+
+    auth = auth_server()
+    gw = make_gateway({}, policy={"allow": ["mcp__remote-docs"]})
+    assert gw.config.parent != gw.home and not (gw.home / "config.toml").exists()
+    home = tmp_path / "client-home"
+    cursor_file = home / ".cursor" / "mcp.json"
+    cursor_file.parent.mkdir(parents=True)
+    cursor_file.write_text(json.dumps({"mcpServers": {
+        "filesystem": {"command": str(NODE_BIN / "mcp-server-filesystem"), "args": [str(files)],
+                       "env": {"FS_API_TOKEN": "s3cret-moved-by-install-4d2e"}},
+        "remote-docs": {"url": auth.url},
+    }}, indent=2) + "\n")
+    gw.env["HOME"] = str(home)
+    gw.env.pop("XDG_CONFIG_HOME", None)
+    out = gw.cli("clients", "install", "cursor").stdout
+    assert f"Countersign config: {gw.config}" in out, out
+
+    # `secret list`, no --config: the moved credential is used by the moved server.
+    rows = {r["name"]: r for r in json.loads(gw.cli("secret", "list", "--json").stdout)}
+    assert rows["filesystem-fs_api_token"]["stored"]
+    assert rows["filesystem-fs_api_token"]["used_by"] == ["servers.filesystem.env.FS_API_TOKEN"]
+
+    # The printed hint, run as printed, signs in to the remote server install moved.
+    hint = re.search(r"run `(countersign auth login [^`]+)`", out)
+    assert hint, out
+    argv = hint.group(1).split()
+    assert argv == ["countersign", "auth", "login", "remote-docs"]
+    proc = subprocess.Popen([str(BIN), *argv[1:]], env={**gw.env, **browser.env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        opened = wait_for(lambda: proc.poll() is not None or (len(browser.opened()) == 2 and browser.opened()),
+                          what="the browser to be opened")
+        assert opened is not True, proc.communicate()
+        browser.visit(opened[1])
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "Signed in to `remote-docs`" in stdout, stdout + stderr
+        status = {r["server"]: r["credentials"] for r in json.loads(gw.cli("auth", "status", "--json").stdout)}
+        assert status["remote-docs"]["state"] == "signed_in"
+
+        # And the client, through its routed entry, reaches the remote server signed in.
+        entry = json.loads(cursor_file.read_text())["mcpServers"]["remote-docs"]
+        with anyio.fail_after(60):
+            async with httpx2.AsyncClient(headers=entry["headers"], timeout=60) as http:
+                async with Client(streamable_http_client(entry["url"], http_client=http)) as client:
+                    r = await client.call_tool("whoami", {})
+                    assert not r.is_error and text_of(r) == "signed in", text_of(r)
+    finally:
+        # Sign-ins are filed in the keychain by server name: leave none for other tests.
+        if proc.poll() is None:
+            proc.kill()
+        gw.cli("auth", "logout", "remote-docs", check=False)

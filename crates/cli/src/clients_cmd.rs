@@ -7,6 +7,7 @@ use clap::Subcommand;
 use countersign_clients::read::Transport;
 use countersign_clients::{ClientKind, Env, Route};
 use countersign_gateway::client_routing::{self, FileOutcome, Options};
+use countersign_gateway::config_file::{self, Chosen};
 use countersign_gateway::{policy_layers, Config, Home};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,8 +33,8 @@ pub enum ClientsCommand {
         /// Also route these project folders' own files.
         #[arg(long = "project", value_name = "DIR")]
         projects: Vec<PathBuf>,
-        /// Countersign's config file to add the servers to. Default: the running
-        /// gateway's, else config.toml in the data directory.
+        /// Countersign's config file to add the servers to. Default: COUNTERSIGN_CONFIG,
+        /// else the running gateway's, else config.toml in the data directory.
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long)]
@@ -67,9 +68,10 @@ fn env() -> Result<Env> {
     Env::from_process().context("no home folder (HOME is not set)")
 }
 
-/// The config the servers belong in: the one given, the running gateway's, or the default.
-fn config_path(home: &Home, given: Option<PathBuf>) -> PathBuf {
-    given.or_else(|| home.read_runtime().and_then(|r| r.config)).unwrap_or_else(|| home.dir().join("config.toml"))
+/// The config the servers belong in: the one rule every command follows (the one given,
+/// COUNTERSIGN_CONFIG, the running gateway's, or the default).
+fn config_path(home: &Home, given: Option<PathBuf>) -> Chosen {
+    config_file::for_command(home, given)
 }
 
 /// Where this user's gateway listens: the running one, else the config's or the default.
@@ -89,25 +91,26 @@ pub async fn run(home: &Home, command: ClientsCommand) -> Result<i32> {
         ClientsCommand::List { projects, json } => list(home, &projects, json),
         ClientsCommand::Install { clients, projects, config, json } => {
             let clients = kinds(&clients)?;
-            let config = config_path(home, config);
+            let chosen = config_path(home, config);
+            let config = &chosen.path;
             let program =
                 std::env::current_exe().context("cannot tell where the countersign program is")?.display().to_string();
-            let options = Options { clients, projects, program, gateway: Some(gateway(home, &config)) };
-            let policy = policy(home, &config)?;
+            let options = Options { clients, projects, program, gateway: Some(gateway(home, config)) };
+            let policy = policy(home, config)?;
             let lookup = |var: &str| std::env::var(var).ok();
-            let outcomes = client_routing::install(home, &config, &env()?, &policy, &options, &lookup).await?;
-            report(&outcomes, json, "routed through Countersign", &config)
+            let outcomes = client_routing::install(home, config, &env()?, &policy, &options, &lookup).await?;
+            report(&outcomes, json, "routed through Countersign", &chosen)
         }
         ClientsCommand::Uninstall { clients, config, json } => {
             let clients = kinds(&clients)?;
-            let config = config_path(home, config);
-            let outcomes = client_routing::uninstall(home, &config, &env()?, &clients).await?;
-            report(&outcomes, json, "direct again", &config)
+            let chosen = config_path(home, config);
+            let outcomes = client_routing::uninstall(home, &chosen.path, &env()?, &clients).await?;
+            report(&outcomes, json, "direct again", &chosen)
         }
     }
 }
 
-fn report(outcomes: &[FileOutcome], json: bool, done: &str, config: &std::path::Path) -> Result<i32> {
+fn report(outcomes: &[FileOutcome], json: bool, done: &str, config: &Chosen) -> Result<i32> {
     let failed = outcomes.iter().any(|o| o.error.is_some());
     if json {
         println!("{}", serde_json::to_string_pretty(outcomes)?);
@@ -133,7 +136,10 @@ fn report(outcomes: &[FileOutcome], json: bool, done: &str, config: &std::path::
             println!("  backup: {b}");
         }
         for s in &o.sign_in {
-            println!("  `{s}` is a remote server: if it asks you to sign in, run `countersign auth login {s}`");
+            println!(
+                "  `{s}` is a remote server: if it asks you to sign in, run `countersign auth login {s}{}`",
+                config.flag()
+            );
         }
         if let Some(r) = o.restart {
             println!("  restart needed: {r}");
@@ -142,7 +148,7 @@ fn report(outcomes: &[FileOutcome], json: bool, done: &str, config: &std::path::
     if !changed_any && !failed {
         println!("nothing to change: every server found is already {done}");
     } else if changed_any {
-        println!("Countersign config: {}", config.display());
+        println!("Countersign config: {}", config.path.display());
     }
     if failed {
         bail!("some files could not be changed (see above); they were left as they were");
@@ -151,7 +157,7 @@ fn report(outcomes: &[FileOutcome], json: bool, done: &str, config: &std::path::
 }
 
 fn list(home: &Home, projects: &[PathBuf], json: bool) -> Result<i32> {
-    let config = config_path(home, None);
+    let config = config_path(home, None).path;
     let mut reports = countersign_clients::inventory(&env()?, projects, Some(gateway(home, &config)));
     if let Ok(policy) = policy(home, &config) {
         countersign_gateway::client_inventory::mark_blocked(&mut reports, &policy);

@@ -23,7 +23,8 @@ struct Cli {
 enum Command {
     /// Run the gateway headless on 127.0.0.1.
     Serve {
-        /// Configuration file (TOML). Default: config.toml in the data directory, if present.
+        /// Configuration file (TOML). Default: COUNTERSIGN_CONFIG, else config.toml in the
+        /// data directory, if present.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -114,6 +115,8 @@ enum Command {
         /// Send everything pending now and print how many records the hub acknowledged.
         #[arg(long)]
         now: bool,
+        /// Countersign's config file. Default: COUNTERSIGN_CONFIG, else the running gateway's,
+        /// else config.toml in the data directory.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -128,6 +131,8 @@ enum Command {
 enum PolicyCommand {
     /// Print the effective policy and which layer set each value.
     Show {
+        /// Countersign's config file. Default: COUNTERSIGN_CONFIG, else the running gateway's,
+        /// else config.toml in the data directory.
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long)]
@@ -142,6 +147,8 @@ enum PolicyCommand {
         /// The client (token name or client name) making the call.
         #[arg(long)]
         client: Option<String>,
+        /// Countersign's config file. Default: COUNTERSIGN_CONFIG, else the running gateway's,
+        /// else config.toml in the data directory.
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long)]
@@ -205,6 +212,8 @@ enum SecretCommand {
     Set { name: String },
     /// Secret names, whether each is stored, and where the config uses it (never values).
     List {
+        /// Countersign's config file. Default: COUNTERSIGN_CONFIG, else the running gateway's,
+        /// else config.toml in the data directory.
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long)]
@@ -214,6 +223,8 @@ enum SecretCommand {
     Rm { name: String },
     /// Move plaintext secrets found in the config into the keychain, leaving references.
     Import {
+        /// Countersign's config file. Default: COUNTERSIGN_CONFIG, else the running gateway's,
+        /// else config.toml in the data directory.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Move every one found without asking.
@@ -227,6 +238,8 @@ enum AuthCommand {
     /// Sign in to a remote server (OAuth in the browser; tokens go to the keychain).
     Login {
         server: String,
+        /// Countersign's config file. Default: COUNTERSIGN_CONFIG, else the running gateway's,
+        /// else config.toml in the data directory.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Print the address to open instead of opening a browser.
@@ -237,6 +250,8 @@ enum AuthCommand {
     Logout { server: String },
     /// The state of each remote server's credentials.
     Status {
+        /// Countersign's config file. Default: COUNTERSIGN_CONFIG, else the running gateway's,
+        /// else config.toml in the data directory.
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long)]
@@ -402,10 +417,11 @@ async fn run(home: Home, command: Command) -> Result<i32> {
             if !now {
                 bail!("the gateway syncs on its own while it runs; `countersign sync --now` sends what is pending now");
             }
-            let path = config.or_else(|| Some(home.dir().join("config.toml")).filter(|p| p.exists()));
-            let settings = match &path {
-                Some(p) => Config::load(p)?.sync,
-                None => Default::default(),
+            let chosen = countersign_gateway::config_file::for_command(&home, config);
+            let settings = if chosen.explicit() || chosen.path.exists() {
+                Config::load(&chosen.path)?.sync
+            } else {
+                Default::default()
             };
             if !home.journal_path().exists() {
                 println!("0");
@@ -444,10 +460,8 @@ fn host_name() -> String {
 }
 
 async fn serve(home: Home, config: Option<PathBuf>) -> Result<i32> {
-    let config = match config {
-        Some(p) => Config::load(&p)?,
-        None => Config::load_or_empty(&home.dir().join("config.toml"))?,
-    };
+    let chosen = countersign_gateway::config_file::to_start(&home, config);
+    let config = if chosen.explicit() { Config::load(&chosen.path)? } else { Config::load_or_empty(&chosen.path)? };
     let running = countersign_gateway::start(config, home.clone()).await?;
     let url = format!("http://{}/mcp", running.listen);
     eprintln!("Countersign gateway on {url} (data: {})", home.dir().display());

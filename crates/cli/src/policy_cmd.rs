@@ -4,17 +4,14 @@
 //! tool's definition comes from the pins the gateway recorded, when there is one.
 
 use anyhow::{bail, Context, Result};
-use countersign_gateway::{policy_layers, Config, Home};
+use countersign_gateway::{config_file, policy_layers, Config, Home};
 use countersign_policy::{CallInput, Identity, Layer, Policy, PolicySettings, ServerInfo, ToolDef};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
 fn config(home: &Home, path: Option<PathBuf>) -> Result<Config> {
-    let path = path.or_else(|| Some(home.dir().join("config.toml")).filter(|p| p.exists()));
-    Ok(match &path {
-        Some(p) => Config::load(p)?,
-        None => Config::empty(),
-    })
+    let chosen = config_file::for_command(home, path);
+    Ok(if chosen.explicit() || chosen.path.exists() { Config::load(&chosen.path)? } else { Config::empty() })
 }
 
 fn settings_json(s: &PolicySettings) -> Value {

@@ -4,15 +4,16 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use countersign_gateway::config::{Config, Transport};
-use countersign_gateway::secret_import;
 use countersign_gateway::Home;
+use countersign_gateway::{config_file, secret_import};
 use countersign_vault::oauth::{self, ServerAuth, SignInRequest};
 use countersign_vault::{Account, Keychain, Secret, SecretName};
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
+/// The config these commands read: the one rule every command follows.
 fn config_path(home: &Home, config: Option<PathBuf>) -> PathBuf {
-    config.unwrap_or_else(|| home.dir().join("config.toml"))
+    config_file::for_command(home, config).path
 }
 
 fn load_config(path: &Path) -> Result<Option<Config>> {

@@ -16,6 +16,7 @@ pub mod client_routing;
 pub mod clock;
 pub mod config;
 pub mod config_edit;
+pub mod config_file;
 mod control_api;
 mod credentials;
 pub mod gateway_link;
