@@ -72,7 +72,7 @@ pub fn answer(
     args_hash: String,
     verdict: String,
     length: Option<String>,
-    all: Option<bool>,
+    all: Option<usize>,
 ) -> CmdResult<()> {
     let answer = match verdict.as_str() {
         "deny" => Answer::Denied,
@@ -87,7 +87,7 @@ pub fn answer(
                     return Err(format!("policy does not allow approvals for {}", length.as_str()));
                 }
             }
-            Answer::Approved { length, condition: None, all: all.unwrap_or(false) }
+            Answer::Approved { length, condition: None, count: all.unwrap_or(1).max(1) }
         }
         other => return Err(format!("`{other}` is not allow or deny")),
     };

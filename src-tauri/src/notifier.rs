@@ -53,7 +53,7 @@ pub struct Content {
     pub summary: String,
     pub body: String,
     /// (action key, label), in the order shown.
-    pub actions: Vec<(&'static str, String)>,
+    pub actions: Vec<(std::borrow::Cow<'static, str>, String)>,
 }
 
 impl Content {
@@ -64,21 +64,22 @@ impl Content {
         let mut actions = Vec::new();
         // Arguments too long for the notification can be approved only from the full view.
         if !p.truncated {
-            actions.push(("allow-once", "Allow once".to_string()));
+            actions.push(("allow-once".into(), "Allow once".to_string()));
             if waiting > 1 {
-                actions.push(("allow-all", format!("Allow all {waiting}")));
+                // The count is in the action's key: the answer releases what was shown.
+                actions.push((format!("allow-all-{waiting}").into(), format!("Allow all {waiting}")));
             }
             for (length, key, label) in [
                 (GrantLength::Minutes15, "allow-15m", "Allow for 15 minutes"),
                 (GrantLength::Hour1, "allow-1h", "Allow for 1 hour"),
             ] {
                 if lengths.contains(&length) {
-                    actions.push((key, label.to_string()));
+                    actions.push((key.into(), label.to_string()));
                 }
             }
         }
-        actions.push(("deny", "Deny".to_string()));
-        actions.push(("default", "Show full arguments".to_string()));
+        actions.push(("deny".into(), "Deny".to_string()));
+        actions.push(("default".into(), "Show full arguments".to_string()));
         let body = if waiting > 1 {
             format!("{} ({waiting} identical calls wait; Allow once runs one of them)", p.summary)
         } else {
@@ -105,10 +106,12 @@ pub fn show_elsewhere(p: &PendingPrompt, lengths: &[GrantLength], on_action: imp
 
 /// Maps an action key to what it means.
 pub fn action_of(key: &str) -> Option<Action> {
-    let allow = |length| Some(Action::Answer(Answer::Approved { length, condition: None, all: false }));
+    let allow = |length| Some(Action::Answer(Answer::Approved { length, condition: None, count: 1 }));
+    if let Some(n) = key.strip_prefix("allow-all-").and_then(|n| n.parse::<usize>().ok()) {
+        return Some(Action::Answer(Answer::once_for(n)));
+    }
     match key {
         "allow-once" => allow(GrantLength::Once),
-        "allow-all" => Some(Action::Answer(Answer::once_for_all())),
         "allow-15m" => allow(GrantLength::Minutes15),
         "allow-1h" => allow(GrantLength::Hour1),
         "allow-today" => allow(GrantLength::Today),
@@ -221,7 +224,7 @@ impl Notifier {
             return Err(NotifyError::Show("the notification server does not show actions".into()));
         }
         let content = Content::of(p, lengths);
-        let actions: Vec<&str> = content.actions.iter().flat_map(|(k, l)| [*k, l.as_str()]).collect();
+        let actions: Vec<&str> = content.actions.iter().flat_map(|(k, l)| [k.as_ref(), l.as_str()]).collect();
         let mut hints: HashMap<&str, zbus::Variant<'_>> = HashMap::new();
         hints.insert("urgency", zbus::Variant::U8(2));
         hints.insert("desktop-entry", zbus::Variant::from("countersign"));
@@ -275,10 +278,10 @@ mod tests {
     fn sec_18_truncated_arguments_are_approved_only_from_the_full_view() {
         let short = Content::of(&pending(serde_json::json!({"path": "/a"})), &[GrantLength::Hour1]);
         assert_eq!(short.summary, "c (says it is “Cursor”) wants to run fs.write_file", "the token, then the claim");
-        let keys: Vec<&str> = short.actions.iter().map(|(k, _)| *k).collect();
+        let keys: Vec<&str> = short.actions.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(keys, ["allow-once", "allow-1h", "deny", "default"]);
         let long = Content::of(&pending(serde_json::json!({"content": "x".repeat(400)})), &[GrantLength::Hour1]);
-        let keys: Vec<&str> = long.actions.iter().map(|(k, _)| *k).collect();
+        let keys: Vec<&str> = long.actions.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(keys, ["deny", "default"]);
     }
 
@@ -286,7 +289,8 @@ mod tests {
     fn action_keys_map_to_answers() {
         assert_eq!(action_of("allow-once"), Some(Action::Answer(Answer::once())));
         assert_eq!(action_of("deny"), Some(Action::Answer(Answer::Denied)));
-        assert_eq!(action_of("allow-all"), Some(Action::Answer(Answer::once_for_all())));
+        assert_eq!(action_of("allow-all-3"), Some(Action::Answer(Answer::once_for(3))));
+        assert_eq!(action_of("allow-all-x"), None);
         assert_eq!(action_of("default"), Some(Action::Open));
         assert_eq!(action_of("allow-everything"), None);
     }

@@ -72,7 +72,9 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
         );
         let waiting = a["waiting"].as_u64().unwrap_or(1);
         if waiting > 1 {
-            println!("      {waiting} identical calls wait: approving releases one; --all releases all of them");
+            println!(
+                "      {waiting} identical calls wait: approving releases one; `--all {waiting}` releases these {waiting}"
+            );
         }
         println!("      countersign approve {0}   |   countersign deny {0}", a["id"].as_str().unwrap_or("?"));
     }
@@ -95,13 +97,13 @@ pub async fn answer(
     verdict: &str,
     length: Option<&str>,
     condition: Option<&str>,
-    all: bool,
+    count: Option<usize>,
 ) -> Result<i32> {
     let mut url = reqwest::Url::parse("http://x/")?;
     {
         let mut q = url.query_pairs_mut();
-        if all {
-            q.append_pair("all", "true");
+        if let Some(n) = count {
+            q.append_pair("all", &n.to_string());
         }
         if let Some(l) = length {
             q.append_pair("for", l);
@@ -112,7 +114,11 @@ pub async fn answer(
     }
     let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
     control(home, Method::POST, &format!("/_countersign/approvals/{id}/{verdict}{query}"), None).await?;
-    eprintln!("{}", if verdict == "approve" { "approved" } else { "denied" });
+    match (verdict, count) {
+        ("approve", Some(n)) => eprintln!("approved ({n} identical call(s))"),
+        ("approve", None) => eprintln!("approved"),
+        _ => eprintln!("denied"),
+    }
     Ok(0)
 }
 

@@ -60,9 +60,10 @@ enum Command {
         /// Limit the grant to arguments matching a condition, e.g. 'path=/work/**'.
         #[arg(long = "where", value_name = "CONDITION", requires = "length")]
         condition: Option<String>,
-        /// Release every identical call waiting on this prompt, not just one.
-        #[arg(long)]
-        all: bool,
+        /// Release this many of the identical calls waiting on this prompt (the count
+        /// `countersign status` shows), not just one; calls that join later are not released.
+        #[arg(long, value_name = "N")]
+        all: Option<usize>,
     },
     /// Deny a pending call (and every identical call waiting with it).
     Deny { id: String },
@@ -381,7 +382,7 @@ async fn run(home: Home, command: Command) -> Result<i32> {
         Command::Approve { id, length, condition, all } => {
             control::answer(&home, &id, "approve", length.as_deref(), condition.as_deref(), all).await
         }
-        Command::Deny { id } => control::answer(&home, &id, "deny", None, None, false).await,
+        Command::Deny { id } => control::answer(&home, &id, "deny", None, None, None).await,
         Command::Policy { command: PolicyCommand::Show { config, json } } => policy_cmd::show(&home, config, json),
         Command::Policy { command: PolicyCommand::Explain { name, args, client, config, json } } => {
             policy_cmd::explain(&home, policy_cmd::Explain { name, args, client, config, json })

@@ -51,11 +51,14 @@ impl Prompt {
 pub enum Answer {
     /// Approved, for how long (once: calls with these arguments, not a grant), and for
     /// which arguments when the approval leaves a grant (`path=/work/**`; none: any
-    /// arguments). Once and not `all`: exactly one of the identical waiting calls runs.
+    /// arguments). `count`: how many of the identical waiting calls the person saw and
+    /// releases (1 unless they chose all; never more than they saw). A grant for the
+    /// session releases only the calls of the session shown; a grant for a while, every
+    /// identical call it covers.
     Approved {
         length: GrantLength,
         condition: Option<String>,
-        all: bool,
+        count: usize,
     },
     Denied,
 }
@@ -63,12 +66,12 @@ pub enum Answer {
 impl Answer {
     /// Approved for one call only.
     pub fn once() -> Self {
-        Answer::Approved { length: GrantLength::Once, condition: None, all: false }
+        Answer::Approved { length: GrantLength::Once, condition: None, count: 1 }
     }
 
-    /// Approved once for every identical call waiting now.
-    pub fn once_for_all() -> Self {
-        Answer::Approved { length: GrantLength::Once, condition: None, all: true }
+    /// Approved once for the `count` identical calls the person saw waiting.
+    pub fn once_for(count: usize) -> Self {
+        Answer::Approved { length: GrantLength::Once, condition: None, count: count.max(1) }
     }
 }
 
@@ -133,10 +136,9 @@ impl Approver for HeadlessApprover {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn prompt(id: &str) -> Prompt {
+impl Prompt {
+    /// A prompt for `fs.write_file` as the gateway raises one, for tests.
+    pub(crate) fn example(id: &str) -> Prompt {
         Prompt {
             id: id.into(),
             session: "s".into(),
@@ -144,18 +146,23 @@ mod tests {
             client_name: None,
             server: "fs".into(),
             tool: "write_file".into(),
-            arguments: serde_json::json!({}),
+            arguments: serde_json::json!({"path": "/x"}),
             args_hash: "h".into(),
             reason: "r".into(),
             deadline_ms: 0,
             waiting: 1,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[tokio::test]
     async fn an_answer_reaches_its_prompt_once() {
         let a = HeadlessApprover::default();
-        let fut = a.ask(prompt("p1"));
+        let fut = a.ask(Prompt::example("p1"));
         assert_eq!(a.pending().len(), 1);
         assert!(a.answer("p1", Answer::once()));
         assert!(!a.answer("p1", Answer::once()), "a prompt is answered once");
@@ -166,7 +173,7 @@ mod tests {
     #[tokio::test]
     async fn a_withdrawn_prompt_is_denied() {
         let a = HeadlessApprover::default();
-        let fut = a.ask(prompt("p2"));
+        let fut = a.ask(Prompt::example("p2"));
         a.withdraw("p2");
         assert!(!a.answer("p2", Answer::once()));
         assert_eq!(fut.await, Answer::Denied);

@@ -472,9 +472,12 @@ impl Config {
 
 fn check_server_name(name: &str) -> Result<(), String> {
     let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if name.is_empty() || !ok_chars || name.starts_with(['-', '_']) || name.contains("__") {
+    // `mcp__a___x` could be server `a` and tool `_x`, or `a_` and `x`: a name may neither
+    // start nor end with `_`, so `server__tool` splits one way only.
+    if name.is_empty() || !ok_chars || name.starts_with(['-', '_']) || name.ends_with('_') || name.contains("__") {
         return Err(format!(
-            "`{name}` is not a valid server name: use letters, digits, `-` and `_` (not `__`), starting with a letter or digit"
+            "`{name}` is not a valid server name: use letters, digits, `-` and `_` (not `__`, and not at either \
+             end), starting with a letter or digit"
         ));
     }
     Ok(())
@@ -569,6 +572,7 @@ deny = ["mcp__fs__delete*"]
     #[test]
     fn bad_server_names_and_urls_are_refused() {
         assert!(err("[servers.a__b]\ncommand = \"x\"\n").contains("not a valid server name"));
+        assert!(err("[servers.a_]\ncommand = \"x\"\n").contains("not a valid server name"), "mcp__a___x is one split");
         assert!(err("[servers.r]\nurl = \"file:///etc/passwd\"\n").contains("servers.r.url"));
         assert!(err("[servers.r]\n").contains("needs `command`"));
     }

@@ -20,8 +20,8 @@ pub(crate) struct AnswerQuery {
     /// An argument condition limiting the grant (`path=/work/**`).
     #[serde(rename = "where")]
     condition: Option<String>,
-    /// Approve every identical call waiting now, not just one.
-    all: Option<bool>,
+    /// How many identical waiting calls to release (the count the person saw); 1 when absent.
+    all: Option<usize>,
 }
 
 /// `POST /_countersign/approvals/{id}/{approve|deny}?for=1h&where=path%3D%2Fwork%2F**`.
@@ -75,7 +75,7 @@ pub(crate) async fn answer(
                     );
                 }
             }
-            Answer::Approved { length, condition: q.condition, all: q.all.unwrap_or(false) }
+            Answer::Approved { length, condition: q.condition, count: q.all.unwrap_or(1).max(1) }
         }
         _ => return refuse(StatusCode::NOT_FOUND, "answer is approve or deny".into()),
     };

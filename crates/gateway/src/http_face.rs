@@ -10,6 +10,7 @@
 use crate::govern::methods::{self, Operation};
 use crate::guard::{self, Refusal};
 use crate::message::{self, code, Envelope, Kind};
+use crate::session::flow::{Flow, Weighed};
 use crate::session::{self, Route, Session};
 use crate::shared::Shared;
 use axum::body::Body;
@@ -24,7 +25,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
 
 #[derive(Clone)]
 pub struct Face {
@@ -411,7 +411,7 @@ async fn reply(answer: session::Answer, quick: bool, session_id: Option<&str>) -
 /// goes back as one JSON body (which the transport allows even to a client that accepts
 /// SSE): one write instead of a stream. Anything else (progress, requests to the client,
 /// a slow upstream) streams, resumable, as usual.
-async fn quick_or_streamed(mut events: mpsc::UnboundedReceiver<session::StreamEvent>) -> Response {
+async fn quick_or_streamed(mut events: Flow<session::StreamEvent>) -> Response {
     let mut early = Vec::new();
     let finished = tokio::time::timeout(QUICK_ANSWER, async {
         while let Some(event) = events.recv().await {
@@ -424,37 +424,45 @@ async fn quick_or_streamed(mut events: mpsc::UnboundedReceiver<session::StreamEv
     if let (true, [only]) = (finished, messages.as_slice()) {
         return json_response(StatusCode::OK, (*only).clone());
     }
-    let (tx, rx) = mpsc::unbounded_channel();
-    for event in early {
-        let _ = tx.send(event);
-    }
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            if tx.send(event).is_err() {
-                return;
-            }
+    // What came early, then the rest as the client reads it (nothing is moved into
+    // another queue the client might not read).
+    sse_frames(Source { early: early.into(), rest: events }, event_frame)
+}
+
+/// Items already taken off a flow, then the flow itself.
+struct Source<T> {
+    early: std::collections::VecDeque<T>,
+    rest: Flow<T>,
+}
+
+impl<T: Weighed> Source<T> {
+    async fn recv(&mut self) -> Option<T> {
+        match self.early.pop_front() {
+            Some(item) => Some(item),
+            None => self.rest.recv().await,
         }
-    });
-    sse_events(rx)
+    }
 }
 
 /// A resumable stream: every event carries its id; the priming event (empty data) also
 /// a retry hint. Framed here rather than with axum's `Sse`, which cannot write the empty
 /// `data:` line a priming event needs.
-fn sse_events(rx: mpsc::UnboundedReceiver<session::StreamEvent>) -> Response {
-    sse_frames(rx, |event| {
-        let mut frame = format!("id: {}\n", event.id);
-        match event.data {
-            Some(data) => push_data(&mut frame, &data),
-            None => frame.push_str("retry: 1000\ndata:\n"),
-        }
-        frame
-    })
+fn sse_events(rx: Flow<session::StreamEvent>) -> Response {
+    sse_frames(Source { early: Default::default(), rest: rx }, event_frame)
+}
+
+fn event_frame(event: session::StreamEvent) -> String {
+    let mut frame = format!("id: {}\n", event.id);
+    match event.data {
+        Some(data) => push_data(&mut frame, &data),
+        None => frame.push_str("retry: 1000\ndata:\n"),
+    }
+    frame
 }
 
 /// Messages without ids (the GET stream for server-initiated messages).
-fn sse_response(rx: mpsc::UnboundedReceiver<String>) -> Response {
-    sse_frames(rx, |text| {
+fn sse_response(rx: Flow<String>) -> Response {
+    sse_frames(Source { early: Default::default(), rest: rx }, |text| {
         let mut frame = String::new();
         push_data(&mut frame, &text);
         frame
@@ -472,7 +480,7 @@ fn push_data(frame: &mut String, data: &str) {
 
 /// An SSE body: each item framed by `frame` (plus the blank line that ends an event), and
 /// a comment line after 15 quiet seconds to keep idle streams open.
-fn sse_frames<T: Send + 'static>(rx: mpsc::UnboundedReceiver<T>, frame: fn(T) -> String) -> Response {
+fn sse_frames<T: Weighed + Send + 'static>(rx: Source<T>, frame: fn(T) -> String) -> Response {
     let stream = futures::stream::unfold(rx, move |mut rx| async move {
         let text = tokio::select! {
             item = rx.recv() => {

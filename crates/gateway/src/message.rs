@@ -269,10 +269,15 @@ impl<'de> Visitor<'de> for Check {
         Ok(())
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        if v.is_finite() {
-            Ok(())
-        } else {
+        // Integers that fit 64 bits arrive as visit_i64/u64 and are exact. A whole number
+        // beyond that (and beyond 2^53, where doubles skip integers) would be shown to a
+        // person and judged by the policy rounded, while the server reads every digit.
+        if !v.is_finite() {
             Err(E::custom("number out of range"))
+        } else if v.fract() == 0.0 && v.abs() >= 9_007_199_254_740_992.0 {
+            Err(E::custom("number too large to be shown and judged exactly (integers must fit 64 bits)"))
+        } else {
+            Ok(())
         }
     }
     fn visit_str<E>(self, _: &str) -> Result<(), E> {
@@ -340,6 +345,9 @@ mod tests {
         assert!(check(&format!("{}{}", "[".repeat(10), "]".repeat(10)), 64).is_ok());
         assert!(check(r#"{"a":"\ud800"}"#, 64).is_err(), "lone surrogate");
         assert!(check(r#"{"a":1e400}"#, 64).is_err(), "out-of-range number");
+        assert!(check(r#"{"a":100000000000000000000000000001}"#, 64).is_err(), "shown rounded, read exactly");
+        assert!(check(r#"{"c":1.5e300}"#, 64).is_err(), "a whole number beyond 2^53");
+        assert!(check(r#"{"a":18446744073709551615,"b":-9223372036854775808,"c":0.1}"#, 64).is_ok());
         assert!(check(r#"{"a":1} trailing"#, 64).is_err());
         assert!(check(r#"{"a":"\ud83d\ude00","b":-1.5e10}"#, 64).is_ok());
     }

@@ -131,7 +131,9 @@ pub fn load(user: &PolicySettings, home: &Home) -> Result<(Layers, Vec<LayerErro
 /// Loads the layers and compiles them.
 pub fn compile(user: &PolicySettings, home: &Home) -> Result<(Policy, Vec<LayerError>), LayerError> {
     let (layers, rejected) = load(user, home)?;
-    let policy = Policy::from_layers(layers).map_err(|e| LayerError::Policy(format!("{}: {e}", e.layer.as_str())))?;
+    let mut policy =
+        Policy::from_layers(layers).map_err(|e| LayerError::Policy(format!("{}: {e}", e.layer.as_str())))?;
+    policy.alias_paths(&crate::govern::arguments::pattern_alias);
     Ok((policy, rejected))
 }
 

@@ -192,6 +192,13 @@ impl TokenStore {
         self.cache.read().ok()?.by_digest.get(&digest(token)).cloned()
     }
 
+    /// Whether a token of this name is current (it may have been revoked since a session
+    /// opened with it).
+    pub fn holds(&self, name: &str) -> bool {
+        self.reload();
+        self.cache.read().is_ok_and(|c| c.by_digest.values().any(|n| n == name))
+    }
+
     /// Re-reads the file if it changed (a write replaces it, so its identity changes
     /// even within the clock's resolution); true when it did.
     fn reload(&self) -> bool {

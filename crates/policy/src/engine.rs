@@ -165,6 +165,18 @@ impl Policy {
             .map(|list| format!("`{name}` is not on the {} policy's list of allowed servers", list.layer().as_str()))
     }
 
+    /// Adds, for every path pattern in every rule, the other spelling `alias` gives (the
+    /// home folder for `~`, symlinks in the pattern's fixed part followed): the gateway
+    /// resolves argument values as the server reads them, so a pattern must name the
+    /// same place the same way. The policy's version does not change.
+    pub fn alias_paths(&mut self, alias: &dyn Fn(&str) -> Option<String>) {
+        for l in &mut self.layers {
+            for list in [&mut l.deny, &mut l.ask, &mut l.allow] {
+                list.alias_paths(alias);
+            }
+        }
+    }
+
     /// The arguments some rule's condition reads as a file path (`path` in
     /// `mcp__fs__read_file(path=/work/**)`): the gateway resolves these as the server will.
     pub fn path_keys(&self) -> &std::collections::BTreeSet<String> {
@@ -228,7 +240,7 @@ impl Policy {
     /// The deny rule that covers every tool of `server` for this client token, if one
     /// does. Nothing of such a server is reachable: not its resources, prompts or
     /// listings either, and it is not even started.
-    pub fn server_denied(&self, server: &str, client_token: &str) -> Option<String> {
+    pub fn server_denied(&self, server: &str, client_token: &str) -> Option<(Layer, String)> {
         let names = [format!("mcp__{server}__*"), format!("mcp__{}__*", classify::skeleton(server))];
         let clients = [client_token];
         let subject = Subject {
@@ -238,17 +250,13 @@ impl Policy {
             arguments: &serde_json::Value::Null,
             request: None,
         };
-        self.layers.iter().find_map(|l| {
-            l.deny.first_match(&subject).map(|r| format!("{} policy rule `{}`", l.layer.as_str(), r.text()))
-        })
+        self.layers.iter().find_map(|l| l.deny.first_match(&subject).map(|r| (l.layer, r.text().to_string())))
     }
 
-    /// Why nothing of `server` may be reached by this client right now, if so: the kill
-    /// switch, the allowed-server list, or a deny rule covering the whole server. The
-    /// verdict names the rule; `None` means the server may be started and reached.
-    pub fn server_gate(&self, server: &ServerInfo, client_token: &str, paused: bool) -> Option<Verdict> {
-        let deny = |rule: String, reason: String, layer| Verdict {
-            decision: Decision::Deny,
+    /// A verdict about a server or an operation other than a tool call (class `read`).
+    fn access_verdict(&self, decision: Decision, rule: String, reason: String, layer: Layer) -> Verdict {
+        Verdict {
+            decision,
             rule,
             reason,
             layer,
@@ -258,19 +266,27 @@ impl Policy {
             class_reason: String::new(),
             policy_version: self.version.clone(),
             grant: None,
-        };
+        }
+    }
+
+    /// Why nothing of `server` may be reached by this client right now, if so: the kill
+    /// switch, the allowed-server list, or a deny rule covering the whole server. The
+    /// verdict names the rule; `None` means the server may be started and reached.
+    pub fn server_gate(&self, server: &ServerInfo, client_token: &str, paused: bool) -> Option<Verdict> {
+        let deny = |rule: String, reason: String, layer| self.access_verdict(Decision::Deny, rule, reason, layer);
         if paused {
             return Some(deny("paused".into(), "AI tool access is paused in Countersign".into(), Layer::User));
         }
         if let Some(why) = self.server_blocked(&server.name, &server.origin) {
             return Some(deny("servers.allowed".into(), why, Layer::Managed));
         }
-        self.server_denied(&server.name, client_token).map(|rule| {
-            deny(
-                "deny:server".into(),
-                format!("everything on server `{}` is denied by the {rule}", server.name),
-                Layer::User,
-            )
+        self.server_denied(&server.name, client_token).map(|(layer, rule)| {
+            let reason = format!(
+                "everything on server `{}` is denied by the {} policy rule `{rule}`",
+                server.name,
+                layer.as_str()
+            );
+            deny("deny:server".into(), reason, layer)
         })
     }
 
@@ -285,18 +301,8 @@ impl Policy {
             return v;
         }
         let method = input.access.method();
-        let mut v = Verdict {
-            decision: Decision::Allow,
-            rule: "default:access".into(),
-            reason: format!("`{method}` on server `{}` reads what the server offers", input.server.name),
-            layer: Layer::Builtin,
-            class: ToolClass::Read,
-            label: None,
-            class_source: ClassSource::Heuristic,
-            class_reason: String::new(),
-            policy_version: self.version.clone(),
-            grant: None,
-        };
+        let reason = format!("`{method}` on server `{}` reads what the server offers", input.server.name);
+        let mut v = self.access_verdict(Decision::Allow, "default:access".into(), reason, Layer::Builtin);
         if let Access::ServerRequest { method } = input.access {
             let names = [qualified_name(&input.server.name, method)];
             let clients = [input.identity.client_token.as_str()];
@@ -323,8 +329,66 @@ impl Policy {
             }
             v.rule = "default:server-request".into();
             v.reason = format!("server `{}` asks the client for `{method}`", input.server.name);
+            return v;
+        }
+        // Reading a resource or a prompt, or completing, is reading the server: an ask rule
+        // for the whole server (or for class:read), or a stricter default for reads, holds
+        // here as it does for its read tools.
+        if matches!(
+            input.access,
+            Access::ReadResource { .. } | Access::Subscribe { .. } | Access::GetPrompt { .. } | Access::Complete
+        ) {
+            if let Some(stricter) = self.read_stance(&input.server.name, &input.identity.client_token) {
+                return stricter;
+            }
         }
         v
+    }
+
+    /// What the rules say of reading from `server` as a whole, when it is stricter than
+    /// allowing: an ask rule covering every tool of the server (or reads), or a default
+    /// for the read class of ask or deny (managed first; the user's only when stricter).
+    fn read_stance(&self, server: &str, client_token: &str) -> Option<Verdict> {
+        let names = [format!("mcp__{server}__*"), format!("mcp__{}__*", classify::skeleton(server))];
+        let clients = [client_token];
+        let subject = Subject {
+            names: &names,
+            class: ToolClass::Read,
+            clients: &clients,
+            arguments: &serde_json::Value::Null,
+            request: None,
+        };
+        for l in &self.layers {
+            if let Some(rule) = l.ask.first_match(&subject) {
+                let reason = format!(
+                    "reading from server `{server}` needs approval under the {} policy rule `{}`",
+                    l.layer.as_str(),
+                    rule.text()
+                );
+                return Some(self.access_verdict(Decision::Ask, format!("ask:{}", rule.text()), reason, l.layer));
+            }
+        }
+        let managed =
+            self.layers.iter().filter(|l| l.layer.is_managed()).find_map(|l| l.defaults.read.map(|d| (d, l.layer)));
+        let user =
+            self.layers.iter().filter(|l| l.layer == Layer::User).find_map(|l| l.defaults.read.map(|d| (d, l.layer)));
+        let (decision, layer) = match (managed, user) {
+            (Some(m), Some(u)) if u.0 > m.0 => u,
+            (Some(m), _) => m,
+            (None, Some(u)) if u.0 > Decision::Allow => u,
+            _ => return None,
+        };
+        (decision > Decision::Allow).then(|| {
+            let reason = format!(
+                "reads {} under the {} policy's default for the read class",
+                match decision {
+                    Decision::Ask => "need approval",
+                    _ => "are denied",
+                },
+                layer.as_str()
+            );
+            self.access_verdict(decision, "default:read".into(), reason, layer)
+        })
     }
 
     pub fn decide(&self, call: &CallInput<'_>) -> Verdict {

@@ -53,15 +53,19 @@ fn call(server_name: &str, tool: &str, def: Option<ToolDef>) -> Call {
 }
 
 fn decide(p: &Policy, c: &Call, grants: Option<&GrantBook>) -> Verdict {
+    decide_with(p, c, grants, Gate::default(), None)
+}
+
+fn decide_with(p: &Policy, c: &Call, grants: Option<&GrantBook>, gate: Gate<'_>, resolved: Option<&Value>) -> Verdict {
     p.decide(&CallInput {
         identity: &c.identity,
         server: &c.server,
         tool: &c.tool,
         def: c.def.as_ref(),
         arguments: &c.args,
+        resolved,
         grants,
-        resolved: None,
-        gate: Default::default(),
+        gate,
         now_ms: 1_000,
     })
 }
@@ -148,17 +152,7 @@ fn a_client_is_who_its_token_says_never_what_it_claims() {
 }
 
 fn decide_gated(p: &Policy, c: &Call, gate: Gate<'_>, resolved: Option<&Value>) -> Verdict {
-    p.decide(&CallInput {
-        identity: &c.identity,
-        server: &c.server,
-        tool: &c.tool,
-        def: c.def.as_ref(),
-        arguments: &c.args,
-        resolved,
-        grants: None,
-        gate,
-        now_ms: 1_000,
-    })
+    decide_with(p, c, None, gate, resolved)
 }
 
 #[test]
@@ -235,6 +229,27 @@ fn resources_prompts_and_server_requests_are_decided_too() {
     assert_ne!(decide(&p, &c, None).decision, Decision::Deny);
     let err = Policy::compile(&settings(r#"allow = ["request:sampling/*"]"#)).unwrap_err();
     assert_eq!(err.list, "allow");
+}
+
+#[test]
+fn an_ask_for_a_whole_server_or_a_stricter_read_default_holds_for_its_resources_and_prompts() {
+    let read = Access::ReadResource { uri: "e://x" };
+    let asks = Policy::compile(&settings(r#"ask = ["mcp__e"]"#)).unwrap();
+    for a in [read, Access::GetPrompt { name: "p" }, Access::Complete] {
+        assert_eq!(access(&asks, "e", "c", a, false).decision, Decision::Ask, "{a:?}");
+    }
+    assert_eq!(access(&asks, "other", "c", read, false).decision, Decision::Allow);
+    assert_eq!(access(&asks, "e", "c", Access::List { method: "resources/list" }, false).decision, Decision::Allow);
+    let one_tool = Policy::compile(&settings(r#"ask = ["mcp__e__write_file"]"#)).unwrap();
+    assert_eq!(
+        access(&one_tool, "e", "c", read, false).decision,
+        Decision::Allow,
+        "a rule for one tool is not the server"
+    );
+    let no_reads = Policy::compile(&settings("[defaults]\nread = \"deny\"")).unwrap();
+    assert_eq!(access(&no_reads, "e", "c", read, false).decision, Decision::Deny);
+    let reads_ask = Policy::compile(&settings(r#"ask = ["class:read"]"#)).unwrap();
+    assert_eq!(access(&reads_ask, "e", "c", read, false).decision, Decision::Ask);
 }
 
 #[test]

@@ -69,6 +69,11 @@ pub struct Condition {
     matcher: GlobMatcher,
     /// Whether its pattern is a file path (the value is resolved as the server reads it).
     is_path: bool,
+    /// The pattern as written.
+    pattern: String,
+    /// Other spellings of the same place (`~` expanded, symlinks in the pattern's fixed
+    /// part followed), given by the caller: a value matching any of them matches.
+    aliases: Vec<GlobMatcher>,
 }
 
 impl Condition {
@@ -91,8 +96,11 @@ impl Condition {
 
     fn matches_scalar(&self, value: &Value, q: Quantifier) -> bool {
         match value {
-            Value::String(s) => self.matcher.is_match(normalise(&nfc(s))),
-            Value::Number(n) => self.matcher.is_match(n.to_string()),
+            Value::String(s) => {
+                let s = normalise(&nfc(s));
+                self.matcher.is_match(&s) || self.aliases.iter().any(|a| a.is_match(&s))
+            }
+            Value::Number(n) => self.matcher.is_match(number_text(n)),
             Value::Bool(b) => self.matcher.is_match(b.to_string()),
             // Unresolved: caught by what restricts, never let through by what allows.
             Value::Null => q == Quantifier::Any,
@@ -108,6 +116,31 @@ impl Condition {
     /// Whether its pattern is a file path.
     pub fn is_path(&self) -> bool {
         self.is_path
+    }
+
+    /// Adds the other spelling `alias(pattern)` gives for a path pattern (the caller
+    /// knows the home folder and the file system; this crate does not look).
+    pub fn alias_path(&mut self, alias: &dyn Fn(&str) -> Option<String>) {
+        if !self.is_path {
+            return;
+        }
+        let Some(other) = alias(&self.pattern).filter(|o| *o != self.pattern) else { return };
+        let fold = PATHS_IGNORE_CASE;
+        if let Ok(g) = build_glob(&other, &normalise(&nfc(&other)), fold, true) {
+            self.aliases = vec![g.compile_matcher()];
+        }
+    }
+}
+
+/// A number as one text whatever its spelling: `5`, `5.0` and `5e0` are `5`.
+fn number_text(n: &serde_json::Number) -> String {
+    match (n.as_i64(), n.as_u64(), n.as_f64()) {
+        (Some(i), _, _) => i.to_string(),
+        (_, Some(u), _) => u.to_string(),
+        (_, _, Some(f)) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => {
+            (f as i64).to_string()
+        }
+        _ => n.to_string(),
     }
 }
 
@@ -377,6 +410,8 @@ fn compile_conditions(text: &str, rule: &Rule) -> Result<Vec<Condition>, RuleErr
                 path: key.split('.').map(str::to_string).collect(),
                 matcher: glob(text, &normalise(&nfc(pattern)), fold, true)?,
                 is_path: is_path_pattern(pattern),
+                pattern: pattern.clone(),
+                aliases: Vec::new(),
             })
         })
         .collect()
@@ -435,6 +470,15 @@ impl RuleList {
         hits.sort_unstable();
         hits.dedup();
         hits.into_iter().find(|&i| self.selectors_match(&self.rules[i], subject))
+    }
+
+    /// Adds the other spellings of every path pattern (see [`Condition::alias_path`]).
+    pub fn alias_paths(&mut self, alias: &dyn Fn(&str) -> Option<String>) {
+        for c in &mut self.rules {
+            for cond in &mut c.conditions {
+                cond.alias_path(alias);
+            }
+        }
     }
 
     /// Every rule's text, in the order written.
@@ -559,6 +603,16 @@ mod tests {
         assert!(g(json!({"repo": {"name": "acme/api"}, "force": false})).is_some());
         assert!(g(json!({"repo": {"name": "acme/api"}, "force": true})).is_none());
         assert!(g(json!({"repo": {"name": "other/api"}, "force": false})).is_none());
+    }
+
+    #[test]
+    fn a_number_matches_whatever_its_spelling() {
+        let deny = list(&["mcp__x__y(level=5)"], true);
+        for spelling in ["5", "5.0", "5e0", "50e-1"] {
+            let args: Value = serde_json::from_str(&format!(r#"{{"level": {spelling}}}"#)).unwrap();
+            assert!(hit(&deny, "mcp__x__y", ToolClass::Write, "c", args).is_some(), "{spelling}");
+        }
+        assert!(hit(&deny, "mcp__x__y", ToolClass::Write, "c", json!({"level": 5.5})).is_none());
     }
 
     #[test]

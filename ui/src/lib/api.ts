@@ -145,7 +145,8 @@ export interface RoutingOutcome {
 export const api = {
   status: () => invoke<AppStatus>("status"),
   pending: () => invoke<PendingPrompt[]>("pending"),
-  answer: (p: PendingPrompt, verdict: Verdict, length: GrantLength = "once", all = false) =>
+  /** `all`: how many identical waiting calls to release, the count shown (1: this one). */
+  answer: (p: PendingPrompt, verdict: Verdict, length: GrantLength = "once", all = 1) =>
     invoke<void>("answer", { id: p.id, nonce: p.nonce, argsHash: p.args_hash, verdict, length, all }),
   grants: () => invoke<Grant[]>("grants"),
   revokeGrant: (id: string) => invoke<void>("revoke_grant", { id }),

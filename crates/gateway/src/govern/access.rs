@@ -98,7 +98,12 @@ impl Session {
         let verdict = info.map(|info| {
             policy.decide_access(&AccessInput { identity: &identity, server: info, access: subject.access(), paused })
         });
-        let decision = verdict.as_ref().map_or(Decision::Allow, |v| v.decision);
+        // Nobody is asked to approve a read of a resource or a prompt: what policy would ask
+        // for is refused, and says so.
+        let decision = match verdict.as_ref().map_or(Decision::Allow, |v| v.decision) {
+            Decision::Allow => Decision::Allow,
+            _ => Decision::Deny,
+        };
         let mut record = shared.record(RecordKind::Call, decision.as_str());
         let (client_name, client_version) = self.client();
         record.client = Some(self.token_name.clone());
@@ -128,8 +133,18 @@ impl Session {
         };
         let record_id = record.id;
         if decision == Decision::Deny {
-            let v = verdict.as_ref().map(|v| (v.reason.clone(), v.rule.clone())).unwrap_or_default();
-            let text = format!("Countersign refused {what}: {} (rule `{}`). It was not sent to the server.", v.0, v.1);
+            let v = verdict.as_ref().map(|v| (v.reason.clone(), v.rule.clone(), v.decision)).unwrap_or((
+                String::new(),
+                String::new(),
+                Decision::Deny,
+            ));
+            let asks = if v.2 == Decision::Ask {
+                "; Countersign asks for approval only for tool calls, so this is refused"
+            } else {
+                ""
+            };
+            let text =
+                format!("Countersign refused {what}: {}{asks} (rule `{}`). It was not sent to the server.", v.0, v.1);
             if let Err(e) = shared.journal.commit(record).await {
                 tracing::error!(error = %e, "audit commit of a refusal failed");
             }

@@ -20,6 +20,9 @@ use tokio::sync::{oneshot, Notify};
 
 /// Withdrawn prompts remembered for `countersign approve`'s answer.
 const GONE_KEPT: usize = 256;
+/// Most calls one client token may have waiting for a person at once (each holds its
+/// arguments and, usually, a connection).
+pub const WAITING_PER_CLIENT: usize = 64;
 
 /// A call's client giving up: a cancellation, its session closing. Set once; the first
 /// reason stays.
@@ -57,6 +60,8 @@ pub enum Waited {
     Gone(&'static str),
     /// Not asked: the client raised too many prompts.
     NotAdmitted,
+    /// Not asked: the client already has [`WAITING_PER_CLIENT`] calls waiting.
+    TooManyWaiting,
 }
 
 struct Waiter {
@@ -116,6 +121,15 @@ impl Approvals {
         let (tx, rx) = oneshot::channel();
         let (no, start) = {
             let mut inner = self.inner();
+            let mine: usize = inner
+                .groups
+                .values()
+                .flat_map(|g| g.waiters.iter())
+                .filter(|w| w.prompt.client == prompt.client)
+                .count();
+            if mine >= WAITING_PER_CLIENT {
+                return Waited::TooManyWaiting;
+            }
             let start = !inner.groups.contains_key(&key);
             if start && !admit() {
                 return Waited::NotAdmitted;
@@ -209,21 +223,32 @@ impl Approvals {
         }
     }
 
-    /// Gives `answer` to the calls it covers.
+    /// Gives `answer` to the calls it covers: a denial to all; an approval once to as many
+    /// as the person saw and chose, from the front; a grant for the session to the calls of
+    /// the session shown; a grant for a while to all (it covers them). The rest wait on.
     fn deliver(&self, key: &str, id: &str, answer: Answer) {
         let mut inner = self.inner();
         let Some(group) = inner.groups.get_mut(key) else { return };
-        let one = matches!(answer, Answer::Approved { length: GrantLength::Once, all: false, .. });
-        if one {
-            if group.waiters.front().is_some_and(|w| w.prompt.id == id) {
-                if let Some(w) = group.waiters.pop_front() {
-                    let _ = w.tx.send(answer);
-                }
+        if group.waiters.front().is_none_or(|w| w.prompt.id != id) {
+            return;
+        }
+        let session = group.waiters.front().map(|w| w.prompt.session.clone()).unwrap_or_default();
+        let released: Vec<Waiter> = match &answer {
+            Answer::Denied => group.waiters.drain(..).collect(),
+            Answer::Approved { length: GrantLength::Once, count, .. } => {
+                let n = (*count).clamp(1, group.waiters.len());
+                group.waiters.drain(..n).collect()
             }
-        } else {
-            for w in group.waiters.drain(..) {
-                let _ = w.tx.send(answer.clone());
+            Answer::Approved { length: GrantLength::Session, .. } => {
+                let (same, others): (VecDeque<Waiter>, VecDeque<Waiter>) =
+                    group.waiters.drain(..).partition(|w| w.prompt.session == session);
+                group.waiters = others;
+                same.into_iter().collect()
             }
+            Answer::Approved { .. } => group.waiters.drain(..).collect(),
+        };
+        for w in released {
+            let _ = w.tx.send(answer.clone());
         }
         if group.waiters.is_empty() {
             inner.groups.remove(key);
@@ -237,19 +262,7 @@ mod tests {
     use crate::approver::HeadlessApprover;
 
     fn prompt(id: &str) -> Prompt {
-        Prompt {
-            id: id.into(),
-            session: "s".into(),
-            client: "cursor".into(),
-            client_name: None,
-            server: "fs".into(),
-            tool: "write_file".into(),
-            arguments: serde_json::json!({"path": "/x"}),
-            args_hash: "h".into(),
-            reason: "r".into(),
-            deadline_ms: 0,
-            waiting: 1,
-        }
+        Prompt { client: "cursor".into(), ..Prompt::example(id) }
     }
 
     async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -305,10 +318,23 @@ mod tests {
         assert_ne!(next.id, shown.id);
         assert_eq!(calls.iter().filter(|c| c.is_finished()).count(), 1, "only one ran");
         assert_eq!(calls.remove(released).await.unwrap(), Waited::Answered(Answer::once()));
-        assert!(headless.answer(&next.id, Answer::once_for_all()));
+        // "All" releases the four the person saw, and not a fifth that joined after.
+        let (_keep_late, late_rx) = tokio::sync::oneshot::channel();
+        let late = spawn_wait(&a, "late", late_rx);
+        until("the late call to join", || (headless.pending().first().map(|p| p.waiting) == Some(5)).then_some(()))
+            .await;
+        assert!(headless.answer(&next.id, Answer::once_for(4)));
         for c in calls {
-            assert_eq!(c.await.unwrap(), Waited::Answered(Answer::once_for_all()));
+            assert_eq!(c.await.unwrap(), Waited::Answered(Answer::once_for(4)));
         }
+        let last = until("the prompt for the late one", || {
+            let p = headless.pending();
+            (p.len() == 1 && p[0].waiting == 1).then(|| p[0].clone())
+        })
+        .await;
+        assert!(!late.is_finished(), "not released by an answer given before it joined");
+        assert!(headless.answer(&last.id, Answer::Denied));
+        assert_eq!(late.await.unwrap(), Waited::Answered(Answer::Denied));
         drop(keep);
     }
 

@@ -13,8 +13,15 @@
 //!
 //! Roots are what the gateway knows of a local server: the folders named in its
 //! arguments (as `@modelcontextprotocol/server-filesystem` takes them), else its working
-//! folder. Must never: change what is forwarded (the client's arguments go upstream as
-//! sent), or follow more than it must (bounded names, bounded directory scans).
+//! folder, replaced by the roots the client gave it when it asked (only roots inside the
+//! configured folders are passed on: see `narrow_roots`). Every argument named like a file
+//! ([`FILE_KEYS`]) is resolved for a local server: a condition on `path` covers every file
+//! the call names, and the caller refuses any call that names Countersign's own data
+//! folder. Path patterns in rules get the same treatment once, when the policy compiles
+//! ([`pattern_alias`]: `~` expanded, links in the fixed part followed).
+//!
+//! Must never: change what is forwarded (the client's arguments go upstream as sent), or
+//! follow more than it must (bounded names, bounded directory scans).
 
 use crate::config::{ServerConfig, Transport};
 use serde_json::Value;
@@ -25,6 +32,27 @@ use std::path::{Component, Path, PathBuf};
 const MAX_PATH: usize = 4096;
 /// Most entries scanned in one directory to match a name by its NFC form.
 const MAX_SCAN: usize = 10_000;
+
+/// Arguments taken to name files, whatever a rule says: the names MCP file servers use
+/// (the filesystem server's `path`, `paths`, `source`, `destination`; others' `file`,
+/// `directory`...). Every one of them is resolved for a local server, so a condition on
+/// `path` covers them all and no tool reaches the data folder.
+pub const FILE_KEYS: &[&str] = &[
+    "path",
+    "paths",
+    "source",
+    "destination",
+    "file",
+    "files",
+    "file_path",
+    "filepath",
+    "filename",
+    "dir",
+    "directory",
+    "folder",
+    "repo_path",
+    "repository",
+];
 
 /// Where a server reads relative paths from.
 #[derive(Debug, Clone)]
@@ -56,6 +84,24 @@ impl Roots {
         }
     }
 
+    /// The roots after the client answered the server's `roots/list` with `given` (a file
+    /// server replaces its folders with the client's roots).
+    pub fn with_client(mut self, given: Option<&[PathBuf]>) -> Roots {
+        if let Some(given) = given.filter(|g| !g.is_empty()) {
+            self.dirs = given.to_vec();
+        }
+        self
+    }
+
+    /// The folders configured for the server (what a client's roots must stay within).
+    pub fn configured(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.local
+    }
+
     #[cfg(test)]
     fn local(dirs: &[&Path]) -> Roots {
         let dirs = dirs.iter().map(|d| std::fs::canonicalize(d).unwrap()).collect();
@@ -63,27 +109,76 @@ impl Roots {
     }
 }
 
-/// The arguments of one call as the server will read them, for the keys that the policy's
-/// conditions or a grant's condition read as paths; `None` when no such key is in the
-/// arguments (nothing to resolve, no file system touched).
-pub fn resolved_for(
+/// A call's arguments as the server will read them.
+#[derive(Debug, Default)]
+pub struct ReadAs {
+    /// The arguments for conditions: values under keys a condition reads as a path are
+    /// resolved (`null` when they cannot be), and `path` lists every file the call names.
+    /// `None`: nothing to resolve; conditions read the arguments as sent.
+    pub resolved: Option<Value>,
+    /// Every file the call names, resolved (`None` for one that could not be).
+    pub files: Vec<Option<String>>,
+}
+
+/// The arguments of one call as the server will read them: for a local server every
+/// file argument is resolved; conditions see the resolved values of the keys they read
+/// as paths, and a condition on `path` sees every file the call names.
+pub fn read_as_server(
     policy: &countersign_policy::Policy,
     grants: &countersign_policy::GrantBook,
-    server: &ServerConfig,
+    roots: &Roots,
     arguments: &Value,
-) -> Option<Value> {
-    let present = |k: &String| arguments.get(k.split('.').next().unwrap_or_default()).is_some();
-    let mut keys: BTreeSet<String> = policy.path_keys().iter().filter(|k| present(k)).cloned().collect();
-    keys.extend(grants.path_keys().filter(present));
-    if keys.is_empty() {
-        return None;
+) -> ReadAs {
+    let present = |k: &str| arguments.get(k.split('.').next().unwrap_or_default()).is_some();
+    let mut condition_keys: BTreeSet<String> = policy.path_keys().iter().filter(|k| present(k)).cloned().collect();
+    let path_rule = policy.path_keys().contains("path") || grants.path_keys().any(|k| k == "path");
+    condition_keys.extend(grants.path_keys().filter(|k| present(k)));
+    let mut file_keys: BTreeSet<String> = FILE_KEYS.iter().filter(|k| present(k)).map(|k| k.to_string()).collect();
+    if roots.local {
+        file_keys.extend(condition_keys.iter().cloned());
     }
-    resolve(arguments, &keys, &Roots::of(server))
+    if condition_keys.is_empty() && (file_keys.is_empty() || !roots.local) {
+        return ReadAs::default();
+    }
+    let mut read = ReadAs::default();
+    let mut view = arguments.clone();
+    let mut every = Vec::new();
+    for key in file_keys.iter().chain(condition_keys.iter().filter(|k| !file_keys.contains(*k))) {
+        let path: Vec<&str> = key.split('.').collect();
+        let Some(value) = lookup(arguments, &path) else { continue };
+        let resolved = match value {
+            Value::Array(items) => Value::Array(items.iter().map(|v| resolve_value(v, roots)).collect()),
+            v => resolve_value(v, roots),
+        };
+        let each: Vec<&Value> = match &resolved {
+            Value::Array(items) => items.iter().collect(),
+            v => vec![v],
+        };
+        for v in each {
+            read.files.push(v.as_str().map(str::to_string));
+            every.push(v.clone());
+        }
+        if condition_keys.contains(key) {
+            if let Some(slot) = lookup_mut(&mut view, &path) {
+                *slot = resolved;
+            }
+        }
+    }
+    if path_rule && !every.is_empty() {
+        if let Some(obj) = view.as_object_mut() {
+            obj.insert("path".into(), Value::Array(every));
+        }
+    }
+    if !condition_keys.is_empty() || path_rule {
+        read.resolved = Some(view);
+    }
+    read
 }
 
 /// The arguments with every value under `keys` (dotted for nested members) resolved;
 /// `None` when no such argument is present (the policy then reads them as sent).
-pub fn resolve(arguments: &Value, keys: &BTreeSet<String>, roots: &Roots) -> Option<Value> {
+#[cfg(test)]
+fn resolve(arguments: &Value, keys: &BTreeSet<String>, roots: &Roots) -> Option<Value> {
     let mut out: Option<Value> = None;
     for key in keys {
         let path: Vec<&str> = key.split('.').collect();
@@ -98,6 +193,67 @@ pub fn resolve(arguments: &Value, keys: &BTreeSet<String>, roots: &Roots) -> Opt
         }
     }
     out
+}
+
+/// A client's `roots/list` answer for a server: the roots to pass on, the folders the
+/// server will then hold, and the roots refused (outside the configured folders, or not
+/// `file:` URIs). A server with no configured folders (or a remote one) keeps what the
+/// client says; with none left, the configured folders are passed on instead.
+pub fn narrow_roots(given: &[Value], roots: &Roots) -> (Vec<Value>, Vec<PathBuf>, Vec<String>) {
+    let (mut kept, mut held, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
+    if !roots.local {
+        return (given.to_vec(), held, dropped);
+    }
+    for root in given {
+        let uri = root.get("uri").and_then(Value::as_str).unwrap_or_default();
+        let path =
+            url::Url::parse(uri).ok().and_then(|u| u.to_file_path().ok()).and_then(|p| std::fs::canonicalize(p).ok());
+        let inside = |p: &Path| roots.dirs.is_empty() || roots.dirs.iter().any(|d| p.starts_with(d));
+        match path {
+            Some(p) if inside(&p) => {
+                kept.push(root.clone());
+                held.push(p);
+            }
+            _ => dropped.push(crate::govern::methods::shorten(uri)),
+        }
+    }
+    if kept.is_empty() && !roots.dirs.is_empty() && !given.is_empty() {
+        for d in &roots.dirs {
+            if let Ok(u) = url::Url::from_directory_path(d) {
+                kept.push(serde_json::json!({"uri": u.as_str()}));
+                held.push(d.clone());
+            }
+        }
+    }
+    (kept, held, dropped)
+}
+
+/// The spelling of a rule's path pattern that resolved values are compared with: `~`
+/// expanded, a `file://` prefix removed, and the longest existing folder of its fixed
+/// part (before the first `*`, `?`, `[` or `{`) with symlinks followed. `None` when it
+/// is written that way already, or names nothing that exists.
+pub fn pattern_alias(pattern: &str) -> Option<String> {
+    let text = pattern.trim();
+    let text = text.strip_prefix("file://").unwrap_or(text);
+    let expanded = expand_home(text)?.to_str()?.to_string();
+    let fixed_end = expanded.find(['*', '?', '[', '{']).unwrap_or(expanded.len());
+    let fixed = &expanded[..fixed_end];
+    // The longest existing folder at the start of the fixed part.
+    let cut = fixed.rfind('/').map_or(0, |i| i + 1);
+    let mut base = PathBuf::from(&fixed[..cut]);
+    let mut rest = String::from(&expanded[cut..]);
+    while !base.as_os_str().is_empty() && std::fs::canonicalize(&base).is_err() {
+        let Some(name) = base.file_name().map(|n| n.to_string_lossy().into_owned()) else { break };
+        rest = format!("{name}/{rest}");
+        base.pop();
+    }
+    let real = std::fs::canonicalize(&base).ok()?;
+    let joined = if rest.is_empty() {
+        real.to_str()?.to_string()
+    } else {
+        format!("{}/{rest}", real.to_str()?.trim_end_matches('/'))
+    };
+    Some(joined).filter(|j| j != pattern)
 }
 
 fn lookup<'a>(mut v: &'a Value, path: &[&str]) -> Option<&'a Value> {
@@ -305,6 +461,22 @@ mod tests {
         let remote = Roots { dirs: Vec::new(), cwd: None, local: false };
         assert_eq!(resolve_path("relative/a", &remote), None, "a remote server's relative path is unknown");
         assert_eq!(resolve_path("/a/../b", &remote).as_deref(), Some("/b"));
+    }
+
+    #[test]
+    fn a_path_pattern_is_spelled_as_values_are_resolved() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(tmp.path()).unwrap();
+        std::fs::create_dir_all(real.join("data/secret")).unwrap();
+        std::os::unix::fs::symlink(real.join("data"), real.join("link")).unwrap();
+        let via_link = format!("{}/link/secret/**", real.display());
+        assert_eq!(pattern_alias(&via_link).unwrap(), format!("{}/data/secret/**", real.display()));
+        let missing = format!("{}/link/not-yet/*.txt", real.display());
+        assert_eq!(pattern_alias(&missing).unwrap(), format!("{}/data/not-yet/*.txt", real.display()));
+        let home = directories::BaseDirs::new().unwrap().home_dir().to_path_buf();
+        let home = std::fs::canonicalize(home).unwrap();
+        assert!(pattern_alias("~/.ssh/**").unwrap().starts_with(home.to_str().unwrap()));
+        assert_eq!(pattern_alias(&format!("{}/data/**", real.display())), None, "already the real spelling");
     }
 
     #[test]

@@ -6,18 +6,26 @@
 //! it fails closed.
 
 use super::approvals::{GiveUp, Waited};
+use super::arguments::Roots;
 use super::permit::Permit;
 use crate::approver::{Answer, Prompt};
 use crate::clock::{end_of_day_ms, now_ms};
 use crate::message::{self, code, Envelope};
 use crate::session::{Release, Reply, Route, Session};
 use countersign_audit::{Approval, Outcome, Record, RecordKind};
-use countersign_policy::{
-    args_hash, CallInput, Decision, Gate, GrantLength, GrantRequest, Identity, Standing, Verdict,
-};
+use countersign_policy::{args_hash, CallInput, Decision, Gate, GrantLength, GrantRequest, Standing, Verdict};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A decision with what it was made from.
+struct Decided {
+    verdict: Verdict,
+    class: countersign_policy::Classification,
+    def: Option<countersign_policy::ToolDef>,
+    /// Why the server's tools could not be listed, when they could not.
+    unread: Option<String>,
+}
 
 /// A call on its way: what the client sent, where its answer goes, its decision record.
 struct Call {
@@ -64,60 +72,12 @@ impl Session {
         };
 
         let shared = self.shared.clone();
-        let servers = shared.servers();
-        let Some(config) = servers.get(&server) else {
+        let Some(Decided { verdict, class, def, unread }) = self.decide_call(&server, &tool, &arguments, true).await
+        else {
             return self.answer(reply, bad(&format!("unknown server `{server}`")));
         };
-        let info = &config.info;
-        let policy = shared.policy.load_full();
-        // A server nothing of which may be reached is not started to learn its tools.
-        let reachable = policy.server_gate(info, &self.token_name, false).is_none();
-        let (def, unread) = match reachable {
-            true => match self.tool_def(&server, &tool).await {
-                Ok(def) => (def, None),
-                Err(why) => (None, Some(why)),
-            },
-            false => (None, None),
-        };
         let (client_name, client_version) = self.client();
-        let identity = Identity {
-            os_user: shared.user.clone(),
-            device: shared.device.clone(),
-            client_token: self.token_name.clone(),
-            client_name: client_name.clone(),
-            session: self.id.clone(),
-        };
         let now_ms = now_ms();
-        let class = self.tool_class(&policy, info, &tool, def.as_ref());
-        let blocked = shared.pins.lock().unwrap_or_else(|p| p.into_inner()).blocked(&server, &tool);
-        let standing = match (&blocked, &def) {
-            (Some((rule, why)), _) => Standing::Blocked { rule, why },
-            (None, None) => Standing::Unlisted,
-            (None, Some(_)) => Standing::Listed,
-        };
-        let gate = Gate { paused: shared.paused.load(std::sync::atomic::Ordering::SeqCst), standing };
-        // Decided and any single-use grant spent under one lock: two identical calls
-        // cannot both use one grant.
-        let verdict = {
-            let mut grants = shared.grants.lock().unwrap_or_else(|p| p.into_inner());
-            let resolved = super::arguments::resolved_for(&policy, &grants, config, &arguments);
-            let call = CallInput {
-                identity: &identity,
-                server: info,
-                tool: &tool,
-                def: def.as_ref(),
-                arguments: &arguments,
-                resolved: resolved.as_ref(),
-                grants: Some(&grants),
-                gate,
-                now_ms,
-            };
-            let verdict = policy.decide_classified(&call, &class);
-            if let Some(grant) = &verdict.grant {
-                grants.spend(grant);
-            }
-            verdict
-        };
 
         let mut record = shared.record(RecordKind::Call, verdict.decision.as_str());
         record.client = Some(self.token_name.clone());
@@ -193,6 +153,70 @@ impl Session {
         self.commit_and_forward(Call { env, reply, record, server, qualified, id, started }).await;
     }
 
+    /// The policy's decision on one call as things stand now: the tool's definition and
+    /// standing, the arguments as the server will read them, the kill switch, the grants
+    /// (a single-use grant it uses is spent when `spend`). `None` for an unknown server.
+    async fn decide_call(&self, server: &str, tool: &str, arguments: &Value, spend: bool) -> Option<Decided> {
+        let shared = &self.shared;
+        let servers = shared.servers();
+        let config = servers.get(server)?;
+        let info = &config.info;
+        let policy = shared.policy.load_full();
+        // A server nothing of which may be reached is not started to learn its tools.
+        let reachable = policy.server_gate(info, &self.token_name, false).is_none();
+        let (def, unread) = match reachable {
+            true => match self.tool_def(server, tool).await {
+                Ok(def) => (def, None),
+                Err(why) => (None, Some(why)),
+            },
+            false => (None, None),
+        };
+        let identity = self.identity();
+        let class = self.tool_class(&policy, info, tool, def.as_ref());
+        let roots = Roots::of(config).with_client(self.client_roots(server).as_deref());
+        // Decided and any single-use grant spent under one lock: two identical calls
+        // cannot both use one grant.
+        let mut grants = shared.grants.lock().unwrap_or_else(|p| p.into_inner());
+        let read = super::arguments::read_as_server(&policy, &grants, &roots, arguments);
+        let blocked = shared.pins.lock().unwrap_or_else(|p| p.into_inner()).blocked(server, tool);
+        let blocked = blocked.or_else(|| in_data_folder(&shared.home, &read.files));
+        let standing = match (&blocked, &def) {
+            (Some((rule, why)), _) => Standing::Blocked { rule, why },
+            (None, None) => Standing::Unlisted,
+            (None, Some(_)) => Standing::Listed,
+        };
+        let gate = Gate { paused: shared.paused.load(std::sync::atomic::Ordering::SeqCst), standing };
+        let call = CallInput {
+            identity: &identity,
+            server: info,
+            tool,
+            def: def.as_ref(),
+            arguments,
+            resolved: read.resolved.as_ref(),
+            grants: Some(&grants),
+            gate,
+            now_ms: now_ms(),
+        };
+        let verdict = policy.decide_classified(&call, &class);
+        if let (Some(grant), true) = (&verdict.grant, spend) {
+            grants.spend(grant);
+        }
+        Some(Decided { verdict, class, def, unread })
+    }
+
+    /// After a person approved: the call runs only if nothing that would now refuse it
+    /// changed while it waited (the policy, a pin, the kill switch, its client's token).
+    async fn still_allowed(&self, prompt: &Prompt, server: &str) -> Result<(), String> {
+        if !self.shared.tokens.holds(&self.token_name) {
+            return Err(format!("its client token `{}` was revoked", self.token_name));
+        }
+        match self.decide_call(server, &prompt.tool, &prompt.arguments, false).await {
+            Some(d) if d.verdict.decision != Decision::Deny => Ok(()),
+            Some(d) => Err(format!("{} (rule `{}`)", d.verdict.reason, d.verdict.rule)),
+            None => Err(format!("server `{server}` is no longer configured")),
+        }
+    }
+
     /// Waits for the person's answer (or the deadline, or the client giving up), then
     /// forwards or refuses. An approval for longer than once leaves a grant; a denial or
     /// timeout counts towards locking the tool. A call whose client gave up never runs,
@@ -226,6 +250,17 @@ impl Session {
             }
             Waited::Answered(Answer::Approved { length, condition, .. }) => {
                 call.record.approval = Some(Approval::Approved);
+                if let Err(why) = self.still_allowed(&prompt, &call.server).await {
+                    call.record.decision = "deny".into();
+                    call.record.rule = Some("changed-while-waiting".into());
+                    call.record.reason = Some(format!("approved, then refused: {why}"));
+                    let text = format!(
+                        "Countersign did not run `{qualified}`: it was approved, but this changed while it waited: {why}."
+                    );
+                    return self
+                        .refuse(call.record, call.reply, call.id.as_deref(), Outcome::Denied, call.started, &text)
+                        .await;
+                }
                 if length != GrantLength::Once {
                     self.grant(&prompt, length, condition.as_deref(), &mut call.record);
                 }
@@ -237,6 +272,17 @@ impl Session {
                 let text = format!(
                     "Countersign refused `{qualified}` without asking: this client asked for too many approvals in \
                      the last minute. Try again later."
+                );
+                return self
+                    .refuse(call.record, call.reply, call.id.as_deref(), Outcome::Denied, call.started, &text)
+                    .await;
+            }
+            Waited::TooManyWaiting => {
+                call.record.reason = Some("too many of this client's calls wait for approval".into());
+                let text = format!(
+                    "Countersign refused `{qualified}` without asking: {} calls from this client already wait for \
+                     approval. Answer or cancel those first.",
+                    super::approvals::WAITING_PER_CLIENT
                 );
                 return self
                     .refuse(call.record, call.reply, call.id.as_deref(), Outcome::Denied, call.started, &text)
@@ -359,6 +405,15 @@ impl Session {
         self.shared.outcome(crate::session::outcome(record_id, started, outcome, Some(text)));
         self.answer(reply, message::tool_error_result(id, text));
     }
+}
+
+/// Why a call that names a file in Countersign's own data folder (its tokens, journal,
+/// pins) is refused, whatever any rule says: no AI tool reads or writes it.
+fn in_data_folder(home: &crate::home::Home, files: &[Option<String>]) -> Option<(&'static str, String)> {
+    let folder = std::fs::canonicalize(home.dir()).unwrap_or_else(|_| home.dir().to_path_buf());
+    files.iter().flatten().find(|f| std::path::Path::new(f).starts_with(&folder)).map(|f| {
+        ("data-folder", format!("`{f}` is in Countersign's own data folder, which no AI tool may read or write"))
+    })
 }
 
 /// What a client is told when its call's record could not be committed.

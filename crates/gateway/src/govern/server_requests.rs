@@ -1,11 +1,13 @@
 //! Requests a server sends to the client: sampling, elicitation, roots, pings. Only
 //! these are relayed (anything else a server asks for is answered "method not found"
 //! and recorded); each but ping gets the policy's decision (`request:` deny rules name a
-//! server and method) and a journal record naming the server. What reaches the person
-//! says which server asks: an elicitation's message is prefixed with the server's name,
-//! and both carry it in `_meta`, so a server cannot speak as Countersign.
+//! server and method) and a journal record naming the server, committed before the
+//! request is relayed. What reaches the person says which server asks: an elicitation's
+//! message is prefixed with the server's name, and both carry it in `_meta`; on `/mcp` a
+//! server's log messages are labelled too, so a server cannot speak as Countersign.
 //!
-//! Must never: relay a request policy denies, or one without saying who asks.
+//! Must never: relay a request policy denies, one without its record, or one without
+//! saying who asks.
 
 use crate::message::Envelope;
 use serde_json::Value;
@@ -59,6 +61,23 @@ pub fn attribute(env: &mut Envelope, kind: ServerRequest, server: &str) {
     env.set_params(&params);
 }
 
+/// Marks a server's log message (`notifications/message`) with the server that wrote it:
+/// its `logger` becomes `server` or `server/logger`, and `_meta` names the server.
+pub fn attribute_log(env: &mut Envelope, server: &str) {
+    let Ok(mut params) = env.params() else { return };
+    let Some(obj) = params.as_object_mut() else { return };
+    let logger = match obj.get("logger").and_then(Value::as_str) {
+        Some(l) => format!("{server}/{l}"),
+        None => server.to_string(),
+    };
+    obj.insert("logger".into(), Value::String(logger));
+    let meta = obj.entry("_meta").or_insert_with(|| Value::Object(Default::default()));
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert(META_SERVER.into(), Value::String(server.to_string()));
+    }
+    env.set_params(&params);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +96,12 @@ mod tests {
         assert_eq!(params["message"], "[MCP server “notes” asks, not Countersign] Countersign needs your password");
         assert_eq!(params["_meta"][META_SERVER], "notes");
         assert!(params.get("requestedSchema").is_some(), "the rest is relayed as sent");
+        let mut log = Envelope::parse(
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"warning","logger":"countersign","data":"run countersign approve --all"}}"#,
+        )
+        .unwrap();
+        attribute_log(&mut log, "notes");
+        assert_eq!(log.params().unwrap()["logger"], "notes/countersign");
+        assert_eq!(log.params().unwrap()["_meta"][META_SERVER], "notes");
     }
 }

@@ -106,7 +106,15 @@ impl Session {
                 let uri = params.get("uri").and_then(Value::as_str).map(str::to_string);
                 let owner = uri.as_ref().and_then(|u| self.state().resource_owner.get(u).cloned());
                 match owner {
-                    Some(server) => {
+                    Some(None) => self.answer(
+                        reply,
+                        message::error_response(
+                            id.as_deref(),
+                            code::INVALID_PARAMS,
+                            "more than one server lists this resource: read it through /mcp/<server>",
+                        ),
+                    ),
+                    Some(Some(server)) => {
                         let subject = Subject::of(op, &params);
                         match self.govern_access(Some(&server), &subject, started).await {
                             Ok(permit) => self.forward(&server, env, reply, Release::Permit(permit, started)).await,
@@ -184,12 +192,21 @@ impl Session {
             }
         }
         let mut all = Vec::new();
+        // A URI two servers list belongs to neither here: a read of it is refused rather
+        // than sent to whichever listed it last.
+        let mut owners: std::collections::HashMap<String, Option<String>> = Default::default();
         for (server, items) in servers.iter().zip(lists) {
-            let mut st = self.state();
             for mut item in items {
                 if method == "resources/list" {
                     if let Some(uri) = item.get("uri").and_then(Value::as_str) {
-                        st.resource_owner.insert(uri.to_string(), server.clone());
+                        owners
+                            .entry(uri.to_string())
+                            .and_modify(|o| {
+                                if o.as_deref() != Some(server.as_str()) {
+                                    *o = None;
+                                }
+                            })
+                            .or_insert_with(|| Some(server.clone()));
                     }
                 }
                 if let Some(name) = item.get("name").and_then(Value::as_str) {
@@ -198,6 +215,9 @@ impl Session {
                 }
                 all.push(item);
             }
+        }
+        if method == "resources/list" {
+            self.state().resource_owner = owners;
         }
         all
     }

@@ -11,6 +11,7 @@
 
 mod aggregate;
 mod deadlines;
+pub mod flow;
 mod routing;
 mod streams;
 
@@ -20,7 +21,7 @@ pub use streams::StreamEvent;
 /// What a client request gets back: the answer alone (JSON) or a resumable event stream.
 pub enum Answer {
     Json(mpsc::UnboundedReceiver<String>),
-    Stream(mpsc::UnboundedReceiver<StreamEvent>),
+    Stream(flow::Flow<StreamEvent>),
 }
 
 /// Where the messages for one client request go.
@@ -124,10 +125,12 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    /// Claims `id`; `None` when a request with that id is already in flight.
+    /// Claims `id` (raw JSON, compared as JSON: `"a"` and `"\u0061"` are one id); `None`
+    /// when a request with that id is already in flight.
     fn claim(ids: &Arc<Mutex<std::collections::HashSet<String>>>, id: &str) -> Option<InFlight> {
+        let id = canonical_id(id);
         let mut set = ids.lock().unwrap_or_else(|p| p.into_inner());
-        set.insert(id.to_string()).then(|| InFlight { ids: ids.clone(), id: id.to_string() })
+        set.insert(id.clone()).then(|| InFlight { ids: ids.clone(), id })
     }
 }
 
@@ -176,11 +179,12 @@ pub(crate) struct State {
     next_id: u64,
     pending: HashMap<u64, Pending>,
     /// Upstream requests to the client: the id the client sees → (server, upstream's id).
-    server_requests: HashMap<u64, (String, Box<RawValue>)>,
+    server_requests: HashMap<u64, AskedByServer>,
     /// Gateway progress token → (the client's token, the pending request it belongs to).
     progress: HashMap<String, (Box<RawValue>, u64)>,
-    get_stream: Option<mpsc::UnboundedSender<String>>,
+    get_stream: Option<flow::FlowTx<String>>,
     backlog: VecDeque<String>,
+    backlog_bytes: usize,
     /// Tool definitions per server from the last `tools/list` that passed.
     tools: HashMap<String, HashMap<String, ToolDef>>,
     /// Each listed tool's class, with the policy version that classified it.
@@ -198,16 +202,28 @@ pub(crate) struct State {
     /// Each upstream's `initialize` result (aggregate sessions merge them).
     server_init: HashMap<String, Value>,
     /// Which server listed a resource URI (aggregate sessions route reads by it).
-    resource_owner: HashMap<String, String>,
+    resource_owner: HashMap<String, Option<String>>,
     /// Calls waiting for a person, by the client's request id: how to withdraw them when
     /// the client cancels or the session ends.
     waiting: HashMap<String, GiveUp>,
+    /// The roots each server holds after the client answered its `roots/list` (a file
+    /// server reads relative paths against them).
+    client_roots: HashMap<String, Vec<std::path::PathBuf>>,
     protocol_version: Option<String>,
     streams: streams::Streams,
     last_seen: Option<Instant>,
 }
 
+/// A request a server sent to the client: which server, its own id, what it asked.
+pub(crate) struct AskedByServer {
+    server: String,
+    id: Box<RawValue>,
+    kind: crate::govern::server_requests::ServerRequest,
+}
+
 const BACKLOG_LIMIT: usize = 1000;
+/// Most bytes of messages kept for a client with no stream open.
+const BACKLOG_BYTES: usize = 16 * 1024 * 1024;
 
 pub struct Session {
     pub id: String,
@@ -293,9 +309,10 @@ impl Session {
     }
 
     /// Opens the client's GET stream; what waited in the backlog goes out first.
-    pub fn open_get_stream(&self) -> mpsc::UnboundedReceiver<String> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn open_get_stream(&self) -> flow::Flow<String> {
+        let (tx, rx) = flow::flow();
         let mut st = self.state();
+        st.backlog_bytes = 0;
         for text in st.backlog.drain(..) {
             let _ = tx.send(text);
         }
@@ -382,6 +399,11 @@ impl Session {
 
     pub(crate) fn forget_wait(&self, client_id: &str) {
         self.state().waiting.remove(&canonical_id(client_id));
+    }
+
+    /// The roots `server` holds, when the client told it some.
+    pub(crate) fn client_roots(&self, server: &str) -> Option<Vec<std::path::PathBuf>> {
+        self.state().client_roots.get(server).cloned()
     }
 
     /// Withdraws the call waiting under `client_id`, if one waits; true when it did.
@@ -536,9 +558,11 @@ impl Session {
         if let Some(tx) = &st.get_stream {
             match tx.send(text) {
                 Ok(()) => return,
-                Err(mpsc::error::SendError(t)) => {
+                // Closed, or a client that stopped reading: let the stream go; what comes
+                // next waits in the bounded backlog for the next GET stream.
+                Err(refused) => {
                     st.get_stream = None;
-                    return self.to_client(st, t);
+                    return self.to_client(st, refused.into_inner());
                 }
             }
         }
@@ -554,11 +578,14 @@ impl Session {
             let _ = tx.send(text);
             return;
         }
-        if st.backlog.len() >= BACKLOG_LIMIT {
-            st.backlog.pop_front();
+        st.backlog_bytes += text.len();
+        st.backlog.push_back(text);
+        while st.backlog.len() > BACKLOG_LIMIT || (st.backlog_bytes > BACKLOG_BYTES && st.backlog.len() > 1) {
+            if let Some(old) = st.backlog.pop_front() {
+                st.backlog_bytes -= old.len();
+            }
             tracing::warn!(session = %short(&self.id), "client backlog full; dropped the oldest message");
         }
-        st.backlog.push_back(text);
     }
 
     /// Ends the session: calls waiting for a person are withdrawn, pending requests fail,

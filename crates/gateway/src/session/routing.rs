@@ -128,12 +128,48 @@ impl Session {
     pub async fn handle_response(&self, mut env: Envelope) {
         self.touch();
         let target = env.id_u64().and_then(|id| self.state().server_requests.remove(&id));
-        let Some((server, upstream_id)) = target else {
+        let Some(asked) = target else {
             tracing::debug!(session = %super::short(&self.id), "client answered an unknown request id");
             return;
         };
-        env.set("id", upstream_id);
-        self.send_plain(&server, &env).await;
+        if asked.kind == ServerRequest::Roots {
+            self.hold_roots(&asked.server, &mut env);
+        }
+        env.set("id", asked.id);
+        self.send_plain(&asked.server, &env).await;
+    }
+
+    /// The client's answer to a server's `roots/list`. A file server replaces the folders
+    /// it was configured with by these, so for a local server with configured folders
+    /// only roots inside them are passed on (none left: the configured ones are); the
+    /// session remembers what the server holds, to read relative paths as it will.
+    fn hold_roots(&self, server: &str, env: &mut Envelope) {
+        let servers = self.shared.servers();
+        let Some(config) = servers.get(server) else { return };
+        let roots = crate::govern::arguments::Roots::of(config);
+        let Some(result) = env.get("result").and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) else {
+            return;
+        };
+        let given: Vec<Value> = result.get("roots").and_then(Value::as_array).cloned().unwrap_or_default();
+        let (kept, held, dropped) = crate::govern::arguments::narrow_roots(&given, &roots);
+        if !dropped.is_empty() {
+            let why = format!(
+                "roots outside the folders server `{server}` was given were not passed on: {}",
+                dropped.join(", ")
+            );
+            tracing::warn!(server, "{why}");
+            self.shared.policy_event(crate::shared::PolicyEvent {
+                decision: "deny",
+                rule: "roots",
+                reason: why,
+                server: Some(server.to_string()),
+                tool: None,
+            });
+        }
+        self.state().client_roots.insert(server.to_string(), held);
+        let mut result = result;
+        result["roots"] = Value::Array(kept);
+        env.set("result", message::raw(&result.to_string()));
     }
 
     pub(super) fn on_upstream_message(&self, server: &str, text: String) {
@@ -211,7 +247,7 @@ impl Session {
                     let ours = st
                         .server_requests
                         .iter()
-                        .find(|(_, (s, id))| s == server && id.get() == theirs)
+                        .find(|(_, asked)| asked.server == server && asked.id.get() == theirs)
                         .map(|(ours, _)| *ours);
                     if let Some(ours) = ours {
                         st.server_requests.remove(&ours);
@@ -224,6 +260,12 @@ impl Session {
                     st.forget_tools(server);
                     st.listings_stale();
                     self.to_client(&mut st, text);
+                }
+                // On /mcp a log message says which server wrote it, so no server speaks as
+                // Countersign or as another server.
+                "notifications/message" if self.route == Route::Aggregate => {
+                    server_requests::attribute_log(&mut env, server);
+                    self.to_client(&mut st, env.to_json());
                 }
                 "notifications/prompts/list_changed" | "notifications/resources/list_changed" => {
                     st.listings_stale();
@@ -258,7 +300,7 @@ impl Session {
             let mut st = self.state();
             st.alive.insert(server.to_string(), false);
             st.forget_tools(server);
-            st.server_requests.retain(|_, (s, _)| s != server);
+            st.server_requests.retain(|_, asked| asked.server != server);
             st.pending.iter().filter(|(_, p)| p.server == server).map(|(id, _)| *id).collect()
         };
         let why =
@@ -282,13 +324,43 @@ impl Session {
             if verdict.decision == countersign_policy::Decision::Deny {
                 return self.refuse_server_request(server, &method, upstream_id, &verdict.rule, &verdict.reason);
             }
-            self.record_server_request(server, &method, "allow", &verdict.rule, &verdict.reason);
             server_requests::attribute(&mut env, kind, server);
+            // Relayed once its record is committed (on a task: the upstream's reader must
+            // not wait on the journal); no record, no relaying.
+            let record = self.server_request_record(server, &method, "allow", &verdict.rule, &verdict.reason);
+            let Some(me) = self.me.upgrade() else { return };
+            let server = server.to_string();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let record_id = record.id;
+                match me.shared.journal.commit(record).await {
+                    Ok(_) => {
+                        me.shared.outcome(super::outcome(record_id, started, Outcome::Ok, None));
+                        me.relay_server_request(&server, env, upstream_id, kind);
+                    }
+                    Err(e) => {
+                        let why = format!("its record could not be committed ({e})");
+                        me.refuse_server_request(&server, &method, upstream_id, "journal", &why);
+                    }
+                }
+            });
+            return;
         }
+        self.relay_server_request(server, env, upstream_id, kind);
+    }
+
+    /// Passes a server's request on to the client, with an id in the client's space.
+    fn relay_server_request(
+        &self,
+        server: &str,
+        mut env: Envelope,
+        upstream_id: Box<serde_json::value::RawValue>,
+        kind: ServerRequest,
+    ) {
         let mut st = self.state();
         st.next_id += 1;
         let ours = st.next_id;
-        st.server_requests.insert(ours, (server.to_string(), upstream_id));
+        st.server_requests.insert(ours, super::AskedByServer { server: server.to_string(), id: upstream_id, kind });
         env.set_id_u64(ours);
         self.to_client(&mut st, env.to_json());
     }
@@ -311,26 +383,36 @@ impl Session {
         self.shared.policy.load().decide_access(&input)
     }
 
-    /// Records a server's request to the client (committed on a task of its own: the
-    /// upstream's reader must not wait on the journal).
-    fn record_server_request(&self, server: &str, method: &str, decision: &str, rule: &str, reason: &str) {
-        let shared = self.shared.clone();
-        let mut record = shared.record(countersign_audit::RecordKind::Call, decision);
+    /// The record of a server's request to the client.
+    fn server_request_record(
+        &self,
+        server: &str,
+        method: &str,
+        decision: &str,
+        rule: &str,
+        reason: &str,
+    ) -> countersign_audit::Record {
+        let mut record = self.shared.record(countersign_audit::RecordKind::Call, decision);
         record.client = Some(self.token_name.clone());
         record.session = Some(self.id.clone());
         record.server = Some(server.to_string());
         record.method = Some(shorten(method));
         record.rule = Some(rule.to_string());
         record.reason = Some(reason.to_string());
-        record.policy_version = Some(shared.policy.load().version().to_string());
-        let outcome = if decision == "deny" { Outcome::Denied } else { Outcome::Ok };
-        let started = std::time::Instant::now();
-        let id = record.id;
+        record.policy_version = Some(self.shared.policy.load().version().to_string());
+        record
+    }
+
+    /// Records a refused server request (on a task of its own: nothing waits for it).
+    fn record_refused_server_request(&self, server: &str, method: &str, rule: &str, reason: &str) {
+        let shared = self.shared.clone();
+        let record = self.server_request_record(server, method, "deny", rule, reason);
+        let (started, id) = (std::time::Instant::now(), record.id);
         let runtime = shared.runtime.clone();
         runtime.spawn(async move {
             match shared.journal.commit(record).await {
-                Ok(_) => shared.outcome(super::outcome(id, started, outcome, None)),
-                Err(e) => tracing::error!(error = %e, "could not record a server's request"),
+                Ok(_) => shared.outcome(super::outcome(id, started, Outcome::Denied, None)),
+                Err(e) => tracing::error!(error = %e, "could not record a server's refused request"),
             }
         });
     }
@@ -345,7 +427,7 @@ impl Session {
         why: &str,
     ) {
         tracing::warn!(server, "refused a server's request: {why}");
-        self.record_server_request(server, method, "deny", rule, why);
+        self.record_refused_server_request(server, method, rule, why);
         let Some(link) = self.live_link(server) else { return };
         let code = if rule == "method" { message::code::METHOD_NOT_FOUND } else { message::code::INVALID_REQUEST };
         let answer = Outbound::refusal(&upstream_id, code, &format!("Countersign refused this request: {why}"));

@@ -8,10 +8,10 @@
 //! A stream's log has its own lock, never taken while it waits on anything, so replies
 //! can write to it from any context, including with the session state locked.
 
+use super::flow::{flow, Flow, FlowTx};
 use super::Session;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
 
 /// Most events kept for one stream.
 const EVENTS_PER_STREAM: usize = 1024;
@@ -35,7 +35,7 @@ struct Log {
     /// How many events fell off the front of `events`.
     dropped: usize,
     done: bool,
-    live: Option<mpsc::UnboundedSender<StreamEvent>>,
+    live: Option<FlowTx<StreamEvent>>,
 }
 
 pub(crate) struct Stream {
@@ -61,6 +61,8 @@ impl Stream {
         let seq = log.dropped + log.events.len();
         let id = event_id(self.id, seq);
         if let Some(live) = &log.live {
+            // A connection that stopped reading is let go; the client can resume from the
+            // log with Last-Event-ID.
             if live.send(StreamEvent { id, data: Some(text) }).is_err() {
                 log.live = None;
             }
@@ -113,8 +115,8 @@ impl Session {
 
     /// Opens a logged, resumable answer stream: the sink for the reply, and the events
     /// for the connection that asked.
-    pub(crate) fn open_stream(&self) -> (StreamSink, mpsc::UnboundedReceiver<StreamEvent>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub(crate) fn open_stream(&self) -> (StreamSink, Flow<StreamEvent>) {
+        let (tx, rx) = flow();
         let primes = self.primes();
         let mut st = self.state();
         st.streams.next += 1;
@@ -137,10 +139,10 @@ impl Session {
 
     /// Resumes a stream after `last_event_id`: what was missed, then the rest live.
     /// `None` when the id names no stream this session still holds.
-    pub fn resume(&self, last_event_id: &str) -> Option<mpsc::UnboundedReceiver<StreamEvent>> {
+    pub fn resume(&self, last_event_id: &str) -> Option<Flow<StreamEvent>> {
         let (stream, seen) = parse_event_id(last_event_id)?;
         let stream = self.state().streams.open.get(&stream).cloned()?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = flow();
         let mut log = stream.log();
         for (i, text) in log.events.iter().enumerate() {
             let seq = log.dropped + i + 1;
@@ -168,7 +170,7 @@ mod tests {
 
     #[test]
     fn a_stream_keeps_its_newest_events_within_bounds_and_ends_when_its_sink_drops() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = flow();
         let stream = Arc::new(Stream { id: 1, log: Mutex::new(Log { live: Some(tx), ..Log::default() }) });
         let sink = StreamSink(stream.clone());
         for i in 0..(EVENTS_PER_STREAM + 10) {
@@ -184,10 +186,10 @@ mod tests {
         drop(sink);
         assert!(stream.done());
         let mut last = None;
-        while let Ok(e) = rx.try_recv() {
+        while let Some(e) = rx.try_recv() {
             last = Some(e);
         }
         assert_eq!(last.unwrap().id, event_id(1, EVENTS_PER_STREAM + 11));
-        assert!(rx.try_recv().is_err(), "the connection's channel closed with the sink");
+        assert!(rx.try_recv().is_none(), "the connection's channel closed with the sink");
     }
 }
