@@ -224,14 +224,15 @@ class Rpc:
     would not send: any method, any kind of message, any client name or token."""
 
     def __init__(self, gw, path: str, token: str | None = None, client_name: str = "raw",
-                 accept: str = "application/json, text/event-stream", timeout: float = 60):
+                 accept: str = "application/json, text/event-stream", timeout: float = 60,
+                 capabilities: dict | None = None):
         host, port = gw.addr.rsplit(":", 1)
         self.gw, self.path = gw, path
         self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
         self.headers = {"Content-Type": "application/json", "Accept": accept,
                         "Authorization": f"Bearer {token or gw.token}"}
         data, session = self.post({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-                                   "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                   "params": {"protocolVersion": "2025-06-18", "capabilities": capabilities or {},
                                               "clientInfo": {"name": client_name, "version": "1"}}})
         self.session, self.init_status = session, self.status
         self.headers["Mcp-Session-Id"] = session or ""
@@ -273,6 +274,40 @@ class Rpc:
         self.conn.request("DELETE", self.path, headers=self.headers)
         self.conn.getresponse().read()
         self.conn.close()
+
+
+class GetStream:
+    """A session's GET stream (messages the server sends on its own), read on a thread
+    into `.got`, or opened and never read (`read=False`, a client that stopped reading)."""
+
+    def __init__(self, rpc: Rpc, read: bool = True):
+        host, port = rpc.gw.addr.rsplit(":", 1)
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=600)
+        self.conn.request("GET", rpc.path, headers={**rpc.headers, "Accept": "text/event-stream"})
+        self.resp = self.conn.getresponse()
+        self.got: list[dict] = []
+        if read:
+            import threading
+            threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        try:
+            while line := self.resp.fp.readline():
+                text = line.decode().rstrip("\n")
+                if text.startswith("data:") and text[5:].strip():
+                    self.got.append(json.loads(text[5:].strip()))
+        except (OSError, ValueError):
+            return
+
+    def wait(self, predicate, what: str = "a message") -> dict:
+        return wait_for(lambda: [m for m in self.got if predicate(m)], what=what)[0]
+
+
+def rss_mib(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def last_message(data: bytes) -> dict | None:

@@ -282,7 +282,7 @@ def test_adv_06_one_approval_releases_one_of_five_identical_calls(make_gateway, 
     waiters = [in_thread(call, s, "echo", {"text": "same"}) for s in sessions]
     prompt = wait_for(lambda: [p for p in gw.status()["approvals"] if p["waiting"] == 5], what="one prompt, 5 waiting")
     assert len(gw.status()["approvals"]) == 1
-    assert "5 identical calls wait" in gw.cli("status").stdout
+    assert "5 identical calls wait" in gw.cli("status").stdout and "--all 5" in gw.cli("status").stdout
     gw.cli("approve", prompt[0]["id"])
     wait_for(lambda: [w for w, _ in waiters if not w.is_alive()], what="one call to run")
     again = wait_for(lambda: [p for p in gw.status()["approvals"] if p["waiting"] == 4], what="the prompt for 4")

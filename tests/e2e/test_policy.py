@@ -342,7 +342,7 @@ async def test_sec_16_identical_prompts_are_coalesced(make_gateway, files):
                         what="the second call to join the first prompt")
             prompts = gw.status()["approvals"]
             assert len(prompts) == 1, "two identical calls, one prompt"
-            gw.cli("approve", prompts[0]["id"], "--all")
+            gw.cli("approve", prompts[0]["id"], "--all", "2")
     assert len(results) == 2 and not any(r.is_error for r in results)
 
 

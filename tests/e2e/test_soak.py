@@ -15,20 +15,13 @@ import signal
 import threading
 import time
 
-from conftest import Rpc, fast_server, memory_server
+from conftest import Rpc, fast_server, memory_server, rss_mib
 
 SECONDS = int(os.environ.get("COUNTERSIGN_SOAK_SECONDS", "60"))
 # Upstreams are killed this often: once a minute, or twice in a short run.
 KILL_EVERY = min(60, max(10, SECONDS // 2))
 RSS_BOUND_MIB = 24
 FILES_BOUND = 48
-
-
-def rss_mib(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def open_files(pid: int) -> int:
