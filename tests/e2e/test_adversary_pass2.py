@@ -4,7 +4,9 @@ upstream never got the call, the file was not read or moved, memory stayed bound
 Named `test_adv2_…`; SECURITY.md lists them."""
 
 import json
+import select
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -335,29 +337,38 @@ def test_adv2_one_client_cannot_park_unbounded_calls(make_gateway, tmp_path):
     host, port = gw.addr.rsplit(":", 1)
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                        "params": {"name": "write_note", "arguments": {"text": "x" * 60000}}})
-    held, rss = [], []
+    parked, rss = [], []
 
-    def park(first: int):
+    def park(first: int, turned_away: int):
+        sent = []
         for i in range(first, first + 200):
             s = socket.create_connection((host, int(port)))
             text = body.replace('"id": 1', f'"id": {1000 + i}').encode()
             s.sendall((f"POST /mcp/e HTTP/1.1\r\nHost: {gw.addr}\r\nContent-Type: application/json\r\n"
                        f"Accept: application/json\r\nAuthorization: Bearer {gw.token}\r\n"
                        f"Mcp-Session-Id: {rpc.session}\r\nMCP-Protocol-Version: 2025-06-18\r\n"
-                       f"Content-Length: {len(text)}\r\n\r\n").encode() + text)
-            held.append(s)  # kept open: a call whose client went away would be withdrawn
-        turned_away = first + 200 - 64
-        gw.wait_audit(lambda r: "calls wait for approval" in (r["reason"] or ""), f"{turned_away} refusals")
-        wait_for(lambda: len([r for r in gw.audit() if "calls wait for approval" in (r["reason"] or "")])
-                 == turned_away, what=f"{turned_away} refusals")
+                       f"Connection: close\r\nContent-Length: {len(text)}\r\n\r\n").encode() + text)
+            sent.append(s)
+        # The refused answer at once; the parked stay open (a call whose client went away
+        # would be withdrawn).
+        answered = []
+        deadline = time.monotonic() + 60
+        while len(answered) < turned_away and time.monotonic() < deadline:
+            ready, _, _ = select.select([s for s in sent if s not in answered], [], [], 1)
+            for s in ready:
+                assert b"already wait for approval" in s.recv(65536)
+                answered.append(s)
+                s.close()
+        assert len(answered) == turned_away, (len(answered), turned_away)
+        parked.extend(s for s in sent if s not in answered)
         rss.append(rss_mib(gw.proc.pid))
 
-    park(0)
-    park(200)
+    park(0, 200 - 64)
+    park(200, 200)
     waiting = wait_for(lambda: gw.status()["approvals"], what="the prompt")[0]["waiting"]
-    assert waiting == 64
+    assert waiting == 64 and len(parked) == 64
     assert rss[1] - rss[0] < 20, f"the second 200 calls (all refused) grew the gateway {rss[1] - rss[0]:.0f} MiB"
-    for s in held:
+    for s in parked:
         s.close()
     wait_for(lambda: gw.status()["approvals"] == [], what="the parked calls withdrawn as their clients left")
     assert "tools/call" not in methods(log)

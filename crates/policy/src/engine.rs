@@ -241,6 +241,17 @@ impl Policy {
     /// does. Nothing of such a server is reachable: not its resources, prompts or
     /// listings either, and it is not even started.
     pub fn server_denied(&self, server: &str, client_token: &str) -> Option<(Layer, String)> {
+        self.whole_server_rule(server, client_token, |l| &l.deny).map(|(layer, r)| (layer, r.text().to_string()))
+    }
+
+    /// The first rule of a list (`pick` chooses which) that covers every tool of `server`
+    /// for this client token, and its layer.
+    fn whole_server_rule(
+        &self,
+        server: &str,
+        client_token: &str,
+        pick: impl Fn(&LayerRules) -> &RuleList,
+    ) -> Option<(Layer, &Rule)> {
         let names = [format!("mcp__{server}__*"), format!("mcp__{}__*", classify::skeleton(server))];
         let clients = [client_token];
         let subject = Subject {
@@ -250,7 +261,7 @@ impl Policy {
             arguments: &serde_json::Value::Null,
             request: None,
         };
-        self.layers.iter().find_map(|l| l.deny.first_match(&subject).map(|r| (l.layer, r.text().to_string())))
+        self.layers.iter().find_map(|l| pick(l).first_match(&subject).map(|r| (l.layer, r)))
     }
 
     /// A verdict about a server or an operation other than a tool call (class `read`).
@@ -349,24 +360,13 @@ impl Policy {
     /// allowing: an ask rule covering every tool of the server (or reads), or a default
     /// for the read class of ask or deny (managed first; the user's only when stricter).
     fn read_stance(&self, server: &str, client_token: &str) -> Option<Verdict> {
-        let names = [format!("mcp__{server}__*"), format!("mcp__{}__*", classify::skeleton(server))];
-        let clients = [client_token];
-        let subject = Subject {
-            names: &names,
-            class: ToolClass::Read,
-            clients: &clients,
-            arguments: &serde_json::Value::Null,
-            request: None,
-        };
-        for l in &self.layers {
-            if let Some(rule) = l.ask.first_match(&subject) {
-                let reason = format!(
-                    "reading from server `{server}` needs approval under the {} policy rule `{}`",
-                    l.layer.as_str(),
-                    rule.text()
-                );
-                return Some(self.access_verdict(Decision::Ask, format!("ask:{}", rule.text()), reason, l.layer));
-            }
+        if let Some((layer, rule)) = self.whole_server_rule(server, client_token, |l| &l.ask) {
+            let reason = format!(
+                "reading from server `{server}` needs approval under the {} policy rule `{}`",
+                layer.as_str(),
+                rule.text()
+            );
+            return Some(self.access_verdict(Decision::Ask, format!("ask:{}", rule.text()), reason, layer));
         }
         let managed =
             self.layers.iter().filter(|l| l.layer.is_managed()).find_map(|l| l.defaults.read.map(|d| (d, l.layer)));
