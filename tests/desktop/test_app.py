@@ -380,7 +380,9 @@ async def test_routing_a_client_from_the_clients_window_and_undoing_it(tmp_path)
         assert "shadow" in wait_for(lambda: app.driver.find_elements(By.CSS_SELECTOR, shadow) and
                                     app.driver.find_element(By.CSS_SELECTOR, shadow).text, what="the client's server")
         app.driver.find_element(By.CSS_SELECTOR, '[data-testid="route-claude-desktop"]').click()
-        entry = wait_for(lambda: json.loads(desktop.read_text())["mcpServers"]["files"].get("args") == ["connect", "files"]
+        # The shim entry names the data folder, so it works whatever the client's environment.
+        entry = wait_for(lambda: json.loads(desktop.read_text())["mcpServers"]["files"].get("args")
+                         == ["connect", "files", "--home", str(app.home)]
                          and json.loads(desktop.read_text())["mcpServers"]["files"], what="the routed entry")
         outcome = wait_for(lambda: " ".join(e.text for e in app.driver.find_elements(
             By.CSS_SELECTOR, '[data-testid="outcome-claude-desktop"]')), what="what routing did")
