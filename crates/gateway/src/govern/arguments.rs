@@ -93,15 +93,6 @@ impl Roots {
         self
     }
 
-    /// The folders configured for the server (what a client's roots must stay within).
-    pub fn configured(&self) -> &[PathBuf] {
-        &self.dirs
-    }
-
-    pub fn is_local(&self) -> bool {
-        self.local
-    }
-
     #[cfg(test)]
     fn local(dirs: &[&Path]) -> Roots {
         let dirs = dirs.iter().map(|d| std::fs::canonicalize(d).unwrap()).collect();
@@ -126,7 +117,8 @@ pub struct ReadAs {
 pub fn read_as_server(
     policy: &countersign_policy::Policy,
     grants: &countersign_policy::GrantBook,
-    roots: &Roots,
+    local: bool,
+    roots: impl FnOnce() -> Roots,
     arguments: &Value,
 ) -> ReadAs {
     let present = |k: &str| arguments.get(k.split('.').next().unwrap_or_default()).is_some();
@@ -134,12 +126,14 @@ pub fn read_as_server(
     let path_rule = policy.path_keys().contains("path") || grants.path_keys().any(|k| k == "path");
     condition_keys.extend(grants.path_keys().filter(|k| present(k)));
     let mut file_keys: BTreeSet<String> = FILE_KEYS.iter().filter(|k| present(k)).map(|k| k.to_string()).collect();
-    if roots.local {
+    if local {
         file_keys.extend(condition_keys.iter().cloned());
     }
-    if condition_keys.is_empty() && (file_keys.is_empty() || !roots.local) {
+    if condition_keys.is_empty() && (file_keys.is_empty() || !local) {
+        // Nothing names a file or is judged as a path: no roots to look up, no disk touched.
         return ReadAs::default();
     }
+    let roots = &roots();
     let mut read = ReadAs::default();
     let mut view = arguments.clone();
     let mut every = Vec::new();

@@ -173,11 +173,12 @@ impl Session {
         };
         let identity = self.identity();
         let class = self.tool_class(&policy, info, tool, def.as_ref());
-        let roots = Roots::of(config).with_client(self.client_roots(server).as_deref());
+        let local = matches!(config.transport, crate::config::Transport::Stdio { .. });
+        let roots = || Roots::of(config).with_client(self.client_roots(server).as_deref());
         // Decided and any single-use grant spent under one lock: two identical calls
         // cannot both use one grant.
         let mut grants = shared.grants.lock().unwrap_or_else(|p| p.into_inner());
-        let read = super::arguments::read_as_server(&policy, &grants, &roots, arguments);
+        let read = super::arguments::read_as_server(&policy, &grants, local, roots, arguments);
         let blocked = shared.pins.lock().unwrap_or_else(|p| p.into_inner()).blocked(server, tool);
         let blocked = blocked.or_else(|| in_data_folder(&shared.home, &read.files));
         let standing = match (&blocked, &def) {
@@ -410,6 +411,9 @@ impl Session {
 /// Why a call that names a file in Countersign's own data folder (its tokens, journal,
 /// pins) is refused, whatever any rule says: no AI tool reads or writes it.
 fn in_data_folder(home: &crate::home::Home, files: &[Option<String>]) -> Option<(&'static str, String)> {
+    if files.is_empty() {
+        return None;
+    }
     let folder = std::fs::canonicalize(home.dir()).unwrap_or_else(|_| home.dir().to_path_buf());
     files.iter().flatten().find(|f| std::path::Path::new(f).starts_with(&folder)).map(|f| {
         ("data-folder", format!("`{f}` is in Countersign's own data folder, which no AI tool may read or write"))
