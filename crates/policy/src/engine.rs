@@ -280,17 +280,24 @@ impl Policy {
         }
     }
 
-    /// Why nothing of `server` may be reached by this client right now, if so: the kill
-    /// switch, the allowed-server list, or a deny rule covering the whole server. The
-    /// verdict names the rule; `None` means the server may be started and reached.
-    pub fn server_gate(&self, server: &ServerInfo, client_token: &str, paused: bool) -> Option<Verdict> {
+    /// The kill switch (when `paused` applies) or the allowed-server list, if either keeps
+    /// `server` out.
+    fn switch_or_list(&self, server: &ServerInfo, paused: bool) -> Option<Verdict> {
         let deny = |rule: String, reason: String, layer| self.access_verdict(Decision::Deny, rule, reason, layer);
         if paused {
             return Some(deny("paused".into(), "AI tool access is paused in Countersign".into(), Layer::User));
         }
-        if let Some(why) = self.server_blocked(&server.name, &server.origin) {
-            return Some(deny("servers.allowed".into(), why, Layer::Managed));
+        self.server_blocked(&server.name, &server.origin).map(|why| deny("servers.allowed".into(), why, Layer::Managed))
+    }
+
+    /// Why nothing of `server` may be reached by this client right now, if so: the kill
+    /// switch, the allowed-server list, or a deny rule covering the whole server. The
+    /// verdict names the rule; `None` means the server may be started and reached.
+    pub fn server_gate(&self, server: &ServerInfo, client_token: &str, paused: bool) -> Option<Verdict> {
+        if let Some(v) = self.switch_or_list(server, paused) {
+            return Some(v);
         }
+        let deny = |rule: String, reason: String, layer| self.access_verdict(Decision::Deny, rule, reason, layer);
         self.server_denied(&server.name, client_token).map(|(layer, rule)| {
             let reason = format!(
                 "everything on server `{}` is denied by the {} policy rule `{rule}`",
@@ -440,7 +447,9 @@ impl Policy {
             )
         };
 
-        if let Some(mut v) = self.server_gate(call.server, &call.identity.client_token, call.gate.paused) {
+        // The kill switch and the allowed-server list first; a deny rule covering the whole
+        // server is one of the deny rules checked next (it names the tool too).
+        if let Some(mut v) = self.switch_or_list(call.server, call.gate.paused) {
             v.class = class.class;
             v.label = class.label.clone();
             v.class_source = class.source;
