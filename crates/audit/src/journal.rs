@@ -49,7 +49,14 @@ pub enum JournalError {
     Full,
     #[error("the audit chain is broken at record {seq} ({id}): {why}")]
     Broken { seq: i64, id: String, why: String },
+    #[error("audit journal {path} is in use by another Countersign gateway (its lock {lock} is held); stop it first")]
+    InUse { path: PathBuf, lock: PathBuf },
 }
+
+/// The rule of the record the gateway commits each time it starts on the journal (kind
+/// `policy`): every call record before it has an outcome, so verification refuses one
+/// whose outcome is missing.
+pub const START_RULE: &str = "gateway-start";
 
 /// What [`JournalReader::verify`] found in a journal whose chain holds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -60,6 +67,13 @@ pub struct ChainReport {
     pub outcomes: u64,
     /// Records from before the journal was chained (older versions), not checked.
     pub unchained: u64,
+    /// Records after the gateway's last start with no outcome yet (calls in flight, or
+    /// cut by a stop: the next start closes them as `unknown`).
+    pub open: u64,
+    /// Checkpoints the hub signed, each checked against the record at its place.
+    pub checkpoints: u64,
+    /// Whether the checkpoints' signatures were checked (a hub key was given).
+    pub signatures_checked: bool,
     /// The newest record's hash.
     pub head: Option<String>,
 }
@@ -141,6 +155,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 impl Journal {
     /// Opens (creating if needed) the journal at `path`, applies migrations and starts the writer.
     pub async fn open(path: &Path, options: JournalOptions) -> Result<Self, JournalError> {
+        let lock = lock_journal(path).await?;
         let sync = match options.synchronous {
             Synchronous::Normal => SqliteSynchronous::Normal,
             Synchronous::Full => SqliteSynchronous::Full,
@@ -174,7 +189,8 @@ impl Journal {
             .query_row("SELECT hash FROM records WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
             .map_err(|e| JournalError::Writer { path: path.to_path_buf(), message: e.to_string() })?;
-        let writer = Writer { conn: writer, head: head.unwrap_or_else(|| crate::chain::GENESIS.to_string()) };
+        let writer =
+            Writer { conn: writer, head: head.unwrap_or_else(|| crate::chain::GENESIS.to_string()), _lock: lock };
         let (tx, rx) = mpsc::channel(8192);
         let max_batch = options.max_batch.max(1);
         let conn = Arc::new(Mutex::new(writer));
@@ -248,6 +264,66 @@ impl Journal {
             }
         }
         self.commit_grouped(record).await.map(|()| Committed { record_id: id })
+    }
+
+    /// What a gateway does once it starts serving on this journal: every call a stop cut
+    /// short (a record with no outcome) gets the outcome `unknown`, and `marker` (the
+    /// gateway's start, committed with rule [`START_RULE`]) follows them, all in one
+    /// transaction. Returns how many calls were closed. Only the journal's one writer (the
+    /// lock [`Journal::open`] holds) may do this, so no running gateway's calls are closed.
+    pub async fn mark_start(&self, mut marker: Record) -> Result<u64, JournalError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let open: Vec<String> = {
+                let mut stmt = writer.conn.prepare(
+                    "SELECT r.id FROM records r WHERE r.hash IS NOT NULL \
+                     AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.record_id = r.id) ORDER BY r.seq",
+                )?;
+                let ids = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+                ids
+            };
+            let now = crate::now_rfc3339();
+            let mut batch = Vec::with_capacity(open.len() + 2);
+            for id in &open {
+                let Ok(record_id) = uuid::Uuid::parse_str(id) else {
+                    tracing::warn!(id, "a record with a malformed id has no outcome; `audit verify` will name it");
+                    continue;
+                };
+                batch.push(Op::Outcome(
+                    OutcomeRecord {
+                        record_id,
+                        time: now.clone(),
+                        outcome: crate::Outcome::Unknown,
+                        duration_ms: None,
+                        detail: Some("gateway stopped before the call finished; whether it ran is not known".into()),
+                    },
+                    None,
+                ));
+            }
+            let closed = batch.len() as u64;
+            marker.rule = Some(START_RULE.to_string());
+            if marker.reason.is_none() {
+                marker.reason =
+                    Some(format!("the gateway started; {closed} call(s) cut short by its last stop closed as unknown"));
+            }
+            let marker_id = marker.id;
+            batch.push(Op::Record(Box::new(marker), None));
+            batch.push(Op::Outcome(
+                OutcomeRecord {
+                    record_id: marker_id,
+                    time: now,
+                    outcome: crate::Outcome::Ok,
+                    duration_ms: None,
+                    detail: None,
+                },
+                None,
+            ));
+            write_batch(&mut writer, &batch).map(|()| closed)
+        })
+        .await
+        .map_err(|e| JournalError::Write(e.to_string()))?
+        .map_err(|e| JournalError::Write(e.to_string()))
     }
 
     fn take_outcomes(&self) -> Vec<Op> {
@@ -356,6 +432,42 @@ impl Journal {
 
     pub fn reader(&self) -> JournalReader {
         JournalReader { pool: self.reader.clone() }
+    }
+}
+
+/// Takes the journal's lock file (`<journal>.lock`, owner-only): one writer a journal, so
+/// two gateways never fork its chain and a starting gateway never closes another's calls.
+/// A journal closed a moment ago may still be held by its writer thread finishing: wait a
+/// little for that, then refuse.
+async fn lock_journal(path: &Path) -> Result<std::fs::File, JournalError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock = PathBuf::from(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&lock).map_err(|e| JournalError::Writer {
+        path: path.to_path_buf(),
+        message: format!("cannot open its lock file {}: {e}", lock.display()),
+    })?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::InUse { path: path.to_path_buf(), lock });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(JournalError::Writer {
+                    path: path.to_path_buf(),
+                    message: format!("cannot lock {}: {e}", lock.display()),
+                })
+            }
+        }
     }
 }
 

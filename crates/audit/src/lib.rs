@@ -9,6 +9,7 @@
 //! This crate must never hold a secret: arguments are redacted before they are stored.
 
 pub mod chain;
+pub mod checkpoint;
 mod journal;
 pub mod outbox;
 mod record;
@@ -19,6 +20,7 @@ mod writer;
 
 pub use journal::{
     ChainReport, Committed, Journal, JournalError, JournalOptions, JournalReader, Synchronous, EXPORT_FIELDS,
+    START_RULE,
 };
 pub use record::{now_rfc3339, Approval, Outcome, OutcomeRecord, Record, RecordKind};
 pub use redact::Redactor;

@@ -71,7 +71,9 @@ impl Outbox {
             "CREATE TABLE IF NOT EXISTS sync_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS sent_outcomes (record_id TEXT PRIMARY KEY) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS chain_anchor (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,
-                 hash TEXT NOT NULL);",
+                 hash TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, device TEXT NOT NULL,
+                 time TEXT NOT NULL, signature TEXT NOT NULL);",
         )?;
         Ok(Outbox { conn })
     }
@@ -83,6 +85,26 @@ impl Outbox {
     /// The newest record the hub acknowledged (0 when none).
     pub fn sent_seq(&self) -> Result<i64, OutboxError> {
         Ok(self.state("sent_seq")?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    /// The newest checkpoint the hub signed for this journal.
+    pub fn latest_checkpoint(&self) -> Result<Option<crate::checkpoint::Checkpoint>, OutboxError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT device, seq, hash, time, signature FROM checkpoints ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(crate::checkpoint::Checkpoint {
+                        device: r.get(0)?,
+                        seq: r.get(1)?,
+                        hash: r.get(2)?,
+                        time: r.get(3)?,
+                        signature: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// The last chain hash the hub said it holds.
@@ -188,6 +210,15 @@ impl Outbox {
                 "INSERT INTO sync_state (key, value) VALUES ('hub_last_hash', ?1) \
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 [h],
+            )?;
+        }
+        if let Some(cp) = &ack.checkpoint {
+            // Kept as given; `audit verify` checks its signature and that the record at its
+            // place still has its hash. A checkpoint is never replaced by another for the
+            // same place.
+            tx.execute(
+                "INSERT OR IGNORE INTO checkpoints (seq, hash, device, time, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![cp.seq, cp.hash, cp.device, cp.time, cp.signature],
             )?;
         }
         tx.commit()?;

@@ -39,6 +39,9 @@ pub enum Outcome {
     /// The client gave up on the call (cancelled it, closed its session or went away)
     /// before it ran; it never reached the server.
     Cancelled,
+    /// The gateway stopped (crashed, was killed, or shut down) before the call finished:
+    /// whether it ran is not known. Written when the journal is next opened.
+    Unknown,
 }
 
 impl Outcome {
@@ -50,6 +53,7 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::Rejected => "rejected",
             Outcome::Cancelled => "cancelled",
+            Outcome::Unknown => "unknown",
         }
     }
 }

@@ -100,4 +100,8 @@ pub struct Ack {
     pub outcomes: Vec<String>,
     pub last_seq: Option<i64>,
     pub last_hash: Option<String>,
+    /// The hub's signed statement that it holds the chain up to `last_seq` (absent when
+    /// the hub has no signing key, or holds nothing of this device yet).
+    #[serde(default)]
+    pub checkpoint: Option<crate::checkpoint::Checkpoint>,
 }

@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 pub(crate) struct Writer {
     pub(crate) conn: rusqlite::Connection,
     pub(crate) head: String,
+    /// The journal's lock file, held (locked) for as long as this writer lives.
+    pub(crate) _lock: std::fs::File,
 }
 
 pub(crate) fn open_writer(path: &Path, sync: Synchronous) -> rusqlite::Result<rusqlite::Connection> {

@@ -2,6 +2,7 @@
 //! and the admin commands. A thin edge over the library crates: parse arguments, call
 //! the library, print the result. Errors are reported with anyhow, here only.
 
+mod audit_cmd;
 mod clients_cmd;
 mod control;
 mod policy_cmd;
@@ -194,10 +195,15 @@ enum AuditCommand {
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Format,
     },
-    /// Check the journal's hash chain; names the first record that was changed or removed.
+    /// Check the journal's hash chain, its outcomes and the hub's signed checkpoints;
+    /// names the first record that was changed, inserted or removed. When enrolled, also
+    /// compares the journal with the newest checkpoint the hub holds.
     Verify {
         #[arg(long)]
         json: bool,
+        /// Do not ask the hub for its checkpoint.
+        #[arg(long)]
+        offline: bool,
     },
 }
 
@@ -341,42 +347,8 @@ async fn run(home: Home, command: Command) -> Result<i32> {
             std::io::Write::flush(&mut out)?;
             Ok(0)
         }
-        Command::Audit { command: AuditCommand::Verify { json } } => {
-            let path = home.journal_path();
-            if !path.exists() {
-                bail!("no audit journal at {} yet", path.display());
-            }
-            let reader = countersign_audit::Journal::open_read_only(&path).await?;
-            match reader.verify().await {
-                Ok(report) if json => {
-                    println!("{}", serde_json::json!({"ok": true, "report": report}));
-                    Ok(0)
-                }
-                Ok(report) => {
-                    println!(
-                        "{}: the chain holds: {} record(s), {} outcome(s){}; head {}",
-                        path.display(),
-                        report.records,
-                        report.outcomes,
-                        if report.unchained > 0 {
-                            format!(", {} older record(s) from before chaining", report.unchained)
-                        } else {
-                            String::new()
-                        },
-                        report.head.as_deref().map(|h| &h[..16]).unwrap_or("(empty)")
-                    );
-                    Ok(0)
-                }
-                Err(countersign_audit::JournalError::Broken { seq, id, why }) => {
-                    if json {
-                        println!("{}", serde_json::json!({"ok": false, "seq": seq, "id": id, "why": why}));
-                    } else {
-                        eprintln!("countersign: {}: the chain is broken at record {seq} ({id}): {why}", path.display());
-                    }
-                    Ok(1)
-                }
-                Err(e) => Err(e.into()),
-            }
+        Command::Audit { command: AuditCommand::Verify { json, offline } } => {
+            audit_cmd::verify(&home, json, offline).await
         }
         Command::Status { json } => control::status(&home, json).await,
         Command::Approve { id, length, condition, all } => {

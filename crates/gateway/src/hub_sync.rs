@@ -196,6 +196,26 @@ pub async fn run(gateway: std::sync::Weak<crate::shared::Shared>, home: Home, se
     }
 }
 
+/// The newest checkpoint the hub signed for this device (`None` when it holds none yet),
+/// for `countersign audit verify` to compare with the journal: unlike the copies kept in
+/// the journal, nobody with only this laptop's disk can change it.
+pub async fn hub_checkpoint(home: &Home) -> Result<Option<countersign_audit::checkpoint::Checkpoint>, SyncError> {
+    let (link, credential) = enrolled(home).await?;
+    let resp = client()?
+        .get(format!("{}/v1/checkpoint", link.url))
+        .bearer_auth(credential.expose())
+        .send()
+        .await
+        .map_err(|e| unreachable(&link.url, e))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !resp.status().is_success() {
+        return Err(refused(&link.url, resp).await);
+    }
+    resp.json().await.map(Some).map_err(|e| unreachable(&link.url, e))
+}
+
 /// The version of the bundle this device holds (the one delivered last).
 fn held_version(home: &Home) -> Option<i64> {
     let text = std::fs::read_to_string(crate::policy_layers::bundle_path(home)).ok()?;

@@ -168,3 +168,10 @@ pub fn watched_dirs(config: &Config, home: &Home) -> Vec<PathBuf> {
 pub fn prepare(home: &Home) {
     let _ = std::fs::create_dir_all(bundle_dir(home));
 }
+
+/// The hub's public key as the managed policy names it (`bundle_public_key`): it checks
+/// the policy bundles the hub signs and the audit checkpoints it signs. `None` when no
+/// managed policy names one (or it cannot be read).
+pub fn hub_public_key() -> Option<String> {
+    read_managed().ok().flatten().and_then(|m| m.managed.bundle_public_key)
+}

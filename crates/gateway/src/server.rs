@@ -111,6 +111,16 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         sessions: Mutex::new(Default::default()),
         deadlines: Default::default(),
     });
+    // Calls the last stop cut short get their outcome (`unknown`) before anything new is
+    // recorded, and the start itself is a record, so `audit verify` can tell a removed
+    // outcome from a call in flight. A journal that cannot take this serves nothing.
+    let mut start = shared.record(countersign_audit::RecordKind::Policy, "allow");
+    start.policy_version = Some(shared.policy.load().version().to_string());
+    match shared.journal.mark_start(start).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!("{n} call(s) cut short by the gateway's last stop are recorded as `unknown`"),
+        Err(e) => return Err(e.into()),
+    }
     crate::session::spawn_sweeper(Arc::downgrade(&shared));
     for p in shared.config.plaintext_secrets() {
         tracing::warn!(
