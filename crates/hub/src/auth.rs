@@ -24,17 +24,22 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
-/// Makes an enrollment token valid for `hours`; returns its plaintext.
-pub async fn create_enrollment_token(db: &Db, hours: u64) -> Result<String, DbError> {
+/// Makes an enrollment token valid for `hours`, for the device of `user` when given (the
+/// device's records are then stored as that user's, whatever they claim); returns its
+/// plaintext.
+pub async fn create_enrollment_token(db: &Db, hours: u64, user: Option<&str>) -> Result<String, DbError> {
     let token = new_token("cse_");
     let now = time::OffsetDateTime::now_utc();
     let fmt = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    sqlx::query("INSERT INTO enrollment_tokens (token_sha256, created_at, expires_at) VALUES ($1, $2, $3)")
-        .bind(digest(&token))
-        .bind(fmt(now))
-        .bind(fmt(now + time::Duration::hours(hours as i64)))
-        .execute(&db.pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO enrollment_tokens (token_sha256, created_at, expires_at, user_name) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(digest(&token))
+    .bind(fmt(now))
+    .bind(fmt(now + time::Duration::hours(hours as i64)))
+    .bind(user)
+    .execute(&db.pool)
+    .await?;
     Ok(token)
 }
 

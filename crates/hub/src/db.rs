@@ -15,6 +15,8 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database: {0}")]
     Query(#[from] sqlx::Error),
+    #[error("signing a checkpoint: {0}")]
+    Sign(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,39 +2,114 @@
 //! absorbed and acknowledged again), its hash checked against its contents, and the
 //! device's chain followed: a record whose previous hash is not the last one the hub holds
 //! for that device is a gap or a break, stored all the same and flagged as an alert.
-//! Outcomes fill in their record. The answer acknowledges by id and says the newest
-//! chain hash held, all in one transaction.
+//! Outcomes fill in their record. The answer acknowledges by id, says the newest chain
+//! hash held and, when the hub has a signing key, carries a checkpoint: that head signed,
+//! which the laptop keeps so acknowledged history cannot be rewritten there. All in one
+//! transaction.
+//!
+//! Who a record is from comes from the credential, never from the record: it is stored
+//! with its device's user and local device id (fixed by the enrollment token or the
+//! device's first record), and a record claiming another identity raises an alert. A
+//! device whose chain has begun may not send a record without a hash. A record sent again
+//! with other contents, or a new record at a place the hub already holds, is a diverged
+//! chain and raises an alert.
 
 use crate::db::{Db, DbError};
+use crate::publish::SigningKey;
 use countersign_audit::chain::GENESIS;
+use countersign_audit::checkpoint::{statement, Checkpoint};
 use countersign_audit::wire::{Ack, Batch, WireRecord};
 
-/// Stores `batch` from `device`; returns the acknowledgement and the records that were new.
-pub async fn ingest(db: &Db, device: &str, batch: &Batch) -> Result<(Ack, Vec<WireRecord>), DbError> {
+/// What became of a batch.
+pub enum Ingested {
+    /// Stored: the acknowledgement, and the records that were new.
+    Stored { ack: Ack, new: Vec<WireRecord> },
+    /// Refused whole, nothing stored (an alert says why).
+    Refused(String),
+}
+
+/// Who a device answers for, as the hub knows it.
+struct Identity {
+    /// The person IT enrolled the device for.
+    user: Option<String>,
+    /// The account and device id its records name (fixed by its first record).
+    local_user: Option<String>,
+    local_device: Option<String>,
+}
+
+/// Stores `batch` from `device`.
+pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Batch) -> Result<Ingested, DbError> {
     let now = countersign_audit::now_rfc3339();
     let mut tx = db.pool.begin().await?;
-    let sql = format!("SELECT last_seq, last_hash FROM devices WHERE id = $1{}", db.for_update());
-    let (mut last_seq, mut last_hash): (Option<i64>, Option<String>) =
+    let sql = format!(
+        "SELECT last_seq, last_hash, user_name, local_user, local_device FROM devices WHERE id = $1{}",
+        db.for_update()
+    );
+    let row: (Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>) =
         sqlx::query_as(&sql).bind(device).fetch_one(&mut *tx).await?;
+    let (mut last_seq, mut last_hash, user, local_user, local_device) = row;
+    if last_hash.is_some() {
+        if let Some(r) = batch.records.iter().find(|r| r.hash.is_none()) {
+            let why = format!(
+                "record {} (seq {}) has no hash, but this device's chain has begun: refused, nothing stored",
+                r.id, r.seq
+            );
+            drop(tx);
+            let mut tx = db.pool.begin().await?;
+            alert(&mut tx, device, "unhashed", why.clone()).await?;
+            tx.commit().await?;
+            return Ok(Ingested::Refused(why));
+        }
+    }
+    let mut identity = Identity { user, local_user, local_device };
     let mut ack = Ack::default();
     let mut new = Vec::new();
     let mut records: Vec<_> = batch.records.iter().collect();
     records.sort_by_key(|r| r.seq);
     for r in records {
+        // The first record a device sends fixes the account and device id it names; its
+        // device id only if no other enrolled device names that one.
+        if identity.local_user.is_none() || identity.local_device.is_none() {
+            identity.local_user.get_or_insert_with(|| r.user.clone());
+            if identity.local_device.is_none() {
+                let (taken,): (i64,) =
+                    sqlx::query_as("SELECT count(*) FROM devices WHERE local_device = $1 AND id <> $2")
+                        .bind(&r.device)
+                        .bind(device)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if taken == 0 {
+                    identity.local_device = Some(r.device.clone());
+                }
+            }
+            sqlx::query("UPDATE devices SET local_user = $1, local_device = $2 WHERE id = $3")
+                .bind(&identity.local_user)
+                .bind(&identity.local_device)
+                .bind(device)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let local_user = identity.local_user.clone().unwrap_or_default();
+        // Stored as the person IT enrolled the device for, else as the account it named first.
+        let user = identity.user.clone().unwrap_or_else(|| local_user.clone());
+        // A device whose claimed id belongs to another is filed under its hub id.
+        let local = identity.local_device.clone().unwrap_or_else(|| device.to_string());
+        let claimed_user = (r.user != local_user).then(|| r.user.clone());
+        let claimed_device = (r.device != local).then(|| r.device.clone());
         let inserted = sqlx::query(
             "INSERT INTO records (id, device_id, seq, time, kind, user_name, device, client, client_name, \
              client_version, session, server, tool, method, arguments, decision, rule, reason, approval, \
-             policy_version, class, label, prev_hash, hash, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) \
-             ON CONFLICT (id) DO NOTHING",
+             policy_version, class, label, prev_hash, hash, received_at, claimed_user, claimed_device) VALUES ($1, $2, \
+             $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
+             $25, $26, $27) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&r.id)
         .bind(device)
         .bind(r.seq)
         .bind(&r.time)
         .bind(&r.kind)
-        .bind(&r.user)
-        .bind(&r.device)
+        .bind(&user)
+        .bind(&local)
         .bind(&r.client)
         .bind(&r.client_name)
         .bind(&r.client_version)
@@ -53,19 +128,59 @@ pub async fn ingest(db: &Db, device: &str, batch: &Batch) -> Result<(Ack, Vec<Wi
         .bind(&r.prev_hash)
         .bind(&r.hash)
         .bind(&now)
+        .bind(&claimed_user)
+        .bind(&claimed_device)
         .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
-        ack.records.push(r.id.clone());
-        if inserted {
-            new.push(r.clone());
-            if r.rule.as_deref() == Some(countersign_audit::wire::REQUIRE_ROUTING_RULE) && r.decision == "deny" {
-                let what = r.reason.clone().unwrap_or_else(|| "servers configured around Countersign".into());
-                alert(&mut tx, device, "shadow-servers", what).await?;
+        if !inserted {
+            // Held already: the same record again is a replay; anything else is not.
+            let held: Option<(String, Option<String>)> =
+                sqlx::query_as("SELECT device_id, hash FROM records WHERE id = $1")
+                    .bind(&r.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match held {
+                Some((owner, _)) if owner != device => {
+                    alert(
+                        &mut tx,
+                        device,
+                        "identity",
+                        format!("sent record {}, which another device sent first", r.id),
+                    )
+                    .await?;
+                    continue;
+                }
+                Some((_, hash)) if hash != r.hash => {
+                    let what = format!(
+                        "record {} (seq {}) was sent again with other contents: the device's chain diverges from \
+                         what the hub acknowledged",
+                        r.id, r.seq
+                    );
+                    alert(&mut tx, device, "diverged", what).await?;
+                    continue;
+                }
+                _ => {}
             }
+            ack.records.push(r.id.clone());
+            continue;
         }
-        if !inserted || r.hash.is_none() {
+        ack.records.push(r.id.clone());
+        new.push(WireRecord { user: user.clone(), device: local.clone(), ..r.clone() });
+        if claimed_user.is_some() || claimed_device.is_some() {
+            let what = format!(
+                "record {} (seq {}) claims user `{}` on device `{}`; this device's records name `{local_user}` \
+                 on `{local}` and it answers for `{user}`: the record is stored as theirs",
+                r.id, r.seq, r.user, r.device
+            );
+            alert(&mut tx, device, "identity", what).await?;
+        }
+        if r.rule.as_deref() == Some(countersign_audit::wire::REQUIRE_ROUTING_RULE) && r.decision == "deny" {
+            let what = r.reason.clone().unwrap_or_else(|| "servers configured around Countersign".into());
+            alert(&mut tx, device, "shadow-servers", what).await?;
+        }
+        if r.hash.is_none() {
             continue;
         }
         if !r.hash_holds() {
@@ -73,7 +188,24 @@ pub async fn ingest(db: &Db, device: &str, batch: &Batch) -> Result<(Ack, Vec<Wi
         }
         let expected = last_hash.as_deref().unwrap_or(GENESIS);
         if last_seq.is_some_and(|s| r.seq <= s) {
-            // An older record arriving late (after a gap was flagged): stored, chain head kept.
+            // A new record at a place the hub already holds another for: the chain forked.
+            let (others,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM records WHERE device_id = $1 AND seq = $2 AND id <> $3")
+                    .bind(device)
+                    .bind(r.seq)
+                    .bind(&r.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if others > 0 {
+                let what = format!(
+                    "record {} claims seq {}, where the hub already holds another record of this device: the \
+                     device's chain diverges from what the hub acknowledged",
+                    r.id, r.seq
+                );
+                alert(&mut tx, device, "diverged", what).await?;
+            }
+            // Otherwise an older record arriving late (after a gap was flagged): stored,
+            // chain head kept.
             continue;
         }
         if r.prev_hash.as_deref() != Some(expected) {
@@ -95,20 +227,32 @@ pub async fn ingest(db: &Db, device: &str, batch: &Batch) -> Result<(Ack, Vec<Wi
         last_hash = r.hash.clone();
     }
     for o in &batch.outcomes {
-        let updated = sqlx::query(
-            "UPDATE records SET outcome = $1, outcome_time = $2, duration_ms = $3, detail = $4, outcome_hash = $5 \
-             WHERE id = $6 AND device_id = $7",
-        )
-        .bind(&o.outcome)
-        .bind(&o.time)
-        .bind(o.duration_ms)
-        .bind(&o.detail)
-        .bind(&o.hash)
-        .bind(&o.record_id)
-        .bind(device)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        // A missing duration is written as a literal NULL: sqlx's Any driver sends a NULL
+        // float to PostgreSQL in a form it refuses ("incorrect binary data format").
+        let update = match o.duration_ms {
+            Some(d) => sqlx::query(
+                "UPDATE records SET outcome = $1, outcome_time = $2, detail = $3, outcome_hash = $4, \
+                 duration_ms = $7 WHERE id = $5 AND device_id = $6",
+            )
+            .bind(&o.outcome)
+            .bind(&o.time)
+            .bind(&o.detail)
+            .bind(&o.hash)
+            .bind(&o.record_id)
+            .bind(device)
+            .bind(d),
+            None => sqlx::query(
+                "UPDATE records SET outcome = $1, outcome_time = $2, detail = $3, outcome_hash = $4, \
+                 duration_ms = NULL WHERE id = $5 AND device_id = $6",
+            )
+            .bind(&o.outcome)
+            .bind(&o.time)
+            .bind(&o.detail)
+            .bind(&o.hash)
+            .bind(&o.record_id)
+            .bind(device),
+        };
+        let updated = update.execute(&mut *tx).await?.rows_affected();
         if updated == 1 {
             ack.outcomes.push(o.record_id.clone());
         }
@@ -120,10 +264,57 @@ pub async fn ingest(db: &Db, device: &str, batch: &Batch) -> Result<(Ack, Vec<Wi
         .bind(device)
         .execute(&mut *tx)
         .await?;
+    if let (Some(key), Some(seq), Some(hash)) = (key, last_seq, &last_hash) {
+        ack.checkpoint = Some(checkpoint(&mut tx, key, device, seq, hash, &now).await?);
+    }
     tx.commit().await?;
     ack.last_seq = last_seq;
     ack.last_hash = last_hash;
-    Ok((ack, new))
+    Ok(Ingested::Stored { ack, new })
+}
+
+/// The checkpoint for `device`'s head: the one already signed for that place, or a new
+/// one, signed and kept.
+async fn checkpoint(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    key: &SigningKey,
+    device: &str,
+    seq: i64,
+    hash: &str,
+    now: &str,
+) -> Result<Checkpoint, DbError> {
+    let held: Option<(String, String, String)> =
+        sqlx::query_as("SELECT hash, time, signature FROM checkpoints WHERE device_id = $1 AND seq = $2")
+            .bind(device)
+            .bind(seq)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if let Some((hash, time, signature)) = held {
+        return Ok(Checkpoint { device: device.to_string(), seq, hash, time, signature });
+    }
+    let signature = key
+        .sign_text(&statement(device, seq, hash, now), &format!("countersign audit checkpoint {device} {seq}"))
+        .map_err(|e| DbError::Sign(e.to_string()))?;
+    sqlx::query("INSERT INTO checkpoints (device_id, seq, hash, time, signature) VALUES ($1, $2, $3, $4, $5)")
+        .bind(device)
+        .bind(seq)
+        .bind(hash)
+        .bind(now)
+        .bind(&signature)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Checkpoint { device: device.to_string(), seq, hash: hash.to_string(), time: now.to_string(), signature })
+}
+
+/// The newest checkpoint signed for `device`.
+pub async fn latest_checkpoint(db: &Db, device: &str) -> Result<Option<Checkpoint>, DbError> {
+    let row: Option<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT seq, hash, time, signature FROM checkpoints WHERE device_id = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(device)
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(row.map(|(seq, hash, time, signature)| Checkpoint { device: device.to_string(), seq, hash, time, signature }))
 }
 
 async fn alert(

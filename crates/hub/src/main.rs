@@ -72,6 +72,10 @@ enum TokenCommand {
         /// How long it stays valid.
         #[arg(long, default_value_t = 168)]
         hours: u64,
+        /// The person whose device enrolls with it: the hub stores the device's records
+        /// as this user's, whatever they claim (without it, the first record decides).
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 
@@ -155,9 +159,9 @@ async fn main() -> Result<()> {
                 })
                 .await?;
         }
-        Command::EnrollmentToken { command: TokenCommand::Create { db, hours } } => {
+        Command::EnrollmentToken { command: TokenCommand::Create { db, hours, user } } => {
             let db = open(&db).await?;
-            println!("{}", auth::create_enrollment_token(&db, hours).await?);
+            println!("{}", auth::create_enrollment_token(&db, hours, user.as_deref()).await?);
         }
         Command::AdminToken { command: AdminCommand::Create } => {
             let token = auth::new_token("csa_");

@@ -65,7 +65,8 @@ pub fn document() -> Value {
                     "records": { "type": "array", "items": { "type": "string" }, "description": "Ids the hub now holds (new or already held)" },
                     "outcomes": { "type": "array", "items": { "type": "string" } },
                     "last_seq": { "type": ["integer", "null"] },
-                    "last_hash": { "type": ["string", "null"], "description": "The newest hash of this device's chain the hub holds" } } },
+                    "last_hash": { "type": ["string", "null"], "description": "The newest hash of this device's chain the hub holds" },
+                    "checkpoint": { "type": ["object", "null"], "description": "The hub's signed statement that it holds the chain up to last_seq (device, seq, hash, time, signature); absent without a signing key" } } },
                 "AuditRecord": { "type": "object", "description": "The fields of `countersign audit export`, plus `device_id` and `seq`.", "additionalProperties": true },
                 "Bundle": { "type": "object", "required": ["version", "document", "signature"], "properties": {
                     "version": { "type": "integer" }, "document": { "type": "string", "description": "The bundle TOML" },
@@ -87,7 +88,13 @@ pub fn document() -> Value {
                 "security": device,
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Batch" } } } },
                 "responses": { "200": { "description": "Stored; duplicates are acknowledged again", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Ack" } } } },
-                               "400": error_response("Not a batch"), "401": unauthorized } } },
+                               "400": error_response("Not a batch"), "401": unauthorized,
+                               "422": error_response("A record without a hash from a device whose chain has begun") } } },
+            "/v1/checkpoint": { "get": {
+                "summary": "The newest checkpoint the hub signed for the calling device (its chain head, signed with the hub's key)",
+                "security": device,
+                "responses": { "200": { "description": "The checkpoint: device, seq, hash, time, signature" },
+                               "404": error_response("No checkpoint yet"), "401": unauthorized } } },
             "/v1/audit": { "get": {
                 "summary": "Audit records, filtered; JSON or CSV", "security": admin, "parameters": filters,
                 "responses": { "200": { "description": "Records, oldest first", "content": {
@@ -104,7 +111,8 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "Admin actions" }, "401": unauthorized } } },
             "/v1/enrollment-tokens": { "post": { "summary": "Make a single-use enrollment token", "security": admin,
                 "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object",
-                    "properties": { "hours": { "type": "integer", "minimum": 1, "maximum": 2160, "default": 168 } } } } } },
+                    "properties": { "hours": { "type": "integer", "minimum": 1, "maximum": 2160, "default": 168 },
+                                    "user": { "type": "string", "description": "The person whose device enrolls with it; the device's records are stored as this user's" } } } } } },
                 "responses": { "200": { "description": "The token (shown once)" }, "401": unauthorized } } },
             "/v1/policy": { "put": { "summary": "Publish a policy: a TOML document with one [policy] table; the hub signs it as the next version",
                 "security": admin, "requestBody": { "required": true, "content": { "text/plain": { "schema": { "type": "string" } } } },

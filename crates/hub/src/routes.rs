@@ -48,6 +48,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/openapi.json"),
     ("POST", "/v1/enroll"),
     ("POST", "/v1/ingest"),
+    ("GET", "/v1/checkpoint"),
     ("GET", "/v1/audit"),
     ("GET", "/v1/alerts"),
     ("GET", "/v1/devices"),
@@ -64,6 +65,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/enroll", post(enroll))
         .route("/v1/ingest", post(ingest_batch))
+        .route("/v1/checkpoint", get(checkpoint))
         .route("/v1/audit", get(audit))
         .route("/v1/alerts", get(alerts))
         .route("/v1/devices", get(devices))
@@ -124,15 +126,27 @@ async fn enroll(State(hub): Shared, Json(req): Json<Enroll>) -> Response {
         Ok(_) => return error(StatusCode::UNAUTHORIZED, "the enrollment token is unknown, used or expired"),
         Err(e) => return internal(e),
     }
+    // The person IT made the token for, if it named one, is who the device answers for.
+    let user: Option<(Option<String>,)> =
+        match sqlx::query_as("SELECT user_name FROM enrollment_tokens WHERE token_sha256 = $1")
+            .bind(auth::digest(&req.token))
+            .fetch_optional(&mut *tx)
+            .await
+        {
+            Ok(u) => u,
+            Err(e) => return internal(e),
+        };
     let credential = auth::new_token("csd_");
-    let inserted =
-        sqlx::query("INSERT INTO devices (id, name, credential_sha256, enrolled_at) VALUES ($1, $2, $3, $4)")
-            .bind(&device)
-            .bind(&name)
-            .bind(auth::digest(&credential))
-            .bind(&now)
-            .execute(&mut *tx)
-            .await;
+    let inserted = sqlx::query(
+        "INSERT INTO devices (id, name, credential_sha256, enrolled_at, user_name) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&device)
+    .bind(&name)
+    .bind(auth::digest(&credential))
+    .bind(&now)
+    .bind(user.and_then(|(u,)| u))
+    .execute(&mut *tx)
+    .await;
     if let Err(e) = inserted {
         return internal(e);
     }
@@ -164,11 +178,26 @@ async fn ingest_batch(State(hub): Shared, headers: HeaderMap, body: axum::body::
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a batch: {e}")),
     };
-    match ingest::ingest(&hub.db, &device, &batch).await {
-        Ok((ack, new)) => {
+    match ingest::ingest(&hub.db, hub.signing_key.as_ref(), &device, &batch).await {
+        Ok(ingest::Ingested::Stored { ack, new }) => {
             hub.siem.forward(&device, new);
             Json(ack).into_response()
         }
+        Ok(ingest::Ingested::Refused(why)) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
+        Err(e) => internal(e),
+    }
+}
+
+/// The newest checkpoint the hub signed for the calling device (404 when none), so
+/// `countersign audit verify` can compare its journal with what the hub holds.
+async fn checkpoint(State(hub): Shared, headers: HeaderMap) -> Response {
+    let device = match device(&hub, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match ingest::latest_checkpoint(&hub.db, &device).await {
+        Ok(Some(cp)) => Json(cp).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "the hub holds no checkpoint for this device yet"),
         Err(e) => internal(e),
     }
 }
@@ -236,6 +265,9 @@ async fn devices(State(hub): Shared, headers: HeaderMap) -> Response {
 struct NewToken {
     #[serde(default = "default_hours")]
     hours: u64,
+    /// The person whose device enrolls with it.
+    #[serde(default)]
+    user: Option<String>,
 }
 
 fn default_hours() -> u64 {
@@ -243,11 +275,17 @@ fn default_hours() -> u64 {
 }
 
 async fn new_enrollment_token(State(hub): Shared, headers: HeaderMap, body: Option<Json<NewToken>>) -> Response {
-    let hours = body.map(|b| b.0.hours).unwrap_or_else(default_hours).clamp(1, 24 * 90);
-    if let Err(r) = admin(&hub, &headers, "enrollment-token-create", format!("valid {hours} h")).await {
+    let (hours, user) = body.map(|b| (b.0.hours, b.0.user)).unwrap_or_else(|| (default_hours(), None));
+    let hours = hours.clamp(1, 24 * 90);
+    let user: Option<String> = user.map(|u| u.chars().filter(|c| !c.is_control()).take(128).collect());
+    if user.as_deref() == Some("") {
+        return error(StatusCode::BAD_REQUEST, "`user` is empty");
+    }
+    let what = format!("valid {hours} h{}", user.as_deref().map(|u| format!(", for {u}")).unwrap_or_default());
+    if let Err(r) = admin(&hub, &headers, "enrollment-token-create", what).await {
         return r;
     }
-    match auth::create_enrollment_token(&hub.db, hours).await {
+    match auth::create_enrollment_token(&hub.db, hours, user.as_deref()).await {
         Ok(token) => Json(json!({ "token": token })).into_response(),
         Err(e) => internal(e),
     }
