@@ -94,11 +94,14 @@ impl AppState {
                 });
             }
             Err(e) => {
+                let another = || {
+                    let pid = self.home.read_runtime().map(|r| format!(" (pid {})", r.pid)).unwrap_or_default();
+                    format!("another Countersign gateway is running{pid}; take over to run it here")
+                };
                 let text = match &e {
-                    ServeError::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => {
-                        let pid = self.home.read_runtime().map(|r| format!(" (pid {})", r.pid)).unwrap_or_default();
-                        format!("another Countersign gateway is running{pid}; take over to run it here")
-                    }
+                    ServeError::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => another(),
+                    // The journal's lock: another gateway writes this data folder's journal.
+                    ServeError::Journal(countersign_audit::JournalError::InUse { .. }) => another(),
                     other => other.to_string(),
                 };
                 tracing::error!("gateway not started: {text}");

@@ -329,6 +329,8 @@ fn delete_through(tx: &rusqlite::Transaction, seq: i64) -> rusqlite::Result<u64>
          ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
         params![anchor_seq, anchor_hash],
     )?;
+    // Checkpoints before the anchor name records that are gone; the anchor's own stays.
+    tx.execute("DELETE FROM checkpoints WHERE seq < ?1", [anchor_seq])?;
     Ok(n as u64)
 }
 

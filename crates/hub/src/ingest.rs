@@ -303,6 +303,14 @@ async fn checkpoint(
         .bind(&signature)
         .execute(&mut **tx)
         .await?;
+    // A checkpoint vouches for the whole chain up to its record: the newest few are enough.
+    sqlx::query(
+        "DELETE FROM checkpoints WHERE device_id = $1 AND seq < (SELECT MIN(seq) FROM (SELECT seq FROM checkpoints \
+         WHERE device_id = $1 ORDER BY seq DESC LIMIT 16) AS newest)",
+    )
+    .bind(device)
+    .execute(&mut **tx)
+    .await?;
     Ok(Checkpoint { device: device.to_string(), seq, hash: hash.to_string(), time: now.to_string(), signature })
 }
 
