@@ -20,6 +20,8 @@ cat > "$XDG_CONFIG_HOME/dunst/dunstrc" <<CONF
 [global]
     dmenu = $here/tests/desktop/dmenu_choice.sh
     show_indicators = no
+    # as dunst's stock configuration (/etc/xdg/dunst/dunstrc): bodies are rendered as markup
+    markup = full
 [urgency_normal]
     timeout = 0
 CONF

@@ -80,16 +80,10 @@ pub fn summarize(arguments: &serde_json::Value, max: usize) -> (String, bool) {
             .join(", "),
         _ => "no arguments".to_string(),
     };
-    // Controls and invisible characters are shown, not obeyed.
-    let visible: String = text
-        .chars()
-        .map(|c| if c.is_control() || countersign_policy::skeleton(&c.to_string()).is_empty() { '·' } else { c })
-        .collect();
-    if visible.chars().count() > max {
-        let cut: String = visible.chars().take(max).collect();
-        (format!("{cut}… (truncated; open Countersign for the full arguments)"), true)
-    } else {
-        (visible, false)
+    // Controls and invisible characters are shown as escapes, not obeyed.
+    match countersign_policy::shown::visible_within(&text, max) {
+        (cut, true) => (format!("{cut}… (truncated; open Countersign for the full arguments)"), true),
+        (whole, false) => (whole, false),
     }
 }
 
@@ -217,8 +211,9 @@ pub(crate) mod tests {
 
     #[test]
     fn sec_18_summaries_show_controls_and_mark_truncation() {
-        let (s, cut) = summarize(&json!({"path": "/a\u{202e}txt.exe", "n": 1}), 200);
-        assert!(!s.contains('\u{202e}') && s.contains('·') && !cut, "{s}");
+        let (s, cut) = summarize(&json!({"path": "/a\u{202e}txt.exe", "n": "x\ny\u{200b}"}), 200);
+        assert_eq!(s, "path=/a\\u{202e}txt.exe, n=x\\ny\\u{200b}");
+        assert!(!cut);
         let (long, cut) = summarize(&json!({"content": "x".repeat(500)}), 50);
         assert!(long.contains("truncated") && cut, "{long}");
     }

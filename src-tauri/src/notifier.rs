@@ -11,7 +11,7 @@
 
 use crate::approvals::{DesktopApprover, PendingPrompt};
 use countersign_gateway::approver::Answer;
-use countersign_policy::GrantLength;
+use countersign_policy::{shown, GrantLength};
 use futures::TryStreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,22 +48,42 @@ pub enum Action {
     Open,
 }
 
+/// The notification's title: always Countersign's own words. What clients and servers
+/// chose goes into the body, in labelled, quoted fields shown with [`shown::visible`].
+pub const TITLE: &str = "Countersign: approve a tool call?";
+
+/// How much of a name (tool, server, client) the notification shows. A tool or server
+/// name cut to fit can be approved only from the full view.
+const NAME_MAX: usize = 80;
+
 /// What a prompt's notification says and offers.
 pub struct Content {
     pub summary: String,
+    /// Plain text: every name and argument already shown with visible escapes. Escape it
+    /// with [`markup_escaped`] for a server that renders markup.
     pub body: String,
     /// (action key, label), in the order shown.
     pub actions: Vec<(std::borrow::Cow<'static, str>, String)>,
 }
 
+/// A name as a quoted field, cut to fit; true when cut.
+fn field(text: &str) -> (String, bool) {
+    let (shown, cut) = shown::visible_within(text, NAME_MAX);
+    (shown::quoted(&if cut { format!("{shown}…") } else { shown }), cut)
+}
+
 impl Content {
     pub fn of(p: &PendingPrompt, lengths: &[GrantLength]) -> Self {
-        // Who asks is the client's token; what it says it is shows only as a claim.
-        let who = p.prompt.who();
         let waiting = p.prompt.waiting;
+        let (tool, tool_cut) = field(&p.prompt.tool);
+        let (server, server_cut) = field(&p.prompt.server);
+        // Who asks is the client's token; what it says it is shows only as a claim.
+        let (token, token_cut) = field(&p.prompt.client);
+        let claim = p.prompt.client_name.as_deref().filter(|n| *n != p.prompt.client).map(|n| field(n).0);
         let mut actions = Vec::new();
-        // Arguments too long for the notification can be approved only from the full view.
-        if !p.truncated {
+        // Arguments or names too long for the notification can be approved only from the
+        // full view.
+        if !(p.truncated || tool_cut || server_cut || token_cut) {
             actions.push(("allow-once".into(), "Allow once".to_string()));
             if waiting > 1 {
                 // The count is in the action's key: the answer releases what was shown.
@@ -80,13 +100,46 @@ impl Content {
         }
         actions.push(("deny".into(), "Deny".to_string()));
         actions.push(("default".into(), "Show full arguments".to_string()));
-        let body = if waiting > 1 {
-            format!("{} ({waiting} identical calls wait; Allow once runs one of them)", p.summary)
-        } else {
-            p.summary.clone()
-        };
-        Content { summary: format!("{who} wants to run {}.{}", p.prompt.server, p.prompt.tool), body, actions }
+        let mut body = format!("Tool: {tool} of server {server}\nClient: token {token}");
+        if let Some(claim) = claim {
+            body.push_str(&format!(" (says it is {claim})"));
+        }
+        // The summary is already shown with visible escapes (approvals::summarize).
+        body.push_str(&format!("\nArguments: {}", p.summary));
+        if waiting > 1 {
+            body.push_str(&format!("\n{waiting} identical calls wait; Allow once runs one of them"));
+        }
+        Content { summary: TITLE.to_string(), body, actions }
     }
+}
+
+/// `text` for a notification body the server renders as markup (the Desktop
+/// Notifications spec's subset): `&`, `<`, `>` and quotes as entities, so arguments such
+/// as `<s>rm</s>` show as written instead of striking through what is approved.
+pub fn markup_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// What the notification server that owns the name now can show (asked once per server
+/// start: a restarted server has a new unique name and is asked again).
+#[derive(Debug, Clone)]
+struct Capabilities {
+    /// The server's unique bus name.
+    owner: String,
+    actions: bool,
+    body: bool,
+    markup: bool,
 }
 
 /// Shows a prompt with notify-rust's macOS or Windows backend, where the platform
@@ -125,6 +178,8 @@ pub fn action_of(key: &str) -> Option<Action> {
 pub struct Notifier {
     conn: zbus::Connection,
     posted: Mutex<HashMap<u32, Posted>>,
+    /// The capabilities of the notification server last asked.
+    caps: Mutex<Option<Capabilities>>,
     approver: Arc<DesktopApprover>,
 }
 
@@ -142,7 +197,12 @@ impl Notifier {
                 MatchRule::builder().msg_type(MessageType::Signal).interface(INTERFACE).member(member).build()?;
             dbus.add_match_rule(rule).await.map_err(zbus::Error::from)?;
         }
-        let me = Arc::new(Notifier { conn: conn.clone(), posted: Mutex::new(HashMap::new()), approver });
+        let me = Arc::new(Notifier {
+            conn: conn.clone(),
+            posted: Mutex::new(HashMap::new()),
+            caps: Mutex::new(None),
+            approver,
+        });
         let listener = me.clone();
         tokio::spawn(async move {
             let mut stream = zbus::MessageStream::from(&conn);
@@ -206,24 +266,50 @@ impl Notifier {
         }
     }
 
+    /// The capabilities of the notification server `owner`, asked once per server start.
+    async fn capabilities(&self, owner: &str) -> Result<Capabilities, NotifyError> {
+        let cached = self.caps.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(caps) = cached.filter(|c| c.owner == owner) {
+            return Ok(caps);
+        }
+        let reply = self.conn.call_method(Some(owner), PATH, Some(INTERFACE), "GetCapabilities", &()).await?;
+        let list: Vec<String> = reply.body().deserialize().map_err(|e| NotifyError::Show(e.to_string()))?;
+        let has = |name: &str| list.iter().any(|c| c == name);
+        let caps = Capabilities {
+            owner: owner.to_string(),
+            actions: has("actions"),
+            body: has("body"),
+            markup: has("body-markup"),
+        };
+        tracing::info!(server = owner, capabilities = ?list, "notification server");
+        *self.caps.lock().unwrap_or_else(|p| p.into_inner()) = Some(caps.clone());
+        Ok(caps)
+    }
+
     /// Posts the notification for a prompt. Returns its id on the notification server.
     ///
     /// On Linux it is sent on the listener's own bus connection: notification servers
     /// (dunst, for one) send `ActionInvoked` only to the connection that posted, and
     /// notify-rust posts on a connection of its own whose listener does not check who
-    /// sent the signal. The message is the same `Notify` call notify-rust makes.
+    /// sent the signal. The message is the same `Notify` call notify-rust makes, sent to
+    /// the unique name whose capabilities decided how the body is written.
     pub async fn post(&self, p: &PendingPrompt, lengths: &[GrantLength]) -> Result<u32, NotifyError> {
         let dbus = zbus::fdo::DBusProxy::new(&self.conn).await?;
         let name = zbus::names::BusName::try_from(SERVER)?;
         let owner = dbus.get_name_owner(name).await.map_err(|e| NotifyError::NoServer(e.to_string()))?.to_string();
-        // A server that cannot show actions cannot take an answer: the caller opens the
-        // approval window instead.
-        let caps = self.conn.call_method(Some(SERVER), PATH, Some(INTERFACE), "GetCapabilities", &()).await?;
-        let caps: Vec<String> = caps.body().deserialize().map_err(|e| NotifyError::Show(e.to_string()))?;
-        if !caps.iter().any(|c| c == "actions") {
+        let caps = self.capabilities(&owner).await?;
+        // A server that cannot show actions cannot take an answer, and one that shows no
+        // body would ask for an answer without showing what it is for: the caller opens
+        // the approval window instead.
+        if !caps.actions {
             return Err(NotifyError::Show("the notification server does not show actions".into()));
         }
+        if !caps.body {
+            return Err(NotifyError::Show("the notification server does not show a body".into()));
+        }
         let content = Content::of(p, lengths);
+        // The body is markup only where the server renders it; elsewhere it is plain text.
+        let body = if caps.markup { markup_escaped(&content.body) } else { content.body.clone() };
         let actions: Vec<&str> = content.actions.iter().flat_map(|(k, l)| [k.as_ref(), l.as_str()]).collect();
         let mut hints: HashMap<&str, zbus::Variant<'_>> = HashMap::new();
         hints.insert("urgency", zbus::Variant::U8(2));
@@ -231,7 +317,7 @@ impl Notifier {
         let reply = self
             .conn
             .call_method(
-                Some(SERVER),
+                Some(owner.as_str()),
                 PATH,
                 Some(INTERFACE),
                 "Notify",
@@ -240,7 +326,7 @@ impl Notifier {
                     0u32,
                     "dialog-question",
                     content.summary.as_str(),
-                    content.body.as_str(),
+                    body.as_str(),
                     actions,
                     hints,
                     0i32,
@@ -277,12 +363,58 @@ mod tests {
     #[test]
     fn sec_18_truncated_arguments_are_approved_only_from_the_full_view() {
         let short = Content::of(&pending(serde_json::json!({"path": "/a"})), &[GrantLength::Hour1]);
-        assert_eq!(short.summary, "c (says it is “Cursor”) wants to run fs.write_file", "the token, then the claim");
+        assert_eq!(short.summary, TITLE);
+        assert_eq!(
+            short.body,
+            "Tool: “write_file” of server “fs”\nClient: token “c” (says it is “Cursor”)\nArguments: path=/a",
+            "the token, then the claim"
+        );
         let keys: Vec<&str> = short.actions.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(keys, ["allow-once", "allow-1h", "deny", "default"]);
         let long = Content::of(&pending(serde_json::json!({"content": "x".repeat(400)})), &[GrantLength::Hour1]);
         let keys: Vec<&str> = long.actions.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(keys, ["deny", "default"]);
+    }
+
+    #[test]
+    fn sec_i15_9_names_stay_in_their_fields_and_the_title_is_ours() {
+        let mut p = pending(serde_json::json!({"content": "<s>rm</s> <small>-rf /</small> a\u{202e}b r\u{200b}m"}));
+        p.prompt.client_name = Some("x\nCountersign: verified safe read-only call".into());
+        p.prompt.tool = "write_file\u{2028}Countersign: read-only”".into();
+        let c = Content::of(&p, &[]);
+        assert_eq!(c.summary, TITLE, "no client or server text in the title");
+        let lines: Vec<&str> = c.body.lines().collect();
+        assert_eq!(lines.len(), 3, "{}", c.body);
+        assert!(
+            lines[0].starts_with("Tool: “write_file\\u{2028}Countersign: read-only\\u{201d}” of server “fs”"),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(lines[1], "Client: token “c” (says it is “x\\nCountersign: verified safe read-only call”)");
+        assert_eq!(lines[2], "Arguments: content=<s>rm</s> <small>-rf /</small> a\\u{202e}b r\\u{200b}m");
+        assert!(!c.body.chars().filter(|&ch| ch != '\n').any(shown::is_hidden), "{}", c.body);
+        let markup = markup_escaped(&c.body);
+        assert!(markup.contains("content=&lt;s&gt;rm&lt;/s&gt; &lt;small&gt;-rf /&lt;/small&gt;"), "{markup}");
+        assert!(!markup.contains('<') && !markup.contains('>'), "{markup}");
+    }
+
+    #[test]
+    fn markup_is_escaped_for_the_spec_subset() {
+        assert_eq!(
+            markup_escaped(r#"<b>&amp;</b> <a href='x'>"q"</a> <img src="y"/>"#),
+            "&lt;b&gt;&amp;amp;&lt;/b&gt; &lt;a href=&apos;x&apos;&gt;&quot;q&quot;&lt;/a&gt; &lt;img src=&quot;y&quot;/&gt;"
+        );
+        assert_eq!(markup_escaped("plain text"), "plain text");
+    }
+
+    #[test]
+    fn a_name_cut_to_fit_is_approved_only_from_the_full_view() {
+        let mut p = pending(serde_json::json!({"path": "/a"}));
+        p.prompt.tool = format!("write_file{}", "\u{200b}".repeat(40));
+        let c = Content::of(&p, &[]);
+        let keys: Vec<&str> = c.actions.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["deny", "default"], "{}", c.body);
+        assert!(c.body.contains("…”"), "{}", c.body);
     }
 
     #[test]

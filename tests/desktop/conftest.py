@@ -34,8 +34,8 @@ def _relay_harness():
 _h = _relay_harness()
 connect, free_port, text_of, until, wait_for = _h.connect, _h.free_port, _h.text_of, _h.until, _h.wait_for
 
-BIN = ROOT / "target" / "debug" / "countersign"
-APP = ROOT / "target" / "debug" / "countersign-app"
+BIN = _h.BIN  # COUNTERSIGN_BIN, as the relay tests
+APP = Path(os.environ.get("COUNTERSIGN_APP", ROOT / "target" / "debug" / "countersign-app"))
 NODE_BIN = ROOT / "fixtures" / "node_modules" / ".bin"
 OUT = Path(os.environ.get("COUNTERSIGN_DESKTOP_OUT", ROOT / "target" / "desktop-e2e"))
 TAURI_DRIVER = shutil.which("tauri-driver") or str(Path.home() / ".cargo" / "bin" / "tauri-driver")

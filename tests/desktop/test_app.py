@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 
 def notification_for(app, tool: str, after: int) -> dict:
-    calls = wait_for(lambda: [c for c in app.posted()[after:] if tool in c["summary"]], timeout=10,
+    calls = wait_for(lambda: [c for c in app.posted()[after:] if tool in c["body"]], timeout=10,
                      what=f"a notification about {tool}")
     return calls[0]
 
@@ -54,7 +54,8 @@ async def test_allow_deny_and_timeout_through_desktop_notifications(app):
             await call_in_background(client, tg, {"path": str(app.files / "allowed.txt"), "content": "yes"}, results)
             n = await anyio.to_thread.run_sync(lambda: notification_for(app, "write_file", before))
             assert n["app"] == "Countersign"
-            assert n["summary"] == "e2e wants to run fs.write_file" or "wants to run fs.write_file" in n["summary"]
+            assert n["summary"] == "Countersign: approve a tool call?"
+            assert "Tool: “write_file” of server “fs”\nClient: token “e2e”" in n["body"], n["body"]
             assert f"path={app.files}/allowed.txt" in n["body"] and "content=yes" in n["body"]
             assert {"allow-once", "Allow once", "deny", "Deny", "default"} <= set(n["rest"]), n["rest"]
             await until(lambda: subprocess.run(["dunstctl", "count", "displayed"], capture_output=True, text=True)

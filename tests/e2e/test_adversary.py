@@ -208,7 +208,7 @@ def test_adv_04_a_client_is_its_token_not_the_name_it_claims(make_gateway, files
     waiter, out = in_thread(call, rpc, "write_file", {"path": str(files / "m.txt"), "content": "mallory"})
     prompt = wait_for(lambda: gw.status()["approvals"], what="mallory's call to ask")[0]
     assert (prompt["client"], prompt["client_name"]) == ("mallory", "trusted-bot")
-    assert 'mallory (says it is "trusted-bot")' in gw.cli("status").stdout
+    assert "mallory (says it is “trusted-bot”)" in gw.cli("status").stdout
     gw.cli("deny", prompt["id"])
     waiter.join(30)
     assert out["value"][0] and not (files / "m.txt").exists()

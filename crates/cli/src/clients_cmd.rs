@@ -9,6 +9,9 @@ use countersign_clients::{ClientKind, Env, Route};
 use countersign_gateway::client_routing::{self, FileOutcome, Options};
 use countersign_gateway::config_file::{self, Chosen};
 use countersign_gateway::{policy_layers, Config, Home};
+// Names, commands and paths in clients' files are anyone's (a cloned repository's
+// `.mcp.json`): printed with hidden characters as visible escapes.
+use countersign_policy::shown::visible as v;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -121,21 +124,22 @@ fn report(outcomes: &[FileOutcome], json: bool, done: &str, config: &Chosen) -> 
         if o.changed.is_empty() && o.skipped.is_empty() && o.error.is_none() {
             continue;
         }
-        println!("{} — {}", o.client_name, o.file);
+        println!("{} — {}", o.client_name, v(&o.file));
         for m in &o.changed {
             changed_any = true;
-            println!("  {:<20} {done} (Countersign server `{}`, {})", m.name, m.server, m.via);
+            println!("  {:<20} {done} (Countersign server `{}`, {})", v(&m.name), v(&m.server), m.via);
         }
         for s in &o.skipped {
-            println!("  {:<20} not changed: {}", s.name, s.reason);
+            println!("  {:<20} not changed: {}", v(&s.name), v(&s.reason));
         }
         if let Some(e) = &o.error {
-            println!("  not changed: {e}");
+            println!("  not changed: {}", v(e));
         }
         if let Some(b) = &o.backup {
-            println!("  backup: {b}");
+            println!("  backup: {}", v(b));
         }
         for s in &o.sign_in {
+            let s = v(s);
             println!(
                 "  `{s}` is a remote server: if it asks you to sign in, run `countersign auth login {s}{}`",
                 config.flag()
@@ -174,9 +178,9 @@ fn list(home: &Home, projects: &[PathBuf], json: bool) -> Result<i32> {
             countersign_clients::Scope::User => String::new(),
             countersign_clients::Scope::Project(p) => format!(" (project {})", p.display()),
         };
-        println!("{} — {}{scope}", r.client_name, r.file);
+        println!("{} — {}{}", r.client_name, v(&r.file), v(&scope));
         if let Some(e) = &r.error {
-            println!("  cannot read it: {e}");
+            println!("  cannot read it: {}", v(e));
         }
         for s in &r.servers {
             let route = match s.route {
@@ -189,7 +193,7 @@ fn list(home: &Home, projects: &[PathBuf], json: bool) -> Result<i32> {
                 Transport::Remote { url } => url.clone(),
             };
             let off = if s.server.enabled { "" } else { " (disabled)" };
-            println!("  {route:<7} {:<20} {what}{off}", s.server.name);
+            println!("  {route:<7} {:<20} {}{off}", v(&s.server.name), v(&what));
         }
     }
     Ok(0)

@@ -5,8 +5,21 @@
 use anyhow::{bail, Context, Result};
 use countersign_gateway::gateway_link::{GatewayLink, LinkError};
 use countersign_gateway::Home;
+use countersign_policy::shown;
 use reqwest::Method;
 use serde_json::Value;
+use std::borrow::Cow;
+
+/// A string from the gateway's answer as a person should read it: names and arguments
+/// come from clients, servers and configs, so hidden characters are shown as escapes.
+fn text(v: &Value) -> Cow<'_, str> {
+    shown::visible(v.as_str().unwrap_or("?"))
+}
+
+/// A JSON value on one line, hidden characters shown as escapes.
+fn one_line(v: &Value) -> String {
+    shown::visible(&v.to_string()).into_owned()
+}
 
 pub async fn status(home: &Home, json: bool) -> Result<i32> {
     let not_running = |why: &str| {
@@ -41,21 +54,15 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
     for s in body["servers"].as_array().into_iter().flatten() {
         println!(
             "  {:<14} {:<6} {}",
-            s["name"].as_str().unwrap_or("?"),
-            s["transport"].as_str().unwrap_or("?"),
+            text(&s["name"]),
+            text(&s["transport"]),
             if s["trusted"].as_bool() == Some(true) { "trusted" } else { "" }
         );
     }
     let sessions = body["sessions"].as_array().cloned().unwrap_or_default();
     println!("Sessions: {}", sessions.len());
     for s in &sessions {
-        println!(
-            "  {} {} via {} ({} pending)",
-            s["id"].as_str().unwrap_or("?"),
-            s["client"].as_str().unwrap_or("?"),
-            s["route"].as_str().unwrap_or("?"),
-            s["pending"]
-        );
+        println!("  {} {} via {} ({} pending)", text(&s["id"]), text(&s["client"]), text(&s["route"]), s["pending"]);
     }
     let approvals = body["approvals"].as_array().cloned().unwrap_or_default();
     println!("Pending approvals: {}", approvals.len());
@@ -63,12 +70,12 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
         let claim = a["client_name"].as_str().filter(|n| Some(*n) != a["client"].as_str());
         println!(
             "  {}  {}{} wants {}.{} {}",
-            a["id"].as_str().unwrap_or("?"),
-            a["client"].as_str().unwrap_or("?"),
-            claim.map(|n| format!(" (says it is {n:?})")).unwrap_or_default(),
-            a["server"].as_str().unwrap_or("?"),
-            a["tool"].as_str().unwrap_or("?"),
-            a["arguments"]
+            text(&a["id"]),
+            text(&a["client"]),
+            claim.map(|n| format!(" (says it is {})", shown::quoted(n))).unwrap_or_default(),
+            text(&a["server"]),
+            text(&a["tool"]),
+            one_line(&a["arguments"])
         );
         let waiting = a["waiting"].as_u64().unwrap_or(1);
         if waiting > 1 {
@@ -76,7 +83,7 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
                 "      {waiting} identical calls wait: approving releases one; `--all {waiting}` releases these {waiting}"
             );
         }
-        println!("      countersign approve {0}   |   countersign deny {0}", a["id"].as_str().unwrap_or("?"));
+        println!("      countersign approve {0}   |   countersign deny {0}", text(&a["id"]));
     }
     Ok(0)
 }
@@ -139,23 +146,26 @@ pub async fn pins(home: &Home, json: bool) -> Result<i32> {
         println!("No tool is blocked.");
     }
     for b in &blocked {
-        let server = b["server"].as_str().unwrap_or("?");
-        match b["tool"].as_str() {
+        let server = text(&b["server"]);
+        match b["tool"].as_str().map(shown::visible) {
             None => println!("{server}: its command or URL changed since it was approved"),
             Some(tool) => {
-                println!("{server} {tool}: {}", b["review"]["state"].as_str().unwrap_or("?"));
+                println!("{server} {tool}: {}", text(&b["review"]["state"]));
                 for line in b["review"]["diff"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .chain(b["review"]["why"].as_array().into_iter().flatten())
                 {
-                    println!("    {}", line.as_str().unwrap_or_default());
+                    println!("    {}", shown::visible(line.as_str().unwrap_or_default()));
                 }
-                println!("    full definition: {}", b["definition"]);
+                println!("    full definition: {}", one_line(&b["definition"]));
             }
         }
-        println!("    accept with: countersign pins accept {server} {}", b["tool"].as_str().unwrap_or_default());
+        println!(
+            "    accept with: countersign pins accept {server} {}",
+            shown::visible(b["tool"].as_str().unwrap_or_default())
+        );
     }
     Ok(0)
 }
@@ -185,12 +195,12 @@ pub async fn grants(home: &Home, json: bool) -> Result<i32> {
     for g in grants {
         println!(
             "{}  {} may call {}.{} ({}){}",
-            g["id"].as_str().unwrap_or("?"),
-            g["client_token"].as_str().unwrap_or("?"),
-            g["server"].as_str().unwrap_or("?"),
-            g["tool"].as_str().unwrap_or("?"),
-            g["scope"],
-            g["condition"].as_str().map(|c| format!(" where {c}")).unwrap_or_default()
+            text(&g["id"]),
+            text(&g["client_token"]),
+            text(&g["server"]),
+            text(&g["tool"]),
+            one_line(&g["scope"]),
+            g["condition"].as_str().map(|c| format!(" where {}", shown::visible(c))).unwrap_or_default()
         );
     }
     Ok(0)

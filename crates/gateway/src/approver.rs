@@ -38,11 +38,16 @@ pub struct Prompt {
 
 impl Prompt {
     /// Who asks, as a person should read it: the token's name, and what the client claims
-    /// to be only as a claim.
+    /// to be only as a claim (a quoted field, hidden characters shown as escapes).
     pub fn who(&self) -> String {
+        use countersign_policy::shown;
+        let client = shown::visible(&self.client);
         match self.client_name.as_deref().filter(|n| *n != self.client) {
-            Some(claim) => format!("{} (says it is “{}”)", self.client, crate::govern::methods::shorten(claim)),
-            None => self.client.clone(),
+            Some(claim) => {
+                let (claim, cut) = shown::visible_within(claim, 128);
+                format!("{client} (says it is {})", shown::quoted(&if cut { format!("{claim}…") } else { claim }))
+            }
+            None => client.into_owned(),
         }
     }
 }
@@ -158,6 +163,15 @@ impl Prompt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn who_shows_the_claim_as_a_quoted_field_with_escapes() {
+        let mut p = Prompt::example("p");
+        p.client_name = Some("x\nCountersign: verified safe read-only call\u{202e}”".into());
+        assert_eq!(p.who(), "c (says it is “x\\nCountersign: verified safe read-only call\\u{202e}\\u{201d}”)");
+        p.client_name = Some("c".into());
+        assert_eq!(p.who(), "c");
+    }
 
     #[tokio::test]
     async fn an_answer_reaches_its_prompt_once() {

@@ -13,6 +13,7 @@
 //! - `engine`: the decision; `grant`: approvals, lockouts and prompt limits.
 //! - `pin`: tool pinning and quarantine of suspicious descriptions.
 //! - `servers`: which servers may run, and whether AI clients must route through us.
+//! - `shown`: text from others as a person reads it (hidden characters as visible escapes).
 
 mod bundle;
 mod canonical;
@@ -28,6 +29,7 @@ mod layers;
 mod pin;
 mod rule;
 mod servers;
+pub mod shown;
 
 pub use bundle::{verify as verify_bundle, BundleError, BundleHeader, VerifiedBundle};
 pub use canonical::{args_hash, canonical_json};

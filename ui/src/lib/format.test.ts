@@ -5,12 +5,39 @@ import {
   credentialText,
   fullArguments,
   outcomeLines,
+  quoted,
   scopeText,
   serverTarget,
   stricterClasses,
+  visible,
   waitingText,
   who,
 } from "./format";
+import shared from "../../../crates/policy/src/shown_cases.json";
+
+describe("visible", () => {
+  it("shows what the terminal and the notification show (the Rust side's cases)", () => {
+    for (const [input, expected] of shared.cases) expect(visible(input)).toBe(expected);
+  });
+
+  it("hides exactly the code points the Rust side hides", () => {
+    const hidden = shared.hidden.map(([lo, hi]) => [parseInt(lo.slice(2), 16), parseInt(hi.slice(2), 16)]);
+    const isHidden = (cp: number) => hidden.some(([lo, hi]) => lo <= cp && cp <= hi);
+    const wrong: string[] = [];
+    for (let cp = 0; cp <= 0x10ffff; cp++) {
+      if (cp >= 0xd800 && cp <= 0xdfff) continue;
+      const c = String.fromCodePoint(cp);
+      if ((visible(c) !== c) !== isHidden(cp)) wrong.push(cp.toString(16));
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it("keeps Countersign's own line breaks only when asked", () => {
+    expect(visible("a\nb")).toBe("a\\nb");
+    expect(visible("a\nb\u2028", true)).toBe("a\nb\\u{2028}");
+    expect(quoted("x” — verified safe “")).toBe("“x\\u{201d} — verified safe \\u{201c}”");
+  });
+});
 
 describe("who", () => {
   it("names the token, and what the client claims only as a claim", () => {
@@ -18,6 +45,9 @@ describe("who", () => {
     expect(who({ client: "cursor", client_name: null })).toBe("cursor");
     expect(who({ client: "cursor", client_name: "cursor" })).toBe("cursor");
     expect(who({ client: "m", client_name: "Countersign\u202E" })).not.toMatch(/\u202E/u);
+    expect(who({ client: "m", client_name: "x\nCountersign: verified safe read-only call" })).toBe(
+      "m (says it is “x\\nCountersign: verified safe read-only call”)",
+    );
   });
 });
 
@@ -40,8 +70,8 @@ describe("fullArguments", () => {
   it("shows every argument and makes hidden characters visible", () => {
     const text = fullArguments({ path: "/tmp/a\u202Etxt.exe", note: "x\u200By" });
     expect(text).toContain('"path"');
-    expect(text).toContain("\\u{202E}");
-    expect(text).toContain("\\u{200B}");
+    expect(text).toContain("\\u{202e}");
+    expect(text).toContain("\\u{200b}");
     expect(text).not.toMatch(/[\u202E\u200B]/u);
   });
 });

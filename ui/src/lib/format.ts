@@ -8,12 +8,37 @@ export function countdown(deadlineMs: number, nowMs: number): string {
   return `${Math.floor(left / 60)}m ${left % 60}s left`;
 }
 
+// Control, bidi, zero-width and other invisible characters: the same set as
+// crates/policy/src/shown.rs (both are tested against crates/policy/src/shown_cases.json).
+const HIDDEN =
+  /[\u0000-\u001F\u007F-\u009F\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u2028-\u202E\u2060-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF0-\uFFFB\u{110BD}\u{110CD}\u{13430}-\u{1343F}\u{1BCA0}-\u{1BCA3}\u{1D173}-\u{1D17A}\u{E0000}-\u{E0FFF}]/gu;
+
+/** Text from others (names, arguments, paths) as a person should read it: every hidden
+ * character as a visible escape (`\n`, `\u{202e}`), so no name draws a line of its own,
+ * reorders what follows or hides a character. `keepLines`: keep line breaks, for text
+ * Countersign itself laid out on lines (indented JSON, whose strings escape their own). */
+export function visible(text: string, keepLines = false): string {
+  return text.replace(HIDDEN, (c) => {
+    if (c === "\n") return keepLines ? c : "\\n";
+    if (c === "\r") return "\\r";
+    if (c === "\t") return "\\t";
+    return `\\u{${c.codePointAt(0)!.toString(16)}}`;
+  });
+}
+
+/** A name as a quoted field: “…”, visible, with quotation marks inside shown as escapes. */
+export function quoted(text: string): string {
+  return `“${visible(text).replaceAll("“", "\\u{201c}").replaceAll("”", "\\u{201d}")}”`;
+}
+
+/** A value laid out as indented JSON, hidden characters made visible. */
+export function shownJson(value: unknown): string {
+  return visible(JSON.stringify(value, null, 2) ?? "null", true);
+}
+
 /** Full arguments as indented JSON, with invisible and control characters made visible. */
 export function fullArguments(args: unknown): string {
-  const text = JSON.stringify(args, null, 2) ?? "null";
-  return text.replace(/[\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF]/gu, (c) =>
-    `\\u{${c.codePointAt(0)!.toString(16).toUpperCase()}}`,
-  );
+  return shownJson(args);
 }
 
 /** A grant's scope in words. */
@@ -129,7 +154,7 @@ export function outcomeLines(
  * a claim (anyone can claim any name in `initialize`). Hidden characters are shown. */
 export function who(p: { client: string; client_name: string | null }): string {
   const claim = p.client_name && p.client_name !== p.client ? p.client_name : null;
-  return claim ? `${p.client} (says it is “${fullArguments(claim).slice(1, -1)}”)` : p.client;
+  return claim ? `${visible(p.client)} (says it is ${quoted(claim)})` : visible(p.client);
 }
 
 /** What approving does when identical calls wait on one prompt. */
