@@ -370,3 +370,83 @@ async def test_removing_a_remote_server_revokes_its_sign_in(make_gateway, auth_s
     assert record["server"] == "remote" and "2 token(s) revoked" in record["reason"]
     r = gw.cli("auth", "logout", "remote", check=False)
     assert r.returncode != 0 and "no sign-in" in r.stderr
+
+
+# ---- issue 15: what is stored, pushed and shown -----------------------------------------
+
+def bearers_sent(auth) -> list[str]:
+    return [b.removeprefix("Bearer ") for b in auth.stats()["bearers_seen"]]
+
+
+@pytest.mark.parametrize("how", ["expiry", "refusal"])
+async def test_i15_12_a_refreshed_token_for_another_audience_never_reaches_the_server(make_gateway, auth_server,
+                                                                                      browser, how):
+    """Sign-in issues a token for this server; the refresh (when the token expires, or
+    when the server refuses it) returns a JWT whose `aud` is another resource, which the
+    server would still accept. The gateway must discard it: the server never receives it,
+    the call says to sign in again and why, and `auth status` says so too."""
+    needs_keyring()
+    import anyio
+    foreign = "https://another.example/mcp"
+    auth = auth_server("--refresh-audience", foreign, *(["--expires-in", "2"] if how == "expiry" else []))
+    gw = make_gateway({"remote": {"url": auth.url, "trusted": True}}, policy={"allow": ["mcp__remote"]})
+    code, output, _ = login(gw, "remote", browser)
+    assert code == 0, output
+    failure = None
+    async with connect(gw, "http", "remote") as client:
+        r = await client.call_tool("whoami", {})
+        assert not r.is_error, text_of(r)
+        if how == "refusal":
+            auth.post("/test/revoke-access")
+        with anyio.fail_after(30):
+            while failure is None and auth.stats()["refreshes"] == 0:
+                try:
+                    await client.call_tool("whoami", {})
+                except MCPError as e:
+                    failure = e
+                    break
+                await anyio.sleep(0.1)
+        assert auth.stats()["refreshes"] >= 1, "the gateway never refreshed"
+        if failure is None:  # the refresh happened beside a call (the GET stream): the next one must fail
+            try:
+                await client.call_tool("whoami", {})
+            except MCPError as e:
+                failure = e
+        foreign_tokens = [t for t in auth.stats()["issued"] if t.count(".") == 2]
+        assert foreign_tokens, "the fixture issued no foreign token"
+        assert not set(foreign_tokens) & set(bearers_sent(auth)), \
+            "a token minted for another resource was sent upstream"
+        assert failure is not None, "a call went through after the refresh"
+        message = str(failure)
+        assert "countersign auth login remote" in message and "another audience" in message and foreign in message, \
+            message
+        with pytest.raises(MCPError):
+            await client.call_tool("whoami", {})
+    assert not set(foreign_tokens) & set(bearers_sent(auth)), "a token minted for another resource was sent upstream"
+    state = status_of(gw, "remote")
+    assert state["state"] == "needs_sign_in" and "another audience" in state["why"], state
+    assert not any(t in json.dumps(state) for t in auth.stats()["issued"])
+
+
+async def test_i15_12_auth_status_shows_the_scopes_a_refresh_granted(make_gateway, auth_server, browser):
+    """Signed in with `read write`; the refresh grants only `read`: `auth status` shows
+    what the current token carries, not what the sign-in once got."""
+    needs_keyring()
+    auth = auth_server("--refresh-scope", "read")
+    gw = make_gateway({"remote": {"url": auth.url, "trusted": True, "oauth": {"scopes": ["read", "write"]}}},
+                      policy={"allow": ["mcp__remote"]})
+    code, output, _ = login(gw, "remote", browser)
+    assert code == 0 and "scopes: read write" in output, output
+    signed_in = status_of(gw, "remote")
+    assert signed_in["scopes"] == ["read", "write"], signed_in
+    async with connect(gw, "http", "remote") as client:
+        assert not (await client.call_tool("whoami", {})).is_error
+        auth.post("/test/revoke-access")
+        r = await client.call_tool("whoami", {})
+        assert not r.is_error, text_of(r)
+    assert auth.stats()["refreshes"] == 1
+    refreshed = status_of(gw, "remote")
+    assert refreshed["state"] == "signed_in" and refreshed["scopes"] == ["read"], refreshed
+    assert refreshed["received_at"] >= signed_in["received_at"]
+    text = gw.cli("auth", "status", "--config", str(gw.config)).stdout
+    assert "read" in text and "write" not in text, text

@@ -5,17 +5,18 @@
 //! config, a client ID metadata document, or dynamic registration); send the browser to
 //! the authorization endpoint with PKCE S256, `state` and the `resource` (RFC 8707);
 //! take the redirect on a loopback listener at one exact path; check `state` (single
-//! use) and `iss` (RFC 9207); exchange the code; refuse a token minted for another
-//! audience; keep the result in the keychain.
+//! use) and `iss` (RFC 9207); exchange the code; keep the result in the keychain, where
+//! the store refuses a token minted for another audience (`accept`, the same checks every
+//! refresh passes).
 //!
 //! The protocol itself is rmcp's `auth` (built on the `oauth2` crate); this module adds
 //! the checks and the loopback redirect. It never logs a code or a token.
 
+use super::accept::RefusedToken;
 use super::guard::{self, UnsafeUrl};
 use super::store::KeychainCredentials;
 use crate::{Keychain, VaultError};
 use axum::response::Html;
-use base64::Engine;
 use rmcp::transport::auth::{AuthError, AuthorizationManager, AuthorizationRequest, AuthorizationSession};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -42,8 +43,12 @@ pub enum SignInError {
     NoPkce { server: String },
     #[error("signing in to `{server}` failed: {reason}")]
     Flow { server: String, reason: String },
-    #[error("`{server}`'s authorization server issued a token for another audience ({audience}); it was discarded")]
-    WrongAudience { server: String, audience: String },
+    #[error("`{server}`'s authorization server {source}; it was discarded")]
+    RefusedToken {
+        server: String,
+        #[source]
+        source: RefusedToken,
+    },
     #[error("no answer from the browser within {} minutes; sign in again", .0.as_secs() / 60)]
     TimedOut(Duration),
     #[error(transparent)]
@@ -135,7 +140,10 @@ pub async fn sign_in(
                 }
                 Err(e) => {
                     let _ = answer.send(page("Sign-in failed", "Countersign refused this sign-in; see the app."));
-                    return Err(flow(describe(e)));
+                    return match store.take_refusal().await {
+                        Some(source) => Err(SignInError::RefusedToken { server: server.clone(), source }),
+                        None => Err(flow(describe(e))),
+                    };
                 }
             }
         }
@@ -152,19 +160,15 @@ pub async fn sign_in(
         Ok(Ok(())) => {}
     }
 
-    let sign_in =
-        store.load_sign_in().await?.and_then(|s| s.credentials).ok_or_else(|| flow("no token was kept".into()))?;
-    let token = sign_in.token_response.as_ref().ok_or_else(|| flow("no token was issued".into()))?;
-    if let Some(audience) = foreign_audience(rmcp_token(token), &request.url) {
+    let sign_in = store.load_sign_in().await?.ok_or_else(|| flow("no token was kept".into()))?;
+    if let Some(why) = &sign_in.refused {
         let _ = store.forget().await;
-        return Err(SignInError::WrongAudience { server, audience });
+        return Err(flow(why.clone()));
     }
-    Ok(SignedIn { issuer: metadata.issuer.clone(), scopes: sign_in.granted_scopes.clone() })
-}
-
-fn rmcp_token(token: &rmcp::transport::auth::OAuthTokenResponse) -> &str {
-    use oauth2::TokenResponse;
-    token.access_token().secret()
+    if sign_in.credentials.as_ref().and_then(|c| c.token_response.as_ref()).is_none() {
+        return Err(flow("no token was issued".into()));
+    }
+    Ok(SignedIn { issuer: metadata.issuer.clone(), scopes: sign_in.token_scopes() })
 }
 
 /// Whether the server at `url` asks for a sign-in (answers an unauthenticated
@@ -237,26 +241,6 @@ fn describe(e: AuthError) -> String {
     }
 }
 
-/// When the access token is a JWT whose `aud` does not name `resource`, that audience.
-/// Opaque tokens cannot be checked here (the server checks them).
-fn foreign_audience(token: &str, resource: &str) -> Option<String> {
-    let payload = token.split('.').nth(1).filter(|_| token.split('.').count() == 3)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let aud = claims.get("aud")?;
-    let audiences: Vec<&str> = match aud {
-        serde_json::Value::String(s) => vec![s.as_str()],
-        serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str()).collect(),
-        _ => return Some(aud.to_string()),
-    };
-    let same = |a: &str| a.trim_end_matches('/') == resource.trim_end_matches('/');
-    if audiences.iter().any(|a| same(a)) {
-        None
-    } else {
-        Some(audiences.join(", "))
-    }
-}
-
 type Callback = (String, tokio::sync::oneshot::Sender<Html<String>>);
 
 /// A loopback listener for the redirect: 127.0.0.1 on a free port, one exact path.
@@ -303,29 +287,4 @@ impl Listener {
 
 fn page(title: &str, text: &str) -> Html<String> {
     Html(format!("<!doctype html><meta charset=utf-8><title>{title}</title><h1>{title}</h1><p>{text}</p>"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn jwt(claims: serde_json::Value) -> String {
-        let e = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        format!("{}.{}.sig", e(br#"{"alg":"none"}"#), e(claims.to_string().as_bytes()))
-    }
-
-    #[test]
-    fn sec_21_a_token_for_another_audience_is_spotted() {
-        let mcp = "https://mcp.example.com/mcp";
-        assert_eq!(foreign_audience(&jwt(serde_json::json!({"aud": mcp})), mcp), None);
-        assert_eq!(
-            foreign_audience(&jwt(serde_json::json!({"aud": ["x", "https://mcp.example.com/mcp/"]})), mcp),
-            None
-        );
-        assert_eq!(
-            foreign_audience(&jwt(serde_json::json!({"aud": "https://other.example.com"})), mcp).as_deref(),
-            Some("https://other.example.com")
-        );
-        assert_eq!(foreign_audience("opaque-token", mcp), None);
-    }
 }

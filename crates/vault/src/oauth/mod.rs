@@ -1,6 +1,7 @@
 //! OAuth 2.1 for remote MCP servers, as a client of the MCP authorization spec.
 //!
 //! - [`guard`]: checks every URL metadata hands us (case 20).
+//! - [`accept`]: checks every token response (sign-in and refresh alike) before it is kept.
 //! - [`store`]: one server's sign-in as one keychain item (rmcp's `CredentialStore`).
 //! - [`login`]: the sign-in flow with a loopback redirect.
 //! - [`browser`]: opens the sign-in page without a shell.
@@ -9,6 +10,7 @@
 //!
 //! Tokens and codes are never logged, written to a file or put in a URL by this module.
 
+pub mod accept;
 pub mod browser;
 pub mod guard;
 pub mod login;
