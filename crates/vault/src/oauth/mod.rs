@@ -3,7 +3,8 @@
 //! - [`guard`]: checks every URL metadata hands us (case 20).
 //! - [`accept`]: checks every token response (sign-in and refresh alike) before it is kept.
 //! - [`store`]: one server's sign-in as one keychain item (rmcp's `CredentialStore`).
-//! - [`login`]: the sign-in flow with a loopback redirect.
+//! - [`callback`]: the loopback listener the redirect comes back to.
+//! - [`login`]: the sign-in flow.
 //! - [`browser`]: opens the sign-in page without a shell.
 //! - [`session`]: the gateway's bearer token, refreshed.
 //! - [`revoke`]: signing out (RFC 7009).
@@ -12,6 +13,7 @@
 
 pub mod accept;
 pub mod browser;
+pub mod callback;
 pub mod guard;
 pub mod login;
 pub mod revoke;
