@@ -7,6 +7,10 @@ every authorization at once (the browser's "Allow" click), with switches for the
 cases the tests need and a /test/ API to revoke tokens and read counters.
 
 Usage: oauth_server.py PORT [--expires-in SECONDS] [--wrong-audience] [--wrong-iss]
+                      [--refresh-audience URL] [--refresh-scope "S1 S2"]
+--refresh-audience: a refresh (not the sign-in) returns a JWT-shaped token whose `aud` is
+URL, which the MCP endpoint still accepts (so only the client can refuse it).
+--refresh-scope: a refresh grants these scopes (narrower than the sign-in's).
 It is test plumbing, not part of the product."""
 
 import argparse
@@ -42,12 +46,14 @@ ap.add_argument("port", type=int)
 ap.add_argument("--expires-in", type=int, default=3600)
 ap.add_argument("--wrong-audience", action="store_true")
 ap.add_argument("--wrong-iss", action="store_true")
+ap.add_argument("--refresh-audience")
+ap.add_argument("--refresh-scope")
 args = ap.parse_args()
 
 BASE = f"http://127.0.0.1:{args.port}"
 RESOURCE = f"{BASE}/mcp"
 STATS = {"bearers_seen": [], "issued": [], "authorizations": 0, "codes_exchanged": 0, "refreshes": 0, "revocations": 0, "calls": 0,
-         "resources": [], "authorizations_seen": []}
+         "resources": [], "authorizations_seen": [], "codes_presented": []}
 
 
 def jwt_shaped(aud: str) -> str:
@@ -81,10 +87,16 @@ class Provider:
         return construct_redirect_uri(str(params.redirect_uri), code=code, state=params.state, iss=iss)
 
     async def load_authorization_code(self, client, code):
+        STATS["codes_presented"].append(code)  # every code sent to the token endpoint, valid or not
         return self.codes.get(code)
 
-    def _issue(self, client_id, scopes, resource):
-        token = jwt_shaped("https://another.example/mcp") if args.wrong_audience else "at_" + secrets.token_urlsafe(24)
+    def _issue(self, client_id, scopes, resource, refresh=False):
+        if args.wrong_audience:
+            token = jwt_shaped("https://another.example/mcp")
+        elif refresh and args.refresh_audience:
+            token = jwt_shaped(args.refresh_audience)
+        else:
+            token = "at_" + secrets.token_urlsafe(24)
         refresh = "rt_" + secrets.token_urlsafe(24)
         STATS["issued"] += [token, refresh]
         self.access[token] = AccessToken(token=token, client_id=client_id, scopes=scopes,
@@ -105,7 +117,9 @@ class Provider:
     async def exchange_refresh_token(self, client, refresh_token, scopes):
         self.refresh.pop(refresh_token.token, None)
         STATS["refreshes"] += 1
-        return self._issue(client.client_id, scopes or refresh_token.scopes, refresh_token.resource)
+        if args.refresh_scope:
+            scopes = args.refresh_scope.split()
+        return self._issue(client.client_id, scopes or refresh_token.scopes, refresh_token.resource, refresh=True)
 
     async def load_access_token(self, token):
         found = self.access.get(token)

@@ -175,6 +175,25 @@ def login(gw, server: str, browser, tamper=None, use_browser: bool = True, env: 
     return proc.returncode, out + err, url
 
 
+def start_login(gw, server: str, browser):
+    """Starts `countersign auth login` and waits for the browser to be opened; returns the
+    process and the authorization URL (the test plays the browser)."""
+    proc = subprocess.Popen([str(BIN), "auth", "login", server, "--config", str(gw.config)],
+                            env={**gw.env, **browser.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    got = wait_for(lambda: proc.poll() is not None or (len(browser.opened()) == 2 and browser.opened()),
+                   what="the browser to be opened")
+    if got is True:
+        out, err = proc.communicate()
+        raise AssertionError(f"auth login ended before opening the browser: {out}{err}")
+    return proc, got[1]
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
 def status_of(gw, server: str) -> dict:
     rows = json.loads(gw.cli("auth", "status", "--config", str(gw.config), "--json").stdout)
     return next(r["credentials"] for r in rows if r["server"] == server)
@@ -305,15 +324,27 @@ def test_sec_21_a_mismatched_issuer_aborts_the_sign_in(make_gateway, auth_server
     assert status_of(gw, "remote") == {"state": "none"}
 
 
-def test_sec_21_a_mismatched_state_aborts_the_sign_in(make_gateway, auth_server, browser):
+def test_sec_21_a_mismatched_state_is_refused_and_its_code_never_exchanged(make_gateway, auth_server, browser):
+    """The redirect comes back with a forged `state`: its code is not exchanged, the tab
+    says so, and the sign-in keeps waiting for its own redirect (issue 15, item 11)."""
     needs_keyring()
     auth = auth_server()
     gw = make_gateway({"remote": {"url": auth.url}})
-    forged = lambda target: re.sub(r"state=[^&]+", "state=forged-by-an-attacker", target)
-    code, output, _ = login(gw, "remote", browser, tamper=forged)
-    assert code != 0 and "state" in output, output
-    assert auth.stats()["codes_exchanged"] == 0
-    assert status_of(gw, "remote") == {"state": "none"}
+    proc, url = start_login(gw, "remote", browser)
+    try:
+        forged = browser.visit(url, lambda target: re.sub(r"state=[^&]+", "state=forged-by-an-attacker", target))
+        assert forged.status_code == 400 and "Not this sign-in" in forged.text, forged.text
+        assert proc.poll() is None, "a forged state must not end the sign-in"
+        assert auth.stats()["codes_presented"] == [], "the forged redirect's code must not be exchanged"
+        assert status_of(gw, "remote") == {"state": "none"}
+        real = browser.visit(url)
+        assert real.status_code == 200 and "Signed in" in real.text, real.text
+        out, err = proc.communicate(timeout=60)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, out + err
+    assert auth.stats()["codes_exchanged"] == 1
+    assert status_of(gw, "remote")["state"] == "signed_in"
 
 
 def test_sec_21_a_token_for_another_audience_is_discarded(make_gateway, auth_server, browser):
@@ -370,3 +401,148 @@ async def test_removing_a_remote_server_revokes_its_sign_in(make_gateway, auth_s
     assert record["server"] == "remote" and "2 token(s) revoked" in record["reason"]
     r = gw.cli("auth", "logout", "remote", check=False)
     assert r.returncode != 0 and "no sign-in" in r.stderr
+
+
+# ---- issue 15: what is stored, pushed and shown -----------------------------------------
+
+async def test_i15_11_bad_callbacks_from_a_local_process_do_not_end_the_sign_in(make_gateway, auth_server, browser):
+    """While the sign-in waits, a local process knocks on its loopback listener: an
+    `error` without the state, a junk code with a junk state, an `error` with a junk state,
+    this sign-in's state through another `Host` (as a web page rebinding a name to
+    127.0.0.1 would), and another path. Each is answered in its own tab; the sign-in goes on
+    and completes with the real redirect; the junk code never reaches the token endpoint."""
+    needs_keyring()
+    from urllib.parse import parse_qs, urlsplit
+    auth = auth_server()
+    gw = make_gateway({"remote": {"url": auth.url, "trusted": True}}, policy={"allow": ["mcp__remote"]})
+    proc, url = start_login(gw, "remote", browser)
+    try:
+        query = parse_qs(urlsplit(url).query)
+        redirect, state = query["redirect_uri"][0], query["state"][0]
+        port = urlsplit(redirect).port
+        assert redirect == f"http://127.0.0.1:{port}/countersign/oauth/callback", redirect
+        knocks = [
+            (f"{redirect}?error=access_denied", {}),
+            (f"{redirect}?code=junk&state=junk", {}),
+            (f"{redirect}?error=access_denied&state=junk", {}),
+            (f"{redirect}?error=access_denied&state={state}", {"Host": f"evil.example:{port}"}),
+            (f"{redirect}?code=junk&state={state}", {"Host": f"localhost:{port}"}),
+            (f"http://127.0.0.1:{port}/elsewhere?code=junk&state={state}", {}),
+        ]
+        for target, headers in knocks:
+            r = httpx.get(target, headers=headers)
+            assert r.status_code in (400, 404, 421), (target, headers, r.status_code, r.text)
+            assert "<h1>Not " in r.text and "junk" not in r.text and state not in r.text, r.text
+            assert proc.poll() is None, f"the sign-in ended on {target} {headers}: {proc.communicate()}"
+        real = browser.visit(url)
+        assert real.status_code == 200 and "Signed in" in real.text, real.text
+        out, err = proc.communicate(timeout=60)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0 and "Signed in to `remote`" in out, out + err
+    stats = auth.stats()
+    assert "junk" not in stats["codes_presented"], "the junk code was sent to the token endpoint"
+    assert len(stats["codes_presented"]) == 1 and stats["codes_exchanged"] == 1, stats
+    assert status_of(gw, "remote")["state"] == "signed_in", "the token must be in the keychain"
+    r = await call_whoami(gw)
+    assert not r.is_error and text_of(r) == "signed in", text_of(r)
+
+
+def test_i15_11_an_error_with_the_right_state_ends_the_sign_in(make_gateway, auth_server, browser):
+    """The authorization server's own refusal (it carries the state) ends the sign-in with
+    its error, shown as plain text (no escape sequences reach the terminal)."""
+    needs_keyring()
+    from urllib.parse import parse_qs, urlsplit
+    auth = auth_server()
+    gw = make_gateway({"remote": {"url": auth.url}})
+    proc, url = start_login(gw, "remote", browser)
+    try:
+        query = parse_qs(urlsplit(url).query)
+        r = httpx.get(query["redirect_uri"][0],
+                      params={"error": "access_denied", "error_description": "no\x1b[2Jthanks", "state": query["state"][0]})
+        assert r.status_code == 200 and "Sign-in refused" in r.text, r.text
+        out, err = proc.communicate(timeout=60)
+    finally:
+        stop(proc)
+    assert proc.returncode != 0 and "access_denied" in err and "no?[2Jthanks" in err, out + err
+    assert "\x1b" not in out + err
+    assert auth.stats()["codes_presented"] == []
+    assert status_of(gw, "remote") == {"state": "none"}
+
+
+def bearers_sent(auth) -> list[str]:
+    return [b.removeprefix("Bearer ") for b in auth.stats()["bearers_seen"]]
+
+
+@pytest.mark.parametrize("how", ["expiry", "refusal"])
+async def test_i15_12_a_refreshed_token_for_another_audience_never_reaches_the_server(make_gateway, auth_server,
+                                                                                      browser, how):
+    """Sign-in issues a token for this server; the refresh (when the token expires, or
+    when the server refuses it) returns a JWT whose `aud` is another resource, which the
+    server would still accept. The gateway must discard it: the server never receives it,
+    the call says to sign in again and why, and `auth status` says so too."""
+    needs_keyring()
+    import anyio
+    foreign = "https://another.example/mcp"
+    auth = auth_server("--refresh-audience", foreign, *(["--expires-in", "2"] if how == "expiry" else []))
+    gw = make_gateway({"remote": {"url": auth.url, "trusted": True}}, policy={"allow": ["mcp__remote"]})
+    code, output, _ = login(gw, "remote", browser)
+    assert code == 0, output
+    failure = None
+    async with connect(gw, "http", "remote") as client:
+        r = await client.call_tool("whoami", {})
+        assert not r.is_error, text_of(r)
+        if how == "refusal":
+            auth.post("/test/revoke-access")
+        with anyio.fail_after(30):
+            while failure is None and auth.stats()["refreshes"] == 0:
+                try:
+                    await client.call_tool("whoami", {})
+                except MCPError as e:
+                    failure = e
+                    break
+                await anyio.sleep(0.1)
+        assert auth.stats()["refreshes"] >= 1, "the gateway never refreshed"
+        if failure is None:  # the refresh happened beside a call (the GET stream): the next one must fail
+            try:
+                await client.call_tool("whoami", {})
+            except MCPError as e:
+                failure = e
+        foreign_tokens = [t for t in auth.stats()["issued"] if t.count(".") == 2]
+        assert foreign_tokens, "the fixture issued no foreign token"
+        assert not set(foreign_tokens) & set(bearers_sent(auth)), \
+            "a token minted for another resource was sent upstream"
+        assert failure is not None, "a call went through after the refresh"
+        message = str(failure)
+        assert "countersign auth login remote" in message and "another audience" in message and foreign in message, \
+            message
+        with pytest.raises(MCPError):
+            await client.call_tool("whoami", {})
+    assert not set(foreign_tokens) & set(bearers_sent(auth)), "a token minted for another resource was sent upstream"
+    state = status_of(gw, "remote")
+    assert state["state"] == "needs_sign_in" and "another audience" in state["why"], state
+    assert not any(t in json.dumps(state) for t in auth.stats()["issued"])
+
+
+async def test_i15_12_auth_status_shows_the_scopes_a_refresh_granted(make_gateway, auth_server, browser):
+    """Signed in with `read write`; the refresh grants only `read`: `auth status` shows
+    what the current token carries, not what the sign-in once got."""
+    needs_keyring()
+    auth = auth_server("--refresh-scope", "read")
+    gw = make_gateway({"remote": {"url": auth.url, "trusted": True, "oauth": {"scopes": ["read", "write"]}}},
+                      policy={"allow": ["mcp__remote"]})
+    code, output, _ = login(gw, "remote", browser)
+    assert code == 0 and "scopes: read write" in output, output
+    signed_in = status_of(gw, "remote")
+    assert signed_in["scopes"] == ["read", "write"], signed_in
+    async with connect(gw, "http", "remote") as client:
+        assert not (await client.call_tool("whoami", {})).is_error
+        auth.post("/test/revoke-access")
+        r = await client.call_tool("whoami", {})
+        assert not r.is_error, text_of(r)
+    assert auth.stats()["refreshes"] == 1
+    refreshed = status_of(gw, "remote")
+    assert refreshed["state"] == "signed_in" and refreshed["scopes"] == ["read"], refreshed
+    assert refreshed["received_at"] >= signed_in["received_at"]
+    text = gw.cli("auth", "status", "--config", str(gw.config)).stdout
+    assert "read" in text and "write" not in text, text

@@ -4,25 +4,25 @@
 //! refuse what fails the checks in `guard` or lacks PKCE S256; register (a client id from
 //! config, a client ID metadata document, or dynamic registration); send the browser to
 //! the authorization endpoint with PKCE S256, `state` and the `resource` (RFC 8707);
-//! take the redirect on a loopback listener at one exact path; check `state` (single
-//! use) and `iss` (RFC 9207); exchange the code; refuse a token minted for another
-//! audience; keep the result in the keychain.
+//! take the redirect on the loopback listener (`callback`: one exact path, this sign-in's
+//! `state` and `Host` only; anything else is answered and the sign-in keeps waiting);
+//! check `iss` (RFC 9207); exchange the code; keep the result in the keychain, where the
+//! store refuses a token minted for another audience (`accept`, the same checks every
+//! refresh passes).
 //!
 //! The protocol itself is rmcp's `auth` (built on the `oauth2` crate); this module adds
 //! the checks and the loopback redirect. It never logs a code or a token.
 
+use super::accept::RefusedToken;
+use super::callback::{Loopback, Page, Redirect};
 use super::guard::{self, UnsafeUrl};
 use super::store::KeychainCredentials;
 use crate::{Keychain, VaultError};
-use axum::response::Html;
-use base64::Engine;
 use rmcp::transport::auth::{AuthError, AuthorizationManager, AuthorizationRequest, AuthorizationSession};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use url::Url;
 
-/// The path the authorization server redirects the browser to; any other path is refused.
-pub const CALLBACK_PATH: &str = "/countersign/oauth/callback";
+pub use super::callback::CALLBACK_PATH;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {
@@ -42,8 +42,12 @@ pub enum SignInError {
     NoPkce { server: String },
     #[error("signing in to `{server}` failed: {reason}")]
     Flow { server: String, reason: String },
-    #[error("`{server}`'s authorization server issued a token for another audience ({audience}); it was discarded")]
-    WrongAudience { server: String, audience: String },
+    #[error("`{server}`'s authorization server {source}; it was discarded")]
+    RefusedToken {
+        server: String,
+        #[source]
+        source: RefusedToken,
+    },
     #[error("no answer from the browser within {} minutes; sign in again", .0.as_secs() / 60)]
     TimedOut(Duration),
     #[error(transparent)]
@@ -98,8 +102,8 @@ pub async fn sign_in(
     manager.set_metadata(metadata.clone());
     manager.set_credential_store(store.clone());
 
-    let (redirect_uri, mut callbacks, listener) = listen().await.map_err(flow)?;
-    let mut auth = AuthorizationRequest::new(redirect_uri.clone()).with_client_name("Countersign");
+    let mut listener = Loopback::bind().await.map_err(flow)?;
+    let mut auth = AuthorizationRequest::new(listener.redirect_uri()).with_client_name("Countersign");
     if !request.scopes.is_empty() {
         auth = auth.with_scopes(request.scopes.iter().cloned());
     }
@@ -109,39 +113,42 @@ pub async fn sign_in(
     let session = AuthorizationSession::new(manager, auth).await.map_err(|(_, e)| flow(describe(e)))?;
     let url = guard::check_endpoint("authorization URL", session.get_authorization_url())
         .map_err(|source| SignInError::Unsafe { server: server.clone(), source })?;
+    let state = state_of(&url).map_err(flow)?;
+    listener.expect_state(state.clone()).map_err(flow)?;
     open(&url).map_err(|e| flow(format!("cannot open the browser: {e}")))?;
 
+    // The listener hands on only a redirect carrying this sign-in's state (others are
+    // answered in their own tab and the wait goes on), so the first one decides.
     let deadline = request.deadline.unwrap_or(Duration::from_secs(300));
     let outcome = tokio::time::timeout(deadline, async {
-        loop {
-            let Some((query, answer)) = callbacks.recv().await else {
-                return Err(flow("the loopback listener stopped".into()));
-            };
-            let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-            let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-            if let Some(error) = get("error") {
-                let _ = answer.send(page("Sign-in refused", "The authorization server refused the sign-in."));
-                let detail = get("error_description").map(|d| format!(": {}", d.chars().take(200).collect::<String>()));
-                return Err(flow(format!("the authorization server answered `{error}`{}", detail.unwrap_or_default())));
+        let Some(arrival) = listener.next().await else {
+            return Err(flow("the loopback listener stopped".into()));
+        };
+        match &arrival.redirect {
+            Redirect::Refused { error, description } => {
+                let detail = description.as_ref().map(|d| format!(": {d}")).unwrap_or_default();
+                let e = flow(format!("the authorization server answered `{error}`{detail}"));
+                arrival.answer(Page::new("Sign-in refused", "The authorization server refused the sign-in."));
+                Err(e)
             }
-            let (Some(code), Some(state)) = (get("code"), get("state")) else {
-                let _ = answer.send(page("Not a sign-in", "This address only takes a sign-in redirect."));
-                continue;
-            };
-            match session.handle_callback_with_issuer(&code, &state, get("iss").as_deref()).await {
-                Ok(_) => {
-                    let _ = answer.send(page("Signed in", "Countersign is signed in. You can close this tab."));
-                    return Ok(());
-                }
-                Err(e) => {
-                    let _ = answer.send(page("Sign-in failed", "Countersign refused this sign-in; see the app."));
-                    return Err(flow(describe(e)));
+            Redirect::Code { code, iss } => {
+                match session.handle_callback_with_issuer(code, &state, iss.as_deref()).await {
+                    Ok(_) => {
+                        arrival.answer(Page::new("Signed in", "Countersign is signed in. You can close this tab."));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        arrival.answer(Page::new("Sign-in failed", "Countersign refused this sign-in; see the app."));
+                        match store.take_refusal().await {
+                            Some(source) => Err(SignInError::RefusedToken { server: server.clone(), source }),
+                            None => Err(flow(describe(e))),
+                        }
+                    }
                 }
             }
         }
     })
     .await;
-    drop(callbacks);
     listener.close().await;
     match outcome {
         Err(_) => return Err(SignInError::TimedOut(deadline)),
@@ -152,19 +159,24 @@ pub async fn sign_in(
         Ok(Ok(())) => {}
     }
 
-    let sign_in =
-        store.load_sign_in().await?.and_then(|s| s.credentials).ok_or_else(|| flow("no token was kept".into()))?;
-    let token = sign_in.token_response.as_ref().ok_or_else(|| flow("no token was issued".into()))?;
-    if let Some(audience) = foreign_audience(rmcp_token(token), &request.url) {
+    let sign_in = store.load_sign_in().await?.ok_or_else(|| flow("no token was kept".into()))?;
+    if let Some(why) = &sign_in.refused {
         let _ = store.forget().await;
-        return Err(SignInError::WrongAudience { server, audience });
+        return Err(flow(why.clone()));
     }
-    Ok(SignedIn { issuer: metadata.issuer.clone(), scopes: sign_in.granted_scopes.clone() })
+    if sign_in.credentials.as_ref().and_then(|c| c.token_response.as_ref()).is_none() {
+        return Err(flow("no token was issued".into()));
+    }
+    Ok(SignedIn { issuer: metadata.issuer.clone(), scopes: sign_in.token_scopes() })
 }
 
-fn rmcp_token(token: &rmcp::transport::auth::OAuthTokenResponse) -> &str {
-    use oauth2::TokenResponse;
-    token.access_token().secret()
+/// The `state` the authorization URL carries (exactly one).
+fn state_of(url: &Url) -> Result<String, String> {
+    let mut states = url.query_pairs().filter(|(k, _)| k == "state").map(|(_, v)| v.into_owned());
+    match (states.next(), states.next()) {
+        (Some(state), None) if !state.is_empty() => Ok(state),
+        _ => Err("the authorization URL does not carry exactly one `state`".into()),
+    }
 }
 
 /// Whether the server at `url` asks for a sign-in (answers an unauthenticated
@@ -237,95 +249,16 @@ fn describe(e: AuthError) -> String {
     }
 }
 
-/// When the access token is a JWT whose `aud` does not name `resource`, that audience.
-/// Opaque tokens cannot be checked here (the server checks them).
-fn foreign_audience(token: &str, resource: &str) -> Option<String> {
-    let payload = token.split('.').nth(1).filter(|_| token.split('.').count() == 3)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let aud = claims.get("aud")?;
-    let audiences: Vec<&str> = match aud {
-        serde_json::Value::String(s) => vec![s.as_str()],
-        serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str()).collect(),
-        _ => return Some(aud.to_string()),
-    };
-    let same = |a: &str| a.trim_end_matches('/') == resource.trim_end_matches('/');
-    if audiences.iter().any(|a| same(a)) {
-        None
-    } else {
-        Some(audiences.join(", "))
-    }
-}
-
-type Callback = (String, tokio::sync::oneshot::Sender<Html<String>>);
-
-/// A loopback listener for the redirect: 127.0.0.1 on a free port, one exact path.
-async fn listen() -> Result<(String, mpsc::Receiver<Callback>, Listener), String> {
-    use axum::extract::{RawQuery, State};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("loopback listener: {e}"))?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let (tx, rx) = mpsc::channel::<Callback>(4);
-    async fn callback(State(tx): State<mpsc::Sender<Callback>>, RawQuery(query): RawQuery) -> Html<String> {
-        let (answer, reply) = tokio::sync::oneshot::channel();
-        if tx.send((query.unwrap_or_default(), answer)).await.is_err() {
-            return page("Sign-in over", "This sign-in is over; start it again from Countersign.");
-        }
-        reply.await.unwrap_or_else(|_| page("Sign-in over", "This sign-in is over."))
-    }
-    let app = axum::Router::new().route(CALLBACK_PATH, axum::routing::get(callback)).with_state(tx);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    Ok((format!("http://127.0.0.1:{port}{CALLBACK_PATH}"), rx, Listener { stop, task }))
-}
-
-/// The running loopback listener.
-struct Listener {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Listener {
-    /// Stops taking connections, letting the browser's page be written first.
-    async fn close(self) {
-        let _ = self.stop.send(());
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
-            task.abort();
-        }
-    }
-}
-
-fn page(title: &str, text: &str) -> Html<String> {
-    Html(format!("<!doctype html><meta charset=utf-8><title>{title}</title><h1>{title}</h1><p>{text}</p>"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn jwt(claims: serde_json::Value) -> String {
-        let e = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        format!("{}.{}.sig", e(br#"{"alg":"none"}"#), e(claims.to_string().as_bytes()))
-    }
-
     #[test]
-    fn sec_21_a_token_for_another_audience_is_spotted() {
-        let mcp = "https://mcp.example.com/mcp";
-        assert_eq!(foreign_audience(&jwt(serde_json::json!({"aud": mcp})), mcp), None);
-        assert_eq!(
-            foreign_audience(&jwt(serde_json::json!({"aud": ["x", "https://mcp.example.com/mcp/"]})), mcp),
-            None
-        );
-        assert_eq!(
-            foreign_audience(&jwt(serde_json::json!({"aud": "https://other.example.com"})), mcp).as_deref(),
-            Some("https://other.example.com")
-        );
-        assert_eq!(foreign_audience("opaque-token", mcp), None);
+    fn i15_11_the_state_is_read_from_the_authorization_url_once() {
+        let url = |q: &str| Url::parse(&format!("https://as.example/authorize?{q}")).unwrap();
+        assert_eq!(state_of(&url("client_id=a&state=s1&code_challenge=x")), Ok("s1".into()));
+        assert!(state_of(&url("state=planted&client_id=a&state=s1")).is_err(), "a state planted in the endpoint");
+        assert!(state_of(&url("client_id=a")).is_err());
+        assert!(state_of(&url("state=")).is_err());
     }
 }

@@ -1,15 +1,19 @@
 //! OAuth 2.1 for remote MCP servers, as a client of the MCP authorization spec.
 //!
 //! - [`guard`]: checks every URL metadata hands us (case 20).
+//! - [`accept`]: checks every token response (sign-in and refresh alike) before it is kept.
 //! - [`store`]: one server's sign-in as one keychain item (rmcp's `CredentialStore`).
-//! - [`login`]: the sign-in flow with a loopback redirect.
+//! - [`callback`]: the loopback listener the redirect comes back to.
+//! - [`login`]: the sign-in flow.
 //! - [`browser`]: opens the sign-in page without a shell.
 //! - [`session`]: the gateway's bearer token, refreshed.
 //! - [`revoke`]: signing out (RFC 7009).
 //!
 //! Tokens and codes are never logged, written to a file or put in a URL by this module.
 
+pub mod accept;
 pub mod browser;
+pub mod callback;
 pub mod guard;
 pub mod login;
 pub mod revoke;

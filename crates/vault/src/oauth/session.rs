@@ -1,9 +1,11 @@
 //! The gateway's side of a sign-in: the bearer token to put on requests to one remote
 //! server, refreshed before it expires (rmcp refreshes when little time is left) and
 //! once more when the server refuses it. The token goes only into the upstream request's
-//! `Authorization` header; a client's own header is never used.
+//! `Authorization` header; a client's own header is never used. A refreshed token passes
+//! the same checks as a sign-in's (`accept`, applied by the store); one that fails is
+//! never sent, and the server then needs a sign-in, saying why.
 
-use super::store::KeychainCredentials;
+use super::store::{refused_text, KeychainCredentials};
 use crate::{Keychain, Secret, VaultError};
 use rmcp::transport::auth::{AuthError, AuthorizationManager};
 use tokio::sync::Mutex;
@@ -27,16 +29,16 @@ pub enum CredentialState {
     SignedIn {
         issuer: Option<String>,
         expires_at: Option<u64>,
+        /// The scopes the current access token carries, as the token response that brought
+        /// it (the sign-in's or the last refresh's) granted them.
         scopes: Vec<String>,
+        /// When that token response arrived (seconds since the epoch).
+        received_at: Option<u64>,
     },
     /// Stored tokens exist but cannot be used; sign in again.
-    NeedsSignIn {
-        why: String,
-    },
+    NeedsSignIn { why: String },
     /// The keychain could not be read.
-    KeychainProblem {
-        why: String,
-    },
+    KeychainProblem { why: String },
 }
 
 pub struct ServerAuth {
@@ -48,7 +50,7 @@ pub struct ServerAuth {
 enum Loaded {
     /// No sign-in in the keychain when last looked.
     Nothing,
-    Manager(Box<AuthorizationManager>),
+    Manager(Box<AuthorizationManager>, KeychainCredentials),
 }
 
 impl ServerAuth {
@@ -68,12 +70,15 @@ impl ServerAuth {
         if sign_in.resource != self.url {
             return Err(self.needs(format!("the stored sign-in is for {}, not {}", sign_in.resource, self.url)));
         }
+        if let Some(why) = sign_in.refused {
+            return Err(self.needs(why));
+        }
         let failed = |e: AuthError| BearerError::Failed { server: self.server.clone(), reason: e.to_string() };
         let mut manager = AuthorizationManager::new(self.url.as_str()).await.map_err(failed)?;
         manager.set_metadata(sign_in.metadata.clone());
-        manager.set_credential_store(store);
+        manager.set_credential_store(store.clone());
         match manager.initialize_from_store().await {
-            Ok(true) => Ok(Loaded::Manager(Box::new(manager))),
+            Ok(true) => Ok(Loaded::Manager(Box::new(manager), store)),
             Ok(false) => Err(self.needs("the stored sign-in holds no token")),
             Err(e) => Err(failed(e)),
         }
@@ -87,13 +92,20 @@ impl ServerAuth {
             *loaded = Some(self.load().await?);
         }
         match loaded.as_ref() {
-            Some(Loaded::Manager(manager)) => match manager.get_access_token().await {
+            Some(Loaded::Manager(manager, store)) => match manager.get_access_token().await {
                 Ok(token) => Ok(Some(Secret::new(token))),
-                Err(AuthError::AuthorizationRequired) => {
-                    *loaded = None;
-                    Err(self.needs("the sign-in expired and could not be refreshed"))
+                Err(e) => {
+                    let refused = store.take_refusal().await;
+                    let required = matches!(e, AuthError::AuthorizationRequired);
+                    if refused.is_some() || required {
+                        *loaded = None;
+                    }
+                    match refused {
+                        Some(r) => Err(self.needs(format!("on refresh, {}", refused_text(&r)))),
+                        None if required => Err(self.needs("the sign-in expired and could not be refreshed")),
+                        None => Err(BearerError::Failed { server: self.server.clone(), reason: e.to_string() }),
+                    }
                 }
-                Err(e) => Err(BearerError::Failed { server: self.server.clone(), reason: e.to_string() }),
             },
             _ => Ok(None),
         }
@@ -104,7 +116,7 @@ impl ServerAuth {
     pub async fn after_refusal(&self, sent: Option<&Secret>) -> Result<Secret, BearerError> {
         let mut loaded = self.loaded.lock().await;
         *loaded = Some(self.load().await?);
-        let Some(Loaded::Manager(manager)) = loaded.as_ref() else {
+        let Some(Loaded::Manager(manager, store)) = loaded.as_ref() else {
             return Err(self.needs("the server asks for a sign-in"));
         };
         let current = manager.get_access_token().await.ok().map(Secret::new);
@@ -117,8 +129,12 @@ impl ServerAuth {
                 Ok(Secret::new(response.access_token().secret().to_string()))
             }
             Err(e) => {
+                let why = match store.take_refusal().await {
+                    Some(r) => format!("on refresh, {}", refused_text(&r)),
+                    None => format!("the server refused the token and it could not be refreshed: {e}"),
+                };
                 *loaded = None;
-                Err(self.needs(format!("the server refused the token and it could not be refreshed: {e}")))
+                Err(self.needs(why))
             }
         }
     }
@@ -133,6 +149,7 @@ impl ServerAuth {
         match store.load_sign_in().await {
             Err(e) => CredentialState::KeychainProblem { why: e.to_string() },
             Ok(None) => CredentialState::None,
+            Ok(Some(super::store::SignIn { refused: Some(why), .. })) => CredentialState::NeedsSignIn { why },
             Ok(Some(s)) => match s.credentials.as_ref().and_then(|c| c.token_response.as_ref().map(|t| (c, t))) {
                 None => CredentialState::NeedsSignIn { why: "no token is stored".into() },
                 Some((c, t)) => {
@@ -141,7 +158,8 @@ impl ServerAuth {
                     CredentialState::SignedIn {
                         issuer: s.metadata.issuer.clone(),
                         expires_at,
-                        scopes: c.granted_scopes.clone(),
+                        scopes: s.token_scopes(),
+                        received_at: c.token_received_at,
                     }
                 }
             },
