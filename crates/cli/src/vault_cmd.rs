@@ -218,7 +218,10 @@ pub async fn status(home: &Home, config: Option<PathBuf>, json: bool) -> Result<
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         for r in &rows {
-            println!("{:<16} {}", r["server"].as_str().unwrap_or_default(), r["credentials"]);
+            // The credentials' state can hold text a remote server chose (its issuer, an
+            // error): bidi and zero-width characters are shown as escapes.
+            let server = countersign_policy::shown::visible(r["server"].as_str().unwrap_or_default()).into_owned();
+            println!("{server:<16} {}", countersign_policy::shown::visible(&r["credentials"].to_string()));
         }
     }
     Ok(0)
