@@ -319,6 +319,22 @@ mod tests {
     use crate::{Outcome, OutcomeRecord, Record, RecordKind};
     use std::path::{Path, PathBuf};
 
+    /// A copy of the journal at `path`, named `name`, with everything in its main file
+    /// first: the writer's connection may still be closing (on a busy machine) with
+    /// records in the WAL.
+    fn copy_of(path: &Path, name: &str) -> PathBuf {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        drop(conn);
+        let copy = path.with_file_name(name);
+        std::fs::copy(path, &copy).unwrap();
+        copy
+    }
+
+    async fn verify(path: PathBuf) -> Result<crate::ChainReport, JournalError> {
+        Journal::open_read_only(&path).await.unwrap().verify().await
+    }
+
     fn tamper(path: &Path, sql: &str) {
         let conn = rusqlite::Connection::open(path).unwrap();
         assert_eq!(conn.execute(sql, []).unwrap(), 1, "{sql}");
@@ -359,18 +375,7 @@ mod tests {
         let report = journal.reader().verify().await.unwrap();
         assert_eq!((report.records, report.outcomes, report.unchained), (7, 1, 0));
         drop(journal);
-        // Everything into the main file before copying it: the writer's connection may
-        // still be closing (on a busy machine) with records in the WAL.
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
-        drop(conn);
-
-        let copy = |name: &str| {
-            let p = dir.path().join(name);
-            std::fs::copy(&path, &p).unwrap();
-            p
-        };
-        let verify = |p: PathBuf| async move { Journal::open_read_only(&p).await.unwrap().verify().await };
+        let copy = |name: &str| copy_of(&path, name);
 
         let changed = copy("changed.db");
         tamper(&changed, "UPDATE records SET decision = 'deny' WHERE seq = 3");
@@ -444,15 +449,7 @@ mod tests {
         // A second gateway cannot take the same journal while this one holds it.
         assert!(matches!(Journal::open(&path, JournalOptions::default()).await, Err(JournalError::InUse { .. })));
         drop(journal);
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
-        drop(conn);
-        let copy = |name: &str| {
-            let p = dir.path().join(name);
-            std::fs::copy(&path, &p).unwrap();
-            p
-        };
-        let verify = |p: PathBuf| async move { Journal::open_read_only(&p).await.unwrap().verify().await };
+        let copy = |name: &str| copy_of(&path, name);
 
         let inserted = copy("inserted.db");
         tamper(

@@ -37,6 +37,10 @@ struct Identity {
     local_device: Option<String>,
 }
 
+/// A device's row as ingestion reads it: its chain's last place and hash, the user IT
+/// enrolled it for, and the account and device id its records name.
+type DeviceState = (Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>);
+
 /// Stores `batch` from `device`.
 pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Batch) -> Result<Ingested, DbError> {
     let now = countersign_audit::now_rfc3339();
@@ -45,8 +49,7 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
         "SELECT last_seq, last_hash, user_name, local_user, local_device FROM devices WHERE id = $1{}",
         db.for_update()
     );
-    let row: (Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>) =
-        sqlx::query_as(&sql).bind(device).fetch_one(&mut *tx).await?;
+    let row: DeviceState = sqlx::query_as(&sql).bind(device).fetch_one(&mut *tx).await?;
     let (mut last_seq, mut last_hash, user, local_user, local_device) = row;
     if last_hash.is_some() {
         if let Some(r) = batch.records.iter().find(|r| r.hash.is_none()) {
