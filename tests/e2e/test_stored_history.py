@@ -176,6 +176,12 @@ async def test_i15_02_rewritten_acknowledged_history_fails_against_the_hubs_chec
         assert verify(gw, "--offline").returncode == 0, "offline, nothing is left to compare with"
         r = verify(gw)
         assert r.returncode == 1 and "rewritten" in r.stderr, r.stderr
+        # Cutting the laptop off from the hub does not make that a pass.
+        link = json.loads((gw.home / "hub.json").read_text())
+        (gw.home / "hub.json").write_text(json.dumps({**link, "url": "http://127.0.0.1:9"}))
+        r = verify(gw)
+        assert r.returncode == 3 and "not compared" in r.stderr, r.stderr
+        (gw.home / "hub.json").write_text(json.dumps(link))
         # Sent again as if new, the forged records raise an alert at the hub and are not stored.
         with sqlite3.connect(gw.home / "audit.db") as db:
             db.execute("DELETE FROM sync_state")
@@ -246,3 +252,52 @@ async def test_i15_05_a_chained_device_cannot_send_an_unhashed_record(make_gatew
     assert r.returncode != 0 and "has no hash" in r.stderr, r.stderr
     assert unsent["id"] not in {x["id"] for x in sqlite_hub.records()}
     assert [a for a in sqlite_hub.alerts() if a["kind"] == "unhashed"], sqlite_hub.alerts()
+
+
+async def test_i15_02_the_hub_keeps_what_it_acknowledged_and_stops_vouching_for_a_diverged_chain(make_gateway,
+                                                                                                  tmp_path):
+    hub, public = signing_hub(tmp_path)
+    try:
+        gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]})
+        (gw.managed / "managed.toml").write_text(f'[managed]\nbundle_public_key = "{public}"\n')
+        gw.cli("enroll", hub.url, hub.enrollment_token())
+        await calls(gw, 3)
+        wait_for(lambda: all(r["outcome"] for r in gw.audit()), what="every outcome")
+        sync(gw)
+        first = next(r for r in gw.audit() if r["tool"] == "create_entities")
+        gw.stop()
+        # An acknowledged outcome turned into a failure, a record rewritten, the chain and
+        # every outcome hash recomputed, the local checkpoints gone, and all sent again.
+        with sqlite3.connect(gw.home / "audit.db") as db:
+            db.execute("UPDATE outcomes SET outcome = 'error', detail = 'FORGED' WHERE record_id = ?", (first["id"],))
+            seq, = db.execute("SELECT seq FROM records WHERE id = ?", (first["id"],)).fetchone()
+            db.execute("UPDATE records SET decision = 'deny' WHERE seq = ?", (seq + 1,))
+            rechain(db, 1)
+            db.execute("DELETE FROM checkpoints")
+            db.execute("DELETE FROM sent_outcomes")
+        gw.start()
+        await calls(gw, 1, start=3)
+        wait_for(lambda: all(r["outcome"] for r in gw.audit()), what="every outcome")
+        gw.cli("sync", "--now", check=False)
+        kinds = {a["kind"] for a in hub.alerts()}
+        assert "diverged" in kinds, hub.alerts()
+        held = next(r for r in hub.records() if r["id"] == first["id"])
+        assert held["outcome"] == "ok" and held["detail"] != "FORGED", held
+        # The hub signed nothing for the forged head: its newest checkpoint still disagrees.
+        r = verify(gw)
+        assert r.returncode == 1 and "rewritten" in r.stderr, r.stderr
+    finally:
+        hub.kill()
+
+
+async def test_i15_05_a_nul_in_a_clients_name_does_not_stop_the_sync(make_gateway, tmp_path, hub):
+    gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]})
+    enroll_as(gw, hub, None, "laptop")
+    rpc = Rpc(gw, "/mcp/memory", client_name="evil\u0000client")
+    rpc.request("tools/list")
+    assert rpc.call("tools/call", {"name": "read_graph", "arguments": {}})
+    wait_for(lambda: all(r["outcome"] for r in gw.audit()), what="every outcome")
+    assert sync(gw) >= 2
+    names = {r["client_name"] for r in hub.records() if r["tool"] == "read_graph"}
+    assert names == {"evil\ufffdclient"}, names
+    assert verify(gw).returncode == 0

@@ -49,7 +49,9 @@ pub enum JournalError {
     Full,
     #[error("the audit chain is broken at record {seq} ({id}): {why}")]
     Broken { seq: i64, id: String, why: String },
-    #[error("audit journal {path} is in use by another Countersign gateway (its lock {lock} is held); stop it first")]
+    #[error(
+        "audit journal {path} is in use by another Countersign gateway (the lock on {lock} is held); stop it first"
+    )]
     InUse { path: PathBuf, lock: PathBuf },
 }
 
@@ -435,21 +437,28 @@ impl Journal {
     }
 }
 
-/// Takes the journal's lock file (`<journal>.lock`, owner-only): one writer a journal, so
-/// two gateways never fork its chain and a starting gateway never closes another's calls.
+/// Takes the journal's lock: one writer a journal, so two gateways never fork its chain
+/// and a starting gateway never closes another's calls. On Unix the lock is on the
+/// journal file itself (an advisory `flock`, which SQLite's own `fcntl` locks do not touch),
+/// so neither removing a lock file nor reaching the journal through a link gets around
+/// it; on Windows, where a whole-file lock would shut SQLite out, a lock file beside it.
 /// A journal closed a moment ago may still be held by its writer thread finishing: wait a
 /// little for that, then refuse.
 async fn lock_journal(path: &Path) -> Result<std::fs::File, JournalError> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    let lock = PathBuf::from(name);
+    let lock = if cfg!(unix) {
+        path.to_path_buf()
+    } else {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    };
     let mut options = std::fs::OpenOptions::new();
     options.create(true).truncate(false).write(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let file = options.open(&lock).map_err(|e| JournalError::Writer {
         path: path.to_path_buf(),
-        message: format!("cannot open its lock file {}: {e}", lock.display()),
+        message: format!("cannot open {} to lock it: {e}", lock.display()),
     })?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {

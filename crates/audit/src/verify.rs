@@ -9,6 +9,18 @@
 use crate::journal::{ChainReport, JournalError, JournalReader, RECORD_COLUMNS};
 use sqlx::Row;
 
+/// The error for a pruning anchor past the newest checkpoint the hub signed.
+fn pruned_past(checkpoint: i64, anchor: i64) -> JournalError {
+    JournalError::Broken {
+        seq: anchor,
+        id: "(pruned)".into(),
+        why: format!(
+            "the journal says records up to {anchor} were pruned, past the hub's newest checkpoint (record \
+             {checkpoint}): only acknowledged records are pruned, so acknowledged history was removed or renumbered"
+        ),
+    }
+}
+
 impl JournalReader {
     /// Checks the whole chain, oldest record first: each record's hash against its
     /// columns and the previous record's hash, each outcome's against its columns and its
@@ -204,10 +216,16 @@ impl JournalReader {
                 .fetch_all(&self.pool)
                 .await?;
         let anchor = self.anchor().await?;
+        let newest = rows.last().map(|r| r.1);
         for (device, seq, hash, time, signature) in rows {
             let checkpoint = crate::checkpoint::Checkpoint { device, seq, hash, time, signature };
             self.check_checkpoint(&checkpoint, anchor.as_ref(), hub_key).await?;
             report.checkpoints += 1;
+        }
+        if let (Some(newest), Some((anchor_seq, _))) = (newest, &anchor) {
+            if newest < *anchor_seq {
+                return Err(pruned_past(newest, *anchor_seq));
+            }
         }
         Ok(())
     }
@@ -229,6 +247,13 @@ impl JournalReader {
         hub_key: Option<&str>,
     ) -> Result<(), JournalError> {
         let anchor = self.anchor().await?;
+        // The hub's newest checkpoint is at the newest record it acknowledged, and only
+        // acknowledged records are pruned: an anchor past it was made up.
+        if let Some((anchor_seq, _)) = &anchor {
+            if checkpoint.seq < *anchor_seq {
+                return Err(pruned_past(checkpoint.seq, *anchor_seq));
+            }
+        }
         self.check_checkpoint(checkpoint, anchor.as_ref(), hub_key).await
     }
 
@@ -280,25 +305,30 @@ impl JournalReader {
     /// A cut-off tail leaves no break in the chain, but the outbox remembers how far the
     /// hub acknowledged: a journal that ends before that lost its tail.
     async fn check_tail(&self) -> Result<(), JournalError> {
-        let synced: Option<(String,)> =
-            sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'")
-                .fetch_optional(&self.pool)
-                .await?;
-        if synced.is_none() {
-            return Ok(());
-        }
-        let sent: Option<(String,)> =
-            sqlx::query_as("SELECT value FROM sync_state WHERE key = 'sent_seq'").fetch_optional(&self.pool).await?;
+        let sent: Option<(String,)> = if self.table_exists("sync_state").await? {
+            sqlx::query_as("SELECT value FROM sync_state WHERE key = 'sent_seq'").fetch_optional(&self.pool).await?
+        } else {
+            None
+        };
         let sent: i64 = sent.and_then(|(v,)| v.parse().ok()).unwrap_or(0);
         let (last_seq, last_id): (Option<i64>, Option<String>) =
             sqlx::query_as("SELECT seq, id FROM records ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&self.pool)
                 .await?
                 .unwrap_or((None, None));
-        let anchored: Option<(i64,)> = sqlx::query_as("SELECT seq FROM chain_anchor WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .unwrap_or(None);
+        let anchored: Option<(i64,)> = self.anchor().await?.map(|(seq, _)| (seq,));
+        if let Some((anchor_seq,)) = anchored {
+            if anchor_seq > sent {
+                return Err(JournalError::Broken {
+                    seq: anchor_seq,
+                    id: "(pruned)".into(),
+                    why: format!(
+                        "the journal says records up to {anchor_seq} were pruned, but only acknowledged records are \
+                         pruned and the hub acknowledged records up to {sent}: the anchor was made up"
+                    ),
+                });
+            }
+        }
         let end = last_seq.or(anchored.map(|(s,)| s)).unwrap_or(0);
         if sent > end {
             return Err(JournalError::Broken {
@@ -535,6 +565,18 @@ mod tests {
             Err(JournalError::Broken { seq: 3, why, .. }) => assert!(why.contains("not signed by the hub"), "{why}"),
             other => panic!("{other:?}"),
         }
+        // Renumbered past a made-up pruning anchor, the checkpoint's place looks pruned:
+        // an anchor past the newest checkpoint (or what the hub acknowledged) is refused.
+        conn.execute("UPDATE checkpoints SET hash = ?1 WHERE seq = 3", [&head]).unwrap();
+        conn.execute("UPDATE records SET seq = seq + 100", []).unwrap();
+        conn.execute("INSERT INTO chain_anchor (id, seq, hash) VALUES (1, 100, ?1)", [crate::chain::GENESIS]).unwrap();
+        match reader.verify().await {
+            Err(JournalError::Broken { seq: 100, why, .. }) => assert!(why.contains("pruned"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        conn.execute("UPDATE records SET seq = seq - 100", []).unwrap();
+        conn.execute("DELETE FROM chain_anchor", []).unwrap();
+        conn.execute("UPDATE checkpoints SET hash = ?1 WHERE seq = 3", [&prev]).unwrap();
         // A checkpoint signed for the forged head by another key fails the same way.
         let other = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
         let forged = crate::checkpoint::tests::sign_with(&other, 3, &prev);

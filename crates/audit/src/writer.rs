@@ -42,8 +42,11 @@ const INSERT_RECORD: &str = "INSERT INTO records (id, time, kind, user, device, 
     client_version, session, server, tool, method, arguments, decision, rule, reason, approval, policy_version, \
     class, label, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
     ?17, ?18, ?19, ?20, ?21, ?22)";
-const INSERT_OUTCOME: &str =
-    "INSERT INTO outcomes (record_id, time, outcome, duration_ms, detail, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// An outcome is written once. A second one for the same record (a call closed as
+/// `unknown` by a gateway that wrongly thought it held the journal) is dropped with a
+/// warning rather than failing, and poisoning, every commit it would ride along with.
+const INSERT_OUTCOME: &str = "INSERT INTO outcomes (record_id, time, outcome, duration_ms, detail, hash) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(record_id) DO NOTHING";
 
 pub(crate) fn write_loop(conn: Arc<Mutex<Writer>>, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
@@ -105,6 +108,13 @@ pub(crate) fn write_batch(writer: &mut Writer, batch: &[Op]) -> rusqlite::Result
     Ok(())
 }
 
+/// Text as the journal stores (and hashes) it: a NUL, which a client may put in the name
+/// it declares and which no PostgreSQL text column can hold (the hub would refuse every
+/// later batch), becomes U+FFFD.
+fn storable(text: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
+    text.map(|t| if t.contains('\0') { t.replace('\0', "\u{fffd}").into() } else { t.into() })
+}
+
 fn write_op(conn: &rusqlite::Connection, op: &Op, head: &mut String) -> rusqlite::Result<()> {
     match op {
         Op::Checkpoint => {}
@@ -121,7 +131,7 @@ fn write_op(conn: &rusqlite::Connection, op: &Op, head: &mut String) -> rusqlite
             });
             let arguments = r.arguments.as_ref().map(Value::to_string);
             let id = r.id.to_string();
-            let fields = [
+            let texts = [
                 Some(id.as_str()),
                 Some(r.time.as_str()),
                 Some(kind),
@@ -142,7 +152,9 @@ fn write_op(conn: &rusqlite::Connection, op: &Op, head: &mut String) -> rusqlite
                 r.policy_version.as_deref(),
                 r.class.as_deref(),
                 r.label.as_deref(),
-            ];
+            ]
+            .map(storable);
+            let fields = texts.each_ref().map(|t| t.as_deref());
             let hash = crate::chain::record_hash(head, &fields);
             let mut params: Vec<Option<&str>> = fields.to_vec();
             params.push(Some(head.as_str()));
@@ -156,6 +168,7 @@ fn write_op(conn: &rusqlite::Connection, op: &Op, head: &mut String) -> rusqlite
                 .query_row([o.record_id.to_string()], |r| r.get(0))
                 .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
             let id = o.record_id.to_string();
+            let detail = storable(o.detail.as_deref());
             let duration = crate::chain::duration_text(o.duration_ms);
             let hash = crate::chain::outcome_hash(
                 record_hash.as_deref().unwrap_or(crate::chain::GENESIS),
@@ -164,17 +177,20 @@ fn write_op(conn: &rusqlite::Connection, op: &Op, head: &mut String) -> rusqlite
                     Some(o.time.as_str()),
                     Some(o.outcome.as_str()),
                     duration.as_deref(),
-                    o.detail.as_deref(),
+                    detail.as_deref(),
                 ],
             );
-            conn.prepare_cached(INSERT_OUTCOME)?.execute(rusqlite::params![
+            let written = conn.prepare_cached(INSERT_OUTCOME)?.execute(rusqlite::params![
                 id,
                 o.time,
                 o.outcome.as_str(),
                 o.duration_ms,
-                o.detail,
+                detail.as_deref(),
                 hash,
             ])?;
+            if written == 0 {
+                tracing::warn!(record = %id, outcome = o.outcome.as_str(), "the record already has an outcome; this one is dropped");
+            }
         }
     }
     Ok(())

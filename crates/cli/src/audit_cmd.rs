@@ -1,7 +1,9 @@
 //! `countersign audit verify`: the journal's chain, its outcomes and the hub's signed
 //! checkpoints checked on this laptop, then (when enrolled and not `--offline`) the
 //! journal compared with the newest checkpoint the hub itself holds, which nobody with
-//! only this disk can change. Reads only; never writes the journal.
+//! only this disk can change. Exit 0: all held; 1: broken (the first break named); 3:
+//! the local checks held but the hub's checkpoint could not be compared. Reads only;
+//! never writes the journal.
 
 use anyhow::{bail, Result};
 use countersign_audit::{ChainReport, JournalError};
@@ -48,10 +50,25 @@ pub async fn verify(home: &Home, json: bool, offline: bool) -> Result<i32> {
             println!("{}: {}", path.display(), summary(&report));
             match hub {
                 HubCheck::Matches(seq) => println!("  the hub's newest checkpoint (record {seq}) matches this journal"),
+                HubCheck::NoCheckpoint if report.checkpoints > 0 => {
+                    // The hub this device is enrolled with signed none, yet the journal
+                    // holds some: the link points elsewhere, or the hub lost them.
+                    eprintln!(
+                        "countersign: the hub holds no checkpoint for this device, but this journal holds {}: not \
+                         compared (is hub.json pointing at the hub that signed them?)",
+                        report.checkpoints
+                    );
+                    return Ok(3);
+                }
                 HubCheck::NoCheckpoint => println!("  the hub holds no checkpoint for this device yet"),
                 HubCheck::NotEnrolled => {}
                 HubCheck::Unreachable(why) => {
-                    eprintln!("countersign: warning: not compared with the hub's checkpoint: {why}")
+                    // Fails closed: what only the hub can vouch for was not checked.
+                    eprintln!(
+                        "countersign: not compared with the hub's checkpoint ({why}); the local checks passed. \
+                         Run again when the hub is reachable, or with --offline for the local checks alone."
+                    );
+                    return Ok(3);
                 }
                 HubCheck::Skipped => {}
             }

@@ -6,6 +6,10 @@ ALTER TABLE enrollment_tokens ADD COLUMN user_name TEXT;
 ALTER TABLE devices ADD COLUMN user_name TEXT;
 ALTER TABLE devices ADD COLUMN local_user TEXT;
 ALTER TABLE devices ADD COLUMN local_device TEXT;
+-- Where the device's chain first stopped continuing what the hub acknowledged, with no
+-- record missing in between (a held record was changed on the device): from then on the
+-- hub signs no checkpoint for it, so its newest checkpoint stays the last good one.
+ALTER TABLE devices ADD COLUMN diverged_seq BIGINT;
 -- What a record claimed when it differed from its device's identity (an alert names it).
 ALTER TABLE records ADD COLUMN claimed_user TEXT;
 ALTER TABLE records ADD COLUMN claimed_device TEXT;

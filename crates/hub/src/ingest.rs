@@ -39,32 +39,83 @@ struct Identity {
 
 /// A device's row as ingestion reads it: its chain's last place and hash, the user IT
 /// enrolled it for, and the account and device id its records name.
-type DeviceState = (Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>);
+type DeviceState = (Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>, Option<i64>);
+
+/// Why a batch is refused whole, before anything is stored: a place that is not a place
+/// (seq below 1), text no database column can hold (NUL), or a record without a hash
+/// from a device whose chain has begun (before this batch, or earlier in it).
+fn refusal(batch: &Batch, chained: bool) -> Option<(&'static str, String)> {
+    if let Some(r) = batch.records.iter().find(|r| r.seq < 1) {
+        return Some(("bad-record", format!("record {} has place {}: places start at 1; refused", r.id, r.seq)));
+    }
+    let nul = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\0'));
+    for r in &batch.records {
+        let texts = [&r.id, &r.time, &r.kind, &r.user, &r.device, &r.decision];
+        let optional = [
+            &r.client,
+            &r.client_name,
+            &r.client_version,
+            &r.session,
+            &r.server,
+            &r.tool,
+            &r.method,
+            &r.arguments,
+            &r.rule,
+            &r.reason,
+            &r.approval,
+            &r.policy_version,
+            &r.class,
+            &r.label,
+            &r.prev_hash,
+            &r.hash,
+        ];
+        if texts.iter().any(|t| t.contains('\0')) || optional.iter().any(|t| nul(t)) {
+            return Some(("bad-record", format!("record {} (seq {}) holds a NUL character; refused", r.id, r.seq)));
+        }
+    }
+    let outcome_nul = |o: &countersign_audit::wire::WireOutcome| {
+        [&o.record_id, &o.time, &o.outcome].iter().any(|t| t.contains('\0')) || nul(&o.detail) || nul(&o.hash)
+    };
+    if let Some(o) = batch.outcomes.iter().find(|o| outcome_nul(o)) {
+        return Some(("bad-record", format!("the outcome of {} holds a NUL character; refused", o.record_id)));
+    }
+    let mut sorted: Vec<_> = batch.records.iter().collect();
+    sorted.sort_by_key(|r| r.seq);
+    let mut chained = chained;
+    for r in sorted {
+        if r.hash.is_none() && chained {
+            return Some((
+                "unhashed",
+                format!(
+                    "record {} (seq {}) has no hash, but this device's chain has begun: refused, nothing stored",
+                    r.id, r.seq
+                ),
+            ));
+        }
+        chained |= r.hash.is_some();
+    }
+    None
+}
 
 /// Stores `batch` from `device`.
 pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Batch) -> Result<Ingested, DbError> {
     let now = countersign_audit::now_rfc3339();
     let mut tx = db.pool.begin().await?;
     let sql = format!(
-        "SELECT last_seq, last_hash, user_name, local_user, local_device FROM devices WHERE id = $1{}",
+        "SELECT last_seq, last_hash, user_name, local_user, local_device, diverged_seq FROM devices WHERE id = $1{}",
         db.for_update()
     );
     let row: DeviceState = sqlx::query_as(&sql).bind(device).fetch_one(&mut *tx).await?;
-    let (mut last_seq, mut last_hash, user, local_user, local_device) = row;
-    if last_hash.is_some() {
-        if let Some(r) = batch.records.iter().find(|r| r.hash.is_none()) {
-            let why = format!(
-                "record {} (seq {}) has no hash, but this device's chain has begun: refused, nothing stored",
-                r.id, r.seq
-            );
-            drop(tx);
-            let mut tx = db.pool.begin().await?;
-            alert(&mut tx, device, "unhashed", why.clone()).await?;
-            tx.commit().await?;
-            return Ok(Ingested::Refused(why));
-        }
+    let (mut last_seq, mut last_hash, user, local_user, local_device, mut diverged) = row;
+    if let Some((kind, why)) = refusal(batch, last_hash.is_some()) {
+        drop(tx);
+        let mut tx = db.pool.begin().await?;
+        alert(&mut tx, device, kind, why.clone()).await?;
+        tx.commit().await?;
+        return Ok(Ingested::Refused(why));
     }
     let mut identity = Identity { user, local_user, local_device };
+    let mut broke = false;
     let mut ack = Ack::default();
     let mut new = Vec::new();
     let mut records: Vec<_> = batch.records.iter().collect();
@@ -162,6 +213,7 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
                         r.id, r.seq
                     );
                     alert(&mut tx, device, "diverged", what).await?;
+                    broke = true;
                     continue;
                 }
                 _ => {}
@@ -206,12 +258,30 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
                     r.id, r.seq
                 );
                 alert(&mut tx, device, "diverged", what).await?;
+                broke = true;
+            } else {
+                // Sync sends records in order: one arriving for a place behind the head
+                // is stored, but flagged; the head stays.
+                let what = format!(
+                    "record {} arrived for seq {}, behind the chain's head (seq {}): stored, not part of the chain",
+                    r.id,
+                    r.seq,
+                    last_seq.unwrap_or(0)
+                );
+                alert(&mut tx, device, "late", what).await?;
             }
-            // Otherwise an older record arriving late (after a gap was flagged): stored,
-            // chain head kept.
             continue;
         }
-        if r.prev_hash.as_deref() != Some(expected) {
+        if r.prev_hash.as_deref() != Some(expected) && last_seq.is_some_and(|s| r.seq == s + 1) {
+            // Nothing is missing in between, so a record the hub holds was changed there.
+            let what = format!(
+                "record {} (seq {}) does not continue the chain the hub acknowledged, and no record is missing \
+                 before it: a record the hub holds was changed on the device; checkpoints stop here",
+                r.id, r.seq
+            );
+            alert(&mut tx, device, "diverged", what).await?;
+            broke = true;
+        } else if r.prev_hash.as_deref() != Some(expected) {
             let what = if last_hash.is_none() {
                 format!(
                     "the first record received (seq {}) does not start the chain: earlier records are missing",
@@ -230,6 +300,49 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
         last_hash = r.hash.clone();
     }
     for o in &batch.outcomes {
+        let held: Option<(Option<String>, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT outcome, outcome_hash, hash FROM records WHERE id = $1 AND device_id = $2")
+                .bind(&o.record_id)
+                .bind(device)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((held_outcome, held_hash, record_hash)) = held else { continue };
+        if held_outcome.is_some() {
+            // An outcome is written once: the same one again is a replay, another is not.
+            if held_hash == o.hash {
+                ack.outcomes.push(o.record_id.clone());
+            } else {
+                let what = format!(
+                    "the outcome of record {} was sent again as `{}` with other contents: the device's history \
+                     diverges from what the hub acknowledged; the first one stays",
+                    o.record_id, o.outcome
+                );
+                alert(&mut tx, device, "diverged", what).await?;
+                broke = true;
+            }
+            continue;
+        }
+        if record_hash.is_some() && o.hash.is_none() {
+            let what = format!("the outcome of record {} has no hash, but its record is chained: refused", o.record_id);
+            alert(&mut tx, device, "unhashed", what).await?;
+            continue;
+        }
+        if let Some(record_hash) = &record_hash {
+            let duration = countersign_audit::chain::duration_text(o.duration_ms);
+            let expected = countersign_audit::chain::outcome_hash(
+                record_hash,
+                &[Some(&o.record_id), Some(&o.time), Some(&o.outcome), duration.as_deref(), o.detail.as_deref()],
+            );
+            if o.hash.as_deref() != Some(expected.as_str()) {
+                alert(
+                    &mut tx,
+                    device,
+                    "hash",
+                    format!("the outcome of record {} does not match its hash", o.record_id),
+                )
+                .await?;
+            }
+        }
         // A missing duration is written as a literal NULL: sqlx's Any driver sends a NULL
         // float to PostgreSQL in a form it refuses ("incorrect binary data format").
         let update = match o.duration_ms {
@@ -267,7 +380,16 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
         .bind(device)
         .execute(&mut *tx)
         .await?;
-    if let (Some(key), Some(seq), Some(hash)) = (key, last_seq, &last_hash) {
+    if broke && diverged.is_none() {
+        diverged = last_seq;
+        sqlx::query("UPDATE devices SET diverged_seq = $1 WHERE id = $2")
+            .bind(last_seq)
+            .bind(device)
+            .execute(&mut *tx)
+            .await?;
+    }
+    // A diverged chain gets no new checkpoint: the last good one stays the newest.
+    if let (Some(key), Some(seq), Some(hash), None) = (key, last_seq, &last_hash, diverged) {
         ack.checkpoint = Some(checkpoint(&mut tx, key, device, seq, hash, &now).await?);
     }
     tx.commit().await?;
