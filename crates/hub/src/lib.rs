@@ -7,6 +7,7 @@
 //! - [`entitlements`]: who used which servers and tools, and which grants they hold.
 //! - [`publish`]: policy bundles signed with the hub's key, fetched with a long poll.
 //! - [`query`]: the audit trail as JSON (the export's field names) or CSV.
+//! - [`csv_export`]: CSV whose cells a spreadsheet never reads as formulas.
 //! - [`siem`]: ingested records forwarded as OTLP logs and Splunk HEC events.
 //! - [`routes`]: the HTTP API; [`openapi`]: its OpenAPI document.
 //!
@@ -14,6 +15,7 @@
 //! text, and never logs one.
 
 pub mod auth;
+pub mod csv_export;
 pub mod db;
 pub mod entitlements;
 pub mod ingest;
