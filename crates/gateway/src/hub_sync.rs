@@ -67,12 +67,42 @@ async fn refused(url: &str, resp: reqwest::Response) -> SyncError {
     SyncError::Refused { url: url.to_string(), status, message }
 }
 
+/// The hub's base URL from what was typed, parsed (never matched by prefix:
+/// `http://127.0.0.1@hub.example` names hub.example): https, or http only to this machine
+/// (a loopback address or `localhost`); no user info, query or fragment. Errors never
+/// repeat the URL, which may hold a password or a token.
+pub fn hub_base_url(url: &str) -> Result<String, SyncError> {
+    let bad = |why: &str| SyncError::Local(format!("the hub URL {why}"));
+    let parsed = url::Url::parse(url.trim()).map_err(|e| bad(&format!("cannot be read: {e}")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad("carries user info (`name@` before the host); give the hub's address alone"));
+    }
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(bad(&format!(
+                "must be https: plain http is allowed only to this machine (127.0.0.1, [::1], localhost), not to {}",
+                parsed.host_str().unwrap_or("no host")
+            )))
+        }
+        other => return Err(bad(&format!("must be https, not `{other}:`"))),
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("has a query or fragment; give the hub's base URL"));
+    }
+    Ok(parsed.as_str().trim_end_matches('/').to_string())
+}
+
 /// Enrolls this device with the hub at `url`; returns the device id.
 pub async fn enroll(home: &Home, url: &str, token: &str, name: &str) -> Result<String, SyncError> {
-    let base = url.trim_end_matches('/').to_string();
-    if !(base.starts_with("https://") || base.starts_with("http://127.0.0.1") || base.starts_with("http://localhost")) {
-        return Err(SyncError::Local(format!("`{base}` must be an https URL (or http on this machine)")));
-    }
+    let base = hub_base_url(url)?;
     let resp = client()?
         .post(format!("{base}/v1/enroll"))
         .json(&serde_json::json!({ "token": token, "name": name }))
@@ -283,6 +313,45 @@ pub async fn run_policy(gateway: std::sync::Weak<crate::shared::Shared>, home: H
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(60));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hub_url_is_parsed_not_matched_by_prefix() {
+        for (typed, base) in [
+            ("https://hub.example.com", "https://hub.example.com"),
+            ("https://hub.example.com/", "https://hub.example.com"),
+            ("HTTPS://Hub.Example.com:8443/countersign/", "https://hub.example.com:8443/countersign"),
+            ("http://127.0.0.1:47900", "http://127.0.0.1:47900"),
+            ("http://127.0.0.2:47900/", "http://127.0.0.2:47900"),
+            ("http://localhost:47900", "http://localhost:47900"),
+            ("http://[::1]:47900", "http://[::1]:47900"),
+        ] {
+            assert_eq!(hub_base_url(typed).unwrap(), base, "{typed}");
+        }
+        for (typed, why) in [
+            ("http://127.0.0.1@hub.example.com", "user info"),
+            ("http://127.0.0.1:x@192.0.2.7:47900", "user info"),
+            ("https://it:hunter2@hub.example.com", "user info"),
+            ("http://127.0.0.1.nip.io", "must be https"),
+            ("http://localhost.hub.example.com", "must be https"),
+            ("http://localhostevil.example", "must be https"),
+            ("http://hub.example.com", "must be https"),
+            ("http://192.0.2.7:47900", "must be https"),
+            ("ftp://hub.example.com", "must be https, not `ftp:`"),
+            ("file:///etc/passwd", "must be https"),
+            ("hub.example.com", "cannot be read"),
+            ("https://hub.example.com/?token=cse_1", "query"),
+            ("https://hub.example.com/#x", "fragment"),
+        ] {
+            let err = hub_base_url(typed).unwrap_err().to_string();
+            assert!(err.contains(why), "{typed}: {err}");
+            assert!(!err.contains("hunter2") && !err.contains("cse_1"), "{typed}: {err}");
         }
     }
 }

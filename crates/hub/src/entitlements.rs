@@ -134,10 +134,11 @@ pub async fn entitlements(db: &Db, now: &str) -> Result<Vec<Identity>, DbError> 
     Ok(out.into_values().collect())
 }
 
-/// One CSV row per identity, server and tool, with the grants that identity holds on it.
+/// One CSV row per identity, server and tool, with the grants that identity holds on it;
+/// every cell inert in a spreadsheet ([`crate::csv_export`]).
 pub fn to_csv(ids: &[Identity]) -> Result<String, csv::Error> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["user", "server", "tool", "calls", "allowed", "refused", "last_used", "active_grants"])?;
+    let mut w = crate::csv_export::Csv::new();
+    w.row(["user", "server", "tool", "calls", "allowed", "refused", "last_used", "active_grants"])?;
     for i in ids {
         for t in &i.tools {
             let grants: Vec<String> = i
@@ -146,7 +147,7 @@ pub fn to_csv(ids: &[Identity]) -> Result<String, csv::Error> {
                 .filter(|g| g.active && g.server == t.server && g.tool == t.tool)
                 .map(|g| format!("{} ({})", g.id, g.length))
                 .collect();
-            w.write_record([
+            w.row([
                 i.user.as_str(),
                 &t.server,
                 &t.tool,
@@ -158,8 +159,7 @@ pub fn to_csv(ids: &[Identity]) -> Result<String, csv::Error> {
             ])?;
         }
     }
-    let bytes = w.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    w.finish()
 }
 
 #[cfg(test)]
@@ -176,5 +176,26 @@ mod tests {
         assert_eq!(ends("2026-11-29T10:00:00Z", "15m").as_deref(), Some("2026-11-29T10:15:00Z"));
         assert_eq!(ends("2026-11-29T10:00:00Z", "today").as_deref(), Some("2026-11-30T00:00:00Z"));
         assert_eq!(ends("2026-11-29T10:00:00Z", "session"), None);
+    }
+
+    #[test]
+    fn the_csv_export_makes_hostile_names_inert() {
+        let ids = vec![Identity {
+            user: "@SUM(1+1)".into(),
+            devices: vec![],
+            clients: vec![],
+            tools: vec![ToolUse {
+                server: "+srv".into(),
+                tool: "-rm".into(),
+                calls: 1,
+                allowed: 1,
+                refused: 0,
+                last_used: "=HYPERLINK(\"http://evil.example\")".into(),
+            }],
+            grants: vec![],
+        }];
+        let text = to_csv(&ids).unwrap();
+        let row = text.lines().nth(1).unwrap();
+        assert_eq!(row, "'@SUM(1+1),'+srv,'-rm,1,1,0,\"'=HYPERLINK(\"\"http://evil.example\"\")\",");
     }
 }

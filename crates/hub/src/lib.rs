@@ -7,15 +7,20 @@
 //! - [`entitlements`]: who used which servers and tools, and which grants they hold.
 //! - [`publish`]: policy bundles signed with the hub's key, fetched with a long poll.
 //! - [`query`]: the audit trail as JSON (the export's field names) or CSV.
+//! - [`csv_export`]: CSV whose cells a spreadsheet never reads as formulas.
 //! - [`siem`]: ingested records forwarded as OTLP logs and Splunk HEC events.
-//! - [`routes`]: the HTTP API; [`openapi`]: its OpenAPI document.
+//! - [`routes`]: the HTTP API; [`openapi`]: its OpenAPI document; [`gate`]: in front of
+//!   every route that takes a body, the credential checked before the body is read, and
+//!   the body capped after decompression.
 //!
 //! The hub never stores a device credential, enrollment token or admin token in plain
 //! text, and never logs one.
 
 pub mod auth;
+pub mod csv_export;
 pub mod db;
 pub mod entitlements;
+pub mod gate;
 pub mod ingest;
 pub mod openapi;
 pub mod publish;

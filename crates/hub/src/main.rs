@@ -50,6 +50,11 @@ enum Command {
         /// A file holding the HEC token (kept out of the command line and the config).
         #[arg(long, env = "COUNTERSIGN_HUB_SPLUNK_HEC_TOKEN_FILE")]
         splunk_hec_token_file: Option<PathBuf>,
+        /// The largest audit batch a device may send, in bytes after decompression
+        /// (larger ones are answered 413 and nothing of them is stored).
+        #[arg(long, env = "COUNTERSIGN_HUB_MAX_INGEST_BYTES", default_value_t = countersign_hub::gate::DEFAULT_INGEST_CAP,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(65_536..=1 << 30))]
+        max_ingest_bytes: usize,
     },
     /// Enrollment tokens for devices.
     EnrollmentToken {
@@ -125,6 +130,7 @@ async fn main() -> Result<()> {
             otlp_endpoint,
             splunk_hec_url,
             splunk_hec_token_file,
+            max_ingest_bytes,
         } => {
             let hec = match (splunk_hec_url, splunk_hec_token_file) {
                 (Some(url), Some(file)) => {
@@ -149,6 +155,7 @@ async fn main() -> Result<()> {
                 bundle_valid_for: std::time::Duration::from_secs(bundle_days.clamp(1, 365) * 86_400),
                 published: Default::default(),
                 siem,
+                max_ingest_bytes,
             });
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;

@@ -12,6 +12,7 @@ pub fn document() -> Value {
     let admin = json!([{ "adminToken": [] }]);
     let device = json!([{ "deviceCredential": [] }]);
     let unauthorized = error_response("Missing or wrong credential");
+    let too_large = error_response("The body is larger than this route's limit after decompression (nothing was read before the credential was checked)");
     let filters: Vec<Value> = ["user", "device", "client", "server", "tool", "decision"]
         .iter()
         .map(|f| json!({ "name": f, "in": "query", "required": false, "schema": { "type": "string" },
@@ -82,13 +83,13 @@ pub fn document() -> Value {
                     "properties": { "token": { "type": "string" }, "name": { "type": "string" } } } } } },
                 "responses": { "200": { "description": "Enrolled", "content": { "application/json": { "schema": { "type": "object",
                     "properties": { "device_id": { "type": "string" }, "credential": { "type": "string" } } } } } },
-                               "401": error_response("The token is unknown, used or expired") } } },
+                               "401": error_response("The token is unknown, used or expired"), "413": too_large.clone() } } },
             "/v1/ingest": { "post": {
                 "summary": "Send a batch of records (gzip with Content-Encoding: gzip, or plain JSON)",
                 "security": device,
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Batch" } } } },
                 "responses": { "200": { "description": "Stored; duplicates are acknowledged again", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Ack" } } } },
-                               "400": error_response("Not a batch"), "401": unauthorized,
+                               "400": error_response("Not a batch"), "401": unauthorized, "413": too_large.clone(),
                                "422": error_response("A record without a hash from a device whose chain has begun") } } },
             "/v1/checkpoint": { "get": {
                 "summary": "The newest checkpoint the hub signed for the calling device (its chain head, signed with the hub's key)",
@@ -96,7 +97,7 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "The checkpoint: device, seq, hash, time, signature" },
                                "404": error_response("No checkpoint yet"), "401": unauthorized } } },
             "/v1/audit": { "get": {
-                "summary": "Audit records, filtered; JSON or CSV", "security": admin, "parameters": filters,
+                "summary": "Audit records, filtered; JSON or CSV (a cell that would start a spreadsheet formula begins with a single quote)", "security": admin, "parameters": filters,
                 "responses": { "200": { "description": "Records, oldest first", "content": {
                     "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/AuditRecord" } } },
                     "text/csv": { "schema": { "type": "string" } } } }, "401": unauthorized } } },
@@ -106,17 +107,18 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "Devices" }, "401": unauthorized } } },
             "/v1/entitlements": { "get": { "summary": "For every identity: servers and tools used, grants held (access review)",
                 "security": admin, "parameters": [ { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "csv"] } } ],
-                "responses": { "200": { "description": "Identities, or CSV rows per identity, server and tool" }, "401": unauthorized } } },
+                "responses": { "200": { "description": "Identities, or CSV rows per identity, server and tool (a cell that would start a spreadsheet formula begins with a single quote)" }, "401": unauthorized } } },
             "/v1/admin-log": { "get": { "summary": "Every admin action, oldest first", "security": admin,
                 "responses": { "200": { "description": "Admin actions" }, "401": unauthorized } } },
             "/v1/enrollment-tokens": { "post": { "summary": "Make a single-use enrollment token", "security": admin,
                 "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object",
                     "properties": { "hours": { "type": "integer", "minimum": 1, "maximum": 2160, "default": 168 },
                                     "user": { "type": "string", "description": "The person whose device enrolls with it; the device's records are stored as this user's" } } } } } },
-                "responses": { "200": { "description": "The token (shown once)" }, "401": unauthorized } } },
-            "/v1/policy": { "put": { "summary": "Publish a policy: a TOML document with one [policy] table; the hub signs it as the next version",
+                "responses": { "200": { "description": "The token (shown once)" }, "401": unauthorized, "413": too_large.clone() } } },
+            "/v1/policy": { "put": { "summary": "Publish a policy: a TOML document with one `policy` table (a [policy] header, dotted keys or an inline table); the hub builds the bundle from it, checks the signed bundle as a laptop will and publishes it as the next version",
                 "security": admin, "requestBody": { "required": true, "content": { "text/plain": { "schema": { "type": "string" } } } },
-                "responses": { "200": { "description": "Published" }, "401": unauthorized, "422": error_response("Refused, with the reason") } } },
+                "responses": { "200": { "description": "Published" }, "401": unauthorized, "413": too_large,
+                               "422": error_response("Refused, with the reason a laptop would give; the published version is unchanged") } } },
             "/v1/policy/bundle": { "get": { "summary": "The newest signed bundle; long poll with If-None-Match and wait", "security": device,
                 "parameters": [
                     { "name": "wait", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": 30 }, "description": "Seconds to wait for a newer bundle" },

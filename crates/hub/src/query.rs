@@ -89,17 +89,17 @@ fn text(row: &sqlx::any::AnyRow, column: &str) -> Value {
     row.try_get::<Option<String>, _>(column).ok().flatten().map_or(Value::Null, Value::String)
 }
 
-/// The records as CSV with a header row (arguments as JSON text).
+/// The records as CSV with a header row (arguments as JSON text); every cell inert in a
+/// spreadsheet ([`crate::csv_export`]).
 pub fn to_csv(records: &[Map<String, Value>]) -> Result<String, csv::Error> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(fields())?;
+    let mut w = crate::csv_export::Csv::new();
+    w.row(fields())?;
     for r in records {
-        w.write_record(fields().map(|f| match r.get(f) {
+        w.row(fields().map(|f| match r.get(f) {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
         }))?;
     }
-    let bytes = w.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    w.finish()
 }

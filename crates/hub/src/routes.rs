@@ -1,10 +1,12 @@
 //! The hub's HTTP API (axum). Devices authenticate with the credential enrollment gave
 //! them; admins with the admin bearer token from the hub's config; every admin action is
 //! itself recorded in `admin_log`. Errors answer with JSON `{ "error": "…" }` and never
-//! echo a credential.
+//! echo a credential. Every route that takes a body sits behind its [`crate::gate`]:
+//! the credential is checked before the body is read, and the body is capped.
 
 use crate::auth;
 use crate::db::Db;
+use crate::gate::{self, gated, Caller, Gate};
 use crate::ingest;
 use crate::query::{self, AuditQuery};
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -29,11 +31,13 @@ pub struct Hub {
     pub published: tokio::sync::Notify,
     /// Where new records are forwarded (OTLP, Splunk HEC), if anywhere.
     pub siem: crate::siem::Siem,
+    /// The largest audit batch taken, after decompression (larger ones are answered 413).
+    pub max_ingest_bytes: usize,
 }
 
 type Shared = State<Arc<Hub>>;
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
@@ -60,32 +64,60 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 pub fn router(hub: Arc<Hub>) -> Router {
+    let ingest_cap = hub.max_ingest_bytes;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
-        .route("/v1/enroll", post(enroll))
-        .route("/v1/ingest", post(ingest_batch))
+        .route(
+            "/v1/enroll",
+            gated(post(enroll), &hub, Gate { route: "/v1/enroll", caller: Caller::Enrolling, cap: gate::ENROLL_CAP }),
+        )
+        .route(
+            "/v1/ingest",
+            gated(post(ingest_batch), &hub, Gate { route: "/v1/ingest", caller: Caller::Device, cap: ingest_cap }),
+        )
         .route("/v1/checkpoint", get(checkpoint))
         .route("/v1/audit", get(audit))
         .route("/v1/alerts", get(alerts))
         .route("/v1/devices", get(devices))
         .route("/v1/entitlements", get(entitlements))
         .route("/v1/admin-log", get(admin_log))
-        .route("/v1/enrollment-tokens", post(new_enrollment_token))
-        .route("/v1/policy", axum::routing::put(publish_policy))
+        .route(
+            "/v1/enrollment-tokens",
+            gated(
+                post(new_enrollment_token),
+                &hub,
+                Gate { route: "/v1/enrollment-tokens", caller: Caller::Admin, cap: gate::ENROLLMENT_TOKEN_CAP },
+            ),
+        )
+        .route(
+            "/v1/policy",
+            gated(
+                axum::routing::put(publish_policy),
+                &hub,
+                Gate { route: "/v1/policy", caller: Caller::Admin, cap: gate::POLICY_CAP },
+            ),
+        )
         .route("/v1/policy/bundle", get(policy_bundle))
-        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
-        .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        // Routes with a body have their own gate and cap; this is for any other.
+        .layer(DefaultBodyLimit::max(gate::UNGATED_CAP))
         .with_state(hub)
 }
 
-async fn admin(hub: &Hub, headers: &HeaderMap, action: &str, detail: String) -> Result<(), Response> {
+/// Why a request without the admin bearer token is refused; none when it carries it.
+pub(crate) fn admin_refusal(hub: &Hub, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &hub.admin_token_sha256 else {
-        return Err(error(StatusCode::UNAUTHORIZED, "no admin token is configured on this hub"));
+        return Some(error(StatusCode::UNAUTHORIZED, "no admin token is configured on this hub"));
     };
     match auth::bearer(headers) {
-        Some(token) if auth::digest(token) == *expected => {}
-        _ => return Err(error(StatusCode::UNAUTHORIZED, "an admin bearer token is required")),
+        Some(token) if auth::digest(token) == *expected => None,
+        _ => Some(error(StatusCode::UNAUTHORIZED, "an admin bearer token is required")),
+    }
+}
+
+async fn admin(hub: &Hub, headers: &HeaderMap, action: &str, detail: String) -> Result<(), Response> {
+    if let Some(refused) = admin_refusal(hub, headers) {
+        return Err(refused);
     }
     sqlx::query("INSERT INTO admin_log (id, time, action, detail) VALUES ($1, $2, $3, $4)")
         .bind(uuid::Uuid::now_v7().to_string())
@@ -158,7 +190,7 @@ async fn enroll(State(hub): Shared, Json(req): Json<Enroll>) -> Response {
 }
 
 /// The enrolled device a request comes from.
-async fn device(hub: &Hub, headers: &HeaderMap) -> Result<String, Response> {
+pub(crate) async fn device(hub: &Hub, headers: &HeaderMap) -> Result<String, Response> {
     let Some(credential) = auth::bearer(headers) else {
         return Err(error(StatusCode::UNAUTHORIZED, "a device credential is required"));
     };
@@ -367,6 +399,7 @@ mod tests {
             bundle_valid_for: std::time::Duration::from_secs(60),
             published: Default::default(),
             siem: crate::siem::Siem::disabled(),
+            max_ingest_bytes: gate::DEFAULT_INGEST_CAP,
         });
         for (method, path) in ROUTES {
             let req = axum::http::Request::builder()
