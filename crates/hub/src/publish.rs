@@ -52,7 +52,7 @@ impl SigningKey {
 
     /// Signs `text` (a checkpoint statement) with this key; the signature box as text.
     pub fn sign_text(&self, text: &str, trusted_comment: &str) -> Result<String, PublishError> {
-        minisign::sign(None, &self.0, std::io::Cursor::new(text.as_bytes()), Some(trusted_comment), None)
+        minisign::sign(None, &self.secret, std::io::Cursor::new(text.as_bytes()), Some(trusted_comment), None)
             .map(|b| b.into_string())
             .map_err(|e| PublishError::Sign(e.to_string()))
     }
