@@ -9,6 +9,7 @@
 //! This crate must never hold a secret: arguments are redacted before they are stored.
 
 pub mod chain;
+mod file_mode;
 mod journal;
 pub mod outbox;
 mod record;
@@ -21,4 +22,4 @@ pub use journal::{
     ChainReport, Committed, Journal, JournalError, JournalOptions, JournalReader, Synchronous, EXPORT_FIELDS,
 };
 pub use record::{now_rfc3339, Approval, Outcome, OutcomeRecord, Record, RecordKind};
-pub use redact::Redactor;
+pub use redact::{scrub as scrub_log_text, Redactor};

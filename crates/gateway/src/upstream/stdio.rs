@@ -1,5 +1,5 @@
 //! A local MCP server as a child process speaking newline-delimited JSON on stdin/stdout.
-//! Its stderr goes to the log. Lines longer than the limit end the process; so does
+//! Its stderr goes to the log, tokens in it redacted. Lines longer than the limit end the process; so does
 //! dropping the link. The child runs in its own process group so that helpers it starts
 //! (`npx` starts `node`) end with it, and it is always waited for: no zombies.
 
@@ -95,7 +95,8 @@ pub(super) fn spawn(
         let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(8192));
         while let Some(Ok(line)) = lines.next().await {
             let shown: String = line.chars().take(1000).collect();
-            tracing::info!(server, "stderr: {shown}");
+            // A server may echo what it was called with: no token reaches the log.
+            tracing::info!(server, "stderr: {}", countersign_audit::scrub_log_text(&shown));
         }
     });
 
