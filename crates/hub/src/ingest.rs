@@ -64,6 +64,10 @@ pub async fn ingest(db: &Db, device: &str, batch: &Batch) -> Result<(Ack, Vec<Wi
                 let what = r.reason.clone().unwrap_or_else(|| "servers configured around Countersign".into());
                 alert(&mut tx, device, "shadow-servers", what).await?;
             }
+            if r.rule.as_deref() == Some(countersign_policy::EXPIRED_RULE) && r.decision == "deny" {
+                let what = r.reason.clone().unwrap_or_else(|| "the managed policy bundle in force expired".into());
+                alert(&mut tx, device, "policy-expired", what).await?;
+            }
         }
         if !inserted || r.hash.is_none() {
             continue;

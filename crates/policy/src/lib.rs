@@ -29,7 +29,10 @@ mod pin;
 mod rule;
 mod servers;
 
-pub use bundle::{verify as verify_bundle, BundleError, BundleHeader, VerifiedBundle};
+pub use bundle::{
+    expired_policy, verify as verify_bundle, verify_kept as verify_kept_bundle, BundleError, BundleHeader,
+    VerifiedBundle, EXPIRED_RULE,
+};
 pub use canonical::{args_hash, canonical_json};
 pub use catalog::{Catalog, CatalogEntry};
 pub use class::{ClassSource, Classification, ToolClass};
@@ -41,7 +44,7 @@ pub use input::{
     Access, AccessInput, CallInput, Gate, Identity, ServerInfo, ServerOrigin, Standing, ToolDef, ToolHints,
 };
 pub use layers::{
-    json_schema, AuditBuffer, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings,
+    json_schema, AuditBuffer, BundleExpiry, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings,
     PolicySettings, WhenFull,
 };
 pub use pin::{collisions, suspicions, tool_fingerprint, tool_suspicions, Collision, PinSet, Review, ToolState};
