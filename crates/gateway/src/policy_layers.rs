@@ -163,6 +163,19 @@ fn write_copy(path: &Path, copy: &SignedCopy) -> Result<(), crate::home::HomeErr
     write_private(path, &copy.document)
 }
 
+/// Where the delivered bundle and the last good copies are.
+struct BundleFiles {
+    delivered: PathBuf,
+    home_copy: PathBuf,
+    managed_copy: PathBuf,
+}
+
+impl BundleFiles {
+    fn of(home: &Home) -> Self {
+        BundleFiles { delivered: bundle_path(home), home_copy: accepted_path(home), managed_copy: managed_copy_path() }
+    }
+}
+
 /// The bundle chosen to be in force and what it is.
 struct Chosen {
     bundle: VerifiedBundle,
@@ -173,10 +186,15 @@ struct Chosen {
 /// is not older than the floor; otherwise the last good one (the newest kept copy that
 /// verifies, expired or not). The floor is the newest version among the kept copies
 /// whose signature verifies.
-fn choose(home: &Home, keeper: &BundleKeeper, key: Option<&str>, rejected: &mut Vec<LayerError>) -> Option<Chosen> {
-    let delivered_path = bundle_path(home);
-    let home_copy = accepted_path(home);
-    let managed_copy = managed_copy_path();
+fn choose(
+    files: &BundleFiles,
+    keeper: &BundleKeeper,
+    key: Option<&str>,
+    now: i64,
+    rejected: &mut Vec<LayerError>,
+) -> Option<Chosen> {
+    let delivered_path = files.delivered.clone();
+    let (home_copy, managed_copy) = (&files.home_copy, &files.managed_copy);
     let mut kept: Vec<(VerifiedBundle, SignedCopy)> = Vec::new();
     let memory = keeper.last_good();
     if let Some(copy) = &memory {
@@ -185,12 +203,12 @@ fn choose(home: &Home, keeper: &BundleKeeper, key: Option<&str>, rejected: &mut 
             Err(e) => rejected.push(LayerError::Policy(format!("the bundle in force no longer verifies: {e}"))),
         }
     }
-    for path in [&managed_copy, &home_copy] {
+    for path in [managed_copy, home_copy] {
         match read_copy(path) {
             Ok(Some(copy)) => match verify_kept_bundle(&copy.document, Some(&copy.signature), key, None) {
                 Ok(b) => kept.push((b, copy)),
                 Err(e) => rejected.push(LayerError::File {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     message: format!("this copy of the last good bundle is ignored: {e}"),
                 }),
             },
@@ -217,7 +235,7 @@ fn choose(home: &Home, keeper: &BundleKeeper, key: Option<&str>, rejected: &mut 
         Some(copy) if last_good.as_ref().is_some_and(|(_, good)| *good == copy) => {}
         Some(copy) => {
             let signature = Some(copy.signature.as_str()).filter(|s| !s.trim().is_empty());
-            match verify_bundle(&copy.document, signature, key, now_unix(), floor) {
+            match verify_bundle(&copy.document, signature, key, now, floor) {
                 Ok(bundle) => return Some(Chosen { bundle, copy }),
                 Err(e) => rejected.push(LayerError::File { path: delivered_path, message: e.to_string() }),
             }
@@ -238,15 +256,15 @@ fn choose(home: &Home, keeper: &BundleKeeper, key: Option<&str>, rejected: &mut 
 
 /// Keeps the bundle in force as the last good one, in the data directory and, where this
 /// process may write there, in the managed location (each written only when it differs).
-fn keep_copies(home: &Home, copy: &SignedCopy) {
-    for (path, admin_only) in [(accepted_path(home), false), (managed_copy_path(), true)] {
-        if read_copy(&path).ok().flatten().as_ref() == Some(copy) {
+fn keep_copies(files: &BundleFiles, copy: &SignedCopy) {
+    for (path, admin_only) in [(&files.home_copy, false), (&files.managed_copy, true)] {
+        if read_copy(path).ok().flatten().as_ref() == Some(copy) {
             continue;
         }
         if admin_only && !path.parent().is_some_and(Path::is_dir) {
             continue;
         }
-        match write_copy(&path, copy) {
+        match write_copy(path, copy) {
             Ok(()) => {}
             Err(crate::home::HomeError::Io { source, .. })
                 if admin_only && source.kind() == std::io::ErrorKind::PermissionDenied =>
@@ -273,13 +291,24 @@ pub fn load_with(
     let managed = read_managed()?;
     let user = with_added_rules(user)?;
     let settings = managed.as_ref().map(|m| m.managed.clone()).unwrap_or_default();
-    let key = settings.bundle_public_key.as_deref();
     let mut rejected = Vec::new();
-    let chosen = choose(home, keeper, key, &mut rejected);
-    let bundle = match chosen {
+    let bundle = bundle_layer(&BundleFiles::of(home), keeper, &settings, now_unix(), &mut rejected);
+    Ok((Layers { user, managed, bundle }, rejected))
+}
+
+/// The bundle layer: the bundle in force (as its expiry makes it), kept as the last good.
+fn bundle_layer(
+    files: &BundleFiles,
+    keeper: &BundleKeeper,
+    settings: &countersign_policy::ManagedSettings,
+    now: i64,
+    rejected: &mut Vec<LayerError>,
+) -> Option<(PolicySettings, u64)> {
+    let key = settings.bundle_public_key.as_deref();
+    match choose(files, keeper, key, now, rejected) {
         Some(Chosen { bundle, copy, .. }) => {
-            keep_copies(home, &copy);
-            let expired = bundle.is_expired(now_unix());
+            keep_copies(files, &copy);
+            let expired = bundle.is_expired(now);
             let in_force = InForce {
                 version: bundle.header.version,
                 expires: bundle.header.expires.clone(),
@@ -295,8 +324,7 @@ pub fn load_with(
             keeper.keep(None, None);
             None
         }
-    };
-    Ok((Layers { user, managed, bundle }, rejected))
+    }
 }
 
 /// Loads the layers and compiles them (as a command does).
@@ -354,4 +382,135 @@ pub fn prepare(home: &Home) {
     }
     #[cfg(not(unix))]
     let _ = builder.create(&dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use countersign_policy::BundleExpiry;
+
+    const NOW: i64 = 1_800_000_000; // 2027-01-15
+
+    struct It {
+        kp: minisign::KeyPair,
+    }
+
+    impl It {
+        fn new() -> Self {
+            It { kp: minisign::KeyPair::generate_unencrypted_keypair().unwrap() }
+        }
+        fn settings(&self, expiry: BundleExpiry) -> countersign_policy::ManagedSettings {
+            countersign_policy::ManagedSettings {
+                bundle_public_key: Some(self.kp.pk.to_base64()),
+                bundle_expiry: expiry,
+                ..Default::default()
+            }
+        }
+        fn bundle(&self, version: u64, expires: &str, deny: &str) -> SignedCopy {
+            let document =
+                format!("[bundle]\nversion = {version}\nexpires = \"{expires}\"\n[policy]\ndeny = [\"{deny}\"]\n")
+                    .into_bytes();
+            let sig = minisign::sign(None, &self.kp.sk, std::io::Cursor::new(&document), None, None).unwrap();
+            SignedCopy { document, signature: sig.into_string() }
+        }
+    }
+
+    fn files(dir: &Path) -> BundleFiles {
+        std::fs::create_dir_all(dir.join("managed")).unwrap();
+        BundleFiles {
+            delivered: dir.join("bundle.toml"),
+            home_copy: dir.join("accepted.toml"),
+            managed_copy: dir.join("managed").join("last-good-bundle.toml"),
+        }
+    }
+
+    fn layer(
+        f: &BundleFiles,
+        k: &BundleKeeper,
+        s: &countersign_policy::ManagedSettings,
+    ) -> (Option<u64>, Vec<String>, Vec<String>) {
+        let mut rejected = Vec::new();
+        let b = bundle_layer(f, k, s, NOW, &mut rejected);
+        (
+            b.as_ref().map(|(_, v)| *v),
+            b.map(|(p, _)| p.deny).unwrap_or_default(),
+            rejected.iter().map(|e| e.to_string()).collect(),
+        )
+    }
+
+    #[test]
+    fn the_last_good_bundle_holds_when_the_delivered_one_and_its_copies_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let (it, f, k) = (It::new(), files(dir.path()), BundleKeeper::default());
+        let s = it.settings(BundleExpiry::KeepEnforcing);
+        write_copy(&f.delivered, &it.bundle(5, "2030-01-01T00:00:00Z", "mcp__gh__delete*")).unwrap();
+        assert_eq!(layer(&f, &k, &s).0, Some(5));
+        assert!(f.home_copy.exists() && f.managed_copy.exists(), "kept in the data folder and the managed location");
+        for p in [&f.delivered, &f.home_copy] {
+            std::fs::remove_file(p).unwrap();
+            std::fs::remove_file(signature_path(p)).unwrap();
+        }
+        let (v, deny, rejected) = layer(&f, &k, &s);
+        assert_eq!((v, deny), (Some(5), vec!["mcp__gh__delete*".to_string()]));
+        assert!(rejected.iter().any(|r| r.contains("missing; the last good bundle (version 5)")), "{rejected:?}");
+        // A fresh process (no memory) still finds it in the managed location.
+        std::fs::remove_file(&f.home_copy).unwrap();
+        assert_eq!(layer(&f, &BundleKeeper::default(), &s).0, Some(5));
+    }
+
+    #[test]
+    fn an_older_or_edited_floor_never_lowers_the_bundle_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let (it, f, k) = (It::new(), files(dir.path()), BundleKeeper::default());
+        let s = it.settings(BundleExpiry::KeepEnforcing);
+        write_copy(&f.delivered, &it.bundle(5, "2030-01-01T00:00:00Z", "mcp__a")).unwrap();
+        layer(&f, &k, &s);
+        // The floor file edited to a higher version: ignored and named, the bundle stays.
+        let floor = std::fs::read_to_string(&f.home_copy).unwrap().replace("version = 5", "version = 999");
+        std::fs::write(&f.home_copy, floor).unwrap();
+        let (v, _, rejected) = layer(&f, &k, &s);
+        assert_eq!(v, Some(5));
+        assert!(rejected.iter().any(|r| r.contains("accepted.toml") && r.contains("does not verify")), "{rejected:?}");
+        // The floor files deleted and an older signed bundle delivered: refused.
+        for p in [&f.home_copy, &f.managed_copy] {
+            std::fs::remove_file(p).unwrap();
+        }
+        write_copy(&f.delivered, &it.bundle(4, "2030-01-01T00:00:00Z", "mcp__nothing")).unwrap();
+        let (v, deny, rejected) = layer(&f, &k, &s);
+        assert_eq!((v, deny), (Some(5), vec!["mcp__a".to_string()]));
+        assert!(rejected.iter().any(|r| r.contains("rollback refused")), "{rejected:?}");
+        // A newer one replaces it.
+        write_copy(&f.delivered, &it.bundle(6, "2030-01-01T00:00:00Z", "mcp__b")).unwrap();
+        assert_eq!(layer(&f, &k, &s).0, Some(6));
+        assert_eq!(k.floor(), Some(6));
+    }
+
+    #[test]
+    fn an_expired_last_good_bundle_does_what_managed_policy_says_and_a_new_expired_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (it, f) = (It::new(), files(dir.path()));
+        let expiring = it.bundle(5, "2027-01-15T00:00:00Z", "mcp__a");
+        // Accepted while valid (an hour before), then read after its expiry.
+        for (expiry, deny) in [
+            (BundleExpiry::KeepEnforcing, vec!["mcp__a".to_string()]),
+            (BundleExpiry::DenyGoverned, vec!["mcp__a".to_string()]),
+        ] {
+            let k = BundleKeeper::default();
+            let s = it.settings(expiry);
+            write_copy(&f.delivered, &expiring).unwrap();
+            let mut rejected = Vec::new();
+            assert!(bundle_layer(&f, &k, &s, 1_799_800_000, &mut rejected).is_some());
+            let (v, got, rejected) = layer(&f, &k, &s);
+            assert_eq!((v, got), (Some(5), deny), "{rejected:?}");
+            assert!(rejected.is_empty(), "the delivered file is the last good one: {rejected:?}");
+            assert!(k.in_force().unwrap().expired && k.warning().is_some());
+        }
+        // A bundle that arrives already expired never becomes the one in force.
+        let k = BundleKeeper::default();
+        let s = it.settings(BundleExpiry::KeepEnforcing);
+        write_copy(&f.delivered, &it.bundle(9, "2001-01-01T00:00:00Z", "mcp__nothing")).unwrap();
+        let (v, _, rejected) = layer(&f, &k, &s);
+        assert_eq!(v, Some(5), "the kept copy stays");
+        assert!(rejected.iter().any(|r| r.contains("expired")), "{rejected:?}");
+    }
 }
