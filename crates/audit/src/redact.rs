@@ -187,7 +187,7 @@ fn embedded_tokens(text: &str) -> Vec<std::ops::Range<usize>> {
                 end += 1;
             }
             (parts == 3 && end >= 32).then_some(end)
-        } else if rest.len() > 7 && rest[..7].eq_ignore_ascii_case("bearer ") {
+        } else if rest.len() > 7 && rest.as_bytes()[..7].eq_ignore_ascii_case(b"bearer ") {
             let end = 7 + rest[7..]
                 .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',')
                 .unwrap_or(rest.len() - 7);
@@ -303,7 +303,12 @@ mod tests {
         assert!(matches!(r.redact_text("nothing secret here"), std::borrow::Cow::Borrowed(_)));
         assert!(r.redact_text("short cst_abc").contains("cst_abc"), "too short to be a token");
         assert_eq!(scrub(&line), "ENOENT: no such file '/tmp/key=[redacted]'");
-        let wide = format!("é→{CST}✓ Bearer ü");
+        let wide = format!("é→{CST}✓ Bearer ü bearer\u{301}x Beare→ /tmp/x/café/ée");
         assert!(!r.redact_text(&wide).contains(CST), "non-ASCII around a token");
+        // Every prefix of a string full of multi-byte characters is scanned without a panic.
+        for (i, _) in wide.char_indices() {
+            let _ = r.redact_text(&wide[i..]);
+            let _ = scrub(&wide[i..]);
+        }
     }
 }
