@@ -295,6 +295,29 @@ mod tests {
     }
 
     #[test]
+    fn no_text_made_of_token_pieces_and_wide_characters_panics_or_keeps_a_token() {
+        let pieces =
+            ["cst_", "Bearer ", "bearer", "eyJ", ".", "=", "é", "\u{301}", "→", "0123456789ab", "-", "_", " ", "\""];
+        let r = Redactor::new(b"salt");
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..(seed % 12) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            let out = r.redact_text(&text);
+            let _ = scrub(&text);
+            let _ = r.redact(&json!({ "v": text }));
+            if text.starts_with("cst_0123456789ab") {
+                assert!(!out.contains("cst_0123456789ab"), "{text:?} -> {out:?}");
+            }
+        }
+    }
+
+    #[test]
     fn free_text_is_redacted_the_same_way() {
         let r = Redactor::new(b"salt");
         let line = format!("ENOENT: no such file '/tmp/key={CST}'");
