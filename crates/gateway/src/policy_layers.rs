@@ -148,12 +148,22 @@ fn with_added_rules(user: &PolicySettings) -> Result<PolicySettings, LayerError>
 
 /// A signed bundle as stored at `path` (and its signature beside it), if there is one.
 fn read_copy(path: &Path) -> Result<Option<SignedCopy>, LayerError> {
+    // Only a regular file is read: a FIFO put in its place would block the reload.
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            return Err(LayerError::File { path: path.into(), message: "not a regular file".into() });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        _ => {}
+    }
     let document = match std::fs::read(path) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(LayerError::File { path: path.into(), message: format!("cannot read: {e}") }),
     };
-    let signature = std::fs::read_to_string(signature_path(path)).unwrap_or_default();
+    let sig_path = signature_path(path);
+    let signature =
+        if sig_path.is_file() { std::fs::read_to_string(sig_path).unwrap_or_default() } else { String::new() };
     Ok(Some(SignedCopy { document, signature }))
 }
 
@@ -456,6 +466,22 @@ mod tests {
         // A fresh process (no memory) still finds it in the managed location.
         std::fs::remove_file(&f.home_copy).unwrap();
         assert_eq!(layer(&f, &BundleKeeper::default(), &s).0, Some(5));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_in_place_of_a_bundle_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let (it, f, k) = (It::new(), files(dir.path()), BundleKeeper::default());
+        let s = it.settings(BundleExpiry::KeepEnforcing);
+        write_copy(&f.delivered, &it.bundle(5, "2030-01-01T00:00:00Z", "mcp__a")).unwrap();
+        layer(&f, &k, &s);
+        std::fs::remove_file(&f.delivered).unwrap();
+        let path = std::ffi::CString::new(f.delivered.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let (v, _, rejected) = layer(&f, &k, &s);
+        assert_eq!(v, Some(5));
+        assert!(rejected.iter().any(|r| r.contains("not a regular file")), "{rejected:?}");
     }
 
     #[test]

@@ -94,9 +94,10 @@ pub(super) fn spawn(
     tokio::spawn(async move {
         let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(8192));
         while let Some(Ok(line)) = lines.next().await {
-            let shown: String = line.chars().take(1000).collect();
-            // A server may echo what it was called with: no token reaches the log.
-            tracing::info!(server, "stderr: {}", countersign_audit::scrub_log_text(&shown));
+            // A server may echo what it was called with: no token reaches the log (scrubbed
+            // before the line is cut, so no piece of a token is left at the cut).
+            let shown: String = countersign_audit::scrub_log_text(&line).chars().take(1000).collect();
+            tracing::info!(server, "stderr: {shown}");
         }
     });
 
