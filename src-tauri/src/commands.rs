@@ -27,6 +27,8 @@ pub struct AppStatus {
     plaintext_secrets: Vec<String>,
     /// Set while policy requires AI clients to route through Countersign and some do not.
     routing_warning: Option<String>,
+    /// Set while the managed policy bundle in force has expired.
+    policy_warning: Option<String>,
 }
 
 #[tauri::command]
@@ -46,6 +48,7 @@ pub fn status(state: State<'_, AppState>) -> AppStatus {
             .map(|found| found.iter().map(|f| f.field()).collect())
             .unwrap_or_default(),
         routing_warning: shared.as_ref().and_then(|s| s.routing_warning.lock().ok().and_then(|w| w.clone())),
+        policy_warning: shared.as_ref().and_then(|s| s.bundles.warning()),
     }
 }
 

@@ -61,6 +61,7 @@ pub fn refresh(app: &AppHandle) {
     let paused = state.shared().is_some_and(|s| s.paused.load(std::sync::atomic::Ordering::SeqCst));
     let error = state.gateway_error().is_some();
     let bypassed = state.shared().and_then(|s| s.routing_warning.lock().ok().and_then(|w| w.clone()));
+    let expired = state.shared().and_then(|s| s.bundles.warning());
     if let Some(items) = app.try_state::<TrayItems>() {
         let text = match count {
             0 => "No pending approvals".to_string(),
@@ -76,7 +77,7 @@ pub fn refresh(app: &AppHandle) {
         });
     }
     if let Some(tray) = app.tray_by_id("main") {
-        let icon = if count > 0 || paused || error || bypassed.is_some() { PENDING } else { IDLE };
+        let icon = if count > 0 || paused || error || bypassed.is_some() || expired.is_some() { PENDING } else { IDLE };
         if let Ok(image) = Image::from_bytes(icon) {
             let _ = tray.set_icon(Some(image));
         }
@@ -88,6 +89,8 @@ pub fn refresh(app: &AppHandle) {
             format!("Countersign: {count} waiting for approval")
         } else if bypassed.is_some() {
             "Countersign: AI clients use servers around it, as your organisation does not allow".to_string()
+        } else if expired.is_some() {
+            "Countersign: your organisation's policy has expired and could not be renewed".to_string()
         } else {
             "Countersign".to_string()
         };

@@ -70,7 +70,8 @@ class App(_h.CountersignCli):
             f"args = [\"{self.files}\"]\ntrusted = true\n"
         )
         self.env = {**os.environ, "COUNTERSIGN_HOME": str(self.home), "COUNTERSIGN_CONFIG": str(self.config),
-                    "COUNTERSIGN_MANAGED_DIR": str(tmp / "managed"), "COUNTERSIGN_LOG": "info"}
+                    "COUNTERSIGN_TEST_OS_MANAGED_DIR": str(tmp / "managed"), "COUNTERSIGN_MANAGED_DIR": str(tmp / "managed"),
+                    "COUNTERSIGN_LOG": "info"}
         self.log_path = tmp / "app.log"
         self.bus_log = tmp / "notifications.log"
 

@@ -355,10 +355,15 @@ class Gateway(CountersignCli):
         self.home = tmp / "home"
         self.config = config
         # Managed policy comes from this folder (empty unless a test writes managed.toml),
-        # never from the machine's /etc/countersign.
+        # never from the machine's /etc/countersign: in debug builds only,
+        # COUNTERSIGN_TEST_OS_MANAGED_DIR stands it in for the OS location.
+        # COUNTERSIGN_MANAGED_DIR is a folder a user adds, which can only tighten; naming
+        # the same folder adds nothing, and lets builds from before issue 15 (which took it
+        # as the OS location) run these tests too.
         self.managed = tmp / "managed"
         self.managed.mkdir(exist_ok=True)
-        self.env = {**os.environ, "COUNTERSIGN_HOME": str(self.home), "COUNTERSIGN_MANAGED_DIR": str(self.managed),
+        self.env = {**os.environ, "COUNTERSIGN_HOME": str(self.home), "COUNTERSIGN_TEST_OS_MANAGED_DIR": str(self.managed),
+                    "COUNTERSIGN_MANAGED_DIR": str(self.managed),
                     "COUNTERSIGN_LOG": os.environ.get("COUNTERSIGN_LOG", "info")}
         self.log_path = tmp / "gateway.log"
         self.proc: subprocess.Popen | None = None

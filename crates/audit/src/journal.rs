@@ -162,6 +162,10 @@ impl Journal {
             Synchronous::Normal => SqliteSynchronous::Normal,
             Synchronous::Full => SqliteSynchronous::Full,
         };
+        crate::file_mode::make_private(path).map_err(|e| JournalError::Writer {
+            path: path.to_path_buf(),
+            message: format!("cannot make the journal's files owner-only: {e}"),
+        })?;
         let connect = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|source| JournalError::Open { path: path.to_path_buf(), source })?
             .filename(path)

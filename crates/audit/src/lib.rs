@@ -10,6 +10,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+mod file_mode;
 mod journal;
 pub mod outbox;
 mod record;
@@ -23,4 +24,4 @@ pub use journal::{
     START_RULE,
 };
 pub use record::{now_rfc3339, Approval, Outcome, OutcomeRecord, Record, RecordKind};
-pub use redact::Redactor;
+pub use redact::{scrub as scrub_log_text, Redactor};

@@ -50,6 +50,9 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
         body["pid"],
         body["policy_version"].as_str().unwrap_or("?")
     );
+    if let Some(warning) = body["policy_warning"].as_str() {
+        println!("Warning: {warning}");
+    }
     println!("Servers:");
     for s in body["servers"].as_array().into_iter().flatten() {
         println!(

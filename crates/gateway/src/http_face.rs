@@ -586,6 +586,8 @@ async fn status(State(face): State<Face>, req: Request<Body>) -> Response {
         "listen": face.listen.to_string(),
         "config": face.shared.config.path.as_ref().map(|p| p.display().to_string()),
         "policy_version": face.shared.policy.load().version(),
+        // Set while the managed bundle in force has expired (the tray shows it too).
+        "policy_warning": face.shared.bundles.warning(),
         "blocked_tools": face.shared.pins.lock().map(|p| p.report()).unwrap_or_default(),
         "servers": servers,
         "sessions": sessions,

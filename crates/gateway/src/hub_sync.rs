@@ -5,7 +5,8 @@
 //! interval, backing off exponentially (with jitter) while the hub cannot be reached.
 //! Nothing is dropped: unacknowledged records stay in the journal and go again; the hub
 //! deduplicates by id. `run_policy` keeps a long poll open for newly published policy
-//! bundles and drops them where the policy watcher verifies and loads them.
+//! bundles, verifies each against the managed key and the rollback floor, and drops the
+//! good ones where the policy watcher verifies and loads them.
 
 use crate::config::SyncSettings;
 use crate::home::{write_private, Home};
@@ -28,6 +29,8 @@ pub enum SyncError {
     Refused { url: String, status: u16, message: String },
     #[error(transparent)]
     Outbox(#[from] countersign_audit::outbox::OutboxError),
+    #[error("the hub's policy bundle version {version} is refused, the one in force stays: {message}")]
+    Bundle { version: i64, message: String },
     #[error("{0}")]
     Local(String),
 }
@@ -246,24 +249,26 @@ pub async fn hub_checkpoint(home: &Home) -> Result<Option<countersign_audit::che
     resp.json().await.map(Some).map_err(|e| unreachable(&link.url, e))
 }
 
-/// The version of the bundle this device holds (the one delivered last).
-fn held_version(home: &Home) -> Option<i64> {
-    let text = std::fs::read_to_string(crate::policy_layers::bundle_path(home)).ok()?;
-    let doc: toml::Value = toml::from_str(&text).ok()?;
-    doc.get("bundle")?.get("version")?.as_integer()
-}
-
-/// Asks the hub for a policy bundle newer than the one held, waiting up to `wait_secs`
-/// for one to be published. A new bundle is written beside the data directory's policy
-/// files, where the policy watcher verifies it against the managed key and loads it.
-/// Returns the new version, if one came.
-pub async fn fetch_policy(home: &Home, wait_secs: u64) -> Result<Option<i64>, SyncError> {
+/// Asks the hub for a policy bundle newer than the one in force, waiting up to
+/// `wait_secs` for one to be published. What comes back is verified here first, against
+/// the managed key and the rollback floor (the version in force): an older version than
+/// the floor, an expired, unsigned or wrongly signed bundle is refused and never written.
+/// A good one is written where the policy watcher verifies it again and loads it. Returns
+/// the new version, if one came.
+pub async fn fetch_policy(
+    home: &Home,
+    bundles: &crate::managed_bundle::BundleKeeper,
+    wait_secs: u64,
+) -> Result<Option<i64>, SyncError> {
     let (link, credential) = enrolled(home).await?;
+    let floor = bundles.floor();
     let mut req = client()?
         .get(format!("{}/v1/policy/bundle", link.url))
         .query(&[("wait", wait_secs)])
         .bearer_auth(credential.expose());
-    if let Some(v) = held_version(home) {
+    // The version in force, never the delivered file's own say-so (an edited file must
+    // not stop deliveries).
+    if let Some(v) = floor {
         req = req.header(reqwest::header::IF_NONE_MATCH, format!("\"{v}\""));
     }
     let resp = req.send().await.map_err(|e| unreachable(&link.url, e))?;
@@ -279,6 +284,21 @@ pub async fn fetch_policy(home: &Home, wait_secs: u64) -> Result<Option<i64>, Sy
         signature: String,
     }
     let bundle: Bundle = resp.json().await.map_err(|e| unreachable(&link.url, e))?;
+    let key = crate::policy_layers::bundle_key().map_err(|e| SyncError::Local(e.to_string()))?;
+    let checked = countersign_policy::verify_bundle(
+        bundle.document.as_bytes(),
+        Some(&bundle.signature),
+        key.as_deref(),
+        crate::clock::now_unix(),
+        floor,
+    )
+    .map_err(|e| SyncError::Bundle { version: bundle.version, message: e.to_string() })?;
+    if checked.header.version as i64 != bundle.version {
+        return Err(SyncError::Bundle {
+            version: bundle.version,
+            message: format!("the signed document says version {}", checked.header.version),
+        });
+    }
     let path = crate::policy_layers::bundle_path(home);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| SyncError::Local(format!("{}: {e}", dir.display())))?;
@@ -294,22 +314,39 @@ pub async fn fetch_policy(home: &Home, wait_secs: u64) -> Result<Option<i64>, Sy
 }
 
 /// Keeps a long poll open to the hub for new policy while the gateway runs (when the
-/// device is enrolled), backing off while the hub cannot be reached.
+/// device is enrolled), backing off while the hub cannot be reached or offers a bundle
+/// that is refused (each refusal recorded once in the journal).
 pub async fn run_policy(gateway: std::sync::Weak<crate::shared::Shared>, home: Home) {
     let mut backoff = Duration::from_secs(2);
+    let mut last_refusal: Option<String> = None;
     loop {
-        if gateway.strong_count() == 0 {
-            return;
-        }
+        let Some(bundles) = gateway.upgrade().map(|s| s.bundles.clone()) else { return };
         if HubLink::load(&home).is_none() {
             // Enrollment may happen while the gateway runs; a file check a second is cheap.
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        match fetch_policy(&home, 25).await {
+        match fetch_policy(&home, &bundles, 25).await {
             Ok(_) => backoff = Duration::from_secs(2),
             Err(e) => {
-                tracing::debug!("policy fetch: {e}; next try in {} s", backoff.as_secs());
+                if let SyncError::Bundle { .. } = &e {
+                    let why = e.to_string();
+                    tracing::error!("{why}");
+                    if last_refusal.as_ref() != Some(&why) {
+                        if let Some(shared) = gateway.upgrade() {
+                            shared.policy_event(crate::shared::PolicyEvent {
+                                decision: "deny",
+                                rule: "policy-layer",
+                                reason: why.clone(),
+                                server: None,
+                                tool: None,
+                            });
+                        }
+                        last_refusal = Some(why);
+                    }
+                } else {
+                    tracing::debug!("policy fetch: {e}; next try in {} s", backoff.as_secs());
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(60));
             }

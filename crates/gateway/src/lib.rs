@@ -27,6 +27,7 @@ pub mod http_face;
 pub mod hub_sync;
 mod journal_upkeep;
 mod listener;
+pub mod managed_bundle;
 pub mod message;
 pub mod pins;
 pub mod policy_layers;

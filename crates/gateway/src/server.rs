@@ -35,7 +35,7 @@ pub struct Running {
     pub shared: Arc<Shared>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     home: Home,
-    _policy_watch: Option<notify::RecommendedWatcher>,
+    _policy_watch: Option<crate::policy_watch::PolicyWatch>,
 }
 
 impl Running {
@@ -68,8 +68,9 @@ pub async fn start(config: Config, home: Home) -> Result<Running, ServeError> {
 
 pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>) -> Result<Running, ServeError> {
     crate::policy_layers::prepare(&home);
-    let (policy, rejected) =
-        crate::policy_layers::compile(&config.policy, &home).map_err(|e| ServeError::Policy(e.to_string()))?;
+    let bundles = Arc::new(crate::managed_bundle::BundleKeeper::default());
+    let (policy, rejected) = crate::policy_layers::compile_with(&config.policy, &home, &bundles)
+        .map_err(|e| ServeError::Policy(e.to_string()))?;
     for e in rejected {
         tracing::error!("policy layer rejected, the last good one stays: {e}");
     }
@@ -97,6 +98,7 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         device: home.device_id()?,
         servers: arc_swap::ArcSwap::from_pointee(config.servers.clone()),
         routing_warning: Mutex::new(None),
+        bundles,
         config,
         policy: arc_swap::ArcSwap::from_pointee(policy),
         grants: Mutex::new(GrantBook::default()),
@@ -122,6 +124,7 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         Err(e) => return Err(e.into()),
     }
     crate::session::spawn_sweeper(Arc::downgrade(&shared));
+    crate::policy_watch::announce_expiry(&shared);
     for p in shared.config.plaintext_secrets() {
         tracing::warn!(
             "servers.{}.{}.{} looks like a credential written in plain text; move it into the keychain with \

@@ -56,6 +56,8 @@ pub struct Shared {
     /// Set while policy requires AI clients to route through Countersign and some do not
     /// (or use servers off the allowed list): what the tray warns about.
     pub routing_warning: Mutex<Option<String>>,
+    /// The managed bundle's last good copy (the rollback floor) and whether it expired.
+    pub bundles: Arc<crate::managed_bundle::BundleKeeper>,
     /// Wakes the sweeper that fails requests past `limits.request_timeout_secs`.
     pub deadlines: crate::session::Deadlines,
 }

@@ -235,6 +235,10 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
             let what = r.reason.clone().unwrap_or_else(|| "servers configured around Countersign".into());
             alert(&mut tx, device, "shadow-servers", what).await?;
         }
+        if r.rule.as_deref() == Some(countersign_policy::EXPIRED_RULE) && r.decision == "deny" {
+            let what = r.reason.clone().unwrap_or_else(|| "the managed policy bundle in force expired".into());
+            alert(&mut tx, device, "policy-expired", what).await?;
+        }
         if r.hash.is_none() {
             continue;
         }

@@ -159,6 +159,11 @@ pub struct ManagedSettings {
     /// for long (`[managed.audit]`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub audit: AuditBuffer,
+    /// What the last good signed bundle does once it has expired (the hub out of reach,
+    /// sync stopped) and no newer one has replaced it. Either way it never simply drops
+    /// away, the tray and `countersign status` warn, and the hub raises an alert.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub bundle_expiry: BundleExpiry,
 }
 
 impl Default for ManagedSettings {
@@ -168,8 +173,21 @@ impl Default for ManagedSettings {
             user_may_allow: true,
             start_at_login: None,
             audit: Default::default(),
+            bundle_expiry: Default::default(),
         }
     }
+}
+
+/// What an expired last good bundle does until a newer one arrives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BundleExpiry {
+    /// Its rules stay in force exactly as they were (the default).
+    #[default]
+    KeepEnforcing,
+    /// Every tool it named in a rule (allow, ask or deny), and every class whose default
+    /// it set, is denied.
+    DenyGoverned,
 }
 
 /// The local journal's bounds (`[managed.audit]`).

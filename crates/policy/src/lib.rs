@@ -31,7 +31,10 @@ mod rule;
 mod servers;
 pub mod shown;
 
-pub use bundle::{verify as verify_bundle, BundleError, BundleHeader, VerifiedBundle};
+pub use bundle::{
+    expired_policy, verify as verify_bundle, verify_kept as verify_kept_bundle, BundleError, BundleHeader,
+    VerifiedBundle, EXPIRED_RULE,
+};
 pub use canonical::{args_hash, canonical_json};
 pub use catalog::{Catalog, CatalogEntry};
 pub use class::{ClassSource, Classification, ToolClass};
@@ -43,7 +46,7 @@ pub use input::{
     Access, AccessInput, CallInput, Gate, Identity, ServerInfo, ServerOrigin, Standing, ToolDef, ToolHints,
 };
 pub use layers::{
-    json_schema, AuditBuffer, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings,
+    json_schema, AuditBuffer, BundleExpiry, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings,
     PolicySettings, WhenFull,
 };
 pub use pin::{collisions, suspicions, tool_fingerprint, tool_suspicions, Collision, PinSet, Review, ToolState};

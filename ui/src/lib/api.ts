@@ -32,6 +32,8 @@ export interface AppStatus {
   grant_lengths: GrantLength[];
   plaintext_secrets: string[];
   routing_warning: string | null;
+  /** Set while the managed policy bundle in force has expired. */
+  policy_warning: string | null;
 }
 
 export interface Grant {

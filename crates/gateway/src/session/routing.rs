@@ -280,6 +280,8 @@ impl Session {
     fn settle(&self, pending: Pending, mut env: Envelope) {
         if let Some((record_id, started)) = pending.audit {
             let (result, detail) = classify_answer(&env);
+            // A server's error may repeat the arguments: tokens in it are redacted too.
+            let detail = detail.map(|d| self.shared.redactor.redact_text(&d).into_owned());
             self.shared.outcome(outcome(record_id, started, result, detail.as_deref()));
         }
         match pending.reply {

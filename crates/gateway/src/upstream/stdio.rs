@@ -1,5 +1,5 @@
 //! A local MCP server as a child process speaking newline-delimited JSON on stdin/stdout.
-//! Its stderr goes to the log. Lines longer than the limit end the process; so does
+//! Its stderr goes to the log, tokens in it redacted. Lines longer than the limit end the process; so does
 //! dropping the link. The child runs in its own process group so that helpers it starts
 //! (`npx` starts `node`) end with it, and it is always waited for: no zombies.
 
@@ -94,7 +94,9 @@ pub(super) fn spawn(
     tokio::spawn(async move {
         let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(8192));
         while let Some(Ok(line)) = lines.next().await {
-            let shown: String = line.chars().take(1000).collect();
+            // A server may echo what it was called with: no token reaches the log (scrubbed
+            // before the line is cut, so no piece of a token is left at the cut).
+            let shown: String = countersign_audit::scrub_log_text(&line).chars().take(1000).collect();
             tracing::info!(server, "stderr: {shown}");
         }
     });
