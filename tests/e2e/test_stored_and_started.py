@@ -191,6 +191,9 @@ async def test_i15_10_a_confirmed_projects_servers_serve_only_that_project_and_l
     r = on_a_terminal(gw, ["clients", "install", "claude-code", "cursor", "--project", str(repo)], "y\n")
     assert r.returncode == 0, (r.stdout, r.stderr)
     entries = {p: json.loads(p.read_text())["mcpServers"]["helper"] for p in files}
+    gw.stop()
+    gw.start()
+    assert "helper" in {s["name"] for s in gw.status()["servers"]}, "the gateway runs with the project's server"
 
     # Another client's session on /mcp neither sees nor starts it, nor does /mcp/helper.
     async with connect(gw, "http", None) as client:
