@@ -98,6 +98,7 @@ pub async fn route_client(app: tauri::AppHandle, client: String) -> CmdResult<Ve
         projects: Vec::new(),
         program: shim_program()?,
         gateway: state.listen(),
+        approved: Vec::new(),
     };
     let policy = shared.policy.load_full();
     let lookup = |var: &str| std::env::var(var).ok();

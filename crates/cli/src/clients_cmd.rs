@@ -1,17 +1,25 @@
 //! `countersign clients list | install | uninstall`: the AI clients on this machine, and
 //! routing them through Countersign and back. Prints what changed, where the backups
 //! are, and which clients must restart to notice.
+//!
+//! A project folder's servers (`install --project DIR`) were chosen by whoever wrote the
+//! project's files, a repository cloned from anywhere: each one's command is printed and
+//! nothing of a project is routed until the person agrees, at a prompt on a terminal or
+//! with `--yes` (the commands printed first all the same). Off a terminal without
+//! `--yes`, nothing is changed.
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use countersign_clients::read::Transport;
 use countersign_clients::{ClientKind, Env, Route};
+use countersign_gateway::client_routing::review::{self, ProjectServer};
 use countersign_gateway::client_routing::{self, FileOutcome, Options};
 use countersign_gateway::config_file::{self, Chosen};
 use countersign_gateway::{policy_layers, Config, Home};
 // Names, commands and paths in clients' files are anyone's (a cloned repository's
 // `.mcp.json`): printed with hidden characters as visible escapes.
 use countersign_policy::shown::visible as v;
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -33,13 +41,18 @@ pub enum ClientsCommand {
         /// Clients to route (claude-desktop, claude-code, cursor, vs-code, windsurf, zed,
         /// cline, continue, gemini-cli, codex-cli, goose, lm-studio); default: all found.
         clients: Vec<String>,
-        /// Also route these project folders' own files.
+        /// Also route these project folders' own files. Their servers are shown and
+        /// routed only once you agree; they then serve that project's own entries only.
         #[arg(long = "project", value_name = "DIR")]
         projects: Vec<PathBuf>,
         /// Countersign's config file to add the servers to. Default: COUNTERSIGN_CONFIG,
         /// else the running gateway's, else config.toml in the data directory.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Route the project folders' servers as printed without asking (for scripts
+        /// that have read them). Without it, off a terminal, nothing is changed.
+        #[arg(long)]
+        yes: bool,
         #[arg(long)]
         json: bool,
     },
@@ -92,16 +105,23 @@ fn policy(home: &Home, config: &std::path::Path) -> Result<countersign_policy::P
 pub async fn run(home: &Home, command: ClientsCommand) -> Result<i32> {
     match command {
         ClientsCommand::List { projects, json } => list(home, &projects, json),
-        ClientsCommand::Install { clients, projects, config, json } => {
+        ClientsCommand::Install { clients, projects, config, json, yes } => {
             let clients = kinds(&clients)?;
             let chosen = config_path(home, config);
             let config = &chosen.path;
             let program =
                 std::env::current_exe().context("cannot tell where the countersign program is")?.display().to_string();
-            let options = Options { clients, projects, program, gateway: Some(gateway(home, config)) };
+            let projects = projects
+                .iter()
+                .map(|p| std::path::absolute(p).with_context(|| format!("{}: not a folder path", p.display())))
+                .collect::<Result<Vec<_>>>()?;
+            let env = env()?;
+            let mut options =
+                Options { clients, projects, program, gateway: Some(gateway(home, config)), approved: Vec::new() };
+            options.approved = confirm_projects(&env, &options, yes, json)?;
             let policy = policy(home, config)?;
             let lookup = |var: &str| std::env::var(var).ok();
-            let outcomes = client_routing::install(home, config, &env()?, &policy, &options, &lookup).await?;
+            let outcomes = client_routing::install(home, config, &env, &policy, &options, &lookup).await?;
             report(&outcomes, json, "routed through Countersign", &chosen)
         }
         ClientsCommand::Uninstall { clients, config, json } => {
@@ -111,6 +131,51 @@ pub async fn run(home: &Home, command: ClientsCommand) -> Result<i32> {
             report(&outcomes, json, "direct again", &chosen)
         }
     }
+}
+
+/// Shows what the project folders' servers run and asks before any is routed (see the
+/// module's note); returns those agreed to.
+fn confirm_projects(env: &Env, options: &Options, yes: bool, json: bool) -> Result<Vec<ProjectServer>> {
+    let found = review::project_servers(env, &options.projects, &options.clients, options.gateway);
+    if found.is_empty() {
+        return Ok(found);
+    }
+    let mut out: Box<dyn Write> = if json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    writeln!(out, "These servers come from project folders: the project's files, not you, chose what they run.")?;
+    let mut project = None;
+    for p in &found {
+        if project != Some(&p.project) {
+            writeln!(out, "Project {}:", review::escaped(&p.project.display().to_string()))?;
+            project = Some(&p.project);
+        }
+        for line in p.describe() {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    writeln!(
+        out,
+        "Once routed, each runs on this computer when that project's own entry asks for it, and serves no other \
+         client."
+    )?;
+    if yes {
+        writeln!(out, "--yes: routing the {} server(s) above as shown.", found.len())?;
+        return Ok(found);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "{} project server(s) were not routed and nothing was changed: read what they run above, then run \
+             this again on a terminal to be asked, or with --yes",
+            found.len()
+        );
+    }
+    write!(out, "Route these {} project server(s) through Countersign? [y/N] ", found.len())?;
+    out.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).context("reading the answer")?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        bail!("not confirmed: nothing was changed");
+    }
+    Ok(found)
 }
 
 fn report(outcomes: &[FileOutcome], json: bool, done: &str, config: &Chosen) -> Result<i32> {
@@ -131,6 +196,13 @@ fn report(outcomes: &[FileOutcome], json: bool, done: &str, config: &Chosen) -> 
         }
         for s in &o.skipped {
             println!("  {:<20} not changed: {}", v(&s.name), v(&s.reason));
+        }
+        for r in &o.renamed_secrets {
+            println!(
+                "  keychain: `{}` is taken (by another reference or an item already there, left as it is); the \
+                 credential was stored as `{}`",
+                r.taken, r.stored_as
+            );
         }
         if let Some(e) = &o.error {
             println!("  not changed: {}", v(e));

@@ -140,7 +140,15 @@ pub async fn import(home: &Home, config: Option<PathBuf>, yes: bool) -> Result<i
     };
     let moved = secret_import::import(&path, ask).await?;
     for f in &moved {
-        println!("moved {} into the keychain as `{}`", f.field(), f.name);
+        match &f.instead_of {
+            None => println!("moved {} into the keychain as `{}`", f.field(), f.name),
+            Some(wanted) => println!(
+                "moved {} into the keychain as `{}`: `{wanted}` is taken (by another reference or a keychain item, \
+                 left as it is)",
+                f.field(),
+                f.name
+            ),
+        }
     }
     println!("{} secret(s) moved; {} now refers to them by name", moved.len(), path.display());
     Ok(0)

@@ -4,13 +4,17 @@
 //! clients that reach remote servers with headers. Keys that are not about how to reach
 //! the server (`disabled`, `autoApprove`, Goose's `name` and `timeout`…) are kept in place.
 //!
+//! A project's own file (`.mcp.json`, `.cursor/mcp.json`… in a repository's working tree)
+//! always gets the shim, whatever the client: a URL entry would carry the client's bearer
+//! token, and a file in a working tree is one `git commit -a` from being published.
+//!
 //! The shim entry names Countersign's data folder in its arguments rather than in an
 //! environment entry: arguments reach the program verbatim in every client, whereas each
 //! client spells its environment differently (`env`, Goose's `envs`, Zed's older nested
 //! form) and merges or trims it its own way; and a data folder inherited from elsewhere
 //! cannot override it.
 
-use crate::client::ClientKind;
+use crate::client::{ClientKind, Location, Scope};
 use serde_json::{json, Map, Value};
 
 /// How a client reaches Countersign.
@@ -29,6 +33,15 @@ pub fn via(kind: ClientKind) -> Via {
     match kind {
         ClaudeCode | Cursor | VsCode | Windsurf | Cline | GeminiCli | LmStudio => Via::Http,
         ClaudeDesktop | Zed | Continue | CodexCli | Goose => Via::Shim,
+    }
+}
+
+/// The way one file's entries are routed: a project's own file gets the shim (its entries
+/// hold no credential), a user's file the client's way ([`via`]).
+pub fn via_at(location: &Location) -> Via {
+    match location.scope {
+        Scope::Project(_) => Via::Shim,
+        Scope::User => via(location.client),
     }
 }
 
@@ -88,6 +101,7 @@ fn transport(kind: ClientKind, delivery: &Delivery) -> Map<String, Value> {
             let args = json!(["connect", server, "--home", home]);
             match kind {
                 Goose => json!({ "type": "stdio", "cmd": program, "args": args }),
+                VsCode => json!({ "type": "stdio", "command": program, "args": args }),
                 _ => json!({ "command": program, "args": args }),
             }
         }

@@ -5,11 +5,13 @@
 //! with a client token), byte for byte, with comments,
 //! unknown keys and layout elsewhere kept; routing again changes nothing; putting the
 //! originals back gives the original file byte for byte. `UPDATE_GOLDEN=1` rewrites them.
+//! A project's own files (`testdata/project/<client>/`) always get the shim: nothing in a
+//! repository's working tree may hold a token.
 
 use countersign_clients::client::{locations, Location};
 use countersign_clients::inventory::route_of;
 use countersign_clients::rewrite::{restore, route, servers};
-use countersign_clients::routing::{countersign_name, via, Delivery, Via};
+use countersign_clients::routing::{countersign_name, via_at, Delivery, Via};
 use countersign_clients::{ClientKind, Env, Os, Route};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,7 +46,7 @@ fn plan(location: &Location, text: &str) -> Vec<(countersign_clients::edit::Entr
         .filter(|s| route_of(s, Some(gateway)) == Route::Shadow)
         .map(|s| {
             let name = countersign_name(&s.name);
-            let delivery = match via(location.client) {
+            let delivery = match via_at(location) {
                 Via::Shim => Delivery::Shim { program: PROGRAM.into(), server: name, home: DATA.into() },
                 Via::Http => Delivery::Http { url: format!("http://{GATEWAY}/mcp/{name}"), token: TOKEN.into() },
             };
@@ -81,6 +83,46 @@ fn every_client_is_routed_and_put_back_byte_for_byte() {
         check_golden(&dir, "after-uninstall", &extension, &uninstalled);
         assert_eq!(uninstalled, original, "{kind:?}: uninstall gives the original back byte for byte");
     }
+}
+
+#[test]
+fn every_project_file_is_routed_through_the_shim_and_holds_no_token() {
+    let env = Env::for_home(Os::Linux, PathBuf::from("/home/ana"), None, None);
+    let project = PathBuf::from("/home/ana/src/cloned-repo");
+    let mut seen = Vec::new();
+    for location in locations(&env, std::slice::from_ref(&project)).into_iter().filter(|l| l.path.starts_with(&project))
+    {
+        let dir = testdata().join("project").join(location.client.slug());
+        let original_path = file_named(&dir, "original").unwrap();
+        let extension = original_path.extension().unwrap().to_str().unwrap().to_string();
+        let original = std::fs::read_to_string(&original_path).unwrap();
+
+        let steps = plan(&location, &original);
+        assert!(!steps.is_empty(), "{:?}: the golden original has a shadow server", location.client);
+        assert!(steps.iter().all(|(_, d)| matches!(d, Delivery::Shim { .. })), "{:?}: only the shim", location.client);
+        let (installed, routed) = route(&location, &original, &steps).unwrap();
+        check_golden(&dir, "after-install", &extension, &installed);
+        assert!(
+            !installed.contains(TOKEN) && !installed.contains("Bearer"),
+            "{:?}: no token in a project file",
+            location.client
+        );
+        for s in servers(&location, &installed).unwrap() {
+            assert_eq!(
+                route_of(&s, Some(GATEWAY.parse().unwrap())),
+                Route::Routed,
+                "{:?}: {}",
+                location.client,
+                s.name
+            );
+            assert!(s.headers.is_empty(), "{:?}: {} keeps no header", location.client, s.name);
+        }
+        let uninstalled = restore(&location, &installed, &routed).unwrap();
+        check_golden(&dir, "after-uninstall", &extension, &uninstalled);
+        assert_eq!(uninstalled, original, "{:?}: put back byte for byte", location.client);
+        seen.push(location.client);
+    }
+    assert_eq!(seen.len(), 5, "every client's project file is covered: {seen:?}");
 }
 
 #[test]

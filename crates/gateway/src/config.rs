@@ -5,7 +5,7 @@
 //! `command` and `url`, a non-loopback listen address or a malformed rule stops start-up.
 
 use countersign_policy::{
-    ClassDefaults, ClassOverride, GrantSettings, Policy, PolicySettings, Rule, ServerInfo, ServerOrigin,
+    ClassDefaults, ClassOverride, GrantSettings, Policy, PolicySettings, Rule, ServerInfo, ServerOrigin, ServerScope,
 };
 use countersign_vault::{SecretName, Setting};
 use serde::Deserialize;
@@ -144,20 +144,32 @@ pub struct PlaintextSecret {
 pub struct ServerConfig {
     pub transport: Transport,
     /// What the policy engine knows of this server (its name, how it is started or
-    /// reached, whether its annotations are trusted, its catalog entry), built once
-    /// when the config is read rather than on every call.
+    /// reached, whether its annotations are trusted, its catalog entry, its scope), built
+    /// once when the config is read rather than on every call.
     pub info: ServerInfo,
+    /// The project folder this server was added from (`project = DIR`): it serves only
+    /// that project's own entries, which connect with the project's client token
+    /// ([`crate::tokens::project_token_name`]).
+    pub project: Option<PathBuf>,
 }
 
 impl ServerConfig {
-    fn new(name: &str, transport: Transport, trusted: bool, catalog: Option<String>) -> Self {
+    fn new(name: &str, transport: Transport, trusted: bool, catalog: Option<String>, project: Option<PathBuf>) -> Self {
         let origin = match &transport {
             Transport::Stdio { command, args, .. } => {
                 ServerOrigin::Command { command: command.clone(), args: args.clone() }
             }
             Transport::Http { url, .. } => ServerOrigin::Url(url.clone()),
         };
-        ServerConfig { transport, info: ServerInfo { name: name.to_string(), origin, trusted, catalog } }
+        let scope = project.as_ref().map(|p| ServerScope {
+            project: p.display().to_string(),
+            client_token: crate::tokens::project_token_name(p),
+        });
+        ServerConfig {
+            transport,
+            info: ServerInfo { name: name.to_string(), origin, trusted, catalog, scope },
+            project,
+        }
     }
 
     /// Whether the server's tool annotations may count as grounds to allow.
@@ -210,6 +222,7 @@ struct RawServer {
     #[serde(default)]
     trusted: bool,
     catalog: Option<Spanned<String>>,
+    project: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -398,7 +411,17 @@ impl Config {
                 }
                 c => c.map(Spanned::into_inner),
             };
-            servers.insert(name.clone(), ServerConfig::new(&name, transport, s.trusted, catalog));
+            let project = match s.project {
+                Some(p) if !p.get_ref().is_absolute() => {
+                    return Err(invalid(
+                        Some(p.span()),
+                        &format!("{field}.project"),
+                        format!("`{}` is not an absolute folder path", p.get_ref().display()),
+                    ))
+                }
+                p => p.map(Spanned::into_inner),
+            };
+            servers.insert(name.clone(), ServerConfig::new(&name, transport, s.trusted, catalog, project));
         }
 
         let mut policy =

@@ -97,8 +97,15 @@ fn settings_table(settings: &[(String, Setting)]) -> toml_edit::InlineTable {
 }
 
 /// Adds `[servers.NAME]`, with `note` as a comment above it; the file is made when absent.
-/// A server of that name already there is an error, never overwritten.
-pub fn add_server(path: &Path, name: &str, server: &NewServer, note: &str) -> Result<(), EditError> {
+/// A server of that name already there is an error, never overwritten. With `project`, the
+/// server serves only that project folder's own entries (`project = DIR`).
+pub fn add_server(
+    path: &Path,
+    name: &str,
+    server: &NewServer,
+    project: Option<&Path>,
+    note: &str,
+) -> Result<(), EditError> {
     edit(path, |doc| {
         let servers = doc.entry("servers").or_insert_with(|| {
             let mut t = toml_edit::Table::new();
@@ -127,6 +134,10 @@ pub fn add_server(path: &Path, name: &str, server: &NewServer, note: &str) -> Re
                     t.insert("headers", toml_edit::value(settings_table(headers)));
                 }
             }
+        }
+        if let Some(p) = project {
+            let p = p.to_str().ok_or_else(|| EditError::Invalid(format!("{} is not UTF-8", p.display())))?;
+            t.insert("project", toml_edit::value(p));
         }
         t.decor_mut().set_prefix(format!("\n# {note}\n"));
         servers.insert(name, toml_edit::Item::Table(t));
@@ -222,15 +233,22 @@ mod tests {
             env: vec![("BRAVE_API_KEY".into(), Setting::Secret(reference)), ("LOG".into(), Setting::Plain("1".into()))],
             cwd: None,
         };
-        add_server(&path, "brave", &server, "from Windsurf").unwrap();
+        add_server(&path, "brave", &server, None, "from Windsurf").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,
             "\n# from Windsurf\n[servers.brave]\ncommand = \"npx\"\nargs = [\"-y\", \"brave\"]\nenv = { BRAVE_API_KEY = { secret = \"brave-brave-api-key\" }, LOG = \"1\" }\n"
         );
-        assert!(add_server(&path, "brave", &server, "again").is_err(), "never overwritten");
+        assert!(add_server(&path, "brave", &server, None, "again").is_err(), "never overwritten");
         assert!(remove_server(&path, "brave").unwrap());
         assert!(Config::load(&path).unwrap().servers.is_empty());
+        let repo = Path::new("/home/ana/src/repo");
+        add_server(&path, "helper", &server, Some(repo), "from the project /home/ana/src/repo").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.servers["helper"].project.as_deref(), Some(repo));
+        let scope = c.servers["helper"].info.scope.clone().expect("scoped to the project");
+        assert_eq!(scope.client_token, crate::tokens::project_token_name(repo));
+        assert!(remove_server(&path, "helper").unwrap());
         assert!(!remove_server(&path, "brave").unwrap());
     }
 

@@ -14,6 +14,12 @@
 //! (`connect NAME --home DIR`); and when the environment has no session bus address, the
 //! CLI adopts the one the running gateway recorded before this module opens the keychain
 //! for the shim's token ([`crate::session_bus`]).
+//!
+//! A server added from a project's folder (`project = DIR` in the running gateway's
+//! config) serves only that project's own entries: for it the shim connects with the
+//! project's client token (kept in the keychain, made on first use), for every other
+//! server with its own. So a project's file names the shim and no credential, and no
+//! other client's token reaches the project's servers.
 
 use crate::gateway_link::{read_body, GatewayLink};
 use crate::home::Home;
@@ -52,7 +58,11 @@ struct Link {
 pub async fn run(home: &Home, server: &str, max_line: usize) -> Result<(), ShimError> {
     // Without its token (keychain locked or absent) the shim cannot connect: like a missing
     // gateway, that is said on stderr and in an error answer to every request.
-    let gateway = match TokenStore::shim_token(home).await {
+    let token = match project_token(home, server) {
+        Some(name) => TokenStore::kept_token(home, &name, None).await,
+        None => TokenStore::shim_token(home).await,
+    };
+    let gateway = match token {
         Ok(token) => GatewayLink::for_home(home).map(|g| (g, token)).map_err(|e| match e {
             crate::gateway_link::LinkError::NotRunning(_) => format!(
                 "no gateway is running for {}: the Countersign gateway is not running (start one with \
@@ -110,6 +120,15 @@ pub async fn run(home: &Home, server: &str, max_line: usize) -> Result<(), ShimE
     drop(link);
     let _ = writer.await;
     Ok(())
+}
+
+/// The client token name of `server`'s project, when the running gateway's config adds
+/// it from a project folder. Anything unreadable means none: the shim's own token, which
+/// the gateway then refuses for a project's server (fail closed).
+fn project_token(home: &Home, server: &str) -> Option<String> {
+    let config = home.read_runtime()?.config?;
+    let config = crate::config::Config::load(&config).ok()?;
+    config.servers.get(server)?.info.scope.as_ref().map(|s| s.client_token.clone())
 }
 
 impl Link {

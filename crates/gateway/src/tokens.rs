@@ -16,6 +16,26 @@ use std::time::SystemTime;
 /// under this data directory (several data directories may share one keychain).
 pub const SHIM_TOKEN_NAME: &str = "stdio-shim";
 
+/// The name of the client token a project's own entries connect with, such as
+/// `project-shop-1a2b3c4d5e6f`: the folder's name (for people reading the journal) and a
+/// digest of its whole path (so two folders of one name get two tokens). The stdio shim
+/// uses it for a server configured with `project = DIR`; no other client holds it.
+pub fn project_token_name(project: &std::path::Path) -> String {
+    let folder: String = project
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .take(32)
+        .collect();
+    let hash = &digest(&project.to_string_lossy())[..12];
+    match folder.trim_matches(['-', '.']) {
+        "" => format!("project-{hash}"),
+        f => format!("project-{f}-{hash}"),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("token name `{0}` is not valid: use 1 to 64 letters, digits, `-`, `_` or `.`")]
@@ -226,6 +246,20 @@ impl TokenStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_project_token_is_named_for_its_folder_and_valid() {
+        let a = project_token_name(std::path::Path::new("/home/ana/src/shop"));
+        let b = project_token_name(std::path::Path::new("/home/ana/old/shop"));
+        assert!(a.starts_with("project-shop-") && a.len() == "project-shop-".len() + 12, "{a}");
+        assert_ne!(a, b, "two folders of one name get two tokens");
+        let odd = project_token_name(std::path::Path::new(&format!("/x/{}\u{202e}evil$(id)", "r".repeat(80))));
+        assert!(odd.len() <= 64 && odd.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().to_path_buf()).unwrap();
+        TokenStore::create(&home, &odd).expect("a valid token name");
+        assert!(project_token_name(std::path::Path::new("/")).starts_with("project-"));
+    }
 
     #[test]
     fn sec_03_tokens_verify_by_digest_only() {

@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
         },
         trusted: true,
         catalog: None,
+        scope: None,
     };
     let (settings, _) = policy.grant_settings();
     let mut book = GrantBook::default();

@@ -195,6 +195,7 @@ mod tests {
             },
             trusted: false,
             catalog: None,
+            scope: None,
         }
     }
 

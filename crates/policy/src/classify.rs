@@ -117,6 +117,7 @@ mod tests {
             origin: ServerOrigin::Command { command: "my-server".into(), args: vec![] },
             trusted,
             catalog: None,
+            scope: None,
         }
     }
 

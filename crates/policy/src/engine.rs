@@ -280,21 +280,29 @@ impl Policy {
         }
     }
 
-    /// The kill switch (when `paused` applies) or the allowed-server list, if either keeps
-    /// `server` out.
-    fn switch_or_list(&self, server: &ServerInfo, paused: bool) -> Option<Verdict> {
+    /// The server's scope (a project's server, for another client), the kill switch (when
+    /// `paused` applies) or the allowed-server list, if any keeps `server` out.
+    fn switch_or_list(&self, server: &ServerInfo, client_token: &str, paused: bool) -> Option<Verdict> {
         let deny = |rule: String, reason: String, layer| self.access_verdict(Decision::Deny, rule, reason, layer);
+        if let Some(scope) = server.scope.as_ref().filter(|s| !s.admits(client_token)) {
+            let reason = format!(
+                "server `{}` was added from the project folder {} and serves only that project's own entries",
+                server.name, scope.project
+            );
+            return Some(deny("scope:project".into(), reason, Layer::User));
+        }
         if paused {
             return Some(deny("paused".into(), "AI tool access is paused in Countersign".into(), Layer::User));
         }
         self.server_blocked(&server.name, &server.origin).map(|why| deny("servers.allowed".into(), why, Layer::Managed))
     }
 
-    /// Why nothing of `server` may be reached by this client right now, if so: the kill
-    /// switch, the allowed-server list, or a deny rule covering the whole server. The
+    /// Why nothing of `server` may be reached by this client right now, if so: its scope
+    /// (another project's server), the kill switch, the allowed-server list, or a deny rule
+    /// covering the whole server. The
     /// verdict names the rule; `None` means the server may be started and reached.
     pub fn server_gate(&self, server: &ServerInfo, client_token: &str, paused: bool) -> Option<Verdict> {
-        if let Some(v) = self.switch_or_list(server, paused) {
+        if let Some(v) = self.switch_or_list(server, client_token, paused) {
             return Some(v);
         }
         let deny = |rule: String, reason: String, layer| self.access_verdict(Decision::Deny, rule, reason, layer);
@@ -449,7 +457,7 @@ impl Policy {
 
         // The kill switch and the allowed-server list first; a deny rule covering the whole
         // server is one of the deny rules checked next (it names the tool too).
-        if let Some(mut v) = self.switch_or_list(call.server, call.gate.paused) {
+        if let Some(mut v) = self.switch_or_list(call.server, &call.identity.client_token, call.gate.paused) {
             v.class = class.class;
             v.label = class.label.clone();
             v.class_source = class.source;

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::grant::{GrantBook, GrantLength, GrantRequest};
-use crate::input::{Gate, Identity, ServerOrigin, ToolHints};
+use crate::input::{Gate, Identity, ServerOrigin, ServerScope, ToolHints};
 use crate::layers::{ManagedFile, ManagedSettings};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -17,6 +17,7 @@ fn server(name: &str, trusted: bool) -> ServerInfo {
         origin: ServerOrigin::Command { command: "x".into(), args: vec![] },
         trusted,
         catalog: None,
+        scope: None,
     }
 }
 
@@ -168,6 +169,27 @@ fn the_gate_decides_before_any_rule() {
     let unlisted = decide_gated(&p, &c, Gate { paused: false, standing: Standing::Unlisted }, None);
     assert_eq!((unlisted.decision, unlisted.rule.as_str()), (Decision::Deny, "unlisted"));
     assert_eq!(unlisted.class, ToolClass::Write, "the record still says what the tool is taken for");
+}
+
+#[test]
+fn a_projects_server_serves_only_that_projects_token() {
+    // Issue 15, item 10: a server added from a cloned repository answers only the token
+    // its project's entries connect with; for every other client it is as if denied
+    // whole: no call, no listing, not started.
+    let p = Policy::compile(&settings(r#"allow = ["mcp__w"]"#)).unwrap();
+    let mut c = write_tool();
+    c.server.scope =
+        Some(ServerScope { project: "/home/ana/src/repo".into(), client_token: "project-repo-0123456789ab".into() });
+    let v = decide(&p, &c, None);
+    assert_eq!((v.decision, v.rule.as_str()), (Decision::Deny, "scope:project"));
+    assert!(v.reason.contains("/home/ana/src/repo"), "{}", v.reason);
+    let gate = p.server_gate(&c.server, "cursor", false).expect("another client is kept out");
+    assert_eq!(gate.rule, "scope:project");
+    assert!(!c.server.serves("cursor") && c.server.serves("project-repo-0123456789ab"));
+
+    c.identity.client_token = "project-repo-0123456789ab".into();
+    assert_eq!(decide(&p, &c, None).decision, Decision::Allow, "its own project's entries reach it");
+    assert!(p.server_gate(&c.server, "project-repo-0123456789ab", false).is_none());
 }
 
 #[test]

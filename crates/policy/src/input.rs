@@ -94,6 +94,26 @@ pub struct ServerInfo {
     pub trusted: bool,
     /// A catalog entry chosen in config (`catalog = "filesystem"`), overriding detection.
     pub catalog: Option<String>,
+    /// When the server belongs to one project's own client entries (`project = DIR` in
+    /// config): the one client token that reaches it. `None`: every client's.
+    pub scope: Option<ServerScope>,
+}
+
+/// A server added from a project's folder serves that project's entries only: other
+/// clients neither see it on `/mcp` nor start it through `/mcp/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerScope {
+    /// The project folder, as config names it (shown in refusals).
+    pub project: String,
+    /// The name of the client token that project's entries connect with.
+    pub client_token: String,
+}
+
+impl ServerScope {
+    /// Whether the client holding the token named `client_token` may reach the server.
+    pub fn admits(&self, client_token: &str) -> bool {
+        self.client_token == client_token
+    }
 }
 
 impl ServerInfo {
@@ -104,7 +124,14 @@ impl ServerInfo {
             origin: ServerOrigin::Command { command: String::new(), args: Vec::new() },
             trusted: false,
             catalog: None,
+            scope: None,
         }
+    }
+
+    /// Whether the client holding the token named `client_token` may reach this server at
+    /// all (see [`ServerScope`]).
+    pub fn serves(&self, client_token: &str) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.admits(client_token))
     }
 }
 

@@ -43,7 +43,7 @@ pub use decision::{Decision, Verdict};
 pub use engine::{Policy, PolicyError};
 pub use grant::{Grant, GrantBook, GrantError, GrantLength, GrantRequest, GrantScope, GrantSettings};
 pub use input::{
-    Access, AccessInput, CallInput, Gate, Identity, ServerInfo, ServerOrigin, Standing, ToolDef, ToolHints,
+    Access, AccessInput, CallInput, Gate, Identity, ServerInfo, ServerOrigin, ServerScope, Standing, ToolDef, ToolHints,
 };
 pub use layers::{
     json_schema, AuditBuffer, BundleExpiry, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings,

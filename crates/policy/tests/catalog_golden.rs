@@ -30,6 +30,7 @@ fn the_catalog_knows_every_fixture_tool_and_classifies_it_as_recorded() {
             origin: ServerOrigin::Command { command: command.to_string(), args: vec![] },
             trusted: false,
             catalog: None,
+            scope: None,
         };
         let mut lines = Vec::new();
         for tool in &listed {

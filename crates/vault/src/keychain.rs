@@ -89,6 +89,8 @@ pub enum VaultError {
     Timeout { account: Account },
     #[error("the keychain failed on {account}: {reason}")]
     Failed { account: Account, reason: String },
+    #[error("{account} is in the keychain already; it was left as it is")]
+    Exists { account: Account },
 }
 
 fn secret_hint(account: &Account) -> String {
@@ -171,6 +173,55 @@ impl Keychain {
     pub async fn set(&self, account: &Account, value: &Secret) -> Result<(), VaultError> {
         let value = value.clone();
         self.run(account, move |entry| entry.set_password(value.expose())).await
+    }
+
+    /// Stores a new item; one already there (whoever made it, whatever it holds) is left
+    /// as it is and the answer is [`VaultError::Exists`]. Used wherever Countersign picks
+    /// the name itself, so it can never overwrite an item another server reads.
+    pub async fn create(&self, account: &Account, value: &Secret) -> Result<(), VaultError> {
+        let value = value.clone();
+        let created = self
+            .run(account, move |entry| match entry.get_password() {
+                Ok(held) => {
+                    drop(Secret::new(held));
+                    Ok(false)
+                }
+                Err(KeyringError::NoEntry) => entry.set_password(value.expose()).map(|()| true),
+                Err(e) => Err(e),
+            })
+            .await?;
+        if created {
+            Ok(())
+        } else {
+            Err(VaultError::Exists { account: account.clone() })
+        }
+    }
+
+    /// Stores `value` as a new secret named `base`, or `base-2`, `base-3`… when that name
+    /// is taken: by `taken` (a reference in the config, a name chosen already) or by an
+    /// item in the keychain. Never overwrites an item. Returns the name used.
+    pub async fn store_new(
+        &self,
+        base: &SecretName,
+        value: &Secret,
+        taken: impl Fn(&SecretName) -> bool,
+    ) -> Result<SecretName, VaultError> {
+        for n in 1..100 {
+            let name = base.numbered(n);
+            if taken(&name) {
+                continue;
+            }
+            let account = Account::Secret(name.clone());
+            match self.create(&account, value).await {
+                Ok(()) => return Ok(name),
+                Err(VaultError::Exists { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(VaultError::Failed {
+            account: Account::Secret(base.clone()),
+            reason: "no free name for it (tried 99); remove unused secrets with `countersign secret rm`".into(),
+        })
     }
 
     /// Removes one item; false when there was none.

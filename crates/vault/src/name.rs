@@ -29,6 +29,18 @@ impl SecretName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The `n`th name of this family: the name itself for 1, else `NAME-n`, the name cut
+    /// short when it must be so the whole stays within 64 characters (and valid).
+    pub fn numbered(&self, n: u32) -> SecretName {
+        if n <= 1 {
+            return self.clone();
+        }
+        let suffix = format!("-{n}");
+        let keep = 64usize.saturating_sub(suffix.len()).min(self.0.len());
+        // ASCII only, so any byte index is a character boundary.
+        SecretName(format!("{}{suffix}", &self.0[..keep]))
+    }
 }
 
 impl fmt::Display for SecretName {
@@ -62,6 +74,19 @@ mod tests {
         }
         for bad in ["", "-rf", ".hidden", "a b", "x/y", "naïve", "$(id)", &"a".repeat(65)] {
             assert!(SecretName::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbered_names_stay_valid_and_distinct() {
+        let n = SecretName::new("b-api_key").unwrap();
+        assert_eq!(n.numbered(1), n);
+        assert_eq!(n.numbered(2).as_str(), "b-api_key-2");
+        let long = SecretName::new(&"a".repeat(64)).unwrap();
+        for i in 2..100 {
+            let numbered = long.numbered(i);
+            assert!(SecretName::new(numbered.as_str()).is_ok() && numbered.as_str().ends_with(&format!("-{i}")));
+            assert_ne!(numbered, long);
         }
     }
 }

@@ -60,11 +60,16 @@ pub fn looks_secret(key: &str, value: &str) -> bool {
     if value.is_empty() || (value.starts_with("${") && value.ends_with('}')) {
         return false;
     }
+    names_secret(key) || TOKEN_PREFIXES.iter().any(|p| value.starts_with(p) && value.len() >= p.len() + 8)
+}
+
+/// Whether a variable or header called `key` holds a credential by its name alone
+/// (`GITHUB_TOKEN`, `X-Api-Key`), whatever its value.
+pub fn names_secret(key: &str) -> bool {
     let upper = key.to_ascii_uppercase();
     let words: Vec<&str> = upper.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
-    let named = words.iter().any(|w| SECRET_WORDS.contains(w))
-        || words.windows(2).any(|pair| pair[1] == "KEY" && KEY_QUALIFIERS.contains(&pair[0]));
-    named || TOKEN_PREFIXES.iter().any(|p| value.starts_with(p) && value.len() >= p.len() + 8)
+    words.iter().any(|w| SECRET_WORDS.contains(w))
+        || words.windows(2).any(|pair| pair[1] == "KEY" && KEY_QUALIFIERS.contains(&pair[0]))
 }
 
 /// The name to file a found secret under: `SERVER-KEY`, lower-cased, made valid.

@@ -9,6 +9,9 @@ fn session_password() -> String {
         .expect("run inside scripts/keyring-session.sh (a private D-Bus session with gnome-keyring unlocked)")
 }
 
+/// The tests here share the session's keyring, and one restarts it locked: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn name(n: &str) -> SecretName {
     SecretName::new(n).unwrap()
 }
@@ -33,6 +36,7 @@ fn restart_keyring(password: Option<&str>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_round_trip_through_the_secret_service_and_a_locked_keychain_fails_closed() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let password = session_password();
     let keychain = Keychain::open().await.expect("the session's Secret Service");
     let pat = name("test-github-pat");
@@ -61,4 +65,33 @@ async fn secrets_round_trip_through_the_secret_service_and_a_locked_keychain_fai
     assert!(error.to_string().contains("test-github-pat"), "{error}");
     assert_eq!(keychain.secret(&pat).await.unwrap().expose(), "ghp_second", "unlocked again");
     keychain.delete(&Account::Secret(pat)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_item_countersign_names_itself_never_overwrites_one_that_is_there() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    session_password();
+    let keychain = Keychain::open().await.expect("the session's Secret Service");
+    let base = name("test-create-api_key");
+    let others = [base.clone(), base.numbered(2), base.numbered(3)];
+    for n in &others {
+        let _ = keychain.delete(&Account::Secret(n.clone())).await;
+    }
+    // Another server's item, made by someone else under the name Countersign would pick.
+    keychain.set(&Account::Secret(base.clone()), &Secret::new("theirs".into())).await.unwrap();
+    let again = keychain.create(&Account::Secret(base.clone()), &Secret::new("mine".into())).await.unwrap_err();
+    assert!(matches!(again, VaultError::Exists { .. }), "{again:?}");
+    assert_eq!(keychain.secret(&base).await.unwrap().expose(), "theirs", "create never replaces");
+
+    // A free name is chosen: past the item that is there, and past a name the caller says
+    // is taken (a reference in the config).
+    let taken = base.numbered(2);
+    let chosen = keychain.store_new(&base, &Secret::new("mine".into()), |n| *n == taken).await.unwrap();
+    assert_eq!(chosen, base.numbered(3));
+    assert_eq!(keychain.secret(&base).await.unwrap().expose(), "theirs");
+    assert_eq!(keychain.secret(&chosen).await.unwrap().expose(), "mine");
+    assert!(matches!(keychain.secret(&taken).await, Err(VaultError::Missing { .. })), "a taken name is not written");
+    for n in &others {
+        let _ = keychain.delete(&Account::Secret(n.clone())).await;
+    }
 }

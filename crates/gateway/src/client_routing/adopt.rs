@@ -10,7 +10,13 @@
 //! the caller reads beforehand ([`Digests`]); a secret it could not read never matches.
 //! Two servers that differ in any value (another data file, another token) are never
 //! merged: the client would otherwise reach Countersign's server, its data and its
-//! credentials.
+//! credentials. Nor are a project's server and a user's: each is reused only within its
+//! own scope (the same project folder, or none).
+//!
+//! A credential bound for the keychain gets a name nothing holds: not a reference in the
+//! config, not a name planned in this run (`API_KEY` and `api_key` are one name once
+//! lower-cased), not an item the keychain holds already (another config's server may read
+//! it). It is never stored over one; a name passed over is said ([`Plan::renamed`]).
 
 use crate::config::{Config, Transport as Configured};
 use crate::config_edit::NewServer;
@@ -21,6 +27,7 @@ use countersign_vault::reference::Format;
 use countersign_vault::{plaintext, SecretName, SecretRef, Setting};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 /// SHA-256 digests of keychain secrets' values, by name: how a configured credential is
 /// compared with a client's without keeping the stored value.
@@ -44,6 +51,24 @@ pub struct Plan {
     /// out of the saved original): the ones stored now, or for a reused definition the
     /// ones it already holds.
     pub written: Vec<(SecretName, String)>,
+    /// Keychain names passed over because they were taken: (the name it would have had,
+    /// the name it gets).
+    pub renamed: Vec<(SecretName, SecretName)>,
+}
+
+/// What [`plan`] weighs a client's server against.
+#[derive(Debug, Clone, Copy)]
+pub struct Known<'a> {
+    /// Countersign's config as it is.
+    pub config: &'a Config,
+    /// The servers already planned in this run.
+    pub planned: &'a [Plan],
+    /// Digests of the secrets configured servers refer to (see [`secrets_to_compare`]).
+    pub digests: &'a Digests,
+    /// The secret names the keychain holds: never chosen for a new item.
+    pub held: &'a BTreeSet<SecretName>,
+    /// The project folder of the client's file; `None` for a user's own file.
+    pub project: Option<&'a Path>,
 }
 
 /// Expands `$VAR`, `${VAR}` and `${env:VAR}` (the clients' ways of reading their own
@@ -168,23 +193,39 @@ pub fn secrets_to_compare(config: &Config, client: ClientKind, server: &Server) 
     out
 }
 
-/// Where `server` from `client` goes in Countersign, given the config, the servers
-/// already planned in this run and the digests of the secrets the configured servers
-/// refer to (see [`secrets_to_compare`]).
+/// A project's stdio server as its client starts it: in the project folder (or its `cwd`
+/// read from there), not wherever the gateway runs.
+fn in_its_folder(server: &Server, project: Option<&Path>) -> Server {
+    let mut server = server.clone();
+    if let (Some(p), Transport::Stdio { .. }) = (project, &server.transport) {
+        let cwd = p.join(server.cwd.as_deref().unwrap_or("")).to_string_lossy().into_owned();
+        let trimmed = cwd.trim_end_matches(['/', '\\']);
+        server.cwd = Some(if trimmed.is_empty() { cwd.clone() } else { trimmed.to_string() });
+    }
+    server
+}
+
+/// Where `server` from `client` goes in Countersign, given what is known already (the
+/// config, this run's plans, the digests of configured secrets, the keychain's names, the
+/// file's project).
 pub fn plan(
-    config: &Config,
-    planned: &[Plan],
+    known: &Known<'_>,
     client: ClientKind,
     server: &Server,
-    digests: &Digests,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Plan, String> {
+    let config = known.config;
+    let planned = known.planned;
+    let server = &in_its_folder(server, known.project);
     let taken = |n: &str| config.servers.contains_key(n) || planned.iter().any(|p| p.name == n && p.add.is_some());
     let mut name = None;
     for candidate in candidates(server, client) {
         if let Some(existing) = config.servers.get(&candidate) {
-            if let Some(written) = same_definition(&existing.transport, server, digests, lookup) {
-                return Ok(Plan { name: candidate, add: None, secrets: Vec::new(), written });
+            let same_scope = existing.project.as_deref() == known.project;
+            if let Some(written) =
+                same_definition(&existing.transport, server, known.digests, lookup).filter(|_| same_scope)
+            {
+                return Ok(Plan { name: candidate, add: None, secrets: Vec::new(), written, renamed: Vec::new() });
             }
         }
         if !taken(&candidate) {
@@ -196,6 +237,7 @@ pub fn plan(
     let uses = config.secret_uses();
     let mut secrets: Vec<(SecretName, String)> = Vec::new();
     let mut written = Vec::new();
+    let mut renamed = Vec::new();
     let mut settings = Vec::new();
     let is_header = matches!(server.transport, Transport::Remote { .. });
     let values = if is_header { &server.headers } else { &server.env };
@@ -208,11 +250,19 @@ pub fn plan(
         let (format, secret) = if is_header { plaintext::split_scheme(&value) } else { (None, value.as_str()) };
         let base_name =
             plaintext::suggested_name(&name, key).ok_or_else(|| format!("`{key}`: no keychain name fits"))?;
+        let secret_taken = |n: &SecretName| {
+            uses.contains_key(n)
+                || known.held.contains(n)
+                || secrets.iter().any(|(s, _)| s == n)
+                || planned.iter().flat_map(|p| &p.secrets).any(|(s, _)| s == n)
+        };
         let secret_name = (1..100)
-            .map(|n| if n == 1 { base_name.to_string() } else { format!("{base_name}-{n}") })
-            .filter_map(|n| SecretName::new(&n).ok())
-            .find(|n| !uses.contains_key(n) && !secrets.iter().any(|(s, _)| s == n))
+            .map(|n| base_name.numbered(n))
+            .find(|n| !secret_taken(n))
             .ok_or_else(|| format!("`{key}`: no free keychain name"))?;
+        if secret_name != base_name {
+            renamed.push((base_name, secret_name.clone()));
+        }
         if !from_env {
             written.push((secret_name.clone(), secret.to_string()));
         }
@@ -226,7 +276,7 @@ pub fn plan(
         }
         Transport::Remote { url } => NewServer::Http { url: url.clone(), headers: settings },
     };
-    Ok(Plan { name, add: Some(add), secrets, written })
+    Ok(Plan { name, add: Some(add), secrets, written, renamed })
 }
 
 #[cfg(test)]
@@ -236,6 +286,12 @@ mod tests {
 
     fn lookup(var: &str) -> Option<String> {
         (var == "GITHUB_TOKEN").then(|| "ghp_fromtheenvironment".to_string())
+    }
+
+    const NOTHING_HELD: &BTreeSet<SecretName> = &BTreeSet::new();
+
+    fn known<'a>(config: &'a Config, planned: &'a [Plan], digests: &'a Digests) -> Known<'a> {
+        Known { config, planned, digests, held: NOTHING_HELD, project: None }
     }
 
     #[test]
@@ -265,7 +321,8 @@ mod tests {
     fn credentials_go_to_the_keychain_and_names_never_clash() {
         let config = Config::parse("[servers.brave]\ncommand = \"other\"\n", None).unwrap();
         let server = stdio("brave", "npx", &[("BRAVE_API_KEY", "k-123"), ("LOG", "1")]);
-        let p = plan(&config, &[], ClientKind::Windsurf, &server, &Digests::new(), &lookup).unwrap();
+        let none = Digests::new();
+        let p = plan(&known(&config, &[], &none), ClientKind::Windsurf, &server, &lookup).unwrap();
         assert_eq!(p.name, "brave-windsurf", "a different definition under the same name gets the client's");
         assert_eq!(p.secrets, vec![(SecretName::new("brave-windsurf-brave_api_key").unwrap(), "k-123".to_string())]);
         let Some(NewServer::Stdio { env, .. }) = &p.add else { panic!("a new stdio server") };
@@ -273,9 +330,9 @@ mod tests {
         assert!(matches!(&env[0].1, Setting::Secret(_)));
 
         let same = stdio("brave", "other", &[]);
-        let reused = plan(&config, &[], ClientKind::Cursor, &same, &Digests::new(), &lookup).unwrap();
+        let reused = plan(&known(&config, &[], &none), ClientKind::Cursor, &same, &lookup).unwrap();
         assert_eq!((reused.name.as_str(), reused.add.is_none()), ("brave", true), "the same definition is reused");
-        let second = plan(&config, &[p], ClientKind::Windsurf, &server, &Digests::new(), &lookup).unwrap();
+        let second = plan(&known(&config, &[p], &none), ClientKind::Windsurf, &server, &lookup).unwrap();
         assert_eq!(second.name, "brave-windsurf-2", "a name planned in this run is taken too");
     }
 
@@ -291,7 +348,7 @@ mod tests {
         .unwrap();
         let none = Digests::new();
         let plan_of = |server: &Server, digests: &Digests| {
-            plan(&config, &[], ClientKind::ClaudeDesktop, server, digests, &lookup).unwrap()
+            plan(&known(&config, &[], digests), ClientKind::ClaudeDesktop, server, &lookup).unwrap()
         };
 
         // Same keys, another data file: its own server, with its own value.
@@ -333,5 +390,74 @@ mod tests {
         assert_eq!(plan_of(&remote("docs-t0ken"), &digests).name, "docs-claude-desktop");
         let wanted = secrets_to_compare(&config, ClientKind::ClaudeDesktop, &remote("x"));
         assert_eq!(wanted.into_iter().map(|n| n.to_string()).collect::<Vec<_>>(), ["docs-authorization"]);
+    }
+
+    #[test]
+    fn a_keychain_name_that_is_taken_anywhere_is_never_chosen() {
+        // Issue 15, item 8: `API_KEY` and `api_key` are one name once lower-cased; an item
+        // the keychain holds (another config's server reads it) and a name another plan of
+        // this run chose are taken too.
+        let config =
+            Config::parse("[servers.other]\ncommand = \"x\"\nenv = { K = { secret = \"b-api_key-3\" } }\n", None)
+                .unwrap();
+        let none = Digests::new();
+        let held = BTreeSet::from([SecretName::new("b-api_key").unwrap()]);
+        let server = stdio("b", "b-mcp", &[("API_KEY", "upper-value"), ("api_key", "lower-value")]);
+        let p =
+            plan(&Known { held: &held, ..known(&config, &[], &none) }, ClientKind::Cursor, &server, &lookup).unwrap();
+        let names: Vec<(&str, &str)> = p.secrets.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(names, [("b-api_key-2", "upper-value"), ("b-api_key-4", "lower-value")]);
+        let renamed: Vec<(&str, &str)> = p.renamed.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        assert_eq!(renamed, [("b-api_key", "b-api_key-2"), ("b-api_key", "b-api_key-4")], "each rename is said");
+        let Some(NewServer::Stdio { env, .. }) = &p.add else { panic!("a new stdio server") };
+        assert!(env.iter().all(|(_, s)| matches!(s, Setting::Secret(_))), "the references name the items used");
+
+        // Two servers of one run whose names meet once cut to 64 characters.
+        let long = "a".repeat(60);
+        let first = stdio(&long, "one", &[("API_KEY", "first")]);
+        let second = stdio(&format!("{long}-api"), "two", &[("X", "ghp_second0123456789")]);
+        let p1 = plan(&known(&config, &[], &none), ClientKind::Cursor, &first, &lookup).unwrap();
+        let p2 = plan(&known(&config, std::slice::from_ref(&p1), &none), ClientKind::Cursor, &second, &lookup).unwrap();
+        assert_eq!(p1.secrets[0].0.as_str(), format!("{long}-api"));
+        assert_eq!(p2.secrets[0].0, p1.secrets[0].0.numbered(2), "a name another plan chose is taken");
+    }
+
+    #[test]
+    fn a_projects_server_and_a_users_are_never_one_definition() {
+        let config = Config::parse(
+            "[servers.time]\ncommand = \"uvx\"\nargs = [\"mcp-server-time\"]\n\
+             [servers.helper]\ncommand = \"sh\"\nargs = [\"run.sh\"]\ncwd = \"/home/ana/src/repo\"\n\
+             project = \"/home/ana/src/repo\"\n",
+            None,
+        )
+        .unwrap();
+        let none = Digests::new();
+        let repo = Path::new("/home/ana/src/repo");
+        let time = Server {
+            transport: Transport::Stdio { command: "uvx".into(), args: vec!["mcp-server-time".into()] },
+            ..stdio("time", "", &[])
+        };
+        let helper = Server {
+            transport: Transport::Stdio { command: "sh".into(), args: vec!["run.sh".into()] },
+            ..stdio("helper", "", &[])
+        };
+        let from_project = Known { project: Some(repo), ..known(&config, &[], &none) };
+        let p = plan(&from_project, ClientKind::ClaudeCode, &time, &lookup).unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.add.is_some()),
+            ("time-claude-code", true),
+            "a user's server is not the project's"
+        );
+        let p = plan(&known(&config, &[], &none), ClientKind::Cursor, &helper, &lookup).unwrap();
+        assert_eq!((p.name.as_str(), p.add.is_some()), ("helper-cursor", true), "nor a project's server a user's");
+        let p = plan(&from_project, ClientKind::Cursor, &helper, &lookup).unwrap();
+        assert_eq!((p.name.as_str(), p.add.is_none()), ("helper", true), "one project's two clients share it");
+        let Some(NewServer::Stdio { cwd, .. }) = plan(&from_project, ClientKind::Cursor, &time, &lookup).unwrap().add
+        else {
+            panic!("a new stdio server")
+        };
+        assert_eq!(cwd.as_deref(), Some("/home/ana/src/repo"), "it starts in the project, as its client starts it");
+        let elsewhere = Known { project: Some(Path::new("/home/ana/src/fork")), ..known(&config, &[], &none) };
+        assert_eq!(plan(&elsewhere, ClientKind::Cursor, &helper, &lookup).unwrap().name, "helper-cursor");
     }
 }

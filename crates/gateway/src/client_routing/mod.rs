@@ -6,12 +6,20 @@
 //! the file replaced atomically. Uninstall puts each entry's original text back.
 //!
 //! It never writes a credential into Countersign's config, a log line or its own record;
-//! the one credential a client's file gets is that client's loopback token (the file is
-//! then made readable by its owner alone, and given its own mode back at uninstall).
-//! Nothing is changed for a file whose edit does not check out.
+//! the one credential a user's client file gets is that client's loopback token (the file
+//! is then made readable by its owner alone, and given its own mode back at uninstall).
+//! Nothing is changed for a file whose edit does not check out. It never stores over a
+//! keychain item: a credential gets a name nothing holds ([`adopt`]).
+//!
+//! A project's own files (folders given with `--project`, such as a cloned repository)
+//! are routed only for the servers the person was shown and agreed to
+//! ([`Options::approved`], [`review`]); those servers are added with `project = DIR`, so
+//! they serve that project's own entries and no other client's session; and the entries
+//! get the stdio shim, so no token lands in the working tree.
 
 pub mod adopt;
 pub mod record;
+pub mod review;
 
 use crate::config::Config;
 use crate::config_edit::{self, EditError};
@@ -22,12 +30,14 @@ use countersign_clients::edit::{self, EntryPath};
 use countersign_clients::inventory::route_of;
 use countersign_clients::read::Transport;
 use countersign_clients::rewrite;
-use countersign_clients::routing::{restart_needed, via, Delivery, Via};
+use countersign_clients::routing::{restart_needed, via, via_at, Delivery, Via};
 use countersign_clients::{apply, ClientKind, Env, Route};
 use countersign_policy::{Policy, ServerOrigin};
 use countersign_vault::{Keychain, Secret, SecretName};
 use record::{placeholder, Record, RoutedEntry};
+use review::ProjectServer;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -50,6 +60,10 @@ pub struct Options {
     pub program: String,
     /// Where the gateway listens; without a fixed port every client gets the shim.
     pub gateway: Option<SocketAddr>,
+    /// The projects' servers the person was shown ([`review::project_servers`]) and
+    /// agreed to. A project's server not here, or changed since it was shown, is left as
+    /// it is.
+    pub approved: Vec<ProjectServer>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,8 +100,20 @@ pub struct FileOutcome {
     /// `countersign auth login NAME` if they ask for it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sign_in: Vec<String>,
+    /// Keychain names that were taken (by another reference or an item already there,
+    /// left as they were), and the names the credentials got instead.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub renamed_secrets: Vec<RenamedSecret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RenamedSecret {
+    /// The name it would have had, which something else holds.
+    pub taken: String,
+    /// The name it was stored under, which the config now refers to.
+    pub stored_as: String,
 }
 
 impl FileOutcome {
@@ -101,6 +127,7 @@ impl FileOutcome {
             backup: None,
             restart: None,
             sign_in: Vec::new(),
+            renamed_secrets: Vec::new(),
             error: None,
         }
     }
@@ -142,6 +169,7 @@ pub async fn install(
     let mut record = Record::load(home)?;
     let mut out = Vec::new();
     let mut keychain: Option<Keychain> = None;
+    let mut held: Option<BTreeSet<SecretName>> = None;
     for location in locations(env, &options.projects) {
         if !options.clients.is_empty() && !options.clients.contains(&location.client) {
             continue;
@@ -158,6 +186,7 @@ pub async fn install(
             lookup,
             &mut record,
             &mut keychain,
+            &mut held,
             &mut outcome,
         )
         .await
@@ -180,20 +209,42 @@ async fn install_file(
     lookup: &(dyn Fn(&str) -> Option<String> + Sync),
     record: &mut Record,
     keychain: &mut Option<Keychain>,
+    held: &mut Option<BTreeSet<SecretName>>,
     outcome: &mut FileOutcome,
 ) -> Result<(), String> {
     let servers = rewrite::servers(location, text).map_err(|e| e.to_string())?;
     let config = Config::load_or_empty(config_path).map_err(|e| e.to_string())?;
-    let http = via(location.client) == Via::Http && options.gateway.is_some_and(|a| a.port() != 0);
+    // A project's file gets the shim: no token in a working tree.
+    let http = via_at(location) == Via::Http && options.gateway.is_some_and(|a| a.port() != 0);
+    let project = project_of(location);
     let mut plans: Vec<adopt::Plan> = Vec::new();
     let mut steps: Vec<(EntryPath, Delivery)> = Vec::new();
     let mut token: Option<String> = None;
     let mut digests = adopt::Digests::new();
     for server in servers.iter().filter(|s| route_of(s, options.gateway) == Route::Shadow) {
         let skip = |reason: String| Skipped { name: server.name.clone(), reason };
+        if let Some(review) = ProjectServer::of(location, server) {
+            if !options.approved.contains(&review) {
+                let reason = "a project's server is routed only once you have seen what it runs and agreed \
+                              (or it changed since you were shown it); it stays as it is";
+                outcome.skipped.push(skip(reason.into()));
+                continue;
+            }
+        }
         let entry = EntryPath::from(server);
         read_digests(&adopt::secrets_to_compare(&config, location.client, server), keychain, &mut digests).await;
-        let plan = match adopt::plan(&config, &plans, location.client, server, &digests, lookup) {
+        if held.is_none() && !(server.env.is_empty() && server.headers.is_empty()) {
+            *held = Some(held_secrets(keychain).await);
+        }
+        let empty = BTreeSet::new();
+        let known = adopt::Known {
+            config: &config,
+            planned: &plans,
+            digests: &digests,
+            held: held.as_ref().unwrap_or(&empty),
+            project: project.as_deref(),
+        };
+        let plan = match adopt::plan(&known, location.client, server, lookup) {
             Ok(p) => p,
             Err(reason) => {
                 outcome.skipped.push(skip(reason));
@@ -230,6 +281,11 @@ async fn install_file(
         if matches!(server.transport, Transport::Remote { .. }) {
             outcome.sign_in.push(plan.name.clone());
         }
+        outcome.renamed_secrets.extend(
+            plan.renamed
+                .iter()
+                .map(|(taken, used)| RenamedSecret { taken: taken.to_string(), stored_as: used.to_string() }),
+        );
         steps.push((entry, delivery));
         plans.push(plan);
     }
@@ -244,14 +300,17 @@ async fn install_file(
         }
         for (name, value) in &plan.secrets {
             if let Some(k) = keychain.as_ref() {
+                // Never over an item that is there: one that appeared since the names
+                // were chosen stops the install of this file.
                 let account = countersign_vault::Account::Secret(name.clone());
-                k.set(&account, &Secret::new(value.clone())).await.map_err(|e| e.to_string())?;
+                k.create(&account, &Secret::new(value.clone())).await.map_err(|e| e.to_string())?;
             }
         }
         if let Some(add) = &plan.add {
             let note =
                 format!("added by `countersign clients install` from {} ({})", location.client.name(), outcome.file);
-            config_edit::add_server(config_path, &plan.name, add, &note).map_err(|e: EditError| e.to_string())?;
+            config_edit::add_server(config_path, &plan.name, add, project.as_deref(), &note)
+                .map_err(|e: EditError| e.to_string())?;
         }
     }
     let backup = apply::backup(&location.path, &home.dir().join("client-backups"), location.client.slug(), &stamp())
@@ -292,6 +351,24 @@ fn secret_names(plan: &adopt::Plan) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+/// The secret names the keychain holds (none when it cannot be listed: storing then
+/// still refuses a name that is there, see [`Keychain::create`]).
+async fn held_secrets(keychain: &mut Option<Keychain>) -> BTreeSet<SecretName> {
+    if keychain.is_none() {
+        *keychain = Keychain::open().await.ok();
+    }
+    let Some(k) = keychain.as_ref() else { return BTreeSet::new() };
+    k.accounts()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|a| match a {
+            countersign_vault::Account::Secret(n) => Some(n),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Adds to `digests` the SHA-256 of each secret in `names` not there yet. A secret that
@@ -363,9 +440,18 @@ pub async fn uninstall(
         }
     }
     for client in ClientKind::ALL {
-        let routed_here = chosen.iter().any(|e| e.client == client);
-        if routed_here && !record.entries.iter().any(|e| e.client == client) && via(client) == Via::Http {
+        let routed_here = chosen.iter().any(|e| e.client == client && e.project.is_none());
+        let still = record.entries.iter().any(|e| e.client == client && e.project.is_none());
+        if routed_here && !still && via(client) == Via::Http {
             let _ = TokenStore::forget_kept_token(home, &token_name(client)).await;
+        }
+    }
+    // A project nothing is routed from any more: its token goes too.
+    let mut projects: Vec<&PathBuf> = chosen.iter().filter_map(|e| e.project.as_ref()).collect();
+    projects.dedup();
+    for p in projects {
+        if !record.entries.iter().any(|e| e.project.as_ref() == Some(p)) {
+            let _ = TokenStore::forget_kept_token(home, &crate::tokens::project_token_name(p)).await;
         }
     }
     Ok(out)

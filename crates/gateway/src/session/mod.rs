@@ -240,7 +240,10 @@ impl Session {
     pub fn new(shared: Arc<Shared>, token_name: String, route: Route) -> Arc<Session> {
         let servers: Vec<String> = match &route {
             Route::Single(s) => vec![s.clone()],
-            Route::Aggregate => shared.servers().keys().cloned().collect(),
+            // A project's server is not even named to another client's session.
+            Route::Aggregate => {
+                shared.servers().iter().filter(|(_, s)| s.info.serves(&token_name)).map(|(n, _)| n.clone()).collect()
+            }
         };
         Arc::new_cyclic(|me| Session {
             id: crate::home::random_token("").chars().take(32).collect(),
