@@ -201,7 +201,8 @@ fn report(outcomes: &[FileOutcome], json: bool, done: &str, config: &Chosen) -> 
             println!(
                 "  keychain: `{}` is taken (by another reference or an item already there, left as it is); the \
                  credential was stored as `{}`",
-                r.taken, r.stored_as
+                v(&r.taken),
+                v(&r.stored_as)
             );
         }
         if let Some(e) = &o.error {
