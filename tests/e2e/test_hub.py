@@ -49,7 +49,9 @@ class Hub:
         self.proc = subprocess.Popen([str(HUB_BIN), "serve", "--listen", f"127.0.0.1:{self.port}",
                                       "--admin-token-sha256", self.digest], env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(lambda: self._up(), what="the hub to listen")
+        # A debug build opens a passphrase-protected signing key slowly (scrypt); a busy
+        # 2-core machine needs more than the default 20 s for that.
+        wait_for(lambda: self._up(), timeout=90, what="the hub to listen")
         return self
 
     def _up(self):
