@@ -227,7 +227,7 @@ async def test_audit_export_has_the_contract_fields(make_gateway, files):
     gw = make_gateway({"fs": fs_server(files)})
     async with connect(gw, "http", "fs") as client:
         await client.call_tool("read_text_file", {"path": str(files / "hello.txt")})
-    rec = gw.wait_audit(lambda r: r["outcome"] == "ok", "a record")[0]
+    rec = gw.wait_audit(lambda r: r["kind"] == "call" and r["outcome"] == "ok", "the call's record")[0]
     for field in ["id", "time", "user", "device", "client", "session", "server", "tool", "arguments", "decision",
                   "rule", "policy_version", "outcome", "duration_ms"]:
         assert field in rec, field

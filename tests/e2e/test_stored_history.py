@@ -151,15 +151,21 @@ def signing_hub(tmp_path) -> tuple[Hub, str]:
     return hub, (keys / "bundle.pub").read_text().strip()
 
 
+async def synced(make_gateway, tmp_path, hub: Hub, public: str):
+    """A gateway that trusts `hub`'s key, enrolled with it, with three calls acknowledged."""
+    gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]})
+    (gw.managed / "managed.toml").write_text(f'[managed]\nbundle_public_key = "{public}"\n')
+    gw.cli("enroll", hub.url, hub.enrollment_token())
+    await calls(gw, 3)
+    wait_for(lambda: all(r["outcome"] for r in gw.audit()), what="every outcome")
+    assert sync(gw) >= 4
+    return gw
+
+
 async def test_i15_02_rewritten_acknowledged_history_fails_against_the_hubs_checkpoints(make_gateway, tmp_path):
     hub, public = signing_hub(tmp_path)
     try:
-        gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]})
-        (gw.managed / "managed.toml").write_text(f'[managed]\nbundle_public_key = "{public}"\n')
-        gw.cli("enroll", hub.url, hub.enrollment_token())
-        await calls(gw, 3)
-        wait_for(lambda: all(r["outcome"] for r in gw.audit()), what="every outcome")
-        assert sync(gw) >= 4
+        gw = await synced(make_gateway, tmp_path, hub, public)
         ok = verify(gw)
         assert ok.returncode == 0 and "signatures checked" in ok.stdout and "matches this journal" in ok.stdout, ok
         gw.stop()
@@ -258,12 +264,7 @@ async def test_i15_02_the_hub_keeps_what_it_acknowledged_and_stops_vouching_for_
                                                                                                   tmp_path):
     hub, public = signing_hub(tmp_path)
     try:
-        gw = make_gateway({"memory": memory_server(tmp_path / "m.json")}, policy={"allow": ["mcp__memory"]})
-        (gw.managed / "managed.toml").write_text(f'[managed]\nbundle_public_key = "{public}"\n')
-        gw.cli("enroll", hub.url, hub.enrollment_token())
-        await calls(gw, 3)
-        wait_for(lambda: all(r["outcome"] for r in gw.audit()), what="every outcome")
-        sync(gw)
+        gw = await synced(make_gateway, tmp_path, hub, public)
         first = next(r for r in gw.audit() if r["tool"] == "create_entities")
         gw.stop()
         # An acknowledged outcome turned into a failure, a record rewritten, the chain and
