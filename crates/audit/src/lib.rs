@@ -12,6 +12,7 @@ pub mod chain;
 pub mod checkpoint;
 mod file_mode;
 mod journal;
+mod journal_lock;
 pub mod outbox;
 mod record;
 mod redact;
