@@ -6,7 +6,7 @@
 //! token is not the person). It must never approve anything on its own: no answer is a
 //! denial, and the deadline is the gateway's.
 
-use countersign_gateway::approver::{Answer, Approver, Prompt};
+use countersign_gateway::approver::{Answer, AnswerError, Approver, Binding, Prompt};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -38,17 +38,6 @@ pub enum ApprovalEvent {
 struct Waiting {
     pending: PendingPrompt,
     reply: oneshot::Sender<Answer>,
-}
-
-/// Why an answer was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AnswerError {
-    #[error("no prompt `{0}` is waiting (answered, withdrawn or timed out)")]
-    Unknown(String),
-    #[error("the answer does not carry this prompt's nonce")]
-    BadNonce,
-    #[error("the arguments changed since they were shown; look at the prompt again")]
-    ArgumentsChanged,
 }
 
 pub struct DesktopApprover {
@@ -97,14 +86,15 @@ impl DesktopApprover {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Answers a prompt from the app's own UI or its verified notification listener.
-    pub fn answer_verified(&self, id: &str, nonce: &str, args_hash: &str, answer: Answer) -> Result<(), AnswerError> {
+    /// Answers a prompt from the app's own UI or its verified notification listener: the
+    /// answer must carry the prompt's nonce and the hash of the arguments shown.
+    fn answer_bound(&self, id: &str, binding: &Binding, answer: Answer) -> Result<(), AnswerError> {
         let mut waiting = self.waiting();
         let w = waiting.get(id).ok_or_else(|| AnswerError::Unknown(id.to_string()))?;
-        if w.pending.nonce != nonce {
+        if w.pending.nonce != binding.nonce {
             return Err(AnswerError::BadNonce);
         }
-        if w.pending.prompt.args_hash != args_hash {
+        if w.pending.prompt.args_hash != binding.args_hash {
             return Err(AnswerError::ArgumentsChanged);
         }
         let w = waiting.remove(id).ok_or_else(|| AnswerError::Unknown(id.to_string()))?;
@@ -154,11 +144,17 @@ impl Approver for DesktopApprover {
         self.pending_full().into_iter().map(|p| p.prompt).collect()
     }
 
-    /// The control API's answer: refused. In the desktop app only the person answers,
-    /// through the app's own window or notification.
-    fn answer(&self, id: &str, _answer: Answer) -> bool {
-        tracing::warn!(prompt = %id, "refused an answer through the control API: the desktop app answers only from its own UI");
-        false
+    /// Only answers bound to what was shown: an answer without the prompt's nonce (the
+    /// control API's, from any local process holding the control token) is refused. In the
+    /// desktop app only the person answers, through the app's own window or notification.
+    fn answer(&self, id: &str, binding: Option<&Binding>, answer: Answer) -> Result<(), AnswerError> {
+        match binding {
+            Some(binding) => self.answer_bound(id, binding, answer),
+            None => {
+                tracing::warn!(prompt = %id, "refused an answer without the prompt's nonce: the desktop app answers only from its own UI");
+                Err(AnswerError::OnlyWhereShown(id.to_string()))
+            }
+        }
     }
 }
 
@@ -193,12 +189,20 @@ pub(crate) mod tests {
         let (a, mut events) = DesktopApprover::new();
         let fut = a.ask(prompt("p1"));
         let Some(ApprovalEvent::Raised(p, _)) = events.recv().await else { panic!("no event") };
-        assert!(!a.answer("p1", Answer::once()), "the control API cannot answer");
-        assert_eq!(a.answer_verified("p1", "guess", "h1", Answer::once()), Err(AnswerError::BadNonce));
-        assert_eq!(a.answer_verified("p1", &p.nonce, "h2", Answer::once()), Err(AnswerError::ArgumentsChanged));
-        assert_eq!(a.answer_verified("p1", &p.nonce, "h1", Answer::once()), Ok(()));
+        let bound = |nonce: &str, hash: &str| Binding { nonce: nonce.into(), args_hash: hash.into() };
+        assert_eq!(
+            a.answer("p1", None, Answer::once()),
+            Err(AnswerError::OnlyWhereShown("p1".into())),
+            "the control API cannot answer"
+        );
+        assert_eq!(a.answer("p1", Some(&bound("guess", "h1")), Answer::once()), Err(AnswerError::BadNonce));
+        assert_eq!(a.answer("p1", Some(&bound(&p.nonce, "h2")), Answer::once()), Err(AnswerError::ArgumentsChanged));
+        assert_eq!(a.answer("p1", Some(&bound(&p.nonce, "h1")), Answer::once()), Ok(()));
         assert_eq!(fut.await, Answer::once());
-        assert_eq!(a.answer_verified("p1", &p.nonce, "h1", Answer::once()), Err(AnswerError::Unknown("p1".into())));
+        assert_eq!(
+            a.answer("p1", Some(&bound(&p.nonce, "h1")), Answer::once()),
+            Err(AnswerError::Unknown("p1".into()))
+        );
     }
 
     #[tokio::test]

@@ -54,15 +54,15 @@ fn shim_program() -> CmdResult<String> {
 #[tauri::command]
 pub async fn clients(app: tauri::AppHandle) -> CmdResult<ClientsView> {
     let state = app.state::<AppState>();
-    let shared = state.shared().ok_or("the gateway is not running")?;
+    let gateway = state.running()?;
     let listen = state.listen();
     let env = env()?;
-    let policy = shared.policy.load_full();
+    let policy = gateway.policy();
     let mut reports = tauri::async_runtime::spawn_blocking(move || countersign_clients::inventory(&env, &[], listen))
         .await
         .map_err(|e| e.to_string())?;
     countersign_gateway::client_inventory::mark_blocked(&mut reports, &policy);
-    let record = Record::load(&shared.home).map_err(|e| e.to_string())?;
+    let record = Record::load(gateway.home()).map_err(|e| e.to_string())?;
     let mut out: Vec<ClientView> = Vec::new();
     for report in reports {
         let client = report.client;
@@ -81,18 +81,18 @@ pub async fn clients(app: tauri::AppHandle) -> CmdResult<ClientsView> {
             }),
         }
     }
-    let warning = shared.routing_warning.lock().ok().and_then(|w| w.clone());
+    let warning = gateway.routing_warning();
     Ok(ClientsView { clients: out, warning })
 }
 
-fn config_path(shared: &countersign_gateway::shared::Shared) -> CmdResult<PathBuf> {
-    shared.config.path.clone().ok_or_else(|| "Countersign runs without a config file".to_string())
+fn config_path(gateway: &countersign_gateway::Gateway) -> CmdResult<PathBuf> {
+    gateway.config_path().ok_or_else(|| "Countersign runs without a config file".to_string())
 }
 
 #[tauri::command]
 pub async fn route_client(app: tauri::AppHandle, client: String) -> CmdResult<Vec<FileOutcome>> {
     let state = app.state::<AppState>();
-    let shared = state.shared().ok_or("the gateway is not running")?;
+    let gateway = state.running()?;
     let options = Options {
         clients: vec![kind(&client)?],
         projects: Vec::new(),
@@ -100,17 +100,17 @@ pub async fn route_client(app: tauri::AppHandle, client: String) -> CmdResult<Ve
         gateway: state.listen(),
         approved: Vec::new(),
     };
-    let policy = shared.policy.load_full();
+    let policy = gateway.policy();
     let lookup = |var: &str| std::env::var(var).ok();
-    client_routing::install(&shared.home, &config_path(&shared)?, &env()?, &policy, &options, &lookup)
+    client_routing::install(gateway.home(), &config_path(&gateway)?, &env()?, &policy, &options, &lookup)
         .await
         .map_err(|e| e.to_string())
 }
 
 #[tauri::command]
 pub async fn undo_client(app: tauri::AppHandle, client: String) -> CmdResult<Vec<FileOutcome>> {
-    let shared = app.state::<AppState>().shared().ok_or("the gateway is not running")?;
-    client_routing::uninstall(&shared.home, &config_path(&shared)?, &env()?, &[kind(&client)?])
+    let gateway = app.state::<AppState>().running()?;
+    client_routing::uninstall(gateway.home(), &config_path(&gateway)?, &env()?, &[kind(&client)?])
         .await
         .map_err(|e| e.to_string())
 }

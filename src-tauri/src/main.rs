@@ -62,7 +62,18 @@ fn config(home: &Home) -> anyhow::Result<Config> {
 async fn relay_approvals(app: tauri::AppHandle, mut events: tokio::sync::mpsc::UnboundedReceiver<ApprovalEvent>) {
     let approver = app.state::<AppState>().approver.clone();
     let opener = app.clone();
-    let notifier = match notifier::Notifier::start(approver, move |prompt| open_prompt_window(&opener, &prompt)).await {
+    let answerer = app.clone();
+    let answer_with: notifier::AnswerFn = std::sync::Arc::new(move |id, request| {
+        let gateway = answerer.state::<AppState>().gateway();
+        let gateway = gateway
+            .ok_or_else(|| countersign_gateway::api::ControlError::Unavailable("the gateway is not running".into()))?;
+        gateway.answer(id, request)
+    });
+    let notifier = match notifier::Notifier::start(approver, answer_with, move |prompt| {
+        open_prompt_window(&opener, &prompt)
+    })
+    .await
+    {
         Ok(n) => Some(n),
         Err(e) => {
             tracing::error!("no desktop notifications ({e}); prompts open a window instead");
@@ -74,8 +85,8 @@ async fn relay_approvals(app: tauri::AppHandle, mut events: tokio::sync::mpsc::U
             ApprovalEvent::Raised(p, raised) => {
                 let lengths = app
                     .state::<AppState>()
-                    .shared()
-                    .map(|s| s.policy.load().grant_settings().0.lengths.clone())
+                    .gateway()
+                    .map(|g| g.policy().grant_settings().0.lengths.clone())
                     .unwrap_or_default();
                 let posted = match &notifier {
                     Some(n) => n.post(&p, &lengths).await.map_err(|e| e.to_string()),
@@ -171,10 +182,8 @@ fn main() {
                 handle.state::<AppState>().start_gateway(&handle).await;
             });
             // Managed policy may force start at login.
-            if let Some(forced) = handle
-                .state::<AppState>()
-                .shared()
-                .and_then(|s| s.policy.load().layers().managed_settings().start_at_login)
+            if let Some(forced) =
+                handle.state::<AppState>().gateway().and_then(|g| g.policy().layers().managed_settings().start_at_login)
             {
                 if forced != autostart::enabled() {
                     if let Err(e) = autostart::set(forced) {

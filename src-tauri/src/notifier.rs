@@ -10,7 +10,8 @@
 //! too. It must never turn a signal it cannot attribute into an approval.
 
 use crate::approvals::{DesktopApprover, PendingPrompt};
-use countersign_gateway::approver::Answer;
+use countersign_gateway::api::{AnswerRequest, ControlError};
+use countersign_gateway::approver::{Answer, Binding};
 use countersign_policy::{shown, GrantLength};
 use futures::TryStreamExt;
 use std::collections::HashMap;
@@ -181,13 +182,19 @@ pub struct Notifier {
     /// The capabilities of the notification server last asked.
     caps: Mutex<Option<Capabilities>>,
     approver: Arc<DesktopApprover>,
+    /// Answers through the gateway's one answer path (which checks the policy's lengths).
+    answer_with: AnswerFn,
 }
+
+/// How the notifier answers: the hosted gateway's [`countersign_gateway::Gateway::answer`].
+pub type AnswerFn = Arc<dyn Fn(&str, AnswerRequest) -> Result<(), ControlError> + Send + Sync>;
 
 impl Notifier {
     /// Connects to the session bus and starts listening; `open` is called with a prompt
     /// id when the person asks to see the full prompt.
     pub async fn start(
         approver: Arc<DesktopApprover>,
+        answer_with: AnswerFn,
         open: impl Fn(String) + Send + Sync + 'static,
     ) -> Result<Arc<Self>, NotifyError> {
         let conn = zbus::Connection::session().await?;
@@ -202,6 +209,7 @@ impl Notifier {
             posted: Mutex::new(HashMap::new()),
             caps: Mutex::new(None),
             approver,
+            answer_with,
         });
         let listener = me.clone();
         tokio::spawn(async move {
@@ -260,7 +268,8 @@ impl Notifier {
 
     fn answer(&self, prompt: &str, answer: Answer, how: &str) {
         let Some(p) = self.approver.get(prompt) else { return };
-        match self.approver.answer_verified(prompt, &p.nonce, &p.prompt.args_hash, answer) {
+        let binding = Binding { nonce: p.nonce, args_hash: p.prompt.args_hash };
+        match (self.answer_with)(prompt, AnswerRequest::from_answer(answer, Some(binding))) {
             Ok(()) => tracing::info!(prompt, how, "answered from the notification"),
             Err(e) => tracing::warn!(prompt, "notification answer refused: {e}"),
         }

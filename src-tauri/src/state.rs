@@ -3,17 +3,16 @@
 //! asked. It never starts a second gateway beside a running one.
 
 use crate::approvals::DesktopApprover;
-use countersign_gateway::shared::{PolicyEvent, Shared};
-use countersign_gateway::{Config, Home, ServeError};
+use countersign_gateway::{Config, Gateway, Home, ServeError};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tauri::Emitter;
 
+/// The gateway this app hosts, or why it does not run.
 #[derive(Default)]
-struct Gateway {
-    shared: Option<Arc<Shared>>,
-    listen: Option<SocketAddr>,
+struct Hosted {
+    gateway: Option<Gateway>,
     error: Option<String>,
 }
 
@@ -21,28 +20,34 @@ pub struct AppState {
     pub approver: Arc<DesktopApprover>,
     pub home: Home,
     pub config: Config,
-    gateway: Mutex<Gateway>,
+    hosted: Mutex<Hosted>,
 }
 
 impl AppState {
     pub fn new(approver: Arc<DesktopApprover>, home: Home, config: Config) -> Self {
-        AppState { approver, home, config, gateway: Mutex::new(Gateway::default()) }
+        AppState { approver, home, config, hosted: Mutex::new(Hosted::default()) }
     }
 
-    fn gateway(&self) -> std::sync::MutexGuard<'_, Gateway> {
-        self.gateway.lock().unwrap_or_else(|p| p.into_inner())
+    fn hosted(&self) -> std::sync::MutexGuard<'_, Hosted> {
+        self.hosted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn shared(&self) -> Option<Arc<Shared>> {
-        self.gateway().shared.clone()
+    /// The running gateway, if this app hosts one.
+    pub fn gateway(&self) -> Option<Gateway> {
+        self.hosted().gateway.clone()
+    }
+
+    /// The running gateway, or the error a command shows without one.
+    pub fn running(&self) -> Result<Gateway, String> {
+        self.gateway().ok_or_else(|| "the gateway is not running".to_string())
     }
 
     pub fn listen(&self) -> Option<SocketAddr> {
-        self.gateway().listen
+        self.hosted().gateway.as_ref().map(Gateway::listen)
     }
 
     pub fn gateway_error(&self) -> Option<String> {
-        self.gateway().error.clone()
+        self.hosted().error.clone()
     }
 
     /// Whether another gateway already serves this user's data directory (it answers on
@@ -73,19 +78,13 @@ impl AppState {
     pub async fn start_gateway(&self, app: &tauri::AppHandle) {
         if let Some(other) = self.other_gateway().await {
             tracing::warn!("gateway not started: {other}");
-            self.gateway().error = Some(other);
+            self.hosted().error = Some(other);
             let _ = app.emit("approvals-changed", ());
             return;
         }
         match countersign_gateway::start_with(self.config.clone(), self.home.clone(), self.approver.clone()).await {
             Ok(running) => {
-                let shared = running.shared.clone();
-                {
-                    let mut g = self.gateway();
-                    g.shared = Some(shared);
-                    g.listen = Some(running.listen);
-                    g.error = None;
-                }
+                *self.hosted() = Hosted { gateway: Some(running.gateway()), error: None };
                 tracing::info!("Countersign gateway on http://{}/mcp", running.listen);
                 tauri::async_runtime::spawn(async move {
                     if let Err(e) = running.until(std::future::pending()).await {
@@ -105,7 +104,7 @@ impl AppState {
                     other => other.to_string(),
                 };
                 tracing::error!("gateway not started: {text}");
-                self.gateway().error = Some(text);
+                self.hosted().error = Some(text);
             }
         }
         let _ = app.emit("approvals-changed", ());
@@ -114,7 +113,7 @@ impl AppState {
 
 /// Asks the gateway that holds the port to stop, waits until it did, and starts ours.
 pub async fn take_over(app: &tauri::AppHandle, state: &AppState) -> anyhow::Result<()> {
-    if state.shared().is_some() {
+    if state.gateway().is_some() {
         return Ok(());
     }
     let runtime = state.home.read_runtime().ok_or_else(|| anyhow::anyhow!("no running gateway is recorded"))?;
@@ -137,17 +136,10 @@ pub async fn take_over(app: &tauri::AppHandle, state: &AppState) -> anyhow::Resu
     }
 }
 
-/// The kill switch: every call is refused while paused; each change is audited.
-pub fn set_paused(app: &tauri::AppHandle, shared: &Arc<Shared>, paused: bool) {
-    let was = shared.paused.swap(paused, std::sync::atomic::Ordering::SeqCst);
-    if was != paused {
-        shared.policy_event(PolicyEvent {
-            decision: if paused { "deny" } else { "allow" },
-            rule: "paused",
-            reason: if paused { "AI tool access paused by the user".into() } else { "AI tool access resumed".into() },
-            server: None,
-            tool: None,
-        });
+/// The kill switch: every call is refused while paused (the gateway records each change);
+/// the windows and the tray follow.
+pub fn set_paused(app: &tauri::AppHandle, gateway: &Gateway, paused: bool) {
+    if gateway.set_paused(paused) {
         let _ = app.emit("approvals-changed", ());
         crate::tray::refresh(app);
     }

@@ -41,9 +41,8 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
             "activity" => crate::show_main(app, "activity"),
             "clients" => crate::show_main(app, "clients"),
             "pause" => {
-                if let Some(shared) = app.state::<AppState>().shared() {
-                    let paused = !shared.paused.load(std::sync::atomic::Ordering::SeqCst);
-                    crate::state::set_paused(app, &shared, paused);
+                if let Some(gateway) = app.state::<AppState>().gateway() {
+                    crate::state::set_paused(app, &gateway, !gateway.paused());
                 }
             }
             "quit" => app.exit(0),
@@ -58,10 +57,11 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
 pub fn refresh(app: &AppHandle) {
     let state = app.state::<AppState>();
     let count = state.approver.pending_full().len();
-    let paused = state.shared().is_some_and(|s| s.paused.load(std::sync::atomic::Ordering::SeqCst));
+    let gateway = state.gateway();
+    let paused = gateway.as_ref().is_some_and(|g| g.paused());
     let error = state.gateway_error().is_some();
-    let bypassed = state.shared().and_then(|s| s.routing_warning.lock().ok().and_then(|w| w.clone()));
-    let expired = state.shared().and_then(|s| s.bundles.warning());
+    let bypassed = gateway.as_ref().and_then(|g| g.routing_warning());
+    let expired = gateway.as_ref().and_then(|g| g.policy_warning());
     if let Some(items) = app.try_state::<TrayItems>() {
         let text = match count {
             0 => "No pending approvals".to_string(),

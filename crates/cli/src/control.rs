@@ -50,8 +50,17 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
         body["pid"],
         body["policy_version"].as_str().unwrap_or("?")
     );
-    if let Some(warning) = body["policy_warning"].as_str() {
-        println!("Warning: {warning}");
+    if body["paused"].as_bool() == Some(true) {
+        println!("PAUSED: every tool call is refused until `countersign resume`");
+    }
+    for key in ["policy_warning", "routing_warning"] {
+        if let Some(warning) = body[key].as_str() {
+            println!("Warning: {warning}");
+        }
+    }
+    match body["hub"]["state"].as_str() {
+        Some("enrolled") => println!("Hub: {} (device {})", text(&body["hub"]["url"]), text(&body["hub"]["device_id"])),
+        _ => println!("Hub: not enrolled"),
     }
     println!("Servers:");
     for s in body["servers"].as_array().into_iter().flatten() {
@@ -129,6 +138,16 @@ pub async fn answer(
         ("approve", None) => eprintln!("approved"),
         _ => eprintln!("denied"),
     }
+    Ok(0)
+}
+
+/// The kill switch, through the running gateway (which records each change).
+pub async fn set_paused(home: &Home, paused: bool) -> Result<i32> {
+    let path = if paused { "/_countersign/pause" } else { "/_countersign/resume" };
+    let v = control(home, Method::POST, path, None).await?;
+    let now = if paused { "paused: every tool call is refused" } else { "resumed: tool calls run under policy" };
+    let already = if v["changed"].as_bool() == Some(false) { " (it already was)" } else { "" };
+    eprintln!("{now}{already}");
     Ok(0)
 }
 

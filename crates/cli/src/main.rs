@@ -68,6 +68,10 @@ enum Command {
     },
     /// Deny a pending call (and every identical call waiting with it).
     Deny { id: String },
+    /// The kill switch: refuse every tool call until `countersign resume` (audited).
+    Pause,
+    /// Let tool calls through again after `countersign pause` (audited).
+    Resume,
     /// The effective policy, and why a tool call would be allowed, asked or denied.
     Policy {
         #[command(subcommand)]
@@ -355,6 +359,8 @@ async fn run(home: Home, command: Command) -> Result<i32> {
             control::answer(&home, &id, "approve", length.as_deref(), condition.as_deref(), all).await
         }
         Command::Deny { id } => control::answer(&home, &id, "deny", None, None, None).await,
+        Command::Pause => control::set_paused(&home, true).await,
+        Command::Resume => control::set_paused(&home, false).await,
         Command::Policy { command: PolicyCommand::Show { config, json } } => policy_cmd::show(&home, config, json),
         Command::Policy { command: PolicyCommand::Explain { name, args, client, config, json } } => {
             policy_cmd::explain(&home, policy_cmd::Explain { name, args, client, config, json })
@@ -438,7 +444,7 @@ async fn serve(home: Home, config: Option<PathBuf>) -> Result<i32> {
     let running = countersign_gateway::start(config, home.clone()).await?;
     let url = format!("http://{}/mcp", running.listen);
     eprintln!("Countersign gateway on {url} (data: {})", home.dir().display());
-    for name in running.shared.servers().keys() {
+    for name in running.gateway().server_names() {
         eprintln!("  {name:<12} {url}/{name}   stdio: countersign connect {name}");
     }
     running.until(shutdown_signal()).await?;

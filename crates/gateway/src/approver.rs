@@ -80,6 +80,29 @@ impl Answer {
     }
 }
 
+/// What binds an answer to the prompt a person saw: the prompt's nonce (known only to the
+/// UI that showed it) and the hash of the exact arguments shown.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Binding {
+    pub nonce: String,
+    pub args_hash: String,
+}
+
+/// Why an answer was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AnswerError {
+    #[error("no prompt `{0}` is waiting (answered, withdrawn or timed out)")]
+    Unknown(String),
+    #[error("the answer does not carry this prompt's nonce")]
+    BadNonce,
+    #[error("the arguments changed since they were shown; look at the prompt again")]
+    ArgumentsChanged,
+    /// This approver takes answers only from its own UI, which holds the nonce (the desktop
+    /// app: a local process holding the control token is not the person).
+    #[error("prompt `{0}` is answered in the Countersign app, where it is shown")]
+    OnlyWhereShown(String),
+}
+
 pub trait Approver: Send + Sync {
     /// Shows `prompt` and resolves with the answer. Dropping the future withdraws it.
     fn ask(&self, prompt: Prompt) -> BoxFuture<'static, Answer>;
@@ -90,8 +113,9 @@ pub trait Approver: Send + Sync {
     fn update(&self, _prompt: &Prompt) {}
     /// The prompts waiting for an answer.
     fn pending(&self) -> Vec<Prompt>;
-    /// Answers prompt `id`; false when no such prompt waits.
-    fn answer(&self, id: &str, answer: Answer) -> bool;
+    /// Answers prompt `id`. `binding`, when the answer comes from a UI that showed the
+    /// prompt, must match it; an approver may refuse answers without one.
+    fn answer(&self, id: &str, binding: Option<&Binding>, answer: Answer) -> Result<(), AnswerError>;
 }
 
 /// Prompts held in memory, answered through the control API.
@@ -131,12 +155,16 @@ impl Approver for HeadlessApprover {
         list
     }
 
-    fn answer(&self, id: &str, answer: Answer) -> bool {
-        let entry = self.waiting.lock().ok().and_then(|mut w| w.remove(id));
-        match entry {
-            Some((_, tx)) => tx.send(answer).is_ok(),
-            None => false,
+    /// Headless prompts have no nonce (the control token is the credential); a binding's
+    /// argument hash, when given, must still match.
+    fn answer(&self, id: &str, binding: Option<&Binding>, answer: Answer) -> Result<(), AnswerError> {
+        let mut waiting = self.waiting.lock().map_err(|_| AnswerError::Unknown(id.to_string()))?;
+        let Some((prompt, _)) = waiting.get(id) else { return Err(AnswerError::Unknown(id.to_string())) };
+        if binding.is_some_and(|b| b.args_hash != prompt.args_hash) {
+            return Err(AnswerError::ArgumentsChanged);
         }
+        let (_, tx) = waiting.remove(id).ok_or_else(|| AnswerError::Unknown(id.to_string()))?;
+        tx.send(answer).map_err(|_| AnswerError::Unknown(id.to_string()))
     }
 }
 
@@ -178,8 +206,14 @@ mod tests {
         let a = HeadlessApprover::default();
         let fut = a.ask(Prompt::example("p1"));
         assert_eq!(a.pending().len(), 1);
-        assert!(a.answer("p1", Answer::once()));
-        assert!(!a.answer("p1", Answer::once()), "a prompt is answered once");
+        let wrong = Binding { nonce: String::new(), args_hash: "other".into() };
+        assert_eq!(a.answer("p1", Some(&wrong), Answer::once()), Err(AnswerError::ArgumentsChanged));
+        assert_eq!(a.answer("p1", None, Answer::once()), Ok(()));
+        assert_eq!(
+            a.answer("p1", None, Answer::once()),
+            Err(AnswerError::Unknown("p1".into())),
+            "a prompt is answered once"
+        );
         assert_eq!(fut.await, Answer::once());
         assert!(a.pending().is_empty());
     }
@@ -189,7 +223,7 @@ mod tests {
         let a = HeadlessApprover::default();
         let fut = a.ask(Prompt::example("p2"));
         a.withdraw("p2");
-        assert!(!a.answer("p2", Answer::once()));
+        assert!(a.answer("p2", None, Answer::once()).is_err());
         assert_eq!(fut.await, Answer::Denied);
     }
 }

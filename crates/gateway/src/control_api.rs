@@ -1,19 +1,56 @@
-//! Control endpoints beyond status and approvals: accepting pinned tools, listing and
-//! revoking grants, reloading the policy. Every one needs the control token (which only
-//! the user's own CLI and app can read); none is reachable with a client token.
+//! The control routes under `/_countersign/`: status, answering prompts, pins, grants,
+//! the kill switch, policy reload and shutdown. Each is a thin adapter from HTTP to the
+//! [`Gateway`] handle, which implements the action once for every front end; the control
+//! token is checked by a layer in front of every route here (`front_door`), so no route
+//! can forget it. None is reachable with a client token.
 
-use crate::approver::Answer;
-use crate::clock::now_ms;
-use crate::http_face::{control_auth, json_response, Face};
-use axum::body::Body;
+use crate::api::{AnswerRequest, ControlError, Gateway};
+use crate::front_door::{json_response, require_control_token, Face};
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use countersign_policy::GrantLength;
+use axum::routing::{get, post};
+use axum::Router;
 use serde_json::{json, Value};
 
+/// The control routes, behind the control-token layer.
+pub(crate) fn router(face: Face, gateway: Gateway) -> Router {
+    Router::new()
+        .route("/_countersign/status", get(status))
+        .route("/_countersign/approvals/{id}/{answer}", post(answer))
+        .route("/_countersign/pins/{server}/accept", post(accept_pins))
+        .route("/_countersign/grants", get(list_grants))
+        .route("/_countersign/grants/{id}/revoke", post(revoke_grant))
+        .route("/_countersign/pause", post(pause))
+        .route("/_countersign/resume", post(resume))
+        .route("/_countersign/policy/reload", post(reload_policy))
+        .route("/_countersign/shutdown", post(shutdown))
+        // A control body is a short list of names; the token layer runs before any is read.
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .route_layer(axum::middleware::from_fn_with_state(face, require_control_token))
+        .with_state(gateway)
+}
+
+fn refused(e: ControlError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, format!("{e}\n")).into_response()
+}
+
+fn ok(body: Value) -> Response {
+    json_response(StatusCode::OK, body.to_string())
+}
+
+/// `GET /_countersign/status`.
+async fn status(State(gateway): State<Gateway>) -> Response {
+    match serde_json::to_string(&gateway.status()) {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => refused(ControlError::Unavailable(format!("status: {e}"))),
+    }
+}
+
 #[derive(serde::Deserialize)]
-pub(crate) struct AnswerQuery {
+struct AnswerQuery {
     /// Grant length: once (default), session, 15m, 1h, today.
     #[serde(rename = "for")]
     length: Option<String>,
@@ -27,137 +64,77 @@ pub(crate) struct AnswerQuery {
 /// `POST /_countersign/approvals/{id}/{approve|deny}?for=1h&where=path%3D%2Fwork%2F**`.
 /// The length must be one the policy allows and the condition must parse, or nothing is
 /// answered.
-pub(crate) async fn answer(
-    State(face): State<Face>,
+async fn answer(
+    State(gateway): State<Gateway>,
     Path((id, verdict)): Path<(String, String)>,
     Query(q): Query<AnswerQuery>,
-    req: Request<Body>,
 ) -> Response {
-    if let Err(r) = control_auth(&face, &req) {
-        return r;
+    if verdict != "approve" && verdict != "deny" {
+        return refused(ControlError::NotFound("answer is approve or deny".into()));
     }
-    let refuse = |status, text: String| (status, format!("{text}\n")).into_response();
-    let answer = match verdict.as_str() {
-        "deny" => Answer::Denied,
-        "approve" => {
-            let length = match q.length.as_deref().map(|l| (l, GrantLength::parse(l))) {
-                None => GrantLength::Once,
-                Some((_, Some(length))) => length,
-                Some((l, None)) => {
-                    return refuse(
-                        StatusCode::BAD_REQUEST,
-                        format!("`{l}` is not a grant length (once, session, 15m, 1h, today)"),
-                    )
-                }
-            };
-            let policy = face.shared.policy.load();
-            let (settings, layer) = policy.grant_settings();
-            if !settings.lengths.contains(&length) {
-                let allowed: Vec<&str> = settings.lengths.iter().map(|l| l.as_str()).collect();
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "the {} policy does not allow approvals for `{}` (allowed: {})",
-                        layer.as_str(),
-                        length.as_str(),
-                        allowed.join(", ")
-                    ),
-                );
-            }
-            if let Some(cond) = &q.condition {
-                if let Err(e) = countersign_policy::Rule::parse(&format!("mcp__x__y({cond})")) {
-                    return refuse(StatusCode::BAD_REQUEST, format!("bad condition `{cond}`: {e}"));
-                }
-                if length == GrantLength::Once {
-                    return refuse(
-                        StatusCode::BAD_REQUEST,
-                        "a condition needs a grant longer than once (--for)".into(),
-                    );
-                }
-            }
-            Answer::Approved { length, condition: q.condition, count: q.all.unwrap_or(1).max(1) }
-        }
-        _ => return refuse(StatusCode::NOT_FOUND, "answer is approve or deny".into()),
+    let request = match AnswerRequest::parse(&verdict, q.length.as_deref(), q.condition, q.all, None) {
+        Ok(r) => r,
+        Err(e) => return refused(e),
     };
-    if face.shared.approver.answer(&id, answer) {
-        json_response(StatusCode::OK, json!({"answered": id}).to_string())
-    } else if let Some(why) = face.shared.approvals.gone(&id) {
-        refuse(StatusCode::GONE, format!("the call `{id}` is gone ({why}); nothing was run"))
-    } else {
-        refuse(StatusCode::NOT_FOUND, format!("no pending approval `{id}`"))
+    match gateway.answer(&id, request) {
+        Ok(()) => ok(json!({"answered": id})),
+        Err(e) => refused(e),
     }
 }
 
 /// `POST /_countersign/pins/{server}/accept` with `{"tools": [...]}` (empty: all).
-pub(crate) async fn accept_pins(State(face): State<Face>, Path(server): Path<String>, req: Request<Body>) -> Response {
-    if let Err(r) = control_auth(&face, &req) {
-        return r;
-    }
-    let body = axum::body::to_bytes(req.into_body(), 64 * 1024).await.unwrap_or_default();
-    let tools: Vec<String> = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("tools").and_then(|t| serde_json::from_value(t.clone()).ok()))
-        .unwrap_or_default();
-    let result = face
-        .shared
-        .pins
-        .lock()
-        .map_err(|_| "pin store unavailable".to_string())
-        .and_then(|mut p| p.accept(&server, &tools));
-    match result {
-        Ok(n) => {
-            tracing::info!(server, accepted = n, "tools accepted and pinned");
-            let what = if tools.is_empty() { "every tool".to_string() } else { tools.join(", ") };
-            face.shared.policy_event(crate::shared::PolicyEvent {
-                decision: "allow",
-                rule: "pins-accepted",
-                reason: format!("accepted {what} as listed now"),
-                server: Some(server.clone()),
-                tool: (tools.len() == 1).then(|| tools[0].clone()),
-            });
-            json_response(StatusCode::OK, json!({"server": server, "accepted": n}).to_string())
+async fn accept_pins(State(gateway): State<Gateway>, Path(server): Path<String>, body: Bytes) -> Response {
+    let tools: Vec<String> = if body.is_empty() {
+        Vec::new()
+    } else {
+        match serde_json::from_slice::<Value>(&body).map(|v| v.get("tools").cloned()) {
+            Ok(None) => Vec::new(),
+            Ok(Some(t)) => match serde_json::from_value(t) {
+                Ok(tools) => tools,
+                Err(_) => return refused(ControlError::BadRequest("`tools` is a list of tool names".into())),
+            },
+            Err(e) => return refused(ControlError::BadRequest(format!("the body is not JSON: {e}"))),
         }
-        Err(e) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+    };
+    match gateway.accept_pins(&server, &tools) {
+        Ok(n) => ok(json!({"server": server, "accepted": n})),
+        Err(e) => refused(e),
     }
 }
 
 /// `GET /_countersign/grants`.
-pub(crate) async fn list_grants(State(face): State<Face>, req: Request<Body>) -> Response {
-    if let Err(r) = control_auth(&face, &req) {
-        return r;
-    }
-    let grants = face.shared.grants.lock().map(|mut g| g.list(now_ms())).unwrap_or_default();
-    json_response(StatusCode::OK, json!({"grants": grants}).to_string())
+async fn list_grants(State(gateway): State<Gateway>) -> Response {
+    ok(json!({"grants": gateway.grants()}))
 }
 
 /// `POST /_countersign/grants/{id}/revoke`.
-pub(crate) async fn revoke_grant(State(face): State<Face>, Path(id): Path<String>, req: Request<Body>) -> Response {
-    if let Err(r) = control_auth(&face, &req) {
-        return r;
+async fn revoke_grant(State(gateway): State<Gateway>, Path(id): Path<String>) -> Response {
+    match gateway.revoke_grant(&id) {
+        Ok(()) => ok(json!({"revoked": id})),
+        Err(e) => refused(e),
     }
-    if face.shared.grants.lock().is_ok_and(|mut g| g.revoke(&id)) {
-        tracing::info!(grant = %id, "grant revoked");
-        json_response(StatusCode::OK, json!({"revoked": id}).to_string())
-    } else {
-        (StatusCode::NOT_FOUND, format!("no grant `{id}`\n")).into_response()
-    }
+}
+
+/// `POST /_countersign/pause`: the kill switch (audited).
+async fn pause(State(gateway): State<Gateway>) -> Response {
+    let changed = gateway.set_paused(true);
+    ok(json!({"paused": true, "changed": changed}))
+}
+
+/// `POST /_countersign/resume`.
+async fn resume(State(gateway): State<Gateway>) -> Response {
+    let changed = gateway.set_paused(false);
+    ok(json!({"paused": false, "changed": changed}))
 }
 
 /// `POST /_countersign/policy/reload`: read every layer again now.
-pub(crate) async fn reload_policy(State(face): State<Face>, req: Request<Body>) -> Response {
-    if let Err(r) = control_auth(&face, &req) {
-        return r;
-    }
-    crate::policy_watch::reload(&face.shared);
-    json_response(StatusCode::OK, json!({"policy_version": face.shared.policy.load().version()}).to_string())
+async fn reload_policy(State(gateway): State<Gateway>) -> Response {
+    ok(json!({"policy_version": gateway.reload_policy()}))
 }
 
-/// `POST /_countersign/shutdown`: stop this gateway cleanly (sessions closed, upstreams
-/// stopped, outcomes flushed), so a desktop app can take over its port.
-pub(crate) async fn shutdown(State(face): State<Face>, req: Request<Body>) -> Response {
-    if let Err(r) = control_auth(&face, &req) {
-        return r;
-    }
-    face.shared.shutdown.notify_one();
-    json_response(StatusCode::OK, json!({"stopping": true}).to_string())
+/// `POST /_countersign/shutdown`: stop this gateway cleanly, so a desktop app can take
+/// over its port.
+async fn shutdown(State(gateway): State<Gateway>) -> Response {
+    gateway.shutdown();
+    ok(json!({"stopping": true}))
 }

@@ -1,5 +1,6 @@
 //! The streamable HTTP face on loopback: `/mcp/<server>` (one upstream, names unchanged)
-//! and `/mcp` (all upstreams, names namespaced), plus the control endpoints the CLI uses.
+//! and `/mcp` (all upstreams, names namespaced), with the control routes (`control_api`)
+//! merged in behind their own token layer.
 //!
 //! Order of checks for every request: Host, Origin and URL (guard) → token → content
 //! type and size → JSON well-formedness → 2026-07-28 header/body agreement → the method
@@ -7,45 +8,33 @@
 //! refused) → session. Only then does the session see the message. Every refusal is
 //! audited.
 
+use crate::front_door::{json_response, pre_auth, rejected, Face};
 use crate::govern::methods::{self, Operation};
 use crate::guard::{self, Refusal};
 use crate::message::{self, code, Envelope, Kind};
 use crate::session::flow::{Flow, Weighed};
 use crate::session::{self, Route, Session};
-use crate::shared::Shared;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, post};
 use axum::Router;
 use countersign_audit::{Outcome, RecordKind};
 use serde_json::{json, Value};
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-#[derive(Clone)]
-pub struct Face {
-    pub shared: Arc<Shared>,
-    pub listen: SocketAddr,
-}
-
-pub fn router(face: Face) -> Router {
+pub(crate) fn router(face: Face) -> Router {
+    let gateway = crate::api::Gateway::new(face.shared.clone(), face.listen);
     Router::new()
         .route("/mcp", any(mcp_aggregate))
         .route("/mcp/{server}", any(mcp_single))
         .route(crate::gateway_link::HELLO_PATH, post(hello))
-        .route("/_countersign/status", get(status))
-        .route("/_countersign/approvals/{id}/{answer}", post(crate::control_api::answer))
-        .route("/_countersign/pins/{server}/accept", post(crate::control_api::accept_pins))
-        .route("/_countersign/grants", get(crate::control_api::list_grants))
-        .route("/_countersign/grants/{id}/revoke", post(crate::control_api::revoke_grant))
-        .route("/_countersign/policy/reload", post(crate::control_api::reload_policy))
-        .route("/_countersign/shutdown", post(crate::control_api::shutdown))
         .fallback(not_found)
-        .with_state(face)
+        .with_state(face.clone())
+        .merge(crate::control_api::router(face, gateway))
 }
 
 async fn mcp_aggregate(State(face): State<Face>, req: Request<Body>) -> Response {
@@ -63,47 +52,8 @@ async fn not_found(State(face): State<Face>, req: Request<Body>) -> Response {
     (StatusCode::NOT_FOUND, "not found: MCP clients use /mcp or /mcp/<server>\n").into_response()
 }
 
-/// The guard's checks, with refusals audited.
-#[allow(clippy::result_large_err)]
-fn pre_auth(face: &Face, req: &Request<Body>) -> Result<(), Response> {
-    guard::check_request(
-        req.method(),
-        req.uri(),
-        req.headers(),
-        face.listen,
-        &face.shared.config.gateway.allowed_origins,
-    )
-    .map_err(|r| rejected(face, req.method(), req.uri().path(), None, r))
-}
-
-fn rejected(face: &Face, method: &Method, path: &str, client: Option<String>, refusal: Refusal) -> Response {
-    let mut record = face.shared.record(RecordKind::Rejected, "deny");
-    record.client = client;
-    record.method = Some(format!("{method} {path}"));
-    record.reason = Some(refusal.reason.clone());
-    record.rule = Some("transport".into());
-    let record_id = record.id;
-    let shared = face.shared.clone();
-    let started = Instant::now();
-    tokio::spawn(async move {
-        if shared.journal.commit(record).await.is_ok() {
-            shared.outcome(session::outcome(record_id, started, Outcome::Rejected, None));
-        }
-    });
-    tracing::warn!(status = %refusal.status, "refused {method} {path}: {}", refusal.reason);
-    let mut resp = (refusal.status, format!("{}\n", refusal.reason)).into_response();
-    if refusal.status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
-    }
-    resp
-}
-
 fn rpc_error(status: StatusCode, id: Option<&serde_json::value::RawValue>, code: i64, msg: &str) -> Response {
     json_response(status, message::error_response(id, code, msg))
-}
-
-pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
-    (status, [("content-type", "application/json")], body).into_response()
 }
 
 async fn handle(face: Face, route: Route, req: Request<Body>) -> Response {
@@ -503,23 +453,6 @@ fn sse_body(body: Body) -> Response {
     resp
 }
 
-// ---- control endpoints ------------------------------------------------------------------
-
-#[allow(clippy::result_large_err)]
-pub(crate) fn control_auth(face: &Face, req: &Request<Body>) -> Result<(), Response> {
-    pre_auth(face, req)?;
-    match guard::bearer(req.headers()) {
-        Some(t) if t == face.shared.control_token => Ok(()),
-        _ => Err(rejected(
-            face,
-            req.method(),
-            req.uri().path(),
-            None,
-            Refusal { status: StatusCode::UNAUTHORIZED, reason: "the control token is required".into() },
-        )),
-    }
-}
-
 /// `POST /_countersign/hello` with `{"nonce": "..."}`: proves this is the gateway of the
 /// data folder (see `gateway_link`). Needs no token and grants nothing; the nonce is
 /// bounded and the answer is one HMAC.
@@ -541,59 +474,4 @@ async fn hello(State(face): State<Face>, req: Request<Body>) -> Response {
     };
     let proof = crate::gateway_link::prove(&face.shared.control_token, &nonce, face.listen);
     json_response(StatusCode::OK, json!({ "proof": proof }).to_string())
-}
-
-async fn status(State(face): State<Face>, req: Request<Body>) -> Response {
-    if let Err(r) = control_auth(&face, &req) {
-        return r;
-    }
-    let sessions: Vec<Value> = face
-        .shared
-        .sessions
-        .lock()
-        .map(|t| {
-            t.values()
-                .map(|s| {
-                    let (name, version) = s.client();
-                    json!({
-                        "id": session::short(&s.id),
-                        "client": s.token_name,
-                        "client_name": name,
-                        "client_version": version,
-                        "route": match &s.route { Route::Single(x) => format!("/mcp/{x}"), Route::Aggregate => "/mcp".into() },
-                        "pending": s.pending_count(),
-                        "idle_secs": s.idle_for().as_secs(),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let servers: Vec<Value> = face
-        .shared
-        .config
-        .servers
-        .iter()
-        .map(|(name, s)| {
-            let kind = match &s.transport {
-                crate::config::Transport::Stdio { .. } => "stdio",
-                crate::config::Transport::Http { .. } => "http",
-            };
-            json!({"name": name, "transport": kind, "trusted": s.trusted()})
-        })
-        .collect();
-    let body = json!({
-        "pid": std::process::id(),
-        "listen": face.listen.to_string(),
-        "config": face.shared.config.path.as_ref().map(|p| p.display().to_string()),
-        "policy_version": face.shared.policy.load().version(),
-        // Set while the managed bundle in force has expired (the tray shows it too).
-        "policy_warning": face.shared.bundles.warning(),
-        "blocked_tools": face.shared.pins.lock().map(|p| p.report()).unwrap_or_default(),
-        "servers": servers,
-        "sessions": sessions,
-        "approvals": face.shared.approver.pending(),
-        // Live async tasks: steady under steady load; growth with the call count is a leak.
-        "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
-    });
-    json_response(StatusCode::OK, body.to_string())
 }

@@ -10,6 +10,7 @@
 //! The crate never listens beyond loopback, never forwards a client's token upstream and
 //! never writes a secret to a log line.
 
+pub mod api;
 pub mod approver;
 pub mod client_inventory;
 pub mod client_routing;
@@ -19,11 +20,12 @@ pub mod config_edit;
 pub mod config_file;
 mod control_api;
 mod credentials;
+mod front_door;
 pub mod gateway_link;
 pub mod govern;
 pub mod guard;
 pub mod home;
-pub mod http_face;
+mod http_face;
 pub mod hub_sync;
 mod journal_upkeep;
 mod listener;
@@ -36,13 +38,14 @@ pub mod secret_import;
 pub mod server;
 pub mod session;
 pub mod session_bus;
-pub mod shared;
+mod shared;
 pub mod shim;
 mod sign_ins;
 pub mod sse_client;
 pub mod tokens;
 pub mod upstream;
 
+pub use api::Gateway;
 pub use config::Config;
 pub use home::Home;
 pub use server::{start, start_with, Running, ServeError};

@@ -4,8 +4,9 @@
 
 use crate::approver::{Approver, HeadlessApprover};
 use crate::config::Config;
+use crate::front_door::Face;
 use crate::home::{Home, HomeError, RuntimeInfo};
-use crate::http_face::{self, Face};
+use crate::http_face;
 use crate::pins::PinStore;
 use crate::shared::{os_user, Shared};
 use crate::tokens::TokenStore;
@@ -32,13 +33,18 @@ pub enum ServeError {
 /// A gateway that is listening.
 pub struct Running {
     pub listen: SocketAddr,
-    pub shared: Arc<Shared>,
+    shared: Arc<Shared>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     home: Home,
     _policy_watch: Option<crate::policy_watch::PolicyWatch>,
 }
 
 impl Running {
+    /// The handle every front end uses to read and change this gateway.
+    pub fn gateway(&self) -> crate::api::Gateway {
+        crate::api::Gateway::new(self.shared.clone(), self.listen)
+    }
+
     /// Serves until `shutdown` resolves, then closes every session.
     pub async fn until(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
         let mut server = self.server;

@@ -308,7 +308,7 @@ mod tests {
             (p.len() == 1 && p[0].waiting == 5).then(|| p[0].clone())
         })
         .await;
-        assert!(headless.answer(&shown.id, Answer::once()));
+        assert!(headless.answer(&shown.id, None, Answer::once()).is_ok());
         let released = until("one call released", || calls.iter().position(|c| c.is_finished())).await;
         let next = until("the prompt again for four", || {
             let p = headless.pending();
@@ -323,7 +323,7 @@ mod tests {
         let late = spawn_wait(&a, "late", late_rx);
         until("the late call to join", || (headless.pending().first().map(|p| p.waiting) == Some(5)).then_some(()))
             .await;
-        assert!(headless.answer(&next.id, Answer::once_for(4)));
+        assert!(headless.answer(&next.id, None, Answer::once_for(4)).is_ok());
         for c in calls {
             assert_eq!(c.await.unwrap(), Waited::Answered(Answer::once_for(4)));
         }
@@ -333,7 +333,7 @@ mod tests {
         })
         .await;
         assert!(!late.is_finished(), "not released by an answer given before it joined");
-        assert!(headless.answer(&last.id, Answer::Denied));
+        assert!(headless.answer(&last.id, None, Answer::Denied).is_ok());
         assert_eq!(late.await.unwrap(), Waited::Answered(Answer::Denied));
         drop(keep);
     }
@@ -348,7 +348,7 @@ mod tests {
         cancel.send(()).unwrap();
         assert_eq!(call.await.unwrap(), Waited::Gone("cancelled by its client"));
         until("the prompt withdrawn", || headless.pending().is_empty().then_some(())).await;
-        assert!(!headless.answer("p1", Answer::once()), "nothing is left to approve");
+        assert!(headless.answer("p1", None, Answer::once()).is_err(), "nothing is left to approve");
         assert_eq!(a.gone("p1"), Some("cancelled by its client"));
     }
 
@@ -372,7 +372,7 @@ mod tests {
         }
         assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1, "joining an identical prompt raises none");
         let id = headless.pending()[0].id.clone();
-        assert!(headless.answer(&id, Answer::Denied));
+        assert!(headless.answer(&id, None, Answer::Denied).is_ok());
         for c in calls {
             assert_eq!(c.await.unwrap(), Waited::Answered(Answer::Denied));
         }

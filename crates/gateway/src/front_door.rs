@@ -1,0 +1,83 @@
+//! The loopback port's front door: the state every route shares ([`Face`]) and the checks
+//! every request passes before a route sees it (Host, Origin and URL through `guard`, each
+//! refusal audited), plus the control token for the control routes, applied as a layer.
+//!
+//! It never lets a request past without the guard's checks, and never accepts a client
+//! token where the control token is required.
+
+use crate::guard::{self, Refusal};
+use crate::shared::Shared;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use countersign_audit::{Outcome, RecordKind};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What every route of the loopback port shares.
+#[derive(Clone)]
+pub(crate) struct Face {
+    pub shared: Arc<Shared>,
+    pub listen: SocketAddr,
+}
+
+/// The guard's checks (Host, Origin, URL), with refusals audited.
+#[allow(clippy::result_large_err)]
+pub(crate) fn pre_auth(face: &Face, req: &Request<Body>) -> Result<(), Response> {
+    guard::check_request(
+        req.method(),
+        req.uri(),
+        req.headers(),
+        face.listen,
+        &face.shared.config.gateway.allowed_origins,
+    )
+    .map_err(|r| rejected(face, req.method(), req.uri().path(), None, r))
+}
+
+/// A refusal at the door: recorded in the journal, logged, and answered with its status.
+pub(crate) fn rejected(face: &Face, method: &Method, path: &str, client: Option<String>, refusal: Refusal) -> Response {
+    let mut record = face.shared.record(RecordKind::Rejected, "deny");
+    record.client = client;
+    record.method = Some(format!("{method} {path}"));
+    record.reason = Some(refusal.reason.clone());
+    record.rule = Some("transport".into());
+    let record_id = record.id;
+    let shared = face.shared.clone();
+    let started = Instant::now();
+    tokio::spawn(async move {
+        if shared.journal.commit(record).await.is_ok() {
+            shared.outcome(crate::session::outcome(record_id, started, Outcome::Rejected, None));
+        }
+    });
+    tracing::warn!(status = %refusal.status, "refused {method} {path}: {}", refusal.reason);
+    let mut resp = (refusal.status, format!("{}\n", refusal.reason)).into_response();
+    if refusal.status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [("content-type", "application/json")], body).into_response()
+}
+
+/// The layer in front of every control route: the guard's checks, then the control token
+/// (which only the user's own CLI and app can read). A client token is not enough.
+pub(crate) async fn require_control_token(State(face): State<Face>, req: Request, next: Next) -> Response {
+    if let Err(r) = pre_auth(&face, &req) {
+        return r;
+    }
+    match guard::bearer(req.headers()) {
+        Some(t) if t == face.shared.control_token => next.run(req).await,
+        _ => rejected(
+            &face,
+            req.method(),
+            req.uri().path(),
+            None,
+            Refusal { status: StatusCode::UNAUTHORIZED, reason: "the control token is required".into() },
+        ),
+    }
+}
