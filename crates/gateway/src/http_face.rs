@@ -597,3 +597,7 @@ async fn status(State(face): State<Face>, req: Request<Body>) -> Response {
     });
     json_response(StatusCode::OK, body.to_string())
 }
+
+#[cfg(test)]
+#[path = "http_face_tests.rs"]
+mod tests;

@@ -14,6 +14,10 @@ mod deadlines;
 pub mod flow;
 mod routing;
 mod streams;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 pub use deadlines::{spawn_sweeper, Deadlines};
 pub use streams::StreamEvent;

@@ -307,3 +307,7 @@ fn with_bearer(req: reqwest::RequestBuilder, token: Option<&Secret>) -> reqwest:
 fn without_url(e: reqwest::Error) -> String {
     e.without_url().to_string()
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;
