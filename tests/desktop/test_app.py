@@ -156,6 +156,13 @@ def record_prompt_latency(app):
     assert statistics.median(samples) <= 100, f"prompt latency median {statistics.median(samples):.1f} ms"
 
 
+# The app's own (anonymous) memory idle with its window closed, as BENCHMARKS.md reports
+# it (debug build under Xvfb), and the margin this test allows over it: runs on this
+# machine have measured 32.0-33.2 MiB.
+APP_ANON_MIB = 32.0
+APP_ANON_MARGIN = 1.25
+
+
 def test_idle_memory_with_the_window_closed(app):
     """The app's memory once its window is closed: the web view's process must be gone;
     RSS is recorded whole and split into what the app allocated (anonymous) and the
@@ -193,8 +200,12 @@ def test_idle_memory_with_the_window_closed(app):
     data["idle_window_closed_mib"] = {"app_rss": round(own["VmRSS"], 1), "app_anon": round(own["RssAnon"], 1),
                                       "app_file": round(own["RssFile"], 1), "helpers_rss": helpers}
     figures.write_text(json.dumps(data, indent=1))
-    # What the app itself holds; the shared libraries' pages are the desktop's.
-    assert own["RssAnon"] <= 150, f"the app holds {own['RssAnon']:.1f} MiB of its own memory"
+    # What the app itself holds; the shared libraries' pages are the desktop's. The bound is
+    # the figure BENCHMARKS.md reports (its "Desktop app" table) with a stated margin for
+    # this machine's noise, so a regression fails here instead of hiding under a loose cap.
+    assert own["RssAnon"] <= APP_ANON_MIB * APP_ANON_MARGIN, (
+        f"the app holds {own['RssAnon']:.1f} MiB of its own memory; BENCHMARKS.md reports {APP_ANON_MIB} MiB "
+        f"and this test allows {APP_ANON_MARGIN:.2f}x that")
 
 
 async def test_the_app_takes_over_from_a_headless_gateway(tmp_path):

@@ -54,6 +54,23 @@ pub trait Caller {
     fn call(&mut self) -> impl std::future::Future<Output = Result<()>> + Send;
 }
 
+/// Any of the clients, so one run can hold them side by side.
+pub enum AnyClient {
+    Stdio(StdioClient),
+    Http(HttpClient),
+    Raw(RawHttpClient),
+}
+
+impl Caller for AnyClient {
+    async fn call(&mut self) -> Result<()> {
+        match self {
+            AnyClient::Stdio(c) => c.call().await,
+            AnyClient::Http(c) => c.call().await,
+            AnyClient::Raw(c) => c.call().await,
+        }
+    }
+}
+
 pub struct StdioClient {
     _child: Child,
     stdin: ChildStdin,
@@ -166,6 +183,16 @@ impl HttpClient {
     pub fn with(mut self, request: Request) -> Self {
         self.request = request;
         self
+    }
+
+    /// Sends `request` once, whatever this client sends on its calls.
+    pub async fn send(&mut self, request: &Request) -> Result<()> {
+        self.next += 1;
+        let body = self.post(request.render(self.next)).await?;
+        if !succeeded(&body) {
+            bail!("call failed: {body}");
+        }
+        Ok(())
     }
 
     async fn call_once(&mut self) -> Result<()> {

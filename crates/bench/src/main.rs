@@ -1,15 +1,19 @@
 //! `make bench`: trivial `tools/call`s to the fast rmcp upstream, direct and through the
-//! gateway (HTTP face and stdio shim), sequential and with 16 concurrent clients, all in
-//! one run so the figures are comparable on a noisy machine. Prints p50/p99 latency,
-//! throughput and the gateway's RSS. The gateway runs with its policy and audit on: each
-//! call is allowed by policy and its record committed before it is forwarded.
+//! gateway (HTTP face and stdio shim), sequential and with 16 concurrent clients. Every
+//! client is connected first; then the runs take turns in rounds (the order reversed
+//! every other round), so the direct baseline and the gateway see the same machine.
+//! Prints p50/p99 latency, throughput and the gateway's RSS. The gateway runs with its
+//! policy and audit on: each call is allowed by policy and its record committed before it
+//! is forwarded; at the end the journal must hold exactly one call record per call made
+//! through the gateway (warm-ups included), or the run fails.
 
 mod floors;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use countersign_bench::clients::{HttpClient, RawHttpClient, StdioClient};
-use countersign_bench::measure::{cli, concurrent, rss_kib, sequential, serve, us, Row, Served};
+use countersign_bench::clients::{AnyClient, Caller, HttpClient, RawHttpClient, StdioClient};
+use countersign_bench::journal::Census;
+use countersign_bench::measure::{cli, concurrent_round, rss_kib, serve, timed, us, Row, Served};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -25,10 +29,87 @@ struct Args {
     calls: usize,
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Rounds the calls are split into; every run takes one turn per round.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     /// Run only the rows whose name contains this text (the direct stdio row, the
     /// baseline for "added", always runs). For profiling one path.
     #[arg(long)]
     only: Option<String>,
+}
+
+/// One run of the table: its clients, whether its calls go through the gateway (and so
+/// must be in its journal), and the latencies gathered over the rounds.
+struct Lane {
+    clients: Clients,
+    gateway: bool,
+    row: Row,
+}
+
+enum Clients {
+    One(AnyClient),
+    Many(Vec<AnyClient>),
+}
+
+impl Lane {
+    fn one(name: &str, gateway: bool, client: AnyClient) -> Self {
+        Lane { clients: Clients::One(client), gateway, row: Row::new(name) }
+    }
+
+    fn many(name: &str, gateway: bool, clients: Vec<AnyClient>) -> Self {
+        Lane { clients: Clients::Many(clients), gateway, row: Row::new(name) }
+    }
+
+    /// Untimed calls before the first round: every session up, every upstream started.
+    async fn warm_up(&mut self, calls: usize, per_client: usize) -> Result<()> {
+        let name = self.row.name.clone();
+        match &mut self.clients {
+            Clients::One(c) => {
+                for _ in 0..calls / 10 {
+                    c.call().await.with_context(|| format!("{name}: warm-up"))?;
+                }
+                self.row.made += calls / 10;
+            }
+            Clients::Many(cs) => {
+                let warm = (per_client / 10).max(1);
+                for c in cs.iter_mut() {
+                    for _ in 0..warm {
+                        c.call().await.with_context(|| format!("{name}: warm-up"))?;
+                    }
+                }
+                self.row.made += warm * cs.len();
+            }
+        }
+        Ok(())
+    }
+
+    /// This lane's turn in one round.
+    async fn round(&mut self, calls: usize, per_client: usize) -> Result<()> {
+        let name = self.row.name.clone();
+        let round = match &mut self.clients {
+            Clients::One(c) => timed(&name, calls, c).await?,
+            Clients::Many(cs) => {
+                let (round, back) = concurrent_round(&name, std::mem::take(cs), per_client).await?;
+                *cs = back;
+                round
+            }
+        };
+        self.row.add(round);
+        Ok(())
+    }
+}
+
+async fn many_stdio(
+    bin: &std::path::Path,
+    args: &[&str],
+    home: Option<&std::path::Path>,
+    n: usize,
+) -> Result<Vec<AnyClient>> {
+    let mut many = Vec::new();
+    for _ in 0..n {
+        many.push(AnyClient::Stdio(StdioClient::spawn(bin, args, home).await?));
+    }
+    Ok(many)
 }
 
 #[tokio::main]
@@ -43,6 +124,9 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let gateway = std::fs::canonicalize(&args.gateway).context("--gateway")?;
     let upstream = std::fs::canonicalize(&args.upstream).context("--upstream")?;
+    if args.rounds == 0 || args.calls < args.rounds * args.concurrency {
+        anyhow::bail!("--calls must be at least --rounds x --concurrency");
+    }
     let dir = tempfile::tempdir()?;
     let home = dir.path().join("home");
     let config = dir.path().join("bench.toml");
@@ -54,33 +138,27 @@ async fn main() -> Result<()> {
         ),
     )?;
     let per_client = args.calls / args.concurrency;
-    let mut rows = Vec::new();
-
     let want = |name: &str| args.only.as_deref().is_none_or(|only| name.contains(only));
     let direct_x = format!("direct x{}", args.concurrency);
     let http_x = format!("gateway HTTP x{}", args.concurrency);
     let shim_x = format!("gateway shim x{}", args.concurrency);
+    let mut lanes = Vec::new();
 
     // Direct: the client talks to the upstream itself.
-    let mut direct = StdioClient::spawn(&upstream, &[], None).await?;
-    rows.push(sequential("direct (stdio)", args.calls, &mut direct).await?);
+    lanes.push(Lane::one("direct (stdio)", false, AnyClient::Stdio(StdioClient::spawn(&upstream, &[], None).await?)));
     if want(&direct_x) {
-        let mut many = Vec::new();
-        for _ in 0..args.concurrency {
-            many.push(StdioClient::spawn(&upstream, &[], None).await?);
-        }
-        rows.push(concurrent(&direct_x, many, per_client).await?);
+        lanes.push(Lane::many(&direct_x, false, many_stdio(&upstream, &[], None, args.concurrency).await?));
     }
 
     // The floor for any relay: one more process in the path that only copies lines.
+    let me = std::env::current_exe()?;
     if want("pipe relay (floor)") {
-        let me = std::env::current_exe()?;
         let relay_args = ["pipe-relay", upstream.to_str().unwrap_or_default()];
-        let mut floor = StdioClient::spawn(&me, &relay_args, None).await?;
-        rows.push(sequential("pipe relay (floor)", args.calls, &mut floor).await?);
+        let floor = StdioClient::spawn(&me, &relay_args, None).await?;
+        lanes.push(Lane::one("pipe relay (floor)", false, AnyClient::Stdio(floor)));
     }
+    let mut http_relay = None;
     if want("HTTP relay (floor)") {
-        let me = std::env::current_exe()?;
         let mut relay = tokio::process::Command::new(&me)
             .args(["http-relay", upstream.to_str().unwrap_or_default()])
             .stdout(std::process::Stdio::piped())
@@ -90,56 +168,73 @@ async fn main() -> Result<()> {
         let mut addr = String::new();
         tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stdout), &mut addr).await?;
         let url = format!("http://{}/mcp", addr.trim());
-        let mut floor = RawHttpClient::connect(&url, "floor").await?;
-        rows.push(sequential("HTTP relay (floor)", args.calls, &mut floor).await?);
-        let _ = relay.start_kill();
+        let floor = RawHttpClient::connect(&url, "floor").await?;
+        lanes.push(Lane::one("HTTP relay (floor)", false, AnyClient::Raw(floor)));
+        http_relay = Some(relay);
     }
 
     // The gateway, with policy and audit on.
     let Served { child: mut serve, pid, addr, token } = serve(&gateway, &home, &config).await?;
     let idle_rss = rss_kib(pid);
     let url = format!("http://{addr}/mcp/fast");
-
     if want("gateway HTTP") {
-        let mut http = HttpClient::connect(&url, &token).await?;
-        rows.push(sequential("gateway HTTP", args.calls, &mut http).await?);
+        lanes.push(Lane::one("gateway HTTP", true, AnyClient::Http(HttpClient::connect(&url, &token).await?)));
     }
     if want("gateway HTTP (raw client)") {
-        let mut raw = RawHttpClient::connect(&url, &token).await?;
-        rows.push(sequential("gateway HTTP (raw client)", args.calls, &mut raw).await?);
+        let raw = RawHttpClient::connect(&url, &token).await?;
+        lanes.push(Lane::one("gateway HTTP (raw client)", true, AnyClient::Raw(raw)));
     }
     if want(&http_x) {
         let mut many = Vec::new();
         for _ in 0..args.concurrency {
-            many.push(HttpClient::connect(&url, &token).await?);
+            many.push(AnyClient::Http(HttpClient::connect(&url, &token).await?));
         }
-        rows.push(concurrent(&http_x, many, per_client).await?);
+        lanes.push(Lane::many(&http_x, true, many));
     }
-
     let shim_args = ["connect", "fast"];
     if want("gateway stdio shim") {
-        let mut shim = StdioClient::spawn(&gateway, &shim_args, Some(&home)).await?;
-        rows.push(sequential("gateway stdio shim", args.calls, &mut shim).await?);
+        let shim = StdioClient::spawn(&gateway, &shim_args, Some(&home)).await?;
+        lanes.push(Lane::one("gateway stdio shim", true, AnyClient::Stdio(shim)));
     }
     if want(&shim_x) {
-        let mut many = Vec::new();
-        for _ in 0..args.concurrency {
-            many.push(StdioClient::spawn(&gateway, &shim_args, Some(&home)).await?);
+        lanes.push(Lane::many(&shim_x, true, many_stdio(&gateway, &shim_args, Some(&home), args.concurrency).await?));
+    }
+
+    for lane in &mut lanes {
+        lane.warm_up(args.calls, per_client).await?;
+    }
+    let (calls, per_client) = (args.calls / args.rounds, per_client / args.rounds);
+    for round in 0..args.rounds {
+        // Forward, then backward: no run always goes first or last.
+        let order: Vec<usize> =
+            if round % 2 == 0 { (0..lanes.len()).collect() } else { (0..lanes.len()).rev().collect() };
+        for i in order {
+            lanes[i].round(calls, per_client).await?;
         }
-        rows.push(concurrent(&shim_x, many, per_client).await?);
     }
     let loaded_rss = rss_kib(pid);
+    let made: usize = lanes.iter().filter(|l| l.gateway).map(|l| l.row.made).sum();
 
     let exported = cli(&gateway, &home, &["audit", "export", "--format", "jsonl"]).await?;
-    let records = exported.lines().filter(|l| l.contains("\"tool\":\"echo\"")).count();
     let _ = serve.start_kill();
-
-    print_report(&args, &rows, idle_rss, loaded_rss, records);
+    if let Some(mut relay) = http_relay {
+        let _ = relay.start_kill();
+    }
+    let rows: Vec<Row> = lanes.into_iter().map(|l| l.row).collect();
+    print_report(&args, &rows, idle_rss, loaded_rss);
+    let census = Census::of(&exported)?;
+    println!("calls made through the gateway, warm-ups included: {made}");
+    println!("{census}");
+    census.expect_one_record_per_call("echo", made)?;
+    println!("the journal holds exactly one call record per call made");
     Ok(())
 }
 
-fn print_report(args: &Args, rows: &[Row], idle_rss: u64, loaded_rss: u64, records: usize) {
-    println!("\nCountersign relay benchmark: {} calls per run, {} concurrent clients", args.calls, args.concurrency);
+fn print_report(args: &Args, rows: &[Row], idle_rss: u64, loaded_rss: u64) {
+    println!(
+        "\nCountersign relay benchmark: {} calls per run in {} interleaved rounds, {} concurrent clients",
+        args.calls, args.rounds, args.concurrency
+    );
     println!(
         "{:<24} {:>10} {:>10} {:>12} {:>14} {:>14}",
         "run", "p50 µs", "p99 µs", "calls/s", "added p50 µs", "added p99 µs"
@@ -165,5 +260,4 @@ fn print_report(args: &Args, rows: &[Row], idle_rss: u64, loaded_rss: u64, recor
         );
     }
     println!("gateway RSS: idle {:.1} MiB, after load {:.1} MiB", idle_rss as f64 / 1024.0, loaded_rss as f64 / 1024.0);
-    println!("audit records committed for the gateway's echo calls: {records}");
 }

@@ -10,9 +10,23 @@ pub struct Row {
     pub name: String,
     pub lat: Vec<Duration>,
     pub wall: Duration,
+    /// Every call made for this row, warm-up included: what a journal must hold.
+    pub made: usize,
 }
 
 impl Row {
+    /// An empty row, to which rounds are added.
+    pub fn new(name: &str) -> Self {
+        Row { name: name.into(), lat: Vec::new(), wall: Duration::ZERO, made: 0 }
+    }
+
+    /// Adds one round's calls to this row.
+    pub fn add(&mut self, round: Row) {
+        self.lat.extend(round.lat);
+        self.wall += round.wall;
+        self.made += round.made;
+    }
+
     pub fn pct(&self, p: f64) -> Duration {
         let mut v = self.lat.clone();
         v.sort();
@@ -36,9 +50,17 @@ pub fn rss_kib(pid: u32) -> u64 {
 }
 
 pub async fn sequential<C: clients::Caller>(name: &str, calls: usize, client: &mut C) -> Result<Row> {
-    for _ in 0..calls / 10 {
+    let warm = calls / 10;
+    for _ in 0..warm {
         client.call().await?; // warm-up
     }
+    let mut row = timed(name, calls, client).await?;
+    row.made += warm;
+    Ok(row)
+}
+
+/// `calls` sequential calls, each timed, with no warm-up (a round of an interleaved run).
+pub async fn timed<C: clients::Caller>(name: &str, calls: usize, client: &mut C) -> Result<Row> {
     let mut lat = Vec::with_capacity(calls);
     let start = Instant::now();
     for _ in 0..calls {
@@ -46,7 +68,7 @@ pub async fn sequential<C: clients::Caller>(name: &str, calls: usize, client: &m
         client.call().await?;
         lat.push(t.elapsed());
     }
-    Ok(Row { name: name.into(), lat, wall: start.elapsed() })
+    Ok(Row { name: name.into(), lat, wall: start.elapsed(), made: calls })
 }
 
 /// Runs `per_client` calls on each client at once.
@@ -57,11 +79,25 @@ pub async fn concurrent<C: clients::Caller + Send + 'static>(
 ) -> Result<Row> {
     // Every client's session is up (its upstream started) before the clock starts.
     let mut clients = clients;
+    let warm = (per_client / 10).max(1);
     for c in &mut clients {
-        for _ in 0..(per_client / 10).max(1) {
+        for _ in 0..warm {
             c.call().await?;
         }
     }
+    let n = clients.len();
+    let (mut row, _) = concurrent_round(name, clients, per_client).await?;
+    row.made += warm * n;
+    Ok(row)
+}
+
+/// Runs `per_client` calls on each client at once, with no warm-up, and gives the clients
+/// back for the next round.
+pub async fn concurrent_round<C: clients::Caller + Send + 'static>(
+    name: &str,
+    clients: Vec<C>,
+    per_client: usize,
+) -> Result<(Row, Vec<C>)> {
     let start = Instant::now();
     let tasks: Vec<_> = clients
         .into_iter()
@@ -73,15 +109,19 @@ pub async fn concurrent<C: clients::Caller + Send + 'static>(
                     c.call().await?;
                     lat.push(t.elapsed());
                 }
-                anyhow::Ok(lat)
+                anyhow::Ok((lat, c))
             })
         })
         .collect();
     let mut lat = Vec::new();
+    let mut back = Vec::new();
     for t in tasks {
-        lat.extend(t.await??);
+        let (l, c) = t.await??;
+        lat.extend(l);
+        back.push(c);
     }
-    Ok(Row { name: name.into(), lat, wall: start.elapsed() })
+    let made = lat.len();
+    Ok((Row { name: name.into(), lat, wall: start.elapsed(), made }, back))
 }
 
 /// Waits for the gateway `pid` to write where it listens.

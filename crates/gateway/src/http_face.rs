@@ -475,3 +475,7 @@ async fn hello(State(face): State<Face>, req: Request<Body>) -> Response {
     let proof = crate::gateway_link::prove(&face.shared.control_token, &nonce, face.listen);
     json_response(StatusCode::OK, json!({ "proof": proof }).to_string())
 }
+
+#[cfg(test)]
+#[path = "http_face_tests.rs"]
+mod tests;

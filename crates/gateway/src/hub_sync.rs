@@ -392,3 +392,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "hub_sync_tests.rs"]
+mod sync_tests;

@@ -33,7 +33,7 @@ pub enum ServeError {
 /// A gateway that is listening.
 pub struct Running {
     pub listen: SocketAddr,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     home: Home,
     _policy_watch: Option<crate::policy_watch::PolicyWatch>,

@@ -265,3 +265,7 @@ mod tests {
         assert_eq!(split_name("plain"), None);
     }
 }
+
+#[cfg(test)]
+#[path = "aggregate_tests.rs"]
+mod more_tests;

@@ -119,3 +119,7 @@ mod tests {
         assert!(matches!(tx.send("y".into()), Err(Refused::Closed(_))));
     }
 }
+
+#[cfg(test)]
+#[path = "flow_tests.rs"]
+mod more_tests;

@@ -14,6 +14,10 @@ mod deadlines;
 pub mod flow;
 mod routing;
 mod streams;
+#[cfg(test)]
+pub(crate) mod testkit;
+#[cfg(test)]
+mod tests;
 
 pub use deadlines::{spawn_sweeper, Deadlines};
 pub use streams::StreamEvent;

@@ -571,3 +571,7 @@ fn classify_answer(env: &Envelope) -> (Outcome, Option<String>) {
         (Outcome::Ok, None)
     }
 }
+
+#[cfg(test)]
+#[path = "routing_tests.rs"]
+mod tests;

@@ -193,3 +193,7 @@ mod tests {
         assert!(rx.try_recv().is_none(), "the connection's channel closed with the sink");
     }
 }
+
+#[cfg(test)]
+#[path = "streams_tests.rs"]
+mod more_tests;

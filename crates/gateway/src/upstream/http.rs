@@ -72,10 +72,27 @@ pub(super) fn open(
     let server = name.to_string();
     let worker = remote.clone();
     tokio::spawn(async move {
+        // A server may hold a POST's response headers until its answer is ready (a JSON
+        // answer), so later messages must not queue behind it: once the session is set up,
+        // each message goes in its own task (at most MAX_POSTS at once), as a client's
+        // concurrent requests would. `initialize`, `notifications/initialized` and the
+        // legacy transport keep their order.
+        let posts = Arc::new(tokio::sync::Semaphore::new(MAX_POSTS as usize));
         while let Some(text) = rx.recv().await {
-            if let Err(reason) = worker.post(&text).await {
-                tracing::warn!(server, "remote upstream: {reason}");
+            if worker.in_order(&text) {
+                if let Err(reason) = worker.post(&text).await {
+                    tracing::warn!(server, "remote upstream: {reason}");
+                }
+                continue;
             }
+            let Ok(permit) = posts.clone().acquire_owned().await else { break };
+            let (me, server) = (worker.clone(), server.clone());
+            tokio::spawn(async move {
+                if let Err(reason) = me.post(&text).await {
+                    tracing::warn!(server, "remote upstream: {reason}");
+                }
+                drop(permit);
+            });
         }
         worker.close().await;
         (worker.events)(UpstreamEvent::Closed("the gateway closed it".into()));
@@ -83,7 +100,18 @@ pub(super) fn open(
     Ok(UpstreamLink { writer: super::Writer::Channel(tx), _guard: Arc::new(()) })
 }
 
+/// POSTs to one remote server in flight at once, per upstream session.
+const MAX_POSTS: u32 = 64;
+
 impl Remote {
+    /// Whether `text` must be sent only after every message before it was answered: the
+    /// handshake, and everything on the legacy transport (whose POSTs answer at once).
+    fn in_order(&self, text: &str) -> bool {
+        let method = Envelope::parse(text).ok().and_then(|e| e.method().map(str::to_string));
+        matches!(method.as_deref(), Some("initialize" | "notifications/initialized"))
+            || self.legacy.lock().map(|l| l.is_some()).unwrap_or(true)
+    }
+
     fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
         let mut req = self.client.request(method, &self.url).headers(self.headers.clone());
         if let Some(id) = self.session.lock().ok().and_then(|s| s.clone()) {
@@ -307,3 +335,7 @@ fn with_bearer(req: reqwest::RequestBuilder, token: Option<&Secret>) -> reqwest:
 fn without_url(e: reqwest::Error) -> String {
     e.without_url().to_string()
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

@@ -150,3 +150,7 @@ async fn kill_group(pid: Option<u32>, child: &mut tokio::process::Child) {
     let _ = child.start_kill();
     let _ = child.wait().await;
 }
+
+#[cfg(test)]
+#[path = "stdio_tests.rs"]
+mod tests;
