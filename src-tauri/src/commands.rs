@@ -168,7 +168,7 @@ pub fn settings(state: State<'_, AppState>) -> SettingsView {
 
 #[tauri::command]
 pub fn set_paused(app: tauri::AppHandle, state: State<'_, AppState>, paused: bool) -> CmdResult<()> {
-    crate::state::set_paused(&app, &state.running()?, paused);
+    crate::tray::set_paused(&app, &state.running()?, paused);
     Ok(())
 }
 

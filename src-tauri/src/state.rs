@@ -135,12 +135,3 @@ pub async fn take_over(app: &tauri::AppHandle, state: &AppState) -> anyhow::Resu
         None => Ok(()),
     }
 }
-
-/// The kill switch: every call is refused while paused (the gateway records each change);
-/// the windows and the tray follow.
-pub fn set_paused(app: &tauri::AppHandle, gateway: &Gateway, paused: bool) {
-    if gateway.set_paused(paused) {
-        let _ = app.emit("approvals-changed", ());
-        crate::tray::refresh(app);
-    }
-}

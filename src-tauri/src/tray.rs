@@ -8,7 +8,7 @@ use crate::state::AppState;
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::TrayIconBuilder;
-use tauri::{AppHandle, Manager};
+use tauri::{AppHandle, Emitter, Manager};
 
 const IDLE: &[u8] = include_bytes!("../icons/tray.png");
 const PENDING: &[u8] = include_bytes!("../icons/tray-pending.png");
@@ -42,7 +42,7 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
             "clients" => crate::show_main(app, "clients"),
             "pause" => {
                 if let Some(gateway) = app.state::<AppState>().gateway() {
-                    crate::state::set_paused(app, &gateway, !gateway.paused());
+                    set_paused(app, &gateway, !gateway.paused());
                 }
             }
             "quit" => app.exit(0),
@@ -103,5 +103,14 @@ pub async fn follow(app: AppHandle) {
     loop {
         tokio::time::sleep(EVERY).await;
         refresh(&app);
+    }
+}
+
+/// The kill switch: every call is refused while paused (the gateway records each change);
+/// the windows and the tray follow.
+pub fn set_paused(app: &AppHandle, gateway: &countersign_gateway::Gateway, paused: bool) {
+    if gateway.set_paused(paused) {
+        let _ = app.emit("approvals-changed", ());
+        refresh(app);
     }
 }

@@ -289,7 +289,7 @@ fn main() {
         // A client may start the shim without the session bus (hence the keychain that
         // holds its token): take the running gateway's. It sets an environment variable,
         // so it runs here, before the runtime starts any thread.
-        countersign_gateway::session_bus::adopt(&home);
+        countersign_gateway::session_bus::adopt(home.recorded_session_bus().as_deref());
     }
     let runtime = match runtime_builder().enable_all().build() {
         Ok(rt) => rt,

@@ -21,6 +21,7 @@ use std::time::Instant;
 #[derive(Clone)]
 pub(crate) struct Face {
     pub shared: Arc<Shared>,
+    pub sessions: Arc<crate::session::Sessions>,
     pub listen: SocketAddr,
 }
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub(crate) fn router(face: Face) -> Router {
-    let gateway = crate::api::Gateway::new(face.shared.clone(), face.listen);
+    let gateway = crate::api::Gateway::new(face.shared.clone(), face.sessions.clone(), face.listen);
     Router::new()
         .route("/mcp", any(mcp_aggregate))
         .route("/mcp/{server}", any(mcp_single))
@@ -89,7 +89,7 @@ async fn handle(face: Face, route: Route, req: Request<Body>) -> Response {
     let session_id = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let session = match &session_id {
         None => None,
-        Some(id) => match face.shared.session(id) {
+        Some(id) => match face.sessions.get(id) {
             // A session answers only the token and the endpoint that opened it.
             Some(s) if s.token_name == token_name && s.route == route => Some(s),
             _ => return rpc_error(StatusCode::NOT_FOUND, None, code::INVALID_REQUEST, "unknown or expired session"),
@@ -114,7 +114,7 @@ async fn handle(face: Face, route: Route, req: Request<Body>) -> Response {
         }
         Method::DELETE => match session {
             Some(session) => {
-                face.shared.remove_session(&session.id);
+                face.sessions.remove(&session.id);
                 session.close();
                 StatusCode::NO_CONTENT.into_response()
             }
@@ -300,14 +300,12 @@ async fn initialize(face: Face, route: Route, token_name: String, env: Envelope,
         }
     }
     let params = env.params().unwrap_or(Value::Null);
-    let session = Session::new(face.shared.clone(), token_name.clone(), route.clone());
+    let session = Session::new(face.shared.clone(), face.sessions.deadlines.clone(), token_name.clone(), route.clone());
     session.set_initialize(&params);
     // Sessions are bounded per client token as well as in all, so one client cannot take
     // every slot; counted and added under one lock.
     {
-        let Ok(mut table) = face.shared.sessions.lock() else {
-            return rpc_error(StatusCode::SERVICE_UNAVAILABLE, env.id(), code::INTERNAL_ERROR, "sessions unavailable");
-        };
+        let mut table = face.sessions.lock();
         if table.len() >= limits.max_sessions {
             return rpc_error(StatusCode::SERVICE_UNAVAILABLE, env.id(), code::INTERNAL_ERROR, "too many sessions");
         }

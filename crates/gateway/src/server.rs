@@ -34,6 +34,7 @@ pub enum ServeError {
 pub struct Running {
     pub listen: SocketAddr,
     pub(crate) shared: Arc<Shared>,
+    sessions: Arc<crate::session::Sessions>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     home: Home,
     _policy_watch: Option<crate::policy_watch::PolicyWatch>,
@@ -42,7 +43,7 @@ pub struct Running {
 impl Running {
     /// The handle every front end uses to read and change this gateway.
     pub fn gateway(&self) -> crate::api::Gateway {
-        crate::api::Gateway::new(self.shared.clone(), self.listen)
+        crate::api::Gateway::new(self.shared.clone(), self.sessions.clone(), self.listen)
     }
 
     /// Serves until `shutdown` resolves, then closes every session.
@@ -57,8 +58,7 @@ impl Running {
                 server.abort();
             }
         }
-        let sessions: Vec<_> = self.shared.sessions.lock().map(|mut t| t.drain().collect()).unwrap_or_default();
-        for (_, session) in sessions {
+        for session in self.sessions.drain() {
             session.close();
         }
         self.shared.journal.flush_outcomes();
@@ -116,8 +116,6 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         home: home.clone(),
         journal,
         approver,
-        sessions: Mutex::new(Default::default()),
-        deadlines: Default::default(),
     });
     // Calls the last stop cut short get their outcome (`unknown`) before anything new is
     // recorded, and the start itself is a record, so `audit verify` can tell a removed
@@ -129,7 +127,8 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         Ok(n) => tracing::warn!("{n} call(s) cut short by the gateway's last stop are recorded as `unknown`"),
         Err(e) => return Err(e.into()),
     }
-    crate::session::spawn_sweeper(Arc::downgrade(&shared));
+    let sessions = Arc::new(crate::session::Sessions::default());
+    crate::session::spawn_sweeper(Arc::downgrade(&sessions));
     crate::policy_watch::announce_expiry(&shared);
     for p in shared.config.plaintext_secrets() {
         tracing::warn!(
@@ -153,7 +152,7 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
     let config_file = shared.config.path.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
     home.write_runtime(&RuntimeInfo { pid: std::process::id(), listen, config: config_file })?;
 
-    let app = http_face::router(Face { shared: shared.clone(), listen });
+    let app = http_face::router(Face { shared: shared.clone(), sessions: sessions.clone(), listen });
     let limits = &shared.config.limits;
     let serving =
         crate::listener::serve(listener, app, limits.max_connections, Duration::from_secs(limits.read_timeout_secs));
@@ -164,20 +163,17 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
     // Sessions whose client went away without a DELETE are closed, and their upstream
     // processes stopped, once idle for `limits.session_idle_secs`.
     let idle_limit = Duration::from_secs(shared.config.limits.session_idle_secs);
-    let reaper = Arc::downgrade(&shared);
+    let reaper = Arc::downgrade(&sessions);
     tokio::spawn(async move {
         let mut every =
             tokio::time::interval((idle_limit / 2).clamp(Duration::from_millis(500), Duration::from_secs(60)));
         loop {
             every.tick().await;
-            let Some(shared) = reaper.upgrade() else { return };
-            let idle: Vec<_> = shared
-                .sessions
-                .lock()
-                .map(|t| t.values().filter(|s| s.idle_for() > idle_limit).map(|s| s.id.clone()).collect())
-                .unwrap_or_default();
+            let Some(sessions) = reaper.upgrade() else { return };
+            let idle: Vec<String> =
+                sessions.all().iter().filter(|s| s.idle_for() > idle_limit).map(|s| s.id.clone()).collect();
             for id in idle {
-                if let Some(s) = shared.remove_session(&id) {
+                if let Some(s) = sessions.remove(&id) {
                     tracing::info!(session = %crate::session::short(&id), "closed an idle session");
                     s.close();
                 }
@@ -186,5 +182,5 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
     });
     tracing::info!("Countersign gateway listening on http://{listen}/mcp");
     let _policy_watch = crate::policy_watch::start(&shared);
-    Ok(Running { listen, shared, server, home, _policy_watch })
+    Ok(Running { listen, shared, sessions, server, home, _policy_watch })
 }

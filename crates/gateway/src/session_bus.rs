@@ -13,8 +13,6 @@
 //! but a `unix:` address, and changes the process environment only through [`adopt`],
 //! which must run before the process starts any thread.
 
-use crate::home::Home;
-
 /// The variable D-Bus libraries read the session bus address from.
 pub const VAR: &str = "DBUS_SESSION_BUS_ADDRESS";
 
@@ -40,14 +38,15 @@ pub fn choose(own: Option<&str>, recorded: Option<&str>) -> Option<String> {
     recorded.filter(|r| r.starts_with("unix:") && !r.contains(['\n', '\0'])).map(str::to_string)
 }
 
-/// Sets `DBUS_SESSION_BUS_ADDRESS` to the session bus the running gateway of `home`
-/// recorded, when this process's environment has none. Returns whether it did.
+/// Sets `DBUS_SESSION_BUS_ADDRESS` to `recorded`, the session bus the running gateway
+/// recorded (`Home::recorded_session_bus`), when this process's environment has none.
+/// Returns whether it did.
 ///
 /// It changes the process environment: call it before any thread starts (the CLI does,
 /// before it builds its runtime).
-pub fn adopt(home: &Home) -> bool {
+pub fn adopt(recorded: Option<&str>) -> bool {
     let own = std::env::var(VAR).ok();
-    match choose(own.as_deref(), home.recorded_session_bus().as_deref()) {
+    match choose(own.as_deref(), recorded) {
         Some(address) => {
             std::env::set_var(VAR, address);
             true

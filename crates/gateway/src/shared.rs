@@ -1,16 +1,15 @@
 //! What every session of one running gateway shares: configuration, the policy in force
 //! (swapped whole when a layer changes), grants, pins, the journal, the approver, the
-//! token store and who this user and device are.
+//! token store and who this user and device are. It knows nothing of sessions (the
+//! session table is `session::Sessions`, which depends on this, never the reverse).
 
 use crate::approver::Approver;
 use crate::config::Config;
 use crate::home::Home;
 use crate::pins::PinStore;
-use crate::session::Session;
 use crate::tokens::TokenStore;
 use countersign_audit::{Journal, OutcomeRecord, Record, Redactor};
 use countersign_policy::{GrantBook, Policy};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// A change to the policy or to what it lets through, for the audit journal.
@@ -52,14 +51,11 @@ pub struct Shared {
     pub control_token: String,
     pub user: String,
     pub device: String,
-    pub sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Set while policy requires AI clients to route through Countersign and some do not
     /// (or use servers off the allowed list): what the tray warns about.
     pub routing_warning: Mutex<Option<String>>,
     /// The managed bundle's last good copy (the rollback floor) and whether it expired.
     pub bundles: Arc<crate::managed_bundle::BundleKeeper>,
-    /// Wakes the sweeper that fails requests past `limits.request_timeout_secs`.
-    pub deadlines: crate::session::Deadlines,
 }
 
 /// Upstream servers by name.
@@ -96,7 +92,7 @@ impl Shared {
         // Callable from any thread (a desktop app's UI thread has no runtime of its own).
         self.runtime.spawn(async move {
             match shared.journal.commit(record).await {
-                Ok(_) => shared.outcome(crate::session::outcome(id, started, outcome, None)),
+                Ok(_) => shared.outcome(self::outcome(id, started, outcome, None)),
                 Err(e) => tracing::error!(error = %e, "could not record a policy event"),
             }
         });
@@ -108,15 +104,21 @@ impl Shared {
             tracing::error!(error = %e, "could not queue an audit outcome");
         }
     }
+}
 
-    pub fn session(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions.lock().ok()?.get(id).cloned()
-    }
-
-    /// Forgets a session, and the grants that lasted only as long as it.
-    pub fn remove_session(&self, id: &str) -> Option<Arc<Session>> {
-        self.grants.lock().unwrap_or_else(|p| p.into_inner()).end_session(id);
-        self.sessions.lock().ok()?.remove(id)
+/// The outcome of record `record_id`, begun at `started`; a detail is cut to 500 characters.
+pub(crate) fn outcome(
+    record_id: uuid::Uuid,
+    started: std::time::Instant,
+    outcome: countersign_audit::Outcome,
+    detail: Option<&str>,
+) -> OutcomeRecord {
+    OutcomeRecord {
+        record_id,
+        time: countersign_audit::now_rfc3339(),
+        outcome,
+        duration_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+        detail: detail.map(|d| d.chars().take(500).collect()),
     }
 }
 

@@ -19,7 +19,7 @@ pub use views::{
 use crate::approver::Prompt;
 use crate::config::Transport;
 use crate::home::Home;
-use crate::session::{self, Route};
+use crate::session::{self, Route, Sessions};
 use crate::shared::{PolicyEvent, Shared};
 use countersign_policy::{ClassSource, Grant, Policy, ToolClass, ToolDef, ToolState};
 use std::net::SocketAddr;
@@ -32,12 +32,13 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Gateway {
     shared: Arc<Shared>,
+    sessions: Arc<Sessions>,
     listen: SocketAddr,
 }
 
 impl Gateway {
-    pub(crate) fn new(shared: Arc<Shared>, listen: SocketAddr) -> Self {
-        Gateway { shared, listen }
+    pub(crate) fn new(shared: Arc<Shared>, sessions: Arc<Sessions>, listen: SocketAddr) -> Self {
+        Gateway { shared, sessions, listen }
     }
 
     /// The loopback address it serves MCP on.
@@ -83,29 +84,26 @@ impl Gateway {
 
     pub fn status(&self) -> Status {
         let shared = &self.shared;
-        let sessions = shared
+        let sessions = self
             .sessions
-            .lock()
-            .map(|t| {
-                t.values()
-                    .map(|s| {
-                        let (client_name, client_version) = s.client();
-                        SessionView {
-                            id: session::short(&s.id).to_string(),
-                            client: s.token_name.clone(),
-                            client_name,
-                            client_version,
-                            route: match &s.route {
-                                Route::Single(x) => format!("/mcp/{x}"),
-                                Route::Aggregate => "/mcp".into(),
-                            },
-                            pending: s.pending_count(),
-                            idle_secs: s.idle_for().as_secs(),
-                        }
-                    })
-                    .collect()
+            .all()
+            .iter()
+            .map(|s| {
+                let (client_name, client_version) = s.client();
+                SessionView {
+                    id: session::short(&s.id).to_string(),
+                    client: s.token_name.clone(),
+                    client_name,
+                    client_version,
+                    route: match &s.route {
+                        Route::Single(x) => format!("/mcp/{x}"),
+                        Route::Aggregate => "/mcp".into(),
+                    },
+                    pending: s.pending_count(),
+                    idle_secs: s.idle_for().as_secs(),
+                }
             })
-            .unwrap_or_default();
+            .collect();
         let servers = shared
             .servers()
             .iter()

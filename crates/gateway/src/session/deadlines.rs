@@ -6,8 +6,7 @@
 //! for a wake-up when nothing is pending anywhere. It must never hold a session's state
 //! lock across an await.
 
-use super::Session;
-use crate::shared::Shared;
+use super::{Session, Sessions};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -57,28 +56,24 @@ impl Session {
     }
 }
 
-fn sessions(shared: &Shared) -> Vec<Arc<Session>> {
-    shared.sessions.lock().map(|t| t.values().cloned().collect()).unwrap_or_default()
-}
-
 fn earliest(sessions: &[Arc<Session>]) -> Option<Instant> {
     sessions.iter().filter_map(|s| s.earliest_deadline()).min()
 }
 
 /// Runs the gateway's one sweeper until the gateway is dropped.
-pub fn spawn_sweeper(shared: Weak<Shared>) {
+pub(crate) fn spawn_sweeper(sessions: Weak<Sessions>) {
     tokio::spawn(async move {
         loop {
-            let Some(strong) = shared.upgrade() else { return };
+            let Some(strong) = sessions.upgrade() else { return };
             let now = Instant::now();
-            let all = sessions(&strong);
+            let all = strong.all();
             for s in &all {
                 s.expire_overdue(now).await;
             }
             let deadlines = &strong.deadlines;
             deadlines.armed.store(false, Ordering::SeqCst);
             // Checked again after disarming, so a request registered meanwhile is seen.
-            let next = earliest(&sessions(&strong));
+            let next = earliest(&strong.all());
             if next.is_some() {
                 deadlines.armed.store(true, Ordering::SeqCst);
             }

@@ -14,13 +14,17 @@ mod deadlines;
 pub mod flow;
 mod routing;
 mod streams;
+mod table;
 #[cfg(test)]
 pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
 
-pub use deadlines::{spawn_sweeper, Deadlines};
+pub(crate) use crate::shared::outcome;
+pub(crate) use deadlines::spawn_sweeper;
+pub use deadlines::Deadlines;
 pub use streams::StreamEvent;
+pub(crate) use table::Sessions;
 
 /// What a client request gets back: the answer alone (JSON) or a resumable event stream.
 pub enum Answer {
@@ -234,6 +238,8 @@ pub struct Session {
     pub token_name: String,
     pub route: Route,
     pub(crate) shared: Arc<Shared>,
+    /// The gateway's deadline sweeper, woken when a request with a deadline is added.
+    deadlines: Arc<Deadlines>,
     state: Mutex<State>,
     links: HashMap<String, tokio::sync::Mutex<Option<UpstreamLink>>>,
     in_flight: Arc<Mutex<std::collections::HashSet<String>>>,
@@ -241,7 +247,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(shared: Arc<Shared>, token_name: String, route: Route) -> Arc<Session> {
+    pub fn new(shared: Arc<Shared>, deadlines: Arc<Deadlines>, token_name: String, route: Route) -> Arc<Session> {
         let servers: Vec<String> = match &route {
             Route::Single(s) => vec![s.clone()],
             // A project's server is not even named to another client's session.
@@ -254,6 +260,7 @@ impl Session {
             token_name,
             route,
             shared,
+            deadlines,
             state: Mutex::new(State { last_seen: Some(Instant::now()), ..State::default() }),
             links: servers.into_iter().map(|s| (s, tokio::sync::Mutex::new(None))).collect(),
             in_flight: Arc::default(),
@@ -506,7 +513,7 @@ impl Session {
             deadline: Some(deadline),
         };
         let id = self.register(pending, progress);
-        self.shared.deadlines.added();
+        self.deadlines.added();
         env.set_id_u64(id);
         let outbound = match release {
             Release::Permit(permit, _) => Outbound::request(permit, &env),
@@ -615,21 +622,6 @@ impl Session {
                 *slot = None;
             }
         }
-    }
-}
-
-pub(crate) fn outcome(
-    record_id: uuid::Uuid,
-    started: Instant,
-    outcome: countersign_audit::Outcome,
-    detail: Option<&str>,
-) -> countersign_audit::OutcomeRecord {
-    countersign_audit::OutcomeRecord {
-        record_id,
-        time: countersign_audit::now_rfc3339(),
-        outcome,
-        duration_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
-        detail: detail.map(|d| d.chars().take(500).collect()),
     }
 }
 
