@@ -39,6 +39,7 @@ def stored(tmp_path):
                            env={**os.environ, "COUNTERSIGN_HOME": str(tmp_path / "home")})
         assert r.returncode == 0 or "no secret" in r.stderr, f"could not remove `{name}`: {r.stderr}"
 
+
 async def test_a_secret_reference_is_read_from_the_keychain_and_reaches_the_server(make_gateway, tmp_path, stored):
     needs_keyring()
     stored.append("e2e-memory-path")
