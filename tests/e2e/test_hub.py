@@ -10,14 +10,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import uuid
+import re
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
-from conftest import (BIN, HERE, ROOT, background, connect, echo_calls, error_text, fast_server, free_port,
-                      memory_server, text_of, until, wait_for)
+from conftest import (BIN, HERE, ROOT, background, connect, create_database, echo_calls, error_text, fast_server,
+                      memory_server, text_of, until, wait_for, who_listens)
 
 pytestmark = pytest.mark.anyio
 HUB_BIN = Path(os.environ.get("COUNTERSIGN_HUB_BIN", ROOT / "target" / "debug" / "countersign-hub"))
@@ -34,24 +34,37 @@ class Hub:
         if kind == "postgres":
             admin = os.environ.get("COUNTERSIGN_TEST_POSTGRES")
             assert admin, "COUNTERSIGN_TEST_POSTGRES names a PostgreSQL role that may create databases (make test sets it)"
-            name = f"hub_{uuid.uuid4().hex[:12]}"
-            subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
-            self.env["COUNTERSIGN_HUB_DATABASE"] = admin.rsplit("/", 1)[0] + f"/{name}"
+            self.env["COUNTERSIGN_HUB_DATABASE"] = create_database(admin)
         made = subprocess.run([str(HUB_BIN), "admin-token", "create"], capture_output=True, text=True, check=True)
         self.admin = made.stdout.strip()
         self.digest = made.stderr.split()[-1]
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port: int | None = None  # the first start binds port 0; restarts keep the port
         self.proc = None
 
+    @property
+    def url(self) -> str:
+        assert self.port, "the hub has not started yet"
+        return f"http://127.0.0.1:{self.port}"
+
     def start(self) -> "Hub":
-        self.log = open(self.tmp / "hub.log", "ab")
-        self.proc = subprocess.Popen([str(HUB_BIN), "serve", "--listen", f"127.0.0.1:{self.port}",
+        log_path = self.tmp / "hub.log"
+        self.log = open(log_path, "ab")
+        seen = log_path.stat().st_size
+        self.proc = subprocess.Popen([str(HUB_BIN), "serve", "--listen", f"127.0.0.1:{self.port or 0}",
                                       "--admin-token-sha256", self.digest], env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
+
+        def listens():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the hub exited: {log_path.read_text()}")
+            found = re.search(r"Countersign hub on http://127\.0\.0\.1:(\d+)", log_path.read_text()[seen:])
+            return int(found.group(1)) if found else None
+
         # A debug build opens a passphrase-protected signing key slowly (scrypt); a busy
         # 2-core machine needs more than the default 20 s for that.
-        wait_for(lambda: self._up(), timeout=90, what="the hub to listen")
+        self.port = wait_for(listens, timeout=90, what="the hub to listen")
+        assert who_listens(self.proc.pid, self.port) == "ours", f"the hub's port {self.port} is not the hub's"
+        wait_for(self._up, timeout=30, what="the hub to answer")
         return self
 
     def _up(self):
@@ -152,11 +165,10 @@ async def test_sec_25_faults_on_the_way_lose_nothing_and_duplicate_nothing(make_
     hub = sqlite_hub
     # Only this test's own `sync --now` goes through the faults (no background sync).
     gw = enrolled_gateway(make_gateway, tmp_path, hub, sync={"interval_secs": 3600})
-    proxy_port = free_port()
-    with background([sys.executable, str(HERE / "fault_proxy.py"), str(proxy_port), str(hub.port)], proxy_port,
-                    tmp_path / "proxy.log"):
+    with background(lambda port: [sys.executable, str(HERE / "fault_proxy.py"), str(port), str(hub.port)],
+                    tmp_path / "proxy.log") as proxy:
         link = json.loads((gw.home / "hub.json").read_text())
-        link["url"] = f"http://127.0.0.1:{proxy_port}"
+        link["url"] = f"http://127.0.0.1:{proxy.port}"
         (gw.home / "hub.json").write_text(json.dumps(link))
         fault = lambda mode, count: httpx.post(f"{link['url']}/__fault__", json={"mode": mode, "count": count})
 
@@ -268,10 +280,9 @@ async def test_a_published_policy_reaches_an_online_laptop_within_10_s(make_gate
 async def test_ingested_records_are_forwarded_as_otlp_logs_and_splunk_hec_events(make_gateway, tmp_path):
     token_file = tmp_path / "hec.token"
     token_file.write_text("hec-test-token-0123\n")
-    port = free_port()
-    with background([sys.executable, str(HERE / "siem_receiver.py"), str(port), str(token_file)], port,
-                    tmp_path / "siem.log"):
-        siem = f"http://127.0.0.1:{port}"
+    with background(lambda port: [sys.executable, str(HERE / "siem_receiver.py"), str(port), str(token_file)],
+                    tmp_path / "siem.log") as receiver:
+        siem = f"http://127.0.0.1:{receiver.port}"
         hub = Hub(tmp_path, "sqlite", extra_env={"COUNTERSIGN_HUB_OTLP_ENDPOINT": siem,
                                                  "COUNTERSIGN_HUB_SPLUNK_HEC_URL": siem,
                                                  "COUNTERSIGN_HUB_SPLUNK_HEC_TOKEN_FILE": str(token_file)}).start()
@@ -392,7 +403,8 @@ async def test_a_hub_killed_mid_batch_and_a_gateway_restarted_mid_sync_lose_and_
     await until(lambda: partial < len(hub.records()), what="the background sync to send more")
     gw.stop()
     gw.start()
-    await until(lambda: len(hub.records()) >= total, timeout=60, what="everything to arrive")
+    # 6,000 records in batches of 100: a loaded 2-core machine has taken over 60 s.
+    await until(lambda: len(hub.records()) >= total, timeout=180, what="everything to arrive")
     remote = [r["id"] for r in hub.records()]
     assert len(remote) == len(set(remote)), "a record arrived twice"
     assert set(r["id"] for r in gw.audit()) <= set(remote)

@@ -5,8 +5,10 @@ fixture without pause, sessions opened and closed on server-memory every second 
 write and a read, and a `tools/list` on the aggregate endpoint every second. Every few
 seconds the gateway's RSS and open files are sampled; after the first fifth of the run
 (warm-up) neither may grow beyond a stated bound, and no call may fail except those in
-flight when their upstream was killed. With COUNTERSIGN_SOAK_REPORT set, the samples and
-counts are written there as JSON."""
+flight when their upstream was killed. Every load thread must run to the end and do its
+share: one that dies (its exception is collected, not left as a warning), hangs or does
+too little fails the test. With COUNTERSIGN_SOAK_REPORT set, the samples, counts and each
+thread's work are written there as JSON."""
 
 import http.client
 import json
@@ -14,6 +16,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 
 from conftest import Rpc, fast_server, memory_server, rss_mib
 
@@ -40,9 +43,20 @@ def test_soak_mixed_load_with_upstream_restarts_keeps_memory_and_files_bounded(m
     # behind the restart); any other failure counts against the gateway.
     windows: list[list[float]] = []
 
+    # Every load thread must run to the end and do its share: an exception in one is
+    # collected here (a thread's exception is otherwise only a warning), and the test
+    # fails if any thread died, hung or did too little.
+    errors: list[str] = []
+    finished: set[str] = set()
+    work: dict[str, int] = {}
+
     def count(key: str, n: int = 1):
         with lock:
             counts[key] += n
+
+    def did(name: str):
+        with lock:
+            work[name] = work.get(name, 0) + 1
 
     def settle(started: float, ok: bool):
         if ok:
@@ -52,42 +66,65 @@ def test_soak_mixed_load_with_upstream_restarts_keeps_memory_and_files_bounded(m
             overlapped = any(start <= now and (end is None or started <= end) for start, end in windows)
             counts["excused" if overlapped else "failed"] += 1
 
-    def caller():
-        rpc = Rpc(gw, "/mcp/fast")
+    def caller(name: str):
+        rpc = None
         while time.monotonic() < end:
             started = time.monotonic()
             try:
+                rpc = rpc or Rpc(gw, "/mcp/fast")
                 ok = rpc.call("tools/call", {"name": "echo", "arguments": {"text": "soak"}})
             except (OSError, http.client.HTTPException):
-                rpc = Rpc(gw, "/mcp/fast")
-                ok = False
+                rpc, ok = None, False  # a new session on the next call
             count("calls")
+            did(name)
             settle(started, ok)
 
-    def churn():
+    def churn(name: str):
         n = 0
         while time.monotonic() < end:
             n += 1
             started = time.monotonic()
-            rpc = Rpc(gw, "/mcp/memory")
-            ok = rpc.call("tools/call", {"name": "create_entities", "arguments": {"entities": [
-                {"name": f"e{n % 50}", "entityType": "t", "observations": []}]}})
-            ok = rpc.call("tools/call", {"name": "read_graph", "arguments": {}}) and ok
-            rpc.close()
+            try:
+                rpc = Rpc(gw, "/mcp/memory")
+                ok = rpc.call("tools/call", {"name": "create_entities", "arguments": {"entities": [
+                    {"name": f"e{n % 50}", "entityType": "t", "observations": []}]}})
+                ok = rpc.call("tools/call", {"name": "read_graph", "arguments": {}}) and ok
+                rpc.close()
+            except (OSError, http.client.HTTPException):
+                ok = False
             count("sessions")
+            did(name)
             settle(started, ok)
             time.sleep(1)  # pacing: one session a second
 
-    def lister():
-        rpc = Rpc(gw, "/mcp")
+    def lister(name: str):
+        rpc = None
         while time.monotonic() < end:
             started = time.monotonic()
-            settle(started, rpc.call("tools/list", {}))
+            try:
+                rpc = rpc or Rpc(gw, "/mcp")
+                ok = rpc.call("tools/list", {})
+            except (OSError, http.client.HTTPException):
+                rpc, ok = None, False
+            settle(started, ok)
             count("lists")
+            did(name)
             time.sleep(1)  # pacing: one listing a second
 
-    threads = [threading.Thread(target=caller, daemon=True) for _ in range(8)]
-    threads += [threading.Thread(target=churn, daemon=True), threading.Thread(target=lister, daemon=True)]
+    def load(name: str, body) -> threading.Thread:
+        def run():
+            try:
+                body(name)
+            except BaseException:  # noqa: BLE001  (reported below, failing the test)
+                with lock:
+                    errors.append(f"{name}: {traceback.format_exc()}")
+            else:
+                with lock:
+                    finished.add(name)
+        return threading.Thread(target=run, name=name, daemon=True)
+
+    threads = [load(f"caller-{i}", caller) for i in range(8)]
+    threads += [load("churn", churn), load("lister", lister)]
     for t in threads:
         t.start()
     samples = []
@@ -125,7 +162,14 @@ def test_soak_mixed_load_with_upstream_restarts_keeps_memory_and_files_bounded(m
     if report:
         with open(report, "w") as f:
             json.dump({"seconds": SECONDS, "counts": counts, "rss_growth_mib": rss_growth,
-                       "files_growth": files_growth, "samples": samples}, f, indent=1)
+                       "files_growth": files_growth, "work": work, "samples": samples}, f, indent=1)
+    assert not errors, "a load thread died:\n" + "\n".join(errors)
+    assert not [t.name for t in threads if t.is_alive()], "a load thread never finished (a call hung)"
+    assert finished == {t.name for t in threads}, f"load threads that did not run to the end: {finished}"
+    # Each did its share: every caller at least 3 calls a second (the 8 together average
+    # above 100), the session churn and the listing about one a second.
+    assert all(work.get(f"caller-{i}", 0) >= SECONDS * 3 for i in range(8)), work
+    assert work.get("churn", 0) > SECONDS / 3 and work.get("lister", 0) > SECONDS / 3, work
     assert counts["calls"] > SECONDS * 100 and counts["sessions"] > SECONDS / 3, counts
     assert counts["kills"] >= SECONDS // KILL_EVERY - 1
     assert counts["failed"] == 0, counts

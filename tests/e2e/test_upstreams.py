@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import mcp.types as types
 import pytest
 
-from conftest import NODE_BIN, FIXTURES, background, connect, free_port, text_of, wait_for, wait_tool
+from conftest import NODE_BIN, FIXTURES, background, connect, text_of, wait_for, wait_tool
 
 pytestmark = pytest.mark.anyio
 
@@ -15,10 +15,9 @@ pytestmark = pytest.mark.anyio
 @contextmanager
 def remote(tmp_path, transport: str, path: str):
     """server-everything on one of its HTTP transports, as a remote server; yields its URL."""
-    port = free_port()
-    with background([str(NODE_BIN / "mcp-server-everything"), transport], port, tmp_path / f"remote-{transport}.log",
-                    env={"PORT": str(port)}):
-        yield f"http://127.0.0.1:{port}{path}"
+    with background(lambda port: [str(NODE_BIN / "mcp-server-everything"), transport],
+                    tmp_path / f"remote-{transport}.log", env=lambda port: {"PORT": str(port)}) as server:
+        yield f"http://127.0.0.1:{server.port}{path}"
 
 
 @pytest.fixture

@@ -8,13 +8,14 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from conftest import (BIN, HERE, background, connect, default_browser, error_text, free_port, memory_server, text_of,
+from conftest import (BIN, HERE, background, connect, default_browser, error_text, memory_server, text_of,
                       wait_for, write_config)
 
 pytestmark = pytest.mark.anyio
@@ -27,8 +28,21 @@ def needs_keyring():
 
 # ---- secrets ---------------------------------------------------------------------------
 
-async def test_a_secret_reference_is_read_from_the_keychain_and_reaches_the_server(make_gateway, tmp_path):
+@pytest.fixture
+def stored(tmp_path):
+    """The names of the keychain secrets a test may store: removed when it ends, whatever
+    happened, so none is left for a later test (the keychain outlives each test)."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        r = subprocess.run([str(BIN), "secret", "rm", name], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "COUNTERSIGN_HOME": str(tmp_path / "home")})
+        assert r.returncode == 0 or "no secret" in r.stderr, f"could not remove `{name}`: {r.stderr}"
+
+
+async def test_a_secret_reference_is_read_from_the_keychain_and_reaches_the_server(make_gateway, tmp_path, stored):
     needs_keyring()
+    stored.append("e2e-memory-path")
     memory_file = tmp_path / "from-the-keychain.json"
     server = memory_server(tmp_path / "unused.json")
     server["env"] = {"MEMORY_FILE_PATH": {"secret": "e2e-memory-path"}}
@@ -61,7 +75,8 @@ async def test_a_missing_secret_stops_the_server_and_names_the_secret(make_gatew
     assert gw.children() == [], "the server must not start without its secret"
 
 
-def test_secret_values_never_come_from_the_command_line(make_gateway, tmp_path):
+def test_secret_values_never_come_from_the_command_line(make_gateway, tmp_path, stored):
+    stored += ["e2e-argv", "e2e-empty"]
     gw = make_gateway({})
     r = gw.cli("secret", "set", "e2e-argv", "hunter2", check=False)
     assert r.returncode != 0 and "unexpected argument" in r.stderr
@@ -69,8 +84,9 @@ def test_secret_values_never_come_from_the_command_line(make_gateway, tmp_path):
     assert r.returncode != 0 and "empty" in r.stderr
 
 
-def test_plaintext_secrets_in_a_config_move_into_the_keychain(make_gateway, tmp_path):
+def test_plaintext_secrets_in_a_config_move_into_the_keychain(make_gateway, tmp_path, stored):
     needs_keyring()
+    stored += ["gh-github_token", "remote-authorization"]
     gw = make_gateway({})
     config = tmp_path / "plain.toml"
     config.write_text('# my servers\n[servers.gh]\ncommand = "gh-mcp" # the GitHub server\n'
@@ -110,16 +126,27 @@ def auth_server(tmp_path):
     started = []
 
     def start(*flags: str) -> AuthServer:
-        port = free_port()
-        ctx = background([sys.executable, str(HERE / "oauth_server.py"), str(port), *flags], port,
-                         tmp_path / f"oauth-{port}.log")
-        ctx.__enter__()
+        ctx = background(lambda port: [sys.executable, str(HERE / "oauth_server.py"), str(port), *flags],
+                         tmp_path / f"oauth-{len(started)}.log")
+        served = ctx.__enter__()
         started.append(ctx)
-        return AuthServer(port)
+        return AuthServer(served.port)
 
     yield start
     for ctx in started:
         ctx.__exit__(None, None, None)
+
+
+@pytest.fixture
+def remote(tmp_path):
+    """The name of this test's remote server, its own: sign-ins are filed in the keychain
+    by server name alone, and the keychain outlives the test. Whatever sign-in the test
+    leaves is signed out when it ends, so no test sees another's, in any order."""
+    name = f"remote-{uuid.uuid4().hex[:8]}"
+    yield name
+    r = subprocess.run([str(BIN), "auth", "logout", name], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "COUNTERSIGN_HOME": str(tmp_path / "home")})
+    assert r.returncode == 0 or "no sign-in" in r.stderr, f"could not sign out of `{name}`: {r.stderr}"
 
 
 @pytest.fixture
@@ -199,55 +226,55 @@ def status_of(gw, server: str) -> dict:
     return next(r["credentials"] for r in rows if r["server"] == server)
 
 
-async def call_whoami(gw, server="remote"):
+async def call_whoami(gw, server):
     async with connect(gw, "http", server) as client:
         return await client.call_tool("whoami", {})
 
 
 async def test_a_server_that_needs_oauth_is_signed_in_to_and_no_client_token_goes_upstream(
-        make_gateway, auth_server, browser):
+        make_gateway, remote, auth_server, browser):
     needs_keyring()
     auth = auth_server()
-    gw = make_gateway({"remote": {"url": auth.url, "trusted": True}}, policy={"allow": ["mcp__remote"]})
-    assert status_of(gw, "remote") == {"state": "none"}
+    gw = make_gateway({remote: {"url": auth.url, "trusted": True}}, policy={"allow": [f"mcp__{remote}"]})
+    assert status_of(gw, remote) == {"state": "none"}
 
-    code, output, url = login(gw, "remote", browser)
+    code, output, url = login(gw, remote, browser)
     assert code == 0, output
-    assert "Signed in to `remote`" in output
+    assert f"Signed in to `{remote}`" in output
     assert url.startswith(f"{auth.base}/authorize?") and "code_challenge_method=S256" in url
     stats = auth.stats()
     assert stats["resources"] == [auth.url], "RFC 8707: the resource is the server's URL"
     assert stats["codes_exchanged"] == 1
-    state = status_of(gw, "remote")
+    state = status_of(gw, remote)
     assert state["state"] == "signed_in" and state["issuer"] == auth.base
 
-    r = await call_whoami(gw)
+    r = await call_whoami(gw, remote)
     assert not r.is_error and text_of(r) == "signed in", text_of(r)
     seen = auth.stats()["bearers_seen"]
     assert seen and all(gw.token not in b for b in seen), "the client's own token must never reach the server"
     assert all(b.removeprefix("Bearer ") in auth.stats()["issued"] for b in seen)
 
 
-async def test_without_a_sign_in_the_client_is_told_how_to_sign_in(make_gateway, auth_server):
+async def test_without_a_sign_in_the_client_is_told_how_to_sign_in(make_gateway, remote, auth_server):
     needs_keyring()
     auth = auth_server()
-    gw = make_gateway({"remote": {"url": auth.url}}, policy={"allow": ["mcp__remote"]})
+    gw = make_gateway({remote: {"url": auth.url}}, policy={"allow": [f"mcp__{remote}"]})
     with pytest.raises(Exception) as failure:
-        async with connect(gw, "http", "remote") as client:
+        async with connect(gw, "http", remote) as client:
             await client.list_tools()
     message = error_text(failure.value)
-    assert "needs you to sign in" in message and "countersign auth login remote" in message, message
+    assert "needs you to sign in" in message and f"countersign auth login {remote}" in message, message
 
 
 async def test_expiring_and_revoked_tokens_are_refreshed_and_a_dead_sign_in_asks_again(
-        make_gateway, auth_server, browser):
+        make_gateway, remote, auth_server, browser):
     needs_keyring()
     auth = auth_server("--expires-in", "2")
-    gw = make_gateway({"remote": {"url": auth.url, "trusted": True}}, policy={"allow": ["mcp__remote"]})
-    code, output, _ = login(gw, "remote", browser)
+    gw = make_gateway({remote: {"url": auth.url, "trusted": True}}, policy={"allow": [f"mcp__{remote}"]})
+    code, output, _ = login(gw, remote, browser)
     assert code == 0, output
 
-    async with connect(gw, "http", "remote") as client:
+    async with connect(gw, "http", remote) as client:
         # Tokens live 2 s; calls keep working across expiry because the gateway refreshes.
         async def refreshed():
             r = await client.call_tool("whoami", {})
@@ -269,74 +296,73 @@ async def test_expiring_and_revoked_tokens_are_refreshed_and_a_dead_sign_in_asks
         auth.post("/test/revoke-all")
         with pytest.raises(MCPError) as failure:
             await client.call_tool("whoami", {})
-        assert "countersign auth login remote" in str(failure.value), str(failure.value)
+        assert f"countersign auth login {remote}" in str(failure.value), str(failure.value)
 
 
-async def test_logout_revokes_the_tokens_at_the_authorization_server(make_gateway, auth_server, browser):
+async def test_logout_revokes_the_tokens_at_the_authorization_server(make_gateway, remote, auth_server, browser):
     needs_keyring()
     auth = auth_server()
-    gw = make_gateway({"remote": {"url": auth.url}})
-    assert login(gw, "remote", browser, use_browser=False)[0] == 0
+    gw = make_gateway({remote: {"url": auth.url}})
+    assert login(gw, remote, browser, use_browser=False)[0] == 0
     assert auth.stats()["live_refresh_tokens"] == 1
-    out = gw.cli("auth", "logout", "remote").stdout
+    out = gw.cli("auth", "logout", remote).stdout
     assert "2 token(s) revoked" in out, out
     stats = auth.stats()
     assert stats["revocations"] == 2 and stats["live_access_tokens"] == 0 and stats["live_refresh_tokens"] == 0
-    assert status_of(gw, "remote") == {"state": "none"}
+    assert status_of(gw, remote) == {"state": "none"}
 
 
 @pytest.mark.parametrize("mode", ["file", "javascript", "shell", "flag", "metadata-ip"])
-def test_sec_20_hostile_authorization_endpoints_are_refused_and_nothing_is_opened(make_gateway, browser, tmp_path,
+def test_sec_20_hostile_authorization_endpoints_are_refused_and_nothing_is_opened(make_gateway, remote, browser, tmp_path,
                                                                                  mode):
     needs_keyring()
-    port = free_port()
-    marker = Path("/tmp/countersign-pwned")
-    marker.unlink(missing_ok=True)
-    with background([sys.executable, str(HERE / "hostile_oauth.py"), str(port), mode], port, tmp_path / "h.log"):
-        gw = make_gateway({"remote": {"url": f"http://127.0.0.1:{port}/mcp"}})
-        code, output, url = login(gw, "remote", browser)
+    marker = tmp_path / "pwned"  # what a shell running the `shell` metadata would create
+    with background(lambda port: [sys.executable, str(HERE / "hostile_oauth.py"), str(port), mode, str(marker)],
+                    tmp_path / "h.log") as hostile:
+        gw = make_gateway({remote: {"url": f"http://127.0.0.1:{hostile.port}/mcp"}})
+        code, output, url = login(gw, remote, browser)
     assert code != 0 and url is None, output
     assert "refused" in output or "unusable" in output or "not allowed" in output, output
     assert browser.opened() == [], "no browser may be opened for hostile metadata"
     assert not marker.exists(), "a shell ran the metadata"
-    assert status_of(gw, "remote") == {"state": "none"}
+    assert status_of(gw, remote) == {"state": "none"}
 
 
 @pytest.mark.parametrize("mode", ["no-pkce", "plain-pkce"])
-def test_sec_21_an_authorization_server_without_pkce_s256_is_refused(make_gateway, browser, tmp_path, mode):
+def test_sec_21_an_authorization_server_without_pkce_s256_is_refused(make_gateway, remote, browser, tmp_path, mode):
     needs_keyring()
-    port = free_port()
-    with background([sys.executable, str(HERE / "hostile_oauth.py"), str(port), mode], port, tmp_path / "h.log"):
-        gw = make_gateway({"remote": {"url": f"http://127.0.0.1:{port}/mcp"}})
-        code, output, url = login(gw, "remote", browser)
+    with background(lambda port: [sys.executable, str(HERE / "hostile_oauth.py"), str(port), mode],
+                    tmp_path / "h.log") as hostile:
+        gw = make_gateway({remote: {"url": f"http://127.0.0.1:{hostile.port}/mcp"}})
+        code, output, url = login(gw, remote, browser)
     assert code != 0 and url is None, output
     assert "PKCE" in output, output
     assert browser.opened() == []
 
 
-def test_sec_21_a_mismatched_issuer_aborts_the_sign_in(make_gateway, auth_server, browser):
+def test_sec_21_a_mismatched_issuer_aborts_the_sign_in(make_gateway, remote, auth_server, browser):
     needs_keyring()
     auth = auth_server("--wrong-iss")
-    gw = make_gateway({"remote": {"url": auth.url}})
-    code, output, _ = login(gw, "remote", browser)
+    gw = make_gateway({remote: {"url": auth.url}})
+    code, output, _ = login(gw, remote, browser)
     assert code != 0 and "issuer" in output and "evil.example" in output, output
     assert auth.stats()["codes_exchanged"] == 0, "the code must not be exchanged"
-    assert status_of(gw, "remote") == {"state": "none"}
+    assert status_of(gw, remote) == {"state": "none"}
 
 
-def test_sec_21_a_mismatched_state_is_refused_and_its_code_never_exchanged(make_gateway, auth_server, browser):
+def test_sec_21_a_mismatched_state_is_refused_and_its_code_never_exchanged(make_gateway, remote, auth_server, browser):
     """The redirect comes back with a forged `state`: its code is not exchanged, the tab
     says so, and the sign-in keeps waiting for its own redirect (issue 15, item 11)."""
     needs_keyring()
     auth = auth_server()
-    gw = make_gateway({"remote": {"url": auth.url}})
-    proc, url = start_login(gw, "remote", browser)
+    gw = make_gateway({remote: {"url": auth.url}})
+    proc, url = start_login(gw, remote, browser)
     try:
         forged = browser.visit(url, lambda target: re.sub(r"state=[^&]+", "state=forged-by-an-attacker", target))
         assert forged.status_code == 400 and "Not this sign-in" in forged.text, forged.text
         assert proc.poll() is None, "a forged state must not end the sign-in"
         assert auth.stats()["codes_presented"] == [], "the forged redirect's code must not be exchanged"
-        assert status_of(gw, "remote") == {"state": "none"}
+        assert status_of(gw, remote) == {"state": "none"}
         real = browser.visit(url)
         assert real.status_code == 200 and "Signed in" in real.text, real.text
         out, err = proc.communicate(timeout=60)
@@ -344,35 +370,35 @@ def test_sec_21_a_mismatched_state_is_refused_and_its_code_never_exchanged(make_
         stop(proc)
     assert proc.returncode == 0, out + err
     assert auth.stats()["codes_exchanged"] == 1
-    assert status_of(gw, "remote")["state"] == "signed_in"
+    assert status_of(gw, remote)["state"] == "signed_in"
 
 
-def test_sec_21_a_token_for_another_audience_is_discarded(make_gateway, auth_server, browser):
+def test_sec_21_a_token_for_another_audience_is_discarded(make_gateway, remote, auth_server, browser):
     needs_keyring()
     auth = auth_server("--wrong-audience")
-    gw = make_gateway({"remote": {"url": auth.url}})
-    code, output, _ = login(gw, "remote", browser)
+    gw = make_gateway({remote: {"url": auth.url}})
+    code, output, _ = login(gw, remote, browser)
     assert code != 0 and "another audience" in output and "another.example" in output, output
-    assert status_of(gw, "remote") == {"state": "none"}
+    assert status_of(gw, remote) == {"state": "none"}
 
 
-async def test_sec_22_no_token_lands_in_the_journal_logs_or_files(make_gateway, auth_server, browser, tmp_path):
+async def test_sec_22_no_token_lands_in_the_journal_logs_or_files(make_gateway, remote, auth_server, browser, tmp_path):
     """Sign in with debug logging, call, refresh, revoke, sign out; then every token the
     authorization server issued (and the authorization codes' shape) is searched for in
     every file the gateway and the CLI wrote, their logs and outputs included."""
     needs_keyring()
     auth = auth_server("--expires-in", "2")
-    gw = make_gateway({"remote": {"url": auth.url, "trusted": True}}, policy={"allow": ["mcp__remote"]})
-    code, output, _ = login(gw, "remote", browser, env={"COUNTERSIGN_LOG": "trace"})
+    gw = make_gateway({remote: {"url": auth.url, "trusted": True}}, policy={"allow": [f"mcp__{remote}"]})
+    code, output, _ = login(gw, remote, browser, env={"COUNTERSIGN_LOG": "trace"})
     assert code == 0, output
-    async with connect(gw, "http", "remote") as client:
+    async with connect(gw, "http", remote) as client:
         import anyio
         with anyio.fail_after(30):
             while auth.stats()["refreshes"] < 1:
                 r = await client.call_tool("whoami", {})
                 assert not r.is_error, text_of(r)
                 await anyio.sleep(0.2)
-    logout = gw.cli("auth", "logout", "remote")
+    logout = gw.cli("auth", "logout", remote)
     gw.stop()
     issued = auth.stats()["issued"]
     assert len(issued) >= 4
@@ -387,25 +413,25 @@ async def test_sec_22_no_token_lands_in_the_journal_logs_or_files(make_gateway, 
         assert "code=" not in text or where == "login output", f"an authorization code in {where}"
 
 
-async def test_removing_a_remote_server_revokes_its_sign_in(make_gateway, auth_server, browser):
+async def test_removing_a_remote_server_revokes_its_sign_in(make_gateway, remote, auth_server, browser):
     needs_keyring()
     auth = auth_server()
-    gw = make_gateway({"remote": {"url": auth.url}})
-    assert login(gw, "remote", browser, use_browser=False)[0] == 0
+    gw = make_gateway({remote: {"url": auth.url}})
+    assert login(gw, remote, browser, use_browser=False)[0] == 0
     gw.stop()
     write_config(gw.config, {})
     gw.start()
     wait_for(lambda: auth.stats()["revocations"] == 2, what="the removed server's tokens to be revoked")
     assert auth.stats()["live_refresh_tokens"] == 0
     record = gw.wait_audit(lambda r: r.get("rule") == "sign-out", "the sign-out record")[0]
-    assert record["server"] == "remote" and "2 token(s) revoked" in record["reason"]
-    r = gw.cli("auth", "logout", "remote", check=False)
+    assert record["server"] == remote and "2 token(s) revoked" in record["reason"]
+    r = gw.cli("auth", "logout", remote, check=False)
     assert r.returncode != 0 and "no sign-in" in r.stderr
 
 
 # ---- issue 15: what is stored, pushed and shown -----------------------------------------
 
-async def test_i15_11_bad_callbacks_from_a_local_process_do_not_end_the_sign_in(make_gateway, auth_server, browser):
+async def test_i15_11_bad_callbacks_from_a_local_process_do_not_end_the_sign_in(make_gateway, remote, auth_server, browser):
     """While the sign-in waits, a local process knocks on its loopback listener: an
     `error` without the state, a junk code with a junk state, an `error` with a junk state,
     this sign-in's state through another `Host` (as a web page rebinding a name to
@@ -414,8 +440,8 @@ async def test_i15_11_bad_callbacks_from_a_local_process_do_not_end_the_sign_in(
     needs_keyring()
     from urllib.parse import parse_qs, urlsplit
     auth = auth_server()
-    gw = make_gateway({"remote": {"url": auth.url, "trusted": True}}, policy={"allow": ["mcp__remote"]})
-    proc, url = start_login(gw, "remote", browser)
+    gw = make_gateway({remote: {"url": auth.url, "trusted": True}}, policy={"allow": [f"mcp__{remote}"]})
+    proc, url = start_login(gw, remote, browser)
     try:
         query = parse_qs(urlsplit(url).query)
         redirect, state = query["redirect_uri"][0], query["state"][0]
@@ -439,23 +465,23 @@ async def test_i15_11_bad_callbacks_from_a_local_process_do_not_end_the_sign_in(
         out, err = proc.communicate(timeout=60)
     finally:
         stop(proc)
-    assert proc.returncode == 0 and "Signed in to `remote`" in out, out + err
+    assert proc.returncode == 0 and f"Signed in to `{remote}`" in out, out + err
     stats = auth.stats()
     assert "junk" not in stats["codes_presented"], "the junk code was sent to the token endpoint"
     assert len(stats["codes_presented"]) == 1 and stats["codes_exchanged"] == 1, stats
-    assert status_of(gw, "remote")["state"] == "signed_in", "the token must be in the keychain"
-    r = await call_whoami(gw)
+    assert status_of(gw, remote)["state"] == "signed_in", "the token must be in the keychain"
+    r = await call_whoami(gw, remote)
     assert not r.is_error and text_of(r) == "signed in", text_of(r)
 
 
-def test_i15_11_an_error_with_the_right_state_ends_the_sign_in(make_gateway, auth_server, browser):
+def test_i15_11_an_error_with_the_right_state_ends_the_sign_in(make_gateway, remote, auth_server, browser):
     """The authorization server's own refusal (it carries the state) ends the sign-in with
     its error, shown as plain text (no escape sequences reach the terminal)."""
     needs_keyring()
     from urllib.parse import parse_qs, urlsplit
     auth = auth_server()
-    gw = make_gateway({"remote": {"url": auth.url}})
-    proc, url = start_login(gw, "remote", browser)
+    gw = make_gateway({remote: {"url": auth.url}})
+    proc, url = start_login(gw, remote, browser)
     try:
         query = parse_qs(urlsplit(url).query)
         r = httpx.get(query["redirect_uri"][0],
@@ -467,7 +493,7 @@ def test_i15_11_an_error_with_the_right_state_ends_the_sign_in(make_gateway, aut
     assert proc.returncode != 0 and "access_denied" in err and "no?[2Jthanks" in err, out + err
     assert "\x1b" not in out + err
     assert auth.stats()["codes_presented"] == []
-    assert status_of(gw, "remote") == {"state": "none"}
+    assert status_of(gw, remote) == {"state": "none"}
 
 
 def bearers_sent(auth) -> list[str]:
@@ -475,7 +501,7 @@ def bearers_sent(auth) -> list[str]:
 
 
 @pytest.mark.parametrize("how", ["expiry", "refusal"])
-async def test_i15_12_a_refreshed_token_for_another_audience_never_reaches_the_server(make_gateway, auth_server,
+async def test_i15_12_a_refreshed_token_for_another_audience_never_reaches_the_server(make_gateway, remote, auth_server,
                                                                                       browser, how):
     """Sign-in issues a token for this server; the refresh (when the token expires, or
     when the server refuses it) returns a JWT whose `aud` is another resource, which the
@@ -485,11 +511,11 @@ async def test_i15_12_a_refreshed_token_for_another_audience_never_reaches_the_s
     import anyio
     foreign = "https://another.example/mcp"
     auth = auth_server("--refresh-audience", foreign, *(["--expires-in", "2"] if how == "expiry" else []))
-    gw = make_gateway({"remote": {"url": auth.url, "trusted": True}}, policy={"allow": ["mcp__remote"]})
-    code, output, _ = login(gw, "remote", browser)
+    gw = make_gateway({remote: {"url": auth.url, "trusted": True}}, policy={"allow": [f"mcp__{remote}"]})
+    code, output, _ = login(gw, remote, browser)
     assert code == 0, output
     failure = None
-    async with connect(gw, "http", "remote") as client:
+    async with connect(gw, "http", remote) as client:
         r = await client.call_tool("whoami", {})
         assert not r.is_error, text_of(r)
         if how == "refusal":
@@ -514,34 +540,34 @@ async def test_i15_12_a_refreshed_token_for_another_audience_never_reaches_the_s
             "a token minted for another resource was sent upstream"
         assert failure is not None, "a call went through after the refresh"
         message = str(failure)
-        assert "countersign auth login remote" in message and "another audience" in message and foreign in message, \
+        assert f"countersign auth login {remote}" in message and "another audience" in message and foreign in message, \
             message
         with pytest.raises(MCPError):
             await client.call_tool("whoami", {})
     assert not set(foreign_tokens) & set(bearers_sent(auth)), "a token minted for another resource was sent upstream"
-    state = status_of(gw, "remote")
+    state = status_of(gw, remote)
     assert state["state"] == "needs_sign_in" and "another audience" in state["why"], state
     assert not any(t in json.dumps(state) for t in auth.stats()["issued"])
 
 
-async def test_i15_12_auth_status_shows_the_scopes_a_refresh_granted(make_gateway, auth_server, browser):
+async def test_i15_12_auth_status_shows_the_scopes_a_refresh_granted(make_gateway, remote, auth_server, browser):
     """Signed in with `read write`; the refresh grants only `read`: `auth status` shows
     what the current token carries, not what the sign-in once got."""
     needs_keyring()
     auth = auth_server("--refresh-scope", "read")
-    gw = make_gateway({"remote": {"url": auth.url, "trusted": True, "oauth": {"scopes": ["read", "write"]}}},
-                      policy={"allow": ["mcp__remote"]})
-    code, output, _ = login(gw, "remote", browser)
+    gw = make_gateway({remote: {"url": auth.url, "trusted": True, "oauth": {"scopes": ["read", "write"]}}},
+                      policy={"allow": [f"mcp__{remote}"]})
+    code, output, _ = login(gw, remote, browser)
     assert code == 0 and "scopes: read write" in output, output
-    signed_in = status_of(gw, "remote")
+    signed_in = status_of(gw, remote)
     assert signed_in["scopes"] == ["read", "write"], signed_in
-    async with connect(gw, "http", "remote") as client:
+    async with connect(gw, "http", remote) as client:
         assert not (await client.call_tool("whoami", {})).is_error
         auth.post("/test/revoke-access")
         r = await client.call_tool("whoami", {})
         assert not r.is_error, text_of(r)
     assert auth.stats()["refreshes"] == 1
-    refreshed = status_of(gw, "remote")
+    refreshed = status_of(gw, remote)
     assert refreshed["state"] == "signed_in" and refreshed["scopes"] == ["read"], refreshed
     assert refreshed["received_at"] >= signed_in["received_at"]
     text = gw.cli("auth", "status", "--config", str(gw.config)).stdout
