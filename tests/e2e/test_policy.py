@@ -3,6 +3,7 @@ managed layers and signed bundles, pinning and quarantine, grants, lockout (issu
 security cases 9, 10, 13, 14, 16, 19, 26)."""
 
 import json
+import re
 from pathlib import Path
 
 import anyio
@@ -132,40 +133,73 @@ def deliver(gw, bundle: Path, signature: Path | None = None):
     gw.cli("policy", "reload")
 
 
-def test_sec_26_bad_bundles_are_refused_and_the_last_good_stays(make_gateway, files, tmp_path):
+async def test_sec_26_bad_bundles_are_refused_and_the_last_good_stays(make_gateway, files, tmp_path):
+    """Through the running gateway: a signed bundle is reloaded and enforced; a tampered,
+    unsigned, expired or older one is refused on reload and the last good keeps denying;
+    a user's config allowing the tool changes nothing. Every record carries the exact
+    version in force when it was made."""
     gw = make_gateway({"fs": fs_server(files)})
-    good = signed_bundle(gw, tmp_path, 5, ["mcp__fs__write_file"])
-    deliver(gw, good)
-    v = explain(gw, "mcp__fs__write_file")
-    assert (v["decision"], v["layer"]) == ("deny", "bundle")
-    version = gw.status()["policy_version"]
-    assert version.startswith("bundle-5+")
+    made: dict[str, str] = {}  # the file each write names -> the version in force
 
-    # Tampered after signing: the signature no longer verifies.
-    tampered = tmp_path / "tampered.toml"
-    tampered.write_text(good.read_text().replace("write_file", "nothing"))
-    deliver(gw, tampered, Path(str(good) + ".minisig"))
-    # Unsigned, expired, older (rollback): each refused.
-    unsigned = tmp_path / "unsigned.toml"
-    unsigned.write_text('[bundle]\nversion = 9\nexpires = "2099-01-01T00:00:00Z"\n[policy]\n')
-    expired = signed_bundle(gw, tmp_path, 6, [], expires="2001-01-01T00:00:00Z")
-    older = signed_bundle(gw, tmp_path, 4, [])
-    (gw.home / "policy" / "bundle.toml.minisig").unlink()
-    deliver(gw, unsigned, tmp_path / "none")
-    deliver(gw, expired)
-    deliver(gw, older)
-    log = gw.log_path.read_text()
-    for why in ("does not verify", "has no signature", "expired", "rollback refused"):
-        assert why in log, f"no rejection saying {why!r}"
-    assert gw.status()["policy_version"] == version
-    assert explain(gw, "mcp__fs__write_file")["decision"] == "deny", "the last good bundle stays"
+    async def write(client, name: str):
+        version = gw.status()["policy_version"]
+        made[name] = version
+        r = await client.call_tool("write_file", {"path": str(files / name), "content": "x"})
+        return r, version
+
+    async with connect(gw, "http", "fs") as client:
+        before = gw.status()["policy_version"]
+        assert re.fullmatch(r"sha256:[0-9a-f]{16}", before), before
+        good = signed_bundle(gw, tmp_path, 5, ["mcp__fs__write_file"])
+        deliver(gw, good)
+        version = gw.status()["policy_version"]
+        assert re.fullmatch(r"bundle-5\+sha256:[0-9a-f]{16}", version), version
+        r, _ = await write(client, "good.txt")
+        assert r.is_error and f"policy {version})" in text_of(r), text_of(r)
+
+        # Tampered after signing: the signature no longer verifies.
+        tampered = tmp_path / "tampered.toml"
+        tampered.write_text(good.read_text().replace("write_file", "nothing"))
+        deliver(gw, tampered, Path(str(good) + ".minisig"))
+        r, v = await write(client, "tampered.txt")
+        assert v == version and r.is_error and "rule `deny:mcp__fs__write_file`" in text_of(r), text_of(r)
+        # Unsigned, expired, older (rollback): each refused on reload; the last good denies.
+        unsigned = tmp_path / "unsigned.toml"
+        unsigned.write_text('[bundle]\nversion = 9\nexpires = "2099-01-01T00:00:00Z"\n[policy]\n')
+        expired = signed_bundle(gw, tmp_path, 6, [], expires="2001-01-01T00:00:00Z")
+        older = signed_bundle(gw, tmp_path, 4, [])
+        (gw.home / "policy" / "bundle.toml.minisig").unlink()
+        for name, bundle, signature in [("unsigned", unsigned, tmp_path / "none"), ("expired", expired, None),
+                                        ("older", older, None)]:
+            deliver(gw, bundle, signature)
+            r, v = await write(client, f"{name}.txt")
+            assert v == version, f"the {name} bundle changed the policy in force"
+            assert r.is_error and f"policy {version})" in text_of(r), (name, text_of(r))
+        log = gw.log_path.read_text()
+        for why in ("does not verify", "has no signature", "expired", "rollback refused"):
+            assert why in log, f"no rejection saying {why!r}"
+
+        # A user editing their config to allow it, reloaded: still denied by the bundle.
+        gw.config.write_text(gw.config.read_text() + '[policy]\nallow = ["mcp__fs__write_file"]\n')
+        gw.cli("policy", "reload")
+        edited = gw.status()["policy_version"]
+        assert edited != version and edited.startswith("bundle-5+"), "the user's layer was reloaded"
+        r, _ = await write(client, "user-allowed.txt")
+        assert r.is_error and "rule `deny:mcp__fs__write_file`" in text_of(r), text_of(r)
+    assert sorted(p.name for p in files.iterdir()) == ["hello.txt"], "no write ran"
+
     rollback = gw.wait_audit(lambda r: r["kind"] == "policy" and r["rule"] == "policy-layer"
                              and "rollback refused" in r["reason"] and r["outcome"], "the rollback refusal in the journal")
     assert rollback[0]["outcome"] == "rejected" and rollback[0]["decision"] == "deny"
-
-    # A user editing their config to allow it changes nothing either.
-    gw.config.write_text(gw.config.read_text() + '[policy]\nallow = ["mcp__fs__write_file"]\n')
-    assert explain(gw, "mcp__fs__write_file")["decision"] == "deny"
+    records = gw.audit()
+    assert records and all(re.fullmatch(r"(bundle-\d+\+)?sha256:[0-9a-f]{16}", r["policy_version"] or "")
+                           for r in records), [(r["kind"], r["rule"], r["policy_version"]) for r in records]
+    refusals = [r for r in records if r["rule"] == "policy-layer" and r["outcome"] == "rejected"]
+    assert len(refusals) >= 4 and {r["policy_version"] for r in refusals} <= {version, edited}, \
+        "each refused bundle is recorded under the version that stayed in force (bundle 5)"
+    writes = {r["arguments"]["path"].rsplit("/", 1)[-1]: r for r in records if r["tool"] == "write_file"}
+    assert {name: r["policy_version"] for name, r in writes.items()} == made
+    assert {r["decision"] for r in writes.values()} == {"deny"}
 
 
 async def test_sec_09_a_tool_with_hidden_instructions_is_quarantined(make_gateway, tmp_path):
