@@ -10,8 +10,8 @@ import anyio
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from conftest import (BIN, NODE_BIN, HERE, Rpc, connect, error_text, everything_server, fast_server, fs_server, python_server,
-                      text_of, until, wait_for)
+from conftest import (BIN, NODE_BIN, HERE, Rpc, connect, error_text, everything_server, fast_server, fs_server,
+                      python_server, text_of, until, wait_for)
 
 pytestmark = pytest.mark.anyio
 GOLDEN = HERE.parent.parent / "crates" / "policy" / "tests" / "golden"
