@@ -143,6 +143,35 @@ async def test_a_forged_action_is_ignored_and_the_window_answers(app):
     record_prompt_latency(app)
 
 
+async def test_sec_19_a_dismissed_notification_denies_the_call(app):
+    """The person closes the approval notification without choosing (dunst's `close`, as
+    clicking it away does: NotificationClosed with reason 2, from the notification
+    server): the call is denied then, well before its deadline, and never runs."""
+    import time
+
+    async with connect(app, "http", "fs") as client:
+        results = []
+        async with anyio.create_task_group() as tg:
+            await call_in_background(client, tg, {"path": str(app.files / "dismissed.txt"), "content": "no"}, results)
+            await anyio.to_thread.run_sync(lambda: notification_for(app, "write_file", 0))
+            await until(lambda: subprocess.run(["dunstctl", "count", "displayed"], capture_output=True, text=True)
+                        .stdout.strip() not in ("", "0"), what="dunst to display it")
+            assert len(app.status()["approvals"]) == 1
+            dismissed = time.monotonic()
+            subprocess.run(["dunstctl", "close"], check=True, timeout=10)
+        answered = time.monotonic() - dismissed
+    assert results[0].is_error and "The user denied this call" in text_of(results[0]), text_of(results[0])
+    assert answered < APPROVAL_TIMEOUT / 2, f"denied {answered:.1f}s after the dismissal: that was the deadline"
+    assert not (app.files / "dismissed.txt").exists(), "the server never wrote the file"
+    closed = app.bus_log.read_text(errors="replace").split("member=NotificationClosed")
+    assert len(closed) > 1 and "uint32 2" in closed[1].split("signal")[0], "dunst said: dismissed by the person"
+    assert "how=\"dismissed\"" in app.app_log() or "how=dismissed" in app.app_log(), "answered by the dismissal"
+    record = await until(lambda: [r for r in app.audit() if r["tool"] == "write_file" and r["outcome"]],
+                         what="the call's record")
+    assert (record[0]["approval"], record[0]["outcome"]) == ("denied", "denied"), record[0]
+    assert app.status()["approvals"] == []
+
+
 def record_prompt_latency(app):
     """Prompt latency (call arrives at the approver → notification posted), reported."""
     samples = app.latencies()

@@ -39,8 +39,28 @@ async def test_sec_24_a_changed_or_removed_record_is_named_by_audit_verify(make_
     assert r.returncode == 1
     assert f"broken at record 3 ({records[2]['id']})" in r.stderr and "changed" in r.stderr, r.stderr
 
+    def swap(conn, a: dict, b: dict):
+        """Exchanges two rows' places in the journal, every column of each kept."""
+        (sa,), (sb,) = (conn.execute("SELECT seq FROM records WHERE id = ?", (r["id"],)).fetchall()[0] for r in (a, b))
+        conn.execute("UPDATE records SET seq = -1 WHERE seq = ?", (sa,))
+        conn.execute("UPDATE records SET seq = ? WHERE seq = ?", (sa, sb))
+        conn.execute("UPDATE records SET seq = ? WHERE seq = -1", (sb,))
+
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE records SET decision = 'allow' WHERE id = ?", (records[2]["id"],))
+    assert gw.cli("audit", "verify", check=False).returncode == 0, "restored, it holds again"
+    # Reordered: two rows exchange places; nothing in either is changed.
+    with sqlite3.connect(db) as conn:
+        swap(conn, records[3], records[4])
+    assert [r["id"] for r in gw.audit()][3:5] == [records[4]["id"], records[3]["id"]], "the export reads the new order"
+    r = gw.cli("audit", "verify", check=False)
+    assert r.returncode == 1, r.stdout
+    assert f"broken at record 4 ({records[4]['id']})" in r.stderr and "reordered" in r.stderr, r.stderr
+    with sqlite3.connect(db) as conn:
+        swap(conn, records[3], records[4])
+    assert gw.cli("audit", "verify", check=False).returncode == 0
+
+    with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM outcomes WHERE record_id = ?", (records[1]["id"],))
         conn.execute("DELETE FROM records WHERE id = ?", (records[1]["id"],))
     r = gw.cli("audit", "verify", "--json", check=False)

@@ -6,6 +6,7 @@ deduplication by id (case 25)."""
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -222,6 +223,28 @@ async def test_sec_24_the_hub_flags_a_gap_in_a_devices_chain(make_gateway, tmp_p
     assert gw.cli("audit", "verify", check=False).returncode == 1
 
 
+async def test_sec_24_the_hub_flags_reordered_records(make_gateway, tmp_path, sqlite_hub):
+    """Two records not yet sent exchange places in the journal, every column kept: the
+    chain the hub receives does not continue, and it says so."""
+    gw = enrolled_gateway(make_gateway, tmp_path, sqlite_hub)
+    await calls(gw, 2)
+    assert sync(gw) >= 2
+    await calls(gw, 3, start=2)
+    wait_for(lambda: all(r["outcome"] for r in gw.audit()), what="every outcome")
+    a, b = gw.audit()[-3:-1]
+    with sqlite3.connect(gw.home / "audit.db") as db:
+        (sa,), (sb,) = (db.execute("SELECT seq FROM records WHERE id = ?", (r["id"],)).fetchone() for r in (a, b))
+        db.execute("UPDATE records SET seq = -1 WHERE seq = ?", (sa,))
+        db.execute("UPDATE records SET seq = ? WHERE seq = ?", (sa, sb))
+        db.execute("UPDATE records SET seq = ? WHERE seq = -1", (sb,))
+    gw.cli("sync", "--now", check=False)
+    alerts = sqlite_hub.alerts()
+    assert alerts and {x["kind"] for x in alerts} <= {"gap", "diverged", "late"}, alerts
+    assert any(f"seq {sa}" in x["detail"] for x in alerts), alerts
+    r = gw.cli("audit", "verify", check=False)
+    assert r.returncode == 1 and "reordered" in r.stderr, r.stderr
+
+
 async def test_sec_24_a_cut_tail_the_hub_acknowledged_is_found_locally(make_gateway, tmp_path, sqlite_hub):
     fresh = enrolled_gateway(make_gateway, tmp_path, sqlite_hub)
     await calls(fresh, 3)
@@ -270,7 +293,12 @@ async def test_a_published_policy_reaches_an_online_laptop_within_10_s(make_gate
         (ROOT / "target").mkdir(exist_ok=True)
         (ROOT / "target" / "policy-propagation.txt").write_text(f"{elapsed:.3f}\n")
         record = gw.wait_audit(lambda r: r["tool"] == "read_graph" and r["decision"] == "deny", "the denial")[-1]
-        assert record["policy_version"] and "1" in record["policy_version"], record["policy_version"]
+        # The exact version: the hub's first bundle, under the hash of the layers the gateway says are in force.
+        in_force = gw.status()["policy_version"]
+        assert re.fullmatch(r"bundle-1\+sha256:[0-9a-f]{16}", in_force), in_force
+        assert record["policy_version"] == in_force, (record["policy_version"], in_force)
+        allowed = next(r for r in gw.audit() if r["tool"] == "read_graph" and r["decision"] == "allow")
+        assert re.fullmatch(r"sha256:[0-9a-f]{16}", allowed["policy_version"]), "before the bundle: no bundle version"
         actions = [a["action"] for a in hub.get("/v1/admin-log").json()]
         assert actions.count("policy-publish") == 2 and actions[-1] == "admin-log-query", actions
     finally:

@@ -135,6 +135,18 @@ def test_sec_06_mcp_headers_must_match_the_body(gw):
     assert resp.status == 400 and rpc_error(payload)["code"] == -32020
     resp, payload = post(gw, "/mcp/fs", call, headers={"Mcp-Session-Id": sid, "Mcp-Method": "tools/list"})
     assert resp.status == 400 and rpc_error(payload)["code"] == -32020
+    # Control: headers that agree with the body pass, and the call runs.
+    files = gw.config.parent / "files"
+    read = {"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+            "params": {"name": "read_text_file", "arguments": {"path": str(files / "hello.txt")}}}
+    resp, payload = post(gw, "/mcp/fs", read, headers={"Mcp-Session-Id": sid, "Mcp-Method": "tools/call",
+                                                       "Mcp-Name": "read_text_file"})
+    answer = json.loads(payload)
+    assert resp.status == 200 and not answer["result"].get("isError"), answer
+    assert answer["result"]["content"][0]["text"] == "hello from countersign\n"
+    listing = {"jsonrpc": "2.0", "id": 5, "method": "tools/list"}
+    resp, payload = post(gw, "/mcp/fs", listing, headers={"Mcp-Session-Id": sid, "Mcp-Method": "tools/list"})
+    assert resp.status == 200 and "read_text_file" in payload.decode()
 
 
 def test_sec_07_malformed_and_oversized_messages_are_refused(gw):

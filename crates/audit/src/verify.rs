@@ -431,6 +431,23 @@ mod tests {
             other => panic!("{other:?}"),
         }
 
+        // Reordered: two rows exchange places, every column of each kept.
+        let reordered = copy("reordered.db");
+        for sql in [
+            "UPDATE records SET seq = -1 WHERE seq = 3",
+            "UPDATE records SET seq = 3 WHERE seq = 4",
+            "UPDATE records SET seq = 4 WHERE seq = -1",
+        ] {
+            tamper(&reordered, sql);
+        }
+        match verify(reordered).await {
+            Err(JournalError::Broken { seq: 3, id, why }) => {
+                assert_eq!(id, ids[3].to_string(), "the record now in place 3 is named");
+                assert!(why.contains("reordered"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+
         let arguments = copy("arguments.db");
         tamper(&arguments, "UPDATE records SET arguments = '{\"n\":99}' WHERE seq = 1");
         assert!(matches!(verify(arguments).await, Err(JournalError::Broken { seq: 1, .. })));

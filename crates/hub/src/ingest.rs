@@ -11,8 +11,9 @@
 //! with its device's user and local device id (fixed by the enrollment token or the
 //! device's first record), and a record claiming another identity raises an alert. A
 //! device whose chain has begun may not send a record without a hash. A record sent again
-//! with other contents, or a new record at a place the hub already holds, is a diverged
-//! chain and raises an alert.
+//! with another hash, or a new record at a place the hub already holds, is a diverged
+//! chain and raises an alert; one sent again with its hash but other contents raises a
+//! `hash` alert. Either way the copy the hub holds is never overwritten.
 
 use crate::db::{Db, DbError};
 use crate::publish::SigningKey;
@@ -215,6 +216,15 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
                     alert(&mut tx, device, "diverged", what).await?;
                     broke = true;
                     continue;
+                }
+                // The hash the hub holds, on other contents: changed after it was hashed.
+                Some(_) if r.hash.is_some() && !r.hash_holds() => {
+                    let what = format!(
+                        "record {} (seq {}) was sent again with contents that do not match its hash: changed on \
+                         the device; the copy the hub holds stays",
+                        r.id, r.seq
+                    );
+                    alert(&mut tx, device, "hash", what).await?;
                 }
                 _ => {}
             }

@@ -112,21 +112,9 @@ impl Session {
                 return self.refuse(record, reply, id.as_deref(), Outcome::Denied, started, &text).await;
             }
             Decision::Ask => {
-                if let Some(unknown) = def.as_ref().and_then(|d| unknown_argument(d, &arguments)) {
-                    record.reason = Some(format!("argument `{unknown}` is not in the tool's input schema"));
-                    let text = format!(
-                        "Countersign refused `{qualified}`: its argument `{unknown}` is not one the tool declares, \
-                         so no approval was asked."
-                    );
-                    return self.refuse(record, reply, id.as_deref(), Outcome::Denied, started, &text).await;
-                }
-                let size = arguments.to_string().len();
-                if size > MAX_PROMPT_ARGS_BYTES {
-                    record.reason = Some(format!("arguments of {size} bytes are too large to approve"));
-                    let text = format!(
-                        "Countersign refused `{qualified}`: its arguments ({size} bytes) are larger than the \
-                         {MAX_PROMPT_ARGS_BYTES} bytes a person can review, so no approval was asked."
-                    );
+                if let Some(unfit) = unfit_to_ask(def.as_ref(), &arguments) {
+                    record.reason = Some(unfit.reason());
+                    let text = unfit.text(&qualified);
                     return self.refuse(record, reply, id.as_deref(), Outcome::Denied, started, &text).await;
                 }
                 let prompt = Prompt {
@@ -432,6 +420,51 @@ pub fn commit_failed(e: &countersign_audit::JournalError, what: &str) -> String 
     }
 }
 
+/// Why a call that asks may not be put to a person at all (case 15).
+#[derive(Debug, PartialEq)]
+enum Unfit {
+    /// An argument the tool's input schema does not declare.
+    Undeclared(String),
+    /// Arguments of this many bytes (as JSON), more than [`MAX_PROMPT_ARGS_BYTES`].
+    TooLarge(usize),
+}
+
+impl Unfit {
+    /// The journal record's reason.
+    fn reason(&self) -> String {
+        match self {
+            Unfit::Undeclared(name) => format!("argument `{name}` is not in the tool's input schema"),
+            Unfit::TooLarge(size) => format!("arguments of {size} bytes are too large to approve"),
+        }
+    }
+
+    /// What the client is told.
+    fn text(&self, qualified: &str) -> String {
+        match self {
+            Unfit::Undeclared(name) => format!(
+                "Countersign refused `{qualified}`: its argument `{name}` is not one the tool declares, so no \
+                 approval was asked."
+            ),
+            Unfit::TooLarge(size) => format!(
+                "Countersign refused `{qualified}`: its arguments ({size} bytes) are larger than the \
+                 {MAX_PROMPT_ARGS_BYTES} bytes a person can review, so no approval was asked."
+            ),
+        }
+    }
+}
+
+/// Decides, before any prompt, whether a call that asks may be shown to a person: an
+/// argument its schema does not declare (when the schema lists its properties), or more
+/// than [`MAX_PROMPT_ARGS_BYTES`] of arguments, refuses it, since a person approving it
+/// could not know what it does.
+fn unfit_to_ask(def: Option<&countersign_policy::ToolDef>, arguments: &Value) -> Option<Unfit> {
+    if let Some(unknown) = def.and_then(|d| unknown_argument(d, arguments)) {
+        return Some(Unfit::Undeclared(unknown));
+    }
+    let size = arguments.to_string().len();
+    (size > MAX_PROMPT_ARGS_BYTES).then_some(Unfit::TooLarge(size))
+}
+
 /// An argument the tool's input schema does not declare, when the schema lists its
 /// properties: a person approving the call would not know what it does (case 15).
 fn unknown_argument(def: &countersign_policy::ToolDef, arguments: &Value) -> Option<String> {
@@ -446,4 +479,48 @@ fn denial_text(verdict: &Verdict, qualified: &str, config: Option<&std::path::Pa
          administrator, or have `{qualified}` added to the `ask` or `allow` list under [policy] in {place}.",
         verdict.reason, verdict.rule, verdict.policy_version
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use countersign_policy::ToolDef;
+
+    fn tool(schema: Value) -> ToolDef {
+        ToolDef::from_json(&json!({"name": "write_file", "inputSchema": schema})).unwrap()
+    }
+
+    /// `{"content":"…"}` exactly `bytes` long as JSON.
+    fn arguments_of(bytes: usize) -> Value {
+        let args = json!({ "content": "a".repeat(bytes - r#"{"content":""}"#.len()) });
+        assert_eq!(args.to_string().len(), bytes);
+        args
+    }
+
+    #[test]
+    fn sec_15_arguments_over_64_kib_are_refused_before_a_prompt() {
+        let def = tool(json!({"type": "object", "properties": {"content": {"type": "string"}}}));
+        for def in [Some(&def), None] {
+            assert_eq!(unfit_to_ask(def, &arguments_of(64 * 1024)), None, "64 KiB exactly may be asked");
+            assert_eq!(unfit_to_ask(def, &arguments_of(64 * 1024 + 1)), Some(Unfit::TooLarge(64 * 1024 + 1)));
+        }
+        // Many small values count as much as one large one.
+        let many: serde_json::Map<String, Value> = (0..9000).map(|i| (format!("k{i}"), json!(i))).collect();
+        assert!(matches!(unfit_to_ask(None, &Value::Object(many)), Some(Unfit::TooLarge(n)) if n > 64 * 1024));
+        let text = Unfit::TooLarge(70_000).text("mcp__fs__write_file");
+        assert!(text.contains("70000 bytes") && text.contains("65536") && text.contains("no approval was asked"));
+    }
+
+    #[test]
+    fn sec_15_an_argument_the_schema_does_not_declare_is_refused_before_a_prompt() {
+        let def = tool(json!({"type": "object", "properties": {"path": {}, "content": {}}}));
+        assert_eq!(unfit_to_ask(Some(&def), &json!({"path": "/a", "content": "x"})), None);
+        assert_eq!(
+            unfit_to_ask(Some(&def), &json!({"path": "/a", "chmod": "777"})),
+            Some(Unfit::Undeclared("chmod".into()))
+        );
+        // A schema that lists no properties declares nothing to hold the call to.
+        assert_eq!(unfit_to_ask(Some(&tool(json!({"type": "object"}))), &json!({"chmod": "777"})), None);
+        assert!(Unfit::Undeclared("chmod".into()).reason().contains("`chmod`"));
+    }
 }
