@@ -5,7 +5,7 @@
 
 use crate::state::AppState;
 use countersign_clients::{ClientKind, Env, FileReport};
-use countersign_gateway::client_routing::{self, record::Record, FileOutcome, Options};
+use countersign_local::client_routing::{self, record::Record, FileOutcome, Options};
 use serde::Serialize;
 use std::path::PathBuf;
 use tauri::Manager;

@@ -13,7 +13,7 @@ mod state;
 mod tray;
 
 use approvals::{ApprovalEvent, DesktopApprover};
-use countersign_gateway::{Config, Home};
+use countersign_local::{Config, Home};
 use state::AppState;
 use tauri::{Emitter, Manager, WebviewUrl, WebviewWindowBuilder};
 

@@ -3,7 +3,8 @@
 //! asked. It never starts a second gateway beside a running one.
 
 use crate::approvals::DesktopApprover;
-use countersign_gateway::{Config, Gateway, Home, ServeError};
+use countersign_gateway::{Gateway, ServeError};
+use countersign_local::{Config, Home};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,7 +60,7 @@ impl AppState {
         }
         // Only a gateway that proves it is this data folder's is one (a stale runtime file's
         // port may be anyone's; it gets no token).
-        let link = countersign_gateway::gateway_link::GatewayLink::for_home(&self.home).ok()?;
+        let link = countersign_local::gateway_link::GatewayLink::for_home(&self.home).ok()?;
         let answered = tokio::time::timeout(
             Duration::from_secs(2),
             link.control(reqwest::Method::GET, "/_countersign/status", None),
@@ -117,7 +118,7 @@ pub async fn take_over(app: &tauri::AppHandle, state: &AppState) -> anyhow::Resu
         return Ok(());
     }
     let runtime = state.home.read_runtime().ok_or_else(|| anyhow::anyhow!("no running gateway is recorded"))?;
-    let link = countersign_gateway::gateway_link::GatewayLink::for_home(&state.home)?;
+    let link = countersign_local::gateway_link::GatewayLink::for_home(&state.home)?;
     let (status, body) = link.control(reqwest::Method::POST, "/_countersign/shutdown", None).await?;
     if !status.is_success() {
         anyhow::bail!("the other gateway refused to stop: {}", String::from_utf8_lossy(&body).trim());

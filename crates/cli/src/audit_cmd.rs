@@ -7,7 +7,7 @@
 
 use anyhow::{bail, Result};
 use countersign_audit::{ChainReport, JournalError};
-use countersign_gateway::Home;
+use countersign_local::Home;
 
 /// What the comparison with the hub found.
 enum HubCheck {

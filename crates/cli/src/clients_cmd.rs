@@ -12,10 +12,11 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use countersign_clients::read::Transport;
 use countersign_clients::{ClientKind, Env, Route};
-use countersign_gateway::client_routing::review::{self, ProjectServer};
-use countersign_gateway::client_routing::{self, FileOutcome, Options};
-use countersign_gateway::config_file::{self, Chosen};
-use countersign_gateway::{policy_layers, Config, Home};
+use countersign_gateway::policy_layers;
+use countersign_local::client_routing::review::{self, ProjectServer};
+use countersign_local::client_routing::{self, FileOutcome, Options};
+use countersign_local::config_file::{self, Chosen};
+use countersign_local::{Config, Home};
 // Names, commands and paths in clients' files are anyone's (a cloned repository's
 // `.mcp.json`): printed with hidden characters as visible escapes.
 use countersign_policy::shown::visible as v;

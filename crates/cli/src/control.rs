@@ -3,8 +3,8 @@
 //! control token from the data directory; never prints it.
 
 use anyhow::{bail, Context, Result};
-use countersign_gateway::gateway_link::{GatewayLink, LinkError};
-use countersign_gateway::Home;
+use countersign_local::gateway_link::{GatewayLink, LinkError};
+use countersign_local::Home;
 use countersign_policy::shown;
 use reqwest::Method;
 use serde_json::Value;

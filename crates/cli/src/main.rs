@@ -10,7 +10,7 @@ mod vault_cmd;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use countersign_gateway::{Config, Home};
+use countersign_local::{Config, Home};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -289,7 +289,7 @@ fn main() {
         // A client may start the shim without the session bus (hence the keychain that
         // holds its token): take the running gateway's. It sets an environment variable,
         // so it runs here, before the runtime starts any thread.
-        countersign_gateway::session_bus::adopt(home.recorded_session_bus().as_deref());
+        countersign_local::session_bus::adopt(home.recorded_session_bus().as_deref());
     }
     let runtime = match runtime_builder().enable_all().build() {
         Ok(rt) => rt,
@@ -323,17 +323,17 @@ async fn run(home: Home, command: Command) -> Result<i32> {
     match command {
         Command::Serve { config } => serve(home, config).await,
         Command::Connect { server, .. } => {
-            let limits = countersign_gateway::config::Limits::default();
+            let limits = countersign_local::config::Limits::default();
             countersign_gateway::shim::run(&home, &server, limits.max_line_bytes).await?;
             Ok(0)
         }
         Command::Token { command: TokenCommand::Create { name } } => {
-            let token = countersign_gateway::tokens::TokenStore::create(&home, &name)?;
+            let token = countersign_local::tokens::TokenStore::create(&home, &name)?;
             println!("{token}");
             Ok(0)
         }
         Command::Token { command: TokenCommand::Revoke { name } } => {
-            if countersign_gateway::tokens::TokenStore::revoke(&home, &name)? {
+            if countersign_local::tokens::TokenStore::revoke(&home, &name)? {
                 eprintln!("revoked `{name}`");
                 Ok(0)
             } else {
@@ -396,7 +396,7 @@ async fn run(home: Home, command: Command) -> Result<i32> {
             if !now {
                 bail!("the gateway syncs on its own while it runs; `countersign sync --now` sends what is pending now");
             }
-            let chosen = countersign_gateway::config_file::for_command(&home, config);
+            let chosen = countersign_local::config_file::for_command(&home, config);
             let settings = if chosen.explicit() || chosen.path.exists() {
                 Config::load(&chosen.path)?.sync
             } else {
@@ -439,7 +439,7 @@ fn host_name() -> String {
 }
 
 async fn serve(home: Home, config: Option<PathBuf>) -> Result<i32> {
-    let chosen = countersign_gateway::config_file::to_start(&home, config);
+    let chosen = countersign_local::config_file::to_start(&home, config);
     let config = if chosen.explicit() { Config::load(&chosen.path)? } else { Config::load_or_empty(&chosen.path)? };
     let running = countersign_gateway::start(config, home.clone()).await?;
     let url = format!("http://{}/mcp", running.listen);

@@ -4,7 +4,8 @@
 //! tool's definition comes from the pins the gateway recorded, when there is one.
 
 use anyhow::{bail, Context, Result};
-use countersign_gateway::{config_file, policy_layers, Config, Home};
+use countersign_gateway::policy_layers;
+use countersign_local::{config_file, Config, Home};
 use countersign_policy::{CallInput, Identity, Layer, Policy, PolicySettings, ServerInfo, ToolDef};
 use serde_json::{json, Value};
 use std::path::PathBuf;

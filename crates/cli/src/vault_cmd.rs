@@ -3,9 +3,9 @@
 //! line, and are never printed.
 
 use anyhow::{anyhow, bail, Context, Result};
-use countersign_gateway::config::{Config, Transport};
-use countersign_gateway::Home;
-use countersign_gateway::{config_file, secret_import};
+use countersign_local::config::{Config, Transport};
+use countersign_local::Home;
+use countersign_local::{config_file, secret_import};
 use countersign_vault::oauth::{self, ServerAuth, SignInRequest};
 use countersign_vault::{Account, Keychain, Secret, SecretName};
 use std::io::{BufRead, IsTerminal, Read, Write};
@@ -154,7 +154,7 @@ pub async fn import(home: &Home, config: Option<PathBuf>, yes: bool) -> Result<i
     Ok(0)
 }
 
-fn remote(config: &Config, server: &str) -> Result<(String, countersign_gateway::config::OAuthSettings)> {
+fn remote(config: &Config, server: &str) -> Result<(String, countersign_local::config::OAuthSettings)> {
     match config.servers.get(server).map(|s| &s.transport) {
         Some(Transport::Http { url, oauth, .. }) => Ok((url.clone(), oauth.clone())),
         Some(Transport::Stdio { .. }) => bail!("`{server}` is a local (stdio) server; only remote servers sign in"),

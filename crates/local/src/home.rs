@@ -151,7 +151,7 @@ impl Home {
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
     let io = |source| HomeError::Io { path: path.to_path_buf(), source };
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut opts = OpenOptions::new();
