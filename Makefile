@@ -16,7 +16,7 @@ KEYRING_APT := gnome-keyring dbus libglib2.0-bin
 TAURI_DRIVER_VERSION := 2.1.0
 TAURI_DRIVER := $(HOME)/.cargo/bin/tauri-driver
 
-.PHONY: help run app app-build test build fixtures keyring-deps bench-vault bench-peers bench-scale bench-durability soak cargo-fuzz test-fuzz fuzz test-rust test-e2e test-ui test-desktop desktop-deps ui bench clean
+.PHONY: help run app app-build test build check-codemap fixtures keyring-deps bench-vault bench-peers bench-scale bench-durability soak cargo-fuzz test-fuzz fuzz test-rust test-e2e test-ui test-desktop desktop-deps ui bench clean
 
 help:
 	@echo "make run    install what is missing, build, start the gateway with a demo config"
@@ -47,7 +47,11 @@ build:
 run: fixtures build
 	@scripts/demo.sh
 
-test: fixtures build test-rust test-e2e test-ui test-desktop test-fuzz
+test: fixtures build check-codemap test-rust test-e2e test-ui test-desktop test-fuzz
+
+# ARCHITECTURE.md's crate graph and file map match the code; no two files import each other.
+check-codemap:
+	python3 scripts/check_codemap.py
 
 # Fuzz targets beside the code they fuzz (crates/*/fuzz), each run for a bounded time
 # from its committed corpus; `make fuzz FUZZ_SECONDS=600` for longer runs.
