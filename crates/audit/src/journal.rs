@@ -157,7 +157,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 impl Journal {
     /// Opens (creating if needed) the journal at `path`, applies migrations and starts the writer.
     pub async fn open(path: &Path, options: JournalOptions) -> Result<Self, JournalError> {
-        let lock = crate::journal_lock::lock_journal(path).await?;
+        let lock = crate::journal_lock::lock_journal(path).await.map_err(|e| match e {
+            crate::journal_lock::LockError::InUse { lock } => JournalError::InUse { path: path.to_path_buf(), lock },
+            crate::journal_lock::LockError::Failed(message) => {
+                JournalError::Writer { path: path.to_path_buf(), message }
+            }
+        })?;
         let sync = match options.synchronous {
             Synchronous::Normal => SqliteSynchronous::Normal,
             Synchronous::Full => SqliteSynchronous::Full,

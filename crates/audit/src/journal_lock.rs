@@ -2,8 +2,16 @@
 //! as the writer lives, so two gateways never fork one journal's chain and a starting
 //! gateway never closes another's calls. Locks only; never reads or writes the journal.
 
-use crate::journal::JournalError;
 use std::path::{Path, PathBuf};
+
+/// Why the lock was not taken; the journal turns it into its own error.
+#[derive(Debug)]
+pub(crate) enum LockError {
+    /// Another writer holds it (at `lock`).
+    InUse { lock: PathBuf },
+    /// The lock could not be opened or taken.
+    Failed(String),
+}
 
 /// Takes the journal's lock: one writer a journal, so two gateways never fork its chain
 /// and a starting gateway never closes another's calls. On Unix the lock is on the
@@ -12,7 +20,7 @@ use std::path::{Path, PathBuf};
 /// it; on Windows, where a whole-file lock would shut SQLite out, a lock file beside it.
 /// A journal closed a moment ago may still be held by its writer thread finishing: wait a
 /// little for that, then refuse.
-pub(crate) async fn lock_journal(path: &Path) -> Result<std::fs::File, JournalError> {
+pub(crate) async fn lock_journal(path: &Path) -> Result<std::fs::File, LockError> {
     let lock = if cfg!(unix) {
         path.to_path_buf()
     } else {
@@ -24,10 +32,9 @@ pub(crate) async fn lock_journal(path: &Path) -> Result<std::fs::File, JournalEr
     options.create(true).truncate(false).write(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(&lock).map_err(|e| JournalError::Writer {
-        path: path.to_path_buf(),
-        message: format!("cannot open {} to lock it: {e}", lock.display()),
-    })?;
+    let file = options
+        .open(&lock)
+        .map_err(|e| LockError::Failed(format!("cannot open {} to lock it: {e}", lock.display())))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
         match file.try_lock() {
@@ -36,13 +43,10 @@ pub(crate) async fn lock_journal(path: &Path) -> Result<std::fs::File, JournalEr
                 tokio::time::sleep(std::time::Duration::from_millis(25)).await;
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(JournalError::InUse { path: path.to_path_buf(), lock });
+                return Err(LockError::InUse { lock });
             }
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(JournalError::Writer {
-                    path: path.to_path_buf(),
-                    message: format!("cannot lock {}: {e}", lock.display()),
-                })
+                return Err(LockError::Failed(format!("cannot lock {}: {e}", lock.display())))
             }
         }
     }
