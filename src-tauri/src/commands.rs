@@ -276,7 +276,7 @@ pub async fn sign_in(app: tauri::AppHandle, server: String) -> CmdResult<String>
     opened.map_err(|e| format!("cannot open the browser: {e}"))?;
     let done = done.map_err(|e| e.to_string())?;
     shared.policy_event(countersign_gateway::shared::PolicyEvent {
-        decision: "allow",
+        decision: countersign_audit::Decision::Allow,
         rule: "sign-in",
         reason: format!("signed in{}", done.issuer.map(|i| format!(" with {i}")).unwrap_or_default()),
         server: Some(server.clone()),
@@ -292,7 +292,7 @@ pub async fn sign_out(app: tauri::AppHandle, server: String) -> CmdResult<usize>
     let keychain = countersign_vault::Keychain::open().await.map_err(|e| e.to_string())?;
     let out = countersign_vault::oauth::sign_out(&server, keychain).await.map_err(|e| e.to_string())?;
     shared.policy_event(countersign_gateway::shared::PolicyEvent {
-        decision: "allow",
+        decision: countersign_audit::Decision::Allow,
         rule: "sign-out",
         reason: format!("signed out, {} token(s) revoked", out.revoked),
         server: Some(server),
@@ -306,7 +306,7 @@ pub fn accept_tools(state: State<'_, AppState>, server: String, tools: Vec<Strin
     let shared = state.shared().ok_or("the gateway is not running")?;
     let n = shared.pins.lock().map_err(|_| "pins unavailable")?.accept(&server, &tools)?;
     shared.policy_event(countersign_gateway::shared::PolicyEvent {
-        decision: "allow",
+        decision: countersign_audit::Decision::Allow,
         rule: "pins-accepted",
         reason: format!("accepted {} in the app", tools.join(", ")),
         server: Some(server),

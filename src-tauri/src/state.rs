@@ -142,7 +142,7 @@ pub fn set_paused(app: &tauri::AppHandle, shared: &Arc<Shared>, paused: bool) {
     let was = shared.paused.swap(paused, std::sync::atomic::Ordering::SeqCst);
     if was != paused {
         shared.policy_event(PolicyEvent {
-            decision: if paused { "deny" } else { "allow" },
+            decision: if paused { countersign_audit::Decision::Deny } else { countersign_audit::Decision::Allow },
             rule: "paused",
             reason: if paused { "AI tool access paused by the user".into() } else { "AI tool access resumed".into() },
             server: None,

@@ -109,7 +109,7 @@ pub(crate) async fn accept_pins(State(face): State<Face>, Path(server): Path<Str
             tracing::info!(server, accepted = n, "tools accepted and pinned");
             let what = if tools.is_empty() { "every tool".to_string() } else { tools.join(", ") };
             face.shared.policy_event(crate::shared::PolicyEvent {
-                decision: "allow",
+                decision: countersign_audit::Decision::Allow,
                 rule: "pins-accepted",
                 reason: format!("accepted {what} as listed now"),
                 server: Some(server.clone()),

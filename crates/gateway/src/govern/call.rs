@@ -12,7 +12,7 @@ use crate::approver::{Answer, Prompt};
 use crate::clock::{end_of_day_ms, now_ms};
 use crate::message::{self, code, Envelope};
 use crate::session::{Release, Reply, Route, Session};
-use countersign_audit::{Approval, Outcome, Record, RecordKind};
+use countersign_audit::{Approval, Outcome, Record, RecordGrant, RecordKind};
 use countersign_policy::{args_hash, CallInput, Decision, Gate, GrantLength, GrantRequest, Standing, Verdict};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -79,7 +79,7 @@ impl Session {
         let (client_name, client_version) = self.client();
         let now_ms = now_ms();
 
-        let mut record = shared.record(RecordKind::Call, verdict.decision.as_str());
+        let mut record = shared.record(RecordKind::Call, verdict.decision);
         record.client = Some(self.token_name.clone());
         record.client_name = client_name.clone();
         record.client_version = client_version;
@@ -91,7 +91,8 @@ impl Session {
         record.rule = Some(verdict.rule.clone());
         record.reason = Some(verdict.reason.clone());
         record.policy_version = Some(verdict.policy_version.clone());
-        record.class = Some(verdict.class.as_str().to_string());
+        record.class = Some(verdict.class);
+        record.grant = verdict.grant.clone().map(|id| RecordGrant::Used { id });
         record.label = verdict.label.clone();
         let qualified = format!("mcp__{server}__{tool}");
         if let (Some(why), true) = (unread, verdict.rule == "unlisted") {
@@ -252,7 +253,7 @@ impl Session {
             Waited::Answered(Answer::Approved { length, condition, .. }) => {
                 call.record.approval = Some(Approval::Approved);
                 if let Err(why) = self.still_allowed(&prompt, &call.server).await {
-                    call.record.decision = "deny".into();
+                    call.record.decision = Decision::Deny;
                     call.record.rule = Some("changed-while-waiting".into());
                     call.record.reason = Some(format!("approved, then refused: {why}"));
                     let text = format!(
@@ -336,11 +337,7 @@ impl Session {
     fn grant(&self, prompt: &Prompt, length: GrantLength, condition: Option<&str>, record: &mut Record) {
         let policy = self.shared.policy.load_full();
         let (settings, _) = policy.grant_settings();
-        let class = record
-            .class
-            .as_deref()
-            .and_then(countersign_policy::ToolClass::parse)
-            .unwrap_or(countersign_policy::ToolClass::Write);
+        let class = record.class.unwrap_or(countersign_policy::ToolClass::Write);
         let request = GrantRequest {
             id: format!("g-{}", &prompt.id[..12.min(prompt.id.len())]),
             client_token: &prompt.client,
@@ -366,7 +363,8 @@ impl Session {
                     record.reason.clone().unwrap_or_default(),
                     length.as_str(),
                     g.id
-                ))
+                ));
+                record.grant = Some(RecordGrant::Issued { id: g.id.clone(), length });
             }
             Err(e) => {
                 tracing::warn!("approval kept to this call only: {e}");

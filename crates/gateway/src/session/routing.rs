@@ -159,7 +159,7 @@ impl Session {
             );
             tracing::warn!(server, "{why}");
             self.shared.policy_event(crate::shared::PolicyEvent {
-                decision: "deny",
+                decision: countersign_audit::Decision::Deny,
                 rule: "roots",
                 reason: why,
                 server: Some(server.to_string()),
@@ -329,7 +329,13 @@ impl Session {
             server_requests::attribute(&mut env, kind, server);
             // Relayed once its record is committed (on a task: the upstream's reader must
             // not wait on the journal); no record, no relaying.
-            let record = self.server_request_record(server, &method, "allow", &verdict.rule, &verdict.reason);
+            let record = self.server_request_record(
+                server,
+                &method,
+                countersign_audit::Decision::Allow,
+                &verdict.rule,
+                &verdict.reason,
+            );
             let Some(me) = self.me.upgrade() else { return };
             let server = server.to_string();
             tokio::spawn(async move {
@@ -390,7 +396,7 @@ impl Session {
         &self,
         server: &str,
         method: &str,
-        decision: &str,
+        decision: countersign_audit::Decision,
         rule: &str,
         reason: &str,
     ) -> countersign_audit::Record {
@@ -408,7 +414,7 @@ impl Session {
     /// Records a refused server request (on a task of its own: nothing waits for it).
     fn record_refused_server_request(&self, server: &str, method: &str, rule: &str, reason: &str) {
         let shared = self.shared.clone();
-        let record = self.server_request_record(server, method, "deny", rule, reason);
+        let record = self.server_request_record(server, method, countersign_audit::Decision::Deny, rule, reason);
         let (started, id) = (std::time::Instant::now(), record.id);
         let runtime = shared.runtime.clone();
         runtime.spawn(async move {
@@ -524,7 +530,7 @@ impl Session {
         let (review, newly) = self.shared.pins.lock().ok()?.review(server, &origin, &tools);
         for b in newly {
             self.shared.policy_event(crate::shared::PolicyEvent {
-                decision: "deny",
+                decision: countersign_audit::Decision::Deny,
                 rule: b.rule,
                 reason: b.why,
                 server: Some(server.to_string()),
