@@ -17,6 +17,7 @@ use countersign_policy::{args_hash, CallInput, Decision, Gate, GrantLength, Gran
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// A decision with what it was made from.
 struct Decided {
@@ -42,7 +43,16 @@ struct Call {
 const MAX_PROMPT_ARGS_BYTES: usize = 64 * 1024;
 
 impl Session {
-    pub(crate) async fn call_tool(self: Arc<Self>, mut env: Envelope, reply: Reply) {
+    /// Runs one call inside its span, `call{server, tool, call, decision}` (the record's
+    /// id as `call`), within the session's: every log line of the call carries them.
+    /// Fields are names and ids only, never an argument.
+    pub(crate) async fn call_tool(self: Arc<Self>, env: Envelope, reply: Reply) {
+        use tracing::field::Empty;
+        let span = tracing::info_span!("call", server = Empty, tool = Empty, call = Empty, decision = Empty);
+        self.call_tool_in_span(env, reply).instrument(span).await
+    }
+
+    async fn call_tool_in_span(self: Arc<Self>, mut env: Envelope, reply: Reply) {
         let started = Instant::now();
         let id = env.id().map(|r| r.to_owned());
         let bad = |msg: &str| message::error_response(id.as_deref(), code::INVALID_PARAMS, msg);
@@ -71,6 +81,8 @@ impl Session {
             },
         };
 
+        let span = tracing::Span::current();
+        span.record("server", tracing::field::display(&server)).record("tool", tracing::field::display(&tool));
         let shared = self.shared.clone();
         let Some(Decided { verdict, class, def, unread }) = self.decide_call(&server, &tool, &arguments, true).await
         else {
@@ -93,6 +105,9 @@ impl Session {
         record.policy_version = Some(verdict.policy_version.clone());
         record.class = Some(verdict.class);
         record.grant = verdict.grant.clone().map(|id| RecordGrant::Used { id });
+        span.record("call", tracing::field::display(record.id))
+            .record("decision", tracing::field::display(verdict.decision.as_str()));
+        tracing::debug!(rule = %verdict.rule, "decided");
         record.label = verdict.label.clone();
         let qualified = format!("mcp__{server}__{tool}");
         if let (Some(why), true) = (unread, verdict.rule == "unlisted") {
@@ -147,7 +162,7 @@ impl Session {
                 // call is not missed.
                 let give_up = id.as_ref().map(|id| self.register_wait(id.get()));
                 let call = Call { env, reply, record, server, qualified, id, started };
-                tokio::spawn(async move { self.ask_then_forward(prompt, call, give_up).await });
+                tokio::spawn(async move { self.ask_then_forward(prompt, call, give_up).await }.in_current_span());
                 return;
             }
         }
@@ -168,7 +183,7 @@ impl Session {
         let (def, unread) = match reachable {
             true => match self.tool_def(server, tool).await {
                 Ok(def) => (def, None),
-                Err(why) => (None, Some(why)),
+                Err(why) => (None, Some(why.to_string())),
             },
             false => (None, None),
         };
@@ -254,6 +269,7 @@ impl Session {
                 call.record.approval = Some(Approval::Approved);
                 if let Err(why) = self.still_allowed(&prompt, &call.server).await {
                     call.record.decision = Decision::Deny;
+                    tracing::Span::current().record("decision", tracing::field::display(Decision::Deny.as_str()));
                     call.record.rule = Some("changed-while-waiting".into());
                     call.record.reason = Some(format!("approved, then refused: {why}"));
                     let text = format!(

@@ -18,6 +18,11 @@ impl Session {
     /// stream its answer (and, for SSE, its progress and related server messages) arrives
     /// on; the stream ends after the answer.
     pub async fn handle_request(self: &Arc<Self>, op: Operation, env: Envelope, sse: bool) -> Answer {
+        use tracing::Instrument;
+        self.clone().handle_request_in_span(op, env, sse).instrument(self.span.clone()).await
+    }
+
+    async fn handle_request_in_span(self: Arc<Self>, op: Operation, env: Envelope, sse: bool) -> Answer {
         self.touch();
         let claim = env.id().map(|id| (id, InFlight::claim(&self.in_flight, id.get())));
         if let Some((id, None)) = claim {
@@ -447,7 +452,7 @@ impl Session {
     /// The definition of `tool` on `server`, asking the upstream for its tool list when
     /// the session has not seen one. `None`: the server does not list that tool.
     /// `Err` when the list could not be read (the server did not start or answer).
-    pub(crate) async fn tool_def(&self, server: &str, tool: &str) -> Result<Option<ToolDef>, String> {
+    pub(crate) async fn tool_def(&self, server: &str, tool: &str) -> Result<Option<ToolDef>, super::LinkError> {
         if let Some(tools) = self.state().tools.get(server) {
             return Ok(tools.get(tool).cloned());
         }
