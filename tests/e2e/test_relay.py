@@ -285,7 +285,7 @@ async def test_a_calls_log_lines_carry_its_session_and_call_but_never_its_argume
         assert not result.is_error and marker in text_of(result)
     record = gw.wait_audit(lambda r: r["tool"] == "echo" and r["outcome"] == "ok", "the call's record")[0]
     log = re.sub(r"\x1b\[[0-9;]*m", "", gw.log_path.read_text())
-    pattern = (r"session\{session=(\w{32}) token=pytest\}:call\{server=fast tool=echo call=" + record["id"]
+    pattern = (r"session\{session=([\w-]{32}) token=pytest\}:call\{server=fast tool=echo call=" + record["id"]
                + r" decision=allow\}: .*decided")
     found = re.search(pattern, log)
     assert found, f"no line of the call carries its spans:\n{log}"
