@@ -382,13 +382,20 @@ async def test_the_entitlements_view_shows_tools_used_and_grants_held(make_gatew
             gw.cli("approve", prompt[0]["id"], "--for", "1h")
         for _ in range(2):
             assert not (await client.call_tool("read_graph", {})).is_error
+        # The grant lets the next write run without asking; its record names the grant.
+        again = await client.call_tool("create_entities", {"entities": [{"name": "y", "entityType": "t",
+                                                                         "observations": []}]})
+        assert not again.is_error, text_of(again)
     sync(gw)
     ids = hub.get("/v1/entitlements").json()
     assert len(ids) == 1
     me = ids[0]
     used = {t["tool"]: (t["calls"], t["allowed"]) for t in me["tools"]}
-    assert used == {"create_entities": (1, 1), "read_graph": (2, 2)}, used
+    assert used == {"create_entities": (2, 2), "read_graph": (2, 2)}, used
     assert [(g["tool"], g["length"], g["active"]) for g in me["grants"]] == [("create_entities", "1h", True)]
+    writes = [r for r in hub.get("/v1/audit", tool="create_entities").json()]
+    assert [(r["approval"], r["grant_id"], r["grant_length"]) for r in writes] == [
+        ("approved", me["grants"][0]["id"], "1h"), (None, me["grants"][0]["id"], None)], writes
     assert me["clients"] == ["pytest"] and len(me["devices"]) == 1
     csv = hub.get("/v1/entitlements", format="csv").text.splitlines()
     assert csv[0] == "user,server,tool,calls,allowed,refused,last_used,active_grants"

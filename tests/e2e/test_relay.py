@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 
@@ -10,7 +11,7 @@ import mcp.types as types
 from mcp.shared.exceptions import MCPError
 import pytest
 
-from conftest import BIN, connect, everything_server, fs_server, memory_server, text_of, until, wait_tool
+from conftest import BIN, connect, everything_server, fast_server, fs_server, memory_server, text_of, until, wait_tool
 
 pytestmark = pytest.mark.anyio
 FACES = ["http", "stdio"]
@@ -270,3 +271,23 @@ async def test_answered_calls_leave_no_timers_or_tasks_behind(make_gateway):
             assert f"m{i}" in text_of(result)
         after = gw.status()["tasks"]
     assert after - before < 20, f"live tasks grew from {before} to {after} over 300 answered calls"
+
+
+async def test_a_calls_log_lines_carry_its_session_and_call_but_never_its_arguments(make_gateway, monkeypatch):
+    """At debug level, what the gateway logs while it handles a call names the session
+    (id, client token) and the call (server, tool, record id, decision), so one call's
+    lines can be found; no argument value appears anywhere in the log."""
+    monkeypatch.setenv("COUNTERSIGN_LOG", "debug")
+    gw = make_gateway({"fast": fast_server()}, policy={"allow": ["mcp__fast"]})
+    marker = "argument-value-3f9c1e"
+    async with connect(gw, "http", "fast") as client:
+        result = await client.call_tool("echo", {"text": marker})
+        assert not result.is_error and marker in text_of(result)
+    record = gw.wait_audit(lambda r: r["tool"] == "echo" and r["outcome"] == "ok", "the call's record")[0]
+    log = re.sub(r"\x1b\[[0-9;]*m", "", gw.log_path.read_text())
+    pattern = (r"session\{session=([\w-]{32}) token=pytest\}:call\{server=fast tool=echo call=" + record["id"]
+               + r" decision=allow\}: .*decided")
+    found = re.search(pattern, log)
+    assert found, f"no line of the call carries its spans:\n{log}"
+    assert found.group(1) == record["session"], "the span names the record's session"
+    assert marker not in log, "an argument value reached the log"

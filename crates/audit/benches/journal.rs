@@ -5,7 +5,7 @@ use countersign_audit::{Journal, JournalOptions, Record, RecordKind};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn record() -> Record {
-    let mut r = Record::new(RecordKind::Call, "bench", "device", "allow");
+    let mut r = Record::new(RecordKind::Call, "bench", "device", countersign_audit::Decision::Allow);
     r.server = Some("fast".into());
     r.tool = Some("echo".into());
     r.arguments = Some(serde_json::json!({"text": "hi"}));

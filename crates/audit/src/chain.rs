@@ -6,6 +6,13 @@
 //!
 //! What the chain cannot show on its own: records cut off the end. The hub holds the last
 //! hash it acknowledged, which covers that.
+//!
+//! The record's columns and their order are written once, here ([`RecordText::columns`]
+//! and [`RECORD_COLUMNS`]): the journal's writer, its verification, the outbox and the
+//! hub's recomputation all hash through [`RecordText::chain_fields`]. Columns added after
+//! the chain began (`grant_id`, `grant_length`) are hashed only when the record has a
+//! grant, so records written before them hash as they always did; as every value is
+//! length-prefixed, a record with them can never hash like one without.
 
 use sha2::{Digest, Sha256};
 
@@ -35,6 +42,133 @@ fn digest(domain: &[u8], link: &str, fields: &[Option<&str>]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The journal's record columns, in the chain's order; `prev_hash` and `hash` follow them.
+/// [`RecordText::columns`] gives the values in this order.
+pub const RECORD_COLUMNS: [&str; 22] = [
+    "id",
+    "time",
+    "kind",
+    "user",
+    "device",
+    "client",
+    "client_name",
+    "client_version",
+    "session",
+    "server",
+    "tool",
+    "method",
+    "arguments",
+    "decision",
+    "rule",
+    "reason",
+    "approval",
+    "policy_version",
+    "class",
+    "label",
+    "grant_id",
+    "grant_length",
+];
+
+/// How many of [`RECORD_COLUMNS`] every chained record's hash covers; the rest (the grant)
+/// only when the record names a grant.
+const ALWAYS_HASHED: usize = 20;
+
+/// A record's columns as the journal stores them (text; `arguments` as JSON text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordText<'a> {
+    pub id: &'a str,
+    pub time: &'a str,
+    pub kind: &'a str,
+    pub user: &'a str,
+    pub device: &'a str,
+    pub client: Option<&'a str>,
+    pub client_name: Option<&'a str>,
+    pub client_version: Option<&'a str>,
+    pub session: Option<&'a str>,
+    pub server: Option<&'a str>,
+    pub tool: Option<&'a str>,
+    pub method: Option<&'a str>,
+    pub arguments: Option<&'a str>,
+    pub decision: &'a str,
+    pub rule: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub approval: Option<&'a str>,
+    pub policy_version: Option<&'a str>,
+    pub class: Option<&'a str>,
+    pub label: Option<&'a str>,
+    pub grant_id: Option<&'a str>,
+    pub grant_length: Option<&'a str>,
+}
+
+impl<'a> RecordText<'a> {
+    /// The values in [`RECORD_COLUMNS`]' order: the one place that order is written.
+    pub fn columns(&self) -> [Option<&'a str>; RECORD_COLUMNS.len()] {
+        [
+            Some(self.id),
+            Some(self.time),
+            Some(self.kind),
+            Some(self.user),
+            Some(self.device),
+            self.client,
+            self.client_name,
+            self.client_version,
+            self.session,
+            self.server,
+            self.tool,
+            self.method,
+            self.arguments,
+            Some(self.decision),
+            self.rule,
+            self.reason,
+            self.approval,
+            self.policy_version,
+            self.class,
+            self.label,
+            self.grant_id,
+            self.grant_length,
+        ]
+    }
+
+    /// What the chain hashes of this record.
+    pub fn chain_fields(&self) -> ChainFields<'a> {
+        ChainFields::of_columns(self.columns())
+    }
+}
+
+/// The values a record's hash covers, in order: every column of [`RECORD_COLUMNS`] up to
+/// the grant, and the grant's columns when it names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainFields<'a> {
+    columns: [Option<&'a str>; RECORD_COLUMNS.len()],
+    covered: usize,
+}
+
+impl<'a> ChainFields<'a> {
+    /// From the values of [`RECORD_COLUMNS`] in order (a row read back by those names).
+    pub fn of_columns(columns: [Option<&'a str>; RECORD_COLUMNS.len()]) -> Self {
+        let covered =
+            if columns[ALWAYS_HASHED..].iter().all(Option::is_none) { ALWAYS_HASHED } else { RECORD_COLUMNS.len() };
+        ChainFields { columns, covered }
+    }
+
+    /// Every column's value, hashed or not (for storing the row).
+    pub fn columns(&self) -> &[Option<&'a str>; RECORD_COLUMNS.len()] {
+        &self.columns
+    }
+
+    /// The record's hash after `prev`.
+    pub fn hash(&self, prev: &str) -> String {
+        record_hash(prev, self)
+    }
+}
+
+impl<'a> std::ops::Deref for ChainFields<'a> {
+    type Target = [Option<&'a str>];
+    fn deref(&self) -> &Self::Target {
+        &self.columns[..self.covered]
+    }
+}
+
 /// A record's hash: its columns in the journal's order, after the previous hash.
 pub fn record_hash(prev: &str, fields: &[Option<&str>]) -> String {
     digest(b"countersign-record-v1\n", prev, fields)
@@ -62,5 +196,45 @@ mod tests {
         assert_ne!(a, record_hash(&a, &[Some("ab"), Some("c")]), "the previous hash is covered");
         assert_ne!(a, outcome_hash(GENESIS, &[Some("ab"), Some("c")]), "records and outcomes are told apart");
         assert_eq!(a.len(), 64);
+    }
+
+    #[test]
+    fn columns_come_in_the_order_their_names_say() {
+        let [id, time, kind, user, device, decision] = ["id", "time", "kind", "user", "device", "decision"];
+        let text = RecordText {
+            id,
+            time,
+            kind,
+            user,
+            device,
+            client: Some("client"),
+            client_name: Some("client_name"),
+            client_version: Some("client_version"),
+            session: Some("session"),
+            server: Some("server"),
+            tool: Some("tool"),
+            method: Some("method"),
+            arguments: Some("arguments"),
+            decision,
+            rule: Some("rule"),
+            reason: Some("reason"),
+            approval: Some("approval"),
+            policy_version: Some("policy_version"),
+            class: Some("class"),
+            label: Some("label"),
+            grant_id: Some("grant_id"),
+            grant_length: Some("grant_length"),
+        };
+        assert_eq!(text.columns(), RECORD_COLUMNS.map(Some));
+        assert_eq!(text.chain_fields().len(), RECORD_COLUMNS.len(), "a grant is hashed");
+        let without = RecordText { grant_id: None, grant_length: None, ..text };
+        assert_eq!(
+            *without.chain_fields(),
+            RECORD_COLUMNS[..ALWAYS_HASHED].iter().map(|c| Some(*c)).collect::<Vec<_>>(),
+            "no grant, no grant columns"
+        );
+        assert_ne!(text.chain_fields().hash(GENESIS), without.chain_fields().hash(GENESIS));
+        let length_only = RecordText { grant_id: None, ..text };
+        assert_eq!(length_only.chain_fields().len(), RECORD_COLUMNS.len(), "any grant column set is hashed");
     }
 }

@@ -82,7 +82,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("audit.db");
         let journal = crate::Journal::open(&db, Default::default()).await.unwrap();
-        journal.commit(crate::Record::new(crate::RecordKind::Policy, "u", "d", "allow")).await.unwrap();
+        journal.commit(crate::Record::new(crate::RecordKind::Policy, "u", "d", crate::Decision::Allow)).await.unwrap();
         for f in journal_files(&db) {
             assert_eq!(mode(&f), 0o600, "{}", f.display());
         }

@@ -16,7 +16,6 @@
 //! that fail to commit are kept for the next try.
 
 use crate::record::{OutcomeRecord, Record};
-pub(crate) use crate::writer::RECORD_COLUMNS;
 use crate::writer::{open_writer, write_batch, write_loop, Writer};
 use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -454,7 +453,7 @@ pub struct JournalReader {
 
 /// The fields of an exported record, in order (`countersign audit export`; the hub's
 /// `GET /v1/audit` answers with the same names).
-pub const EXPORT_FIELDS: [&str; 25] = [
+pub const EXPORT_FIELDS: [&str; 27] = [
     "id",
     "time",
     "kind",
@@ -480,6 +479,8 @@ pub const EXPORT_FIELDS: [&str; 25] = [
     "hash",
     "duration_ms",
     "detail",
+    "grant_id",
+    "grant_length",
 ];
 
 impl JournalReader {
@@ -559,7 +560,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(&dir.path().join("j.db"), JournalOptions::default()).await.unwrap();
         for (i, tool) in ["read_file", "write_file", "write_file", "delete"].iter().enumerate() {
-            let mut rec = Record::new(RecordKind::Call, "ana", "dev1", if i == 3 { "deny" } else { "allow" });
+            let mut rec = Record::new(
+                RecordKind::Call,
+                "ana",
+                "dev1",
+                if i == 3 { crate::Decision::Deny } else { crate::Decision::Allow },
+            );
             rec.tool = Some(tool.to_string());
             rec.client = Some("Cursor".into());
             j.commit(rec).await.unwrap();
@@ -577,7 +583,7 @@ mod tests {
     async fn committed_records_export_with_their_outcomes() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("audit.db"), JournalOptions::default()).await.unwrap();
-        let mut rec = Record::new(RecordKind::Call, "ana", "dev1", "allow");
+        let mut rec = Record::new(RecordKind::Call, "ana", "dev1", crate::Decision::Allow);
         rec.server = Some("fs".into());
         rec.tool = Some("read_file".into());
         rec.arguments = Some(serde_json::json!({"path": "/tmp/x"}));
@@ -633,12 +639,12 @@ mod tests {
             duration_ms: Some(1.0),
             detail: None,
         };
-        let first = Record::new(RecordKind::Call, "ana", "dev1", "allow");
+        let first = Record::new(RecordKind::Call, "ana", "dev1", crate::Decision::Allow);
         let first_id = first.id;
         journal.commit(first).await.unwrap();
         journal.queue_outcome(outcome_of(first_id)).unwrap();
         // The next decision's commit carries the waiting outcome: it is there at once.
-        let second = Record::new(RecordKind::Call, "ana", "dev1", "allow");
+        let second = Record::new(RecordKind::Call, "ana", "dev1", crate::Decision::Allow);
         let second_id = second.id;
         journal.commit(second).await.unwrap();
         let records = journal.reader().records().await.unwrap();
@@ -665,7 +671,7 @@ mod tests {
         for i in 0..200 {
             let j = journal.clone();
             tasks.push(tokio::spawn(async move {
-                let mut rec = Record::new(RecordKind::Call, "ana", "dev1", "allow");
+                let mut rec = Record::new(RecordKind::Call, "ana", "dev1", crate::Decision::Allow);
                 rec.tool = Some(format!("t{i}"));
                 j.commit(rec).await
             }));
@@ -680,13 +686,13 @@ mod tests {
     async fn a_failed_commit_is_reported_not_swallowed() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("audit.db"), JournalOptions::default()).await.unwrap();
-        let rec = Record::new(RecordKind::Call, "ana", "dev1", "allow");
+        let rec = Record::new(RecordKind::Call, "ana", "dev1", crate::Decision::Allow);
         journal.commit(rec.clone()).await.unwrap();
         // The same id twice violates the UNIQUE constraint: the caller must hear of it.
         let err = journal.commit(rec).await.unwrap_err();
         assert!(matches!(err, JournalError::Write(_)), "{err}");
         // The failed record never moved the chain's head: the next one links to the first.
-        journal.commit(Record::new(RecordKind::Call, "ana", "dev1", "allow")).await.unwrap();
+        journal.commit(Record::new(RecordKind::Call, "ana", "dev1", crate::Decision::Allow)).await.unwrap();
         assert_eq!(journal.reader().verify().await.unwrap().records, 2);
     }
 }

@@ -24,5 +24,7 @@ pub use journal::{
     ChainReport, Committed, Journal, JournalError, JournalOptions, JournalReader, Synchronous, EXPORT_FIELDS,
     START_RULE,
 };
-pub use record::{now_rfc3339, Approval, Outcome, OutcomeRecord, Record, RecordKind};
+pub use record::{
+    now_rfc3339, Approval, Decision, GrantLength, Outcome, OutcomeRecord, Record, RecordGrant, RecordKind, ToolClass,
+};
 pub use redact::{scrub as scrub_log_text, Redactor};

@@ -59,9 +59,13 @@ pub struct Pending {
     pub outcomes: u64,
 }
 
-const RECORD_SQL: &str = "SELECT seq, id, time, kind, user, device, client, client_name, client_version, session, \
-    server, tool, method, arguments, decision, rule, reason, approval, policy_version, class, label, prev_hash, hash \
-    FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+/// Unsent records with every column the chain may cover ([`crate::chain::RECORD_COLUMNS`]).
+static RECORD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT seq, {}, prev_hash, hash FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        crate::chain::RECORD_COLUMNS.join(", ")
+    )
+});
 
 impl Outbox {
     pub fn open(journal: &Path) -> Result<Self, OutboxError> {
@@ -127,33 +131,36 @@ impl Outbox {
     /// are sent or in this batch.
     pub fn next_batch(&self, limit: usize) -> Result<Batch, OutboxError> {
         let sent = self.sent_seq()?;
-        let mut stmt = self.conn.prepare_cached(RECORD_SQL)?;
+        let mut stmt = self.conn.prepare_cached(&RECORD_SQL)?;
         let records: Vec<WireRecord> = stmt
             .query_map(params![sent, limit as i64], |r| {
+                // By name: the order is the chain's business (chain.rs), not this reader's.
                 Ok(WireRecord {
-                    seq: r.get(0)?,
-                    id: r.get(1)?,
-                    time: r.get(2)?,
-                    kind: r.get(3)?,
-                    user: r.get(4)?,
-                    device: r.get(5)?,
-                    client: r.get(6)?,
-                    client_name: r.get(7)?,
-                    client_version: r.get(8)?,
-                    session: r.get(9)?,
-                    server: r.get(10)?,
-                    tool: r.get(11)?,
-                    method: r.get(12)?,
-                    arguments: r.get(13)?,
-                    decision: r.get(14)?,
-                    rule: r.get(15)?,
-                    reason: r.get(16)?,
-                    approval: r.get(17)?,
-                    policy_version: r.get(18)?,
-                    class: r.get(19)?,
-                    label: r.get(20)?,
-                    prev_hash: r.get(21)?,
-                    hash: r.get(22)?,
+                    seq: r.get("seq")?,
+                    id: r.get("id")?,
+                    time: r.get("time")?,
+                    kind: r.get("kind")?,
+                    user: r.get("user")?,
+                    device: r.get("device")?,
+                    client: r.get("client")?,
+                    client_name: r.get("client_name")?,
+                    client_version: r.get("client_version")?,
+                    session: r.get("session")?,
+                    server: r.get("server")?,
+                    tool: r.get("tool")?,
+                    method: r.get("method")?,
+                    arguments: r.get("arguments")?,
+                    decision: r.get("decision")?,
+                    rule: r.get("rule")?,
+                    reason: r.get("reason")?,
+                    approval: r.get("approval")?,
+                    policy_version: r.get("policy_version")?,
+                    class: r.get("class")?,
+                    label: r.get("label")?,
+                    grant_id: r.get("grant_id")?,
+                    grant_length: r.get("grant_length")?,
+                    prev_hash: r.get("prev_hash")?,
+                    hash: r.get("hash")?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -176,7 +183,7 @@ impl Outbox {
                 })
             })?
             .collect::<Result<_, _>>()?;
-        Ok(Batch { records, outcomes })
+        Ok(Batch { records, outcomes, grant_columns: true })
     }
 
     /// Marks what the hub acknowledged as sent; returns how many records and outcomes.
@@ -344,7 +351,7 @@ mod tests {
         let path = dir.path().join("audit.db");
         let journal = Journal::open(&path, JournalOptions::default()).await.unwrap();
         for _ in 0..n {
-            journal.commit(Record::new(RecordKind::Call, "ana", "dev1", "allow")).await.unwrap();
+            journal.commit(Record::new(RecordKind::Call, "ana", "dev1", crate::Decision::Allow)).await.unwrap();
         }
         (dir, path, journal)
     }
@@ -369,10 +376,10 @@ mod tests {
         assert_eq!((report.removed_sent, report.dropped_unsent, report.unsent, report.full), (4, None, 4, true));
         journal.set_full(true);
         assert!(matches!(
-            journal.commit(Record::new(RecordKind::Call, "ana", "dev1", "allow")).await,
+            journal.commit(Record::new(RecordKind::Call, "ana", "dev1", crate::Decision::Allow)).await,
             Err(crate::JournalError::Full)
         ));
-        journal.commit(Record::new(RecordKind::Policy, "ana", "dev1", "deny")).await.unwrap();
+        journal.commit(Record::new(RecordKind::Policy, "ana", "dev1", crate::Decision::Deny)).await.unwrap();
         journal.set_full(false);
 
         // Or, when allowed, drop the oldest unsent ones and say which.

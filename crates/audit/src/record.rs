@@ -1,6 +1,7 @@
 //! The audit record and its outcome, with the field names of `countersign audit export`.
 //! Field names are a contract: later versions may add fields, never rename these.
 
+pub use countersign_policy::{Decision, GrantLength, ToolClass};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -19,6 +20,17 @@ pub enum RecordKind {
     Policy,
 }
 
+impl RecordKind {
+    /// The name stored, hashed and sent (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Call => "call",
+            RecordKind::Rejected => "rejected",
+            RecordKind::Policy => "policy",
+        }
+    }
+}
+
 /// How an `ask` decision was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -26,6 +38,44 @@ pub enum Approval {
     Approved,
     Denied,
     Timeout,
+}
+
+impl Approval {
+    /// The name stored, hashed and sent (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::Approved => "approved",
+            Approval::Denied => "denied",
+            Approval::Timeout => "timeout",
+        }
+    }
+}
+
+/// The grant behind a call (stored as `grant_id`, and `grant_length` when issued).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordGrant {
+    /// The person's approval of this call issued the grant, lasting this long from the
+    /// record's time.
+    Issued { id: String, length: GrantLength },
+    /// The grant let this call run without asking.
+    Used { id: String },
+}
+
+impl RecordGrant {
+    pub fn id(&self) -> &str {
+        match self {
+            RecordGrant::Issued { id, .. } | RecordGrant::Used { id } => id,
+        }
+    }
+
+    /// How long an issued grant lasts; `None` for a grant used.
+    pub fn length(&self) -> Option<GrantLength> {
+        match self {
+            RecordGrant::Issued { length, .. } => Some(*length),
+            RecordGrant::Used { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,22 +127,25 @@ pub struct Record {
     /// Arguments after redaction.
     pub arguments: Option<Value>,
     /// `allow`, `ask` or `deny`.
-    pub decision: String,
+    pub decision: Decision,
     pub rule: Option<String>,
     pub reason: Option<String>,
     pub approval: Option<Approval>,
     pub policy_version: Option<String>,
     /// The tool's class (`read`, `write`, `sensitive`, `destructive`) when decided.
     #[serde(default)]
-    pub class: Option<String>,
+    pub class: Option<ToolClass>,
     /// The data classification label of what the tool touches, when known.
     #[serde(default)]
     pub label: Option<String>,
+    /// The grant behind the call, when there is one.
+    #[serde(default)]
+    pub grant: Option<RecordGrant>,
 }
 
 impl Record {
     /// A fresh record with a UUIDv7 id and the current time; the caller fills the rest.
-    pub fn new(kind: RecordKind, user: &str, device: &str, decision: &str) -> Self {
+    pub fn new(kind: RecordKind, user: &str, device: &str, decision: Decision) -> Self {
         Record {
             id: Uuid::now_v7(),
             time: now_rfc3339(),
@@ -107,13 +160,14 @@ impl Record {
             tool: None,
             method: None,
             arguments: None,
-            decision: decision.to_string(),
+            decision,
             rule: None,
             reason: None,
             approval: None,
             policy_version: None,
             class: None,
             label: None,
+            grant: None,
         }
     }
 }
@@ -131,4 +185,48 @@ pub struct OutcomeRecord {
 
 pub fn now_rfc3339() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names records have always been stored, hashed and sent with: a rename here would
+    /// break every journal's chain and the hub's recomputation.
+    #[test]
+    fn stored_names_never_change() {
+        fn check(value: impl Serialize, as_str: &str, name: &str) {
+            assert_eq!(serde_json::to_value(value).unwrap(), name, "serde name");
+            assert_eq!(as_str, name, "as_str");
+        }
+        for (d, name) in [(Decision::Allow, "allow"), (Decision::Ask, "ask"), (Decision::Deny, "deny")] {
+            check(d, d.as_str(), name);
+        }
+        for (c, name) in [
+            (ToolClass::Read, "read"),
+            (ToolClass::Write, "write"),
+            (ToolClass::Sensitive, "sensitive"),
+            (ToolClass::Destructive, "destructive"),
+        ] {
+            check(c, c.as_str(), name);
+        }
+        for (k, name) in
+            [(RecordKind::Call, "call"), (RecordKind::Rejected, "rejected"), (RecordKind::Policy, "policy")]
+        {
+            check(k, k.as_str(), name);
+        }
+        for (a, name) in
+            [(Approval::Approved, "approved"), (Approval::Denied, "denied"), (Approval::Timeout, "timeout")]
+        {
+            check(a, a.as_str(), name);
+        }
+        for (l, name) in [
+            (GrantLength::Session, "session"),
+            (GrantLength::Minutes15, "15m"),
+            (GrantLength::Hour1, "1h"),
+            (GrantLength::Today, "today"),
+        ] {
+            check(l, l.as_str(), name);
+        }
+    }
 }

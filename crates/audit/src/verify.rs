@@ -6,7 +6,8 @@
 //! from before the chain, a hashless outcome only for such a record, and a record
 //! before the gateway's last start must have its outcome. Reads only.
 
-use crate::journal::{ChainReport, JournalError, JournalReader, RECORD_COLUMNS};
+use crate::chain::{ChainFields, RECORD_COLUMNS};
+use crate::journal::{ChainReport, JournalError, JournalReader};
 use sqlx::Row;
 
 /// The error for a pruning anchor past the newest checkpoint the hub signed.
@@ -61,7 +62,7 @@ impl JournalReader {
         } else {
             (0, None)
         };
-        let sql = format!("SELECT seq, {RECORD_COLUMNS}, prev_hash, hash FROM records ORDER BY seq");
+        let sql = format!("SELECT seq, {}, prev_hash, hash FROM records ORDER BY seq", RECORD_COLUMNS.join(", "));
         let mut rows = sqlx::query(&sql).fetch(&self.pool);
         let mut report = ChainReport {
             records: 0,
@@ -107,12 +108,11 @@ impl JournalReader {
             if stored_prev.as_deref() != Some(expected_prev.as_str()) {
                 return Err(broken("its previous hash is not the hash of the record before it (a record was removed, inserted or reordered)"));
             }
-            let mut fields: Vec<Option<String>> = Vec::with_capacity(20);
-            for column in RECORD_COLUMNS.split(',').map(str::trim) {
-                fields.push(row.try_get(column)?);
+            let mut values: [Option<String>; RECORD_COLUMNS.len()] = Default::default();
+            for (value, column) in values.iter_mut().zip(RECORD_COLUMNS) {
+                *value = row.try_get(column)?;
             }
-            let refs: Vec<Option<&str>> = fields.iter().map(|f| f.as_deref()).collect();
-            if crate::chain::record_hash(&expected_prev, &refs) != stored {
+            if ChainFields::of_columns(values.each_ref().map(|v| v.as_deref())).hash(&expected_prev) != stored {
                 return Err(broken("its contents do not match its hash (it was changed)"));
             }
             report.records += 1;
@@ -345,7 +345,8 @@ impl JournalReader {
 
 #[cfg(test)]
 mod tests {
-    use crate::journal::{Journal, JournalError, JournalOptions, RECORD_COLUMNS};
+    use crate::chain::{ChainFields, RECORD_COLUMNS};
+    use crate::journal::{Journal, JournalError, JournalOptions};
     use crate::{Outcome, OutcomeRecord, Record, RecordKind};
     use std::path::{Path, PathBuf};
 
@@ -380,7 +381,7 @@ mod tests {
         {
             let journal = Journal::open(&path, JournalOptions::default()).await.unwrap();
             for i in 0..6 {
-                let mut rec = Record::new(RecordKind::Call, "ana", "dev1", "allow");
+                let mut rec = Record::new(RecordKind::Call, "ana", "dev1", crate::Decision::Allow);
                 rec.tool = Some(format!("t{i}"));
                 rec.arguments = Some(serde_json::json!({"n": i}));
                 ids.push(rec.id);
@@ -401,7 +402,7 @@ mod tests {
         }
         // Reopened: the chain goes on from the stored head.
         let journal = Journal::open(&path, JournalOptions::default()).await.unwrap();
-        journal.commit(Record::new(RecordKind::Policy, "ana", "dev1", "allow")).await.unwrap();
+        journal.commit(Record::new(RecordKind::Policy, "ana", "dev1", crate::Decision::Allow)).await.unwrap();
         let report = journal.reader().verify().await.unwrap();
         assert_eq!((report.records, report.outcomes, report.unchained), (7, 1, 0));
         drop(journal);
@@ -464,7 +465,7 @@ mod tests {
         {
             let journal = Journal::open(&path, JournalOptions::default()).await.unwrap();
             for i in 0..4 {
-                let mut rec = Record::new(RecordKind::Call, "ana", "dev1", "allow");
+                let mut rec = Record::new(RecordKind::Call, "ana", "dev1", crate::Decision::Allow);
                 rec.tool = Some(format!("t{i}"));
                 ids.push(rec.id);
                 journal.commit(rec).await.unwrap();
@@ -485,7 +486,8 @@ mod tests {
         }
         // The gateway crashed; the next start closes the cut call and marks itself.
         let journal = Journal::open(&path, JournalOptions::default()).await.unwrap();
-        let closed = journal.mark_start(Record::new(RecordKind::Policy, "ana", "dev1", "allow")).await.unwrap();
+        let closed =
+            journal.mark_start(Record::new(RecordKind::Policy, "ana", "dev1", crate::Decision::Allow)).await.unwrap();
         assert_eq!(closed, 1);
         let records = journal.reader().records().await.unwrap();
         assert_eq!(records[3]["outcome"], "unknown");
@@ -535,7 +537,7 @@ mod tests {
         let path = dir.path().join("audit.db");
         let journal = Journal::open(&path, JournalOptions::default()).await.unwrap();
         for _ in 0..3 {
-            journal.commit(Record::new(RecordKind::Call, "ana", "dev1", "deny")).await.unwrap();
+            journal.commit(Record::new(RecordKind::Call, "ana", "dev1", crate::Decision::Deny)).await.unwrap();
         }
         let mut outbox = crate::outbox::Outbox::open(&path).unwrap();
         let batch = outbox.next_batch(10).unwrap();
@@ -557,12 +559,12 @@ mod tests {
         let mut prev: String = conn.query_row("SELECT hash FROM records WHERE seq = 1", [], |r| r.get(0)).unwrap();
         for seq in 2..=3 {
             let fields: Vec<Option<String>> = conn
-                .query_row(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE seq = ?1"), [seq], |r| {
-                    (0..20).map(|i| r.get(i)).collect()
+                .query_row(&format!("SELECT {} FROM records WHERE seq = ?1", RECORD_COLUMNS.join(", ")), [seq], |r| {
+                    (0..RECORD_COLUMNS.len()).map(|i| r.get(i)).collect()
                 })
                 .unwrap();
-            let refs: Vec<Option<&str>> = fields.iter().map(|f| f.as_deref()).collect();
-            let hash = crate::chain::record_hash(&prev, &refs);
+            let refs: [Option<&str>; RECORD_COLUMNS.len()] = std::array::from_fn(|i| fields[i].as_deref());
+            let hash = ChainFields::of_columns(refs).hash(&prev);
             conn.execute(
                 "UPDATE records SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
                 rusqlite::params![prev, hash, seq],

@@ -2,6 +2,7 @@
 //! stores them (arguments as the stored JSON text, so the hub can recompute each hash),
 //! outcomes, and the acknowledgement by id with the last chain hash the hub holds.
 
+use crate::chain::{ChainFields, RecordText};
 use serde::{Deserialize, Serialize};
 
 /// The rule of the inventory record a laptop writes when policy requires AI clients to
@@ -35,41 +36,54 @@ pub struct WireRecord {
     pub policy_version: Option<String>,
     pub class: Option<String>,
     pub label: Option<String>,
+    /// The grant behind the call (absent from records that name none, and from devices
+    /// older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_length: Option<String>,
     pub prev_hash: Option<String>,
     pub hash: Option<String>,
 }
 
 impl WireRecord {
-    /// The columns as the chain hashes them.
-    pub fn chain_fields(&self) -> [Option<&str>; 20] {
-        [
-            Some(self.id.as_str()),
-            Some(self.time.as_str()),
-            Some(self.kind.as_str()),
-            Some(self.user.as_str()),
-            Some(self.device.as_str()),
-            self.client.as_deref(),
-            self.client_name.as_deref(),
-            self.client_version.as_deref(),
-            self.session.as_deref(),
-            self.server.as_deref(),
-            self.tool.as_deref(),
-            self.method.as_deref(),
-            self.arguments.as_deref(),
-            Some(self.decision.as_str()),
-            self.rule.as_deref(),
-            self.reason.as_deref(),
-            self.approval.as_deref(),
-            self.policy_version.as_deref(),
-            self.class.as_deref(),
-            self.label.as_deref(),
-        ]
+    /// The record's columns as stored.
+    pub fn text(&self) -> RecordText<'_> {
+        RecordText {
+            id: &self.id,
+            time: &self.time,
+            kind: &self.kind,
+            user: &self.user,
+            device: &self.device,
+            client: self.client.as_deref(),
+            client_name: self.client_name.as_deref(),
+            client_version: self.client_version.as_deref(),
+            session: self.session.as_deref(),
+            server: self.server.as_deref(),
+            tool: self.tool.as_deref(),
+            method: self.method.as_deref(),
+            arguments: self.arguments.as_deref(),
+            decision: &self.decision,
+            rule: self.rule.as_deref(),
+            reason: self.reason.as_deref(),
+            approval: self.approval.as_deref(),
+            policy_version: self.policy_version.as_deref(),
+            class: self.class.as_deref(),
+            label: self.label.as_deref(),
+            grant_id: self.grant_id.as_deref(),
+            grant_length: self.grant_length.as_deref(),
+        }
+    }
+
+    /// The columns as the chain hashes them (the same function the journal's writer uses).
+    pub fn chain_fields(&self) -> ChainFields<'_> {
+        self.text().chain_fields()
     }
 
     /// Whether the record's hash matches its contents after `prev_hash`.
     pub fn hash_holds(&self) -> bool {
         match (&self.prev_hash, &self.hash) {
-            (Some(prev), Some(hash)) => crate::chain::record_hash(prev, &self.chain_fields()) == *hash,
+            (Some(prev), Some(hash)) => self.chain_fields().hash(prev) == *hash,
             _ => false,
         }
     }
@@ -90,6 +104,11 @@ pub struct WireOutcome {
 pub struct Batch {
     pub records: Vec<WireRecord>,
     pub outcomes: Vec<WireOutcome>,
+    /// Whether the records name their grant in `grant_id` and `grant_length` (devices from
+    /// the version that added them on). A batch without it comes from an older device,
+    /// whose grants the hub still reads from the reason's text.
+    #[serde(default)]
+    pub grant_columns: bool,
 }
 
 /// The hub's answer: what it now holds (new or already held), and the newest record of

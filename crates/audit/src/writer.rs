@@ -34,14 +34,13 @@ pub(crate) fn open_writer(path: &Path, sync: Synchronous) -> rusqlite::Result<ru
     Ok(conn)
 }
 
-/// The record columns the chain covers, in order; `prev_hash` and `hash` follow them.
-pub(crate) const RECORD_COLUMNS: &str =
-    "id, time, kind, user, device, client, client_name, client_version, session, server, \
-    tool, method, arguments, decision, rule, reason, approval, policy_version, class, label";
-const INSERT_RECORD: &str = "INSERT INTO records (id, time, kind, user, device, client, client_name, \
-    client_version, session, server, tool, method, arguments, decision, rule, reason, approval, policy_version, \
-    class, label, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-    ?17, ?18, ?19, ?20, ?21, ?22)";
+/// The insert of a record: its columns ([`crate::chain::RECORD_COLUMNS`]), then
+/// `prev_hash` and `hash`.
+static INSERT_RECORD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns = crate::chain::RECORD_COLUMNS;
+    let places: Vec<String> = (1..=columns.len() + 2).map(|i| format!("?{i}")).collect();
+    format!("INSERT INTO records ({}, prev_hash, hash) VALUES ({})", columns.join(", "), places.join(", "))
+});
 /// An outcome is written once. A second one for the same record (a call closed as
 /// `unknown` by a gateway that wrongly thought it held the journal) is dropped with a
 /// warning rather than failing, and poisoning, every commit it would ride along with.
@@ -119,47 +118,39 @@ fn write_op(conn: &rusqlite::Connection, op: &Op, head: &mut String) -> rusqlite
     match op {
         Op::Checkpoint => {}
         Op::Record(r, _) => {
-            let kind = match r.kind {
-                crate::RecordKind::Call => "call",
-                crate::RecordKind::Rejected => "rejected",
-                crate::RecordKind::Policy => "policy",
-            };
-            let approval = r.approval.map(|a| match a {
-                crate::Approval::Approved => "approved",
-                crate::Approval::Denied => "denied",
-                crate::Approval::Timeout => "timeout",
-            });
             let arguments = r.arguments.as_ref().map(Value::to_string);
             let id = r.id.to_string();
-            let texts = [
-                Some(id.as_str()),
-                Some(r.time.as_str()),
-                Some(kind),
-                Some(r.user.as_str()),
-                Some(r.device.as_str()),
-                r.client.as_deref(),
-                r.client_name.as_deref(),
-                r.client_version.as_deref(),
-                r.session.as_deref(),
-                r.server.as_deref(),
-                r.tool.as_deref(),
-                r.method.as_deref(),
-                arguments.as_deref(),
-                Some(r.decision.as_str()),
-                r.rule.as_deref(),
-                r.reason.as_deref(),
-                approval,
-                r.policy_version.as_deref(),
-                r.class.as_deref(),
-                r.label.as_deref(),
-            ]
-            .map(storable);
-            let fields = texts.each_ref().map(|t| t.as_deref());
-            let hash = crate::chain::record_hash(head, &fields);
-            let mut params: Vec<Option<&str>> = fields.to_vec();
+            let text = crate::chain::RecordText {
+                id: &id,
+                time: &r.time,
+                kind: r.kind.as_str(),
+                user: &r.user,
+                device: &r.device,
+                client: r.client.as_deref(),
+                client_name: r.client_name.as_deref(),
+                client_version: r.client_version.as_deref(),
+                session: r.session.as_deref(),
+                server: r.server.as_deref(),
+                tool: r.tool.as_deref(),
+                method: r.method.as_deref(),
+                arguments: arguments.as_deref(),
+                decision: r.decision.as_str(),
+                rule: r.rule.as_deref(),
+                reason: r.reason.as_deref(),
+                approval: r.approval.map(crate::Approval::as_str),
+                policy_version: r.policy_version.as_deref(),
+                class: r.class.map(crate::ToolClass::as_str),
+                label: r.label.as_deref(),
+                grant_id: r.grant.as_ref().map(crate::RecordGrant::id),
+                grant_length: r.grant.as_ref().and_then(crate::RecordGrant::length).map(crate::GrantLength::as_str),
+            };
+            let stored = text.columns().map(storable);
+            let fields = crate::chain::ChainFields::of_columns(stored.each_ref().map(|t| t.as_deref()));
+            let hash = fields.hash(head);
+            let mut params: Vec<Option<&str>> = fields.columns().to_vec();
             params.push(Some(head.as_str()));
             params.push(Some(hash.as_str()));
-            conn.prepare_cached(INSERT_RECORD)?.execute(rusqlite::params_from_iter(params))?;
+            conn.prepare_cached(&INSERT_RECORD)?.execute(rusqlite::params_from_iter(params))?;
             *head = hash;
         }
         Op::Outcome(o, _) => {

@@ -67,9 +67,9 @@ pub async fn run(gateway: Weak<Shared>) {
             let blocked = around(&reports, |r| r == Route::Blocked);
             let alert = !blocked.is_empty() || (!shadow.is_empty() && shared.policy.load().require_routing());
             let decision = match (alert, shadow.is_empty()) {
-                (true, _) => "deny",
-                (false, true) => "allow",
-                (false, false) => "ask",
+                (true, _) => countersign_audit::Decision::Deny,
+                (false, true) => countersign_audit::Decision::Allow,
+                (false, false) => countersign_audit::Decision::Ask,
             };
             let mut reason = if shadow.is_empty() {
                 format!("{} client configuration(s); every server runs through Countersign", reports.len())
@@ -83,7 +83,7 @@ pub async fn run(gateway: Weak<Shared>) {
                 *warning = alert.then(|| reason.clone());
             }
             // A new record when the inventory or what policy makes of it changes.
-            let key = format!("{decision} {value}");
+            let key = format!("{} {value}", decision.as_str());
             if last.as_deref() != Some(key.as_str()) {
                 let mut record = shared.record(RecordKind::Policy, decision);
                 record.rule =

@@ -40,7 +40,7 @@ pub(crate) fn pre_auth(face: &Face, req: &Request<Body>) -> Result<(), Response>
 
 /// A refusal at the door: recorded in the journal, logged, and answered with its status.
 pub(crate) fn rejected(face: &Face, method: &Method, path: &str, client: Option<String>, refusal: Refusal) -> Response {
-    let mut record = face.shared.record(RecordKind::Rejected, "deny");
+    let mut record = face.shared.record(RecordKind::Rejected, countersign_audit::Decision::Deny);
     record.client = client;
     record.method = Some(format!("{method} {path}"));
     record.reason = Some(refusal.reason.clone());

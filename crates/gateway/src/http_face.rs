@@ -227,7 +227,7 @@ fn refuse_method(
     env: &Envelope,
     unlisted: &methods::Unlisted,
 ) -> Response {
-    let mut record = face.shared.record(RecordKind::Call, "deny");
+    let mut record = face.shared.record(RecordKind::Call, countersign_audit::Decision::Deny);
     record.client = Some(token_name.to_string());
     record.session = session.map(|s| s.id.clone());
     record.server = match route {
@@ -278,7 +278,7 @@ async fn initialize(face: Face, route: Route, token_name: String, env: Envelope,
         let gate = servers.get(server).and_then(|s| face.shared.policy.load().server_gate(&s.info, &token_name, false));
         if let Some(v) = gate {
             let unlisted_like = format!("{} (rule `{}`); server `{server}` is not started", v.reason, v.rule);
-            let mut record = face.shared.record(RecordKind::Call, "deny");
+            let mut record = face.shared.record(RecordKind::Call, countersign_audit::Decision::Deny);
             record.client = Some(token_name.clone());
             record.server = Some(server.clone());
             record.method = Some("initialize".into());

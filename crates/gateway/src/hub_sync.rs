@@ -335,7 +335,7 @@ pub async fn run_policy(gateway: std::sync::Weak<crate::shared::Shared>, home: H
                     if last_refusal.as_ref() != Some(&why) {
                         if let Some(shared) = gateway.upgrade() {
                             shared.policy_event(crate::shared::PolicyEvent {
-                                decision: "deny",
+                                decision: countersign_audit::Decision::Deny,
                                 rule: "policy-layer",
                                 reason: why.clone(),
                                 server: None,

@@ -99,7 +99,7 @@ async fn enrolled_home(dir: &std::path::Path, url: &str, n: usize) -> (Home, Vec
     let journal = Journal::open(&home.journal_path(), Default::default()).await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..n {
-        let record = Record::new(RecordKind::Call, "u", "d", "allow");
+        let record = Record::new(RecordKind::Call, "u", "d", countersign_audit::Decision::Allow);
         ids.push(record.id.to_string());
         journal.commit(record).await.unwrap();
     }

@@ -60,7 +60,13 @@ pub async fn run(gateway: Weak<Shared>, home: Home) {
                     bounds.max_records
                 );
                 tracing::warn!("{reason}");
-                let event = PolicyEvent { decision: "deny", rule: "audit-gap", reason, server: None, tool: None };
+                let event = PolicyEvent {
+                    decision: countersign_audit::Decision::Deny,
+                    rule: "audit-gap",
+                    reason,
+                    server: None,
+                    tool: None,
+                };
                 shared.policy_event(event);
             } else {
                 let reason = format!(
@@ -69,7 +75,13 @@ pub async fn run(gateway: Weak<Shared>, home: Home) {
                     bounds.max_records
                 );
                 tracing::info!("{reason}");
-                let event = PolicyEvent { decision: "allow", rule: "audit-rotated", reason, server: None, tool: None };
+                let event = PolicyEvent {
+                    decision: countersign_audit::Decision::Allow,
+                    rule: "audit-rotated",
+                    reason,
+                    server: None,
+                    tool: None,
+                };
                 shared.policy_event(event);
             }
         }
@@ -78,7 +90,7 @@ pub async fn run(gateway: Weak<Shared>, home: Home) {
             shared.journal.set_full(full);
             let (decision, reason) = if full {
                 (
-                    "deny",
+                    countersign_audit::Decision::Deny,
                     format!(
                         "the audit journal holds {} records the hub has not acknowledged (managed limit {}): tool \
                          calls are refused until the hub is reachable",
@@ -86,7 +98,10 @@ pub async fn run(gateway: Weak<Shared>, home: Home) {
                     ),
                 )
             } else {
-                ("allow", "the hub acknowledged records: the audit journal has room again".to_string())
+                (
+                    countersign_audit::Decision::Allow,
+                    "the hub acknowledged records: the audit journal has room again".to_string(),
+                )
             };
             if full {
                 tracing::error!("{reason}");

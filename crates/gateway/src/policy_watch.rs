@@ -120,7 +120,7 @@ pub fn start(shared: &Arc<Shared>) -> Option<PolicyWatch> {
     Some(PolicyWatch { inner })
 }
 
-fn event(decision: &'static str, rule: &'static str, reason: String) -> PolicyEvent {
+fn event(decision: countersign_audit::Decision, rule: &'static str, reason: String) -> PolicyEvent {
     PolicyEvent { decision, rule, reason, server: None, tool: None }
 }
 
@@ -134,7 +134,7 @@ fn reload_servers(shared: &Arc<Shared>) {
         let reason = format!("servers now configured: {names:?}");
         tracing::info!("{reason}");
         shared.servers.store(Arc::new(config.servers.clone()));
-        shared.policy_event(event("allow", "servers-reload", reason));
+        shared.policy_event(event(countersign_audit::Decision::Allow, "servers-reload", reason));
     }
 }
 
@@ -143,7 +143,7 @@ fn reload_servers(shared: &Arc<Shared>) {
 pub fn announce_expiry(shared: &Arc<Shared>) {
     if let Some(news) = shared.bundles.expiry_news() {
         tracing::warn!("{news}");
-        shared.policy_event(event("deny", countersign_policy::EXPIRED_RULE, news));
+        shared.policy_event(event(countersign_audit::Decision::Deny, countersign_policy::EXPIRED_RULE, news));
     }
 }
 
@@ -156,7 +156,7 @@ pub fn reload(shared: &Arc<Shared>) {
             for e in rejected {
                 tracing::error!("policy layer rejected, the last good one stays: {e}");
                 shared.policy_event(event(
-                    "deny",
+                    countersign_audit::Decision::Deny,
                     "policy-layer",
                     format!("layer rejected, the last good one stays: {e}"),
                 ));
@@ -165,14 +165,18 @@ pub fn reload(shared: &Arc<Shared>) {
                 tracing::info!(from = %before, to = %policy.version(), "policy reloaded");
                 let to = policy.version().to_string();
                 shared.policy.store(Arc::new(policy));
-                shared.policy_event(event("allow", "policy-reload", format!("policy {before} replaced by {to}")));
+                shared.policy_event(event(
+                    countersign_audit::Decision::Allow,
+                    "policy-reload",
+                    format!("policy {before} replaced by {to}"),
+                ));
             }
             announce_expiry(shared);
         }
         Err(e) => {
             tracing::error!("policy not reloaded, version {before} stays in force: {e}");
             shared.policy_event(event(
-                "deny",
+                countersign_audit::Decision::Deny,
                 "policy-layer",
                 format!("policy not reloaded, {before} stays in force: {e}"),
             ));

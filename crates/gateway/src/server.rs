@@ -120,7 +120,7 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
     // Calls the last stop cut short get their outcome (`unknown`) before anything new is
     // recorded, and the start itself is a record, so `audit verify` can tell a removed
     // outcome from a call in flight. A journal that cannot take this serves nothing.
-    let mut start = shared.record(countersign_audit::RecordKind::Policy, "allow");
+    let mut start = shared.record(countersign_audit::RecordKind::Policy, countersign_audit::Decision::Allow);
     start.policy_version = Some(shared.policy.load().version().to_string());
     match shared.journal.mark_start(start).await {
         Ok(0) => {}

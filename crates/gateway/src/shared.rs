@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 /// A change to the policy or to what it lets through, for the audit journal.
 pub struct PolicyEvent {
     /// `allow` for something accepted, `deny` for something refused or blocked.
-    pub decision: &'static str,
+    pub decision: countersign_audit::Decision,
     /// `policy-reload`, `policy-layer`, `servers-reload`, `pin`, `quarantine`, `pins-accepted`, `sign-in`,
     /// `sign-out`.
     pub rule: &'static str,
@@ -68,7 +68,7 @@ impl Shared {
     }
 
     /// A record for this user and device.
-    pub fn record(&self, kind: countersign_audit::RecordKind, decision: &str) -> Record {
+    pub fn record(&self, kind: countersign_audit::RecordKind, decision: countersign_audit::Decision) -> Record {
         Record::new(kind, &self.user, &self.device, decision)
     }
 
@@ -81,7 +81,7 @@ impl Shared {
         record.server = event.server;
         record.tool = event.tool;
         record.policy_version = Some(self.policy.load().version().to_string());
-        let outcome = if event.decision == "deny" {
+        let outcome = if event.decision == countersign_audit::Decision::Deny {
             countersign_audit::Outcome::Rejected
         } else {
             countersign_audit::Outcome::Ok

@@ -50,14 +50,17 @@ pub async fn revoke_removed(shared: Arc<Shared>, home: Home) {
                     }
                     let (decision, reason) = match countersign_vault::oauth::sign_out(name, keychain).await {
                         Ok(out) => (
-                            "allow",
+                            countersign_audit::Decision::Allow,
                             format!(
                                 "server removed from the config: signed out, {} token(s) revoked{}",
                                 out.revoked,
                                 out.warning.map(|w| format!(" ({w})")).unwrap_or_default()
                             ),
                         ),
-                        Err(e) => ("deny", format!("server removed from the config, but signing out failed: {e}")),
+                        Err(e) => (
+                            countersign_audit::Decision::Deny,
+                            format!("server removed from the config, but signing out failed: {e}"),
+                        ),
                     };
                     tracing::info!(server = %name, "{reason}");
                     shared.policy_event(PolicyEvent {

@@ -1,8 +1,13 @@
 //! The entitlements view for access reviews: for every identity (the employee's user
 //! name; enterprise agents appear under their own user and client token), which servers
 //! and tools it used (calls allowed and refused, last use) and which grants approvals
-//! left it (from the decision records: `approved for 1h, grant g-…`), with when each
-//! ends. As JSON, or CSV with one row per identity, server and tool.
+//! left it (the records whose approval issued a grant: `grant_id` and `grant_length`),
+//! with when each ends. As JSON, or CSV with one row per identity, server and tool.
+//!
+//! Records stored before the grant columns existed, or sent by a device older than them
+//! (`grant_columns = 0`), name their grant only in the reason's text
+//! (`approved for 1h, grant g-…`), which is read for those alone: a reason can quote a
+//! tool's name, which its server chooses, so it is never read where the columns say.
 
 use crate::db::{Db, DbError};
 use serde::Serialize;
@@ -42,7 +47,7 @@ pub struct Identity {
     pub grants: Vec<GrantHeld>,
 }
 
-/// `approved for 1h, grant g-abc` in a decision's reason.
+/// `approved for 1h, grant g-abc` in a decision's reason (records without the grant columns).
 fn grant_of(reason: &str) -> Option<(String, String)> {
     let rest = &reason[reason.find("approved for ")? + "approved for ".len()..];
     let (length, rest) = rest.split_once(", grant ")?;
@@ -72,9 +77,12 @@ pub async fn entitlements(db: &Db, now: &str) -> Result<Vec<Identity>, DbError> 
         sqlx::query_as("SELECT DISTINCT user_name, device_id, client FROM records ORDER BY user_name")
             .fetch_all(&db.pool)
             .await?;
-    let grants: Vec<(String, Option<String>, Option<String>, String, String)> = sqlx::query_as(
-        "SELECT user_name, server, tool, time, reason FROM records WHERE kind = 'call' AND (method = 'tools/call' OR method IS NULL) AND reason LIKE '%, grant %' \
-         ORDER BY time",
+    type GrantRow = (String, Option<String>, Option<String>, String, Option<String>, Option<String>, Option<String>);
+    let grants: Vec<GrantRow> = sqlx::query_as(
+        "SELECT user_name, server, tool, time, grant_id, grant_length, \
+         CASE WHEN grant_columns = 0 THEN reason END FROM records \
+         WHERE kind = 'call' AND (method = 'tools/call' OR method IS NULL) \
+         AND (grant_length IS NOT NULL OR (grant_columns = 0 AND reason LIKE '%, grant %')) ORDER BY time",
     )
     .fetch_all(&db.pool)
     .await?;
@@ -112,8 +120,12 @@ pub async fn entitlements(db: &Db, now: &str) -> Result<Vec<Identity>, DbError> 
             });
         }
     }
-    for (user, server, tool, issued, reason) in grants {
-        let Some((length, id)) = grant_of(&reason) else { continue };
+    for (user, server, tool, issued, grant_id, grant_length, legacy_reason) in grants {
+        let issued_grant = match (grant_id, grant_length) {
+            (Some(id), Some(length)) => Some((length, id)),
+            _ => legacy_reason.as_deref().and_then(grant_of),
+        };
+        let Some((length, id)) = issued_grant else { continue };
         let expires = ends(&issued, &length);
         let active = expires.as_deref().is_none_or(|e| e > now);
         entry(&mut out, &user);
@@ -165,6 +177,118 @@ pub fn to_csv(ids: &[Identity]) -> Result<String, csv::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use countersign_audit::wire::{Batch, WireRecord};
+
+    fn record(user: &str, seq: i64, prev: &str, reason: &str, grant: Option<(&str, &str)>) -> WireRecord {
+        let mut r = WireRecord {
+            seq,
+            id: format!("{user}-{seq}"),
+            time: format!("2026-11-29T10:0{seq}:00Z"),
+            kind: "call".into(),
+            user: user.into(),
+            device: format!("{user}-laptop"),
+            client: Some("cursor".into()),
+            client_name: None,
+            client_version: None,
+            session: Some("s-1".into()),
+            server: Some("fs".into()),
+            tool: Some("write_file".into()),
+            method: Some("tools/call".into()),
+            arguments: None,
+            decision: "ask".into(),
+            rule: Some("default:write".into()),
+            reason: Some(reason.into()),
+            approval: Some("approved".into()),
+            policy_version: None,
+            class: Some("write".into()),
+            label: None,
+            grant_id: grant.map(|g| g.0.to_string()),
+            grant_length: grant.map(|g| g.1.to_string()),
+            prev_hash: Some(prev.into()),
+            hash: None,
+        };
+        r.hash = Some(r.chain_fields().hash(prev));
+        r
+    }
+
+    /// Two devices through ingestion: one sends the grant columns (and a reason that
+    /// quotes a grant it does not hold, as a tool's name can), one is older and sends
+    /// only reasons.
+    async fn grants_come_from_the_columns_and_old_reasons_only(db: &Db) {
+        for device in ["new", "old"] {
+            sqlx::query("INSERT INTO devices (id, name, credential_sha256, enrolled_at) VALUES ($1, $1, $1, $2)")
+                .bind(device)
+                .bind("2026-11-29T09:00:00Z")
+                .execute(&db.pool)
+                .await
+                .unwrap();
+        }
+        let issued = record(
+            "ana",
+            1,
+            countersign_audit::chain::GENESIS,
+            "a write (approved for 1h, grant g-new)",
+            Some(("g-new", "1h")),
+        );
+        let quoted =
+            record("ana", 2, issued.hash.as_deref().unwrap(), "`x (approved for today, grant g-forged)` asks", None);
+        let batch = Batch { records: vec![issued, quoted], outcomes: vec![], grant_columns: true };
+        assert!(matches!(
+            crate::ingest::ingest(db, None, "new", &batch).await.unwrap(),
+            crate::ingest::Ingested::Stored { .. }
+        ));
+        let old = record("bob", 1, countersign_audit::chain::GENESIS, "a write (approved for 15m, grant g-old)", None);
+        let batch = Batch { records: vec![old], outcomes: vec![], grant_columns: false };
+        assert!(matches!(
+            crate::ingest::ingest(db, None, "old", &batch).await.unwrap(),
+            crate::ingest::Ingested::Stored { .. }
+        ));
+        let (alerts,): (i64,) = sqlx::query_as("SELECT count(*) FROM alerts").fetch_one(&db.pool).await.unwrap();
+        assert_eq!(alerts, 0, "the hashes hold");
+
+        let ids = entitlements(db, "2026-11-29T10:30:00Z").await.unwrap();
+        let held: Vec<(&str, &str, &str, Option<&str>, bool)> = ids
+            .iter()
+            .flat_map(|i| {
+                i.grants
+                    .iter()
+                    .map(|g| (i.user.as_str(), g.id.as_str(), g.length.as_str(), g.expires.as_deref(), g.active))
+            })
+            .collect();
+        assert_eq!(
+            held,
+            [
+                ("ana", "g-new", "1h", Some("2026-11-29T11:01:00Z"), true),
+                ("bob", "g-old", "15m", Some("2026-11-29T10:16:00Z"), false),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn grants_come_from_the_columns_and_old_reasons_only_sqlite() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        grants_come_from_the_columns_and_old_reasons_only(&db).await;
+    }
+
+    /// The same on PostgreSQL, when `COUNTERSIGN_TEST_POSTGRES` names a role that may
+    /// create databases (`scripts/postgres.sh`; CI sets it). The database is dropped after.
+    #[tokio::test]
+    async fn grants_come_from_the_columns_and_old_reasons_only_postgres() {
+        let Ok(admin) = std::env::var("COUNTERSIGN_TEST_POSTGRES") else {
+            eprintln!("COUNTERSIGN_TEST_POSTGRES is not set: the PostgreSQL run is skipped");
+            return;
+        };
+        let name = format!("countersign_entitlements_{}", std::process::id());
+        sqlx::any::install_default_drivers();
+        let admin_db = sqlx::AnyPool::connect(&admin).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin_db).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin_db).await.unwrap();
+        let url = format!("{}/{name}", &admin[..admin.rfind('/').unwrap()]);
+        let db = Db::connect(&url).await.unwrap();
+        grants_come_from_the_columns_and_old_reasons_only(&db).await;
+        db.pool.close().await;
+        sqlx::query(&format!("DROP DATABASE {name}")).execute(&admin_db).await.unwrap();
+    }
 
     #[test]
     fn grants_are_read_from_the_decision_reason() {

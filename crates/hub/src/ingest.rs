@@ -51,26 +51,9 @@ fn refusal(batch: &Batch, chained: bool) -> Option<(&'static str, String)> {
     }
     let nul = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\0'));
     for r in &batch.records {
-        let texts = [&r.id, &r.time, &r.kind, &r.user, &r.device, &r.decision];
-        let optional = [
-            &r.client,
-            &r.client_name,
-            &r.client_version,
-            &r.session,
-            &r.server,
-            &r.tool,
-            &r.method,
-            &r.arguments,
-            &r.rule,
-            &r.reason,
-            &r.approval,
-            &r.policy_version,
-            &r.class,
-            &r.label,
-            &r.prev_hash,
-            &r.hash,
-        ];
-        if texts.iter().any(|t| t.contains('\0')) || optional.iter().any(|t| nul(t)) {
+        let columns = r.text().columns();
+        let hashes = [&r.prev_hash, &r.hash];
+        if columns.iter().flatten().any(|t| t.contains('\0')) || hashes.iter().any(|t| nul(t)) {
             return Some(("bad-record", format!("record {} (seq {}) holds a NUL character; refused", r.id, r.seq)));
         }
     }
@@ -154,9 +137,9 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
         let inserted = sqlx::query(
             "INSERT INTO records (id, device_id, seq, time, kind, user_name, device, client, client_name, \
              client_version, session, server, tool, method, arguments, decision, rule, reason, approval, \
-             policy_version, class, label, prev_hash, hash, received_at, claimed_user, claimed_device) VALUES ($1, $2, \
-             $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
-             $25, $26, $27) ON CONFLICT (id) DO NOTHING",
+             policy_version, class, label, prev_hash, hash, received_at, claimed_user, claimed_device, grant_id, \
+             grant_length, grant_columns) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&r.id)
         .bind(device)
@@ -185,6 +168,9 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
         .bind(&now)
         .bind(&claimed_user)
         .bind(&claimed_device)
+        .bind(&r.grant_id)
+        .bind(&r.grant_length)
+        .bind(i64::from(batch.grant_columns))
         .execute(&mut *tx)
         .await?
         .rows_affected()

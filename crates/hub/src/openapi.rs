@@ -51,6 +51,8 @@ pub fn document() -> Value {
                         "arguments": { "type": ["string", "null"] }, "decision": { "type": "string", "enum": ["allow", "ask", "deny"] },
                         "rule": { "type": ["string", "null"] }, "reason": { "type": ["string", "null"] }, "approval": { "type": ["string", "null"] },
                         "policy_version": { "type": ["string", "null"] }, "class": { "type": ["string", "null"] }, "label": { "type": ["string", "null"] },
+                        "grant_id": { "type": ["string", "null"], "description": "The grant behind the call: the one its approval issued, or the one that let it run; absent when none" },
+                        "grant_length": { "type": ["string", "null"], "enum": ["session", "15m", "1h", "today", null], "description": "Set when the call's approval issued the grant: how long it lasts from `time`" },
                         "prev_hash": { "type": ["string", "null"] }, "hash": { "type": ["string", "null"] }
                     }
                 },
@@ -61,7 +63,8 @@ pub fn document() -> Value {
                 },
                 "Batch": { "type": "object", "properties": {
                     "records": { "type": "array", "items": { "$ref": "#/components/schemas/WireRecord" } },
-                    "outcomes": { "type": "array", "items": { "$ref": "#/components/schemas/WireOutcome" } } } },
+                    "outcomes": { "type": "array", "items": { "$ref": "#/components/schemas/WireOutcome" } },
+                    "grant_columns": { "type": "boolean", "description": "The records name their grant in grant_id and grant_length (absent from older devices, whose grants are read from the reason)" } } },
                 "Ack": { "type": "object", "properties": {
                     "records": { "type": "array", "items": { "type": "string" }, "description": "Ids the hub now holds (new or already held)" },
                     "outcomes": { "type": "array", "items": { "type": "string" } },

@@ -118,6 +118,8 @@ fn fields(r: &WireRecord) -> Vec<(&'static str, Value)> {
         ("policy_version", s(&r.policy_version)),
         ("class", s(&r.class)),
         ("label", s(&r.label)),
+        ("grant_id", s(&r.grant_id)),
+        ("grant_length", s(&r.grant_length)),
         ("hash", s(&r.hash)),
     ]
 }

@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use countersign_audit::chain::{record_hash, GENESIS};
+use countersign_audit::chain::GENESIS;
 use countersign_audit::wire::{Ack, Batch, WireRecord};
 use std::io::Write;
 use std::path::PathBuf;
@@ -99,10 +99,12 @@ fn records(device: &str, n: usize) -> Vec<WireRecord> {
                 policy_version: Some("local-1".into()),
                 class: Some("read".into()),
                 label: None,
+                grant_id: None,
+                grant_length: None,
                 prev_hash: Some(prev.clone()),
                 hash: None,
             };
-            let hash = record_hash(&prev, &r.chain_fields());
+            let hash = r.chain_fields().hash(&prev);
             r.hash = Some(hash.clone());
             prev = hash;
             r
@@ -140,7 +142,9 @@ async fn run(name: &str, hub: &Running, args: &Args) -> Result<Outcome> {
         let credential = enrolled["credential"].as_str().context("no credential")?.to_string();
         let bodies: Vec<Vec<u8>> = records(&format!("d{i:03}"), args.records_per_device)
             .chunks(args.batch)
-            .map(|chunk| gzip(&serde_json::to_vec(&Batch { records: chunk.to_vec(), outcomes: vec![] })?))
+            .map(|chunk| {
+                gzip(&serde_json::to_vec(&Batch { records: chunk.to_vec(), outcomes: vec![], grant_columns: true })?)
+            })
             .collect::<Result<_>>()?;
         devices.push((credential, bodies));
     }

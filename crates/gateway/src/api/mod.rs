@@ -164,7 +164,7 @@ impl Gateway {
         }
         tracing::info!(grant = %id, "grant revoked");
         self.shared.policy_event(PolicyEvent {
-            decision: "deny",
+            decision: countersign_audit::Decision::Deny,
             rule: "grant-revoked",
             reason: format!("grant {id} revoked"),
             server: None,
@@ -186,7 +186,7 @@ impl Gateway {
         tracing::info!(server, accepted, "tools accepted and pinned");
         let what = if tools.is_empty() { "every tool".to_string() } else { tools.join(", ") };
         self.shared.policy_event(PolicyEvent {
-            decision: "allow",
+            decision: countersign_audit::Decision::Allow,
             rule: "pins-accepted",
             reason: format!("accepted {what} as listed now"),
             server: Some(server.to_string()),
@@ -204,7 +204,7 @@ impl Gateway {
         }
         tracing::info!(paused, "kill switch");
         self.shared.policy_event(PolicyEvent {
-            decision: if paused { "deny" } else { "allow" },
+            decision: if paused { countersign_audit::Decision::Deny } else { countersign_audit::Decision::Allow },
             rule: "paused",
             reason: if paused { "AI tool access paused by the user".into() } else { "AI tool access resumed".into() },
             server: None,
@@ -396,7 +396,7 @@ impl Gateway {
         opened.map_err(|e| ControlError::Unavailable(format!("cannot open the browser: {e}")))?;
         let done = done.map_err(|e| ControlError::Unavailable(e.to_string()))?;
         self.shared.policy_event(PolicyEvent {
-            decision: "allow",
+            decision: countersign_audit::Decision::Allow,
             rule: "sign-in",
             reason: format!("signed in{}", done.issuer.map(|i| format!(" with {i}")).unwrap_or_default()),
             server: Some(server.to_string()),
@@ -414,7 +414,7 @@ impl Gateway {
             .await
             .map_err(|e| ControlError::Unavailable(e.to_string()))?;
         self.shared.policy_event(PolicyEvent {
-            decision: "allow",
+            decision: countersign_audit::Decision::Allow,
             rule: "sign-out",
             reason: format!("signed out, {} token(s) revoked", out.revoked),
             server: Some(server.to_string()),

@@ -104,7 +104,7 @@ impl Session {
             Decision::Allow => Decision::Allow,
             _ => Decision::Deny,
         };
-        let mut record = shared.record(RecordKind::Call, decision.as_str());
+        let mut record = shared.record(RecordKind::Call, decision);
         let (client_name, client_version) = self.client();
         record.client = Some(self.token_name.clone());
         record.client_name = client_name;
@@ -115,7 +115,7 @@ impl Session {
         record.tool = subject.name.as_deref().map(super::methods::shorten);
         record.arguments = subject.arguments.as_ref().map(|a| shared.redactor.redact_fields(a, &[]));
         record.policy_version = Some(policy.version().to_string());
-        record.class = Some("read".into());
+        record.class = Some(countersign_policy::ToolClass::Read);
         match &verdict {
             Some(v) => {
                 record.rule = Some(v.rule.clone());

@@ -12,11 +12,12 @@ use crate::approver::{Answer, Prompt};
 use crate::clock::{end_of_day_ms, now_ms};
 use crate::message::{self, code, Envelope};
 use crate::session::{Release, Reply, Route, Session};
-use countersign_audit::{Approval, Outcome, Record, RecordKind};
+use countersign_audit::{Approval, Outcome, Record, RecordGrant, RecordKind};
 use countersign_policy::{args_hash, CallInput, Decision, Gate, GrantLength, GrantRequest, Standing, Verdict};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// A decision with what it was made from.
 struct Decided {
@@ -42,7 +43,16 @@ struct Call {
 const MAX_PROMPT_ARGS_BYTES: usize = 64 * 1024;
 
 impl Session {
-    pub(crate) async fn call_tool(self: Arc<Self>, mut env: Envelope, reply: Reply) {
+    /// Runs one call inside its span, `call{server, tool, call, decision}` (the record's
+    /// id as `call`), within the session's: every log line of the call carries them.
+    /// Fields are names and ids only, never an argument.
+    pub(crate) async fn call_tool(self: Arc<Self>, env: Envelope, reply: Reply) {
+        use tracing::field::Empty;
+        let span = tracing::info_span!("call", server = Empty, tool = Empty, call = Empty, decision = Empty);
+        self.call_tool_in_span(env, reply).instrument(span).await
+    }
+
+    async fn call_tool_in_span(self: Arc<Self>, mut env: Envelope, reply: Reply) {
         let started = Instant::now();
         let id = env.id().map(|r| r.to_owned());
         let bad = |msg: &str| message::error_response(id.as_deref(), code::INVALID_PARAMS, msg);
@@ -71,6 +81,8 @@ impl Session {
             },
         };
 
+        let span = tracing::Span::current();
+        span.record("server", tracing::field::display(&server)).record("tool", tracing::field::display(&tool));
         let shared = self.shared.clone();
         let Some(Decided { verdict, class, def, unread }) = self.decide_call(&server, &tool, &arguments, true).await
         else {
@@ -79,7 +91,7 @@ impl Session {
         let (client_name, client_version) = self.client();
         let now_ms = now_ms();
 
-        let mut record = shared.record(RecordKind::Call, verdict.decision.as_str());
+        let mut record = shared.record(RecordKind::Call, verdict.decision);
         record.client = Some(self.token_name.clone());
         record.client_name = client_name.clone();
         record.client_version = client_version;
@@ -91,7 +103,11 @@ impl Session {
         record.rule = Some(verdict.rule.clone());
         record.reason = Some(verdict.reason.clone());
         record.policy_version = Some(verdict.policy_version.clone());
-        record.class = Some(verdict.class.as_str().to_string());
+        record.class = Some(verdict.class);
+        record.grant = verdict.grant.clone().map(|id| RecordGrant::Used { id });
+        span.record("call", tracing::field::display(record.id))
+            .record("decision", tracing::field::display(verdict.decision.as_str()));
+        tracing::debug!(rule = %verdict.rule, "decided");
         record.label = verdict.label.clone();
         let qualified = format!("mcp__{server}__{tool}");
         if let (Some(why), true) = (unread, verdict.rule == "unlisted") {
@@ -134,7 +150,7 @@ impl Session {
                 // call is not missed.
                 let give_up = id.as_ref().map(|id| self.register_wait(id.get()));
                 let call = Call { env, reply, record, server, qualified, id, started };
-                tokio::spawn(async move { self.ask_then_forward(prompt, call, give_up).await });
+                tokio::spawn(async move { self.ask_then_forward(prompt, call, give_up).await }.in_current_span());
                 return;
             }
         }
@@ -155,7 +171,7 @@ impl Session {
         let (def, unread) = match reachable {
             true => match self.tool_def(server, tool).await {
                 Ok(def) => (def, None),
-                Err(why) => (None, Some(why)),
+                Err(why) => (None, Some(why.to_string())),
             },
             false => (None, None),
         };
@@ -240,7 +256,8 @@ impl Session {
             Waited::Answered(Answer::Approved { length, condition, .. }) => {
                 call.record.approval = Some(Approval::Approved);
                 if let Err(why) = self.still_allowed(&prompt, &call.server).await {
-                    call.record.decision = "deny".into();
+                    call.record.decision = Decision::Deny;
+                    tracing::Span::current().record("decision", tracing::field::display(Decision::Deny.as_str()));
                     call.record.rule = Some("changed-while-waiting".into());
                     call.record.reason = Some(format!("approved, then refused: {why}"));
                     let text = format!(
@@ -324,11 +341,7 @@ impl Session {
     fn grant(&self, prompt: &Prompt, length: GrantLength, condition: Option<&str>, record: &mut Record) {
         let policy = self.shared.policy.load_full();
         let (settings, _) = policy.grant_settings();
-        let class = record
-            .class
-            .as_deref()
-            .and_then(countersign_policy::ToolClass::parse)
-            .unwrap_or(countersign_policy::ToolClass::Write);
+        let class = record.class.unwrap_or(countersign_policy::ToolClass::Write);
         let request = GrantRequest {
             id: format!("g-{}", &prompt.id[..12.min(prompt.id.len())]),
             client_token: &prompt.client,
@@ -354,7 +367,8 @@ impl Session {
                     record.reason.clone().unwrap_or_default(),
                     length.as_str(),
                     g.id
-                ))
+                ));
+                record.grant = Some(RecordGrant::Issued { id: g.id.clone(), length });
             }
             Err(e) => {
                 tracing::warn!("approval kept to this call only: {e}");

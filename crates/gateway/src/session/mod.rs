@@ -12,6 +12,7 @@
 mod aggregate;
 mod deadlines;
 pub mod flow;
+mod link_error;
 mod routing;
 mod streams;
 mod table;
@@ -23,6 +24,7 @@ mod tests;
 pub(crate) use crate::shared::outcome;
 pub(crate) use deadlines::spawn_sweeper;
 pub use deadlines::Deadlines;
+pub use link_error::LinkError;
 pub use streams::StreamEvent;
 pub(crate) use table::Sessions;
 
@@ -244,6 +246,9 @@ pub struct Session {
     links: HashMap<String, tokio::sync::Mutex<Option<UpstreamLink>>>,
     in_flight: Arc<Mutex<std::collections::HashSet<String>>>,
     me: Weak<Session>,
+    /// `session{session, token}`: every request of the session, and what its servers
+    /// send, is handled inside it, so log lines name the session. Never a secret in it.
+    pub(crate) span: tracing::Span,
 }
 
 impl Session {
@@ -255,8 +260,11 @@ impl Session {
                 shared.servers().iter().filter(|(_, s)| s.info.serves(&token_name)).map(|(n, _)| n.clone()).collect()
             }
         };
+        let id: String = crate::home::random_token("").chars().take(32).collect();
+        let span = tracing::info_span!(parent: None, "session", session = %id, token = %token_name);
         Arc::new_cyclic(|me| Session {
-            id: crate::home::random_token("").chars().take(32).collect(),
+            id,
+            span,
             token_name,
             route,
             shared,
@@ -335,8 +343,9 @@ impl Session {
     }
 
     /// The live connection to `server`, starting (or restarting) it when needed.
-    pub(crate) async fn link(&self, server: &str) -> Result<UpstreamLink, String> {
-        let slot = self.links.get(server).ok_or_else(|| format!("unknown server `{server}`"))?;
+    pub(crate) async fn link(&self, server: &str) -> Result<UpstreamLink, LinkError> {
+        let unknown = || LinkError::UnknownServer { server: server.to_string() };
+        let slot = self.links.get(server).ok_or_else(unknown)?;
         let mut slot = slot.lock().await;
         let alive = self.state().alive.get(server).copied().unwrap_or(false);
         if let (Some(link), true) = (slot.as_ref(), alive) {
@@ -345,14 +354,14 @@ impl Session {
         let restart = slot.is_some();
         *slot = None;
         let servers = self.shared.servers();
-        let config = servers.get(server).ok_or_else(|| format!("unknown server `{server}`"))?;
+        let config = servers.get(server).ok_or_else(unknown)?;
         // A server nothing of which this client may reach is not even started.
         if let Some(v) = self.shared.policy.load().server_gate(&config.info, &self.token_name, false) {
-            return Err(format!("{}: it is not started (rule `{}`)", v.reason, v.rule));
+            return Err(LinkError::NotStarted { reason: v.reason, rule: v.rule });
         }
         let link = upstream::connect(server, config, &self.shared.config.limits, self.sink(server))
             .await
-            .map_err(|e| format!("upstream server `{server}` could not start: {e}"))?;
+            .map_err(|source| LinkError::Start { server: server.to_string(), source })?;
         {
             let mut st = self.state();
             st.alive.insert(server.to_string(), true);
@@ -376,6 +385,7 @@ impl Session {
         let server = server.to_string();
         std::sync::Arc::new(move |event| {
             let Some(session) = me.upgrade() else { return false };
+            let _in_session = session.span.enter();
             match event {
                 UpstreamEvent::Message(text) => session.on_upstream_message(&server, text),
                 UpstreamEvent::Closed(reason) => session.on_upstream_closed(&server, &reason),
@@ -386,12 +396,12 @@ impl Session {
 
     /// Runs `initialize` / `notifications/initialized` on a fresh connection on the
     /// client's behalf, with the client's own parameters.
-    async fn handshake(&self, server: &str, link: &UpstreamLink, params: Value) -> Result<Envelope, String> {
+    async fn handshake(&self, server: &str, link: &UpstreamLink, params: Value) -> Result<Envelope, LinkError> {
         let reply = self.internal_request(server, link, OwnRequest::Initialize, params).await?;
         if reply.get("error").is_some() {
-            return Err(format!("upstream server `{server}` refused initialize"));
+            return Err(LinkError::InitializeRefused { server: server.to_string() });
         }
-        link.send(Outbound::initialized()).await.map_err(|e| e.to_string())?;
+        link.send(Outbound::initialized()).await?;
         Ok(reply)
     }
 
@@ -433,7 +443,7 @@ impl Session {
         link: &UpstreamLink,
         own: OwnRequest,
         params: Value,
-    ) -> Result<Envelope, String> {
+    ) -> Result<Envelope, LinkError> {
         let method = own.method();
         let (tx, rx) = oneshot::channel();
         let pending = Pending {
@@ -448,15 +458,15 @@ impl Session {
         let id = self.register(pending, None);
         if link.send(Outbound::own_request(own, id, &params)).await.is_err() {
             self.state().pending.remove(&id);
-            return Err(format!("upstream server `{server}` is not running"));
+            return Err(LinkError::NotRunning { server: server.to_string() });
         }
         let timeout = Duration::from_secs(self.shared.config.limits.request_timeout_secs.min(60));
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(env)) => Ok(env),
-            Ok(Err(_)) => Err(format!("upstream server `{server}` stopped before answering `{method}`")),
+            Ok(Err(_)) => Err(LinkError::Stopped { server: server.to_string(), method }),
             Err(_) => {
                 self.state().pending.remove(&id);
-                Err(format!("upstream server `{server}` did not answer `{method}` in {}s", timeout.as_secs()))
+                Err(LinkError::NoAnswer { server: server.to_string(), method, secs: timeout.as_secs() })
             }
         }
     }
@@ -486,7 +496,7 @@ impl Session {
         };
         let link = match self.link(server).await {
             Ok(link) => link,
-            Err(why) => return self.fail_reply(reply, client_id.as_deref(), &why, audit),
+            Err(why) => return self.fail_reply(reply, client_id.as_deref(), &why.to_string(), audit),
         };
         // Map the client's progress token to one of ours.
         let mut progress = None;

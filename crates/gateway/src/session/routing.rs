@@ -18,6 +18,11 @@ impl Session {
     /// stream its answer (and, for SSE, its progress and related server messages) arrives
     /// on; the stream ends after the answer.
     pub async fn handle_request(self: &Arc<Self>, op: Operation, env: Envelope, sse: bool) -> Answer {
+        use tracing::Instrument;
+        self.clone().handle_request_in_span(op, env, sse).instrument(self.span.clone()).await
+    }
+
+    async fn handle_request_in_span(self: Arc<Self>, op: Operation, env: Envelope, sse: bool) -> Answer {
         self.touch();
         let claim = env.id().map(|id| (id, InFlight::claim(&self.in_flight, id.get())));
         if let Some((id, None)) = claim {
@@ -159,7 +164,7 @@ impl Session {
             );
             tracing::warn!(server, "{why}");
             self.shared.policy_event(crate::shared::PolicyEvent {
-                decision: "deny",
+                decision: countersign_audit::Decision::Deny,
                 rule: "roots",
                 reason: why,
                 server: Some(server.to_string()),
@@ -329,7 +334,13 @@ impl Session {
             server_requests::attribute(&mut env, kind, server);
             // Relayed once its record is committed (on a task: the upstream's reader must
             // not wait on the journal); no record, no relaying.
-            let record = self.server_request_record(server, &method, "allow", &verdict.rule, &verdict.reason);
+            let record = self.server_request_record(
+                server,
+                &method,
+                countersign_audit::Decision::Allow,
+                &verdict.rule,
+                &verdict.reason,
+            );
             let Some(me) = self.me.upgrade() else { return };
             let server = server.to_string();
             tokio::spawn(async move {
@@ -390,7 +401,7 @@ impl Session {
         &self,
         server: &str,
         method: &str,
-        decision: &str,
+        decision: countersign_audit::Decision,
         rule: &str,
         reason: &str,
     ) -> countersign_audit::Record {
@@ -408,7 +419,7 @@ impl Session {
     /// Records a refused server request (on a task of its own: nothing waits for it).
     fn record_refused_server_request(&self, server: &str, method: &str, rule: &str, reason: &str) {
         let shared = self.shared.clone();
-        let record = self.server_request_record(server, method, "deny", rule, reason);
+        let record = self.server_request_record(server, method, countersign_audit::Decision::Deny, rule, reason);
         let (started, id) = (std::time::Instant::now(), record.id);
         let runtime = shared.runtime.clone();
         runtime.spawn(async move {
@@ -441,7 +452,7 @@ impl Session {
     /// The definition of `tool` on `server`, asking the upstream for its tool list when
     /// the session has not seen one. `None`: the server does not list that tool.
     /// `Err` when the list could not be read (the server did not start or answer).
-    pub(crate) async fn tool_def(&self, server: &str, tool: &str) -> Result<Option<ToolDef>, String> {
+    pub(crate) async fn tool_def(&self, server: &str, tool: &str) -> Result<Option<ToolDef>, super::LinkError> {
         if let Some(tools) = self.state().tools.get(server) {
             return Ok(tools.get(tool).cloned());
         }
@@ -524,7 +535,7 @@ impl Session {
         let (review, newly) = self.shared.pins.lock().ok()?.review(server, &origin, &tools);
         for b in newly {
             self.shared.policy_event(crate::shared::PolicyEvent {
-                decision: "deny",
+                decision: countersign_audit::Decision::Deny,
                 rule: b.rule,
                 reason: b.why,
                 server: Some(server.to_string()),

@@ -9,6 +9,7 @@
 //! the server's OAuth sign-in in the keychain, refreshed as needed. A client's own
 //! credentials never reach this module: it sends only what the configuration names.
 
+use super::remote_error::RemoteError;
 use super::{EventSink, UpstreamError, UpstreamEvent, UpstreamLink};
 use crate::config::Limits;
 use crate::message::{self, Envelope, Kind};
@@ -125,13 +126,13 @@ impl Remote {
 
     /// Sends one message; answers are delivered as events. A failure to deliver a request
     /// becomes an error response for it, so the caller never waits in vain.
-    async fn post(self: &Arc<Self>, text: &str) -> Result<(), String> {
+    async fn post(self: &Arc<Self>, text: &str) -> Result<(), RemoteError> {
         let env = Envelope::parse(text).ok();
         let is_request = env.as_ref().is_some_and(|e| e.kind() == Kind::Request);
         let is_initialized = env.as_ref().and_then(Envelope::method) == Some("notifications/initialized");
-        let fail = |why: String| {
+        let fail = |why: RemoteError| {
             if let (true, Some(env)) = (is_request, env.as_ref()) {
-                let reply = message::error_response(env.id(), message::code::UPSTREAM_ERROR, &why);
+                let reply = message::error_response(env.id(), message::code::UPSTREAM_ERROR, &why.to_string());
                 (self.events)(UpstreamEvent::Message(reply));
             }
             why
@@ -156,9 +157,7 @@ impl Remote {
         if is_initialize && matches!(status.as_u16(), 400 | 404 | 405) {
             return match self.open_legacy().await {
                 Ok(endpoint) => self.post_legacy(endpoint, text).await.map_err(fail),
-                Err(why) => Err(fail(format!(
-                    "the remote server refused streamable HTTP (HTTP {status}) and legacy SSE: {why}"
-                ))),
+                Err(why) => Err(fail(RemoteError::NeitherTransport { status, legacy: Box::new(why) })),
             };
         }
         if status == reqwest::StatusCode::ACCEPTED {
@@ -169,7 +168,7 @@ impl Remote {
             return Ok(());
         }
         if !status.is_success() {
-            return Err(fail(format!("the remote server answered HTTP {status}")));
+            return Err(fail(RemoteError::Status(status)));
         }
         let is_sse = sse_client::is_event_stream(resp.headers());
         let me = self.clone();
@@ -216,13 +215,13 @@ impl Remote {
     /// Sends `req`, with the sign-in's bearer token when the server uses one. A 401 gets
     /// one more try with a refreshed token; when there is none, the error tells the user
     /// how to sign in.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
-        let reach = |e: reqwest::Error| format!("cannot reach the remote server: {}", without_url(e));
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, RemoteError> {
+        let reach = RemoteError::reach;
         let Some(auth) = &self.auth else { return req.send().await.map_err(reach) };
         let retry = req.try_clone();
         let token = match auth.bearer().await {
             Ok(token) => token,
-            Err(e @ BearerError::NeedsSignIn { .. }) => return Err(e.to_string()),
+            Err(e @ BearerError::NeedsSignIn { .. }) => return Err(e.into()),
             Err(e) => {
                 tracing::debug!("no sign-in token used: {e}");
                 None
@@ -233,7 +232,7 @@ impl Remote {
             return Ok(first);
         }
         let Some(retry) = retry else { return Ok(first) };
-        let fresh = auth.after_refusal(token.as_ref()).await.map_err(|e| e.to_string())?;
+        let fresh = auth.after_refusal(token.as_ref()).await?;
         with_bearer(retry, Some(&fresh)).send().await.map_err(reach)
     }
 
@@ -249,29 +248,29 @@ impl Remote {
 
     /// Opens the legacy SSE stream and waits for its `endpoint` event; the stream then
     /// keeps delivering the server's messages.
-    async fn open_legacy(self: &Arc<Self>) -> Result<reqwest::Url, String> {
+    async fn open_legacy(self: &Arc<Self>) -> Result<reqwest::Url, RemoteError> {
         let resp = self
             .send(self.client.get(&self.url).headers(self.headers.clone()).header(ACCEPT, "text/event-stream"))
             .await?;
         if !resp.status().is_success() {
-            return Err(format!("GET answered HTTP {}", resp.status()));
+            return Err(RemoteError::LegacyGet(resp.status()));
         }
-        let base = reqwest::Url::parse(&self.url).map_err(|e| e.to_string())?;
+        let base = reqwest::Url::parse(&self.url).map_err(RemoteError::Url)?;
         let mut stream = sse_client::events(resp);
         let first = tokio::time::timeout(std::time::Duration::from_secs(10), async {
             while let Some(item) = stream.next().await {
-                let event = item.map_err(|e| e.to_string())?;
+                let event = item.map_err(RemoteError::Stream)?;
                 if event.event.as_deref() == Some("endpoint") {
                     return Ok(event.data.unwrap_or_default());
                 }
             }
-            Err("the stream ended before naming an endpoint".to_string())
+            Err(RemoteError::NoEndpoint)
         })
         .await
-        .map_err(|_| "no endpoint event within 10s".to_string())??;
-        let endpoint = base.join(first.trim()).map_err(|e| format!("bad endpoint: {e}"))?;
+        .map_err(|_| RemoteError::EndpointTimeout)??;
+        let endpoint = base.join(first.trim()).map_err(RemoteError::BadEndpoint)?;
         if endpoint.origin() != base.origin() {
-            return Err("the endpoint is on another origin; refused".into());
+            return Err(RemoteError::ForeignEndpoint);
         }
         let me = self.clone();
         let relay = tokio::spawn(async move {
@@ -293,7 +292,7 @@ impl Remote {
     }
 
     /// One message to a legacy server; its answer arrives on the SSE stream.
-    async fn post_legacy(&self, endpoint: reqwest::Url, text: &str) -> Result<(), String> {
+    async fn post_legacy(&self, endpoint: reqwest::Url, text: &str) -> Result<(), RemoteError> {
         let resp = self
             .send(
                 self.client
@@ -306,7 +305,7 @@ impl Remote {
         if resp.status().is_success() {
             Ok(())
         } else {
-            Err(format!("the remote server answered HTTP {}", resp.status()))
+            Err(RemoteError::Status(resp.status()))
         }
     }
 

@@ -4,6 +4,7 @@
 //! child process is killed with its process group and reaped).
 
 mod http;
+mod remote_error;
 mod stdio;
 
 use crate::config::{Limits, ServerConfig, Transport};
