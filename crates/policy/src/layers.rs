@@ -10,35 +10,10 @@
 use crate::class::ToolClass;
 use crate::decision::Decision;
 use crate::grant::{GrantLength, GrantSettings};
+use crate::layer::Layer;
 use crate::servers::ServerRules;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// Where a setting came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Layer {
-    Builtin,
-    User,
-    Managed,
-    Bundle,
-}
-
-impl Layer {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Layer::Builtin => "builtin",
-            Layer::User => "user",
-            Layer::Managed => "managed",
-            Layer::Bundle => "bundle",
-        }
-    }
-
-    /// Whether this layer is IT's (managed file or signed bundle).
-    pub fn is_managed(self) -> bool {
-        matches!(self, Layer::Managed | Layer::Bundle)
-    }
-}
 
 /// What happens to each class of tool when no rule decides.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

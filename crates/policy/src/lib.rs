@@ -9,7 +9,8 @@
 //!   destructive) and why.
 //! - `rule`: the rule grammar (Claude Code's `mcp__server__tool` globs plus `class:`,
 //!   `client:` and argument conditions).
-//! - `layers`, `bundle`: built-in < user < managed < signed bundle, and bundle checks.
+//! - `layer`, `layers`, `bundle`: built-in < user < managed < signed bundle (the name of
+//!   a layer, the settings each holds), and bundle checks.
 //! - `engine`: the decision; `grant`: approvals, lockouts and prompt limits.
 //! - `pin`: tool pinning and quarantine of suspicious descriptions.
 //! - `servers`: which servers may run, and whether AI clients must route through us.
@@ -25,6 +26,7 @@ mod engine;
 mod grant;
 mod heuristics;
 mod input;
+mod layer;
 mod layers;
 mod pin;
 mod rule;
@@ -45,8 +47,9 @@ pub use grant::{Grant, GrantBook, GrantError, GrantLength, GrantRequest, GrantSc
 pub use input::{
     Access, AccessInput, CallInput, Gate, Identity, ServerInfo, ServerOrigin, ServerScope, Standing, ToolDef, ToolHints,
 };
+pub use layer::Layer;
 pub use layers::{
-    json_schema, AuditBuffer, BundleExpiry, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings,
+    json_schema, AuditBuffer, BundleExpiry, ClassDefaults, ClassOverride, Layers, ManagedFile, ManagedSettings,
     PolicySettings, WhenFull,
 };
 pub use pin::{collisions, suspicions, tool_fingerprint, tool_suspicions, Collision, PinSet, Review, ToolState};

@@ -6,7 +6,7 @@
 
 use crate::engine::PolicyError;
 use crate::input::ServerOrigin;
-use crate::layers::Layer;
+use crate::layer::Layer;
 use crate::rule::RuleError;
 use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
