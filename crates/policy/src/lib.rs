@@ -11,7 +11,8 @@
 //!   `client:` and argument conditions).
 //! - `layer`, `layers`, `bundle`: built-in < user < managed < signed bundle (the name of
 //!   a layer, the settings each holds), and bundle checks.
-//! - `engine`: the decision; `grant`: approvals, lockouts and prompt limits.
+//! - `engine`: the decision; `error`: a policy that does not compile; `grant`: approvals,
+//!   lockouts and prompt limits.
 //! - `pin`: tool pinning and quarantine of suspicious descriptions.
 //! - `servers`: which servers may run, and whether AI clients must route through us.
 //! - `shown`: text from others as a person reads it (hidden characters as visible escapes).
@@ -23,6 +24,7 @@ mod class;
 mod classify;
 mod decision;
 mod engine;
+mod error;
 mod grant;
 mod heuristics;
 mod input;
@@ -42,7 +44,8 @@ pub use catalog::{Catalog, CatalogEntry};
 pub use class::{ClassSource, Classification, ToolClass};
 pub use classify::skeleton;
 pub use decision::{Decision, Verdict};
-pub use engine::{Policy, PolicyError};
+pub use engine::Policy;
+pub use error::PolicyError;
 pub use grant::{Grant, GrantBook, GrantError, GrantLength, GrantRequest, GrantScope, GrantSettings};
 pub use input::{
     Access, AccessInput, CallInput, Gate, Identity, ServerInfo, ServerOrigin, ServerScope, Standing, ToolDef, ToolHints,
