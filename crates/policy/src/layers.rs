@@ -272,20 +272,6 @@ fn tighten_grants(strong: GrantSettings, weak: &GrantSettings) -> GrantSettings 
     }
 }
 
-/// The JSON Schema of policy files (`docs/policy.schema.json` is generated from it).
-pub fn json_schema() -> serde_json::Value {
-    #[derive(schemars::JsonSchema)]
-    #[allow(dead_code)]
-    /// A Countersign policy file: the `[policy]` table of the user config or of
-    /// `managed.toml` (which may also hold `[managed]`), or the body of a signed bundle.
-    struct PolicyFile {
-        policy: Option<PolicySettings>,
-        managed: Option<ManagedSettings>,
-        bundle: Option<crate::bundle::BundleHeader>,
-    }
-    serde_json::to_value(schemars::schema_for!(PolicyFile)).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

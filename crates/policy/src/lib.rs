@@ -10,7 +10,8 @@
 //! - `rule`: the rule grammar (Claude Code's `mcp__server__tool` globs plus `class:`,
 //!   `client:` and argument conditions).
 //! - `layer`, `layers`, `bundle`: built-in < user < managed < signed bundle (the name of
-//!   a layer, the settings each holds), and bundle checks.
+//!   a layer, the settings each holds), and bundle checks; `schema`: the JSON Schema of
+//!   policy files.
 //! - `engine`: the decision; `error`: a policy that does not compile; `grant`: approvals,
 //!   lockouts and prompt limits.
 //! - `pin`: tool pinning and quarantine of suspicious descriptions.
@@ -32,6 +33,7 @@ mod layer;
 mod layers;
 mod pin;
 mod rule;
+mod schema;
 mod servers;
 pub mod shown;
 
@@ -52,9 +54,10 @@ pub use input::{
 };
 pub use layer::Layer;
 pub use layers::{
-    json_schema, AuditBuffer, BundleExpiry, ClassDefaults, ClassOverride, Layers, ManagedFile, ManagedSettings,
-    PolicySettings, WhenFull,
+    AuditBuffer, BundleExpiry, ClassDefaults, ClassOverride, Layers, ManagedFile, ManagedSettings, PolicySettings,
+    WhenFull,
 };
 pub use pin::{collisions, suspicions, tool_fingerprint, tool_suspicions, Collision, PinSet, Review, ToolState};
 pub use rule::{is_path_pattern, nfc, normalise, Rule, RuleError, RuleList};
+pub use schema::json_schema;
 pub use servers::{AllowedServers, ServerMatcher, ServerRules};
