@@ -519,7 +519,7 @@ impl Policy {
             _ => self.by_default(&verdict, &name, builtin, &class, Layer::Builtin),
         };
         if v.decision == Decision::Ask {
-            if let Some(grant) = call.grants.and_then(|g| g.covering(call)) {
+            if let Some(grant) = call.grants.and_then(|g| g.covering(&call.grant_call())) {
                 v.decision = Decision::Allow;
                 v.rule = format!("grant:{}", grant.id);
                 v.reason = format!("`{name}` was approved earlier ({})", grant_kind(grant));

@@ -48,7 +48,7 @@ pub use classify::skeleton;
 pub use decision::{Decision, Verdict};
 pub use engine::Policy;
 pub use error::PolicyError;
-pub use grant::{Grant, GrantBook, GrantError, GrantLength, GrantRequest, GrantScope, GrantSettings};
+pub use grant::{Grant, GrantBook, GrantCall, GrantError, GrantLength, GrantRequest, GrantScope, GrantSettings};
 pub use input::{
     Access, AccessInput, CallInput, Gate, Identity, ServerInfo, ServerOrigin, ServerScope, Standing, ToolDef, ToolHints,
 };
