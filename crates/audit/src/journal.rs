@@ -16,7 +16,8 @@
 //! that fail to commit are kept for the next try.
 
 use crate::record::{OutcomeRecord, Record};
-use crate::writer::{open_writer, write_batch, write_loop, Writer};
+pub use crate::writer::Synchronous;
+use crate::writer::{open_writer, write_batch, write_loop, Op, Writer};
 use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection, SqlitePool};
@@ -79,16 +80,6 @@ pub struct ChainReport {
     pub head: Option<String>,
 }
 
-/// How hard SQLite syncs a commit. `Normal` (the default) survives a crash of the process,
-/// `Full` also a power cut, at the price of an fsync per commit group.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Synchronous {
-    #[default]
-    Normal,
-    Full,
-}
-
 #[derive(Debug, Clone)]
 pub struct JournalOptions {
     pub synchronous: Synchronous,
@@ -100,15 +91,6 @@ impl Default for JournalOptions {
     fn default() -> Self {
         JournalOptions { synchronous: Synchronous::Normal, max_batch: 512 }
     }
-}
-
-pub(crate) type Ack = oneshot::Sender<Result<(), String>>;
-
-pub(crate) enum Op {
-    Record(Box<Record>, Option<Ack>),
-    Outcome(OutcomeRecord, Option<Ack>),
-    /// Move the WAL's pages into the database file (kept off the commit path).
-    Checkpoint,
 }
 
 /// How often the writer thread checkpoints the WAL. SQLite's automatic checkpoint runs

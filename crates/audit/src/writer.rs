@@ -3,11 +3,30 @@
 //! thread's group commits, WAL checkpoints, and the hash chain's head, which moves only
 //! once a commit succeeded. Never reads on behalf of callers.
 
-use crate::journal::{Op, Synchronous};
+use crate::record::{OutcomeRecord, Record};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+/// How hard SQLite syncs a commit. `Normal` (the default) survives a crash of the process,
+/// `Full` also a power cut, at the price of an fsync per commit group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    #[default]
+    Normal,
+    Full,
+}
+
+pub(crate) type Ack = oneshot::Sender<Result<(), String>>;
+
+pub(crate) enum Op {
+    Record(Box<Record>, Option<Ack>),
+    Outcome(OutcomeRecord, Option<Ack>),
+    /// Move the WAL's pages into the database file (kept off the commit path).
+    Checkpoint,
+}
 
 /// The one write connection and the chain's head (the newest record's hash), which only
 /// moves once a commit has succeeded.

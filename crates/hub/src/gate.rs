@@ -8,7 +8,9 @@
 //! It must never read or inflate a body for a caller it has not authenticated, and never
 //! hold more than a route's cap of any body, compressed or not.
 
-use crate::routes::{self, Hub};
+use crate::callers;
+use crate::reply::error;
+use crate::state::Hub;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
@@ -65,8 +67,8 @@ pub fn gated(route: MethodRouter<Arc<Hub>>, hub: &Arc<Hub>, gate: Gate) -> Metho
 /// no business here).
 async fn authenticate(State((hub, gate)): State<(Arc<Hub>, Gate)>, req: Request, next: Next) -> Response {
     let allowed = match gate.caller {
-        Caller::Device => routes::device(&hub, req.headers()).await.map(drop),
-        Caller::Admin => routes::admin_refusal(&hub, req.headers()).map_or(Ok(()), Err),
+        Caller::Device => callers::device(&hub, req.headers()).await.map(drop),
+        Caller::Admin => callers::admin_refusal(&hub, req.headers()).map_or(Ok(()), Err),
         Caller::Enrolling => Ok(()),
     };
     if let Err(refused) = allowed {
@@ -85,7 +87,7 @@ async fn read_within_cap(State(gate): State<Gate>, req: Request, next: Next) -> 
     match axum::body::to_bytes(body, gate.cap).await {
         Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
         Err(e) if over_cap(&e) => too_large(gate),
-        Err(e) => routes::error(StatusCode::BAD_REQUEST, format!("the request body could not be read: {e}")),
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("the request body could not be read: {e}")),
     }
 }
 
@@ -101,7 +103,7 @@ fn over_cap(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 fn too_large(gate: Gate) -> Response {
-    routes::error(
+    error(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("the request body is larger than the {}-byte limit of {} (after decompression)", gate.cap, gate.route),
     )
@@ -110,6 +112,7 @@ fn too_large(gate: Gate) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routes;
     use axum::http::Method;
     use std::sync::atomic::{AtomicBool, Ordering};
     use tower::ServiceExt;

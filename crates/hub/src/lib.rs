@@ -11,12 +11,15 @@
 //! - [`siem`]: ingested records forwarded as OTLP logs and Splunk HEC events.
 //! - [`routes`]: the HTTP API; [`openapi`]: its OpenAPI document; [`gate`]: in front of
 //!   every route that takes a body, the credential checked before the body is read, and
-//!   the body capped after decompression.
+//!   the body capped after decompression. Both use [`state`] (what they share),
+//!   [`callers`] (the device or admin a request comes from, by its headers) and
+//!   [`reply`] (error answers).
 //!
 //! The hub never stores a device credential, enrollment token or admin token in plain
 //! text, and never logs one.
 
 pub mod auth;
+pub mod callers;
 pub mod csv_export;
 pub mod db;
 pub mod entitlements;
@@ -25,5 +28,7 @@ pub mod ingest;
 pub mod openapi;
 pub mod publish;
 pub mod query;
+pub mod reply;
 pub mod routes;
 pub mod siem;
+pub mod state;

@@ -5,10 +5,12 @@
 //! the credential is checked before the body is read, and the body is capped.
 
 use crate::auth;
-use crate::db::Db;
+use crate::callers::{admin_refusal, device};
 use crate::gate::{self, gated, Caller, Gate};
 use crate::ingest;
 use crate::query::{self, AuditQuery};
+use crate::reply::{error, internal};
+pub use crate::state::Hub;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,32 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-pub struct Hub {
-    pub db: Db,
-    /// SHA-256 of the admin bearer token; none: admin endpoints refuse everyone.
-    pub admin_token_sha256: Option<String>,
-    /// The key published policy is signed with; none: publishing is refused.
-    pub signing_key: Option<crate::publish::SigningKey>,
-    /// How long a published bundle stays valid.
-    pub bundle_valid_for: std::time::Duration,
-    /// Woken when this instance publishes (other instances are seen by polling).
-    pub published: tokio::sync::Notify,
-    /// Where new records are forwarded (OTLP, Splunk HEC), if anywhere.
-    pub siem: crate::siem::Siem,
-    /// The largest audit batch taken, after decompression (larger ones are answered 413).
-    pub max_ingest_bytes: usize,
-}
-
 type Shared = State<Arc<Hub>>;
-
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!("{e}");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "the hub could not complete the request; see its log")
-}
 
 /// Every route the router serves (method, path): the OpenAPI document must list exactly these.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -102,17 +79,6 @@ pub fn router(hub: Arc<Hub>) -> Router {
         // Routes with a body have their own gate and cap; this is for any other.
         .layer(DefaultBodyLimit::max(gate::UNGATED_CAP))
         .with_state(hub)
-}
-
-/// Why a request without the admin bearer token is refused; none when it carries it.
-pub(crate) fn admin_refusal(hub: &Hub, headers: &HeaderMap) -> Option<Response> {
-    let Some(expected) = &hub.admin_token_sha256 else {
-        return Some(error(StatusCode::UNAUTHORIZED, "no admin token is configured on this hub"));
-    };
-    match auth::bearer(headers) {
-        Some(token) if auth::digest(token) == *expected => None,
-        _ => Some(error(StatusCode::UNAUTHORIZED, "an admin bearer token is required")),
-    }
 }
 
 async fn admin(hub: &Hub, headers: &HeaderMap, action: &str, detail: String) -> Result<(), Response> {
@@ -187,18 +153,6 @@ async fn enroll(State(hub): Shared, Json(req): Json<Enroll>) -> Response {
     }
     tracing::info!(device, name, "device enrolled");
     Json(json!({ "device_id": device, "credential": credential })).into_response()
-}
-
-/// The enrolled device a request comes from.
-pub(crate) async fn device(hub: &Hub, headers: &HeaderMap) -> Result<String, Response> {
-    let Some(credential) = auth::bearer(headers) else {
-        return Err(error(StatusCode::UNAUTHORIZED, "a device credential is required"));
-    };
-    match auth::device_of(&hub.db, credential).await {
-        Ok(Some(d)) => Ok(d),
-        Ok(None) => Err(error(StatusCode::UNAUTHORIZED, "unknown device credential; enroll again")),
-        Err(e) => Err(internal(e)),
-    }
 }
 
 async fn ingest_batch(State(hub): Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
@@ -391,7 +345,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_listed_route_is_served() {
-        let db = Db::connect("sqlite::memory:").await.unwrap();
+        let db = crate::db::Db::connect("sqlite::memory:").await.unwrap();
         let hub = Arc::new(Hub {
             db,
             admin_token_sha256: None,

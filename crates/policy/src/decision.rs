@@ -1,7 +1,7 @@
 //! The answer the engine gives for one call. It never carries out the answer itself.
 
 use crate::class::{ClassSource, ToolClass};
-use crate::layers::Layer;
+use crate::layer::Layer;
 use serde::{Deserialize, Serialize};
 
 /// What happens to the call, least to most strict.

@@ -24,23 +24,14 @@ use crate::catalog::Catalog;
 use crate::class::{ClassSource, Classification, ToolClass};
 use crate::classify;
 use crate::decision::{Decision, Verdict};
+use crate::error::PolicyError;
 use crate::grant::GrantSettings;
 use crate::input::{Access, AccessInput, CallInput, ServerInfo, ServerOrigin, Standing, ToolDef};
-use crate::layers::{ClassDefaults, ClassOverride, Layer, Layers, PolicySettings};
+use crate::layer::Layer;
+use crate::layers::{ClassDefaults, ClassOverride, Layers, PolicySettings};
 use crate::rule::{qualified_name, Rule, RuleError, RuleList, Subject};
 use crate::servers::AllowedServers;
 use sha2::{Digest, Sha256};
-
-/// A rule error with the layer and field it sits in.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("policy.{list}[{index}]: {error}")]
-pub struct PolicyError {
-    pub layer: Layer,
-    /// `allow`, `ask`, `deny`, `classify` or `grants.once_only`.
-    pub list: &'static str,
-    pub index: usize,
-    pub error: RuleError,
-}
 
 #[derive(Debug)]
 struct LayerRules {
@@ -528,7 +519,7 @@ impl Policy {
             _ => self.by_default(&verdict, &name, builtin, &class, Layer::Builtin),
         };
         if v.decision == Decision::Ask {
-            if let Some(grant) = call.grants.and_then(|g| g.covering(call)) {
+            if let Some(grant) = call.grants.and_then(|g| g.covering(&call.grant_call())) {
                 v.decision = Decision::Allow;
                 v.rule = format!("grant:{}", grant.id);
                 v.reason = format!("`{name}` was approved earlier ({})", grant_kind(grant));

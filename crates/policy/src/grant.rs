@@ -9,7 +9,6 @@
 //! single-use grants. It never decides a call by itself.
 
 use crate::canonical::args_hash;
-use crate::input::CallInput;
 use crate::rule::{Condition, Quantifier, Rule, RuleError, RuleList, Subject};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -80,18 +79,34 @@ impl PartialEq for Grant {
     }
 }
 
+/// One call as a grant is matched against it (`CallInput::grant_call` makes it).
+#[derive(Debug, Clone, Copy)]
+pub struct GrantCall<'a> {
+    /// The name of the loopback client token the request carried.
+    pub client_token: &'a str,
+    /// The client session.
+    pub session: &'a str,
+    pub server: &'a str,
+    pub tool: &'a str,
+    /// The arguments as the client sent them: a once-grant is bound to their hash.
+    pub arguments: &'a serde_json::Value,
+    /// The arguments as the server will read them: what a grant's condition matches.
+    pub condition_arguments: &'a serde_json::Value,
+    /// Milliseconds since the Unix epoch.
+    pub now_ms: u64,
+}
+
 impl Grant {
-    pub fn covers(&self, call: &CallInput<'_>) -> bool {
-        if self.client_token != call.identity.client_token || self.server != call.server.name || self.tool != call.tool
-        {
+    pub fn covers(&self, call: &GrantCall<'_>) -> bool {
+        if self.client_token != call.client_token || self.server != call.server || self.tool != call.tool {
             return false;
         }
-        if !self.conditions.iter().all(|c| c.matches(call.condition_arguments(), Quantifier::All)) {
+        if !self.conditions.iter().all(|c| c.matches(call.condition_arguments, Quantifier::All)) {
             return false;
         }
         match &self.scope {
             GrantScope::Once { args_hash: hash } => *hash == args_hash(call.arguments),
-            GrantScope::Session { session } => *session == call.identity.session,
+            GrantScope::Session { session } => session == call.session,
             GrantScope::Until { expires_ms } => call.now_ms < *expires_ms,
         }
     }
@@ -238,8 +253,8 @@ impl GrantBook {
     }
 
     /// The first grant that covers the call.
-    pub fn covering(&self, call: &CallInput<'_>) -> Option<&Grant> {
-        let grants = self.by_tool.get(&(call.server.name.clone(), call.tool.to_string()))?;
+    pub fn covering(&self, call: &GrantCall<'_>) -> Option<&Grant> {
+        let grants = self.by_tool.get(&(call.server.to_string(), call.tool.to_string()))?;
         grants.iter().find(|g| g.covers(call))
     }
 
@@ -347,7 +362,7 @@ impl GrantBook {
 mod tests {
     use super::*;
     use crate::class::ToolClass;
-    use crate::input::{Identity, ServerInfo};
+    use crate::input::{CallInput, Identity, ServerInfo};
     use serde_json::{json, Value};
 
     fn once_only(s: &GrantSettings) -> RuleList {
@@ -381,7 +396,7 @@ mod tests {
             gate: Default::default(),
             now_ms,
         };
-        book.covering(&call).map(|g| g.id.clone())
+        book.covering(&call.grant_call()).map(|g| g.id.clone())
     }
 
     #[test]

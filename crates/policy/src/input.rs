@@ -1,7 +1,7 @@
 //! What the engine is told: who calls, which server, the tool's definition, the call's
 //! arguments and the time. Built by the gateway (or the CLI); read-only here.
 
-use crate::grant::GrantBook;
+use crate::grant::{GrantBook, GrantCall};
 use serde_json::Value;
 
 /// Who is calling.
@@ -184,6 +184,19 @@ impl CallInput<'_> {
     /// The arguments argument conditions are matched against.
     pub fn condition_arguments(&self) -> &Value {
         self.resolved.unwrap_or(self.arguments)
+    }
+
+    /// The call as a grant is matched against it.
+    pub fn grant_call(&self) -> GrantCall<'_> {
+        GrantCall {
+            client_token: &self.identity.client_token,
+            session: &self.identity.session,
+            server: &self.server.name,
+            tool: self.tool,
+            arguments: self.arguments,
+            condition_arguments: self.condition_arguments(),
+            now_ms: self.now_ms,
+        }
     }
 }
 

@@ -10,35 +10,10 @@
 use crate::class::ToolClass;
 use crate::decision::Decision;
 use crate::grant::{GrantLength, GrantSettings};
+use crate::layer::Layer;
 use crate::servers::ServerRules;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// Where a setting came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Layer {
-    Builtin,
-    User,
-    Managed,
-    Bundle,
-}
-
-impl Layer {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Layer::Builtin => "builtin",
-            Layer::User => "user",
-            Layer::Managed => "managed",
-            Layer::Bundle => "bundle",
-        }
-    }
-
-    /// Whether this layer is IT's (managed file or signed bundle).
-    pub fn is_managed(self) -> bool {
-        matches!(self, Layer::Managed | Layer::Bundle)
-    }
-}
 
 /// What happens to each class of tool when no rule decides.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -295,20 +270,6 @@ fn tighten_grants(strong: GrantSettings, weak: &GrantSettings) -> GrantSettings 
         lockout_secs: strong.lockout_secs.max(weak.lockout_secs),
         prompts_per_minute: strong.prompts_per_minute.min(weak.prompts_per_minute),
     }
-}
-
-/// The JSON Schema of policy files (`docs/policy.schema.json` is generated from it).
-pub fn json_schema() -> serde_json::Value {
-    #[derive(schemars::JsonSchema)]
-    #[allow(dead_code)]
-    /// A Countersign policy file: the `[policy]` table of the user config or of
-    /// `managed.toml` (which may also hold `[managed]`), or the body of a signed bundle.
-    struct PolicyFile {
-        policy: Option<PolicySettings>,
-        managed: Option<ManagedSettings>,
-        bundle: Option<crate::bundle::BundleHeader>,
-    }
-    serde_json::to_value(schemars::schema_for!(PolicyFile)).unwrap_or_default()
 }
 
 #[cfg(test)]

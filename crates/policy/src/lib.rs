@@ -9,8 +9,11 @@
 //!   destructive) and why.
 //! - `rule`: the rule grammar (Claude Code's `mcp__server__tool` globs plus `class:`,
 //!   `client:` and argument conditions).
-//! - `layers`, `bundle`: built-in < user < managed < signed bundle, and bundle checks.
-//! - `engine`: the decision; `grant`: approvals, lockouts and prompt limits.
+//! - `layer`, `layers`, `bundle`: built-in < user < managed < signed bundle (the name of
+//!   a layer, the settings each holds), and bundle checks; `schema`: the JSON Schema of
+//!   policy files.
+//! - `engine`: the decision; `error`: a policy that does not compile; `grant`: approvals,
+//!   lockouts and prompt limits.
 //! - `pin`: tool pinning and quarantine of suspicious descriptions.
 //! - `servers`: which servers may run, and whether AI clients must route through us.
 //! - `shown`: text from others as a person reads it (hidden characters as visible escapes).
@@ -22,12 +25,15 @@ mod class;
 mod classify;
 mod decision;
 mod engine;
+mod error;
 mod grant;
 mod heuristics;
 mod input;
+mod layer;
 mod layers;
 mod pin;
 mod rule;
+mod schema;
 mod servers;
 pub mod shown;
 
@@ -40,15 +46,18 @@ pub use catalog::{Catalog, CatalogEntry};
 pub use class::{ClassSource, Classification, ToolClass};
 pub use classify::skeleton;
 pub use decision::{Decision, Verdict};
-pub use engine::{Policy, PolicyError};
-pub use grant::{Grant, GrantBook, GrantError, GrantLength, GrantRequest, GrantScope, GrantSettings};
+pub use engine::Policy;
+pub use error::PolicyError;
+pub use grant::{Grant, GrantBook, GrantCall, GrantError, GrantLength, GrantRequest, GrantScope, GrantSettings};
 pub use input::{
     Access, AccessInput, CallInput, Gate, Identity, ServerInfo, ServerOrigin, ServerScope, Standing, ToolDef, ToolHints,
 };
+pub use layer::Layer;
 pub use layers::{
-    json_schema, AuditBuffer, BundleExpiry, ClassDefaults, ClassOverride, Layer, Layers, ManagedFile, ManagedSettings,
-    PolicySettings, WhenFull,
+    AuditBuffer, BundleExpiry, ClassDefaults, ClassOverride, Layers, ManagedFile, ManagedSettings, PolicySettings,
+    WhenFull,
 };
 pub use pin::{collisions, suspicions, tool_fingerprint, tool_suspicions, Collision, PinSet, Review, ToolState};
 pub use rule::{is_path_pattern, nfc, normalise, Rule, RuleError, RuleList};
+pub use schema::json_schema;
 pub use servers::{AllowedServers, ServerMatcher, ServerRules};

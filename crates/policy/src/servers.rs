@@ -4,9 +4,9 @@
 //! `serverUrl`), each a glob. Layers only tighten: routing is required if any layer
 //! requires it, and a server must be on every layer's list that has one. Pure logic.
 
-use crate::engine::PolicyError;
+use crate::error::PolicyError;
 use crate::input::ServerOrigin;
-use crate::layers::Layer;
+use crate::layer::Layer;
 use crate::rule::RuleError;
 use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};

@@ -29,7 +29,12 @@ async fn next_message(rx: &mut mpsc::UnboundedReceiver<UpstreamEvent>) -> Value 
 async fn permit() -> crate::govern::Permit {
     let dir = tempfile::tempdir().unwrap();
     let journal = countersign_audit::Journal::open(&dir.path().join("j.db"), Default::default()).await.unwrap();
-    let record = countersign_audit::Record::new(countersign_audit::RecordKind::Call, "u", "d", countersign_audit::Decision::Allow);
+    let record = countersign_audit::Record::new(
+        countersign_audit::RecordKind::Call,
+        "u",
+        "d",
+        countersign_audit::Decision::Allow,
+    );
     journal.commit(record).await.unwrap().into()
 }
 
