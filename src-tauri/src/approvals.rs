@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// A prompt as the UI sees it: the full prompt plus the nonce its answer must carry.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct PendingPrompt {
     #[serde(flatten)]
     pub prompt: Prompt,

@@ -3,16 +3,17 @@
 //! and undo. The work is the gateway's `client_routing`; this only picks the config file,
 //! the shim program and the listening address the running gateway uses.
 
+use crate::error::{CmdResult, CommandError, ErrorKind};
 use crate::state::AppState;
 use countersign_clients::{ClientKind, Env, FileReport};
 use countersign_local::client_routing::{self, record::Record, FileOutcome, Options};
 use serde::Serialize;
 use std::path::PathBuf;
-use tauri::Manager;
+use tauri::{AppHandle, Manager, Runtime};
 
-type CmdResult<T> = Result<T, String>;
-
+/// One AI client and its files.
 #[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ClientView {
     client: ClientKind,
     name: &'static str,
@@ -24,6 +25,7 @@ pub struct ClientView {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ClientsView {
     clients: Vec<ClientView>,
     /// Set while policy requires routing and some client does not comply.
@@ -31,11 +33,12 @@ pub struct ClientsView {
 }
 
 fn env() -> CmdResult<Env> {
-    Env::from_process().ok_or_else(|| "no home folder (HOME is not set)".to_string())
+    Env::from_process().ok_or_else(|| CommandError::new(ErrorKind::Unavailable, "no home folder (HOME is not set)"))
 }
 
 fn kind(slug: &str) -> CmdResult<ClientKind> {
-    ClientKind::from_slug(slug).ok_or_else(|| format!("unknown client `{slug}`"))
+    ClientKind::from_slug(slug)
+        .ok_or_else(|| CommandError::new(ErrorKind::BadRequest, format!("unknown client `{slug}`")))
 }
 
 /// The `countersign` program stdio-only clients start: beside the app, else on `PATH`.
@@ -44,15 +47,16 @@ fn shim_program() -> CmdResult<String> {
     let beside = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join(name)));
     let on_path =
         || std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()));
-    beside
-        .filter(|p| p.is_file())
-        .or_else(on_path)
-        .map(|p: PathBuf| p.display().to_string())
-        .ok_or_else(|| "the `countersign` command is not installed, so stdio clients cannot be routed".into())
+    beside.filter(|p| p.is_file()).or_else(on_path).map(|p: PathBuf| p.display().to_string()).ok_or_else(|| {
+        CommandError::new(
+            ErrorKind::Unavailable,
+            "the `countersign` command is not installed, so stdio clients cannot be routed",
+        )
+    })
 }
 
 #[tauri::command]
-pub async fn clients(app: tauri::AppHandle) -> CmdResult<ClientsView> {
+pub async fn clients<R: Runtime>(app: AppHandle<R>) -> CmdResult<ClientsView> {
     let state = app.state::<AppState>();
     let gateway = state.running()?;
     let listen = state.listen();
@@ -60,9 +64,9 @@ pub async fn clients(app: tauri::AppHandle) -> CmdResult<ClientsView> {
     let policy = gateway.policy();
     let mut reports = tauri::async_runtime::spawn_blocking(move || countersign_clients::inventory(&env, &[], listen))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CommandError::failed)?;
     countersign_gateway::client_inventory::mark_blocked(&mut reports, &policy);
-    let record = Record::load(gateway.home()).map_err(|e| e.to_string())?;
+    let record = Record::load(gateway.home()).map_err(CommandError::failed)?;
     let mut out: Vec<ClientView> = Vec::new();
     for report in reports {
         let client = report.client;
@@ -86,11 +90,13 @@ pub async fn clients(app: tauri::AppHandle) -> CmdResult<ClientsView> {
 }
 
 fn config_path(gateway: &countersign_gateway::Gateway) -> CmdResult<PathBuf> {
-    gateway.config_path().ok_or_else(|| "Countersign runs without a config file".to_string())
+    gateway
+        .config_path()
+        .ok_or_else(|| CommandError::new(ErrorKind::Unavailable, "Countersign runs without a config file"))
 }
 
 #[tauri::command]
-pub async fn route_client(app: tauri::AppHandle, client: String) -> CmdResult<Vec<FileOutcome>> {
+pub async fn route_client<R: Runtime>(app: AppHandle<R>, client: String) -> CmdResult<Vec<FileOutcome>> {
     let state = app.state::<AppState>();
     let gateway = state.running()?;
     let options = Options {
@@ -104,13 +110,13 @@ pub async fn route_client(app: tauri::AppHandle, client: String) -> CmdResult<Ve
     let lookup = |var: &str| std::env::var(var).ok();
     client_routing::install(gateway.home(), &config_path(&gateway)?, &env()?, &policy, &options, &lookup)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(CommandError::failed)
 }
 
 #[tauri::command]
-pub async fn undo_client(app: tauri::AppHandle, client: String) -> CmdResult<Vec<FileOutcome>> {
+pub async fn undo_client<R: Runtime>(app: AppHandle<R>, client: String) -> CmdResult<Vec<FileOutcome>> {
     let gateway = app.state::<AppState>().running()?;
     client_routing::uninstall(gateway.home(), &config_path(&gateway)?, &env()?, &[kind(&client)?])
         .await
-        .map_err(|e| e.to_string())
+        .map_err(CommandError::failed)
 }

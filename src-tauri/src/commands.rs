@@ -4,33 +4,36 @@
 //! can do: an answer needs the prompt's nonce and argument hash.
 
 use crate::approvals::PendingPrompt;
+use crate::error::{CmdResult, CommandError, ErrorKind};
 use crate::state::AppState;
 use countersign_gateway::api::{ActivityFilter, AnswerRequest, CredentialView, HubEnrollment, PolicyView, ServerView};
 use countersign_gateway::approver::Binding;
 use countersign_policy::GrantLength;
 use serde::Serialize;
 use serde_json::Value;
-use tauri::{Manager, State};
+use tauri::{AppHandle, Manager, Runtime, State};
 
-type CmdResult<T> = Result<T, String>;
-
+/// The app at a glance: the main window's header and banners.
 #[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AppStatus {
-    listen: Option<String>,
-    gateway_error: Option<String>,
-    paused: bool,
-    pending: usize,
-    policy_version: String,
-    grant_lengths: Vec<GrantLength>,
+    /// Where the hosted gateway listens; None while it does not run here.
+    pub listen: Option<String>,
+    /// Why the gateway does not run here (another one serves this user, or it failed).
+    pub gateway_error: Option<String>,
+    pub paused: bool,
+    pub pending: usize,
+    pub policy_version: String,
+    pub grant_lengths: Vec<GrantLength>,
     /// Credentials written in plain text in the config file (`servers.X.env.KEY`), which
     /// the window offers to move into the keychain.
-    plaintext_secrets: Vec<String>,
+    pub plaintext_secrets: Vec<String>,
     /// Set while policy requires AI clients to route through Countersign and some do not.
-    routing_warning: Option<String>,
+    pub routing_warning: Option<String>,
     /// Set while the managed policy bundle in force has expired.
-    policy_warning: Option<String>,
-    /// Whether this device is enrolled with a hub.
-    hub: Option<HubEnrollment>,
+    pub policy_warning: Option<String>,
+    /// Whether this device is enrolled with a hub (None while the gateway does not run).
+    pub hub: Option<HubEnrollment>,
 }
 
 #[tauri::command]
@@ -54,9 +57,9 @@ pub fn status(state: State<'_, AppState>) -> AppStatus {
 /// Moves every credential written in plain text in the config into the keychain, leaving
 /// references; how many moved.
 #[tauri::command]
-pub async fn import_secrets(app: tauri::AppHandle) -> CmdResult<usize> {
+pub async fn import_secrets<R: Runtime>(app: AppHandle<R>) -> CmdResult<usize> {
     let gateway = app.state::<AppState>().running()?;
-    gateway.import_secrets().await.map_err(|e| e.to_string())
+    Ok(gateway.import_secrets().await?)
 }
 
 #[tauri::command]
@@ -76,9 +79,8 @@ pub fn answer(
     all: Option<usize>,
 ) -> CmdResult<()> {
     let binding = Binding { nonce, args_hash };
-    let request =
-        AnswerRequest::parse(&verdict, length.as_deref(), None, all, Some(binding)).map_err(|e| e.to_string())?;
-    state.running()?.answer(&id, request).map_err(|e| e.to_string())
+    let request = AnswerRequest::parse(&verdict, length.as_deref(), None, all, Some(binding))?;
+    Ok(state.running()?.answer(&id, request)?)
 }
 
 #[tauri::command]
@@ -88,16 +90,16 @@ pub fn grants(state: State<'_, AppState>) -> Vec<countersign_policy::Grant> {
 
 #[tauri::command]
 pub fn revoke_grant(state: State<'_, AppState>, id: String) -> CmdResult<()> {
-    state.running()?.revoke_grant(&id).map_err(|e| e.to_string())
+    Ok(state.running()?.revoke_grant(&id)?)
 }
 
-/// The newest records first (at most 500), filtered by the journal's own query.
+/// The newest records first (at most 500), filtered by the journal's own query. Records
+/// stay JSON objects: the journal's wire format (`countersign-audit`) is their type, and
+/// the window shows each field it does not know as it is.
 #[tauri::command]
-pub async fn activity(app: tauri::AppHandle, filter: Option<ActivityFilter>) -> CmdResult<Vec<Value>> {
+pub async fn activity<R: Runtime>(app: AppHandle<R>, filter: Option<ActivityFilter>) -> CmdResult<Vec<Value>> {
     let gateway = app.state::<AppState>().running()?;
-    off_thread(app, move |_| tauri::async_runtime::block_on(gateway.activity(filter.unwrap_or_default())))
-        .await?
-        .map_err(|e| e.to_string())
+    Ok(off_thread(app, move |_| tauri::async_runtime::block_on(gateway.activity(filter.unwrap_or_default()))).await??)
 }
 
 #[tauri::command]
@@ -108,7 +110,7 @@ pub fn servers(state: State<'_, AppState>) -> Vec<ServerView> {
 /// Each remote server's credentials: signed in (until when, by which authorization
 /// server), needing a sign-in, or a keychain problem. Never a token.
 #[tauri::command]
-pub async fn credentials(app: tauri::AppHandle) -> Vec<CredentialView> {
+pub async fn credentials<R: Runtime>(app: AppHandle<R>) -> Vec<CredentialView> {
     match app.state::<AppState>().gateway() {
         Some(gateway) => gateway.credentials().await,
         None => Vec::new(),
@@ -118,21 +120,21 @@ pub async fn credentials(app: tauri::AppHandle) -> Vec<CredentialView> {
 /// Signs in to a remote server: the browser opens (through the OS, never a shell) and the
 /// sign-in comes back to a loopback listener; the tokens go to the keychain.
 #[tauri::command]
-pub async fn sign_in(app: tauri::AppHandle, server: String) -> CmdResult<String> {
+pub async fn sign_in<R: Runtime>(app: AppHandle<R>, server: String) -> CmdResult<String> {
     let gateway = app.state::<AppState>().running()?;
-    gateway.sign_in(&server).await.map_err(|e| e.to_string())
+    Ok(gateway.sign_in(&server).await?)
 }
 
 /// Signs out of a remote server: its tokens are revoked and removed from the keychain.
 #[tauri::command]
-pub async fn sign_out(app: tauri::AppHandle, server: String) -> CmdResult<usize> {
+pub async fn sign_out<R: Runtime>(app: AppHandle<R>, server: String) -> CmdResult<usize> {
     let gateway = app.state::<AppState>().running()?;
-    gateway.sign_out(&server).await.map_err(|e| e.to_string())
+    Ok(gateway.sign_out(&server).await?)
 }
 
 #[tauri::command]
 pub fn accept_tools(state: State<'_, AppState>, server: String, tools: Vec<String>) -> CmdResult<usize> {
-    state.running()?.accept_pins(&server, &tools).map_err(|e| e.to_string())
+    Ok(state.running()?.accept_pins(&server, &tools)?)
 }
 
 #[tauri::command]
@@ -142,15 +144,17 @@ pub fn policy(state: State<'_, AppState>) -> Option<PolicyView> {
 
 /// What the settings window shows.
 #[derive(Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SettingsView {
-    data_directory: std::path::PathBuf,
-    configuration: String,
-    managed_policy: std::path::PathBuf,
-    /// The hub this device is enrolled with, read from the data directory, in words.
-    hub_enrollment: String,
-    start_at_login: bool,
+    pub data_directory: std::path::PathBuf,
+    /// The config file, or `(none)`.
+    pub configuration: String,
+    pub managed_policy: std::path::PathBuf,
+    /// The hub this device is enrolled with, read from the data directory.
+    pub hub: HubEnrollment,
+    pub start_at_login: bool,
     /// Set when managed policy decides start at login.
-    start_at_login_forced: Option<bool>,
+    pub start_at_login_forced: Option<bool>,
 }
 
 #[tauri::command]
@@ -160,32 +164,32 @@ pub fn settings(state: State<'_, AppState>) -> SettingsView {
         data_directory: state.home.dir().to_path_buf(),
         configuration: state.config.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none)".into()),
         managed_policy: countersign_gateway::policy_layers::managed_file(),
-        hub_enrollment: countersign_gateway::api::hub_enrollment(&state.home).to_string(),
+        hub: countersign_gateway::api::hub_enrollment(&state.home),
         start_at_login: crate::autostart::enabled(),
         start_at_login_forced: gateway.and_then(|g| g.policy().layers().managed_settings().start_at_login),
     }
 }
 
 #[tauri::command]
-pub fn set_paused(app: tauri::AppHandle, state: State<'_, AppState>, paused: bool) -> CmdResult<()> {
+pub fn set_paused<R: Runtime>(app: AppHandle<R>, state: State<'_, AppState>, paused: bool) -> CmdResult<()> {
     crate::tray::set_paused(&app, &state.running()?, paused);
     Ok(())
 }
 
 /// Runs `work` on a blocking thread that drives it to completion: the journal's and the
 /// gateway's futures are not `Send` in the way a command's future must be.
-async fn off_thread<T: Send + 'static>(
-    app: tauri::AppHandle,
-    work: impl FnOnce(tauri::AppHandle) -> T + Send + 'static,
+async fn off_thread<R: Runtime, T: Send + 'static>(
+    app: AppHandle<R>,
+    work: impl FnOnce(AppHandle<R>) -> T + Send + 'static,
 ) -> CmdResult<T> {
-    tauri::async_runtime::spawn_blocking(move || work(app)).await.map_err(|e| e.to_string())
+    tauri::async_runtime::spawn_blocking(move || work(app)).await.map_err(CommandError::failed)
 }
 
 #[tauri::command]
-pub async fn take_over(app: tauri::AppHandle) -> CmdResult<()> {
+pub async fn take_over<R: Runtime>(app: AppHandle<R>) -> CmdResult<()> {
     off_thread(app, |app| {
         let state = app.state::<AppState>();
-        tauri::async_runtime::block_on(crate::state::take_over(&app, &state)).map_err(|e| e.to_string())
+        tauri::async_runtime::block_on(crate::state::take_over(&app, &state)).map_err(CommandError::failed)
     })
     .await?
 }
@@ -193,9 +197,9 @@ pub async fn take_over(app: tauri::AppHandle) -> CmdResult<()> {
 /// Closes the main window (and its web view); Countersign keeps running in the tray and
 /// opens it again when a prompt or the tray asks.
 #[tauri::command]
-pub fn close_main(app: tauri::AppHandle) -> CmdResult<()> {
-    let window = app.get_webview_window("main").ok_or("no main window")?;
-    window.destroy().map_err(|e| e.to_string())
+pub fn close_main<R: Runtime>(app: AppHandle<R>) -> CmdResult<()> {
+    let window = app.get_webview_window("main").ok_or_else(|| CommandError::failed("no main window"))?;
+    window.destroy().map_err(CommandError::failed)
 }
 
 /// Turns start at login on or off, unless managed policy decides it.
@@ -203,9 +207,12 @@ pub fn close_main(app: tauri::AppHandle) -> CmdResult<()> {
 pub fn set_start_at_login(state: State<'_, AppState>, on: bool) -> CmdResult<()> {
     let forced = state.gateway().and_then(|g| g.policy().layers().managed_settings().start_at_login);
     if let Some(forced) = forced {
-        return Err(format!("managed policy sets start at login to {}", if forced { "on" } else { "off" }));
+        return Err(CommandError::new(
+            ErrorKind::Forbidden,
+            format!("managed policy sets start at login to {}", if forced { "on" } else { "off" }),
+        ));
     }
-    crate::autostart::set(on).map_err(|e| e.to_string())
+    crate::autostart::set(on).map_err(CommandError::failed)
 }
 
 /// Makes a tool stricter in the user's own policy, or removes that override; a class
@@ -217,5 +224,5 @@ pub fn set_tool_class(
     tool: String,
     class: Option<String>,
 ) -> CmdResult<()> {
-    state.running()?.set_tool_class(&server, &tool, class.as_deref()).map_err(|e| e.to_string())
+    Ok(state.running()?.set_tool_class(&server, &tool, class.as_deref())?)
 }

@@ -3,12 +3,13 @@
 //! asked. It never starts a second gateway beside a running one.
 
 use crate::approvals::DesktopApprover;
+use countersign_gateway::api::ControlError;
 use countersign_gateway::{Gateway, ServeError};
 use countersign_local::{Config, Home};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tauri::Emitter;
+use tauri::{AppHandle, Emitter, Runtime};
 
 /// The gateway this app hosts, or why it does not run.
 #[derive(Default)]
@@ -39,8 +40,8 @@ impl AppState {
     }
 
     /// The running gateway, or the error a command shows without one.
-    pub fn running(&self) -> Result<Gateway, String> {
-        self.gateway().ok_or_else(|| "the gateway is not running".to_string())
+    pub fn running(&self) -> Result<Gateway, ControlError> {
+        self.gateway().ok_or_else(|| ControlError::Unavailable("the gateway is not running".into()))
     }
 
     pub fn listen(&self) -> Option<SocketAddr> {
@@ -76,7 +77,7 @@ impl AppState {
     }
 
     /// Starts the gateway, or records why it cannot run (another one serves this user).
-    pub async fn start_gateway(&self, app: &tauri::AppHandle) {
+    pub async fn start_gateway<R: Runtime>(&self, app: &AppHandle<R>) {
         if let Some(other) = self.other_gateway().await {
             tracing::warn!("gateway not started: {other}");
             self.hosted().error = Some(other);
@@ -113,7 +114,7 @@ impl AppState {
 }
 
 /// Asks the gateway that holds the port to stop, waits until it did, and starts ours.
-pub async fn take_over(app: &tauri::AppHandle, state: &AppState) -> anyhow::Result<()> {
+pub async fn take_over<R: Runtime>(app: &AppHandle<R>, state: &AppState) -> anyhow::Result<()> {
     if state.gateway().is_some() {
         return Ok(());
     }

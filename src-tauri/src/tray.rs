@@ -8,22 +8,22 @@ use crate::state::AppState;
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::TrayIconBuilder;
-use tauri::{AppHandle, Emitter, Manager};
+use tauri::{AppHandle, Emitter, Manager, Runtime};
 
 const IDLE: &[u8] = include_bytes!("../icons/tray.png");
 const PENDING: &[u8] = include_bytes!("../icons/tray-pending.png");
 
-pub struct TrayItems {
-    pending: MenuItem<tauri::Wry>,
-    pause: CheckMenuItem<tauri::Wry>,
-    clients: MenuItem<tauri::Wry>,
+pub struct TrayItems<R: Runtime> {
+    pending: MenuItem<R>,
+    pause: CheckMenuItem<R>,
+    clients: MenuItem<R>,
 }
 
 /// How often the tray looks at what the gateway's background checks found (the AI
 /// clients' routing); approvals update it as they happen.
 const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub fn build(app: &AppHandle) -> tauri::Result<()> {
+pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
     let pending = MenuItem::with_id(app, "pending", "No pending approvals", true, None::<&str>)?;
     let activity = MenuItem::with_id(app, "activity", "Recent activity", true, None::<&str>)?;
     let clients = MenuItem::with_id(app, "clients", "AI clients", true, None::<&str>)?;
@@ -37,9 +37,9 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
         .tooltip("Countersign")
         .menu(&menu)
         .on_menu_event(|app, event| match event.id().as_ref() {
-            "pending" | "open" => crate::show_main(app, "approvals"),
-            "activity" => crate::show_main(app, "activity"),
-            "clients" => crate::show_main(app, "clients"),
+            "pending" | "open" => crate::windows::show_main(app, "approvals"),
+            "activity" => crate::windows::show_main(app, "activity"),
+            "clients" => crate::windows::show_main(app, "clients"),
             "pause" => {
                 if let Some(gateway) = app.state::<AppState>().gateway() {
                     set_paused(app, &gateway, !gateway.paused());
@@ -54,7 +54,7 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
 }
 
 /// Brings the tray up to date with the approvals and the kill switch.
-pub fn refresh(app: &AppHandle) {
+pub fn refresh<R: Runtime>(app: &AppHandle<R>) {
     let state = app.state::<AppState>();
     let count = state.approver.pending_full().len();
     let gateway = state.gateway();
@@ -62,7 +62,7 @@ pub fn refresh(app: &AppHandle) {
     let error = state.gateway_error().is_some();
     let bypassed = gateway.as_ref().and_then(|g| g.routing_warning());
     let expired = gateway.as_ref().and_then(|g| g.policy_warning());
-    if let Some(items) = app.try_state::<TrayItems>() {
+    if let Some(items) = app.try_state::<TrayItems<R>>() {
         let text = match count {
             0 => "No pending approvals".to_string(),
             1 => "1 pending approval".to_string(),
@@ -99,7 +99,7 @@ pub fn refresh(app: &AppHandle) {
 }
 
 /// Keeps the tray in step with the gateway's background checks.
-pub async fn follow(app: AppHandle) {
+pub async fn follow<R: Runtime>(app: AppHandle<R>) {
     loop {
         tokio::time::sleep(EVERY).await;
         refresh(&app);
@@ -108,7 +108,7 @@ pub async fn follow(app: AppHandle) {
 
 /// The kill switch: every call is refused while paused (the gateway records each change);
 /// the windows and the tray follow.
-pub fn set_paused(app: &AppHandle, gateway: &countersign_gateway::Gateway, paused: bool) {
+pub fn set_paused<R: Runtime>(app: &AppHandle<R>, gateway: &countersign_gateway::Gateway, paused: bool) {
     if gateway.set_paused(paused) {
         let _ = app.emit("approvals-changed", ());
         refresh(app);

@@ -100,6 +100,8 @@ async def test_allow_deny_and_timeout_through_desktop_notifications(app):
     open_tab(app, "settings")
     await anyio.to_thread.run_sync(lambda: wait_for(
         lambda: app.driver.find_elements(By.CSS_SELECTOR, '[data-testid="start-at-login"]'), what="the setting"))
+    # The enrollment the app reads from the data directory, in words (this one has no hub).
+    assert app.driver.find_element(By.CSS_SELECTOR, '[data-testid="hub-enrollment"]').text == "Not enrolled"
     app.driver.find_element(By.CSS_SELECTOR, '[data-testid="start-at-login"]').click()
     await until(lambda: entry.exists(), what="the autostart entry")
     assert "Exec=" in entry.read_text()

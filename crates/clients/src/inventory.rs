@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum Route {
     /// Through Countersign: the stdio shim, or the loopback endpoint.
@@ -20,6 +21,7 @@ pub enum Route {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ServerReport {
     #[serde(flatten)]
     pub server: Server,
@@ -27,6 +29,7 @@ pub struct ServerReport {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FileReport {
     pub client: ClientKind,
     pub client_name: &'static str,
@@ -36,6 +39,7 @@ pub struct FileReport {
     pub scope: Scope,
     pub servers: Vec<ServerReport>,
     /// Why the file could not be read, if it could not.
+    #[cfg_attr(feature = "ts", ts(optional))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -18,6 +18,7 @@ pub enum ReadError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Transport {
     Stdio { command: String, args: Vec<String> },
@@ -25,6 +26,7 @@ pub enum Transport {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Server {
     pub name: String,
     #[serde(flatten)]
@@ -32,6 +34,7 @@ pub struct Server {
     /// Whether the client has it switched on (`disabled: true`, Goose's `enabled`).
     pub enabled: bool,
     /// For Claude Code's per-project servers kept in `~/.claude.json`: the project.
+    #[cfg_attr(feature = "ts", ts(optional))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
     /// The environment a stdio server is started with. Never shown or serialised: values

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 /// What the person is asked.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Prompt {
     pub id: String,
     pub session: String,

@@ -15,6 +15,7 @@ use std::collections::{HashMap, VecDeque};
 
 /// How long an approval lasts, as a person chooses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "kebab-case")]
 pub enum GrantLength {
     /// This call, these exact arguments, one time.
@@ -48,6 +49,7 @@ impl GrantLength {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum GrantScope {
     /// Single use, bound to the SHA-256 of the canonical arguments.
@@ -60,6 +62,7 @@ pub enum GrantScope {
 
 /// An approval that lets later calls through without asking.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Grant {
     pub id: String,
     pub client_token: String,

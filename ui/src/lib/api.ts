@@ -1,58 +1,40 @@
 // Typed wrappers over the app's Tauri commands and events. The Rust side decides
-// everything; this file only names what it offers.
+// everything; this file only names what it offers. The types are generated from the Rust
+// ones into ./bindings (ts-rs; `cargo test -p countersign-app` fails when they are stale).
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type { ActivityFilter } from "./bindings/ActivityFilter";
+import type { AppStatus } from "./bindings/AppStatus";
+import type { ClientsView } from "./bindings/ClientsView";
+import type { CommandError } from "./bindings/CommandError";
+import type { CredentialView } from "./bindings/CredentialView";
+import type { Grant } from "./bindings/Grant";
+import type { GrantLength } from "./bindings/GrantLength";
+import type { PendingPrompt } from "./bindings/PendingPrompt";
+import type { PolicyView } from "./bindings/PolicyView";
+import type { ServerView } from "./bindings/ServerView";
+import type { SettingsView } from "./bindings/SettingsView";
+
+export type {
+  ActivityFilter,
+  AppStatus,
+  ClientsView,
+  CommandError,
+  CredentialView,
+  Grant,
+  GrantLength,
+  PendingPrompt,
+  PolicyView,
+  ServerView,
+  SettingsView,
+};
+export type { ClientView } from "./bindings/ClientView";
+export type { HubEnrollment } from "./bindings/HubEnrollment";
+export type { ToolView } from "./bindings/ToolView";
 
 export type Verdict = "allow" | "deny";
-export type GrantLength = "once" | "session" | "15m" | "1h" | "today";
 
-export interface PendingPrompt {
-  id: string;
-  session: string;
-  client: string;
-  client_name: string | null;
-  server: string;
-  tool: string;
-  arguments: unknown;
-  args_hash: string;
-  reason: string;
-  deadline_ms: number;
-  /** Identical calls waiting on this prompt. */
-  waiting: number;
-  nonce: string;
-  summary: string;
-}
-
-export interface AppStatus {
-  listen: string | null;
-  gateway_error: string | null;
-  paused: boolean;
-  pending: number;
-  policy_version: string;
-  grant_lengths: GrantLength[];
-  plaintext_secrets: string[];
-  routing_warning: string | null;
-  /** Set while the managed policy bundle in force has expired. */
-  policy_warning: string | null;
-}
-
-export interface Grant {
-  id: string;
-  client_token: string;
-  server: string;
-  tool: string;
-  scope: { kind: string; expires_ms?: number; session?: string; args_hash?: string };
-  condition: string | null;
-  created_ms: number;
-}
-
-export interface ActivityFilter {
-  client?: string;
-  server?: string;
-  tool?: string;
-  decision?: string;
-}
-
+/** An audit record as the journal writes it: JSON, with the fields the windows read. */
 export type AuditRecord = Record<string, unknown> & {
   id: string;
   time: string;
@@ -66,72 +48,8 @@ export type AuditRecord = Record<string, unknown> & {
   class: string | null;
 };
 
-export interface ToolView {
-  name: string;
-  class: string;
-  source: string;
-  reason: string;
-  label: string | null;
-  state: string;
-  detail: string[];
-  locked: string | null;
-  user_class: string | null;
-}
-
-export interface ServerView {
-  name: string;
-  transport: string;
-  trusted: boolean;
-  catalog: string | null;
-  tools: ToolView[];
-}
-
-/** One remote server's credentials, as the keychain holds them (never a token). */
-export interface CredentialView {
-  server: string;
-  url: string;
-  state: "none" | "signed_in" | "needs_sign_in" | "keychain_problem";
-  issuer?: string | null;
-  expires_at?: number | null;
-  scopes?: string[];
-  why?: string;
-  asks_for_sign_in: boolean;
-}
-
-/** One server in an AI client's file, and how it reaches its server. */
-export interface ClientServer {
-  name: string;
-  type: "stdio" | "remote";
-  command?: string;
-  args?: string[];
-  url?: string;
-  enabled: boolean;
-  project?: string;
-  route: "routed" | "shadow" | "blocked";
-}
-
-export interface ClientFile {
-  file: string;
-  scope: "user" | "project";
-  project?: string;
-  servers: ClientServer[];
-  error?: string;
-}
-
-export interface ClientView {
-  client: string;
-  name: string;
-  files: ClientFile[];
-  shadow: number;
-  undoable: number;
-}
-
-export interface ClientsView {
-  clients: ClientView[];
-  warning: string | null;
-}
-
-/** What routing (or undoing) did to one client file. */
+/** What routing (or undoing) did to one client file. Written by hand: its Rust type
+ * (`client_routing::FileOutcome`) is not generated yet (it is moving crates). */
 export interface RoutingOutcome {
   client: string;
   client_name: string;
@@ -142,6 +60,17 @@ export interface RoutingOutcome {
   restart?: string;
   sign_in?: string[];
   error?: string;
+}
+
+/** What a failed command says, for a person: a command rejects with a `CommandError`
+ * (`{ kind, message }`), shown by its message; anything else by its text. */
+export function errorText(e: unknown): string {
+  if (typeof e === "object" && e !== null && typeof (e as CommandError).message === "string") {
+    return (e as CommandError).message;
+  }
+  if (e instanceof Error) return e.message;
+  if (typeof e === "object" && e !== null) return JSON.stringify(e);
+  return String(e);
 }
 
 export const api = {
@@ -155,8 +84,8 @@ export const api = {
   activity: (filter: ActivityFilter) => invoke<AuditRecord[]>("activity", { filter }),
   servers: () => invoke<ServerView[]>("servers"),
   acceptTools: (server: string, tools: string[]) => invoke<number>("accept_tools", { server, tools }),
-  policy: () => invoke<Record<string, unknown>>("policy"),
-  settings: () => invoke<Record<string, unknown>>("settings"),
+  policy: () => invoke<PolicyView | null>("policy"),
+  settings: () => invoke<SettingsView>("settings"),
   setPaused: (paused: boolean) => invoke<void>("set_paused", { paused }),
   takeOver: () => invoke<void>("take_over"),
   closeWindow: () => invoke<void>("close_main"),

@@ -3,6 +3,7 @@ import {
   badge,
   countdown,
   credentialText,
+  enrollmentText,
   fullArguments,
   outcomeLines,
   quoted,
@@ -14,6 +15,7 @@ import {
   who,
 } from "./format";
 import shared from "../../../crates/policy/src/shown_cases.json";
+import { errorText } from "./api";
 
 describe("visible", () => {
   it("shows what the terminal and the notification show (the Rust side's cases)", () => {
@@ -149,5 +151,25 @@ describe("outcomeLines", () => {
   it("shows a server's command line or its URL", () => {
     expect(serverTarget({ type: "stdio", command: "npx", args: ["-y", "x"] })).toBe("npx -y x");
     expect(serverTarget({ type: "remote", url: "https://a/mcp" })).toBe("https://a/mcp");
+  });
+});
+
+describe("enrollmentText", () => {
+  it("names the hub and the device, or says there is none", () => {
+    expect(enrollmentText({ state: "enrolled", url: "https://hub.example", device_id: "dev-1" })).toBe(
+      "Enrolled with https://hub.example as device dev-1",
+    );
+    expect(enrollmentText({ state: "not-enrolled" })).toBe("Not enrolled");
+  });
+});
+
+describe("errorText", () => {
+  it("shows a command's message, never [object Object]", () => {
+    expect(errorText({ kind: "conflict", message: "the answer does not carry this prompt's nonce" })).toBe(
+      "the answer does not carry this prompt's nonce",
+    );
+    expect(errorText("invalid args `nonce` for command `answer`")).toBe("invalid args `nonce` for command `answer`");
+    expect(errorText(new Error("boom"))).toBe("boom");
+    expect(errorText({ kind: "failed" })).not.toContain("[object");
   });
 });

@@ -1,4 +1,5 @@
 // Presentation only: how values read on screen. No decisions are made here.
+import type { HubEnrollment } from "./bindings/HubEnrollment";
 
 /** "42s left", "2m 5s left", "expired". */
 export function countdown(deadlineMs: number, nowMs: number): string {
@@ -160,4 +161,9 @@ export function who(p: { client: string; client_name: string | null }): string {
 /** What approving does when identical calls wait on one prompt. */
 export function waitingText(waiting: number): string {
   return waiting > 1 ? `${waiting} identical calls wait: Allow once runs one of them` : "";
+}
+
+/** "Not enrolled", or the hub and this device's id there. */
+export function enrollmentText(hub: HubEnrollment): string {
+  return hub.state === "enrolled" ? `Enrolled with ${hub.url} as device ${hub.device_id}` : "Not enrolled";
 }

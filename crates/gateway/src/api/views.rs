@@ -7,6 +7,7 @@ use serde::Serialize;
 
 /// The running gateway at a glance: what `countersign status`, the app and the tray show.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Status {
     pub pid: u32,
     pub listen: String,
@@ -33,6 +34,7 @@ pub struct Status {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum TransportKind {
     Stdio,
@@ -40,6 +42,7 @@ pub enum TransportKind {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ServerSummary {
     pub name: String,
     pub transport: TransportKind,
@@ -47,6 +50,7 @@ pub struct ServerSummary {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SessionView {
     /// The session id's short form (never the whole id: it is a capability).
     pub id: String,
@@ -62,6 +66,7 @@ pub struct SessionView {
 
 /// Whether this device is enrolled with a hub.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum HubEnrollment {
     NotEnrolled,
@@ -79,6 +84,7 @@ impl std::fmt::Display for HubEnrollment {
 
 /// A tool as the servers window shows it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ToolView {
     pub name: String,
     pub class: String,
@@ -95,6 +101,7 @@ pub struct ToolView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ServerView {
     pub name: String,
     pub transport: TransportKind,
@@ -105,6 +112,7 @@ pub struct ServerView {
 
 /// A remote server's credentials: never a token.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CredentialView {
     pub server: String,
     pub url: String,
@@ -116,6 +124,7 @@ pub struct CredentialView {
 
 /// The policy in force, layer by layer.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PolicyView {
     pub policy_version: String,
     pub layers: LayersView,
@@ -123,32 +132,42 @@ pub struct PolicyView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct LayersView {
     pub bundle: Option<BundleView>,
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     pub managed: Option<ManagedFile>,
     pub user: UserLayerView,
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct BundleView {
     pub version: u64,
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     pub policy: PolicySettings,
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct UserLayerView {
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     pub policy: PolicySettings,
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct GrantsView {
     /// The layer whose grant settings are in force.
     pub layer: Layer,
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     pub settings: GrantSettings,
 }
 
 /// A filter on the activity list (each field an exact match; empty fields are ignored).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields))]
 pub struct ActivityFilter {
     pub client: Option<String>,
     pub server: Option<String>,

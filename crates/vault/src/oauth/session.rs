@@ -22,6 +22,7 @@ pub enum BearerError {
 
 /// The state of one server's credentials, for the app and `auth status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum CredentialState {
     /// No sign-in is stored (the server may not need one).
