@@ -467,3 +467,7 @@ async fn alert(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "ingest_tests.rs"]
+mod tests;

@@ -1,0 +1,137 @@
+//! Ingestion against a real database (SQLite in memory): a chained batch is stored once
+//! and acknowledged again on a replay; contents that do not match their hash, a replay
+//! with other contents and a record out of its chain raise alerts without replacing what
+//! the hub holds; a batch that cannot be taken (a NUL, a seq below 1) is refused whole.
+
+use super::{ingest, Ingested};
+use crate::db::Db;
+use countersign_audit::chain::GENESIS;
+use countersign_audit::wire::{Batch, WireRecord};
+
+fn record(seq: i64, prev: &str, tool: &str) -> WireRecord {
+    let mut r = WireRecord {
+        seq,
+        id: format!("rec-{seq}"),
+        time: format!("2026-12-01T10:00:{seq:02}Z"),
+        kind: "call".into(),
+        user: "ana".into(),
+        device: "ana-laptop".into(),
+        client: Some("cursor".into()),
+        client_name: None,
+        client_version: None,
+        session: Some("s-1".into()),
+        server: Some("fs".into()),
+        tool: Some(tool.into()),
+        method: Some("tools/call".into()),
+        arguments: None,
+        decision: "allow".into(),
+        rule: Some("default:read".into()),
+        reason: None,
+        approval: None,
+        policy_version: None,
+        class: Some("read".into()),
+        label: None,
+        grant_id: None,
+        grant_length: None,
+        prev_hash: Some(prev.into()),
+        hash: None,
+    };
+    r.hash = Some(r.chain_fields().hash(prev));
+    r
+}
+
+/// Records 1..=n chained from the genesis.
+fn chain(n: i64) -> Vec<WireRecord> {
+    let mut out: Vec<WireRecord> = Vec::new();
+    for seq in 1..=n {
+        let prev = out.last().and_then(|r| r.hash.clone()).unwrap_or_else(|| GENESIS.to_string());
+        out.push(record(seq, &prev, "read_file"));
+    }
+    out
+}
+
+fn batch(records: Vec<WireRecord>) -> Batch {
+    Batch { records, outcomes: vec![], grant_columns: true }
+}
+
+async fn hub() -> Db {
+    let db = Db::connect("sqlite::memory:").await.unwrap();
+    sqlx::query("INSERT INTO devices (id, name, credential_sha256, enrolled_at) VALUES ('d1', 'd1', 'x', '2026-12-01T09:00:00Z')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    db
+}
+
+async fn alerts(db: &Db) -> Vec<String> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT kind FROM alerts ORDER BY time").fetch_all(&db.pool).await.unwrap();
+    rows.into_iter().map(|(k,)| k).collect()
+}
+
+async fn held(db: &Db) -> Vec<(i64, String)> {
+    sqlx::query_as("SELECT seq, tool FROM records ORDER BY seq").fetch_all(&db.pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_chained_batch_is_stored_once_and_a_replay_is_acknowledged_again() {
+    let db = hub().await;
+    let records = chain(3);
+    let Ingested::Stored { ack, new } = ingest(&db, None, "d1", &batch(records.clone())).await.unwrap() else {
+        panic!("refused")
+    };
+    assert_eq!(new.len(), 3);
+    assert_eq!(ack.records, ["rec-1", "rec-2", "rec-3"]);
+    assert_eq!((ack.last_seq, ack.last_hash.as_deref()), (Some(3), records[2].hash.as_deref()));
+    let Ingested::Stored { ack, new } = ingest(&db, None, "d1", &batch(records)).await.unwrap() else {
+        panic!("a replay was refused")
+    };
+    assert!(new.is_empty(), "nothing new in a replay");
+    assert_eq!(ack.records.len(), 3, "a replay is acknowledged again");
+    assert_eq!(held(&db).await.len(), 3);
+    assert_eq!(alerts(&db).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn contents_changed_after_hashing_raise_a_hash_alert() {
+    let db = hub().await;
+    let mut records = chain(2);
+    records[1].tool = Some("delete_file".into()); // the hash still says read_file
+    assert!(matches!(ingest(&db, None, "d1", &batch(records)).await.unwrap(), Ingested::Stored { .. }));
+    assert!(alerts(&db).await.contains(&"hash".to_string()), "{:?}", alerts(&db).await);
+}
+
+#[tokio::test]
+async fn a_replay_with_other_contents_never_replaces_the_first_copy() {
+    let db = hub().await;
+    let records = chain(2);
+    ingest(&db, None, "d1", &batch(records.clone())).await.unwrap();
+    let mut changed = records.clone();
+    changed[1].tool = Some("delete_file".into());
+    ingest(&db, None, "d1", &batch(changed)).await.unwrap();
+    assert_eq!(held(&db).await, [(1, "read_file".to_string()), (2, "read_file".to_string())]);
+    assert!(alerts(&db).await.contains(&"hash".to_string()), "{:?}", alerts(&db).await);
+}
+
+#[tokio::test]
+async fn a_record_that_does_not_continue_the_chain_is_flagged() {
+    let db = hub().await;
+    let records = chain(3);
+    // Record 2 never arrives: 3 names a previous hash the hub does not hold.
+    ingest(&db, None, "d1", &batch(vec![records[0].clone(), records[2].clone()])).await.unwrap();
+    assert!(!alerts(&db).await.is_empty(), "a gap in the chain raises an alert");
+    assert_eq!(held(&db).await.len(), 2, "stored all the same");
+}
+
+#[tokio::test]
+async fn a_batch_it_cannot_take_is_refused_whole() {
+    let db = hub().await;
+    let mut nul = chain(2);
+    nul[1].tool = Some("read\0file".into());
+    assert!(matches!(ingest(&db, None, "d1", &batch(nul)).await.unwrap(), Ingested::Refused(_)));
+    let mut zero = chain(1);
+    zero[0].seq = 0;
+    assert!(matches!(ingest(&db, None, "d1", &batch(zero)).await.unwrap(), Ingested::Refused(_)));
+    assert!(held(&db).await.is_empty(), "nothing of a refused batch is stored");
+    assert!(!alerts(&db).await.is_empty(), "a refusal is an alert");
+}
