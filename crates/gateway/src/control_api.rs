@@ -138,3 +138,7 @@ async fn shutdown(State(gateway): State<Gateway>) -> Response {
     gateway.shutdown();
     ok(json!({"stopping": true}))
 }
+
+#[cfg(test)]
+#[path = "control_api_tests.rs"]
+mod tests;
