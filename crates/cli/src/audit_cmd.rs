@@ -113,10 +113,10 @@ async fn compare_with_hub(
     if offline {
         return Ok(HubCheck::Skipped);
     }
-    if countersign_gateway::hub_sync::HubLink::load(home).is_none() {
+    if countersign_sync::hub_sync::HubLink::load(home).is_none() {
         return Ok(HubCheck::NotEnrolled);
     }
-    match countersign_gateway::hub_sync::hub_checkpoint(home).await {
+    match countersign_sync::hub_sync::hub_checkpoint(home).await {
         Ok(Some(checkpoint)) => {
             reader.check_against(&checkpoint, key).await?;
             Ok(HubCheck::Matches(checkpoint.seq))

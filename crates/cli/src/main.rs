@@ -388,7 +388,7 @@ async fn run(home: Home, command: Command) -> Result<i32> {
         Command::Clients { command } => clients_cmd::run(&home, command).await,
         Command::Enroll { hub_url, token, name } => {
             let name = name.unwrap_or_else(host_name);
-            let device = countersign_gateway::hub_sync::enroll(&home, &hub_url, &token, &name).await?;
+            let device = countersign_sync::hub_sync::enroll(&home, &hub_url, &token, &name).await?;
             println!("enrolled with {hub_url} as device {device} ({name})");
             Ok(0)
         }
@@ -406,7 +406,7 @@ async fn run(home: Home, command: Command) -> Result<i32> {
                 println!("0");
                 return Ok(0);
             }
-            let report = countersign_gateway::hub_sync::sync_once(&home, settings.batch_size).await?;
+            let report = countersign_sync::hub_sync::sync_once(&home, settings.batch_size).await?;
             println!("{}", report.acknowledged_records);
             eprintln!(
                 "{} record(s) and {} outcome(s) acknowledged by the hub; {} pending",

@@ -19,10 +19,7 @@ mod front_door;
 pub mod govern;
 pub mod guard;
 mod http_face;
-pub mod hub_sync;
-mod journal_upkeep;
 mod listener;
-pub mod managed_bundle;
 pub mod message;
 pub mod pins;
 pub mod policy_layers;
@@ -37,6 +34,8 @@ pub mod upstream;
 
 pub use api::Gateway;
 // This user's local state lives in countersign-local; the gateway names it as its own.
+pub use countersign_local::managed_bundle;
 pub(crate) use countersign_local::{clock, config, config_edit, gateway_link, home, secret_import, tokens};
 pub use countersign_local::{Config, Home};
+pub(crate) use countersign_sync::hub_sync;
 pub use server::{start, start_with, Running, ServeError};

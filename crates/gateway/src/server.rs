@@ -142,7 +142,7 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
     tokio::spawn(crate::sign_ins::revoke_removed(shared.clone(), home.clone()));
     tokio::spawn(crate::hub_sync::run(Arc::downgrade(&shared), home.clone(), shared.config.sync.clone()));
     tokio::spawn(crate::hub_sync::run_policy(Arc::downgrade(&shared), home.clone()));
-    tokio::spawn(crate::journal_upkeep::run(Arc::downgrade(&shared), home.clone()));
+    tokio::spawn(countersign_sync::journal_upkeep::run(Arc::downgrade(&shared), home.clone()));
     tokio::spawn(crate::client_inventory::run(Arc::downgrade(&shared)));
     // Make sure the shim's token exists before any shim asks for it. Without a keychain
     // the HTTP face still serves; each shim then says why it cannot connect.

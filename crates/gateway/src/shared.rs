@@ -106,6 +106,25 @@ impl Shared {
     }
 }
 
+/// What the sync tasks (hub sync, journal upkeep) may reach of the running gateway.
+impl countersign_sync::Host for Shared {
+    fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    fn bundles(&self) -> Arc<crate::managed_bundle::BundleKeeper> {
+        self.bundles.clone()
+    }
+
+    fn audit_bounds(&self) -> countersign_policy::AuditBuffer {
+        self.policy.load().layers().managed_settings().audit
+    }
+
+    fn record_event(self: &Arc<Self>, decision: countersign_audit::Decision, rule: &'static str, reason: String) {
+        self.policy_event(PolicyEvent { decision, rule, reason, server: None, tool: None });
+    }
+}
+
 /// The outcome of record `record_id`, begun at `started`; a detail is cut to 500 characters.
 pub(crate) fn outcome(
     record_id: uuid::Uuid,

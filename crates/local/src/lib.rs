@@ -16,6 +16,8 @@ pub mod config_edit;
 pub mod config_file;
 pub mod gateway_link;
 pub mod home;
+pub mod managed_bundle;
+pub mod managed_files;
 pub mod secret_import;
 pub mod session_bus;
 pub mod tokens;

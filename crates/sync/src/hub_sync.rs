@@ -8,10 +8,10 @@
 //! bundles, verifies each against the managed key and the rollback floor, and drops the
 //! good ones where the policy watcher verifies and loads them.
 
-use crate::config::SyncSettings;
-use crate::home::{write_private, Home};
 use countersign_audit::outbox::{AsyncOutbox, Pending};
 use countersign_audit::wire::{Ack, Batch};
+use countersign_local::config::SyncSettings;
+use countersign_local::home::{write_private, Home};
 use countersign_vault::{Account, Keychain, Secret};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -197,7 +197,7 @@ pub async fn sync_once(home: &Home, batch_size: usize) -> Result<SyncReport, Syn
 
 /// Syncs every interval while the gateway runs (when the device is enrolled), backing off
 /// exponentially with jitter while the hub fails. Ends when the gateway is gone.
-pub async fn run(gateway: std::sync::Weak<crate::shared::Shared>, home: Home, settings: SyncSettings) {
+pub async fn run<H: crate::Host>(gateway: std::sync::Weak<H>, home: Home, settings: SyncSettings) {
     let interval = Duration::from_secs(settings.interval_secs);
     let max_backoff = Duration::from_secs(settings.max_backoff_secs.max(settings.interval_secs));
     let mut wait = interval;
@@ -257,7 +257,7 @@ pub async fn hub_checkpoint(home: &Home) -> Result<Option<countersign_audit::che
 /// the new version, if one came.
 pub async fn fetch_policy(
     home: &Home,
-    bundles: &crate::managed_bundle::BundleKeeper,
+    bundles: &countersign_local::managed_bundle::BundleKeeper,
     wait_secs: u64,
 ) -> Result<Option<i64>, SyncError> {
     let (link, credential) = enrolled(home).await?;
@@ -284,12 +284,12 @@ pub async fn fetch_policy(
         signature: String,
     }
     let bundle: Bundle = resp.json().await.map_err(|e| unreachable(&link.url, e))?;
-    let key = crate::policy_layers::bundle_key().map_err(|e| SyncError::Local(e.to_string()))?;
+    let key = countersign_local::managed_files::bundle_key().map_err(|e| SyncError::Local(e.to_string()))?;
     let checked = countersign_policy::verify_bundle(
         bundle.document.as_bytes(),
         Some(&bundle.signature),
         key.as_deref(),
-        crate::clock::now_unix(),
+        countersign_local::clock::now_unix(),
         floor,
     )
     .map_err(|e| SyncError::Bundle { version: bundle.version, message: e.to_string() })?;
@@ -299,7 +299,7 @@ pub async fn fetch_policy(
             message: format!("the signed document says version {}", checked.header.version),
         });
     }
-    let path = crate::policy_layers::bundle_path(home);
+    let path = countersign_local::managed_files::bundle_path(home);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| SyncError::Local(format!("{}: {e}", dir.display())))?;
     }
@@ -316,11 +316,11 @@ pub async fn fetch_policy(
 /// Keeps a long poll open to the hub for new policy while the gateway runs (when the
 /// device is enrolled), backing off while the hub cannot be reached or offers a bundle
 /// that is refused (each refusal recorded once in the journal).
-pub async fn run_policy(gateway: std::sync::Weak<crate::shared::Shared>, home: Home) {
+pub async fn run_policy<H: crate::Host>(gateway: std::sync::Weak<H>, home: Home) {
     let mut backoff = Duration::from_secs(2);
     let mut last_refusal: Option<String> = None;
     loop {
-        let Some(bundles) = gateway.upgrade().map(|s| s.bundles.clone()) else { return };
+        let Some(bundles) = gateway.upgrade().map(|s| s.bundles()) else { return };
         if HubLink::load(&home).is_none() {
             // Enrollment may happen while the gateway runs; a file check a second is cheap.
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -333,14 +333,8 @@ pub async fn run_policy(gateway: std::sync::Weak<crate::shared::Shared>, home: H
                     let why = e.to_string();
                     tracing::error!("{why}");
                     if last_refusal.as_ref() != Some(&why) {
-                        if let Some(shared) = gateway.upgrade() {
-                            shared.policy_event(crate::shared::PolicyEvent {
-                                decision: countersign_audit::Decision::Deny,
-                                rule: "policy-layer",
-                                reason: why.clone(),
-                                server: None,
-                                tool: None,
-                            });
+                        if let Some(host) = gateway.upgrade() {
+                            host.record_event(countersign_audit::Decision::Deny, "policy-layer", why.clone());
                         }
                         last_refusal = Some(why);
                     }

@@ -5,9 +5,9 @@
 //! in the real keychain, so these run inside `scripts/keyring-session.sh` (as `make
 //! test-rust` does).
 
-use crate::home::Home;
 use countersign_audit::wire::{Ack, Batch};
 use countersign_audit::{Journal, Record, RecordKind};
+use countersign_local::home::Home;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};

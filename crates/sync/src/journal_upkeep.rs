@@ -8,9 +8,9 @@
 //! kept), rather than refusing every call for ever. Either way it is audited: no record
 //! ever disappears silently.
 
-use crate::home::Home;
-use crate::shared::{PolicyEvent, Shared};
+use crate::Host;
 use countersign_audit::outbox::AsyncOutbox;
+use countersign_local::home::Home;
 use countersign_policy::WhenFull;
 use std::sync::Weak;
 use std::time::Duration;
@@ -18,13 +18,13 @@ use std::time::Duration;
 /// How often the bounds are checked.
 const EVERY: Duration = Duration::from_secs(2);
 
-pub async fn run(gateway: Weak<Shared>, home: Home) {
+pub async fn run<H: Host>(gateway: Weak<H>, home: Home) {
     // One connection for the gateway's life (opened again after a failure).
     let mut outbox: Option<AsyncOutbox> = None;
     loop {
         tokio::time::sleep(EVERY).await;
         let Some(shared) = gateway.upgrade() else { return };
-        let bounds = shared.policy.load().layers().managed_settings().audit;
+        let bounds = shared.audit_bounds();
         let cutoff = (bounds.retention_days > 0).then(|| {
             let t = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(bounds.retention_days));
             t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
@@ -60,14 +60,7 @@ pub async fn run(gateway: Weak<Shared>, home: Home) {
                     bounds.max_records
                 );
                 tracing::warn!("{reason}");
-                let event = PolicyEvent {
-                    decision: countersign_audit::Decision::Deny,
-                    rule: "audit-gap",
-                    reason,
-                    server: None,
-                    tool: None,
-                };
-                shared.policy_event(event);
+                shared.record_event(countersign_audit::Decision::Deny, "audit-gap", reason);
             } else {
                 let reason = format!(
                     "the journal reached its limit of {} records and, with no hub enrolled to keep them, rotated: \
@@ -75,19 +68,12 @@ pub async fn run(gateway: Weak<Shared>, home: Home) {
                     bounds.max_records
                 );
                 tracing::info!("{reason}");
-                let event = PolicyEvent {
-                    decision: countersign_audit::Decision::Allow,
-                    rule: "audit-rotated",
-                    reason,
-                    server: None,
-                    tool: None,
-                };
-                shared.policy_event(event);
+                shared.record_event(countersign_audit::Decision::Allow, "audit-rotated", reason);
             }
         }
         let full = report.full && !drop_unsent;
-        if full != shared.journal.is_full() {
-            shared.journal.set_full(full);
+        if full != shared.journal().is_full() {
+            shared.journal().set_full(full);
             let (decision, reason) = if full {
                 (
                     countersign_audit::Decision::Deny,
@@ -108,7 +94,7 @@ pub async fn run(gateway: Weak<Shared>, home: Home) {
             } else {
                 tracing::info!("{reason}");
             }
-            shared.policy_event(PolicyEvent { decision, rule: "audit-full", reason, server: None, tool: None });
+            shared.record_event(decision, "audit-full", reason);
         }
     }
 }

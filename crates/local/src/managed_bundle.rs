@@ -79,7 +79,7 @@ impl BundleKeeper {
         self.with(|k| k.last_good.clone())
     }
 
-    pub(crate) fn keep(&self, copy: Option<SignedCopy>, in_force: Option<InForce>) {
+    pub fn keep(&self, copy: Option<SignedCopy>, in_force: Option<InForce>) {
         self.with(|k| {
             k.last_good = copy;
             k.in_force = in_force;
