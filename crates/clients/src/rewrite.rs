@@ -26,8 +26,9 @@ pub fn route(
     text: &str,
     plan: &[(EntryPath, Delivery)],
 ) -> Result<(String, Vec<Routed>), EditError> {
+    let before = text;
     let mut text = text.to_string();
-    let mut done = Vec::new();
+    let mut done: Vec<Routed> = Vec::new();
     for (entry, delivery) in plan {
         let doc = parse(&text, location.format, &location.path)?;
         let value = edit::entry_value(&doc, &location.servers_at, entry)
@@ -36,6 +37,13 @@ pub fn route(
         let original = edit::original(location, &text, entry)?;
         text = edit::replace(location, &text, entry, &routed)?;
         done.push(Routed { entry: entry.clone(), original });
+    }
+    // Routed only if it can be put back exactly: a file whose entries cannot be found
+    // again by the same edits (a key repeated inside a multi-line string, say) is left as
+    // it was rather than changed beyond undoing.
+    if !done.is_empty() && restore(location, &text, &done).ok().as_deref() != Some(before) {
+        let name = done[0].entry.name.clone();
+        return Err(EditError::Unverified { path: location.path.clone(), name });
     }
     Ok((text, done))
 }
