@@ -173,6 +173,7 @@ fn ui_bindings_are_generated_from_the_rust_types() {
     countersign_gateway::api::ServerView::export_all(&cfg).unwrap();
     countersign_gateway::api::CredentialView::export_all(&cfg).unwrap();
     countersign_gateway::api::PolicyView::export_all(&cfg).unwrap();
+    countersign_local::client_routing::FileOutcome::export_all(&cfg).unwrap();
     if write {
         return;
     }

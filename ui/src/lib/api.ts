@@ -14,6 +14,7 @@ import type { PendingPrompt } from "./bindings/PendingPrompt";
 import type { PolicyView } from "./bindings/PolicyView";
 import type { ServerView } from "./bindings/ServerView";
 import type { SettingsView } from "./bindings/SettingsView";
+import type { FileOutcome } from "./bindings/FileOutcome";
 
 export type {
   ActivityFilter,
@@ -50,17 +51,8 @@ export type AuditRecord = Record<string, unknown> & {
 
 /** What routing (or undoing) did to one client file. Written by hand: its Rust type
  * (`client_routing::FileOutcome`) is not generated yet (it is moving crates). */
-export interface RoutingOutcome {
-  client: string;
-  client_name: string;
-  file: string;
-  changed: { name: string; server: string; via: "shim" | "http" | "direct" }[];
-  skipped?: { name: string; reason: string }[];
-  backup?: string;
-  restart?: string;
-  sign_in?: string[];
-  error?: string;
-}
+/** One client file routed or put back (generated from `client_routing::FileOutcome`). */
+export type RoutingOutcome = FileOutcome;
 
 /** What a failed command says, for a person: a command rejects with a `CommandError`
  * (`{ kind, message }`), shown by its message; anything else by its text. */

@@ -67,6 +67,7 @@ pub struct Options {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Moved {
     /// The name in the client's file.
     pub name: String,
@@ -77,6 +78,7 @@ pub struct Moved {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Skipped {
     pub name: String,
     pub reason: String,
@@ -84,31 +86,39 @@ pub struct Skipped {
 
 /// One client file's outcome.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FileOutcome {
     pub client: ClientKind,
     pub client_name: &'static str,
     pub file: String,
     pub changed: Vec<Moved>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "ts", ts(as = "Option<Vec<Skipped>>", optional))]
     pub skipped: Vec<Skipped>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub backup: Option<String>,
     /// What to do for the client to notice, when it does not watch its file.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub restart: Option<&'static str>,
     /// Remote servers now reached through Countersign: sign in once with
     /// `countersign auth login NAME` if they ask for it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "ts", ts(as = "Option<Vec<String>>", optional))]
     pub sign_in: Vec<String>,
     /// Keychain names that were taken (by another reference or an item already there,
     /// left as they were), and the names the credentials got instead.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "ts", ts(as = "Option<Vec<RenamedSecret>>", optional))]
     pub renamed_secrets: Vec<RenamedSecret>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RenamedSecret {
     /// The name it would have had, which something else holds.
     pub taken: String,
