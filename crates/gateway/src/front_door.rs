@@ -54,7 +54,10 @@ pub(crate) fn rejected(face: &Face, method: &Method, path: &str, client: Option<
         }
     });
     tracing::warn!(status = %refusal.status, "refused {method} {path}: {}", refusal.reason);
-    let mut resp = (refusal.status, format!("{}\n", refusal.reason)).into_response();
+    // A JSON-RPC error body, as everything else on the MCP endpoints answers: no id (the
+    // body was not read), the reason as its message.
+    let body = crate::message::error_response(None, crate::message::code::INVALID_REQUEST, &refusal.reason);
+    let mut resp = json_response(refusal.status, body);
     if refusal.status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
     }

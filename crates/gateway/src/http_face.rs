@@ -35,6 +35,7 @@ pub(crate) fn router(face: Face) -> Router {
         .fallback(not_found)
         .with_state(face.clone())
         .merge(crate::control_api::router(face, gateway))
+        .layer(axum::middleware::from_fn(crate::request_body::read_to_end))
 }
 
 async fn mcp_aggregate(State(face): State<Face>, req: Request<Body>) -> Response {
@@ -49,7 +50,7 @@ async fn not_found(State(face): State<Face>, req: Request<Body>) -> Response {
     if let Err(r) = pre_auth(&face, &req) {
         return r;
     }
-    (StatusCode::NOT_FOUND, "not found: MCP clients use /mcp or /mcp/<server>\n").into_response()
+    rpc_error(StatusCode::NOT_FOUND, None, code::INVALID_REQUEST, "not found: MCP clients use /mcp or /mcp/<server>")
 }
 
 fn rpc_error(status: StatusCode, id: Option<&serde_json::value::RawValue>, code: i64, msg: &str) -> Response {
@@ -103,7 +104,8 @@ async fn handle(face: Face, route: Route, req: Request<Body>) -> Response {
             };
             let accepts_sse = header_has(req.headers(), "accept", "text/event-stream");
             if !accepts_sse {
-                return (StatusCode::NOT_ACCEPTABLE, "GET streams are text/event-stream\n").into_response();
+                let msg = "a GET stream is text/event-stream: send Accept: text/event-stream";
+                return rpc_error(StatusCode::NOT_ACCEPTABLE, None, code::INVALID_REQUEST, msg);
             }
             session.touch();
             let resume = req.headers().get("last-event-id").and_then(|v| v.to_str().ok());
@@ -120,7 +122,12 @@ async fn handle(face: Face, route: Route, req: Request<Body>) -> Response {
             }
             None => rpc_error(StatusCode::BAD_REQUEST, None, code::INVALID_REQUEST, "DELETE needs an Mcp-Session-Id"),
         },
-        _ => (StatusCode::METHOD_NOT_ALLOWED, "use POST, GET or DELETE\n").into_response(),
+        _ => {
+            let mut resp =
+                rpc_error(StatusCode::METHOD_NOT_ALLOWED, None, code::INVALID_REQUEST, "use POST, GET or DELETE");
+            resp.headers_mut().insert("allow", HeaderValue::from_static("GET, POST, DELETE"));
+            resp
+        }
     }
 }
 

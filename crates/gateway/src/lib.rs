@@ -24,6 +24,7 @@ pub mod message;
 pub mod pins;
 pub mod policy_layers;
 pub mod policy_watch;
+mod request_body;
 pub mod server;
 pub mod session;
 mod shared;
