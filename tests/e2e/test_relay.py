@@ -291,3 +291,33 @@ async def test_a_calls_log_lines_carry_its_session_and_call_but_never_its_argume
     assert found, f"no line of the call carries its spans:\n{log}"
     assert found.group(1) == record["session"], "the span names the record's session"
     assert marker not in log, "an argument value reached the log"
+
+
+def test_aggregate_endpoint_routes_resources_and_completions_without_a_listing(make_gateway, tmp_path):
+    """On /mcp a client may read a resource it never listed (a template URI included),
+    and complete a namespaced prompt's or a template's arguments: each reaches the one
+    server that offers it. A URI nobody offers is MCP's "resource not found" with its URI."""
+    from conftest import Rpc
+    gw = make_gateway({"e": everything_server(), "m": memory_server(tmp_path / "mem.jsonl")})
+    rpc = Rpc(gw, "/mcp")
+    templated = "demo://resource/dynamic/text/7"
+    read = rpc.request("resources/read", {"uri": templated})
+    assert read["result"]["contents"][0]["uri"] == templated, read
+    prompt = rpc.request("completion/complete", {"ref": {"type": "ref/prompt", "name": "e__completable-prompt"},
+                                                 "argument": {"name": "department", "value": "Eng"}})
+    assert prompt["result"]["completion"]["values"] == ["Engineering"], prompt
+    template = rpc.request("completion/complete",
+                           {"ref": {"type": "ref/resource", "uri": "demo://resource/dynamic/text/{resourceId}"},
+                            "argument": {"name": "resourceId", "value": "1"}})
+    assert "result" in template and isinstance(template["result"]["completion"]["values"], list), template
+    unknown = rpc.request("resources/read", {"uri": "nosuch://thing"})
+    assert unknown["error"]["code"] == -32002 and unknown["error"]["data"] == {"uri": "nosuch://thing"}, unknown
+    bad_prompt = rpc.request("completion/complete", {"ref": {"type": "ref/prompt", "name": "completable-prompt"},
+                                                     "argument": {"name": "department", "value": ""}})
+    assert bad_prompt["error"]["code"] == -32602 and "server__prompt" in bad_prompt["error"]["message"]
+    # Each reached server `e` under its own names, on record.
+    gw.wait_audit(lambda r: r.get("method") == "resources/read" and r.get("server") == "e" and r["outcome"] == "ok",
+                  "the templated read's record")
+    done = gw.wait_audit(lambda r: r.get("method") == "completion/complete" and r["outcome"] == "ok",
+                         "the completions' records")
+    assert {r["server"] for r in done} == {"e"}

@@ -21,6 +21,8 @@ pub mod code {
     pub const UPSTREAM_ERROR: i64 = -32000;
     /// An `Mcp-Method` / `Mcp-Name` header disagrees with the body (2026-07-28).
     pub const HEADER_MISMATCH: i64 = -32020;
+    /// MCP's "resource not found", with the URI as `data.uri`.
+    pub const RESOURCE_NOT_FOUND: i64 = -32002;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,6 +166,15 @@ pub fn raw(json: &str) -> Box<RawValue> {
 pub fn error_response(id: Option<&RawValue>, code: i64, message: &str) -> String {
     format!(
         r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{}}}}}"#,
+        id.map_or("null", RawValue::get),
+        serde_json::Value::String(message.to_string())
+    )
+}
+
+/// A JSON-RPC error response with `data` (for example the `uri` of an unknown resource).
+pub fn error_with_data(id: Option<&RawValue>, code: i64, message: &str, data: &serde_json::Value) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{},"data":{data}}}}}"#,
         id.map_or("null", RawValue::get),
         serde_json::Value::String(message.to_string())
     )

@@ -25,6 +25,44 @@ pub fn split_name(name: &str) -> Option<(&str, &str)> {
     name.split_once(SEPARATOR).filter(|(s, n)| !s.is_empty() && !n.is_empty())
 }
 
+/// A server's resource template, as the aggregate endpoint routes by it.
+pub(crate) struct TemplateOwner {
+    server: String,
+    template: String,
+    compiled: Option<super::uri_template::UriTemplate>,
+}
+
+/// Why a resource URI has no server on the aggregate endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unrouted {
+    /// No server lists it or offers a template that describes it.
+    Unknown,
+    /// More than one does: it is refused rather than sent to either.
+    Ambiguous,
+}
+
+impl Unrouted {
+    fn error(self, id: Option<&serde_json::value::RawValue>, uri: &str) -> String {
+        match self {
+            Unrouted::Unknown => message::error_with_data(
+                id,
+                code::RESOURCE_NOT_FOUND,
+                &format!(
+                    "resource not found: no server behind /mcp lists `{}` or offers a template for it",
+                    shorten(uri)
+                ),
+                &json!({ "uri": uri }),
+            ),
+            Unrouted::Ambiguous => message::error_with_data(
+                id,
+                code::INVALID_PARAMS,
+                "more than one server offers this resource: read it through /mcp/<server>",
+                &json!({ "uri": uri }),
+            ),
+        }
+    }
+}
+
 /// Protocol versions the aggregate endpoint speaks, newest first.
 const VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
 
@@ -103,32 +141,32 @@ impl Session {
             }
             Operation::ReadResource | Operation::Subscribe | Operation::Unsubscribe => {
                 let params = env.params().unwrap_or(Value::Null);
-                let uri = params.get("uri").and_then(Value::as_str).map(str::to_string);
-                let owner = uri.as_ref().and_then(|u| self.state().resource_owner.get(u).cloned());
-                match owner {
-                    Some(None) => self.answer(
-                        reply,
-                        message::error_response(
-                            id.as_deref(),
-                            code::INVALID_PARAMS,
-                            "more than one server lists this resource: read it through /mcp/<server>",
-                        ),
-                    ),
-                    Some(Some(server)) => {
+                let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default().to_string();
+                match self.resource_server(&uri).await {
+                    Ok(server) => {
                         let subject = Subject::of(op, &params);
                         match self.govern_access(Some(&server), &subject, started).await {
                             Ok(permit) => self.forward(&server, env, reply, Release::Permit(permit, started)).await,
                             Err(text) => self.answer(reply, refuse(&text)),
                         }
                     }
-                    None => self.answer(
-                        reply,
-                        message::error_response(
-                            id.as_deref(),
-                            code::INVALID_PARAMS,
-                            "unknown resource: list resources first, or use /mcp/<server>",
-                        ),
-                    ),
+                    Err(unrouted) => self.answer(reply, unrouted.error(id.as_deref(), &uri)),
+                }
+            }
+            Operation::Complete => {
+                let Ok(mut params) = env.params() else {
+                    return self
+                        .answer(reply, message::error_response(id.as_deref(), code::INVALID_PARAMS, "bad params"));
+                };
+                let server = match self.completion_server(&mut params, id.as_deref()).await {
+                    Ok(server) => server,
+                    Err(answer) => return self.answer(reply, answer),
+                };
+                env.set_params(&params);
+                let subject = Subject::of(op, &params);
+                match self.govern_access(Some(&server), &subject, started).await {
+                    Ok(permit) => self.forward(&server, env, reply, Release::Permit(permit, started)).await,
+                    Err(text) => self.answer(reply, refuse(&text)),
                 }
             }
             Operation::SetLogLevel => {
@@ -153,6 +191,73 @@ impl Session {
                     ),
                 ),
             ),
+        }
+    }
+
+    /// The server a resource URI belongs to: the one that listed it, else the one whose
+    /// resource template describes it (a completion's `ref/resource` names the template
+    /// itself). What no listing names yet is looked up in fresh listings once.
+    async fn resource_server(&self, uri: &str) -> Result<String, Unrouted> {
+        if let Some(found) = self.resource_owner_now(uri) {
+            return found;
+        }
+        self.list_all(Listing::Resources).await;
+        self.list_all(Listing::ResourceTemplates).await;
+        self.resource_owner_now(uri).unwrap_or(Err(Unrouted::Unknown))
+    }
+
+    fn resource_owner_now(&self, uri: &str) -> Option<Result<String, Unrouted>> {
+        let st = self.state();
+        match st.resource_owner.get(uri) {
+            Some(Some(server)) => return Some(Ok(server.clone())),
+            Some(None) => return Some(Err(Unrouted::Ambiguous)),
+            None => {}
+        }
+        let mut servers: Vec<&str> = st
+            .resource_templates
+            .iter()
+            .filter(|t| t.template == uri || t.compiled.as_ref().is_some_and(|c| c.matches(uri)))
+            .map(|t| t.server.as_str())
+            .collect();
+        servers.dedup();
+        match servers.as_slice() {
+            [] => None,
+            [one] => Some(Ok(one.to_string())),
+            _ => Some(Err(Unrouted::Ambiguous)),
+        }
+    }
+
+    /// Where a `completion/complete` goes, by its `ref`: a namespaced prompt name (restored
+    /// to the server's own in `params`), or a resource template's URI. Otherwise the error
+    /// answer for request `id`.
+    async fn completion_server(
+        &self,
+        params: &mut Value,
+        id: Option<&serde_json::value::RawValue>,
+    ) -> Result<String, String> {
+        let kind = params.pointer("/ref/type").and_then(Value::as_str).unwrap_or_default().to_string();
+        match kind.as_str() {
+            "ref/prompt" => {
+                let name = params.pointer("/ref/name").and_then(Value::as_str).unwrap_or_default().to_string();
+                match split_name(&name).filter(|(s, _)| self.links.contains_key(*s)) {
+                    Some((server, original)) => {
+                        params["ref"]["name"] = Value::String(original.to_string());
+                        Ok(server.to_string())
+                    }
+                    None => {
+                        let text = format!("unknown prompt `{}`: names on /mcp are `server__prompt`", shorten(&name));
+                        Err(message::error_response(id, code::INVALID_PARAMS, &text))
+                    }
+                }
+            }
+            "ref/resource" => {
+                let uri = params.pointer("/ref/uri").and_then(Value::as_str).unwrap_or_default().to_string();
+                self.resource_server(&uri).await.map_err(|unrouted| unrouted.error(id, &uri))
+            }
+            other => {
+                let text = format!("a completion's ref is `ref/prompt` or `ref/resource`, not `{}`", shorten(other));
+                Err(message::error_response(id, code::INVALID_PARAMS, &text))
+            }
         }
     }
 
@@ -195,8 +300,16 @@ impl Session {
         // A URI two servers list belongs to neither here: a read of it is refused rather
         // than sent to whichever listed it last.
         let mut owners: std::collections::HashMap<String, Option<String>> = Default::default();
+        let mut templates = Vec::new();
         for (server, items) in servers.iter().zip(lists) {
             for mut item in items {
+                if let Some(template) = item.get("uriTemplate").and_then(Value::as_str) {
+                    let compiled = super::uri_template::UriTemplate::parse(template);
+                    if compiled.is_none() {
+                        tracing::debug!(server, "a resource template that is not RFC 6570 routes nothing");
+                    }
+                    templates.push(TemplateOwner { server: server.clone(), template: template.to_string(), compiled });
+                }
                 if method == "resources/list" {
                     if let Some(uri) = item.get("uri").and_then(Value::as_str) {
                         owners
@@ -218,6 +331,9 @@ impl Session {
         }
         if method == "resources/list" {
             self.state().resource_owner = owners;
+        }
+        if method == "resources/templates/list" {
+            self.state().resource_templates = templates;
         }
         all
     }

@@ -20,6 +20,7 @@ mod table;
 pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
+mod uri_template;
 
 pub(crate) use crate::shared::outcome;
 pub(crate) use deadlines::spawn_sweeper;
@@ -213,6 +214,9 @@ pub(crate) struct State {
     server_init: HashMap<String, Value>,
     /// Which server listed a resource URI (aggregate sessions route reads by it).
     resource_owner: HashMap<String, Option<String>>,
+    /// Each server's resource templates from the last aggregate listing of them: a read
+    /// of a URI no server listed goes to the one server whose template describes it.
+    resource_templates: Vec<aggregate::TemplateOwner>,
     /// Calls waiting for a person, by the client's request id: how to withdraw them when
     /// the client cancels or the session ends.
     waiting: HashMap<String, GiveUp>,
