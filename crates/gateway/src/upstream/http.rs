@@ -8,8 +8,16 @@
 //! `Authorization` header and the server asks for a sign-in, the bearer token comes from
 //! the server's OAuth sign-in in the keychain, refreshed as needed. A client's own
 //! credentials never reach this module: it sends only what the configuration names.
+//!
+//! A server may close an SSE stream before it is done (MCP 2025-11-25, "Resumability and
+//! Redelivery"): a POST's answer stream before the answer, or the GET stream at any time.
+//! Such a stream is resumed with `GET` and `Last-Event-ID` (the last event id it gave)
+//! after the server's `retry` delay, as long as it brings something new, and never past
+//! the request timeout; a request whose answer cannot be replayed is answered at once
+//! with an error that says so, never left to time out. Event data and ids are never
+//! logged.
 
-use super::remote_error::RemoteError;
+use super::remote_error::{RemoteError, Unreplayed};
 use super::{EventSink, UpstreamError, UpstreamEvent, UpstreamLink};
 use crate::config::Limits;
 use crate::message::{self, Envelope, Kind};
@@ -19,10 +27,17 @@ use countersign_vault::Secret;
 use futures::StreamExt;
 use reqwest::header::AUTHORIZATION;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use serde_json::value::RawValue;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 struct Remote {
+    /// The server's name in the configuration, for log lines.
+    name: String,
     client: reqwest::Client,
     url: String,
     headers: HeaderMap,
@@ -35,6 +50,11 @@ struct Remote {
     /// Set once the server turned out to speak the legacy HTTP+SSE transport: where to POST.
     legacy: Mutex<Option<reqwest::Url>>,
     legacy_stream: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// How long a request may wait for its answer (`limits.request_timeout_secs`): no
+    /// stream is resumed for a request past it.
+    answer_within: Duration,
+    /// Cancelled when the link closes: streams stop being read and resumed.
+    closing: CancellationToken,
 }
 
 pub(super) fn open(
@@ -58,6 +78,7 @@ pub(super) fn open(
         .build()
         .map_err(|e| bad(e.to_string()))?;
     let remote = Arc::new(Remote {
+        name: name.to_string(),
         client,
         url: url.to_string(),
         auth: (!map.contains_key(AUTHORIZATION)).then(|| ServerAuth::new(name, url)),
@@ -68,6 +89,9 @@ pub(super) fn open(
         max_event: limits.max_line_bytes,
         legacy: Mutex::new(None),
         legacy_stream: Mutex::new(None),
+        // Capped so that a deadline never overflows an Instant, however large the setting.
+        answer_within: Duration::from_secs(limits.request_timeout_secs.min(u64::from(u32::MAX))),
+        closing: CancellationToken::new(),
     });
     let (tx, mut rx) = mpsc::channel::<String>(256);
     let server = name.to_string();
@@ -104,6 +128,33 @@ pub(super) fn open(
 /// POSTs to one remote server in flight at once, per upstream session.
 const MAX_POSTS: u32 = 64;
 
+/// Resumptions of one stream in a row that may bring nothing new (no new event id)
+/// before it is given up.
+const MAX_RESUMES: u32 = 5;
+
+/// The longest event id sent back as `Last-Event-ID`; a stream with a longer one is not
+/// resumed.
+const MAX_EVENT_ID: usize = 1024;
+
+/// What a stream the server opened is read for.
+enum Purpose {
+    /// The GET stream for what the server sends unprompted: resumed whenever it ends,
+    /// while the link is open.
+    Listen,
+    /// A POST's answer stream: resumed until `request` (the request the POST carried, if
+    /// it was one) has its answer, and no later than `deadline`.
+    Answer { request: Option<Box<RawValue>>, deadline: Instant },
+}
+
+/// How bounded work ended.
+enum Bounded<T> {
+    Done(T),
+    /// The link is closing.
+    Closing,
+    /// The deadline passed.
+    Late,
+}
+
 impl Remote {
     /// Whether `text` must be sent only after every message before it was answered: the
     /// handshake, and everything on the legacy transport (whose POSTs answer at once).
@@ -127,6 +178,7 @@ impl Remote {
     /// Sends one message; answers are delivered as events. A failure to deliver a request
     /// becomes an error response for it, so the caller never waits in vain.
     async fn post(self: &Arc<Self>, text: &str) -> Result<(), RemoteError> {
+        let deadline = Instant::now() + self.answer_within;
         let env = Envelope::parse(text).ok();
         let is_request = env.as_ref().is_some_and(|e| e.kind() == Kind::Request);
         let is_initialized = env.as_ref().and_then(Envelope::method) == Some("notifications/initialized");
@@ -171,13 +223,16 @@ impl Remote {
             return Err(fail(RemoteError::Status(status)));
         }
         let is_sse = sse_client::is_event_stream(resp.headers());
+        let request = env.filter(|e| e.kind() == Kind::Request).and_then(|e| e.id().map(ToOwned::to_owned));
         let me = self.clone();
         tokio::spawn(async move {
             if is_sse {
-                me.relay_sse(resp).await;
+                me.follow(resp, Purpose::Answer { request, deadline }).await;
             } else {
                 match resp.bytes().await {
-                    Ok(body) if body.len() <= me.max_event => me.deliver(String::from_utf8_lossy(&body).into_owned()),
+                    Ok(body) if body.len() <= me.max_event => {
+                        me.deliver(String::from_utf8_lossy(&body).into_owned(), &mut None);
+                    }
                     Ok(_) => tracing::warn!("remote answer over the size limit dropped"),
                     Err(e) => tracing::warn!("remote answer unreadable: {}", without_url(e)),
                 }
@@ -186,30 +241,139 @@ impl Remote {
         Ok(())
     }
 
-    fn deliver(&self, text: String) {
-        if let Ok(env) = Envelope::parse(&text) {
-            if env.method() == Some("initialize") || env.kind() == Kind::Response {
-                // Remember the negotiated protocol version for the header on later requests.
-                if let Some(v) = env
-                    .get("result")
-                    .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
-                    .and_then(|r| r.get("protocolVersion").and_then(|v| v.as_str()).map(str::to_string))
-                {
-                    if let Ok(mut p) = self.protocol.lock() {
-                        *p = Some(v);
-                    }
+    /// Hands one message from the server on, and clears `awaited` when the message is
+    /// that request's answer. False once nobody listens any more.
+    fn deliver(&self, text: String, awaited: &mut Option<Box<RawValue>>) -> bool {
+        let Ok(env) = Envelope::parse(&text) else { return true };
+        if env.kind() == Kind::Response && awaited.as_deref().is_some_and(|id| same_id(id, env.id())) {
+            *awaited = None;
+        }
+        if env.method() == Some("initialize") || env.kind() == Kind::Response {
+            // Remember the negotiated protocol version for the header on later requests.
+            if let Some(v) = env
+                .get("result")
+                .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+                .and_then(|r| r.get("protocolVersion").and_then(|v| v.as_str()).map(str::to_string))
+            {
+                if let Ok(mut p) = self.protocol.lock() {
+                    *p = Some(v);
                 }
             }
-            (self.events)(UpstreamEvent::Message(text));
+        }
+        (self.events)(UpstreamEvent::Message(text))
+    }
+
+    /// Relays an SSE stream the server opened. When it ends or breaks while it is still
+    /// needed (the GET stream, or an answer stream whose request is unanswered), it is
+    /// resumed with `GET` and `Last-Event-ID` after the server's `retry` delay (bounded,
+    /// see [`sse_client::Position::delay`]), from the newest event id each time. It is
+    /// given up when it gave no usable event id, when [`MAX_RESUMES`] resumptions in a
+    /// row bring no new event id, when the server refuses a resumption (a failure, 5xx or
+    /// unreachable, counts as one fruitless resumption instead), and for an answer stream
+    /// at the request timeout. A resumed answer stream is read only until the answer. A
+    /// request whose answer is not replayed gets an error response saying why.
+    async fn follow(&self, first: reqwest::Response, purpose: Purpose) {
+        let (mut awaited, deadline) = match purpose {
+            Purpose::Listen => (None, None),
+            Purpose::Answer { request, deadline } => (request, Some(deadline)),
+        };
+        let listen = deadline.is_none();
+        let late = || Unreplayed::TimedOut(self.answer_within.as_secs());
+        let mut position = sse_client::Position::default();
+        let mut resp = first;
+        let mut resumed = false;
+        let mut fruitless = 0;
+        let why = 'follow: loop {
+            let before = position.last_id.clone();
+            let mut listening = true;
+            let read = async {
+                let mut events = sse_client::events(resp);
+                sse_client::follow(&mut events, self.max_event, &mut position, |data| {
+                    listening = self.deliver(data, &mut awaited);
+                    // A resumed answer stream has done its work once the answer is through.
+                    listening && (listen || !resumed || awaited.is_some())
+                })
+                .await
+            };
+            let end = match self.bounded(deadline, read).await {
+                Bounded::Done(end) => end,
+                Bounded::Closing => return,
+                Bounded::Late => break late(),
+            };
+            if !listening || (!listen && awaited.is_none()) {
+                return;
+            }
+            if position.last_id != before {
+                fruitless = 0;
+            }
+            tracing::debug!(server = self.name, ?end, listen, "remote SSE stream ended early");
+            resp = loop {
+                let Some(last) = position.last_id.as_deref() else { break 'follow Unreplayed::NoEventId };
+                let Some(last) = HeaderValue::from_str(last).ok().filter(|_| last.len() <= MAX_EVENT_ID) else {
+                    break 'follow Unreplayed::BadEventId;
+                };
+                if fruitless >= MAX_RESUMES {
+                    break 'follow Unreplayed::Exhausted(MAX_RESUMES);
+                }
+                fruitless += 1;
+                match self.bounded(deadline, tokio::time::sleep(position.delay())).await {
+                    Bounded::Done(()) => {}
+                    Bounded::Closing => return,
+                    Bounded::Late => break 'follow late(),
+                }
+                match self.bounded(deadline, self.resume(last)).await {
+                    Bounded::Done(Ok(resp)) => break resp,
+                    Bounded::Done(Err(why)) if why.is_transient() => {
+                        tracing::debug!(server = self.name, "remote SSE stream not resumed yet: {why}");
+                    }
+                    Bounded::Done(Err(why)) => break 'follow why,
+                    Bounded::Closing => return,
+                    Bounded::Late => break 'follow late(),
+                }
+            };
+            resumed = true;
+        };
+        match awaited {
+            Some(id) => {
+                tracing::warn!(server = self.name, "remote upstream: an answer stream was cut short: {why}");
+                let why = RemoteError::Unanswered(why).to_string();
+                (self.events)(UpstreamEvent::Message(message::error_response(
+                    Some(&id),
+                    message::code::UPSTREAM_ERROR,
+                    &why,
+                )));
+            }
+            None => tracing::debug!(server = self.name, "remote GET stream not resumed: {why}"),
         }
     }
 
-    async fn relay_sse(&self, resp: reqwest::Response) {
-        sse_client::for_each_message(&mut sse_client::events(resp), self.max_event, |data| {
-            self.deliver(data);
-            true
-        })
-        .await;
+    /// Asks the server to replay a stream after the event `last_id` on a new GET stream.
+    async fn resume(&self, last_id: HeaderValue) -> Result<reqwest::Response, Unreplayed> {
+        let req =
+            self.request(reqwest::Method::GET).header(ACCEPT, "text/event-stream").header("Last-Event-ID", last_id);
+        let resp = self.send(req).await.map_err(|why| Unreplayed::Unsent(Box::new(why)))?;
+        if !resp.status().is_success() {
+            return Err(Unreplayed::Refused(resp.status()));
+        }
+        if !sse_client::is_event_stream(resp.headers()) {
+            return Err(Unreplayed::NotAStream);
+        }
+        Ok(resp)
+    }
+
+    /// Runs `work` until it is done, the link closes, or `deadline` (if any) passes.
+    async fn bounded<T>(&self, deadline: Option<Instant>, work: impl Future<Output = T>) -> Bounded<T> {
+        let late = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            done = work => Bounded::Done(done),
+            () = self.closing.cancelled() => Bounded::Closing,
+            () = late => Bounded::Late,
+        }
     }
 
     /// Sends `req`, with the sign-in's bearer token when the server uses one. A 401 gets
@@ -240,7 +404,7 @@ impl Remote {
     async fn listen(&self) {
         let resp = self.send(self.request(reqwest::Method::GET).header(ACCEPT, "text/event-stream")).await;
         match resp {
-            Ok(r) if r.status().is_success() => self.relay_sse(r).await,
+            Ok(r) if r.status().is_success() => self.follow(r, Purpose::Listen).await,
             Ok(r) => tracing::debug!(status = %r.status(), "remote server offers no GET stream"),
             Err(e) => tracing::debug!("remote GET stream failed: {e}"),
         }
@@ -275,7 +439,7 @@ impl Remote {
         let me = self.clone();
         let relay = tokio::spawn(async move {
             sse_client::for_each_message(&mut stream, me.max_event, |data| {
-                me.deliver(data);
+                me.deliver(data, &mut None);
                 true
             })
             .await;
@@ -310,6 +474,7 @@ impl Remote {
     }
 
     async fn close(&self) {
+        self.closing.cancel();
         if let Some(relay) = self.legacy_stream.lock().ok().and_then(|mut l| l.take()) {
             relay.abort();
         }
@@ -328,6 +493,13 @@ fn with_bearer(req: reqwest::RequestBuilder, token: Option<&Secret>) -> reqwest:
         }
         None => req,
     }
+}
+
+/// Whether a response's `id` is the request id `sent`: the same JSON, however written.
+fn same_id(sent: &RawValue, id: Option<&RawValue>) -> bool {
+    let Some(id) = id else { return false };
+    let parse = |raw: &RawValue| serde_json::from_str::<serde_json::Value>(raw.get()).ok();
+    id.get() == sent.get() || parse(id).zip(parse(sent)).is_some_and(|(id, sent)| id == sent)
 }
 
 /// A reqwest error without the URL (which may carry a query with secrets).

@@ -2,7 +2,10 @@
 //! and the negotiated protocol version go on every later request, an SSE answer is
 //! delivered message by message, a request the server fails (an HTTP error, or a
 //! connection dropped mid-call) becomes a JSON-RPC error for that request's id, and
-//! dropping the link ends the server's session with a DELETE.
+//! dropping the link ends the server's session with a DELETE. Against a real axum
+//! server that closes its streams early: a stream cut short is resumed with
+//! `Last-Event-ID` (the last id it gave) and its answer replayed, and when it cannot be
+//! resumed the caller hears why at once, not at the request timeout.
 
 use super::super::{EventSink, UpstreamEvent};
 use crate::config::Limits;
@@ -124,4 +127,295 @@ async fn dropping_the_link_ends_the_servers_session() {
         other => panic!("expected the end, got {other:?}"),
     }
     wait_until("a DELETE", || up.seen.lock().unwrap().requests.iter().any(|(m, _)| m == "DELETE").then_some(())).await;
+}
+
+// ---- streams cut short: resumption with Last-Event-ID --------------------------------
+
+/// One request the replaying server received, and the headers resumption depends on.
+#[derive(Debug, Clone)]
+struct Received {
+    method: String,
+    last_event_id: Option<String>,
+    session: Option<String>,
+    protocol: Option<String>,
+    authorization: Option<String>,
+}
+
+/// An MCP server over axum that closes its SSE streams before it is done, as SEP-1699
+/// allows, and replays on a GET with `Last-Event-ID`. Event ids are `tool/request/n`.
+/// POSTed `tools/call`s of:
+/// - `poll`: a priming event (`poll/R/1`, `retry: 50`), closed; resumed from `poll/R/1`
+///   it sends a progress notification as `poll/R/2` and closes again; resumed from
+///   `poll/R/2` it sends the answer as `poll/R/3`.
+/// - `vanish`: a progress notification with no event id, closed.
+/// - `refused`: a priming event, closed; a resumption is answered 405.
+/// - `stuck`: a priming event (`retry: 10`), closed; every resumption is an empty stream.
+/// - `busy`: a priming event (`retry: 10`), closed; every resumption brings a new priming
+///   event and closes, and the answer never comes.
+///
+/// The GET stream (no `Last-Event-ID`) sends a notification as `listen/0/1` and breaks
+/// when the test says so ([`Replaying::cut`]); resumed from `listen/0/1` it sends a
+/// second one and stays open.
+struct Replaying {
+    url: String,
+    state: std::sync::Arc<Replay>,
+}
+
+#[derive(Default)]
+struct Replay {
+    received: std::sync::Mutex<Vec<Received>>,
+    /// Breaks the GET stream.
+    cut: tokio::sync::Notify,
+}
+
+impl Replaying {
+    async fn start() -> Replaying {
+        use axum::routing::any;
+        let state: std::sync::Arc<Replay> = Default::default();
+        let app = axum::Router::new().route("/mcp", any(replaying)).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Replaying { url, state }
+    }
+
+    /// Breaks the GET stream (now, or once it is open).
+    fn cut(&self) {
+        self.state.cut.notify_one();
+    }
+
+    /// The `Last-Event-ID`s of the resumptions of `tool`'s streams, in order.
+    fn resumptions(&self, tool: &str) -> Vec<Received> {
+        let received = self.state.received.lock().unwrap();
+        received
+            .iter()
+            .filter(|r| r.last_event_id.as_deref().is_some_and(|id| id.starts_with(&format!("{tool}/"))))
+            .cloned()
+            .collect()
+    }
+}
+
+async fn replaying(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<Replay>>,
+    method: axum::http::Method,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let last_event_id = get("last-event-id");
+    state.received.lock().unwrap().push(Received {
+        method: method.to_string(),
+        last_event_id: last_event_id.clone(),
+        session: get("mcp-session-id"),
+        protocol: get("mcp-protocol-version"),
+        authorization: get("authorization"),
+    });
+    if method == axum::http::Method::GET {
+        let Some(last) = last_event_id else {
+            let note = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"n": 1}});
+            let state = state.clone();
+            let cut = async move { state.cut.notified().await };
+            return sse_then(vec![format!("id: listen/0/1\ndata: {note}\n\n")], Then::Break(Box::pin(cut)));
+        };
+        let mut parts = last.split('/');
+        let (tool, request, n) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next());
+        let n: u32 = n.and_then(|n| n.parse().ok()).unwrap_or_default();
+        let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                              "params": {"progressToken": 1, "progress": n}});
+        return match (tool, n) {
+            ("listen", 1) => {
+                let note = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"n": 2}});
+                sse_then(vec![format!("id: listen/0/2\ndata: {note}\n\n")], Then::Hold)
+            }
+            ("poll", 1) => sse_then(vec![format!("id: poll/{request}/2\ndata: {progress}\n\n")], Then::Close),
+            ("poll", 2) => {
+                let answer = json!({"jsonrpc": "2.0", "id": request.parse::<u64>().unwrap(),
+                                    "result": {"content": [{"type": "text", "text": "replayed"}]}});
+                sse_then(vec![format!("id: poll/{request}/3\ndata: {answer}\n\n")], Then::Close)
+            }
+            ("refused", _) => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+            ("stuck", _) => sse_then(vec![], Then::Close),
+            ("busy", n) => sse_then(vec![format!("id: busy/{request}/{}\ndata: \n\n", n + 1)], Then::Close),
+            _ => StatusCode::NOT_FOUND.into_response(),
+        };
+    }
+    let message: Value = serde_json::from_slice(&body).unwrap();
+    let id = message["id"].clone();
+    match message["method"].as_str().unwrap_or_default() {
+        "initialize" => {
+            let answer = json!({"jsonrpc": "2.0", "id": id, "result": {"protocolVersion": "2025-11-25",
+                                "capabilities": {}, "serverInfo": {"name": "replaying", "version": "1"}}});
+            axum::response::Response::builder()
+                .header("content-type", "application/json")
+                .header("mcp-session-id", "replay-session")
+                .body(axum::body::Body::from(answer.to_string()))
+                .unwrap()
+        }
+        "tools/call" => {
+            let priming = |tool: &str, retry: u32| format!("id: {tool}/{id}/1\nretry: {retry}\ndata: \n\n");
+            match message["params"]["name"].as_str().unwrap_or_default() {
+                tool @ ("poll" | "refused") => sse_then(vec![priming(tool, 50)], Then::Close),
+                tool @ ("stuck" | "busy") => sse_then(vec![priming(tool, 10)], Then::Close),
+                "vanish" => {
+                    let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                                          "params": {"progressToken": 1, "progress": 1}});
+                    sse_then(vec![format!("data: {progress}\n\n")], Then::Close)
+                }
+                _ => StatusCode::BAD_REQUEST.into_response(),
+            }
+        }
+        _ => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+use axum::response::IntoResponse;
+
+/// What an SSE response does after its events.
+enum Then {
+    /// Ends the stream cleanly.
+    Close,
+    /// Breaks the connection mid-stream once this is done.
+    Break(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
+    /// Stays open.
+    Hold,
+}
+
+fn sse_then(events: Vec<String>, then: Then) -> axum::response::Response {
+    use futures::StreamExt;
+    let events = futures::stream::iter(events.into_iter().map(|e| Ok::<_, std::io::Error>(bytes::Bytes::from(e))));
+    let body = match then {
+        Then::Close => axum::body::Body::from_stream(events),
+        Then::Break(when) => axum::body::Body::from_stream(events.chain(futures::stream::once(async move {
+            when.await;
+            Err(std::io::Error::other("cut"))
+        }))),
+        Then::Hold => axum::body::Body::from_stream(events.chain(futures::stream::pending())),
+    };
+    axum::response::Response::builder().header("content-type", "text/event-stream").body(body).unwrap()
+}
+
+/// The next message within `within`, which the test states is well under the request
+/// timeout.
+async fn message_within(rx: &mut mpsc::UnboundedReceiver<UpstreamEvent>, within: std::time::Duration) -> Value {
+    match tokio::time::timeout(within, rx.recv()).await {
+        Ok(Some(UpstreamEvent::Message(text))) => serde_json::from_str(&text).unwrap(),
+        other => panic!("expected a message within {within:?}, got {other:?}"),
+    }
+}
+
+/// A link to `server` with its session set up (initialize, initialized).
+async fn initialized(
+    server: &Replaying,
+    limits: &Limits,
+) -> (super::UpstreamLink, mpsc::UnboundedReceiver<UpstreamEvent>) {
+    let (events, mut rx) = sink();
+    let link = super::open("replaying", &server.url, &auth(), limits, events).unwrap();
+    link.send(Outbound::own_request(OwnRequest::Initialize, 1, &json!({"protocolVersion": "2025-11-25"})))
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut rx).await["id"], 1);
+    (link, rx)
+}
+
+const QUICKLY: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[tokio::test]
+async fn a_stream_closed_before_the_answer_is_resumed_from_its_last_event_id_and_the_answer_arrives() {
+    let server = Replaying::start().await;
+    let (link, mut rx) = initialized(&server, &Limits::default()).await;
+    link.send(tool_call(7, "poll").await).await.unwrap();
+    let progress = message_within(&mut rx, QUICKLY).await;
+    assert_eq!(progress["method"], "notifications/progress", "{progress}");
+    let answer = message_within(&mut rx, QUICKLY).await;
+    assert_eq!(answer["id"], 7, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "replayed", "the real result, not an error: {answer}");
+
+    let resumptions = server.resumptions("poll");
+    let ids: Vec<_> = resumptions.iter().map(|r| r.last_event_id.as_deref().unwrap()).collect();
+    assert_eq!(ids, ["poll/7/1", "poll/7/2"], "each resumption names the last id the stream gave");
+    for r in &resumptions {
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.session.as_deref(), Some("replay-session"), "{r:?}");
+        assert_eq!(r.protocol.as_deref(), Some("2025-11-25"), "{r:?}");
+        assert_eq!(r.authorization.as_deref(), Some("Bearer upstream-test"), "{r:?}");
+    }
+    // Nothing else comes for call 7: the next message is the next call's.
+    link.send(tool_call(8, "vanish").await).await.unwrap();
+    assert_eq!(message_within(&mut rx, QUICKLY).await["method"], "notifications/progress");
+    assert_eq!(message_within(&mut rx, QUICKLY).await["id"], 8);
+}
+
+#[tokio::test]
+async fn a_stream_closed_with_no_event_id_fails_the_call_at_once() {
+    let server = Replaying::start().await;
+    let (events, mut rx) = sink();
+    let link = super::open("replaying", &server.url, &auth(), &Limits::default(), events).unwrap();
+    link.send(tool_call(9, "vanish").await).await.unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(message_within(&mut rx, QUICKLY).await["method"], "notifications/progress");
+    let answer = message_within(&mut rx, QUICKLY).await;
+    assert!(started.elapsed() < QUICKLY, "well under the 300 s request timeout");
+    assert_eq!(answer["id"], 9, "{answer}");
+    let text = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("closed the stream before answering"), "{text}");
+    assert!(text.contains("no event id"), "{text}");
+    assert!(server.resumptions("vanish").is_empty(), "nothing to resume from");
+}
+
+#[tokio::test]
+async fn a_refused_resumption_fails_the_call_at_once() {
+    let server = Replaying::start().await;
+    let (events, mut rx) = sink();
+    let link = super::open("replaying", &server.url, &auth(), &Limits::default(), events).unwrap();
+    link.send(tool_call(10, "refused").await).await.unwrap();
+    let answer = message_within(&mut rx, QUICKLY).await;
+    assert_eq!(answer["id"], 10, "{answer}");
+    let text = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("closed the stream before answering"), "{text}");
+    assert!(text.contains("405"), "{text}");
+    let ids: Vec<_> = server.resumptions("refused").into_iter().filter_map(|r| r.last_event_id).collect();
+    assert_eq!(ids, ["refused/10/1"], "one resumption, from the priming event's id; a refusal is final");
+}
+
+#[tokio::test]
+async fn a_server_that_keeps_closing_with_nothing_new_is_given_up_after_bounded_resumptions() {
+    let server = Replaying::start().await;
+    let (events, mut rx) = sink();
+    let link = super::open("replaying", &server.url, &auth(), &Limits::default(), events).unwrap();
+    link.send(tool_call(11, "stuck").await).await.unwrap();
+    let answer = message_within(&mut rx, QUICKLY).await;
+    assert_eq!(answer["id"], 11, "{answer}");
+    let text = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains(&format!("{} resumptions in a row brought nothing new", super::MAX_RESUMES)), "{text}");
+    let ids: Vec<_> = server.resumptions("stuck").into_iter().filter_map(|r| r.last_event_id).collect();
+    assert_eq!(ids, vec!["stuck/11/1"; super::MAX_RESUMES as usize]);
+}
+
+#[tokio::test]
+async fn a_server_that_keeps_closing_with_news_but_no_answer_is_given_up_at_the_request_timeout() {
+    let server = Replaying::start().await;
+    let (events, mut rx) = sink();
+    let limits = Limits { request_timeout_secs: 1, ..Limits::default() };
+    let link = super::open("replaying", &server.url, &auth(), &limits, events).unwrap();
+    link.send(tool_call(12, "busy").await).await.unwrap();
+    let answer = message_within(&mut rx, QUICKLY).await;
+    assert_eq!(answer["id"], 12, "{answer}");
+    let text = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("request timeout (1 s)"), "{text}");
+    let ids: Vec<_> = server.resumptions("busy").into_iter().filter_map(|r| r.last_event_id).collect();
+    assert!(ids.len() > super::MAX_RESUMES as usize, "new events count as news: {}", ids.len());
+    assert!(ids.windows(2).all(|w| w[0] != w[1]), "each from the newest id: {ids:?}");
+}
+
+#[tokio::test]
+async fn the_get_stream_is_resumed_after_a_break_from_its_last_event_id() {
+    let server = Replaying::start().await;
+    let (link, mut rx) = initialized(&server, &Limits::default()).await;
+    link.send(Outbound::initialized()).await.unwrap();
+    assert_eq!(message_within(&mut rx, QUICKLY).await["params"]["n"], 1);
+    server.cut();
+    assert_eq!(message_within(&mut rx, QUICKLY).await["params"]["n"], 2);
+    let ids: Vec<_> = server.resumptions("listen").into_iter().filter_map(|r| r.last_event_id).collect();
+    assert_eq!(ids, ["listen/0/1"]);
 }

@@ -33,6 +33,41 @@ pub(super) enum RemoteError {
     BadEndpoint(url::ParseError),
     #[error("the endpoint is on another origin; refused")]
     ForeignEndpoint,
+    /// A request's answer stream ended before the answer, and was not replayed.
+    #[error("the remote server closed the stream before answering, and it could not be replayed: {0}")]
+    Unanswered(Unreplayed),
+}
+
+/// Why a stream cut short was not resumed (with `GET` and `Last-Event-ID`).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Unreplayed {
+    #[error("the stream gave no event id to resume from")]
+    NoEventId,
+    #[error("its last event id cannot be sent back in a header")]
+    BadEventId,
+    #[error("the resumption was answered HTTP {0}")]
+    Refused(StatusCode),
+    #[error("the resumption was not answered with an event stream")]
+    NotAStream,
+    /// The resumption could not be sent (the server is gone, or a sign-in is missing).
+    #[error("{0}")]
+    Unsent(Box<RemoteError>),
+    #[error("{0} resumptions in a row brought nothing new")]
+    Exhausted(u32),
+    #[error("no answer within the request timeout ({0} s)")]
+    TimedOut(u64),
+}
+
+impl Unreplayed {
+    /// Whether trying again later may help: the server failed (5xx) or was not reached.
+    /// A refusal, a missing sign-in or a stream of another kind is final.
+    pub(super) fn is_transient(&self) -> bool {
+        match self {
+            Unreplayed::Refused(status) => status.is_server_error(),
+            Unreplayed::Unsent(why) => matches!(**why, RemoteError::Reach(_)),
+            _ => false,
+        }
+    }
 }
 
 impl RemoteError {
@@ -63,6 +98,11 @@ mod tests {
             (RemoteError::EndpointTimeout, "no endpoint event within 10s"),
             (RemoteError::BadEndpoint(url::ParseError::EmptyHost), "bad endpoint: empty host"),
             (RemoteError::ForeignEndpoint, "the endpoint is on another origin; refused"),
+            (
+                RemoteError::Unanswered(Unreplayed::Refused(StatusCode::METHOD_NOT_ALLOWED)),
+                "the remote server closed the stream before answering, and it could not be replayed: the resumption \
+                 was answered HTTP 405 Method Not Allowed",
+            ),
         ];
         for (error, text) in cases {
             assert_eq!(error.to_string(), text);
