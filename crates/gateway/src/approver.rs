@@ -117,6 +117,10 @@ pub trait Approver: Send + Sync {
     /// Answers prompt `id`. `binding`, when the answer comes from a UI that showed the
     /// prompt, must match it; an approver may refuse answers without one.
     fn answer(&self, id: &str, binding: Option<&Binding>, answer: Answer) -> Result<(), AnswerError>;
+    /// Who answers, as a waiting client is told it ("waiting for approval from …").
+    fn who_answers(&self) -> String {
+        "the user of this computer, in Countersign".into()
+    }
 }
 
 /// Prompts held in memory, answered through the control API.
@@ -166,6 +170,10 @@ impl Approver for HeadlessApprover {
         }
         let (_, tx) = waiting.remove(id).ok_or_else(|| AnswerError::Unknown(id.to_string()))?;
         tx.send(answer).map_err(|_| AnswerError::Unknown(id.to_string()))
+    }
+
+    fn who_answers(&self) -> String {
+        "the user of this computer (`countersign approve` or `countersign deny`)".into()
     }
 }
 

@@ -38,10 +38,23 @@ pub struct Config {
     pub policy: PolicySettings,
 }
 
+/// How long a prompt stays up by default: long enough for a person away from the desk.
+pub const DEFAULT_APPROVAL_TIMEOUT_SECS: u64 = 15 * 60;
+/// When a waiting call is answered "pending" by default: before the 60 s request limits
+/// common MCP clients have.
+pub const DEFAULT_APPROVAL_PENDING_AFTER_SECS: u64 = 45;
+
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
     pub listen: SocketAddr,
+    /// How long a prompt stays up for a person; no answer by then denies the call.
     pub approval_timeout_secs: u64,
+    /// When a call that waits for a person is answered "pending" (a tool error naming the
+    /// approver and the request; the same call retried after the approval goes through),
+    /// so a client's own request limit (60 s in the TypeScript SDK and the Inspector)
+    /// never ends it first. `None`: held until the approval or its timeout. A call the
+    /// client runs as a task is never answered pending.
+    pub approval_pending_after: Option<std::time::Duration>,
     /// Browser origins allowed to call the gateway. Empty: any request with an Origin is refused.
     pub allowed_origins: Vec<String>,
 }
@@ -202,6 +215,7 @@ struct RawConfig {
 struct RawGateway {
     listen: Option<Spanned<String>>,
     approval_timeout_secs: Option<Spanned<u64>>,
+    approval_pending_after_secs: Option<Spanned<u64>>,
     #[serde(default)]
     allowed_origins: Vec<String>,
 }
@@ -300,7 +314,7 @@ impl Config {
             }
         };
         let approval_timeout_secs = match &raw.gateway.approval_timeout_secs {
-            None => 60,
+            None => DEFAULT_APPROVAL_TIMEOUT_SECS,
             Some(s) if *s.get_ref() == 0 || *s.get_ref() > 3600 => {
                 return Err(invalid(
                     Some(s.span()),
@@ -309,6 +323,18 @@ impl Config {
                 ))
             }
             Some(s) => *s.get_ref(),
+        };
+        let approval_pending_after = match &raw.gateway.approval_pending_after_secs {
+            None => Some(std::time::Duration::from_secs(DEFAULT_APPROVAL_PENDING_AFTER_SECS)),
+            Some(s) if *s.get_ref() == 0 => None,
+            Some(s) if *s.get_ref() > 3600 => {
+                return Err(invalid(
+                    Some(s.span()),
+                    "gateway.approval_pending_after_secs",
+                    "must be at most 3600 seconds (0: never answer pending)".into(),
+                ))
+            }
+            Some(s) => Some(std::time::Duration::from_secs(*s.get_ref())),
         };
         let limits = raw.limits;
         if limits.max_depth < 8 || limits.max_body_bytes < 1024 || limits.max_line_bytes < 1024 {
@@ -447,7 +473,12 @@ impl Config {
 
         Ok(Config {
             path: path.map(Path::to_path_buf),
-            gateway: GatewaySettings { listen, approval_timeout_secs, allowed_origins: raw.gateway.allowed_origins },
+            gateway: GatewaySettings {
+                listen,
+                approval_timeout_secs,
+                approval_pending_after,
+                allowed_origins: raw.gateway.allowed_origins,
+            },
             limits,
             audit: raw.audit,
             sync: raw.sync,

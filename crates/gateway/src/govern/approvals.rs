@@ -7,6 +7,11 @@
 //! answer given later runs nothing. Recently withdrawn prompts are remembered, so
 //! `countersign approve` can say the call is gone instead of "unknown".
 //!
+//! A call its client no longer waits for, answered "pending" (see `govern::hold`), stays
+//! as a *detached* waiter: its approval leaves a grant for the client's retry instead of
+//! running it. An answer reaches at most one detached waiter, and none when a live
+//! identical call (the retry itself) takes it; the other detached waiters are superseded.
+//!
 //! Must never: release more calls than the answer covers, or keep a prompt up for a
 //! call that is gone.
 
@@ -14,6 +19,7 @@ use crate::approver::{Answer, Approver, Prompt};
 use countersign_policy::GrantLength;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
@@ -50,10 +56,35 @@ impl GiveUp {
     }
 }
 
+/// Set once a waiting call was answered "pending": from then on its client no longer
+/// waits for it, and its approval only leaves a grant for the retry.
+#[derive(Clone, Default)]
+pub struct Detach(Arc<AtomicBool>);
+
+impl Detach {
+    pub fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What a waiter is handed when it leaves with an answer.
+enum Released {
+    Answer(Answer),
+    /// A detached call whose answer went to another identical call.
+    Superseded,
+}
+
 /// How a call's wait ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Waited {
     Answered(Answer),
+    /// A detached call: an identical call (its retry, or another detached one) took the
+    /// answer, so this one leaves nothing behind.
+    Superseded,
     /// No answer before the call's deadline.
     TimedOut,
     /// The call is gone: its client cancelled it, closed the session or went away.
@@ -67,7 +98,8 @@ pub enum Waited {
 struct Waiter {
     no: u64,
     prompt: Prompt,
-    tx: oneshot::Sender<Answer>,
+    tx: oneshot::Sender<Released>,
+    detached: Detach,
 }
 
 struct Group {
@@ -107,15 +139,22 @@ impl Approvals {
         self.inner().gone.iter().rev().find(|(g, _)| g == id).map(|(_, why)| *why)
     }
 
+    /// Who answers prompts, as a client is told it.
+    pub fn who_answers(&self) -> String {
+        self.approver.who_answers()
+    }
+
     /// Waits for a person's answer to `prompt`, at most `timeout`, unless `gone` resolves
     /// first (with why the call is gone). `admit` is asked, once, only when the call
-    /// would raise a new prompt rather than join an identical one.
+    /// would raise a new prompt rather than join an identical one. `detach` is set by the
+    /// caller when its client stopped waiting (the call was answered "pending").
     pub async fn wait(
         &self,
         prompt: Prompt,
         timeout: Duration,
         admit: impl FnOnce() -> bool,
         gone: impl Future<Output = &'static str>,
+        detach: Detach,
     ) -> Waited {
         let key = key(&prompt);
         let (tx, rx) = oneshot::channel();
@@ -140,7 +179,7 @@ impl Approvals {
                 .groups
                 .entry(key.clone())
                 .or_insert_with(|| Group { waiters: VecDeque::new(), changed: Arc::new(Notify::new()) });
-            group.waiters.push_back(Waiter { no, prompt, tx });
+            group.waiters.push_back(Waiter { no, prompt, tx, detached: detach });
             group.changed.notify_one();
             (no, start)
         };
@@ -148,7 +187,11 @@ impl Approvals {
             tokio::spawn(self.clone().drive(key.clone()));
         }
         tokio::select! {
-            answer = rx => Waited::Answered(answer.unwrap_or(Answer::Denied)),
+            released = rx => match released {
+                Ok(Released::Answer(answer)) => Waited::Answered(answer),
+                Ok(Released::Superseded) => Waited::Superseded,
+                Err(_) => Waited::Answered(Answer::Denied),
+            },
             () = tokio::time::sleep(timeout) => {
                 self.leave(&key, no, "its approval timed out");
                 Waited::TimedOut
@@ -236,8 +279,18 @@ impl Approvals {
         let released: Vec<Waiter> = match &answer {
             Answer::Denied => group.waiters.drain(..).collect(),
             Answer::Approved { length: GrantLength::Once, count, .. } => {
+                // Calls still waiting come first: a retry runs rather than leaving a grant.
                 let n = (*count).clamp(1, group.waiters.len());
-                group.waiters.drain(..n).collect()
+                let live: Vec<u64> =
+                    group.waiters.iter().filter(|w| !w.detached.is_set()).take(n).map(|w| w.no).collect();
+                let chosen: Vec<u64> = match live.is_empty() {
+                    true => group.waiters.front().map(|w| w.no).into_iter().collect(),
+                    false => live,
+                };
+                let (out, stay): (VecDeque<Waiter>, VecDeque<Waiter>) =
+                    group.waiters.drain(..).partition(|w| chosen.contains(&w.no));
+                group.waiters = stay;
+                out.into_iter().collect()
             }
             Answer::Approved { length: GrantLength::Session, .. } => {
                 let (same, others): (VecDeque<Waiter>, VecDeque<Waiter>) =
@@ -247,8 +300,26 @@ impl Approvals {
             }
             Answer::Approved { .. } => group.waiters.drain(..).collect(),
         };
+        // At most one detached call takes the answer (it leaves one grant), and none when a
+        // live call took it; detached calls left behind are superseded too.
+        let live_took_it = released.iter().any(|w| !w.detached.is_set());
+        let mut detached_took_it = false;
         for w in released {
-            let _ = w.tx.send(answer.clone());
+            let to_this = match w.detached.is_set() {
+                false => true,
+                true if live_took_it || detached_took_it => false,
+                true => {
+                    detached_took_it = true;
+                    true
+                }
+            };
+            let _ = w.tx.send(if to_this { Released::Answer(answer.clone()) } else { Released::Superseded });
+        }
+        let (superseded, waiting): (VecDeque<Waiter>, VecDeque<Waiter>) =
+            group.waiters.drain(..).partition(|w| w.detached.is_set());
+        group.waiters = waiting;
+        for w in superseded {
+            let _ = w.tx.send(Released::Superseded);
         }
         if group.waiters.is_empty() {
             inner.groups.remove(key);
@@ -284,10 +355,16 @@ mod tests {
         let a = a.clone();
         let p = prompt(id);
         tokio::spawn(async move {
-            a.wait(p, Duration::from_secs(60), || true, async move {
-                let _ = gone.await;
-                "cancelled by its client"
-            })
+            a.wait(
+                p,
+                Duration::from_secs(60),
+                || true,
+                async move {
+                    let _ = gone.await;
+                    "cancelled by its client"
+                },
+                Detach::default(),
+            )
             .await
         })
     }
@@ -365,7 +442,8 @@ mod tests {
                     asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     true
                 };
-                a.wait(prompt(&format!("d{i}")), Duration::from_secs(60), admit, std::future::pending()).await
+                let p = prompt(&format!("d{i}"));
+                a.wait(p, Duration::from_secs(60), admit, std::future::pending(), Detach::default()).await
             }));
             until("the call to join", || (headless.pending().first().map(|p| p.waiting) == Some(i + 1)).then_some(()))
                 .await;
@@ -376,7 +454,59 @@ mod tests {
         for c in calls {
             assert_eq!(c.await.unwrap(), Waited::Answered(Answer::Denied));
         }
-        let refused = a.wait(prompt("x"), Duration::from_secs(1), || false, std::future::pending()).await;
+        let refused =
+            a.wait(prompt("x"), Duration::from_secs(1), || false, std::future::pending(), Detach::default()).await;
         assert_eq!(refused, Waited::NotAdmitted);
+    }
+
+    fn spawn_detachable(a: &Approvals, id: &str, detach: Detach) -> tokio::task::JoinHandle<Waited> {
+        let (a, p) = (a.clone(), prompt(id));
+        tokio::spawn(async move { a.wait(p, Duration::from_secs(60), || true, std::future::pending(), detach).await })
+    }
+
+    #[tokio::test]
+    async fn an_approval_runs_the_retry_and_supersedes_the_call_answered_pending() {
+        let headless = Arc::new(HeadlessApprover::default());
+        let a = Approvals::new(headless.clone());
+        let first = Detach::default();
+        let pending = spawn_detachable(&a, "p1", first.clone());
+        until("the prompt", || (!headless.pending().is_empty()).then_some(())).await;
+        first.set();
+        let retry = spawn_detachable(&a, "p2", Detach::default());
+        let shown = until("the retry to join", || {
+            let p = headless.pending();
+            (p.first().map(|p| p.waiting) == Some(2)).then(|| p[0].clone())
+        })
+        .await;
+        assert_eq!(shown.id, "p1", "the prompt shown is the first call's");
+        assert!(headless.answer(&shown.id, None, Answer::once()).is_ok());
+        assert_eq!(retry.await.unwrap(), Waited::Answered(Answer::once()), "the live retry runs");
+        assert_eq!(pending.await.unwrap(), Waited::Superseded, "the pending call leaves no grant");
+        until("nothing left to ask", || headless.pending().is_empty().then_some(())).await;
+    }
+
+    #[tokio::test]
+    async fn of_several_calls_answered_pending_one_takes_the_approval() {
+        let headless = Arc::new(HeadlessApprover::default());
+        let a = Approvals::new(headless.clone());
+        let mut calls = Vec::new();
+        for i in 0..3 {
+            let detach = Detach::default();
+            calls.push(spawn_detachable(&a, &format!("q{i}"), detach.clone()));
+            until("the call to join", || (headless.pending().first().map(|p| p.waiting) == Some(i + 1)).then_some(()))
+                .await;
+            detach.set();
+        }
+        let id = headless.pending()[0].id.clone();
+        assert!(headless
+            .answer(&id, None, Answer::Approved { length: GrantLength::Hour1, condition: None, count: 3 })
+            .is_ok());
+        let mut outcomes = Vec::new();
+        for c in calls {
+            outcomes.push(c.await.unwrap());
+        }
+        let took = outcomes.iter().filter(|w| matches!(w, Waited::Answered(_))).count();
+        assert_eq!(took, 1, "one grant, not three: {outcomes:?}");
+        assert_eq!(outcomes.iter().filter(|w| **w == Waited::Superseded).count(), 2);
     }
 }

@@ -5,8 +5,9 @@
 //! answer, an unreadable request, a client that gave up) refuses the call and says why:
 //! it fails closed.
 
-use super::approvals::{GiveUp, Waited};
+use super::approvals::{Detach, GiveUp, Waited};
 use super::arguments::Roots;
+use super::hold::{self, Hold};
 use super::permit::Permit;
 use crate::approver::{Answer, Prompt};
 use crate::clock::{end_of_day_ms, now_ms};
@@ -230,23 +231,61 @@ impl Session {
         let shared = self.shared.clone();
         let timeout = Duration::from_secs(shared.config.gateway.approval_timeout_secs);
         let qualified = call.qualified.clone();
+        let hold = Hold::of(&call.env, shared.config.gateway.approval_pending_after, timeout);
+        let detach = Detach::default();
         let gone = {
             let closed = call.reply.closed();
-            let give_up = give_up.clone();
+            let (give_up, detach) = (give_up.clone(), detach.clone());
             async move {
-                tokio::select! {
+                let why = tokio::select! {
                     why = async { match &give_up { Some(g) => g.given_up().await, None => std::future::pending().await } } => why,
                     () = closed => "its client went away",
+                };
+                // Answered "pending", the call no longer has a client waiting: its answer
+                // dropping is not the client giving up.
+                if detach.is_set() {
+                    std::future::pending::<()>().await;
                 }
+                why
             }
         };
         let admit = || {
             let settings = shared.policy.load().grant_settings().0.clone();
             shared.grants.lock().unwrap_or_else(|p| p.into_inner()).admit_prompt(&prompt.client, now_ms(), &settings)
         };
-        let waited = shared.approvals.wait(prompt.clone(), timeout, admit, gone).await;
+        let waiting = shared.approvals.wait(prompt.clone(), timeout, admit, gone, detach.clone());
+        tokio::pin!(waiting);
+        let who = shared.approvals.who_answers();
+        let asked = tokio::time::Instant::now();
+        let mut ticks = tokio::time::interval_at(asked + hold::PROGRESS_EVERY, hold::PROGRESS_EVERY);
+        let pending_at = async {
+            match hold.pending_after() {
+                Some(after) => tokio::time::sleep_until(asked + after).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(pending_at);
+        let mut sent = 0;
+        let waited = loop {
+            tokio::select! {
+                waited = &mut waiting => break waited,
+                _ = ticks.tick(), if !detach.is_set() => {
+                    sent += 1;
+                    if let Some(note) = hold.progress(sent, asked.elapsed(), &who) {
+                        call.reply.notify(note);
+                    }
+                }
+                () = &mut pending_at, if !detach.is_set() => {
+                    detach.set();
+                    self.answer_pending(&prompt, &mut call, &who, timeout.saturating_sub(asked.elapsed())).await;
+                }
+            }
+        };
         if let Some(id) = &call.id {
             self.forget_wait(id.get());
+        }
+        if detach.is_set() {
+            return self.settle_detached(&prompt, call, waited).await;
         }
         let gave_up = give_up.as_ref().and_then(GiveUp::why);
         let (outcome, text) = match waited {
@@ -273,6 +312,7 @@ impl Session {
                 return self.commit_and_forward(call).await;
             }
             Waited::Gone(why) => return self.gone(call, why).await,
+            Waited::Superseded => return self.gone(call, "an identical call took its answer").await,
             Waited::NotAdmitted => {
                 call.record.reason = Some("too many approval prompts from this client in the last minute".into());
                 let text = format!(
@@ -308,8 +348,90 @@ impl Session {
                 (Outcome::Timeout, text)
             }
         };
-        let settings = shared.policy.load().grant_settings().0.clone();
-        let locked = shared.grants.lock().unwrap_or_else(|p| p.into_inner()).record_denial(
+        self.count_denial(&prompt);
+        self.refuse(call.record, call.reply, call.id.as_deref(), outcome, call.started, &text).await;
+    }
+
+    /// The call has waited as long as its client would: it is answered "pending" (a tool
+    /// error saying who answers and that the same call goes through once approved), its
+    /// record committed, and it stays in the waiting room detached from its client.
+    async fn answer_pending(&self, prompt: &Prompt, call: &mut Call, who: &str, left: Duration) {
+        if let Some(id) = &call.id {
+            self.forget_wait(id.get());
+        }
+        let waited = call.started.elapsed().as_secs();
+        call.record.reason =
+            Some(format!("{} (answered pending after {waited}s)", call.record.reason.clone().unwrap_or_default()));
+        if let Err(e) = self.shared.journal.commit(call.record.clone()).await {
+            tracing::error!(error = %e, "audit commit of a pending call failed");
+        }
+        tracing::info!(tool = %call.qualified, prompt = %prompt.id, "answered pending; the prompt stays up");
+        let text = hold::pending_text(&call.qualified, who, &prompt.id, left);
+        let reply = std::mem::replace(&mut call.reply, Reply::nobody());
+        self.answer(reply, message::tool_error_result(call.id.as_deref(), &text));
+    }
+
+    /// How a call answered "pending" ends: an approval leaves a grant for its retry (a
+    /// single-use one bound to these arguments, or what the person chose), a denial or
+    /// no answer counts as one, and nothing is ever run. Its committed record gets the
+    /// outcome.
+    async fn settle_detached(&self, prompt: &Prompt, call: Call, waited: Waited) {
+        let (record_id, started) = (call.record.id, call.started);
+        let (outcome, detail) = match waited {
+            Waited::Answered(Answer::Approved { length, condition, .. }) => {
+                let issued = self.issue_grant(prompt, length, condition.as_deref(), call.record.class);
+                match issued {
+                    Ok(grant) => {
+                        if matches!(grant.scope, countersign_policy::GrantScope::Once { .. }) {
+                            let (shared, id) = (self.shared.clone(), grant.id.clone());
+                            tokio::spawn(async move {
+                                tokio::time::sleep(hold::RETRY_WINDOW).await;
+                                if shared.grants.lock().unwrap_or_else(|p| p.into_inner()).revoke(&id) {
+                                    tracing::info!(grant = %id, "the retry window of an approved pending call ended");
+                                }
+                            });
+                        }
+                        self.shared.policy_event(crate::shared::PolicyEvent {
+                            decision: countersign_audit::Decision::Allow,
+                            rule: "grant-issued",
+                            reason: format!(
+                                "call {record_id} was approved after it was answered pending: grant {} ({}) for its retry",
+                                grant.id,
+                                length.as_str()
+                            ),
+                            server: Some(prompt.server.clone()),
+                            tool: Some(prompt.tool.clone()),
+                        });
+                        (
+                            Outcome::Cancelled,
+                            format!("not run: answered pending; approved later, grant {} for its retry", grant.id),
+                        )
+                    }
+                    Err(e) => {
+                        (Outcome::Cancelled, format!("not run: answered pending; approved later, but no grant: {e}"))
+                    }
+                }
+            }
+            Waited::Answered(Answer::Denied) => {
+                self.count_denial(prompt);
+                (Outcome::Denied, "answered pending, then denied".to_string())
+            }
+            Waited::TimedOut => {
+                self.count_denial(prompt);
+                (Outcome::Timeout, "answered pending, and no answer came".to_string())
+            }
+            Waited::Superseded => (Outcome::Cancelled, "not run: its retry took the answer".to_string()),
+            Waited::Gone(why) => (Outcome::Cancelled, format!("not run: {why}")),
+            Waited::NotAdmitted | Waited::TooManyWaiting => (Outcome::Denied, "not asked".to_string()),
+        };
+        tracing::info!(tool = %call.qualified, "pending call settled: {detail}");
+        self.shared.outcome(crate::session::outcome(record_id, started, outcome, Some(&detail)));
+    }
+
+    /// A denial (or an unanswered prompt) counts towards locking the tool for its client.
+    fn count_denial(&self, prompt: &Prompt) {
+        let settings = self.shared.policy.load().grant_settings().0.clone();
+        let locked = self.shared.grants.lock().unwrap_or_else(|p| p.into_inner()).record_denial(
             &prompt.client,
             &prompt.server,
             &prompt.tool,
@@ -320,7 +442,6 @@ impl Session {
             let secs = until.saturating_sub(now_ms()) / 1000;
             tracing::warn!(server = %prompt.server, tool = %prompt.tool, client = %prompt.client, "denied repeatedly; locked for {secs}s");
         }
-        self.refuse(call.record, call.reply, call.id.as_deref(), outcome, call.started, &text).await;
     }
 
     /// Records a call whose client gave up before it ran; nothing is answered (the client
@@ -339,28 +460,7 @@ impl Session {
 
     /// Leaves a grant for an approval longer than once, within the policy's limits.
     fn grant(&self, prompt: &Prompt, length: GrantLength, condition: Option<&str>, record: &mut Record) {
-        let policy = self.shared.policy.load_full();
-        let (settings, _) = policy.grant_settings();
-        let class = record.class.unwrap_or(countersign_policy::ToolClass::Write);
-        let request = GrantRequest {
-            id: format!("g-{}", &prompt.id[..12.min(prompt.id.len())]),
-            client_token: &prompt.client,
-            session: &prompt.session,
-            server: &prompt.server,
-            tool: &prompt.tool,
-            arguments: &prompt.arguments,
-            length,
-            condition,
-        };
-        let issued = self.shared.grants.lock().unwrap_or_else(|p| p.into_inner()).issue(
-            request,
-            settings,
-            policy.once_only(),
-            class,
-            now_ms(),
-            end_of_day_ms(),
-        );
-        match issued {
+        match self.issue_grant(prompt, length, condition, record.class) {
             Ok(g) => {
                 record.reason = Some(format!(
                     "{} (approved for {}, grant {})",
@@ -375,6 +475,36 @@ impl Session {
                 record.reason = Some(format!("{} (approved once: {e})", record.reason.clone().unwrap_or_default()));
             }
         }
+    }
+
+    /// Issues the grant an approval of `prompt` leaves, within the policy's limits.
+    fn issue_grant(
+        &self,
+        prompt: &Prompt,
+        length: GrantLength,
+        condition: Option<&str>,
+        class: Option<countersign_policy::ToolClass>,
+    ) -> Result<countersign_policy::Grant, countersign_policy::GrantError> {
+        let policy = self.shared.policy.load_full();
+        let (settings, _) = policy.grant_settings();
+        let request = GrantRequest {
+            id: format!("g-{}", &prompt.id[..12.min(prompt.id.len())]),
+            client_token: &prompt.client,
+            session: &prompt.session,
+            server: &prompt.server,
+            tool: &prompt.tool,
+            arguments: &prompt.arguments,
+            length,
+            condition,
+        };
+        self.shared.grants.lock().unwrap_or_else(|p| p.into_inner()).issue(
+            request,
+            settings,
+            policy.once_only(),
+            class.unwrap_or(countersign_policy::ToolClass::Write),
+            now_ms(),
+            end_of_day_ms(),
+        )
     }
 
     /// Commits the decision record, then forwards with the permit the commit produced: no

@@ -17,6 +17,7 @@ pub mod access;
 pub mod approvals;
 pub mod arguments;
 mod call;
+pub(crate) mod hold;
 pub mod methods;
 pub mod permit;
 pub mod server_requests;

@@ -113,6 +113,21 @@ pub(crate) enum Reply {
 }
 
 impl Reply {
+    /// A reply nobody waits for: what is sent to it goes nowhere (a call answered
+    /// "pending" keeps waiting for its approval after its client was answered).
+    pub(crate) fn nobody() -> Reply {
+        Reply::Internal(oneshot::channel().0)
+    }
+
+    /// Sends a notification about the request (its progress) on the request's own stream;
+    /// a JSON answer carries only the answer, so there it is dropped. Whether it was sent.
+    pub(crate) fn notify(&self, text: String) -> bool {
+        match self {
+            Reply::Client { tx: tx @ ClientTx::Stream(_), .. } => tx.send(text),
+            _ => false,
+        }
+    }
+
     /// Resolves when nobody can receive this answer any more (see [`ClientTx::closed`]).
     pub(crate) fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let tx = match self {
