@@ -14,7 +14,9 @@ async fn client_ids_are_mapped_up_and_restored_down() {
     for id in [json!("abc"), json!(41), json!(-3)] {
         let answer = gw.call("/mcp/up", &session, id.clone(), "echo", &id.to_string()).await;
         assert_eq!(answer["id"], id, "the client gets its own id back, same type: {answer}");
-        let seen = up.wait_for("tools/call", |m| m["params"]["arguments"]["text"] == id.to_string()).await;
+        let text = id.to_string();
+        let seen =
+            up.wait_for("tools/call", |m| m["params"]["arguments"]["text"].as_str() == Some(text.as_str())).await;
         assert!(seen["id"].is_u64(), "the server sees the gateway's own id: {seen}");
     }
     let ids: Vec<Value> = up.messages("tools/call").iter().map(|m| m["id"].clone()).collect();
