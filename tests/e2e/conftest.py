@@ -23,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("COUNTERSIGN_BIN", ROOT / "target" / "debug" / "countersign"))
+FAST_UPSTREAM = Path(os.environ.get("COUNTERSIGN_FAST_UPSTREAM", ROOT / "target" / "debug" / "fast-upstream"))
 FIXTURES = ROOT / "fixtures"
 NODE_BIN = FIXTURES / "node_modules" / ".bin"
 HERE = Path(__file__).resolve().parent
@@ -297,7 +298,7 @@ def everything_server() -> dict:
 def fast_server(log: Path | None = None) -> dict:
     """The rmcp fixture that answers as fast as it can; with `log`, it appends every
     `echo` text it receives to that file."""
-    server = {"command": str(ROOT / "target" / "debug" / "fast-upstream"), "args": [], "trusted": True}
+    server = {"command": str(FAST_UPSTREAM), "args": [], "trusted": True}
     if log:
         server["args"] = ["--log", str(log)]
     return server

@@ -35,13 +35,18 @@ def direct(tmp_path):
     proc.wait(10)
 
 
-def test_conformance_suite_passes_identically_through_the_gateway(make_gateway, direct, tmp_path):
+def run_baseline(direct: str, tmp_path) -> dict[str, str]:
+    """The suite against the fixture itself, which must pass every scenario."""
     (tmp_path / "direct").mkdir()
     baseline = run_suite(direct, tmp_path / "direct")
     failing = {k: v for k, v in baseline.items() if not v.endswith(" 0 failed")}
     assert not failing, f"the fixture itself fails: {failing}"
+    return baseline
 
-    gw = make_gateway({"conf": {"command": FIXTURE}}, policy={"allow": ["mcp__conf"]})
+
+def run_through(gw, tmp_path) -> dict[str, str]:
+    """The suite through `gw`'s /mcp/conf, with the client token added by a forwarder (the
+    runner cannot send one)."""
     gw_port = int(gw.addr.rsplit(":", 1)[1])
     def forwarder(ports):
         proc = subprocess.Popen([sys.executable, str(HERE / "token_forwarder.py"), str(ports[0]), str(gw_port)],
@@ -53,9 +58,15 @@ def test_conformance_suite_passes_identically_through_the_gateway(make_gateway, 
     fwd, (fwd_port,) = start_listening(forwarder, what="the token forwarder")
     try:
         (tmp_path / "proxied").mkdir()
-        proxied = run_suite(f"http://localhost:{fwd_port}/mcp/conf", tmp_path / "proxied")
+        return run_suite(f"http://localhost:{fwd_port}/mcp/conf", tmp_path / "proxied")
     finally:
         fwd.terminate()
         fwd.wait(10)
+
+
+def test_conformance_suite_passes_identically_through_the_gateway(make_gateway, direct, tmp_path):
+    baseline = run_baseline(direct, tmp_path)
+    gw = make_gateway({"conf": {"command": FIXTURE}}, policy={"allow": ["mcp__conf"]})
+    proxied = run_through(gw, tmp_path)
     assert proxied == baseline
     assert len(baseline) >= 32

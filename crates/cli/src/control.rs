@@ -63,13 +63,23 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
         _ => println!("Hub: not enrolled"),
     }
     println!("Servers:");
+    let gauges = body["processes"].as_array().cloned().unwrap_or_default();
+    let gauge =
+        |name: &Value| gauges.iter().find(|g| &g["server"] == name).map(|g| format!("{}/{}", g["live"], g["cap"]));
     for s in body["servers"].as_array().into_iter().flatten() {
+        let processes = gauge(&s["name"]).map(|g| format!("processes {g}")).unwrap_or_default();
         println!(
-            "  {:<14} {:<6} {}",
+            "  {:<14} {:<6} {:<8}{}",
             text(&s["name"]),
             text(&s["transport"]),
-            if s["trusted"].as_bool() == Some(true) { "trusted" } else { "" }
+            if s["trusted"].as_bool() == Some(true) { "trusted" } else { "" },
+            processes
         );
+    }
+    // Processes of a server the config no longer names, still running in open sessions.
+    let configured: Vec<&Value> = body["servers"].as_array().into_iter().flatten().map(|s| &s["name"]).collect();
+    for g in gauges.iter().filter(|g| !configured.contains(&&g["server"])) {
+        println!("  {:<14} (removed)        processes {}/{}", text(&g["server"]), g["live"], g["cap"]);
     }
     let sessions = body["sessions"].as_array().cloned().unwrap_or_default();
     println!("Sessions: {}", sessions.len());

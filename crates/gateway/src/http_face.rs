@@ -13,7 +13,7 @@ use crate::govern::methods::{self, Operation};
 use crate::guard::{self, Refusal};
 use crate::message::{self, code, Envelope, Kind};
 use crate::session::flow::{Flow, Weighed};
-use crate::session::{self, Route, Session};
+use crate::session::{self, LinkError, Route, Session};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -307,7 +307,7 @@ async fn initialize(face: Face, route: Route, token_name: String, env: Envelope,
         }
     }
     let params = env.params().unwrap_or(Value::Null);
-    let session = Session::new(face.shared.clone(), face.sessions.deadlines.clone(), token_name.clone(), route.clone());
+    let session = Session::new(face.shared.clone(), &face.sessions, token_name.clone(), route.clone());
     session.set_initialize(&params);
     // Sessions are bounded per client token as well as in all, so one client cannot take
     // every slot; counted and added under one lock.
@@ -336,7 +336,14 @@ async fn initialize(face: Face, route: Route, token_name: String, env: Envelope,
             }
             resp
         }
-        Route::Single(_) => {
+        Route::Single(server) => {
+            // Its server started first: with no room for its process under the cap, the
+            // session is not kept, and the client is told which limit refused it. Any
+            // other failure to start is answered by the initialize itself, as before.
+            if let Err(why @ (LinkError::AtCap { .. } | LinkError::NoRoom { .. })) = session.link(&server).await {
+                face.sessions.close(&session.id);
+                return rpc_error(StatusCode::OK, env.id(), code::UPSTREAM_ERROR, &why.to_string());
+            }
             reply(session.handle_request(Operation::Initialize, env, sse).await, false, Some(&session.id)).await
         }
     }

@@ -173,9 +173,8 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
             let idle: Vec<String> =
                 sessions.all().iter().filter(|s| s.idle_for() > idle_limit).map(|s| s.id.clone()).collect();
             for id in idle {
-                if let Some(s) = sessions.remove(&id) {
+                if sessions.close(&id).is_some() {
                     tracing::info!(session = %crate::session::short(&id), "closed an idle session");
-                    s.close();
                 }
             }
         }

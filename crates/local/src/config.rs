@@ -81,6 +81,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// A session with no request for this long is closed and its upstreams stopped.
     pub session_idle_secs: u64,
+    /// Most processes of one stdio server running at once (each session starts its own).
+    /// At the cap, an idle session running one is closed to make room (least recently
+    /// used first); when every one has a call under way, the new start is refused.
+    pub max_processes_per_server: usize,
 }
 
 impl Default for Limits {
@@ -95,6 +99,7 @@ impl Default for Limits {
             read_timeout_secs: 10,
             max_connections: 1024,
             session_idle_secs: 30 * 60,
+            max_processes_per_server: 32,
         }
     }
 }
@@ -362,6 +367,13 @@ impl Config {
                 "max_sessions_per_token must be at least 1 and max_connections at least 16".into(),
             ));
         }
+        if limits.max_processes_per_server == 0 {
+            return Err(invalid(
+                limit_span(text, "max_processes_per_server"),
+                "limits.max_processes_per_server",
+                "must be at least 1 (each session of a stdio server runs its own process)".into(),
+            ));
+        }
 
         let mut servers = BTreeMap::new();
         for (name, spanned) in raw.servers {
@@ -537,6 +549,18 @@ fn check_server_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Where `[limits] <key>`'s value is written, to point an error at its line. Read only
+/// when that limit is refused, so the file is parsed a second time only then.
+fn limit_span(text: &str, key: &str) -> Option<Range<usize>> {
+    #[derive(Deserialize)]
+    struct Spans {
+        #[serde(default)]
+        limits: BTreeMap<String, Spanned<toml::Value>>,
+    }
+    let spans: Spans = toml::from_str(text).ok()?;
+    spans.limits.get(key).map(|v| v.span())
+}
+
 /// Picks the key named in a serde message such as "unknown field `comand`, expected ...".
 fn field_of_message(message: &str) -> String {
     message
@@ -664,6 +688,19 @@ oauth = { scopes = ["read"] }
         assert!(e.starts_with("cs.toml:3:"), "{e}");
         let e = err("[servers.gh]\ncommand = \"x\"\noauth = {}\n");
         assert!(e.contains("only apply to `url` servers"), "{e}");
+    }
+
+    #[test]
+    fn the_process_cap_defaults_to_32_and_zero_names_its_line() {
+        assert_eq!(Config::empty().limits.max_processes_per_server, 32);
+        let c = Config::parse("[limits]\nmax_processes_per_server = 8\n", None).unwrap();
+        assert_eq!(c.limits.max_processes_per_server, 8);
+        let e = err("[gateway]\n\n[limits]\nmax_sessions = 10\nmax_processes_per_server = 0\n");
+        assert_eq!(
+            e,
+            "cs.toml:5:28: limits.max_processes_per_server: must be at least 1 (each session of a stdio server runs \
+             its own process)"
+        );
     }
 
     #[test]

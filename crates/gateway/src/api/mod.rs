@@ -12,8 +12,8 @@ mod views;
 
 pub use answer::{AnswerRequest, ControlError, Verdict};
 pub use views::{
-    ActivityFilter, BundleView, CredentialView, GrantsView, HubEnrollment, LayersView, PolicyView, ServerSummary,
-    ServerView, SessionView, Status, ToolView, TransportKind, UserLayerView,
+    ActivityFilter, BundleView, CredentialView, GrantsView, HubEnrollment, LayersView, PolicyView, ProcessGauge,
+    ServerSummary, ServerView, SessionView, Status, ToolView, TransportKind, UserLayerView,
 };
 
 use crate::approver::Prompt;
@@ -125,11 +125,28 @@ impl Gateway {
             grant_lengths: policy.grant_settings().0.lengths.clone(),
             blocked_tools: shared.pins.lock().map(|p| p.report()).unwrap_or_default(),
             servers,
+            processes: self.processes(),
             sessions,
             approvals: shared.approver.pending(),
             tasks: shared.runtime.metrics().num_alive_tasks(),
             hub: self.hub(),
         }
+    }
+
+    /// Live upstream processes per server against the cap: every configured stdio server
+    /// (none running shows 0), and any other server that still runs some.
+    pub fn processes(&self) -> Vec<ProcessGauge> {
+        let cap = self.shared.config.limits.max_processes_per_server;
+        let mut live = self.sessions.processes.live();
+        let mut gauges: Vec<ProcessGauge> = self
+            .shared
+            .servers()
+            .iter()
+            .filter(|(_, s)| matches!(s.transport, Transport::Stdio { .. }))
+            .map(|(name, _)| ProcessGauge { server: name.clone(), live: live.remove(name).unwrap_or(0), cap })
+            .collect();
+        gauges.extend(live.into_iter().map(|(server, live)| ProcessGauge { server, live, cap }));
+        gauges
     }
 
     /// The prompts waiting for a person.

@@ -26,6 +26,9 @@ pub struct Status {
     pub blocked_tools: serde_json::Value,
     /// The servers in force now (they follow the config file).
     pub servers: Vec<ServerSummary>,
+    /// Live processes of each stdio server (and of any server no longer configured that
+    /// still runs some), against `[limits] max_processes_per_server`.
+    pub processes: Vec<ProcessGauge>,
     pub sessions: Vec<SessionView>,
     pub approvals: Vec<Prompt>,
     /// Live async tasks: steady under steady load; growth with the call count is a leak.
@@ -47,6 +50,15 @@ pub struct ServerSummary {
     pub name: String,
     pub transport: TransportKind,
     pub trusted: bool,
+}
+
+/// One server's live upstream processes and the most it may run at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ProcessGauge {
+    pub server: String,
+    pub live: usize,
+    pub cap: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]

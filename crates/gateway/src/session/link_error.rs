@@ -1,6 +1,6 @@
 //! Why a session could not reach an upstream server: not configured, kept from starting
-//! by policy, failed to start or to initialize, or did not answer the gateway's own
-//! request. The text is what the client reads in its JSON-RPC error, so it names the
+//! by policy or by the cap on its processes, failed to start or to initialize, or did not
+//! answer the gateway's own request. The text is what the client reads in its JSON-RPC error, so it names the
 //! server and says what happened; it never carries a secret (an upstream's start error
 //! names the command, never its environment).
 
@@ -15,6 +15,22 @@ pub enum LinkError {
     NotStarted { reason: String, rule: String },
     #[error("upstream server `{server}` could not start: {source}")]
     Start { server: String, source: UpstreamError },
+    /// The server runs as many processes as `[limits] max_processes_per_server` allows and
+    /// every session holding one is busy.
+    #[error(
+        "upstream server `{server}` already runs {cap} processes, the most `[limits] max_processes_per_server` \
+         allows, and every session using one is busy; close a session (DELETE) or raise the limit"
+    )]
+    AtCap { server: String, cap: usize },
+    /// A session was closed to make room, and its process did not end in time.
+    #[error(
+        "upstream server `{server}` already runs {cap} processes, the most `[limits] max_processes_per_server` \
+         allows, and none ended within {secs}s to make room"
+    )]
+    NoRoom { server: String, cap: usize, secs: u64 },
+    /// The session closed (deleted, idle or to make room) while a request wanted a server.
+    #[error("the session was closed")]
+    SessionClosed,
     #[error("upstream server `{server}` refused initialize")]
     InitializeRefused { server: String },
     /// The connection closed while the gateway wrote to it.
@@ -48,6 +64,17 @@ mod tests {
                 "upstream server `fs` could not start: the upstream connection is closed",
             ),
             (LinkError::InitializeRefused { server: server() }, "upstream server `fs` refused initialize"),
+            (
+                LinkError::AtCap { server: server(), cap: 8 },
+                "upstream server `fs` already runs 8 processes, the most `[limits] max_processes_per_server` \
+                 allows, and every session using one is busy; close a session (DELETE) or raise the limit",
+            ),
+            (
+                LinkError::NoRoom { server: server(), cap: 8, secs: 10 },
+                "upstream server `fs` already runs 8 processes, the most `[limits] max_processes_per_server` \
+                 allows, and none ended within 10s to make room",
+            ),
+            (LinkError::SessionClosed, "the session was closed"),
             (LinkError::Send(UpstreamError::Closed), "the upstream connection is closed"),
             (LinkError::NotRunning { server: server() }, "upstream server `fs` is not running"),
             (

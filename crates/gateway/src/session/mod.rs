@@ -1,6 +1,9 @@
 //! One client session: the client's view of one upstream (`/mcp/<server>`) or of all of
 //! them (`/mcp`), with one upstream connection per server, started on first use and
-//! restarted (with the client's `initialize` replayed) after it ends.
+//! restarted (with the client's `initialize` replayed) after it ends. A stdio server's
+//! process is started only with room under `[limits] max_processes_per_server`, which
+//! the session table makes by closing another, idle, session (table.rs); a closed session
+//! never starts one.
 //!
 //! The session maps every id that crosses it: the client's request ids become the
 //! gateway's own upstream ids (so gateway-made requests never collide with a client's),
@@ -82,6 +85,7 @@ use countersign_policy::ToolDef;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -261,6 +265,12 @@ pub struct Session {
     pub(crate) shared: Arc<Shared>,
     /// The gateway's deadline sweeper, woken when a request with a deadline is added.
     deadlines: Arc<Deadlines>,
+    /// The table it is in, which makes room for its processes.
+    table: Weak<Sessions>,
+    /// Set by [`Session::close`]: from then on no upstream starts for it.
+    closed: AtomicBool,
+    /// Upstream connections being started now (the session is busy meanwhile).
+    starting: AtomicUsize,
     state: Mutex<State>,
     links: HashMap<String, tokio::sync::Mutex<Option<UpstreamLink>>>,
     in_flight: Arc<Mutex<std::collections::HashSet<String>>>,
@@ -271,7 +281,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(shared: Arc<Shared>, deadlines: Arc<Deadlines>, token_name: String, route: Route) -> Arc<Session> {
+    pub(crate) fn new(shared: Arc<Shared>, table: &Arc<Sessions>, token_name: String, route: Route) -> Arc<Session> {
         let servers: Vec<String> = match &route {
             Route::Single(s) => vec![s.clone()],
             // A project's server is not even named to another client's session.
@@ -287,7 +297,10 @@ impl Session {
             token_name,
             route,
             shared,
-            deadlines,
+            deadlines: table.deadlines.clone(),
+            table: Arc::downgrade(table),
+            closed: AtomicBool::new(false),
+            starting: AtomicUsize::new(0),
             state: Mutex::new(State { last_seen: Some(Instant::now()), ..State::default() }),
             links: servers.into_iter().map(|s| (s, tokio::sync::Mutex::new(None))).collect(),
             in_flight: Arc::default(),
@@ -319,12 +332,38 @@ impl Session {
     /// How long the session has been idle: no request in flight, no open GET stream, and
     /// nothing received since. Zero while it is busy or listening.
     pub fn idle_for(&self) -> Duration {
-        let st = self.state();
-        let listening = st.get_stream.as_ref().is_some_and(|tx| !tx.is_closed());
-        if listening || !st.pending.is_empty() || self.in_flight.lock().map(|f| !f.is_empty()).unwrap_or(true) {
+        if self.busy() || self.listening() {
             return Duration::ZERO;
         }
-        st.last_seen.map_or(Duration::ZERO, |t| t.elapsed())
+        self.state().last_seen.map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    /// In use now: a request in flight or waiting for its upstream, a call waiting for a
+    /// person, or an upstream being started. A busy session is never closed for being
+    /// idle, nor to make room for another's process.
+    pub(crate) fn busy(&self) -> bool {
+        if self.starting.load(Ordering::SeqCst) > 0 || self.in_flight.lock().map(|f| !f.is_empty()).unwrap_or(true) {
+            return true;
+        }
+        let st = self.state();
+        !st.pending.is_empty() || !st.waiting.is_empty()
+    }
+
+    /// Its client holds a GET stream open (it may hear from its servers at any time).
+    pub(crate) fn listening(&self) -> bool {
+        self.state().get_stream.as_ref().is_some_and(|tx| !tx.is_closed())
+    }
+
+    /// When a client last sent it something.
+    pub(crate) fn last_used(&self) -> Instant {
+        self.state().last_seen.unwrap_or_else(Instant::now)
+    }
+
+    /// Whether it holds a live connection to `server` (for a stdio server: its process).
+    /// False while the connection is being started (the session is busy then).
+    pub(crate) fn runs(&self, server: &str) -> bool {
+        self.state().alive.get(server).copied().unwrap_or(false)
+            && self.links.get(server).and_then(|slot| slot.try_lock().ok()).is_some_and(|slot| slot.is_some())
     }
 
     pub fn pending_count(&self) -> usize {
@@ -363,6 +402,7 @@ impl Session {
 
     /// The live connection to `server`, starting (or restarting) it when needed.
     pub(crate) async fn link(&self, server: &str) -> Result<UpstreamLink, LinkError> {
+        let _starting = Starting::new(&self.starting);
         let unknown = || LinkError::UnknownServer { server: server.to_string() };
         let slot = self.links.get(server).ok_or_else(unknown)?;
         let mut slot = slot.lock().await;
@@ -372,15 +412,35 @@ impl Session {
         }
         let restart = slot.is_some();
         *slot = None;
+        let closed = || LinkError::SessionClosed;
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(closed());
+        }
         let servers = self.shared.servers();
         let config = servers.get(server).ok_or_else(unknown)?;
         // A server nothing of which this client may reach is not even started.
         if let Some(v) = self.shared.policy.load().server_gate(&config.info, &self.token_name, false) {
             return Err(LinkError::NotStarted { reason: v.reason, rule: v.rule });
         }
-        let link = upstream::connect(server, config, &self.shared.config.limits, self.sink(server))
+        // A process only with room for it under the cap.
+        let room = match &config.transport {
+            crate::config::Transport::Stdio { .. } => {
+                let table = self.table.upgrade().ok_or_else(closed)?;
+                let cap = self.shared.config.limits.max_processes_per_server;
+                Some(table.process_slot(server, &self.token_name, cap).await?)
+            }
+            crate::config::Transport::Http { .. } => None,
+        };
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(closed());
+        }
+        let link = upstream::connect(server, config, &self.shared.config.limits, self.sink(server), room)
             .await
             .map_err(|source| LinkError::Start { server: server.to_string(), source })?;
+        // Closed while it started: dropping the link ends the process.
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(closed());
+        }
         {
             let mut st = self.state();
             st.alive.insert(server.to_string(), true);
@@ -391,6 +451,9 @@ impl Session {
             let reply = self.handshake(server, &link, params).await?;
             if let Some(result) = reply.get("result").and_then(|r| serde_json::from_str(r.get()).ok()) {
                 self.state().server_init.insert(server.to_string(), result);
+            }
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(closed());
             }
         }
         *slot = Some(link.clone());
@@ -632,8 +695,9 @@ impl Session {
     }
 
     /// Ends the session: calls waiting for a person are withdrawn, pending requests fail,
-    /// upstream connections close.
+    /// upstream connections close, and none starts again.
     pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         let waiting: Vec<GiveUp> = self.state().waiting.drain().map(|(_, w)| w).collect();
         for w in waiting {
             w.give_up("its session closed");
@@ -651,6 +715,22 @@ impl Session {
                 *slot = None;
             }
         }
+    }
+}
+
+/// Counts an upstream start in progress for as long as it lives.
+struct Starting<'a>(&'a AtomicUsize);
+
+impl<'a> Starting<'a> {
+    fn new(count: &'a AtomicUsize) -> Starting<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Starting(count)
+    }
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

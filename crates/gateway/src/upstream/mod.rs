@@ -4,8 +4,11 @@
 //! child process is killed with its process group and reaped).
 
 mod http;
+mod processes;
 mod remote_error;
 mod stdio;
+
+pub use processes::{ProcessSlot, Processes};
 
 use crate::config::{Limits, ServerConfig, Transport};
 use crate::credentials;
@@ -73,17 +76,20 @@ pub type EventSink = std::sync::Arc<dyn Fn(UpstreamEvent) -> bool + Send + Sync>
 
 /// Opens a connection to `server`; its events go to `events`, one sink per connection.
 /// Secrets the config refers to are read from the keychain first; when one cannot be
-/// read the server does not start.
+/// read the server does not start. A stdio server's process holds `slot` until it has
+/// been reaped (it is given back at once if the process does not start); a remote server
+/// needs none.
 pub async fn connect(
     name: &str,
     server: &ServerConfig,
     limits: &Limits,
     events: EventSink,
+    slot: Option<ProcessSlot>,
 ) -> Result<UpstreamLink, UpstreamError> {
     match &server.transport {
         Transport::Stdio { command, args, env, cwd } => {
             let env = credentials::resolve(env).await.map_err(UpstreamError::Credentials)?;
-            stdio::spawn(name, command, args, &env, cwd.as_deref(), limits.max_line_bytes, events)
+            stdio::spawn(name, command, args, &env, cwd.as_deref(), limits.max_line_bytes, events, slot)
         }
         Transport::Http { url, headers, .. } => {
             let headers = credentials::resolve(headers).await.map_err(UpstreamError::Credentials)?;

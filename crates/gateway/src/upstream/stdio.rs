@@ -1,9 +1,10 @@
 //! A local MCP server as a child process speaking newline-delimited JSON on stdin/stdout.
 //! Its stderr goes to the log, tokens in it redacted. Lines longer than the limit end the process; so does
 //! dropping the link. The child runs in its own process group so that helpers it starts
-//! (`npx` starts `node`) end with it, and it is always waited for: no zombies.
+//! (`npx` starts `node`) end with it, and it is always waited for: no zombies. Its
+//! [`ProcessSlot`] is given back only once it has been waited for.
 
-use super::{EventSink, UpstreamError, UpstreamEvent, UpstreamLink};
+use super::{EventSink, ProcessSlot, UpstreamError, UpstreamEvent, UpstreamLink};
 use futures::StreamExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -23,6 +24,7 @@ impl Drop for KillOnDrop {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn spawn(
     name: &str,
     command: &str,
@@ -31,6 +33,7 @@ pub(super) fn spawn(
     cwd: Option<&Path>,
     max_line: usize,
     events: EventSink,
+    slot: Option<ProcessSlot>,
 ) -> Result<UpstreamLink, UpstreamError> {
     let mut cmd = Command::new(command);
     cmd.args(args)
@@ -127,6 +130,8 @@ pub(super) fn spawn(
                 },
             },
         };
+        // Reaped: its room under the cap is free again.
+        drop(slot);
         // Deliver what it wrote before it went, then report the end.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;
         tracing::info!(server, pid, "upstream ended: {reason}");

@@ -15,7 +15,7 @@ fn sink() -> (EventSink, mpsc::UnboundedReceiver<UpstreamEvent>) {
 }
 
 fn sh(script: &str, max_line: usize, events: EventSink) -> super::UpstreamLink {
-    super::spawn("t", "/bin/sh", &["-c".into(), script.into()], &[], None, max_line, events).unwrap()
+    super::spawn("t", "/bin/sh", &["-c".into(), script.into()], &[], None, max_line, events, None).unwrap()
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<UpstreamEvent>) -> UpstreamEvent {
@@ -93,6 +93,28 @@ async fn dropping_the_link_kills_the_childs_process_group() {
 #[tokio::test]
 async fn a_command_that_cannot_start_is_an_error_naming_it() {
     let (events, _rx) = sink();
-    let err = super::spawn("t", "/nonexistent/server", &[], &[], None, 1024, events).err().expect("no such command");
+    let err =
+        super::spawn("t", "/nonexistent/server", &[], &[], None, 1024, events, None).err().expect("no such command");
     assert!(err.to_string().contains("/nonexistent/server"), "{err}");
+}
+
+#[tokio::test]
+async fn the_process_slot_is_given_back_once_the_child_is_reaped_or_never_started() {
+    use super::super::Processes;
+    let processes = std::sync::Arc::new(Processes::default());
+    let (events, mut rx) = sink();
+    let slot = processes.try_take("t", 1);
+    let link =
+        super::spawn("t", "/bin/sh", &["-c".into(), "exec sleep 300".into()], &[], None, 1024, events, slot).unwrap();
+    assert_eq!(processes.live().get("t"), Some(&1), "held while the child runs");
+    drop(link);
+    match next(&mut rx).await {
+        // The slot goes back before the end is reported, so it is free by now.
+        UpstreamEvent::Closed(_) => assert_eq!(processes.live().get("t"), None),
+        other => panic!("{other:?}"),
+    }
+    let (events, _rx) = sink();
+    let slot = processes.try_take("t", 1);
+    assert!(super::spawn("t", "/nonexistent/server", &[], &[], None, 1024, events, slot).is_err());
+    assert_eq!(processes.live().get("t"), None, "a process that never started holds no room");
 }
