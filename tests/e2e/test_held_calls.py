@@ -31,11 +31,12 @@ ASK_WRITES = {"ask": ["mcp__fs__write_file"]}
 class TsClient:
     """The TypeScript SDK client in its own process; its JSON lines read on a thread."""
 
-    def __init__(self, gw, path: Path, content: str, timeout_ms: int, reset: bool, progress: bool):
+    def __init__(self, gw, path: Path, content: str, timeout_ms: int, reset: bool, progress: bool,
+                 mode: str = "call"):
         args = json.dumps({"path": str(path), "content": content})
         self.proc = subprocess.Popen(
             [str(NODE), str(TS_CLIENT), gw.url("fs"), gw.token, "write_file", args, str(timeout_ms),
-             "1" if reset else "0", "1" if progress else "0"],
+             "1" if reset else "0", "1" if progress else "0", mode],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.events: queue.Queue = queue.Queue()
         self.seen: list[dict] = []
@@ -131,6 +132,42 @@ def test_ts_sdk_with_progress_reset_is_held_past_its_limit_and_gets_the_result(m
         assert done["event"] == "result" and not done["isError"], done
         assert done["ms"] > limit_ms, "held longer than the client's own limit, and answered"
         assert target.read_text() == "held with progress"
+    finally:
+        client.close()
+
+
+def test_a_tasks_capable_client_polls_a_held_call_as_a_task_past_its_limit(make_gateway, files):
+    """The TypeScript SDK's task client (tasks capability declared): the held call runs as
+    the gateway's task, is polled while it waits for a person well past the client's
+    request limit and the pending point, and its result arrives as the task's."""
+    gw = make_gateway({"fs": fs_server(files)}, policy=ASK_WRITES,
+                      gateway={"approval_timeout_secs": 120, "approval_pending_after_secs": 2})
+    target = files / "task.txt"
+    limit_ms = 4000
+    client = TsClient(gw, target, "from a task", timeout_ms=limit_ms, reset=False, progress=False, mode="task")
+    try:
+        connected = client.next({"connected"}, 30)
+        assert connected["tasks"]["requests"]["tools"]["call"] == {}, connected
+        created = client.next({"taskCreated", "result", "error"}, 30)
+        assert created["event"] == "taskCreated", created
+        shown = pending_prompt(gw)
+        waiting = client.next({"taskStatus", "result", "error"}, 30)
+        assert waiting["event"] == "taskStatus" and waiting["status"] == "working", waiting
+        # Past the client's own limit and the gateway's pending point: still a task, still held.
+        asked = time.monotonic()
+        wait_for(lambda: time.monotonic() - asked > limit_ms / 1000 + 1, what="the client's limit to pass")
+        assert [p["id"] for p in gw.status()["approvals"]] == [shown["id"]]
+        assert not target.exists()
+        gw.cli("approve", shown["id"])
+        done = client.next({"result", "error"}, 30)
+        assert done["event"] == "result" and not done["isError"], (done, client.seen)
+        assert done["ms"] > limit_ms
+        assert target.read_text() == "from a task"
+        statuses = [e for e in client.seen if e["event"] == "taskStatus"]
+        assert any("waiting for approval from" in (e["message"] or "") for e in statuses), statuses
+        ran = gw.wait_audit(lambda r: r["kind"] == "call" and r.get("tool") == "write_file" and r.get("outcome") == "ok",
+                            "the task's call on record")
+        assert ran[0]["approval"] == "approved", ran[0]
     finally:
         client.close()
 

@@ -32,6 +32,9 @@ struct Decided {
 /// A call on its way: what the client sent, where its answer goes, its decision record.
 struct Call {
     env: Envelope,
+    /// The gateway's task this call runs as, when the client asked for one (it is never
+    /// answered "pending": the task waits as long as the prompt stays up).
+    task: Option<String>,
     reply: Reply,
     record: Record,
     server: String,
@@ -48,12 +51,17 @@ impl Session {
     /// id as `call`), within the session's: every log line of the call carries them.
     /// Fields are names and ids only, never an argument.
     pub(crate) async fn call_tool(self: Arc<Self>, env: Envelope, reply: Reply) {
-        use tracing::field::Empty;
-        let span = tracing::info_span!("call", server = Empty, tool = Empty, call = Empty, decision = Empty);
-        self.call_tool_in_span(env, reply).instrument(span).await
+        self.call_tool_as(env, reply, None).await
     }
 
-    async fn call_tool_in_span(self: Arc<Self>, mut env: Envelope, reply: Reply) {
+    /// A call, run as the gateway's task `task` when given.
+    pub(crate) async fn call_tool_as(self: Arc<Self>, env: Envelope, reply: Reply, task: Option<String>) {
+        use tracing::field::Empty;
+        let span = tracing::info_span!("call", server = Empty, tool = Empty, call = Empty, decision = Empty);
+        self.call_tool_in_span(env, reply, task).instrument(span).await
+    }
+
+    async fn call_tool_in_span(self: Arc<Self>, mut env: Envelope, reply: Reply, task: Option<String>) {
         let started = Instant::now();
         let id = env.id().map(|r| r.to_owned());
         let bad = |msg: &str| message::error_response(id.as_deref(), code::INVALID_PARAMS, msg);
@@ -150,12 +158,15 @@ impl Session {
                 // Registered before the wait starts, so a cancellation sent right after the
                 // call is not missed.
                 let give_up = id.as_ref().map(|id| self.register_wait(id.get()));
-                let call = Call { env, reply, record, server, qualified, id, started };
+                let call = Call { env, task, reply, record, server, qualified, id, started };
                 tokio::spawn(async move { self.ask_then_forward(prompt, call, give_up).await }.in_current_span());
                 return;
             }
         }
-        self.commit_and_forward(Call { env, reply, record, server, qualified, id, started }).await;
+        if let Some(task) = &task {
+            self.note_task(task, "running".into());
+        }
+        self.commit_and_forward(Call { env, task, reply, record, server, qualified, id, started }).await;
     }
 
     /// The policy's decision on one call as things stand now: the tool's definition and
@@ -231,7 +242,11 @@ impl Session {
         let shared = self.shared.clone();
         let timeout = Duration::from_secs(shared.config.gateway.approval_timeout_secs);
         let qualified = call.qualified.clone();
-        let hold = Hold::of(&call.env, shared.config.gateway.approval_pending_after, timeout);
+        let pending_after = match call.task {
+            Some(_) => None,
+            None => shared.config.gateway.approval_pending_after,
+        };
+        let hold = Hold::of(&call.env, pending_after, timeout);
         let detach = Detach::default();
         let gone = {
             let closed = call.reply.closed();
@@ -256,6 +271,9 @@ impl Session {
         let waiting = shared.approvals.wait(prompt.clone(), timeout, admit, gone, detach.clone());
         tokio::pin!(waiting);
         let who = shared.approvals.who_answers();
+        if let Some(task) = &call.task {
+            self.note_task(task, format!("waiting for approval from {who}"));
+        }
         let asked = tokio::time::Instant::now();
         let mut ticks = tokio::time::interval_at(asked + hold::PROGRESS_EVERY, hold::PROGRESS_EVERY);
         let pending_at = async {
@@ -308,6 +326,9 @@ impl Session {
                 }
                 if length != GrantLength::Once {
                     self.grant(&prompt, length, condition.as_deref(), &mut call.record);
+                }
+                if let Some(task) = &call.task {
+                    self.note_task(task, "approved; running".into());
                 }
                 return self.commit_and_forward(call).await;
             }
@@ -510,7 +531,7 @@ impl Session {
     /// Commits the decision record, then forwards with the permit the commit produced: no
     /// record, no forwarding.
     async fn commit_and_forward(&self, call: Call) {
-        let Call { env, reply, record, server, qualified, id, started } = call;
+        let Call { env, reply, record, server, qualified, id, started, .. } = call;
         let permit = match self.shared.journal.commit(record).await {
             Ok(committed) => Permit::from(committed),
             Err(e) => {

@@ -19,6 +19,7 @@ mod link_error;
 mod routing;
 mod streams;
 mod table;
+mod tasks;
 #[cfg(test)]
 pub(crate) mod testkit;
 #[cfg(test)]
@@ -236,6 +237,8 @@ pub(crate) struct State {
     /// Each server's resource templates from the last aggregate listing of them: a read
     /// of a URI no server listed goes to the one server whose template describes it.
     resource_templates: Vec<aggregate::TemplateOwner>,
+    /// Tool calls the gateway runs as tasks for this session's client.
+    tasks: tasks::TaskTable,
     /// Calls waiting for a person, by the client's request id: how to withdraw them when
     /// the client cancels or the session ends.
     waiting: HashMap<String, GiveUp>,

@@ -38,13 +38,22 @@ impl Session {
             let (tx, rx) = mpsc::unbounded_channel();
             (ClientTx::Json(tx), Answer::Json(rx))
         };
-        let reply = Reply::Client { tx, _in_flight: claim.and_then(|(_, c)| c) };
+        let mut reply = Reply::Client { tx, _in_flight: claim.and_then(|(_, c)| c) };
+        if let (Route::Single(_), Operation::Task(method)) = (&self.route, op) {
+            match self.answer_task_request(method, &env, reply) {
+                Ok(()) => return answer,
+                Err(not_ours) => reply = not_ours,
+            }
+        }
         match (&self.route, op) {
             (_, Operation::Ping) => {
                 let id = env.id().map(|r| r.to_owned());
                 self.answer(reply, message::result_response(id.as_deref(), &serde_json::json!({})));
             }
             // Decided inline; only a call that waits for a person runs on its own task.
+            (Route::Single(_), Operation::CallTool) if self.wants_task(&env) => {
+                self.clone().call_tool_as_task(env, reply).await
+            }
             (_, Operation::CallTool) => self.clone().call_tool(env, reply).await,
             (Route::Single(server), _) => {
                 let server = server.clone();
@@ -214,10 +223,25 @@ impl Session {
                     }) {
                         st.protocol_version = Some(v);
                     }
+                    let result = env.get("result").and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+                    if let Some(mut result) = result {
+                        if self.offer_tasks(&mut st, &mut result) {
+                            env.set("result", message::raw(&result.to_string()));
+                        }
+                    }
                 }
                 if pending.method == "tools/list" {
                     let reviewed = env.get("result").and_then(|r| self.review_listing(&mut st, server, r.get()));
-                    if let Some(result) = reviewed {
+                    let offered = st.tasks_offered();
+                    let result = match (reviewed, offered) {
+                        (Some(result), _) => Some(result),
+                        (None, true) => env.get("result").and_then(|r| serde_json::from_str::<Value>(r.get()).ok()),
+                        (None, false) => None,
+                    };
+                    if let Some(mut result) = result {
+                        if offered {
+                            Session::tools_as_tasks(&mut result);
+                        }
                         env.set("result", message::raw(&result.to_string()));
                     }
                 }
