@@ -2,7 +2,8 @@
 //! gateway (HTTP face and stdio shim), sequential and with 16 concurrent clients. Every
 //! client is connected first; then the runs take turns in rounds (the order reversed
 //! every other round), so the direct baseline and the gateway see the same machine.
-//! Prints p50/p99 latency, throughput and the gateway's RSS. The gateway runs with its
+//! Prints p50/p99 latency, throughput, the relaying process's CPU time per call (the
+//! gateway's own, and the HTTP floor relay's beside it) and the gateway's RSS. The gateway runs with its
 //! policy and audit on: each call is allowed by policy and its record committed before it
 //! is forwarded; at the end the journal must hold exactly one call record per call made
 //! through the gateway (warm-ups included), or the run fails.
@@ -13,7 +14,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use countersign_bench::clients::{AnyClient, Caller, HttpClient, RawHttpClient, StdioClient};
 use countersign_bench::journal::Census;
-use countersign_bench::measure::{cli, concurrent_round, rss_kib, serve, timed, us, Row, Served};
+use countersign_bench::measure::{cli, concurrent_round, cpu_time, rss_kib, serve, timed, us, Row, Served};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -43,6 +44,8 @@ struct Args {
 struct Lane {
     clients: Clients,
     gateway: bool,
+    /// The relaying process whose CPU time the lane's timed calls are charged.
+    relay_pid: Option<u32>,
     row: Row,
 }
 
@@ -53,11 +56,17 @@ enum Clients {
 
 impl Lane {
     fn one(name: &str, gateway: bool, client: AnyClient) -> Self {
-        Lane { clients: Clients::One(client), gateway, row: Row::new(name) }
+        Lane { clients: Clients::One(client), gateway, relay_pid: None, row: Row::new(name) }
     }
 
     fn many(name: &str, gateway: bool, clients: Vec<AnyClient>) -> Self {
-        Lane { clients: Clients::Many(clients), gateway, row: Row::new(name) }
+        Lane { clients: Clients::Many(clients), gateway, relay_pid: None, row: Row::new(name) }
+    }
+
+    /// Charges this lane's timed calls the CPU time of process `pid`.
+    fn relayed_by(mut self, pid: Option<u32>) -> Self {
+        self.relay_pid = pid;
+        self
     }
 
     /// Untimed calls before the first round: every session up, every upstream started.
@@ -86,7 +95,8 @@ impl Lane {
     /// This lane's turn in one round.
     async fn round(&mut self, calls: usize, per_client: usize) -> Result<()> {
         let name = self.row.name.clone();
-        let round = match &mut self.clients {
+        let cpu_before = self.relay_pid.and_then(cpu_time);
+        let mut round = match &mut self.clients {
             Clients::One(c) => timed(&name, calls, c).await?,
             Clients::Many(cs) => {
                 let (round, back) = concurrent_round(&name, std::mem::take(cs), per_client).await?;
@@ -94,6 +104,9 @@ impl Lane {
                 round
             }
         };
+        if let (Some(before), Some(after)) = (cpu_before, self.relay_pid.and_then(cpu_time)) {
+            round.cpu = Some(after.saturating_sub(before));
+        }
         self.row.add(round);
         Ok(())
     }
@@ -169,7 +182,7 @@ async fn main() -> Result<()> {
         tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stdout), &mut addr).await?;
         let url = format!("http://{}/mcp", addr.trim());
         let floor = RawHttpClient::connect(&url, "floor").await?;
-        lanes.push(Lane::one("HTTP relay (floor)", false, AnyClient::Raw(floor)));
+        lanes.push(Lane::one("HTTP relay (floor)", false, AnyClient::Raw(floor)).relayed_by(relay.id()));
         http_relay = Some(relay);
     }
 
@@ -178,26 +191,28 @@ async fn main() -> Result<()> {
     let idle_rss = rss_kib(pid);
     let url = format!("http://{addr}/mcp/fast");
     if want("gateway HTTP") {
-        lanes.push(Lane::one("gateway HTTP", true, AnyClient::Http(HttpClient::connect(&url, &token).await?)));
+        let client = AnyClient::Http(HttpClient::connect(&url, &token).await?);
+        lanes.push(Lane::one("gateway HTTP", true, client).relayed_by(Some(pid)));
     }
     if want("gateway HTTP (raw client)") {
         let raw = RawHttpClient::connect(&url, &token).await?;
-        lanes.push(Lane::one("gateway HTTP (raw client)", true, AnyClient::Raw(raw)));
+        lanes.push(Lane::one("gateway HTTP (raw client)", true, AnyClient::Raw(raw)).relayed_by(Some(pid)));
     }
     if want(&http_x) {
         let mut many = Vec::new();
         for _ in 0..args.concurrency {
             many.push(AnyClient::Http(HttpClient::connect(&url, &token).await?));
         }
-        lanes.push(Lane::many(&http_x, true, many));
+        lanes.push(Lane::many(&http_x, true, many).relayed_by(Some(pid)));
     }
     let shim_args = ["connect", "fast"];
     if want("gateway stdio shim") {
         let shim = StdioClient::spawn(&gateway, &shim_args, Some(&home)).await?;
-        lanes.push(Lane::one("gateway stdio shim", true, AnyClient::Stdio(shim)));
+        lanes.push(Lane::one("gateway stdio shim", true, AnyClient::Stdio(shim)).relayed_by(Some(pid)));
     }
     if want(&shim_x) {
-        lanes.push(Lane::many(&shim_x, true, many_stdio(&gateway, &shim_args, Some(&home), args.concurrency).await?));
+        let many = many_stdio(&gateway, &shim_args, Some(&home), args.concurrency).await?;
+        lanes.push(Lane::many(&shim_x, true, many).relayed_by(Some(pid)));
     }
 
     for lane in &mut lanes {
@@ -236,8 +251,8 @@ fn print_report(args: &Args, rows: &[Row], idle_rss: u64, loaded_rss: u64) {
         args.calls, args.rounds, args.concurrency
     );
     println!(
-        "{:<24} {:>10} {:>10} {:>12} {:>14} {:>14}",
-        "run", "p50 µs", "p99 µs", "calls/s", "added p50 µs", "added p99 µs"
+        "{:<24} {:>10} {:>10} {:>12} {:>14} {:>14} {:>16}",
+        "run", "p50 µs", "p99 µs", "calls/s", "added p50 µs", "added p99 µs", "relay CPU µs/call"
     );
     let base =
         |concurrent: bool| rows.iter().find(|r| r.name.starts_with("direct") && r.name.contains(" x") == concurrent);
@@ -249,15 +264,22 @@ fn print_report(args: &Args, rows: &[Row], idle_rss: u64, loaded_rss: u64) {
             }
             _ => ("-".into(), "-".into()),
         };
+        let cpu = r.cpu_per_call().map_or("-".to_string(), |c| format!("{:.1}", us(c)));
         println!(
-            "{:<24} {:>10.1} {:>10.1} {:>12.0} {:>14} {:>14}",
+            "{:<24} {:>10.1} {:>10.1} {:>12.0} {:>14} {:>14} {:>16}",
             r.name,
             us(r.pct(0.5)),
             us(r.pct(0.99)),
             r.rate(),
             a50,
-            a99
+            a99,
+            cpu
         );
     }
     println!("gateway RSS: idle {:.1} MiB, after load {:.1} MiB", idle_rss as f64 / 1024.0, loaded_rss as f64 / 1024.0);
+    println!(
+        "relay CPU: the gateway's own CPU time (every thread, user and system) over the timed calls of the \
+         row, per call; for the shim rows the shim processes' CPU is not included; the HTTP floor's is its \
+         relay process's"
+    );
 }

@@ -10,6 +10,9 @@ pub struct Row {
     pub name: String,
     pub lat: Vec<Duration>,
     pub wall: Duration,
+    /// CPU time the relaying process (the gateway, or a floor's relay) spent in the timed
+    /// calls, when it is measured.
+    pub cpu: Option<Duration>,
     /// Every call made for this row, warm-up included: what a journal must hold.
     pub made: usize,
 }
@@ -17,7 +20,13 @@ pub struct Row {
 impl Row {
     /// An empty row, to which rounds are added.
     pub fn new(name: &str) -> Self {
-        Row { name: name.into(), lat: Vec::new(), wall: Duration::ZERO, made: 0 }
+        Row { name: name.into(), lat: Vec::new(), wall: Duration::ZERO, cpu: None, made: 0 }
+    }
+
+    /// CPU time per timed call, when measured.
+    pub fn cpu_per_call(&self) -> Option<Duration> {
+        let calls = self.lat.len().max(1) as u32;
+        self.cpu.map(|c| c / calls)
     }
 
     /// Adds one round's calls to this row.
@@ -39,6 +48,18 @@ impl Row {
 
 pub fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// The CPU time (user and system, every thread, the exited ones included) process `pid`
+/// has used so far, from `/proc/<pid>/stat`, in USER_HZ ticks (100 per second on Linux:
+/// 10 ms resolution, so measure runs of seconds of CPU).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 pub fn rss_kib(pid: u32) -> u64 {
@@ -68,7 +89,7 @@ pub async fn timed<C: clients::Caller>(name: &str, calls: usize, client: &mut C)
         client.call().await?;
         lat.push(t.elapsed());
     }
-    Ok(Row { name: name.into(), lat, wall: start.elapsed(), made: calls })
+    Ok(Row { name: name.into(), lat, wall: start.elapsed(), cpu: None, made: calls })
 }
 
 /// Runs `per_client` calls on each client at once.
@@ -121,7 +142,7 @@ pub async fn concurrent_round<C: clients::Caller + Send + 'static>(
         back.push(c);
     }
     let made = lat.len();
-    Ok((Row { name: name.into(), lat, wall: start.elapsed(), made }, back))
+    Ok((Row { name: name.into(), lat, wall: start.elapsed(), cpu: None, made }, back))
 }
 
 /// Waits for the gateway `pid` to write where it listens.
