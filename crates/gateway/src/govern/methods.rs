@@ -66,6 +66,8 @@ pub enum Operation {
     Complete,
     /// `tasks/get`, `tasks/result`, `tasks/list`, `tasks/cancel` (2025-11-25 tasks).
     Task(&'static str),
+    /// `subscriptions/listen` (2026-07-28): a stream of the server's change notices.
+    Listen,
     /// `notifications/initialized`.
     Initialized,
     /// `notifications/cancelled`.
@@ -90,6 +92,7 @@ impl Operation {
                 | Operation::GetPrompt
                 | Operation::Complete
                 | Operation::Task(_)
+                | Operation::Listen
         )
     }
 }
@@ -129,6 +132,7 @@ const TABLE: &[Entry] = &[
     request("tasks/result", Operation::Task("tasks/result")),
     request("tasks/list", Operation::Task("tasks/list")),
     request("tasks/cancel", Operation::Task("tasks/cancel")),
+    request("subscriptions/listen", Operation::Listen),
     notification("notifications/initialized", Operation::Initialized),
     notification("notifications/cancelled", Operation::Cancelled),
     notification("notifications/progress", Operation::Progress),
@@ -144,13 +148,15 @@ pub enum Unlisted {
     NotANotification { method: String },
     #[error("`{method}` is a notification; sent with an `id` it is refused")]
     NotARequest { method: String },
+    #[error("`{0}` was removed in MCP 2026-07-28: a stateless request cannot use it")]
+    Removed(String),
 }
 
 impl Unlisted {
     /// The method as sent, cut to a length fit for a record.
     pub fn method(&self) -> String {
         let m = match self {
-            Unlisted::Unknown(m) => m,
+            Unlisted::Unknown(m) | Unlisted::Removed(m) => m,
             Unlisted::NotANotification { method } | Unlisted::NotARequest { method } => method,
         };
         shorten(m)
@@ -230,6 +236,7 @@ mod tests {
                 "tasks/result",
                 "tasks/list",
                 "tasks/cancel",
+                "subscriptions/listen",
             ]
         );
         let notes: Vec<&str> = all().filter(|(_, k, _)| *k == Kind::Notification).map(|(m, _, _)| m).collect();

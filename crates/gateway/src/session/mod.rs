@@ -14,6 +14,7 @@ mod deadlines;
 pub mod flow;
 mod link_error;
 mod routing;
+mod stateless;
 mod streams;
 mod table;
 #[cfg(test)]
@@ -27,12 +28,14 @@ pub(crate) use deadlines::spawn_sweeper;
 pub use deadlines::Deadlines;
 pub use link_error::LinkError;
 pub use streams::StreamEvent;
-pub(crate) use table::Sessions;
+pub(crate) use table::{Full, Sessions};
 
-/// What a client request gets back: the answer alone (JSON) or a resumable event stream.
+/// What a client request gets back: the answer alone (JSON), a resumable event stream,
+/// or (a stateless request) the messages as they come, unlogged.
 pub enum Answer {
     Json(mpsc::UnboundedReceiver<String>),
     Stream(flow::Flow<StreamEvent>),
+    Live(flow::Flow<String>),
 }
 
 /// Where the messages for one client request go.
@@ -41,6 +44,9 @@ pub(crate) enum ClientTx {
     Json(mpsc::UnboundedSender<String>),
     /// A logged SSE stream that also carries the request's progress and related messages.
     Stream(streams::StreamSink),
+    /// A stateless request's stream (2026-07-28): not logged, since nothing resumes it;
+    /// the connection closing is the request's cancellation.
+    Live(flow::FlowTx<String>),
 }
 
 impl ClientTx {
@@ -51,11 +57,17 @@ impl ClientTx {
         let json = match self {
             ClientTx::Json(tx) => Some(tx.clone()),
             ClientTx::Stream(_) => None,
+            ClientTx::Live(_) => None,
+        };
+        let live = match self {
+            ClientTx::Live(tx) => Some(tx.watch()),
+            _ => None,
         };
         async move {
-            match json {
-                Some(tx) => tx.closed().await,
-                None => std::future::pending().await,
+            match (json, live) {
+                (Some(tx), _) => tx.closed().await,
+                (None, Some(live)) => live.closed().await,
+                (None, None) => std::future::pending().await,
             }
         }
     }
@@ -67,6 +79,7 @@ impl ClientTx {
                 sink.send(text);
                 true
             }
+            ClientTx::Live(tx) => tx.send(text).is_ok(),
         }
     }
 }
@@ -123,9 +136,14 @@ impl Reply {
     /// a JSON answer carries only the answer, so there it is dropped. Whether it was sent.
     pub(crate) fn notify(&self, text: String) -> bool {
         match self {
-            Reply::Client { tx: tx @ ClientTx::Stream(_), .. } => tx.send(text),
+            Reply::Client { tx: tx @ (ClientTx::Stream(_) | ClientTx::Live(_)), .. } => tx.send(text),
             _ => false,
         }
+    }
+
+    /// Whether the answer goes to a stateless request's live stream.
+    pub(crate) fn is_live(&self) -> bool {
+        matches!(self, Reply::Client { tx: ClientTx::Live(_), .. })
     }
 
     /// Resolves when nobody can receive this answer any more (see [`ClientTx::closed`]).
@@ -241,6 +259,24 @@ pub(crate) struct State {
     protocol_version: Option<String>,
     streams: streams::Streams,
     last_seen: Option<Instant>,
+    /// A stateless session: how each server's link speaks (see [`Speaks`]).
+    speaks: HashMap<String, Speaks>,
+    /// A stateless session: when each server's tool list was learned and how long the
+    /// server said it stays fresh (its `ttlMs`, capped).
+    tools_fresh_until: HashMap<String, Instant>,
+    /// A stateless session: the `subscriptions/listen` streams the gateway serves itself
+    /// for servers it reaches through a session (see [`Speaks::Handshake`]).
+    listeners: Vec<stateless::Listener>,
+}
+
+/// How a stateless session's link to one server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Speaks {
+    /// The server speaks 2026-07-28: each request goes as it came, on its own POST.
+    Stateless,
+    /// The server speaks an older revision (or stdio): the gateway opened one session with
+    /// it for this client token, and translates each stateless request onto it.
+    Handshake,
 }
 
 /// A request a server sent to the client: which server, its own id, what it asked.
@@ -258,6 +294,10 @@ pub struct Session {
     pub id: String,
     pub token_name: String,
     pub route: Route,
+    /// Serves a client token's stateless (2026-07-28) requests to one route: never found
+    /// by a client's `Mcp-Session-Id`, and its requests share nothing but its upstream
+    /// links (see `stateless.rs`).
+    pub stateless: bool,
     pub(crate) shared: Arc<Shared>,
     /// The gateway's deadline sweeper, woken when a request with a deadline is added.
     deadlines: Arc<Deadlines>,
@@ -272,6 +312,28 @@ pub struct Session {
 
 impl Session {
     pub fn new(shared: Arc<Shared>, deadlines: Arc<Deadlines>, token_name: String, route: Route) -> Arc<Session> {
+        Self::build(shared, deadlines, token_name, route, false)
+    }
+
+    /// The session that carries one client token's stateless requests to `route`.
+    pub fn new_stateless(
+        shared: Arc<Shared>,
+        deadlines: Arc<Deadlines>,
+        token_name: String,
+        route: Route,
+    ) -> Arc<Session> {
+        let session = Self::build(shared, deadlines, token_name, route, true);
+        session.state().init_params = Some(stateless::handshake_params());
+        session
+    }
+
+    fn build(
+        shared: Arc<Shared>,
+        deadlines: Arc<Deadlines>,
+        token_name: String,
+        route: Route,
+        stateless: bool,
+    ) -> Arc<Session> {
         let servers: Vec<String> = match &route {
             Route::Single(s) => vec![s.clone()],
             // A project's server is not even named to another client's session.
@@ -279,13 +341,15 @@ impl Session {
                 shared.servers().iter().filter(|(_, s)| s.info.serves(&token_name)).map(|(n, _)| n.clone()).collect()
             }
         };
-        let id: String = crate::home::random_token("").chars().take(32).collect();
+        let random: String = crate::home::random_token("").chars().take(32).collect();
+        let id = if stateless { format!("stateless-{}", &random[..16]) } else { random };
         let span = tracing::info_span!(parent: None, "session", session = %id, token = %token_name);
         Arc::new_cyclic(|me| Session {
             id,
             span,
             token_name,
             route,
+            stateless,
             shared,
             deadlines,
             state: Mutex::new(State { last_seen: Some(Instant::now()), ..State::default() }),
@@ -378,16 +442,28 @@ impl Session {
         if let Some(v) = self.shared.policy.load().server_gate(&config.info, &self.token_name, false) {
             return Err(LinkError::NotStarted { reason: v.reason, rule: v.rule });
         }
-        let link = upstream::connect(server, config, &self.shared.config.limits, self.sink(server))
-            .await
-            .map_err(|source| LinkError::Start { server: server.to_string(), source })?;
+        let start = |source| LinkError::Start { server: server.to_string(), source };
+        let limits = &self.shared.config.limits;
+        // A stateless client's requests go as they are to a server that speaks 2026-07-28;
+        // any other server gets one session of the gateway's, which they are translated onto.
+        let modern = match self.stateless {
+            true => upstream::connect_stateless(server, config, limits, self.sink(server)).await.map_err(start)?,
+            false => None,
+        };
+        let speaks = if modern.is_some() { Speaks::Stateless } else { Speaks::Handshake };
+        let link = match modern {
+            Some(link) => link,
+            None => upstream::connect(server, config, limits, self.sink(server)).await.map_err(start)?,
+        };
         {
             let mut st = self.state();
             st.alive.insert(server.to_string(), true);
             st.listings_stale();
+            st.speaks.insert(server.to_string(), speaks);
         }
         let replay = self.state().init_params.clone();
-        if let (true, Some(params)) = (restart || self.route == Route::Aggregate, replay) {
+        let handshake = restart || self.route == Route::Aggregate || (self.stateless && speaks == Speaks::Handshake);
+        if let (true, Some(params)) = (handshake, replay) {
             let reply = self.handshake(server, &link, params).await?;
             if let Some(result) = reply.get("result").and_then(|r| serde_json::from_str(r.get()).ok()) {
                 self.state().server_init.insert(server.to_string(), result);
@@ -407,6 +483,7 @@ impl Session {
             let _in_session = session.span.enter();
             match event {
                 UpstreamEvent::Message(text) => session.on_upstream_message(&server, text),
+                UpstreamEvent::Related { request, text } => session.on_related(&server, &request, text),
                 UpstreamEvent::Closed(reason) => session.on_upstream_closed(&server, &reason),
             }
             true
@@ -464,6 +541,10 @@ impl Session {
         params: Value,
     ) -> Result<Envelope, LinkError> {
         let method = own.method();
+        let mut params = params;
+        if self.speaks(server) == Some(Speaks::Stateless) {
+            stateless::add_own_meta(&mut params);
+        }
         let (tx, rx) = oneshot::channel();
         let pending = Pending {
             server: server.to_string(),
@@ -517,6 +598,11 @@ impl Session {
             Ok(link) => link,
             Err(why) => return self.fail_reply(reply, client_id.as_deref(), &why.to_string(), audit),
         };
+        if self.stateless && self.speaks(server) == Some(Speaks::Handshake) {
+            stateless::to_handshake(&mut env);
+        }
+        // A stateless request is cancelled by closing its stream: watched from here on.
+        let gone = reply.is_live().then(|| reply.closed());
         // Map the client's progress token to one of ours.
         let mut progress = None;
         if env.get("params").is_some_and(|p| p.get().contains("progressToken")) {
@@ -543,6 +629,9 @@ impl Session {
         };
         let id = self.register(pending, progress);
         self.deadlines.added();
+        if let Some(gone) = gone {
+            self.cancel_when_gone(server, id, gone);
+        }
         env.set_id_u64(id);
         let outbound = match release {
             Release::Permit(permit, _) => Outbound::request(permit, &env),
@@ -555,6 +644,11 @@ impl Session {
             let why = format!("upstream server `{server}` is not running");
             self.fail_pending(id, &why);
         }
+    }
+
+    /// How a stateless session's link to `server` speaks, once it is up.
+    pub(crate) fn speaks(&self, server: &str) -> Option<Speaks> {
+        self.state().speaks.get(server).copied()
     }
 
     /// Answers a request that never reached its upstream.

@@ -23,6 +23,9 @@ impl Session {
     }
 
     async fn handle_request_in_span(self: Arc<Self>, op: Operation, env: Envelope, sse: bool) -> Answer {
+        if self.stateless {
+            return self.stateless_request(op, env, sse).await;
+        }
         self.touch();
         let claim = env.id().map(|id| (id, InFlight::claim(&self.in_flight, id.get())));
         if let Some((id, None)) = claim {
@@ -57,7 +60,7 @@ impl Session {
 
     /// A request on `/mcp/<server>` other than a tool call: lifecycle requests go as they
     /// are (never to a server this client may not reach), governed ones with their permit.
-    async fn single_request(&self, server: &str, op: Operation, env: Envelope, reply: Reply) {
+    pub(super) async fn single_request(&self, server: &str, op: Operation, env: Envelope, reply: Reply) {
         let started = std::time::Instant::now();
         let id = env.id().map(|r| r.to_owned());
         if op.is_governed() {
@@ -217,16 +220,39 @@ impl Session {
                 }
                 if pending.method == "tools/list" {
                     let reviewed = env.get("result").and_then(|r| self.review_listing(&mut st, server, r.get()));
+                    if let Some(result) = env.get("result").and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) {
+                        self.tools_learned(&mut st, server, &result);
+                    }
                     if let Some(result) = reviewed {
                         env.set("result", message::raw(&result.to_string()));
                     }
                 }
                 drop(st);
+                if self.stateless {
+                    self.stateless_answer(server, pending.client_id.as_deref(), &mut env);
+                }
                 self.settle(pending, env);
+            }
+            Kind::Request if self.stateless => {
+                drop(st);
+                self.refuse_for_stateless(server, &env);
             }
             Kind::Request => {
                 drop(st);
                 self.on_server_request(server, env);
+            }
+            Kind::Notification if self.stateless && env.method() != Some("notifications/progress") => {
+                match env.method().unwrap_or_default() {
+                    "notifications/tools/list_changed" => {
+                        st.forget_tools(server);
+                        st.listings_stale();
+                    }
+                    "notifications/prompts/list_changed" | "notifications/resources/list_changed" => {
+                        st.listings_stale();
+                    }
+                    _ => {}
+                }
+                self.stateless_note(&mut st, server, &env);
             }
             Kind::Notification => match env.method().unwrap_or_default() {
                 "notifications/progress" => {
@@ -238,10 +264,12 @@ impl Session {
                     params["progressToken"] = serde_json::from_str(client_token.get()).unwrap_or(Value::Null);
                     env.set_params(&params);
                     let text = env.to_json();
+                    let stateless = self.stateless;
                     match st.pending.get(&owner).map(|p| &p.reply) {
-                        Some(Reply::Client { tx: tx @ ClientTx::Stream(_), .. }) => {
+                        Some(Reply::Client { tx: tx @ (ClientTx::Stream(_) | ClientTx::Live(_)), .. }) => {
                             tx.send(text);
                         }
+                        _ if stateless => {}
                         _ => self.to_client(&mut st, text),
                     }
                 }
@@ -431,7 +459,7 @@ impl Session {
     }
 
     /// Answers a server's request with an error instead of relaying it, and records that.
-    fn refuse_server_request(
+    pub(super) fn refuse_server_request(
         &self,
         server: &str,
         method: &str,
@@ -453,8 +481,11 @@ impl Session {
     /// the session has not seen one. `None`: the server does not list that tool.
     /// `Err` when the list could not be read (the server did not start or answer).
     pub(crate) async fn tool_def(&self, server: &str, tool: &str) -> Result<Option<ToolDef>, super::LinkError> {
-        if let Some(tools) = self.state().tools.get(server) {
-            return Ok(tools.get(tool).cloned());
+        {
+            let st = self.state();
+            if let Some(tools) = st.tools.get(server).filter(|_| self.tools_fresh(&st, server)) {
+                return Ok(tools.get(tool).cloned());
+            }
         }
         let link = self.link(server).await?;
         let mut cursor: Option<String> = None;
@@ -549,12 +580,21 @@ impl Session {
         let hidden = shown.len() != result["tools"].as_array().map_or(0, Vec::len);
         hidden.then(|| {
             result["tools"] = Value::Array(shown);
+            // What this gateway took out is its own view: not to be shared from a cache.
+            if self.stateless || result.get("cacheScope").is_some() {
+                result["cacheScope"] = Value::String("private".into());
+            }
             result
         })
     }
 
     /// Answers a client request from the gateway itself.
     pub(crate) fn answer(&self, reply: Reply, text: String) {
+        // A stateless client reads every result's `resultType`, the gateway's own too.
+        let text = match self.stateless {
+            true => super::stateless::complete(text),
+            false => text,
+        };
         if let Reply::Client { tx, .. } = reply {
             let _ = tx.send(text);
         }
