@@ -229,7 +229,7 @@ impl Session {
                 }
                 drop(st);
                 if self.stateless {
-                    self.stateless_answer(server, pending.client_id.as_deref(), &mut env);
+                    return self.stateless_settle(server, pending, env);
                 }
                 self.settle(pending, env);
             }
@@ -310,7 +310,7 @@ impl Session {
     }
 
     /// Delivers an answer to whoever asked, and records the call's outcome.
-    fn settle(&self, pending: Pending, mut env: Envelope) {
+    pub(super) fn settle(&self, pending: Pending, mut env: Envelope) {
         if let Some((record_id, started)) = pending.audit {
             let (result, detail) = classify_answer(&env);
             // A server's error may repeat the arguments: tokens in it are redacted too.
@@ -407,7 +407,7 @@ impl Session {
     }
 
     /// The policy's word on a request `server` sends to this session's client.
-    fn decide_server_request(&self, server: &str, method: &str) -> countersign_policy::Verdict {
+    pub(super) fn decide_server_request(&self, server: &str, method: &str) -> countersign_policy::Verdict {
         let servers = self.shared.servers();
         let info = servers
             .get(server)
@@ -425,7 +425,7 @@ impl Session {
     }
 
     /// The record of a server's request to the client.
-    fn server_request_record(
+    pub(super) fn server_request_record(
         &self,
         server: &str,
         method: &str,
@@ -435,7 +435,7 @@ impl Session {
     ) -> countersign_audit::Record {
         let mut record = self.shared.record(countersign_audit::RecordKind::Call, decision);
         record.client = Some(self.token_name.clone());
-        record.session = Some(self.id.clone());
+        record.session = Some(self.record_session(None));
         record.server = Some(server.to_string());
         record.method = Some(shorten(method));
         record.rule = Some(rule.to_string());
@@ -445,7 +445,7 @@ impl Session {
     }
 
     /// Records a refused server request (on a task of its own: nothing waits for it).
-    fn record_refused_server_request(&self, server: &str, method: &str, rule: &str, reason: &str) {
+    pub(super) fn record_refused_server_request(&self, server: &str, method: &str, rule: &str, reason: &str) {
         let shared = self.shared.clone();
         let record = self.server_request_record(server, method, countersign_audit::Decision::Deny, rule, reason);
         let (started, id) = (std::time::Instant::now(), record.id);

@@ -7,7 +7,11 @@
 //!
 //! A server that speaks 2026-07-28 gets each request as it came (its `_meta`, its
 //! answer's `resultType`, `input_required` rounds, `ttlMs`/`cacheScope`, listen streams:
-//! all relayed). Any other server (stdio, or an older revision) is reached through one
+//! all relayed). An `input_required` answer asks of the client what a server's request
+//! asks in a session, so each of its input requests is decided, recorded and labelled
+//! with the server's name exactly as a server's sampling, elicitation or roots request
+//! is; one the policy refuses refuses the answer. The client's follow-up (the same call
+//! with `inputResponses`) is a new call, decided again. Any other server (stdio, or an older revision) is reached through one
 //! session of the gateway's, opened for this token with no client capabilities, and
 //! each request is translated onto it: the per-request `_meta` envelope taken off, the
 //! answer marked `resultType: "complete"`, `server/discover` answered from the server's
@@ -23,7 +27,8 @@
 
 use super::{outcome, Answer, ClientTx, Release, Reply, Route, Session, Speaks, State};
 use crate::govern::access::Subject;
-use crate::govern::methods::Operation;
+use crate::govern::methods::{shorten, Operation};
+use crate::govern::server_requests::{self, ServerRequest};
 use crate::message::{self, code, Envelope};
 use crate::modern;
 use countersign_audit::Outcome;
@@ -356,8 +361,79 @@ impl Session {
         }
     }
 
+    /// Delivers a server's answer to a stateless request. An `input_required` result asks
+    /// the client what a server's requests ask in a session (sampling, elicitation,
+    /// roots), so each of its input requests is decided, recorded and labelled with the
+    /// server's name as such a request is, and the answer goes out only once their
+    /// records are committed; one the policy refuses refuses the whole answer.
+    pub(super) fn stateless_settle(&self, server: &str, pending: super::Pending, mut env: Envelope) {
+        self.stateless_answer(server, pending.client_id.as_deref(), &mut env);
+        let Some(mut result) = env.get("result").and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) else {
+            return self.settle(pending, env);
+        };
+        let asks = match result.get("inputRequests") {
+            Some(Value::Object(asks)) if result.get("resultType") == Some(&json!("input_required")) => asks.clone(),
+            _ => return self.settle(pending, env),
+        };
+        let mut records = Vec::new();
+        for (key, ask) in asks {
+            let method = ask.get("method").and_then(Value::as_str).unwrap_or_default().to_string();
+            let verdict = match ServerRequest::of(&method) {
+                Some(kind) if kind.is_governed() => (kind, self.decide_server_request(server, &method)),
+                _ => {
+                    let why = format!("`{}` is not a request servers may send through Countersign", shorten(&method));
+                    return self.refuse_input(server, pending, &method, "method", &why);
+                }
+            };
+            let (kind, verdict) = verdict;
+            if verdict.decision == countersign_policy::Decision::Deny {
+                return self.refuse_input(server, pending, &method, &verdict.rule, &verdict.reason);
+            }
+            let decision = countersign_audit::Decision::Allow;
+            records.push(self.server_request_record(server, &method, decision, &verdict.rule, &verdict.reason));
+            let Some(params) = ask.get("params").filter(|p| p.is_object()) else { continue };
+            let shown = json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params});
+            if let Ok(mut shown) = Envelope::parse(&shown.to_string()) {
+                server_requests::attribute(&mut shown, kind, server);
+                if let (Ok(params), Some(slot)) = (shown.params(), result["inputRequests"].get_mut(&key)) {
+                    slot["params"] = params;
+                }
+            }
+        }
+        env.set("result", message::raw(&result.to_string()));
+        let (me, server) = (self.me.clone(), server.to_string());
+        tokio::spawn(async move {
+            let Some(me) = me.upgrade() else { return };
+            for record in records {
+                let (id, started) = (record.id, Instant::now());
+                if let Err(e) = me.shared.journal.commit(record).await {
+                    let why = format!("its record could not be committed ({e})");
+                    return me.refuse_input(&server, pending, "input request", "journal", &why);
+                }
+                me.shared.outcome(outcome(id, started, Outcome::Ok, None));
+            }
+            me.settle(pending, env);
+        });
+    }
+
+    /// Answers a stateless request whose server asked the client for something policy
+    /// refuses: an error naming the rule, and a record of the refusal.
+    fn refuse_input(&self, server: &str, pending: super::Pending, method: &str, rule: &str, why: &str) {
+        tracing::warn!(server, "refused a server's input request: {why}");
+        self.record_refused_server_request(server, method, rule, why);
+        let text = format!(
+            "Countersign refused what server `{server}` asked of the client: {why} (rule `{rule}`). Nothing was \
+             asked."
+        );
+        let id = pending.client_id.clone().unwrap_or_else(|| message::raw("0"));
+        match Envelope::parse(&message::error_response(Some(&id), code::INVALID_REQUEST, &text)) {
+            Ok(error) => self.settle(pending, error),
+            Err(_) => drop(pending),
+        }
+    }
+
     /// An answer from a server to a stateless request, as the client reads it.
-    pub(super) fn stateless_answer(&self, server: &str, client_id: Option<&RawValue>, env: &mut Envelope) {
+    fn stateless_answer(&self, server: &str, client_id: Option<&RawValue>, env: &mut Envelope) {
         if self.speaks(server) == Some(Speaks::Handshake) {
             return to_stateless_answer(env);
         }

@@ -188,3 +188,30 @@ async fn a_server_that_speaks_2026_gets_each_request_as_it_came_and_its_answers_
     let record = record_of(&gw, "ask").await;
     assert_eq!(record["decision"], "allow");
 }
+
+#[tokio::test]
+async fn a_servers_input_requests_are_decided_recorded_and_labelled_as_its_requests_are() {
+    let up = Upstream::start_stateless().await;
+    let gw = gateway_with(&up).await;
+    let (_, asked) = call(&gw, "ask").await;
+    let question = &asked["result"]["inputRequests"]["q"];
+    assert_eq!(question["method"], "elicitation/create", "{asked}");
+    let message = question["params"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("[MCP server “up” asks, not Countersign]"), "who asks is said: {message}");
+    assert_eq!(question["params"]["_meta"][crate::govern::server_requests::META_SERVER], "up");
+    let records = gw.records().await;
+    assert!(records.iter().any(|r| r["method"] == "elicitation/create" && r["decision"] == "allow"), "{records:?}");
+
+    // A server the policy may not ask the client anything: the answer is refused.
+    let up = Upstream::start_stateless().await;
+    let gw = gateway(&format!(
+        "[servers.up]\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer t\" }}\n[policy]\nallow = [\"mcp__up__*\"]\n\
+         deny = [\"mcp__up request:elicitation/*\"]\n",
+        up.url
+    ))
+    .await;
+    let (_, refused) = call(&gw, "ask").await;
+    assert_eq!(refused["id"], 9, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("refused"), "{refused}");
+    assert!(refused.get("result").is_none(), "nothing the server asked reaches the client: {refused}");
+}
