@@ -113,6 +113,27 @@ fn to_stateless_answer(env: &mut Envelope) {
     }
 }
 
+/// Results a 2026-07-28 client may cache, by the hints they carry.
+const CACHEABLE: &[&str] =
+    &["tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"];
+
+/// A cacheable result from a server of an older revision, which gives no caching hints:
+/// said to be stale at once and for this client only (`ttlMs: 0`, `cacheScope:
+/// "private"`), the one reading that promises nothing the server did not.
+fn without_cache_hints(method: &str, env: &mut Envelope) {
+    if !CACHEABLE.contains(&method) {
+        return;
+    }
+    let Some(mut result) = env.get("result").and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) else {
+        return;
+    };
+    if let Some(obj) = result.as_object_mut() {
+        obj.entry("ttlMs").or_insert(json!(0));
+        obj.entry("cacheScope").or_insert(json!("private"));
+        env.set("result", message::raw(&result.to_string()));
+    }
+}
+
 /// A listen stream the gateway serves itself (the server is reached through a session).
 pub(crate) struct Listener {
     server: String,
@@ -367,7 +388,7 @@ impl Session {
     /// server's name as such a request is, and the answer goes out only once their
     /// records are committed; one the policy refuses refuses the whole answer.
     pub(super) fn stateless_settle(&self, server: &str, pending: super::Pending, mut env: Envelope) {
-        self.stateless_answer(server, pending.client_id.as_deref(), &mut env);
+        self.stateless_answer(server, &pending.method, pending.client_id.as_deref(), &mut env);
         let Some(mut result) = env.get("result").and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) else {
             return self.settle(pending, env);
         };
@@ -433,9 +454,10 @@ impl Session {
     }
 
     /// An answer from a server to a stateless request, as the client reads it.
-    fn stateless_answer(&self, server: &str, client_id: Option<&RawValue>, env: &mut Envelope) {
+    fn stateless_answer(&self, server: &str, method: &str, client_id: Option<&RawValue>, env: &mut Envelope) {
         if self.speaks(server) == Some(Speaks::Handshake) {
-            return to_stateless_answer(env);
+            to_stateless_answer(env);
+            return without_cache_hints(method, env);
         }
         // A listen stream's closing result names its subscription by the client's id.
         let Some(client_id) = client_id else { return };
