@@ -44,7 +44,9 @@ impl Listing {
 pub enum Operation {
     /// `initialize`: opens a session.
     Initialize,
-    /// `server/discover` (2026-07-28), answered by the gateway.
+    /// `server/discover` (2026-07-28): a stateless request, relayed to a server that
+    /// speaks that revision and answered by the gateway for any other; without the
+    /// revision's headers, answered by the gateway (it uses the handshake).
     Discover,
     /// `ping`, answered by the gateway.
     Ping,

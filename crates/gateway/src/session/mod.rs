@@ -384,7 +384,7 @@ impl Session {
     /// nothing received since. Zero while it is busy or listening.
     pub fn idle_for(&self) -> Duration {
         let st = self.state();
-        let listening = st.get_stream.as_ref().is_some_and(|tx| !tx.is_closed());
+        let listening = st.get_stream.as_ref().is_some_and(|tx| !tx.is_closed()) || stateless::listening(&st);
         if listening || !st.pending.is_empty() || self.in_flight.lock().map(|f| !f.is_empty()).unwrap_or(true) {
             return Duration::ZERO;
         }

@@ -530,6 +530,11 @@ impl Listener {
     }
 }
 
+/// Whether a listen stream the gateway serves itself is still open (the session is busy).
+pub(super) fn listening(st: &State) -> bool {
+    st.listeners.iter().any(|l| !l.tx_closed())
+}
+
 /// A listen stream's subscription id: the client's request id, as JSON.
 fn listener_id(client_id: &RawValue) -> Value {
     serde_json::from_str(client_id.get()).unwrap_or(Value::Null)
