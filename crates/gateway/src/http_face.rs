@@ -7,6 +7,13 @@
 //! table (`govern::methods`: a method it does not name, or names as another kind, is
 //! refused) → session. Only then does the session see the message. Every refusal is
 //! audited.
+//!
+//! A stateless (2026-07-28) request, one whose `MCP-Protocol-Version` is not a handshake
+//! revision, passes the same guard, token, size and JSON checks, then the revision's own
+//! (`modern::check`: `_meta` envelope, headers against the body, version), then the same
+//! method table (a method the revision removed is −32601 too), and goes to its token's
+//! stateless session for the route; its answer's HTTP status follows its error code.
+//! It is never served by a session id, and opens no session of the client's.
 
 use crate::front_door::{json_response, pre_auth, rejected, Face};
 use crate::govern::methods::{self, Operation};
@@ -87,12 +94,21 @@ async fn handle(face: Face, route: Route, req: Request<Body>) -> Response {
             return rpc_error(StatusCode::NOT_FOUND, None, code::INVALID_REQUEST, &msg);
         }
     }
+    if crate::modern::is_stateless(req.headers()) {
+        if method != Method::POST {
+            let mut resp = StatusCode::METHOD_NOT_ALLOWED.into_response();
+            resp.headers_mut().insert("allow", HeaderValue::from_static("POST"));
+            return resp;
+        }
+        return post_stateless(face, route, token_name, req).await;
+    }
     let session_id = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let session = match &session_id {
         None => None,
         Some(id) => match face.sessions.get(id) {
-            // A session answers only the token and the endpoint that opened it.
-            Some(s) if s.token_name == token_name && s.route == route => Some(s),
+            // A session answers only the token and the endpoint that opened it; a stateless
+            // session answers no id at all.
+            Some(s) if s.token_name == token_name && s.route == route && !s.stateless => Some(s),
             _ => return rpc_error(StatusCode::NOT_FOUND, None, code::INVALID_REQUEST, "unknown or expired session"),
         },
     };
@@ -191,7 +207,7 @@ async fn post_message(
     // The one table of methods a client may send: anything else is refused and audited.
     let op = match methods::lookup(env.method().unwrap_or_default(), env.kind()) {
         Ok(op) => op,
-        Err(unlisted) => return refuse_method(&face, &token_name, session.as_deref(), &route, &env, &unlisted),
+        Err(unlisted) => return refuse_method(&face, &token_name, session.as_deref(), &route, &env, &unlisted, false),
     };
     if op == Operation::Initialize {
         if session.is_some() {
@@ -233,10 +249,15 @@ fn refuse_method(
     route: &Route,
     env: &Envelope,
     unlisted: &methods::Unlisted,
+    stateless: bool,
 ) -> Response {
     let mut record = face.shared.record(RecordKind::Call, countersign_audit::Decision::Deny);
     record.client = Some(token_name.to_string());
     record.session = session.map(|s| s.id.clone());
+    if stateless {
+        let trace = env.params().ok().and_then(|p| crate::modern::trace_id(&p));
+        record.session = Some(trace.map_or_else(|| "stateless".into(), |t| format!("stateless trace={t}")));
+    }
     record.server = match route {
         Route::Single(s) => Some(s.clone()),
         Route::Aggregate => None,
@@ -253,8 +274,128 @@ fn refuse_method(
         }
     });
     tracing::warn!(client = %token_name, "refused: {unlisted}");
-    let status = if env.kind() == Kind::Notification { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = match (env.kind(), stateless) {
+        (Kind::Notification, _) => StatusCode::BAD_REQUEST,
+        (_, true) => StatusCode::NOT_FOUND,
+        (_, false) => StatusCode::OK,
+    };
     rpc_error(status, env.id(), code::METHOD_NOT_FOUND, &format!("{unlisted}; it was not forwarded"))
+}
+
+/// One stateless (2026-07-28) POST: checked as the revision says, looked up in the same
+/// method table, and handed to the token's stateless session for the route.
+async fn post_stateless(face: Face, route: Route, token_name: String, req: Request<Body>) -> Response {
+    use crate::modern;
+    if !guard::is_json(req.headers()) {
+        let refusal = Refusal {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            reason: "POST bodies must be Content-Type: application/json".into(),
+        };
+        return rejected(&face, req.method(), req.uri().path(), Some(token_name), refusal);
+    }
+    let headers = req.headers().clone();
+    let sse = header_has(&headers, "accept", "text/event-stream");
+    let env = match read_envelope(&face, req).await {
+        Ok(env) => env,
+        Err(resp) => return resp,
+    };
+    match env.kind() {
+        Kind::Response => {
+            let msg = "a stateless client answers no server request: there is none to answer on this revision";
+            return rpc_error(StatusCode::BAD_REQUEST, env.id(), code::INVALID_REQUEST, msg);
+        }
+        // The revision defines no client notifications on this wire (a request is
+        // cancelled by closing its stream): acknowledged, and not forwarded.
+        Kind::Notification => {
+            let version = headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            if !modern::VERSIONS.contains(&version) {
+                let data = json!({ "supported": modern::VERSIONS, "requested": version });
+                let body =
+                    message::error_with_data(None, modern::UNSUPPORTED_VERSION, "Unsupported protocol version", &data);
+                return json_response(StatusCode::BAD_REQUEST, body);
+            }
+            return StatusCode::ACCEPTED.into_response();
+        }
+        Kind::Request => {}
+    }
+    if let Err(refusal) = modern::check(&headers, &env) {
+        return json_response(modern::status_of(refusal.code), refusal.response(env.id()));
+    }
+    let method = env.method().unwrap_or_default();
+    let op = match methods::lookup(method, env.kind()) {
+        Ok(_) if modern::REMOVED.contains(&method) => Err(methods::Unlisted::Removed(method.to_string())),
+        found => found,
+    };
+    let op = match op {
+        Ok(op) => op,
+        Err(unlisted) => return refuse_method(&face, &token_name, None, &route, &env, &unlisted, true),
+    };
+    let limits = &face.shared.config.limits;
+    let bounds = (limits.max_sessions, limits.max_sessions_per_token);
+    let make = || Session::new_stateless(face.shared.clone(), &face.sessions, token_name.clone(), route.clone());
+    let session = match face.sessions.stateless(&token_name, &route, bounds, make) {
+        Ok(session) => session,
+        Err(session::Full::All) => {
+            return rpc_error(StatusCode::SERVICE_UNAVAILABLE, env.id(), code::INTERNAL_ERROR, "too many sessions");
+        }
+        Err(session::Full::Token(n)) => {
+            let msg = format!(
+                "client token `{token_name}` has {n} sessions open, the most one client may have; close some (DELETE) \
+                 or let them expire"
+            );
+            return rpc_error(StatusCode::TOO_MANY_REQUESTS, env.id(), code::INTERNAL_ERROR, &msg);
+        }
+    };
+    stateless_reply(session.handle_request(op, env, sse).await).await
+}
+
+/// Reads a POST body within the limits and parses it as one checked JSON-RPC message.
+async fn read_envelope(face: &Face, req: Request<Body>) -> Result<Envelope, Response> {
+    let limits = &face.shared.config.limits;
+    let deadline = std::time::Duration::from_secs(limits.read_timeout_secs);
+    let bytes = match tokio::time::timeout(deadline, axum::body::to_bytes(req.into_body(), limits.max_body_bytes)).await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            let msg = format!("message larger than the {}-byte limit", limits.max_body_bytes);
+            return Err(rpc_error(StatusCode::PAYLOAD_TOO_LARGE, None, code::INVALID_REQUEST, &msg));
+        }
+        Err(_) => {
+            let msg = format!("the request body did not arrive within {}s", limits.read_timeout_secs);
+            return Err(rpc_error(StatusCode::REQUEST_TIMEOUT, None, code::INVALID_REQUEST, &msg));
+        }
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Err(rpc_error(StatusCode::BAD_REQUEST, None, code::PARSE_ERROR, "body is not UTF-8"));
+    };
+    if let Err(e) = message::check(text, limits.max_depth) {
+        return Err(rpc_error(StatusCode::BAD_REQUEST, None, e.code, &e.message));
+    }
+    Envelope::parse(text).map_err(|e| rpc_error(StatusCode::BAD_REQUEST, None, e.code, &e.message))
+}
+
+/// How long a stateless answer may take before its response commits to a stream (which
+/// then carries keep-alive comments): a quicker answer goes back as JSON, with the HTTP
+/// status its error code calls for.
+const STATELESS_COMMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A stateless request's answer: JSON when the answer comes first (with its status), an
+/// SSE stream when a notification (progress, a listen stream's events) comes first.
+async fn stateless_reply(answer: session::Answer) -> Response {
+    let is_answer = |text: &str| Envelope::parse(text).is_ok_and(|e| e.kind() == Kind::Response);
+    match answer {
+        session::Answer::Json(mut rx) => match rx.recv().await {
+            Some(body) => json_response(crate::modern::status_of_answer(&body), body),
+            None => rpc_error(StatusCode::OK, None, code::INTERNAL_ERROR, "the request ended without an answer"),
+        },
+        session::Answer::Live(mut flow) => match tokio::time::timeout(STATELESS_COMMIT, flow.recv()).await {
+            Ok(Some(text)) if is_answer(&text) => json_response(crate::modern::status_of_answer(&text), text),
+            Ok(Some(text)) => sse_frames(Source { early: [text].into(), rest: flow }, data_frame),
+            Ok(None) => rpc_error(StatusCode::OK, None, code::INTERNAL_ERROR, "the request ended without an answer"),
+            Err(_) => sse_frames(Source { early: Default::default(), rest: flow }, data_frame),
+        },
+        session::Answer::Stream(events) => sse_events(events),
+    }
 }
 
 /// 2026-07-28: `Mcp-Method` and `Mcp-Name`, when sent, must agree with the body. The
@@ -358,6 +499,7 @@ async fn reply(answer: session::Answer, quick: bool, session_id: Option<&str>) -
     let mut resp = match answer {
         session::Answer::Stream(events) if quick => quick_or_streamed(events).await,
         session::Answer::Stream(events) => sse_events(events),
+        session::Answer::Live(flow) => sse_response(flow),
         session::Answer::Json(mut rx) => match rx.recv().await {
             Some(body) => json_response(StatusCode::OK, body),
             None => rpc_error(StatusCode::OK, None, code::INTERNAL_ERROR, "the request ended without an answer"),
@@ -424,11 +566,14 @@ fn event_frame(event: session::StreamEvent) -> String {
 
 /// Messages without ids (the GET stream for server-initiated messages).
 fn sse_response(rx: Flow<String>) -> Response {
-    sse_frames(Source { early: Default::default(), rest: rx }, |text| {
-        let mut frame = String::new();
-        push_data(&mut frame, &text);
-        frame
-    })
+    sse_frames(Source { early: Default::default(), rest: rx }, data_frame)
+}
+
+/// An event that is one message, with no id (nothing resumes it).
+fn data_frame(text: String) -> String {
+    let mut frame = String::new();
+    push_data(&mut frame, &text);
+    frame
 }
 
 /// `data:` lines for a message (one per line of it).

@@ -21,6 +21,7 @@ pub mod guard;
 mod http_face;
 mod listener;
 pub mod message;
+pub mod modern;
 pub mod pins;
 pub mod policy_layers;
 pub mod policy_watch;

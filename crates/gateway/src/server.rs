@@ -34,7 +34,7 @@ pub enum ServeError {
 pub struct Running {
     pub listen: SocketAddr,
     pub(crate) shared: Arc<Shared>,
-    sessions: Arc<crate::session::Sessions>,
+    pub(crate) sessions: Arc<crate::session::Sessions>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     home: Home,
     _policy_watch: Option<crate::policy_watch::PolicyWatch>,

@@ -21,20 +21,43 @@ pub struct Subject {
     pub name: Option<String>,
     /// What is recorded of the params (redacted as arguments are).
     pub arguments: Option<Value>,
+    /// The W3C trace id the request carried in `_meta`, if any (kept for a stateless
+    /// request's record).
+    pub trace: Option<String>,
 }
 
 impl Subject {
     /// The subject of a governed request other than `tools/call`.
     pub fn of(op: Operation, params: &Value) -> Subject {
+        let mut subject = Self::of_params(op, params);
+        subject.trace = crate::modern::trace_id(params);
+        subject
+    }
+
+    fn of_params(op: Operation, params: &Value) -> Subject {
         let text = |key: &str| params.get(key).and_then(Value::as_str).map(str::to_string);
+        let trace = None;
         match op {
-            Operation::List(l) => Subject { method: l.method(), name: None, arguments: None },
-            Operation::ReadResource => Subject { method: "resources/read", name: text("uri"), arguments: None },
-            Operation::Subscribe => Subject { method: "resources/subscribe", name: text("uri"), arguments: None },
-            Operation::Unsubscribe => Subject { method: "resources/unsubscribe", name: text("uri"), arguments: None },
-            Operation::GetPrompt => {
-                Subject { method: "prompts/get", name: text("name"), arguments: params.get("arguments").cloned() }
+            Operation::List(l) => Subject { method: l.method(), name: None, arguments: None, trace },
+            Operation::ReadResource => Subject { method: "resources/read", name: text("uri"), arguments: None, trace },
+            Operation::Subscribe => {
+                Subject { method: "resources/subscribe", name: text("uri"), arguments: None, trace }
             }
+            Operation::Unsubscribe => {
+                Subject { method: "resources/unsubscribe", name: text("uri"), arguments: None, trace }
+            }
+            Operation::GetPrompt => Subject {
+                method: "prompts/get",
+                name: text("name"),
+                arguments: params.get("arguments").cloned(),
+                trace,
+            },
+            Operation::Listen => Subject {
+                method: "subscriptions/listen",
+                name: None,
+                arguments: params.get("notifications").cloned(),
+                trace,
+            },
             Operation::Complete => Subject {
                 method: "completion/complete",
                 name: params
@@ -43,9 +66,10 @@ impl Subject {
                     .and_then(Value::as_str)
                     .map(str::to_string),
                 arguments: params.get("argument").cloned(),
+                trace,
             },
-            Operation::Task(method) => Subject { method, name: text("taskId"), arguments: None },
-            _ => Subject { method: "unknown", name: None, arguments: None },
+            Operation::Task(method) => Subject { method, name: text("taskId"), arguments: None, trace },
+            _ => Subject { method: "unknown", name: None, arguments: None, trace },
         }
     }
 
@@ -109,7 +133,7 @@ impl Session {
         record.client = Some(self.token_name.clone());
         record.client_name = client_name;
         record.client_version = client_version;
-        record.session = Some(self.id.clone());
+        record.session = Some(self.record_session(subject.trace.as_deref()));
         record.server = server.map(str::to_string);
         record.method = Some(subject.method.to_string());
         record.tool = subject.name.as_deref().map(super::methods::shorten);

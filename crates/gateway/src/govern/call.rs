@@ -104,7 +104,7 @@ impl Session {
         record.client = Some(self.token_name.clone());
         record.client_name = client_name.clone();
         record.client_version = client_version;
-        record.session = Some(self.id.clone());
+        record.session = Some(self.record_session(crate::modern::trace_id(&params).as_deref()));
         record.server = Some(server.clone());
         record.tool = Some(tool.clone());
         record.method = Some("tools/call".into());
@@ -144,7 +144,12 @@ impl Session {
                 }
                 let prompt = Prompt {
                     id: record.id.simple().to_string(),
-                    session: self.id.clone(),
+                    // A stateless call is its own "session": an approval for the session
+                    // releases this call only and leaves no grant (see `grant`).
+                    session: match self.stateless {
+                        true => format!("stateless-call-{}", record.id.simple()),
+                        false => self.id.clone(),
+                    },
                     client: self.token_name.clone(),
                     client_name,
                     server: server.clone(),
@@ -157,7 +162,8 @@ impl Session {
                 };
                 // Registered before the wait starts, so a cancellation sent right after the
                 // call is not missed.
-                let give_up = id.as_ref().map(|id| self.register_wait(id.get()));
+                // A stateless call is withdrawn by closing its stream, not by id.
+                let give_up = id.as_ref().filter(|_| !self.stateless).map(|id| self.register_wait(id.get()));
                 let call = Call { env, task, reply, record, server, qualified, id, started };
                 tokio::spawn(async move { self.ask_then_forward(prompt, call, give_up).await }.in_current_span());
                 return;
@@ -481,6 +487,14 @@ impl Session {
 
     /// Leaves a grant for an approval longer than once, within the policy's limits.
     fn grant(&self, prompt: &Prompt, length: GrantLength, condition: Option<&str>, record: &mut Record) {
+        if self.stateless && length == GrantLength::Session {
+            // No session to last for: the approval covers this call and leaves nothing.
+            record.reason = Some(format!(
+                "{} (approved for the session, but a stateless request has none: this call only)",
+                record.reason.clone().unwrap_or_default()
+            ));
+            return;
+        }
         match self.issue_grant(prompt, length, condition, record.class) {
             Ok(g) => {
                 record.reason = Some(format!(

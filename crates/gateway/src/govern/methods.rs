@@ -44,7 +44,9 @@ impl Listing {
 pub enum Operation {
     /// `initialize`: opens a session.
     Initialize,
-    /// `server/discover` (2026-07-28), answered by the gateway.
+    /// `server/discover` (2026-07-28): a stateless request, relayed to a server that
+    /// speaks that revision and answered by the gateway for any other; without the
+    /// revision's headers, answered by the gateway (it uses the handshake).
     Discover,
     /// `ping`, answered by the gateway.
     Ping,
@@ -66,6 +68,8 @@ pub enum Operation {
     Complete,
     /// `tasks/get`, `tasks/result`, `tasks/list`, `tasks/cancel` (2025-11-25 tasks).
     Task(&'static str),
+    /// `subscriptions/listen` (2026-07-28): a stream of the server's change notices.
+    Listen,
     /// `notifications/initialized`.
     Initialized,
     /// `notifications/cancelled`.
@@ -90,6 +94,7 @@ impl Operation {
                 | Operation::GetPrompt
                 | Operation::Complete
                 | Operation::Task(_)
+                | Operation::Listen
         )
     }
 }
@@ -129,6 +134,7 @@ const TABLE: &[Entry] = &[
     request("tasks/result", Operation::Task("tasks/result")),
     request("tasks/list", Operation::Task("tasks/list")),
     request("tasks/cancel", Operation::Task("tasks/cancel")),
+    request("subscriptions/listen", Operation::Listen),
     notification("notifications/initialized", Operation::Initialized),
     notification("notifications/cancelled", Operation::Cancelled),
     notification("notifications/progress", Operation::Progress),
@@ -144,13 +150,15 @@ pub enum Unlisted {
     NotANotification { method: String },
     #[error("`{method}` is a notification; sent with an `id` it is refused")]
     NotARequest { method: String },
+    #[error("`{0}` was removed in MCP 2026-07-28: a stateless request cannot use it")]
+    Removed(String),
 }
 
 impl Unlisted {
     /// The method as sent, cut to a length fit for a record.
     pub fn method(&self) -> String {
         let m = match self {
-            Unlisted::Unknown(m) => m,
+            Unlisted::Unknown(m) | Unlisted::Removed(m) => m,
             Unlisted::NotANotification { method } | Unlisted::NotARequest { method } => method,
         };
         shorten(m)
@@ -230,6 +238,7 @@ mod tests {
                 "tasks/result",
                 "tasks/list",
                 "tasks/cancel",
+                "subscriptions/listen",
             ]
         );
         let notes: Vec<&str> = all().filter(|(_, k, _)| *k == Kind::Notification).map(|(m, _, _)| m).collect();

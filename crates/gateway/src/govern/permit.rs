@@ -67,7 +67,8 @@ impl Outbound {
 
     /// A client message that needs no decision: an answer to the server's own request, a
     /// notification from the allow-list, or a lifecycle request (`initialize`,
-    /// `logging/setLevel`). A governed request or anything the table does not name is
+    /// `logging/setLevel`, and a stateless client's `server/discover` to a server that
+    /// speaks 2026-07-28). A governed request or anything the table does not name is
     /// refused here as a last line, even if a caller got it this far.
     pub fn plain(env: &Envelope) -> Result<Outbound, String> {
         let kind = env.kind();
@@ -75,7 +76,7 @@ impl Outbound {
             let method = env.method().unwrap_or_default();
             match methods::lookup(method, kind) {
                 Ok(op) if op.is_governed() => return Err(format!("`{method}` needs a decision record first")),
-                Ok(Operation::Initialize | Operation::SetLogLevel) if kind == Kind::Request => {}
+                Ok(Operation::Initialize | Operation::SetLogLevel | Operation::Discover) if kind == Kind::Request => {}
                 Ok(_) if kind == Kind::Notification => {}
                 Ok(_) => return Err(format!("`{method}` is answered by the gateway, not forwarded")),
                 Err(e) => return Err(e.to_string()),

@@ -35,12 +35,15 @@ impl Weighed for super::StreamEvent {
 pub struct FlowTx<T> {
     tx: mpsc::UnboundedSender<T>,
     queued: Arc<AtomicUsize>,
+    /// Cancelled when the reader is dropped.
+    gone: tokio_util::sync::CancellationToken,
 }
 
 /// The receiving half: what the connection writes out.
 pub struct Flow<T> {
     rx: mpsc::UnboundedReceiver<T>,
     queued: Arc<AtomicUsize>,
+    _gone: tokio_util::sync::DropGuard,
 }
 
 /// Why an item was not queued (it comes back).
@@ -63,7 +66,8 @@ impl<T> Refused<T> {
 pub fn flow<T>() -> (FlowTx<T>, Flow<T>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
-    (FlowTx { tx, queued: queued.clone() }, Flow { rx, queued })
+    let gone = tokio_util::sync::CancellationToken::new();
+    (FlowTx { tx, queued: queued.clone(), gone: gone.clone() }, Flow { rx, queued, _gone: gone.drop_guard() })
 }
 
 impl<T: Weighed> FlowTx<T> {
@@ -84,6 +88,20 @@ impl<T: Weighed> FlowTx<T> {
 
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// A handle that only tells when the reader went away; it keeps nothing open.
+    pub fn watch(&self) -> Watch {
+        Watch(self.gone.clone())
+    }
+}
+
+/// Tells when a flow's reader went away (it was dropped).
+pub struct Watch(tokio_util::sync::CancellationToken);
+
+impl Watch {
+    pub async fn closed(&self) {
+        self.0.cancelled().await
     }
 }
 

@@ -17,6 +17,7 @@ mod deadlines;
 pub mod flow;
 mod link_error;
 mod routing;
+mod stateless;
 mod streams;
 mod table;
 mod tasks;
@@ -31,12 +32,14 @@ pub(crate) use deadlines::spawn_sweeper;
 pub use deadlines::Deadlines;
 pub use link_error::LinkError;
 pub use streams::StreamEvent;
-pub(crate) use table::Sessions;
+pub(crate) use table::{Full, Sessions};
 
-/// What a client request gets back: the answer alone (JSON) or a resumable event stream.
+/// What a client request gets back: the answer alone (JSON), a resumable event stream,
+/// or (a stateless request) the messages as they come, unlogged.
 pub enum Answer {
     Json(mpsc::UnboundedReceiver<String>),
     Stream(flow::Flow<StreamEvent>),
+    Live(flow::Flow<String>),
 }
 
 /// Where the messages for one client request go.
@@ -45,6 +48,9 @@ pub(crate) enum ClientTx {
     Json(mpsc::UnboundedSender<String>),
     /// A logged SSE stream that also carries the request's progress and related messages.
     Stream(streams::StreamSink),
+    /// A stateless request's stream (2026-07-28): not logged, since nothing resumes it;
+    /// the connection closing is the request's cancellation.
+    Live(flow::FlowTx<String>),
 }
 
 impl ClientTx {
@@ -55,11 +61,17 @@ impl ClientTx {
         let json = match self {
             ClientTx::Json(tx) => Some(tx.clone()),
             ClientTx::Stream(_) => None,
+            ClientTx::Live(_) => None,
+        };
+        let live = match self {
+            ClientTx::Live(tx) => Some(tx.watch()),
+            _ => None,
         };
         async move {
-            match json {
-                Some(tx) => tx.closed().await,
-                None => std::future::pending().await,
+            match (json, live) {
+                (Some(tx), _) => tx.closed().await,
+                (None, Some(live)) => live.closed().await,
+                (None, None) => std::future::pending().await,
             }
         }
     }
@@ -71,6 +83,7 @@ impl ClientTx {
                 sink.send(text);
                 true
             }
+            ClientTx::Live(tx) => tx.send(text).is_ok(),
         }
     }
 }
@@ -128,9 +141,14 @@ impl Reply {
     /// a JSON answer carries only the answer, so there it is dropped. Whether it was sent.
     pub(crate) fn notify(&self, text: String) -> bool {
         match self {
-            Reply::Client { tx: tx @ ClientTx::Stream(_), .. } => tx.send(text),
+            Reply::Client { tx: tx @ (ClientTx::Stream(_) | ClientTx::Live(_)), .. } => tx.send(text),
             _ => false,
         }
+    }
+
+    /// Whether the answer goes to a stateless request's live stream.
+    pub(crate) fn is_live(&self) -> bool {
+        matches!(self, Reply::Client { tx: ClientTx::Live(_), .. })
     }
 
     /// Resolves when nobody can receive this answer any more (see [`ClientTx::closed`]).
@@ -248,6 +266,24 @@ pub(crate) struct State {
     protocol_version: Option<String>,
     streams: streams::Streams,
     last_seen: Option<Instant>,
+    /// A stateless session: how each server's link speaks (see [`Speaks`]).
+    speaks: HashMap<String, Speaks>,
+    /// A stateless session: when each server's tool list was learned and how long the
+    /// server said it stays fresh (its `ttlMs`, capped).
+    tools_fresh_until: HashMap<String, Instant>,
+    /// A stateless session: the `subscriptions/listen` streams the gateway serves itself
+    /// for servers it reaches through a session (see [`Speaks::Handshake`]).
+    listeners: Vec<stateless::Listener>,
+}
+
+/// How a stateless session's link to one server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Speaks {
+    /// The server speaks 2026-07-28: each request goes as it came, on its own POST.
+    Stateless,
+    /// The server speaks an older revision (or stdio): the gateway opened one session with
+    /// it for this client token, and translates each stateless request onto it.
+    Handshake,
 }
 
 /// A request a server sent to the client: which server, its own id, what it asked.
@@ -265,6 +301,10 @@ pub struct Session {
     pub id: String,
     pub token_name: String,
     pub route: Route,
+    /// Serves a client token's stateless (2026-07-28) requests to one route: never found
+    /// by a client's `Mcp-Session-Id`, and its requests share nothing but its upstream
+    /// links (see `stateless.rs`).
+    pub stateless: bool,
     pub(crate) shared: Arc<Shared>,
     /// The gateway's deadline sweeper, woken when a request with a deadline is added.
     deadlines: Arc<Deadlines>,
@@ -285,6 +325,28 @@ pub struct Session {
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>, table: &Arc<Sessions>, token_name: String, route: Route) -> Arc<Session> {
+        Self::build(shared, table, token_name, route, false)
+    }
+
+    /// The session that carries one client token's stateless requests to `route`.
+    pub(crate) fn new_stateless(
+        shared: Arc<Shared>,
+        table: &Arc<Sessions>,
+        token_name: String,
+        route: Route,
+    ) -> Arc<Session> {
+        let session = Self::build(shared, table, token_name, route, true);
+        session.state().init_params = Some(stateless::handshake_params());
+        session
+    }
+
+    fn build(
+        shared: Arc<Shared>,
+        table: &Arc<Sessions>,
+        token_name: String,
+        route: Route,
+        stateless: bool,
+    ) -> Arc<Session> {
         let servers: Vec<String> = match &route {
             Route::Single(s) => vec![s.clone()],
             // A project's server is not even named to another client's session.
@@ -292,13 +354,15 @@ impl Session {
                 shared.servers().iter().filter(|(_, s)| s.info.serves(&token_name)).map(|(n, _)| n.clone()).collect()
             }
         };
-        let id: String = crate::home::random_token("").chars().take(32).collect();
+        let random: String = crate::home::random_token("").chars().take(32).collect();
+        let id = if stateless { format!("stateless-{}", &random[..16]) } else { random };
         let span = tracing::info_span!(parent: None, "session", session = %id, token = %token_name);
         Arc::new_cyclic(|me| Session {
             id,
             span,
             token_name,
             route,
+            stateless,
             shared,
             deadlines: table.deadlines.clone(),
             table: Arc::downgrade(table),
@@ -354,7 +418,8 @@ impl Session {
 
     /// Its client holds a GET stream open (it may hear from its servers at any time).
     pub(crate) fn listening(&self) -> bool {
-        self.state().get_stream.as_ref().is_some_and(|tx| !tx.is_closed())
+        let st = self.state();
+        st.get_stream.as_ref().is_some_and(|tx| !tx.is_closed()) || stateless::listening(&st)
     }
 
     /// When a client last sent it something.
@@ -425,21 +490,33 @@ impl Session {
         if let Some(v) = self.shared.policy.load().server_gate(&config.info, &self.token_name, false) {
             return Err(LinkError::NotStarted { reason: v.reason, rule: v.rule });
         }
-        // A process only with room for it under the cap.
-        let room = match &config.transport {
-            crate::config::Transport::Stdio { .. } => {
-                let table = self.table.upgrade().ok_or_else(closed)?;
-                let cap = self.shared.config.limits.max_processes_per_server;
-                Some(table.process_slot(server, &self.token_name, cap).await?)
-            }
-            crate::config::Transport::Http { .. } => None,
+        let start = |source| LinkError::Start { server: server.to_string(), source };
+        let limits = &self.shared.config.limits;
+        // A stateless client's requests go as they are to a server that speaks 2026-07-28;
+        // any other server gets one session of the gateway's, which they are translated onto.
+        let modern = match self.stateless {
+            true => upstream::connect_stateless(server, config, limits, self.sink(server)).await.map_err(start)?,
+            false => None,
         };
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(closed());
-        }
-        let link = upstream::connect(server, config, &self.shared.config.limits, self.sink(server), room)
-            .await
-            .map_err(|source| LinkError::Start { server: server.to_string(), source })?;
+        let speaks = if modern.is_some() { Speaks::Stateless } else { Speaks::Handshake };
+        let link = match modern {
+            Some(link) => link,
+            None => {
+                // A process only with room for it under the cap.
+                let room = match &config.transport {
+                    crate::config::Transport::Stdio { .. } => {
+                        let table = self.table.upgrade().ok_or_else(closed)?;
+                        let cap = limits.max_processes_per_server;
+                        Some(table.process_slot(server, &self.token_name, cap).await?)
+                    }
+                    crate::config::Transport::Http { .. } => None,
+                };
+                if self.closed.load(Ordering::SeqCst) {
+                    return Err(closed());
+                }
+                upstream::connect(server, config, limits, self.sink(server), room).await.map_err(start)?
+            }
+        };
         // Closed while it started: dropping the link ends the process.
         if self.closed.load(Ordering::SeqCst) {
             return Err(closed());
@@ -448,9 +525,11 @@ impl Session {
             let mut st = self.state();
             st.alive.insert(server.to_string(), true);
             st.listings_stale();
+            st.speaks.insert(server.to_string(), speaks);
         }
         let replay = self.state().init_params.clone();
-        if let (true, Some(params)) = (restart || self.route == Route::Aggregate, replay) {
+        let handshake = restart || self.route == Route::Aggregate || (self.stateless && speaks == Speaks::Handshake);
+        if let (true, Some(params)) = (handshake, replay) {
             let reply = self.handshake(server, &link, params).await?;
             if let Some(result) = reply.get("result").and_then(|r| serde_json::from_str(r.get()).ok()) {
                 self.state().server_init.insert(server.to_string(), result);
@@ -473,6 +552,7 @@ impl Session {
             let _in_session = session.span.enter();
             match event {
                 UpstreamEvent::Message(text) => session.on_upstream_message(&server, text),
+                UpstreamEvent::Related { request, text } => session.on_related(&server, &request, text),
                 UpstreamEvent::Closed(reason) => session.on_upstream_closed(&server, &reason),
             }
             true
@@ -530,6 +610,10 @@ impl Session {
         params: Value,
     ) -> Result<Envelope, LinkError> {
         let method = own.method();
+        let mut params = params;
+        if self.speaks(server) == Some(Speaks::Stateless) {
+            stateless::add_own_meta(&mut params);
+        }
         let (tx, rx) = oneshot::channel();
         let pending = Pending {
             server: server.to_string(),
@@ -583,6 +667,11 @@ impl Session {
             Ok(link) => link,
             Err(why) => return self.fail_reply(reply, client_id.as_deref(), &why.to_string(), audit),
         };
+        if self.stateless && self.speaks(server) == Some(Speaks::Handshake) {
+            stateless::to_handshake(&mut env);
+        }
+        // A stateless request is cancelled by closing its stream: watched from here on.
+        let gone = reply.is_live().then(|| reply.closed());
         // Map the client's progress token to one of ours.
         let mut progress = None;
         if env.get("params").is_some_and(|p| p.get().contains("progressToken")) {
@@ -609,6 +698,9 @@ impl Session {
         };
         let id = self.register(pending, progress);
         self.deadlines.added();
+        if let Some(gone) = gone {
+            self.cancel_when_gone(server, id, gone);
+        }
         env.set_id_u64(id);
         let outbound = match release {
             Release::Permit(permit, _) => Outbound::request(permit, &env),
@@ -621,6 +713,11 @@ impl Session {
             let why = format!("upstream server `{server}` is not running");
             self.fail_pending(id, &why);
         }
+    }
+
+    /// How a stateless session's link to `server` speaks, once it is up.
+    pub(crate) fn speaks(&self, server: &str) -> Option<Speaks> {
+        self.state().speaks.get(server).copied()
     }
 
     /// Answers a request that never reached its upstream.

@@ -23,6 +23,9 @@ impl Session {
     }
 
     async fn handle_request_in_span(self: Arc<Self>, op: Operation, env: Envelope, sse: bool) -> Answer {
+        if self.stateless {
+            return self.stateless_request(op, env, sse).await;
+        }
         self.touch();
         let claim = env.id().map(|id| (id, InFlight::claim(&self.in_flight, id.get())));
         if let Some((id, None)) = claim {
@@ -66,7 +69,7 @@ impl Session {
 
     /// A request on `/mcp/<server>` other than a tool call: lifecycle requests go as they
     /// are (never to a server this client may not reach), governed ones with their permit.
-    async fn single_request(&self, server: &str, op: Operation, env: Envelope, reply: Reply) {
+    pub(super) async fn single_request(&self, server: &str, op: Operation, env: Envelope, reply: Reply) {
         let started = std::time::Instant::now();
         let id = env.id().map(|r| r.to_owned());
         if op.is_governed() {
@@ -232,10 +235,14 @@ impl Session {
                 }
                 if pending.method == "tools/list" {
                     let reviewed = env.get("result").and_then(|r| self.review_listing(&mut st, server, r.get()));
+                    let listed = env.get("result").and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+                    if let Some(result) = &listed {
+                        self.tools_learned(&mut st, server, result);
+                    }
                     let offered = st.tasks_offered();
                     let result = match (reviewed, offered) {
                         (Some(result), _) => Some(result),
-                        (None, true) => env.get("result").and_then(|r| serde_json::from_str::<Value>(r.get()).ok()),
+                        (None, true) => listed,
                         (None, false) => None,
                     };
                     if let Some(mut result) = result {
@@ -246,11 +253,31 @@ impl Session {
                     }
                 }
                 drop(st);
+                if self.stateless {
+                    return self.stateless_settle(server, pending, env);
+                }
                 self.settle(pending, env);
+            }
+            Kind::Request if self.stateless => {
+                drop(st);
+                self.refuse_for_stateless(server, &env);
             }
             Kind::Request => {
                 drop(st);
                 self.on_server_request(server, env);
+            }
+            Kind::Notification if self.stateless && env.method() != Some("notifications/progress") => {
+                match env.method().unwrap_or_default() {
+                    "notifications/tools/list_changed" => {
+                        st.forget_tools(server);
+                        st.listings_stale();
+                    }
+                    "notifications/prompts/list_changed" | "notifications/resources/list_changed" => {
+                        st.listings_stale();
+                    }
+                    _ => {}
+                }
+                self.stateless_note(&mut st, server, &env);
             }
             Kind::Notification => match env.method().unwrap_or_default() {
                 "notifications/progress" => {
@@ -262,10 +289,12 @@ impl Session {
                     params["progressToken"] = serde_json::from_str(client_token.get()).unwrap_or(Value::Null);
                     env.set_params(&params);
                     let text = env.to_json();
+                    let stateless = self.stateless;
                     match st.pending.get(&owner).map(|p| &p.reply) {
-                        Some(Reply::Client { tx: tx @ ClientTx::Stream(_), .. }) => {
+                        Some(Reply::Client { tx: tx @ (ClientTx::Stream(_) | ClientTx::Live(_)), .. }) => {
                             tx.send(text);
                         }
+                        _ if stateless => {}
                         _ => self.to_client(&mut st, text),
                     }
                 }
@@ -306,7 +335,7 @@ impl Session {
     }
 
     /// Delivers an answer to whoever asked, and records the call's outcome.
-    fn settle(&self, pending: Pending, mut env: Envelope) {
+    pub(super) fn settle(&self, pending: Pending, mut env: Envelope) {
         if let Some((record_id, started)) = pending.audit {
             let (result, detail) = classify_answer(&env);
             // A server's error may repeat the arguments: tokens in it are redacted too.
@@ -403,7 +432,7 @@ impl Session {
     }
 
     /// The policy's word on a request `server` sends to this session's client.
-    fn decide_server_request(&self, server: &str, method: &str) -> countersign_policy::Verdict {
+    pub(super) fn decide_server_request(&self, server: &str, method: &str) -> countersign_policy::Verdict {
         let servers = self.shared.servers();
         let info = servers
             .get(server)
@@ -421,7 +450,7 @@ impl Session {
     }
 
     /// The record of a server's request to the client.
-    fn server_request_record(
+    pub(super) fn server_request_record(
         &self,
         server: &str,
         method: &str,
@@ -431,7 +460,7 @@ impl Session {
     ) -> countersign_audit::Record {
         let mut record = self.shared.record(countersign_audit::RecordKind::Call, decision);
         record.client = Some(self.token_name.clone());
-        record.session = Some(self.id.clone());
+        record.session = Some(self.record_session(None));
         record.server = Some(server.to_string());
         record.method = Some(shorten(method));
         record.rule = Some(rule.to_string());
@@ -441,7 +470,7 @@ impl Session {
     }
 
     /// Records a refused server request (on a task of its own: nothing waits for it).
-    fn record_refused_server_request(&self, server: &str, method: &str, rule: &str, reason: &str) {
+    pub(super) fn record_refused_server_request(&self, server: &str, method: &str, rule: &str, reason: &str) {
         let shared = self.shared.clone();
         let record = self.server_request_record(server, method, countersign_audit::Decision::Deny, rule, reason);
         let (started, id) = (std::time::Instant::now(), record.id);
@@ -455,7 +484,7 @@ impl Session {
     }
 
     /// Answers a server's request with an error instead of relaying it, and records that.
-    fn refuse_server_request(
+    pub(super) fn refuse_server_request(
         &self,
         server: &str,
         method: &str,
@@ -477,8 +506,11 @@ impl Session {
     /// the session has not seen one. `None`: the server does not list that tool.
     /// `Err` when the list could not be read (the server did not start or answer).
     pub(crate) async fn tool_def(&self, server: &str, tool: &str) -> Result<Option<ToolDef>, super::LinkError> {
-        if let Some(tools) = self.state().tools.get(server) {
-            return Ok(tools.get(tool).cloned());
+        {
+            let st = self.state();
+            if let Some(tools) = st.tools.get(server).filter(|_| self.tools_fresh(&st, server)) {
+                return Ok(tools.get(tool).cloned());
+            }
         }
         let link = self.link(server).await?;
         let mut cursor: Option<String> = None;
@@ -573,12 +605,21 @@ impl Session {
         let hidden = shown.len() != result["tools"].as_array().map_or(0, Vec::len);
         hidden.then(|| {
             result["tools"] = Value::Array(shown);
+            // What this gateway took out is its own view: not to be shared from a cache.
+            if self.stateless || result.get("cacheScope").is_some() {
+                result["cacheScope"] = Value::String("private".into());
+            }
             result
         })
     }
 
     /// Answers a client request from the gateway itself.
     pub(crate) fn answer(&self, reply: Reply, text: String) {
+        // A stateless client reads every result's `resultType`, the gateway's own too.
+        let text = match self.stateless {
+            true => super::stateless::complete(text),
+            false => text,
+        };
         if let Reply::Client { tx, .. } = reply {
             let _ = tx.send(text);
         }

@@ -11,8 +11,12 @@
 //! a busy session (a request in flight, a call waiting for a person, an upstream
 //! starting), never holds its lock across an await or while a session does work, and
 //! never starts or kills a process itself.
+//!
+//! Stateless sessions (one per client token and route, see `stateless.rs`) are kept here
+//! too, counted against the same limits, and found only by their token and route, never
+//! by an id a client sends.
 
-use super::{Deadlines, LinkError, Session};
+use super::{Deadlines, LinkError, Route, Session};
 use crate::upstream::{ProcessSlot, Processes};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +32,15 @@ pub(crate) struct Sessions {
     pub(crate) processes: Arc<Processes>,
 }
 
+/// Why no stateless session could be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// The gateway holds as many sessions as it may.
+    All,
+    /// This client token holds as many as one client may.
+    Token(usize),
+}
+
 impl Sessions {
     /// The table, to add a session under limits checked with the lock held.
     pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
@@ -36,6 +49,33 @@ impl Sessions {
 
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
         self.lock().get(id).cloned()
+    }
+
+    /// The stateless session of `token` on `route`, made (within the limits, counted and
+    /// added under one lock) when it has none.
+    pub(crate) fn stateless(
+        &self,
+        token: &str,
+        route: &Route,
+        limits: (usize, usize),
+        make: impl FnOnce() -> Arc<Session>,
+    ) -> Result<Arc<Session>, Full> {
+        let mut table = self.lock();
+        let mine = || table.values().filter(|s| s.token_name == token);
+        if let Some(s) = mine().find(|s| s.stateless && s.route == *route) {
+            return Ok(s.clone());
+        }
+        let (all, per_token) = limits;
+        if table.len() >= all {
+            return Err(Full::All);
+        }
+        let held = mine().count();
+        if held >= per_token {
+            return Err(Full::Token(held));
+        }
+        let session = make();
+        table.insert(session.id.clone(), session.clone());
+        Ok(session)
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<Session>> {

@@ -32,6 +32,17 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
+        Self::serve(false).await
+    }
+
+    /// An upstream that also speaks 2026-07-28: a request with that `MCP-Protocol-Version`
+    /// is answered statelessly (`server/discover`, hints on listings, `resultType`,
+    /// `input_required` from the `ask` tool, 404 for a method it lacks).
+    pub async fn start_stateless() -> Upstream {
+        Self::serve(true).await
+    }
+
+    async fn serve(stateless: bool) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the test upstream");
         let url = format!("http://{}/mcp", listener.local_addr().unwrap());
         let up = Upstream {
@@ -45,7 +56,7 @@ impl Upstream {
             while let Ok((conn, _)) = listener.accept().await {
                 let (seen, gate, extra) = (seen.clone(), gate.clone(), extra.clone());
                 tokio::spawn(async move {
-                    let _ = serve_connection(conn, seen, gate, extra).await;
+                    let _ = serve_connection(conn, seen, gate, extra, stateless).await;
                 });
             }
         });
@@ -123,6 +134,7 @@ async fn serve_connection(
     seen: Arc<Mutex<Seen>>,
     gate: Arc<tokio::sync::watch::Sender<bool>>,
     extra: Arc<Mutex<usize>>,
+    stateless: bool,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn);
     loop {
@@ -150,6 +162,7 @@ async fn serve_connection(
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body).await?;
+        let modern = stateless && headers.iter().any(|(k, v)| k == "mcp-protocol-version" && v == "2026-07-28");
         seen.lock().unwrap().requests.push((method.clone(), headers));
         let conn = reader.get_mut();
         if method != "POST" {
@@ -166,6 +179,11 @@ async fn serve_connection(
             continue;
         };
         let json = "application/json";
+        if modern {
+            let n = *extra.lock().unwrap();
+            answer_stateless(conn, &msg, &id, n).await?;
+            continue;
+        }
         match msg["method"].as_str().unwrap_or_default() {
             "initialize" => {
                 let r = json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {"listChanged": true}},
@@ -202,6 +220,51 @@ async fn serve_connection(
                 let e = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "no such method"}});
                 respond(conn, "200 OK", json, &e.to_string()).await?;
             }
+        }
+    }
+}
+
+/// A 2026-07-28 answer: each request on its own, no session.
+async fn answer_stateless(conn: &mut TcpStream, msg: &Value, id: &Value, extra: usize) -> std::io::Result<()> {
+    let json = "application/json";
+    let done = |mut r: Value| {
+        r["resultType"] = json!("complete");
+        result(id, r)
+    };
+    match msg["method"].as_str().unwrap_or_default() {
+        "server/discover" => {
+            let r = json!({"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {"listChanged": true}},
+                           "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "test-upstream", "version": "1"}}});
+            respond(conn, "200 OK", json, &done(r)).await
+        }
+        "tools/list" => {
+            let mut list = tools(extra);
+            if let Some(list) = list.as_array_mut() {
+                list.push(json!({"name": "ask", "description": "Asks first", "inputSchema": {"type": "object"},
+                                 "annotations": {"readOnlyHint": true}}));
+            }
+            let r = json!({"tools": list, "ttlMs": 60000, "cacheScope": "public"});
+            respond(conn, "200 OK", json, &done(r)).await
+        }
+        "tools/call" if msg["params"]["name"] == "ask" && msg["params"].get("inputResponses").is_none() => {
+            let r = json!({"resultType": "input_required", "requestState": "s1",
+                           "inputRequests": {"q": {"method": "elicitation/create", "params": {"message": "?"}}}});
+            respond(conn, "200 OK", json, &result(id, r)).await
+        }
+        "tools/call" => {
+            let name = msg["params"]["name"].as_str().unwrap_or_default();
+            let text = msg["params"]["arguments"]["text"].as_str().unwrap_or_default();
+            respond(
+                conn,
+                "200 OK",
+                json,
+                &done(json!({"content": [{"type": "text", "text": format!("{name}:{text}")}]})),
+            )
+            .await
+        }
+        _ => {
+            let e = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "no such method"}});
+            respond(conn, "404 Not Found", json, &e.to_string()).await
         }
     }
 }

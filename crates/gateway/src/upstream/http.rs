@@ -55,6 +55,13 @@ struct Remote {
     answer_within: Duration,
     /// Cancelled when the link closes: streams stop being read and resumed.
     closing: CancellationToken,
+    /// The server speaks 2026-07-28 and the link carries stateless requests: each its own
+    /// exchange, with its routing headers read from its own body, no session, no GET
+    /// stream (see [`Remote::exchange`]).
+    stateless: bool,
+    /// Stateless requests in flight by id: `notifications/cancelled` for one ends its
+    /// exchange (on this wire, closing the stream is the cancellation).
+    exchanges: Mutex<std::collections::HashMap<String, CancellationToken>>,
 }
 
 pub(super) fn open(
@@ -64,6 +71,63 @@ pub(super) fn open(
     limits: &Limits,
     events: EventSink,
 ) -> Result<UpstreamLink, UpstreamError> {
+    Ok(run(remote(name, url, headers, limits, events, false)?))
+}
+
+/// A link for stateless requests, when the server speaks 2026-07-28: asked with
+/// `server/discover` (as the gateway, with no client capabilities) first. `None` when it
+/// does not (it is then reached through a session of the gateway's).
+pub(super) async fn open_stateless(
+    name: &str,
+    url: &str,
+    headers: &[(String, Secret)],
+    limits: &Limits,
+    events: EventSink,
+) -> Result<Option<UpstreamLink>, UpstreamError> {
+    let remote = remote(name, url, headers, limits, events, true)?;
+    let probe = serde_json::json!({
+        "jsonrpc": "2.0", "id": 0, "method": "server/discover", "params": {"_meta": crate::modern::own_meta()},
+    })
+    .to_string();
+    let unreachable = |e: RemoteError| UpstreamError::Http { url: url.to_string(), message: e.to_string() };
+    let resp = remote.send(remote.stateless_post(&probe)).await.map_err(unreachable)?;
+    if !resp.status().is_success() {
+        tracing::debug!(server = name, status = %resp.status(), "server/discover refused: not a 2026-07-28 server");
+        return Ok(None);
+    }
+    let answer = match sse_client::is_event_stream(resp.headers()) {
+        true => {
+            let mut first = None;
+            let mut events = sse_client::events(resp);
+            let mut position = sse_client::Position::default();
+            let read = sse_client::follow(&mut events, remote.max_event, &mut position, |data| {
+                first = Some(data);
+                false
+            });
+            let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+            first.unwrap_or_default()
+        }
+        false => match tokio::time::timeout(Duration::from_secs(10), resp.bytes()).await {
+            Ok(Ok(body)) if body.len() <= remote.max_event => String::from_utf8_lossy(&body).into_owned(),
+            _ => String::new(),
+        },
+    };
+    let speaks = serde_json::from_str::<serde_json::Value>(&answer)
+        .ok()
+        .and_then(|v| v.pointer("/result/supportedVersions").and_then(|s| s.as_array()).cloned())
+        .is_some_and(|versions| versions.iter().any(|v| v.as_str() == Some(crate::modern::VERSIONS[0])));
+    tracing::debug!(server = name, speaks, "server/discover asked: whether the server speaks 2026-07-28");
+    Ok(speaks.then(|| run(remote)))
+}
+
+fn remote(
+    name: &str,
+    url: &str,
+    headers: &[(String, Secret)],
+    limits: &Limits,
+    events: EventSink,
+    stateless: bool,
+) -> Result<Arc<Remote>, UpstreamError> {
     let bad = |message: String| UpstreamError::Http { url: url.to_string(), message };
     let mut map = HeaderMap::new();
     for (k, v) in headers {
@@ -92,10 +156,18 @@ pub(super) fn open(
         // Capped so that a deadline never overflows an Instant, however large the setting.
         answer_within: Duration::from_secs(limits.request_timeout_secs.min(u64::from(u32::MAX))),
         closing: CancellationToken::new(),
+        stateless,
+        exchanges: Mutex::default(),
     });
+    Ok(remote)
+}
+
+/// Starts the link's task: messages handed to the link are sent from it.
+fn run(remote: Arc<Remote>) -> UpstreamLink {
+    let name = remote.name.clone();
     let (tx, mut rx) = mpsc::channel::<String>(256);
-    let server = name.to_string();
-    let worker = remote.clone();
+    let server = name;
+    let worker = remote;
     tokio::spawn(async move {
         // A server may hold a POST's response headers until its answer is ready (a JSON
         // answer), so later messages must not queue behind it: once the session is set up,
@@ -122,7 +194,7 @@ pub(super) fn open(
         worker.close().await;
         (worker.events)(UpstreamEvent::Closed("the gateway closed it".into()));
     });
-    Ok(UpstreamLink { writer: super::Writer::Channel(tx), _guard: Arc::new(()) })
+    UpstreamLink { writer: super::Writer::Channel(tx), _guard: Arc::new(()) }
 }
 
 /// POSTs to one remote server in flight at once, per upstream session.
@@ -159,6 +231,9 @@ impl Remote {
     /// Whether `text` must be sent only after every message before it was answered: the
     /// handshake, and everything on the legacy transport (whose POSTs answer at once).
     fn in_order(&self, text: &str) -> bool {
+        if self.stateless {
+            return false;
+        }
         let method = Envelope::parse(text).ok().and_then(|e| e.method().map(str::to_string));
         matches!(method.as_deref(), Some("initialize" | "notifications/initialized"))
             || self.legacy.lock().map(|l| l.is_some()).unwrap_or(true)
@@ -178,6 +253,9 @@ impl Remote {
     /// Sends one message; answers are delivered as events. A failure to deliver a request
     /// becomes an error response for it, so the caller never waits in vain.
     async fn post(self: &Arc<Self>, text: &str) -> Result<(), RemoteError> {
+        if self.stateless {
+            return self.post_stateless(text).await;
+        }
         let deadline = Instant::now() + self.answer_within;
         let env = Envelope::parse(text).ok();
         let is_request = env.as_ref().is_some_and(|e| e.kind() == Kind::Request);
@@ -248,7 +326,7 @@ impl Remote {
         if env.kind() == Kind::Response && awaited.as_deref().is_some_and(|id| same_id(id, env.id())) {
             *awaited = None;
         }
-        if env.method() == Some("initialize") || env.kind() == Kind::Response {
+        if !self.stateless && (env.method() == Some("initialize") || env.kind() == Kind::Response) {
             // Remember the negotiated protocol version for the header on later requests.
             if let Some(v) = env
                 .get("result")
@@ -261,6 +339,124 @@ impl Remote {
             }
         }
         (self.events)(UpstreamEvent::Message(text))
+    }
+
+    /// A POST of one stateless message, with the routing headers its body implies (the
+    /// HTTP face checked the client's own against the body; the body is what was
+    /// decided on, so the headers are read from it again here).
+    fn stateless_post(&self, text: &str) -> reqwest::RequestBuilder {
+        let mut req = self
+            .client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .body(text.to_string());
+        let env = Envelope::parse(text).ok();
+        let params = env.as_ref().and_then(|e| e.params().ok()).unwrap_or_default();
+        let version = params
+            .pointer(&format!("/_meta/{}", crate::modern::META_VERSION.replace('/', "~1")))
+            .and_then(|v| v.as_str())
+            .unwrap_or(crate::modern::VERSIONS[0]);
+        let method = env.as_ref().and_then(Envelope::method).unwrap_or_default();
+        for (name, value) in [("MCP-Protocol-Version", Some(version)), ("Mcp-Method", Some(method))] {
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+                req = req.header(name, v);
+            }
+        }
+        let named = match method {
+            "tools/call" | "prompts/get" => params.get("name"),
+            "resources/read" => params.get("uri"),
+            _ => None,
+        };
+        if let Some(v) = named.and_then(|n| n.as_str()).and_then(|n| HeaderValue::from_str(&header_text(n)).ok()) {
+            req = req.header("Mcp-Name", v);
+        }
+        req
+    }
+
+    /// One stateless message: a request is one exchange, ended early when the gateway
+    /// cancels it; `notifications/cancelled` is not sent but ends the exchange it names;
+    /// other notifications and answers have nowhere to go on this wire and are dropped.
+    async fn post_stateless(self: &Arc<Self>, text: &str) -> Result<(), RemoteError> {
+        let Ok(env) = Envelope::parse(text) else { return Ok(()) };
+        if env.kind() != Kind::Request {
+            if env.method() == Some("notifications/cancelled") {
+                let id = env.params().ok().and_then(|p| p.get("requestId").map(|v| v.to_string()));
+                if let Some(token) = id.and_then(|id| self.exchanges.lock().ok()?.remove(&id)) {
+                    token.cancel();
+                }
+            }
+            return Ok(());
+        }
+        let id = env.id().map(|i| i.get().to_string()).unwrap_or_default();
+        let cancel = self.closing.child_token();
+        if let Ok(mut exchanges) = self.exchanges.lock() {
+            exchanges.insert(id.clone(), cancel.clone());
+        }
+        let result = tokio::select! {
+            r = self.exchange(&env, text) => r,
+            () = cancel.cancelled() => Ok(()),
+        };
+        if let Ok(mut exchanges) = self.exchanges.lock() {
+            exchanges.remove(&id);
+        }
+        result
+    }
+
+    /// Sends one stateless request and relays what comes back: notifications on its
+    /// stream as related to it, then the answer. An error answer with an HTTP error status
+    /// (400, 404...) is still the server's answer and goes back as it is.
+    async fn exchange(&self, env: &Envelope, text: &str) -> Result<(), RemoteError> {
+        let request = env.id().map(ToOwned::to_owned);
+        let fail = |why: RemoteError| {
+            let reply = message::error_response(env.id(), message::code::UPSTREAM_ERROR, &why.to_string());
+            (self.events)(UpstreamEvent::Message(reply));
+            why
+        };
+        let resp = self.send(self.stateless_post(text)).await.map_err(fail)?;
+        let status = resp.status();
+        if sse_client::is_event_stream(resp.headers()) && status.is_success() {
+            let deadline = Instant::now() + self.answer_within;
+            let mut awaited = request.clone();
+            let mut position = sse_client::Position::default();
+            let read = async {
+                let mut events = sse_client::events(resp);
+                sse_client::follow(&mut events, self.max_event, &mut position, |data| {
+                    self.deliver_related(data, request.as_deref(), &mut awaited)
+                })
+                .await
+            };
+            return match self.bounded(Some(deadline), read).await {
+                Bounded::Done(_) | Bounded::Closing if awaited.is_none() => Ok(()),
+                Bounded::Closing => Ok(()),
+                Bounded::Done(_) => Err(fail(RemoteError::Unanswered(Unreplayed::NoEventId))),
+                Bounded::Late => Err(fail(RemoteError::Unanswered(Unreplayed::TimedOut(self.answer_within.as_secs())))),
+            };
+        }
+        let body = match resp.bytes().await {
+            Ok(body) if body.len() <= self.max_event => String::from_utf8_lossy(&body).into_owned(),
+            Ok(_) => return Err(fail(RemoteError::Status(status))),
+            Err(e) => return Err(fail(RemoteError::reach(e))),
+        };
+        let answers = Envelope::parse(&body)
+            .ok()
+            .is_some_and(|a| a.kind() == Kind::Response && request.as_deref().is_some_and(|id| same_id(id, a.id())));
+        if !answers {
+            return Err(fail(RemoteError::Status(status)));
+        }
+        (self.events)(UpstreamEvent::Message(body));
+        Ok(())
+    }
+
+    /// A message from a stateless request's stream: a notification is handed on as
+    /// related to that request (its progress, its log lines, its listen stream's events).
+    fn deliver_related(&self, text: String, request: Option<&RawValue>, awaited: &mut Option<Box<RawValue>>) -> bool {
+        let is_note = Envelope::parse(&text).is_ok_and(|e| e.kind() == Kind::Notification);
+        match (is_note, request) {
+            (true, Some(id)) => (self.events)(UpstreamEvent::Related { request: id.to_owned(), text }),
+            _ => self.deliver(text, awaited),
+        }
     }
 
     /// Relays an SSE stream the server opened. When it ends or breaks while it is still
@@ -481,6 +677,19 @@ impl Remote {
         if self.session.lock().ok().and_then(|s| s.clone()).is_some() {
             let _ = self.send(self.request(reqwest::Method::DELETE)).await;
         }
+    }
+}
+
+/// A value as an HTTP header carries it (2026-07-28): printable ASCII with no space at
+/// either end as it is, anything else as `=?base64?...?=`.
+fn header_text(value: &str) -> String {
+    use base64::Engine;
+    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && value.trim() == value
+        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+    match plain {
+        true => value.to_string(),
+        false => format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(value)),
     }
 }
 

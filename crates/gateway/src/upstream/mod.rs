@@ -19,6 +19,9 @@ use tokio::sync::mpsc;
 pub enum UpstreamEvent {
     /// One JSON-RPC message from the server, as text.
     Message(String),
+    /// A notification that came on the stream of a stateless request (`request`, the id
+    /// the link sent it with): its progress, log lines, or its listen stream's events.
+    Related { request: Box<serde_json::value::RawValue>, text: String },
     /// The connection ended; no more messages follow. The text says why.
     Closed(String),
 }
@@ -94,6 +97,24 @@ pub async fn connect(
         Transport::Http { url, headers, .. } => {
             let headers = credentials::resolve(headers).await.map_err(UpstreamError::Credentials)?;
             http::open(name, url, &headers, limits, events)
+        }
+    }
+}
+
+/// A connection for stateless (2026-07-28) requests to `server`, when it speaks that
+/// revision: only a remote server can (it is asked first). `None` for any other server,
+/// which is then reached through a session of the gateway's ([`connect`]).
+pub async fn connect_stateless(
+    name: &str,
+    server: &ServerConfig,
+    limits: &Limits,
+    events: EventSink,
+) -> Result<Option<UpstreamLink>, UpstreamError> {
+    match &server.transport {
+        Transport::Stdio { .. } => Ok(None),
+        Transport::Http { url, headers, .. } => {
+            let headers = credentials::resolve(headers).await.map_err(UpstreamError::Credentials)?;
+            http::open_stateless(name, url, &headers, limits, events).await
         }
     }
 }
