@@ -317,7 +317,7 @@ def test_aggregate_endpoint_routes_resources_and_completions_without_a_listing(m
                             "argument": {"name": "resourceId", "value": "1"}})
     assert "result" in template and isinstance(template["result"]["completion"]["values"], list), template
     unknown = rpc.request("resources/read", {"uri": "nosuch://thing"})
-    assert unknown["error"]["code"] == -32002 and unknown["error"]["data"] == {"uri": "nosuch://thing"}, unknown
+    assert unknown["error"]["code"] == -32602 and unknown["error"]["data"] == {"uri": "nosuch://thing"}, unknown
     bad_prompt = rpc.request("completion/complete", {"ref": {"type": "ref/prompt", "name": "completable-prompt"},
                                                      "argument": {"name": "department", "value": ""}})
     assert bad_prompt["error"]["code"] == -32602 and "server__prompt" in bad_prompt["error"]["message"]

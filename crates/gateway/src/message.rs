@@ -21,8 +21,9 @@ pub mod code {
     pub const UPSTREAM_ERROR: i64 = -32000;
     /// An `Mcp-Method` / `Mcp-Name` header disagrees with the body (2026-07-28).
     pub const HEADER_MISMATCH: i64 = -32020;
-    /// MCP's "resource not found", with the URI as `data.uri`.
-    pub const RESOURCE_NOT_FOUND: i64 = -32002;
+    /// MCP's "resource not found", with the URI as `data.uri`: invalid params since
+    /// SEP-2164 (earlier revisions used −32002).
+    pub const RESOURCE_NOT_FOUND: i64 = INVALID_PARAMS;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
