@@ -182,7 +182,12 @@ impl Journal {
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
             .map_err(|e| JournalError::Writer { path: path.to_path_buf(), message: e.to_string() })?;
         let writer =
-            Writer { conn: writer, head: head.unwrap_or_else(|| crate::chain::GENESIS.to_string()), _lock: lock };
+            Writer {
+                conn: writer,
+                head: head.unwrap_or_else(|| crate::chain::GENESIS.to_string()),
+                recent: Default::default(),
+                _lock: lock,
+            };
         let (tx, rx) = mpsc::channel(8192);
         let max_batch = options.max_batch.max(1);
         let conn = Arc::new(Mutex::new(writer));

@@ -33,6 +33,9 @@ pub(crate) enum Op {
 pub(crate) struct Writer {
     pub(crate) conn: rusqlite::Connection,
     pub(crate) head: String,
+    /// The hashes of the records committed last, by id: an outcome (which follows its
+    /// record within moments) chains to its record's hash without reading it back.
+    pub(crate) recent: RecentHashes,
     /// The journal's lock file, held (locked) for as long as this writer lives.
     pub(crate) _lock: std::fs::File,
 }
@@ -95,27 +98,71 @@ pub(crate) fn write_loop(conn: Arc<Mutex<Writer>>, mut rx: mpsc::Receiver<Op>, m
     }
 }
 
+/// Record hashes by id, the newest [`RecentHashes::KEPT`].
+#[derive(Default)]
+pub(crate) struct RecentHashes {
+    by_id: std::collections::HashMap<String, String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl RecentHashes {
+    const KEPT: usize = 4096;
+
+    fn get(&self, id: &str) -> Option<&str> {
+        self.by_id.get(id).map(String::as_str)
+    }
+
+    fn add(&mut self, written: Vec<(String, String)>) {
+        for (id, hash) in written {
+            self.order.push_back(id.clone());
+            self.by_id.insert(id, hash);
+        }
+        while self.order.len() > Self::KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
+        }
+    }
+}
+
+/// What one batch wrote, for the outcomes after it: record ids and hashes.
+struct Written<'a> {
+    now: Vec<(String, String)>,
+    before: &'a RecentHashes,
+}
+
 /// Commits the batch in one transaction (a single statement commits by itself). The
 /// chain's head advances only when the commit succeeds.
 pub(crate) fn write_batch(writer: &mut Writer, batch: &[Op]) -> rusqlite::Result<()> {
     let checkpoint = batch.iter().any(|op| matches!(op, Op::Checkpoint));
     let writes: Vec<&Op> = batch.iter().filter(|op| !matches!(op, Op::Checkpoint)).collect();
     let mut head = writer.head.clone();
+    let mut written = Written { now: Vec::new(), before: &writer.recent };
     match writes.as_slice() {
         [] => {}
-        [single] => write_op(&writer.conn, single, &mut head)?,
+        [single] => write_op(&writer.conn, single, &mut head, &mut written)?,
         many => {
             // Immediate: the write lock is taken at BEGIN, where the busy timeout applies. A
             // deferred transaction that reads first (an outcome looks up its record's hash)
             // would have to upgrade, and SQLite refuses that at once ("database is locked")
-            // when another connection (the outbox's upkeep) wrote meanwhile.
-            let tx = writer.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            for op in many {
-                write_op(&tx, op, &mut head)?;
+            // when another connection (the outbox's upkeep) wrote meanwhile. BEGIN and
+            // COMMIT are cached statements: parsing them again costs more than the insert.
+            let conn = &writer.conn;
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            let done = many
+                .iter()
+                .try_for_each(|op| write_op(conn, op, &mut head, &mut written))
+                .and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(drop));
+            if let Err(e) = done {
+                if !conn.is_autocommit() {
+                    let _ = conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+                }
+                return Err(e);
             }
-            tx.commit()?;
         }
     }
+    let now = written.now;
+    writer.recent.add(now);
     writer.head = head;
     if checkpoint {
         // Outside any transaction; a checkpoint that cannot finish now finishes next time.
@@ -133,7 +180,7 @@ fn storable(text: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
     text.map(|t| if t.contains('\0') { t.replace('\0', "\u{fffd}").into() } else { t.into() })
 }
 
-fn write_op(conn: &rusqlite::Connection, op: &Op, head: &mut String) -> rusqlite::Result<()> {
+fn write_op(conn: &rusqlite::Connection, op: &Op, head: &mut String, written: &mut Written<'_>) -> rusqlite::Result<()> {
     match op {
         Op::Checkpoint => {}
         Op::Record(r, _) => {
@@ -170,14 +217,19 @@ fn write_op(conn: &rusqlite::Connection, op: &Op, head: &mut String) -> rusqlite
             params.push(Some(head.as_str()));
             params.push(Some(hash.as_str()));
             conn.prepare_cached(&INSERT_RECORD)?.execute(rusqlite::params_from_iter(params))?;
+            written.now.push((id, hash.clone()));
             *head = hash;
         }
         Op::Outcome(o, _) => {
-            let record_hash: Option<String> = conn
-                .prepare_cached("SELECT hash FROM records WHERE id = ?1")?
-                .query_row([o.record_id.to_string()], |r| r.get(0))
-                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
             let id = o.record_id.to_string();
+            let known = written.now.iter().rev().find(|(w, _)| *w == id).map(|(_, h)| h.as_str());
+            let record_hash: Option<String> = match known.or_else(|| written.before.get(&id)) {
+                Some(hash) => Some(hash.to_string()),
+                None => conn
+                    .prepare_cached("SELECT hash FROM records WHERE id = ?1")?
+                    .query_row([id.as_str()], |r| r.get(0))
+                    .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?,
+            };
             let detail = storable(o.detail.as_deref());
             let duration = crate::chain::duration_text(o.duration_ms);
             let hash = crate::chain::outcome_hash(

@@ -32,6 +32,9 @@ impl Row {
     /// Adds one round's calls to this row.
     pub fn add(&mut self, round: Row) {
         self.lat.extend(round.lat);
+        if let Some(cpu) = round.cpu {
+            self.cpu = Some(self.cpu.unwrap_or_default() + cpu);
+        }
         self.wall += round.wall;
         self.made += round.made;
     }
