@@ -27,7 +27,10 @@ def notification_for(app, tool: str, after: int) -> dict:
 
 
 def open_tab(app, name: str):
-    app.driver.find_element(By.CSS_SELECTOR, f'[data-testid="tab-{name}"]').click()
+    """Clicks a tab once the window has rendered it (the page loads after the window opens)."""
+    tabs = wait_for(lambda: app.driver.find_elements(By.CSS_SELECTOR, f'[data-testid="tab-{name}"]'),
+                    what=f"the {name} tab to render")
+    tabs[0].click()
 
 
 def activity_row(app, tool: str, outcome: str):
