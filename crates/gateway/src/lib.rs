@@ -15,6 +15,7 @@ pub mod approver;
 pub mod client_inventory;
 mod control_api;
 mod credentials;
+mod dispatch;
 mod front_door;
 pub mod govern;
 pub mod guard;

@@ -29,10 +29,33 @@ pub use link_error::LinkError;
 pub use streams::StreamEvent;
 pub(crate) use table::Sessions;
 
-/// What a client request gets back: the answer alone (JSON) or a resumable event stream.
+/// What a client request gets back: the answer alone (JSON) or a resumable event stream;
+/// or nothing here, because it goes on the connection's one line ([`AnswerTo::Line`]).
 pub enum Answer {
     Json(mpsc::UnboundedReceiver<String>),
     Stream(flow::Flow<StreamEvent>),
+    OnLine,
+}
+
+/// How a client request wants its answer.
+pub enum AnswerTo {
+    /// The answer alone, as one JSON body (HTTP).
+    Json,
+    /// A resumable event stream with the request's progress and related messages (HTTP).
+    Stream,
+    /// The connection's one ordered line of messages, which also carries everything the
+    /// server sends on its own (the shim socket).
+    Line(flow::FlowTx<String>),
+}
+
+/// Which face opened a session. A session answers only on the face that opened it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// The loopback HTTP face: the client is its token.
+    Http,
+    /// The shim socket: the client is the peer's user (checked by the OS) and the name the
+    /// connection chose; there is no token to revoke, the connection is the credential.
+    Socket,
 }
 
 /// Where the messages for one client request go.
@@ -41,21 +64,25 @@ pub(crate) enum ClientTx {
     Json(mpsc::UnboundedSender<String>),
     /// A logged SSE stream that also carries the request's progress and related messages.
     Stream(streams::StreamSink),
+    /// The connection's one line, in order with everything else the session sends it.
+    Line(flow::FlowTx<String>),
 }
 
 impl ClientTx {
     /// Resolves when nobody can receive the answer any more: the client's connection for a
-    /// JSON answer closed. A stream can be resumed after a broken connection, so it never
-    /// counts as closed here.
+    /// JSON answer or a line closed. A stream can be resumed after a broken connection, so
+    /// it never counts as closed here.
     pub(crate) fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let json = match self {
-            ClientTx::Json(tx) => Some(tx.clone()),
-            ClientTx::Stream(_) => None,
+        let (json, line) = match self {
+            ClientTx::Json(tx) => (Some(tx.clone()), None),
+            ClientTx::Stream(_) => (None, None),
+            ClientTx::Line(tx) => (None, Some(tx.closed())),
         };
         async move {
-            match json {
-                Some(tx) => tx.closed().await,
-                None => std::future::pending().await,
+            match (json, line) {
+                (Some(tx), _) => tx.closed().await,
+                (None, Some(line)) => line.await,
+                (None, None) => std::future::pending().await,
             }
         }
     }
@@ -67,6 +94,7 @@ impl ClientTx {
                 sink.send(text);
                 true
             }
+            ClientTx::Line(tx) => tx.send(text).is_ok(),
         }
     }
 }
@@ -243,6 +271,8 @@ pub struct Session {
     pub id: String,
     pub token_name: String,
     pub route: Route,
+    /// The face that opened it, the only one it answers on.
+    pub door: Door,
     pub(crate) shared: Arc<Shared>,
     /// The gateway's deadline sweeper, woken when a request with a deadline is added.
     deadlines: Arc<Deadlines>,
@@ -256,7 +286,13 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(shared: Arc<Shared>, deadlines: Arc<Deadlines>, token_name: String, route: Route) -> Arc<Session> {
+    pub fn new(
+        shared: Arc<Shared>,
+        deadlines: Arc<Deadlines>,
+        token_name: String,
+        route: Route,
+        door: Door,
+    ) -> Arc<Session> {
         let servers: Vec<String> = match &route {
             Route::Single(s) => vec![s.clone()],
             // A project's server is not even named to another client's session.
@@ -271,6 +307,7 @@ impl Session {
             span,
             token_name,
             route,
+            door,
             shared,
             deadlines,
             state: Mutex::new(State { last_seen: Some(Instant::now()), ..State::default() }),
@@ -316,6 +353,11 @@ impl Session {
         self.state().pending.len()
     }
 
+    /// Client requests not yet answered (waiting for a person, or for their server).
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.lock().map_or(0, |f| f.len())
+    }
+
     pub fn protocol_version(&self) -> Option<String> {
         self.state().protocol_version.clone()
     }
@@ -337,13 +379,19 @@ impl Session {
     /// Opens the client's GET stream; what waited in the backlog goes out first.
     pub fn open_get_stream(&self) -> flow::Flow<String> {
         let (tx, rx) = flow::flow();
+        self.send_own_messages_to(tx);
+        rx
+    }
+
+    /// Sends what the servers send on their own (and what waited in the backlog, first)
+    /// to `tx`: a GET stream, or the shim socket's line.
+    pub(crate) fn send_own_messages_to(&self, tx: flow::FlowTx<String>) {
         let mut st = self.state();
         st.backlog_bytes = 0;
         for text in st.backlog.drain(..) {
             let _ = tx.send(text);
         }
         st.get_stream = Some(tx);
-        rx
     }
 
     /// The live connection to `server`, starting (or restarting) it when needed.
