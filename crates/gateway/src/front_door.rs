@@ -2,6 +2,9 @@
 //! every request passes before a route sees it (Host, Origin and URL through `guard`, each
 //! refusal audited), plus the control token for the control routes, applied as a layer.
 //!
+//! Every refusal at a door, the shim socket's included, is recorded the same way
+//! ([`record_refusal`]).
+//!
 //! It never lets a request past without the guard's checks, and never accepts a client
 //! token where the control token is required.
 
