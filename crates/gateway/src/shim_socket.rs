@@ -44,6 +44,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::Semaphore;
 
+/// Resolves (with an error, its sender gone) when the socket closes.
+type Stop = tokio::sync::watch::Receiver<()>;
+
 /// Most requests one connection may have in flight (waiting for a person or a server);
 /// more are answered with an error until some finish.
 const IN_FLIGHT_PER_CONNECTION: usize = 256;
@@ -60,10 +63,12 @@ pub enum SocketError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-/// The open shim socket: serves until dropped; then stops accepting and (on Unix)
-/// removes its file if it is still its own.
+/// The open shim socket: serves until dropped; then stops accepting, ends every
+/// connection (and so its session) and (on Unix) removes its file if it is still its own.
 pub(crate) struct ShimSocket {
     task: tokio::task::JoinHandle<()>,
+    /// Dropped with the socket: every connection sees it and ends.
+    _stop: tokio::sync::watch::Sender<()>,
     #[cfg(unix)]
     _file: unix::SocketFile,
     /// Where it is, for the log.
@@ -82,8 +87,9 @@ pub(crate) fn open(face: Face) -> Result<ShimSocket, SocketError> {
     let (listener, file) = unix::bind(&face.shared.home)?;
     let place = file.path.display().to_string();
     let room = Arc::new(Semaphore::new(face.shared.config.limits.max_connections));
-    let task = tokio::spawn(unix::accept(listener, face, room));
-    Ok(ShimSocket { task, _file: file, place })
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let task = tokio::spawn(unix::accept(listener, face, room, stopped));
+    Ok(ShimSocket { task, _stop: stop, _file: file, place })
 }
 
 /// Opens the shim pipe of `face`'s data folder and serves it.
@@ -92,8 +98,9 @@ pub(crate) fn open(face: Face) -> Result<ShimSocket, SocketError> {
     let name = face.shared.home.shim_pipe_name();
     let first = pipe::create(&name, true).map_err(|source| SocketError::Io { path: PathBuf::from(&name), source })?;
     let room = Arc::new(Semaphore::new(face.shared.config.limits.max_connections));
-    let task = tokio::spawn(pipe::accept(first, name.clone(), face, room));
-    Ok(ShimSocket { task, place: name })
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let task = tokio::spawn(pipe::accept(first, name.clone(), face, room, stopped));
+    Ok(ShimSocket { task, _stop: stop, place: name })
 }
 
 /// The shim socket is for Unix and Windows; elsewhere the shim uses HTTP.
@@ -110,9 +117,10 @@ fn refuse_peer(face: &Face, why: String) {
     record_refusal(&face.shared, "CONNECT shim socket".into(), None, &why);
 }
 
-/// One connection from this user: the hello, then one session until either side ends.
-/// `place` is what the proof is made for ([`shim_wire::SOCKET_PLACE`], or the pipe name).
-async fn serve_connection<R, W>(face: Face, reader: R, writer: W, place: String)
+/// One connection from this user: the hello, then one session until either side ends
+/// or the socket is closed (`stop`). `place` is what the proof is made for
+/// ([`shim_wire::SOCKET_PLACE`], or the pipe name).
+async fn serve_connection<R, W>(face: Face, reader: R, writer: W, place: String, mut stop: Stop)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -180,6 +188,7 @@ where
                 writer_done = true;
                 break;
             }
+            _ = stop.changed() => break,
         };
         match read {
             Ok(Some(Line::Text)) => take_line(&face, &route, &client, &mut session, &buf, &line).await,
@@ -264,7 +273,7 @@ mod tests;
 
 #[cfg(unix)]
 mod unix {
-    use super::{refuse_peer, serve_connection, SocketError};
+    use super::{refuse_peer, serve_connection, SocketError, Stop};
     use crate::front_door::Face;
     use crate::home::Home;
     use std::fs;
@@ -373,7 +382,7 @@ mod unix {
     }
 
     /// Accepts connections; a peer of another user is refused before anything is read.
-    pub(super) async fn accept(listener: UnixListener, face: Face, room: Arc<Semaphore>) {
+    pub(super) async fn accept(listener: UnixListener, face: Face, room: Arc<Semaphore>, stop: Stop) {
         let me = me();
         loop {
             let stream = match listener.accept().await {
@@ -388,12 +397,13 @@ mod unix {
                 tracing::warn!("too many shim socket connections are open; closed a new one");
                 continue;
             };
-            let face = face.clone();
+            let (face, stop) = (face.clone(), stop.clone());
             tokio::spawn(async move {
                 match stream.peer_cred() {
                     Ok(peer) if peer.uid() == me => {
                         let (reader, writer) = stream.into_split();
-                        serve_connection(face, reader, writer, crate::shim_wire::SOCKET_PLACE.to_string()).await;
+                        let place = crate::shim_wire::SOCKET_PLACE.to_string();
+                        serve_connection(face, reader, writer, place, stop).await;
                     }
                     Ok(peer) => {
                         let pid = peer.pid().map(|p| format!(" (pid {p})")).unwrap_or_default();
@@ -426,7 +436,7 @@ mod unix {
 /// refuses never reaches the gateway.
 #[cfg(windows)]
 mod pipe {
-    use super::{serve_connection, Face};
+    use super::{serve_connection, Face, Stop};
     use std::sync::Arc;
     use std::time::Duration;
     use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
@@ -470,7 +480,13 @@ mod pipe {
         server
     }
 
-    pub(super) async fn accept(mut server: NamedPipeServer, name: String, face: Face, room: Arc<Semaphore>) {
+    pub(super) async fn accept(
+        mut server: NamedPipeServer,
+        name: String,
+        face: Face,
+        room: Arc<Semaphore>,
+        stop: Stop,
+    ) {
         loop {
             if let Err(e) = server.connect().await {
                 tracing::warn!("accepting a shim pipe connection failed: {e}");
@@ -489,10 +505,10 @@ mod pipe {
                 tracing::warn!("too many shim pipe connections are open; closed a new one");
                 continue;
             };
-            let (face, name) = (face.clone(), name.clone());
+            let (face, name, stop) = (face.clone(), name.clone(), stop.clone());
             tokio::spawn(async move {
                 let (reader, writer) = tokio::io::split(connected);
-                serve_connection(face, reader, writer, name).await;
+                serve_connection(face, reader, writer, name, stop).await;
                 drop(place);
             });
         }

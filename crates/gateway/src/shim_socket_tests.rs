@@ -245,3 +245,20 @@ async fn a_stale_socket_is_replaced_and_anything_else_is_left_alone() {
     assert!(matches!(bind(&home), Err(SocketError::Unsafe { .. })));
     assert!(std::fs::symlink_metadata(&path).is_err());
 }
+
+#[tokio::test]
+async fn stopping_the_gateway_ends_every_connection_and_removes_the_socket() {
+    let up = Upstream::start().await;
+    let gw = testkit::gateway_with(&up).await;
+    let mut client = Client::connect(&gw, "up", None).await;
+    assert!(client.initialize().await.get("result").is_some());
+    let path = gw.home.shim_socket_path();
+    let running = gw.running;
+    running.until(async {}).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), client.lines.next_line()).await.expect("in time");
+    assert!(matches!(end, Ok(None) | Err(_)), "the connection ended with the gateway: {end:?}");
+    assert!(std::fs::symlink_metadata(&path).is_err(), "the socket is gone");
+    let late = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+    let _ = client.writer.write_all(format!("{late}\n").as_bytes()).await;
+    assert!(up.messages("tools/list").is_empty(), "nothing reaches a server after the stop");
+}
