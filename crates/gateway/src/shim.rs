@@ -101,22 +101,23 @@ pub async fn run(home: &Home, server: &str, max_line: usize, transport: Transpor
             Err(Open::Suspect(why)) => eprintln!("countersign: not using the shim socket: {why}"),
         }
     }
-    // Without its token (keychain locked or absent) the shim cannot connect: like a missing
-    // gateway, that is said on stderr and in an error answer to every request.
-    let token = match &project {
-        Some(dir) => TokenStore::kept_token(home, &crate::tokens::project_token_name(dir), None).await,
-        None => TokenStore::shim_token(home).await,
-    };
-    let gateway = match token {
-        Ok(token) => GatewayLink::for_home(home).map(|g| (g, token)).map_err(|e| match e {
-            crate::gateway_link::LinkError::NotRunning(_) => format!(
-                "no gateway is running for {}: the Countersign gateway is not running (start one with \
-                 `countersign serve`)",
-                home.dir().display()
-            ),
-            other => other.to_string(),
-        }),
-        Err(e) => Err(format!("Countersign cannot connect: {e}")),
+    // No gateway recorded: nothing to ask the keychain for. Without its token (keychain
+    // locked or absent) the shim cannot connect either: like a missing gateway, that is
+    // said on stderr and in an error answer to every request.
+    let gateway = match GatewayLink::for_home(home) {
+        Ok(gateway) => {
+            let token = match &project {
+                Some(dir) => TokenStore::kept_token(home, &crate::tokens::project_token_name(dir), None).await,
+                None => TokenStore::shim_token(home).await,
+            };
+            token.map(|t| (gateway, t)).map_err(|e| format!("Countersign cannot connect: {e}"))
+        }
+        Err(crate::gateway_link::LinkError::NotRunning(_)) => Err(format!(
+            "no gateway is running for {}: the Countersign gateway is not running (start one with `countersign \
+             serve`)",
+            home.dir().display()
+        )),
+        Err(other) => Err(other.to_string()),
     };
     match gateway {
         Ok((gateway, token)) => relay_http(Ok(gateway), token, server, max_line).await,
