@@ -262,3 +262,27 @@ async fn stopping_the_gateway_ends_every_connection_and_removes_the_socket() {
     let _ = client.writer.write_all(format!("{late}\n").as_bytes()).await;
     assert!(up.messages("tools/list").is_empty(), "nothing reaches a server after the stop");
 }
+
+#[tokio::test]
+async fn an_approved_call_on_the_socket_runs_with_no_token_in_the_store() {
+    // A socket session's client holds no token (the keychain may not even exist): the
+    // check that an approved call's token was not revoked meanwhile is for HTTP sessions.
+    let up = Upstream::start().await;
+    let gw =
+        testkit::gateway(&format!("[servers.up]\nurl = \"{}\"\n[policy]\nask = [\"mcp__up__echo\"]\n", up.url)).await;
+    let _ = crate::tokens::TokenStore::revoke(&gw.home, crate::tokens::SHIM_TOKEN_NAME);
+    let mut client = Client::connect(&gw, "up", None).await;
+    assert!(client.initialize().await.get("result").is_some());
+    client
+        .send(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                        "params": {"name": "echo", "arguments": {"text": "asked"}}}))
+        .await;
+    let api = gw.running.gateway();
+    let prompt = wait_until("the prompt", || api.pending().into_iter().next()).await;
+    assert_eq!(prompt.client, "stdio-shim");
+    let approve = crate::api::AnswerRequest::parse("allow", None, None, None, None).unwrap();
+    api.answer(&prompt.id, approve).expect("approved");
+    let answer = client.next().await;
+    assert_eq!(answer["result"]["content"][0]["text"], "echo:asked", "{answer}");
+    up.wait_for("tools/call", |m| m["params"]["arguments"]["text"] == "asked").await;
+}
