@@ -181,13 +181,12 @@ impl Journal {
             .query_row("SELECT hash FROM records WHERE hash IS NOT NULL ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
             .map_err(|e| JournalError::Writer { path: path.to_path_buf(), message: e.to_string() })?;
-        let writer =
-            Writer {
-                conn: writer,
-                head: head.unwrap_or_else(|| crate::chain::GENESIS.to_string()),
-                recent: Default::default(),
-                _lock: lock,
-            };
+        let writer = Writer {
+            conn: writer,
+            head: head.unwrap_or_else(|| crate::chain::GENESIS.to_string()),
+            recent: Default::default(),
+            _lock: lock,
+        };
         let (tx, rx) = mpsc::channel(8192);
         let max_batch = options.max_batch.max(1);
         let conn = Arc::new(Mutex::new(writer));

@@ -180,7 +180,12 @@ fn storable(text: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
     text.map(|t| if t.contains('\0') { t.replace('\0', "\u{fffd}").into() } else { t.into() })
 }
 
-fn write_op(conn: &rusqlite::Connection, op: &Op, head: &mut String, written: &mut Written<'_>) -> rusqlite::Result<()> {
+fn write_op(
+    conn: &rusqlite::Connection,
+    op: &Op,
+    head: &mut String,
+    written: &mut Written<'_>,
+) -> rusqlite::Result<()> {
     match op {
         Op::Checkpoint => {}
         Op::Record(r, _) => {

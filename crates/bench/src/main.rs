@@ -1,9 +1,12 @@
 //! `make bench`: trivial `tools/call`s to the fast rmcp upstream, direct and through the
-//! gateway (HTTP face and stdio shim), sequential and with 16 concurrent clients. Every
+//! gateway (HTTP face, and the stdio shim on each of its paths: the shim socket and HTTP),
+//! sequential and with 16 concurrent clients. Every
 //! client is connected first; then the runs take turns in rounds (the order reversed
 //! every other round), so the direct baseline and the gateway see the same machine.
 //! Prints p50/p99 latency, throughput, the relaying process's CPU time per call (the
-//! gateway's own, and the HTTP floor relay's beside it) and the gateway's RSS. The gateway runs with its
+//! gateway's own, and the HTTP floor relay's beside it), the gateway's RSS, and what each
+//! shim path adds over the gateway's own HTTP face (its p50 less the raw HTTP client's).
+//! The gateway runs with its
 //! policy and audit on: each call is allowed by policy and its record committed before it
 //! is forwarded; at the end the journal must hold exactly one call record per call made
 //! through the gateway (warm-ups included), or the run fails.
@@ -154,7 +157,6 @@ async fn main() -> Result<()> {
     let want = |name: &str| args.only.as_deref().is_none_or(|only| name.contains(only));
     let direct_x = format!("direct x{}", args.concurrency);
     let http_x = format!("gateway HTTP x{}", args.concurrency);
-    let shim_x = format!("gateway shim x{}", args.concurrency);
     let mut lanes = Vec::new();
 
     // Direct: the client talks to the upstream itself.
@@ -205,14 +207,19 @@ async fn main() -> Result<()> {
         }
         lanes.push(Lane::many(&http_x, true, many).relayed_by(Some(pid)));
     }
-    let shim_args = ["connect", "fast"];
-    if want("gateway stdio shim") {
-        let shim = StdioClient::spawn(&gateway, &shim_args, Some(&home)).await?;
-        lanes.push(Lane::one("gateway stdio shim", true, AnyClient::Stdio(shim)).relayed_by(Some(pid)));
-    }
-    if want(&shim_x) {
-        let many = many_stdio(&gateway, &shim_args, Some(&home), args.concurrency).await?;
-        lanes.push(Lane::many(&shim_x, true, many).relayed_by(Some(pid)));
+    // The shim on each of its paths, forced (`--transport`), side by side in one run.
+    for (path, transport) in [("socket", "socket"), ("HTTP", "http")] {
+        let shim_args = ["connect", "fast", "--transport", transport];
+        let one = format!("gateway stdio shim ({path})");
+        if want(&one) {
+            let shim = StdioClient::spawn(&gateway, &shim_args, Some(&home)).await?;
+            lanes.push(Lane::one(&one, true, AnyClient::Stdio(shim)).relayed_by(Some(pid)));
+        }
+        let many = format!("gateway shim x{} ({path})", args.concurrency);
+        if want(&many) {
+            let clients = many_stdio(&gateway, &shim_args, Some(&home), args.concurrency).await?;
+            lanes.push(Lane::many(&many, true, clients).relayed_by(Some(pid)));
+        }
     }
 
     for lane in &mut lanes {
@@ -251,7 +258,7 @@ fn print_report(args: &Args, rows: &[Row], idle_rss: u64, loaded_rss: u64) {
         args.calls, args.rounds, args.concurrency
     );
     println!(
-        "{:<24} {:>10} {:>10} {:>12} {:>14} {:>14} {:>16}",
+        "{:<28} {:>10} {:>10} {:>12} {:>14} {:>14} {:>16}",
         "run", "p50 µs", "p99 µs", "calls/s", "added p50 µs", "added p99 µs", "relay CPU µs/call"
     );
     let base =
@@ -266,7 +273,7 @@ fn print_report(args: &Args, rows: &[Row], idle_rss: u64, loaded_rss: u64) {
         };
         let cpu = r.cpu_per_call().map_or("-".to_string(), |c| format!("{:.1}", us(c)));
         println!(
-            "{:<24} {:>10.1} {:>10.1} {:>12.0} {:>14} {:>14} {:>16}",
+            "{:<28} {:>10.1} {:>10.1} {:>12.0} {:>14} {:>14} {:>16}",
             r.name,
             us(r.pct(0.5)),
             us(r.pct(0.99)),
@@ -282,4 +289,16 @@ fn print_report(args: &Args, rows: &[Row], idle_rss: u64, loaded_rss: u64) {
          row, per call; for the shim rows the shim processes' CPU is not included; the HTTP floor's is its \
          relay process's"
     );
+    // The shim's own cost: the same gateway work, reached through one more process.
+    let face = rows.iter().find(|r| r.name == "gateway HTTP (raw client)");
+    let shims = rows.iter().filter(|r| r.name.starts_with("gateway stdio shim"));
+    match face {
+        Some(face) => {
+            println!("what the shim adds over the gateway's HTTP face (its p50 less the raw client's):");
+            for r in shims {
+                println!("  {:<28} {:>8.1} µs", r.name, us(r.pct(0.5)) - us(face.pct(0.5)));
+            }
+        }
+        None => println!("(the shim's own cost needs the \"gateway HTTP (raw client)\" row)"),
+    }
 }

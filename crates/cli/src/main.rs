@@ -20,6 +20,13 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ShimTransport {
+    Auto,
+    Socket,
+    Http,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway headless on 127.0.0.1.
@@ -36,6 +43,10 @@ enum Command {
         /// COUNTERSIGN_HOME, else the per-user data directory.
         #[arg(long, value_name = "DIR")]
         home: Option<PathBuf>,
+        /// How to reach the gateway: its shim socket when it answers there, else HTTP with
+        /// the shim's token from the keychain (auto); the socket only; HTTP only.
+        #[arg(long, value_enum, default_value_t = ShimTransport::Auto)]
+        transport: ShimTransport,
     },
     /// Client tokens for the loopback endpoint.
     Token {
@@ -322,9 +333,15 @@ fn init_logging(quiet: bool) {
 async fn run(home: Home, command: Command) -> Result<i32> {
     match command {
         Command::Serve { config } => serve(home, config).await,
-        Command::Connect { server, .. } => {
+        Command::Connect { server, transport, .. } => {
+            use countersign_gateway::shim::Transport;
             let limits = countersign_local::config::Limits::default();
-            countersign_gateway::shim::run(&home, &server, limits.max_line_bytes).await?;
+            let transport = match transport {
+                ShimTransport::Auto => Transport::Auto,
+                ShimTransport::Socket => Transport::Socket,
+                ShimTransport::Http => Transport::Http,
+            };
+            countersign_gateway::shim::run(&home, &server, limits.max_line_bytes, transport).await?;
             Ok(0)
         }
         Command::Token { command: TokenCommand::Create { name } } => {

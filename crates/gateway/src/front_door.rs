@@ -2,6 +2,9 @@
 //! every request passes before a route sees it (Host, Origin and URL through `guard`, each
 //! refusal audited), plus the control token for the control routes, applied as a layer.
 //!
+//! Every refusal at a door, the shim socket's included, is recorded the same way
+//! ([`record_refusal`]).
+//!
 //! It never lets a request past without the guard's checks, and never accepts a client
 //! token where the control token is required.
 
@@ -40,19 +43,7 @@ pub(crate) fn pre_auth(face: &Face, req: &Request<Body>) -> Result<(), Response>
 
 /// A refusal at the door: recorded in the journal, logged, and answered with its status.
 pub(crate) fn rejected(face: &Face, method: &Method, path: &str, client: Option<String>, refusal: Refusal) -> Response {
-    let mut record = face.shared.record(RecordKind::Rejected, countersign_audit::Decision::Deny);
-    record.client = client;
-    record.method = Some(format!("{method} {path}"));
-    record.reason = Some(refusal.reason.clone());
-    record.rule = Some("transport".into());
-    let record_id = record.id;
-    let shared = face.shared.clone();
-    let started = Instant::now();
-    tokio::spawn(async move {
-        if shared.journal.commit(record).await.is_ok() {
-            shared.outcome(crate::session::outcome(record_id, started, Outcome::Rejected, None));
-        }
-    });
+    record_refusal(&face.shared, format!("{method} {path}"), client, &refusal.reason);
     tracing::warn!(status = %refusal.status, "refused {method} {path}: {}", refusal.reason);
     // A JSON-RPC error body, as everything else on the MCP endpoints answers: no id (the
     // body was not read), the reason as its message.
@@ -62,6 +53,25 @@ pub(crate) fn rejected(face: &Face, method: &Method, path: &str, client: Option<
         resp.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
     }
     resp
+}
+
+/// Records a refusal at a door (this port's, or the shim socket's) as a `rejected` record
+/// of the transport: what was tried (`what`: method and path, or the socket's connect),
+/// by which client when one is known, and why.
+pub(crate) fn record_refusal(shared: &Arc<Shared>, what: String, client: Option<String>, reason: &str) {
+    let mut record = shared.record(RecordKind::Rejected, countersign_audit::Decision::Deny);
+    record.client = client;
+    record.method = Some(what);
+    record.reason = Some(reason.to_string());
+    record.rule = Some("transport".into());
+    let record_id = record.id;
+    let shared = shared.clone();
+    let started = Instant::now();
+    tokio::spawn(async move {
+        if shared.journal.commit(record).await.is_ok() {
+            shared.outcome(crate::session::outcome(record_id, started, Outcome::Rejected, None));
+        }
+    });
 }
 
 pub(crate) fn json_response(status: StatusCode, body: String) -> Response {

@@ -5,8 +5,8 @@
 //! Order of checks for every request: Host, Origin and URL (guard) → token → content
 //! type and size → JSON well-formedness → 2026-07-28 header/body agreement → the method
 //! table (`govern::methods`: a method it does not name, or names as another kind, is
-//! refused) → session. Only then does the session see the message. Every refusal is
-//! audited.
+//! refused) → session (`dispatch`, shared with the shim socket). Only then does the
+//! session see the message. Every refusal is audited.
 //!
 //! A stateless (2026-07-28) request, one whose `MCP-Protocol-Version` is not a handshake
 //! revision, passes the same guard, token, size and JSON checks, then the revision's own
@@ -15,23 +15,22 @@
 //! stateless session for the route; its answer's HTTP status follows its error code.
 //! It is never served by a session id, and opens no session of the client's.
 
+use crate::dispatch::{dispatch, Dispatched};
 use crate::front_door::{json_response, pre_auth, rejected, Face};
 use crate::govern::methods::{self, Operation};
 use crate::guard::{self, Refusal};
 use crate::message::{self, code, Envelope, Kind};
 use crate::session::flow::{Flow, Weighed};
-use crate::session::{self, LinkError, Route, Session};
+use crate::session::{self, AnswerTo, Door, Route, Session};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::Router;
-use countersign_audit::{Outcome, RecordKind};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
 pub(crate) fn router(face: Face) -> Router {
     let gateway = crate::api::Gateway::new(face.shared.clone(), face.sessions.clone(), face.listen);
@@ -106,9 +105,11 @@ async fn handle(face: Face, route: Route, req: Request<Body>) -> Response {
     let session = match &session_id {
         None => None,
         Some(id) => match face.sessions.get(id) {
-            // A session answers only the token and the endpoint that opened it; a stateless
-            // session answers no id at all.
-            Some(s) if s.token_name == token_name && s.route == route && !s.stateless => Some(s),
+            // A session answers only the token, the endpoint and the face that opened it; a
+            // stateless session answers no id at all.
+            Some(s) if s.token_name == token_name && s.route == route && s.door == Door::Http && !s.stateless => {
+                Some(s)
+            }
             _ => return rpc_error(StatusCode::NOT_FOUND, None, code::INVALID_REQUEST, "unknown or expired session"),
         },
     };
@@ -194,92 +195,14 @@ async fn post_message(
     if let Err(msg) = check_mcp_headers(&headers, &env) {
         return rpc_error(StatusCode::BAD_REQUEST, env.id(), code::HEADER_MISMATCH, &msg);
     }
-    if env.kind() == Kind::Response {
-        // An answer to a request a server made; the session knows which ids it handed out.
-        return match session {
-            Some(session) => {
-                session.handle_response(env).await;
-                StatusCode::ACCEPTED.into_response()
-            }
-            None => rpc_error(StatusCode::BAD_REQUEST, None, code::INVALID_REQUEST, "missing Mcp-Session-Id"),
-        };
+    let to = if sse { AnswerTo::Stream } else { AnswerTo::Json };
+    match dispatch(&face, &route, &token_name, Door::Http, session, env, to).await {
+        Dispatched::Taken => StatusCode::ACCEPTED.into_response(),
+        Dispatched::Refused(status, body) => json_response(status, body),
+        // Only tool calls, the governed hot path, may come back as one JSON body.
+        Dispatched::Answer(answer, op) => reply(answer, op == Operation::CallTool, None).await,
+        Dispatched::Opened(session, answer) => reply(answer, false, Some(&session.id)).await,
     }
-    // The one table of methods a client may send: anything else is refused and audited.
-    let op = match methods::lookup(env.method().unwrap_or_default(), env.kind()) {
-        Ok(op) => op,
-        Err(unlisted) => return refuse_method(&face, &token_name, session.as_deref(), &route, &env, &unlisted, false),
-    };
-    if op == Operation::Initialize {
-        if session.is_some() {
-            return rpc_error(StatusCode::BAD_REQUEST, env.id(), code::INVALID_REQUEST, "already initialized");
-        }
-        return initialize(face, route, token_name, env, sse).await;
-    }
-    let Some(session) = session else {
-        if op == Operation::Discover {
-            let msg = "this gateway uses the initialize handshake; stateless requests are not supported yet";
-            return rpc_error(StatusCode::OK, env.id(), code::METHOD_NOT_FOUND, msg);
-        }
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            env.id(),
-            code::INVALID_REQUEST,
-            "missing Mcp-Session-Id: initialize first",
-        );
-    };
-    match env.kind() {
-        Kind::Notification => {
-            session.handle_notification(op, env).await;
-            StatusCode::ACCEPTED.into_response()
-        }
-        _ => {
-            // Only tool calls, the governed hot path, may come back as one JSON body.
-            let quick = op == Operation::CallTool;
-            reply(session.handle_request(op, env, sse).await, quick, None).await
-        }
-    }
-}
-
-/// Refuses a message the method table does not name (or names as another kind), with a
-/// record of it: −32601 for a request; for a notification, 400 with an error and no id.
-fn refuse_method(
-    face: &Face,
-    token_name: &str,
-    session: Option<&Session>,
-    route: &Route,
-    env: &Envelope,
-    unlisted: &methods::Unlisted,
-    stateless: bool,
-) -> Response {
-    let mut record = face.shared.record(RecordKind::Call, countersign_audit::Decision::Deny);
-    record.client = Some(token_name.to_string());
-    record.session = session.map(|s| s.id.clone());
-    if stateless {
-        let trace = env.params().ok().and_then(|p| crate::modern::trace_id(&p));
-        record.session = Some(trace.map_or_else(|| "stateless".into(), |t| format!("stateless trace={t}")));
-    }
-    record.server = match route {
-        Route::Single(s) => Some(s.clone()),
-        Route::Aggregate => None,
-    };
-    record.method = Some(unlisted.method());
-    record.rule = Some("method".into());
-    record.reason = Some(unlisted.to_string());
-    record.policy_version = Some(face.shared.policy.load().version().to_string());
-    let (shared, record_id, started) = (face.shared.clone(), record.id, Instant::now());
-    let detail = unlisted.to_string();
-    tokio::spawn(async move {
-        if shared.journal.commit(record).await.is_ok() {
-            shared.outcome(session::outcome(record_id, started, Outcome::Rejected, Some(&detail)));
-        }
-    });
-    tracing::warn!(client = %token_name, "refused: {unlisted}");
-    let status = match (env.kind(), stateless) {
-        (Kind::Notification, _) => StatusCode::BAD_REQUEST,
-        (_, true) => StatusCode::NOT_FOUND,
-        (_, false) => StatusCode::OK,
-    };
-    rpc_error(status, env.id(), code::METHOD_NOT_FOUND, &format!("{unlisted}; it was not forwarded"))
 }
 
 /// One stateless (2026-07-28) POST: checked as the revision says, looked up in the same
@@ -328,7 +251,11 @@ async fn post_stateless(face: Face, route: Route, token_name: String, req: Reque
     };
     let op = match op {
         Ok(op) => op,
-        Err(unlisted) => return refuse_method(&face, &token_name, None, &route, &env, &unlisted, true),
+        Err(unlisted) => {
+            let (status, body) =
+                crate::dispatch::refuse_method(&face, &token_name, None, &route, &env, &unlisted, true);
+            return json_response(status, body);
+        }
     };
     let limits = &face.shared.config.limits;
     let bounds = (limits.max_sessions, limits.max_sessions_per_token);
@@ -346,7 +273,8 @@ async fn post_stateless(face: Face, route: Route, token_name: String, req: Reque
             return rpc_error(StatusCode::TOO_MANY_REQUESTS, env.id(), code::INTERNAL_ERROR, &msg);
         }
     };
-    stateless_reply(session.handle_request(op, env, sse).await).await
+    let to = if sse { AnswerTo::Stream } else { AnswerTo::Json };
+    stateless_reply(session.handle_request(op, env, to).await).await
 }
 
 /// Reads a POST body within the limits and parses it as one checked JSON-RPC message.
@@ -395,6 +323,10 @@ async fn stateless_reply(answer: session::Answer) -> Response {
             Err(_) => sse_frames(Source { early: Default::default(), rest: flow }, data_frame),
         },
         session::Answer::Stream(events) => sse_events(events),
+        // Never asked for here: HTTP answers go in a body or a stream.
+        session::Answer::OnLine => {
+            rpc_error(StatusCode::OK, None, code::INTERNAL_ERROR, "the request ended without an answer")
+        }
     }
 }
 
@@ -417,79 +349,6 @@ fn check_mcp_headers(headers: &HeaderMap, env: &Envelope) -> Result<(), String> 
     Ok(())
 }
 
-async fn initialize(face: Face, route: Route, token_name: String, env: Envelope, sse: bool) -> Response {
-    let limits = &face.shared.config.limits;
-    // A server nothing of which this client may reach gets no session: it is not even
-    // started, and the client is told why.
-    if let Route::Single(server) = &route {
-        let servers = face.shared.servers();
-        let gate = servers.get(server).and_then(|s| face.shared.policy.load().server_gate(&s.info, &token_name, false));
-        if let Some(v) = gate {
-            let unlisted_like = format!("{} (rule `{}`); server `{server}` is not started", v.reason, v.rule);
-            let mut record = face.shared.record(RecordKind::Call, countersign_audit::Decision::Deny);
-            record.client = Some(token_name.clone());
-            record.server = Some(server.clone());
-            record.method = Some("initialize".into());
-            record.rule = Some(v.rule.clone());
-            record.reason = Some(unlisted_like.clone());
-            record.policy_version = Some(v.policy_version.clone());
-            let (shared, record_id, started) = (face.shared.clone(), record.id, Instant::now());
-            tokio::spawn(async move {
-                if shared.journal.commit(record).await.is_ok() {
-                    shared.outcome(session::outcome(record_id, started, Outcome::Denied, None));
-                }
-            });
-            return rpc_error(
-                StatusCode::OK,
-                env.id(),
-                code::INVALID_REQUEST,
-                &format!("Countersign: {unlisted_like}"),
-            );
-        }
-    }
-    let params = env.params().unwrap_or(Value::Null);
-    let session = Session::new(face.shared.clone(), &face.sessions, token_name.clone(), route.clone());
-    session.set_initialize(&params);
-    // Sessions are bounded per client token as well as in all, so one client cannot take
-    // every slot; counted and added under one lock.
-    {
-        let mut table = face.sessions.lock();
-        if table.len() >= limits.max_sessions {
-            return rpc_error(StatusCode::SERVICE_UNAVAILABLE, env.id(), code::INTERNAL_ERROR, "too many sessions");
-        }
-        let mine = table.values().filter(|s| s.token_name == token_name).count();
-        if mine >= limits.max_sessions_per_token {
-            let msg = format!(
-                "client token `{token_name}` has {mine} sessions open, the most one client may have; close some \
-                 (DELETE) or let them expire"
-            );
-            return rpc_error(StatusCode::TOO_MANY_REQUESTS, env.id(), code::INTERNAL_ERROR, &msg);
-        }
-        table.insert(session.id.clone(), session.clone());
-    }
-    tracing::info!(session = %session::short(&session.id), client = %session.token_name, "session opened");
-    match route {
-        Route::Aggregate => {
-            let body = session.aggregate_initialize(env.id());
-            let mut resp = json_response(StatusCode::OK, body);
-            if let Ok(v) = HeaderValue::from_str(&session.id) {
-                resp.headers_mut().insert("mcp-session-id", v);
-            }
-            resp
-        }
-        Route::Single(server) => {
-            // Its server started first: with no room for its process under the cap, the
-            // session is not kept, and the client is told which limit refused it. Any
-            // other failure to start is answered by the initialize itself, as before.
-            if let Err(why @ (LinkError::AtCap { .. } | LinkError::NoRoom { .. })) = session.link(&server).await {
-                face.sessions.close(&session.id);
-                return rpc_error(StatusCode::OK, env.id(), code::UPSTREAM_ERROR, &why.to_string());
-            }
-            reply(session.handle_request(Operation::Initialize, env, sse).await, false, Some(&session.id)).await
-        }
-    }
-}
-
 /// The answer to one request: an SSE stream that ends after the answer, or the answer
 /// alone as JSON.
 /// How long an answer stream may take to finish before the response starts streaming.
@@ -504,6 +363,10 @@ async fn reply(answer: session::Answer, quick: bool, session_id: Option<&str>) -
             Some(body) => json_response(StatusCode::OK, body),
             None => rpc_error(StatusCode::OK, None, code::INTERNAL_ERROR, "the request ended without an answer"),
         },
+        // Never asked for here: HTTP answers go in a body or a stream.
+        session::Answer::OnLine => {
+            rpc_error(StatusCode::OK, None, code::INTERNAL_ERROR, "the request ended without an answer")
+        }
     };
     if let Some(v) = session_id.and_then(|id| HeaderValue::from_str(id).ok()) {
         resp.headers_mut().insert("mcp-session-id", v);

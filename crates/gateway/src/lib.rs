@@ -1,7 +1,8 @@
 //! countersign-gateway: the loopback MCP relay.
 //!
 //! Clients reach upstream MCP servers only through this crate: the streamable HTTP face
-//! on 127.0.0.1 ([`http_face`]) and the stdio shim ([`shim`]). Every message a client
+//! on 127.0.0.1 ([`http_face`]) and the stdio shim ([`shim`]), which reaches the gateway
+//! on its own socket (`shim_socket`) or, failing that, over HTTP. Every message a client
 //! sends is looked up in one default-deny method table, and every operation that reaches
 //! a server's tools, resources or prompts passes the policy, an approval if it asks, and
 //! an audit commit before it is forwarded ([`govern`], the only place that decides).
@@ -15,6 +16,7 @@ pub mod approver;
 pub mod client_inventory;
 mod control_api;
 mod credentials;
+mod dispatch;
 mod front_door;
 pub mod govern;
 pub mod guard;
@@ -30,6 +32,8 @@ pub mod server;
 pub mod session;
 mod shared;
 pub mod shim;
+mod shim_socket;
+pub mod shim_wire;
 mod sign_ins;
 pub mod sse_client;
 pub mod upstream;

@@ -1,6 +1,7 @@
 //! Starting and stopping a gateway: open the journal, compile the policy, bind the
-//! loopback listener, publish where it listens, and on shutdown close every session
-//! (which ends every upstream process) and withdraw that notice.
+//! loopback listener and the shim socket, publish where it listens, and on shutdown close
+//! every session (which ends every upstream process), remove the shim socket and
+//! withdraw that notice.
 
 use crate::approver::{Approver, HeadlessApprover};
 use crate::config::Config;
@@ -37,6 +38,8 @@ pub struct Running {
     pub(crate) sessions: Arc<crate::session::Sessions>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     home: Home,
+    /// The shim socket, when it could be opened (dropping it closes and removes it).
+    shim_socket: Option<crate::shim_socket::ShimSocket>,
     _policy_watch: Option<crate::policy_watch::PolicyWatch>,
 }
 
@@ -58,6 +61,7 @@ impl Running {
                 server.abort();
             }
         }
+        drop(self.shim_socket);
         for session in self.sessions.drain() {
             session.close();
         }
@@ -145,14 +149,28 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
     tokio::spawn(countersign_sync::journal_upkeep::run(Arc::downgrade(&shared), home.clone()));
     tokio::spawn(crate::client_inventory::run(Arc::downgrade(&shared)));
     // Make sure the shim's token exists before any shim asks for it. Without a keychain
-    // the HTTP face still serves; each shim then says why it cannot connect.
+    // the HTTP face and the shim socket still serve; a shim that falls back to HTTP then
+    // says why it cannot connect.
     if let Err(e) = TokenStore::shim_token(&home).await {
         tracing::warn!("the stdio shim cannot connect until this is fixed: {e}");
     }
+    let face = Face { shared: shared.clone(), sessions: sessions.clone(), listen };
+    // The shim's own door: without it `countersign connect` still works, over HTTP with its
+    // token from the keychain.
+    let shim_socket = match crate::shim_socket::open(face.clone()) {
+        Ok(socket) => {
+            tracing::info!("the stdio shim connects on {}", socket.place);
+            Some(socket)
+        }
+        Err(e) => {
+            tracing::warn!("no shim socket, so `countersign connect` uses HTTP and the keychain: {e}");
+            None
+        }
+    };
     let config_file = shared.config.path.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
     home.write_runtime(&RuntimeInfo { pid: std::process::id(), listen, config: config_file })?;
 
-    let app = http_face::router(Face { shared: shared.clone(), sessions: sessions.clone(), listen });
+    let app = http_face::router(face);
     let limits = &shared.config.limits;
     let serving =
         crate::listener::serve(listener, app, limits.max_connections, Duration::from_secs(limits.read_timeout_secs));
@@ -181,5 +199,5 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
     });
     tracing::info!("Countersign gateway listening on http://{listen}/mcp");
     let _policy_watch = crate::policy_watch::start(&shared);
-    Ok(Running { listen, shared, sessions, server, home, _policy_watch })
+    Ok(Running { listen, shared, sessions, server, home, shim_socket, _policy_watch })
 }

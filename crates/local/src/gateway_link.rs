@@ -49,20 +49,31 @@ pub enum LinkError {
 /// process holding a stale port cannot relay the challenge to the gateway's new one and
 /// pass its answer off as its own.
 pub fn prove(key: &str, nonce: &str, addr: SocketAddr) -> String {
-    hex::encode(mac(key, nonce, addr).map(|m| m.finalize().into_bytes().to_vec()).unwrap_or_default())
+    prove_at(key, nonce, &addr.to_string())
 }
 
-fn mac(key: &str, nonce: &str, addr: SocketAddr) -> Option<Hmac<Sha256>> {
+/// The same proof for a place that is not a TCP address: the shim socket names its own
+/// (`place`), so no answer made for one place passes for another.
+pub fn prove_at(key: &str, nonce: &str, place: &str) -> String {
+    hex::encode(mac(key, nonce, place).map(|m| m.finalize().into_bytes().to_vec()).unwrap_or_default())
+}
+
+fn mac(key: &str, nonce: &str, place: &str) -> Option<Hmac<Sha256>> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).ok()?;
     mac.update(CONTEXT);
-    mac.update(addr.to_string().as_bytes());
+    mac.update(place.as_bytes());
     mac.update(b"\0");
     mac.update(nonce.as_bytes());
     Some(mac)
 }
 
 fn check(key: &str, nonce: &str, addr: SocketAddr, proof: &str) -> bool {
-    let Some(mac) = mac(key, nonce, addr) else { return false };
+    check_at(key, nonce, &addr.to_string(), proof)
+}
+
+/// Whether `proof` is the proof for `nonce` at `place` under `key` (constant time).
+pub fn check_at(key: &str, nonce: &str, place: &str, proof: &str) -> bool {
+    let Some(mac) = mac(key, nonce, place) else { return false };
     hex::decode(proof).is_ok_and(|p| mac.verify_slice(&p).is_ok())
 }
 
@@ -198,5 +209,10 @@ mod tests {
         assert!(!check("csc_key", "n1", elsewhere, &proof), "relayed from another port");
         assert!(!check("csc_key", "n1", here, ""), "no proof");
         assert!(!check("csc_key", "n1", here, "zz"));
+        // A proof for the shim socket is no proof for a port, nor the other way round.
+        let socket = prove_at("csc_key", "n1", "shim-socket");
+        assert!(check_at("csc_key", "n1", "shim-socket", &socket));
+        assert!(!check("csc_key", "n1", here, &socket));
+        assert!(!check_at("csc_key", "n1", "shim-socket", &proof));
     }
 }

@@ -83,6 +83,20 @@ impl Home {
         self.dir.join("gateway.json")
     }
 
+    /// Where the running gateway's shim socket is (Unix): in this folder, so only this
+    /// user reaches it.
+    pub fn shim_socket_path(&self) -> PathBuf {
+        self.dir.join("gateway.sock")
+    }
+
+    /// The running gateway's shim pipe (Windows): named after this folder, so two data
+    /// folders never share one.
+    pub fn shim_pipe_name(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.dir.to_string_lossy().as_bytes());
+        format!(r"\\.\pipe\countersign-{}", &hex::encode(digest)[..24])
+    }
+
     /// A stable random id for this device, made on first use.
     pub fn device_id(&self) -> Result<String, HomeError> {
         self.read_or_create("device-id", || uuid::Uuid::now_v7().to_string())

@@ -228,9 +228,10 @@ impl Session {
     }
 
     /// After a person approved: the call runs only if nothing that would now refuse it
-    /// changed while it waited (the policy, a pin, the kill switch, its client's token).
+    /// changed while it waited (the policy, a pin, the kill switch, its client's token; a
+    /// shim socket's client has no token, its open connection is its credential).
     async fn still_allowed(&self, prompt: &Prompt, server: &str) -> Result<(), String> {
-        if !self.shared.tokens.holds(&self.token_name) {
+        if self.door == crate::session::Door::Http && !self.shared.tokens.holds(&self.token_name) {
             return Err(format!("its client token `{}` was revoked", self.token_name));
         }
         match self.decide_call(server, &prompt.tool, &prompt.arguments, false).await {

@@ -35,11 +35,34 @@ pub use streams::StreamEvent;
 pub(crate) use table::{Full, Sessions};
 
 /// What a client request gets back: the answer alone (JSON), a resumable event stream,
-/// or (a stateless request) the messages as they come, unlogged.
+/// (a stateless request) the messages as they come, unlogged; or nothing here, because it
+/// goes on the connection's one line ([`AnswerTo::Line`]).
 pub enum Answer {
     Json(mpsc::UnboundedReceiver<String>),
     Stream(flow::Flow<StreamEvent>),
     Live(flow::Flow<String>),
+    OnLine,
+}
+
+/// How a client request wants its answer.
+pub enum AnswerTo {
+    /// The answer alone, as one JSON body (HTTP).
+    Json,
+    /// A resumable event stream with the request's progress and related messages (HTTP).
+    Stream,
+    /// The connection's one ordered line of messages, which also carries everything the
+    /// server sends on its own (the shim socket).
+    Line(flow::FlowTx<String>),
+}
+
+/// Which face opened a session. A session answers only on the face that opened it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// The loopback HTTP face: the client is its token.
+    Http,
+    /// The shim socket: the client is the peer's user (checked by the OS) and the name the
+    /// connection chose; there is no token to revoke, the connection is the credential.
+    Socket,
 }
 
 /// Where the messages for one client request go.
@@ -51,27 +74,27 @@ pub(crate) enum ClientTx {
     /// A stateless request's stream (2026-07-28): not logged, since nothing resumes it;
     /// the connection closing is the request's cancellation.
     Live(flow::FlowTx<String>),
+    /// The connection's one line, in order with everything else the session sends it.
+    Line(flow::FlowTx<String>),
 }
 
 impl ClientTx {
     /// Resolves when nobody can receive the answer any more: the client's connection for a
-    /// JSON answer closed. A stream can be resumed after a broken connection, so it never
-    /// counts as closed here.
+    /// JSON answer or a line closed. A stream can be resumed after a broken connection, so
+    /// it never counts as closed here.
     pub(crate) fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let json = match self {
-            ClientTx::Json(tx) => Some(tx.clone()),
-            ClientTx::Stream(_) => None,
-            ClientTx::Live(_) => None,
-        };
-        let live = match self {
-            ClientTx::Live(tx) => Some(tx.watch()),
-            _ => None,
+        let (json, live, line) = match self {
+            ClientTx::Json(tx) => (Some(tx.clone()), None, None),
+            ClientTx::Stream(_) => (None, None, None),
+            ClientTx::Live(tx) => (None, Some(tx.watch()), None),
+            ClientTx::Line(tx) => (None, None, Some(tx.closed())),
         };
         async move {
-            match (json, live) {
-                (Some(tx), _) => tx.closed().await,
-                (None, Some(live)) => live.closed().await,
-                (None, None) => std::future::pending().await,
+            match (json, live, line) {
+                (Some(tx), _, _) => tx.closed().await,
+                (None, Some(live), _) => live.closed().await,
+                (None, None, Some(line)) => line.await,
+                (None, None, None) => std::future::pending().await,
             }
         }
     }
@@ -84,6 +107,7 @@ impl ClientTx {
                 true
             }
             ClientTx::Live(tx) => tx.send(text).is_ok(),
+            ClientTx::Line(tx) => tx.send(text).is_ok(),
         }
     }
 }
@@ -305,6 +329,8 @@ pub struct Session {
     /// by a client's `Mcp-Session-Id`, and its requests share nothing but its upstream
     /// links (see `stateless.rs`).
     pub stateless: bool,
+    /// The face that opened it, the only one it answers on.
+    pub door: Door,
     pub(crate) shared: Arc<Shared>,
     /// The gateway's deadline sweeper, woken when a request with a deadline is added.
     deadlines: Arc<Deadlines>,
@@ -324,8 +350,14 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Shared>, table: &Arc<Sessions>, token_name: String, route: Route) -> Arc<Session> {
-        Self::build(shared, table, token_name, route, false)
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        table: &Arc<Sessions>,
+        token_name: String,
+        route: Route,
+        door: Door,
+    ) -> Arc<Session> {
+        Self::build(shared, table, token_name, route, false, door)
     }
 
     /// The session that carries one client token's stateless requests to `route`.
@@ -335,7 +367,7 @@ impl Session {
         token_name: String,
         route: Route,
     ) -> Arc<Session> {
-        let session = Self::build(shared, table, token_name, route, true);
+        let session = Self::build(shared, table, token_name, route, true, Door::Http);
         session.state().init_params = Some(stateless::handshake_params());
         session
     }
@@ -346,6 +378,7 @@ impl Session {
         token_name: String,
         route: Route,
         stateless: bool,
+        door: Door,
     ) -> Arc<Session> {
         let servers: Vec<String> = match &route {
             Route::Single(s) => vec![s.clone()],
@@ -363,6 +396,7 @@ impl Session {
             token_name,
             route,
             stateless,
+            door,
             shared,
             deadlines: table.deadlines.clone(),
             table: Arc::downgrade(table),
@@ -438,6 +472,11 @@ impl Session {
         self.state().pending.len()
     }
 
+    /// Client requests not yet answered (waiting for a person, or for their server).
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.lock().map_or(0, |f| f.len())
+    }
+
     pub fn protocol_version(&self) -> Option<String> {
         self.state().protocol_version.clone()
     }
@@ -459,13 +498,19 @@ impl Session {
     /// Opens the client's GET stream; what waited in the backlog goes out first.
     pub fn open_get_stream(&self) -> flow::Flow<String> {
         let (tx, rx) = flow::flow();
+        self.send_own_messages_to(tx);
+        rx
+    }
+
+    /// Sends what the servers send on their own (and what waited in the backlog, first)
+    /// to `tx`: a GET stream, or the shim socket's line.
+    pub(crate) fn send_own_messages_to(&self, tx: flow::FlowTx<String>) {
         let mut st = self.state();
         st.backlog_bytes = 0;
         for text in st.backlog.drain(..) {
             let _ = tx.send(text);
         }
         st.get_stream = Some(tx);
-        rx
     }
 
     /// The live connection to `server`, starting (or restarting) it when needed.

@@ -1,7 +1,7 @@
 //! Messages crossing a session: client requests in, upstream answers and upstream-made
 //! messages out, each with its id or token mapped back to the side it came from.
 
-use super::{outcome, Answer, ClientTx, InFlight, Pending, Release, Reply, Route, Session};
+use super::{outcome, Answer, AnswerTo, ClientTx, InFlight, Pending, Release, Reply, Route, Session};
 use crate::govern::access::Subject;
 use crate::govern::methods::{shorten, Listing, Operation};
 use crate::govern::server_requests::{self, ServerRequest};
@@ -16,30 +16,41 @@ use tokio::sync::mpsc;
 impl Session {
     /// Takes one client request, already found in the method table as `op`. Returns the
     /// stream its answer (and, for SSE, its progress and related server messages) arrives
-    /// on; the stream ends after the answer.
-    pub async fn handle_request(self: &Arc<Self>, op: Operation, env: Envelope, sse: bool) -> Answer {
+    /// on; the stream ends after the answer. On a line, the answer goes on the line.
+    pub async fn handle_request(self: &Arc<Self>, op: Operation, env: Envelope, to: AnswerTo) -> Answer {
         use tracing::Instrument;
-        self.clone().handle_request_in_span(op, env, sse).instrument(self.span.clone()).await
+        self.clone().handle_request_in_span(op, env, to).instrument(self.span.clone()).await
     }
 
-    async fn handle_request_in_span(self: Arc<Self>, op: Operation, env: Envelope, sse: bool) -> Answer {
+    async fn handle_request_in_span(self: Arc<Self>, op: Operation, env: Envelope, to: AnswerTo) -> Answer {
         if self.stateless {
+            // Stateless requests come only through the HTTP face.
+            let sse = matches!(to, AnswerTo::Stream);
             return self.stateless_request(op, env, sse).await;
         }
         self.touch();
         let claim = env.id().map(|id| (id, InFlight::claim(&self.in_flight, id.get())));
         if let Some((id, None)) = claim {
-            let (tx, rx) = mpsc::unbounded_channel();
             let msg = format!("request id {} is already in flight in this session", id.get());
-            let _ = tx.send(message::error_response(Some(id), message::code::INVALID_REQUEST, &msg));
+            let refusal = message::error_response(Some(id), message::code::INVALID_REQUEST, &msg);
+            if let AnswerTo::Line(line) = &to {
+                let _ = line.send(refusal);
+                return Answer::OnLine;
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(refusal);
             return Answer::Json(rx);
         }
-        let (tx, answer) = if sse {
-            let (sink, events) = self.open_stream();
-            (ClientTx::Stream(sink), Answer::Stream(events))
-        } else {
-            let (tx, rx) = mpsc::unbounded_channel();
-            (ClientTx::Json(tx), Answer::Json(rx))
+        let (tx, answer) = match to {
+            AnswerTo::Stream => {
+                let (sink, events) = self.open_stream();
+                (ClientTx::Stream(sink), Answer::Stream(events))
+            }
+            AnswerTo::Json => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (ClientTx::Json(tx), Answer::Json(rx))
+            }
+            AnswerTo::Line(line) => (ClientTx::Line(line), Answer::OnLine),
         };
         let mut reply = Reply::Client { tx, _in_flight: claim.and_then(|(_, c)| c) };
         if let (Route::Single(_), Operation::Task(method)) = (&self.route, op) {
