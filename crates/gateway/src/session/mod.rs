@@ -340,6 +340,8 @@ pub struct Session {
     closed: AtomicBool,
     /// Upstream connections being started now (the session is busy meanwhile).
     starting: AtomicUsize,
+    /// Messages its client has sent (each `touch`).
+    requests: std::sync::atomic::AtomicU64,
     state: Mutex<State>,
     links: HashMap<String, tokio::sync::Mutex<Option<UpstreamLink>>>,
     in_flight: Arc<Mutex<std::collections::HashSet<String>>>,
@@ -402,6 +404,7 @@ impl Session {
             table: Arc::downgrade(table),
             closed: AtomicBool::new(false),
             starting: AtomicUsize::new(0),
+            requests: Default::default(),
             state: Mutex::new(State { last_seen: Some(Instant::now()), ..State::default() }),
             links: servers.into_iter().map(|s| (s, tokio::sync::Mutex::new(None))).collect(),
             in_flight: Arc::default(),
@@ -428,6 +431,12 @@ impl Session {
 
     pub fn touch(&self) {
         self.state().last_seen = Some(Instant::now());
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many messages its client has sent it.
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// How long the session has been idle: no request in flight, no open GET stream, and

@@ -144,6 +144,8 @@ impl Sessions {
                 last_used: s.last_used(),
                 busy: s.busy(),
                 listening: s.listening(),
+                steady: s.requests() >= STEADY_REQUESTS && s.last_used().elapsed() < STEADY_WITHIN,
+                opening: s.requests() < OPENED_AFTER && s.last_used().elapsed() < STEADY_WITHIN,
             })
             .collect();
         let victim = eviction_choice(&candidates, token).ok_or_else(|| {
@@ -178,18 +180,32 @@ pub(crate) struct Candidate<'a> {
     pub busy: bool,
     /// Its client holds a GET stream open.
     pub listening: bool,
+    /// In steady use: many requests, the last one recent. Between two of its requests it
+    /// is idle for a moment; sessions opened and left are closed before it.
+    pub steady: bool,
+    /// Still opening: its client has not yet got past the handshake and a first request
+    /// (it is between two of them, not gone).
+    pub opening: bool,
 }
+
+/// Messages of a session's opening: `initialize`, `notifications/initialized`, a first request.
+pub(crate) const OPENED_AFTER: u64 = 3;
+
+/// A session with this many requests, the last within [`STEADY_WITHIN`], is in steady use.
+pub(crate) const STEADY_REQUESTS: u64 = 10;
+pub(crate) const STEADY_WITHIN: Duration = Duration::from_secs(60);
 
 /// Which session to close to make room for a process started by client `token`, among
 /// the idle ones: first those whose client is not listening (no connection open: it may
 /// be gone), then the starting client's own before any other client's (so one client
 /// opening sessions does not push out another's while it has its own to give up), then
-/// the least recently used. None when every candidate is busy.
+/// those not in steady use and not still opening (a session in use, or being opened, is
+/// idle between two requests only for a moment), then the least recently used. None when every candidate is busy.
 pub(crate) fn eviction_choice<'a>(candidates: &[Candidate<'a>], token: &str) -> Option<&'a str> {
     candidates
         .iter()
         .filter(|c| !c.busy)
-        .min_by_key(|c| (c.listening, c.token != token, c.last_used, c.id))
+        .min_by_key(|c| (c.listening, c.token != token, c.steady, c.opening, c.last_used, c.id))
         .map(|c| c.id)
 }
 
@@ -205,22 +221,131 @@ mod tests {
     fn the_least_recently_used_idle_session_is_chosen() {
         let t = Instant::now();
         let c = [
-            Candidate { id: "b", token: "cli", last_used: at(t, 20), busy: false, listening: false },
-            Candidate { id: "a", token: "cli", last_used: at(t, 10), busy: false, listening: false },
-            Candidate { id: "c", token: "cli", last_used: at(t, 30), busy: false, listening: false },
+            Candidate {
+                id: "b",
+                token: "cli",
+                last_used: at(t, 20),
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
+            Candidate {
+                id: "a",
+                token: "cli",
+                last_used: at(t, 10),
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
+            Candidate {
+                id: "c",
+                token: "cli",
+                last_used: at(t, 30),
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
         ];
         assert_eq!(eviction_choice(&c, "cli"), Some("a"));
+    }
+
+    #[test]
+    fn a_session_in_steady_use_goes_after_sessions_opened_and_left() {
+        let t = Instant::now();
+        let c = [
+            Candidate {
+                id: "kept",
+                token: "cli",
+                last_used: at(t, 1),
+                busy: false,
+                listening: false,
+                steady: true,
+                opening: false,
+            },
+            Candidate {
+                id: "left",
+                token: "cli",
+                last_used: at(t, 9),
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
+        ];
+        assert_eq!(eviction_choice(&c, "cli"), Some("left"), "the older one is in steady use");
+        let only = [Candidate {
+            id: "kept",
+            token: "cli",
+            last_used: t,
+            busy: false,
+            listening: false,
+            steady: true,
+            opening: false,
+        }];
+        assert_eq!(eviction_choice(&only, "cli"), Some("kept"), "still closed when nothing else can be");
+        let opening = [
+            Candidate {
+                id: "new",
+                token: "cli",
+                last_used: at(t, 1),
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: true,
+            },
+            Candidate {
+                id: "done",
+                token: "cli",
+                last_used: at(t, 9),
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
+        ];
+        assert_eq!(
+            eviction_choice(&opening, "cli"),
+            Some("done"),
+            "a session between its handshake and first call stays"
+        );
     }
 
     #[test]
     fn a_busy_session_is_never_chosen_however_old() {
         let t = Instant::now();
         let c = [
-            Candidate { id: "old-busy", token: "cli", last_used: at(t, 1), busy: true, listening: false },
-            Candidate { id: "newer", token: "cli", last_used: at(t, 50), busy: false, listening: false },
+            Candidate {
+                id: "old-busy",
+                token: "cli",
+                last_used: at(t, 1),
+                busy: true,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
+            Candidate {
+                id: "newer",
+                token: "cli",
+                last_used: at(t, 50),
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
         ];
         assert_eq!(eviction_choice(&c, "cli"), Some("newer"));
-        let all_busy = [Candidate { id: "x", token: "cli", last_used: t, busy: true, listening: false }];
+        let all_busy = [Candidate {
+            id: "x",
+            token: "cli",
+            last_used: t,
+            busy: true,
+            listening: false,
+            steady: false,
+            opening: false,
+        }];
         assert_eq!(eviction_choice(&all_busy, "cli"), None);
         assert_eq!(eviction_choice(&[], "cli"), None);
     }
@@ -229,16 +354,64 @@ mod tests {
     fn the_starting_clients_own_sessions_go_before_anothers() {
         let t = Instant::now();
         let c = [
-            Candidate { id: "theirs", token: "claude", last_used: at(t, 1), busy: false, listening: false },
-            Candidate { id: "mine-new", token: "runner", last_used: at(t, 40), busy: false, listening: false },
-            Candidate { id: "mine-old", token: "runner", last_used: at(t, 30), busy: false, listening: false },
+            Candidate {
+                id: "theirs",
+                token: "claude",
+                last_used: at(t, 1),
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
+            Candidate {
+                id: "mine-new",
+                token: "runner",
+                last_used: at(t, 40),
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
+            Candidate {
+                id: "mine-old",
+                token: "runner",
+                last_used: at(t, 30),
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
         ];
         assert_eq!(eviction_choice(&c, "runner"), Some("mine-old"));
         // With none of its own idle, another client's least recently used goes.
         let c = [
-            Candidate { id: "theirs-new", token: "claude", last_used: at(t, 9), busy: false, listening: false },
-            Candidate { id: "theirs-old", token: "claude", last_used: at(t, 5), busy: false, listening: false },
-            Candidate { id: "mine", token: "runner", last_used: at(t, 1), busy: true, listening: false },
+            Candidate {
+                id: "theirs-new",
+                token: "claude",
+                last_used: at(t, 9),
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
+            Candidate {
+                id: "theirs-old",
+                token: "claude",
+                last_used: at(t, 5),
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
+            Candidate {
+                id: "mine",
+                token: "runner",
+                last_used: at(t, 1),
+                busy: true,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
         ];
         assert_eq!(eviction_choice(&c, "runner"), Some("theirs-old"));
     }
@@ -247,17 +420,65 @@ mod tests {
     fn a_session_nobody_listens_to_goes_before_a_listening_one() {
         let t = Instant::now();
         let c = [
-            Candidate { id: "listening-old", token: "runner", last_used: at(t, 1), busy: false, listening: true },
-            Candidate { id: "gone-theirs", token: "claude", last_used: at(t, 50), busy: false, listening: false },
+            Candidate {
+                id: "listening-old",
+                token: "runner",
+                last_used: at(t, 1),
+                busy: false,
+                listening: true,
+                steady: false,
+                opening: false,
+            },
+            Candidate {
+                id: "gone-theirs",
+                token: "claude",
+                last_used: at(t, 50),
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
         ];
         assert_eq!(eviction_choice(&c, "runner"), Some("gone-theirs"));
         // Only listening ones left: still the own least recently used first; a listening
         // session is idle, not busy, and can be closed.
         let c = [
-            Candidate { id: "theirs", token: "claude", last_used: at(t, 1), busy: false, listening: true },
-            Candidate { id: "mine-new", token: "runner", last_used: at(t, 9), busy: false, listening: true },
-            Candidate { id: "mine-old", token: "runner", last_used: at(t, 5), busy: false, listening: true },
-            Candidate { id: "mine-busy", token: "runner", last_used: at(t, 2), busy: true, listening: true },
+            Candidate {
+                id: "theirs",
+                token: "claude",
+                last_used: at(t, 1),
+                busy: false,
+                listening: true,
+                steady: false,
+                opening: false,
+            },
+            Candidate {
+                id: "mine-new",
+                token: "runner",
+                last_used: at(t, 9),
+                busy: false,
+                listening: true,
+                steady: false,
+                opening: false,
+            },
+            Candidate {
+                id: "mine-old",
+                token: "runner",
+                last_used: at(t, 5),
+                busy: false,
+                listening: true,
+                steady: false,
+                opening: false,
+            },
+            Candidate {
+                id: "mine-busy",
+                token: "runner",
+                last_used: at(t, 2),
+                busy: true,
+                listening: true,
+                steady: false,
+                opening: false,
+            },
         ];
         assert_eq!(eviction_choice(&c, "runner"), Some("mine-old"));
     }
@@ -266,8 +487,24 @@ mod tests {
     fn equal_last_use_is_broken_by_id_so_the_choice_is_stable() {
         let t = Instant::now();
         let c = [
-            Candidate { id: "q", token: "cli", last_used: t, busy: false, listening: false },
-            Candidate { id: "p", token: "cli", last_used: t, busy: false, listening: false },
+            Candidate {
+                id: "q",
+                token: "cli",
+                last_used: t,
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
+            Candidate {
+                id: "p",
+                token: "cli",
+                last_used: t,
+                busy: false,
+                listening: false,
+                steady: false,
+                opening: false,
+            },
         ];
         assert_eq!(eviction_choice(&c, "cli"), Some("p"));
     }
