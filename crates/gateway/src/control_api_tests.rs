@@ -75,16 +75,12 @@ async fn the_kill_switch_is_recorded_and_an_unknown_grant_is_not_revoked() {
     control(&gw, "POST", "/_countersign/resume", &control_token, "").await;
     let (status, _) = control(&gw, "POST", "/_countersign/grants/g-none/revoke", &control_token, "").await;
     assert_eq!(status, 404, "no such grant");
-    // The records are committed off the request's path: wait for both, with a deadline.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let records = loop {
-        let records = gw.records().await;
-        if records.iter().filter(|r| r["rule"] == "paused").count() == 2 {
-            break records;
-        }
-        assert!(std::time::Instant::now() < deadline, "the kill switch's records never came: {records:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    // The records are committed off the request's path: wait for both.
+    let records = gw
+        .wait_records("the kill switch's two records", |records| {
+            (records.iter().filter(|r| r["rule"] == "paused").count() == 2).then_some(records)
+        })
+        .await;
     let paused: Vec<&Value> = records.iter().filter(|r| r["rule"] == "paused").collect();
     assert_eq!((paused[0]["decision"].as_str(), paused[1]["decision"].as_str()), (Some("deny"), Some("allow")));
 }

@@ -44,15 +44,7 @@ async fn call(gw: &TestGateway, tool: &str) -> (u16, Value) {
 }
 
 async fn record_of(gw: &TestGateway, tool: &str) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        gw.running.shared.journal.flush_outcomes();
-        if let Some(r) = gw.records().await.into_iter().find(|r| r["tool"] == tool) {
-            return r;
-        }
-        assert!(std::time::Instant::now() < deadline, "no record of `{tool}`");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    gw.wait_records(&format!("a record of `{tool}`"), |records| records.into_iter().find(|r| r["tool"] == tool)).await
 }
 
 #[test]

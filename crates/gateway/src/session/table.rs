@@ -213,6 +213,11 @@ pub(crate) fn eviction_choice<'a>(candidates: &[Candidate<'a>], token: &str) -> 
 mod tests {
     use super::*;
 
+    /// An idle candidate: not busy, nobody listening, neither in steady use nor opening.
+    fn idle<'a>(id: &'a str, token: &'a str, last_used: Instant) -> Candidate<'a> {
+        Candidate { id, token, last_used, busy: false, listening: false, steady: false, opening: false }
+    }
+
     fn at(base: Instant, secs: u64) -> Instant {
         base + Duration::from_secs(secs)
     }
@@ -220,92 +225,18 @@ mod tests {
     #[test]
     fn the_least_recently_used_idle_session_is_chosen() {
         let t = Instant::now();
-        let c = [
-            Candidate {
-                id: "b",
-                token: "cli",
-                last_used: at(t, 20),
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
-            Candidate {
-                id: "a",
-                token: "cli",
-                last_used: at(t, 10),
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
-            Candidate {
-                id: "c",
-                token: "cli",
-                last_used: at(t, 30),
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
-        ];
+        let c = [idle("b", "cli", at(t, 20)), idle("a", "cli", at(t, 10)), idle("c", "cli", at(t, 30))];
         assert_eq!(eviction_choice(&c, "cli"), Some("a"));
     }
 
     #[test]
     fn a_session_in_steady_use_goes_after_sessions_opened_and_left() {
         let t = Instant::now();
-        let c = [
-            Candidate {
-                id: "kept",
-                token: "cli",
-                last_used: at(t, 1),
-                busy: false,
-                listening: false,
-                steady: true,
-                opening: false,
-            },
-            Candidate {
-                id: "left",
-                token: "cli",
-                last_used: at(t, 9),
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
-        ];
+        let c = [Candidate { steady: true, ..idle("kept", "cli", at(t, 1)) }, idle("left", "cli", at(t, 9))];
         assert_eq!(eviction_choice(&c, "cli"), Some("left"), "the older one is in steady use");
-        let only = [Candidate {
-            id: "kept",
-            token: "cli",
-            last_used: t,
-            busy: false,
-            listening: false,
-            steady: true,
-            opening: false,
-        }];
+        let only = [Candidate { steady: true, ..idle("kept", "cli", t) }];
         assert_eq!(eviction_choice(&only, "cli"), Some("kept"), "still closed when nothing else can be");
-        let opening = [
-            Candidate {
-                id: "new",
-                token: "cli",
-                last_used: at(t, 1),
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: true,
-            },
-            Candidate {
-                id: "done",
-                token: "cli",
-                last_used: at(t, 9),
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
-        ];
+        let opening = [Candidate { opening: true, ..idle("new", "cli", at(t, 1)) }, idle("done", "cli", at(t, 9))];
         assert_eq!(
             eviction_choice(&opening, "cli"),
             Some("done"),
@@ -316,36 +247,9 @@ mod tests {
     #[test]
     fn a_busy_session_is_never_chosen_however_old() {
         let t = Instant::now();
-        let c = [
-            Candidate {
-                id: "old-busy",
-                token: "cli",
-                last_used: at(t, 1),
-                busy: true,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
-            Candidate {
-                id: "newer",
-                token: "cli",
-                last_used: at(t, 50),
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
-        ];
+        let c = [Candidate { busy: true, ..idle("old-busy", "cli", at(t, 1)) }, idle("newer", "cli", at(t, 50))];
         assert_eq!(eviction_choice(&c, "cli"), Some("newer"));
-        let all_busy = [Candidate {
-            id: "x",
-            token: "cli",
-            last_used: t,
-            busy: true,
-            listening: false,
-            steady: false,
-            opening: false,
-        }];
+        let all_busy = [Candidate { busy: true, ..idle("x", "cli", t) }];
         assert_eq!(eviction_choice(&all_busy, "cli"), None);
         assert_eq!(eviction_choice(&[], "cli"), None);
     }
@@ -354,64 +258,16 @@ mod tests {
     fn the_starting_clients_own_sessions_go_before_anothers() {
         let t = Instant::now();
         let c = [
-            Candidate {
-                id: "theirs",
-                token: "claude",
-                last_used: at(t, 1),
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
-            Candidate {
-                id: "mine-new",
-                token: "runner",
-                last_used: at(t, 40),
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
-            Candidate {
-                id: "mine-old",
-                token: "runner",
-                last_used: at(t, 30),
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
+            idle("theirs", "claude", at(t, 1)),
+            idle("mine-new", "runner", at(t, 40)),
+            idle("mine-old", "runner", at(t, 30)),
         ];
         assert_eq!(eviction_choice(&c, "runner"), Some("mine-old"));
         // With none of its own idle, another client's least recently used goes.
         let c = [
-            Candidate {
-                id: "theirs-new",
-                token: "claude",
-                last_used: at(t, 9),
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
-            Candidate {
-                id: "theirs-old",
-                token: "claude",
-                last_used: at(t, 5),
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
-            Candidate {
-                id: "mine",
-                token: "runner",
-                last_used: at(t, 1),
-                busy: true,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
+            idle("theirs-new", "claude", at(t, 9)),
+            idle("theirs-old", "claude", at(t, 5)),
+            Candidate { busy: true, ..idle("mine", "runner", at(t, 1)) },
         ];
         assert_eq!(eviction_choice(&c, "runner"), Some("theirs-old"));
     }
@@ -420,65 +276,17 @@ mod tests {
     fn a_session_nobody_listens_to_goes_before_a_listening_one() {
         let t = Instant::now();
         let c = [
-            Candidate {
-                id: "listening-old",
-                token: "runner",
-                last_used: at(t, 1),
-                busy: false,
-                listening: true,
-                steady: false,
-                opening: false,
-            },
-            Candidate {
-                id: "gone-theirs",
-                token: "claude",
-                last_used: at(t, 50),
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
+            Candidate { listening: true, ..idle("listening-old", "runner", at(t, 1)) },
+            idle("gone-theirs", "claude", at(t, 50)),
         ];
         assert_eq!(eviction_choice(&c, "runner"), Some("gone-theirs"));
         // Only listening ones left: still the own least recently used first; a listening
         // session is idle, not busy, and can be closed.
         let c = [
-            Candidate {
-                id: "theirs",
-                token: "claude",
-                last_used: at(t, 1),
-                busy: false,
-                listening: true,
-                steady: false,
-                opening: false,
-            },
-            Candidate {
-                id: "mine-new",
-                token: "runner",
-                last_used: at(t, 9),
-                busy: false,
-                listening: true,
-                steady: false,
-                opening: false,
-            },
-            Candidate {
-                id: "mine-old",
-                token: "runner",
-                last_used: at(t, 5),
-                busy: false,
-                listening: true,
-                steady: false,
-                opening: false,
-            },
-            Candidate {
-                id: "mine-busy",
-                token: "runner",
-                last_used: at(t, 2),
-                busy: true,
-                listening: true,
-                steady: false,
-                opening: false,
-            },
+            Candidate { listening: true, ..idle("theirs", "claude", at(t, 1)) },
+            Candidate { listening: true, ..idle("mine-new", "runner", at(t, 9)) },
+            Candidate { listening: true, ..idle("mine-old", "runner", at(t, 5)) },
+            Candidate { busy: true, listening: true, ..idle("mine-busy", "runner", at(t, 2)) },
         ];
         assert_eq!(eviction_choice(&c, "runner"), Some("mine-old"));
     }
@@ -486,26 +294,7 @@ mod tests {
     #[test]
     fn equal_last_use_is_broken_by_id_so_the_choice_is_stable() {
         let t = Instant::now();
-        let c = [
-            Candidate {
-                id: "q",
-                token: "cli",
-                last_used: t,
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
-            Candidate {
-                id: "p",
-                token: "cli",
-                last_used: t,
-                busy: false,
-                listening: false,
-                steady: false,
-                opening: false,
-            },
-        ];
+        let c = [idle("q", "cli", t), idle("p", "cli", t)];
         assert_eq!(eviction_choice(&c, "cli"), Some("p"));
     }
 }

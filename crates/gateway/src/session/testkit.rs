@@ -387,6 +387,20 @@ impl TestGateway {
         self.post(path, Some(session), &body.to_string()).await.json()
     }
 
+    /// Waits (at most 10 s) until the journal's records satisfy `found`, which picks what
+    /// the caller wants from them; outcomes waiting to be committed are flushed each time.
+    pub async fn wait_records<T>(&self, what: &str, mut found: impl FnMut(Vec<Value>) -> Option<T>) -> T {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            self.running.shared.journal.flush_outcomes();
+            if let Some(value) = found(self.records().await) {
+                return value;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// The journal's records, oldest first.
     pub async fn records(&self) -> Vec<Value> {
         let reader = countersign_audit::Journal::open_read_only(&self.home.journal_path()).await.unwrap();
