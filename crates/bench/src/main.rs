@@ -149,7 +149,11 @@ async fn main() -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[gateway]\nlisten = \"127.0.0.1:0\"\n[servers.fast]\ncommand = {:?}\ntrusted = true\n",
+            // Every lane's sessions live at once (three of them x16): the cap on one server's
+            // processes is raised above that, so no session is evicted mid-run.
+            "[gateway]\nlisten = \"127.0.0.1:0\"\n[limits]\nmax_processes_per_server = {}\n\
+             [servers.fast]\ncommand = {:?}\ntrusted = true\n",
+            4 * args.concurrency + 8,
             upstream.display().to_string()
         ),
     )?;

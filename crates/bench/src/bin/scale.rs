@@ -53,7 +53,7 @@ async fn start(bin: &Path, servers: &str) -> Result<Gateway> {
     let config = dir.path().join("scale.toml");
     std::fs::write(
         &config,
-        format!("[gateway]\nlisten = \"127.0.0.1:0\"\n[limits]\nmax_sessions = 1000\nmax_sessions_per_token = 1000\n{servers}[policy]\nallow = [\"mcp__*__echo\"]\n"),
+        format!("[gateway]\nlisten = \"127.0.0.1:0\"\n[limits]\nmax_sessions = 1000\nmax_sessions_per_token = 1000\nmax_processes_per_server = 1000\n{servers}[policy]\nallow = [\"mcp__*__echo\"]\n"),
     )?;
     Ok(Gateway { served: serve(bin, &home, &config).await?, _dir: dir })
 }
