@@ -505,16 +505,27 @@ impl Remote {
                 Bounded::Late => Err(fail(self.unanswered(Unreplayed::TimedOut(self.answer_within.as_secs())))),
             };
         }
+        let content_type = MediaType::of(resp.headers());
         let body = match resp.bytes().await {
             Ok(body) if body.len() <= self.max_event => String::from_utf8_lossy(&body).into_owned(),
             Ok(_) => return Err(fail(RemoteError::Status(status))),
             Err(e) => return Err(fail(RemoteError::reach(e))),
         };
-        let answers = Envelope::parse(&body)
-            .ok()
+        let parsed = Envelope::parse(&body).ok();
+        let answers = parsed
+            .as_ref()
             .is_some_and(|a| a.kind() == Kind::Response && request.as_deref().is_some_and(|id| same_id(id, a.id())));
         if !answers {
-            return Err(fail(RemoteError::Status(status)));
+            // A success that is not the answer says what came instead, as for a session's POST.
+            let why = match status {
+                reqwest::StatusCode::ACCEPTED => self.not_answered(NotAnswer::Accepted),
+                _ if status.is_success() => {
+                    let messages = usize::from(parsed.is_some());
+                    self.not_answered(NotAnswer::of(status, content_type, body.as_bytes(), messages))
+                }
+                _ => RemoteError::Status(status),
+            };
+            return Err(fail(why));
         }
         (self.events)(UpstreamEvent::Message(body));
         Ok(())

@@ -619,3 +619,22 @@ async fn notifications_and_answers_sent_upstream_stay_silent_whatever_comes_back
         assert!(rx.try_recv().is_err(), "nothing for {text}");
     }
 }
+
+#[tokio::test]
+async fn a_stateless_request_answered_with_a_success_that_is_not_its_answer_says_what_came() {
+    let server = Misanswering::start().await;
+    let (events, mut rx) = sink();
+    let limits = Limits { request_timeout_secs: LONG_TIMEOUT, ..Limits::default() };
+    let remote = super::remote("misanswering", &server.url, &auth(), &limits, events, true).unwrap();
+    let cases = [
+        (31, "empty", "answered HTTP 200 OK with an empty body".to_string()),
+        (32, "html", format!("with a body that is not JSON-RPC (text/html, {} bytes)", HTML.len())),
+        (33, "other-id", "with JSON-RPC that holds no answer to the request (application/json, ".into()),
+        (34, "accepted", "answered 202 Accepted to a request, which must be answered".into()),
+    ];
+    for (id, tool, says) in cases {
+        let text = tool_call(id, tool).await.into_text();
+        assert!(remote.post(&text).await.is_err(), "{tool}");
+        assert_refusal(&message_within(&mut rx, QUICKLY).await, id, &says);
+    }
+}

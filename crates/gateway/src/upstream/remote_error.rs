@@ -64,7 +64,7 @@ pub(super) enum NotAnswer {
 
 impl NotAnswer {
     /// What a body that did not carry the request's answer was: empty, not JSON-RPC at
-    /// all, or JSON-RPC (`messages` of them, handed on) with no answer among them.
+    /// all, or JSON-RPC (`messages` of them) with no answer among them.
     pub(super) fn of(status: StatusCode, content_type: MediaType, body: &[u8], messages: usize) -> Self {
         let shape = Body { content_type, bytes: body.len() };
         match (body.trim_ascii().is_empty(), messages) {
