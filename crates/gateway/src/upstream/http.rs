@@ -508,6 +508,10 @@ impl Remote {
         let content_type = MediaType::of(resp.headers());
         let body = match resp.bytes().await {
             Ok(body) if body.len() <= self.max_event => String::from_utf8_lossy(&body).into_owned(),
+            Ok(_) if status.is_success() => {
+                let too_large = NotAnswer::TooLarge { status, content_type, limit: self.max_event };
+                return Err(fail(self.not_answered(too_large)));
+            }
             Ok(_) => return Err(fail(RemoteError::Status(status))),
             Err(e) => return Err(fail(RemoteError::reach(e))),
         };

@@ -431,6 +431,7 @@ async fn the_get_stream_is_resumed_after_a_break_from_its_last_event_id() {
 /// by the name of the tool called (the body's text holds a marker, `upstream-secret`,
 /// that no error may repeat):
 /// - `plain`: the answer, as JSON (the control);
+/// - `huge`: the answer, as JSON over 4 KiB (the tests set a size limit of 1 KiB);
 /// - `empty`: 200, `application/json`, no body;
 /// - `html`: 200, an HTML page;
 /// - `other-id`: 200, an answer to another id;
@@ -482,6 +483,7 @@ async fn misanswering(body: bytes::Bytes) -> axum::response::Response {
     };
     match what {
         "plain" => json(answer(id)),
+        "huge" => json(json!({"jsonrpc": "2.0", "id": id, "result": {"upstream-secret": "x".repeat(4096)}})),
         "empty" => reply(StatusCode::OK, "application/json", String::new()),
         "html" => reply(StatusCode::OK, "text/html; charset=utf-8", HTML.into()),
         "other-id" => json(answer(json!(id.as_u64().unwrap() + 1000))),
@@ -585,6 +587,17 @@ async fn a_202_to_a_request_fails_it_at_once() {
 }
 
 #[tokio::test]
+async fn an_answer_over_the_size_limit_fails_the_request_at_once_naming_the_limit() {
+    let server = Misanswering::start().await;
+    let (events, mut rx) = sink();
+    let limits = Limits { request_timeout_secs: LONG_TIMEOUT, max_line_bytes: 1024, ..Limits::default() };
+    let link = super::open("misanswering", &server.url, &auth(), &limits, events).unwrap();
+    link.send(tool_call(36, "huge").await).await.unwrap();
+    let answer = message_within(&mut rx, QUICKLY).await;
+    assert_refusal(&answer, 36, "answered HTTP 200 OK with a body over the 1,024-byte limit (application/json)");
+}
+
+#[tokio::test]
 async fn a_batch_is_handed_on_message_by_message_and_fails_the_request_only_without_its_answer() {
     let (before, answer) = call_misanswered("batch", 28, 2).await;
     assert_eq!(before[0]["method"], "notifications/message", "{before:?}");
@@ -624,13 +637,14 @@ async fn notifications_and_answers_sent_upstream_stay_silent_whatever_comes_back
 async fn a_stateless_request_answered_with_a_success_that_is_not_its_answer_says_what_came() {
     let server = Misanswering::start().await;
     let (events, mut rx) = sink();
-    let limits = Limits { request_timeout_secs: LONG_TIMEOUT, ..Limits::default() };
+    let limits = Limits { request_timeout_secs: LONG_TIMEOUT, max_line_bytes: 1024, ..Limits::default() };
     let remote = super::remote("misanswering", &server.url, &auth(), &limits, events, true).unwrap();
     let cases = [
         (31, "empty", "answered HTTP 200 OK with an empty body".to_string()),
         (32, "html", format!("with a body that is not JSON-RPC (text/html, {} bytes)", HTML.len())),
         (33, "other-id", "with JSON-RPC that holds no answer to the request (application/json, ".into()),
         (34, "accepted", "answered 202 Accepted to a request, which must be answered".into()),
+        (35, "huge", "answered HTTP 200 OK with a body over the 1,024-byte limit (application/json)".into()),
     ];
     for (id, tool, says) in cases {
         let text = tool_call(id, tool).await.into_text();
