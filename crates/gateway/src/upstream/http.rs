@@ -16,8 +16,14 @@
 //! the request timeout; a request whose answer cannot be replayed is answered at once
 //! with an error that says so, never left to time out. Event data and ids are never
 //! logged.
+//!
+//! Every request POSTed ends in its answer or, at once, in an error answer for its id
+//! that names the server and says what came instead: `202 Accepted` (which only a
+//! notification or an answer may get), an empty body, a body that is not JSON-RPC, or
+//! JSON-RPC with no answer to it (any messages in it, a batch's too, are handed on
+//! first). A body is described by its status, media type and size, never its content.
 
-use super::remote_error::{RemoteError, Unreplayed};
+use super::remote_error::{MediaType, NotAnswer, RemoteError, Unreplayed};
 use super::{EventSink, UpstreamError, UpstreamEvent, UpstreamLink};
 use crate::config::Limits;
 use crate::message::{self, Envelope, Kind};
@@ -295,34 +301,99 @@ impl Remote {
                 let me = self.clone();
                 tokio::spawn(async move { me.listen().await });
             }
-            return Ok(());
+            // 202 acknowledges a notification or an answer; a request must be answered.
+            return match is_request {
+                true => Err(fail(self.not_answered(NotAnswer::Accepted))),
+                false => Ok(()),
+            };
         }
         if !status.is_success() {
             return Err(fail(RemoteError::Status(status)));
         }
-        let is_sse = sse_client::is_event_stream(resp.headers());
-        let request = env.filter(|e| e.kind() == Kind::Request).and_then(|e| e.id().map(ToOwned::to_owned));
-        let me = self.clone();
-        tokio::spawn(async move {
-            if is_sse {
-                me.follow(resp, Purpose::Answer { request, deadline }).await;
-            } else {
-                match resp.bytes().await {
-                    Ok(body) if body.len() <= me.max_event => {
-                        me.deliver(String::from_utf8_lossy(&body).into_owned(), &mut None);
-                    }
-                    Ok(_) => tracing::warn!("remote answer over the size limit dropped"),
-                    Err(e) => tracing::warn!("remote answer unreadable: {}", without_url(e)),
+        let request = env.as_ref().filter(|e| e.kind() == Kind::Request).and_then(|e| e.id().map(ToOwned::to_owned));
+        if sse_client::is_event_stream(resp.headers()) {
+            let me = self.clone();
+            tokio::spawn(async move { me.follow(resp, Purpose::Answer { request, deadline }).await });
+            return Ok(());
+        }
+        self.relay_body(resp, request, deadline).await.map_err(fail)
+    }
+
+    /// Reads a POST's JSON body (within the size limit and the request's `deadline`) and
+    /// hands on every message in it: one message, or each of a batch's. When the POST
+    /// carried a request (`request`, its id) and none of them is its answer, says what
+    /// came instead (status, content type and size, never the content).
+    async fn relay_body(
+        &self,
+        mut resp: reqwest::Response,
+        request: Option<Box<RawValue>>,
+        deadline: Instant,
+    ) -> Result<(), RemoteError> {
+        let status = resp.status();
+        let content_type = MediaType::of(resp.headers());
+        let limit = self.max_event;
+        let read = async {
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(RemoteError::reach)? {
+                if body.len() + chunk.len() > limit {
+                    return Ok(None);
                 }
+                body.extend_from_slice(&chunk);
             }
-        });
-        Ok(())
+            Ok(Some(body))
+        };
+        let body = match self.bounded(Some(deadline), read).await {
+            Bounded::Done(Ok(Some(body))) => body,
+            Bounded::Done(Ok(None)) => {
+                return Err(self.not_answered(NotAnswer::TooLarge { status, content_type, limit }))
+            }
+            Bounded::Done(Err(why)) => return Err(why),
+            Bounded::Closing => return Ok(()),
+            Bounded::Late => return Err(self.not_answered(NotAnswer::TimedOut(self.answer_within.as_secs()))),
+        };
+        let mut awaited = request;
+        let messages = self.deliver_body(&String::from_utf8_lossy(&body), &mut awaited);
+        match awaited {
+            None => Ok(()),
+            Some(_) => Err(self.not_answered(NotAnswer::of(status, content_type, &body, messages))),
+        }
+    }
+
+    /// Hands on the JSON-RPC messages of a JSON body (a single message, or each of a
+    /// batch's, in order), clearing `awaited` when one is its answer; anything else in it
+    /// is dropped. Returns how many were JSON-RPC messages.
+    fn deliver_body(&self, text: &str, awaited: &mut Option<Box<RawValue>>) -> usize {
+        let items: Vec<String> = match text.trim_start().starts_with('[') {
+            true => serde_json::from_str::<Vec<Box<RawValue>>>(text)
+                .map(|batch| batch.iter().map(|item| item.get().to_string()).collect())
+                .unwrap_or_default(),
+            false => vec![text.to_string()],
+        };
+        let mut messages = 0;
+        for text in items {
+            let Ok(env) = Envelope::parse(&text) else { continue };
+            messages += 1;
+            if !self.deliver_parsed(env, text, awaited) {
+                break;
+            }
+        }
+        messages
+    }
+
+    /// A request's answer that will not come: `got` is what came instead.
+    fn not_answered(&self, got: NotAnswer) -> RemoteError {
+        RemoteError::NotAnswered { server: self.name.clone(), got }
     }
 
     /// Hands one message from the server on, and clears `awaited` when the message is
     /// that request's answer. False once nobody listens any more.
     fn deliver(&self, text: String, awaited: &mut Option<Box<RawValue>>) -> bool {
         let Ok(env) = Envelope::parse(&text) else { return true };
+        self.deliver_parsed(env, text, awaited)
+    }
+
+    /// [`Remote::deliver`] of a message already parsed (`env`, from `text`).
+    fn deliver_parsed(&self, env: Envelope, text: String, awaited: &mut Option<Box<RawValue>>) -> bool {
         if env.kind() == Kind::Response && awaited.as_deref().is_some_and(|id| same_id(id, env.id())) {
             *awaited = None;
         }
@@ -430,20 +501,35 @@ impl Remote {
             return match self.bounded(Some(deadline), read).await {
                 Bounded::Done(_) | Bounded::Closing if awaited.is_none() => Ok(()),
                 Bounded::Closing => Ok(()),
-                Bounded::Done(_) => Err(fail(RemoteError::Unanswered(Unreplayed::NoEventId))),
-                Bounded::Late => Err(fail(RemoteError::Unanswered(Unreplayed::TimedOut(self.answer_within.as_secs())))),
+                Bounded::Done(_) => Err(fail(self.unanswered(Unreplayed::NoEventId))),
+                Bounded::Late => Err(fail(self.unanswered(Unreplayed::TimedOut(self.answer_within.as_secs())))),
             };
         }
+        let content_type = MediaType::of(resp.headers());
         let body = match resp.bytes().await {
             Ok(body) if body.len() <= self.max_event => String::from_utf8_lossy(&body).into_owned(),
+            Ok(_) if status.is_success() => {
+                let too_large = NotAnswer::TooLarge { status, content_type, limit: self.max_event };
+                return Err(fail(self.not_answered(too_large)));
+            }
             Ok(_) => return Err(fail(RemoteError::Status(status))),
             Err(e) => return Err(fail(RemoteError::reach(e))),
         };
-        let answers = Envelope::parse(&body)
-            .ok()
+        let parsed = Envelope::parse(&body).ok();
+        let answers = parsed
+            .as_ref()
             .is_some_and(|a| a.kind() == Kind::Response && request.as_deref().is_some_and(|id| same_id(id, a.id())));
         if !answers {
-            return Err(fail(RemoteError::Status(status)));
+            // A success that is not the answer says what came instead, as for a session's POST.
+            let why = match status {
+                reqwest::StatusCode::ACCEPTED => self.not_answered(NotAnswer::Accepted),
+                _ if status.is_success() => {
+                    let messages = usize::from(parsed.is_some());
+                    self.not_answered(NotAnswer::of(status, content_type, body.as_bytes(), messages))
+                }
+                _ => RemoteError::Status(status),
+            };
+            return Err(fail(why));
         }
         (self.events)(UpstreamEvent::Message(body));
         Ok(())
@@ -532,7 +618,7 @@ impl Remote {
         match awaited {
             Some(id) => {
                 tracing::warn!(server = self.name, "remote upstream: an answer stream was cut short: {why}");
-                let why = RemoteError::Unanswered(why).to_string();
+                let why = self.unanswered(why).to_string();
                 (self.events)(UpstreamEvent::Message(message::error_response(
                     Some(&id),
                     message::code::UPSTREAM_ERROR,
@@ -541,6 +627,11 @@ impl Remote {
             }
             None => tracing::debug!(server = self.name, "remote GET stream not resumed: {why}"),
         }
+    }
+
+    /// A request's answer stream ended without the answer, and `why` it was not replayed.
+    fn unanswered(&self, why: Unreplayed) -> RemoteError {
+        RemoteError::Unanswered { server: self.name.clone(), why }
     }
 
     /// Asks the server to replay a stream after the event `last_id` on a new GET stream.
@@ -709,11 +800,6 @@ fn same_id(sent: &RawValue, id: Option<&RawValue>) -> bool {
     let Some(id) = id else { return false };
     let parse = |raw: &RawValue| serde_json::from_str::<serde_json::Value>(raw.get()).ok();
     id.get() == sent.get() || parse(id).zip(parse(sent)).is_some_and(|(id, sent)| id == sent)
-}
-
-/// A reqwest error without the URL (which may carry a query with secrets).
-fn without_url(e: reqwest::Error) -> String {
-    e.without_url().to_string()
 }
 
 #[cfg(test)]

@@ -5,7 +5,12 @@
 //! dropping the link ends the server's session with a DELETE. Against a real axum
 //! server that closes its streams early: a stream cut short is resumed with
 //! `Last-Event-ID` (the last id it gave) and its answer replayed, and when it cannot be
-//! resumed the caller hears why at once, not at the request timeout.
+//! resumed the caller hears why at once, not at the request timeout. Against one that
+//! answers a request's POST with anything but its answer (an empty body, HTML, JSON-RPC
+//! for another id or no id, a notification, 202, a batch without it, an event stream
+//! that ends without it): the caller hears at once, for its own id, what came instead,
+//! and nothing of the body; a plain answer passes unchanged, and notifications and
+//! answers sent upstream stay silent whatever comes back.
 
 use super::super::{EventSink, UpstreamEvent};
 use crate::config::Limits;
@@ -418,4 +423,232 @@ async fn the_get_stream_is_resumed_after_a_break_from_its_last_event_id() {
     assert_eq!(message_within(&mut rx, QUICKLY).await["params"]["n"], 2);
     let ids: Vec<_> = server.resumptions("listen").into_iter().filter_map(|r| r.last_event_id).collect();
     assert_eq!(ids, ["listen/0/1"]);
+}
+
+// ---- a request's POST answered with something else: an error at once ----------------
+
+/// An MCP server over axum that answers requests' POSTs with anything but their answer,
+/// by the name of the tool called (the body's text holds a marker, `upstream-secret`,
+/// that no error may repeat):
+/// - `plain`: the answer, as JSON (the control);
+/// - `huge`: the answer, as JSON over 4 KiB (the tests set a size limit of 1 KiB);
+/// - `empty`: 200, `application/json`, no body;
+/// - `html`: 200, an HTML page;
+/// - `other-id`: 200, an answer to another id;
+/// - `no-id`: 200, a "response" with a result and no id;
+/// - `note-only`: 200, a notification only;
+/// - `accepted`: 202, no body;
+/// - `batch`: 200, a batch of a notification and the answer;
+/// - `batch-without`: 200, a batch of a notification only;
+/// - `hollow`: 200, an SSE stream of a notification with no event id, ended cleanly.
+///
+/// A `notifications/cancelled` whose reason is `empty` or `html` is answered like those
+/// tools; every other notification and every answer gets 202.
+struct Misanswering {
+    url: String,
+}
+
+const HTML: &str = "<html><body>upstream-secret: do not repeat me</body></html>";
+
+impl Misanswering {
+    async fn start() -> Misanswering {
+        let app = axum::Router::new().route("/mcp", axum::routing::post(misanswering));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Misanswering { url }
+    }
+}
+
+async fn misanswering(body: bytes::Bytes) -> axum::response::Response {
+    use axum::http::StatusCode;
+    let reply = |status: StatusCode, content_type: &str, body: String| {
+        axum::response::Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    };
+    let json = |body: Value| reply(StatusCode::OK, "application/json", body.to_string());
+    let message: Value = serde_json::from_slice(&body).unwrap();
+    let id = message["id"].clone();
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
+                      "params": {"level": "info", "data": "upstream-secret"}});
+    let answer =
+        |id: Value| json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": "plain"}]}});
+    let what = match (message["method"].as_str(), &id) {
+        (Some("tools/call"), Value::Number(_)) => message["params"]["name"].as_str().unwrap_or_default(),
+        (Some("notifications/cancelled"), Value::Null) => message["params"]["reason"].as_str().unwrap_or_default(),
+        _ => "",
+    };
+    match what {
+        "plain" => json(answer(id)),
+        "huge" => json(json!({"jsonrpc": "2.0", "id": id, "result": {"upstream-secret": "x".repeat(4096)}})),
+        "empty" => reply(StatusCode::OK, "application/json", String::new()),
+        "html" => reply(StatusCode::OK, "text/html; charset=utf-8", HTML.into()),
+        "other-id" => json(answer(json!(id.as_u64().unwrap() + 1000))),
+        "no-id" => json(json!({"jsonrpc": "2.0", "result": {"upstream-secret": true}})),
+        "note-only" => json(note),
+        "accepted" => StatusCode::ACCEPTED.into_response(),
+        "batch" => json(json!([note, answer(id)])),
+        "batch-without" => json(json!([note])),
+        "hollow" => sse_then(vec![format!("data: {note}\n\n")], Then::Close),
+        _ => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+/// Generous, as configured in production: every answer below must come long before it.
+const LONG_TIMEOUT: u64 = 300;
+
+/// A link to `server` with the long request timeout (no session: the server keeps none).
+fn misanswered_link(server: &Misanswering) -> (super::UpstreamLink, mpsc::UnboundedReceiver<UpstreamEvent>) {
+    let (events, rx) = sink();
+    let limits = Limits { request_timeout_secs: LONG_TIMEOUT, ..Limits::default() };
+    (super::open("misanswering", &server.url, &auth(), &limits, events).unwrap(), rx)
+}
+
+/// Calls `tool` as request `id`: the messages handed on before the last, and the last,
+/// which must arrive well within the request timeout.
+async fn call_misanswered(tool: &str, id: u64, messages: usize) -> (Vec<Value>, Value) {
+    let server = Misanswering::start().await;
+    let (link, mut rx) = misanswered_link(&server);
+    let started = std::time::Instant::now();
+    link.send(tool_call(id, tool).await).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..messages {
+        got.push(message_within(&mut rx, QUICKLY).await);
+    }
+    assert!(started.elapsed() < QUICKLY, "well under the {LONG_TIMEOUT} s request timeout");
+    let last = got.pop().unwrap();
+    (got, last)
+}
+
+/// The error answer `answer` must be: for request `id`, the upstream error code, a
+/// message naming the server and containing `says`, and nothing of the body.
+fn assert_refusal(answer: &Value, id: u64, says: &str) {
+    assert_eq!(answer["id"], id, "the request's own id: {answer}");
+    assert_eq!(answer["error"]["code"], crate::message::code::UPSTREAM_ERROR, "{answer}");
+    let text = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("upstream server `misanswering`"), "names the server: {text}");
+    assert!(text.contains(says), "says what came ({says}): {text}");
+    assert!(!text.contains("upstream-secret") && !text.contains("<html"), "nothing of the body: {text}");
+    assert!(answer.get("result").is_none(), "{answer}");
+}
+
+#[tokio::test]
+async fn a_plain_json_answer_still_passes_through_unchanged() {
+    let server = Misanswering::start().await;
+    let (link, mut rx) = misanswered_link(&server);
+    link.send(tool_call(20, "plain").await).await.unwrap();
+    let text = match tokio::time::timeout(QUICKLY, rx.recv()).await {
+        Ok(Some(UpstreamEvent::Message(text))) => text,
+        other => panic!("expected the answer, got {other:?}"),
+    };
+    let sent = json!({"jsonrpc": "2.0", "id": 20, "result": {"content": [{"type": "text", "text": "plain"}]}});
+    assert_eq!(text, sent.to_string(), "byte for byte as the server sent it");
+    // And nothing follows it: the next message is the next call's.
+    link.send(tool_call(21, "plain").await).await.unwrap();
+    assert_eq!(message_within(&mut rx, QUICKLY).await["id"], 21);
+}
+
+#[tokio::test]
+async fn an_empty_200_body_fails_the_request_at_once() {
+    let (_, answer) = call_misanswered("empty", 22, 1).await;
+    assert_refusal(&answer, 22, "answered HTTP 200 OK with an empty body");
+}
+
+#[tokio::test]
+async fn a_200_body_that_is_not_json_fails_the_request_at_once_naming_its_type_and_size() {
+    let (_, answer) = call_misanswered("html", 23, 1).await;
+    let says = format!("answered HTTP 200 OK with a body that is not JSON-RPC (text/html, {} bytes)", HTML.len());
+    assert_refusal(&answer, 23, &says);
+}
+
+#[tokio::test]
+async fn a_200_json_body_that_is_not_the_requests_answer_fails_it_at_once() {
+    // An answer to another id is handed on as it is (the session drops what it never
+    // asked), then the request's error.
+    let (before, answer) = call_misanswered("other-id", 24, 2).await;
+    assert_eq!(before[0]["id"], 1024, "{before:?}");
+    assert_refusal(&answer, 24, "answered HTTP 200 OK with JSON-RPC that holds no answer to the request");
+    // A "response" with no id is no JSON-RPC message at all.
+    let (_, answer) = call_misanswered("no-id", 25, 1).await;
+    assert_refusal(&answer, 25, "with a body that is not JSON-RPC (application/json, ");
+    // A notification alone is handed on, then the error.
+    let (before, answer) = call_misanswered("note-only", 26, 2).await;
+    assert_eq!(before[0]["method"], "notifications/message", "{before:?}");
+    assert_refusal(&answer, 26, "answered HTTP 200 OK with JSON-RPC that holds no answer to the request");
+}
+
+#[tokio::test]
+async fn a_202_to_a_request_fails_it_at_once() {
+    let (_, answer) = call_misanswered("accepted", 27, 1).await;
+    assert_refusal(&answer, 27, "answered 202 Accepted to a request, which must be answered");
+}
+
+#[tokio::test]
+async fn an_answer_over_the_size_limit_fails_the_request_at_once_naming_the_limit() {
+    let server = Misanswering::start().await;
+    let (events, mut rx) = sink();
+    let limits = Limits { request_timeout_secs: LONG_TIMEOUT, max_line_bytes: 1024, ..Limits::default() };
+    let link = super::open("misanswering", &server.url, &auth(), &limits, events).unwrap();
+    link.send(tool_call(36, "huge").await).await.unwrap();
+    let answer = message_within(&mut rx, QUICKLY).await;
+    assert_refusal(&answer, 36, "answered HTTP 200 OK with a body over the 1,024-byte limit (application/json)");
+}
+
+#[tokio::test]
+async fn a_batch_is_handed_on_message_by_message_and_fails_the_request_only_without_its_answer() {
+    let (before, answer) = call_misanswered("batch", 28, 2).await;
+    assert_eq!(before[0]["method"], "notifications/message", "{before:?}");
+    assert_eq!(answer["id"], 28, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "plain", "the answer itself, no error: {answer}");
+
+    let (before, answer) = call_misanswered("batch-without", 29, 2).await;
+    assert_eq!(before[0]["method"], "notifications/message", "{before:?}");
+    assert_refusal(&answer, 29, "answered HTTP 200 OK with JSON-RPC that holds no answer to the request");
+}
+
+#[tokio::test]
+async fn an_event_stream_that_ends_without_the_answer_or_an_event_id_fails_the_request_at_once() {
+    let (before, answer) = call_misanswered("hollow", 30, 2).await;
+    assert_eq!(before[0]["method"], "notifications/message", "{before:?}");
+    assert_refusal(&answer, 30, "closed the stream before answering");
+    assert_refusal(&answer, 30, "the stream gave no event id to resume from");
+}
+
+#[tokio::test]
+async fn notifications_and_answers_sent_upstream_stay_silent_whatever_comes_back() {
+    let server = Misanswering::start().await;
+    let (events, mut rx) = sink();
+    let limits = Limits { request_timeout_secs: LONG_TIMEOUT, ..Limits::default() };
+    let remote = super::remote("misanswering", &server.url, &auth(), &limits, events, false).unwrap();
+    // A notification answered 200 with an empty body, with HTML, or 202; an answer to a
+    // server's request (202). `post` returns once what came back is handled.
+    let cancel = |reason: &str| Outbound::cancel(5, reason).into_text();
+    let answer = Outbound::refusal(&crate::message::raw("7"), -32600, "no").into_text();
+    for text in [cancel("empty"), cancel("html"), cancel("accepted"), answer] {
+        remote.post(&text).await.unwrap();
+        assert!(rx.try_recv().is_err(), "nothing for {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_stateless_request_answered_with_a_success_that_is_not_its_answer_says_what_came() {
+    let server = Misanswering::start().await;
+    let (events, mut rx) = sink();
+    let limits = Limits { request_timeout_secs: LONG_TIMEOUT, max_line_bytes: 1024, ..Limits::default() };
+    let remote = super::remote("misanswering", &server.url, &auth(), &limits, events, true).unwrap();
+    let cases = [
+        (31, "empty", "answered HTTP 200 OK with an empty body".to_string()),
+        (32, "html", format!("with a body that is not JSON-RPC (text/html, {} bytes)", HTML.len())),
+        (33, "other-id", "with JSON-RPC that holds no answer to the request (application/json, ".into()),
+        (34, "accepted", "answered 202 Accepted to a request, which must be answered".into()),
+        (35, "huge", "answered HTTP 200 OK with a body over the 1,024-byte limit (application/json)".into()),
+    ];
+    for (id, tool, says) in cases {
+        let text = tool_call(id, tool).await.into_text();
+        assert!(remote.post(&text).await.is_err(), "{tool}");
+        assert_refusal(&message_within(&mut rx, QUICKLY).await, id, &says);
+    }
 }
