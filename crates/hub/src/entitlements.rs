@@ -204,6 +204,7 @@ mod tests {
             label: None,
             grant_id: grant.map(|g| g.0.to_string()),
             grant_length: grant.map(|g| g.1.to_string()),
+            trace_id: None,
             prev_hash: Some(prev.into()),
             hash: None,
         };

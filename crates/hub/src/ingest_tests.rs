@@ -33,6 +33,7 @@ fn record(seq: i64, prev: &str, tool: &str) -> WireRecord {
         label: None,
         grant_id: None,
         grant_length: None,
+        trace_id: None,
         prev_hash: Some(prev.into()),
         hash: None,
     };
