@@ -5,7 +5,9 @@
   refused; every log record needs a time, a severity and a `countersign.id` attribute.
 - `POST /services/collector/event`: Splunk HEC, `Authorization: Splunk <token>`, one JSON
   event object per line with `time` (epoch seconds), `sourcetype` and an `event` object.
-`GET /stats` returns the record ids each sink received and any format errors.
+`GET /stats` returns the record ids each sink received, the OTLP log records' trace ids
+by record id (`traceId` as OTLP/JSON writes it: hex, which protobuf's own JSON mapping
+would read as base64) and any format errors.
 
 Usage: siem_receiver.py PORT HEC_TOKEN_FILE. Test plumbing, not part of the product."""
 
@@ -18,7 +20,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 PORT, TOKEN = int(sys.argv[1]), open(sys.argv[2]).read().strip()
-STATS = {"otlp_ids": [], "hec_ids": [], "errors": []}
+STATS = {"otlp_ids": [], "hec_ids": [], "otlp_traces": {}, "errors": []}
 LOCK = threading.Lock()
 
 
@@ -37,6 +39,18 @@ def check_otlp(body: bytes):
                 assert record.body.string_value, "no body"
                 ids.append(fields["countersign.id"])
     return ids
+
+
+def otlp_traces(body: bytes) -> dict:
+    """Each log record's `traceId`, by its `countersign.id`."""
+    traces = {}
+    for resource in json.loads(body)["resourceLogs"]:
+        for scope in resource["scopeLogs"]:
+            for record in scope["logRecords"]:
+                if "traceId" in record:
+                    key = next(a["value"]["stringValue"] for a in record["attributes"] if a["key"] == "countersign.id")
+                    traces[key] = record["traceId"]
+    return traces
 
 
 def check_hec(headers, body: bytes):
@@ -75,6 +89,8 @@ class Receiver(BaseHTTPRequestHandler):
             if self.path == "/v1/logs":
                 assert self.headers.get("Content-Type", "").startswith("application/json")
                 ids, key = check_otlp(body), "otlp_ids"
+                with LOCK:
+                    STATS["otlp_traces"].update(otlp_traces(body))
             elif self.path == "/services/collector/event":
                 ids, key = check_hec(self.headers, body), "hec_ids"
             else:

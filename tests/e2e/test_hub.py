@@ -328,6 +328,42 @@ async def test_ingested_records_are_forwarded_as_otlp_logs_and_splunk_hec_events
         assert "hec-test-token" not in (tmp_path / "hub.log").read_text(), "the HEC token must never be logged"
 
 
+async def test_a_calls_trace_id_reaches_the_journal_the_hub_and_the_siem(make_gateway, tmp_path):
+    """Issue 17: a tool call in a session whose `_meta` carries W3C trace context (the real
+    Python client) is recorded with its trace id, the chain still verifies, and the hub
+    stores it, finds records by it and forwards it as the OTLP log record's trace."""
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    token_file = tmp_path / "hec.token"
+    token_file.write_text("hec-test-token-0123\n")
+    with background(lambda port: [sys.executable, str(HERE / "siem_receiver.py"), str(port), str(token_file)],
+                    tmp_path / "siem.log") as receiver:
+        siem = f"http://127.0.0.1:{receiver.port}"
+        hub = Hub(tmp_path, "sqlite", extra_env={"COUNTERSIGN_HUB_OTLP_ENDPOINT": siem}).start()
+        try:
+            gw = enrolled_gateway(make_gateway, tmp_path, hub)
+            async with connect(gw, "http", "memory") as client:
+                r = await client.call_tool("read_graph", {},
+                                           meta={"traceparent": f"00-{trace}-00f067aa0ba902b7-01",
+                                                 "tracestate": "congo=t61rcWkgMzE"})
+                assert not r.is_error, text_of(r)
+                r = await client.call_tool("read_graph", {})
+                assert not r.is_error, text_of(r)
+            calls = [r for r in gw.audit() if r["tool"] == "read_graph"]
+            assert [c["trace_id"] for c in calls] == [trace, None], calls
+            assert calls[0]["session"] == calls[1]["session"] and "trace" not in calls[0]["session"]
+            gw.cli("audit", "verify", "--offline")
+            sync(gw)
+            held = hub.get("/v1/audit", trace_id=trace).json()
+            assert [(h["id"], h["trace_id"]) for h in held] == [(calls[0]["id"], trace)], held
+            assert not hub.alerts(), "the hub's recomputed hashes hold"
+            stats = lambda: httpx.get(f"{siem}/stats").json()
+            await until(lambda: calls[1]["id"] in stats()["otlp_ids"], what="the records in the SIEM")
+            assert stats()["otlp_traces"] == {calls[0]["id"]: trace}, stats()
+            assert stats()["errors"] == []
+        finally:
+            hub.kill()
+
+
 async def test_sec_25_a_full_journal_fails_closed_until_the_hub_acknowledges(make_gateway, tmp_path, sqlite_hub):
     import anyio
 

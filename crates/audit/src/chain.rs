@@ -10,9 +10,12 @@
 //! The record's columns and their order are written once, here ([`RecordText::columns`]
 //! and [`RECORD_COLUMNS`]): the journal's writer, its verification, the outbox and the
 //! hub's recomputation all hash through [`RecordText::chain_fields`]. Columns added after
-//! the chain began (`grant_id`, `grant_length`) are hashed only when the record has a
-//! grant, so records written before them hash as they always did; as every value is
-//! length-prefixed, a record with them can never hash like one without.
+//! the chain began come in groups, in the order they were added (the grant: `grant_id`,
+//! `grant_length`; then `trace_id`): a record's hash covers the columns up to the end of
+//! the last group it sets a value in, and no further. So a record setting none hashes as
+//! records did before any was added, one naming only a grant as it did before `trace_id`,
+//! and each journal written by an older version still verifies; as every value is
+//! length-prefixed, a record hashing more columns can never hash like one hashing fewer.
 
 use sha2::{Digest, Sha256};
 
@@ -44,7 +47,7 @@ fn digest(domain: &[u8], link: &str, fields: &[Option<&str>]) -> String {
 
 /// The journal's record columns, in the chain's order; `prev_hash` and `hash` follow them.
 /// [`RecordText::columns`] gives the values in this order.
-pub const RECORD_COLUMNS: [&str; 22] = [
+pub const RECORD_COLUMNS: [&str; 23] = [
     "id",
     "time",
     "kind",
@@ -67,11 +70,18 @@ pub const RECORD_COLUMNS: [&str; 22] = [
     "label",
     "grant_id",
     "grant_length",
+    "trace_id",
 ];
 
-/// How many of [`RECORD_COLUMNS`] every chained record's hash covers; the rest (the grant)
-/// only when the record names a grant.
+/// How many of [`RECORD_COLUMNS`] every chained record's hash covers; the rest only as
+/// [`ADDED_GROUPS`] says.
 const ALWAYS_HASHED: usize = 20;
+
+/// Where each group of columns added after the chain began ends in [`RECORD_COLUMNS`], in
+/// the order they were added: the grant (`grant_id`, `grant_length`), then `trace_id`. A
+/// column added later gets a group of its own at the end.
+const ADDED_GROUPS: [usize; 2] = [22, 23];
+const _: () = assert!(ADDED_GROUPS[ADDED_GROUPS.len() - 1] == RECORD_COLUMNS.len());
 
 /// A record's columns as the journal stores them (text; `arguments` as JSON text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +108,7 @@ pub struct RecordText<'a> {
     pub label: Option<&'a str>,
     pub grant_id: Option<&'a str>,
     pub grant_length: Option<&'a str>,
+    pub trace_id: Option<&'a str>,
 }
 
 impl<'a> RecordText<'a> {
@@ -126,6 +137,7 @@ impl<'a> RecordText<'a> {
             self.label,
             self.grant_id,
             self.grant_length,
+            self.trace_id,
         ]
     }
 
@@ -136,7 +148,7 @@ impl<'a> RecordText<'a> {
 }
 
 /// The values a record's hash covers, in order: every column of [`RECORD_COLUMNS`] up to
-/// the grant, and the grant's columns when it names one.
+/// the grant, then the added columns up to the end of the last group the record sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChainFields<'a> {
     columns: [Option<&'a str>; RECORD_COLUMNS.len()],
@@ -146,8 +158,13 @@ pub struct ChainFields<'a> {
 impl<'a> ChainFields<'a> {
     /// From the values of [`RECORD_COLUMNS`] in order (a row read back by those names).
     pub fn of_columns(columns: [Option<&'a str>; RECORD_COLUMNS.len()]) -> Self {
-        let covered =
-            if columns[ALWAYS_HASHED..].iter().all(Option::is_none) { ALWAYS_HASHED } else { RECORD_COLUMNS.len() };
+        let covered = match columns[ALWAYS_HASHED..].iter().rposition(Option::is_some) {
+            None => ALWAYS_HASHED,
+            Some(last) => {
+                let last = ALWAYS_HASHED + last;
+                ADDED_GROUPS.into_iter().find(|end| *end > last).unwrap_or(RECORD_COLUMNS.len())
+            }
+        };
         ChainFields { columns, covered }
     }
 
@@ -224,17 +241,61 @@ mod tests {
             label: Some("label"),
             grant_id: Some("grant_id"),
             grant_length: Some("grant_length"),
+            trace_id: Some("trace_id"),
         };
         assert_eq!(text.columns(), RECORD_COLUMNS.map(Some));
-        assert_eq!(text.chain_fields().len(), RECORD_COLUMNS.len(), "a grant is hashed");
-        let without = RecordText { grant_id: None, grant_length: None, ..text };
+        assert_eq!(text.chain_fields().len(), RECORD_COLUMNS.len(), "a grant and a trace are hashed");
+        let without = RecordText { grant_id: None, grant_length: None, trace_id: None, ..text };
         assert_eq!(
             *without.chain_fields(),
             RECORD_COLUMNS[..ALWAYS_HASHED].iter().map(|c| Some(*c)).collect::<Vec<_>>(),
             "no grant, no grant columns"
         );
         assert_ne!(text.chain_fields().hash(GENESIS), without.chain_fields().hash(GENESIS));
-        let length_only = RecordText { grant_id: None, ..text };
-        assert_eq!(length_only.chain_fields().len(), RECORD_COLUMNS.len(), "any grant column set is hashed");
+        let grant_only = RecordText { trace_id: None, ..text };
+        assert_eq!(grant_only.chain_fields().len(), 22, "a grant without a trace hashes as before trace_id");
+        let length_only = RecordText { grant_id: None, ..grant_only };
+        assert_eq!(length_only.chain_fields().len(), 22, "any grant column set is hashed");
+        assert_ne!(grant_only.chain_fields().hash(GENESIS), text.chain_fields().hash(GENESIS));
+    }
+
+    #[test]
+    fn a_trace_id_is_hashed_only_when_set() {
+        let base = RecordText {
+            id: "r-1",
+            time: "2026-12-01T10:00:00Z",
+            kind: "call",
+            user: "ana",
+            device: "dev1",
+            client: None,
+            client_name: None,
+            client_version: None,
+            session: Some("s-1"),
+            server: Some("fs"),
+            tool: Some("read_file"),
+            method: Some("tools/call"),
+            arguments: None,
+            decision: "allow",
+            rule: None,
+            reason: None,
+            approval: None,
+            policy_version: None,
+            class: Some("read"),
+            label: None,
+            grant_id: None,
+            grant_length: None,
+            trace_id: None,
+        };
+        assert_eq!(base.chain_fields().len(), ALWAYS_HASHED, "no trace, no grant: as before either was added");
+        let traced = RecordText { trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"), ..base };
+        let fields = traced.chain_fields();
+        assert_eq!(fields.len(), RECORD_COLUMNS.len(), "a trace is hashed, after the (empty) grant columns");
+        assert_eq!(fields[ALWAYS_HASHED..], [None, None, Some("4bf92f3577b34da6a3ce929d0e0e4736")]);
+        assert_ne!(fields.hash(GENESIS), base.chain_fields().hash(GENESIS));
+        let other = RecordText { trace_id: Some("0af7651916cd43dd8448eb211c80319c"), ..base };
+        assert_ne!(other.chain_fields().hash(GENESIS), fields.hash(GENESIS), "the trace's value is covered");
+        // A trace id that reads like a grant length is still told apart from one.
+        let as_grant = RecordText { grant_length: Some("4bf92f3577b34da6a3ce929d0e0e4736"), ..base };
+        assert_ne!(as_grant.chain_fields().hash(GENESIS), fields.hash(GENESIS));
     }
 }

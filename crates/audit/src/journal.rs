@@ -439,7 +439,7 @@ pub struct JournalReader {
 
 /// The fields of an exported record, in order (`countersign audit export`; the hub's
 /// `GET /v1/audit` answers with the same names).
-pub const EXPORT_FIELDS: [&str; 27] = [
+pub const EXPORT_FIELDS: [&str; 28] = [
     "id",
     "time",
     "kind",
@@ -467,6 +467,7 @@ pub const EXPORT_FIELDS: [&str; 27] = [
     "detail",
     "grant_id",
     "grant_length",
+    "trace_id",
 ];
 
 impl JournalReader {

@@ -159,6 +159,7 @@ impl Outbox {
                     label: r.get("label")?,
                     grant_id: r.get("grant_id")?,
                     grant_length: r.get("grant_length")?,
+                    trace_id: r.get("trace_id")?,
                     prev_hash: r.get("prev_hash")?,
                     hash: r.get("hash")?,
                 })

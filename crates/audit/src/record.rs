@@ -141,6 +141,11 @@ pub struct Record {
     /// The grant behind the call, when there is one.
     #[serde(default)]
     pub grant: Option<RecordGrant>,
+    /// The W3C trace id (32 lower-case hex digits) of the request's
+    /// `_meta.traceparent`, when it carried a valid one: joins this record with the
+    /// client's and the server's traces.
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 impl Record {
@@ -168,6 +173,7 @@ impl Record {
             class: None,
             label: None,
             grant: None,
+            trace_id: None,
         }
     }
 }

@@ -42,6 +42,10 @@ pub struct WireRecord {
     pub grant_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_length: Option<String>,
+    /// The request's W3C trace id (absent from records without one, and from devices
+    /// older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     pub prev_hash: Option<String>,
     pub hash: Option<String>,
 }
@@ -72,6 +76,7 @@ impl WireRecord {
             label: self.label.as_deref(),
             grant_id: self.grant_id.as_deref(),
             grant_length: self.grant_length.as_deref(),
+            trace_id: self.trace_id.as_deref(),
         }
     }
 

@@ -91,8 +91,9 @@ pub(crate) async fn dispatch(
 }
 
 /// Refuses a message the method table does not name (or names as another kind), with a
-/// record of it: −32601 for a request; for a notification, 400 with an error and no id. A
-/// stateless (2026-07-28) request's refusal is 404, and its record names its trace.
+/// record of it (with the trace id of the message's `_meta.traceparent`, when valid):
+/// −32601 for a request; for a notification, 400 with an error and no id. A stateless
+/// (2026-07-28) request's refusal is 404.
 pub(crate) fn refuse_method(
     face: &Face,
     token_name: &str,
@@ -104,11 +105,8 @@ pub(crate) fn refuse_method(
 ) -> (StatusCode, String) {
     let mut record = face.shared.record(RecordKind::Call, countersign_audit::Decision::Deny);
     record.client = Some(token_name.to_string());
-    record.session = session.map(|s| s.id.clone());
-    if stateless {
-        let trace = env.params().ok().and_then(|p| crate::modern::trace_id(&p));
-        record.session = Some(trace.map_or_else(|| "stateless".into(), |t| format!("stateless trace={t}")));
-    }
+    record.session = if stateless { Some("stateless".into()) } else { session.map(|s| s.id.clone()) };
+    record.trace_id = env.params().ok().and_then(|p| crate::trace_context::trace_id(&p));
     record.server = match route {
         Route::Single(s) => Some(s.clone()),
         Route::Aggregate => None,

@@ -36,6 +36,7 @@ mod shim_socket;
 pub mod shim_wire;
 mod sign_ins;
 pub mod sse_client;
+pub mod trace_context;
 pub mod upstream;
 
 pub use api::Gateway;

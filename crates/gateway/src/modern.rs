@@ -7,8 +7,8 @@
 //! with the versions it does). Methods the revision removed are −32601. On this wire a
 //! JSON-RPC error's code also picks the HTTP status ([`status_of`]).
 //!
-//! Also reads the W3C trace context a request carries in `_meta` (only a well-formed
-//! trace id is ever kept, for the audit record).
+//! The W3C trace id a request carries in `_meta.traceparent` is read by
+//! [`crate::trace_context`], for stateless and session requests alike.
 //!
 //! Must never: let a header stand for the body (the policy reads the body; a header is
 //! only compared with it), or accept a request whose headers and body disagree.
@@ -77,7 +77,7 @@ pub struct Request {
     pub version: String,
     pub capabilities: Value,
     pub client_info: Option<Value>,
-    /// The W3C trace id of the request's `_meta.traceparent`, when well-formed.
+    /// The W3C trace id of the request's `_meta.traceparent`, when valid.
     pub trace_id: Option<String>,
 }
 
@@ -146,7 +146,7 @@ pub fn check(headers: &HeaderMap, env: &Envelope) -> Result<Request, Refusal> {
         version: version.to_string(),
         capabilities: meta[META_CAPABILITIES].clone(),
         client_info: meta.get(META_CLIENT_INFO).cloned(),
-        trace_id: trace_id(&params),
+        trace_id: crate::trace_context::trace_id(&params),
     })
 }
 
@@ -162,17 +162,6 @@ pub fn decode_header_value(value: &str) -> Option<String> {
         return None;
     }
     String::from_utf8(bytes).ok()
-}
-
-/// The trace id of a W3C `traceparent` in `params._meta` (`00-<32 hex>-<16 hex>-<2 hex>`,
-/// not all zeros), lower-case; anything else is not kept.
-pub fn trace_id(params: &Value) -> Option<String> {
-    let parent = params.get("_meta")?.get("traceparent")?.as_str()?;
-    let parts: Vec<&str> = parent.split('-').collect();
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    let [version, trace, span, flags] = parts.as_slice() else { return None };
-    let ok = hex(version, 2) && *version != "ff" && hex(trace, 32) && hex(span, 16) && hex(flags, 2);
-    (ok && trace.bytes().any(|b| b != b'0')).then(|| trace.to_ascii_lowercase())
 }
 
 /// The HTTP status of a stateless answer that is a JSON-RPC error with `code`.

@@ -67,7 +67,9 @@ fn ends(issued: &str, length: &str) -> Option<String> {
 }
 
 pub async fn entitlements(db: &Db, now: &str) -> Result<Vec<Identity>, DbError> {
-    let uses: Vec<(String, Option<String>, Option<String>, i64, i64, String)> = sqlx::query_as(
+    /// user, server, tool, calls, allowed, last used.
+    type UseRow = (String, Option<String>, Option<String>, i64, i64, String);
+    let uses: Vec<UseRow> = sqlx::query_as(
         "SELECT user_name, server, tool, COUNT(*), SUM(CASE WHEN decision = 'allow' OR approval = 'approved' THEN 1 ELSE 0 END), MAX(time) \
          FROM records WHERE kind = 'call' AND (method = 'tools/call' OR method IS NULL) GROUP BY user_name, server, tool ORDER BY user_name, server, tool",
     )
@@ -204,6 +206,7 @@ mod tests {
             label: None,
             grant_id: grant.map(|g| g.0.to_string()),
             grant_length: grant.map(|g| g.1.to_string()),
+            trace_id: None,
             prev_hash: Some(prev.into()),
             hash: None,
         };

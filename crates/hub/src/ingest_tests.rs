@@ -2,6 +2,8 @@
 //! and acknowledged again on a replay; contents that do not match their hash, a replay
 //! with other contents and a record out of its chain raise alerts without replacing what
 //! the hub holds; a batch that cannot be taken (a NUL, a seq below 1) is refused whole.
+//! A record's trace id is stored and read back (SQLite, and PostgreSQL when
+//! `COUNTERSIGN_TEST_POSTGRES` is set).
 
 use super::{ingest, Ingested};
 use crate::db::Db;
@@ -33,6 +35,7 @@ fn record(seq: i64, prev: &str, tool: &str) -> WireRecord {
         label: None,
         grant_id: None,
         grant_length: None,
+        trace_id: None,
         prev_hash: Some(prev.into()),
         hash: None,
     };
@@ -56,11 +59,15 @@ fn batch(records: Vec<WireRecord>) -> Batch {
 
 async fn hub() -> Db {
     let db = Db::connect("sqlite::memory:").await.unwrap();
+    add_device(&db).await;
+    db
+}
+
+async fn add_device(db: &Db) {
     sqlx::query("INSERT INTO devices (id, name, credential_sha256, enrolled_at) VALUES ('d1', 'd1', 'x', '2026-12-01T09:00:00Z')")
         .execute(&db.pool)
         .await
         .unwrap();
-    db
 }
 
 async fn alerts(db: &Db) -> Vec<String> {
@@ -134,4 +141,60 @@ async fn a_batch_it_cannot_take_is_refused_whole() {
     assert!(matches!(ingest(&db, None, "d1", &batch(zero)).await.unwrap(), Ingested::Refused(_)));
     assert!(held(&db).await.is_empty(), "nothing of a refused batch is stored");
     assert!(!alerts(&db).await.is_empty(), "a refusal is an alert");
+}
+
+/// Records with and without a trace id through ingestion: stored as sent (their hashes,
+/// which cover the trace id, hold), returned by `GET /v1/audit`'s query under the export's
+/// field name, in CSV, and found by it.
+async fn trace_ids_are_stored_and_returned(db: &Db) {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut records = chain(1);
+    let mut traced = record(2, records[0].hash.as_deref().unwrap(), "write_file");
+    traced.trace_id = Some(TRACE.into());
+    traced.hash = Some(traced.chain_fields().hash(records[0].hash.as_deref().unwrap()));
+    records.push(traced);
+    // Through JSON, as a device sends it.
+    let sent: Batch = serde_json::from_str(&serde_json::to_string(&batch(records)).unwrap()).unwrap();
+    assert!(matches!(ingest(db, None, "d1", &sent).await.unwrap(), Ingested::Stored { .. }));
+    assert_eq!(alerts(db).await, Vec::<String>::new(), "the hashes hold with the trace id");
+
+    let all = crate::query::records(db, &crate::query::AuditQuery::default()).await.unwrap();
+    let traces: Vec<&serde_json::Value> = all.iter().map(|r| &r["trace_id"]).collect();
+    assert_eq!(traces, [&serde_json::Value::Null, &serde_json::json!(TRACE)]);
+    let q = crate::query::AuditQuery { trace_id: Some(TRACE.into()), ..Default::default() };
+    let found = crate::query::records(db, &q).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!((found[0]["seq"].as_i64(), found[0]["tool"].as_str()), (Some(2), Some("write_file")));
+    let csv = crate::query::to_csv(&found).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = header.iter().position(|h| *h == "trace_id").expect("a trace_id column");
+    assert_eq!(row[at], TRACE);
+}
+
+#[tokio::test]
+async fn trace_ids_are_stored_and_returned_sqlite() {
+    trace_ids_are_stored_and_returned(&hub().await).await;
+}
+
+/// The same on PostgreSQL, when `COUNTERSIGN_TEST_POSTGRES` names a role that may create
+/// databases (`scripts/postgres.sh`). The database is dropped after.
+#[tokio::test]
+async fn trace_ids_are_stored_and_returned_postgres() {
+    let Ok(admin) = std::env::var("COUNTERSIGN_TEST_POSTGRES") else {
+        eprintln!("COUNTERSIGN_TEST_POSTGRES is not set: the PostgreSQL run is skipped");
+        return;
+    };
+    let name = format!("countersign_ingest_trace_{}", std::process::id());
+    sqlx::any::install_default_drivers();
+    let admin_db = sqlx::AnyPool::connect(&admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin_db).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin_db).await.unwrap();
+    let url = format!("{}/{name}", &admin[..admin.rfind('/').unwrap()]);
+    let db = Db::connect(&url).await.unwrap();
+    add_device(&db).await;
+    trace_ids_are_stored_and_returned(&db).await;
+    db.pool.close().await;
+    sqlx::query(&format!("DROP DATABASE {name}")).execute(&admin_db).await.unwrap();
 }

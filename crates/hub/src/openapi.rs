@@ -13,7 +13,7 @@ pub fn document() -> Value {
     let device = json!([{ "deviceCredential": [] }]);
     let unauthorized = error_response("Missing or wrong credential");
     let too_large = error_response("The body is larger than this route's limit after decompression (nothing was read before the credential was checked)");
-    let filters: Vec<Value> = ["user", "device", "client", "server", "tool", "decision"]
+    let filters: Vec<Value> = ["user", "device", "client", "server", "tool", "decision", "trace_id"]
         .iter()
         .map(|f| json!({ "name": f, "in": "query", "required": false, "schema": { "type": "string" },
                          "description": format!("Only records whose {f} is exactly this") }))
@@ -53,6 +53,7 @@ pub fn document() -> Value {
                         "policy_version": { "type": ["string", "null"] }, "class": { "type": ["string", "null"] }, "label": { "type": ["string", "null"] },
                         "grant_id": { "type": ["string", "null"], "description": "The grant behind the call: the one its approval issued, or the one that let it run; absent when none" },
                         "grant_length": { "type": ["string", "null"], "enum": ["session", "15m", "1h", "today", null], "description": "Set when the call's approval issued the grant: how long it lasts from `time`" },
+                        "trace_id": { "type": ["string", "null"], "pattern": "^[0-9a-f]{32}$", "description": "The W3C trace id of the request's `params._meta.traceparent`, when it carried a valid one; absent when none" },
                         "prev_hash": { "type": ["string", "null"] }, "hash": { "type": ["string", "null"] }
                     }
                 },

@@ -1,5 +1,5 @@
 //! Reading the audit trail back: records filtered by user, device, client, server, tool,
-//! decision and time range, newest last, as JSON objects with the same field names as
+//! decision, W3C trace id and time range, newest last, as JSON objects with the same field names as
 //! `countersign audit export` (plus `device_id` and `seq`), or as CSV.
 
 use crate::db::{Db, DbError};
@@ -15,6 +15,8 @@ pub struct AuditQuery {
     pub server: Option<String>,
     pub tool: Option<String>,
     pub decision: Option<String>,
+    /// The W3C trace id of the request behind the record (32 lower-case hex digits).
+    pub trace_id: Option<String>,
     /// RFC 3339; records at or after.
     pub from: Option<String>,
     /// RFC 3339; records before.
@@ -39,6 +41,7 @@ pub async fn records(db: &Db, q: &AuditQuery) -> Result<Vec<Map<String, Value>>,
         ("server", &q.server),
         ("tool", &q.tool),
         ("decision", &q.decision),
+        ("trace_id", &q.trace_id),
     ] {
         if let Some(v) = value {
             binds.push(v.clone());

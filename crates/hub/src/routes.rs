@@ -209,7 +209,8 @@ async fn alerts(State(hub): Shared, headers: HeaderMap) -> Response {
     if let Err(r) = admin(&hub, &headers, "alerts-query", String::new()).await {
         return r;
     }
-    let rows: Result<Vec<(String, String, Option<String>, String, String)>, _> =
+    type AlertRow = (String, String, Option<String>, String, String);
+    let rows: Result<Vec<AlertRow>, _> =
         sqlx::query_as("SELECT id, time, device_id, kind, detail FROM alerts ORDER BY time")
             .fetch_all(&hub.db.pool)
             .await;
@@ -228,7 +229,8 @@ async fn devices(State(hub): Shared, headers: HeaderMap) -> Response {
     if let Err(r) = admin(&hub, &headers, "devices-query", String::new()).await {
         return r;
     }
-    let rows: Result<Vec<(String, String, String, Option<i64>, Option<String>, Option<String>)>, _> = sqlx::query_as(
+    type DeviceRow = (String, String, String, Option<i64>, Option<String>, Option<String>);
+    let rows: Result<Vec<DeviceRow>, _> = sqlx::query_as(
         "SELECT id, name, enrolled_at, last_seq, last_hash, last_seen FROM devices ORDER BY enrolled_at",
     )
     .fetch_all(&hub.db.pool)

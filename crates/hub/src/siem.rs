@@ -120,11 +120,15 @@ fn fields(r: &WireRecord) -> Vec<(&'static str, Value)> {
         ("label", s(&r.label)),
         ("grant_id", s(&r.grant_id)),
         ("grant_length", s(&r.grant_length)),
+        ("trace_id", s(&r.trace_id)),
         ("hash", s(&r.hash)),
     ]
 }
 
-/// An OTLP `ExportLogsServiceRequest` in its JSON encoding.
+/// An OTLP `ExportLogsServiceRequest` in its JSON encoding. A record of a request that
+/// carried a W3C trace id is the log record of that trace (`traceId`, hex in OTLP/JSON),
+/// so the SIEM joins it with the client's and the server's spans; it names no span (the
+/// gateway makes none).
 pub fn otlp_body(device: &str, records: &[WireRecord]) -> Value {
     let logs: Vec<Value> = records
         .iter()
@@ -141,14 +145,18 @@ pub fn otlp_body(device: &str, records: &[WireRecord]) -> Value {
                     json!({ "key": format!("countersign.{k}"), "value": { "stringValue": value } })
                 })
                 .collect();
-            json!({
+            let mut log = json!({
                 "timeUnixNano": unix_nanos(&r.time).to_string(),
                 "severityNumber": number,
                 "severityText": text,
                 "body": { "stringValue": format!("{} {} {}.{}", r.decision, r.method.as_deref().unwrap_or(&r.kind),
                     r.server.as_deref().unwrap_or("-"), r.tool.as_deref().unwrap_or("-")) },
                 "attributes": attributes,
-            })
+            });
+            if let Some(trace) = r.trace_id.as_deref().filter(|t| is_trace_id(t)) {
+                log["traceId"] = json!(trace);
+            }
+            log
         })
         .collect();
     json!({
@@ -160,6 +168,13 @@ pub fn otlp_body(device: &str, records: &[WireRecord]) -> Value {
             "scopeLogs": [{ "scope": { "name": "countersign-hub", "version": env!("CARGO_PKG_VERSION") }, "logRecords": logs }]
         }]
     })
+}
+
+/// Whether `text` is a W3C trace id as a device stores one (32 lower-case hex digits, not
+/// all zero): anything else a device sent stays an attribute, never the log's trace id,
+/// which a collector would refuse the whole batch for.
+fn is_trace_id(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) && text.bytes().any(|b| b != b'0')
 }
 
 /// Splunk HEC events, one JSON object per line.
@@ -180,4 +195,62 @@ pub fn hec_body(device: &str, records: &[WireRecord]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(trace_id: Option<&str>) -> WireRecord {
+        WireRecord {
+            seq: 1,
+            id: "r-1".into(),
+            time: "2026-12-01T10:00:00Z".into(),
+            kind: "call".into(),
+            user: "ana".into(),
+            device: "ana-laptop".into(),
+            client: None,
+            client_name: None,
+            client_version: None,
+            session: Some("s-1".into()),
+            server: Some("fs".into()),
+            tool: Some("read_file".into()),
+            method: Some("tools/call".into()),
+            arguments: None,
+            decision: "allow".into(),
+            rule: None,
+            reason: None,
+            approval: None,
+            policy_version: None,
+            class: None,
+            label: None,
+            grant_id: None,
+            grant_length: None,
+            trace_id: trace_id.map(str::to_string),
+            prev_hash: None,
+            hash: None,
+        }
+    }
+
+    /// A record's trace id is its OTLP log record's `traceId` (and an attribute), and a
+    /// field of its HEC event; a record without one, or with one that is not a trace id,
+    /// has no `traceId`.
+    #[test]
+    fn the_trace_id_is_the_log_records_trace() {
+        const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let body = otlp_body("d1", &[record(Some(TRACE)), record(None), record(Some("4BF92F35"))]);
+        let logs = &body["resourceLogs"][0]["scopeLogs"][0]["logRecords"];
+        assert_eq!(logs[0]["traceId"], TRACE);
+        assert!(logs[0].get("spanId").is_none(), "the gateway makes no span");
+        let attribute = logs[0]["attributes"].as_array().unwrap().iter().find(|a| a["key"] == "countersign.trace_id");
+        assert_eq!(attribute.unwrap()["value"]["stringValue"], TRACE);
+        assert!(logs[1].get("traceId").is_none());
+        assert!(logs[2].get("traceId").is_none(), "not a trace id: an attribute only");
+        let events: Vec<Value> = hec_body("d1", &[record(Some(TRACE)), record(None)])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(events[0]["event"]["trace_id"], TRACE);
+        assert_eq!(events[1]["event"]["trace_id"], Value::Null);
+    }
 }

@@ -101,6 +101,7 @@ fn records(device: &str, n: usize) -> Vec<WireRecord> {
                 label: None,
                 grant_id: None,
                 grant_length: None,
+                trace_id: None,
                 prev_hash: Some(prev.clone()),
                 hash: None,
             };

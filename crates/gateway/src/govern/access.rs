@@ -21,8 +21,8 @@ pub struct Subject {
     pub name: Option<String>,
     /// What is recorded of the params (redacted as arguments are).
     pub arguments: Option<Value>,
-    /// The W3C trace id the request carried in `_meta`, if any (kept for a stateless
-    /// request's record).
+    /// The W3C trace id the request carried in `_meta.traceparent`, if valid (kept on
+    /// the record).
     pub trace: Option<String>,
 }
 
@@ -30,7 +30,7 @@ impl Subject {
     /// The subject of a governed request other than `tools/call`.
     pub fn of(op: Operation, params: &Value) -> Subject {
         let mut subject = Self::of_params(op, params);
-        subject.trace = crate::modern::trace_id(params);
+        subject.trace = crate::trace_context::trace_id(params);
         subject
     }
 
@@ -133,7 +133,8 @@ impl Session {
         record.client = Some(self.token_name.clone());
         record.client_name = client_name;
         record.client_version = client_version;
-        record.session = Some(self.record_session(subject.trace.as_deref()));
+        record.session = Some(self.record_session());
+        record.trace_id = subject.trace.clone();
         record.server = server.map(str::to_string);
         record.method = Some(subject.method.to_string());
         record.tool = subject.name.as_deref().map(super::methods::shorten);

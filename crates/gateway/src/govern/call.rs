@@ -104,7 +104,8 @@ impl Session {
         record.client = Some(self.token_name.clone());
         record.client_name = client_name.clone();
         record.client_version = client_version;
-        record.session = Some(self.record_session(crate::modern::trace_id(&params).as_deref()));
+        record.session = Some(self.record_session());
+        record.trace_id = crate::trace_context::trace_id(&params);
         record.server = Some(server.clone());
         record.tool = Some(tool.clone());
         record.method = Some("tools/call".into());

@@ -105,7 +105,7 @@ impl Session {
         let refuse = |text: &str| message::error_response(id.as_deref(), code::INVALID_REQUEST, text);
         match op {
             Operation::List(listing) => {
-                let subject = Subject::of(op, &Value::Null);
+                let subject = Subject::of(op, &env.params().unwrap_or(Value::Null));
                 if let Err(text) = self.govern_access(None, &subject, started).await {
                     return self.answer(reply, refuse(&text));
                 }

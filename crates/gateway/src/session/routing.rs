@@ -471,7 +471,7 @@ impl Session {
     ) -> countersign_audit::Record {
         let mut record = self.shared.record(countersign_audit::RecordKind::Call, decision);
         record.client = Some(self.token_name.clone());
-        record.session = Some(self.record_session(None));
+        record.session = Some(self.record_session());
         record.server = Some(server.to_string());
         record.method = Some(shorten(method));
         record.rule = Some(rule.to_string());

@@ -221,13 +221,15 @@ impl Session {
                 return self.answer(reply, refuse(code::INVALID_PARAMS, &text));
             }
         };
-        let subject = Subject::of(Operation::Listen, &params);
-        let permit = match self.govern_access(Some(server), &subject, started).await {
+        let listen = Subject::of(Operation::Listen, &params);
+        let permit = match self.govern_access(Some(server), &listen, started).await {
             Ok(permit) => permit,
             Err(text) => return self.answer(reply, refuse(code::INVALID_REQUEST, &text)),
         };
         for uri in &uris {
-            let subject = Subject::of(Operation::Subscribe, &json!({ "uri": uri }));
+            // Each resource's record carries the request's trace too.
+            let mut subject = Subject::of(Operation::Subscribe, &json!({ "uri": uri }));
+            subject.trace.clone_from(&listen.trace);
             if let Err(text) = self.govern_access(Some(server), &subject, started).await {
                 self.shared.outcome(outcome(permit.record_id(), started, Outcome::Denied, Some(&text)));
                 return self.answer(reply, refuse(code::INVALID_REQUEST, &text));
@@ -508,15 +510,13 @@ impl Session {
         self.refuse_server_request(server, &method, upstream_id, "stateless", &why);
     }
 
-    /// What a stateless request's record says in place of a session: that it had none,
-    /// and its trace id when it carried one.
-    pub(crate) fn record_session(&self, trace: Option<&str>) -> String {
-        if !self.stateless {
-            return self.id.clone();
-        }
-        match trace {
-            Some(trace) => format!("stateless trace={trace}"),
-            None => "stateless".to_string(),
+    /// What a record says of this session: its id, or `stateless` for a stateless
+    /// request's (which had none).
+    pub(crate) fn record_session(&self) -> String {
+        if self.stateless {
+            "stateless".to_string()
+        } else {
+            self.id.clone()
         }
     }
 }

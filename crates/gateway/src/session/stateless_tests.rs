@@ -80,7 +80,8 @@ async fn a_stateless_call_to_an_older_server_is_translated_decided_and_recorded(
     let record = record_of(&gw, "echo").await;
     assert_eq!(record["decision"], "allow");
     assert_eq!(record["client"], "test");
-    assert_eq!(record["session"], "stateless trace=4bf92f3577b34da6a3ce929d0e0e4736", "{record}");
+    assert_eq!(record["session"], "stateless", "{record}");
+    assert_eq!(record["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "{record}");
     // A second call reuses the token's link: one initialize in all.
     let (_, again) = call(&gw, "echo").await;
     assert_eq!(again["result"]["content"][0]["text"], "echo:hi");
@@ -102,6 +103,7 @@ async fn a_stateless_call_the_policy_denies_never_reaches_the_server_and_is_reco
     assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
     let record = record_of(&gw, "echo").await;
     assert_eq!(record["decision"], "deny", "{record}");
+    assert_eq!(record["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "a refused call keeps its trace too");
     assert!(up.messages("tools/call").is_empty(), "the server never saw the call");
 }
 

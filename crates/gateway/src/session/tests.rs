@@ -1,6 +1,8 @@
 //! A session's life against an in-process upstream: it is opened by `initialize`, its
 //! upstream starts on first use with the client's `initialize` replayed, and closing it
 //! (DELETE) ends the upstream's session too; an upstream gone mid-call fails that call.
+//! A request's W3C trace context (`_meta.traceparent`) reaches the server unchanged and
+//! its trace id is on the request's record.
 
 use super::testkit::{gateway_with, wait_until, Upstream};
 use serde_json::json;
@@ -62,6 +64,62 @@ async fn a_server_error_is_the_callers_error_and_is_recorded_as_such() {
     let call: Vec<_> = records.iter().filter(|r| r["tool"] == "fail500").collect();
     assert_eq!(call.len(), 1, "one record per call: {records:?}");
     assert_ne!(call[0]["outcome"], "ok", "{:?}", call[0]);
+}
+
+/// Issue 17: inside a session (any revision may carry trace context in `_meta`), a tool
+/// call, a listing and a refused method each get the request's trace id on their record,
+/// and the server receives the `_meta` unchanged. An invalid `traceparent` (upper case)
+/// is relayed all the same and stores nothing.
+#[tokio::test]
+async fn a_request_in_a_session_records_its_trace_id_and_relays_its_meta_unchanged() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let up = Upstream::start().await;
+    let gw = gateway_with(&up).await;
+    let session = gw.open("/mcp/up").await;
+    let meta = json!({
+        "traceparent": format!("00-{TRACE}-00f067aa0ba902b7-01"),
+        "tracestate": "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
+        "com.example/tenant": {"id": 7},
+    });
+    let call = |id: i64, text: &str, meta: &serde_json::Value| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "echo", "arguments": {"text": text}, "_meta": meta}})
+        .to_string()
+    };
+    let answer = gw.post("/mcp/up", Some(&session), &call(1, "traced", &meta)).await.json();
+    assert_eq!(answer["result"]["content"][0]["text"], "echo:traced", "{answer}");
+    let sent = up.wait_for("tools/call", |m| m["params"]["arguments"]["text"] == "traced").await;
+    assert_eq!(sent["params"]["_meta"], meta, "the server gets the trace context as the client sent it");
+
+    let invalid = json!({"traceparent": format!("00-{}-00f067aa0ba902b7-01", TRACE.to_uppercase())});
+    let answer = gw.post("/mcp/up", Some(&session), &call(2, "untraced", &invalid)).await.json();
+    assert_eq!(answer["result"]["content"][0]["text"], "echo:untraced", "{answer}");
+    let sent = up.wait_for("tools/call", |m| m["params"]["arguments"]["text"] == "untraced").await;
+    assert_eq!(sent["params"]["_meta"], invalid, "an invalid traceparent is relayed unchanged");
+
+    let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": meta}});
+    assert_eq!(gw.post("/mcp/up", Some(&session), &list.to_string()).await.status, 200);
+    let unknown = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/smash", "params": {"_meta": meta}});
+    let refused = gw.post("/mcp/up", Some(&session), &unknown.to_string()).await.json();
+    assert_eq!(refused["error"]["code"], -32601, "{refused}");
+
+    let records = gw
+        .wait_records("the call, listing and refusal records", |records| {
+            let of = |pick: &dyn Fn(&serde_json::Value) -> bool| records.iter().find(|r| pick(r)).cloned();
+            Some([
+                of(&|r| r["arguments"]["text"] == "traced")?,
+                of(&|r| r["arguments"]["text"] == "untraced")?,
+                of(&|r| r["method"] == "tools/list")?,
+                of(&|r| r["method"] == "tools/smash")?,
+            ])
+        })
+        .await;
+    let [traced, untraced, listed, smashed] = records;
+    assert_eq!(traced["trace_id"], TRACE, "{traced}");
+    assert_eq!(traced["session"], session, "the session is the session, nothing more");
+    assert_eq!(untraced["trace_id"], serde_json::Value::Null, "{untraced}");
+    assert_eq!(listed["trace_id"], TRACE, "{listed}");
+    assert_eq!((smashed["trace_id"].as_str(), smashed["decision"].as_str()), (Some(TRACE), Some("deny")));
 }
 
 async fn wait_until_records(
