@@ -53,11 +53,6 @@ pub(crate) fn open_writer(path: &Path, sync: Synchronous) -> rusqlite::Result<ru
         },
     )?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    // The pages a commit touches (the newest leaf of each table and index, their parents)
-    // stay cached between commits; reads of older pages go through the memory map
-    // instead of a read call each.
-    conn.pragma_update(None, "cache_size", -16_384)?;
-    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
     Ok(conn)
 }
 
