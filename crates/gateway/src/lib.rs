@@ -24,6 +24,7 @@ mod http_face;
 mod listener;
 pub mod message;
 pub mod modern;
+pub mod param_headers;
 pub mod pins;
 pub mod policy_layers;
 pub mod policy_watch;
