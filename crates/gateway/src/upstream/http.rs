@@ -27,6 +27,7 @@ use super::remote_error::{MediaType, NotAnswer, RemoteError, Unreplayed};
 use super::{EventSink, UpstreamError, UpstreamEvent, UpstreamLink};
 use crate::config::Limits;
 use crate::message::{self, Envelope, Kind};
+use crate::param_headers::{encode_value, ParamHeaders};
 use crate::sse_client;
 use countersign_vault::oauth::{BearerError, ServerAuth};
 use countersign_vault::Secret;
@@ -34,6 +35,7 @@ use futures::StreamExt;
 use reqwest::header::AUTHORIZATION;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 use serde_json::value::RawValue;
+use serde_json::Value;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -68,6 +70,10 @@ struct Remote {
     /// Stateless requests in flight by id: `notifications/cancelled` for one ends its
     /// exchange (on this wire, closing the stream is the cancellation).
     exchanges: Mutex<std::collections::HashMap<String, CancellationToken>>,
+    /// The `x-mcp-header` marks of each tool this link listed that has some (2026-07-28):
+    /// a stateless `tools/call` of it carries its marked arguments as `Mcp-Param-*`
+    /// headers, written from the body that was decided on.
+    tool_marks: Mutex<std::collections::HashMap<String, ParamHeaders>>,
 }
 
 pub(super) fn open(
@@ -164,6 +170,7 @@ fn remote(
         closing: CancellationToken::new(),
         stateless,
         exchanges: Mutex::default(),
+        tool_marks: Mutex::default(),
     });
     Ok(remote)
 }
@@ -440,10 +447,42 @@ impl Remote {
             "resources/read" => params.get("uri"),
             _ => None,
         };
-        if let Some(v) = named.and_then(|n| n.as_str()).and_then(|n| HeaderValue::from_str(&header_text(n)).ok()) {
+        if let Some(v) = named.and_then(|n| n.as_str()).and_then(|n| HeaderValue::from_str(&encode_value(n)).ok()) {
             req = req.header("Mcp-Name", v);
         }
+        if method == "tools/call" {
+            let tool = params.get("name").and_then(Value::as_str).unwrap_or_default();
+            let marks = self.tool_marks.lock().ok().and_then(|m| m.get(tool).cloned());
+            let arguments = params.get("arguments").unwrap_or(&Value::Null);
+            for (name, value) in marks.map(|m| m.mirror(arguments)).unwrap_or_default() {
+                req = req.header(name, value);
+            }
+        }
         req
+    }
+
+    /// Learns the `x-mcp-header` marks of the tools in a `tools/list` answer (`text`).
+    /// A tool whose marks break the rules mirrors nothing (a conforming server checks
+    /// nothing for it either) and is named in the log.
+    fn learn_tools(&self, text: &str) {
+        let Ok(answer) = serde_json::from_str::<Value>(text) else { return };
+        let Some(tools) = answer.pointer("/result/tools").and_then(Value::as_array) else { return };
+        let Ok(mut known) = self.tool_marks.lock() else { return };
+        for tool in tools {
+            let Some(name) = tool.get("name").and_then(Value::as_str) else { continue };
+            match ParamHeaders::of_schema(tool.get("inputSchema").unwrap_or(&Value::Null)) {
+                Ok(marks) if !marks.is_empty() => {
+                    known.insert(name.to_string(), marks);
+                }
+                Ok(_) => {
+                    known.remove(name);
+                }
+                Err(why) => {
+                    tracing::warn!(server = %self.name, tool = name, "tool's x-mcp-header marks ignored: {why}");
+                    known.remove(name);
+                }
+            }
+        }
     }
 
     /// One stateless message: a request is one exchange, ended early when the gateway
@@ -487,6 +526,7 @@ impl Remote {
         };
         let resp = self.send(self.stateless_post(text)).await.map_err(fail)?;
         let status = resp.status();
+        let listing = env.method() == Some("tools/list");
         if sse_client::is_event_stream(resp.headers()) && status.is_success() {
             let deadline = Instant::now() + self.answer_within;
             let mut awaited = request.clone();
@@ -494,6 +534,9 @@ impl Remote {
             let read = async {
                 let mut events = sse_client::events(resp);
                 sse_client::follow(&mut events, self.max_event, &mut position, |data| {
+                    if listing {
+                        self.learn_tools(&data);
+                    }
                     self.deliver_related(data, request.as_deref(), &mut awaited)
                 })
                 .await
@@ -530,6 +573,9 @@ impl Remote {
                 _ => RemoteError::Status(status),
             };
             return Err(fail(why));
+        }
+        if listing && status.is_success() {
+            self.learn_tools(&body);
         }
         (self.events)(UpstreamEvent::Message(body));
         Ok(())
@@ -773,17 +819,6 @@ impl Remote {
 
 /// A value as an HTTP header carries it (2026-07-28): printable ASCII with no space at
 /// either end as it is, anything else as `=?base64?...?=`.
-fn header_text(value: &str) -> String {
-    use base64::Engine;
-    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && value.trim() == value
-        && !(value.starts_with("=?base64?") && value.ends_with("?="));
-    match plain {
-        true => value.to_string(),
-        false => format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(value)),
-    }
-}
-
 /// `req` with the sign-in's token as its bearer (marked sensitive, so never logged).
 fn with_bearer(req: reqwest::RequestBuilder, token: Option<&Secret>) -> reqwest::RequestBuilder {
     match token.and_then(|t| HeaderValue::from_str(&format!("Bearer {}", t.expose())).ok()) {
