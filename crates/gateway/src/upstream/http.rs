@@ -1,9 +1,11 @@
 //! A remote MCP server over streamable HTTP (2025-06-18 and later): each message is a
 //! POST; answers come back as JSON or as an SSE stream; the session id the server
 //! assigns is sent on every later request; a GET stream carries what the server sends
-//! unprompted. A server that refuses the POSTed `initialize` (400, 404, 405) is tried
-//! with the 2024-11-05 HTTP+SSE transport instead: a GET stream that names, in its
-//! `endpoint` event, a same-origin URL to POST messages to. Static headers come from
+//! unprompted. A server that refuses the POSTed `initialize` (400, 404, 405) is asked
+//! `server/discover`: one that speaks only 2026-07-28 gets the session translated onto
+//! its stateless requests ([`super::translate`]); any other is tried with the 2024-11-05
+//! HTTP+SSE transport instead: a GET stream that names, in its `endpoint` event, a
+//! same-origin URL to POST messages to. Static headers come from
 //! configuration (secrets already read from the keychain); when none of them is an
 //! `Authorization` header and the server asks for a sign-in, the bearer token comes from
 //! the server's OAuth sign-in in the keychain, refreshed as needed. A client's own
@@ -24,6 +26,7 @@
 //! first). A body is described by its status, media type and size, never its content.
 
 use super::remote_error::{MediaType, NotAnswer, RemoteError, Unreplayed};
+use super::translate::{self, Outgoing};
 use super::{EventSink, UpstreamError, UpstreamEvent, UpstreamLink};
 use crate::config::Limits;
 use crate::message::{self, Envelope, Kind};
@@ -74,6 +77,12 @@ struct Remote {
     /// a stateless `tools/call` of it carries its marked arguments as `Mcp-Param-*`
     /// headers, written from the body that was decided on.
     tool_marks: Mutex<std::collections::HashMap<String, ParamHeaders>>,
+    /// Set once the server refused the session's `initialize` and turned out to speak
+    /// only 2026-07-28: the session's requests are translated onto stateless ones (see
+    /// [`translate`]).
+    translating: std::sync::atomic::AtomicBool,
+    /// The log level the session's client last set, sent in each translated request.
+    level: Mutex<Option<Value>>,
 }
 
 pub(super) fn open(
@@ -97,38 +106,8 @@ pub(super) async fn open_stateless(
     events: EventSink,
 ) -> Result<Option<UpstreamLink>, UpstreamError> {
     let remote = remote(name, url, headers, limits, events, true)?;
-    let probe = serde_json::json!({
-        "jsonrpc": "2.0", "id": 0, "method": "server/discover", "params": {"_meta": crate::modern::own_meta()},
-    })
-    .to_string();
     let unreachable = |e: RemoteError| UpstreamError::Http { url: url.to_string(), message: e.to_string() };
-    let resp = remote.send(remote.stateless_post(&probe)).await.map_err(unreachable)?;
-    if !resp.status().is_success() {
-        tracing::debug!(server = name, status = %resp.status(), "server/discover refused: not a 2026-07-28 server");
-        return Ok(None);
-    }
-    let answer = match sse_client::is_event_stream(resp.headers()) {
-        true => {
-            let mut first = None;
-            let mut events = sse_client::events(resp);
-            let mut position = sse_client::Position::default();
-            let read = sse_client::follow(&mut events, remote.max_event, &mut position, |data| {
-                first = Some(data);
-                false
-            });
-            let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
-            first.unwrap_or_default()
-        }
-        false => match tokio::time::timeout(Duration::from_secs(10), resp.bytes()).await {
-            Ok(Ok(body)) if body.len() <= remote.max_event => String::from_utf8_lossy(&body).into_owned(),
-            _ => String::new(),
-        },
-    };
-    let speaks = serde_json::from_str::<serde_json::Value>(&answer)
-        .ok()
-        .and_then(|v| v.pointer("/result/supportedVersions").and_then(|s| s.as_array()).cloned())
-        .is_some_and(|versions| versions.iter().any(|v| v.as_str() == Some(crate::modern::VERSIONS[0])));
-    tracing::debug!(server = name, speaks, "server/discover asked: whether the server speaks 2026-07-28");
+    let speaks = remote.discover().await.map_err(unreachable)?.is_some();
     Ok(speaks.then(|| run(remote)))
 }
 
@@ -171,6 +150,8 @@ fn remote(
         stateless,
         exchanges: Mutex::default(),
         tool_marks: Mutex::default(),
+        translating: std::sync::atomic::AtomicBool::new(false),
+        level: Mutex::new(None),
     });
     Ok(remote)
 }
@@ -252,6 +233,77 @@ impl Remote {
             || self.legacy.lock().map(|l| l.is_some()).unwrap_or(true)
     }
 
+    /// Asks the server `server/discover` (as the gateway, with no client capabilities):
+    /// its result when it speaks 2026-07-28, `None` when it refuses or does not list
+    /// that revision. `Err` only when it cannot be reached.
+    async fn discover(&self) -> Result<Option<Value>, RemoteError> {
+        let probe = serde_json::json!({
+            "jsonrpc": "2.0", "id": 0, "method": "server/discover", "params": {"_meta": crate::modern::own_meta()},
+        })
+        .to_string();
+        let resp = self.send(self.stateless_post(&probe)).await?;
+        if !resp.status().is_success() {
+            tracing::debug!(server = %self.name, status = %resp.status(), "server/discover refused: not a 2026-07-28 server");
+            return Ok(None);
+        }
+        let answer = match sse_client::is_event_stream(resp.headers()) {
+            true => {
+                let mut first = None;
+                let mut events = sse_client::events(resp);
+                let mut position = sse_client::Position::default();
+                let read = sse_client::follow(&mut events, self.max_event, &mut position, |data| {
+                    first = Some(data);
+                    false
+                });
+                let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+                first.unwrap_or_default()
+            }
+            false => match tokio::time::timeout(Duration::from_secs(10), resp.bytes()).await {
+                Ok(Ok(body)) if body.len() <= self.max_event => String::from_utf8_lossy(&body).into_owned(),
+                _ => String::new(),
+            },
+        };
+        let result = serde_json::from_str::<Value>(&answer).ok().and_then(|mut v| v.get_mut("result").map(Value::take));
+        let speaks = result
+            .as_ref()
+            .and_then(|r| r.get("supportedVersions").and_then(Value::as_array))
+            .is_some_and(|versions| versions.iter().any(|v| v.as_str() == Some(crate::modern::VERSIONS[0])));
+        tracing::debug!(server = %self.name, speaks, "server/discover asked: whether the server speaks 2026-07-28");
+        Ok(result.filter(|_| speaks))
+    }
+
+    fn translating(&self) -> bool {
+        self.translating.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// One message of a session whose server speaks only 2026-07-28: answered here,
+    /// dropped, or sent statelessly with the revision's envelope ([`translate::outgoing`]).
+    async fn post_translated(self: &Arc<Self>, text: &str) -> Result<(), RemoteError> {
+        let Ok(env) = Envelope::parse(text) else { return Ok(()) };
+        let outgoing = {
+            let mut level = self.level.lock().unwrap_or_else(|p| p.into_inner());
+            translate::outgoing(&self.name, &env, text, &mut level)
+        };
+        match outgoing {
+            Outgoing::Answer(answer) => {
+                (self.events)(UpstreamEvent::Message(answer));
+                Ok(())
+            }
+            Outgoing::Drop => Ok(()),
+            Outgoing::Send(text) => self.post_stateless(&text).await,
+        }
+    }
+
+    /// Hands one message from the server on to the session: as it came, or, when this
+    /// link translates for an older client, as that client can take it.
+    fn hand_on(&self, text: String) -> bool {
+        let text = match self.translating() {
+            true => translate::incoming(&self.name, text),
+            false => text,
+        };
+        (self.events)(UpstreamEvent::Message(text))
+    }
+
     fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
         let mut req = self.client.request(method, &self.url).headers(self.headers.clone());
         if let Some(id) = self.session.lock().ok().and_then(|s| s.clone()) {
@@ -268,6 +320,9 @@ impl Remote {
     async fn post(self: &Arc<Self>, text: &str) -> Result<(), RemoteError> {
         if self.stateless {
             return self.post_stateless(text).await;
+        }
+        if self.translating() {
+            return self.post_translated(text).await;
         }
         let deadline = Instant::now() + self.answer_within;
         let env = Envelope::parse(text).ok();
@@ -298,6 +353,14 @@ impl Remote {
         }
         let status = resp.status();
         if is_initialize && matches!(status.as_u16(), 400 | 404 | 405) {
+            // A server that speaks only 2026-07-28 refuses `initialize` too: the session
+            // is translated onto its stateless requests, before the legacy transport is tried.
+            if let (Some(env), Ok(Some(found))) = (env.as_ref(), self.discover().await) {
+                self.translating.store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::info!(server = %self.name, "the server speaks only MCP 2026-07-28: this session is translated");
+                (self.events)(UpstreamEvent::Message(translate::initialize_answer(env, &found)));
+                return Ok(());
+            }
             return match self.open_legacy().await {
                 Ok(endpoint) => self.post_legacy(endpoint, text).await.map_err(fail),
                 Err(why) => Err(fail(RemoteError::NeitherTransport { status, legacy: Box::new(why) })),
@@ -416,7 +479,7 @@ impl Remote {
                 }
             }
         }
-        (self.events)(UpstreamEvent::Message(text))
+        self.hand_on(text)
     }
 
     /// A POST of one stateless message, with the routing headers its body implies (the
@@ -577,7 +640,7 @@ impl Remote {
         if listing && status.is_success() {
             self.learn_tools(&body);
         }
-        (self.events)(UpstreamEvent::Message(body));
+        self.hand_on(body);
         Ok(())
     }
 

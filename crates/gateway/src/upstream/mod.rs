@@ -7,6 +7,7 @@ mod http;
 mod processes;
 mod remote_error;
 mod stdio;
+mod translate;
 
 pub use processes::{ProcessSlot, Processes};
 
