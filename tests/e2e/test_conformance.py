@@ -163,16 +163,18 @@ def test_2026_requirements_pass_through_the_gateway_as_they_pass_directly(make_g
     assert scored_count(proxied, scored) == (ok, total)
 
 
-def stateless_call(gw, server: str, arguments: dict, param_headers: dict[str, str]) -> tuple[int, dict]:
-    """One raw 2026-07-28 `tools/call` of `deploy` through the gateway, with the
-    `Mcp-Param-*` headers given (not computed): what a client that gets them wrong sends."""
+def stateless_call(gw, server: str | None, arguments: dict, param_headers: dict[str, str],
+                   tool: str = "deploy") -> tuple[int, dict]:
+    """One raw 2026-07-28 `tools/call` of `deploy` through the gateway (on `/mcp/<server>`,
+    or on `/mcp` by its namespaced name), with the `Mcp-Param-*` headers given (not
+    computed): what a client that gets them wrong sends."""
     body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-            "params": {"name": "deploy", "arguments": arguments,
+            "params": {"name": tool, "arguments": arguments,
                        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                                  "io.modelcontextprotocol/clientCapabilities": {}}}}
     headers = {"Authorization": f"Bearer {gw.token}", "Content-Type": "application/json",
                "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
-               "Mcp-Method": "tools/call", "Mcp-Name": "deploy", **param_headers}
+               "Mcp-Method": "tools/call", "Mcp-Name": tool, **param_headers}
     answer = httpx2.post(gw.url(server), json=body, headers=headers, timeout=60)
     return answer.status_code, answer.json()
 
@@ -200,6 +202,10 @@ async def test_marked_arguments_reach_a_2026_server_in_their_headers_and_disagre
         status, answer = stateless_call(gw, "conf", {"region": "ap-south1", "replicas": 2}, sent)
         assert (status, answer["error"]["code"]) == (400, -32020), answer
         assert named in answer["error"]["message"], answer
+    # The aggregate endpoint holds a tool to its marks by its namespaced name too.
+    status, answer = stateless_call(gw, None, {"region": "ap-south1", "replicas": 2},
+                                    {"Mcp-Param-Region": "us-east1", "Mcp-Param-Replicas": "2"}, tool="conf__deploy")
+    assert (status, answer["error"]["code"]) == (400, -32020), answer
     # Headers that agree (a base64 one among them) pass, and the server's own check too.
     status, answer = stateless_call(gw, "conf", {"region": "Zürich", "replicas": 2},
                                     {"Mcp-Param-Region": "=?base64?WsO8cmljaA==?=", "Mcp-Param-Replicas": "2.0"})

@@ -253,6 +253,22 @@ async def test_a_default_client_speaks_2026_07_28_statelessly_to_a_stdio_server(
     assert rec["session"].startswith("stateless") == (face == "http"), rec
 
 
+async def test_a_default_client_speaks_2026_07_28_statelessly_on_the_aggregate_endpoint(make_gateway, files):
+    """The same client on the aggregate `/mcp`: discover is answered for the gateway, the
+    listing is every server's tools by their namespaced names, and a call is decided and
+    recorded as a stateless one, as on `/mcp/<server>`."""
+    gw = make_gateway({"fs": fs_server(files)})
+    async with connect(gw, "http", None, mode="auto") as client:
+        assert client.protocol_version == "2026-07-28"
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert "fs__read_text_file" in names, names
+        result = await client.call_tool("fs__read_text_file", {"path": str(files / "hello.txt")})
+        assert "hello from countersign" in text_of(result)
+    rec = gw.wait_audit(lambda r: r["tool"] == "read_text_file" and r["outcome"], "the call's record")[0]
+    assert (rec["decision"], rec["server"]) == ("allow", "fs"), rec
+    assert rec["session"].startswith("stateless"), rec
+
+
 async def test_a_hanging_upstream_hits_the_request_time_limit(make_gateway, tmp_path):
     from conftest import python_server
 

@@ -283,18 +283,23 @@ async fn post_stateless(face: Face, route: Route, token_name: String, req: Reque
 }
 
 /// Why a stateless tool call's `Mcp-Param-*` headers disagree with its body, judged by the
-/// `x-mcp-header` marks of the tool's listed schema (listed now if the session has no
-/// fresh listing: the call's decision reads it anyway). A tool the server does not list,
-/// or a server that cannot be reached, is left to the call, which refuses it itself.
+/// `x-mcp-header` marks of the tool's listed schema, on `/mcp/<server>` and the aggregate
+/// `/mcp` alike (listed now if the session has no fresh listing: the call's decision reads
+/// it anyway). A tool the server does not list, or a server that cannot be reached, is
+/// left to the call, which refuses it itself.
 async fn param_headers_disagree(
     session: &Session,
     route: &Route,
     headers: &HeaderMap,
     env: &Envelope,
 ) -> Option<String> {
-    let Route::Single(server) = route else { return None };
     let params = env.params().ok()?;
-    let tool = params.get("name")?.as_str()?;
+    let name = params.get("name")?.as_str()?;
+    // On the aggregate `/mcp` a tool is named `server__tool`.
+    let (server, tool) = match route {
+        Route::Single(server) => (server.as_str(), name),
+        Route::Aggregate => session::split_name(name)?,
+    };
     let def = session.tool_def(server, tool).await.ok()??;
     let marks = crate::param_headers::ParamHeaders::of_schema(&def.input_schema).ok()?;
     marks.check(params.get("arguments").unwrap_or(&serde_json::Value::Null), headers).err()

@@ -110,7 +110,15 @@ impl Session {
                     return self.answer(reply, refuse(&text));
                 }
                 let items = self.list_all(listing).await;
-                self.answer(reply, message::result_with_raw_member(id.as_deref(), listing.key(), &items));
+                let text = message::result_with_raw_member(id.as_deref(), listing.key(), &items);
+                let text = match (self.stateless, Envelope::parse(&text)) {
+                    (true, Ok(mut env)) => {
+                        super::stateless::without_cache_hints(listing.method(), &mut env);
+                        env.to_json()
+                    }
+                    _ => text,
+                };
+                self.answer(reply, text);
             }
             Operation::GetPrompt => {
                 let Ok(mut params) = env.params() else {

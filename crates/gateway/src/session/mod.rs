@@ -582,7 +582,8 @@ impl Session {
             st.speaks.insert(server.to_string(), speaks);
         }
         let replay = self.state().init_params.clone();
-        let handshake = restart || self.route == Route::Aggregate || (self.stateless && speaks == Speaks::Handshake);
+        // A server spoken to statelessly has no handshake to replay.
+        let handshake = speaks == Speaks::Handshake && (restart || self.route == Route::Aggregate || self.stateless);
         if let (true, Some(params)) = (handshake, replay) {
             let reply = self.handshake(server, &link, params).await?;
             if let Some(result) = reply.get("result").and_then(|r| serde_json::from_str(r.get()).ok()) {

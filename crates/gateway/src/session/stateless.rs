@@ -1,6 +1,8 @@
-//! Stateless (2026-07-28) requests: one client token's requests to one route share a
-//! session of this kind, which holds nothing of theirs but the upstream links (so no
-//! request starts a server of its own, and a token never reaches another token's link).
+//! Stateless (2026-07-28) requests: one client token's requests to one route (a server's
+//! `/mcp/<server>`, or the aggregate `/mcp`, served as the aggregate serves a session)
+//! share a session of this kind, which holds nothing of theirs but the upstream links
+//! (so no request starts a server of its own, and a token never reaches another token's
+//! link).
 //! Each request is looked up, decided, recorded and (for a tool call that asks)
 //! approved exactly as a session's request is; it is answered on its own connection,
 //! and closing that connection cancels it.
@@ -117,10 +119,11 @@ fn to_stateless_answer(env: &mut Envelope) {
 const CACHEABLE: &[&str] =
     &["tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"];
 
-/// A cacheable result from a server of an older revision, which gives no caching hints:
-/// said to be stale at once and for this client only (`ttlMs: 0`, `cacheScope:
+/// A cacheable result from a server of an older revision, which gives no caching hints,
+/// or one the gateway put together from several servers (filtered by this client's
+/// policy): said to be stale at once and for this client only (`ttlMs: 0`, `cacheScope:
 /// "private"`), the one reading that promises nothing the server did not.
-fn without_cache_hints(method: &str, env: &mut Envelope) {
+pub(super) fn without_cache_hints(method: &str, env: &mut Envelope) {
     if !CACHEABLE.contains(&method) {
         return;
     }
@@ -159,8 +162,7 @@ impl Session {
         let reply = Reply::Client { tx, _in_flight: None };
         let id = env.id().map(ToOwned::to_owned);
         let Route::Single(server) = self.route.clone() else {
-            let text = "stateless (2026-07-28) requests are served on /mcp/<server>; /mcp needs a session";
-            self.answer(reply, message::error_response(id.as_deref(), code::INVALID_REQUEST, text));
+            self.stateless_aggregate(op, env, reply).await;
             return answer;
         };
         match op {
@@ -174,6 +176,41 @@ impl Session {
             }
         }
         answer
+    }
+
+    /// One stateless request on the aggregate `/mcp`: a tool call and what the aggregate
+    /// serves in a session (listings across servers, prompts, resources, completions by
+    /// their namespaced names or URIs), each decided and recorded as there; `server/discover`
+    /// answered for the gateway. A listen stream is served per server, on `/mcp/<server>`.
+    async fn stateless_aggregate(self: &Arc<Self>, op: Operation, env: Envelope, reply: Reply) {
+        let id = env.id().map(ToOwned::to_owned);
+        match op {
+            Operation::CallTool => self.clone().call_tool(env, reply).await,
+            Operation::Discover => {
+                let mut result = json!({
+                    "supportedVersions": modern::VERSIONS,
+                    "capabilities": {"tools": {}, "prompts": {}, "resources": {}, "completions": {}},
+                    "resultType": "complete",
+                });
+                let servers: Vec<String> = self.servers().cloned().collect();
+                result["instructions"] = json!(format!(
+                    "Countersign gateway for: {}. Names are `server__name`.",
+                    if servers.is_empty() { "no servers".to_string() } else { servers.join(", ") }
+                ));
+                result["_meta"] =
+                    json!({ modern::META_SERVER_INFO: {"name": "countersign", "version": env!("CARGO_PKG_VERSION")} });
+                self.answer(reply, message::result_response(id.as_deref(), &result));
+            }
+            Operation::Listen => {
+                let text = "subscriptions/listen is served per server, on /mcp/<server>";
+                self.answer(reply, message::error_response(id.as_deref(), code::INVALID_REQUEST, text));
+            }
+            op if op.is_governed() => self.aggregate_request(op, env, reply).await,
+            _ => {
+                let text = format!("`{}` is not a stateless request", env.method().unwrap_or_default());
+                self.answer(reply, message::error_response(id.as_deref(), code::METHOD_NOT_FOUND, &text));
+            }
+        }
     }
 
     /// `server/discover`: the server's own answer when it speaks 2026-07-28; otherwise

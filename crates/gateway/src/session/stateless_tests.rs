@@ -20,9 +20,20 @@ fn request(method: &str, mut params: Value) -> String {
 }
 
 async fn post(gw: &TestGateway, token: &str, method: &str, name: Option<&str>, body: &str) -> (u16, Value) {
+    post_to(gw, "/mcp/up", token, method, name, body).await
+}
+
+async fn post_to(
+    gw: &TestGateway,
+    path: &str,
+    token: &str,
+    method: &str,
+    name: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
     let mut req = gw
         .client()
-        .post(format!("{}/mcp/up", gw.base))
+        .post(format!("{}{path}", gw.base))
         .bearer_auth(token)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
@@ -208,4 +219,42 @@ async fn a_servers_input_requests_are_decided_recorded_and_labelled_as_its_reque
     assert_eq!(refused["id"], 9, "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("refused"), "{refused}");
     assert!(refused.get("result").is_none(), "nothing the server asked reaches the client: {refused}");
+}
+
+#[tokio::test]
+async fn the_aggregate_endpoint_serves_stateless_requests_decided_and_recorded_as_a_servers_own_does() {
+    let up = Upstream::start().await;
+    let gw = gateway_with(&up).await;
+    let ask = |method: &'static str, params: Value| request(method, params);
+    let (status, found) =
+        post_to(&gw, "/mcp", &gw.token, "server/discover", None, &ask("server/discover", json!({}))).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["result"]["supportedVersions"], json!(["2026-07-28"]), "{found}");
+    assert_eq!(found["result"]["_meta"][modern::META_SERVER_INFO]["name"], "countersign", "{found}");
+    assert!(up.messages("initialize").is_empty(), "discover on /mcp starts no server");
+
+    let (status, listed) = post_to(&gw, "/mcp", &gw.token, "tools/list", None, &ask("tools/list", json!({}))).await;
+    assert_eq!(status, 200, "{listed}");
+    let names: Vec<&str> =
+        listed["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(names.contains(&"up__echo"), "namespaced as in a session: {names:?}");
+    let result = &listed["result"];
+    assert_eq!(
+        (&result["resultType"], &result["cacheScope"], &result["ttlMs"]),
+        (&json!("complete"), &json!("private"), &json!(0))
+    );
+
+    let body = ask("tools/call", json!({"name": "up__echo", "arguments": {"text": "hi"}}));
+    let (status, answer) = post_to(&gw, "/mcp", &gw.token, "tools/call", Some("up__echo"), &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "echo:hi", "{answer}");
+    let sent = up.wait_for("tools/call", |_| true).await;
+    assert_eq!(sent["params"]["name"], "echo", "the server gets its own name for the tool");
+    let record = record_of(&gw, "echo").await;
+    assert_eq!((&record["decision"], &record["session"]), (&json!("allow"), &json!("stateless")), "{record}");
+
+    let (status, refused) =
+        post_to(&gw, "/mcp", &gw.token, "subscriptions/listen", None, &ask("subscriptions/listen", json!({}))).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("/mcp/<server>"), "{refused}");
 }
