@@ -184,8 +184,9 @@ async def test_marked_arguments_reach_a_2026_server_in_their_headers_and_disagre
         make_gateway, direct_2026):
     """SEP-2243: the fixture's `deploy` marks `region` and `replicas` with `x-mcp-header`,
     and its SDK refuses a call whose `Mcp-Param-*` headers are missing or disagree with
-    the body. Through the gateway a 2026-07-28 client's call arrives with the headers
-    written from the body that was decided on; a request whose headers disagree with its
+    the body. Through the gateway (on `/mcp/conf` and on the aggregate `/mcp`) a
+    2026-07-28 client's call arrives with the headers written from the body that was
+    decided on; a request whose headers disagree with its
     body is refused by the gateway itself (400, -32020, the header named), before any
     decision, so it is neither recorded nor sent on."""
     upstream = direct_2026.replace("localhost", "127.0.0.1")
@@ -195,6 +196,13 @@ async def test_marked_arguments_reach_a_2026_server_in_their_headers_and_disagre
         await client.list_tools()
         result = await client.call_tool("deploy", {"region": "eu-west1", "replicas": 3})
         assert not result.is_error and text_of(result) == "deployed 3 to eu-west1", result
+
+    # And on the aggregate `/mcp`, by its namespaced name.
+    async with connect(gw, "http", None, mode="auto") as client:
+        assert client.protocol_version == "2026-07-28"
+        assert "conf__deploy" in {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool("conf__deploy", {"region": "eu-north1", "replicas": 1})
+        assert not result.is_error and text_of(result) == "deployed 1 to eu-north1", result
 
     for sent, named in [({"Mcp-Param-Region": "us-east1", "Mcp-Param-Replicas": "2"}, "Mcp-Param-Region"),
                         ({"Mcp-Param-Region": "ap-south1"}, "Mcp-Param-Replicas"),
@@ -213,10 +221,10 @@ async def test_marked_arguments_reach_a_2026_server_in_their_headers_and_disagre
 
     def deploys():
         found = [r for r in gw.audit() if r["tool"] == "deploy"]
-        return found if sum(1 for r in found if r["outcome"]) >= 2 else None
+        return found if sum(1 for r in found if r["outcome"]) >= 3 else None
 
-    records = wait_for(deploys, what="the two allowed calls' records")
-    assert len(records) == 2 and all(r["outcome"] == "ok" for r in records), records
+    records = wait_for(deploys, what="the three allowed calls' records")
+    assert len(records) == 3 and all(r["outcome"] == "ok" for r in records), records
 
 
 @pytest.fixture
