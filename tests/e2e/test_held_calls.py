@@ -32,10 +32,10 @@ class TsClient:
     """The TypeScript SDK client in its own process; its JSON lines read on a thread."""
 
     def __init__(self, gw, path: Path, content: str, timeout_ms: int, reset: bool, progress: bool,
-                 mode: str = "call"):
+                 mode: str = "call", server: str | None = "fs", tool: str = "write_file"):
         args = json.dumps({"path": str(path), "content": content})
         self.proc = subprocess.Popen(
-            [str(NODE), str(TS_CLIENT), gw.url("fs"), gw.token, "write_file", args, str(timeout_ms),
+            [str(NODE), str(TS_CLIENT), gw.url(server), gw.token, tool, args, str(timeout_ms),
              "1" if reset else "0", "1" if progress else "0", mode],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.events: queue.Queue = queue.Queue()
@@ -136,15 +136,18 @@ def test_ts_sdk_with_progress_reset_is_held_past_its_limit_and_gets_the_result(m
         client.close()
 
 
-def test_a_tasks_capable_client_polls_a_held_call_as_a_task_past_its_limit(make_gateway, files):
-    """The TypeScript SDK's task client (tasks capability declared): the held call runs as
-    the gateway's task, is polled while it waits for a person well past the client's
-    request limit and the pending point, and its result arrives as the task's."""
+@pytest.mark.parametrize("server,tool", [("fs", "write_file"), (None, "fs__write_file")])
+def test_a_tasks_capable_client_polls_a_held_call_as_a_task_past_its_limit(make_gateway, files, server, tool):
+    """The TypeScript SDK's task client (tasks capability declared), on `/mcp/fs` and on
+    the aggregate `/mcp`: the held call runs as the gateway's task, is polled while it
+    waits for a person well past the client's request limit and the pending point, and
+    its result arrives as the task's."""
     gw = make_gateway({"fs": fs_server(files)}, policy=ASK_WRITES,
                       gateway={"approval_timeout_secs": 120, "approval_pending_after_secs": 2})
     target = files / "task.txt"
     limit_ms = 4000
-    client = TsClient(gw, target, "from a task", timeout_ms=limit_ms, reset=False, progress=False, mode="task")
+    client = TsClient(gw, target, "from a task", timeout_ms=limit_ms, reset=False, progress=False, mode="task",
+                      server=server, tool=tool)
     try:
         connected = client.next({"connected"}, 30)
         assert connected["tasks"]["requests"]["tools"]["call"] == {}, connected

@@ -84,7 +84,7 @@ impl Session {
             "Countersign gateway for: {}. Names are `server__name`.",
             if servers.is_empty() { "no servers".to_string() } else { servers.join(", ") }
         );
-        let result = json!({
+        let mut result = json!({
             "protocolVersion": version,
             "capabilities": {
                 "tools": {"listChanged": true},
@@ -96,6 +96,8 @@ impl Session {
             "serverInfo": {"name": "countersign", "version": env!("CARGO_PKG_VERSION")},
             "instructions": instructions,
         });
+        // A client that runs tool calls as tasks gets them run by the gateway here too.
+        self.offer_tasks(&mut self.state(), &mut result);
         message::result_response(id, &result)
     }
 
@@ -110,7 +112,13 @@ impl Session {
                     return self.answer(reply, refuse(&text));
                 }
                 let items = self.list_all(listing).await;
-                let text = message::result_with_raw_member(id.as_deref(), listing.key(), &items);
+                let mut text = message::result_with_raw_member(id.as_deref(), listing.key(), &items);
+                if listing.method() == "tools/list" && self.offers_tasks() {
+                    if let Ok(mut result) = serde_json::from_str::<Value>(&text) {
+                        Session::tools_as_tasks(&mut result["result"]);
+                        text = result.to_string();
+                    }
+                }
                 let text = match (self.stateless, Envelope::parse(&text)) {
                     (true, Ok(mut env)) => {
                         super::stateless::without_cache_hints(listing.method(), &mut env);

@@ -53,7 +53,7 @@ impl Session {
             AnswerTo::Line(line) => (ClientTx::Line(line), Answer::OnLine),
         };
         let mut reply = Reply::Client { tx, _in_flight: claim.and_then(|(_, c)| c) };
-        if let (Route::Single(_), Operation::Task(method)) = (&self.route, op) {
+        if let Operation::Task(method) = op {
             match self.answer_task_request(method, &env, reply) {
                 Ok(()) => return answer,
                 Err(not_ours) => reply = not_ours,
@@ -65,9 +65,7 @@ impl Session {
                 self.answer(reply, message::result_response(id.as_deref(), &serde_json::json!({})));
             }
             // Decided inline; only a call that waits for a person runs on its own task.
-            (Route::Single(_), Operation::CallTool) if self.wants_task(&env) => {
-                self.clone().call_tool_as_task(env, reply).await
-            }
+            (_, Operation::CallTool) if self.wants_task(&env) => self.clone().call_tool_as_task(env, reply).await,
             (_, Operation::CallTool) => self.clone().call_tool(env, reply).await,
             (Route::Single(server), _) => {
                 let server = server.clone();

@@ -1,7 +1,8 @@
 //! Tool calls the gateway runs as tasks (MCP 2025-11-25), so a call held for a person can
 //! wait as long as its prompt stays up instead of racing the client's request limit. A
-//! session's client that declares the `tasks` capability, on `/mcp/<server>` whose server
-//! does not run tool calls as tasks itself, is told the gateway does
+//! session's client that declares the `tasks` capability, on the aggregate `/mcp` or on
+//! `/mcp/<server>` whose server does not run tool calls as tasks itself, is told the
+//! gateway does
 //! (`capabilities.tasks.requests.tools.call`, each listed tool `taskSupport: optional`).
 //! A task-augmented `tools/call` is then answered at once with its task (`working`), goes
 //! through the same decision, approval, record and forwarding as any call, and its answer
@@ -115,8 +116,9 @@ impl Session {
         self.state().tasks_offered()
     }
 
-    /// On a `/mcp/<server>` session's `initialize` answer: offers tasks when the client
-    /// declared the capability and the server does not run tool calls as tasks itself.
+    /// On a session's `initialize` answer (the server's on `/mcp/<server>`, the gateway's
+    /// on `/mcp`): offers tasks when the client declared the capability and the server
+    /// does not run tool calls as tasks itself.
     pub(crate) fn offer_tasks(&self, st: &mut super::State, result: &mut Value) -> bool {
         let client_has = st.init_params.as_ref().and_then(|p| p.pointer("/capabilities/tasks")).is_some();
         let server_has = result.pointer("/capabilities/tasks/requests/tools/call").is_some();
