@@ -163,6 +163,29 @@ def test_adv_02_a_tool_never_listed_is_refused_without_a_prompt(make_gateway, tm
     assert barrier(rpc, calls) == ["noop"]
 
 
+def test_adv_02_a_tool_whose_header_marks_break_the_rules_is_never_shown_or_called(make_gateway, tmp_path):
+    """MCP 2026-07-28 (SEP-2243): a client leaves out a tool whose `x-mcp-header` marks
+    break the rules. A hostile server's marks that would put CR/LF into a header name, or
+    sit on a number: the tool is in no listing through the gateway, and a call of it by
+    name is refused as one of a tool never listed; the server never gets it."""
+    def marked(name: str, prop: dict) -> dict:
+        return {"name": name, "description": "d", "inputSchema": {"type": "object", "properties": {"a": prop}}}
+
+    bad = [marked("inject", {"type": "string", "x-mcp-header": "Region\r\nX-Evil: 1"}),
+           marked("ratio", {"type": "number", "x-mcp-header": "Ratio"})]
+    good = marked("region", {"type": "string", "x-mcp-header": "Region"})
+    server, _, calls = hostile(tmp_path, [[tool("noop"), *bad, good]])
+    gw = make_gateway({"h": server}, policy={"allow": ["mcp__h__*"]}, gateway={"approval_timeout_secs": 60})
+    rpc = Rpc(gw, "/mcp/h")
+    assert list_names(rpc) == ["noop", "region"]
+    assert "h__inject" not in list_names(Rpc(gw, "/mcp"))
+    for name in ("inject", "ratio"):
+        failed, text = call(rpc, name, {"a": "x"})
+        assert failed and "not a tool server `h` listed" in text, text
+    assert gw.status()["approvals"] == []
+    assert barrier(rpc, calls) == ["noop"]
+
+
 # ---- 3. paths as the server reads them -------------------------------------------------
 
 async def test_adv_03_a_denied_folder_is_denied_by_every_spelling_of_its_paths(make_gateway, tmp_path):

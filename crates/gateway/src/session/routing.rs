@@ -590,7 +590,29 @@ impl Session {
 
     fn review_listing_afresh(&self, st: &mut super::State, server: &str, result: &str) -> Option<Value> {
         let mut result: Value = serde_json::from_str(result).ok()?;
-        let tools = result.get("tools").and_then(Value::as_array)?.clone();
+        // A tool whose `x-mcp-header` marks break the rules is left out, as the revision
+        // asks of a client (MCP 2026-07-28, SEP-2243): never shown, never learned, so a
+        // call of it is refused as one of a tool never listed.
+        let tools: Vec<Value> = result
+            .get("tools")
+            .and_then(Value::as_array)?
+            .iter()
+            .filter(|t| {
+                match crate::param_headers::ParamHeaders::of_schema(t.get("inputSchema").unwrap_or(&Value::Null)) {
+                    Ok(_) => true,
+                    Err(why) => {
+                        let tool = t.get("name").and_then(Value::as_str).unwrap_or_default();
+                        tracing::warn!(
+                            server,
+                            tool,
+                            "tool left out of the listing, its x-mcp-header marks break the rules: {why}"
+                        );
+                        false
+                    }
+                }
+            })
+            .cloned()
+            .collect();
         st.classes.remove(server);
         let learned = st.tools.entry(server.to_string()).or_default();
         for def in tools.iter().filter_map(ToolDef::from_json) {
