@@ -391,8 +391,17 @@ impl Session {
     /// records are committed; one the policy refuses refuses the whole answer.
     pub(super) fn stateless_settle(&self, server: &str, pending: super::Pending, mut env: Envelope) {
         self.stateless_answer(server, &pending.method, pending.client_id.as_deref(), &mut env);
-        let Some(mut result) = env.get("result").and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) else {
-            return self.settle(pending, env);
+        let Some(raw) = env.get("result") else { return self.settle(pending, env) };
+        // A result the gateway cannot read (nested past its parser's depth, a number no
+        // double holds) could be asking for input the policy never saw: not relayed.
+        let Ok(mut result) = serde_json::from_str::<Value>(raw.get()) else {
+            tracing::warn!(server, "a server's answer could not be read; refused");
+            let why = format!("server `{server}` sent an answer Countersign cannot read; it was not relayed");
+            let error = message::error_response(env.id(), code::UPSTREAM_ERROR, &why);
+            return match Envelope::parse(&error) {
+                Ok(error) => self.settle(pending, error),
+                Err(_) => drop(pending),
+            };
         };
         let asks = match result.get("inputRequests") {
             Some(Value::Object(asks)) if result.get("resultType") == Some(&json!("input_required")) => asks.clone(),
