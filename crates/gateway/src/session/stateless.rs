@@ -426,7 +426,10 @@ impl Session {
             let Some(params) = ask.get("params").filter(|p| p.is_object()) else { continue };
             let shown = json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params});
             if let Ok(mut shown) = Envelope::parse(&shown.to_string()) {
-                server_requests::attribute(&mut shown, kind, server);
+                if !server_requests::attribute(&mut shown, kind, server) {
+                    let why = "its params cannot be read, so it cannot be marked with who asks";
+                    return self.refuse_input(server, pending, &method, "unreadable", why);
+                }
                 if let (Ok(params), Some(slot)) = (shown.params(), result["inputRequests"].get_mut(&key)) {
                     slot["params"] = params;
                 }
