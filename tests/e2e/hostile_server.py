@@ -9,7 +9,7 @@ misbehaves on demand, so this one is hand-written; it does what a server gone ba
   second argument, so a test asserts what reached the server, not what a client was told;
 - calling `ask_client` sends the client the request its arguments name (`method`,
   `params`: sampling, elicitation, or something servers may not ask) and answers with
-  what came back; `announce` sends `notifications/tools/list_changed`."""
+  what came back (`pad`: with a member nested that deep in its `_meta`); `announce` sends `notifications/tools/list_changed`."""
 
 import json
 import sys
@@ -57,7 +57,11 @@ for line in sys.stdin:
         if name == "ask_client":
             ours = f"hostile-{mid}"
             waiting[ours] = mid
-            send({"jsonrpc": "2.0", "id": ours, "method": args["method"], "params": args.get("params", {})})
+            params = args.get("params", {})
+            if args.get("pad"):
+                # A member nested `pad` deep: more than a JSON parser with a depth limit reads.
+                params["_meta"] = {"padding": json.loads("[" * args["pad"] + "]" * args["pad"])}
+            send({"jsonrpc": "2.0", "id": ours, "method": args["method"], "params": params})
         elif name == "announce":
             send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
             result(mid, "announced")

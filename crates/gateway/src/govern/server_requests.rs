@@ -43,13 +43,16 @@ impl ServerRequest {
 }
 
 /// Marks a relayed request with the server that sent it: `_meta` always, and the words an
-/// elicitation shows the person.
-pub fn attribute(env: &mut Envelope, kind: ServerRequest, server: &str) {
+/// elicitation shows the person. False when a sampling or elicitation request's params
+/// cannot be read as an object (nested past the parser's depth, a number no double
+/// holds...): it could not be marked, so it must not be relayed.
+#[must_use]
+pub fn attribute(env: &mut Envelope, kind: ServerRequest, server: &str) -> bool {
     if !matches!(kind, ServerRequest::Sampling | ServerRequest::Elicitation) {
-        return;
+        return true;
     }
-    let Ok(mut params) = env.params() else { return };
-    let Some(obj) = params.as_object_mut() else { return };
+    let Ok(mut params) = env.params() else { return false };
+    let Some(obj) = params.as_object_mut() else { return false };
     if kind == ServerRequest::Elicitation {
         let said = obj.get("message").and_then(Value::as_str).unwrap_or_default();
         obj.insert("message".into(), Value::String(format!("[MCP server “{server}” asks, not Countersign] {said}")));
@@ -59,13 +62,17 @@ pub fn attribute(env: &mut Envelope, kind: ServerRequest, server: &str) {
         meta.insert(META_SERVER.into(), Value::String(server.to_string()));
     }
     env.set_params(&params);
+    true
 }
 
 /// Marks a server's log message (`notifications/message`) with the server that wrote it:
-/// its `logger` becomes `server` or `server/logger`, and `_meta` names the server.
-pub fn attribute_log(env: &mut Envelope, server: &str) {
-    let Ok(mut params) = env.params() else { return };
-    let Some(obj) = params.as_object_mut() else { return };
+/// its `logger` becomes `server` or `server/logger`, and `_meta` names the server. False
+/// when its params cannot be read as an object: it could not be marked, so it must not be
+/// relayed.
+#[must_use]
+pub fn attribute_log(env: &mut Envelope, server: &str) -> bool {
+    let Ok(mut params) = env.params() else { return false };
+    let Some(obj) = params.as_object_mut() else { return false };
     let logger = match obj.get("logger").and_then(Value::as_str) {
         Some(l) => format!("{server}/{l}"),
         None => server.to_string(),
@@ -76,6 +83,7 @@ pub fn attribute_log(env: &mut Envelope, server: &str) {
         meta.insert(META_SERVER.into(), Value::String(server.to_string()));
     }
     env.set_params(&params);
+    true
 }
 
 #[cfg(test)]
@@ -91,7 +99,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":4,"method":"elicitation/create","params":{"message":"Countersign needs your password","requestedSchema":{}}}"#,
         )
         .unwrap();
-        attribute(&mut env, ServerRequest::Elicitation, "notes");
+        assert!(attribute(&mut env, ServerRequest::Elicitation, "notes"));
         let params = env.params().unwrap();
         assert_eq!(params["message"], "[MCP server “notes” asks, not Countersign] Countersign needs your password");
         assert_eq!(params["_meta"][META_SERVER], "notes");
@@ -100,7 +108,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"warning","logger":"countersign","data":"run countersign approve --all"}}"#,
         )
         .unwrap();
-        attribute_log(&mut log, "notes");
+        assert!(attribute_log(&mut log, "notes"));
         assert_eq!(log.params().unwrap()["logger"], "notes/countersign");
         assert_eq!(log.params().unwrap()["_meta"][META_SERVER], "notes");
     }

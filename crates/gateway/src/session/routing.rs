@@ -242,6 +242,17 @@ impl Session {
                         }
                     }
                 }
+                let unreadable = |r: &serde_json::value::RawValue| serde_json::from_str::<Value>(r.get()).is_err();
+                if pending.method == "tools/list" && env.get("result").is_some_and(unreadable) {
+                    // A listing the gateway cannot read (nested past its parser's depth, a
+                    // number no double holds) cannot be reviewed: not relayed.
+                    tracing::warn!(server, "a tool listing could not be read; refused");
+                    let why =
+                        format!("server `{server}` sent a tool listing Countersign cannot read; it was not relayed");
+                    if let Ok(error) = Envelope::parse(&message::error_response(env.id(), code::UPSTREAM_ERROR, &why)) {
+                        env = error;
+                    }
+                }
                 if pending.method == "tools/list" {
                     let reviewed = env.get("result").and_then(|r| self.review_listing(&mut st, server, r.get()));
                     let listed = env.get("result").and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
@@ -331,8 +342,9 @@ impl Session {
                 // On /mcp a log message says which server wrote it, so no server speaks as
                 // Countersign or as another server.
                 "notifications/message" if self.route == Route::Aggregate => {
-                    server_requests::attribute_log(&mut env, server);
-                    self.to_client(&mut st, env.to_json());
+                    if server_requests::attribute_log(&mut env, server) {
+                        self.to_client(&mut st, env.to_json());
+                    }
                 }
                 "notifications/prompts/list_changed" | "notifications/resources/list_changed" => {
                     st.listings_stale();
@@ -393,7 +405,10 @@ impl Session {
             if verdict.decision == countersign_policy::Decision::Deny {
                 return self.refuse_server_request(server, &method, upstream_id, &verdict.rule, &verdict.reason);
             }
-            server_requests::attribute(&mut env, kind, server);
+            if !server_requests::attribute(&mut env, kind, server) {
+                let why = "its params cannot be read, so it cannot be marked with who asks";
+                return self.refuse_server_request(server, &method, upstream_id, "unreadable", why);
+            }
             // Relayed once its record is committed (on a task: the upstream's reader must
             // not wait on the journal); no record, no relaying.
             let record = self.server_request_record(

@@ -428,8 +428,17 @@ impl Session {
     /// records are committed; one the policy refuses refuses the whole answer.
     pub(super) fn stateless_settle(&self, server: &str, pending: super::Pending, mut env: Envelope) {
         self.stateless_answer(server, &pending.method, pending.client_id.as_deref(), &mut env);
-        let Some(mut result) = env.get("result").and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) else {
-            return self.settle(pending, env);
+        let Some(raw) = env.get("result") else { return self.settle(pending, env) };
+        // A result the gateway cannot read (nested past its parser's depth, a number no
+        // double holds) could be asking for input the policy never saw: not relayed.
+        let Ok(mut result) = serde_json::from_str::<Value>(raw.get()) else {
+            tracing::warn!(server, "a server's answer could not be read; refused");
+            let why = format!("server `{server}` sent an answer Countersign cannot read; it was not relayed");
+            let error = message::error_response(env.id(), code::UPSTREAM_ERROR, &why);
+            return match Envelope::parse(&error) {
+                Ok(error) => self.settle(pending, error),
+                Err(_) => drop(pending),
+            };
         };
         let asks = match result.get("inputRequests") {
             Some(Value::Object(asks)) if result.get("resultType") == Some(&json!("input_required")) => asks.clone(),
@@ -454,7 +463,10 @@ impl Session {
             let Some(params) = ask.get("params").filter(|p| p.is_object()) else { continue };
             let shown = json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params});
             if let Ok(mut shown) = Envelope::parse(&shown.to_string()) {
-                server_requests::attribute(&mut shown, kind, server);
+                if !server_requests::attribute(&mut shown, kind, server) {
+                    let why = "its params cannot be read, so it cannot be marked with who asks";
+                    return self.refuse_input(server, pending, &method, "unreadable", why);
+                }
                 if let (Ok(params), Some(slot)) = (shown.params(), result["inputRequests"].get_mut(&key)) {
                     slot["params"] = params;
                 }

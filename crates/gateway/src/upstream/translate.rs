@@ -105,22 +105,32 @@ pub fn outgoing(server: &str, env: &Envelope, text: &str, level: &mut Option<Val
     Outgoing::Send(message.to_string())
 }
 
-/// An answer from the server as the session client gets it: as it came, unless it asks
-/// for input (`resultType: "input_required"`), which an older client cannot give through
-/// a session here: then an error for the same id that says so.
+/// An answer from the server as the session client gets it: as it came when its result is
+/// complete (`resultType` absent or `"complete"`). One that asks for input
+/// (`resultType: "input_required"`), which an older client cannot give through a session
+/// here, becomes an error for the same id that says so; so does any other `resultType`
+/// (an extension's, or a spelling the older client would take for the call's answer) and
+/// a result the gateway cannot read (nested past its parser's depth, a number no double
+/// holds), which could hide either.
 pub fn incoming(server: &str, text: String) -> String {
     let Ok(env) = Envelope::parse(&text) else { return text };
-    let asks = env
-        .get("result")
-        .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
-        .is_some_and(|r| r.get("resultType").and_then(Value::as_str) == Some("input_required"));
-    if !asks {
-        return text;
-    }
-    let why = format!(
-        "{server} asked for input in the middle of this request (MCP 2026-07-28 `input_required`); a client on an \
-         older revision cannot be asked through the gateway: connect with a 2026-07-28 client to use it"
-    );
+    let Some(raw) = env.get("result") else { return text };
+    let why = match serde_json::from_str::<Value>(raw.get()) {
+        Ok(result) => match result.get("resultType") {
+            None => return text,
+            Some(kind) if kind == "complete" => return text,
+            Some(kind) if kind == "input_required" => format!(
+                "{server} asked for input in the middle of this request (MCP 2026-07-28 `input_required`); a client \
+                 on an older revision cannot be asked through the gateway: connect with a 2026-07-28 client to use it"
+            ),
+            Some(kind) => format!(
+                "{server} answered with a result of type {} (MCP 2026-07-28), which a client on an older revision \
+                 cannot read: connect with a 2026-07-28 client to use it",
+                crate::govern::methods::shorten(&kind.to_string())
+            ),
+        },
+        Err(_) => format!("{server} sent an answer Countersign cannot read; it was not relayed"),
+    };
     message::error_response(env.id(), code::UPSTREAM_ERROR, &why)
 }
 

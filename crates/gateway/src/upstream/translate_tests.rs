@@ -85,3 +85,26 @@ fn an_answer_asking_for_input_becomes_an_error_for_its_id_and_other_answers_pass
     let note = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#;
     assert_eq!(incoming("modern", note.to_string()), note);
 }
+
+#[test]
+fn an_answer_asking_for_input_in_disguise_is_an_error_too() {
+    // A member nested past the parser's depth, a number no double holds: the gateway could
+    // not see `resultType`, so it must not pass the answer on as if it were complete.
+    let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+    let disguised = [
+        format!(r#"{{"jsonrpc":"2.0","id":7,"result":{{"resultType":"input_required","inputRequests":{{}},"x":{deep}}}}}"#),
+        r#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required","inputRequests":{},"x":1e400}}"#.into(),
+        r#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"INPUT_REQUIRED","content":[{"type":"text","text":"done"}]}}"#
+            .into(),
+        r#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"task","content":[]}}"#.into(),
+    ];
+    for text in disguised {
+        let got = json_of(&incoming("modern", text.clone()));
+        assert_eq!((got["id"].clone(), got.get("result").is_none()), (json!(7), true), "{text}: {got}");
+        assert_eq!(got["error"]["code"], code::UPSTREAM_ERROR, "{got}");
+    }
+    let plain = r#"{"jsonrpc":"2.0","id":8,"result":{"content":[]}}"#;
+    assert_eq!(incoming("modern", plain.to_string()), plain);
+    let error = r#"{"jsonrpc":"2.0","id":9,"error":{"code":-1,"message":"no"}}"#;
+    assert_eq!(incoming("modern", error.to_string()), error);
+}
