@@ -70,6 +70,44 @@ impl Db {
     }
 }
 
+/// For tests: a fresh PostgreSQL database of the test's own (`label` and the process id
+/// name it), migrated, on the server `COUNTERSIGN_TEST_POSTGRES` names (a role that may
+/// create databases). `None`, saying so, when that is not set: the PostgreSQL run of the
+/// test is skipped. [`TestDatabase::drop_database`] removes it at the end.
+#[cfg(test)]
+pub(crate) async fn fresh_postgres(label: &str) -> Option<TestDatabase> {
+    let Ok(admin) = std::env::var("COUNTERSIGN_TEST_POSTGRES") else {
+        eprintln!("COUNTERSIGN_TEST_POSTGRES is not set: the PostgreSQL run is skipped");
+        return None;
+    };
+    let name = format!("countersign_{label}_{}", std::process::id());
+    sqlx::any::install_default_drivers();
+    let admin_pool = sqlx::AnyPool::connect(&admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin_pool).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin_pool).await.unwrap();
+    let url = format!("{}/{name}", &admin[..admin.rfind('/').unwrap()]);
+    let db = Db::connect(&url).await.unwrap();
+    Some(TestDatabase { db, admin_pool, name })
+}
+
+/// A test's own PostgreSQL database ([`fresh_postgres`]).
+#[cfg(test)]
+pub(crate) struct TestDatabase {
+    pub db: Db,
+    admin_pool: sqlx::AnyPool,
+    name: String,
+}
+
+#[cfg(test)]
+impl TestDatabase {
+    pub async fn drop_database(self) {
+        self.db.pool.close().await;
+        // A backend whose client just left may still be ending: FORCE ends it (PostgreSQL 13+).
+        let drop = format!("DROP DATABASE {} WITH (FORCE)", self.name);
+        sqlx::query(&drop).execute(&self.admin_pool).await.unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -277,20 +277,10 @@ mod tests {
     /// create databases (`scripts/postgres.sh`; CI sets it). The database is dropped after.
     #[tokio::test]
     async fn grants_come_from_the_columns_and_old_reasons_only_postgres() {
-        let Ok(admin) = std::env::var("COUNTERSIGN_TEST_POSTGRES") else {
-            eprintln!("COUNTERSIGN_TEST_POSTGRES is not set: the PostgreSQL run is skipped");
-            return;
-        };
-        let name = format!("countersign_entitlements_{}", std::process::id());
-        sqlx::any::install_default_drivers();
-        let admin_db = sqlx::AnyPool::connect(&admin).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin_db).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin_db).await.unwrap();
-        let url = format!("{}/{name}", &admin[..admin.rfind('/').unwrap()]);
-        let db = Db::connect(&url).await.unwrap();
-        grants_come_from_the_columns_and_old_reasons_only(&db).await;
-        db.pool.close().await;
-        sqlx::query(&format!("DROP DATABASE {name}")).execute(&admin_db).await.unwrap();
+        let Some(test_db) = crate::db::fresh_postgres("entitlements").await else { return };
+        let db = &test_db.db;
+        grants_come_from_the_columns_and_old_reasons_only(db).await;
+        test_db.drop_database().await;
     }
 
     #[test]

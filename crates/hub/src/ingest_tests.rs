@@ -182,19 +182,9 @@ async fn trace_ids_are_stored_and_returned_sqlite() {
 /// databases (`scripts/postgres.sh`). The database is dropped after.
 #[tokio::test]
 async fn trace_ids_are_stored_and_returned_postgres() {
-    let Ok(admin) = std::env::var("COUNTERSIGN_TEST_POSTGRES") else {
-        eprintln!("COUNTERSIGN_TEST_POSTGRES is not set: the PostgreSQL run is skipped");
-        return;
-    };
-    let name = format!("countersign_ingest_trace_{}", std::process::id());
-    sqlx::any::install_default_drivers();
-    let admin_db = sqlx::AnyPool::connect(&admin).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin_db).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin_db).await.unwrap();
-    let url = format!("{}/{name}", &admin[..admin.rfind('/').unwrap()]);
-    let db = Db::connect(&url).await.unwrap();
-    add_device(&db).await;
-    trace_ids_are_stored_and_returned(&db).await;
-    db.pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {name}")).execute(&admin_db).await.unwrap();
+    let Some(test_db) = crate::db::fresh_postgres("ingest_trace").await else { return };
+    let db = &test_db.db;
+    add_device(db).await;
+    trace_ids_are_stored_and_returned(db).await;
+    test_db.drop_database().await;
 }
