@@ -407,7 +407,7 @@ async def test_after_install_every_command_reads_the_config_install_wrote(tmp_pa
     cursor_file.parent.mkdir(parents=True)
     cursor_file.write_text(json.dumps({"mcpServers": {
         "filesystem": {"command": str(NODE_BIN / "mcp-server-filesystem"), "args": [str(files)],
-                       "env": {"FS_API_TOKEN": "s3cret-moved-by-install-4d2e"}},
+                       "env": {"FS_READ_TOKEN": "s3cret-moved-by-install-4d2e"}},
         "remote-docs": {"url": auth.url},
     }}, indent=2) + "\n")
     gw.env["HOME"] = str(home)
@@ -417,8 +417,8 @@ async def test_after_install_every_command_reads_the_config_install_wrote(tmp_pa
 
     # `secret list`, no --config: the moved credential is used by the moved server.
     rows = {r["name"]: r for r in json.loads(gw.cli("secret", "list", "--json").stdout)}
-    assert rows["filesystem-fs_api_token"]["stored"]
-    assert rows["filesystem-fs_api_token"]["used_by"] == ["servers.filesystem.env.FS_API_TOKEN"]
+    assert rows["filesystem-fs_read_token"]["stored"]
+    assert rows["filesystem-fs_read_token"]["used_by"] == ["servers.filesystem.env.FS_READ_TOKEN"]
 
     # The printed hint, run as printed, signs in to the remote server install moved.
     hint = re.search(r"run `(countersign auth login [^`]+)`", out)
@@ -449,3 +449,4 @@ async def test_after_install_every_command_reads_the_config_install_wrote(tmp_pa
         if proc.poll() is None:
             proc.kill()
         gw.cli("auth", "logout", "remote-docs", check=False)
+        gw.cli("secret", "rm", "filesystem-fs_read_token", check=False)

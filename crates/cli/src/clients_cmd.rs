@@ -123,12 +123,14 @@ pub async fn run(home: &Home, command: ClientsCommand) -> Result<i32> {
             let policy = policy(home, config)?;
             let lookup = |var: &str| std::env::var(var).ok();
             let outcomes = client_routing::install(home, config, &env, &policy, &options, &lookup).await?;
+            crate::control::take_up_config(home, config).await;
             report(&outcomes, json, "routed through Countersign", &chosen)
         }
         ClientsCommand::Uninstall { clients, config, json } => {
             let clients = kinds(&clients)?;
             let chosen = config_path(home, config);
             let outcomes = client_routing::uninstall(home, &chosen.path, &env()?, &clients).await?;
+            crate::control::take_up_config(home, &chosen.path).await;
             report(&outcomes, json, "direct again", &chosen)
         }
     }

@@ -167,6 +167,21 @@ pub async fn reload(home: &Home) -> Result<i32> {
     Ok(0)
 }
 
+/// After a command wrote `config` (a client routed, a secret moved): the gateway running
+/// on this data folder, if it reads that file, takes it up now, so the entry a client was
+/// just given works on its first connection. The gateway also watches the file and would
+/// take it up a moment later; a failure here only says so.
+pub async fn take_up_config(home: &Home, config: &std::path::Path) {
+    let Some(running) = home.read_runtime() else { return };
+    let same = |a: &std::path::Path| a == config || std::fs::canonicalize(a).ok() == std::fs::canonicalize(config).ok();
+    if !running.config.as_deref().is_some_and(same) {
+        return;
+    }
+    if let Err(e) = control(home, Method::POST, "/_countersign/policy/reload", None).await {
+        eprintln!("note: the running gateway was not asked to read the config now ({e}); it takes it up when it sees the file change");
+    }
+}
+
 pub async fn pins(home: &Home, json: bool) -> Result<i32> {
     let status = control(home, Method::GET, "/_countersign/status", None).await?;
     let blocked = status["blocked_tools"].as_array().cloned().unwrap_or_default();

@@ -139,6 +139,9 @@ pub async fn import(home: &Home, config: Option<PathBuf>, yes: bool) -> Result<i
         std::io::stdin().lock().read_line(&mut answer).is_ok() && answer.trim().eq_ignore_ascii_case("y")
     };
     let moved = secret_import::import(&path, ask).await?;
+    if !moved.is_empty() {
+        crate::control::take_up_config(home, &path).await;
+    }
     for f in &moved {
         match &f.instead_of {
             None => println!("moved {} into the keychain as `{}`", f.field(), f.name),
