@@ -36,9 +36,17 @@ class Hub:
             admin = os.environ.get("COUNTERSIGN_TEST_POSTGRES")
             assert admin, "COUNTERSIGN_TEST_POSTGRES names a PostgreSQL role that may create databases (make test sets it)"
             self.env["COUNTERSIGN_HUB_DATABASE"] = create_database(admin)
-        made = subprocess.run([str(HUB_BIN), "admin-token", "create"], capture_output=True, text=True, check=True)
+        # Staff reach the hub with an API token of a role (here admin), made on the hub's
+        # host; the break-glass token is made too but only a hub started with
+        # `break_glass=True` takes it (every use of it is an alert).
+        made = subprocess.run([str(HUB_BIN), "api-token", "create", "--role", "admin", "--name", "pytest"],
+                              env=self.env, capture_output=True, text=True, check=True)
         self.admin = made.stdout.strip()
-        self.digest = made.stderr.split()[-1]
+        assert re.fullmatch(r"csk_[0-9a-f]{64}", self.admin), "the token alone on stdout"
+        glass = subprocess.run([str(HUB_BIN), "admin-token", "create"], capture_output=True, text=True, check=True)
+        self.glass = glass.stdout.strip()
+        self.digest = glass.stderr.split()[-1]
+        self.break_glass = False
         self.port: int | None = None  # the first start binds port 0; restarts keep the port
         self.proc = None
 
@@ -51,8 +59,9 @@ class Hub:
         log_path = self.tmp / "hub.log"
         self.log = open(log_path, "ab")
         seen = log_path.stat().st_size
-        self.proc = subprocess.Popen([str(HUB_BIN), "serve", "--listen", f"127.0.0.1:{self.port or 0}",
-                                      "--admin-token-sha256", self.digest], env=self.env,
+        glass = ["--admin-token-sha256", self.digest] if self.break_glass else []
+        self.proc = subprocess.Popen([str(HUB_BIN), "serve", "--listen", f"127.0.0.1:{self.port or 0}", *glass],
+                                     env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
         def listens():

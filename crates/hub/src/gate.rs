@@ -10,6 +10,7 @@
 
 use crate::callers;
 use crate::reply::error;
+use crate::roles::Permission;
 use crate::state::Hub;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -38,8 +39,8 @@ pub const UNGATED_CAP: usize = 16 * 1024;
 pub enum Caller {
     /// An enrolled device, by the credential enrollment gave it.
     Device,
-    /// An administrator, by the admin bearer token.
-    Admin,
+    /// A member of staff whose role permits this (an API token, or the break-glass token).
+    Staff(Permission),
     /// Anyone: enrollment, whose credential is the body itself.
     Enrolling,
 }
@@ -64,11 +65,17 @@ pub fn gated(route: MethodRouter<Arc<Hub>>, hub: &Arc<Hub>, gate: Gate) -> Metho
 
 /// Checks the caller from the headers alone, refuses a body declared larger than the cap,
 /// and bounds the raw body at the cap (a gzip body larger than what it may inflate to has
-/// no business here).
-async fn authenticate(State((hub, gate)): State<(Arc<Hub>, Gate)>, req: Request, next: Next) -> Response {
+/// no business here). A member of staff goes to the handler as a [`callers::Staff`]
+/// request extension.
+async fn authenticate(State((hub, gate)): State<(Arc<Hub>, Gate)>, mut req: Request, next: Next) -> Response {
     let allowed = match gate.caller {
         Caller::Device => callers::device(&hub, req.headers()).await.map(drop),
-        Caller::Admin => callers::admin_refusal(&hub, req.headers()).map_or(Ok(()), Err),
+        Caller::Staff(permission) => {
+            let what = format!("{} {}", req.method(), gate.route);
+            callers::staff(&hub, req.headers(), permission, &what).await.map(|staff| {
+                req.extensions_mut().insert(staff);
+            })
+        }
         Caller::Enrolling => Ok(()),
     };
     if let Err(refused) = allowed {
@@ -157,7 +164,7 @@ mod tests {
                 let polled = Arc::new(AtomicBool::new(false));
                 let mut req = axum::http::Request::builder()
                     .method(Method::from_bytes(method.as_bytes()).unwrap())
-                    .uri(*path)
+                    .uri(path.replace("{id}", "some-id"))
                     .header("content-encoding", "gzip");
                 if let Some(a) = auth {
                     req = req.header("authorization", a);

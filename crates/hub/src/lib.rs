@@ -2,6 +2,8 @@
 //!
 //! - [`db`]: SQLite by default, PostgreSQL for production, one schema (sqlx `Any`).
 //! - [`auth`]: enrollment tokens, device credentials, the admin token (digests only).
+//! - [`roles`]: the staff roles and what each permits; [`api_tokens`]: tokens with a role,
+//!   an expiry and a revocation, for automation; [`token_routes`]: their HTTP API.
 //! - [`ingest`]: batches stored once by record id, each device's chain followed, gaps
 //!   and broken hashes flagged as alerts.
 //! - [`entitlements`]: who used which servers and tools, and which grants they hold.
@@ -12,12 +14,13 @@
 //! - [`routes`]: the HTTP API; [`openapi`]: its OpenAPI document; [`gate`]: in front of
 //!   every route that takes a body, the credential checked before the body is read, and
 //!   the body capped after decompression. Both use [`state`] (what they share),
-//!   [`callers`] (the device or admin a request comes from, by its headers) and
+//!   [`callers`] (the device or member of staff a request comes from, by its headers) and
 //!   [`reply`] (error answers).
 //!
-//! The hub never stores a device credential, enrollment token or admin token in plain
-//! text, and never logs one.
+//! The hub never stores a device credential, enrollment token, API token or admin token
+//! in plain text, and never logs one.
 
+pub mod api_tokens;
 pub mod auth;
 pub mod callers;
 pub mod csv_export;
@@ -29,6 +32,8 @@ pub mod openapi;
 pub mod publish;
 pub mod query;
 pub mod reply;
+pub mod roles;
 pub mod routes;
 pub mod siem;
 pub mod state;
+pub mod token_routes;

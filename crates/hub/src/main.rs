@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use countersign_hub::publish::SigningKey;
-use countersign_hub::{auth, db::Db, routes};
+use countersign_hub::{api_tokens, auth, db::Db, routes};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +31,9 @@ enum Command {
         db: DbArgs,
         #[arg(long, default_value = "127.0.0.1:47900")]
         listen: SocketAddr,
-        /// SHA-256 (hex) of the admin bearer token; `admin-token create` makes one.
+        /// SHA-256 (hex) of the break-glass admin token (`admin-token create` makes one):
+        /// off unless given, every use raises an alert. Day-to-day access uses API tokens
+        /// with a role (`api-token create`).
         #[arg(long, env = "COUNTERSIGN_HUB_ADMIN_TOKEN_SHA256")]
         admin_token_sha256: Option<String>,
         /// The minisign secret key policy bundles are signed with (`countersign policy
@@ -61,10 +63,46 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// The admin bearer token.
+    /// The break-glass admin token (off unless the hub is started with its digest).
     AdminToken {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// API tokens for staff and automation, each with one role.
+    ApiToken {
+        #[command(subcommand)]
+        command: ApiTokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiTokenCommand {
+    /// Print a new API token (alone on stdout).
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        /// viewer, auditor, approver, policy-admin or admin.
+        #[arg(long)]
+        role: countersign_hub::roles::Role,
+        /// How long it stays valid (`30d`, `12h`); without it, until revoked.
+        #[arg(long, value_parser = api_tokens::parse_lifetime)]
+        expires: Option<std::time::Duration>,
+        /// What it is for, as listings and the admin log show it.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// List the API tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API token: it stops working on its next request.
+    Revoke {
+        #[command(flatten)]
+        db: DbArgs,
+        id: String,
     },
 }
 
@@ -143,8 +181,8 @@ async fn main() -> Result<()> {
             let siem =
                 countersign_hub::siem::Siem::start(countersign_hub::siem::SiemConfig { otlp: otlp_endpoint, hec });
             let db = open(&db).await?;
-            if admin_token_sha256.is_none() {
-                tracing::warn!("no admin token configured: the admin API refuses every request");
+            if admin_token_sha256.is_some() {
+                tracing::warn!("the break-glass admin token is configured: every use raises an alert");
             }
             let passphrase = std::env::var("COUNTERSIGN_HUB_SIGNING_KEY_PASSPHRASE").ok();
             let signing_key = signing_key.map(|p| SigningKey::load(&p, passphrase)).transpose()?;
@@ -173,7 +211,59 @@ async fn main() -> Result<()> {
         Command::AdminToken { command: AdminCommand::Create } => {
             let token = auth::new_token("csa_");
             println!("{token}");
-            eprintln!("start the hub with --admin-token-sha256 {}", auth::digest(&token));
+            eprintln!(
+                "a break-glass token (every use raises an alert): start the hub with --admin-token-sha256 {}",
+                auth::digest(&token)
+            );
+        }
+        Command::ApiToken { command } => api_token(command).await?,
+    }
+    Ok(())
+}
+
+/// Who runs the CLI on the hub's host, as the admin log names them.
+fn cli_actor() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("countersign-hub CLI (OS user {user})")
+}
+
+async fn api_token(command: ApiTokenCommand) -> Result<()> {
+    let cli = countersign_hub::callers::Staff { actor: cli_actor(), role: countersign_hub::roles::Role::Admin };
+    match command {
+        ApiTokenCommand::Create { db, role, expires, name } => {
+            let db = open(&db).await?;
+            let (made, token) = api_tokens::create(&db, role, &name, expires, &cli.actor).await?;
+            let expires = made.expires_at.as_deref().unwrap_or("never");
+            countersign_hub::callers::log_action_db(
+                &db,
+                &cli,
+                "api-token-create",
+                format!("`{}` ({}), role {role}, expires {expires}", made.name, made.id),
+            )
+            .await?;
+            println!("{token}");
+            eprintln!("API token `{}` ({}), role {role}, expires {expires}", made.name, made.id);
+        }
+        ApiTokenCommand::List { db, json } => {
+            let tokens = api_tokens::list(&open(&db).await?).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tokens)?);
+            } else {
+                for t in tokens {
+                    let state = match (&t.revoked_at, &t.expires_at) {
+                        (Some(at), _) => format!("revoked {at}"),
+                        (None, Some(at)) => format!("expires {at}"),
+                        (None, None) => "no expiry".into(),
+                    };
+                    println!("{}  {:<12}  {}  ({state}, made by {})", t.id, t.role.as_str(), t.name, t.created_by);
+                }
+            }
+        }
+        ApiTokenCommand::Revoke { db, id } => {
+            let db = open(&db).await?;
+            let Some(t) = api_tokens::revoke(&db, &id).await? else { anyhow::bail!("no API token `{id}`") };
+            countersign_hub::callers::log_action_db(&db, &cli, "api-token-revoke", id.clone()).await?;
+            eprintln!("revoked API token `{}` ({id}) at {}", t.name, t.revoked_at.unwrap_or_default());
         }
     }
     Ok(())

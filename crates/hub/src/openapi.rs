@@ -9,9 +9,19 @@ fn error_response(description: &str) -> Value {
 
 /// The document.
 pub fn document() -> Value {
-    let admin = json!([{ "adminToken": [] }]);
+    let staff = json!([{ "apiToken": [] }]);
     let device = json!([{ "deviceCredential": [] }]);
-    let unauthorized = error_response("Missing or wrong credential");
+    let unauthorized = error_response("Missing, unknown, expired or revoked credential");
+    let forbidden = error_response("The API token's role does not permit this; the message names the roles that do");
+    let roles = |r: &[&str]| json!(r);
+    let fleet = roles(&["viewer", "auditor", "approver", "policy-admin", "admin"]);
+    let auditing = roles(&["auditor", "admin"]);
+    let admin_only = roles(&["admin"]);
+    let api_token = json!({ "type": "object", "description": "An API token as the hub keeps it: never its secret",
+        "properties": { "id": { "type": "string" }, "name": { "type": "string" },
+            "role": { "type": "string", "enum": ["viewer", "auditor", "approver", "policy-admin", "admin"] },
+            "created_at": { "type": "string", "format": "date-time" }, "created_by": { "type": "string" },
+            "expires_at": { "type": ["string", "null"], "format": "date-time" }, "revoked_at": { "type": ["string", "null"], "format": "date-time" } } });
     let too_large = error_response("The body is larger than this route's limit after decompression (nothing was read before the credential was checked)");
     let filters: Vec<Value> = ["user", "device", "client", "server", "tool", "decision", "trace_id"]
         .iter()
@@ -33,7 +43,7 @@ pub fn document() -> Value {
         },
         "components": {
             "securitySchemes": {
-                "adminToken": { "type": "http", "scheme": "bearer", "description": "The admin token whose SHA-256 the hub was started with" },
+                "apiToken": { "type": "http", "scheme": "bearer", "description": "An API token with a role (`countersign-hub api-token create --role ROLE`); each operation's `x-roles` lists the roles it admits. The break-glass admin token (off unless the hub was started with its SHA-256) is admitted as `admin`, and every use raises a `break-glass` alert" },
                 "deviceCredential": { "type": "http", "scheme": "bearer", "description": "The credential a device received at enrollment" }
             },
             "schemas": {
@@ -101,34 +111,48 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "The checkpoint: device, seq, hash, time, signature" },
                                "404": error_response("No checkpoint yet"), "401": unauthorized } } },
             "/v1/audit": { "get": {
-                "summary": "Audit records, filtered; JSON or CSV (a cell that would start a spreadsheet formula begins with a single quote)", "security": admin, "parameters": filters,
+                "summary": "Audit records, filtered; JSON or CSV (a cell that would start a spreadsheet formula begins with a single quote)", "security": staff, "x-roles": auditing, "parameters": filters,
                 "responses": { "200": { "description": "Records, oldest first", "content": {
                     "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/AuditRecord" } } },
-                    "text/csv": { "schema": { "type": "string" } } } }, "401": unauthorized } } },
-            "/v1/alerts": { "get": { "summary": "Gaps, broken chains, records whose hash does not hold", "security": admin,
-                "responses": { "200": { "description": "Alerts, oldest first" }, "401": unauthorized } } },
-            "/v1/devices": { "get": { "summary": "Enrolled devices and the newest record of each chain", "security": admin,
-                "responses": { "200": { "description": "Devices" }, "401": unauthorized } } },
+                    "text/csv": { "schema": { "type": "string" } } } }, "401": unauthorized, "403": forbidden } } },
+            "/v1/alerts": { "get": { "summary": "Gaps, broken chains, records whose hash does not hold, uses of the break-glass token", "security": staff, "x-roles": fleet,
+                "responses": { "200": { "description": "Alerts, oldest first" }, "401": unauthorized, "403": forbidden } } },
+            "/v1/devices": { "get": { "summary": "Enrolled devices and the newest record of each chain", "security": staff, "x-roles": fleet,
+                "responses": { "200": { "description": "Devices" }, "401": unauthorized, "403": forbidden } } },
             "/v1/entitlements": { "get": { "summary": "For every identity: servers and tools used, grants held (access review)",
-                "security": admin, "parameters": [ { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "csv"] } } ],
-                "responses": { "200": { "description": "Identities, or CSV rows per identity, server and tool (a cell that would start a spreadsheet formula begins with a single quote)" }, "401": unauthorized } } },
-            "/v1/admin-log": { "get": { "summary": "Every admin action, oldest first", "security": admin,
-                "responses": { "200": { "description": "Admin actions" }, "401": unauthorized } } },
-            "/v1/enrollment-tokens": { "post": { "summary": "Make a single-use enrollment token", "security": admin,
+                "security": staff, "x-roles": auditing, "parameters": [ { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "csv"] } } ],
+                "responses": { "200": { "description": "Identities, or CSV rows per identity, server and tool (a cell that would start a spreadsheet formula begins with a single quote)" }, "401": unauthorized, "403": forbidden } } },
+            "/v1/admin-log": { "get": { "summary": "Every staff action with who did it (`actor`: an API token by name and id, `break-glass`, or the hub's CLI), oldest first", "security": staff, "x-roles": auditing,
+                "responses": { "200": { "description": "Admin actions" }, "401": unauthorized, "403": forbidden } } },
+            "/v1/enrollment-tokens": { "post": { "summary": "Make a single-use enrollment token", "security": staff, "x-roles": admin_only,
                 "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object",
                     "properties": { "hours": { "type": "integer", "minimum": 1, "maximum": 2160, "default": 168 },
                                     "user": { "type": "string", "description": "The person whose device enrolls with it; the device's records are stored as this user's" } } } } } },
-                "responses": { "200": { "description": "The token (shown once)" }, "401": unauthorized, "413": too_large.clone() } } },
+                "responses": { "200": { "description": "The token (shown once)" }, "401": unauthorized, "403": forbidden, "413": too_large.clone() } } },
             "/v1/policy": { "put": { "summary": "Publish a policy: a TOML document with one `policy` table (a [policy] header, dotted keys or an inline table); the hub builds the bundle from it, checks the signed bundle as a laptop will and publishes it as the next version",
-                "security": admin, "requestBody": { "required": true, "content": { "text/plain": { "schema": { "type": "string" } } } },
-                "responses": { "200": { "description": "Published" }, "401": unauthorized, "413": too_large,
+                "security": staff, "x-roles": roles(&["policy-admin", "admin"]), "requestBody": { "required": true, "content": { "text/plain": { "schema": { "type": "string" } } } },
+                "responses": { "200": { "description": "Published" }, "401": unauthorized, "403": forbidden, "413": too_large.clone(),
                                "422": error_response("Refused, with the reason a laptop would give; the published version is unchanged") } } },
             "/v1/policy/bundle": { "get": { "summary": "The newest signed bundle; long poll with If-None-Match and wait", "security": device,
                 "parameters": [
                     { "name": "wait", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": 30 }, "description": "Seconds to wait for a newer bundle" },
                     { "name": "If-None-Match", "in": "header", "schema": { "type": "string" }, "description": "The version held, quoted" } ],
                 "responses": { "200": { "description": "A newer bundle", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bundle" } } } },
-                               "304": { "description": "Nothing newer within the wait" }, "404": { "description": "Nothing published yet" }, "401": unauthorized } } }
+                               "304": { "description": "Nothing newer within the wait" }, "404": { "description": "Nothing published yet" }, "401": unauthorized } } },
+            "/v1/api-tokens": {
+                "get": { "summary": "Every API token, newest first, without secrets", "security": staff, "x-roles": admin_only,
+                    "responses": { "200": { "description": "Tokens", "content": { "application/json": { "schema": { "type": "array", "items": api_token } } } },
+                                   "401": unauthorized, "403": forbidden } },
+                "post": { "summary": "Make an API token with one role", "security": staff, "x-roles": admin_only,
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["role", "name"], "additionalProperties": false,
+                        "properties": { "role": { "type": "string", "enum": ["viewer", "auditor", "approver", "policy-admin", "admin"] },
+                                        "name": { "type": "string", "description": "What it is for" },
+                                        "expires": { "type": "string", "description": "Its lifetime (`30d`, `12h`; at most 366 days); without it, until revoked" } } } } } },
+                    "responses": { "200": { "description": "`token` (shown once) and `api_token`" }, "400": error_response("An unknown role, a lifetime that cannot be read or is too long, no name"),
+                                   "401": unauthorized, "403": forbidden, "413": too_large } } },
+            "/v1/api-tokens/{id}/revoke": { "post": { "summary": "Revoke an API token: it stops working on its next request", "security": staff, "x-roles": admin_only,
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "responses": { "200": { "description": "The token as it now is" }, "404": error_response("No such token"), "401": unauthorized, "403": forbidden } } }
         }
     })
 }

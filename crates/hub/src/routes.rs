@@ -1,17 +1,19 @@
 //! The hub's HTTP API (axum). Devices authenticate with the credential enrollment gave
-//! them; admins with the admin bearer token from the hub's config; every admin action is
-//! itself recorded in `admin_log`. Errors answer with JSON `{ "error": "…" }` and never
+//! them; staff with an API token whose role must permit the route ([`crate::roles`]), or
+//! the break-glass admin token (every use an alert); every staff action is itself
+//! recorded in `admin_log` with who did it. Errors answer with JSON `{ "error": "…" }` and never
 //! echo a credential. Every route that takes a body sits behind its [`crate::gate`]:
 //! the credential is checked before the body is read, and the body is capped.
 
 use crate::auth;
-use crate::callers::{admin_refusal, device};
+use crate::callers::{device, log_action, staff, Staff};
 use crate::gate::{self, gated, Caller, Gate};
 use crate::ingest;
 use crate::query::{self, AuditQuery};
 use crate::reply::{error, internal};
+use crate::roles::Permission;
 pub use crate::state::Hub;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +40,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/enrollment-tokens"),
     ("PUT", "/v1/policy"),
     ("GET", "/v1/policy/bundle"),
+    ("GET", "/v1/api-tokens"),
+    ("POST", "/v1/api-tokens"),
+    ("POST", "/v1/api-tokens/{id}/revoke"),
 ];
 
 pub fn router(hub: Arc<Hub>) -> Router {
@@ -64,7 +69,11 @@ pub fn router(hub: Arc<Hub>) -> Router {
             gated(
                 post(new_enrollment_token),
                 &hub,
-                Gate { route: "/v1/enrollment-tokens", caller: Caller::Admin, cap: gate::ENROLLMENT_TOKEN_CAP },
+                Gate {
+                    route: "/v1/enrollment-tokens",
+                    caller: Caller::Staff(Permission::Enroll),
+                    cap: gate::ENROLLMENT_TOKEN_CAP,
+                },
             ),
         )
         .route(
@@ -72,28 +81,41 @@ pub fn router(hub: Arc<Hub>) -> Router {
             gated(
                 axum::routing::put(publish_policy),
                 &hub,
-                Gate { route: "/v1/policy", caller: Caller::Admin, cap: gate::POLICY_CAP },
+                Gate { route: "/v1/policy", caller: Caller::Staff(Permission::PublishPolicy), cap: gate::POLICY_CAP },
             ),
         )
         .route("/v1/policy/bundle", get(policy_bundle))
+        .route(
+            "/v1/api-tokens",
+            get(crate::token_routes::list).merge(gated(
+                post(crate::token_routes::create),
+                &hub,
+                Gate {
+                    route: "/v1/api-tokens",
+                    caller: Caller::Staff(Permission::ManageTokens),
+                    cap: gate::ENROLLMENT_TOKEN_CAP,
+                },
+            )),
+        )
+        .route("/v1/api-tokens/{id}/revoke", post(crate::token_routes::revoke))
         // Routes with a body have their own gate and cap; this is for any other.
         .layer(DefaultBodyLimit::max(gate::UNGATED_CAP))
         .with_state(hub)
 }
 
-async fn admin(hub: &Hub, headers: &HeaderMap, action: &str, detail: String) -> Result<(), Response> {
-    if let Some(refused) = admin_refusal(hub, headers) {
-        return Err(refused);
-    }
-    sqlx::query("INSERT INTO admin_log (id, time, action, detail) VALUES ($1, $2, $3, $4)")
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(countersign_audit::now_rfc3339())
-        .bind(action)
-        .bind(detail)
-        .execute(&hub.db.pool)
-        .await
-        .map_err(internal)?;
-    Ok(())
+/// A staff request on a route without a body: the caller authenticated and permitted
+/// (`what` names the route for a break-glass alert), and the action in the admin log.
+pub(crate) async fn staff_action(
+    hub: &Hub,
+    headers: &HeaderMap,
+    permission: Permission,
+    what: &str,
+    action: &str,
+    detail: String,
+) -> Result<Staff, Response> {
+    let staff = staff(hub, headers, permission, what).await?;
+    log_action(hub, &staff, action, detail).await?;
+    Ok(staff)
 }
 
 #[derive(Deserialize)]
@@ -189,7 +211,9 @@ async fn checkpoint(State(hub): Shared, headers: HeaderMap) -> Response {
 }
 
 async fn audit(State(hub): Shared, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Response {
-    if let Err(r) = admin(&hub, &headers, "audit-query", format!("{q:?}")).await {
+    if let Err(r) =
+        staff_action(&hub, &headers, Permission::ReadAudit, "GET /v1/audit", "audit-query", format!("{q:?}")).await
+    {
         return r;
     }
     let records = match query::records(&hub.db, &q).await {
@@ -206,7 +230,9 @@ async fn audit(State(hub): Shared, headers: HeaderMap, Query(q): Query<AuditQuer
 }
 
 async fn alerts(State(hub): Shared, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&hub, &headers, "alerts-query", String::new()).await {
+    if let Err(r) =
+        staff_action(&hub, &headers, Permission::ReadFleet, "GET /v1/alerts", "alerts-query", String::new()).await
+    {
         return r;
     }
     type AlertRow = (String, String, Option<String>, String, String);
@@ -226,7 +252,9 @@ async fn alerts(State(hub): Shared, headers: HeaderMap) -> Response {
 }
 
 async fn devices(State(hub): Shared, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&hub, &headers, "devices-query", String::new()).await {
+    if let Err(r) =
+        staff_action(&hub, &headers, Permission::ReadFleet, "GET /v1/devices", "devices-query", String::new()).await
+    {
         return r;
     }
     type DeviceRow = (String, String, String, Option<i64>, Option<String>, Option<String>);
@@ -262,7 +290,11 @@ fn default_hours() -> u64 {
     24 * 7
 }
 
-async fn new_enrollment_token(State(hub): Shared, headers: HeaderMap, body: Option<Json<NewToken>>) -> Response {
+async fn new_enrollment_token(
+    State(hub): Shared,
+    Extension(staff): Extension<Staff>,
+    body: Option<Json<NewToken>>,
+) -> Response {
     let (hours, user) = body.map(|b| (b.0.hours, b.0.user)).unwrap_or_else(|| (default_hours(), None));
     let hours = hours.clamp(1, 24 * 90);
     let user: Option<String> = user.map(|u| u.chars().filter(|c| !c.is_control()).take(128).collect());
@@ -270,7 +302,7 @@ async fn new_enrollment_token(State(hub): Shared, headers: HeaderMap, body: Opti
         return error(StatusCode::BAD_REQUEST, "`user` is empty");
     }
     let what = format!("valid {hours} h{}", user.as_deref().map(|u| format!(", for {u}")).unwrap_or_default());
-    if let Err(r) = admin(&hub, &headers, "enrollment-token-create", what).await {
+    if let Err(r) = log_action(&hub, &staff, "enrollment-token-create", what).await {
         return r;
     }
     match auth::create_enrollment_token(&hub.db, hours, user.as_deref()).await {
@@ -279,8 +311,8 @@ async fn new_enrollment_token(State(hub): Shared, headers: HeaderMap, body: Opti
     }
 }
 
-async fn publish_policy(State(hub): Shared, headers: HeaderMap, body: String) -> Response {
-    if let Err(r) = admin(&hub, &headers, "policy-publish", format!("{} bytes", body.len())).await {
+async fn publish_policy(State(hub): Shared, Extension(staff): Extension<Staff>, body: String) -> Response {
+    if let Err(r) = log_action(&hub, &staff, "policy-publish", format!("{} bytes", body.len())).await {
         return r;
     }
     match crate::publish::publish(&hub.db, hub.signing_key.as_ref(), &body, hub.bundle_valid_for).await {
@@ -360,7 +392,7 @@ mod tests {
         for (method, path) in ROUTES {
             let req = axum::http::Request::builder()
                 .method(*method)
-                .uri(*path)
+                .uri(path.replace("{id}", "some-id"))
                 .header("content-type", "application/json")
                 .body(axum::body::Body::from("{}"))
                 .unwrap();
@@ -373,13 +405,19 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+#[path = "route_roles_tests.rs"]
+mod route_roles_tests;
+
 #[derive(Deserialize)]
 struct Format {
     format: Option<String>,
 }
 
 async fn entitlements(State(hub): Shared, headers: HeaderMap, Query(q): Query<Format>) -> Response {
-    if let Err(r) = admin(&hub, &headers, "entitlements-export", q.format.clone().unwrap_or_default()).await {
+    let detail = q.format.clone().unwrap_or_default();
+    let what = "GET /v1/entitlements";
+    if let Err(r) = staff_action(&hub, &headers, Permission::ReadAudit, what, "entitlements-export", detail).await {
         return r;
     }
     let ids = match crate::entitlements::entitlements(&hub.db, &countersign_audit::now_rfc3339()).await {
@@ -397,17 +435,21 @@ async fn entitlements(State(hub): Shared, headers: HeaderMap, Query(q): Query<Fo
 
 /// Every admin action, oldest first (reading it is an admin action too).
 async fn admin_log(State(hub): Shared, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&hub, &headers, "admin-log-query", String::new()).await {
+    let what = "GET /v1/admin-log";
+    if let Err(r) = staff_action(&hub, &headers, Permission::ReadAudit, what, "admin-log-query", String::new()).await {
         return r;
     }
-    let rows: Result<Vec<(String, String, String, String)>, _> =
-        sqlx::query_as("SELECT id, time, action, detail FROM admin_log ORDER BY time, id")
+    type LogRow = (String, String, String, String, Option<String>);
+    let rows: Result<Vec<LogRow>, _> =
+        sqlx::query_as("SELECT id, time, action, detail, actor FROM admin_log ORDER BY time, id")
             .fetch_all(&hub.db.pool)
             .await;
     match rows {
         Ok(rows) => Json(
             rows.into_iter()
-                .map(|(id, time, action, detail)| json!({"id": id, "time": time, "action": action, "detail": detail}))
+                .map(|(id, time, action, detail, actor)| {
+                    json!({"id": id, "time": time, "action": action, "detail": detail, "actor": actor})
+                })
                 .collect::<Vec<_>>(),
         )
         .into_response(),

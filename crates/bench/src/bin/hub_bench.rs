@@ -47,12 +47,21 @@ fn free_port() -> Result<u16> {
 
 async fn start(hub: &PathBuf, database: Option<String>) -> Result<Running> {
     let dir = tempfile::tempdir()?;
-    let made = std::process::Command::new(hub).args(["admin-token", "create"]).output()?;
+    // An API token with the admin role, made on the hub's database before it serves.
+    let mut make = std::process::Command::new(hub);
+    make.args(["api-token", "create", "--role", "admin", "--name", "hub-bench"])
+        .env("COUNTERSIGN_HUB_HOME", dir.path());
+    if let Some(db) = &database {
+        make.env("COUNTERSIGN_HUB_DATABASE", db);
+    }
+    let made = make.output()?;
+    if !made.status.success() {
+        bail!("countersign-hub api-token create: {}", String::from_utf8_lossy(&made.stderr));
+    }
     let admin = String::from_utf8(made.stdout)?.trim().to_string();
-    let digest = String::from_utf8(made.stderr)?.split_whitespace().last().unwrap_or_default().to_string();
     let port = free_port()?;
     let mut cmd = std::process::Command::new(hub);
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin-token-sha256", &digest])
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("COUNTERSIGN_HUB_HOME", dir.path())
         .env("COUNTERSIGN_HUB_LOG", "warn")
         .stdout(std::process::Stdio::null());
