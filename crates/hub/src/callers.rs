@@ -1,6 +1,7 @@
 //! Who a request comes from, from its headers alone: an enrolled device by the credential
 //! enrollment gave it, or a member of staff by an API token (whose role decides what they
-//! may do, [`crate::roles`]) or the break-glass admin token. It never reads a request
+//! may do, [`crate::roles`]), a sign-in cookie (a person and their groups' roles) or the
+//! break-glass admin token. It never reads a request
 //! body, never compares a credential other than by its digest, and never echoes one in a
 //! refusal. A use of the break-glass token that cannot be raised as an alert is refused.
 
@@ -9,6 +10,7 @@ use crate::auth;
 use crate::db::{Db, DbError};
 use crate::reply::{error, internal};
 use crate::roles::{Permission, Role};
+use crate::staff_sessions;
 use crate::state::Hub;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -16,16 +18,40 @@ use axum::response::Response;
 /// A member of staff, authenticated and permitted for the request at hand.
 #[derive(Debug, Clone)]
 pub struct Staff {
-    /// Who, as the admin log names them: `api-token NAME (ID)` or `break-glass`.
+    /// Who, as the admin log names them: `api-token NAME (ID)`, `person EMAIL` (signed in
+    /// with the IdP), `break-glass`, or the hub's CLI.
     pub actor: String,
-    pub role: Role,
+    /// What they hold: an API token one role, a person the roles of their groups.
+    pub roles: Vec<Role>,
+    /// The sign-in session they came with, if they signed in.
+    pub session: Option<String>,
+}
+
+impl Staff {
+    pub fn new(actor: String, roles: Vec<Role>) -> Self {
+        Staff { actor, roles, session: None }
+    }
+
+    pub fn permits(&self, permission: Permission) -> bool {
+        self.roles.iter().any(|r| r.permits(permission))
+    }
+
+    fn roles_shown(&self) -> String {
+        let names: Vec<String> = self.roles.iter().map(|r| format!("`{r}`")).collect();
+        match names.len() {
+            1 => format!("role {}", names[0]),
+            _ => format!("roles {}", names.join(", ")),
+        }
+    }
 }
 
 /// The actor name of the break-glass token.
 pub const BREAK_GLASS: &str = "break-glass";
 
-/// The member of staff a request comes from, if they may do what `permission` names.
-/// `what` (method and route) goes into the break-glass alert.
+/// The member of staff a request comes from, if they may do what `permission` names:
+/// by a bearer token (an API token or the break-glass token) or a sign-in cookie. `what`
+/// is the method and route (`GET /v1/audit`): it goes into the break-glass alert, and a
+/// cookie-carrying request other than `GET` must name the hub's own origin (CSRF).
 pub(crate) async fn staff(
     hub: &Hub,
     headers: &HeaderMap,
@@ -33,17 +59,14 @@ pub(crate) async fn staff(
     what: &str,
 ) -> Result<Staff, Response> {
     let Some(token) = auth::bearer(headers) else {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "a bearer token is required: an API token (`countersign-hub api-token create --role ROLE`)",
-        ));
+        return signed_in(hub, headers, permission, what).await;
     };
     let staff = if hub.admin_token_sha256.as_deref() == Some(auth::digest(token).as_str()) {
         raise_break_glass_alert(hub, what).await?;
-        Staff { actor: BREAK_GLASS.into(), role: Role::Admin }
+        Staff::new(BREAK_GLASS.into(), vec![Role::Admin])
     } else {
         match api_tokens::lookup(&hub.db, token).await.map_err(internal)? {
-            Lookup::Valid(t) => Staff { actor: format!("api-token {} ({})", t.name, t.id), role: t.role },
+            Lookup::Valid(t) => Staff::new(format!("api-token {} ({})", t.name, t.id), vec![t.role]),
             Lookup::Expired(t) => {
                 let at = t.expires_at.unwrap_or_default();
                 return Err(error(
@@ -58,14 +81,49 @@ pub(crate) async fn staff(
             Lookup::Unknown => return Err(error(StatusCode::UNAUTHORIZED, "unknown API token")),
         }
     };
-    if !staff.role.permits(permission) {
+    permitted(staff, permission)
+}
+
+// The refusal is the answer itself, as every caller check here returns it.
+#[allow(clippy::result_large_err)]
+fn permitted(staff: Staff, permission: Permission) -> Result<Staff, Response> {
+    if !staff.permits(permission) {
         let may: Vec<&str> = Role::permitting(permission).into_iter().map(Role::as_str).collect();
         return Err(error(
             StatusCode::FORBIDDEN,
-            format!("role `{}` may not {}; that needs one of: {}", staff.role, permission.describe(), may.join(", ")),
+            format!("{} may not {}; that needs one of: {}", staff.roles_shown(), permission.describe(), may.join(", ")),
         ));
     }
     Ok(staff)
+}
+
+/// A person signed in with the IdP, by the session cookie.
+async fn signed_in(hub: &Hub, headers: &HeaderMap, permission: Permission, what: &str) -> Result<Staff, Response> {
+    let Some(token) = staff_sessions::cookie(headers, staff_sessions::COOKIE) else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "a bearer token (an API token: `countersign-hub api-token create --role ROLE`) or a sign-in \
+             (/v1/auth/login) is required",
+        ));
+    };
+    let Some(session) = staff_sessions::find(&hub.db, token).await.map_err(internal)? else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "the sign-in has expired or was ended: sign in again at /v1/auth/login",
+        ));
+    };
+    if !what.starts_with("GET ") {
+        let origin = headers.get(axum::http::header::ORIGIN).and_then(|v| v.to_str().ok());
+        let ours = hub.sign_in.as_ref().map(|s| s.public_origin.as_str());
+        if origin.is_none() || origin != ours {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "a signed-in request that changes something must come from the hub's own pages (its Origin)",
+            ));
+        }
+    }
+    let staff = Staff { actor: format!("person {}", session.email), roles: session.roles, session: Some(session.id) };
+    permitted(staff, permission)
 }
 
 /// Every use of the break-glass token is an alert; if the alert cannot be stored, the use
@@ -100,6 +158,21 @@ pub async fn log_action_db(db: &Db, staff: &Staff, action: &str, detail: String)
         .execute(&db.pool)
         .await?;
     Ok(())
+}
+
+/// A staff request on a route without a body: the caller authenticated and permitted
+/// (`what` names the route for a break-glass alert), and the action in the admin log.
+pub(crate) async fn staff_action(
+    hub: &Hub,
+    headers: &HeaderMap,
+    permission: Permission,
+    what: &str,
+    action: &str,
+    detail: String,
+) -> Result<Staff, Response> {
+    let staff = staff(hub, headers, permission, what).await?;
+    log_action(hub, &staff, action, detail).await?;
+    Ok(staff)
 }
 
 /// The enrolled device a request comes from.

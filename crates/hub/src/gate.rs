@@ -134,6 +134,7 @@ mod tests {
             published: Default::default(),
             siem: crate::siem::Siem::disabled(),
             max_ingest_bytes: 1024,
+            sign_in: None,
         })
     }
 

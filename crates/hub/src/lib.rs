@@ -4,6 +4,9 @@
 //! - [`auth`]: enrollment tokens, device credentials, the admin token (digests only).
 //! - [`roles`]: the staff roles and what each permits; [`api_tokens`]: tokens with a role,
 //!   an expiry and a revocation, for automation; [`token_routes`]: their HTTP API.
+//! - [`config`]: hub.toml. [`oidc`]: the company's IdP (discovery, code + PKCE, the ID
+//!   token verified); [`sign_in`]: staff sign-in routes; [`staff_sessions`]: the
+//!   sessions they open and the sign-ins in progress.
 //! - [`ingest`]: batches stored once by record id, each device's chain followed, gaps
 //!   and broken hashes flagged as alerts.
 //! - [`entitlements`]: who used which servers and tools, and which grants they hold.
@@ -23,11 +26,13 @@
 pub mod api_tokens;
 pub mod auth;
 pub mod callers;
+pub mod config;
 pub mod csv_export;
 pub mod db;
 pub mod entitlements;
 pub mod gate;
 pub mod ingest;
+pub mod oidc;
 pub mod openapi;
 pub mod publish;
 pub mod query;
@@ -35,5 +40,7 @@ pub mod reply;
 pub mod roles;
 pub mod routes;
 pub mod siem;
+pub mod sign_in;
+pub mod staff_sessions;
 pub mod state;
 pub mod token_routes;

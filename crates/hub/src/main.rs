@@ -3,6 +3,8 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use countersign_hub::config::HubConfig;
+use countersign_hub::oidc::SignIn;
 use countersign_hub::publish::SigningKey;
 use countersign_hub::{api_tokens, auth, db::Db, routes};
 use std::net::SocketAddr;
@@ -18,9 +20,23 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct DbArgs {
-    /// Database URL (`postgres://…` or `sqlite://…`). Default: hub.db in the data directory.
+    /// The hub's config file (hub.toml; docs/hub-config.schema.json). Flags and
+    /// environment variables override its keys.
+    #[arg(long, env = "COUNTERSIGN_HUB_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL (`postgres://…` or `sqlite://…`). Default: `database` in the config,
+    /// else hub.db in the data directory.
     #[arg(long, env = "COUNTERSIGN_HUB_DATABASE")]
     database: Option<String>,
+}
+
+impl DbArgs {
+    fn config(&self) -> Result<HubConfig> {
+        Ok(match &self.config {
+            Some(path) => HubConfig::load(path)?,
+            None => HubConfig::default(),
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -29,8 +45,9 @@ enum Command {
     Serve {
         #[command(flatten)]
         db: DbArgs,
-        #[arg(long, default_value = "127.0.0.1:47900")]
-        listen: SocketAddr,
+        /// Address to listen on (default: `listen` in the config, else 127.0.0.1:47900).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         /// SHA-256 (hex) of the break-glass admin token (`admin-token create` makes one):
         /// off unless given, every use raises an alert. Day-to-day access uses API tokens
         /// with a role (`api-token create`).
@@ -40,9 +57,9 @@ enum Command {
         /// keygen` makes one); its passphrase, if any, from COUNTERSIGN_HUB_SIGNING_KEY_PASSPHRASE.
         #[arg(long, env = "COUNTERSIGN_HUB_SIGNING_KEY")]
         signing_key: Option<PathBuf>,
-        /// Days a published bundle stays valid.
-        #[arg(long, default_value_t = 30)]
-        bundle_days: u64,
+        /// Days a published bundle stays valid (default 30).
+        #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..=365))]
+        bundle_days: Option<u64>,
         /// Forward ingested records as OTLP logs to this OTLP/HTTP endpoint (…:4318).
         #[arg(long, env = "COUNTERSIGN_HUB_OTLP_ENDPOINT")]
         otlp_endpoint: Option<String>,
@@ -54,9 +71,9 @@ enum Command {
         splunk_hec_token_file: Option<PathBuf>,
         /// The largest audit batch a device may send, in bytes after decompression
         /// (larger ones are answered 413 and nothing of them is stored).
-        #[arg(long, env = "COUNTERSIGN_HUB_MAX_INGEST_BYTES", default_value_t = countersign_hub::gate::DEFAULT_INGEST_CAP,
+        #[arg(long, env = "COUNTERSIGN_HUB_MAX_INGEST_BYTES",
               value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(65_536..=1 << 30))]
-        max_ingest_bytes: usize,
+        max_ingest_bytes: Option<usize>,
     },
     /// Enrollment tokens for devices.
     EnrollmentToken {
@@ -138,8 +155,9 @@ fn data_dir() -> Result<PathBuf> {
 }
 
 async fn open(db: &DbArgs) -> Result<Db> {
-    let url = match &db.database {
-        Some(url) => url.clone(),
+    let from_file = db.config()?.database;
+    let url = match db.database.clone().or(from_file) {
+        Some(url) => url,
         None => {
             let dir = data_dir()?;
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -170,6 +188,31 @@ async fn main() -> Result<()> {
             splunk_hec_token_file,
             max_ingest_bytes,
         } => {
+            let file = db.config()?;
+            let listen = listen.or(file.listen).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 47900)));
+            let admin_token_sha256 = admin_token_sha256.or(file.admin_token_sha256.clone());
+            let signing_key = signing_key.or(file.signing_key.clone());
+            let bundle_days = bundle_days.or(file.bundle_days).unwrap_or(30);
+            let otlp_endpoint = otlp_endpoint.or(file.siem.otlp_endpoint.clone());
+            let splunk_hec_url = splunk_hec_url.or(file.siem.splunk_hec_url.clone());
+            let splunk_hec_token_file = splunk_hec_token_file.or(file.siem.splunk_hec_token_file.clone());
+            let max_ingest_bytes =
+                max_ingest_bytes.or(file.max_ingest_bytes).unwrap_or(countersign_hub::gate::DEFAULT_INGEST_CAP);
+            let sign_in = match &file.oidc {
+                Some(oidc) => {
+                    let secret = oidc
+                        .client_secret_file
+                        .as_ref()
+                        .map(|f| {
+                            std::fs::read_to_string(f)
+                                .map(|s| s.trim().to_string())
+                                .with_context(|| format!("reading `oidc.client_secret_file` {}", f.display()))
+                        })
+                        .transpose()?;
+                    Some(SignIn::new(&file, oidc, secret)?)
+                }
+                None => None,
+            };
             let hec = match (splunk_hec_url, splunk_hec_token_file) {
                 (Some(url), Some(file)) => {
                     let token = std::fs::read_to_string(&file)
@@ -194,6 +237,7 @@ async fn main() -> Result<()> {
                 published: Default::default(),
                 siem,
                 max_ingest_bytes,
+                sign_in,
             });
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
@@ -228,7 +272,7 @@ fn cli_actor() -> String {
 }
 
 async fn api_token(command: ApiTokenCommand) -> Result<()> {
-    let cli = countersign_hub::callers::Staff { actor: cli_actor(), role: countersign_hub::roles::Role::Admin };
+    let cli = countersign_hub::callers::Staff::new(cli_actor(), vec![countersign_hub::roles::Role::Admin]);
     match command {
         ApiTokenCommand::Create { db, role, expires, name } => {
             let db = open(&db).await?;

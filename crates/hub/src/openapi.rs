@@ -9,7 +9,7 @@ fn error_response(description: &str) -> Value {
 
 /// The document.
 pub fn document() -> Value {
-    let staff = json!([{ "apiToken": [] }]);
+    let staff = json!([{ "apiToken": [] }, { "signInCookie": [] }]);
     let device = json!([{ "deviceCredential": [] }]);
     let unauthorized = error_response("Missing, unknown, expired or revoked credential");
     let forbidden = error_response("The API token's role does not permit this; the message names the roles that do");
@@ -43,6 +43,7 @@ pub fn document() -> Value {
         },
         "components": {
             "securitySchemes": {
+                "signInCookie": { "type": "apiKey", "in": "cookie", "name": "countersign_hub_session", "description": "A staff sign-in with the company's IdP (/v1/auth/login); the roles are those the person's groups hold. A request other than GET with it must carry the hub's own Origin" },
                 "apiToken": { "type": "http", "scheme": "bearer", "description": "An API token with a role (`countersign-hub api-token create --role ROLE`); each operation's `x-roles` lists the roles it admits. The break-glass admin token (off unless the hub was started with its SHA-256) is admitted as `admin`, and every use raises a `break-glass` alert" },
                 "deviceCredential": { "type": "http", "scheme": "bearer", "description": "The credential a device received at enrollment" }
             },
@@ -152,7 +153,21 @@ pub fn document() -> Value {
                                    "401": unauthorized, "403": forbidden, "413": too_large } } },
             "/v1/api-tokens/{id}/revoke": { "post": { "summary": "Revoke an API token: it stops working on its next request", "security": staff, "x-roles": admin_only,
                 "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
-                "responses": { "200": { "description": "The token as it now is" }, "404": error_response("No such token"), "401": unauthorized, "403": forbidden } } }
+                "responses": { "200": { "description": "The token as it now is" }, "404": error_response("No such token"), "401": unauthorized.clone(), "403": forbidden.clone() } } },
+            "/v1/auth/login": { "get": { "summary": "Staff sign-in: redirects the browser to the company's IdP (authorization code with PKCE S256, state and nonce)",
+                "responses": { "302": { "description": "To the IdP" }, "501": error_response("Sign-in is not configured ([oidc] in hub.toml)"),
+                               "502": error_response("The IdP could not be reached or described itself wrongly") } } },
+            "/v1/auth/callback": { "get": { "summary": "Where the IdP sends the browser back: the ID token is verified (signature, iss, aud, exp, nonce), the person's groups are mapped to roles (`[roles]` in hub.toml) and a session cookie is set (HttpOnly, SameSite=Strict, Secure on https). Refusals are alerts (`sign-in-refused`) and admin log lines",
+                "parameters": [ { "name": "code", "in": "query", "schema": { "type": "string" } }, { "name": "state", "in": "query", "schema": { "type": "string" } },
+                                { "name": "error", "in": "query", "schema": { "type": "string" } } ],
+                "responses": { "200": { "description": "Signed in: `signed_in` (email), `name`, `roles`, `expires_unix`; the cookie `countersign_hub_session`" },
+                               "400": error_response("No state, or a sign-in that is unknown, used or older than ten minutes"),
+                               "401": error_response("The IdP refused, or its ID token did not verify"),
+                               "403": error_response("None of the person's groups holds a role"), "501": error_response("Sign-in is not configured") } } },
+            "/v1/auth/logout": { "post": { "summary": "Ends the caller's sign-in session (with the cookie, the request's Origin must be the hub's)", "security": staff, "x-roles": fleet,
+                "responses": { "200": { "description": "Signed out; the cookie cleared" }, "400": error_response("Not a signed-in session"), "401": unauthorized.clone(), "403": forbidden.clone() } } },
+            "/v1/auth/whoami": { "get": { "summary": "Who the caller is (`actor`) and their roles", "security": staff, "x-roles": fleet,
+                "responses": { "200": { "description": "`actor`, `roles`" }, "401": unauthorized, "403": forbidden } } }
         }
     })
 }

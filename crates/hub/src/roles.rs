@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A staff role, as API tokens carry it (and, with the IdP, as groups map to it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Sees the fleet: devices and alerts.
@@ -38,6 +38,8 @@ pub enum Permission {
     Enroll,
     /// API tokens: create, list, revoke.
     ManageTokens,
+    /// Saying who one is, signing out: every role.
+    Identify,
 }
 
 impl Role {
@@ -58,9 +60,9 @@ impl Role {
         use Permission::*;
         match self {
             Role::Admin => true,
-            Role::Viewer | Role::Approver => matches!(permission, ReadFleet),
-            Role::Auditor => matches!(permission, ReadFleet | ReadAudit),
-            Role::PolicyAdmin => matches!(permission, ReadFleet | PublishPolicy),
+            Role::Viewer | Role::Approver => matches!(permission, ReadFleet | Identify),
+            Role::Auditor => matches!(permission, ReadFleet | ReadAudit | Identify),
+            Role::PolicyAdmin => matches!(permission, ReadFleet | PublishPolicy | Identify),
         }
     }
 
@@ -95,6 +97,7 @@ impl Permission {
             Permission::PublishPolicy => "publish policy",
             Permission::Enroll => "make enrollment tokens",
             Permission::ManageTokens => "manage API tokens",
+            Permission::Identify => "say who they are",
         }
     }
 }
@@ -120,5 +123,6 @@ mod tests {
         assert_eq!(Role::permitting(Permission::PublishPolicy), [Role::PolicyAdmin, Role::Admin]);
         assert_eq!(Role::permitting(Permission::ReadAudit), [Role::Auditor, Role::Admin]);
         assert_eq!(Role::permitting(Permission::ReadFleet), Role::ALL);
+        assert_eq!(Role::permitting(Permission::Identify), Role::ALL);
     }
 }

@@ -40,6 +40,10 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Who> {
         (("GET", "/v1/api-tokens"), Who::Staff(ADMIN)),
         (("POST", "/v1/api-tokens"), Who::Staff(ADMIN)),
         (("POST", "/v1/api-tokens/{id}/revoke"), Who::Staff(ADMIN)),
+        (("GET", "/v1/auth/login"), Who::Anyone),
+        (("GET", "/v1/auth/callback"), Who::Anyone),
+        (("POST", "/v1/auth/logout"), Who::Staff(FLEET)),
+        (("GET", "/v1/auth/whoami"), Who::Staff(FLEET)),
     ])
 }
 
@@ -72,6 +76,7 @@ async fn every_route_admits_exactly_the_roles_it_should() {
         published: Default::default(),
         siem: crate::siem::Siem::disabled(),
         max_ingest_bytes: gate::DEFAULT_INGEST_CAP,
+        sign_in: None,
     });
     let table = expected();
     let mut served = ROUTES.to_vec();
@@ -169,6 +174,7 @@ async fn an_admin_makes_lists_and_revokes_api_tokens_over_http() {
         published: Default::default(),
         siem: crate::siem::Siem::disabled(),
         max_ingest_bytes: gate::DEFAULT_INGEST_CAP,
+        sign_in: None,
     });
     let (_, admin) = api_tokens::create(&hub.db, Role::Admin, "bootstrap", None, "test").await.unwrap();
     let post = |body: serde_json::Value| {

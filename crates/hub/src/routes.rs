@@ -6,7 +6,7 @@
 //! the credential is checked before the body is read, and the body is capped.
 
 use crate::auth;
-use crate::callers::{device, log_action, staff, Staff};
+use crate::callers::{device, log_action, staff_action, Staff};
 use crate::gate::{self, gated, Caller, Gate};
 use crate::ingest;
 use crate::query::{self, AuditQuery};
@@ -43,6 +43,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/api-tokens"),
     ("POST", "/v1/api-tokens"),
     ("POST", "/v1/api-tokens/{id}/revoke"),
+    ("GET", "/v1/auth/login"),
+    ("GET", "/v1/auth/callback"),
+    ("POST", "/v1/auth/logout"),
+    ("GET", "/v1/auth/whoami"),
 ];
 
 pub fn router(hub: Arc<Hub>) -> Router {
@@ -98,24 +102,13 @@ pub fn router(hub: Arc<Hub>) -> Router {
             )),
         )
         .route("/v1/api-tokens/{id}/revoke", post(crate::token_routes::revoke))
+        .route("/v1/auth/login", get(crate::sign_in::login))
+        .route("/v1/auth/callback", get(crate::sign_in::callback))
+        .route("/v1/auth/logout", post(crate::sign_in::logout))
+        .route("/v1/auth/whoami", get(crate::sign_in::whoami))
         // Routes with a body have their own gate and cap; this is for any other.
         .layer(DefaultBodyLimit::max(gate::UNGATED_CAP))
         .with_state(hub)
-}
-
-/// A staff request on a route without a body: the caller authenticated and permitted
-/// (`what` names the route for a break-glass alert), and the action in the admin log.
-pub(crate) async fn staff_action(
-    hub: &Hub,
-    headers: &HeaderMap,
-    permission: Permission,
-    what: &str,
-    action: &str,
-    detail: String,
-) -> Result<Staff, Response> {
-    let staff = staff(hub, headers, permission, what).await?;
-    log_action(hub, &staff, action, detail).await?;
-    Ok(staff)
 }
 
 #[derive(Deserialize)]
@@ -388,6 +381,7 @@ mod tests {
             published: Default::default(),
             siem: crate::siem::Siem::disabled(),
             max_ingest_bytes: gate::DEFAULT_INGEST_CAP,
+            sign_in: None,
         });
         for (method, path) in ROUTES {
             let req = axum::http::Request::builder()

@@ -1,5 +1,5 @@
 //! What every route and every gate shares: the database, the admin token's digest, the
-//! signing key and the hub's limits. Data only: it never answers a request, and never
+//! signing key, the hub's limits and its IdP. Data only: it never answers a request, and never
 //! holds a credential in plain text.
 
 use crate::db::Db;
@@ -18,4 +18,6 @@ pub struct Hub {
     pub siem: crate::siem::Siem,
     /// The largest audit batch taken, after decompression (larger ones are answered 413).
     pub max_ingest_bytes: usize,
+    /// Staff sign-in with the company's IdP, when `[oidc]` is configured.
+    pub sign_in: Option<crate::oidc::SignIn>,
 }

@@ -3,10 +3,9 @@
 //! answer to its creation and nowhere else (not the admin log, not a later listing).
 
 use crate::api_tokens::{self, TokenError};
-use crate::callers::{log_action, Staff};
+use crate::callers::{log_action, staff_action, Staff};
 use crate::reply::{error, internal};
 use crate::roles::{Permission, Role};
-use crate::routes::staff_action;
 use crate::state::Hub;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};

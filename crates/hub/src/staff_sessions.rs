@@ -1,0 +1,129 @@
+//! Staff sign-ins: a person the IdP verified, with the roles their groups hold, for a few
+//! hours. The session is a random token in an `HttpOnly`, `SameSite=Strict` cookie; the
+//! hub keeps its digest, the person and the roles, never the ID token. Pending sign-ins
+//! (state, nonce, PKCE verifier) live in the database for ten minutes and are used once,
+//! so any hub instance on a shared database can finish a sign-in another began.
+
+use crate::auth;
+use crate::db::{Db, DbError};
+use crate::oidc::{Person, Started};
+use crate::roles::Role;
+
+/// The cookie that carries a staff session.
+pub const COOKIE: &str = "countersign_hub_session";
+/// How long a sign-in may take at the IdP.
+const PENDING_SECS: i64 = 600;
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Keeps a started sign-in until its callback (and drops ones older than ten minutes).
+pub async fn remember(db: &Db, started: &Started) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM oidc_pending WHERE created_unix < $1")
+        .bind(now_unix() - PENDING_SECS)
+        .execute(&db.pool)
+        .await?;
+    sqlx::query("INSERT INTO oidc_pending (state_sha256, nonce, pkce_verifier, created_unix) VALUES ($1, $2, $3, $4)")
+        .bind(auth::digest(&started.state))
+        .bind(&started.nonce)
+        .bind(&started.pkce_verifier)
+        .bind(now_unix())
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Takes the sign-in `state` names, once: `(nonce, pkce_verifier)`, or none when it is
+/// unknown, used or older than ten minutes.
+pub async fn take(db: &Db, state: &str) -> Result<Option<(String, String)>, DbError> {
+    let digest = auth::digest(state);
+    let row: Option<(String, String, i64)> =
+        sqlx::query_as("SELECT nonce, pkce_verifier, created_unix FROM oidc_pending WHERE state_sha256 = $1")
+            .bind(&digest)
+            .fetch_optional(&db.pool)
+            .await?;
+    let deleted =
+        sqlx::query("DELETE FROM oidc_pending WHERE state_sha256 = $1").bind(&digest).execute(&db.pool).await?;
+    // Two callbacks racing for one state: only the one whose delete removed it goes on.
+    Ok(row
+        .filter(|(_, _, at)| *at >= now_unix() - PENDING_SECS && deleted.rows_affected() == 1)
+        .map(|(n, v, _)| (n, v)))
+}
+
+/// A signed-in member of staff.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub email: String,
+    pub roles: Vec<Role>,
+    pub expires_unix: i64,
+}
+
+/// Opens a session for `person` with `roles`; returns it and the cookie's value.
+pub async fn open(db: &Db, person: &Person, roles: &[Role], hours: u64) -> Result<(Session, String), DbError> {
+    let token = auth::new_token("css_");
+    let session = Session {
+        id: uuid::Uuid::now_v7().to_string(),
+        email: person.email.clone(),
+        roles: roles.to_vec(),
+        expires_unix: now_unix() + hours as i64 * 3600,
+    };
+    let roles_text: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO staff_sessions (id, token_sha256, email, name, subject, roles, created_at, expires_unix) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&session.id)
+    .bind(auth::digest(&token))
+    .bind(&person.email)
+    .bind(&person.name)
+    .bind(&person.subject)
+    .bind(roles_text.join(","))
+    .bind(countersign_audit::now_rfc3339())
+    .bind(session.expires_unix)
+    .execute(&db.pool)
+    .await?;
+    Ok((session, token))
+}
+
+/// The live session a cookie value names, if any.
+pub async fn find(db: &Db, token: &str) -> Result<Option<Session>, DbError> {
+    let row: Option<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT id, email, roles, expires_unix FROM staff_sessions \
+         WHERE token_sha256 = $1 AND revoked_at IS NULL AND expires_unix > $2",
+    )
+    .bind(auth::digest(token))
+    .bind(now_unix())
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(row.map(|(id, email, roles, expires_unix)| Session {
+        id,
+        email,
+        roles: roles.split(',').filter_map(|r| r.parse().ok()).collect(),
+        expires_unix,
+    }))
+}
+
+/// Ends a session (signing out).
+pub async fn close(db: &Db, id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE staff_sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(countersign_audit::now_rfc3339())
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// The value of `name` in a `Cookie` header.
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
