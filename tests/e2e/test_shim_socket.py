@@ -149,6 +149,9 @@ async def test_a_connection_from_another_user_is_refused_unread_recorded_and_sta
 def test_the_socket_is_removed_at_shutdown_and_a_crashed_gateways_is_replaced(make_gateway, tmp_path):
     gw = make_gateway({"fast": fast_server()})
     sock = gw.home / "gateway.sock"
+    # A hard link keeps each old socket's inode alive, so a new socket cannot be given
+    # the same inode number by chance and the comparisons below mean what they say.
+    os.link(sock, tmp_path / "first.sock")
     first = os.lstat(sock).st_ino
     gw.stop()
     assert not sock.exists(), "removed at shutdown"
@@ -158,6 +161,7 @@ def test_the_socket_is_removed_at_shutdown_and_a_crashed_gateways_is_replaced(ma
     gw.proc.wait(10)
     assert stat.S_ISSOCK(os.lstat(sock).st_mode), "left behind by the crash"
     stale = os.lstat(sock).st_ino
+    os.link(sock, tmp_path / "stale.sock")
     gw.start()
     now = os.lstat(sock)
     assert stat.S_ISSOCK(now.st_mode) and stat.S_IMODE(now.st_mode) == 0o600
