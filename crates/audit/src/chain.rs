@@ -11,11 +11,13 @@
 //! and [`RECORD_COLUMNS`]): the journal's writer, its verification, the outbox and the
 //! hub's recomputation all hash through [`RecordText::chain_fields`]. Columns added after
 //! the chain began come in groups, in the order they were added (the grant: `grant_id`,
-//! `grant_length`; then `trace_id`): a record's hash covers the columns up to the end of
-//! the last group it sets a value in, and no further. So a record setting none hashes as
-//! records did before any was added, one naming only a grant as it did before `trace_id`,
-//! and each journal written by an older version still verifies; as every value is
-//! length-prefixed, a record hashing more columns can never hash like one hashing fewer.
+//! `grant_length`; then `trace_id`; then the identity: `user_verified`, `os_user`,
+//! `owner`): a record's hash covers the columns up to the end of the last group it sets a
+//! value in, and no further. So a record setting none hashes as records did before any
+//! was added, one naming only a grant as it did before `trace_id`, one with a trace but
+//! no identity as it did before the identity columns, and each journal written by an
+//! older version still verifies; as every value is length-prefixed, a record hashing more
+//! columns can never hash like one hashing fewer.
 
 use sha2::{Digest, Sha256};
 
@@ -47,7 +49,7 @@ fn digest(domain: &[u8], link: &str, fields: &[Option<&str>]) -> String {
 
 /// The journal's record columns, in the chain's order; `prev_hash` and `hash` follow them.
 /// [`RecordText::columns`] gives the values in this order.
-pub const RECORD_COLUMNS: [&str; 23] = [
+pub const RECORD_COLUMNS: [&str; 26] = [
     "id",
     "time",
     "kind",
@@ -71,6 +73,9 @@ pub const RECORD_COLUMNS: [&str; 23] = [
     "grant_id",
     "grant_length",
     "trace_id",
+    "user_verified",
+    "os_user",
+    "owner",
 ];
 
 /// How many of [`RECORD_COLUMNS`] every chained record's hash covers; the rest only as
@@ -78,9 +83,10 @@ pub const RECORD_COLUMNS: [&str; 23] = [
 const ALWAYS_HASHED: usize = 20;
 
 /// Where each group of columns added after the chain began ends in [`RECORD_COLUMNS`], in
-/// the order they were added: the grant (`grant_id`, `grant_length`), then `trace_id`. A
-/// column added later gets a group of its own at the end.
-const ADDED_GROUPS: [usize; 2] = [22, 23];
+/// the order they were added: the grant (`grant_id`, `grant_length`), then `trace_id`,
+/// then the identity (`user_verified`, `os_user`, `owner`). A column added later gets a
+/// group of its own at the end.
+const ADDED_GROUPS: [usize; 3] = [22, 23, 26];
 const _: () = assert!(ADDED_GROUPS[ADDED_GROUPS.len() - 1] == RECORD_COLUMNS.len());
 
 /// A record's columns as the journal stores them (text; `arguments` as JSON text).
@@ -109,6 +115,12 @@ pub struct RecordText<'a> {
     pub grant_id: Option<&'a str>,
     pub grant_length: Option<&'a str>,
     pub trace_id: Option<&'a str>,
+    /// `true` or `false` ([`verified_text`]): whether `user` is a verified identity.
+    pub user_verified: Option<&'a str>,
+    /// The OS account running the gateway.
+    pub os_user: Option<&'a str>,
+    /// An agent's accountable owner (an email).
+    pub owner: Option<&'a str>,
 }
 
 impl<'a> RecordText<'a> {
@@ -138,6 +150,9 @@ impl<'a> RecordText<'a> {
             self.grant_id,
             self.grant_length,
             self.trace_id,
+            self.user_verified,
+            self.os_user,
+            self.owner,
         ]
     }
 
@@ -196,6 +211,20 @@ pub fn outcome_hash(record: &str, fields: &[Option<&str>]) -> String {
     digest(b"countersign-outcome-v1\n", record, fields)
 }
 
+/// `user_verified` as stored and hashed: `true` or `false`.
+pub fn verified_text(verified: Option<bool>) -> Option<&'static str> {
+    verified.map(|v| if v { "true" } else { "false" })
+}
+
+/// `user_verified` read back from its text; anything but `true` or `false` is none.
+pub fn verified_value(text: Option<&str>) -> Option<bool> {
+    match text {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        _ => None,
+    }
+}
+
 /// `duration_ms` as hashed (the same text when written and when read back).
 pub fn duration_text(d: Option<f64>) -> Option<String> {
     d.map(|v| format!("{v}"))
@@ -242,17 +271,28 @@ mod tests {
             grant_id: Some("grant_id"),
             grant_length: Some("grant_length"),
             trace_id: Some("trace_id"),
+            user_verified: Some("user_verified"),
+            os_user: Some("os_user"),
+            owner: Some("owner"),
         };
         assert_eq!(text.columns(), RECORD_COLUMNS.map(Some));
-        assert_eq!(text.chain_fields().len(), RECORD_COLUMNS.len(), "a grant and a trace are hashed");
-        let without = RecordText { grant_id: None, grant_length: None, trace_id: None, ..text };
+        assert_eq!(text.chain_fields().len(), RECORD_COLUMNS.len(), "a grant, a trace and an identity are hashed");
+        let without = RecordText {
+            grant_id: None,
+            grant_length: None,
+            trace_id: None,
+            user_verified: None,
+            os_user: None,
+            owner: None,
+            ..text
+        };
         assert_eq!(
             *without.chain_fields(),
             RECORD_COLUMNS[..ALWAYS_HASHED].iter().map(|c| Some(*c)).collect::<Vec<_>>(),
             "no grant, no grant columns"
         );
         assert_ne!(text.chain_fields().hash(GENESIS), without.chain_fields().hash(GENESIS));
-        let grant_only = RecordText { trace_id: None, ..text };
+        let grant_only = RecordText { trace_id: None, user_verified: None, os_user: None, owner: None, ..text };
         assert_eq!(grant_only.chain_fields().len(), 22, "a grant without a trace hashes as before trace_id");
         let length_only = RecordText { grant_id: None, ..grant_only };
         assert_eq!(length_only.chain_fields().len(), 22, "any grant column set is hashed");
@@ -285,11 +325,14 @@ mod tests {
             grant_id: None,
             grant_length: None,
             trace_id: None,
+            user_verified: None,
+            os_user: None,
+            owner: None,
         };
         assert_eq!(base.chain_fields().len(), ALWAYS_HASHED, "no trace, no grant: as before either was added");
         let traced = RecordText { trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"), ..base };
         let fields = traced.chain_fields();
-        assert_eq!(fields.len(), RECORD_COLUMNS.len(), "a trace is hashed, after the (empty) grant columns");
+        assert_eq!(fields.len(), 23, "a trace is hashed, after the (empty) grant columns");
         assert_eq!(fields[ALWAYS_HASHED..], [None, None, Some("4bf92f3577b34da6a3ce929d0e0e4736")]);
         assert_ne!(fields.hash(GENESIS), base.chain_fields().hash(GENESIS));
         let other = RecordText { trace_id: Some("0af7651916cd43dd8448eb211c80319c"), ..base };
@@ -297,5 +340,102 @@ mod tests {
         // A trace id that reads like a grant length is still told apart from one.
         let as_grant = RecordText { grant_length: Some("4bf92f3577b34da6a3ce929d0e0e4736"), ..base };
         assert_ne!(as_grant.chain_fields().hash(GENESIS), fields.hash(GENESIS));
+    }
+
+    /// A record with no grant, no trace and no identity column: as records hashed before any was added.
+    fn plain() -> RecordText<'static> {
+        RecordText {
+            id: "r-2",
+            time: "2026-12-02T10:00:00Z",
+            kind: "call",
+            user: "ana@example.com",
+            device: "dev1",
+            client: Some("cursor"),
+            client_name: None,
+            client_version: None,
+            session: Some("s-1"),
+            server: Some("fs"),
+            tool: Some("write_file"),
+            method: Some("tools/call"),
+            arguments: None,
+            decision: "allow",
+            rule: None,
+            reason: None,
+            approval: None,
+            policy_version: None,
+            class: Some("write"),
+            label: None,
+            grant_id: None,
+            grant_length: None,
+            trace_id: None,
+            user_verified: None,
+            os_user: None,
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn the_identity_columns_are_one_group_hashed_only_when_set() {
+        let base = plain();
+        let before = record_hash(GENESIS, &base.columns()[..ALWAYS_HASHED]);
+        assert_eq!(base.chain_fields().hash(GENESIS), before, "no identity: hashed exactly as before the columns");
+
+        let agent = RecordText {
+            user: "agent:release-bot",
+            user_verified: verified_text(Some(true)),
+            os_user: Some("ana"),
+            owner: Some("ana@example.com"),
+            ..base
+        };
+        let fields = agent.chain_fields();
+        assert_eq!(fields.len(), RECORD_COLUMNS.len(), "the identity group ends the columns");
+        assert_eq!(
+            fields[ALWAYS_HASHED..],
+            [None, None, None, Some("true"), Some("ana"), Some("ana@example.com")],
+            "after the (empty) grant and trace columns"
+        );
+        assert_ne!(fields.hash(GENESIS), RecordText { user: "agent:release-bot", ..base }.chain_fields().hash(GENESIS));
+
+        // Any one of the three brings in the whole group, NULLs included.
+        let os_only = RecordText { os_user: Some("ana"), ..base };
+        assert_eq!(os_only.chain_fields().len(), RECORD_COLUMNS.len(), "os_user alone covers the whole group");
+        assert_eq!(os_only.chain_fields()[23..], [None, Some("ana"), None]);
+        assert_ne!(os_only.chain_fields().hash(GENESIS), before);
+        let owner_only = RecordText { owner: Some("ana"), ..base };
+        assert_ne!(
+            owner_only.chain_fields().hash(GENESIS),
+            os_only.chain_fields().hash(GENESIS),
+            "told apart by place"
+        );
+        for verified in [Some(true), Some(false)] {
+            let v = RecordText { user_verified: verified_text(verified), ..base };
+            assert_eq!(v.chain_fields().len(), RECORD_COLUMNS.len(), "user_verified alone covers the whole group");
+            assert_ne!(v.chain_fields().hash(GENESIS), before);
+        }
+        let yes = RecordText { user_verified: verified_text(Some(true)), ..os_only };
+        let no = RecordText { user_verified: verified_text(Some(false)), ..os_only };
+        assert_ne!(yes.chain_fields().hash(GENESIS), no.chain_fields().hash(GENESIS), "verified or not is covered");
+        let other_os = RecordText { os_user: Some("bob"), ..os_only };
+        assert_ne!(other_os.chain_fields().hash(GENESIS), os_only.chain_fields().hash(GENESIS), "the value is covered");
+
+        // A trace without an identity hashes as before the identity columns; with one, more.
+        let traced = RecordText { trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"), ..base };
+        assert_eq!(traced.chain_fields().len(), 23);
+        let traced_identity = RecordText { os_user: Some("ana"), ..traced };
+        assert_eq!(traced_identity.chain_fields().len(), RECORD_COLUMNS.len());
+        assert_ne!(traced_identity.chain_fields().hash(GENESIS), traced.chain_fields().hash(GENESIS));
+        // An OS account that reads like a trace id is still told apart from one.
+        let as_trace = RecordText { os_user: Some("4bf92f3577b34da6a3ce929d0e0e4736"), ..base };
+        assert_ne!(as_trace.chain_fields().hash(GENESIS), traced.chain_fields().hash(GENESIS));
+    }
+
+    #[test]
+    fn user_verified_is_stored_as_true_or_false() {
+        assert_eq!([true, false].map(|v| verified_text(Some(v))), [Some("true"), Some("false")]);
+        assert_eq!(verified_text(None), None);
+        for v in [Some(true), Some(false), None] {
+            assert_eq!(verified_value(verified_text(v)), v);
+        }
+        assert_eq!(verified_value(Some("yes")), None);
     }
 }

@@ -439,7 +439,7 @@ pub struct JournalReader {
 
 /// The fields of an exported record, in order (`countersign audit export`; the hub's
 /// `GET /v1/audit` answers with the same names).
-pub const EXPORT_FIELDS: [&str; 28] = [
+pub const EXPORT_FIELDS: [&str; 31] = [
     "id",
     "time",
     "kind",
@@ -468,6 +468,9 @@ pub const EXPORT_FIELDS: [&str; 28] = [
     "grant_id",
     "grant_length",
     "trace_id",
+    "user_verified",
+    "os_user",
+    "owner",
 ];
 
 impl JournalReader {
@@ -529,6 +532,11 @@ fn row_to_json(row: &SqliteRow) -> Value {
                 .unwrap_or(Value::Null),
             "duration_ms" => {
                 row.try_get::<Option<f64>, _>("duration_ms").unwrap_or(None).map_or(Value::Null, Value::from)
+            }
+            // Stored as `true` or `false`; exported as a JSON boolean.
+            "user_verified" => {
+                let text = row.try_get::<Option<String>, _>("user_verified").unwrap_or(None);
+                crate::chain::verified_value(text.as_deref()).map_or(Value::Null, Value::Bool)
             }
             column => row.try_get::<Option<String>, _>(column).unwrap_or(None).map_or(Value::Null, Value::String),
         };

@@ -160,6 +160,9 @@ impl Outbox {
                     grant_id: r.get("grant_id")?,
                     grant_length: r.get("grant_length")?,
                     trace_id: r.get("trace_id")?,
+                    user_verified: r.get("user_verified")?,
+                    os_user: r.get("os_user")?,
+                    owner: r.get("owner")?,
                     prev_hash: r.get("prev_hash")?,
                     hash: r.get("hash")?,
                 })

@@ -146,6 +146,16 @@ pub struct Record {
     /// client's and the server's traces.
     #[serde(default)]
     pub trace_id: Option<String>,
+    /// Whether `user` is a verified identity: the email the person signed in with (or
+    /// `agent:NAME` for an enterprise agent) when true; the OS account when false or unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_verified: Option<bool>,
+    /// The OS account running the gateway, whatever `user` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_user: Option<String>,
+    /// An agent's accountable owner (an email); set only for agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl Record {
@@ -174,6 +184,9 @@ impl Record {
             label: None,
             grant: None,
             trace_id: None,
+            user_verified: None,
+            os_user: None,
+            owner: None,
         }
     }
 }

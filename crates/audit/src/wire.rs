@@ -46,6 +46,16 @@ pub struct WireRecord {
     /// older than this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// Whether `user` is a verified identity, as stored (`true` or `false`); absent when
+    /// unset, and from devices older than these fields (as are the two below).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_verified: Option<String>,
+    /// The OS account running the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_user: Option<String>,
+    /// An agent's accountable owner (an email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     pub prev_hash: Option<String>,
     pub hash: Option<String>,
 }
@@ -77,6 +87,9 @@ impl WireRecord {
             grant_id: self.grant_id.as_deref(),
             grant_length: self.grant_length.as_deref(),
             trace_id: self.trace_id.as_deref(),
+            user_verified: self.user_verified.as_deref(),
+            os_user: self.os_user.as_deref(),
+            owner: self.owner.as_deref(),
         }
     }
 

@@ -215,6 +215,9 @@ fn write_op(
                 grant_id: r.grant.as_ref().map(crate::RecordGrant::id),
                 grant_length: r.grant.as_ref().and_then(crate::RecordGrant::length).map(crate::GrantLength::as_str),
                 trace_id: r.trace_id.as_deref(),
+                user_verified: crate::chain::verified_text(r.user_verified),
+                os_user: r.os_user.as_deref(),
+                owner: r.owner.as_deref(),
             };
             let stored = text.columns().map(storable);
             let fields = crate::chain::ChainFields::of_columns(stored.each_ref().map(|t| t.as_deref()));

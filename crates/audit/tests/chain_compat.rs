@@ -1,15 +1,18 @@
-//! The chain across versions: a journal written before records could name a grant, and
-//! one written before they carried a trace id (each fixture was written by that version,
+//! The chain across versions: a journal written before records could name a grant, one
+//! written before they carried a trace id, and one written before their identity columns
+//! (`user_verified`, `os_user`, `owner`) (each fixture was written by that version,
 //! through its outbox), still verifies and can be appended to, old and new records mixed;
 //! and the hash the writer stores is the hash the hub recomputes from the wire format, on
 //! a record with every column set.
 
+use countersign_audit::chain::RECORD_COLUMNS;
 use countersign_audit::outbox::Outbox;
 use countersign_audit::wire::{Batch, WireRecord};
 use countersign_audit::{
     Approval, Decision, GrantLength, Journal, JournalOptions, Outcome, OutcomeRecord, Record, RecordGrant, RecordKind,
     ToolClass,
 };
+use rusqlite::types::Value;
 
 fn fixture() -> Batch {
     serde_json::from_str(include_str!("fixtures/journal-before-grant.json")).unwrap()
@@ -21,46 +24,30 @@ fn fixture_before_trace() -> Batch {
     serde_json::from_str(include_str!("fixtures/journal-before-trace.json")).unwrap()
 }
 
+/// Written by the version before the identity columns: an issued grant with a trace id,
+/// the grant used, a traced stateless call, and a denied call with neither.
+fn fixture_before_identity() -> Batch {
+    serde_json::from_str(include_str!("fixtures/journal-before-identity.json")).unwrap()
+}
+
 /// Writes the fixture's rows into `path`'s tables exactly as the older writer stored them
-/// (the columns of its time; the grant's are NULL in a journal from before them).
+/// (the columns of its time; those added after it are NULL in a journal from before them).
 fn insert_old_rows(path: &std::path::Path, batch: &Batch) {
     let conn = rusqlite::Connection::open(path).unwrap();
+    let places: Vec<String> = (1..=RECORD_COLUMNS.len() + 3).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "INSERT INTO records (seq, {}, prev_hash, hash) VALUES ({})",
+        RECORD_COLUMNS.join(", "),
+        places.join(", ")
+    );
     for r in &batch.records {
-        assert!(r.trace_id.is_none(), "the fixtures predate the trace column");
-        conn.execute(
-            "INSERT INTO records (seq, id, time, kind, user, device, client, client_name, client_version, session, \
-             server, tool, method, arguments, decision, rule, reason, approval, policy_version, class, label, \
-             prev_hash, hash, grant_id, grant_length) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-             ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
-            rusqlite::params![
-                r.seq,
-                r.id,
-                r.time,
-                r.kind,
-                r.user,
-                r.device,
-                r.client,
-                r.client_name,
-                r.client_version,
-                r.session,
-                r.server,
-                r.tool,
-                r.method,
-                r.arguments,
-                r.decision,
-                r.rule,
-                r.reason,
-                r.approval,
-                r.policy_version,
-                r.class,
-                r.label,
-                r.prev_hash,
-                r.hash,
-                r.grant_id,
-                r.grant_length
-            ],
-        )
-        .unwrap();
+        let identity = [&r.user_verified, &r.os_user, &r.owner];
+        assert!(identity.iter().all(|c| c.is_none()), "the fixtures predate the identity columns");
+        let text = |t: Option<&str>| t.map_or(Value::Null, |t| Value::Text(t.to_string()));
+        let mut values = vec![Value::Integer(r.seq)];
+        values.extend(r.text().columns().map(text));
+        values.extend([text(r.prev_hash.as_deref()), text(r.hash.as_deref())]);
+        conn.execute(&sql, rusqlite::params_from_iter(values)).unwrap();
     }
     for o in &batch.outcomes {
         conn.execute(
@@ -215,6 +202,9 @@ async fn the_writers_hash_is_the_hubs_recomputation_with_every_field_set() {
     rec.label = Some("internal".into());
     rec.grant = Some(RecordGrant::Issued { id: "g-1234".into(), length: GrantLength::Session });
     rec.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+    rec.user_verified = Some(false);
+    rec.os_user = Some("ana".into());
+    rec.owner = Some("bo@example.com".into());
     let id = rec.id;
     journal.commit(rec).await.unwrap();
     journal
@@ -235,6 +225,7 @@ async fn the_writers_hash_is_the_hubs_recomputation_with_every_field_set() {
     assert!(every.iter().all(Option::is_some), "every column is set: {every:?}");
     assert_eq!(r.chain_fields().len(), every.len(), "and every one is hashed");
     assert_eq!((r.decision.as_str(), r.class.as_deref()), ("ask", Some("write")));
+    assert_eq!(r.user_verified.as_deref(), Some("false"), "stored and sent as its text");
     assert!(r.hash_holds(), "the hub's recomputation differs from the writer's hash");
     let stored: String = rusqlite::Connection::open(&path)
         .unwrap()
@@ -242,4 +233,127 @@ async fn the_writers_hash_is_the_hubs_recomputation_with_every_field_set() {
         .unwrap();
     assert_eq!(r.hash.as_deref(), Some(stored.as_str()));
     assert_eq!(journal.reader().verify().await.unwrap().records, 1);
+}
+
+#[test]
+fn records_sent_before_the_identity_columns_still_hash_as_sent() {
+    let batch = fixture_before_identity();
+    assert_eq!(batch.records.len(), 4);
+    assert!(batch.records[0].grant_length.is_some() && batch.records[0].trace_id.is_some());
+    assert!(batch.records[1].grant_id.is_some() && batch.records[2].trace_id.is_some());
+    for r in &batch.records {
+        assert!(r.hash_holds(), "record {} no longer hashes as it did", r.seq);
+        // The hub reads a batch from that version as it was sent: no identity columns.
+        let sent = serde_json::to_string(r).unwrap();
+        for column in ["user_verified", "os_user", "owner"] {
+            assert!(!sent.contains(column), "{sent}");
+        }
+    }
+    // Any identity column added afterwards breaks the hash, on a record with a trace or not.
+    for seq in [3, 4] {
+        let old = &batch.records[seq - 1];
+        let with_os_user = WireRecord { os_user: Some("ana".into()), ..old.clone() };
+        assert!(!with_os_user.hash_holds(), "an OS account added to record {seq} afterwards");
+        let unverified = WireRecord { user_verified: Some("false".into()), ..old.clone() };
+        assert!(!unverified.hash_holds(), "user_verified added to record {seq} afterwards");
+    }
+}
+
+/// `audit verify` over a journal holding the records the version before the identity
+/// columns wrote, followed by new ones with and without them (a signed-in person, an
+/// agent with its owner, an OS account, a record that sets none, as an older gateway
+/// writes), then the outbox and the export; changing an OS account breaks the chain there.
+#[tokio::test]
+async fn a_journal_written_before_identity_columns_verifies_and_is_appended_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let batch = fixture_before_identity();
+    let head = batch.records.last().unwrap().hash.clone().unwrap();
+    drop(Journal::open(&path, JournalOptions::default()).await.unwrap());
+    insert_old_rows(&path, &batch);
+    let journal = Journal::open(&path, JournalOptions::default()).await.unwrap();
+    let report = journal.reader().verify().await.unwrap();
+    assert_eq!((report.records, report.outcomes, report.unchained), (4, 3, 0));
+    assert_eq!(report.head.as_deref(), Some(head.as_str()));
+
+    let mut person = Record::new(RecordKind::Call, "ana@example.com", "ana-laptop", Decision::Allow);
+    person.user_verified = Some(true);
+    person.os_user = Some("ana".into());
+    person.trace_id = Some("0af7651916cd43dd8448eb211c80319c".into());
+    let mut agent = Record::new(RecordKind::Call, "agent:release-bot", "ana-laptop", Decision::Ask);
+    agent.user_verified = Some(true);
+    agent.os_user = Some("ana".into());
+    agent.owner = Some("ana@example.com".into());
+    agent.grant = Some(RecordGrant::Issued { id: "g-9".into(), length: GrantLength::Hour1 });
+    let mut account = Record::new(RecordKind::Call, "ana", "ana-laptop", Decision::Deny);
+    account.user_verified = Some(false);
+    account.os_user = Some("ana".into());
+    let none = Record::new(RecordKind::Call, "ana", "ana-laptop", Decision::Allow);
+    for rec in [person, agent, account, none] {
+        journal.commit(rec).await.unwrap();
+    }
+    let report = journal.reader().verify().await.unwrap();
+    assert_eq!(report.records, 8, "old and new records verify as one chain");
+
+    let sent = Outbox::open(&path).unwrap().next_batch(10).unwrap();
+    assert_eq!(sent.records[4].prev_hash.as_deref(), Some(head.as_str()), "the first new record follows the old");
+    let identity: Vec<(Option<&str>, Option<&str>, Option<&str>)> =
+        sent.records.iter().map(|r| (r.user_verified.as_deref(), r.os_user.as_deref(), r.owner.as_deref())).collect();
+    let ana = Some("ana");
+    assert_eq!(
+        identity,
+        [
+            (None, None, None),
+            (None, None, None),
+            (None, None, None),
+            (None, None, None),
+            (Some("true"), ana, None),
+            (Some("true"), ana, Some("ana@example.com")),
+            (Some("false"), ana, None),
+            (None, None, None),
+        ]
+    );
+    // Through JSON, as the hub receives it: every hash recomputes, old and new.
+    let received: Batch = serde_json::from_str(&serde_json::to_string(&sent).unwrap()).unwrap();
+    assert_eq!(received, sent);
+    assert!(received.records.iter().all(WireRecord::hash_holds), "the hub recomputes every hash, old and new");
+    let plain = serde_json::to_string(&sent.records[7]).unwrap();
+    assert!(!plain.contains("os_user") && !plain.contains("user_verified"), "absent when unset: {plain}");
+
+    let exported = journal.reader().records().await.unwrap();
+    assert_eq!(exported[4]["user"], "ana@example.com");
+    assert_eq!(exported[4]["user_verified"], true, "a JSON boolean");
+    assert_eq!(exported[4]["os_user"], "ana");
+    assert_eq!(exported[4]["owner"], serde_json::Value::Null);
+    assert_eq!(exported[5]["user"], "agent:release-bot");
+    assert_eq!(exported[5]["owner"], "ana@example.com");
+    assert_eq!(exported[6]["user_verified"], false);
+    for old in [&exported[0], &exported[3], &exported[7]] {
+        for column in ["user_verified", "os_user", "owner"] {
+            assert_eq!(old[column], serde_json::Value::Null, "{column} of {old}");
+        }
+    }
+    assert_eq!(exported[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "old records as written");
+
+    // Dropping or changing an OS account breaks the chain there, as does adding one to an
+    // old record; changing whether the user was verified does too.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let broken = |sql: &str, seq: i64| {
+        conn.execute(sql, []).unwrap();
+        let journal = &journal;
+        async move {
+            let err = journal.reader().verify().await.unwrap_err().to_string();
+            assert!(err.contains(&format!("record {seq}")) && err.contains("changed"), "{err}");
+        }
+    };
+    broken("UPDATE records SET os_user = NULL WHERE seq = 7", 7).await;
+    broken("UPDATE records SET os_user = 'root' WHERE seq = 7", 7).await;
+    conn.execute("UPDATE records SET os_user = 'ana' WHERE seq = 7", []).unwrap();
+    assert_eq!(journal.reader().verify().await.unwrap().records, 8, "restored, the chain holds again");
+    broken("UPDATE records SET user_verified = 'true' WHERE seq = 7", 7).await;
+    conn.execute("UPDATE records SET user_verified = 'false' WHERE seq = 7", []).unwrap();
+    broken("UPDATE records SET owner = NULL WHERE seq = 6", 6).await;
+    conn.execute("UPDATE records SET owner = 'ana@example.com' WHERE seq = 6", []).unwrap();
+    assert_eq!(journal.reader().verify().await.unwrap().records, 8);
+    broken("UPDATE records SET os_user = 'ana' WHERE seq = 4", 4).await;
 }

@@ -111,6 +111,9 @@ fn records(device: &str, n: usize) -> Vec<WireRecord> {
                 grant_id: None,
                 grant_length: None,
                 trace_id: None,
+                user_verified: None,
+                os_user: None,
+                owner: None,
                 prev_hash: Some(prev.clone()),
                 hash: None,
             };
