@@ -167,6 +167,20 @@ pub async fn reload(home: &Home) -> Result<i32> {
     Ok(0)
 }
 
+/// After enrollment changed who this device answers for: the running gateway, if any,
+/// names the new identity on its next record. A failure only says so (the gateway also
+/// reads it again at its next sync).
+pub async fn take_up_identity(home: &Home) {
+    if home.read_runtime().is_none() {
+        return;
+    }
+    if let Err(e) = control(home, Method::POST, "/_countersign/policy/reload", None).await {
+        eprintln!(
+            "note: the running gateway was not asked to read the new identity now ({e}); it does at its next sync"
+        );
+    }
+}
+
 /// After a command wrote `config` (a client routed, a secret moved): the gateway running
 /// on this data folder, if it reads that file, takes it up now, so the entry a client was
 /// just given works on its first connection. The gateway also watches the file and would

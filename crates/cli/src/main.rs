@@ -5,6 +5,7 @@
 mod audit_cmd;
 mod clients_cmd;
 mod control;
+mod enroll_cmd;
 mod policy_cmd;
 mod vault_cmd;
 
@@ -118,14 +119,30 @@ enum Command {
         command: clients_cmd::ClientsCommand,
     },
     /// Enroll this device with a Countersign hub (the credential goes to the keychain).
+    ///
+    /// Without a token you sign in with your company's identity provider and the device is
+    /// bound to you (on a device enrolled by token, this binds it to you). A browser opens
+    /// to the hub's page; with --no-browser, or with no display, the address and a code to
+    /// type there are printed instead (RFC 8628's device authorization grant).
     Enroll {
         /// The hub's URL, such as https://hub.example.com
         hub_url: String,
-        /// The single-use enrollment token IT gave you.
-        token: String,
+        /// A single-use enrollment token IT gave you (an MDM roll-out); the device is then
+        /// yours only once you sign in (`countersign enroll HUB_URL` again).
+        token: Option<String>,
         /// The name this device shows under at the hub (default: the host name).
         #[arg(long)]
         name: Option<String>,
+        /// Print the address and code instead of opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Who this device's records name: the person the hub verified (or `unverified: <OS
+    /// account>`), and the device id.
+    Whoami {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Send the audit journal to the hub.
     Sync {
@@ -403,12 +420,14 @@ async fn run(home: Home, command: Command) -> Result<i32> {
         Command::Auth { command: AuthCommand::Logout { server } } => vault_cmd::logout(&server).await,
         Command::Auth { command: AuthCommand::Status { config, json } } => vault_cmd::status(&home, config, json).await,
         Command::Clients { command } => clients_cmd::run(&home, command).await,
-        Command::Enroll { hub_url, token, name } => {
+        Command::Enroll { hub_url, token, name, no_browser } => {
             let name = name.unwrap_or_else(host_name);
-            let device = countersign_sync::hub_sync::enroll(&home, &hub_url, &token, &name).await?;
-            println!("enrolled with {hub_url} as device {device} ({name})");
-            Ok(0)
+            match token {
+                Some(token) => enroll_cmd::by_token(&home, &hub_url, &token, &name).await,
+                None => enroll_cmd::by_sign_in(&home, &hub_url, &name, no_browser).await,
+            }
         }
+        Command::Whoami { json } => enroll_cmd::whoami(&home, json).await,
         Command::Sync { now, config } => {
             if !now {
                 bail!("the gateway syncs on its own while it runs; `countersign sync --now` sends what is pending now");

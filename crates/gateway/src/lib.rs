@@ -39,6 +39,7 @@ mod sign_ins;
 pub mod sse_client;
 pub mod trace_context;
 pub mod upstream;
+pub mod who;
 
 pub use api::Gateway;
 // This user's local state lives in countersign-local; the gateway names it as its own.

@@ -150,6 +150,7 @@ pub fn announce_expiry(shared: &Arc<Shared>) {
 /// Reloads every layer now; on failure the policy in force stays.
 pub fn reload(shared: &Arc<Shared>) {
     reload_servers(shared);
+    shared.reload_who();
     let before = shared.policy.load().version().to_string();
     match policy_layers::reload(&shared.config, &shared.home, &shared.bundles) {
         Ok((policy, rejected)) => {

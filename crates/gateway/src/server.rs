@@ -9,7 +9,7 @@ use crate::front_door::Face;
 use crate::home::{Home, HomeError, RuntimeInfo};
 use crate::http_face;
 use crate::pins::PinStore;
-use crate::shared::{os_user, Shared};
+use crate::shared::Shared;
 use crate::tokens::TokenStore;
 use countersign_audit::{Journal, JournalError, JournalOptions, Redactor};
 use countersign_policy::GrantBook;
@@ -104,7 +104,7 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         redactor: Redactor::new(home.redaction_salt()?.as_bytes()),
         tokens: TokenStore::open(&home),
         control_token: home.control_token()?,
-        user: os_user(),
+        who: arc_swap::ArcSwap::from_pointee(crate::who::Who::of(&home)),
         device: home.device_id()?,
         servers: arc_swap::ArcSwap::from_pointee(config.servers.clone()),
         routing_warning: Mutex::new(None),

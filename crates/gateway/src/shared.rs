@@ -49,7 +49,8 @@ pub struct Shared {
     pub approver: Arc<dyn Approver>,
     pub tokens: TokenStore,
     pub control_token: String,
-    pub user: String,
+    /// Who acts through this gateway (the verified person, else the OS account).
+    pub who: arc_swap::ArcSwap<crate::who::Who>,
     pub device: String,
     /// Set while policy requires AI clients to route through Countersign and some do not
     /// (or use servers off the allowed list): what the tray warns about.
@@ -69,7 +70,27 @@ impl Shared {
 
     /// A record for this user and device.
     pub fn record(&self, kind: countersign_audit::RecordKind, decision: countersign_audit::Decision) -> Record {
-        Record::new(kind, &self.user, &self.device, decision)
+        let who = self.who.load();
+        let mut record = Record::new(kind, &who.user, &self.device, decision);
+        who.stamp(&mut record);
+        record
+    }
+
+    /// Reads who acts through this gateway again (`hub.json`); a change is itself recorded.
+    pub fn reload_who(self: &Arc<Self>) {
+        let now = crate::who::Who::of(&self.home);
+        if **self.who.load() != now {
+            let reason = format!("records now name {}", now.shown());
+            tracing::info!("{reason}");
+            self.who.store(Arc::new(now));
+            self.policy_event(PolicyEvent {
+                decision: countersign_audit::Decision::Allow,
+                rule: "identity",
+                reason,
+                server: None,
+                tool: None,
+            });
+        }
     }
 
     /// Records an event of the policy itself (a layer loaded or refused, a tool blocked or
@@ -122,6 +143,10 @@ impl countersign_sync::Host for Shared {
 
     fn record_event(self: &Arc<Self>, decision: countersign_audit::Decision, rule: &'static str, reason: String) {
         self.policy_event(PolicyEvent { decision, rule, reason, server: None, tool: None });
+    }
+
+    fn identity_changed(self: &Arc<Self>) {
+        self.reload_who();
     }
 }
 

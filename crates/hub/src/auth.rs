@@ -44,10 +44,23 @@ pub async fn create_enrollment_token(db: &Db, hours: u64, user: Option<&str>) ->
 }
 
 /// The device a credential belongs to.
-pub async fn device_of(db: &Db, credential: &str) -> Result<Option<String>, DbError> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM devices WHERE credential_sha256 = $1")
-        .bind(digest(credential))
-        .fetch_optional(&db.pool)
-        .await?;
-    Ok(row.map(|r| r.0))
+pub enum DeviceCredential {
+    Valid(String),
+    /// The device was revoked (`revoked_at`, why): its credential opens nothing.
+    Revoked(String, String),
+    Unknown,
+}
+
+/// The device a credential belongs to, unless it was revoked.
+pub async fn device_of(db: &Db, credential: &str) -> Result<DeviceCredential, DbError> {
+    let row: Option<(String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT id, revoked_at, revoked_why FROM devices WHERE credential_sha256 = $1")
+            .bind(digest(credential))
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(match row {
+        None => DeviceCredential::Unknown,
+        Some((id, None, _)) => DeviceCredential::Valid(id),
+        Some((_, Some(at), why)) => DeviceCredential::Revoked(at, why.unwrap_or_default()),
+    })
 }

@@ -181,8 +181,14 @@ pub(crate) async fn device(hub: &Hub, headers: &HeaderMap) -> Result<String, Res
         return Err(error(StatusCode::UNAUTHORIZED, "a device credential is required"));
     };
     match auth::device_of(&hub.db, credential).await {
-        Ok(Some(d)) => Ok(d),
-        Ok(None) => Err(error(StatusCode::UNAUTHORIZED, "unknown device credential; enroll again")),
+        Ok(auth::DeviceCredential::Valid(d)) => Ok(d),
+        Ok(auth::DeviceCredential::Revoked(at, why)) => Err(error(
+            StatusCode::UNAUTHORIZED,
+            format!("this device was revoked at {at} ({why}); it keeps its local policy until enrolled again"),
+        )),
+        Ok(auth::DeviceCredential::Unknown) => {
+            Err(error(StatusCode::UNAUTHORIZED, "unknown device credential; enroll again"))
+        }
         Err(e) => Err(internal(e)),
     }
 }

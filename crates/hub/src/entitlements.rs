@@ -207,6 +207,9 @@ mod tests {
             grant_id: grant.map(|g| g.0.to_string()),
             grant_length: grant.map(|g| g.1.to_string()),
             trace_id: None,
+            user_verified: None,
+            os_user: None,
+            owner: None,
             prev_hash: Some(prev.into()),
             hash: None,
         };

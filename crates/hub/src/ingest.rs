@@ -9,7 +9,9 @@
 //!
 //! Who a record is from comes from the credential, never from the record: it is stored
 //! with its device's user and local device id (fixed by the enrollment token or the
-//! device's first record), and a record claiming another identity raises an alert. A
+//! device's first record), and a record naming another OS account raises an alert. A
+//! batch with a record that names a verified person other than the one who signed in
+//! for this device, or another enrolled device's id, is refused whole. A
 //! device whose chain has begun may not send a record without a hash. A record sent again
 //! with another hash, or a new record at a place the hub already holds, is a diverged
 //! chain and raises an alert; one sent again with its hash but other contents raises a
@@ -40,7 +42,49 @@ struct Identity {
 
 /// A device's row as ingestion reads it: its chain's last place and hash, the user IT
 /// enrolled it for, and the account and device id its records name.
-type DeviceState = (Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>, Option<i64>);
+/// and the person who signed in for it (verified), if one did.
+type DeviceState =
+    (Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>, Option<i64>, Option<String>);
+
+/// A batch with a record that claims another's identity, refused whole before anything is
+/// stored: a verified person other than the one the hub bound this device to (none bound:
+/// any), or a device id another enrolled device's records carry.
+async fn claims_refused(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    device: &str,
+    person: Option<&str>,
+    batch: &Batch,
+) -> Result<Option<(&'static str, String)>, DbError> {
+    let mut checked: Vec<&str> = Vec::new();
+    for r in &batch.records {
+        if r.user_verified.as_deref() == Some("true") && person != Some(r.user.as_str()) {
+            let bound = person.map_or("no one (no person has signed in for it)".to_string(), |p| format!("`{p}`"));
+            let why = format!(
+                "record {} (seq {}) names `{}` as its verified person, but this device is bound to {bound}: \
+                 refused, nothing stored",
+                r.id, r.seq, r.user
+            );
+            return Ok(Some(("identity", why)));
+        }
+        if checked.contains(&r.device.as_str()) {
+            continue;
+        }
+        checked.push(&r.device);
+        let (taken,): (i64,) = sqlx::query_as("SELECT count(*) FROM devices WHERE local_device = $1 AND id <> $2")
+            .bind(&r.device)
+            .bind(device)
+            .fetch_one(&mut **tx)
+            .await?;
+        if taken > 0 {
+            let why = format!(
+                "record {} (seq {}) claims device `{}`, which is another enrolled device's: refused, nothing stored",
+                r.id, r.seq, r.device
+            );
+            return Ok(Some(("identity", why)));
+        }
+    }
+    Ok(None)
+}
 
 /// Why a batch is refused whole, before anything is stored: a place that is not a place
 /// (seq below 1), text no database column can hold (NUL), or a record without a hash
@@ -86,12 +130,17 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
     let now = countersign_audit::now_rfc3339();
     let mut tx = db.pool.begin().await?;
     let sql = format!(
-        "SELECT last_seq, last_hash, user_name, local_user, local_device, diverged_seq FROM devices WHERE id = $1{}",
+        "SELECT last_seq, last_hash, user_name, local_user, local_device, diverged_seq, person_email FROM devices \
+         WHERE id = $1{}",
         db.for_update()
     );
     let row: DeviceState = sqlx::query_as(&sql).bind(device).fetch_one(&mut *tx).await?;
-    let (mut last_seq, mut last_hash, user, local_user, local_device, mut diverged) = row;
-    if let Some((kind, why)) = refusal(batch, last_hash.is_some()) {
+    let (mut last_seq, mut last_hash, user, local_user, local_device, mut diverged, person) = row;
+    let refused = match refusal(batch, last_hash.is_some()) {
+        Some(r) => Some(r),
+        None => claims_refused(&mut tx, device, person.as_deref(), batch).await?,
+    };
+    if let Some((kind, why)) = refused {
         drop(tx);
         let mut tx = db.pool.begin().await?;
         alert(&mut tx, device, kind, why.clone()).await?;
@@ -108,7 +157,7 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
         // The first record a device sends fixes the account and device id it names; its
         // device id only if no other enrolled device names that one.
         if identity.local_user.is_none() || identity.local_device.is_none() {
-            identity.local_user.get_or_insert_with(|| r.user.clone());
+            identity.local_user.get_or_insert_with(|| r.os_user.clone().unwrap_or_else(|| r.user.clone()));
             if identity.local_device.is_none() {
                 let (taken,): (i64,) =
                     sqlx::query_as("SELECT count(*) FROM devices WHERE local_device = $1 AND id <> $2")
@@ -128,19 +177,23 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
                 .await?;
         }
         let local_user = identity.local_user.clone().unwrap_or_default();
-        // Stored as the person IT enrolled the device for, else as the account it named first.
-        let user = identity.user.clone().unwrap_or_else(|| local_user.clone());
-        // A device whose claimed id belongs to another is filed under its hub id.
+        // A verified person was checked against the device's binding above; otherwise the
+        // record is stored as the person IT enrolled the device for, else as the account it
+        // named first (unverified either way, as the record says).
+        let verified = r.user_verified.as_deref() == Some("true");
+        let user = if verified { r.user.clone() } else { identity.user.clone().unwrap_or_else(|| local_user.clone()) };
+        // A device whose claimed id belongs to no enrolled device is filed under its hub id.
         let local = identity.local_device.clone().unwrap_or_else(|| device.to_string());
-        let claimed_user = (r.user != local_user).then(|| r.user.clone());
+        let os_account = r.os_user.as_deref().unwrap_or(if verified { local_user.as_str() } else { r.user.as_str() });
+        let claimed_user = (os_account != local_user).then(|| os_account.to_string());
         let claimed_device = (r.device != local).then(|| r.device.clone());
         let inserted = sqlx::query(
             "INSERT INTO records (id, device_id, seq, time, kind, user_name, device, client, client_name, \
              client_version, session, server, tool, method, arguments, decision, rule, reason, approval, \
              policy_version, class, label, prev_hash, hash, received_at, claimed_user, claimed_device, grant_id, \
-             grant_length, grant_columns, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-             $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31) \
-             ON CONFLICT (id) DO NOTHING",
+             grant_length, grant_columns, trace_id, user_verified, os_user, owner) VALUES ($1, $2, $3, $4, $5, $6, \
+             $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, \
+             $28, $29, $30, $31, $32, $33, $34) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&r.id)
         .bind(device)
@@ -173,6 +226,9 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
         .bind(&r.grant_length)
         .bind(i64::from(batch.grant_columns))
         .bind(&r.trace_id)
+        .bind(&r.user_verified)
+        .bind(&r.os_user)
+        .bind(&r.owner)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -223,9 +279,9 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
         new.push(WireRecord { user: user.clone(), device: local.clone(), ..r.clone() });
         if claimed_user.is_some() || claimed_device.is_some() {
             let what = format!(
-                "record {} (seq {}) claims user `{}` on device `{}`; this device's records name `{local_user}` \
-                 on `{local}` and it answers for `{user}`: the record is stored as theirs",
-                r.id, r.seq, r.user, r.device
+                "record {} (seq {}) claims OS account `{os_account}` on device `{}`; this device's records name \
+                 `{local_user}` on `{local}` and it answers for `{user}`: the record is stored as theirs",
+                r.id, r.seq, r.device
             );
             alert(&mut tx, device, "identity", what).await?;
         }

@@ -2,8 +2,9 @@
 //! and acknowledged again on a replay; contents that do not match their hash, a replay
 //! with other contents and a record out of its chain raise alerts without replacing what
 //! the hub holds; a batch that cannot be taken (a NUL, a seq below 1) is refused whole.
-//! A record's trace id is stored and read back (SQLite, and PostgreSQL when
-//! `COUNTERSIGN_TEST_POSTGRES` is set).
+//! A record's trace id and identity columns (`user_verified`, `os_user`, `owner`) are
+//! stored and read back (SQLite, and PostgreSQL when `COUNTERSIGN_TEST_POSTGRES` is set);
+//! an identity column changed after hashing is a `hash` alert.
 
 use super::{ingest, Ingested};
 use crate::db::Db;
@@ -36,6 +37,9 @@ fn record(seq: i64, prev: &str, tool: &str) -> WireRecord {
         grant_id: None,
         grant_length: None,
         trace_id: None,
+        user_verified: None,
+        os_user: None,
+        owner: None,
         prev_hash: Some(prev.into()),
         hash: None,
     };
@@ -187,4 +191,126 @@ async fn trace_ids_are_stored_and_returned_postgres() {
     add_device(db).await;
     trace_ids_are_stored_and_returned(db).await;
     test_db.drop_database().await;
+}
+
+/// Records 1..=n chained from the genesis, each changed by `set` before it is hashed.
+fn chain_with(n: i64, set: impl Fn(i64, &mut WireRecord)) -> Vec<WireRecord> {
+    let mut out: Vec<WireRecord> = Vec::new();
+    for seq in 1..=n {
+        let prev = out.last().and_then(|r| r.hash.clone()).unwrap_or_else(|| GENESIS.to_string());
+        let mut r = record(seq, &prev, "read_file");
+        set(seq, &mut r);
+        r.hash = Some(r.chain_fields().hash(&prev));
+        out.push(r);
+    }
+    out
+}
+
+/// A record from before the identity columns, the signed-in person's (verified; the
+/// device is bound to them) and an agent's not verified (the OS account, with the agent's
+/// owner) through ingestion as a device sends them: stored as sent (their hashes, which
+/// cover the identity columns, hold), returned by `GET /v1/audit`'s query
+/// (`user_verified` a boolean), in CSV, and found by the `user_verified` and `owner`
+/// filters.
+async fn identity_fields_are_stored_and_returned(db: &Db) {
+    sqlx::query("UPDATE devices SET person_email = 'ana@example.com' WHERE id = 'd1'").execute(&db.pool).await.unwrap();
+    let records = chain_with(3, |seq, r| match seq {
+        2 => {
+            r.user = "ana@example.com".into();
+            r.user_verified = Some("true".into());
+            r.os_user = Some("ana".into());
+        }
+        3 => {
+            r.user_verified = Some("false".into());
+            r.os_user = Some("ana".into());
+            r.owner = Some("bo@example.com".into());
+        }
+        _ => {}
+    });
+    let sent: Batch = serde_json::from_str(&serde_json::to_string(&batch(records)).unwrap()).unwrap();
+    assert!(matches!(ingest(db, None, "d1", &sent).await.unwrap(), Ingested::Stored { .. }));
+    let raised = alerts(db).await;
+    assert!(!raised.iter().any(|k| k == "hash" || k == "gap" || k == "diverged"), "the hashes hold: {raised:?}");
+    let stored: Vec<(Option<String>, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT user_verified, os_user, owner FROM records ORDER BY seq")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        stored,
+        [(None, None, None), (some("true"), some("ana"), None), (some("false"), some("ana"), some("bo@example.com"))],
+        "stored as sent"
+    );
+
+    use serde_json::{json, Value};
+    let all = crate::query::records(db, &crate::query::AuditQuery::default()).await.unwrap();
+    let identity: Vec<[&Value; 3]> = all.iter().map(|r| [&r["user_verified"], &r["os_user"], &r["owner"]]).collect();
+    assert_eq!(
+        identity,
+        [
+            [&Value::Null, &Value::Null, &Value::Null],
+            [&json!(true), &json!("ana"), &Value::Null],
+            [&json!(false), &json!("ana"), &json!("bo@example.com")],
+        ]
+    );
+    let seqs = |found: &[serde_json::Map<String, Value>]| found.iter().map(|r| r["seq"].as_i64()).collect::<Vec<_>>();
+    let q = |user_verified, owner: Option<&str>| crate::query::AuditQuery {
+        user_verified,
+        owner: owner.map(str::to_string),
+        ..Default::default()
+    };
+    assert_eq!(seqs(&crate::query::records(db, &q(Some(true), None)).await.unwrap()), [Some(2)]);
+    assert_eq!(seqs(&crate::query::records(db, &q(Some(false), None)).await.unwrap()), [Some(3)]);
+    let owned = crate::query::records(db, &q(None, Some("bo@example.com"))).await.unwrap();
+    assert_eq!(seqs(&owned), [Some(3)]);
+    assert!(crate::query::records(db, &q(Some(true), Some("bo@example.com"))).await.unwrap().is_empty());
+
+    let csv = crate::query::to_csv(&all).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("a {name} column"));
+    let cells: Vec<[&str; 3]> =
+        rows.iter().map(|row| [row[at("user_verified")], row[at("os_user")], row[at("owner")]]).collect();
+    assert_eq!(cells, [["", "", ""], ["true", "ana", ""], ["false", "ana", "bo@example.com"]]);
+}
+
+#[tokio::test]
+async fn identity_fields_are_stored_and_returned_sqlite() {
+    identity_fields_are_stored_and_returned(&hub().await).await;
+}
+
+/// The same on PostgreSQL, when `COUNTERSIGN_TEST_POSTGRES` is set.
+#[tokio::test]
+async fn identity_fields_are_stored_and_returned_postgres() {
+    let Some(test_db) = crate::db::fresh_postgres("ingest_identity").await else { return };
+    let db = &test_db.db;
+    add_device(db).await;
+    identity_fields_are_stored_and_returned(db).await;
+    test_db.drop_database().await;
+}
+
+/// The identity columns are hashed: a record whose OS account was changed, or dropped,
+/// after hashing is a `hash` alert (stored all the same, as sent).
+#[tokio::test]
+async fn an_os_user_changed_after_hashing_raises_a_hash_alert() {
+    let set = |_: i64, r: &mut WireRecord| {
+        r.user_verified = Some("false".into());
+        r.os_user = Some("ana".into());
+    };
+    let db = hub().await;
+    let mut records = chain_with(2, set);
+    records[1].os_user = Some("root".into()); // the hash still says ana
+    assert!(matches!(ingest(&db, None, "d1", &batch(records)).await.unwrap(), Ingested::Stored { .. }));
+    assert!(alerts(&db).await.contains(&"hash".to_string()), "{:?}", alerts(&db).await);
+    let (os_user,): (Option<String>,) =
+        sqlx::query_as("SELECT os_user FROM records WHERE seq = 2").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(os_user.as_deref(), Some("root"), "stored as sent, flagged");
+
+    let db = hub().await;
+    let mut records = chain_with(2, set);
+    records[0].os_user = None;
+    ingest(&db, None, "d1", &batch(records)).await.unwrap();
+    assert!(alerts(&db).await.contains(&"hash".to_string()), "a dropped OS account: {:?}", alerts(&db).await);
 }

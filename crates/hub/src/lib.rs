@@ -7,6 +7,8 @@
 //! - [`config`]: hub.toml. [`oidc`]: the company's IdP (discovery, code + PKCE, the ID
 //!   token verified); [`sign_in`]: staff sign-in routes; [`staff_sessions`]: the
 //!   sessions they open and the sign-ins in progress.
+//! - [`enroll_device`]: enrollment bound to a verified person (RFC 8628's device
+//!   authorization grant, the person signing in with the IdP at the hub's page).
 //! - [`ingest`]: batches stored once by record id, each device's chain followed, gaps
 //!   and broken hashes flagged as alerts.
 //! - [`entitlements`]: who used which servers and tools, and which grants they hold.
@@ -29,6 +31,7 @@ pub mod callers;
 pub mod config;
 pub mod csv_export;
 pub mod db;
+pub mod enroll_device;
 pub mod entitlements;
 pub mod gate;
 pub mod ingest;

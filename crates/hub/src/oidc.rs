@@ -219,6 +219,8 @@ pub struct SignIn {
     pub public_origin: String,
     /// Whether the cookie is `Secure` (an https public URL).
     pub secure_cookie: bool,
+    /// `public_url` without a trailing slash: where people's browsers reach the hub.
+    pub public_url: String,
 }
 
 impl SignIn {
@@ -234,6 +236,7 @@ impl SignIn {
             session_hours: oidc.session_hours,
             public_origin: origin,
             secure_cookie: public.starts_with("https://"),
+            public_url: public.to_string(),
         })
     }
 

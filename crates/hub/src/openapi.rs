@@ -23,18 +23,51 @@ pub fn document() -> Value {
             "created_at": { "type": "string", "format": "date-time" }, "created_by": { "type": "string" },
             "expires_at": { "type": ["string", "null"], "format": "date-time" }, "revoked_at": { "type": ["string", "null"], "format": "date-time" } } });
     let too_large = error_response("The body is larger than this route's limit after decompression (nothing was read before the credential was checked)");
-    let filters: Vec<Value> = ["user", "device", "client", "server", "tool", "decision", "trace_id"]
+    let filters: Vec<Value> = ["user", "device", "client", "server", "tool", "decision", "trace_id", "owner"]
         .iter()
         .map(|f| json!({ "name": f, "in": "query", "required": false, "schema": { "type": "string" },
                          "description": format!("Only records whose {f} is exactly this") }))
         .chain([
+            json!({ "name": "user_verified", "in": "query", "required": false, "schema": { "type": "boolean" },
+                    "description": "`true`: only records whose user is a verified identity; `false`: only records whose device said it is not (records from devices older than the field match neither)" }),
             json!({ "name": "from", "in": "query", "schema": { "type": "string", "format": "date-time" }, "description": "Records at or after this time" }),
             json!({ "name": "to", "in": "query", "schema": { "type": "string", "format": "date-time" }, "description": "Records before this time" }),
             json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 100000, "default": 1000 } }),
             json!({ "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "csv"], "default": "json" } }),
         ])
         .collect();
-    json!({
+    // The records' schemas are values of their own: the document is too deep for one `json!`.
+    let wire_record = json!({
+        "type": "object",
+        "description": "A journal record as stored on the device; `arguments` is the stored JSON text, so the hub can recompute `hash`.",
+        "required": ["seq", "id", "time", "kind", "user", "device", "decision"],
+        "properties": {
+            "seq": { "type": "integer" }, "id": { "type": "string" }, "time": { "type": "string", "format": "date-time" },
+            "kind": { "type": "string", "enum": ["call", "rejected", "policy"] }, "user": { "type": "string" },
+            "device": { "type": "string" }, "client": { "type": ["string", "null"] }, "client_name": { "type": ["string", "null"] },
+            "client_version": { "type": ["string", "null"] }, "session": { "type": ["string", "null"] },
+            "server": { "type": ["string", "null"] }, "tool": { "type": ["string", "null"] }, "method": { "type": ["string", "null"] },
+            "arguments": { "type": ["string", "null"] }, "decision": { "type": "string", "enum": ["allow", "ask", "deny"] },
+            "rule": { "type": ["string", "null"] }, "reason": { "type": ["string", "null"] }, "approval": { "type": ["string", "null"] },
+            "policy_version": { "type": ["string", "null"] }, "class": { "type": ["string", "null"] }, "label": { "type": ["string", "null"] },
+            "grant_id": { "type": ["string", "null"], "description": "The grant behind the call: the one its approval issued, or the one that let it run; absent when none" },
+            "grant_length": { "type": ["string", "null"], "enum": ["session", "15m", "1h", "today", null], "description": "Set when the call's approval issued the grant: how long it lasts from `time`" },
+            "trace_id": { "type": ["string", "null"], "pattern": "^[0-9a-f]{32}$", "description": "The W3C trace id of the request's `params._meta.traceparent`, when it carried a valid one; absent when none" },
+            "user_verified": { "type": ["string", "null"], "enum": ["true", "false", null], "description": "As stored: whether `user` is a verified identity (the email the person signed in with, or `agent:NAME` for an enterprise agent) rather than the OS account; absent when unset" },
+            "os_user": { "type": ["string", "null"], "description": "The OS account running the gateway; absent when unset" },
+            "owner": { "type": ["string", "null"], "description": "An agent's accountable owner (an email); set only for agents" },
+            "prev_hash": { "type": ["string", "null"] }, "hash": { "type": ["string", "null"] }
+        }
+    });
+    let audit_record = json!({
+        "type": "object", "description": "The fields of `countersign audit export`, plus `device_id` and `seq`.", "additionalProperties": true,
+        "properties": {
+            "user_verified": { "type": ["boolean", "null"], "description": "As the device recorded it: whether the record's user was a verified identity (the email the person signed in with, or `agent:NAME` for an enterprise agent) rather than the OS account; null for records from devices older than the field" },
+            "os_user": { "type": ["string", "null"], "description": "The OS account running the gateway" },
+            "owner": { "type": ["string", "null"], "description": "An agent's accountable owner (an email); set only for agents" }
+        }
+    });
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Countersign hub",
@@ -49,25 +82,7 @@ pub fn document() -> Value {
             },
             "schemas": {
                 "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
-                "WireRecord": {
-                    "type": "object",
-                    "description": "A journal record as stored on the device; `arguments` is the stored JSON text, so the hub can recompute `hash`.",
-                    "required": ["seq", "id", "time", "kind", "user", "device", "decision"],
-                    "properties": {
-                        "seq": { "type": "integer" }, "id": { "type": "string" }, "time": { "type": "string", "format": "date-time" },
-                        "kind": { "type": "string", "enum": ["call", "rejected", "policy"] }, "user": { "type": "string" },
-                        "device": { "type": "string" }, "client": { "type": ["string", "null"] }, "client_name": { "type": ["string", "null"] },
-                        "client_version": { "type": ["string", "null"] }, "session": { "type": ["string", "null"] },
-                        "server": { "type": ["string", "null"] }, "tool": { "type": ["string", "null"] }, "method": { "type": ["string", "null"] },
-                        "arguments": { "type": ["string", "null"] }, "decision": { "type": "string", "enum": ["allow", "ask", "deny"] },
-                        "rule": { "type": ["string", "null"] }, "reason": { "type": ["string", "null"] }, "approval": { "type": ["string", "null"] },
-                        "policy_version": { "type": ["string", "null"] }, "class": { "type": ["string", "null"] }, "label": { "type": ["string", "null"] },
-                        "grant_id": { "type": ["string", "null"], "description": "The grant behind the call: the one its approval issued, or the one that let it run; absent when none" },
-                        "grant_length": { "type": ["string", "null"], "enum": ["session", "15m", "1h", "today", null], "description": "Set when the call's approval issued the grant: how long it lasts from `time`" },
-                        "trace_id": { "type": ["string", "null"], "pattern": "^[0-9a-f]{32}$", "description": "The W3C trace id of the request's `params._meta.traceparent`, when it carried a valid one; absent when none" },
-                        "prev_hash": { "type": ["string", "null"] }, "hash": { "type": ["string", "null"] }
-                    }
-                },
+                "WireRecord": wire_record,
                 "WireOutcome": {
                     "type": "object", "required": ["record_id", "time", "outcome"],
                     "properties": { "record_id": { "type": "string" }, "time": { "type": "string" }, "outcome": { "type": "string" },
@@ -83,7 +98,7 @@ pub fn document() -> Value {
                     "last_seq": { "type": ["integer", "null"] },
                     "last_hash": { "type": ["string", "null"], "description": "The newest hash of this device's chain the hub holds" },
                     "checkpoint": { "type": ["object", "null"], "description": "The hub's signed statement that it holds the chain up to last_seq (device, seq, hash, time, signature); absent without a signing key" } } },
-                "AuditRecord": { "type": "object", "description": "The fields of `countersign audit export`, plus `device_id` and `seq`.", "additionalProperties": true },
+                "AuditRecord": audit_record,
                 "Bundle": { "type": "object", "required": ["version", "document", "signature"], "properties": {
                     "version": { "type": "integer" }, "document": { "type": "string", "description": "The bundle TOML" },
                     "signature": { "type": "string", "description": "Its minisign signature" }, "published_at": { "type": "string" } } }
@@ -169,6 +184,51 @@ pub fn document() -> Value {
             "/v1/auth/whoami": { "get": { "summary": "Who the caller is (`actor`) and their roles", "security": staff, "x-roles": fleet,
                 "responses": { "200": { "description": "`actor`, `roles`" }, "401": unauthorized, "403": forbidden } } }
         }
+    });
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), enrollment_paths()) {
+        paths.extend(more);
+    }
+    doc
+}
+
+/// Enrollment bound to a person (RFC 8628's device authorization grant) and the device's
+/// own view of who it answers for.
+fn enrollment_paths() -> Value {
+    let oauth_error = json!({ "description": "An OAuth error (RFC 6749 §5.2): `error` is authorization_pending, slow_down, access_denied, expired_token, invalid_grant or unsupported_grant_type; `error_description` says it in words",
+        "content": { "application/json": { "schema": { "type": "object", "properties": { "error": { "type": "string" }, "error_description": { "type": "string" } } } } } });
+    let html = |what: &str| json!({ "description": what, "content": { "text/html": {} } });
+    json!({
+        "/v1/enroll/device_authorization": { "post": {
+            "summary": "A device asks to be enrolled as the person who will sign in and confirm it (RFC 8628 §3.1); with its device credential, an enrolled device asks to be bound to its person",
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["name"], "properties": {
+                "name": { "type": "string", "description": "The device's name as the person will see it" },
+                "os_user": { "type": "string", "description": "The OS account, shown to the person" },
+                "return_to": { "type": "string", "description": "http://127.0.0.1:PORT/… (or localhost): where the hub's page sends the browser once the person answered; carries nothing" } } } } } },
+            "responses": { "200": { "description": "device_code (for the device alone), user_code (ABCD-EFGH), verification_uri, verification_uri_complete, expires_in, interval" },
+                           "400": error_response("No name, or a return_to that is not this device's loopback"),
+                           "401": error_response("A device credential was given and is unknown or revoked"),
+                           "501": error_response("The hub has no [oidc] sign-in"), "503": error_response("Too many enrollments wait") } } },
+        "/v1/enroll/token": { "post": {
+            "summary": "The device polls (RFC 8628 §3.4); once the person approved: its credential and the person it answers for",
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["grant_type", "device_code"], "properties": {
+                "grant_type": { "const": "urn:ietf:params:oauth:grant-type:device_code" }, "device_code": { "type": "string" } } } } } },
+            "responses": { "200": { "description": "device_id, user (the verified email), user_verified, and credential (absent when an enrolled device was bound)" },
+                           "400": oauth_error } } },
+        "/enroll": { "get": {
+            "summary": "The person's page: asks for the code, or (with ?user_code=) sends the browser to sign in with the company's IdP, whose answer shows the device to approve or deny",
+            "parameters": [{ "name": "user_code", "in": "query", "required": false, "schema": { "type": "string" } }],
+            "responses": { "200": html("The form for the code"), "302": { "description": "To the IdP" }, "404": html("No device waits with this code"), "501": error_response("The hub has no [oidc] sign-in") } } },
+        "/enroll/confirm": { "post": {
+            "summary": "The person's answer from the hub's own page (its Origin), bound to them by the one-time confirmation the page carries",
+            "requestBody": { "required": true, "content": { "application/x-www-form-urlencoded": { "schema": { "type": "object", "required": ["confirm", "decision"], "properties": {
+                "confirm": { "type": "string" }, "decision": { "enum": ["approve", "deny"] } } } } } },
+            "responses": { "200": html("Answered"), "303": { "description": "Answered; back to the device's loopback address" },
+                           "403": html("Not from the hub's own page"), "404": html("Unknown, used or expired") } } },
+        "/v1/device": { "get": {
+            "summary": "Who the calling device answers for: the verified person (user, user_verified, verified_at) or none yet, and the person IT named on its token (assigned_user)",
+            "security": [{ "deviceCredential": [] }],
+            "responses": { "200": { "description": "device_id, name, user, user_verified, verified_at, assigned_user" },
+                           "401": error_response("Unknown or revoked device credential") } } }
     })
 }
 

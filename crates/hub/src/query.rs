@@ -1,6 +1,7 @@
 //! Reading the audit trail back: records filtered by user, device, client, server, tool,
-//! decision, W3C trace id and time range, newest last, as JSON objects with the same field names as
-//! `countersign audit export` (plus `device_id` and `seq`), or as CSV.
+//! decision, W3C trace id, whether the user was verified, an agent's owner and time range,
+//! newest last, as JSON objects with the same field names as `countersign audit export`
+//! (plus `device_id` and `seq`; `user_verified` a JSON boolean), or as CSV.
 
 use crate::db::{Db, DbError};
 use serde::Deserialize;
@@ -17,6 +18,11 @@ pub struct AuditQuery {
     pub decision: Option<String>,
     /// The W3C trace id of the request behind the record (32 lower-case hex digits).
     pub trace_id: Option<String>,
+    /// `true`: only records whose user is a verified identity; `false`: only records whose
+    /// device said it is not (records without the column match neither).
+    pub user_verified: Option<bool>,
+    /// An agent's accountable owner (an email).
+    pub owner: Option<String>,
     /// RFC 3339; records at or after.
     pub from: Option<String>,
     /// RFC 3339; records before.
@@ -42,6 +48,8 @@ pub async fn records(db: &Db, q: &AuditQuery) -> Result<Vec<Map<String, Value>>,
         ("tool", &q.tool),
         ("decision", &q.decision),
         ("trace_id", &q.trace_id),
+        ("user_verified", &countersign_audit::chain::verified_text(q.user_verified).map(str::to_string)),
+        ("owner", &q.owner),
     ] {
         if let Some(v) = value {
             binds.push(v.clone());
@@ -79,6 +87,11 @@ pub async fn records(db: &Db, q: &AuditQuery) -> Result<Vec<Map<String, Value>>,
                     row.try_get::<Option<f64>, _>("duration_ms").ok().flatten().map_or(Value::Null, Value::from)
                 }
                 "seq" => row.try_get::<i64, _>("seq").map_or(Value::Null, Value::from),
+                // Stored as the device sent it, `true` or `false`; a JSON boolean here.
+                "user_verified" => {
+                    let stored = row.try_get::<Option<String>, _>("user_verified").ok().flatten();
+                    countersign_audit::chain::verified_value(stored.as_deref()).map_or(Value::Null, Value::Bool)
+                }
                 other => text(&row, other),
             };
             map.insert(field.to_string(), value);

@@ -30,6 +30,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/v1/openapi.json"),
     ("POST", "/v1/enroll"),
+    ("POST", "/v1/enroll/device_authorization"),
+    ("POST", "/v1/enroll/token"),
+    ("GET", "/enroll"),
+    ("POST", "/enroll/confirm"),
+    ("GET", "/v1/device"),
     ("POST", "/v1/ingest"),
     ("GET", "/v1/checkpoint"),
     ("GET", "/v1/audit"),
@@ -58,6 +63,32 @@ pub fn router(hub: Arc<Hub>) -> Router {
             "/v1/enroll",
             gated(post(enroll), &hub, Gate { route: "/v1/enroll", caller: Caller::Enrolling, cap: gate::ENROLL_CAP }),
         )
+        .route(
+            "/v1/enroll/device_authorization",
+            gated(
+                post(crate::enroll_device::device_authorization),
+                &hub,
+                Gate { route: "/v1/enroll/device_authorization", caller: Caller::Enrolling, cap: gate::ENROLL_CAP },
+            ),
+        )
+        .route(
+            "/v1/enroll/token",
+            gated(
+                post(crate::enroll_device::token),
+                &hub,
+                Gate { route: "/v1/enroll/token", caller: Caller::Enrolling, cap: gate::ENROLL_CAP },
+            ),
+        )
+        .route("/enroll", get(crate::enroll_device::open))
+        .route(
+            "/enroll/confirm",
+            gated(
+                post(crate::enroll_device::confirm),
+                &hub,
+                Gate { route: "/enroll/confirm", caller: Caller::Enrolling, cap: gate::ENROLL_CAP },
+            ),
+        )
+        .route("/v1/device", get(this_device))
         .route(
             "/v1/ingest",
             gated(post(ingest_batch), &hub, Gate { route: "/v1/ingest", caller: Caller::Device, cap: ingest_cap }),
@@ -168,6 +199,35 @@ async fn enroll(State(hub): Shared, Json(req): Json<Enroll>) -> Response {
     }
     tracing::info!(device, name, "device enrolled");
     Json(json!({ "device_id": device, "credential": credential })).into_response()
+}
+
+/// `GET /v1/device`: who the calling device answers for, as the hub knows it: the person
+/// who signed in to enroll or bind it (verified), else the person IT named on its
+/// enrollment token (unverified, as is the OS account its records name).
+async fn this_device(State(hub): Shared, headers: HeaderMap) -> Response {
+    let device = match device(&hub, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    type Row = (String, Option<String>, Option<String>, Option<String>);
+    let row: Row = match sqlx::query_as("SELECT name, person_email, user_name, verified_at FROM devices WHERE id = $1")
+        .bind(&device)
+        .fetch_one(&hub.db.pool)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let (name, person, assigned, verified_at) = row;
+    Json(json!({
+        "device_id": device,
+        "name": name,
+        "user": person,
+        "user_verified": person.is_some(),
+        "verified_at": verified_at,
+        "assigned_user": assigned,
+    }))
+    .into_response()
 }
 
 async fn ingest_batch(State(hub): Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {

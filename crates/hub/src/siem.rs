@@ -98,6 +98,8 @@ fn unix_nanos(rfc3339: &str) -> u128 {
 /// The record's fields with the export's names (arguments as JSON).
 fn fields(r: &WireRecord) -> Vec<(&'static str, Value)> {
     let s = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+    // Stored as `true` or `false`; a boolean here.
+    let verified = countersign_audit::chain::verified_value(r.user_verified.as_deref());
     vec![
         ("id", json!(r.id)),
         ("time", json!(r.time)),
@@ -121,6 +123,9 @@ fn fields(r: &WireRecord) -> Vec<(&'static str, Value)> {
         ("grant_id", s(&r.grant_id)),
         ("grant_length", s(&r.grant_length)),
         ("trace_id", s(&r.trace_id)),
+        ("user_verified", verified.map_or(Value::Null, Value::Bool)),
+        ("os_user", s(&r.os_user)),
+        ("owner", s(&r.owner)),
         ("hash", s(&r.hash)),
     ]
 }
@@ -139,10 +144,11 @@ pub fn otlp_body(device: &str, records: &[WireRecord]) -> Value {
                 .filter(|(_, v)| !v.is_null())
                 .map(|(k, v)| {
                     let value = match v {
-                        Value::String(s) => s,
-                        other => other.to_string(),
+                        Value::Bool(b) => json!({ "boolValue": b }),
+                        Value::String(s) => json!({ "stringValue": s }),
+                        other => json!({ "stringValue": other.to_string() }),
                     };
-                    json!({ "key": format!("countersign.{k}"), "value": { "stringValue": value } })
+                    json!({ "key": format!("countersign.{k}"), "value": value })
                 })
                 .collect();
             let mut log = json!({
@@ -227,6 +233,9 @@ mod tests {
             grant_id: None,
             grant_length: None,
             trace_id: trace_id.map(str::to_string),
+            user_verified: None,
+            os_user: None,
+            owner: None,
             prev_hash: None,
             hash: None,
         }
@@ -252,5 +261,43 @@ mod tests {
             .collect();
         assert_eq!(events[0]["event"]["trace_id"], TRACE);
         assert_eq!(events[1]["event"]["trace_id"], Value::Null);
+    }
+
+    /// An agent's record: `user_verified` a boolean attribute (OTLP `boolValue`) and a
+    /// boolean field of its HEC event, `os_user` and `owner` strings; a record without them
+    /// has neither attribute, and null fields in HEC.
+    #[test]
+    fn the_identity_fields_are_attributes_and_event_fields() {
+        let agent = WireRecord {
+            user: "agent:release-bot".into(),
+            user_verified: Some("true".into()),
+            os_user: Some("ana".into()),
+            owner: Some("ana@example.com".into()),
+            ..record(None)
+        };
+        let account = WireRecord { user_verified: Some("false".into()), os_user: Some("ana".into()), ..record(None) };
+        let body = otlp_body("d1", &[agent.clone(), account.clone(), record(None)]);
+        let logs = &body["resourceLogs"][0]["scopeLogs"][0]["logRecords"];
+        let attribute = |log: usize, key: &str| {
+            logs[log]["attributes"].as_array().unwrap().iter().find(|a| a["key"] == key).map(|a| a["value"].clone())
+        };
+        assert_eq!(attribute(0, "countersign.user_verified"), Some(json!({ "boolValue": true })));
+        assert_eq!(attribute(0, "countersign.os_user"), Some(json!({ "stringValue": "ana" })));
+        assert_eq!(attribute(0, "countersign.owner"), Some(json!({ "stringValue": "ana@example.com" })));
+        assert_eq!(attribute(0, "countersign.user"), Some(json!({ "stringValue": "agent:release-bot" })));
+        assert_eq!(attribute(1, "countersign.user_verified"), Some(json!({ "boolValue": false })));
+        assert_eq!(attribute(1, "countersign.owner"), None);
+        for key in ["countersign.user_verified", "countersign.os_user", "countersign.owner"] {
+            assert_eq!(attribute(2, key), None, "{key} of a record without it");
+        }
+        let events: Vec<Value> =
+            hec_body("d1", &[agent, account, record(None)]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(events[0]["event"]["user_verified"], true);
+        assert_eq!(events[0]["event"]["os_user"], "ana");
+        assert_eq!(events[0]["event"]["owner"], "ana@example.com");
+        assert_eq!(events[1]["event"]["user_verified"], false);
+        assert_eq!(events[1]["event"]["owner"], Value::Null);
+        assert_eq!(events[2]["event"]["user_verified"], Value::Null);
+        assert_eq!(events[2]["event"]["os_user"], Value::Null);
     }
 }

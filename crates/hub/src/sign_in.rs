@@ -11,7 +11,7 @@
 use crate::callers::{log_action_db, Staff};
 use crate::reply::{error, internal};
 use crate::roles::Permission;
-use crate::staff_sessions::{self, COOKIE};
+use crate::staff_sessions::{self, Purpose, COOKIE};
 use crate::state::Hub;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -27,16 +27,29 @@ fn not_configured() -> Response {
 
 /// `GET /v1/auth/login`: to the IdP.
 pub(crate) async fn login(State(hub): State<Arc<Hub>>) -> Response {
+    to_the_idp(&hub, Purpose::Staff).await
+}
+
+/// Sends the browser to the IdP to sign in for `purpose`.
+pub(crate) async fn to_the_idp(hub: &Hub, purpose: Purpose) -> Response {
     let Some(sign_in) = &hub.sign_in else { return not_configured() };
     let started = match sign_in.provider.start().await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!("staff sign-in could not start: {e}");
-            return error(StatusCode::BAD_GATEWAY, e.to_string());
+            // The detail (the provider's address, its answer) is for the hub's log only.
+            tracing::error!("a sign-in could not start: {e}");
+            return error(StatusCode::BAD_GATEWAY, "the identity provider cannot be reached; see the hub's log");
         }
     };
-    if let Err(e) = staff_sessions::remember(&hub.db, &started).await {
-        return internal(e);
+    match staff_sessions::remember(&hub.db, &started, &purpose).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many sign-ins are in progress; try again in a few minutes",
+            )
+        }
+        Err(e) => return internal(e),
     }
     (StatusCode::FOUND, [(header::LOCATION, started.url), (header::CACHE_CONTROL, "no-store".into())]).into_response()
 }
@@ -97,11 +110,14 @@ pub(crate) async fn callback(State(hub): State<Arc<Hub>>, Query(q): Query<Callba
     let Some(code) = q.code.filter(|c| !c.is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "no `code` from the identity provider");
     };
-    let (nonce, verifier) = pending;
-    let person = match sign_in.provider.finish(&code, &verifier, &nonce).await {
+    let person = match sign_in.provider.finish(&code, &pending.pkce_verifier, &pending.nonce).await {
         Ok(p) => p,
         Err(e) => return refuse(&hub, StatusCode::UNAUTHORIZED, None, e.to_string()).await,
     };
+    // A person confirming a device's enrollment needs no role on the hub.
+    if let Purpose::Enroll(user_code) = pending.purpose {
+        return crate::enroll_device::confirm_page(&hub, &user_code, &person).await;
+    }
     let roles = sign_in.roles_of(&person);
     if roles.is_empty() {
         let why = format!("none of {}'s groups {:?} holds a role on this hub", person.email, person.groups);

@@ -18,37 +18,76 @@ fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Keeps a started sign-in until its callback (and drops ones older than ten minutes).
-pub async fn remember(db: &Db, started: &Started) -> Result<(), DbError> {
+/// The most sign-ins that may be in progress at once: anyone may start one, so past
+/// this the hub answers "busy" rather than grow the table without bound.
+pub const MAX_PENDING: i64 = 10_000;
+
+/// What a started sign-in is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// A member of staff signing in to the hub.
+    Staff,
+    /// A person confirming the enrollment of the device that shows this user code.
+    Enroll(String),
+}
+
+/// A sign-in taken back at its callback.
+#[derive(Debug)]
+pub struct Pending {
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub purpose: Purpose,
+}
+
+/// Keeps a started sign-in until its callback (and drops ones older than ten minutes);
+/// false, keeping nothing, when [`MAX_PENDING`] are already in progress.
+pub async fn remember(db: &Db, started: &Started, purpose: &Purpose) -> Result<bool, DbError> {
     sqlx::query("DELETE FROM oidc_pending WHERE created_unix < $1")
         .bind(now_unix() - PENDING_SECS)
         .execute(&db.pool)
         .await?;
-    sqlx::query("INSERT INTO oidc_pending (state_sha256, nonce, pkce_verifier, created_unix) VALUES ($1, $2, $3, $4)")
-        .bind(auth::digest(&started.state))
-        .bind(&started.nonce)
-        .bind(&started.pkce_verifier)
-        .bind(now_unix())
-        .execute(&db.pool)
-        .await?;
-    Ok(())
+    let (pending,): (i64,) = sqlx::query_as("SELECT count(*) FROM oidc_pending").fetch_one(&db.pool).await?;
+    if pending >= MAX_PENDING {
+        return Ok(false);
+    }
+    let enroll_code = match purpose {
+        Purpose::Staff => None,
+        Purpose::Enroll(code) => Some(code.as_str()),
+    };
+    sqlx::query(
+        "INSERT INTO oidc_pending (state_sha256, nonce, pkce_verifier, created_unix, enroll_code) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(auth::digest(&started.state))
+    .bind(&started.nonce)
+    .bind(&started.pkce_verifier)
+    .bind(now_unix())
+    .bind(enroll_code)
+    .execute(&db.pool)
+    .await?;
+    Ok(true)
 }
 
-/// Takes the sign-in `state` names, once: `(nonce, pkce_verifier)`, or none when it is
-/// unknown, used or older than ten minutes.
-pub async fn take(db: &Db, state: &str) -> Result<Option<(String, String)>, DbError> {
+/// Takes the sign-in `state` names, once, or none when it is unknown, used or older than
+/// ten minutes.
+pub async fn take(db: &Db, state: &str) -> Result<Option<Pending>, DbError> {
     let digest = auth::digest(state);
-    let row: Option<(String, String, i64)> =
-        sqlx::query_as("SELECT nonce, pkce_verifier, created_unix FROM oidc_pending WHERE state_sha256 = $1")
-            .bind(&digest)
-            .fetch_optional(&db.pool)
-            .await?;
+    let row: Option<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT nonce, pkce_verifier, created_unix, enroll_code FROM oidc_pending WHERE state_sha256 = $1",
+    )
+    .bind(&digest)
+    .fetch_optional(&db.pool)
+    .await?;
     let deleted =
         sqlx::query("DELETE FROM oidc_pending WHERE state_sha256 = $1").bind(&digest).execute(&db.pool).await?;
     // Two callbacks racing for one state: only the one whose delete removed it goes on.
-    Ok(row
-        .filter(|(_, _, at)| *at >= now_unix() - PENDING_SECS && deleted.rows_affected() == 1)
-        .map(|(n, v, _)| (n, v)))
+    Ok(row.filter(|(_, _, at, _)| *at >= now_unix() - PENDING_SECS && deleted.rows_affected() == 1).map(
+        |(nonce, pkce_verifier, _, code)| Pending {
+            nonce,
+            pkce_verifier,
+            purpose: code.map_or(Purpose::Staff, Purpose::Enroll),
+        },
+    ))
 }
 
 /// A signed-in member of staff.

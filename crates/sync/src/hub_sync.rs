@@ -35,11 +35,16 @@ pub enum SyncError {
     Local(String),
 }
 
-/// Where this device sends its journal.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Where this device sends its journal, and who the hub says it answers for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HubLink {
     pub url: String,
     pub device_id: String,
+    /// The person the hub verified for this device (their email, from a sign-in with the
+    /// company's IdP): none until one signs in to enroll or bind it. The hub refuses
+    /// records naming anyone else, so editing this file changes no record it keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 const LINK_FILE: &str = "hub.json";
@@ -48,9 +53,15 @@ impl HubLink {
     pub fn load(home: &Home) -> Option<HubLink> {
         std::fs::read_to_string(home.dir().join(LINK_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok())
     }
+
+    /// Writes the link (owner-only).
+    pub fn save(&self, home: &Home) -> Result<(), SyncError> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| SyncError::Local(e.to_string()))?;
+        write_private(&home.dir().join(LINK_FILE), text.as_bytes()).map_err(|e| SyncError::Local(e.to_string()))
+    }
 }
 
-fn client() -> Result<reqwest::Client, SyncError> {
+pub(crate) fn client() -> Result<reqwest::Client, SyncError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
@@ -59,11 +70,11 @@ fn client() -> Result<reqwest::Client, SyncError> {
         .map_err(|e| SyncError::Local(e.to_string()))
 }
 
-fn unreachable(url: &str, e: reqwest::Error) -> SyncError {
+pub(crate) fn unreachable(url: &str, e: reqwest::Error) -> SyncError {
     SyncError::Unreachable { url: url.to_string(), message: e.without_url().to_string() }
 }
 
-async fn refused(url: &str, resp: reqwest::Response) -> SyncError {
+pub(crate) async fn refused(url: &str, resp: reqwest::Response) -> SyncError {
     let status = resp.status().as_u16();
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
     let message = body.get("error").and_then(|e| e.as_str()).unwrap_or("no reason given").to_string();
@@ -126,9 +137,7 @@ pub async fn enroll(home: &Home, url: &str, token: &str, name: &str) -> Result<S
         .set(&Account::HubDevice(enrolled.device_id.clone()), &Secret::new(enrolled.credential))
         .await
         .map_err(|e| SyncError::Keychain(e.to_string()))?;
-    let link = HubLink { url: base, device_id: enrolled.device_id.clone() };
-    let text = serde_json::to_string_pretty(&link).map_err(|e| SyncError::Local(e.to_string()))?;
-    write_private(&home.dir().join(LINK_FILE), text.as_bytes()).map_err(|e| SyncError::Local(e.to_string()))?;
+    HubLink { url: base, device_id: enrolled.device_id.clone(), user: None }.save(home)?;
     Ok(enrolled.device_id)
 }
 
@@ -142,7 +151,7 @@ pub struct SyncReport {
 }
 
 /// The hub this device is enrolled with and its credential from the keychain.
-async fn enrolled(home: &Home) -> Result<(HubLink, Secret), SyncError> {
+pub(crate) async fn enrolled(home: &Home) -> Result<(HubLink, Secret), SyncError> {
     let link = HubLink::load(home).ok_or(SyncError::NotEnrolled)?;
     let keychain = Keychain::open().await.map_err(|e| SyncError::Keychain(e.to_string()))?;
     let credential = keychain
@@ -195,6 +204,32 @@ pub async fn sync_once(home: &Home, batch_size: usize) -> Result<SyncReport, Syn
     Ok(report)
 }
 
+/// Asks the hub who this device answers for (`GET /v1/device`) and keeps its answer in
+/// `hub.json`; true when that changed (a person signed in to bind it since, or the
+/// binding changed at the hub).
+pub async fn refresh_identity(home: &Home) -> Result<bool, SyncError> {
+    let (link, credential) = enrolled(home).await?;
+    let resp = client()?
+        .get(format!("{}/v1/device", link.url))
+        .bearer_auth(credential.expose())
+        .send()
+        .await
+        .map_err(|e| unreachable(&link.url, e))?;
+    if !resp.status().is_success() {
+        return Err(refused(&link.url, resp).await);
+    }
+    #[derive(Deserialize)]
+    struct Device {
+        user: Option<String>,
+    }
+    let device: Device = resp.json().await.map_err(|e| unreachable(&link.url, e))?;
+    if device.user == link.user {
+        return Ok(false);
+    }
+    HubLink { user: device.user, ..link }.save(home)?;
+    Ok(true)
+}
+
 /// Syncs every interval while the gateway runs (when the device is enrolled), backing off
 /// exponentially with jitter while the hub fails. Ends when the gateway is gone.
 pub async fn run<H: crate::Host>(gateway: std::sync::Weak<H>, home: Home, settings: SyncSettings) {
@@ -209,6 +244,14 @@ pub async fn run<H: crate::Host>(gateway: std::sync::Weak<H>, home: Home, settin
         if HubLink::load(&home).is_none() {
             wait = interval;
             continue;
+        }
+        match refresh_identity(&home).await {
+            Ok(true) => match gateway.upgrade() {
+                Some(g) => g.identity_changed(),
+                None => return,
+            },
+            Ok(false) => {}
+            Err(e) => tracing::debug!("who this device answers for was not refreshed: {e}"),
         }
         match sync_once(&home, settings.batch_size).await {
             Ok(report) => {

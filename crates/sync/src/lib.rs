@@ -10,6 +10,7 @@
 
 pub mod hub_sync;
 pub mod journal_upkeep;
+pub mod sign_in_enroll;
 
 use countersign_audit::{Decision, Journal};
 use countersign_local::managed_bundle::BundleKeeper;
@@ -28,4 +29,6 @@ pub trait Host: Send + Sync + 'static {
     /// Records an event of the policy or the journal itself (with the policy version in
     /// force), beside the calls.
     fn record_event(self: &Arc<Self>, decision: Decision, rule: &'static str, reason: String);
+    /// The hub's link in `hub.json` names another person now: records from here on say so.
+    fn identity_changed(self: &Arc<Self>) {}
 }

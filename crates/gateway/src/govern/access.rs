@@ -90,7 +90,7 @@ impl Session {
     /// Who this session's client is, for the policy.
     pub(crate) fn identity(&self) -> Identity {
         Identity {
-            os_user: self.shared.user.clone(),
+            os_user: self.shared.who.load().os_user.clone(),
             device: self.shared.device.clone(),
             client_token: self.token_name.clone(),
             client_name: self.client().0,
