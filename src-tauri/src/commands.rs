@@ -32,6 +32,9 @@ pub struct AppStatus {
     pub routing_warning: Option<String>,
     /// Set while the managed policy bundle in force has expired.
     pub policy_warning: Option<String>,
+    /// Set while the hub has revoked this device (its person deprovisioned): it syncs no
+    /// more and local policy stays in force.
+    pub hub_warning: Option<String>,
     /// Whether this device is enrolled with a hub (None while the gateway does not run).
     pub hub: Option<HubEnrollment>,
 }
@@ -50,6 +53,7 @@ pub fn status(state: State<'_, AppState>) -> AppStatus {
         plaintext_secrets: gateway.as_ref().map(|g| g.plaintext_secrets()).unwrap_or_default(),
         routing_warning: status.as_ref().and_then(|s| s.routing_warning.clone()),
         policy_warning: status.as_ref().and_then(|s| s.policy_warning.clone()),
+        hub_warning: status.as_ref().and_then(|s| s.hub_warning.clone()),
         hub: status.map(|s| s.hub),
     }
 }

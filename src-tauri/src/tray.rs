@@ -62,6 +62,7 @@ pub fn refresh<R: Runtime>(app: &AppHandle<R>) {
     let error = state.gateway_error().is_some();
     let bypassed = gateway.as_ref().and_then(|g| g.routing_warning());
     let expired = gateway.as_ref().and_then(|g| g.policy_warning());
+    let revoked = gateway.as_ref().and_then(|g| g.hub_warning());
     if let Some(items) = app.try_state::<TrayItems<R>>() {
         let text = match count {
             0 => "No pending approvals".to_string(),
@@ -77,7 +78,8 @@ pub fn refresh<R: Runtime>(app: &AppHandle<R>) {
         });
     }
     if let Some(tray) = app.tray_by_id("main") {
-        let icon = if count > 0 || paused || error || bypassed.is_some() || expired.is_some() { PENDING } else { IDLE };
+        let warned = bypassed.is_some() || expired.is_some() || revoked.is_some();
+        let icon = if count > 0 || paused || error || warned { PENDING } else { IDLE };
         if let Ok(image) = Image::from_bytes(icon) {
             let _ = tray.set_icon(Some(image));
         }
@@ -91,6 +93,8 @@ pub fn refresh<R: Runtime>(app: &AppHandle<R>) {
             "Countersign: AI clients use servers around it, as your organisation does not allow".to_string()
         } else if expired.is_some() {
             "Countersign: your organisation's policy has expired and could not be renewed".to_string()
+        } else if revoked.is_some() {
+            "Countersign: your company's hub revoked this device; local policy stays in force".to_string()
         } else {
             "Countersign".to_string()
         };

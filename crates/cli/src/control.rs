@@ -53,7 +53,7 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
     if body["paused"].as_bool() == Some(true) {
         println!("PAUSED: every tool call is refused until `countersign resume`");
     }
-    for key in ["policy_warning", "routing_warning"] {
+    for key in ["policy_warning", "routing_warning", "hub_warning"] {
         if let Some(warning) = body[key].as_str() {
             println!("Warning: {warning}");
         }
@@ -61,6 +61,9 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
     match body["hub"]["state"].as_str() {
         Some("enrolled") => println!("Hub: {} (device {})", text(&body["hub"]["url"]), text(&body["hub"]["device_id"])),
         _ => println!("Hub: not enrolled"),
+    }
+    if let Some(who) = body["identity"].as_str() {
+        println!("Records name: {who}");
     }
     println!("Servers:");
     let gauges = body["processes"].as_array().cloned().unwrap_or_default();

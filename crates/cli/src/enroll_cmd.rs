@@ -11,10 +11,14 @@ use countersign_sync::hub_sync::{self, HubLink};
 use countersign_sync::sign_in_enroll::{self, Nudge};
 use std::io::Write;
 
-pub async fn by_token(home: &Home, hub_url: &str, token: &str, name: &str) -> Result<i32> {
-    let device = hub_sync::enroll(home, hub_url, token, name).await?;
+pub async fn by_token(home: &Home, hub_url: &str, token: &str, name: &str, agent: Option<&str>) -> Result<i32> {
+    let device = hub_sync::enroll(home, hub_url, token, name, agent).await?;
     println!("enrolled with {hub_url} as device {device} ({name})");
-    println!("records name {} until you sign in: countersign enroll {hub_url}", Who::of(home).shown());
+    let who = Who::of(home);
+    match agent {
+        Some(_) => println!("records name {}; what policy would ask is denied here", who.shown()),
+        None => println!("records name {} until you sign in: countersign enroll {hub_url}", who.shown()),
+    }
     crate::control::take_up_identity(home).await;
     Ok(0)
 }
@@ -69,7 +73,8 @@ pub async fn whoami(home: &Home, json: bool) -> Result<i32> {
     if link.is_some() {
         // The hub's word when it can be had; what this device last heard otherwise.
         match tokio::time::timeout(std::time::Duration::from_secs(10), hub_sync::refresh_identity(home)).await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(true)) => crate::control::take_up_identity(home).await,
+            Ok(Ok(false)) => {}
             Ok(Err(e)) => note = Some(format!("the hub was not asked ({e}); this is what it last said")),
             Err(_) => note = Some("the hub did not answer in 10 s; this is what it last said".into()),
         }
@@ -83,6 +88,9 @@ pub async fn whoami(home: &Home, json: bool) -> Result<i32> {
             "user": who.user,
             "user_verified": who.verified,
             "os_user": who.os_user,
+            "agent": who.agent.as_ref().map(|a| a.name.clone()),
+            "owner": who.agent.as_ref().and_then(|a| a.owner.clone()),
+            "suspended": who.agent.as_ref().and_then(|a| a.suspended.clone()),
             "device": device,
             "hub": link.as_ref().map(|l| l.url.clone()),
             "hub_device_id": link.as_ref().map(|l| l.device_id.clone()),
@@ -94,6 +102,9 @@ pub async fn whoami(home: &Home, json: bool) -> Result<i32> {
             Some(l) => println!("device {device} (at the hub {}: device {})", l.url, l.device_id),
             None => println!("device {device} (not enrolled with a hub)"),
         }
+    }
+    if let (false, Some(why)) = (json, who.agent.as_ref().and_then(|a| a.suspended.as_ref())) {
+        println!("SUSPENDED: {why}");
     }
     if let Some(n) = note {
         eprintln!("note: {n}");

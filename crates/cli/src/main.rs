@@ -136,6 +136,11 @@ enum Command {
         /// Print the address and code instead of opening a browser.
         #[arg(long)]
         no_browser: bool,
+        /// Enroll this host as the enterprise agent NAME (with the token its admin made by
+        /// `countersign-hub agent create`): records name `agent:NAME` and its owner, and
+        /// what policy would ask a person is denied (no one is at an agent's keyboard).
+        #[arg(long, value_name = "NAME", requires = "token")]
+        agent: Option<String>,
     },
     /// Who this device's records name: the person the hub verified (or `unverified: <OS
     /// account>`), and the device id.
@@ -420,10 +425,10 @@ async fn run(home: Home, command: Command) -> Result<i32> {
         Command::Auth { command: AuthCommand::Logout { server } } => vault_cmd::logout(&server).await,
         Command::Auth { command: AuthCommand::Status { config, json } } => vault_cmd::status(&home, config, json).await,
         Command::Clients { command } => clients_cmd::run(&home, command).await,
-        Command::Enroll { hub_url, token, name, no_browser } => {
+        Command::Enroll { hub_url, token, name, no_browser, agent } => {
             let name = name.unwrap_or_else(host_name);
             match token {
-                Some(token) => enroll_cmd::by_token(&home, &hub_url, &token, &name).await,
+                Some(token) => enroll_cmd::by_token(&home, &hub_url, &token, &name, agent.as_deref()).await,
                 None => enroll_cmd::by_sign_in(&home, &hub_url, &name, no_browser).await,
             }
         }

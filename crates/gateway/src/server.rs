@@ -108,6 +108,7 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         device: home.device_id()?,
         servers: arc_swap::ArcSwap::from_pointee(config.servers.clone()),
         routing_warning: Mutex::new(None),
+        hub_warning: Mutex::new(None),
         bundles,
         config,
         policy: arc_swap::ArcSwap::from_pointee(policy),

@@ -55,6 +55,9 @@ pub struct Shared {
     /// Set while policy requires AI clients to route through Countersign and some do not
     /// (or use servers off the allowed list): what the tray warns about.
     pub routing_warning: Mutex<Option<String>>,
+    /// Set while the hub has revoked this device (its person deprovisioned): it syncs no
+    /// more, and local policy stays in force.
+    pub hub_warning: Mutex<Option<String>>,
     /// The managed bundle's last good copy (the rollback floor) and whether it expired.
     pub bundles: Arc<crate::managed_bundle::BundleKeeper>,
 }
@@ -148,6 +151,30 @@ impl countersign_sync::Host for Shared {
     fn identity_changed(self: &Arc<Self>) {
         self.reload_who();
     }
+
+    fn hub_standing(self: &Arc<Self>, revoked: Option<String>) {
+        let was = {
+            let mut warning = self.hub_warning.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *warning, revoked.clone())
+        };
+        if let (None, Some(why)) = (was, revoked) {
+            // The person behind this device was deprovisioned: what they were granted ends.
+            let dropped = {
+                let mut grants = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+                let ids: Vec<String> = grants.list(crate::clock::now_ms()).into_iter().map(|g| g.id.clone()).collect();
+                ids.iter().filter(|id| grants.revoke(id)).count()
+            };
+            let reason = format!("the hub revoked this device ({why}); {dropped} grant(s) dropped; local policy stays");
+            tracing::warn!("{reason}");
+            self.policy_event(PolicyEvent {
+                decision: countersign_audit::Decision::Deny,
+                rule: "hub-revoked",
+                reason,
+                server: None,
+                tool: None,
+            });
+        }
+    }
 }
 
 /// The outcome of record `record_id`, begun at `started`; a detail is cut to 500 characters.
@@ -164,22 +191,4 @@ pub(crate) fn outcome(
         duration_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
         detail: detail.map(|d| d.chars().take(500).collect()),
     }
-}
-
-/// The OS user running the gateway.
-pub fn os_user() -> String {
-    for var in ["USER", "LOGNAME", "USERNAME"] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.is_empty() {
-                return v;
-            }
-        }
-    }
-    #[cfg(unix)]
-    {
-        // SAFETY: getuid has no preconditions.
-        return format!("uid:{}", unsafe { libc::getuid() });
-    }
-    #[allow(unreachable_code)]
-    String::from("unknown")
 }

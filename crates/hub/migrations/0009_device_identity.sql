@@ -19,6 +19,7 @@ CREATE TABLE device_authorizations (
     name               TEXT NOT NULL,
     os_user            TEXT,
     bind_device        TEXT,
+    source             TEXT,
     return_to          TEXT,
     created_unix       BIGINT NOT NULL,
     expires_unix       BIGINT NOT NULL,

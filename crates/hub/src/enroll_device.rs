@@ -22,16 +22,17 @@ use crate::auth;
 use crate::callers::{log_action_db, Staff};
 use crate::oidc::Person;
 use crate::reply::{error, internal};
-use crate::sign_in::to_the_idp;
-use crate::staff_sessions::Purpose;
+use crate::staff_sessions::{to_the_idp, Purpose};
 use crate::state::Hub;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::{Form, Json};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The letters of a user code: consonants only (RFC 8628 §6.1), no vowels to spell words.
@@ -45,6 +46,9 @@ pub const INTERVAL_SECS: i64 = 5;
 /// The most enrollments that may wait at once: anyone may ask, so past this the hub
 /// answers "busy" rather than grow the table without bound.
 const MAX_WAITING: i64 = 1000;
+/// The most that may wait from one network address, so one client cannot take them all
+/// (behind a reverse proxy every device shares the proxy's address: size this for it).
+const MAX_WAITING_PER_SOURCE: i64 = 100;
 /// The grant type of the token request.
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -52,9 +56,18 @@ fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Text from the device or the IdP, as one line of at most `max` characters.
+/// Characters that reorder or hide text around them (bidirectional overrides and
+/// isolates, zero-width and invisible format characters, line and paragraph separators):
+/// a device name holding them could rearrange the page's own words about the code.
+fn is_format(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// Text from the device or the IdP, as one line of at most `max` characters, without
+/// control or format characters.
 fn line(text: &str, max: usize) -> String {
-    text.chars().filter(|c| !c.is_control()).take(max).collect::<String>().trim().to_string()
+    text.chars().filter(|c| !c.is_control() && !is_format(*c)).take(max).collect::<String>().trim().to_string()
 }
 
 /// A user code as people type it (any case, with or without the dash or spaces), in the
@@ -119,11 +132,13 @@ pub(crate) struct Ask {
 /// credential, bound) as the person who will confirm it.
 pub(crate) async fn device_authorization(
     State(hub): State<Arc<Hub>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Json(ask): Json<Ask>,
 ) -> Response {
     let Some(base) = public(&hub) else { return no_sign_in() };
     let base = base.to_string();
+    let source = peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_string()).unwrap_or_default();
     let bind = match auth::bearer(&headers) {
         None => None,
         Some(_) => match crate::callers::device(&hub, &headers).await {
@@ -146,8 +161,14 @@ pub(crate) async fn device_authorization(
     {
         return internal(e);
     }
-    match sqlx::query_as::<_, (i64,)>("SELECT count(*) FROM device_authorizations").fetch_one(db).await {
-        Ok((n,)) if n >= MAX_WAITING => {
+    let counted: Result<(i64, i64), _> = sqlx::query_as(
+        "SELECT count(*), COALESCE(SUM(CASE WHEN source = $1 THEN 1 ELSE 0 END), 0) FROM device_authorizations",
+    )
+    .bind(&source)
+    .fetch_one(db)
+    .await;
+    match counted {
+        Ok((all, from_here)) if all >= MAX_WAITING || from_here >= MAX_WAITING_PER_SOURCE => {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many enrollments are waiting; try again in a few minutes",
@@ -162,7 +183,8 @@ pub(crate) async fn device_authorization(
         let user_code = new_user_code();
         let inserted = sqlx::query(
             "INSERT INTO device_authorizations (device_code_sha256, user_code, name, os_user, bind_device, return_to, \
-             created_unix, expires_unix, interval_secs, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending')",
+             created_unix, expires_unix, interval_secs, status, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10)",
         )
         .bind(auth::digest(&device_code))
         .bind(&user_code)
@@ -173,6 +195,7 @@ pub(crate) async fn device_authorization(
         .bind(now)
         .bind(now + EXPIRES_SECS)
         .bind(INTERVAL_SECS)
+        .bind(&source)
         .execute(db)
         .await;
         match inserted {
@@ -266,10 +289,15 @@ pub(crate) struct Open {
 }
 
 /// `GET /enroll`: asks for the code, or (given one that waits) sends the person to sign in.
-pub(crate) async fn open(State(hub): State<Arc<Hub>>, Query(q): Query<Open>) -> Response {
+pub(crate) async fn open(
+    State(hub): State<Arc<Hub>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Query(q): Query<Open>,
+) -> Response {
     if hub.sign_in.is_none() {
         return no_sign_in();
     }
+    let source = peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_string()).unwrap_or_default();
     let Some(typed) = q.user_code.filter(|c| !c.trim().is_empty()) else {
         return page(
             StatusCode::OK,
@@ -278,12 +306,24 @@ pub(crate) async fn open(State(hub): State<Arc<Hub>>, Query(q): Query<Open>) -> 
              <input name=\"user_code\" autocomplete=\"off\" autofocus></label></p><p><button>Continue</button></p></form>",
         );
     };
+    if !hub.guesses.allowed(&source) {
+        return page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many wrong codes",
+            "<p>Too many wrong codes came from your network in the last minute. Wait a minute, then type the code \
+             your device shows.</p>",
+        );
+    }
     let Some(code) = normalise_user_code(&typed) else {
+        hub.guesses.wrong(&source);
         return page(StatusCode::BAD_REQUEST, "Not a device code", "<p>A code is eight letters, like BCDF-GHJK.</p>");
     };
     match waiting(&hub, &code).await {
         Ok(Some(_)) => to_the_idp(&hub, Purpose::Enroll(code)).await,
-        Ok(None) => unknown_code(),
+        Ok(None) => {
+            hub.guesses.wrong(&source);
+            unknown_code()
+        }
         Err(e) => internal(e),
     }
 }
@@ -304,6 +344,19 @@ pub(crate) async fn confirm_page(hub: &Hub, user_code: &str, person: &Person) ->
         Ok(None) => return unknown_code(),
         Err(e) => return internal(e),
     };
+    if let Some(bound) = &device.bind_device {
+        match someone_else(hub, bound, &person.email).await {
+            Ok(Some(why)) => {
+                return page(
+                    StatusCode::FORBIDDEN,
+                    "This device is someone else's",
+                    &format!("<p>{}</p>", escape(&why)),
+                )
+            }
+            Ok(None) => {}
+            Err(e) => return internal(e),
+        }
+    }
     let confirm = auth::new_token("csdk_");
     let set = sqlx::query(
         "UPDATE device_authorizations SET confirm_sha256 = $1, person_email = $2, person_subject = $3, \
@@ -327,11 +380,14 @@ pub(crate) async fn confirm_page(hub: &Hub, user_code: &str, person: &Person) ->
     } else {
         "asks to be enrolled as yours"
     };
-    let account =
-        device.os_user.as_deref().map(|u| format!(" (its account: <b>{}</b>)", escape(u))).unwrap_or_default();
+    let account = device
+        .os_user
+        .as_deref()
+        .map(|u| format!(" (its account: <b><bdi>{}</bdi></b>)", escape(u)))
+        .unwrap_or_default();
     let body = format!(
         "<p>You are signed in as <b>{email}</b>.</p>\
-         <p>The device <b>{name}</b>{account} {what}. It asked {ago} seconds ago and shows the code <b>{code}</b>.</p>\
+         <p>The device <b><bdi>{name}</bdi></b>{account} {what}. It asked {ago} seconds ago and shows the code <b>{code}</b>.</p>\
          <p>Approve only if this is your device and it shows this code now. Its calls will be recorded as yours.</p>\
          <form method=\"post\" action=\"/enroll/confirm\"><input type=\"hidden\" name=\"confirm\" value=\"{confirm}\">\
          <p><button name=\"decision\" value=\"deny\">Deny</button> \
@@ -341,6 +397,26 @@ pub(crate) async fn confirm_page(hub: &Hub, user_code: &str, person: &Person) ->
         code = shown(user_code),
     );
     page(StatusCode::OK, "Enroll this device?", &body)
+}
+
+/// Why the enrolled device `device` cannot be bound to `email`: it is bound to another
+/// person, or IT assigned it to another (an admin revokes it first); none when it can.
+async fn someone_else(hub: &Hub, device: &str, email: &str) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT person_email, user_name FROM devices WHERE id = $1 AND revoked_at IS NULL")
+            .bind(device)
+            .fetch_optional(&hub.db.pool)
+            .await?;
+    Ok(match row {
+        None => Some("this device was revoked".into()),
+        Some((Some(p), _)) if p != email => {
+            Some(format!("this device is bound to {p}; an admin revokes it before it can be anyone else's"))
+        }
+        Some((None, Some(u))) if u != email => {
+            Some(format!("IT assigned this device to {u}; only they can bind it, or an admin revokes it"))
+        }
+        _ => None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -527,46 +603,51 @@ async fn finish(hub: &Hub, digest: &str, a: Approved) -> Response {
         Err(e) => return internal(e),
     }
     let now = countersign_audit::now_rfc3339();
-    let (device, credential, action) = match &a.bind_device {
-        Some(device) => {
-            let bound = sqlx::query(
-                "UPDATE devices SET person_email = $1, person_subject = $2, verified_at = $3 \
-                 WHERE id = $4 AND revoked_at IS NULL",
-            )
-            .bind(&a.email)
-            .bind(&a.subject)
-            .bind(&now)
-            .bind(device)
-            .execute(&mut *tx)
-            .await;
-            match bound {
-                Ok(r) if r.rows_affected() == 1 => {}
-                Ok(_) => return oauth_error("invalid_grant", "the device to bind was revoked"),
-                Err(e) => return internal(e),
+    let (device, credential, action) =
+        match &a.bind_device {
+            Some(device) => {
+                let bound = sqlx::query(
+                    "UPDATE devices SET person_email = $1, person_subject = $2, verified_at = $3 \
+                 WHERE id = $4 AND revoked_at IS NULL AND (person_email IS NULL OR person_email = $1) \
+                 AND (user_name IS NULL OR user_name = $1)",
+                )
+                .bind(&a.email)
+                .bind(&a.subject)
+                .bind(&now)
+                .bind(device)
+                .execute(&mut *tx)
+                .await;
+                match bound {
+                    Ok(r) if r.rows_affected() == 1 => {}
+                    Ok(_) => return oauth_error(
+                        "invalid_grant",
+                        "the device was revoked, or is bound or assigned to someone else: an admin revokes it first",
+                    ),
+                    Err(e) => return internal(e),
+                }
+                (device.clone(), None, "device-bound")
             }
-            (device.clone(), None, "device-bound")
-        }
-        None => {
-            let device = uuid::Uuid::now_v7().to_string();
-            let credential = auth::new_token("csd_");
-            let inserted = sqlx::query(
-                "INSERT INTO devices (id, name, credential_sha256, enrolled_at, person_email, person_subject, \
+            None => {
+                let device = uuid::Uuid::now_v7().to_string();
+                let credential = auth::new_token("csd_");
+                let inserted = sqlx::query(
+                    "INSERT INTO devices (id, name, credential_sha256, enrolled_at, person_email, person_subject, \
                  verified_at) VALUES ($1, $2, $3, $4, $5, $6, $4)",
-            )
-            .bind(&device)
-            .bind(&a.name)
-            .bind(auth::digest(&credential))
-            .bind(&now)
-            .bind(&a.email)
-            .bind(&a.subject)
-            .execute(&mut *tx)
-            .await;
-            if let Err(e) = inserted {
-                return internal(e);
+                )
+                .bind(&device)
+                .bind(&a.name)
+                .bind(auth::digest(&credential))
+                .bind(&now)
+                .bind(&a.email)
+                .bind(&a.subject)
+                .execute(&mut *tx)
+                .await;
+                if let Err(e) = inserted {
+                    return internal(e);
+                }
+                (device, Some(credential), "device-enrolled")
             }
-            (device, Some(credential), "device-enrolled")
-        }
-    };
+        };
     let detail = format!("device {device} `{}` (account `{}`)", a.name, a.os_user.as_deref().unwrap_or("unknown"));
     let logged = sqlx::query("INSERT INTO admin_log (id, time, action, detail, actor) VALUES ($1, $2, $3, $4, $5)")
         .bind(uuid::Uuid::now_v7().to_string())

@@ -27,6 +27,8 @@ use tower_http::decompression::RequestDecompressionLayer;
 pub const ENROLL_CAP: usize = 16 * 1024;
 /// The largest request for a new enrollment token (`{"hours": N}`).
 pub const ENROLLMENT_TOKEN_CAP: usize = 4 * 1024;
+/// The largest SCIM request (a User, or a Group with its members).
+pub const SCIM_CAP: usize = 1024 * 1024;
 /// The largest policy upload.
 pub const POLICY_CAP: usize = 1024 * 1024;
 /// The largest audit batch by default (`--max-ingest-bytes`), after decompression.
@@ -135,6 +137,7 @@ mod tests {
             siem: crate::siem::Siem::disabled(),
             max_ingest_bytes: 1024,
             sign_in: None,
+            guesses: Default::default(),
         })
     }
 

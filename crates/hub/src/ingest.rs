@@ -42,7 +42,7 @@ struct Identity {
 
 /// A device's row as ingestion reads it: its chain's last place and hash, the user IT
 /// enrolled it for, and the account and device id its records name.
-/// and the person who signed in for it (verified), if one did.
+/// and who it verifiably is, if anyone: the person who signed in for it, or `agent:NAME`.
 type DeviceState =
     (Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>, Option<i64>, Option<String>);
 
@@ -66,15 +66,26 @@ async fn claims_refused(
             );
             return Ok(Some(("identity", why)));
         }
+        // `owner` is an agent's: only an agent's host names one.
+        if r.owner.is_some() && !person.is_some_and(|p| p.starts_with("agent:")) {
+            let why = format!(
+                "record {} (seq {}) names `{}` as its owner, but this device is no agent's: refused, nothing stored",
+                r.id,
+                r.seq,
+                r.owner.as_deref().unwrap_or_default()
+            );
+            return Ok(Some(("identity", why)));
+        }
         if checked.contains(&r.device.as_str()) {
             continue;
         }
         checked.push(&r.device);
-        let (taken,): (i64,) = sqlx::query_as("SELECT count(*) FROM devices WHERE local_device = $1 AND id <> $2")
-            .bind(&r.device)
-            .bind(device)
-            .fetch_one(&mut **tx)
-            .await?;
+        let (taken,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM devices WHERE local_device = $1 AND id <> $2 AND revoked_at IS NULL")
+                .bind(&r.device)
+                .bind(device)
+                .fetch_one(&mut **tx)
+                .await?;
         if taken > 0 {
             let why = format!(
                 "record {} (seq {}) claims device `{}`, which is another enrolled device's: refused, nothing stored",
@@ -130,8 +141,8 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
     let now = countersign_audit::now_rfc3339();
     let mut tx = db.pool.begin().await?;
     let sql = format!(
-        "SELECT last_seq, last_hash, user_name, local_user, local_device, diverged_seq, person_email FROM devices \
-         WHERE id = $1{}",
+        "SELECT last_seq, last_hash, user_name, local_user, local_device, diverged_seq, \
+         COALESCE(person_email, 'agent:' || agent) FROM devices WHERE id = $1{}",
         db.for_update()
     );
     let row: DeviceState = sqlx::query_as(&sql).bind(device).fetch_one(&mut *tx).await?;
@@ -159,12 +170,13 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
         if identity.local_user.is_none() || identity.local_device.is_none() {
             identity.local_user.get_or_insert_with(|| r.os_user.clone().unwrap_or_else(|| r.user.clone()));
             if identity.local_device.is_none() {
-                let (taken,): (i64,) =
-                    sqlx::query_as("SELECT count(*) FROM devices WHERE local_device = $1 AND id <> $2")
-                        .bind(&r.device)
-                        .bind(device)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let (taken,): (i64,) = sqlx::query_as(
+                    "SELECT count(*) FROM devices WHERE local_device = $1 AND id <> $2 AND revoked_at IS NULL",
+                )
+                .bind(&r.device)
+                .bind(device)
+                .fetch_one(&mut *tx)
+                .await?;
                 if taken == 0 {
                     identity.local_device = Some(r.device.clone());
                 }
@@ -181,7 +193,13 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
         // record is stored as the person IT enrolled the device for, else as the account it
         // named first (unverified either way, as the record says).
         let verified = r.user_verified.as_deref() == Some("true");
-        let user = if verified { r.user.clone() } else { identity.user.clone().unwrap_or_else(|| local_user.clone()) };
+        // An unverified record of a device bound to a person is filed under them (it says
+        // unverified, as sent): a device cannot shed its person by not naming them.
+        let user = match (verified, &person) {
+            (true, _) => r.user.clone(),
+            (false, Some(p)) => p.clone(),
+            (false, None) => identity.user.clone().unwrap_or_else(|| local_user.clone()),
+        };
         // A device whose claimed id belongs to no enrolled device is filed under its hub id.
         let local = identity.local_device.clone().unwrap_or_else(|| device.to_string());
         let os_account = r.os_user.as_deref().unwrap_or(if verified { local_user.as_str() } else { r.user.as_str() });

@@ -206,17 +206,24 @@ fn chain_with(n: i64, set: impl Fn(i64, &mut WireRecord)) -> Vec<WireRecord> {
     out
 }
 
-/// A record from before the identity columns, the signed-in person's (verified; the
-/// device is bound to them) and an agent's not verified (the OS account, with the agent's
-/// owner) through ingestion as a device sends them: stored as sent (their hashes, which
+/// A record from before the identity columns, an agent's verified one (the device is the
+/// agent's host) and one not verified (the OS account, with the agent's owner) through
+/// ingestion as a device sends them: stored as sent (their hashes, which
 /// cover the identity columns, hold), returned by `GET /v1/audit`'s query
 /// (`user_verified` a boolean), in CSV, and found by the `user_verified` and `owner`
 /// filters.
 async fn identity_fields_are_stored_and_returned(db: &Db) {
-    sqlx::query("UPDATE devices SET person_email = 'ana@example.com' WHERE id = 'd1'").execute(&db.pool).await.unwrap();
+    // A device that is no agent's may not name an owner: the batch is refused whole.
+    let mut owned = record(1, GENESIS, "read_file");
+    owned.owner = Some("bo@example.com".into());
+    owned.hash = Some(owned.chain_fields().hash(GENESIS));
+    let refused = ingest(db, None, "d1", &batch(vec![owned])).await.unwrap();
+    assert!(matches!(refused, Ingested::Refused(why) if why.contains("no agent's")));
+    // The agent `ci`'s host: its verified records name `agent:ci`.
+    sqlx::query("UPDATE devices SET agent = 'ci' WHERE id = 'd1'").execute(&db.pool).await.unwrap();
     let records = chain_with(3, |seq, r| match seq {
         2 => {
-            r.user = "ana@example.com".into();
+            r.user = "agent:ci".into();
             r.user_verified = Some("true".into());
             r.os_user = Some("ana".into());
         }

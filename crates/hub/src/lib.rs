@@ -8,7 +8,12 @@
 //!   token verified); [`sign_in`]: staff sign-in routes; [`staff_sessions`]: the
 //!   sessions they open and the sign-ins in progress.
 //! - [`enroll_device`]: enrollment bound to a verified person (RFC 8628's device
-//!   authorization grant, the person signing in with the IdP at the hub's page).
+//!   authorization grant, the person signing in with the IdP at the hub's page);
+//!   [`guesses`]: wrong user codes counted per address.
+//! - [`device_admin`]: an admin revokes a device.
+//! - [`agents`]: enterprise agents (service principals with an owner), [`agent_routes`]
+//!   their HTTP API. [`people`]: who the IdP provisioned and what deprovisioning does;
+//!   [`scim`]: SCIM 2.0 Users and Groups as Okta and Entra ID send them.
 //! - [`ingest`]: batches stored once by record id, each device's chain followed, gaps
 //!   and broken hashes flagged as alerts.
 //! - [`entitlements`]: who used which servers and tools, and which grants they hold.
@@ -25,23 +30,29 @@
 //! The hub never stores a device credential, enrollment token, API token or admin token
 //! in plain text, and never logs one.
 
+pub mod agent_routes;
+pub mod agents;
 pub mod api_tokens;
 pub mod auth;
 pub mod callers;
 pub mod config;
 pub mod csv_export;
 pub mod db;
+pub mod device_admin;
 pub mod enroll_device;
 pub mod entitlements;
 pub mod gate;
+pub mod guesses;
 pub mod ingest;
 pub mod oidc;
 pub mod openapi;
+pub mod people;
 pub mod publish;
 pub mod query;
 pub mod reply;
 pub mod roles;
 pub mod routes;
+pub mod scim;
 pub mod siem;
 pub mod sign_in;
 pub mod staff_sessions;

@@ -1,6 +1,8 @@
 //! `countersign-hub`: serve the hub, or make an enrollment token. Errors are reported
 //! here with anyhow; everything else lives in the library.
 
+mod identity_cmd;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use countersign_hub::config::HubConfig;
@@ -19,7 +21,7 @@ struct Cli {
 }
 
 #[derive(clap::Args, Clone)]
-struct DbArgs {
+pub(crate) struct DbArgs {
     /// The hub's config file (hub.toml; docs/hub-config.schema.json). Flags and
     /// environment variables override its keys.
     #[arg(long, env = "COUNTERSIGN_HUB_CONFIG")]
@@ -90,6 +92,16 @@ enum Command {
         #[command(subcommand)]
         command: ApiTokenCommand,
     },
+    /// Enterprise agents: service principals with an owner who answers for them.
+    Agent {
+        #[command(subcommand)]
+        command: identity_cmd::AgentCommand,
+    },
+    /// Enrolled devices.
+    Device {
+        #[command(subcommand)]
+        command: identity_cmd::DeviceCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -98,7 +110,8 @@ enum ApiTokenCommand {
     Create {
         #[command(flatten)]
         db: DbArgs,
-        /// viewer, auditor, approver, policy-admin or admin.
+        /// viewer, auditor, approver, policy-admin, admin, or scim (the IdP provisioning
+        /// people over SCIM).
         #[arg(long)]
         role: countersign_hub::roles::Role,
         /// How long it stays valid (`30d`, `12h`); without it, until revoked.
@@ -154,7 +167,7 @@ fn data_dir() -> Result<PathBuf> {
         .context("no data directory for this user; set COUNTERSIGN_HUB_HOME")
 }
 
-async fn open(db: &DbArgs) -> Result<Db> {
+pub(crate) async fn open(db: &DbArgs) -> Result<Db> {
     let from_file = db.config()?.database;
     let url = match db.database.clone().or(from_file) {
         Some(url) => url,
@@ -238,11 +251,13 @@ async fn main() -> Result<()> {
                 siem,
                 max_ingest_bytes,
                 sign_in,
+                guesses: Default::default(),
             });
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
             eprintln!("Countersign hub on http://{}", listener.local_addr()?);
-            axum::serve(listener, routes::router(hub))
+            // Each peer's address reaches the routes that cap anonymous requests per source.
+            axum::serve(listener, routes::router(hub).into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;
                 })
@@ -261,12 +276,14 @@ async fn main() -> Result<()> {
             );
         }
         Command::ApiToken { command } => api_token(command).await?,
+        Command::Agent { command } => identity_cmd::run(command).await?,
+        Command::Device { command } => identity_cmd::device(command).await?,
     }
     Ok(())
 }
 
 /// Who runs the CLI on the hub's host, as the admin log names them.
-fn cli_actor() -> String {
+pub(crate) fn cli_actor() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
     format!("countersign-hub CLI (OS user {user})")
 }

@@ -185,10 +185,74 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "`actor`, `roles`" }, "401": unauthorized, "403": forbidden } } }
         }
     });
-    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), enrollment_paths()) {
-        paths.extend(more);
+    for more in [enrollment_paths(), agent_paths(), scim_paths()] {
+        if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more) {
+            paths.extend(more);
+        }
     }
     doc
+}
+
+/// Enterprise agents: service principals with an owner.
+fn agent_paths() -> Value {
+    let staff = json!([{ "apiToken": [] }, { "signInCookie": [] }]);
+    let unauthorized = error_response("Missing, unknown, expired or revoked credential");
+    let forbidden = error_response("The caller's role does not permit this; the message names the roles that do");
+    let agent = json!({ "type": "object", "description": "An agent: id, name, owner, approvers (emails and group:NAME), purpose, review_date, created_at, created_by, suspended_at, suspended_why, review_overdue" });
+    json!({
+        "/v1/agents": {
+            "get": { "summary": "Every agent with its owner, approvers, review date (review_overdue past it) and suspension", "security": staff, "x-roles": ["viewer", "auditor", "approver", "policy-admin", "admin"],
+                "responses": { "200": { "description": "The agents", "content": { "application/json": { "schema": { "type": "array", "items": agent } } } }, "401": unauthorized, "403": forbidden } },
+            "post": { "summary": "Register an agent; the answer holds its enrollment token, once (`countersign enroll HUB_URL TOKEN --agent NAME` on its host)", "security": staff, "x-roles": ["admin"],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["name", "owner"], "properties": {
+                    "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" }, "owner": { "type": "string", "format": "email" },
+                    "approvers": { "type": "array", "items": { "type": "string" }, "description": "Emails or group:NAME (default: the owner)" },
+                    "purpose": { "type": "string" }, "review_date": { "type": "string", "format": "date" }, "token_hours": { "type": "integer", "minimum": 1, "maximum": 720, "default": 24 } } } } } },
+                "responses": { "201": { "description": "`agent` and `enrollment_token`" }, "400": error_response("A bad name, email, approver or date"),
+                               "409": error_response("An agent with this name exists"), "401": unauthorized.clone(), "403": forbidden.clone() } } },
+        "/v1/devices/{id}/revoke": { "post": {
+            "summary": "Revoke a device: its credential opens nothing from now on (its gateway stops syncing and keeps local policy); its records stay; in the admin log",
+            "security": staff, "x-roles": ["admin"],
+            "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "properties": { "why": { "type": "string" } } } } } },
+            "responses": { "200": { "description": "`revoked`: the device id" }, "404": error_response("No such live device"), "401": unauthorized.clone(), "403": forbidden.clone() } } },
+        "/v1/agents/{name}/{action}": { "post": {
+            "summary": "`suspend` (body `why`), `resume` (refused while the owner is deactivated) or `transfer` (body `owner`; ends a suspension for the old owner's deactivation); each in the admin log",
+            "security": staff, "x-roles": ["admin"],
+            "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } },
+                           { "name": "action", "in": "path", "required": true, "schema": { "enum": ["suspend", "resume", "transfer"] } }],
+            "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "properties": { "why": { "type": "string" }, "owner": { "type": "string" } } } } } },
+            "responses": { "200": { "description": "The agent after the change" }, "400": error_response("No owner for a transfer, or one that is deactivated"),
+                           "404": error_response("No such agent or action"), "401": unauthorized, "403": forbidden } } }
+    })
+}
+
+/// SCIM 2.0 (RFC 7644) for the company's IdP: an API token of the `scim` role.
+fn scim_paths() -> Value {
+    let scim = json!([{ "apiToken": [] }]);
+    let roles = json!(["scim", "admin"]);
+    let body = json!({ "required": true, "content": { "application/scim+json": { "schema": { "type": "object" } }, "application/json": { "schema": { "type": "object" } } } });
+    let id = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
+    let list = json!([{ "name": "filter", "in": "query", "schema": { "type": "string" }, "description": "`ATTRIBUTE eq \"VALUE\"`" },
+                      { "name": "startIndex", "in": "query", "schema": { "type": "integer" } }, { "name": "count", "in": "query", "schema": { "type": "integer" } }]);
+    let answer = |what: &str| json!({ "description": what, "content": { "application/scim+json": {} } });
+    let errors = |ok: &str| json!({ "200": answer(ok), "400": answer("SCIM error: a bad body or filter"), "401": answer("No bearer API token"), "403": answer("Not the scim or admin role"), "404": answer("No such resource") });
+    json!({
+        "/scim/v2/Users": {
+            "get": { "summary": "People (filter userName, externalId or emails.value eq)", "security": scim, "x-roles": roles, "parameters": list, "responses": errors("ListResponse") },
+            "post": { "summary": "Provision a person (active: false deprovisions at once)", "security": scim, "x-roles": roles, "requestBody": body, "responses": { "201": answer("The User"), "409": answer("uniqueness: userName or email exists"), "400": answer("SCIM error") } } },
+        "/scim/v2/Users/{id}": {
+            "get": { "summary": "A person", "security": scim, "x-roles": roles, "parameters": id, "responses": errors("The User") },
+            "put": { "summary": "Replace a person; active true → false deprovisions: devices revoked, sign-ins ended, agents suspended", "security": scim, "x-roles": roles, "parameters": id, "requestBody": body, "responses": errors("The User") },
+            "patch": { "summary": "PatchOp replace/add of active (boolean or \"True\"/\"False\"), displayName, userName, externalId; deactivation deprovisions", "security": scim, "x-roles": roles, "parameters": id, "requestBody": body, "responses": errors("The User") },
+            "delete": { "summary": "Deprovision a person (their row kept for the audit trail)", "security": scim, "x-roles": roles, "parameters": id, "responses": { "204": { "description": "Deprovisioned" }, "404": answer("No such User") } } },
+        "/scim/v2/Groups": {
+            "get": { "summary": "Groups (filter displayName eq)", "security": scim, "x-roles": roles, "parameters": list, "responses": errors("ListResponse") },
+            "post": { "summary": "A group with its members (people ids)", "security": scim, "x-roles": roles, "requestBody": body, "responses": { "201": answer("The Group"), "400": answer("SCIM error") } } },
+        "/scim/v2/Groups/{id}": {
+            "patch": { "summary": "Members added, removed (also `members[value eq \"ID\"]`) or replaced; displayName replaced", "security": scim, "x-roles": roles, "parameters": id, "requestBody": body, "responses": errors("The Group") },
+            "delete": { "summary": "Delete a group", "security": scim, "x-roles": roles, "parameters": id, "responses": { "204": { "description": "Deleted" }, "404": answer("No such Group") } } }
+    })
 }
 
 /// Enrollment bound to a person (RFC 8628's device authorization grant) and the device's

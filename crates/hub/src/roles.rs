@@ -23,6 +23,8 @@ pub enum Role {
     PolicyAdmin,
     /// Everything: enrollment, API tokens, roles, and all the above.
     Admin,
+    /// The company's IdP provisioning people and groups over SCIM (an API token only).
+    Scim,
 }
 
 /// What a route needs.
@@ -38,12 +40,17 @@ pub enum Permission {
     Enroll,
     /// API tokens: create, list, revoke.
     ManageTokens,
+    /// Enterprise agents: register, suspend, resume, transfer.
+    ManageAgents,
+    /// SCIM: people and groups provisioned and deprovisioned by the IdP.
+    Provision,
     /// Saying who one is, signing out: every role.
     Identify,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Viewer, Role::Auditor, Role::Approver, Role::PolicyAdmin, Role::Admin];
+    pub const ALL: [Role; 6] =
+        [Role::Viewer, Role::Auditor, Role::Approver, Role::PolicyAdmin, Role::Admin, Role::Scim];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,6 +59,7 @@ impl Role {
             Role::Approver => "approver",
             Role::PolicyAdmin => "policy-admin",
             Role::Admin => "admin",
+            Role::Scim => "scim",
         }
     }
 
@@ -63,6 +71,7 @@ impl Role {
             Role::Viewer | Role::Approver => matches!(permission, ReadFleet | Identify),
             Role::Auditor => matches!(permission, ReadFleet | ReadAudit | Identify),
             Role::PolicyAdmin => matches!(permission, ReadFleet | PublishPolicy | Identify),
+            Role::Scim => matches!(permission, Provision | Identify),
         }
     }
 
@@ -79,7 +88,7 @@ impl fmt::Display for Role {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("`{0}` is not a role; roles: viewer, auditor, approver, policy-admin, admin")]
+#[error("`{0}` is not a role; roles: viewer, auditor, approver, policy-admin, admin, scim")]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {
@@ -97,6 +106,8 @@ impl Permission {
             Permission::PublishPolicy => "publish policy",
             Permission::Enroll => "make enrollment tokens",
             Permission::ManageTokens => "manage API tokens",
+            Permission::ManageAgents => "manage agents",
+            Permission::Provision => "provision people over SCIM",
             Permission::Identify => "say who they are",
         }
     }
@@ -120,9 +131,11 @@ mod tests {
     fn only_admin_makes_credentials_and_auditors_do_not_publish() {
         assert_eq!(Role::permitting(Permission::Enroll), [Role::Admin]);
         assert_eq!(Role::permitting(Permission::ManageTokens), [Role::Admin]);
+        assert_eq!(Role::permitting(Permission::ManageAgents), [Role::Admin]);
         assert_eq!(Role::permitting(Permission::PublishPolicy), [Role::PolicyAdmin, Role::Admin]);
         assert_eq!(Role::permitting(Permission::ReadAudit), [Role::Auditor, Role::Admin]);
-        assert_eq!(Role::permitting(Permission::ReadFleet), Role::ALL);
+        assert_eq!(Role::permitting(Permission::ReadFleet), Role::ALL[..5]);
         assert_eq!(Role::permitting(Permission::Identify), Role::ALL);
+        assert_eq!(Role::permitting(Permission::Provision), [Role::Admin, Role::Scim]);
     }
 }

@@ -21,6 +21,7 @@ const FLEET: &[Role] = &[Role::Viewer, Role::Auditor, Role::Approver, Role::Poli
 const AUDIT: &[Role] = &[Role::Auditor, Role::Admin];
 const PUBLISH: &[Role] = &[Role::PolicyAdmin, Role::Admin];
 const ADMIN: &[Role] = &[Role::Admin];
+const SCIM: &[Role] = &[Role::Admin, Role::Scim];
 
 fn expected() -> BTreeMap<(&'static str, &'static str), Who> {
     BTreeMap::from([
@@ -47,8 +48,22 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Who> {
         (("POST", "/v1/api-tokens/{id}/revoke"), Who::Staff(ADMIN)),
         (("GET", "/v1/auth/login"), Who::Anyone),
         (("GET", "/v1/auth/callback"), Who::Anyone),
-        (("POST", "/v1/auth/logout"), Who::Staff(FLEET)),
-        (("GET", "/v1/auth/whoami"), Who::Staff(FLEET)),
+        (("POST", "/v1/auth/logout"), Who::Staff(&Role::ALL)),
+        (("GET", "/v1/auth/whoami"), Who::Staff(&Role::ALL)),
+        (("POST", "/v1/devices/{id}/revoke"), Who::Staff(ADMIN)),
+        (("GET", "/v1/agents"), Who::Staff(FLEET)),
+        (("POST", "/v1/agents"), Who::Staff(ADMIN)),
+        (("POST", "/v1/agents/{name}/{action}"), Who::Staff(ADMIN)),
+        (("GET", "/scim/v2/Users"), Who::Staff(SCIM)),
+        (("POST", "/scim/v2/Users"), Who::Staff(SCIM)),
+        (("GET", "/scim/v2/Users/{id}"), Who::Staff(SCIM)),
+        (("PUT", "/scim/v2/Users/{id}"), Who::Staff(SCIM)),
+        (("PATCH", "/scim/v2/Users/{id}"), Who::Staff(SCIM)),
+        (("DELETE", "/scim/v2/Users/{id}"), Who::Staff(SCIM)),
+        (("GET", "/scim/v2/Groups"), Who::Staff(SCIM)),
+        (("POST", "/scim/v2/Groups"), Who::Staff(SCIM)),
+        (("PATCH", "/scim/v2/Groups/{id}"), Who::Staff(SCIM)),
+        (("DELETE", "/scim/v2/Groups/{id}"), Who::Staff(SCIM)),
     ])
 }
 
@@ -82,6 +97,7 @@ async fn every_route_admits_exactly_the_roles_it_should() {
         siem: crate::siem::Siem::disabled(),
         max_ingest_bytes: gate::DEFAULT_INGEST_CAP,
         sign_in: None,
+        guesses: Default::default(),
     });
     let table = expected();
     let mut served = ROUTES.to_vec();
@@ -180,6 +196,7 @@ async fn an_admin_makes_lists_and_revokes_api_tokens_over_http() {
         siem: crate::siem::Siem::disabled(),
         max_ingest_bytes: gate::DEFAULT_INGEST_CAP,
         sign_in: None,
+        guesses: Default::default(),
     });
     let (_, admin) = api_tokens::create(&hub.db, Role::Admin, "bootstrap", None, "test").await.unwrap();
     let post = |body: serde_json::Value| {

@@ -40,6 +40,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/audit"),
     ("GET", "/v1/alerts"),
     ("GET", "/v1/devices"),
+    ("POST", "/v1/devices/{id}/revoke"),
     ("GET", "/v1/entitlements"),
     ("GET", "/v1/admin-log"),
     ("POST", "/v1/enrollment-tokens"),
@@ -52,6 +53,19 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/auth/callback"),
     ("POST", "/v1/auth/logout"),
     ("GET", "/v1/auth/whoami"),
+    ("GET", "/v1/agents"),
+    ("POST", "/v1/agents"),
+    ("POST", "/v1/agents/{name}/{action}"),
+    ("GET", "/scim/v2/Users"),
+    ("POST", "/scim/v2/Users"),
+    ("GET", "/scim/v2/Users/{id}"),
+    ("PUT", "/scim/v2/Users/{id}"),
+    ("PATCH", "/scim/v2/Users/{id}"),
+    ("DELETE", "/scim/v2/Users/{id}"),
+    ("GET", "/scim/v2/Groups"),
+    ("POST", "/scim/v2/Groups"),
+    ("PATCH", "/scim/v2/Groups/{id}"),
+    ("DELETE", "/scim/v2/Groups/{id}"),
 ];
 
 pub fn router(hub: Arc<Hub>) -> Router {
@@ -97,6 +111,18 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/v1/audit", get(audit))
         .route("/v1/alerts", get(alerts))
         .route("/v1/devices", get(devices))
+        .route(
+            "/v1/devices/{id}/revoke",
+            gated(
+                post(crate::device_admin::revoke_route),
+                &hub,
+                Gate {
+                    route: "/v1/devices/{id}/revoke",
+                    caller: Caller::Staff(Permission::Enroll),
+                    cap: gate::ENROLLMENT_TOKEN_CAP,
+                },
+            ),
+        )
         .route("/v1/entitlements", get(entitlements))
         .route("/v1/admin-log", get(admin_log))
         .route(
@@ -137,6 +163,70 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/v1/auth/callback", get(crate::sign_in::callback))
         .route("/v1/auth/logout", post(crate::sign_in::logout))
         .route("/v1/auth/whoami", get(crate::sign_in::whoami))
+        .route(
+            "/v1/agents",
+            get(crate::agent_routes::list).merge(gated(
+                post(crate::agent_routes::create),
+                &hub,
+                Gate {
+                    route: "/v1/agents",
+                    caller: Caller::Staff(Permission::ManageAgents),
+                    cap: gate::ENROLLMENT_TOKEN_CAP,
+                },
+            )),
+        )
+        .route(
+            "/v1/agents/{name}/{action}",
+            gated(
+                post(crate::agent_routes::change),
+                &hub,
+                Gate {
+                    route: "/v1/agents/{name}/{action}",
+                    caller: Caller::Staff(Permission::ManageAgents),
+                    cap: gate::ENROLLMENT_TOKEN_CAP,
+                },
+            ),
+        )
+        .route(
+            "/scim/v2/Users",
+            get(crate::scim::list_users).merge(gated(
+                post(crate::scim::create_user),
+                &hub,
+                Gate { route: "/scim/v2/Users", caller: Caller::Staff(Permission::Provision), cap: gate::SCIM_CAP },
+            )),
+        )
+        .route(
+            "/scim/v2/Users/{id}",
+            get(crate::scim::get_user).delete(crate::scim::delete_user).merge(gated(
+                axum::routing::put(crate::scim::replace_user).patch(crate::scim::patch_user),
+                &hub,
+                Gate {
+                    route: "/scim/v2/Users/{id}",
+                    caller: Caller::Staff(Permission::Provision),
+                    cap: gate::SCIM_CAP,
+                },
+            )),
+        )
+        .route(
+            "/scim/v2/Groups",
+            get(crate::scim::list_groups).merge(gated(
+                post(crate::scim::create_group),
+                &hub,
+                Gate { route: "/scim/v2/Groups", caller: Caller::Staff(Permission::Provision), cap: gate::SCIM_CAP },
+            )),
+        )
+        .route(
+            "/scim/v2/Groups/{id}",
+            axum::routing::delete(crate::scim::delete_group).merge(gated(
+                axum::routing::patch(crate::scim::patch_group),
+                &hub,
+                Gate {
+                    route: "/scim/v2/Groups/{id}",
+                    caller: Caller::Staff(Permission::Provision),
+                    cap: gate::SCIM_CAP,
+                },
+            )),
+        )
         // Routes with a body have their own gate and cap; this is for any other.
         .layer(DefaultBodyLimit::max(gate::UNGATED_CAP))
         .with_state(hub)
@@ -146,6 +236,9 @@ pub fn router(hub: Arc<Hub>) -> Router {
 struct Enroll {
     token: String,
     name: String,
+    /// The agent this host enrolls as: the token must have been made for it.
+    #[serde(default)]
+    agent: Option<String>,
 }
 
 async fn enroll(State(hub): Shared, Json(req): Json<Enroll>) -> Response {
@@ -170,9 +263,10 @@ async fn enroll(State(hub): Shared, Json(req): Json<Enroll>) -> Response {
         Ok(_) => return error(StatusCode::UNAUTHORIZED, "the enrollment token is unknown, used or expired"),
         Err(e) => return internal(e),
     }
-    // The person IT made the token for, if it named one, is who the device answers for.
-    let user: Option<(Option<String>,)> =
-        match sqlx::query_as("SELECT user_name FROM enrollment_tokens WHERE token_sha256 = $1")
+    // The person IT made the token for, if it named one, is who the device answers for; a
+    // token made for an agent enrolls only that agent's host.
+    let made_for: Option<(Option<String>, Option<String>)> =
+        match sqlx::query_as("SELECT user_name, agent FROM enrollment_tokens WHERE token_sha256 = $1")
             .bind(auth::digest(&req.token))
             .fetch_optional(&mut *tx)
             .await
@@ -180,15 +274,42 @@ async fn enroll(State(hub): Shared, Json(req): Json<Enroll>) -> Response {
             Ok(u) => u,
             Err(e) => return internal(e),
         };
+    let (user, agent) = made_for.unwrap_or_default();
+    if agent != req.agent {
+        // Nothing is committed: the token stays unused for the host it was made for.
+        return match (&agent, &req.agent) {
+            (Some(a), _) => {
+                error(StatusCode::UNAUTHORIZED, format!("this token enrolls the agent `{a}` (--agent {a})"))
+            }
+            (None, Some(_)) => {
+                error(StatusCode::UNAUTHORIZED, "this token is not an agent's: an admin makes one with `agent create`")
+            }
+            (None, None) => internal("unreachable: agents differ yet both are none"),
+        };
+    }
+    // Read in the transaction (SQLite's pool holds one connection, which it has).
+    let owner = match &agent {
+        Some(name) => match sqlx::query_as::<_, (String,)>("SELECT owner_email FROM agents WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+        {
+            Ok(Some((owner,))) => Some(owner),
+            Ok(None) => return error(StatusCode::UNAUTHORIZED, "the agent this token was made for no longer exists"),
+            Err(e) => return internal(e),
+        },
+        None => None,
+    };
     let credential = auth::new_token("csd_");
     let inserted = sqlx::query(
-        "INSERT INTO devices (id, name, credential_sha256, enrolled_at, user_name) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO devices (id, name, credential_sha256, enrolled_at, user_name, agent) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&device)
     .bind(&name)
     .bind(auth::digest(&credential))
     .bind(&now)
-    .bind(user.and_then(|(u,)| u))
+    .bind(user)
+    .bind(&agent)
     .execute(&mut *tx)
     .await;
     if let Err(e) = inserted {
@@ -197,8 +318,13 @@ async fn enroll(State(hub): Shared, Json(req): Json<Enroll>) -> Response {
     if let Err(e) = tx.commit().await {
         return internal(e);
     }
-    tracing::info!(device, name, "device enrolled");
-    Json(json!({ "device_id": device, "credential": credential })).into_response()
+    tracing::info!(device, name, agent, "device enrolled");
+    let mut answer = json!({ "device_id": device, "credential": credential });
+    if let (Some(agent), Some(owner)) = (agent, owner) {
+        answer["agent"] = json!(agent);
+        answer["owner"] = json!(owner);
+    }
+    Json(answer).into_response()
 }
 
 /// `GET /v1/device`: who the calling device answers for, as the hub knows it: the person
@@ -209,25 +335,39 @@ async fn this_device(State(hub): Shared, headers: HeaderMap) -> Response {
         Ok(d) => d,
         Err(r) => return r,
     };
-    type Row = (String, Option<String>, Option<String>, Option<String>);
-    let row: Row = match sqlx::query_as("SELECT name, person_email, user_name, verified_at FROM devices WHERE id = $1")
-        .bind(&device)
-        .fetch_one(&hub.db.pool)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
-    let (name, person, assigned, verified_at) = row;
-    Json(json!({
+    type Row = (String, Option<String>, Option<String>, Option<String>, Option<String>);
+    let row: Row =
+        match sqlx::query_as("SELECT name, person_email, user_name, verified_at, agent FROM devices WHERE id = $1")
+            .bind(&device)
+            .fetch_one(&hub.db.pool)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return internal(e),
+        };
+    let (name, person, assigned, verified_at, agent) = row;
+    let mut answer = json!({
         "device_id": device,
         "name": name,
         "user": person,
         "user_verified": person.is_some(),
         "verified_at": verified_at,
         "assigned_user": assigned,
-    }))
-    .into_response()
+    });
+    if let Some(agent) = agent {
+        match crate::agents::find(&hub.db, &agent).await {
+            Ok(a) => {
+                answer["user"] = json!(format!("agent:{}", a.name));
+                answer["user_verified"] = json!(true);
+                answer["agent"] = json!(a.name);
+                answer["owner"] = json!(a.owner);
+                answer["suspended"] = json!(a.suspended_why);
+                answer["review_overdue"] = json!(a.review_overdue);
+            }
+            Err(e) => return internal(e),
+        }
+    }
+    Json(answer).into_response()
 }
 
 async fn ingest_batch(State(hub): Shared, headers: HeaderMap, body: axum::body::Bytes) -> Response {
@@ -310,19 +450,44 @@ async fn devices(State(hub): Shared, headers: HeaderMap) -> Response {
     {
         return r;
     }
-    type DeviceRow = (String, String, String, Option<i64>, Option<String>, Option<String>);
-    let rows: Result<Vec<DeviceRow>, _> = sqlx::query_as(
-        "SELECT id, name, enrolled_at, last_seq, last_hash, last_seen FROM devices ORDER BY enrolled_at",
+    type DeviceRow = (String, String, String, Option<i64>, Option<String>, Option<String>, Option<String>);
+    type Who = (Option<String>, Option<String>, Option<String>, Option<String>);
+    let rows: Result<Vec<(DeviceRow, Who)>, _> = sqlx::query_as::<
+        _,
+        (
+            String,
+            String,
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ),
+    >(
+        "SELECT id, name, enrolled_at, last_seq, last_hash, last_seen, person_email, user_name, agent, revoked_at, \
+         revoked_why FROM devices ORDER BY enrolled_at",
     )
     .fetch_all(&hub.db.pool)
-    .await;
+    .await
+    .map(|rows| rows.into_iter().map(|r| ((r.0, r.1, r.2, r.3, r.4, r.5, r.6), (r.7, r.8, r.9, r.10))).collect());
     match rows {
         Ok(rows) => Json(
             rows.into_iter()
-                .map(|(id, name, enrolled_at, last_seq, last_hash, last_seen)| {
-                    json!({"id": id, "name": name, "enrolled_at": enrolled_at, "last_seq": last_seq,
-                           "last_hash": last_hash, "last_seen": last_seen})
-                })
+                .map(
+                    |(
+                        (id, name, enrolled_at, last_seq, last_hash, last_seen, person),
+                        (assigned, agent, revoked_at, revoked_why),
+                    )| {
+                        json!({"id": id, "name": name, "enrolled_at": enrolled_at, "last_seq": last_seq,
+                           "last_hash": last_hash, "last_seen": last_seen, "person": person,
+                           "assigned_user": assigned, "agent": agent, "revoked_at": revoked_at,
+                           "revoked_why": revoked_why})
+                    },
+                )
                 .collect::<Vec<_>>(),
         )
         .into_response(),
@@ -442,6 +607,7 @@ mod tests {
             siem: crate::siem::Siem::disabled(),
             max_ingest_bytes: gate::DEFAULT_INGEST_CAP,
             sign_in: None,
+            guesses: Default::default(),
         });
         for (method, path) in ROUTES {
             let req = axum::http::Request::builder()

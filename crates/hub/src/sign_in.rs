@@ -27,31 +27,7 @@ fn not_configured() -> Response {
 
 /// `GET /v1/auth/login`: to the IdP.
 pub(crate) async fn login(State(hub): State<Arc<Hub>>) -> Response {
-    to_the_idp(&hub, Purpose::Staff).await
-}
-
-/// Sends the browser to the IdP to sign in for `purpose`.
-pub(crate) async fn to_the_idp(hub: &Hub, purpose: Purpose) -> Response {
-    let Some(sign_in) = &hub.sign_in else { return not_configured() };
-    let started = match sign_in.provider.start().await {
-        Ok(s) => s,
-        Err(e) => {
-            // The detail (the provider's address, its answer) is for the hub's log only.
-            tracing::error!("a sign-in could not start: {e}");
-            return error(StatusCode::BAD_GATEWAY, "the identity provider cannot be reached; see the hub's log");
-        }
-    };
-    match staff_sessions::remember(&hub.db, &started, &purpose).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many sign-ins are in progress; try again in a few minutes",
-            )
-        }
-        Err(e) => return internal(e),
-    }
-    (StatusCode::FOUND, [(header::LOCATION, started.url), (header::CACHE_CONTROL, "no-store".into())]).into_response()
+    staff_sessions::to_the_idp(&hub, Purpose::Staff).await
 }
 
 #[derive(Deserialize)]

@@ -57,6 +57,7 @@ async fn hub(issuer: &str) -> Arc<Hub> {
         siem: crate::siem::Siem::disabled(),
         max_ingest_bytes: crate::gate::DEFAULT_INGEST_CAP,
         sign_in: Some(sign_in),
+        guesses: Default::default(),
     })
 }
 

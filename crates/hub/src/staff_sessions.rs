@@ -7,7 +7,11 @@
 use crate::auth;
 use crate::db::{Db, DbError};
 use crate::oidc::{Person, Started};
+use crate::reply::{error, internal};
 use crate::roles::Role;
+use crate::state::Hub;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 /// The cookie that carries a staff session.
 pub const COOKIE: &str = "countersign_hub_session";
@@ -21,6 +25,8 @@ fn now_unix() -> i64 {
 /// The most sign-ins that may be in progress at once: anyone may start one, so past
 /// this the hub answers "busy" rather than grow the table without bound.
 pub const MAX_PENDING: i64 = 10_000;
+/// The most sign-ins in progress for one device's user code.
+pub const PENDING_PER_CODE: i64 = 5;
 
 /// What a started sign-in is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,14 +52,26 @@ pub async fn remember(db: &Db, started: &Started, purpose: &Purpose) -> Result<b
         .bind(now_unix() - PENDING_SECS)
         .execute(&db.pool)
         .await?;
-    let (pending,): (i64,) = sqlx::query_as("SELECT count(*) FROM oidc_pending").fetch_one(&db.pool).await?;
-    if pending >= MAX_PENDING {
-        return Ok(false);
-    }
     let enroll_code = match purpose {
         Purpose::Staff => None,
         Purpose::Enroll(code) => Some(code.as_str()),
     };
+    // Anyone may open a waiting code's page: such sign-ins get half the room, and one code
+    // a few, so they can never keep staff from signing in.
+    let (pending, enrolling, this_code): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), COALESCE(SUM(CASE WHEN enroll_code IS NOT NULL THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN enroll_code = $1 THEN 1 ELSE 0 END), 0) FROM oidc_pending",
+    )
+    .bind(enroll_code.unwrap_or_default())
+    .fetch_one(&db.pool)
+    .await?;
+    let full = match enroll_code {
+        None => pending - enrolling >= MAX_PENDING / 2,
+        Some(_) => enrolling >= MAX_PENDING / 2 || this_code >= PENDING_PER_CODE,
+    };
+    if full {
+        return Ok(false);
+    }
     sqlx::query(
         "INSERT INTO oidc_pending (state_sha256, nonce, pkce_verifier, created_unix, enroll_code) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -165,4 +183,30 @@ pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a 
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim())
         .filter(|v| !v.is_empty())
+}
+
+/// Sends the browser to the IdP to sign in for `purpose`.
+pub(crate) async fn to_the_idp(hub: &Hub, purpose: Purpose) -> Response {
+    let Some(sign_in) = &hub.sign_in else {
+        return error(StatusCode::NOT_IMPLEMENTED, "sign-in is not configured on this hub ([oidc] in hub.toml)");
+    };
+    let started = match sign_in.provider.start().await {
+        Ok(s) => s,
+        Err(e) => {
+            // The detail (the provider's address, its answer) is for the hub's log only.
+            tracing::error!("a sign-in could not start: {e}");
+            return error(StatusCode::BAD_GATEWAY, "the identity provider cannot be reached; see the hub's log");
+        }
+    };
+    match remember(&hub.db, &started, &purpose).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many sign-ins are in progress; try again in a few minutes",
+            )
+        }
+        Err(e) => return internal(e),
+    }
+    (StatusCode::FOUND, [(header::LOCATION, started.url), (header::CACHE_CONTROL, "no-store".into())]).into_response()
 }

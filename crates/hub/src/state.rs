@@ -20,4 +20,6 @@ pub struct Hub {
     pub max_ingest_bytes: usize,
     /// Staff sign-in with the company's IdP, when `[oidc]` is configured.
     pub sign_in: Option<crate::oidc::SignIn>,
+    /// Wrong user codes typed at `/enroll`, by address (guessing is cut off).
+    pub guesses: crate::guesses::Guesses,
 }

@@ -45,6 +45,16 @@ pub struct HubLink {
     /// records naming anyone else, so editing this file changes no record it keeps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The enterprise agent this host acts as (enrolled with the agent's token): records
+    /// name `agent:NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The agent's owner, who answers for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Why the hub suspended the agent, while it is: its calls are denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
 }
 
 const LINK_FILE: &str = "hub.json";
@@ -114,12 +124,13 @@ pub fn hub_base_url(url: &str) -> Result<String, SyncError> {
     Ok(parsed.as_str().trim_end_matches('/').to_string())
 }
 
-/// Enrolls this device with the hub at `url`; returns the device id.
-pub async fn enroll(home: &Home, url: &str, token: &str, name: &str) -> Result<String, SyncError> {
+/// Enrolls this device with the hub at `url` (as the enterprise agent `agent`, whose token
+/// it must be); returns the device id.
+pub async fn enroll(home: &Home, url: &str, token: &str, name: &str, agent: Option<&str>) -> Result<String, SyncError> {
     let base = hub_base_url(url)?;
     let resp = client()?
         .post(format!("{base}/v1/enroll"))
-        .json(&serde_json::json!({ "token": token, "name": name }))
+        .json(&serde_json::json!({ "token": token, "name": name, "agent": agent }))
         .send()
         .await
         .map_err(|e| unreachable(&base, e))?;
@@ -130,6 +141,8 @@ pub async fn enroll(home: &Home, url: &str, token: &str, name: &str) -> Result<S
     struct Enrolled {
         device_id: String,
         credential: String,
+        agent: Option<String>,
+        owner: Option<String>,
     }
     let enrolled: Enrolled = resp.json().await.map_err(|e| unreachable(&base, e))?;
     let keychain = Keychain::open().await.map_err(|e| SyncError::Keychain(e.to_string()))?;
@@ -137,7 +150,16 @@ pub async fn enroll(home: &Home, url: &str, token: &str, name: &str) -> Result<S
         .set(&Account::HubDevice(enrolled.device_id.clone()), &Secret::new(enrolled.credential))
         .await
         .map_err(|e| SyncError::Keychain(e.to_string()))?;
-    HubLink { url: base, device_id: enrolled.device_id.clone(), user: None }.save(home)?;
+    let user = enrolled.agent.as_ref().map(|a| format!("agent:{a}"));
+    HubLink {
+        url: base,
+        device_id: enrolled.device_id.clone(),
+        user,
+        agent: enrolled.agent,
+        owner: enrolled.owner,
+        suspended: None,
+    }
+    .save(home)?;
     Ok(enrolled.device_id)
 }
 
@@ -221,12 +243,22 @@ pub async fn refresh_identity(home: &Home) -> Result<bool, SyncError> {
     #[derive(Deserialize)]
     struct Device {
         user: Option<String>,
+        agent: Option<String>,
+        owner: Option<String>,
+        suspended: Option<String>,
     }
     let device: Device = resp.json().await.map_err(|e| unreachable(&link.url, e))?;
-    if device.user == link.user {
+    let now = HubLink {
+        user: device.user,
+        agent: device.agent,
+        owner: device.owner,
+        suspended: device.suspended,
+        ..link.clone()
+    };
+    if now == link {
         return Ok(false);
     }
-    HubLink { user: device.user, ..link }.save(home)?;
+    now.save(home)?;
     Ok(true)
 }
 
@@ -245,14 +277,26 @@ pub async fn run<H: crate::Host>(gateway: std::sync::Weak<H>, home: Home, settin
             wait = interval;
             continue;
         }
-        match refresh_identity(&home).await {
-            Ok(true) => match gateway.upgrade() {
-                Some(g) => g.identity_changed(),
-                None => return,
-            },
-            Ok(false) => {}
+        let refreshed = refresh_identity(&home).await;
+        let Some(g) = gateway.upgrade() else { return };
+        match refreshed {
+            // Compared with what the gateway names now, not with the file: a `countersign
+            // whoami` may have written the hub's answer there first.
+            Ok(_) => {
+                g.hub_standing(None);
+                g.identity_changed();
+            }
+            // The hub revoked this device (its person deprovisioned): no more syncing
+            // until enrolled again; local policy stays in force.
+            Err(SyncError::Refused { status: 401, message, .. }) if message.contains("revoked") => {
+                g.hub_standing(Some(message));
+                drop(g);
+                wait = interval;
+                continue;
+            }
             Err(e) => tracing::debug!("who this device answers for was not refreshed: {e}"),
         }
+        drop(g);
         match sync_once(&home, settings.batch_size).await {
             Ok(report) => {
                 if report.acknowledged_records > 0 {

@@ -104,7 +104,7 @@ async fn enrolled_home(dir: &std::path::Path, url: &str, n: usize) -> (Home, Vec
         journal.commit(record).await.unwrap();
     }
     drop(journal);
-    super::enroll(&home, url, "enroll-token", "test device").await.expect("enrolled (needs the keychain)");
+    super::enroll(&home, url, "enroll-token", "test device", None).await.expect("enrolled (needs the keychain)");
     (home, ids)
 }
 

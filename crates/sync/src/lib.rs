@@ -31,4 +31,7 @@ pub trait Host: Send + Sync + 'static {
     fn record_event(self: &Arc<Self>, decision: Decision, rule: &'static str, reason: String);
     /// The hub's link in `hub.json` names another person now: records from here on say so.
     fn identity_changed(self: &Arc<Self>) {}
+    /// The hub's word on this device: `Some(why)` when it revoked the device (it syncs no
+    /// more and keeps its local policy), `None` when the hub takes it.
+    fn hub_standing(self: &Arc<Self>, _revoked: Option<String>) {}
 }

@@ -66,17 +66,35 @@ pub async fn ask(home: &Home, url: &str, name: &str, os_user: &str, nudge: Optio
     if let Some(n) = nudge {
         body["return_to"] = serde_json::json!(n.return_to);
     }
-    let mut req = client()?.post(format!("{base}/v1/enroll/device_authorization")).json(&body);
+    let url = format!("{base}/v1/enroll/device_authorization");
+    let http = client()?;
     let mut binds = false;
+    let mut resp = None;
     if HubLink::load(home).is_some_and(|l| l.url == base) {
         let (_, credential) = enrolled(home).await?;
-        req = req.bearer_auth(credential.expose());
-        binds = true;
+        let r = http.post(&url).json(&body).bearer_auth(credential.expose()).send().await;
+        let r = r.map_err(|e| unreachable(&base, e))?;
+        if r.status().is_success() {
+            binds = true;
+            resp = Some(r);
+        } else {
+            match refused(&base, r).await {
+                // Revoked: this device enrolls afresh (a new device at the hub).
+                SyncError::Refused { status: 401, message, .. } if message.contains("revoked") => {}
+                other => return Err(other),
+            }
+        }
     }
-    let resp = req.send().await.map_err(|e| unreachable(&base, e))?;
-    if !resp.status().is_success() {
-        return Err(refused(&base, resp).await);
-    }
+    let resp = match resp {
+        Some(r) => r,
+        None => {
+            let r = http.post(&url).json(&body).send().await.map_err(|e| unreachable(&base, e))?;
+            if !r.status().is_success() {
+                return Err(refused(&base, r).await);
+            }
+            r
+        }
+    };
     let mut asked: Asked = resp.json().await.map_err(|e| unreachable(&base, e))?;
     asked.base = base;
     asked.binds = binds;
@@ -160,8 +178,15 @@ async fn keep(home: &Home, base: &str, granted: Granted, binds: bool) -> Result<
     } else if !binds {
         return Err(SyncError::Local("the hub enrolled this device but sent no credential".into()));
     }
-    HubLink { url: base.to_string(), device_id: granted.device_id.clone(), user: Some(granted.user.clone()) }
-        .save(home)?;
+    HubLink {
+        url: base.to_string(),
+        device_id: granted.device_id.clone(),
+        user: Some(granted.user.clone()),
+        agent: None,
+        owner: None,
+        suspended: None,
+    }
+    .save(home)?;
     Ok(Enrolled { device_id: granted.device_id, user: granted.user, bound: binds })
 }
 

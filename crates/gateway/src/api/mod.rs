@@ -68,6 +68,10 @@ impl Gateway {
         self.shared.routing_warning.lock().ok().and_then(|w| w.clone())
     }
 
+    pub fn hub_warning(&self) -> Option<String> {
+        self.shared.hub_warning.lock().ok().and_then(|w| w.clone())
+    }
+
     pub fn policy_warning(&self) -> Option<String> {
         self.shared.bundles.warning()
     }
@@ -122,6 +126,8 @@ impl Gateway {
             policy_version: policy.version().to_string(),
             policy_warning: self.policy_warning(),
             routing_warning: self.routing_warning(),
+            hub_warning: self.hub_warning(),
+            identity: shared.who.load().shown(),
             grant_lengths: policy.grant_settings().0.lengths.clone(),
             blocked_tools: shared.pins.lock().map(|p| p.report()).unwrap_or_default(),
             servers,

@@ -20,6 +20,11 @@ pub struct Status {
     pub policy_warning: Option<String>,
     /// Set while policy requires AI clients to route through Countersign and some do not.
     pub routing_warning: Option<String>,
+    /// Set while the hub has revoked this device: it syncs no more; local policy stays.
+    pub hub_warning: Option<String>,
+    /// Who this gateway's records name (`alice@example.com`, `agent:ci (owner …)`,
+    /// `unverified: alice`).
+    pub identity: String,
     /// The grant lengths a person may choose now.
     pub grant_lengths: Vec<GrantLength>,
     /// Blocked and quarantined tools with what changed.

@@ -119,8 +119,16 @@ impl Session {
             None => None,
         };
         let paused = shared.paused.load(std::sync::atomic::Ordering::SeqCst);
+        let who = shared.who.load();
         let verdict = info.map(|info| {
-            policy.decide_access(&AccessInput { identity: &identity, server: info, access: subject.access(), paused })
+            let mut v = policy.decide_access(&AccessInput {
+                identity: &identity,
+                server: info,
+                access: subject.access(),
+                paused,
+            });
+            who.overrule(&mut v);
+            v
         });
         // Nobody is asked to approve a read of a resource or a prompt: what policy would ask
         // for is refused, and says so.

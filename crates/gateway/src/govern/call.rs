@@ -221,7 +221,8 @@ impl Session {
             gate,
             now_ms: now_ms(),
         };
-        let verdict = policy.decide_classified(&call, &class);
+        let mut verdict = policy.decide_classified(&call, &class);
+        shared.who.load().overrule(&mut verdict);
         if let (Some(grant), true) = (&verdict.grant, spend) {
             grants.spend(grant);
         }

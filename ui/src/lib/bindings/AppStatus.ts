@@ -28,6 +28,11 @@ routing_warning: string | null,
  */
 policy_warning: string | null, 
 /**
+ * Set while the hub has revoked this device (its person deprovisioned): it syncs no
+ * more and local policy stays in force.
+ */
+hub_warning: string | null, 
+/**
  * Whether this device is enrolled with a hub (None while the gateway does not run).
  */
 hub: HubEnrollment | null, };
