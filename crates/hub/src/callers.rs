@@ -99,7 +99,9 @@ fn permitted(staff: Staff, permission: Permission) -> Result<Staff, Response> {
 
 /// A person signed in with the IdP, by the session cookie.
 async fn signed_in(hub: &Hub, headers: &HeaderMap, permission: Permission, what: &str) -> Result<Staff, Response> {
-    let Some(token) = staff_sessions::cookie(headers, staff_sessions::COOKIE) else {
+    // Sessions opened while [oidc] was configured open nothing once it is not.
+    let cookie = staff_sessions::cookie(headers, staff_sessions::COOKIE).filter(|_| hub.sign_in.is_some());
+    let Some(token) = cookie else {
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "a bearer token (an API token: `countersign-hub api-token create --role ROLE`) or a sign-in \
