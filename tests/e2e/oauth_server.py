@@ -11,6 +11,11 @@ Usage: oauth_server.py PORT [--expires-in SECONDS] [--wrong-audience] [--wrong-i
 --refresh-audience: a refresh (not the sign-in) returns a JWT-shaped token whose `aud` is
 URL, which the MCP endpoint still accepts (so only the client can refuse it).
 --refresh-scope: a refresh grants these scopes (narrower than the sign-in's).
+--enterprise IDP_ISSUER --client-id ID --client-secret S: the authorization server also
+takes the RFC 7523 JWT bearer grant with an ID-JAG from that IdP (the MCP extension for
+enterprise-managed authorization; the SDK's `identity_assertion_enabled`), from the
+pre-registered confidential client ID: signature against the IdP's published keys,
+`typ`, `iss`, `aud` (this server), `client_id`, `resource`, `exp`, `jti` used once.
 It is test plumbing, not part of the product."""
 
 import argparse
@@ -48,12 +53,16 @@ ap.add_argument("--wrong-audience", action="store_true")
 ap.add_argument("--wrong-iss", action="store_true")
 ap.add_argument("--refresh-audience")
 ap.add_argument("--refresh-scope")
+ap.add_argument("--enterprise")
+ap.add_argument("--client-id")
+ap.add_argument("--client-secret")
 args = ap.parse_args()
 
 BASE = f"http://127.0.0.1:{args.port}"
 RESOURCE = f"{BASE}/mcp"
 STATS = {"bearers_seen": [], "issued": [], "authorizations": 0, "codes_exchanged": 0, "refreshes": 0, "revocations": 0, "calls": 0,
-         "resources": [], "authorizations_seen": [], "codes_presented": []}
+         "resources": [], "authorizations_seen": [], "codes_presented": [], "jwt_bearer": 0,
+         "jwt_bearer_refused": []}
 
 
 def jwt_shaped(aud: str) -> str:
@@ -121,6 +130,42 @@ class Provider:
             scopes = args.refresh_scope.split()
         return self._issue(client.client_id, scopes or refresh_token.scopes, refresh_token.resource, refresh=True)
 
+    async def exchange_identity_assertion(self, client, params):
+        import jwt
+        from mcp.server.auth.provider import TokenError
+        from mcp.shared.auth import OAuthToken
+
+        def refuse(why):
+            STATS["jwt_bearer_refused"].append(why)
+            raise TokenError("invalid_grant", why)
+
+        try:
+            if jwt.get_unverified_header(params.assertion).get("typ") != "oauth-id-jag+jwt":
+                refuse("not an ID-JAG (typ)")
+            key = jwt.PyJWKClient(f"{args.enterprise}/jwks").get_signing_key_from_jwt(params.assertion).key
+            claims = jwt.decode(params.assertion, key, algorithms=["RS256"], audience=[BASE, BASE + "/"],
+                                issuer=args.enterprise,
+                                options={"require": ["exp", "iat", "sub", "jti", "iss", "aud"]})
+        except TokenError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure is the grant's
+            refuse(f"the ID-JAG does not verify: {e}")
+        if claims.get("client_id") != client.client_id:
+            refuse("the ID-JAG names another client")
+        if claims.get("resource") not in (None, RESOURCE):
+            refuse("the ID-JAG is for another resource")
+        if claims["jti"] in self.seen_jti:
+            refuse("the ID-JAG was used before")
+        self.seen_jti.add(claims["jti"])
+        STATS["jwt_bearer"] += 1
+        token = "at_" + secrets.token_urlsafe(24)
+        scopes = (claims.get("scope") or "").split()
+        STATS["issued"].append(token)
+        self.access[token] = AccessToken(token=token, client_id=client.client_id, scopes=scopes,
+                                         expires_at=int(time.time()) + args.expires_in, resource=RESOURCE)
+        return OAuthToken(access_token=token, token_type="Bearer", expires_in=args.expires_in,
+                          scope=" ".join(scopes) or None)
+
     async def load_access_token(self, token):
         found = self.access.get(token)
         if found and found.expires_at and found.expires_at < time.time():
@@ -134,6 +179,12 @@ class Provider:
 
 
 provider = Provider()
+provider.seen_jti = set()
+if args.enterprise:
+    from mcp.shared.auth import JWT_BEARER_GRANT_TYPE, OAuthClientInformationFull
+    provider.clients[args.client_id] = OAuthClientInformationFull(
+        client_id=args.client_id, client_secret=args.client_secret, grant_types=[JWT_BEARER_GRANT_TYPE],
+        token_endpoint_auth_method="client_secret_post", redirect_uris=None)
 server = MCPServer(
     "oauth-protected",
     auth_server_provider=provider,
@@ -143,6 +194,7 @@ server = MCPServer(
         client_registration_options=ClientRegistrationOptions(enabled=True),
         revocation_options=RevocationOptions(enabled=True),
         validate_token_resource=not args.wrong_audience,
+        identity_assertion_enabled=bool(args.enterprise),
     ),
 )
 

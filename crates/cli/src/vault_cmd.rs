@@ -78,7 +78,7 @@ pub async fn list(home: &Home, config: Option<PathBuf>, json: bool) -> Result<i3
         .into_iter()
         .filter_map(|a| match a {
             Account::Secret(n) => Some(n),
-            Account::OAuth(_) | Account::ClientToken(_) | Account::HubDevice(_) => None,
+            Account::OAuth(_) | Account::ClientToken(_) | Account::HubDevice(_) | Account::Idp(_) => None,
         })
         .collect();
     let mut names: Vec<&SecretName> = stored.iter().chain(uses.keys()).collect();
@@ -169,6 +169,9 @@ pub async fn login(home: &Home, config: Option<PathBuf>, server: &str, no_browse
     let path = config_path(home, config);
     let config = load_config(&path)?.ok_or_else(|| anyhow!("{}: no such config", path.display()))?;
     let (url, settings) = remote(&config, server)?;
+    if settings.enterprise {
+        return enterprise_login(server, &url, &settings, no_browser).await;
+    }
     let request = SignInRequest {
         server: server.to_string(),
         url,
@@ -199,6 +202,57 @@ pub async fn login(home: &Home, config: Option<PathBuf>, server: &str, no_browse
         "Signed in to `{server}`{}{}",
         done.issuer.map(|i| format!(" (authorization server {i})")).unwrap_or_default(),
         if done.scopes.is_empty() { String::new() } else { format!("; scopes: {}", done.scopes.join(" ")) }
+    );
+    Ok(0)
+}
+
+/// A server reached with the person's sign-in to the company's IdP: that sign-in (in the
+/// browser, only when none usable is kept: one for every such server), then the token
+/// exchange, with no consent screen for the server.
+async fn enterprise_login(
+    server: &str,
+    url: &str,
+    settings: &countersign_local::config::OAuthSettings,
+    no_browser: bool,
+) -> Result<i32> {
+    use countersign_vault::oauth::{enterprise, idp};
+    let e = countersign_gateway::credentials::enterprise(settings)
+        .await
+        .map_err(|e| anyhow!(e))?
+        .ok_or_else(|| anyhow!("`{server}` names no identity provider"))?;
+    let keychain = keychain().await?;
+    if idp::id_token(&e.idp, &keychain, server).await.is_err() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<url::Url>();
+        let issuer = e.idp.issuer.clone();
+        let sign_in = idp::sign_in(
+            &e.idp,
+            &keychain,
+            move |u| {
+                let _ = tx.send(u.clone());
+                Ok(())
+            },
+            std::time::Duration::from_secs(300),
+        );
+        let opener = async move {
+            let Ok(u) = rx.await else { return };
+            if no_browser {
+                println!("Open this address in a browser to sign in to your company's identity provider:\n{u}");
+            } else if let Err(e) = oauth::browser::open(&u).await {
+                println!("Could not open a browser ({e}). Open this address to sign in to {issuer}:\n{u}");
+            } else {
+                eprintln!("A browser opened to sign in to {issuer}; waiting for it to come back…");
+            }
+            let _ = std::io::stdout().flush();
+        };
+        let (signed, ()) = tokio::join!(sign_in, opener);
+        let email = signed?;
+        println!("Signed in to the identity provider {} as {}", e.idp.issuer, email.as_deref().unwrap_or("(no email)"));
+    }
+    let got = enterprise::obtain(server, url, &e, keychain).await?;
+    println!(
+        "Signed in to `{server}` with your company sign-in{} (no consent asked of you){}",
+        got.issuer.map(|i| format!(" (authorization server {i})")).unwrap_or_default(),
+        if got.scopes.is_empty() { String::new() } else { format!("; scopes: {}", got.scopes.join(" ")) }
     );
     Ok(0)
 }

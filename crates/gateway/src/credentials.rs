@@ -32,3 +32,32 @@ pub async fn resolve(settings: &BTreeMap<String, Setting>) -> Result<Vec<(String
     }
     Ok(out)
 }
+
+/// How a server with `oauth = { enterprise = true }` is reached: the person's IdP sign-in
+/// and the gateway's clients at the IdP and at the server's authorization server, their
+/// secrets read from the keychain. `None` for any other server.
+pub async fn enterprise(
+    oauth: &countersign_local::config::OAuthSettings,
+) -> Result<Option<countersign_vault::oauth::Enterprise>, String> {
+    let Some(idp) = oauth.identity_provider.as_ref().filter(|_| oauth.enterprise) else { return Ok(None) };
+    let mut secrets = BTreeMap::new();
+    if let Some(s) = &idp.client_secret {
+        secrets.insert("idp".to_string(), s.clone());
+    }
+    if let Some(s) = &oauth.client_secret {
+        secrets.insert("server".to_string(), s.clone());
+    }
+    let mut resolved: BTreeMap<String, Secret> = resolve(&secrets).await?.into_iter().collect();
+    Ok(Some(countersign_vault::oauth::Enterprise {
+        idp: countersign_vault::oauth::IdentityProvider {
+            issuer: idp.issuer.clone(),
+            client_id: idp.client_id.clone(),
+            client_secret: resolved.remove("idp"),
+            scopes: idp.scopes.clone(),
+        },
+        client_id: oauth.client_id.clone().unwrap_or_else(|| idp.client_id.clone()),
+        client_secret: resolved.remove("server"),
+        scopes: oauth.scopes.clone(),
+        authorization_server: oauth.authorization_server.clone(),
+    }))
+}

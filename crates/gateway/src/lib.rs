@@ -15,7 +15,7 @@ pub mod api;
 pub mod approver;
 pub mod client_inventory;
 mod control_api;
-mod credentials;
+pub mod credentials;
 mod dispatch;
 mod front_door;
 pub mod govern;

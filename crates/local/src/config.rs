@@ -146,7 +146,44 @@ pub struct OAuthSettings {
     pub scopes: Vec<String>,
     /// A client id registered with the authorization server beforehand; without one the
     /// gateway registers itself (client ID metadata document or dynamic registration).
+    /// With `enterprise`, the gateway's client at the server's authorization server
+    /// (default: its client id at the identity provider).
     pub client_id: Option<String>,
+    /// Reach the server with the person's sign-in to the company's identity provider
+    /// (`[identity_provider]`): enterprise-managed authorization (ID-JAG), no consent
+    /// screen per server.
+    #[serde(default)]
+    pub enterprise: bool,
+    /// With `enterprise`: the client secret at the server's authorization server, from
+    /// the keychain (`{ secret = "name" }`).
+    pub client_secret: Option<Setting>,
+    /// With `enterprise`: the issuer of the authorization server the company approved for
+    /// this server; one the server points elsewhere is refused.
+    pub authorization_server: Option<String>,
+    /// `[identity_provider]`, filled in when `enterprise` is set.
+    #[serde(skip)]
+    pub identity_provider: Option<IdentityProviderSettings>,
+}
+
+/// The company's identity provider (`[identity_provider]`): the person signs in to it once
+/// (`countersign auth login SERVER`), and servers with `oauth = { enterprise = true }` are
+/// reached with that sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityProviderSettings {
+    /// Its issuer URL (`https://…`; `http://` only on this machine).
+    pub issuer: String,
+    /// The gateway's client id there.
+    pub client_id: String,
+    /// Its client secret, from the keychain (`{ secret = "name" }`).
+    pub client_secret: Option<Setting>,
+    /// Scopes besides `openid` (default `email`).
+    #[serde(default = "default_idp_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_idp_scopes() -> Vec<String> {
+    vec!["email".into()]
 }
 
 /// A credential written in plain text in the config (found to offer moving it).
@@ -213,6 +250,7 @@ struct RawConfig {
     servers: BTreeMap<String, Spanned<RawServer>>,
     #[serde(default)]
     policy: RawPolicy,
+    identity_provider: Option<IdentityProviderSettings>,
 }
 
 #[derive(Deserialize, Default)]
@@ -376,6 +414,22 @@ impl Config {
         }
 
         let mut servers = BTreeMap::new();
+        if let Some(idp) = &raw.identity_provider {
+            if !(idp.issuer.starts_with("https://") || idp.issuer.starts_with("http://")) {
+                return Err(invalid(
+                    None,
+                    "identity_provider.issuer",
+                    format!("`{}` is not an http(s) URL", idp.issuer),
+                ));
+            }
+            if matches!(idp.client_secret, Some(Setting::Plain(_))) {
+                return Err(invalid(
+                    None,
+                    "identity_provider.client_secret",
+                    "must come from the keychain: `{ secret = \"name\" }` (countersign secret set name)".into(),
+                ));
+            }
+        }
         for (name, spanned) in raw.servers {
             let span = spanned.span();
             let field = format!("servers.{name}");
@@ -434,7 +488,32 @@ impl Config {
                             format!("`{bad}` is not a valid header name"),
                         ));
                     }
-                    Transport::Http { url: url.into_inner(), headers: s.headers, oauth: s.oauth.unwrap_or_default() }
+                    let mut oauth = s.oauth.unwrap_or_default();
+                    if oauth.enterprise {
+                        let Some(idp) = &raw.identity_provider else {
+                            return Err(invalid(
+                                Some(span),
+                                &format!("{field}.oauth.enterprise"),
+                                "needs `[identity_provider]` (issuer, client_id): the company's IdP to sign in with"
+                                    .into(),
+                            ));
+                        };
+                        if matches!(oauth.client_secret, Some(Setting::Plain(_))) {
+                            return Err(invalid(
+                                Some(span),
+                                &format!("{field}.oauth.client_secret"),
+                                "must come from the keychain: `{ secret = \"name\" }`".into(),
+                            ));
+                        }
+                        oauth.identity_provider = Some(idp.clone());
+                    } else if oauth.client_secret.is_some() || oauth.authorization_server.is_some() {
+                        return Err(invalid(
+                            Some(span),
+                            &format!("{field}.oauth"),
+                            "`client_secret` and `authorization_server` apply with `enterprise = true` only".into(),
+                        ));
+                    }
+                    Transport::Http { url: url.into_inner(), headers: s.headers, oauth }
                 }
             };
             let catalog = match s.catalog {
@@ -679,6 +758,27 @@ oauth = { scopes = ["read"] }
         assert_eq!(plain, vec!["gh.env.OLD_TOKEN", "remote.headers.X-Api-Key"]);
         let Transport::Http { oauth, .. } = &c.servers["remote"].transport else { panic!() };
         assert_eq!(oauth.scopes, vec!["read"]);
+    }
+
+    #[test]
+    fn an_enterprise_server_needs_the_identity_provider_and_keychain_secrets() {
+        let ok = Config::parse(
+            "[identity_provider]\nissuer = \"https://idp.example\"\nclient_id = \"gw\"\n\
+             client_secret = { secret = \"idp\" }\n[servers.r]\nurl = \"https://r.example/mcp\"\n\
+             oauth = { enterprise = true, client_secret = { secret = \"r\" } }\n",
+            None,
+        )
+        .unwrap();
+        let Transport::Http { oauth, .. } = &ok.servers["r"].transport else { panic!() };
+        assert!(oauth.enterprise);
+        assert_eq!(oauth.identity_provider.as_ref().map(|i| i.issuer.as_str()), Some("https://idp.example"));
+        assert_eq!(oauth.identity_provider.as_ref().map(|i| i.scopes.clone()), Some(vec!["email".to_string()]));
+        let e = err("[servers.r]\nurl = \"https://r.example/mcp\"\noauth = { enterprise = true }\n");
+        assert!(e.contains("servers.r.oauth.enterprise") && e.contains("[identity_provider]"), "{e}");
+        let e = err("[identity_provider]\nissuer = \"https://i\"\nclient_id = \"g\"\nclient_secret = \"plain\"\n");
+        assert!(e.contains("identity_provider.client_secret") && e.contains("keychain"), "{e}");
+        let e = err("[servers.r]\nurl = \"https://r.example/mcp\"\noauth = { client_secret = { secret = \"r\" } }\n");
+        assert!(e.contains("apply with `enterprise = true` only"), "{e}");
     }
 
     #[test]

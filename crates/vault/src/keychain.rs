@@ -31,6 +31,9 @@ pub enum Account {
     ClientToken(String),
     /// The credential this device got from the hub at enrollment, by device id.
     HubDevice(String),
+    /// The person's sign-in to the company's IdP (its ID token), by issuer: what
+    /// enterprise-managed authorization trades for access to MCP servers.
+    Idp(String),
 }
 
 impl Account {
@@ -40,12 +43,16 @@ impl Account {
             Account::OAuth(server) => format!("oauth:{server}"),
             Account::ClientToken(name) => format!("client-token:{name}"),
             Account::HubDevice(id) => format!("hub-device:{id}"),
+            Account::Idp(issuer) => format!("idp:{issuer}"),
         }
     }
 
     fn parse(key: &str) -> Option<Self> {
         if let Some(name) = key.strip_prefix("secret:") {
             return SecretName::new(name).ok().map(Account::Secret);
+        }
+        if let Some(issuer) = key.strip_prefix("idp:") {
+            return Some(Account::Idp(issuer.to_string()));
         }
         if let Some(id) = key.strip_prefix("hub-device:") {
             return Some(Account::HubDevice(id.to_string()));
@@ -62,6 +69,7 @@ impl Account {
             Account::OAuth(server) => format!("Countersign sign-in to {server}"),
             Account::ClientToken(name) => format!("Countersign client token {name}"),
             Account::HubDevice(id) => format!("Countersign hub credential for device {id}"),
+            Account::Idp(issuer) => format!("Countersign sign-in to the identity provider {issuer}"),
         }
     }
 }
@@ -73,6 +81,7 @@ impl std::fmt::Display for Account {
             Account::OAuth(server) => write!(f, "the sign-in to `{server}`"),
             Account::ClientToken(name) => write!(f, "the client token `{name}`"),
             Account::HubDevice(_) => write!(f, "this device's hub credential"),
+            Account::Idp(issuer) => write!(f, "the sign-in to the identity provider {issuer}"),
         }
     }
 }
@@ -99,6 +108,7 @@ fn secret_hint(account: &Account) -> String {
         Account::OAuth(server) => format!("… (or sign in again: `countersign auth login {server}`)"),
         Account::ClientToken(_) => "… (it is made again when the gateway starts)".into(),
         Account::HubDevice(_) => "… (enroll again: `countersign enroll HUB_URL TOKEN`)".into(),
+        Account::Idp(_) => "… (sign in again: `countersign auth login SERVER`)".into(),
     }
 }
 

@@ -395,6 +395,11 @@ impl Gateway {
         else {
             return Err(ControlError::NotFound(format!("`{server}` is not a remote server")));
         };
+        let keychain =
+            countersign_vault::Keychain::open().await.map_err(|e| ControlError::Unavailable(e.to_string()))?;
+        if let Some(e) = crate::credentials::enterprise(&settings).await.map_err(ControlError::Unavailable)? {
+            return self.enterprise_sign_in(server, &url, e, keychain).await;
+        }
         let request = oauth::SignInRequest {
             server: server.to_string(),
             url,
@@ -402,8 +407,6 @@ impl Gateway {
             client_id: settings.client_id,
             deadline: None,
         };
-        let keychain =
-            countersign_vault::Keychain::open().await.map_err(|e| ControlError::Unavailable(e.to_string()))?;
         let (tx, rx) = tokio::sync::oneshot::channel::<url::Url>();
         let flow = oauth::sign_in(&request, keychain, move |u| {
             let _ = tx.send(u.clone());
@@ -422,6 +425,52 @@ impl Gateway {
             decision: countersign_audit::Decision::Allow,
             rule: "sign-in",
             reason: format!("signed in{}", done.issuer.map(|i| format!(" with {i}")).unwrap_or_default()),
+            server: Some(server.to_string()),
+            tool: None,
+        });
+        Ok(format!("Signed in to {server}"))
+    }
+
+    /// A server reached with the person's IdP sign-in: that sign-in in the browser when none
+    /// usable is kept, then the token exchange (no consent screen for the server). Audited.
+    async fn enterprise_sign_in(
+        &self,
+        server: &str,
+        url: &str,
+        e: countersign_vault::oauth::Enterprise,
+        keychain: countersign_vault::Keychain,
+    ) -> Result<String, ControlError> {
+        use countersign_vault::oauth::{self, enterprise, idp};
+        let unavailable = |e: String| ControlError::Unavailable(e);
+        if idp::id_token(&e.idp, &keychain, server).await.is_err() {
+            let (tx, rx) = tokio::sync::oneshot::channel::<url::Url>();
+            let flow = idp::sign_in(
+                &e.idp,
+                &keychain,
+                move |u| {
+                    let _ = tx.send(u.clone());
+                    Ok(())
+                },
+                std::time::Duration::from_secs(300),
+            );
+            let opener = async move {
+                match rx.await {
+                    Ok(u) => oauth::browser::open(&u).await,
+                    Err(_) => Ok(()),
+                }
+            };
+            let (done, opened) = tokio::join!(flow, opener);
+            opened.map_err(|e| unavailable(format!("cannot open the browser: {e}")))?;
+            done.map_err(|e| unavailable(e.to_string()))?;
+        }
+        let got = enterprise::obtain(server, url, &e, keychain).await.map_err(|e| unavailable(e.to_string()))?;
+        self.shared.policy_event(PolicyEvent {
+            decision: countersign_audit::Decision::Allow,
+            rule: "sign-in",
+            reason: format!(
+                "signed in with the company sign-in (enterprise-managed){}",
+                got.issuer.map(|i| format!(" with {i}")).unwrap_or_default()
+            ),
             server: Some(server.to_string()),
             tool: None,
         });

@@ -32,7 +32,7 @@ use crate::config::Limits;
 use crate::message::{self, Envelope, Kind};
 use crate::param_headers::{encode_value, ParamHeaders};
 use crate::sse_client;
-use countersign_vault::oauth::{BearerError, ServerAuth};
+use countersign_vault::oauth::{BearerError, Enterprise, ServerAuth};
 use countersign_vault::Secret;
 use futures::StreamExt;
 use reqwest::header::AUTHORIZATION;
@@ -89,10 +89,11 @@ pub(super) fn open(
     name: &str,
     url: &str,
     headers: &[(String, Secret)],
+    enterprise: Option<Enterprise>,
     limits: &Limits,
     events: EventSink,
 ) -> Result<UpstreamLink, UpstreamError> {
-    Ok(run(remote(name, url, headers, limits, events, false)?))
+    Ok(run(remote(name, url, headers, enterprise, limits, events, false)?))
 }
 
 /// A link for stateless requests, when the server speaks 2026-07-28: asked with
@@ -102,10 +103,11 @@ pub(super) async fn open_stateless(
     name: &str,
     url: &str,
     headers: &[(String, Secret)],
+    enterprise: Option<Enterprise>,
     limits: &Limits,
     events: EventSink,
 ) -> Result<Option<UpstreamLink>, UpstreamError> {
-    let remote = remote(name, url, headers, limits, events, true)?;
+    let remote = remote(name, url, headers, enterprise, limits, events, true)?;
     let unreachable = |e: RemoteError| UpstreamError::Http { url: url.to_string(), message: e.to_string() };
     let speaks = remote.discover().await.map_err(unreachable)?.is_some();
     Ok(speaks.then(|| run(remote)))
@@ -115,6 +117,7 @@ fn remote(
     name: &str,
     url: &str,
     headers: &[(String, Secret)],
+    enterprise: Option<Enterprise>,
     limits: &Limits,
     events: EventSink,
     stateless: bool,
@@ -136,7 +139,12 @@ fn remote(
         name: name.to_string(),
         client,
         url: url.to_string(),
-        auth: (!map.contains_key(AUTHORIZATION)).then(|| ServerAuth::new(name, url)),
+        // A static Authorization header is sent as configured; otherwise the gateway's
+        // own sign-in to the server, or (enterprise) the person's IdP sign-in traded for it.
+        auth: (!map.contains_key(AUTHORIZATION)).then(|| match enterprise {
+            Some(e) => ServerAuth::enterprise(name, url, e),
+            None => ServerAuth::new(name, url),
+        }),
         headers: map,
         session: Mutex::new(None),
         protocol: Mutex::new(None),

@@ -65,7 +65,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 async fn the_servers_session_and_protocol_version_go_on_every_later_request() {
     let up = Upstream::start().await;
     let (events, mut rx) = sink();
-    let link = super::open("up", &up.url, &auth(), &Limits::default(), events).unwrap();
+    let link = super::open("up", &up.url, &auth(), None, &Limits::default(), events).unwrap();
     link.send(Outbound::own_request(OwnRequest::Initialize, 1, &json!({"protocolVersion": "2025-06-18"})))
         .await
         .unwrap();
@@ -84,7 +84,7 @@ async fn the_servers_session_and_protocol_version_go_on_every_later_request() {
 async fn an_sse_answer_is_delivered_message_by_message() {
     let up = Upstream::start().await;
     let (events, mut rx) = sink();
-    let link = super::open("up", &up.url, &auth(), &Limits::default(), events).unwrap();
+    let link = super::open("up", &up.url, &auth(), None, &Limits::default(), events).unwrap();
     // The test server answers a call of `change` on an SSE stream: a notice, then the answer.
     link.send(tool_call(7, "change").await).await.unwrap();
     assert_eq!(next_message(&mut rx).await["method"], "notifications/tools/list_changed");
@@ -95,7 +95,7 @@ async fn an_sse_answer_is_delivered_message_by_message() {
 async fn a_failed_request_becomes_a_json_rpc_error_for_its_own_id() {
     let up = Upstream::start().await;
     let (events, mut rx) = sink();
-    let link = super::open("up", &up.url, &auth(), &Limits::default(), events).unwrap();
+    let link = super::open("up", &up.url, &auth(), None, &Limits::default(), events).unwrap();
     for (id, tool) in [(11, "fail500"), (12, "die")] {
         link.send(tool_call(id, tool).await).await.unwrap();
         let answer = next_message(&mut rx).await;
@@ -110,7 +110,7 @@ async fn an_unreachable_server_fails_the_request_not_the_caller() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (events, mut rx) = sink();
     let url = format!("http://127.0.0.1:{port}/mcp");
-    let link = super::open("gone", &url, &auth(), &Limits::default(), events).unwrap();
+    let link = super::open("gone", &url, &auth(), None, &Limits::default(), events).unwrap();
     link.send(Outbound::own_request(OwnRequest::Initialize, 1, &json!({}))).await.unwrap();
     let answer = next_message(&mut rx).await;
     assert_eq!(answer["id"], 1);
@@ -123,7 +123,7 @@ async fn an_unreachable_server_fails_the_request_not_the_caller() {
 async fn dropping_the_link_ends_the_servers_session() {
     let up = Upstream::start().await;
     let (events, mut rx) = sink();
-    let link = super::open("up", &up.url, &auth(), &Limits::default(), events).unwrap();
+    let link = super::open("up", &up.url, &auth(), None, &Limits::default(), events).unwrap();
     link.send(Outbound::own_request(OwnRequest::Initialize, 1, &json!({}))).await.unwrap();
     next_message(&mut rx).await;
     drop(link);
@@ -315,7 +315,7 @@ async fn initialized(
     limits: &Limits,
 ) -> (super::UpstreamLink, mpsc::UnboundedReceiver<UpstreamEvent>) {
     let (events, mut rx) = sink();
-    let link = super::open("replaying", &server.url, &auth(), limits, events).unwrap();
+    let link = super::open("replaying", &server.url, &auth(), None, limits, events).unwrap();
     link.send(Outbound::own_request(OwnRequest::Initialize, 1, &json!({"protocolVersion": "2025-11-25"})))
         .await
         .unwrap();
@@ -355,7 +355,7 @@ async fn a_stream_closed_before_the_answer_is_resumed_from_its_last_event_id_and
 async fn a_stream_closed_with_no_event_id_fails_the_call_at_once() {
     let server = Replaying::start().await;
     let (events, mut rx) = sink();
-    let link = super::open("replaying", &server.url, &auth(), &Limits::default(), events).unwrap();
+    let link = super::open("replaying", &server.url, &auth(), None, &Limits::default(), events).unwrap();
     link.send(tool_call(9, "vanish").await).await.unwrap();
     let started = std::time::Instant::now();
     assert_eq!(message_within(&mut rx, QUICKLY).await["method"], "notifications/progress");
@@ -372,7 +372,7 @@ async fn a_stream_closed_with_no_event_id_fails_the_call_at_once() {
 async fn a_refused_resumption_fails_the_call_at_once() {
     let server = Replaying::start().await;
     let (events, mut rx) = sink();
-    let link = super::open("replaying", &server.url, &auth(), &Limits::default(), events).unwrap();
+    let link = super::open("replaying", &server.url, &auth(), None, &Limits::default(), events).unwrap();
     link.send(tool_call(10, "refused").await).await.unwrap();
     let answer = message_within(&mut rx, QUICKLY).await;
     assert_eq!(answer["id"], 10, "{answer}");
@@ -387,7 +387,7 @@ async fn a_refused_resumption_fails_the_call_at_once() {
 async fn a_server_that_keeps_closing_with_nothing_new_is_given_up_after_bounded_resumptions() {
     let server = Replaying::start().await;
     let (events, mut rx) = sink();
-    let link = super::open("replaying", &server.url, &auth(), &Limits::default(), events).unwrap();
+    let link = super::open("replaying", &server.url, &auth(), None, &Limits::default(), events).unwrap();
     link.send(tool_call(11, "stuck").await).await.unwrap();
     let answer = message_within(&mut rx, QUICKLY).await;
     assert_eq!(answer["id"], 11, "{answer}");
@@ -402,7 +402,7 @@ async fn a_server_that_keeps_closing_with_news_but_no_answer_is_given_up_at_the_
     let server = Replaying::start().await;
     let (events, mut rx) = sink();
     let limits = Limits { request_timeout_secs: 1, ..Limits::default() };
-    let link = super::open("replaying", &server.url, &auth(), &limits, events).unwrap();
+    let link = super::open("replaying", &server.url, &auth(), None, &limits, events).unwrap();
     link.send(tool_call(12, "busy").await).await.unwrap();
     let answer = message_within(&mut rx, QUICKLY).await;
     assert_eq!(answer["id"], 12, "{answer}");
@@ -504,7 +504,7 @@ const LONG_TIMEOUT: u64 = 300;
 fn misanswered_link(server: &Misanswering) -> (super::UpstreamLink, mpsc::UnboundedReceiver<UpstreamEvent>) {
     let (events, rx) = sink();
     let limits = Limits { request_timeout_secs: LONG_TIMEOUT, ..Limits::default() };
-    (super::open("misanswering", &server.url, &auth(), &limits, events).unwrap(), rx)
+    (super::open("misanswering", &server.url, &auth(), None, &limits, events).unwrap(), rx)
 }
 
 /// Calls `tool` as request `id`: the messages handed on before the last, and the last,
@@ -591,7 +591,7 @@ async fn an_answer_over_the_size_limit_fails_the_request_at_once_naming_the_limi
     let server = Misanswering::start().await;
     let (events, mut rx) = sink();
     let limits = Limits { request_timeout_secs: LONG_TIMEOUT, max_line_bytes: 1024, ..Limits::default() };
-    let link = super::open("misanswering", &server.url, &auth(), &limits, events).unwrap();
+    let link = super::open("misanswering", &server.url, &auth(), None, &limits, events).unwrap();
     link.send(tool_call(36, "huge").await).await.unwrap();
     let answer = message_within(&mut rx, QUICKLY).await;
     assert_refusal(&answer, 36, "answered HTTP 200 OK with a body over the 1,024-byte limit (application/json)");
@@ -622,7 +622,7 @@ async fn notifications_and_answers_sent_upstream_stay_silent_whatever_comes_back
     let server = Misanswering::start().await;
     let (events, mut rx) = sink();
     let limits = Limits { request_timeout_secs: LONG_TIMEOUT, ..Limits::default() };
-    let remote = super::remote("misanswering", &server.url, &auth(), &limits, events, false).unwrap();
+    let remote = super::remote("misanswering", &server.url, &auth(), None, &limits, events, false).unwrap();
     // A notification answered 200 with an empty body, with HTML, or 202; an answer to a
     // server's request (202). `post` returns once what came back is handled.
     let cancel = |reason: &str| Outbound::cancel(5, reason).into_text();
@@ -638,7 +638,7 @@ async fn a_stateless_request_answered_with_a_success_that_is_not_its_answer_says
     let server = Misanswering::start().await;
     let (events, mut rx) = sink();
     let limits = Limits { request_timeout_secs: LONG_TIMEOUT, max_line_bytes: 1024, ..Limits::default() };
-    let remote = super::remote("misanswering", &server.url, &auth(), &limits, events, true).unwrap();
+    let remote = super::remote("misanswering", &server.url, &auth(), None, &limits, events, true).unwrap();
     let cases = [
         (31, "empty", "answered HTTP 200 OK with an empty body".to_string()),
         (32, "html", format!("with a body that is not JSON-RPC (text/html, {} bytes)", HTML.len())),

@@ -95,9 +95,10 @@ pub async fn connect(
             let env = credentials::resolve(env).await.map_err(UpstreamError::Credentials)?;
             stdio::spawn(name, command, args, &env, cwd.as_deref(), limits.max_line_bytes, events, slot)
         }
-        Transport::Http { url, headers, .. } => {
+        Transport::Http { url, headers, oauth } => {
             let headers = credentials::resolve(headers).await.map_err(UpstreamError::Credentials)?;
-            http::open(name, url, &headers, limits, events)
+            let enterprise = credentials::enterprise(oauth).await.map_err(UpstreamError::Credentials)?;
+            http::open(name, url, &headers, enterprise, limits, events)
         }
     }
 }
@@ -113,9 +114,10 @@ pub async fn connect_stateless(
 ) -> Result<Option<UpstreamLink>, UpstreamError> {
     match &server.transport {
         Transport::Stdio { .. } => Ok(None),
-        Transport::Http { url, headers, .. } => {
+        Transport::Http { url, headers, oauth } => {
             let headers = credentials::resolve(headers).await.map_err(UpstreamError::Credentials)?;
-            http::open_stateless(name, url, &headers, limits, events).await
+            let enterprise = credentials::enterprise(oauth).await.map_err(UpstreamError::Credentials)?;
+            http::open_stateless(name, url, &headers, enterprise, limits, events).await
         }
     }
 }

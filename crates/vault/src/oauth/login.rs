@@ -185,6 +185,12 @@ pub async fn asks_for_sign_in(url: &str) -> bool {
     probe("", url).await.is_ok()
 }
 
+/// The server's `WWW-Authenticate` challenge to an unauthenticated `initialize` (an error
+/// when it answers without a 401).
+pub(crate) async fn challenge(server: &str, url: &str) -> Result<String, SignInError> {
+    probe(server, url).await
+}
+
 /// An unauthenticated `initialize`, to get the server's `WWW-Authenticate` challenge.
 async fn probe(server: &str, url: &str) -> Result<String, SignInError> {
     let client = reqwest::Client::builder()

@@ -46,7 +46,13 @@ pub struct ServerAuth {
     server: String,
     url: String,
     loaded: Mutex<Option<Loaded>>,
+    /// Tokens come from the person's IdP sign-in instead (enterprise-managed
+    /// authorization): obtained again, silently, when the last is spent or refused.
+    enterprise: Option<(super::Enterprise, Mutex<Option<Held>>)>,
 }
+
+/// An enterprise token held, and when it expires (seconds since the epoch), if said.
+type Held = (Secret, Option<u64>);
 
 enum Loaded {
     /// No sign-in in the keychain when last looked.
@@ -56,7 +62,45 @@ enum Loaded {
 
 impl ServerAuth {
     pub fn new(server: &str, url: &str) -> Self {
-        ServerAuth { server: server.to_string(), url: url.to_string(), loaded: Mutex::new(None) }
+        ServerAuth { server: server.to_string(), url: url.to_string(), loaded: Mutex::new(None), enterprise: None }
+    }
+
+    /// A server reached with the person's IdP sign-in (`oauth = { enterprise = true }`).
+    pub fn enterprise(server: &str, url: &str, settings: super::Enterprise) -> Self {
+        ServerAuth { enterprise: Some((settings, Mutex::new(None))), ..ServerAuth::new(server, url) }
+    }
+
+    /// The enterprise token to send: the one held while it has more than 30 s left, else a
+    /// new one (`fresh`: a new one whatever is held, after a refusal).
+    async fn enterprise_bearer(
+        &self,
+        settings: &super::Enterprise,
+        held: &Mutex<Option<Held>>,
+        fresh: bool,
+    ) -> Result<Secret, BearerError> {
+        let mut held = held.lock().await;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if let (false, Some((token, expires))) = (fresh, held.as_ref()) {
+            if expires.is_none_or(|at| at > now + 30) {
+                return Ok(token.clone());
+            }
+        }
+        let keychain =
+            Keychain::open().await.map_err(|e| e.for_account(&crate::Account::OAuth(self.server.clone())))?;
+        match super::enterprise::obtain(&self.server, &self.url, settings, keychain).await {
+            Ok(got) => {
+                *held = Some((got.access_token.clone(), got.expires_at));
+                Ok(got.access_token)
+            }
+            Err(super::EnterpriseError::Idp(e @ super::idp::IdpError::NeedsSignIn { .. })) => {
+                *held = None;
+                Err(self.needs(e.to_string()))
+            }
+            Err(e) => {
+                *held = None;
+                Err(BearerError::Failed { server: self.server.clone(), reason: e.to_string() })
+            }
+        }
     }
 
     fn needs(&self, why: impl Into<String>) -> BearerError {
@@ -88,6 +132,9 @@ impl ServerAuth {
     /// The token to send, or `None` when no sign-in is stored (the request goes without;
     /// a server that needs one answers 401, and then [`ServerAuth::after_refusal`]).
     pub async fn bearer(&self) -> Result<Option<Secret>, BearerError> {
+        if let Some((settings, held)) = &self.enterprise {
+            return self.enterprise_bearer(settings, held, false).await.map(Some);
+        }
         let mut loaded = self.loaded.lock().await;
         if loaded.is_none() {
             *loaded = Some(self.load().await?);
@@ -115,6 +162,9 @@ impl ServerAuth {
     /// The server refused the request (401). Re-reads the keychain (a sign-in may have
     /// happened elsewhere) and refreshes the token; the token to retry with, if any.
     pub async fn after_refusal(&self, sent: Option<&Secret>) -> Result<Secret, BearerError> {
+        if let Some((settings, held)) = &self.enterprise {
+            return self.enterprise_bearer(settings, held, true).await;
+        }
         let mut loaded = self.loaded.lock().await;
         *loaded = Some(self.load().await?);
         let Some(Loaded::Manager(manager, store)) = loaded.as_ref() else {
