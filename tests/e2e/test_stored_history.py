@@ -22,7 +22,20 @@ pytestmark = pytest.mark.anyio
 
 RECORD_COLUMNS = ["id", "time", "kind", "user", "device", "client", "client_name", "client_version", "session",
                   "server", "tool", "method", "arguments", "decision", "rule", "reason", "approval", "policy_version",
-                  "class", "label"]
+                  "class", "label", "grant_id", "grant_length", "trace_id", "user_verified", "os_user", "owner"]
+# The first 20 are always hashed; the groups added later (ending at these places) only up to
+# the last group a record sets (crates/audit/src/chain.rs ADDED_GROUPS).
+ALWAYS_HASHED, ADDED_GROUPS = 20, [22, 23, 26]
+
+
+def chained(fields: list) -> list:
+    """The columns a record's hash covers, as chain.rs decides."""
+    covered, start = ALWAYS_HASHED, ALWAYS_HASHED
+    for end in ADDED_GROUPS:
+        if any(f is not None for f in fields[start:end]):
+            covered = end
+        start = end
+    return fields[:covered]
 
 
 def chain_hash(domain: bytes, link: str, fields: list) -> str:
@@ -51,7 +64,7 @@ def rechain(db: sqlite3.Connection, from_seq: int):
     rows = db.execute(f"SELECT seq, {', '.join(RECORD_COLUMNS)} FROM records WHERE seq >= ? ORDER BY seq",
                       (from_seq,)).fetchall()
     for seq, *fields in rows:
-        new = record_hash(prev, fields)
+        new = record_hash(prev, chained(fields))
         db.execute("UPDATE records SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, new, seq))
         outcome = db.execute("SELECT record_id, time, outcome, duration_ms, detail FROM outcomes WHERE record_id = ?",
                              (fields[0],)).fetchone()
@@ -226,20 +239,33 @@ async def test_i15_05_a_device_cannot_file_records_as_another_user_or_device(mak
         await calls(laptop2, 2)
         wait_for(lambda: all(r["outcome"] for r in laptop2.audit()), what="every outcome")
         laptop2.stop()
-        # Bob's records rewritten to claim the CEO on laptop 1, chain recomputed so every hash holds.
+        own_device = laptop2.audit()[0]["device"]
+        # Bob's records rewritten to claim the CEO on laptop 1, chain recomputed so every hash
+        # holds: the hub refuses the batch whole (issue 18), nothing is stored, an alert says why.
         with sqlite3.connect(laptop2.home / "audit.db") as db:
-            db.execute("UPDATE records SET user = 'ceo', device = ?", (laptop1_device,))
+            db.execute("UPDATE records SET user = 'ceo', os_user = 'ceo', device = ?", (laptop1_device,))
+            rechain(db, 1)
+        laptop2.start()
+        refused = laptop2.cli("sync", "--now", check=False)
+        assert refused.returncode != 0 and "another enrolled device's" in refused.stderr, refused.stderr
+        laptop2_id = json.loads((laptop2.home / "hub.json").read_text())["device_id"]
+        assert not [r for r in hub.records() if r["device_id"] == laptop2_id], "nothing of the forged batch"
+        identity = [a for a in hub.alerts() if a["kind"] == "identity"]
+        assert any("another enrolled device's" in a["detail"] for a in identity), hub.alerts()
+        # Its own device id back, still naming the CEO: stored as the person IT enrolled the
+        # device for, never as the CEO's.
+        laptop2.stop()
+        with sqlite3.connect(laptop2.home / "audit.db") as db:
+            db.execute("UPDATE records SET device = ?", (own_device,))
             rechain(db, 1)
         laptop2.start()
         sync(laptop2)
-        laptop2_id = json.loads((laptop2.home / "hub.json").read_text())["device_id"]
         mine = [r for r in hub.records() if r["device_id"] == laptop2_id]
         assert len(mine) >= 3 and all(r["user"] == "bob" and r["device"] != laptop1_device for r in mine), mine
         assert not [r for r in hub.records() if r["user"] == "ceo"], "no record is filed as the CEO's"
         laptop1_records = [r for r in hub.records() if r["device"] == laptop1_device]
         assert {r["user"] for r in laptop1_records} == {"ana"}
-        identity = [a for a in hub.alerts() if a["kind"] == "identity"]
-        assert any("claims user `ceo`" in a["detail"] for a in identity), hub.alerts()
+
     finally:
         laptop2.stop()
 
