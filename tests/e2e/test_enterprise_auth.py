@@ -8,7 +8,8 @@ authorization servers are the Python MCP SDK's own taking the JWT bearer grant
 client_id, resource and jti checked).
 
 The person signs in to the IdP once, in the browser; every other server is reached
-without a browser or a consent screen; tokens are renewed silently; a pair the IdP does
+without a browser or a consent screen; server tokens and the IdP sign-in itself (its
+refresh token) are renewed silently; a pair the IdP does
 not allow is refused there; no token is in any file, log or record."""
 
 import json
@@ -64,7 +65,10 @@ def company(tmp_path):
     pairs = [f"--ema-pair={r.url}={r.issuer}" for n, r in resources.items() if n != "c"]
     provider = subprocess.Popen([str(NODE_BIN / "node"), str(PROVIDER), "--port", str(idp_port),
                                  "--client-secret-file", str(hub_secret), "--redirect", "http://127.0.0.1:1/cb",
-                                 "--gateway-secret-file", str(gw_secret), "--ema-group", "staff", *pairs],
+                                 "--gateway-secret-file", str(gw_secret), "--ema-group", "staff",
+                                 # ID tokens of 60 s: the gateway must renew the IdP sign-in (with its
+                                 # refresh token) before every exchange, silently.
+                                 "--id-token-ttl", "60", *pairs],
                                 stdout=log, stderr=subprocess.STDOUT)
     wait_for(lambda: "OIDC provider on" in (tmp_path / "provider.log").read_text() or provider.poll() is not None,
              timeout=60, what="the OpenID provider")
@@ -75,6 +79,7 @@ def company(tmp_path):
 
     c = Company()
     c.issuer, c.resources, c.as_secret, c.gw_secret = issuer, resources, as_secret, gw_secret.read_text().strip()
+    c.log = tmp_path / "provider.log"
     try:
         yield c
     finally:
@@ -83,6 +88,21 @@ def company(tmp_path):
         log.close()
         for ctx in contexts:
             ctx.__exit__(None, None, None)
+
+
+@pytest.fixture
+def enterprise_gw(tmp_path, company):
+    """A gateway with the company's three servers; signed out of them, its secrets removed
+    and stopped when the test ends (the keychain outlives the test)."""
+    gw, names = enterprise_gateway(tmp_path, company)
+    try:
+        yield gw, names
+    finally:
+        for n in names.values():
+            gw.cli("auth", "logout", n, check=False)
+        for s in gw.secrets:
+            gw.cli("secret", "rm", s, check=False)
+        gw.stop()
 
 
 def enterprise_gateway(tmp_path, company) -> tuple[Gateway, dict]:
@@ -122,75 +142,64 @@ async def whoami(gw, server: str):
         return await client.call_tool("whoami", {})
 
 
-async def test_one_sign_in_reaches_every_allowed_server_with_no_consent_and_renews_silently(tmp_path, company):
-    gw, names = enterprise_gateway(tmp_path, company)
-    try:
-        code, out, err = sign_in_once(gw, names["a"], "ana@example.com")
-        assert code == 0, err
-        assert "Signed in to the identity provider" in out and "ana@example.com" in out
-        assert f"Signed in to `{names['a']}` with your company sign-in" in out
-        # The second server: no browser, no consent, no authorization request at its server.
-        second = gw.cli("auth", "login", names["b"], "--config", str(gw.config))
-        assert "Open this address" not in second.stdout and "with your company sign-in" in second.stdout
-        b = company.resources["b"].stats()
-        assert b["authorizations"] == 0 and b["jwt_bearer"] == 1
-        # Calls go through the gateway with the exchanged tokens.
-        for n in ("a", "b"):
-            r = await whoami(gw, names[n])
-            assert not r.is_error and text_of(r) == "signed in", text_of(r)
-        # `a`'s tokens last 5 s: each is renewed from the IdP sign-in, with no browser.
-        before = company.resources["a"].stats()["jwt_bearer"]
-        r = await whoami(gw, names["a"])
-        assert not r.is_error
-        assert company.resources["a"].stats()["jwt_bearer"] > before
-        # Only the servers' own access tokens reach the MCP endpoints: never an ID token
-        # or an ID-JAG (JWTs), never a client's.
-        for n in ("a", "b"):
-            seen = company.resources[n].stats()["bearers_seen"]
-            assert seen and all(re.fullmatch(r"Bearer at_[\w-]+", s) for s in seen), seen
-        # A pair the IdP does not allow is refused there: no token, a clear message.
-        refused = gw.cli("auth", "login", names["c"], "--config", str(gw.config), check=False)
-        assert refused.returncode != 0 and "identity provider" in refused.stderr and "refused" in refused.stderr
-        assert company.resources["c"].stats()["jwt_bearer"] == 0
-        status = {s["server"]: s for s in json.loads(gw.cli("auth", "status", "--config", str(gw.config), "--json").stdout)}
-        assert status[names["b"]]["credentials"]["state"] == "signed_in"
-        # No token in any file, log or record of the gateway's.
-        tokens = [t for n in ("a", "b") for t in company.resources[n].stats()["issued"]]
-        files = [f for f in tmp_path.rglob("*") if f.is_file() and not f.name.startswith("as-")
-                 and f.name != "provider.log"]
-        for f in files:
-            data = f.read_bytes()
-            assert not any(t.encode() in data for t in tokens), f"an access token in {f}"
-            assert b"eyJ" not in data, f"a JWT (an ID token or ID-JAG) in {f}"
-        records = json.dumps(gw.audit())
-        assert not any(t in records for t in tokens) and "eyJ" not in records
-    finally:
-        for n in names.values():
-            gw.cli("auth", "logout", n, check=False)
-        for s in gw.secrets:
-            gw.cli("secret", "rm", s, check=False)
-        gw.stop()
+async def test_one_sign_in_reaches_every_allowed_server_with_no_consent_and_renews_silently(tmp_path, company,
+                                                                                            enterprise_gw):
+    gw, names = enterprise_gw
+    code, out, err = sign_in_once(gw, names["a"], "ana@example.com")
+    assert code == 0, err
+    assert "Signed in to the identity provider" in out and "ana@example.com" in out
+    assert f"Signed in to `{names['a']}` with your company sign-in" in out
+    # The ID token lasts 60 s: the IdP sign-in was renewed with its refresh token, no browser.
+    assert f"grant refresh_token for {GATEWAY_CLIENT}" in company.log.read_text()
+    # The second server: no browser, no consent, no authorization request at its server.
+    second = gw.cli("auth", "login", names["b"], "--config", str(gw.config))
+    assert "Open this address" not in second.stdout and "with your company sign-in" in second.stdout
+    b = company.resources["b"].stats()
+    assert b["authorizations"] == 0 and b["jwt_bearer"] == 1
+    # Calls go through the gateway with the exchanged tokens.
+    for n in ("a", "b"):
+        r = await whoami(gw, names[n])
+        assert not r.is_error and text_of(r) == "signed in", text_of(r)
+    # `a`'s tokens last 5 s: each is renewed from the IdP sign-in, with no browser.
+    before = company.resources["a"].stats()["jwt_bearer"]
+    r = await whoami(gw, names["a"])
+    assert not r.is_error
+    assert company.resources["a"].stats()["jwt_bearer"] > before
+    # Only the servers' own access tokens reach the MCP endpoints: never an ID token
+    # or an ID-JAG (JWTs), never a client's.
+    for n in ("a", "b"):
+        seen = company.resources[n].stats()["bearers_seen"]
+        assert seen and all(re.fullmatch(r"Bearer at_[\w-]+", s) for s in seen), seen
+    # A pair the IdP does not allow is refused there: no token, a clear message.
+    refused = gw.cli("auth", "login", names["c"], "--config", str(gw.config), check=False)
+    assert refused.returncode != 0 and "identity provider" in refused.stderr and "refused" in refused.stderr
+    assert company.resources["c"].stats()["jwt_bearer"] == 0
+    status = {s["server"]: s for s in json.loads(gw.cli("auth", "status", "--config", str(gw.config), "--json").stdout)}
+    assert status[names["b"]]["credentials"]["state"] == "signed_in"
+    # No token in any file, log or record of the gateway's.
+    tokens = [t for n in ("a", "b") for t in company.resources[n].stats()["issued"]]
+    files = [f for f in tmp_path.rglob("*") if f.is_file() and not f.name.startswith("as-")
+             and f.name != "provider.log"]
+    for f in files:
+        data = f.read_bytes()
+        assert not any(t.encode() in data for t in tokens), f"an access token in {f}"
+        assert b"eyJ" not in data, f"a JWT (an ID token or ID-JAG) in {f}"
+    records = json.dumps(gw.audit())
+    assert not any(t in records for t in tokens) and "eyJ" not in records
 
 
-async def test_a_person_the_idp_does_not_allow_gets_no_token(tmp_path, company):
-    gw, names = enterprise_gateway(tmp_path, company)
+async def test_a_person_the_idp_does_not_allow_gets_no_token(company, enterprise_gw):
+    gw, names = enterprise_gw
+    # Pia is not in `staff`: the IdP refuses the exchange; the server never sees a grant.
+    code, out, err = sign_in_once(gw, names["b"], "pia@example.com")
+    assert code != 0 and "identity provider" in err and "access_denied" in err, err
+    assert company.resources["b"].stats()["jwt_bearer"] == 0
+    # Through the gateway too: the call fails, and no token reaches the server.
     try:
-        # Pia is not in `staff`: the IdP refuses the exchange; the server never sees a grant.
-        code, out, err = sign_in_once(gw, names["b"], "pia@example.com")
-        assert code != 0 and "identity provider" in err and "access_denied" in err, err
-        assert company.resources["b"].stats()["jwt_bearer"] == 0
-        # Through the gateway too: the call fails, and no token reaches the server.
-        try:
-            r = await whoami(gw, names["b"])
-            assert r.is_error, text_of(r)
-        except Exception:  # noqa: BLE001 - the session may fail to open instead
-            pass
-        stats = company.resources["b"].stats()
-        assert stats["jwt_bearer"] == 0 and stats["calls"] == 0
-        assert not [s for s in stats["bearers_seen"] if s.startswith("Bearer at_")]
-    finally:
-        for n in names.values():
-            gw.cli("auth", "logout", n, check=False)
-        for s in gw.secrets:
-            gw.cli("secret", "rm", s, check=False)
-        gw.stop()
+        r = await whoami(gw, names["b"])
+        assert r.is_error, text_of(r)
+    except Exception:  # noqa: BLE001 - the session may fail to open instead
+        pass
+    stats = company.resources["b"].stats()
+    assert stats["jwt_bearer"] == 0 and stats["calls"] == 0
+    assert not [s for s in stats["bearers_seen"] if s.startswith("Bearer at_")]

@@ -215,40 +215,28 @@ async fn enterprise_login(
     settings: &countersign_local::config::OAuthSettings,
     no_browser: bool,
 ) -> Result<i32> {
-    use countersign_vault::oauth::{enterprise, idp};
+    use countersign_vault::oauth::enterprise;
     let e = countersign_gateway::credentials::enterprise(settings)
         .await
         .map_err(|e| anyhow!(e))?
         .ok_or_else(|| anyhow!("`{server}` names no identity provider"))?;
-    let keychain = keychain().await?;
-    if idp::id_token(&e.idp, &keychain, server).await.is_err() {
-        let (tx, rx) = tokio::sync::oneshot::channel::<url::Url>();
-        let issuer = e.idp.issuer.clone();
-        let sign_in = idp::sign_in(
-            &e.idp,
-            &keychain,
-            move |u| {
-                let _ = tx.send(u.clone());
-                Ok(())
-            },
-            std::time::Duration::from_secs(300),
-        );
-        let opener = async move {
-            let Ok(u) = rx.await else { return };
-            if no_browser {
-                println!("Open this address in a browser to sign in to your company's identity provider:\n{u}");
-            } else if let Err(e) = oauth::browser::open(&u).await {
-                println!("Could not open a browser ({e}). Open this address to sign in to {issuer}:\n{u}");
-            } else {
-                eprintln!("A browser opened to sign in to {issuer}; waiting for it to come back…");
-            }
-            let _ = std::io::stdout().flush();
-        };
-        let (signed, ()) = tokio::join!(sign_in, opener);
-        let email = signed?;
+    let issuer = e.idp.issuer.clone();
+    let open = move |u: url::Url| async move {
+        if no_browser {
+            println!("Open this address in a browser to sign in to your company's identity provider:\n{u}");
+        } else if let Err(e) = oauth::browser::open(&u).await {
+            println!("Could not open a browser ({e}). Open this address to sign in to {issuer}:\n{u}");
+        } else {
+            eprintln!("A browser opened to sign in to {issuer}; waiting for it to come back…");
+        }
+        let _ = std::io::stdout().flush();
+        Ok(())
+    };
+    let done = enterprise::sign_in_then_obtain(server, url, &e, keychain().await?, open).await?;
+    if let Some(email) = done.signed_in_as {
         println!("Signed in to the identity provider {} as {}", e.idp.issuer, email.as_deref().unwrap_or("(no email)"));
     }
-    let got = enterprise::obtain(server, url, &e, keychain).await?;
+    let got = done.obtained;
     println!(
         "Signed in to `{server}` with your company sign-in{} (no consent asked of you){}",
         got.issuer.map(|i| format!(" (authorization server {i})")).unwrap_or_default(),

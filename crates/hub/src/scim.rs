@@ -349,6 +349,20 @@ async fn update(hub: &Hub, staff: &Staff, before: Person, after: Person) -> Resp
     scim(StatusCode::OK, Person { updated_at: now, ..after }.resource(&base(hub)))
 }
 
+/// For a change to User `id`: the IdP's bearer, the person and the request's JSON, or the
+/// SCIM error answer.
+async fn user_and_body(hub: &Hub, headers: &HeaderMap, id: &str, body: &[u8]) -> Result<(Person, Value), Response> {
+    if let Some(r) = bearer_only(headers) {
+        return Err(r);
+    }
+    let body = body_json(body).map_err(|why| scim_error(StatusCode::BAD_REQUEST, why))?;
+    match find_person(hub, id).await {
+        Ok(Some(p)) => Ok((p, body)),
+        Ok(None) => Err(scim_error(StatusCode::NOT_FOUND, "no such User")),
+        Err(e) => Err(internal(e)),
+    }
+}
+
 /// `PUT /scim/v2/Users/{id}`.
 pub(crate) async fn replace_user(
     State(hub): State<Arc<Hub>>,
@@ -357,17 +371,9 @@ pub(crate) async fn replace_user(
     Extension(staff): Extension<Staff>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = bearer_only(&headers) {
-        return r;
-    }
-    let body = match body_json(&body) {
-        Ok(b) => b,
-        Err(why) => return scim_error(StatusCode::BAD_REQUEST, why),
-    };
-    let before = match find_person(&hub, &id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return scim_error(StatusCode::NOT_FOUND, "no such User"),
-        Err(e) => return internal(e),
+    let (before, body) = match user_and_body(&hub, &headers, &id, &body).await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
     let f = match user_fields(&body) {
         Ok(f) => f,
@@ -393,17 +399,9 @@ pub(crate) async fn patch_user(
     Extension(staff): Extension<Staff>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = bearer_only(&headers) {
-        return r;
-    }
-    let body = match body_json(&body) {
-        Ok(b) => b,
-        Err(why) => return scim_error(StatusCode::BAD_REQUEST, why),
-    };
-    let before = match find_person(&hub, &id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return scim_error(StatusCode::NOT_FOUND, "no such User"),
-        Err(e) => return internal(e),
+    let (before, body) = match user_and_body(&hub, &headers, &id, &body).await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
     let Some(ops) = body.get("Operations").and_then(Value::as_array) else {
         return scim_error(StatusCode::BAD_REQUEST, format!("a PATCH is a {PATCH} with `Operations`"));

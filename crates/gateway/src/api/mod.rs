@@ -440,30 +440,12 @@ impl Gateway {
         e: countersign_vault::oauth::Enterprise,
         keychain: countersign_vault::Keychain,
     ) -> Result<String, ControlError> {
-        use countersign_vault::oauth::{self, enterprise, idp};
-        let unavailable = |e: String| ControlError::Unavailable(e);
-        if idp::id_token(&e.idp, &keychain, server).await.is_err() {
-            let (tx, rx) = tokio::sync::oneshot::channel::<url::Url>();
-            let flow = idp::sign_in(
-                &e.idp,
-                &keychain,
-                move |u| {
-                    let _ = tx.send(u.clone());
-                    Ok(())
-                },
-                std::time::Duration::from_secs(300),
-            );
-            let opener = async move {
-                match rx.await {
-                    Ok(u) => oauth::browser::open(&u).await,
-                    Err(_) => Ok(()),
-                }
-            };
-            let (done, opened) = tokio::join!(flow, opener);
-            opened.map_err(|e| unavailable(format!("cannot open the browser: {e}")))?;
-            done.map_err(|e| unavailable(e.to_string()))?;
-        }
-        let got = enterprise::obtain(server, url, &e, keychain).await.map_err(|e| unavailable(e.to_string()))?;
+        use countersign_vault::oauth::{self, enterprise};
+        let open = |u: url::Url| async move { oauth::browser::open(&u).await };
+        let got = enterprise::sign_in_then_obtain(server, url, &e, keychain, open)
+            .await
+            .map_err(|e| ControlError::Unavailable(e.to_string()))?
+            .obtained;
         self.shared.policy_event(PolicyEvent {
             decision: countersign_audit::Decision::Allow,
             rule: "sign-in",

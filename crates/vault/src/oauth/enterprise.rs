@@ -155,3 +155,53 @@ pub async fn obtain(server: &str, url: &str, e: &Enterprise, keychain: Keychain)
         scopes,
     })
 }
+
+/// What [`sign_in_then_obtain`] did.
+pub struct Done {
+    pub obtained: Obtained,
+    /// The email the IdP named when the person signed in to it now (none: a kept sign-in
+    /// served).
+    pub signed_in_as: Option<Option<String>>,
+}
+
+/// The person's IdP sign-in when no usable one is kept (`open` shows them the checked URL:
+/// opens the browser or prints it), then the server's token: one browser trip for every
+/// server reached this way.
+pub async fn sign_in_then_obtain<F, Fut>(
+    server: &str,
+    url: &str,
+    e: &Enterprise,
+    keychain: Keychain,
+    open: F,
+) -> Result<Done, EnterpriseError>
+where
+    F: FnOnce(url::Url) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut signed_in_as = None;
+    if idp::id_token(&e.idp, &keychain, server).await.is_err() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<url::Url>();
+        let flow = idp::sign_in(
+            &e.idp,
+            &keychain,
+            move |u| {
+                let _ = tx.send(u.clone());
+                Ok(())
+            },
+            std::time::Duration::from_secs(300),
+        );
+        let opener = async move {
+            match rx.await {
+                Ok(u) => open(u).await,
+                Err(_) => Ok(()),
+            }
+        };
+        let (done, opened) = tokio::join!(flow, opener);
+        opened.map_err(|why| IdpError::Provider {
+            issuer: e.idp.issuer.clone(),
+            reason: format!("cannot open the browser: {why}"),
+        })?;
+        signed_in_as = Some(done?);
+    }
+    Ok(Done { obtained: obtain(server, url, e, keychain).await?, signed_in_as })
+}

@@ -2,8 +2,11 @@
 //! authorization: once, in the browser (OpenID Connect code flow with PKCE S256, `state`
 //! and `nonce`, the redirect to this machine's loopback listener), the ID token verified
 //! (signature, `iss`, `aud`, `exp`, `nonce`; the `openidconnect` crate) and kept in the
-//! keychain (`Account::Idp`). [`id_token`] hands it to the token exchange while it has
-//! more than a minute left; after that the person signs in again.
+//! keychain (`Account::Idp`) with the refresh token the IdP gave, if any (ask for
+//! `offline_access` where the IdP wants it). [`id_token`] hands the ID token to the token
+//! exchange while it has more than a minute left, renews it with the refresh token when it
+//! has not (the new one verified as the first), and only without one asks the person to
+//! sign in again.
 //!
 //! It never logs, prints or writes a token anywhere but the keychain.
 
@@ -12,8 +15,8 @@ use super::guard;
 use crate::{Account, Keychain, Secret, VaultError};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, RedirectUrl, Scope,
-    TokenResponse,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    RedirectUrl, RefreshToken, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -54,6 +57,8 @@ struct Kept {
     /// Seconds since the epoch.
     expires_at: u64,
     token_endpoint: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
 }
 
 fn now() -> u64 {
@@ -81,10 +86,73 @@ pub async fn id_token(idp: &IdentityProvider, keychain: &Keychain, server: &str)
     if kept.issuer != idp.issuer || kept.client_id != idp.client_id {
         return Err(needs("the stored sign-in is for another identity provider or client"));
     }
-    if kept.expires_at <= now() + 60 {
-        return Err(needs("the sign-in to it has expired"));
+    if kept.expires_at > now() + 60 {
+        return Ok((Secret::new(kept.id_token), kept.token_endpoint));
     }
-    Ok((Secret::new(kept.id_token), kept.token_endpoint))
+    let Some(refresh) = kept.refresh_token.clone() else {
+        return Err(needs("the sign-in to it has expired"));
+    };
+    let renewed = renew(idp, &refresh).await.map_err(|why| needs(&format!("renewing the sign-in failed: {why}")))?;
+    let text = serde_json::to_string(&renewed).map_err(|e| needs(&e.to_string()))?;
+    keychain.set(&Account::Idp(idp.issuer.clone()), &Secret::new(text)).await?;
+    tracing::debug!(issuer = %idp.issuer, "the identity provider sign-in was renewed");
+    Ok((Secret::new(renewed.id_token), renewed.token_endpoint))
+}
+
+type Client = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+/// The IdP's metadata and a client for it, and its token endpoint (discovery read again
+/// each time: a sign-in or a renewal is rare).
+async fn client_for(
+    idp: &IdentityProvider,
+    http: &reqwest::Client,
+    redirect: Option<RedirectUrl>,
+) -> Result<(Client, String), String> {
+    guard::check_endpoint("identity provider", &idp.issuer).map_err(|e| e.to_string())?;
+    let issuer = IssuerUrl::new(idp.issuer.clone()).map_err(|e| e.to_string())?;
+    let metadata = CoreProviderMetadata::discover_async(issuer, http).await.map_err(|e| chain(&e))?;
+    let token_endpoint = metadata.token_endpoint().map(|u| u.to_string()).ok_or("no token endpoint")?;
+    guard::check_endpoint("token_endpoint", &token_endpoint).map_err(|e| e.to_string())?;
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(idp.client_id.clone()),
+        idp.client_secret.as_ref().map(|s| ClientSecret::new(s.expose().to_string())),
+    );
+    let redirect = match redirect {
+        Some(r) => r,
+        None => RedirectUrl::new("http://127.0.0.1/".into()).map_err(|e| e.to_string())?,
+    };
+    Ok((client.set_redirect_uri(redirect), token_endpoint))
+}
+
+/// A new ID token for the refresh token, verified (signature, `iss`, `aud`, `exp`).
+async fn renew(idp: &IdentityProvider, refresh: &str) -> Result<Kept, String> {
+    let http = http()?;
+    let (client, token_endpoint) = client_for(idp, &http, None).await?;
+    let response = client
+        .exchange_refresh_token(&RefreshToken::new(refresh.to_string()))
+        .map_err(|e| e.to_string())?
+        .request_async(&http)
+        .await
+        .map_err(|e| chain(&e))?;
+    let token = response.id_token().ok_or("the identity provider sent no new ID token")?;
+    let claims = token.claims(&client.id_token_verifier(), |_: Option<&Nonce>| Ok(())).map_err(|e| chain(&e))?;
+    Ok(Kept {
+        issuer: idp.issuer.clone(),
+        client_id: idp.client_id.clone(),
+        id_token: token.to_string(),
+        expires_at: claims.expiration().timestamp().max(0) as u64,
+        token_endpoint,
+        // A rotated refresh token replaces the old one.
+        refresh_token: Some(response.refresh_token().map_or(refresh.to_string(), |r| r.secret().clone())),
+    })
 }
 
 /// Signs the person in to `idp` in the browser (`open` is handed the checked URL) and
@@ -96,21 +164,10 @@ pub async fn sign_in(
     deadline: Duration,
 ) -> Result<Option<String>, IdpError> {
     let fail = |reason: String| IdpError::Provider { issuer: idp.issuer.clone(), reason };
-    guard::check_endpoint("identity provider", &idp.issuer).map_err(|e| fail(e.to_string()))?;
     let http = http().map_err(fail)?;
-    let issuer = IssuerUrl::new(idp.issuer.clone()).map_err(|e| fail(e.to_string()))?;
-    let metadata = CoreProviderMetadata::discover_async(issuer, &http).await.map_err(|e| fail(chain(&e)))?;
-    let token_endpoint =
-        metadata.token_endpoint().map(|u| u.to_string()).ok_or_else(|| fail("no token endpoint".into()))?;
-    guard::check_endpoint("token_endpoint", &token_endpoint).map_err(|e| fail(e.to_string()))?;
     let mut listener = Loopback::bind().await.map_err(fail)?;
     let redirect = RedirectUrl::new(listener.redirect_uri().to_string()).map_err(|e| fail(e.to_string()))?;
-    let client = CoreClient::from_provider_metadata(
-        metadata,
-        ClientId::new(idp.client_id.clone()),
-        idp.client_secret.as_ref().map(|s| ClientSecret::new(s.expose().to_string())),
-    )
-    .set_redirect_uri(redirect);
+    let (client, token_endpoint) = client_for(idp, &http, Some(redirect)).await.map_err(fail)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut request =
         client.authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random);
@@ -159,6 +216,7 @@ pub async fn sign_in(
         id_token: token.to_string(),
         expires_at,
         token_endpoint,
+        refresh_token: response.refresh_token().map(|r| r.secret().clone()),
     };
     let text = serde_json::to_string(&kept).map_err(|e| fail(e.to_string()))?;
     keychain.set(&Account::Idp(idp.issuer.clone()), &Secret::new(text)).await?;
