@@ -11,7 +11,7 @@ import httpx2 as httpx
 import pytest
 
 from test_hub import hub  # noqa: F401 (fixture)
-from test_stored_history import RECORD_COLUMNS, chain_hash, record_hash
+from test_stored_history import RECORD_COLUMNS, chain_hash, chained, record_hash
 
 GENESIS = "0" * 64
 
@@ -34,7 +34,7 @@ def record(seq: int, prev: str, tool: str) -> dict:
 
 
 def rehash(r: dict) -> str:
-    return record_hash(r["prev_hash"], [r[c] for c in RECORD_COLUMNS])
+    return record_hash(r["prev_hash"], chained([r.get(c) for c in RECORD_COLUMNS]))
 
 
 def outcome(r: dict, what: str = "ok") -> dict:
