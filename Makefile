@@ -16,12 +16,13 @@ KEYRING_APT := gnome-keyring dbus libglib2.0-bin
 TAURI_DRIVER_VERSION := 2.1.0
 TAURI_DRIVER := $(HOME)/.cargo/bin/tauri-driver
 
-.PHONY: help run app app-build test build check-codemap fixtures keyring-deps bench-vault bench-peers bench-scale bench-durability soak cargo-fuzz test-fuzz fuzz test-rust test-e2e test-ui test-desktop desktop-deps ui bench clean
+.PHONY: help run app app-build test build check-codemap fixtures keyring-deps bench-vault bench-peers bench-scale bench-durability soak cargo-fuzz test-fuzz fuzz test-rust test-e2e test-ui test-desktop desktop-deps ui bench bench-prompts clean
 
 help:
 	@echo "make run    install what is missing, build, start the gateway with a demo config"
 	@echo "make test   install what is missing, run every test"
 	@echo "make bench  run the relay benchmark"
+	@echo "make bench-prompts  prompts per 10 writes on recorded agent sessions (tests/bench_prompts)"
 	@echo "make bench-peers  Countersign beside npm and PyPI mcp-proxy (table and plot in BENCHMARKS.md)"
 	@echo "make fuzz   run every fuzz target for FUZZ_SECONDS (default 600) each"
 	@echo "make app    build and start the desktop app (Tauri)"
@@ -112,6 +113,11 @@ bench: fixtures keyring-deps
 	$(CARGO) build --locked --release -p fast-upstream -p countersign-bench
 	scripts/keyring-session.sh target/release/countersign-bench --gateway target/release/countersign --upstream target/release/fast-upstream
 	COUNTERSIGN_TEST_POSTGRES=$$(scripts/postgres.sh) target/release/countersign-hub-bench --hub target/release/countersign-hub
+
+# How often a person is asked: recorded agent sessions replayed through the gateway with a
+# scripted person (tests/bench_prompts/bench.py); writes target/bench-prompts.json.
+bench-prompts: fixtures build keyring-deps
+	COUNTERSIGN_BIN=$(CURDIR)/$(BIN) scripts/keyring-session.sh $(PY) tests/bench_prompts/bench.py --json target/bench-prompts.json
 
 # What the vault adds per secret read and per request's bearer (criterion, real keychain).
 # Countersign beside npm and PyPI `mcp-proxy` (pinned in fixtures/peers and

@@ -182,6 +182,7 @@ pub(crate) mod tests {
             reason: "r".into(),
             deadline_ms: 0,
             waiting: 1,
+            similar: None,
         }
     }
 

@@ -81,9 +81,11 @@ pub fn answer(
     verdict: String,
     length: Option<String>,
     all: Option<usize>,
+    similar: Option<bool>,
 ) -> CmdResult<()> {
     let binding = Binding { nonce, args_hash };
     let request = AnswerRequest::parse(&verdict, length.as_deref(), None, all, Some(binding))?;
+    let request = request.with_similar(similar.unwrap_or(false));
     Ok(state.running()?.answer(&id, request)?)
 }
 

@@ -86,6 +86,9 @@ impl Content {
         // full view.
         if !(p.truncated || tool_cut || server_cut || token_cut) {
             actions.push(("allow-once".into(), "Allow once".to_string()));
+            if let Some(offer) = &p.prompt.similar {
+                actions.push(("allow-similar".into(), format!("Allow similar {}", similar_length(offer.length))));
+            }
             if waiting > 1 {
                 // The count is in the action's key: the answer releases what was shown.
                 actions.push((format!("allow-all-{waiting}").into(), format!("Allow all {waiting}")));
@@ -110,7 +113,22 @@ impl Content {
         if waiting > 1 {
             body.push_str(&format!("\n{waiting} identical calls wait; Allow once runs one of them"));
         }
+        if let Some(offer) = &p.prompt.similar {
+            let (words, _) = shown::visible_within(&offer.words, 4 * NAME_MAX);
+            body.push_str(&format!("\nAllow similar: {words}"));
+        }
         Content { summary: TITLE.to_string(), body, actions }
+    }
+}
+
+/// A similar grant's length as its button says it.
+fn similar_length(length: GrantLength) -> &'static str {
+    match length {
+        GrantLength::Minutes15 => "for 15 min",
+        GrantLength::Hour1 => "for 1 h",
+        GrantLength::Today => "today",
+        GrantLength::Session => "this session",
+        GrantLength::Once => "once",
     }
 }
 
@@ -160,7 +178,7 @@ pub fn show_elsewhere(p: &PendingPrompt, lengths: &[GrantLength], on_action: imp
 
 /// Maps an action key to what it means.
 pub fn action_of(key: &str) -> Option<Action> {
-    let allow = |length| Some(Action::Answer(Answer::Approved { length, condition: None, count: 1 }));
+    let allow = |length| Some(Action::Answer(Answer::Approved { length, condition: None, count: 1, similar: false }));
     if let Some(n) = key.strip_prefix("allow-all-").and_then(|n| n.parse::<usize>().ok()) {
         return Some(Action::Answer(Answer::once_for(n)));
     }
@@ -170,6 +188,13 @@ pub fn action_of(key: &str) -> Option<Action> {
         "allow-1h" => allow(GrantLength::Hour1),
         "allow-today" => allow(GrantLength::Today),
         "allow-session" => allow(GrantLength::Session),
+        // The gateway grants the scope and length the prompt offered, nothing else.
+        "allow-similar" => Some(Action::Answer(Answer::Approved {
+            length: GrantLength::Once,
+            condition: None,
+            count: 1,
+            similar: true,
+        })),
         "deny" => Some(Action::Answer(Answer::Denied)),
         "default" | "open" => Some(Action::Open),
         _ => None,
@@ -405,6 +430,30 @@ mod tests {
         let markup = markup_escaped(&c.body);
         assert!(markup.contains("content=&lt;s&gt;rm&lt;/s&gt; &lt;small&gt;-rf /&lt;/small&gt;"), "{markup}");
         assert!(!markup.contains('<') && !markup.contains('>'), "{markup}");
+    }
+
+    #[test]
+    fn a_similar_offer_is_an_action_and_its_scope_is_in_the_body() {
+        let mut p = pending(serde_json::json!({"path": "/w/site/a"}));
+        p.prompt.similar = Some(countersign_policy::SimilarOffer {
+            server: "fs".into(),
+            tool: "write_file".into(),
+            tools: countersign_policy::SimilarTools::Writes,
+            folder: Some("/w/site".into()),
+            exact: Default::default(),
+            length: GrantLength::Hour1,
+            words: "writes under /w/site/\u{202e} via fs, for 1 hour".into(),
+            exclude: vec![],
+        });
+        let c = Content::of(&p, &[GrantLength::Hour1]);
+        let keys: Vec<&str> = c.actions.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["allow-once", "allow-similar", "allow-1h", "deny", "default"]);
+        assert_eq!(c.actions[1].1, "Allow similar for 1 h");
+        assert!(c.body.ends_with("\nAllow similar: writes under /w/site/\\u{202e} via fs, for 1 hour"), "{}", c.body);
+        match action_of("allow-similar") {
+            Some(Action::Answer(Answer::Approved { similar: true, condition: None, .. })) => {}
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

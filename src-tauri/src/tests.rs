@@ -105,6 +105,7 @@ fn prompt(id: &str) -> Prompt {
         reason: "writes need approval".into(),
         deadline_ms: 0,
         waiting: 1,
+        similar: None,
     }
 }
 

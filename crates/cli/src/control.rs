@@ -108,6 +108,13 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
                 "      {waiting} identical calls wait: approving releases one; `--all {waiting}` releases these {waiting}"
             );
         }
+        if let Some(words) = a["similar"]["words"].as_str() {
+            println!(
+                "      allow similar: {}   (countersign approve {} --similar)",
+                shown::visible(words),
+                text(&a["id"])
+            );
+        }
         println!("      countersign approve {0}   |   countersign deny {0}", text(&a["id"]));
     }
     Ok(0)
@@ -130,6 +137,7 @@ pub async fn answer(
     length: Option<&str>,
     condition: Option<&str>,
     count: Option<usize>,
+    similar: bool,
 ) -> Result<i32> {
     let mut url = reqwest::Url::parse("http://x/")?;
     {
@@ -143,11 +151,15 @@ pub async fn answer(
         if let Some(c) = condition {
             q.append_pair("where", c);
         }
+        if similar {
+            q.append_pair("similar", "true");
+        }
     }
     let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
     control(home, Method::POST, &format!("/_countersign/approvals/{id}/{verdict}{query}"), None).await?;
     match (verdict, count) {
         ("approve", Some(n)) => eprintln!("approved ({n} identical call(s))"),
+        ("approve", None) if similar => eprintln!("approved, and similar calls for the scope shown"),
         ("approve", None) => eprintln!("approved"),
         _ => eprintln!("denied"),
     }

@@ -77,6 +77,10 @@ enum Command {
         /// `countersign status` shows), not just one; calls that join later are not released.
         #[arg(long, value_name = "N")]
         all: Option<usize>,
+        /// Grant what the prompt offers as "Allow similar" (shown by `countersign status`:
+        /// e.g. the server's writes under the file's project, for 1 hour).
+        #[arg(long, conflicts_with_all = ["length", "condition"])]
+        similar: bool,
     },
     /// Deny a pending call (and every identical call waiting with it).
     Deny { id: String },
@@ -394,10 +398,10 @@ async fn run(home: Home, command: Command) -> Result<i32> {
             audit_cmd::verify(&home, json, offline).await
         }
         Command::Status { json } => control::status(&home, json).await,
-        Command::Approve { id, length, condition, all } => {
-            control::answer(&home, &id, "approve", length.as_deref(), condition.as_deref(), all).await
+        Command::Approve { id, length, condition, all, similar } => {
+            control::answer(&home, &id, "approve", length.as_deref(), condition.as_deref(), all, similar).await
         }
-        Command::Deny { id } => control::answer(&home, &id, "deny", None, None, None).await,
+        Command::Deny { id } => control::answer(&home, &id, "deny", None, None, None, false).await,
         Command::Pause => control::set_paused(&home, true).await,
         Command::Resume => control::set_paused(&home, false).await,
         Command::Policy { command: PolicyCommand::Show { config, json } } => policy_cmd::show(&home, config, json),

@@ -7,7 +7,7 @@
 //! releases identical waiting calls one approval at a time. A prompt is bound to the
 //! SHA-256 of the exact canonical arguments; its answer releases only calls with them.
 
-use countersign_policy::GrantLength;
+use countersign_policy::{GrantLength, SimilarOffer};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -35,6 +35,9 @@ pub struct Prompt {
     /// Identical calls (same client, tool and arguments) waiting on this prompt. Approving
     /// once releases one of them; approving all, or for longer than once, releases all.
     pub waiting: usize,
+    /// What "Allow similar" would grant, in words and as its scope; `None` when nothing
+    /// is offered (a destructive tool, policy, a file that could not be resolved).
+    pub similar: Option<SimilarOffer>,
 }
 
 impl Prompt {
@@ -65,6 +68,10 @@ pub enum Answer {
         length: GrantLength,
         condition: Option<String>,
         count: usize,
+        /// The person chose the prompt's "Allow similar" offer (then `length` is the
+        /// offer's and `condition` none): the grant is compiled from the offer the prompt
+        /// carried, never from anything the answer says.
+        similar: bool,
     },
     Denied,
 }
@@ -72,12 +79,12 @@ pub enum Answer {
 impl Answer {
     /// Approved for one call only.
     pub fn once() -> Self {
-        Answer::Approved { length: GrantLength::Once, condition: None, count: 1 }
+        Answer::Approved { length: GrantLength::Once, condition: None, count: 1, similar: false }
     }
 
     /// Approved once for the `count` identical calls the person saw waiting.
     pub fn once_for(count: usize) -> Self {
-        Answer::Approved { length: GrantLength::Once, condition: None, count: count.max(1) }
+        Answer::Approved { length: GrantLength::Once, condition: None, count: count.max(1), similar: false }
     }
 }
 
@@ -193,6 +200,7 @@ impl Prompt {
             reason: "r".into(),
             deadline_ms: 0,
             waiting: 1,
+            similar: None,
         }
     }
 }

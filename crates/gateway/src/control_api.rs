@@ -59,9 +59,13 @@ struct AnswerQuery {
     condition: Option<String>,
     /// How many identical waiting calls to release (the count the person saw); 1 when absent.
     all: Option<usize>,
+    /// `true`: the prompt's "Allow similar" offer (its scope and length; no `for`/`where`).
+    #[serde(default)]
+    similar: bool,
 }
 
-/// `POST /_countersign/approvals/{id}/{approve|deny}?for=1h&where=path%3D%2Fwork%2F**`.
+/// `POST /_countersign/approvals/{id}/{approve|deny}?for=1h&where=path%3D%2Fwork%2F**`, or
+/// `…/approve?similar=true` for the scope the prompt offers.
 /// The length must be one the policy allows and the condition must parse, or nothing is
 /// answered.
 async fn answer(
@@ -73,7 +77,7 @@ async fn answer(
         return refused(ControlError::NotFound("answer is approve or deny".into()));
     }
     let request = match AnswerRequest::parse(&verdict, q.length.as_deref(), q.condition, q.all, None) {
-        Ok(r) => r,
+        Ok(r) => r.with_similar(q.similar),
         Err(e) => return refused(e),
     };
     match gateway.answer(&id, request) {

@@ -56,6 +56,7 @@ fn bench(c: &mut Criterion) {
             arguments: &args,
             length: if i % 3 == 0 { GrantLength::Once } else { GrantLength::Hour1 },
             condition: None,
+            similar: None,
         };
         book.issue(req, settings, policy.once_only(), ToolClass::Write, 0, 1).unwrap();
     }

@@ -6,6 +6,7 @@
 
 use crate::class::{ClassSource, Classification, ToolClass};
 use crate::input::{ServerInfo, ServerOrigin};
+use crate::similar::SimilarRule;
 use globset::{Glob, GlobMatcher};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -35,6 +36,8 @@ struct RawEntry {
     urls: Vec<String>,
     label: Option<String>,
     tools: BTreeMap<String, RawTool>,
+    /// What "Allow similar" covers for this server.
+    similar: Option<SimilarRule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,12 +61,18 @@ pub struct CatalogEntry {
     matches: Vec<String>,
     urls: Vec<GlobMatcher>,
     tools: BTreeMap<String, Classification>,
+    similar: Option<SimilarRule>,
 }
 
 impl CatalogEntry {
     /// What the catalog says of `tool`, if it knows it.
     pub fn tool(&self, tool: &str) -> Option<&Classification> {
         self.tools.get(tool)
+    }
+
+    /// What "Allow similar" covers for this server, if the entry says.
+    pub fn similar(&self) -> Option<&SimilarRule> {
+        self.similar.as_ref()
     }
 
     pub fn tool_names(&self) -> impl Iterator<Item = &str> {
@@ -179,7 +188,7 @@ fn parse_entry(text: &str) -> Result<CatalogEntry, String> {
             (name, c)
         })
         .collect();
-    Ok(CatalogEntry { id: raw.id, title: raw.title, matches: raw.matches, urls, tools })
+    Ok(CatalogEntry { id: raw.id, title: raw.title, matches: raw.matches, urls, tools, similar: raw.similar })
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use crate::layer::Layer;
 use crate::layers::{ClassDefaults, ClassOverride, Layers, PolicySettings};
 use crate::rule::{qualified_name, Rule, RuleError, RuleList, Subject};
 use crate::servers::AllowedServers;
+use crate::similar::{NoSimilar, SimilarCall, SimilarOffer, SimilarRule};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug)]
@@ -181,6 +182,39 @@ impl Policy {
 
     pub fn grant_settings(&self) -> (&GrantSettings, Layer) {
         (&self.grants, self.grants_layer)
+    }
+
+    /// The scope "Allow similar" offers for a call of `tool` that asks, or why there is
+    /// none: the catalog's reading of "similar" for the server (this tool and folder when
+    /// it has none), within `[grants.similar]` and the once-only list.
+    /// `project_of(path)` names a file's project (the caller looks at the file system).
+    pub fn similar_offer(
+        &self,
+        server: &ServerInfo,
+        tool: &str,
+        class: ToolClass,
+        client: &str,
+        arguments: &serde_json::Value,
+        project_of: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<SimilarOffer, NoSimilar> {
+        let settings = &self.grants.similar;
+        if !settings.enabled {
+            return Err(NoSimilar::Disabled);
+        }
+        if !self.grants.lengths.contains(&settings.length) || settings.length == crate::grant::GrantLength::Once {
+            return Err(NoSimilar::Length(settings.length.as_str()));
+        }
+        let name = qualified_name(&server.name, tool);
+        let names = [name.clone()];
+        let clients = [client];
+        let subject = Subject { names: &names, class, clients: &clients, arguments, request: None };
+        if self.once_only.first_match(&subject).is_some() {
+            return Err(NoSimilar::OnceOnly(name));
+        }
+        let rule = Catalog::builtin().entry_for(server).and_then(|e| e.similar()).cloned();
+        let rule = rule.unwrap_or_else(SimilarRule::fallback);
+        let call = SimilarCall { server: &server.name, tool, class, arguments };
+        crate::similar::derive(&rule, call, settings, project_of)
     }
 
     /// The compiled once-only list, for issuing grants.
@@ -519,7 +553,23 @@ impl Policy {
             _ => self.by_default(&verdict, &name, builtin, &class, Layer::Builtin),
         };
         if v.decision == Decision::Ask {
-            if let Some(grant) = call.grants.and_then(|g| g.covering(&call.grant_call())) {
+            let once_only = |g: &crate::grant::Grant| {
+                g.similar.is_none() || {
+                    let names = [name.clone()];
+                    let clients = [call.identity.client_token.as_str()];
+                    let subject = Subject {
+                        names: &names,
+                        class: class.class,
+                        clients: &clients,
+                        arguments: call.condition_arguments(),
+                        request: None,
+                    };
+                    self.once_only.first_match(&subject).is_none()
+                }
+            };
+            let covering =
+                call.grants.and_then(|g| g.covering_where(&call.grant_call_as(Some(class.class)), &once_only));
+            if let Some(grant) = covering {
                 v.decision = Decision::Allow;
                 v.rule = format!("grant:{}", grant.id);
                 v.reason = format!("`{name}` was approved earlier ({})", grant_kind(grant));
@@ -553,7 +603,10 @@ impl Policy {
     }
 }
 
-fn grant_kind(g: &crate::grant::Grant) -> &'static str {
+fn grant_kind(g: &crate::grant::Grant) -> &str {
+    if let Some(scope) = &g.similar {
+        return &scope.offer.words;
+    }
     match g.scope {
         crate::grant::GrantScope::Once { .. } => "once, for these exact arguments",
         crate::grant::GrantScope::Session { .. } => "for this session",

@@ -343,6 +343,7 @@ fn grants_turn_ask_into_allow_never_deny() {
             arguments: &c.args,
             length: GrantLength::Once,
             condition: None,
+            similar: None,
         };
         book.issue(req, s, p.once_only(), ToolClass::Write, 0, 1).unwrap();
     }
@@ -466,11 +467,110 @@ proptest! {
         let mut book = GrantBook::default();
         let approved = json!({"path": a, "n": n});
         let req = GrantRequest { id: "g".into(), client_token: "cursor", session: "s1", server: "w", tool: "set_units",
-                                 arguments: &approved, length: GrantLength::Once, condition: None };
+                                 arguments: &approved, length: GrantLength::Once, condition: None, similar: None };
         book.issue(req, s, p.once_only(), ToolClass::Write, 0, 1).unwrap();
         let mut c = write_tool();
         c.args = json!({"path": b, "n": m});
         let same = c.args == approved;
         prop_assert_eq!(decide(&p, &c, Some(&book)).decision == Decision::Allow, same);
+    }
+}
+
+fn fs_call(tool: &str, args: Value) -> Call {
+    let mut c = call("fs", tool, Some(def(tool, Some(false), Some(true))));
+    c.server.origin = ServerOrigin::Command {
+        command: "npx".into(),
+        args: vec!["@modelcontextprotocol/server-filesystem".into(), "/home/al".into()],
+    };
+    c.args = args;
+    c
+}
+
+/// Issues the similar grant the policy offers for `approved` (its project `/home/al/site`).
+fn similar_book(p: &Policy, approved: &Call) -> GrantBook {
+    let project = |path: &str| path.starts_with("/home/al/site/").then(|| "/home/al/site".to_string());
+    let offer = p.similar_offer(&approved.server, &approved.tool, ToolClass::Write, "cursor", &approved.args, &project);
+    let offer = offer.unwrap();
+    let mut book = GrantBook::default();
+    let (s, _) = p.grant_settings();
+    let req = GrantRequest {
+        id: "sim".into(),
+        client_token: "cursor",
+        session: "s1",
+        server: "fs",
+        tool: &approved.tool,
+        arguments: &approved.args,
+        length: offer.length,
+        condition: None,
+        similar: Some(&offer),
+    };
+    book.issue(req, s, p.once_only(), ToolClass::Write, 0, 1).unwrap();
+    book
+}
+
+#[test]
+fn a_similar_grant_covers_the_servers_writes_in_the_project_and_nothing_else() {
+    let p = Policy::compile(&PolicySettings::default()).unwrap();
+    let approved = fs_call("write_file", json!({"path": "/home/al/site/src/a.js", "content": "x"}));
+    assert_eq!(decide(&p, &approved, None).decision, Decision::Ask);
+    let book = similar_book(&p, &approved);
+    let inside = fs_call("edit_file", json!({"path": "/home/al/site/docs/b.md", "edits": []}));
+    let v = decide(&p, &inside, Some(&book));
+    assert_eq!((v.decision, v.grant.as_deref()), (Decision::Allow, Some("sim")));
+    assert!(v.reason.contains("writes under /home/al/site/ via fs"), "{}", v.reason);
+    let mkdir = fs_call("create_directory", json!({"path": "/home/al/site/tests"}));
+    assert_eq!(decide(&p, &mkdir, Some(&book)).decision, Decision::Allow);
+    // Outside the project, in its .git, a destructive tool, another client: not covered.
+    for (c, want) in [
+        (fs_call("write_file", json!({"path": "/home/al/other/a"})), Decision::Ask),
+        (fs_call("write_file", json!({"path": "/home/al/site/.git/hooks/pre-commit"})), Decision::Ask),
+        (fs_call("move_file", json!({"source": "/home/al/site/a", "destination": "/home/al/site/b"})), Decision::Deny),
+    ] {
+        assert_eq!(decide(&p, &c, Some(&book)).decision, want, "{:?}", c.args);
+    }
+    let mut other = inside.clone();
+    other.identity.client_token = "claude".into();
+    assert_eq!(decide(&p, &other, Some(&book)).decision, Decision::Ask);
+    // A tool the policy keeps to once is not covered by a grant for several tools.
+    let strict = Policy::compile(&settings("[grants]\nonce_only = [\"mcp__fs__create_directory\"]\n")).unwrap();
+    assert_eq!(decide(&strict, &mkdir, Some(&book)).decision, Decision::Ask);
+    // No offer for a destructive tool, a tool kept to once, or when policy says no.
+    let project = |_: &str| None;
+    let mv = fs_call("move_file", json!({"source": "/home/al/site/a", "destination": "/home/al/site/b"}));
+    assert!(p.similar_offer(&mv.server, "move_file", ToolClass::Destructive, "cursor", &mv.args, &project).is_err());
+    assert!(strict
+        .similar_offer(&mkdir.server, "create_directory", ToolClass::Write, "cursor", &mkdir.args, &project)
+        .is_err());
+    let off = Policy::compile(&settings("[grants.similar]\nenabled = false\n")).unwrap();
+    assert!(off
+        .similar_offer(&inside.server, "edit_file", ToolClass::Write, "cursor", &inside.args, &project)
+        .is_err());
+    let no_hour = Policy::compile(&settings("[grants]\nlengths = [\"once\", \"15m\"]\n")).unwrap();
+    assert!(no_hour
+        .similar_offer(&inside.server, "edit_file", ToolClass::Write, "cursor", &inside.args, &project)
+        .is_err());
+}
+
+proptest! {
+    /// Whatever path a later call names, a similar grant lets it through only when the
+    /// path, normalised, lies strictly inside the project and outside its `.git`.
+    #[test]
+    fn a_similar_grant_never_covers_a_path_outside_its_scope(
+        parts in proptest::collection::vec(prop_oneof![
+            Just("site"), Just(".."), Just("."), Just(".git"), Just("src"), Just("al"), Just("home"), Just(""),
+            Just("a*b"), Just("[x]"), Just("SITE"),
+        ], 0..7)
+    ) {
+        let p = Policy::compile(&PolicySettings::default()).unwrap();
+        let approved = fs_call("write_file", json!({"path": "/home/al/site/src/a.js", "content": "x"}));
+        let book = similar_book(&p, &approved);
+        let path = format!("/home/al/site/{}", parts.join("/"));
+        let c = fs_call("write_file", json!({"path": path}));
+        let v = decide(&p, &c, Some(&book));
+        let norm = crate::rule::normalise(&path);
+        let inside = norm.strip_prefix("/home/al/site/").is_some_and(|rest| {
+            !rest.is_empty() && !rest.split('/').any(|s| s == ".git")
+        });
+        prop_assert_eq!(v.decision == Decision::Allow, inside, "{} → {}", path, norm);
     }
 }

@@ -7,46 +7,18 @@
 //! prompts (too many prompts for one tool in a minute are refused, not shown). It is
 //! plain data: the caller supplies the time, persists it if it wants, and spends
 //! single-use grants. It never decides a call by itself.
+//!
+//! A similar grant ("Allow similar", [`crate::similar`]) covers, for a while, the calls
+//! inside the scope derived from the approved one: its tool or every read or write tool
+//! of the server, inside a project or folder, with some values kept exactly.
 
 use crate::canonical::args_hash;
+use crate::class::ToolClass;
+pub use crate::grant_length::GrantLength;
 use crate::rule::{Condition, Quantifier, Rule, RuleError, RuleList, Subject};
+use crate::similar::{SimilarOffer, SimilarScope, SimilarSettings, SimilarTools};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
-
-/// How long an approval lasts, as a person chooses it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
-#[serde(rename_all = "kebab-case")]
-pub enum GrantLength {
-    /// This call, these exact arguments, one time.
-    Once,
-    /// Until the client's session ends.
-    Session,
-    #[serde(rename = "15m")]
-    Minutes15,
-    #[serde(rename = "1h")]
-    Hour1,
-    /// Until midnight, local time.
-    Today,
-}
-
-impl GrantLength {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantLength::Once => "once",
-            GrantLength::Session => "session",
-            GrantLength::Minutes15 => "15m",
-            GrantLength::Hour1 => "1h",
-            GrantLength::Today => "today",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [GrantLength::Once, GrantLength::Session, GrantLength::Minutes15, GrantLength::Hour1, GrantLength::Today]
-            .into_iter()
-            .find(|l| l.as_str() == text)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -73,6 +45,9 @@ pub struct Grant {
     pub condition: Option<String>,
     #[serde(skip)]
     conditions: Vec<Condition>,
+    /// The scope of a similar grant, as the person was shown it.
+    #[cfg_attr(feature = "ts", ts(as = "Option<SimilarOffer>"))]
+    pub similar: Option<SimilarScope>,
     pub created_ms: u64,
 }
 
@@ -95,13 +70,23 @@ pub struct GrantCall<'a> {
     pub arguments: &'a serde_json::Value,
     /// The arguments as the server will read them: what a grant's condition matches.
     pub condition_arguments: &'a serde_json::Value,
+    /// The tool's class, when the caller knows it (a similar grant for several tools
+    /// covers only tools known to read or write).
+    pub class: Option<ToolClass>,
     /// Milliseconds since the Unix epoch.
     pub now_ms: u64,
 }
 
 impl Grant {
     pub fn covers(&self, call: &GrantCall<'_>) -> bool {
-        if self.client_token != call.client_token || self.server != call.server || self.tool != call.tool {
+        if self.client_token != call.client_token || self.server != call.server {
+            return false;
+        }
+        let in_scope = match &self.similar {
+            Some(scope) => scope.covers(call.tool, call.class, call.condition_arguments),
+            None => self.tool == call.tool,
+        };
+        if !in_scope {
             return false;
         }
         if !self.conditions.iter().all(|c| c.matches(call.condition_arguments, Quantifier::All)) {
@@ -130,6 +115,9 @@ pub struct GrantRequest<'a> {
     pub arguments: &'a serde_json::Value,
     pub length: GrantLength,
     pub condition: Option<&'a str>,
+    /// The similar scope the prompt offered, when the person chose it (its length is the
+    /// offer's).
+    pub similar: Option<&'a SimilarOffer>,
 }
 
 /// Limits on grants and prompts (managed policy sets them; these are the defaults).
@@ -148,6 +136,8 @@ pub struct GrantSettings {
     /// Prompts raised by one client (all its tools and servers together) per minute;
     /// beyond, its calls that would ask are denied unasked.
     pub prompts_per_minute: u32,
+    /// "Allow similar": whether it is offered, for how long, how wide.
+    pub similar: SimilarSettings,
 }
 
 impl Default for GrantSettings {
@@ -165,6 +155,7 @@ impl Default for GrantSettings {
             lockout_window_secs: 600,
             lockout_secs: 600,
             prompts_per_minute: 10,
+            similar: SimilarSettings::default(),
         }
     }
 }
@@ -177,6 +168,8 @@ pub enum GrantError {
     OnceOnly(String),
     #[error("bad grant condition: {0}")]
     Condition(#[from] RuleError),
+    #[error("a similar grant is not allowed here: {0}")]
+    Similar(String),
 }
 
 type ToolKey = (String, String, String);
@@ -188,7 +181,8 @@ fn key(client: &str, server: &str, tool: &str) -> ToolKey {
 /// Every grant in force, plus the denial and prompt counters.
 #[derive(Debug, Default)]
 pub struct GrantBook {
-    /// Grants by (server, tool), so a decision looks at a handful, not all of them.
+    /// Grants by (server, tool), so a decision looks at a handful, not all of them; a
+    /// similar grant for several tools under (server, "").
     by_tool: HashMap<(String, String), Vec<Grant>>,
     denials: HashMap<ToolKey, VecDeque<u64>>,
     locked: HashMap<ToolKey, u64>,
@@ -198,6 +192,28 @@ pub struct GrantBook {
 }
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// A similar grant is issued only as it was offered: the offer's own server, tool and
+/// length, a class that reads or writes, and policy still offering it.
+fn check_similar(
+    offer: &SimilarOffer,
+    req: &GrantRequest<'_>,
+    settings: &SimilarSettings,
+    class: ToolClass,
+) -> Result<(), GrantError> {
+    let why = if !settings.enabled {
+        "policy offers no similar grants".to_string()
+    } else if class > ToolClass::Write {
+        format!("never for a {class} tool")
+    } else if offer.server != req.server || offer.tool != req.tool {
+        "the offer is for another tool".to_string()
+    } else if offer.length != req.length || req.length == GrantLength::Once {
+        format!("a similar grant lasts {}, as offered", offer.length.as_str())
+    } else {
+        return Ok(());
+    };
+    Err(GrantError::Similar(why))
+}
 
 impl GrantBook {
     /// Issues a grant for an approval, within the limits policy sets. `once_only` is the
@@ -226,6 +242,9 @@ impl GrantBook {
                 return Err(GrantError::OnceOnly(name));
             }
         }
+        if let Some(offer) = req.similar {
+            check_similar(offer, &req, &settings.similar, class)?;
+        }
         let conditions = match req.condition {
             Some(cond) => {
                 let rule = format!("{name}({cond})");
@@ -241,6 +260,7 @@ impl GrantBook {
             GrantLength::Hour1 => GrantScope::Until { expires_ms: now_ms + 3600 * 1000 },
             GrantLength::Today => GrantScope::Until { expires_ms: end_of_day_ms.clamp(now_ms, now_ms + DAY_MS) },
         };
+        let similar = req.similar.map(SimilarScope::compile).transpose()?;
         let grant = Grant {
             id: req.id,
             client_token: req.client_token.to_string(),
@@ -249,16 +269,31 @@ impl GrantBook {
             scope,
             condition: req.condition.map(str::to_string),
             conditions,
+            similar,
             created_ms: now_ms,
         };
-        self.by_tool.entry((grant.server.clone(), grant.tool.clone())).or_default().push(grant.clone());
+        let tool = match &grant.similar {
+            Some(scope) if scope.offer.tools == SimilarTools::Writes => String::new(),
+            _ => grant.tool.clone(),
+        };
+        self.by_tool.entry((grant.server.clone(), tool)).or_default().push(grant.clone());
         Ok(grant)
     }
 
     /// The first grant that covers the call.
     pub fn covering(&self, call: &GrantCall<'_>) -> Option<&Grant> {
-        let grants = self.by_tool.get(&(call.server.to_string(), call.tool.to_string()))?;
-        grants.iter().find(|g| g.covers(call))
+        self.covering_where(call, &|_| true)
+    }
+
+    /// The first grant that covers the call and that `usable` accepts (the engine turns
+    /// away a several-tools grant for a tool policy keeps to once).
+    pub fn covering_where(&self, call: &GrantCall<'_>, usable: &dyn Fn(&Grant) -> bool) -> Option<&Grant> {
+        let server = call.server.to_string();
+        [call.tool.to_string(), String::new()]
+            .into_iter()
+            .filter_map(|tool| self.by_tool.get(&(server.clone(), tool)))
+            .flatten()
+            .find(|g| g.covers(call) && usable(g))
     }
 
     /// Spends a grant if it was single-use. Returns whether it was.
@@ -343,7 +378,9 @@ impl GrantBook {
 
     /// The arguments some grant's condition reads as a file path.
     pub fn path_keys(&self) -> impl Iterator<Item = String> + '_ {
-        self.by_tool.values().flatten().flat_map(|g| &g.conditions).filter(|c| c.is_path()).map(|c| c.key())
+        let grants = self.by_tool.values().flatten();
+        let conditions = grants.clone().flat_map(|g| &g.conditions).filter(|c| c.is_path()).map(|c| c.key());
+        conditions.chain(grants.filter_map(|g| g.similar.as_ref()).flat_map(|s| s.path_keys()))
     }
 
     /// Whether this client may raise a new prompt now (whatever the tool); counts it when
@@ -382,6 +419,7 @@ mod tests {
             arguments: args,
             length,
             condition: None,
+            similar: None,
         }
     }
 

@@ -188,7 +188,13 @@ impl CallInput<'_> {
 
     /// The call as a grant is matched against it.
     pub fn grant_call(&self) -> GrantCall<'_> {
+        self.grant_call_as(None)
+    }
+
+    /// The call as a grant is matched against it, the tool's class known.
+    pub fn grant_call_as(&self, class: Option<crate::class::ToolClass>) -> GrantCall<'_> {
         GrantCall {
+            class,
             client_token: &self.identity.client_token,
             session: &self.identity.session,
             server: &self.server.name,

@@ -14,6 +14,7 @@
 //!   policy files.
 //! - `engine`: the decision; `error`: a policy that does not compile; `grant`: approvals,
 //!   lockouts and prompt limits.
+//! - `similar`: "Allow similar", the scope a grant for the task derives from one call.
 //! - `pin`: tool pinning and quarantine of suspicious descriptions.
 //! - `servers`: which servers may run, and whether AI clients must route through us.
 //! - `shown`: text from others as a person reads it (hidden characters as visible escapes).
@@ -27,6 +28,7 @@ mod decision;
 mod engine;
 mod error;
 mod grant;
+mod grant_length;
 mod heuristics;
 mod input;
 mod layer;
@@ -36,6 +38,7 @@ mod rule;
 mod schema;
 mod servers;
 pub mod shown;
+mod similar;
 
 pub use bundle::{
     expired_policy, verify as verify_bundle, verify_kept as verify_kept_bundle, BundleError, BundleHeader,
@@ -58,6 +61,10 @@ pub use layers::{
     WhenFull,
 };
 pub use pin::{collisions, suspicions, tool_fingerprint, tool_suspicions, Collision, PinSet, Review, ToolState};
-pub use rule::{is_path_pattern, nfc, normalise, Rule, RuleError, RuleList};
+pub use rule::{glob_escape, is_path_pattern, nfc, normalise, Rule, RuleError, RuleList};
 pub use schema::json_schema;
 pub use servers::{AllowedServers, ServerMatcher, ServerRules};
+pub use similar::{
+    derive as derive_similar, NoSimilar, SimilarCall, SimilarOffer, SimilarRule, SimilarScope, SimilarSettings,
+    SimilarTools, FILE_KEYS,
+};

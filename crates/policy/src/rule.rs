@@ -108,6 +108,31 @@ impl Condition {
         }
     }
 
+    /// `key` (a top-level argument) matching the glob `pattern`, which the caller built
+    /// from normalised parts (values are normalised before they are matched).
+    pub fn path_pattern(key: &str, pattern: &str) -> Result<Condition, RuleError> {
+        let fold = PATHS_IGNORE_CASE && is_path_pattern(pattern);
+        Ok(Condition {
+            path: vec![key.to_string()],
+            matcher: glob(&format!("({key}={pattern})"), pattern, fold, true)?,
+            is_path: is_path_pattern(pattern),
+            pattern: pattern.to_string(),
+            aliases: Vec::new(),
+        })
+    }
+
+    /// `key` equal to `value` (not a path: compared as it is, in NFC).
+    pub fn literal(key: &str, value: &str) -> Result<Condition, RuleError> {
+        let pattern = glob_escape(&nfc(value));
+        Ok(Condition {
+            path: vec![key.to_string()],
+            matcher: glob(&format!("({key}={pattern})"), &pattern, false, true)?,
+            is_path: false,
+            pattern,
+            aliases: Vec::new(),
+        })
+    }
+
     /// The argument this condition reads (`path`, `repo.name`).
     pub fn key(&self) -> String {
         self.path.join(".")
@@ -146,6 +171,18 @@ fn number_text(n: &serde_json::Number) -> String {
 
 /// Whether the file systems of this platform ignore case (macOS and Windows by default).
 const PATHS_IGNORE_CASE: bool = cfg!(any(target_os = "macos", target_os = "windows"));
+
+/// A glob that matches `text` literally (every glob character escaped).
+pub fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\' | '!' | ',') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// Unicode NFC, the form two spellings of one name share.
 pub fn nfc(text: &str) -> std::borrow::Cow<'_, str> {

@@ -71,6 +71,9 @@ export const api = {
   /** `all`: how many identical waiting calls to release, the count shown (1: this one). */
   answer: (p: PendingPrompt, verdict: Verdict, length: GrantLength = "once", all = 1) =>
     invoke<void>("answer", { id: p.id, nonce: p.nonce, argsHash: p.args_hash, verdict, length, all }),
+  /** Grants the scope the prompt offers as "Allow similar" (the gateway takes it from the prompt). */
+  allowSimilar: (p: PendingPrompt) =>
+    invoke<void>("answer", { id: p.id, nonce: p.nonce, argsHash: p.args_hash, verdict: "allow", similar: true }),
   grants: () => invoke<Grant[]>("grants"),
   revokeGrant: (id: string) => invoke<void>("revoke_grant", { id }),
   activity: (filter: ActivityFilter) => invoke<AuditRecord[]>("activity", { filter }),

@@ -35,6 +35,8 @@ pub struct AnswerRequest {
     pub count: usize,
     /// The prompt's nonce and arguments hash, when the answer comes from a UI that showed it.
     pub binding: Option<Binding>,
+    /// The person chose the prompt's "Allow similar" offer (its length replaces `length`).
+    pub similar: bool,
 }
 
 impl AnswerRequest {
@@ -54,24 +56,35 @@ impl AnswerRequest {
                 ControlError::BadRequest(format!("`{l}` is not a grant length (once, session, 15m, 1h, today)"))
             })?,
         };
-        Ok(AnswerRequest { verdict, length, condition, count: count.unwrap_or(1).max(1), binding })
+        Ok(AnswerRequest { verdict, length, condition, count: count.unwrap_or(1).max(1), binding, similar: false })
+    }
+
+    /// The same answer, choosing the prompt's "Allow similar" offer when `similar`.
+    pub fn with_similar(self, similar: bool) -> Self {
+        AnswerRequest { similar, ..self }
     }
 
     /// The request for an answer a front end already holds as an [`Answer`] (a
     /// notification's action), bound to what it showed.
     pub fn from_answer(answer: Answer, binding: Option<Binding>) -> Self {
         match answer {
-            Answer::Approved { length, condition, count } => {
-                AnswerRequest { verdict: Verdict::Allow, length, condition, count: count.max(1), binding }
+            Answer::Approved { length, condition, count, similar } => {
+                AnswerRequest { verdict: Verdict::Allow, length, condition, count: count.max(1), binding, similar }
             }
-            Answer::Denied => {
-                AnswerRequest { verdict: Verdict::Deny, length: GrantLength::Once, condition: None, count: 1, binding }
-            }
+            Answer::Denied => AnswerRequest {
+                verdict: Verdict::Deny,
+                length: GrantLength::Once,
+                condition: None,
+                count: 1,
+                binding,
+                similar: false,
+            },
         }
     }
 
     /// The answer the approver gets, if `policy` allows it: the length must be one the
-    /// policy offers, a condition must parse and needs a grant longer than once.
+    /// policy offers, a condition must parse and needs a grant longer than once; a
+    /// similar grant takes no condition (its scope is the prompt's offer).
     pub fn checked(self, policy: &Policy) -> Result<(Answer, Option<Binding>), ControlError> {
         let answer = match self.verdict {
             Verdict::Deny => Answer::Denied,
@@ -86,6 +99,11 @@ impl AnswerRequest {
                         allowed.join(", ")
                     )));
                 }
+                if self.similar && self.condition.is_some() {
+                    return Err(ControlError::BadRequest(
+                        "\"allow similar\" grants the scope the prompt offered; it takes no condition".into(),
+                    ));
+                }
                 if let Some(cond) = &self.condition {
                     if let Err(e) = countersign_policy::Rule::parse(&format!("mcp__x__y({cond})")) {
                         return Err(ControlError::BadRequest(format!("bad condition `{cond}`: {e}")));
@@ -96,7 +114,12 @@ impl AnswerRequest {
                         ));
                     }
                 }
-                Answer::Approved { length: self.length, condition: self.condition, count: self.count }
+                Answer::Approved {
+                    length: self.length,
+                    condition: self.condition,
+                    count: self.count,
+                    similar: self.similar,
+                }
             }
         };
         Ok((answer, self.binding))
@@ -177,7 +200,12 @@ mod tests {
         let ok = AnswerRequest::parse("allow", Some("1h"), Some("path=/work/**".into()), Some(3), None).unwrap();
         assert_eq!(
             ok.checked(&p).unwrap().0,
-            Answer::Approved { length: GrantLength::Hour1, condition: Some("path=/work/**".into()), count: 3 }
+            Answer::Approved {
+                length: GrantLength::Hour1,
+                condition: Some("path=/work/**".into()),
+                count: 3,
+                similar: false
+            }
         );
     }
 }

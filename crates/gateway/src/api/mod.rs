@@ -163,7 +163,24 @@ impl Gateway {
     /// Answers prompt `id`, if the policy in force allows the answer (its grant length,
     /// its condition) and the approver takes it (the desktop approver takes only answers
     /// bound to what it showed).
-    pub fn answer(&self, id: &str, request: AnswerRequest) -> Result<(), ControlError> {
+    pub fn answer(&self, id: &str, mut request: AnswerRequest) -> Result<(), ControlError> {
+        if request.similar && request.verdict == answer::Verdict::Allow {
+            let prompt = self.pending().into_iter().find(|p| p.id == id);
+            let Some(prompt) = prompt else {
+                return match self.shared.approvals.gone(id) {
+                    Some(why) => Err(ControlError::Gone { id: id.to_string(), why }),
+                    None => Err(crate::approver::AnswerError::Unknown(id.to_string()).into()),
+                };
+            };
+            let Some(offer) = &prompt.similar else {
+                return Err(ControlError::BadRequest(format!(
+                    "no \"allow similar\" grant is offered for `{}` (approve it once or for a while instead)",
+                    prompt.tool
+                )));
+            };
+            request.length = offer.length;
+            request.condition = None;
+        }
         let (answer, binding) = request.checked(&self.shared.policy.load())?;
         match self.shared.approver.answer(id, binding.as_ref(), answer) {
             Ok(()) => Ok(()),

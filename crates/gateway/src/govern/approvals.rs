@@ -499,7 +499,11 @@ mod tests {
         }
         let id = headless.pending()[0].id.clone();
         assert!(headless
-            .answer(&id, None, Answer::Approved { length: GrantLength::Hour1, condition: None, count: 3 })
+            .answer(
+                &id,
+                None,
+                Answer::Approved { length: GrantLength::Hour1, condition: None, count: 3, similar: false }
+            )
             .is_ok());
         let mut outcomes = Vec::new();
         for c in calls {

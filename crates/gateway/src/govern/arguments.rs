@@ -33,26 +33,9 @@ const MAX_PATH: usize = 4096;
 /// Most entries scanned in one directory to match a name by its NFC form.
 const MAX_SCAN: usize = 10_000;
 
-/// Arguments taken to name files, whatever a rule says: the names MCP file servers use
-/// (the filesystem server's `path`, `paths`, `source`, `destination`; others' `file`,
-/// `directory`...). Every one of them is resolved for a local server, so a condition on
-/// `path` covers them all and no tool reaches the data folder.
-pub const FILE_KEYS: &[&str] = &[
-    "path",
-    "paths",
-    "source",
-    "destination",
-    "file",
-    "files",
-    "file_path",
-    "filepath",
-    "filename",
-    "dir",
-    "directory",
-    "folder",
-    "repo_path",
-    "repository",
-];
+/// Arguments taken to name files, whatever a rule says (the policy's list: a similar
+/// grant's folder bounds every one of them too).
+pub use countersign_policy::FILE_KEYS;
 
 /// Where a server reads relative paths from.
 #[derive(Debug, Clone)]
@@ -167,6 +150,21 @@ pub fn read_as_server(
         read.resolved = Some(view);
     }
     read
+}
+
+/// The arguments with every file argument ([`FILE_KEYS`]) as the server will open it
+/// (`null` where that cannot be known), for deriving a similar grant's scope.
+pub fn files_as_server(roots: &Roots, arguments: &Value) -> Value {
+    let mut view = arguments.clone();
+    for key in FILE_KEYS {
+        if let Some(slot) = view.get_mut(*key) {
+            *slot = match &*slot {
+                Value::Array(items) => Value::Array(items.iter().map(|v| resolve_value(v, roots)).collect()),
+                v => resolve_value(v, roots),
+            };
+        }
+    }
+    view
 }
 
 /// The arguments with every value under `keys` (dotted for nested members) resolved;

@@ -27,6 +27,8 @@ struct Decided {
     def: Option<countersign_policy::ToolDef>,
     /// Why the server's tools could not be listed, when they could not.
     unread: Option<String>,
+    /// What "Allow similar" offers, for a call that asks.
+    offer: Option<countersign_policy::SimilarOffer>,
 }
 
 /// A call on its way: what the client sent, where its answer goes, its decision record.
@@ -93,7 +95,8 @@ impl Session {
         let span = tracing::Span::current();
         span.record("server", tracing::field::display(&server)).record("tool", tracing::field::display(&tool));
         let shared = self.shared.clone();
-        let Some(Decided { verdict, class, def, unread }) = self.decide_call(&server, &tool, &arguments, true).await
+        let Some(Decided { verdict, class, def, unread, offer }) =
+            self.decide_call(&server, &tool, &arguments, true).await
         else {
             return self.answer(reply, bad(&format!("unknown server `{server}`")));
         };
@@ -160,6 +163,7 @@ impl Session {
                     reason: verdict.reason.clone(),
                     deadline_ms: now_ms + shared.config.gateway.approval_timeout_secs * 1000,
                     waiting: 1,
+                    similar: offer,
                 };
                 // Registered before the wait starts, so a cancellation sent right after the
                 // call is not missed.
@@ -226,7 +230,15 @@ impl Session {
         if let (Some(grant), true) = (&verdict.grant, spend) {
             grants.spend(grant);
         }
-        Some(Decided { verdict, class, def, unread })
+        drop(grants);
+        let offer = match (spend, verdict.decision) {
+            (true, Decision::Ask) => {
+                let roots = Roots::of(config).with_client(self.client_roots(server).as_deref());
+                super::offer::similar_offer(&policy, info, tool, class.class, &self.token_name, &roots, arguments)
+            }
+            _ => None,
+        };
+        Some(Decided { verdict, class, def, unread, offer })
     }
 
     /// After a person approved: the call runs only if nothing that would now refuse it
@@ -319,7 +331,7 @@ impl Session {
             Waited::Answered(Answer::Approved { .. }) if gave_up.is_some() => {
                 return self.gone(call, gave_up.unwrap_or_default()).await;
             }
-            Waited::Answered(Answer::Approved { length, condition, .. }) => {
+            Waited::Answered(Answer::Approved { length, condition, similar, .. }) => {
                 call.record.approval = Some(Approval::Approved);
                 if let Err(why) = self.still_allowed(&prompt, &call.server).await {
                     call.record.decision = Decision::Deny;
@@ -333,8 +345,8 @@ impl Session {
                         .refuse(call.record, call.reply, call.id.as_deref(), Outcome::Denied, call.started, &text)
                         .await;
                 }
-                if length != GrantLength::Once {
-                    self.grant(&prompt, length, condition.as_deref(), &mut call.record);
+                if length != GrantLength::Once || similar {
+                    self.grant(&prompt, length, condition.as_deref(), similar, &mut call.record);
                 }
                 if let Some(task) = &call.task {
                     self.note_task(task, "approved; running".into());
@@ -408,8 +420,8 @@ impl Session {
     async fn settle_detached(&self, prompt: &Prompt, call: Call, waited: Waited) {
         let (record_id, started) = (call.record.id, call.started);
         let (outcome, detail) = match waited {
-            Waited::Answered(Answer::Approved { length, condition, .. }) => {
-                let issued = self.issue_grant(prompt, length, condition.as_deref(), call.record.class);
+            Waited::Answered(Answer::Approved { length, condition, similar, .. }) => {
+                let issued = self.issue_grant(prompt, length, condition.as_deref(), similar, call.record.class);
                 match issued {
                     Ok(grant) => {
                         if matches!(grant.scope, countersign_policy::GrantScope::Once { .. }) {
@@ -489,7 +501,7 @@ impl Session {
     }
 
     /// Leaves a grant for an approval longer than once, within the policy's limits.
-    fn grant(&self, prompt: &Prompt, length: GrantLength, condition: Option<&str>, record: &mut Record) {
+    fn grant(&self, prompt: &Prompt, length: GrantLength, condition: Option<&str>, similar: bool, record: &mut Record) {
         if self.stateless && length == GrantLength::Session {
             // No session to last for: the approval covers this call and leaves nothing.
             record.reason = Some(format!(
@@ -498,14 +510,14 @@ impl Session {
             ));
             return;
         }
-        match self.issue_grant(prompt, length, condition, record.class) {
+        match self.issue_grant(prompt, length, condition, similar, record.class) {
             Ok(g) => {
-                record.reason = Some(format!(
-                    "{} (approved for {}, grant {})",
-                    record.reason.clone().unwrap_or_default(),
-                    length.as_str(),
-                    g.id
-                ));
+                let what = match &g.similar {
+                    Some(scope) => format!("similar: {}", scope.offer.words),
+                    None => format!("for {}", length.as_str()),
+                };
+                record.reason =
+                    Some(format!("{} (approved {what}, grant {})", record.reason.clone().unwrap_or_default(), g.id));
                 record.grant = Some(RecordGrant::Issued { id: g.id.clone(), length });
             }
             Err(e) => {
@@ -521,8 +533,16 @@ impl Session {
         prompt: &Prompt,
         length: GrantLength,
         condition: Option<&str>,
+        similar: bool,
         class: Option<countersign_policy::ToolClass>,
     ) -> Result<countersign_policy::Grant, countersign_policy::GrantError> {
+        let offer = match (similar, &prompt.similar) {
+            (false, _) => None,
+            (true, Some(offer)) => Some(offer),
+            (true, None) => {
+                return Err(countersign_policy::GrantError::Similar("none was offered for this call".into()));
+            }
+        };
         let policy = self.shared.policy.load_full();
         let (settings, _) = policy.grant_settings();
         let request = GrantRequest {
@@ -534,6 +554,7 @@ impl Session {
             arguments: &prompt.arguments,
             length,
             condition,
+            similar: offer,
         };
         self.shared.grants.lock().unwrap_or_else(|p| p.into_inner()).issue(
             request,

@@ -19,6 +19,7 @@ pub mod arguments;
 mod call;
 pub(crate) mod hold;
 pub mod methods;
+mod offer;
 pub mod permit;
 pub mod server_requests;
 

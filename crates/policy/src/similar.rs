@@ -1,0 +1,595 @@
+//! "Allow similar": a grant for the task, not the call. From one approved call it derives
+//! a scope a person can read and agree to ("writes under /home/alice/site via fs, for 1
+//! hour"): which tools (this one, or every read or write tool of the server), which
+//! files (the call's project or folder, never shallower than policy allows, never its
+//! `.git` and other files that run code), which values kept exactly (a repository, a
+//! table, a channel). The catalog says per server what "similar" means; a server it does
+//! not know gets the narrowest reading (this tool, this folder).
+//!
+//! Must never: offer a scope for a destructive or sensitive tool, or for a tool policy
+//! keeps to once; widen a scope past what the person was shown (the grant is compiled
+//! from the offer the prompt carried, nothing else); let a call through whose file
+//! arguments are not all inside the folder, or could not be resolved.
+
+use crate::class::ToolClass;
+use crate::grant_length::GrantLength;
+use crate::rule::{glob_escape as escape, nfc, normalise, Condition, Quantifier, RuleError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Arguments taken to name files, whatever a rule says: the names MCP file servers use
+/// (the filesystem server's `path`, `paths`, `source`, `destination`; others' `file`,
+/// `directory`...). A scope bounded by a folder needs every one a call carries inside it.
+pub const FILE_KEYS: &[&str] = &[
+    "path",
+    "paths",
+    "source",
+    "destination",
+    "file",
+    "files",
+    "file_path",
+    "filepath",
+    "filename",
+    "dir",
+    "directory",
+    "folder",
+    "repo_path",
+    "repository",
+];
+
+/// Which tools a similar grant covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "lowercase")]
+pub enum SimilarTools {
+    /// The approved tool only.
+    #[default]
+    Tool,
+    /// Every tool of the server whose class is read or write (never sensitive or
+    /// destructive, never one policy keeps to once).
+    Writes,
+}
+
+/// What a catalog entry says "similar" means for its server (`[similar]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarRule {
+    #[serde(default)]
+    pub tools: SimilarTools,
+    /// Arguments naming files: the scope is the approved call's project (or folder), and
+    /// every file argument of a covered call lies inside it. None: no folder bound.
+    #[serde(default)]
+    pub folder: Vec<String>,
+    /// Arguments kept exactly as approved (a repository, a table, a channel).
+    #[serde(default)]
+    pub exact: Vec<String>,
+    /// The scope in words: `{server}`, `{tool}`, `{folder}`, and `{KEY}` for an exact key.
+    pub words: String,
+}
+
+impl SimilarRule {
+    /// For a server the catalog does not know: this tool, under the folder of whatever
+    /// file arguments the call has.
+    pub fn fallback() -> SimilarRule {
+        SimilarRule {
+            tools: SimilarTools::Tool,
+            folder: FILE_KEYS.iter().map(|k| k.to_string()).collect(),
+            exact: Vec::new(),
+            words: "`{tool}` calls under {folder} via {server}".into(),
+        }
+    }
+}
+
+/// The limits policy puts on similar grants (`[grants.similar]`); managed layers only
+/// tighten them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimilarSettings {
+    /// Whether "Allow similar" is offered at all.
+    pub enabled: bool,
+    /// How long a similar grant lasts (`15m`, `1h`, `today` or `session`; never `once`).
+    pub length: GrantLength,
+    /// The fewest path components a folder scope may have (`/home/alice` has 2): a
+    /// call whose folder is shallower gets no offer.
+    pub min_depth: u32,
+    /// Files inside the folder a similar grant never covers (globs below any folder in
+    /// it), added to the built-in ones (version control internals, CI workflows, editor
+    /// tasks, environment files: whatever runs code or holds secrets). Each such call
+    /// asks on its own.
+    pub exclude: Vec<String>,
+}
+
+impl Default for SimilarSettings {
+    fn default() -> Self {
+        SimilarSettings { enabled: true, length: GrantLength::Hour1, min_depth: 3, exclude: Vec::new() }
+    }
+}
+
+/// Places a similar grant never covers, whatever policy says (`exclude` adds to them):
+/// what runs code or holds secrets below a project.
+pub const BUILTIN_EXCLUDE: &[&str] = &[
+    ".git",
+    ".git/**",
+    ".hg/**",
+    ".svn/**",
+    ".github/workflows/**",
+    ".gitlab-ci.yml",
+    ".vscode/**",
+    ".idea/**",
+    ".devcontainer/**",
+    ".env",
+    ".env.*",
+    ".envrc",
+    ".npmrc",
+    ".pypirc",
+    ".ssh/**",
+    ".aws/**",
+    ".bashrc",
+    ".zshrc",
+    ".profile",
+];
+
+impl SimilarSettings {
+    /// The built-in places and the ones policy adds.
+    pub fn excluded(&self) -> Vec<String> {
+        let mut all: Vec<String> = BUILTIN_EXCLUDE.iter().map(|s| s.to_string()).collect();
+        all.extend(self.exclude.iter().filter(|e| !BUILTIN_EXCLUDE.contains(&e.as_str())).cloned());
+        all
+    }
+
+    /// The stricter of two layers' settings.
+    pub fn tighten(&self, weak: &SimilarSettings) -> SimilarSettings {
+        let mut exclude = self.exclude.clone();
+        exclude.extend(weak.exclude.iter().filter(|e| !self.exclude.contains(e)).cloned());
+        SimilarSettings {
+            enabled: self.enabled && weak.enabled,
+            length: if rank(weak.length) < rank(self.length) { weak.length } else { self.length },
+            min_depth: self.min_depth.max(weak.min_depth),
+            exclude,
+        }
+    }
+}
+
+/// Shorter first; a session sits below any timed length (it can end sooner, never later
+/// than the day).
+fn rank(length: GrantLength) -> u8 {
+    match length {
+        GrantLength::Once => 0,
+        GrantLength::Session => 1,
+        GrantLength::Minutes15 => 2,
+        GrantLength::Hour1 => 3,
+        GrantLength::Today => 4,
+    }
+}
+
+fn length_words(length: GrantLength) -> &'static str {
+    match length {
+        GrantLength::Once => "once",
+        GrantLength::Session => "for this session",
+        GrantLength::Minutes15 => "for 15 minutes",
+        GrantLength::Hour1 => "for 1 hour",
+        GrantLength::Today => "until midnight",
+    }
+}
+
+/// A scope derived from one call, as the person is shown it and as the grant is
+/// compiled from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SimilarOffer {
+    pub server: String,
+    /// The approved tool.
+    pub tool: String,
+    pub tools: SimilarTools,
+    /// Every file argument of a covered call lies inside this folder (absolute).
+    pub folder: Option<String>,
+    /// Arguments kept exactly as approved.
+    pub exact: BTreeMap<String, String>,
+    pub length: GrantLength,
+    /// The scope in words, with its length ("writes under /w/site via fs, for 1 hour").
+    pub words: String,
+    /// Globs inside the folder the grant never covers.
+    pub exclude: Vec<String>,
+}
+
+/// Why no similar grant is offered for a call (shown where the offer would be).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoSimilar {
+    #[error("policy offers no similar grants")]
+    Disabled,
+    #[error("never for a {0} tool")]
+    Class(ToolClass),
+    #[error("`{0}` is approved once at a time, by policy")]
+    OnceOnly(String),
+    #[error("policy does not allow grants of length `{0}`")]
+    Length(&'static str),
+    #[error("the call's `{0}` argument could not be read as a file inside a folder")]
+    Unresolved(String),
+    #[error("the folder `{0}` is too wide for a similar grant (policy asks for at least {1} path components)")]
+    TooWide(String, u32),
+    #[error("the call has no `{0}` to keep")]
+    NoExact(String),
+    #[error("{0}")]
+    Excluded(String),
+}
+
+/// What a call is, for deriving its similar scope.
+#[derive(Debug, Clone, Copy)]
+pub struct SimilarCall<'a> {
+    pub server: &'a str,
+    pub tool: &'a str,
+    pub class: ToolClass,
+    /// The arguments as the server will read them (paths resolved; unresolved: `null`).
+    pub arguments: &'a Value,
+}
+
+/// Derives the scope of "Allow similar" for `call` by `rule`, within `settings`.
+/// `project_of(path)` names the project a file belongs to (the caller looks at the file
+/// system: the nearest folder holding `.git`), else the scope is the file's folder.
+pub fn derive(
+    rule: &SimilarRule,
+    call: SimilarCall<'_>,
+    settings: &SimilarSettings,
+    project_of: &dyn Fn(&str) -> Option<String>,
+) -> Result<SimilarOffer, NoSimilar> {
+    if !settings.enabled {
+        return Err(NoSimilar::Disabled);
+    }
+    if call.class > ToolClass::Write {
+        return Err(NoSimilar::Class(call.class));
+    }
+    let mut folder: Option<Vec<String>> = None;
+    // A rule that names no folder arguments bounds its scope otherwise (a repository kept
+    // exactly, the server itself); file arguments then are the server's business.
+    let keys = if rule.folder.is_empty() { Vec::new() } else { file_keys(rule) };
+    for key in keys {
+        let Some(value) = call.arguments.get(&key) else { continue };
+        let values: Vec<&Value> = match value {
+            Value::Array(items) => items.iter().collect(),
+            v => vec![v],
+        };
+        for v in values {
+            let Some(path) = v.as_str().map(|p| normalise(&nfc(p))).filter(|p| p.starts_with('/')) else {
+                return Err(NoSimilar::Unresolved(key));
+            };
+            let deep_enough = |p: &String| segments(p).len() as u32 >= settings.min_depth.max(1);
+            let home = project_of(&path).map(|p| normalise(&nfc(&p))).filter(|p| inside(&path, p) && deep_enough(p));
+            let own = segments(&home.unwrap_or_else(|| parent(&path)));
+            folder = Some(match folder {
+                None => own,
+                Some(f) => common(&f, &own),
+            });
+        }
+    }
+    if let Some(f) = &folder {
+        if (f.len() as u32) < settings.min_depth.max(1) {
+            return Err(NoSimilar::TooWide(joined(f), settings.min_depth.max(1)));
+        }
+    }
+    let mut exact = BTreeMap::new();
+    for key in &rule.exact {
+        let text = match call.arguments.get(key) {
+            Some(Value::String(s)) if key_is_file(key) => normalise(&nfc(s)),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(NoSimilar::NoExact(key.clone())),
+        };
+        exact.insert(key.clone(), text);
+    }
+    let folder = folder.map(|f| joined(&f));
+    let template = match &folder {
+        None if rule.words.contains("{folder}") => "`{tool}` calls with any arguments via {server}",
+        _ => rule.words.as_str(),
+    };
+    let mut words = template.replace("{server}", call.server).replace("{tool}", call.tool);
+    if let Some(f) = &folder {
+        words = words.replace("{folder}", &format!("{f}/"));
+    }
+    for (key, value) in &exact {
+        words = words.replace(&format!("{{{key}}}"), value);
+    }
+    if folder.is_some() {
+        words.push_str(" (not .git, workflows, editor tasks or env files)");
+    }
+    words = format!("{words}, {}", length_words(settings.length));
+    let offer = SimilarOffer {
+        server: call.server.to_string(),
+        tool: call.tool.to_string(),
+        tools: rule.tools,
+        folder,
+        exact,
+        length: settings.length,
+        words,
+        exclude: settings.excluded(),
+    };
+    // An offer covers at least the call it came from: a call in an excluded place (its
+    // project's `.git`, an env file) gets none.
+    let scope = SimilarScope::compile(&offer).map_err(|e| NoSimilar::Excluded(e.to_string()))?;
+    if !scope.covers(call.tool, Some(call.class), call.arguments) {
+        return Err(NoSimilar::Excluded("the call is in a place similar grants never cover".into()));
+    }
+    Ok(offer)
+}
+
+/// Every argument a scope with a folder needs inside it: the rule's and the usual names.
+fn file_keys(rule: &SimilarRule) -> Vec<String> {
+    let mut keys: Vec<String> = FILE_KEYS.iter().map(|k| k.to_string()).collect();
+    keys.extend(rule.folder.iter().filter(|k| !FILE_KEYS.contains(&k.as_str())).cloned());
+    keys.retain(|k| !rule.exact.contains(k));
+    keys
+}
+
+fn key_is_file(key: &str) -> bool {
+    FILE_KEYS.contains(&key)
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+fn joined(segments: &[String]) -> String {
+    format!("/{}", segments.join("/"))
+}
+
+fn parent(path: &str) -> String {
+    let mut s = segments(path);
+    s.pop();
+    joined(&s)
+}
+
+fn inside(path: &str, folder: &str) -> bool {
+    let (p, f) = (segments(path), segments(folder));
+    p.len() > f.len() && p.starts_with(&f)
+}
+
+fn common(a: &[String], b: &[String]) -> Vec<String> {
+    a.iter().zip(b).take_while(|(x, y)| x == y).map(|(x, _)| x.clone()).collect()
+}
+
+/// A similar grant's scope, compiled from its offer.
+#[derive(Debug, Clone)]
+pub struct SimilarScope {
+    pub offer: SimilarOffer,
+    /// Per file argument: inside the folder, and not in an excluded place.
+    files: Vec<(String, Condition, Vec<Condition>)>,
+    exact: Vec<Condition>,
+}
+
+/// A scope is shown, listed and sent as the offer it was compiled from.
+impl Serialize for SimilarScope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.offer.serialize(s)
+    }
+}
+
+impl SimilarScope {
+    pub fn compile(offer: &SimilarOffer) -> Result<SimilarScope, RuleError> {
+        let mut files = Vec::new();
+        if let Some(folder) = &offer.folder {
+            let base = escape(folder.trim_end_matches('/'));
+            for key in FILE_KEYS {
+                let under = Condition::path_pattern(key, &format!("{base}/**"))?;
+                let excluded = offer
+                    .exclude
+                    .iter()
+                    .map(|e| Condition::path_pattern(key, &format!("{base}/**/{e}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                files.push((key.to_string(), under, excluded));
+            }
+        }
+        let exact = offer
+            .exact
+            .iter()
+            .map(|(key, value)| {
+                if key_is_file(key) {
+                    Condition::path_pattern(key, &escape(value))
+                } else {
+                    Condition::literal(key, value)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SimilarScope { offer: offer.clone(), files, exact })
+    }
+
+    /// Whether a call of `tool` (of class `class`) with `arguments` (as the server reads
+    /// them) lies inside the scope. The server is checked by the caller.
+    pub fn covers(&self, tool: &str, class: Option<ToolClass>, arguments: &Value) -> bool {
+        let tool_ok = class.is_some_and(|c| c <= ToolClass::Write)
+            && match self.offer.tools {
+                SimilarTools::Tool => tool == self.offer.tool,
+                SimilarTools::Writes => true,
+            };
+        if !tool_ok {
+            return false;
+        }
+        if self.offer.folder.is_some() {
+            let mut named = 0;
+            for (key, under, excluded) in &self.files {
+                if arguments.get(key).is_none() {
+                    continue;
+                }
+                named += 1;
+                if !under.matches(arguments, Quantifier::All)
+                    || excluded.iter().any(|e| e.matches(arguments, Quantifier::Any))
+                {
+                    return false;
+                }
+            }
+            if named == 0 {
+                return false;
+            }
+        }
+        self.exact.iter().all(|c| c.matches(arguments, Quantifier::All))
+    }
+
+    /// The arguments the scope reads as file paths (to be resolved before matching).
+    pub fn path_keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.files.iter().map(|(k, _, _)| k.clone()).chain(self.exact.iter().filter(|c| c.is_path()).map(|c| c.key()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fs_rule() -> SimilarRule {
+        SimilarRule {
+            tools: SimilarTools::Writes,
+            folder: vec!["path".into()],
+            exact: vec![],
+            words: "writes under {folder} via {server}".into(),
+        }
+    }
+
+    fn call<'a>(tool: &'a str, class: ToolClass, args: &'a Value) -> SimilarCall<'a> {
+        SimilarCall { server: "fs", tool, class, arguments: args }
+    }
+
+    fn no_project(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn a_file_write_offers_its_project_in_words_and_covers_only_inside_it() {
+        let args = json!({"path": "/home/al/site/src/app.js", "content": "x"});
+        let project = |p: &str| p.starts_with("/home/al/site/").then(|| "/home/al/site".to_string());
+        let offer =
+            derive(&fs_rule(), call("write_file", ToolClass::Write, &args), &SimilarSettings::default(), &project)
+                .unwrap();
+        assert_eq!(offer.folder.as_deref(), Some("/home/al/site"));
+        assert!(offer.words.starts_with("writes under /home/al/site/ via fs"), "{}", offer.words);
+        assert!(offer.words.ends_with("for 1 hour"), "{}", offer.words);
+        let scope = SimilarScope::compile(&offer).unwrap();
+        let w = Some(ToolClass::Write);
+        assert!(scope.covers("edit_file", w, &json!({"path": "/home/al/site/docs/a.md"})));
+        assert!(scope.covers("create_directory", w, &json!({"path": "/home/al/site/tests"})));
+        assert!(!scope.covers("write_file", w, &json!({"path": "/home/al/other/a"})), "outside the project");
+        assert!(!scope.covers("write_file", w, &json!({"path": "/home/al/site"})), "the folder itself is not inside");
+        assert!(!scope.covers("write_file", w, &json!({"path": "/home/al/site/../x"})), "normalised first");
+        assert!(!scope.covers("write_file", w, &json!({"path": null})), "unresolved");
+        assert!(!scope.covers("write_file", w, &json!({"content": "no path at all"})));
+        assert!(!scope.covers("move_file", Some(ToolClass::Destructive), &json!({"path": "/home/al/site/a"})));
+        assert!(!scope.covers("anything", None, &json!({"path": "/home/al/site/a"})), "unknown class");
+        assert!(
+            !scope.covers("move", w, &json!({"source": "/home/al/site/a", "destination": "/etc/passwd"})),
+            "every file argument must be inside"
+        );
+        for hook in ["/home/al/site/.git/hooks/pre-commit", "/home/al/site/.git", "/home/al/site/sub/.git/config"] {
+            assert!(!scope.covers("write_file", w, &json!({"path": hook})), "{hook}");
+            let call = json!({"path": hook});
+            assert!(
+                matches!(
+                    derive(
+                        &fs_rule(),
+                        super::SimilarCall {
+                            server: "fs",
+                            tool: "write_file",
+                            class: ToolClass::Write,
+                            arguments: &call
+                        },
+                        &SimilarSettings::default(),
+                        &project
+                    ),
+                    Err(NoSimilar::Excluded(_))
+                ),
+                "no offer for a call the scope would not cover: {hook}"
+            );
+        }
+        assert!(!scope.covers("write_file", w, &json!({"path": "/home/al/site/.github/workflows/ci.yml"})));
+        assert!(!scope.covers("write_file", w, &json!({"path": "/home/al/site/.env"})));
+        assert!(scope.covers("write_file", w, &json!({"path": "/home/al/site/.github/README.md"})));
+    }
+
+    #[test]
+    fn without_a_project_the_scope_is_the_folder_and_never_too_wide() {
+        let s = SimilarSettings::default();
+        let args = json!({"path": "/home/al/notes/today.md"});
+        let offer = derive(&fs_rule(), call("write_file", ToolClass::Write, &args), &s, &no_project).unwrap();
+        assert_eq!(offer.folder.as_deref(), Some("/home/al/notes"));
+        let home = json!({"path": "/home/al/today.md"});
+        assert_eq!(
+            derive(&fs_rule(), call("write_file", ToolClass::Write, &home), &s, &no_project),
+            Err(NoSimilar::TooWide("/home/al".into(), 3))
+        );
+        let root = json!({"path": "/x"});
+        assert!(derive(&fs_rule(), call("write_file", ToolClass::Write, &root), &s, &no_project).is_err());
+        // A project the caller names that does not hold the file is ignored.
+        let odd = |_: &str| Some("/".to_string());
+        assert_eq!(
+            derive(&fs_rule(), call("write_file", ToolClass::Write, &args), &s, &odd).unwrap().folder,
+            offer.folder
+        );
+    }
+
+    #[test]
+    fn never_for_destructive_sensitive_or_unresolved_calls_nor_when_policy_says_no() {
+        let s = SimilarSettings::default();
+        let args = json!({"path": "/home/al/site/a"});
+        for class in [ToolClass::Destructive, ToolClass::Sensitive] {
+            assert_eq!(derive(&fs_rule(), call("x", class, &args), &s, &no_project), Err(NoSimilar::Class(class)));
+        }
+        let unresolved = json!({"path": null});
+        assert!(matches!(
+            derive(&fs_rule(), call("x", ToolClass::Write, &unresolved), &s, &no_project),
+            Err(NoSimilar::Unresolved(_))
+        ));
+        let relative = json!({"path": "site/a"});
+        assert!(derive(&fs_rule(), call("x", ToolClass::Write, &relative), &s, &no_project).is_err());
+        let off = SimilarSettings { enabled: false, ..Default::default() };
+        assert_eq!(derive(&fs_rule(), call("x", ToolClass::Write, &args), &off, &no_project), Err(NoSimilar::Disabled));
+    }
+
+    #[test]
+    fn exact_values_are_kept_and_folder_names_are_literal() {
+        let git = SimilarRule {
+            tools: SimilarTools::Writes,
+            folder: vec![],
+            exact: vec!["repo_path".into()],
+            words: "writes to the repository {repo_path} via {server}".into(),
+        };
+        let args = json!({"repo_path": "/w/a*b/repo", "files": ["x"]});
+        let offer = derive(&git, call("git_add", ToolClass::Write, &args), &SimilarSettings::default(), &no_project);
+        let offer = offer.unwrap();
+        assert!(offer.words.starts_with("writes to the repository /w/a*b/repo via fs"), "{}", offer.words);
+        let scope = SimilarScope::compile(&offer).unwrap();
+        let w = Some(ToolClass::Write);
+        assert!(scope.covers("git_commit", w, &json!({"repo_path": "/w/a*b/repo", "message": "m"})));
+        assert!(!scope.covers("git_commit", w, &json!({"repo_path": "/w/aXb/repo"})), "a glob character is literal");
+        assert!(!scope.covers("git_commit", w, &json!({"repo_path": "/w/a*b/repo/sub"})));
+        assert!(!scope.covers("git_commit", w, &json!({"message": "m"})));
+        let missing = json!({"files": ["x"]});
+        assert_eq!(
+            derive(&git, call("git_add", ToolClass::Write, &missing), &SimilarSettings::default(), &no_project),
+            Err(NoSimilar::NoExact("repo_path".into()))
+        );
+    }
+
+    #[test]
+    fn a_tool_scope_covers_only_its_tool_and_settings_only_tighten() {
+        let args = json!({"path": "/home/al/site/a.txt"});
+        let offer = derive(
+            &SimilarRule::fallback(),
+            call("save", ToolClass::Write, &args),
+            &SimilarSettings::default(),
+            &no_project,
+        )
+        .unwrap();
+        let scope = SimilarScope::compile(&offer).unwrap();
+        assert!(scope.covers("save", Some(ToolClass::Write), &json!({"path": "/home/al/site/b.txt"})));
+        assert!(!scope.covers("publish", Some(ToolClass::Write), &json!({"path": "/home/al/site/b.txt"})));
+        let managed = SimilarSettings {
+            length: GrantLength::Minutes15,
+            min_depth: 4,
+            exclude: vec!["*.sh".into()],
+            ..Default::default()
+        };
+        let user = SimilarSettings { enabled: true, length: GrantLength::Today, min_depth: 1, exclude: vec![] };
+        let t = managed.tighten(&user);
+        assert_eq!((t.length, t.min_depth, t.enabled), (GrantLength::Minutes15, 4, true));
+        assert!(t.exclude.contains(&"*.sh".to_string()));
+        let t = user.tighten(&SimilarSettings { enabled: false, ..Default::default() });
+        assert!(!t.enabled);
+    }
+}
