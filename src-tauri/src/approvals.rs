@@ -183,6 +183,8 @@ pub(crate) mod tests {
             deadline_ms: 0,
             waiting: 1,
             similar: None,
+            route: None,
+            asked_by: None,
         }
     }
 

@@ -108,6 +108,12 @@ impl Content {
         if let Some(claim) = claim {
             body.push_str(&format!(" (says it is {claim})"));
         }
+        if let Some(asked) = &p.prompt.asked_by {
+            // Routed here by the hub: who asks, as the hub verified them, and from where.
+            let (requester, _) = field(&asked.requester);
+            let (device, _) = field(&asked.device);
+            body.push_str(&format!("\nAsked by: {requester} on {device}"));
+        }
         // The summary is already shown with visible escapes (approvals::summarize).
         body.push_str(&format!("\nArguments: {}", p.summary));
         if waiting > 1 {
@@ -444,6 +450,7 @@ mod tests {
             length: GrantLength::Hour1,
             words: "writes under /w/site/\u{202e} via fs, for 1 hour".into(),
             exclude: vec![],
+            strict_paths: false,
         });
         let c = Content::of(&p, &[GrantLength::Hour1]);
         let keys: Vec<&str> = c.actions.iter().map(|(k, _)| k.as_ref()).collect();

@@ -106,6 +106,8 @@ fn prompt(id: &str) -> Prompt {
         deadline_ms: 0,
         waiting: 1,
         similar: None,
+        route: None,
+        asked_by: None,
     }
 }
 

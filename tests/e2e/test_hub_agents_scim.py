@@ -2,8 +2,8 @@
 
 An admin registers an agent with an owner (`countersign-hub agent create`, the token
 alone on stdout); its host enrolls with `--agent NAME`; its records name `agent:NAME` and
-the owner; what policy would ask a person is denied there, and the upstream never gets
-the call. The IdP deprovisions over SCIM 2.0 (an API token of the `scim` role, bodies as
+the owner; what policy would ask a person asks its owner through the hub instead
+(test_routed_approvals.py), and the upstream never gets the call while it waits. The IdP deprovisions over SCIM 2.0 (an API token of the `scim` role, bodies as
 Okta and Entra ID send them): the owner deactivated suspends the agent (its calls denied,
 naming why) until an admin transfers it; a person deactivated has their device revoked at
 once, and their gateway stops syncing, keeps local policy and says so."""
@@ -70,7 +70,7 @@ async def call(gw, tool: str, arguments: dict):
         return await client.call_tool(tool, arguments)
 
 
-async def test_an_agent_acts_as_itself_never_waits_for_a_person_and_is_suspended_with_its_owner(
+async def test_an_agent_acts_as_itself_asks_its_owner_and_is_suspended_with_its_owner(
         make_gateway, tmp_path, hub):
     made = hub_cli(hub, "agent", "create", "ci-runner", "--owner", "ana@example.com", "--approver",
                    "group:it-approvers", "--purpose", "nightly builds", "--review-date", "2020-01-01")
@@ -86,13 +86,26 @@ async def test_an_agent_acts_as_itself_never_waits_for_a_person_and_is_suspended
 
     r = await call(gw, "read_graph", {})
     assert not r.is_error, text_of(r)
-    # A write would ask; no one is at an agent's keyboard: denied at once, never run.
-    r = await call(gw, "create_entities", {"entities": [{"name": "by-agent", "entityType": "t", "observations": []}]})
-    assert r.is_error and "no person at its keyboard" in text_of(r) and "ana@example.com" in text_of(r)
+    # A write would ask; no one is at an agent's keyboard: it asks the owner through the hub
+    # (issue 19), and never runs while it waits; the host withdraws it here.
+    async with anyio.create_task_group() as tg:
+        out = {}
+
+        async def write():
+            out["r"] = await call(gw, "create_entities",
+                                  {"entities": [{"name": "by-agent", "entityType": "t", "observations": []}]})
+
+        tg.start_soon(write)
+        waiting = await anyio.to_thread.run_sync(lambda: wait_for(
+            lambda: next(iter(gw.status()["approvals"]), None), timeout=30, what="the routed prompt"))
+        assert waiting["route"]["route"]["approver"] == {"kind": "owner"}, waiting
+        assert "by-agent" not in ((tmp_path / "m.json").read_text() if (tmp_path / "m.json").exists() else "")
+        gw.cli("deny", waiting["id"])
+    assert out["r"].is_error and "withdrew its request" in text_of(out["r"]), text_of(out["r"])
     assert "by-agent" not in ((tmp_path / "m.json").read_text() if (tmp_path / "m.json").exists() else "")
     gw.cli("sync", "--now")
     calls = [r for r in hub.records() if r["method"] == "tools/call"]
-    assert {(r["tool"], r["decision"]) for r in calls} == {("read_graph", "allow"), ("create_entities", "deny")}
+    assert {(r["tool"], r["decision"]) for r in calls} == {("read_graph", "allow"), ("create_entities", "ask")}
     assert all(r["user"] == "agent:ci-runner" and r["user_verified"] is True and r["owner"] == "ana@example.com"
                for r in calls)
     agents = hub.get("/v1/agents").json()

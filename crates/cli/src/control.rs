@@ -108,6 +108,31 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
                 "      {waiting} identical calls wait: approving releases one; `--all {waiting}` releases these {waiting}"
             );
         }
+        if let Some(by) = a["asked_by"]["requester"].as_str() {
+            println!(
+                "      asked by {} on {} (request {}), routed to you by the hub",
+                shown::visible(by),
+                text(&a["asked_by"]["device"]),
+                text(&a["asked_by"]["request"])
+            );
+        }
+        if let Some(approver) = a["route"]["route"]["approver"].as_object() {
+            let who =
+                match (approver.get("kind").and_then(|k| k.as_str()), approver.get("name").and_then(|n| n.as_str())) {
+                    (Some("owner"), _) => "the agent's owner".to_string(),
+                    (Some("manager"), _) => "your manager".to_string(),
+                    (Some("group"), Some(g)) => format!("group {g}"),
+                    (_, Some(name)) => name.to_string(),
+                    (Some(kind), None) => kind.to_string(),
+                    (None, None) => "someone else".to_string(),
+                };
+            println!(
+                "      waiting for {} through the hub; `countersign deny {}` withdraws it",
+                shown::visible(&who),
+                text(&a["id"])
+            );
+            continue;
+        }
         if let Some(words) = a["similar"]["words"].as_str() {
             println!(
                 "      allow similar: {}   (countersign approve {} --similar)",

@@ -148,6 +148,10 @@ pub fn explain(home: &Home, e: Explain) -> Result<i32> {
                 "label": v.label, "class_source": v.class_source, "class_reason": v.class_reason,
                 "policy_version": v.policy_version, "definition_known": def.is_some(),
                 "server_configured": config.servers.contains_key(&server),
+                "approver": v.route.as_ref().map(|r| json!({
+                    "approver": r.approver.text(), "self_approval": r.self_approval,
+                    "fallback": r.fallback, "rule": r.rule, "layer": r.layer.as_str(), "who": r.who(),
+                })),
             })
         );
         return Ok(0);
@@ -158,6 +162,9 @@ pub fn explain(home: &Home, e: Explain) -> Result<i32> {
         println!("  label:  {label}");
     }
     println!("  rule:   {}", v.rule);
+    if let Some(route) = &v.route {
+        println!("  asks:   {}", route.who());
+    }
     println!("  layer:  {}{}", v.layer.as_str(), if v.layer == Layer::Builtin { " (default)" } else { "" });
     println!("  policy: {}", v.policy_version);
     if def.is_none() {

@@ -7,7 +7,7 @@
 //! releases identical waiting calls one approval at a time. A prompt is bound to the
 //! SHA-256 of the exact canonical arguments; its answer releases only calls with them.
 
-use countersign_policy::{GrantLength, SimilarOffer};
+use countersign_policy::{GrantLength, Route, SimilarOffer};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -38,6 +38,38 @@ pub struct Prompt {
     /// What "Allow similar" would grant, in words and as its scope; `None` when nothing
     /// is offered (a destructive tool, policy, a file that could not be resolved).
     pub similar: Option<SimilarOffer>,
+    /// Where policy routes the approval, when not to the person at this computer: the
+    /// hub carries it to them (`crate::routed`).
+    pub route: Option<RoutedTo>,
+    /// A request routed here from someone else's device: who asks, from where.
+    pub asked_by: Option<AskedBy>,
+}
+
+/// A prompt routed away from this computer: the route, and what the hub is told of the
+/// call besides the prompt.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct RoutedTo {
+    pub route: Route,
+    /// The tool's class.
+    pub class: String,
+    #[serde(skip)]
+    pub policy_version: String,
+    /// The arguments as the journal records them (redacted): what the hub keeps and shows.
+    #[serde(skip)]
+    pub arguments: serde_json::Value,
+}
+
+/// Who asks, for a request the hub routed to this device's person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct AskedBy {
+    /// The hub's request id.
+    pub request: String,
+    /// The verified person or `agent:NAME` that asks.
+    pub requester: String,
+    /// The asking device's name.
+    pub device: String,
 }
 
 impl Prompt {
@@ -74,6 +106,16 @@ pub enum Answer {
         similar: bool,
     },
     Denied,
+    /// The approver policy routed the call to answered it at the hub: `by` (a verified
+    /// identity), request `request`. An approval covers this call once.
+    Routed {
+        approved: bool,
+        by: String,
+        request: String,
+    },
+    /// Nobody was asked, or the request ended unanswered: the call is refused with this
+    /// reason (the hub could not be reached, nobody may answer, the request expired).
+    Refused(String),
 }
 
 impl Answer {
@@ -109,6 +151,10 @@ pub enum AnswerError {
     /// app: a local process holding the control token is not the person).
     #[error("prompt `{0}` is answered in the Countersign app, where it is shown")]
     OnlyWhereShown(String),
+    /// A routed prompt is answered by its approver, not here; the asker may only deny
+    /// (withdraw) it.
+    #[error("`{id}` waits for {who}, through the hub; here it can only be withdrawn (`countersign deny`)")]
+    Routed { id: String, who: String },
 }
 
 pub trait Approver: Send + Sync {
@@ -201,6 +247,8 @@ impl Prompt {
             deadline_ms: 0,
             waiting: 1,
             similar: None,
+            route: None,
+            asked_by: None,
         }
     }
 }

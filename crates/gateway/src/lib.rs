@@ -29,6 +29,8 @@ pub mod pins;
 pub mod policy_layers;
 pub mod policy_watch;
 mod request_body;
+pub mod routed;
+mod routed_prompts;
 pub mod server;
 pub mod session;
 mod shared;

@@ -100,6 +100,15 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         ServeError::Bind { addr, source, hint }
     })?;
     let listen = listener.local_addr()?;
+    // Prompts policy routes elsewhere go through the hub; the rest to the given approver.
+    let approver: Arc<dyn Approver> = {
+        let here = home.clone();
+        let person_here = Arc::new(move || {
+            countersign_sync::hub_sync::HubLink::load(&here)
+                .is_none_or(|l| l.agent.as_deref().is_none_or(str::is_empty))
+        });
+        Arc::new(crate::routed::RoutingApprover::new(approver, home.clone(), person_here))
+    };
     let shared = Arc::new(Shared {
         redactor: Redactor::new(home.redaction_salt()?.as_bytes()),
         tokens: TokenStore::open(&home),
@@ -109,6 +118,7 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
         servers: arc_swap::ArcSwap::from_pointee(config.servers.clone()),
         routing_warning: Mutex::new(None),
         hub_warning: Mutex::new(None),
+        asked_here: Default::default(),
         bundles,
         config,
         policy: arc_swap::ArcSwap::from_pointee(policy),
@@ -147,6 +157,7 @@ pub async fn start_with(config: Config, home: Home, approver: Arc<dyn Approver>)
     tokio::spawn(crate::sign_ins::revoke_removed(shared.clone(), home.clone()));
     tokio::spawn(crate::hub_sync::run(Arc::downgrade(&shared), home.clone(), shared.config.sync.clone()));
     tokio::spawn(crate::hub_sync::run_policy(Arc::downgrade(&shared), home.clone()));
+    tokio::spawn(countersign_sync::approvals_link::run_waiting(Arc::downgrade(&shared), home.clone()));
     tokio::spawn(countersign_sync::journal_upkeep::run(Arc::downgrade(&shared), home.clone()));
     tokio::spawn(crate::client_inventory::run(Arc::downgrade(&shared)));
     // Make sure the shim's token exists before any shim asks for it. Without a keychain

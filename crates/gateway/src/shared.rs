@@ -47,6 +47,8 @@ pub struct Shared {
     pub journal: Journal,
     pub redactor: Redactor,
     pub approver: Arc<dyn Approver>,
+    /// Requests the hub routed to this device's person, shown here.
+    pub asked_here: Arc<crate::routed_prompts::AskedHere>,
     pub tokens: TokenStore,
     pub control_token: String,
     /// Who acts through this gateway (the verified person, else the OS account).
@@ -150,6 +152,20 @@ impl countersign_sync::Host for Shared {
 
     fn identity_changed(self: &Arc<Self>) {
         self.reload_who();
+    }
+
+    fn routed_requests(self: &Arc<Self>, waiting: Vec<countersign_sync::approvals_link::WaitingRequest>) {
+        let me = self.clone();
+        let answered = Arc::new(move |a: crate::routed_prompts::Answered| {
+            me.policy_event(PolicyEvent {
+                decision: a.decision,
+                rule: "approval-answered",
+                reason: a.reason,
+                server: Some(a.server),
+                tool: Some(a.tool),
+            });
+        });
+        crate::routed_prompts::reconcile(&self.asked_here, &self.approver, &self.home, waiting, answered);
     }
 
     fn hub_standing(self: &Arc<Self>, revoked: Option<String>) {

@@ -55,7 +55,7 @@ pub struct Who {
     pub agent: Option<Agent>,
 }
 
-/// The rule an agent's refused `ask` and its suspension are recorded under.
+/// The rule an agent's `ask` is routed to its owner under, and its suspension's.
 pub const UNATTENDED_RULE: &str = "agent-unattended";
 pub const SUSPENDED_RULE: &str = "agent-suspended";
 
@@ -98,7 +98,8 @@ impl Who {
     }
 
     /// What an agent's host does with the policy's verdict: nothing runs while the agent is
-    /// suspended, and what would ask a person is denied (no one is at its keyboard).
+    /// suspended, and what would ask the person at the keyboard asks the agent's owner
+    /// instead (no one is at an agent's keyboard), through the hub.
     pub fn overrule(&self, verdict: &mut Verdict) {
         let Some(agent) = &self.agent else { return };
         if let Some(why) = &agent.suspended {
@@ -107,15 +108,12 @@ impl Who {
             verdict.reason = format!("the agent `{}` is suspended by the hub: {why}", agent.name);
             verdict.grant = None;
         } else if verdict.decision == Decision::Ask {
-            verdict.decision = Decision::Deny;
-            verdict.rule = UNATTENDED_RULE.into();
-            verdict.reason = format!(
-                "{} — but the agent `{}` has no person at its keyboard to approve it; its owner {} must allow it in \
-                 policy (routed approvals are not yet available)",
-                verdict.reason,
-                agent.name,
-                agent.owner.as_deref().unwrap_or("(unknown)")
-            );
+            let route = verdict.route.get_or_insert_with(countersign_policy::Route::default_route);
+            if route.is_local() {
+                route.approver = countersign_policy::Approver::Owner;
+                route.fallback = countersign_policy::Fallback::Deny;
+                route.rule = Some(UNATTENDED_RULE.into());
+            }
         }
     }
 }
@@ -176,11 +174,13 @@ mod tests {
             class_reason: String::new(),
             policy_version: "v".into(),
             grant: None,
+            route: None,
         };
         let mut ask = verdict(Decision::Ask);
         who.overrule(&mut ask);
-        assert_eq!((ask.decision, ask.rule.as_str()), (Decision::Deny, UNATTENDED_RULE));
-        assert!(ask.reason.contains("ana@example.com"), "{}", ask.reason);
+        let route = ask.route.clone().expect("an agent's ask is routed");
+        assert_eq!((ask.decision, route.approver), (Decision::Ask, countersign_policy::Approver::Owner));
+        assert_eq!(route.fallback, countersign_policy::Fallback::Deny, "no one here to fall back to");
         let mut allow = verdict(Decision::Allow);
         who.overrule(&mut allow);
         assert_eq!(allow.decision, Decision::Allow, "what policy allows runs");

@@ -29,6 +29,8 @@ pub const ENROLL_CAP: usize = 16 * 1024;
 pub const ENROLLMENT_TOKEN_CAP: usize = 4 * 1024;
 /// The largest SCIM request (a User, or a Group with its members).
 pub const SCIM_CAP: usize = 1024 * 1024;
+/// The largest routed approval request (the call's arguments, as records keep them).
+pub const APPROVAL_CAP: usize = 256 * 1024;
 /// The largest policy upload.
 pub const POLICY_CAP: usize = 1024 * 1024;
 /// The largest audit batch by default (`--max-ingest-bytes`), after decompression.
@@ -138,6 +140,7 @@ mod tests {
             max_ingest_bytes: 1024,
             sign_in: None,
             guesses: Default::default(),
+            approvals_changed: Default::default(),
         })
     }
 

@@ -33,6 +33,8 @@
 pub mod agent_routes;
 pub mod agents;
 pub mod api_tokens;
+pub mod approval_requests;
+pub mod approval_routes;
 pub mod auth;
 pub mod callers;
 pub mod config;

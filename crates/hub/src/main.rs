@@ -252,6 +252,7 @@ async fn main() -> Result<()> {
                 max_ingest_bytes,
                 sign_in,
                 guesses: Default::default(),
+                approvals_changed: Default::default(),
             });
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;

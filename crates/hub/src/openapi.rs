@@ -185,12 +185,43 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "`actor`, `roles`" }, "401": unauthorized, "403": forbidden } } }
         }
     });
-    for more in [enrollment_paths(), agent_paths(), scim_paths()] {
+    for more in [enrollment_paths(), agent_paths(), approval_paths(), scim_paths()] {
         if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more) {
             paths.extend(more);
         }
     }
     doc
+}
+
+/// Routed approvals: requests from devices, answered from approvers' devices.
+fn approval_paths() -> Value {
+    let device = json!([{ "deviceCredential": [] }]);
+    let id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
+    let wait = json!({ "name": "wait", "in": "query", "schema": { "type": "integer", "maximum": 30 }, "description": "Seconds to hold the long poll" });
+    let request = json!({ "type": "object", "required": ["id", "client", "server", "tool", "class", "arguments", "args_hash", "reason", "policy_version", "approver", "self_approval", "wait_secs"], "properties": {
+        "id": { "type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$" }, "client": { "type": "string" }, "server": { "type": "string" }, "tool": { "type": "string" },
+        "class": { "type": "string" }, "arguments": { "description": "As the device's records keep them (redacted)" }, "args_hash": { "type": "string" },
+        "rule": { "type": "string" }, "reason": { "type": "string" }, "policy_version": { "type": "string" },
+        "approver": { "type": "string", "description": "owner, manager, an email or group:NAME" }, "self_approval": { "type": "boolean" }, "wait_secs": { "type": "integer" } } });
+    let answer = json!({ "type": "object", "required": ["verdict", "nonce", "args_hash"], "properties": {
+        "verdict": { "enum": ["allow", "deny"] }, "nonce": { "type": "string" }, "args_hash": { "type": "string" } } });
+    json!({
+        "/v1/approvals": { "post": { "summary": "Raise a routed approval request for a call policy routes to someone else; who asks is the device's verified person or agent; in the admin log", "security": device,
+            "requestBody": { "required": true, "content": { "application/json": { "schema": request } } },
+            "responses": { "201": { "description": "`id`, `state`, `approver`, `eligible`, `deadline_ms`" }, "400": error_response("Not a request"),
+                           "403": error_response("The device is not bound to a verified identity, or its agent is suspended"),
+                           "422": error_response("Nobody can answer: no owner, no manager known, an empty group") } } },
+        "/v1/approvals/waiting": { "get": { "summary": "What waits for this device's person, each with its nonce; long poll with If-None-Match and wait", "security": device, "parameters": [wait],
+            "responses": { "200": { "description": "`waiting`: requests" }, "304": { "description": "Nothing changed" }, "403": error_response("Not a verified person's device") } } },
+        "/v1/approvals/{id}": { "get": { "summary": "The asking device's request: its state and who answered; long poll with wait", "security": device, "parameters": [id.clone(), wait],
+            "responses": { "200": { "description": "`state` (pending, approved, denied, withdrawn, expired), `answered_by`" }, "404": error_response("No such request of this device") } } },
+        "/v1/approvals/{id}/answer": { "post": { "summary": "Answer a request, bound to its nonce and arguments hash; the first valid answer wins; refusals in the admin log", "security": device, "parameters": [id.clone()],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": answer } } },
+            "responses": { "200": { "description": "`state`, `answered_by`" }, "403": error_response("Not an eligible approver, the asker under separation of duties, or not a verified person's device"),
+                           "409": error_response("Wrong nonce or other arguments"), "410": error_response("Answered, withdrawn or expired") } } },
+        "/v1/approvals/{id}/withdraw": { "post": { "summary": "The asking device withdraws its pending request", "security": device, "parameters": [id],
+            "responses": { "200": { "description": "`withdrawn`" }, "410": error_response("Not pending on this device") } } }
+    })
 }
 
 /// Enterprise agents: service principals with an owner.

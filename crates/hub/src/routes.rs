@@ -56,6 +56,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/agents"),
     ("POST", "/v1/agents"),
     ("POST", "/v1/agents/{name}/{action}"),
+    ("POST", "/v1/approvals"),
+    ("GET", "/v1/approvals/waiting"),
+    ("GET", "/v1/approvals/{id}"),
+    ("POST", "/v1/approvals/{id}/answer"),
+    ("POST", "/v1/approvals/{id}/withdraw"),
     ("GET", "/scim/v2/Users"),
     ("POST", "/scim/v2/Users"),
     ("GET", "/scim/v2/Users/{id}"),
@@ -187,6 +192,25 @@ pub fn router(hub: Arc<Hub>) -> Router {
                 },
             ),
         )
+        .route(
+            "/v1/approvals",
+            gated(
+                post(crate::approval_routes::raise),
+                &hub,
+                Gate { route: "/v1/approvals", caller: Caller::Device, cap: gate::APPROVAL_CAP },
+            ),
+        )
+        .route("/v1/approvals/waiting", get(crate::approval_routes::waiting))
+        .route("/v1/approvals/{id}", get(crate::approval_routes::state))
+        .route(
+            "/v1/approvals/{id}/answer",
+            gated(
+                post(crate::approval_routes::answer),
+                &hub,
+                Gate { route: "/v1/approvals/{id}/answer", caller: Caller::Device, cap: gate::ENROLLMENT_TOKEN_CAP },
+            ),
+        )
+        .route("/v1/approvals/{id}/withdraw", post(crate::approval_routes::withdraw))
         .route(
             "/scim/v2/Users",
             get(crate::scim::list_users).merge(gated(
@@ -608,6 +632,7 @@ mod tests {
             max_ingest_bytes: gate::DEFAULT_INGEST_CAP,
             sign_in: None,
             guesses: Default::default(),
+            approvals_changed: Default::default(),
         });
         for (method, path) in ROUTES {
             let req = axum::http::Request::builder()

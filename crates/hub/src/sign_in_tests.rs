@@ -58,6 +58,7 @@ async fn hub(issuer: &str) -> Arc<Hub> {
         max_ingest_bytes: crate::gate::DEFAULT_INGEST_CAP,
         sign_in: Some(sign_in),
         guesses: Default::default(),
+        approvals_changed: Default::default(),
     })
 }
 

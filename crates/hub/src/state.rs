@@ -22,4 +22,7 @@ pub struct Hub {
     pub sign_in: Option<crate::oidc::SignIn>,
     /// Wrong user codes typed at `/enroll`, by address (guessing is cut off).
     pub guesses: crate::guesses::Guesses,
+    /// Woken when a routed approval request is raised, answered or withdrawn here (the
+    /// long polls of other instances look again every 2 s).
+    pub approvals_changed: tokio::sync::Notify,
 }

@@ -296,6 +296,9 @@ struct RawPolicy {
     #[serde(default)]
     classify: BTreeMap<String, Spanned<ClassOverride>>,
     grants: Option<GrantSettings>,
+    /// Who answers a call that asks (`[[policy.approvers]]`).
+    #[serde(default)]
+    approvers: Vec<countersign_policy::ApproverRule>,
 }
 
 impl Config {
@@ -541,8 +544,12 @@ impl Config {
             servers.insert(name.clone(), ServerConfig::new(&name, transport, s.trusted, catalog, project));
         }
 
-        let mut policy =
-            PolicySettings { defaults: raw.policy.defaults, grants: raw.policy.grants, ..Default::default() };
+        let mut policy = PolicySettings {
+            defaults: raw.policy.defaults,
+            grants: raw.policy.grants,
+            approvers: raw.policy.approvers,
+            ..Default::default()
+        };
         for (list, raw_list, out) in [
             ("allow", &raw.policy.allow, &mut policy.allow),
             ("ask", &raw.policy.ask, &mut policy.ask),

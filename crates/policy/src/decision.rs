@@ -41,4 +41,6 @@ pub struct Verdict {
     pub policy_version: String,
     /// The grant that let the call through, when one did (single-use grants must be spent).
     pub grant: Option<String>,
+    /// Who answers, when the decision is `ask`.
+    pub route: Option<crate::approvers::Route>,
 }

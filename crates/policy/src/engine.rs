@@ -59,6 +59,8 @@ pub struct Policy {
     allowed_servers: Vec<AllowedServers>,
     /// Arguments that some rule's condition reads as a file path.
     path_keys: std::collections::BTreeSet<String>,
+    /// Who answers a call that asks, per layer (strongest first).
+    routes: Vec<crate::approvers::LayerRoutes>,
 }
 
 fn compile_list(
@@ -114,6 +116,18 @@ impl Policy {
                 None => format!("sha256:{hash}"),
             }
         };
+        let routes = layers
+            .stack()
+            .into_iter()
+            .map(|(layer, s)| {
+                crate::approvers::compile(layer, &s.approvers).map_err(|(index, error)| PolicyError {
+                    layer,
+                    list: "approvers",
+                    index,
+                    error,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let allowed_servers = layers
             .stack()
             .into_iter()
@@ -126,6 +140,7 @@ impl Policy {
             .flat_map(|r| r.path_keys().map(str::to_string).collect::<Vec<_>>())
             .collect();
         Ok(Policy {
+            routes,
             allowed_servers,
             path_keys,
             layers: compiled,
@@ -302,6 +317,7 @@ impl Policy {
             class_reason: String::new(),
             policy_version: self.version.clone(),
             grant: None,
+            route: None,
         }
     }
 
@@ -465,6 +481,7 @@ impl Policy {
             class_reason: class.reason.clone(),
             policy_version: self.version.clone(),
             grant: None,
+            route: None,
         };
         let by_rule = |kind: &str, decision, rule: &Rule, layer: Layer| {
             let what = match decision {
@@ -553,8 +570,14 @@ impl Policy {
             _ => self.by_default(&verdict, &name, builtin, &class, Layer::Builtin),
         };
         if v.decision == Decision::Ask {
+            // A similar grant for the server's writes covers only tools the catalog or
+            // managed policy vouches for as writes (not an unclassified tool a server
+            // added after the grant), and never one kept to once.
+            let vouched = matches!(class.source, ClassSource::Catalog | ClassSource::Managed);
             let once_only = |g: &crate::grant::Grant| {
                 g.similar.is_none() || {
+                    let wide =
+                        g.similar.as_ref().is_some_and(|s| s.offer.tools == crate::similar::SimilarTools::Writes);
                     let names = [name.clone()];
                     let clients = [call.identity.client_token.as_str()];
                     let subject = Subject {
@@ -564,7 +587,7 @@ impl Policy {
                         arguments: call.condition_arguments(),
                         request: None,
                     };
-                    self.once_only.first_match(&subject).is_none()
+                    self.once_only.first_match(&subject).is_none() && (!wide || vouched)
                 }
             };
             let covering =
@@ -575,6 +598,9 @@ impl Policy {
                 v.reason = format!("`{name}` was approved earlier ({})", grant_kind(grant));
                 v.grant = Some(grant.id.clone());
             }
+        }
+        if v.decision == Decision::Ask {
+            v.route = Some(crate::approvers::route(self.routes.iter(), &restrictive));
         }
         v
     }

@@ -1,6 +1,7 @@
 //! The engine's decisions, including the properties that must hold for every policy.
 
 use super::*;
+use crate::approvers::Approver;
 use crate::grant::{GrantBook, GrantLength, GrantRequest};
 use crate::input::{Gate, Identity, ServerOrigin, ServerScope, ToolHints};
 use crate::layers::{ManagedFile, ManagedSettings};
@@ -573,4 +574,43 @@ proptest! {
         });
         prop_assert_eq!(v.decision == Decision::Allow, inside, "{} → {}", path, norm);
     }
+}
+
+#[test]
+fn a_call_that_asks_names_its_approver_and_others_name_none() {
+    let p = Policy::from_layers(Layers {
+        user: settings("[[approvers]]\nrule = \"class:write\"\napprover = \"bob@example.com\"\n"),
+        managed: Some(ManagedFile {
+            policy: settings(
+                "[[approvers]]\nrule = \"mcp__w__set_units\"\napprover = \"group:it\"\nself_approval = false\n",
+            ),
+            ..Default::default()
+        }),
+        bundle: None,
+    })
+    .unwrap();
+    let v = decide(&p, &write_tool(), None);
+    let route = v.route.expect("an ask names who answers");
+    assert_eq!(
+        (route.approver.clone(), route.self_approval, route.layer),
+        (Approver::Group("it".into()), false, Layer::Managed)
+    );
+    assert!(route.who().contains("never the asker"), "{}", route.who());
+    assert_eq!(decide(&p, &read_tool(), None).route, None, "an allowed call asks nobody");
+    let bad = Policy::compile(&settings("[[approvers]]\nrule = \"class:write\"\napprover = \"nobody\"\n"));
+    let err = bad.unwrap_err();
+    assert_eq!((err.list, err.index), ("approvers", 0));
+    assert!(err.to_string().starts_with("policy.approvers[0]: approver `nobody`"), "{err}");
+}
+
+#[test]
+fn a_similar_grant_for_writes_never_covers_a_tool_nobody_classified() {
+    let p = Policy::compile(&PolicySettings::default()).unwrap();
+    let approved = fs_call("write_file", json!({"path": "/home/al/site/src/a.js", "content": "x"}));
+    let book = similar_book(&p, &approved);
+    // A tool the look-alike server lists later: not in the catalog, a write by default.
+    let mut run = fs_call("run_command", json!({"path": "/home/al/site/x", "command": "sh"}));
+    run.def = None;
+    let v = decide_with(&p, &run, Some(&book), Gate { standing: Standing::Listed, ..Default::default() }, None);
+    assert_eq!(v.decision, Decision::Ask, "{v:?}");
 }

@@ -10,7 +10,8 @@ use crate::rule::RuleError;
 #[error("policy.{list}[{index}]: {error}")]
 pub struct PolicyError {
     pub layer: Layer,
-    /// `allow`, `ask`, `deny`, `classify`, `grants.once_only` or `servers.allowed`.
+    /// `allow`, `ask`, `deny`, `classify`, `grants.once_only`, `servers.allowed` or
+    /// `approvers`.
     pub list: &'static str,
     pub index: usize,
     pub error: RuleError,

@@ -110,6 +110,11 @@ pub struct PolicySettings {
     /// Which MCP servers may run, and whether AI clients must route through Countersign.
     #[serde(default, skip_serializing_if = "is_default")]
     pub servers: ServerRules,
+    /// Who answers a call that asks, by rule (first match; managed layers' routes hold
+    /// over the user's): `self` (the default), `owner`, `manager`, an email or
+    /// `group:NAME`, with separation of duties and what happens when the hub is away.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<crate::approvers::ApproverRule>,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {

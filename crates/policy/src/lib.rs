@@ -15,10 +15,13 @@
 //! - `engine`: the decision; `error`: a policy that does not compile; `grant`: approvals,
 //!   lockouts and prompt limits.
 //! - `similar`: "Allow similar", the scope a grant for the task derives from one call.
+//! - `approvers`: who answers a call that asks (self, an agent's owner, a manager, a
+//!   person, a group), separation of duties, the fallback when the hub is away.
 //! - `pin`: tool pinning and quarantine of suspicious descriptions.
 //! - `servers`: which servers may run, and whether AI clients must route through us.
 //! - `shown`: text from others as a person reads it (hidden characters as visible escapes).
 
+mod approvers;
 mod bundle;
 mod canonical;
 mod catalog;
@@ -40,6 +43,7 @@ mod servers;
 pub mod shown;
 mod similar;
 
+pub use approvers::{Approver, ApproverRule, Fallback, Route};
 pub use bundle::{
     expired_policy, verify as verify_bundle, verify_kept as verify_kept_bundle, BundleError, BundleHeader,
     VerifiedBundle, EXPIRED_RULE,

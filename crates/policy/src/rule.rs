@@ -49,6 +49,8 @@ pub enum RuleError {
     BadGlob { rule: String, message: String },
     #[error("an allowed-server entry must set serverName, serverCommand or serverUrl")]
     EmptyMatcher,
+    #[error("approver `{approver}`: {why}")]
+    BadApprover { approver: String, why: String },
     #[error("rule `{0}`: `request:` rules belong in the deny list (a server's requests are denied or relayed)")]
     RequestOutsideDeny(String),
 }
@@ -203,9 +205,10 @@ pub fn is_path_pattern(pattern: &str) -> bool {
 }
 
 /// Lexically normalises a path-like value (`/a/./b/../c` → `/a/c`; `/..` is `/`);
-/// anything else comes back unchanged.
+/// anything else comes back unchanged. A backslash separates folders only on Windows:
+/// elsewhere it is an ordinary character of a file name (`..\\x` is one name there).
 pub fn normalise(value: &str) -> String {
-    let slashed = value.replace('\\', "/");
+    let slashed = if cfg!(windows) { value.replace('\\', "/") } else { value.to_string() };
     let looks_like_path = slashed.starts_with('/')
         || slashed.starts_with("./")
         || slashed.starts_with("../")
@@ -699,6 +702,12 @@ mod tests {
         assert_eq!(normalise("//a//b/"), "/a/b");
         assert_eq!(normalise("a/../../b"), "../b");
         assert_eq!(normalise("acme/api"), "acme/api");
-        assert_eq!(normalise("C:\\work\\..\\x"), "C:/x");
+        if cfg!(windows) {
+            assert_eq!(normalise("C:\\work\\..\\x"), "C:/x");
+        } else {
+            // One file name, `..\\x`, not a way out of the folder.
+            assert_eq!(normalise("/w/site/..\\evil"), "/w/site/..\\evil");
+            assert_eq!(normalise("/w/a/..\\..\\b/c"), "/w/a/..\\..\\b/c");
+        }
     }
 }

@@ -46,8 +46,9 @@ pub enum SimilarTools {
     /// The approved tool only.
     #[default]
     Tool,
-    /// Every tool of the server whose class is read or write (never sensitive or
-    /// destructive, never one policy keeps to once).
+    /// Every tool of the server the catalog or managed policy classifies as a write
+    /// (never a read some rule asks for, never an unclassified, sensitive or destructive
+    /// tool, never one policy keeps to once).
     Writes,
 }
 
@@ -66,6 +67,10 @@ pub struct SimilarRule {
     pub exact: Vec<String>,
     /// The scope in words: `{server}`, `{tool}`, `{folder}`, and `{KEY}` for an exact key.
     pub words: String,
+    /// Every path-like string in a covered call lies inside the folder (not only the file
+    /// arguments): for servers whose arguments nobody described.
+    #[serde(default)]
+    pub strict_paths: bool,
 }
 
 impl SimilarRule {
@@ -77,6 +82,7 @@ impl SimilarRule {
             folder: FILE_KEYS.iter().map(|k| k.to_string()).collect(),
             exact: Vec::new(),
             words: "`{tool}` calls under {folder} via {server}".into(),
+            strict_paths: true,
         }
     }
 }
@@ -128,6 +134,23 @@ pub const BUILTIN_EXCLUDE: &[&str] = &[
     ".bashrc",
     ".zshrc",
     ".profile",
+    // Files AI clients and tools read to run commands or hooks.
+    ".mcp.json",
+    ".cursor/**",
+    ".claude/**",
+    ".gemini/**",
+    ".zed/**",
+    ".windsurf/**",
+    ".husky/**",
+    ".githooks/**",
+    ".github/actions/**",
+    ".circleci/**",
+    ".pre-commit-config.yaml",
+    ".gitmodules",
+    ".gitattributes",
+    // What makes a folder a git repository (a bare one's config can name a command).
+    "HEAD",
+    "config",
 ];
 
 impl SimilarSettings {
@@ -191,6 +214,23 @@ pub struct SimilarOffer {
     pub words: String,
     /// Globs inside the folder the grant never covers.
     pub exclude: Vec<String>,
+    /// A server the catalog does not know: every path-like string anywhere in a covered
+    /// call's arguments, under any name or depth, must lie inside the folder too.
+    pub strict_paths: bool,
+}
+
+impl SimilarOffer {
+    /// The same scope for the client's session only (for clients that share one name,
+    /// such as every stdio client behind the shim: a grant for a while would reach them
+    /// all).
+    pub fn for_session(mut self) -> SimilarOffer {
+        let suffix = format!(", {}", length_words(self.length));
+        if let Some(stem) = self.words.strip_suffix(&suffix) {
+            self.words = format!("{stem}, {}", length_words(GrantLength::Session));
+        }
+        self.length = GrantLength::Session;
+        self
+    }
 }
 
 /// Why no similar grant is offered for a call (shown where the offer would be).
@@ -206,6 +246,8 @@ pub enum NoSimilar {
     Length(&'static str),
     #[error("the call's `{0}` argument could not be read as a file inside a folder")]
     Unresolved(String),
+    #[error("the call names no file, so no folder bounds what is similar")]
+    NoFile,
     #[error("the folder `{0}` is too wide for a similar grant (policy asks for at least {1} path components)")]
     TooWide(String, u32),
     #[error("the call has no `{0}` to keep")]
@@ -262,6 +304,9 @@ pub fn derive(
             });
         }
     }
+    if !rule.folder.is_empty() && folder.is_none() {
+        return Err(NoSimilar::NoFile);
+    }
     if let Some(f) = &folder {
         if (f.len() as u32) < settings.min_depth.max(1) {
             return Err(NoSimilar::TooWide(joined(f), settings.min_depth.max(1)));
@@ -278,11 +323,7 @@ pub fn derive(
         exact.insert(key.clone(), text);
     }
     let folder = folder.map(|f| joined(&f));
-    let template = match &folder {
-        None if rule.words.contains("{folder}") => "`{tool}` calls with any arguments via {server}",
-        _ => rule.words.as_str(),
-    };
-    let mut words = template.replace("{server}", call.server).replace("{tool}", call.tool);
+    let mut words = rule.words.replace("{server}", call.server).replace("{tool}", call.tool);
     if let Some(f) = &folder {
         words = words.replace("{folder}", &format!("{f}/"));
     }
@@ -302,6 +343,7 @@ pub fn derive(
         length: settings.length,
         words,
         exclude: settings.excluded(),
+        strict_paths: rule.strict_paths,
     };
     // An offer covers at least the call it came from: a call in an excluded place (its
     // project's `.git`, an env file) gets none.
@@ -395,11 +437,10 @@ impl SimilarScope {
     /// Whether a call of `tool` (of class `class`) with `arguments` (as the server reads
     /// them) lies inside the scope. The server is checked by the caller.
     pub fn covers(&self, tool: &str, class: Option<ToolClass>, arguments: &Value) -> bool {
-        let tool_ok = class.is_some_and(|c| c <= ToolClass::Write)
-            && match self.offer.tools {
-                SimilarTools::Tool => tool == self.offer.tool,
-                SimilarTools::Writes => true,
-            };
+        let tool_ok = match self.offer.tools {
+            SimilarTools::Tool => tool == self.offer.tool && class.is_some_and(|c| c <= ToolClass::Write),
+            SimilarTools::Writes => class == Some(ToolClass::Write),
+        };
         if !tool_ok {
             return false;
         }
@@ -419,8 +460,36 @@ impl SimilarScope {
             if named == 0 {
                 return false;
             }
+            if self.offer.strict_paths && !self.every_path_inside(arguments, true) {
+                return false;
+            }
         }
         self.exact.iter().all(|c| c.matches(arguments, Quantifier::All))
+    }
+
+    /// Every path-like string in `value` (any key, any depth) is inside the folder; one
+    /// that cannot be judged (relative, home, a URL) is not.
+    fn every_path_inside(&self, value: &Value, top: bool) -> bool {
+        let Some(folder) = &self.offer.folder else { return true };
+        match value {
+            Value::String(s) => {
+                let t = s.trim_start();
+                let looks_like_path = t.starts_with('/')
+                    || t.starts_with('~')
+                    || t.starts_with("./")
+                    || t.starts_with("../")
+                    || t.starts_with("file:")
+                    || t.contains("/../");
+                !looks_like_path || (t.starts_with('/') && inside(&normalise(&nfc(t)), folder))
+            }
+            Value::Array(items) => items.iter().all(|v| self.every_path_inside(v, false)),
+            // The top level's file arguments were checked resolved, as the server reads them.
+            Value::Object(map) => map
+                .iter()
+                .filter(|(k, _)| !(top && FILE_KEYS.contains(&k.as_str())))
+                .all(|(_, v)| self.every_path_inside(v, false)),
+            _ => true,
+        }
     }
 
     /// The arguments the scope reads as file paths (to be resolved before matching).
@@ -440,6 +509,7 @@ mod tests {
             folder: vec!["path".into()],
             exact: vec![],
             words: "writes under {folder} via {server}".into(),
+            strict_paths: false,
         }
     }
 
@@ -471,6 +541,19 @@ mod tests {
         assert!(!scope.covers("write_file", w, &json!({"path": null})), "unresolved");
         assert!(!scope.covers("write_file", w, &json!({"content": "no path at all"})));
         assert!(!scope.covers("move_file", Some(ToolClass::Destructive), &json!({"path": "/home/al/site/a"})));
+        assert!(!scope.covers("read_file", Some(ToolClass::Read), &json!({"path": "/home/al/site/a"})), "writes only");
+        // On Linux a backslash is part of a name: `..\\x` is a file in `autostart`.
+        let tricky = "/home/al/.config/autostart/..\\site\\evil.desktop";
+        assert!(!scope.covers("write_file", w, &json!({"path": tricky})), "{tricky}");
+        for runs_code in [
+            "/home/al/site/.mcp.json",
+            "/home/al/site/.husky/pre-commit",
+            "/home/al/site/docs/HEAD",
+            "/home/al/site/docs/config",
+            "/home/al/site/.claude/settings.json",
+        ] {
+            assert!(!scope.covers("write_file", w, &json!({"path": runs_code})), "{runs_code}");
+        }
         assert!(!scope.covers("anything", None, &json!({"path": "/home/al/site/a"})), "unknown class");
         assert!(
             !scope.covers("move", w, &json!({"source": "/home/al/site/a", "destination": "/etc/passwd"})),
@@ -548,6 +631,7 @@ mod tests {
             folder: vec![],
             exact: vec!["repo_path".into()],
             words: "writes to the repository {repo_path} via {server}".into(),
+            strict_paths: false,
         };
         let args = json!({"repo_path": "/w/a*b/repo", "files": ["x"]});
         let offer = derive(&git, call("git_add", ToolClass::Write, &args), &SimilarSettings::default(), &no_project);
@@ -579,6 +663,35 @@ mod tests {
         let scope = SimilarScope::compile(&offer).unwrap();
         assert!(scope.covers("save", Some(ToolClass::Write), &json!({"path": "/home/al/site/b.txt"})));
         assert!(!scope.covers("publish", Some(ToolClass::Write), &json!({"path": "/home/al/site/b.txt"})));
+        // An unknown server's other arguments are bounded too, at any depth.
+        for other in [
+            json!({"path": "/home/al/site/b.txt", "output": "/home/al/.bashrc"}),
+            json!({"path": "/home/al/site/b.txt", "options": {"path": "/etc/cron.d/x"}}),
+            json!({"path": "/home/al/site/b.txt", "to": ["../../x"]}),
+        ] {
+            assert!(!scope.covers("save", Some(ToolClass::Write), &other), "{other}");
+        }
+        assert!(scope.covers("save", Some(ToolClass::Write), &json!({"path": "/home/al/site/b", "text": "a/b c"})));
+        // A call naming no file gets no offer (nothing bounds it).
+        let none = json!({"text": "x"});
+        assert_eq!(
+            derive(
+                &SimilarRule::fallback(),
+                call("save", ToolClass::Write, &none),
+                &SimilarSettings::default(),
+                &no_project
+            ),
+            Err(NoSimilar::NoFile)
+        );
+        assert_eq!(
+            derive(
+                &fs_rule(),
+                call("write_file", ToolClass::Write, &json!({"path": []})),
+                &SimilarSettings::default(),
+                &no_project
+            ),
+            Err(NoSimilar::NoFile)
+        );
         let managed = SimilarSettings {
             length: GrantLength::Minutes15,
             min_depth: 4,

@@ -1,6 +1,6 @@
 //! countersign-sync: what keeps this device's journal and the hub in step. Enrollment and
 //! the outbox sent in batches with backoff, the hub's checkpoint, the policy bundle's long
-//! poll ([`hub_sync`]), and the journal kept within the bounds managed policy sets
+//! poll ([`hub_sync`]), routed approvals at the hub ([`approvals_link`]), and the journal kept within the bounds managed policy sets
 //! ([`journal_upkeep`]).
 //!
 //! It never relays MCP or decides a call, and it reaches the running gateway only through
@@ -8,6 +8,7 @@
 //! an event. It never sends a record the journal has not committed, and never drops one
 //! without an audit record saying so.
 
+pub mod approvals_link;
 pub mod hub_sync;
 pub mod journal_upkeep;
 pub mod sign_in_enroll;
@@ -34,4 +35,7 @@ pub trait Host: Send + Sync + 'static {
     /// The hub's word on this device: `Some(why)` when it revoked the device (it syncs no
     /// more and keeps its local policy), `None` when the hub takes it.
     fn hub_standing(self: &Arc<Self>, _revoked: Option<String>) {}
+    /// What waits at the hub for this device's person now (routed approvals): each new
+    /// one is shown, each gone one withdrawn.
+    fn routed_requests(self: &Arc<Self>, _waiting: Vec<approvals_link::WaitingRequest>) {}
 }

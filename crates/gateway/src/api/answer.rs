@@ -71,7 +71,7 @@ impl AnswerRequest {
             Answer::Approved { length, condition, count, similar } => {
                 AnswerRequest { verdict: Verdict::Allow, length, condition, count: count.max(1), binding, similar }
             }
-            Answer::Denied => AnswerRequest {
+            Answer::Denied | Answer::Routed { .. } | Answer::Refused(_) => AnswerRequest {
                 verdict: Verdict::Deny,
                 length: GrantLength::Once,
                 condition: None,
@@ -151,7 +151,9 @@ impl ControlError {
     pub fn status(&self) -> u16 {
         match self {
             ControlError::BadRequest(_) => 400,
-            ControlError::Forbidden(_) | ControlError::Answer(AnswerError::OnlyWhereShown(_)) => 403,
+            ControlError::Forbidden(_)
+            | ControlError::Answer(AnswerError::OnlyWhereShown(_))
+            | ControlError::Answer(AnswerError::Routed { .. }) => 403,
             ControlError::Answer(AnswerError::BadNonce | AnswerError::ArgumentsChanged) => 409,
             ControlError::NotFound(_) | ControlError::Answer(AnswerError::Unknown(_)) => 404,
             ControlError::Gone { .. } => 410,

@@ -276,11 +276,18 @@ impl Approvals {
             return;
         }
         let session = group.waiters.front().map(|w| w.prompt.session.clone()).unwrap_or_default();
+        let once = match &answer {
+            Answer::Approved { length: GrantLength::Once, count, .. } => Some(*count),
+            Answer::Routed { approved: true, .. } => Some(1),
+            _ => None,
+        };
         let released: Vec<Waiter> = match &answer {
-            Answer::Denied => group.waiters.drain(..).collect(),
-            Answer::Approved { length: GrantLength::Once, count, .. } => {
+            Answer::Denied | Answer::Refused(_) | Answer::Routed { approved: false, .. } => {
+                group.waiters.drain(..).collect()
+            }
+            _ if once.is_some() => {
                 // Calls still waiting come first: a retry runs rather than leaving a grant.
-                let n = (*count).clamp(1, group.waiters.len());
+                let n = once.unwrap_or(1).clamp(1, group.waiters.len());
                 let live: Vec<u64> =
                     group.waiters.iter().filter(|w| !w.detached.is_set()).take(n).map(|w| w.no).collect();
                 let chosen: Vec<u64> = match live.is_empty() {
@@ -298,7 +305,7 @@ impl Approvals {
                 group.waiters = others;
                 same.into_iter().collect()
             }
-            Answer::Approved { .. } => group.waiters.drain(..).collect(),
+            Answer::Approved { .. } | Answer::Routed { .. } => group.waiters.drain(..).collect(),
         };
         // At most one detached call takes the answer (it leaves one grant), and none when a
         // live call took it; detached calls left behind are superseded too.

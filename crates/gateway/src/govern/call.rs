@@ -164,6 +164,13 @@ impl Session {
                     deadline_ms: now_ms + shared.config.gateway.approval_timeout_secs * 1000,
                     waiting: 1,
                     similar: offer,
+                    route: verdict.route.clone().filter(|r| !r.is_local()).map(|route| crate::approver::RoutedTo {
+                        route,
+                        class: verdict.class.to_string(),
+                        policy_version: verdict.policy_version.clone(),
+                        arguments: record.arguments.clone().unwrap_or(Value::Null),
+                    }),
+                    asked_by: None,
                 };
                 // Registered before the wait starts, so a cancellation sent right after the
                 // call is not missed.
@@ -234,7 +241,15 @@ impl Session {
         let offer = match (spend, verdict.decision) {
             (true, Decision::Ask) => {
                 let roots = Roots::of(config).with_client(self.client_roots(server).as_deref());
-                super::offer::similar_offer(&policy, info, tool, class.class, &self.token_name, &roots, arguments)
+                let offer =
+                    super::offer::similar_offer(&policy, info, tool, class.class, &self.token_name, &roots, arguments);
+                // Every client behind the shim socket speaks as one name: a grant for a
+                // while would reach the others too, so theirs lasts for this session.
+                let session_ok = policy.grant_settings().0.lengths.contains(&GrantLength::Session) && !self.stateless;
+                match self.door {
+                    crate::session::Door::Http => offer,
+                    crate::session::Door::Socket => offer.filter(|_| session_ok).map(|o| o.for_session()),
+                }
             }
             _ => None,
         };
@@ -291,7 +306,10 @@ impl Session {
         };
         let waiting = shared.approvals.wait(prompt.clone(), timeout, admit, gone, detach.clone());
         tokio::pin!(waiting);
-        let who = shared.approvals.who_answers();
+        let who = match &prompt.route {
+            Some(to) => to.route.who(),
+            None => shared.approvals.who_answers(),
+        };
         if let Some(task) = &call.task {
             self.note_task(task, format!("waiting for approval from {who}"));
         }
@@ -331,8 +349,14 @@ impl Session {
             Waited::Answered(Answer::Approved { .. }) if gave_up.is_some() => {
                 return self.gone(call, gave_up.unwrap_or_default()).await;
             }
-            Waited::Answered(Answer::Approved { length, condition, similar, .. }) => {
+            Waited::Answered(answer @ (Answer::Approved { .. } | Answer::Routed { approved: true, .. })) => {
                 call.record.approval = Some(Approval::Approved);
+                if let Answer::Routed { by, request, .. } = &answer {
+                    call.record.reason = Some(format!(
+                        "{} (approved by {by} through the hub, request {request})",
+                        call.record.reason.clone().unwrap_or_default()
+                    ));
+                }
                 if let Err(why) = self.still_allowed(&prompt, &call.server).await {
                     call.record.decision = Decision::Deny;
                     tracing::Span::current().record("decision", tracing::field::display(Decision::Deny.as_str()));
@@ -345,8 +369,10 @@ impl Session {
                         .refuse(call.record, call.reply, call.id.as_deref(), Outcome::Denied, call.started, &text)
                         .await;
                 }
-                if length != GrantLength::Once || similar {
-                    self.grant(&prompt, length, condition.as_deref(), similar, &mut call.record);
+                if let Answer::Approved { length, condition, similar, .. } = answer {
+                    if length != GrantLength::Once || similar {
+                        self.grant(&prompt, length, condition.as_deref(), similar, &mut call.record);
+                    }
                 }
                 if let Some(task) = &call.task {
                     self.note_task(task, "approved; running".into());
@@ -378,7 +404,30 @@ impl Session {
             }
             Waited::Answered(Answer::Denied) => {
                 call.record.approval = Some(Approval::Denied);
-                (Outcome::Denied, format!("The user denied this call to `{qualified}` in Countersign; it was not run."))
+                let text = match &prompt.route {
+                    Some(to) => format!(
+                        "Countersign withdrew its request to {} for `{qualified}` (denied on this computer); it was not run.",
+                        to.route.who()
+                    ),
+                    None => format!("The user denied this call to `{qualified}` in Countersign; it was not run."),
+                };
+                (Outcome::Denied, text)
+            }
+            Waited::Answered(Answer::Routed { by, request, .. }) => {
+                call.record.approval = Some(Approval::Denied);
+                call.record.reason = Some(format!(
+                    "{} (denied by {by} through the hub, request {request})",
+                    call.record.reason.clone().unwrap_or_default()
+                ));
+                (Outcome::Denied, format!("{by} denied this call to `{qualified}`; it was not run."))
+            }
+            Waited::Answered(Answer::Refused(why)) => {
+                call.record.reason =
+                    Some(format!("{} (not asked: {why})", call.record.reason.clone().unwrap_or_default()));
+                let text = format!("Countersign refused `{qualified}`: {why}. It was not run.");
+                return self
+                    .refuse(call.record, call.reply, call.id.as_deref(), Outcome::Denied, call.started, &text)
+                    .await;
             }
             Waited::TimedOut => {
                 call.record.approval = Some(Approval::Timeout);
@@ -420,7 +469,12 @@ impl Session {
     async fn settle_detached(&self, prompt: &Prompt, call: Call, waited: Waited) {
         let (record_id, started) = (call.record.id, call.started);
         let (outcome, detail) = match waited {
-            Waited::Answered(Answer::Approved { length, condition, similar, .. }) => {
+            Waited::Answered(answer @ (Answer::Approved { .. } | Answer::Routed { approved: true, .. })) => {
+                // A routed approval covers the retry once, as an approval for once does.
+                let (length, condition, similar) = match answer {
+                    Answer::Approved { length, condition, similar, .. } => (length, condition, similar),
+                    _ => (GrantLength::Once, None, false),
+                };
                 let issued = self.issue_grant(prompt, length, condition.as_deref(), similar, call.record.class);
                 match issued {
                     Ok(grant) => {
@@ -454,9 +508,12 @@ impl Session {
                     }
                 }
             }
-            Waited::Answered(Answer::Denied) => {
+            Waited::Answered(Answer::Denied | Answer::Routed { .. }) => {
                 self.count_denial(prompt);
                 (Outcome::Denied, "answered pending, then denied".to_string())
+            }
+            Waited::Answered(Answer::Refused(why)) => {
+                (Outcome::Denied, format!("answered pending, then refused: {why}"))
             }
             Waited::TimedOut => {
                 self.count_denial(prompt);

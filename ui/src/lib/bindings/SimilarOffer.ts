@@ -26,4 +26,9 @@ words: string,
 /**
  * Globs inside the folder the grant never covers.
  */
-exclude: Array<string>, };
+exclude: Array<string>, 
+/**
+ * A server the catalog does not know: every path-like string anywhere in a covered
+ * call's arguments, under any name or depth, must lie inside the folder too.
+ */
+strict_paths: boolean, };
