@@ -16,7 +16,7 @@ KEYRING_APT := gnome-keyring dbus libglib2.0-bin
 TAURI_DRIVER_VERSION := 2.1.0
 TAURI_DRIVER := $(HOME)/.cargo/bin/tauri-driver
 
-.PHONY: help run app app-build test build check-codemap fixtures keyring-deps bench-vault bench-peers bench-scale bench-durability soak cargo-fuzz test-fuzz fuzz test-rust test-e2e test-ui test-desktop desktop-deps ui bench bench-prompts clean
+.PHONY: help run app app-build test build check-codemap fixtures keyring-deps bench-vault bench-peers bench-scale bench-durability soak cargo-fuzz test-fuzz fuzz test-rust test-e2e test-ui test-desktop desktop-deps ui bench bench-prompts bench-routed clean
 
 help:
 	@echo "make run    install what is missing, build, start the gateway with a demo config"
@@ -118,6 +118,11 @@ bench: fixtures keyring-deps
 # scripted person (tests/bench_prompts/bench.py); writes target/bench-prompts.json.
 bench-prompts: fixtures build keyring-deps
 	COUNTERSIGN_BIN=$(CURDIR)/$(BIN) scripts/keyring-session.sh $(PY) tests/bench_prompts/bench.py --json target/bench-prompts.json
+
+# How fast a routed approval travels through the hub: long polls beside polling each
+# second, one run (tests/e2e/bench_routed.py; not part of `make test`).
+bench-routed: fixtures build keyring-deps
+	COUNTERSIGN_BIN=$(CURDIR)/$(BIN) scripts/keyring-session.sh $(PY) -m pytest tests/e2e/bench_routed.py -q -s -p no:cacheprovider
 
 # What the vault adds per secret read and per request's bearer (criterion, real keychain).
 # Countersign beside npm and PyPI `mcp-proxy` (pinned in fixtures/peers and
