@@ -443,7 +443,7 @@ async def test_the_entitlements_view_shows_tools_used_and_grants_held(make_gatew
         ("approved", me["grants"][0]["id"], "1h"), (None, me["grants"][0]["id"], None)], writes
     assert me["clients"] == ["pytest"] and len(me["devices"]) == 1
     csv = hub.get("/v1/entitlements", format="csv").text.splitlines()
-    assert csv[0] == "user,server,tool,calls,allowed,refused,last_used,active_grants"
+    assert csv[0] == "user,server,tool,calls,allowed,refused,last_used,active_grants,approved_by"
     row = next(line for line in csv if ",create_entities," in line)
     assert me["grants"][0]["id"] in row and "(1h)" in row
 

@@ -104,6 +104,16 @@ async def test_an_agents_write_asks_its_owner_who_approves_from_her_own_gateway(
         assert "from-agent" in (tmp_path / "agent-memory.json").read_text()
         record = next(x for x in agent.audit() if x.get("tool") == "create_entities")
         assert record["approval"] == "approved" and "approved by nora@example.com through the hub" in record["reason"]
+        assert record["approver"] == "nora@example.com" and record["request_id"] == waiting["id"], record
+        # The hub keeps who approved, filterable.
+        agent.cli("sync", "--now")
+        at_hub = [x for x in hub.get("/v1/audit", approver="nora@example.com").json()
+                  if x.get("tool") == "create_entities"]
+        assert at_hub and at_hub[0]["request_id"] == waiting["id"] and at_hub[0]["user"] == "agent:builder", at_hub
+        # The entitlements view says who approved what.
+        builder = next(i for i in hub.get("/v1/entitlements").json() if i["user"] == "agent:builder")
+        used = next(t for t in builder["tools"] if t["tool"] == "create_entities")
+        assert used["approved_by"] == {"nora@example.com": 1}, used
         answered = wait_for(lambda: [x for x in nora.audit() if x.get("rule") == "approval-answered"], timeout=20,
                             what="nora's own record of her answer")
         assert "answered allow" in answered[0]["reason"] and "agent:builder" in answered[0]["reason"]

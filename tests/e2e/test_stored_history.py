@@ -22,10 +22,11 @@ pytestmark = pytest.mark.anyio
 
 RECORD_COLUMNS = ["id", "time", "kind", "user", "device", "client", "client_name", "client_version", "session",
                   "server", "tool", "method", "arguments", "decision", "rule", "reason", "approval", "policy_version",
-                  "class", "label", "grant_id", "grant_length", "trace_id", "user_verified", "os_user", "owner"]
+                  "class", "label", "grant_id", "grant_length", "trace_id", "user_verified", "os_user", "owner",
+                  "approver", "request_id"]
 # The first 20 are always hashed; the groups added later (ending at these places) only up to
 # the last group a record sets (crates/audit/src/chain.rs ADDED_GROUPS).
-ALWAYS_HASHED, ADDED_GROUPS = 20, [22, 23, 26]
+ALWAYS_HASHED, ADDED_GROUPS = 20, [22, 23, 26, 28]
 
 
 def chained(fields: list) -> list:

@@ -49,7 +49,7 @@ fn digest(domain: &[u8], link: &str, fields: &[Option<&str>]) -> String {
 
 /// The journal's record columns, in the chain's order; `prev_hash` and `hash` follow them.
 /// [`RecordText::columns`] gives the values in this order.
-pub const RECORD_COLUMNS: [&str; 26] = [
+pub const RECORD_COLUMNS: [&str; 28] = [
     "id",
     "time",
     "kind",
@@ -76,6 +76,8 @@ pub const RECORD_COLUMNS: [&str; 26] = [
     "user_verified",
     "os_user",
     "owner",
+    "approver",
+    "request_id",
 ];
 
 /// How many of [`RECORD_COLUMNS`] every chained record's hash covers; the rest only as
@@ -84,9 +86,9 @@ const ALWAYS_HASHED: usize = 20;
 
 /// Where each group of columns added after the chain began ends in [`RECORD_COLUMNS`], in
 /// the order they were added: the grant (`grant_id`, `grant_length`), then `trace_id`,
-/// then the identity (`user_verified`, `os_user`, `owner`). A column added later gets a
-/// group of its own at the end.
-const ADDED_GROUPS: [usize; 3] = [22, 23, 26];
+/// then the identity (`user_verified`, `os_user`, `owner`), then who answered
+/// (`approver`, `request_id`). A column added later gets a group of its own at the end.
+const ADDED_GROUPS: [usize; 4] = [22, 23, 26, 28];
 const _: () = assert!(ADDED_GROUPS[ADDED_GROUPS.len() - 1] == RECORD_COLUMNS.len());
 
 /// A record's columns as the journal stores them (text; `arguments` as JSON text).
@@ -121,6 +123,11 @@ pub struct RecordText<'a> {
     pub os_user: Option<&'a str>,
     /// An agent's accountable owner (an email).
     pub owner: Option<&'a str>,
+    /// Who answered a call that asked: `self`, or the verified identity who answered a
+    /// routed approval.
+    pub approver: Option<&'a str>,
+    /// The hub's id of the routed approval request.
+    pub request_id: Option<&'a str>,
 }
 
 impl<'a> RecordText<'a> {
@@ -153,6 +160,8 @@ impl<'a> RecordText<'a> {
             self.user_verified,
             self.os_user,
             self.owner,
+            self.approver,
+            self.request_id,
         ]
     }
 
@@ -274,6 +283,8 @@ mod tests {
             user_verified: Some("user_verified"),
             os_user: Some("os_user"),
             owner: Some("owner"),
+            approver: Some("approver"),
+            request_id: Some("request_id"),
         };
         assert_eq!(text.columns(), RECORD_COLUMNS.map(Some));
         assert_eq!(text.chain_fields().len(), RECORD_COLUMNS.len(), "a grant, a trace and an identity are hashed");
@@ -284,6 +295,8 @@ mod tests {
             user_verified: None,
             os_user: None,
             owner: None,
+            approver: None,
+            request_id: None,
             ..text
         };
         assert_eq!(
@@ -292,7 +305,15 @@ mod tests {
             "no grant, no grant columns"
         );
         assert_ne!(text.chain_fields().hash(GENESIS), without.chain_fields().hash(GENESIS));
-        let grant_only = RecordText { trace_id: None, user_verified: None, os_user: None, owner: None, ..text };
+        let grant_only = RecordText {
+            trace_id: None,
+            user_verified: None,
+            os_user: None,
+            owner: None,
+            approver: None,
+            request_id: None,
+            ..text
+        };
         assert_eq!(grant_only.chain_fields().len(), 22, "a grant without a trace hashes as before trace_id");
         let length_only = RecordText { grant_id: None, ..grant_only };
         assert_eq!(length_only.chain_fields().len(), 22, "any grant column set is hashed");
@@ -328,6 +349,8 @@ mod tests {
             user_verified: None,
             os_user: None,
             owner: None,
+            approver: None,
+            request_id: None,
         };
         assert_eq!(base.chain_fields().len(), ALWAYS_HASHED, "no trace, no grant: as before either was added");
         let traced = RecordText { trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"), ..base };
@@ -371,6 +394,8 @@ mod tests {
             user_verified: None,
             os_user: None,
             owner: None,
+            approver: None,
+            request_id: None,
         }
     }
 
@@ -388,7 +413,7 @@ mod tests {
             ..base
         };
         let fields = agent.chain_fields();
-        assert_eq!(fields.len(), RECORD_COLUMNS.len(), "the identity group ends the columns");
+        assert_eq!(fields.len(), 26, "the identity group, nothing after it while nothing later is set");
         assert_eq!(
             fields[ALWAYS_HASHED..],
             [None, None, None, Some("true"), Some("ana"), Some("ana@example.com")],
@@ -398,7 +423,7 @@ mod tests {
 
         // Any one of the three brings in the whole group, NULLs included.
         let os_only = RecordText { os_user: Some("ana"), ..base };
-        assert_eq!(os_only.chain_fields().len(), RECORD_COLUMNS.len(), "os_user alone covers the whole group");
+        assert_eq!(os_only.chain_fields().len(), 26, "os_user alone covers the whole group");
         assert_eq!(os_only.chain_fields()[23..], [None, Some("ana"), None]);
         assert_ne!(os_only.chain_fields().hash(GENESIS), before);
         let owner_only = RecordText { owner: Some("ana"), ..base };
@@ -407,9 +432,17 @@ mod tests {
             os_only.chain_fields().hash(GENESIS),
             "told apart by place"
         );
+        // Who answered: its own group, after the identity's.
+        let answered = RecordText { approver: Some("nora@example.com"), request_id: Some("r1"), ..agent };
+        let fields = answered.chain_fields();
+        assert_eq!(fields.len(), RECORD_COLUMNS.len());
+        assert_eq!(fields[26..], [Some("nora@example.com"), Some("r1")]);
+        assert_ne!(fields.hash(GENESIS), agent.chain_fields().hash(GENESIS));
+        let by_self = RecordText { approver: Some("self"), ..base };
+        assert_eq!(by_self.chain_fields()[ALWAYS_HASHED..], [None, None, None, None, None, None, Some("self"), None]);
         for verified in [Some(true), Some(false)] {
             let v = RecordText { user_verified: verified_text(verified), ..base };
-            assert_eq!(v.chain_fields().len(), RECORD_COLUMNS.len(), "user_verified alone covers the whole group");
+            assert_eq!(v.chain_fields().len(), 26, "user_verified alone covers the whole group");
             assert_ne!(v.chain_fields().hash(GENESIS), before);
         }
         let yes = RecordText { user_verified: verified_text(Some(true)), ..os_only };
@@ -422,7 +455,7 @@ mod tests {
         let traced = RecordText { trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"), ..base };
         assert_eq!(traced.chain_fields().len(), 23);
         let traced_identity = RecordText { os_user: Some("ana"), ..traced };
-        assert_eq!(traced_identity.chain_fields().len(), RECORD_COLUMNS.len());
+        assert_eq!(traced_identity.chain_fields().len(), 26);
         assert_ne!(traced_identity.chain_fields().hash(GENESIS), traced.chain_fields().hash(GENESIS));
         // An OS account that reads like a trace id is still told apart from one.
         let as_trace = RecordText { os_user: Some("4bf92f3577b34da6a3ce929d0e0e4736"), ..base };

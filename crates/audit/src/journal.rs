@@ -439,7 +439,7 @@ pub struct JournalReader {
 
 /// The fields of an exported record, in order (`countersign audit export`; the hub's
 /// `GET /v1/audit` answers with the same names).
-pub const EXPORT_FIELDS: [&str; 31] = [
+pub const EXPORT_FIELDS: [&str; 33] = [
     "id",
     "time",
     "kind",
@@ -471,6 +471,8 @@ pub const EXPORT_FIELDS: [&str; 31] = [
     "user_verified",
     "os_user",
     "owner",
+    "approver",
+    "request_id",
 ];
 
 impl JournalReader {

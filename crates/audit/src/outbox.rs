@@ -163,6 +163,8 @@ impl Outbox {
                     user_verified: r.get("user_verified")?,
                     os_user: r.get("os_user")?,
                     owner: r.get("owner")?,
+                    approver: r.get("approver")?,
+                    request_id: r.get("request_id")?,
                     prev_hash: r.get("prev_hash")?,
                     hash: r.get("hash")?,
                 })

@@ -156,6 +156,13 @@ pub struct Record {
     /// An agent's accountable owner (an email); set only for agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Who answered a call that asked: `self` (the person at this computer) or the
+    /// verified identity who answered a routed approval at the hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    /// The hub's id of the routed approval request that answered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl Record {
@@ -187,6 +194,8 @@ impl Record {
             user_verified: None,
             os_user: None,
             owner: None,
+            approver: None,
+            request_id: None,
         }
     }
 }

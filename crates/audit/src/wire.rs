@@ -56,6 +56,13 @@ pub struct WireRecord {
     /// An agent's accountable owner (an email).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Who answered a call that asked (`self` or a verified identity); absent when unset
+    /// and from devices older than this field (as is the next).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    /// The hub's id of the routed approval request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub prev_hash: Option<String>,
     pub hash: Option<String>,
 }
@@ -90,6 +97,8 @@ impl WireRecord {
             user_verified: self.user_verified.as_deref(),
             os_user: self.os_user.as_deref(),
             owner: self.owner.as_deref(),
+            approver: self.approver.as_deref(),
+            request_id: self.request_id.as_deref(),
         }
     }
 

@@ -218,6 +218,8 @@ fn write_op(
                 user_verified: crate::chain::verified_text(r.user_verified),
                 os_user: r.os_user.as_deref(),
                 owner: r.owner.as_deref(),
+                approver: r.approver.as_deref(),
+                request_id: r.request_id.as_deref(),
             };
             let stored = text.columns().map(storable);
             let fields = crate::chain::ChainFields::of_columns(stored.each_ref().map(|t| t.as_deref()));

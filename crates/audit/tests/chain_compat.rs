@@ -205,6 +205,8 @@ async fn the_writers_hash_is_the_hubs_recomputation_with_every_field_set() {
     rec.user_verified = Some(false);
     rec.os_user = Some("ana".into());
     rec.owner = Some("bo@example.com".into());
+    rec.approver = Some("nora@example.com".into());
+    rec.request_id = Some("01a2352ffc4376649a894474ff5e4c7a".into());
     let id = rec.id;
     journal.commit(rec).await.unwrap();
     journal

@@ -22,6 +22,9 @@ pub struct ToolUse {
     pub allowed: i64,
     pub refused: i64,
     pub last_used: String,
+    /// Who approved its calls that asked (`self`, or the verified identities who
+    /// answered routed approvals), with how many each.
+    pub approved_by: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -75,6 +78,14 @@ pub async fn entitlements(db: &Db, now: &str) -> Result<Vec<Identity>, DbError> 
     )
     .fetch_all(&db.pool)
     .await?;
+    type ApprovalRow = (String, Option<String>, Option<String>, String, i64);
+    let approvals: Vec<ApprovalRow> = sqlx::query_as(
+        "SELECT user_name, server, tool, approver, COUNT(*) FROM records \
+         WHERE kind = 'call' AND approval = 'approved' AND approver IS NOT NULL \
+         GROUP BY user_name, server, tool, approver",
+    )
+    .fetch_all(&db.pool)
+    .await?;
     let seen: Vec<(String, String, Option<String>)> =
         sqlx::query_as("SELECT DISTINCT user_name, device_id, client FROM records ORDER BY user_name")
             .fetch_all(&db.pool)
@@ -119,7 +130,16 @@ pub async fn entitlements(db: &Db, now: &str) -> Result<Vec<Identity>, DbError> 
                 allowed,
                 refused: calls - allowed,
                 last_used,
+                approved_by: BTreeMap::new(),
             });
+        }
+    }
+    for (user, server, tool, approver, count) in approvals {
+        let (server, tool) = (server.unwrap_or_default(), tool.unwrap_or_default());
+        if let Some(t) =
+            out.get_mut(&user).and_then(|i| i.tools.iter_mut().find(|t| t.server == server && t.tool == tool))
+        {
+            t.approved_by.insert(approver, count);
         }
     }
     for (user, server, tool, issued, grant_id, grant_length, legacy_reason) in grants {
@@ -152,7 +172,7 @@ pub async fn entitlements(db: &Db, now: &str) -> Result<Vec<Identity>, DbError> 
 /// every cell inert in a spreadsheet ([`crate::csv_export`]).
 pub fn to_csv(ids: &[Identity]) -> Result<String, csv::Error> {
     let mut w = crate::csv_export::Csv::new();
-    w.row(["user", "server", "tool", "calls", "allowed", "refused", "last_used", "active_grants"])?;
+    w.row(["user", "server", "tool", "calls", "allowed", "refused", "last_used", "active_grants", "approved_by"])?;
     for i in ids {
         for t in &i.tools {
             let grants: Vec<String> = i
@@ -170,6 +190,7 @@ pub fn to_csv(ids: &[Identity]) -> Result<String, csv::Error> {
                 &t.refused.to_string(),
                 &t.last_used,
                 &grants.join("; "),
+                &t.approved_by.iter().map(|(who, n)| format!("{who} ({n})")).collect::<Vec<_>>().join("; "),
             ])?;
         }
     }
@@ -210,6 +231,8 @@ mod tests {
             user_verified: None,
             os_user: None,
             owner: None,
+            approver: None,
+            request_id: None,
             prev_hash: Some(prev.into()),
             hash: None,
         };
@@ -311,11 +334,15 @@ mod tests {
                 allowed: 1,
                 refused: 0,
                 last_used: "=HYPERLINK(\"http://evil.example\")".into(),
+                approved_by: BTreeMap::from([("=cmd|' /C calc'!A0".to_string(), 1)]),
             }],
             grants: vec![],
         }];
         let text = to_csv(&ids).unwrap();
         let row = text.lines().nth(1).unwrap();
-        assert_eq!(row, "'@SUM(1+1),'+srv,'-rm,1,1,0,\"'=HYPERLINK(\"\"http://evil.example\"\")\",");
+        assert_eq!(
+            row,
+            "'@SUM(1+1),'+srv,'-rm,1,1,0,\"'=HYPERLINK(\"\"http://evil.example\"\")\",,'=cmd|' /C calc'!A0 (1)"
+        );
     }
 }

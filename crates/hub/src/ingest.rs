@@ -209,9 +209,9 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
             "INSERT INTO records (id, device_id, seq, time, kind, user_name, device, client, client_name, \
              client_version, session, server, tool, method, arguments, decision, rule, reason, approval, \
              policy_version, class, label, prev_hash, hash, received_at, claimed_user, claimed_device, grant_id, \
-             grant_length, grant_columns, trace_id, user_verified, os_user, owner) VALUES ($1, $2, $3, $4, $5, $6, \
-             $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, \
-             $28, $29, $30, $31, $32, $33, $34) ON CONFLICT (id) DO NOTHING",
+             grant_length, grant_columns, trace_id, user_verified, os_user, owner, approver, request_id) VALUES ($1, \
+             $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
+             $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&r.id)
         .bind(device)
@@ -247,6 +247,8 @@ pub async fn ingest(db: &Db, key: Option<&SigningKey>, device: &str, batch: &Bat
         .bind(&r.user_verified)
         .bind(&r.os_user)
         .bind(&r.owner)
+        .bind(&r.approver)
+        .bind(&r.request_id)
         .execute(&mut *tx)
         .await?
         .rows_affected()

@@ -40,6 +40,8 @@ fn record(seq: i64, prev: &str, tool: &str) -> WireRecord {
         user_verified: None,
         os_user: None,
         owner: None,
+        approver: None,
+        request_id: None,
         prev_hash: Some(prev.into()),
         hash: None,
     };

@@ -23,7 +23,7 @@ pub fn document() -> Value {
             "created_at": { "type": "string", "format": "date-time" }, "created_by": { "type": "string" },
             "expires_at": { "type": ["string", "null"], "format": "date-time" }, "revoked_at": { "type": ["string", "null"], "format": "date-time" } } });
     let too_large = error_response("The body is larger than this route's limit after decompression (nothing was read before the credential was checked)");
-    let filters: Vec<Value> = ["user", "device", "client", "server", "tool", "decision", "trace_id", "owner"]
+    let filters: Vec<Value> = ["user", "device", "client", "server", "tool", "decision", "trace_id", "owner", "approver"]
         .iter()
         .map(|f| json!({ "name": f, "in": "query", "required": false, "schema": { "type": "string" },
                          "description": format!("Only records whose {f} is exactly this") }))
@@ -56,6 +56,8 @@ pub fn document() -> Value {
             "user_verified": { "type": ["string", "null"], "enum": ["true", "false", null], "description": "As stored: whether `user` is a verified identity (the email the person signed in with, or `agent:NAME` for an enterprise agent) rather than the OS account; absent when unset" },
             "os_user": { "type": ["string", "null"], "description": "The OS account running the gateway; absent when unset" },
             "owner": { "type": ["string", "null"], "description": "An agent's accountable owner (an email); set only for agents" },
+            "approver": { "type": ["string", "null"], "description": "Who answered a call that asked: `self`, or the verified identity who answered a routed approval; absent when none" },
+            "request_id": { "type": ["string", "null"], "description": "The routed approval request that answered it; absent when none" },
             "prev_hash": { "type": ["string", "null"] }, "hash": { "type": ["string", "null"] }
         }
     });
@@ -64,7 +66,9 @@ pub fn document() -> Value {
         "properties": {
             "user_verified": { "type": ["boolean", "null"], "description": "As the device recorded it: whether the record's user was a verified identity (the email the person signed in with, or `agent:NAME` for an enterprise agent) rather than the OS account; null for records from devices older than the field" },
             "os_user": { "type": ["string", "null"], "description": "The OS account running the gateway" },
-            "owner": { "type": ["string", "null"], "description": "An agent's accountable owner (an email); set only for agents" }
+            "owner": { "type": ["string", "null"], "description": "An agent's accountable owner (an email); set only for agents" },
+            "approver": { "type": ["string", "null"], "description": "Who answered: `self`, or the verified identity who answered a routed approval" },
+            "request_id": { "type": ["string", "null"], "description": "The routed approval request that answered it" }
         }
     });
     let mut doc = json!({

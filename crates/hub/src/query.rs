@@ -23,6 +23,8 @@ pub struct AuditQuery {
     pub user_verified: Option<bool>,
     /// An agent's accountable owner (an email).
     pub owner: Option<String>,
+    /// Who answered: `self`, or the verified identity who answered a routed approval.
+    pub approver: Option<String>,
     /// RFC 3339; records at or after.
     pub from: Option<String>,
     /// RFC 3339; records before.
@@ -50,6 +52,7 @@ pub async fn records(db: &Db, q: &AuditQuery) -> Result<Vec<Map<String, Value>>,
         ("trace_id", &q.trace_id),
         ("user_verified", &countersign_audit::chain::verified_text(q.user_verified).map(str::to_string)),
         ("owner", &q.owner),
+        ("approver", &q.approver),
     ] {
         if let Some(v) = value {
             binds.push(v.clone());

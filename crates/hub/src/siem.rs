@@ -126,6 +126,8 @@ fn fields(r: &WireRecord) -> Vec<(&'static str, Value)> {
         ("user_verified", verified.map_or(Value::Null, Value::Bool)),
         ("os_user", s(&r.os_user)),
         ("owner", s(&r.owner)),
+        ("approver", s(&r.approver)),
+        ("request_id", s(&r.request_id)),
         ("hash", s(&r.hash)),
     ]
 }
@@ -236,6 +238,8 @@ mod tests {
             user_verified: None,
             os_user: None,
             owner: None,
+            approver: None,
+            request_id: None,
             prev_hash: None,
             hash: None,
         }

@@ -351,7 +351,10 @@ impl Session {
             }
             Waited::Answered(answer @ (Answer::Approved { .. } | Answer::Routed { approved: true, .. })) => {
                 call.record.approval = Some(Approval::Approved);
+                call.record.approver = Some("self".into());
                 if let Answer::Routed { by, request, .. } = &answer {
+                    call.record.approver = Some(by.clone());
+                    call.record.request_id = Some(request.clone());
                     call.record.reason = Some(format!(
                         "{} (approved by {by} through the hub, request {request})",
                         call.record.reason.clone().unwrap_or_default()
@@ -404,6 +407,7 @@ impl Session {
             }
             Waited::Answered(Answer::Denied) => {
                 call.record.approval = Some(Approval::Denied);
+                call.record.approver = Some("self".into());
                 let text = match &prompt.route {
                     Some(to) => format!(
                         "Countersign withdrew its request to {} for `{qualified}` (denied on this computer); it was not run.",
@@ -415,6 +419,8 @@ impl Session {
             }
             Waited::Answered(Answer::Routed { by, request, .. }) => {
                 call.record.approval = Some(Approval::Denied);
+                call.record.approver = Some(by.clone());
+                call.record.request_id = Some(request.clone());
                 call.record.reason = Some(format!(
                     "{} (denied by {by} through the hub, request {request})",
                     call.record.reason.clone().unwrap_or_default()
