@@ -68,7 +68,16 @@ pub async fn import_secrets<R: Runtime>(app: AppHandle<R>) -> CmdResult<usize> {
 
 #[tauri::command]
 pub fn pending(state: State<'_, AppState>) -> Vec<PendingPrompt> {
-    state.approver.pending_full()
+    let mut all = state.approver.pending_full();
+    // Calls whose approval policy routed to someone else wait at the hub: shown as
+    // waiting for them, with no nonce (they can only be withdrawn here).
+    if let Some(gateway) = state.gateway() {
+        all.extend(gateway.pending().into_iter().filter(|p| p.route.is_some()).map(|prompt| {
+            let (summary, truncated) = crate::approvals::summarize(&prompt.arguments, 120);
+            PendingPrompt { prompt, nonce: String::new(), summary, truncated }
+        }));
+    }
+    all
 }
 
 #[tauri::command]

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  approverText,
   badge,
   countdown,
   credentialText,
@@ -171,5 +172,13 @@ describe("errorText", () => {
     expect(errorText("invalid args `nonce` for command `answer`")).toBe("invalid args `nonce` for command `answer`");
     expect(errorText(new Error("boom"))).toBe("boom");
     expect(errorText({ kind: "failed" })).not.toContain("[object");
+  });
+});
+
+describe("approverText", () => {
+  it("names who a routed approval waits for, hidden characters shown", () => {
+    expect(approverText({ kind: "owner" })).toBe("the agent's owner");
+    expect(approverText({ kind: "group", name: "it-approvers" })).toBe("a member of group it-approvers");
+    expect(approverText({ kind: "person", name: "eve@example.com\u202e" })).toBe("eve@example.com\\u{202e}");
   });
 });

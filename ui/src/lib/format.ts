@@ -1,4 +1,5 @@
 // Presentation only: how values read on screen. No decisions are made here.
+import type { Approver } from "./bindings/Approver";
 import type { HubEnrollment } from "./bindings/HubEnrollment";
 
 /** "42s left", "2m 5s left", "expired". */
@@ -161,6 +162,22 @@ export function who(p: { client: string; client_name: string | null }): string {
 /** What approving does when identical calls wait on one prompt. */
 export function waitingText(waiting: number): string {
   return waiting > 1 ? `${waiting} identical calls wait: Allow once runs one of them` : "";
+}
+
+/** Who a routed approval waits for, as a person reads it. */
+export function approverText(a: Approver): string {
+  switch (a.kind) {
+    case "self":
+      return "you";
+    case "owner":
+      return "the agent's owner";
+    case "manager":
+      return "your manager";
+    case "person":
+      return visible(a.name);
+    case "group":
+      return `a member of group ${visible(a.name)}`;
+  }
 }
 
 /** "Not enrolled", or the hub and this device's id there. */
