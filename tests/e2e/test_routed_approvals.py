@@ -231,3 +231,41 @@ async def test_a_slow_approval_reaches_the_client_as_pending_and_its_retry_runs(
     finally:
         nora.stop()
         agent.stop()
+
+
+async def test_a_call_routed_to_the_askers_manager_reaches_the_manager_the_idp_named(tmp_path, signed_in_hub):
+    """pia's policy routes her writes to her manager; the IdP provisions nora as pia's
+    manager over SCIM (Entra's enterprise extension); nora's gateway shows the request and
+    her approval runs pia's call. Before the IdP names one, the call is refused at once."""
+    from test_hub_agents_scim import provision, scim, scim_token
+
+    hub = signed_in_hub
+    routed = {"approvers": [{"rule": "class:write", "approver": "manager", "self_approval": False}]}
+    pia = gateway(tmp_path, "pia", "pia-memory.json", policy=routed)
+    nora = gateway(tmp_path, "nora", "nora-memory.json")
+    try:
+        enroll_by_code(pia, hub, "pia@example.com")
+        enroll_by_code(nora, hub, "nora@example.com")
+        token = scim_token(hub)
+        nora_id = provision(hub, token, "nora@example.com")
+        pia_id = provision(hub, token, "pia@example.com")
+        async with connect(pia, "http", "memory") as client:
+            r = await client.call_tool("create_entities", entity("no-manager-yet"))
+        assert r.is_error and "has not provisioned one" in text_of(r), text_of(r)
+        ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+        patched = scim(hub, token, "PATCH", f"/Users/{pia_id}", {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Add", "path": f"{ext}:manager", "value": nora_id}]})
+        assert patched.status_code == 200 and patched.json()[ext]["manager"] == {"value": nora_id}, patched.text
+        async with anyio.create_task_group() as tg:
+            out = await call_in_background(pia, tg, "create_entities", entity("for-the-manager"))
+            shown = await waiting_prompt(nora, "the request on the manager's gateway")
+            assert shown["asked_by"]["requester"] == "pia@example.com", shown
+            nora.cli("approve", shown["id"])
+        assert not out["r"].is_error, text_of(out["r"])
+        assert "for-the-manager" in (tmp_path / "pia-memory.json").read_text()
+        record = next(x for x in pia.audit() if "for-the-manager" in json.dumps(x.get("arguments")))
+        assert record["approver"] == "nora@example.com", record
+    finally:
+        pia.stop()
+        nora.stop()

@@ -164,6 +164,26 @@ async fn group_members(db: &Db, name: &str) -> Result<Vec<String>, ApprovalError
     Ok(emails)
 }
 
+/// `person`'s manager's email, as the IdP provisioned it (the manager named by the hub's
+/// id, the IdP's external id, user name or email; active people only).
+async fn manager_email(db: &Db, person: &str) -> Result<Option<String>, ApprovalError> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT manager FROM people WHERE email = $1 AND active = 1 AND deleted_at IS NULL")
+            .bind(person.to_lowercase())
+            .fetch_optional(&db.pool)
+            .await?;
+    let Some(manager) = row.and_then(|(m,)| m) else { return Ok(None) };
+    let found: Option<(String,)> = sqlx::query_as(
+        "SELECT email FROM people WHERE (id = $1 OR external_id = $1 OR user_name = $1 OR email = $2) \
+         AND active = 1 AND deleted_at IS NULL",
+    )
+    .bind(&manager)
+    .bind(manager.to_lowercase())
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(found.map(|(e,)| e.to_lowercase()))
+}
+
 /// Who may answer `approver` for `asker`, the asker left out when `self_approval` is off.
 async fn eligible(db: &Db, asker: &Asker, approver: &str, self_approval: bool) -> Result<Vec<String>, ApprovalError> {
     let mut who: Vec<String> = match approver {
@@ -184,9 +204,14 @@ async fn eligible(db: &Db, asker: &Asker, approver: &str, self_approval: bool) -
             who
         }
         "manager" => {
-            return Err(ApprovalError::Unroutable(
-                "policy routes this to the asker's manager, and the hub does not know managers yet".into(),
-            ))
+            let person = asker.person.as_deref().filter(|_| asker.agent.is_none()).ok_or_else(|| {
+                ApprovalError::Unroutable("policy routes this to the asker's manager, but an agent has none".into())
+            })?;
+            vec![manager_email(db, person).await?.ok_or_else(|| {
+                ApprovalError::Unroutable(format!(
+                    "policy routes this to {person}'s manager, and the IdP has not provisioned one"
+                ))
+            })?]
         }
         other => match other.strip_prefix("group:") {
             Some(g) => group_members(db, g).await?,

@@ -62,6 +62,19 @@ struct Person {
     active: bool,
     created_at: String,
     updated_at: String,
+    /// The manager as the IdP names them (`manager.value` of the enterprise extension).
+    manager: Option<String>,
+}
+
+/// SCIM's enterprise User extension, where IdPs send a person's manager.
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// `manager.value` (or a bare string) from an enterprise extension object.
+fn manager_of(extension: &Value) -> Option<String> {
+    let m = extension.get("manager")?;
+    let value = m.get("value").unwrap_or(m).as_str()?;
+    let clean: String = value.chars().filter(|c| !c.is_control()).take(256).collect();
+    (!clean.trim().is_empty()).then_some(clean)
 }
 
 impl Person {
@@ -70,14 +83,15 @@ impl Person {
             "schemas": [USER], "id": self.id, "externalId": self.external_id, "userName": self.user_name,
             "displayName": self.display_name, "active": self.active,
             "emails": [{ "value": self.email, "primary": true, "type": "work" }],
+            ENTERPRISE: { "manager": self.manager.as_ref().map(|m| json!({ "value": m })) },
             "meta": { "resourceType": "User", "created": self.created_at, "lastModified": self.updated_at,
                       "location": format!("{base}/scim/v2/Users/{}", self.id) }
         })
     }
 }
 
-type PersonRow = (String, Option<String>, String, String, Option<String>, i64, String, String);
-const PERSON_COLUMNS: &str = "id, external_id, user_name, email, display_name, active, created_at, updated_at";
+type PersonRow = (String, Option<String>, String, String, Option<String>, i64, String, String, Option<String>);
+const PERSON_COLUMNS: &str = "id, external_id, user_name, email, display_name, active, created_at, updated_at, manager";
 
 fn person_of(r: PersonRow) -> Person {
     Person {
@@ -89,6 +103,7 @@ fn person_of(r: PersonRow) -> Person {
         active: r.5 != 0,
         created_at: r.6,
         updated_at: r.7,
+        manager: r.8,
     }
 }
 
@@ -113,6 +128,7 @@ struct UserFields {
     external_id: Option<String>,
     display_name: Option<String>,
     active: bool,
+    manager: Option<String>,
 }
 
 fn user_fields(body: &Value) -> Result<UserFields, String> {
@@ -140,6 +156,7 @@ fn user_fields(body: &Value) -> Result<UserFields, String> {
         external_id: text(body.get("externalId")).map(clip),
         display_name: display_name.map(clip),
         active,
+        manager: body.get(ENTERPRISE).and_then(manager_of),
     })
 }
 
@@ -274,9 +291,10 @@ pub(crate) async fn create_user(
         active: fields.active,
         created_at: now.clone(),
         updated_at: now,
+        manager: fields.manager,
     };
     let inserted =
-        sqlx::query(&format!("INSERT INTO people ({PERSON_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+        sqlx::query(&format!("INSERT INTO people ({PERSON_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
             .bind(&person.id)
             .bind(&person.external_id)
             .bind(&person.user_name)
@@ -285,6 +303,7 @@ pub(crate) async fn create_user(
             .bind(i64::from(person.active))
             .bind(&person.created_at)
             .bind(&person.updated_at)
+            .bind(&person.manager)
             .execute(&hub.db.pool)
             .await;
     if let Err(e) = inserted {
@@ -316,8 +335,8 @@ async fn deactivated(hub: &Hub, staff: &Staff, email: &str) -> Result<(), Respon
 async fn update(hub: &Hub, staff: &Staff, before: Person, after: Person) -> Response {
     let now = countersign_audit::now_rfc3339();
     let done = sqlx::query(
-        "UPDATE people SET external_id = $1, user_name = $2, email = $3, display_name = $4, active = $5, updated_at = $6 \
-         WHERE id = $7",
+        "UPDATE people SET external_id = $1, user_name = $2, email = $3, display_name = $4, active = $5, updated_at = $6, \
+         manager = $8 WHERE id = $7",
     )
     .bind(&after.external_id)
     .bind(&after.user_name)
@@ -326,6 +345,7 @@ async fn update(hub: &Hub, staff: &Staff, before: Person, after: Person) -> Resp
     .bind(i64::from(after.active))
     .bind(&now)
     .bind(&after.id)
+    .bind(&after.manager)
     .execute(&hub.db.pool)
     .await;
     if let Err(e) = done {
@@ -385,6 +405,7 @@ pub(crate) async fn replace_user(
         email: f.email,
         display_name: f.display_name,
         active: f.active,
+        manager: f.manager,
         ..before.clone()
     };
     update(&hub, &staff, before, after).await
@@ -433,6 +454,11 @@ pub(crate) async fn patch_user(
                     Some(u) if !u.trim().is_empty() => after.user_name = u,
                     _ => return scim_error(StatusCode::BAD_REQUEST, "`userName` cannot be empty"),
                 },
+                // Entra's path, Okta's extension object.
+                p if p.eq_ignore_ascii_case(&format!("{ENTERPRISE}:manager")) => {
+                    after.manager = manager_of(&json!({ "manager": value }))
+                }
+                p if p == ENTERPRISE => after.manager = manager_of(&value),
                 // Other attributes (name parts, phone numbers…) are not kept.
                 _ => {}
             }
