@@ -14,6 +14,7 @@ use crate::approver::{Answer, AnswerError, Approver, Binding, Prompt, RoutedTo};
 use countersign_local::home::Home;
 use countersign_policy::Fallback;
 use countersign_sync::approvals_link;
+use countersign_sync::hub_sync::SyncError;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -89,10 +90,21 @@ impl Approver for RoutingApprover {
                 remote.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             };
             let raised = approvals_link::raise(&home, &Self::request_body(&prompt, &to, wait_secs)).await;
+            let eligible = match &raised {
+                Ok(state) if state.id == id => state.eligible.clone(),
+                _ => Vec::new(),
+            };
+            let raised = raised.and_then(|s| match s.id == id {
+                true => Ok(s),
+                false => Err(SyncError::Local(format!("the hub answered for request `{}`, not `{id}`", s.id))),
+            });
             if let Err(e) = raised {
                 forget();
                 tracing::warn!(prompt = %id, "routed approval not raised: {e}");
-                if route.fallback == Fallback::Myself && person_here() {
+                // The fallback is for a hub out of reach, never for one that refused: a
+                // refusal (nobody may answer, separation of duties) stands.
+                let away = matches!(e, SyncError::Unreachable { .. } | SyncError::NotEnrolled);
+                if away && route.fallback == Fallback::Myself && person_here() {
                     let mut here = prompt;
                     here.route = None;
                     here.reason = format!("{} (asked here: the hub could not take it for {who}: {e})", here.reason);
@@ -114,6 +126,16 @@ impl Approver for RoutingApprover {
                         Ok(s) => {
                             forget();
                             let by = s.answered_by.unwrap_or_default();
+                            // Only an answer about this request, by someone the hub named
+                            // eligible when it took it, counts as an approval.
+                            if s.state == "approved" && (s.id != id || !eligible.contains(&by)) {
+                                let _ = approvals_link::withdraw(&home, &id).await;
+                                return Answer::Refused(format!(
+                                    "the hub's answer does not hold (request `{}`, answered by `{by}`, eligible: {})",
+                                    s.id,
+                                    eligible.join(", ")
+                                ));
+                            }
                             return match s.state.as_str() {
                                 "approved" => Answer::Routed { approved: true, by, request: id },
                                 "denied" => Answer::Routed { approved: false, by, request: id },

@@ -239,6 +239,36 @@ async fn eligible(db: &Db, asker: &Asker, approver: &str, self_approval: bool) -
     Ok(active)
 }
 
+/// Whether the route a device asks for agrees with the published policy: where the signed
+/// bundle routes a call, the request must name that approver, and may not waive
+/// separation of duties the bundle keeps. (The class is the device's word: a route
+/// written by tool name holds whatever it says.)
+pub fn check_route(
+    published: Option<&countersign_policy::PolicySettings>,
+    new: &NewRequest,
+) -> Result<(), ApprovalError> {
+    let Some(bundle) = published else { return Ok(()) };
+    let layers = countersign_policy::Layers { bundle: Some((bundle.clone(), 0)), ..Default::default() };
+    let Ok(policy) = countersign_policy::Policy::from_layers(layers) else { return Ok(()) };
+    let class =
+        serde_json::from_value(Value::String(new.class.clone())).unwrap_or(countersign_policy::ToolClass::Write);
+    let route = policy.route_for(&new.server, &new.tool, class, &new.client, &new.arguments);
+    if route.rule.is_none() {
+        return Ok(());
+    }
+    let named = route.approver.text();
+    if named != new.approver || (!route.self_approval && new.self_approval) {
+        return Err(ApprovalError::Forbidden(format!(
+            "the published policy routes `{}.{}` to `{named}`{}, not `{}` as this device asks",
+            new.server,
+            new.tool,
+            if route.self_approval { "" } else { " (never the asker)" },
+            new.approver
+        )));
+    }
+    Ok(())
+}
+
 /// Raises a request (or returns the one this device raised already under that id).
 pub async fn raise(db: &Db, asker: &Asker, new: &NewRequest) -> Result<(Request, String), ApprovalError> {
     let requester = asker.name().ok_or_else(|| {
@@ -413,6 +443,13 @@ pub async fn answer(
     if crate::people::is_deactivated(db, &person).await? {
         return Err(ApprovalError::Forbidden(format!("{person} is deactivated")));
     }
+    // A suspended agent's requests run nothing, whoever answers.
+    if let Some(name) = request.requester.strip_prefix("agent:") {
+        let agent = crate::agents::find(db, name).await.map_err(|e| ApprovalError::Bad(e.to_string()))?;
+        if let Some(why) = agent.suspended_why {
+            return Err(ApprovalError::Closed(format!("agent `{name}` is suspended: {why}")));
+        }
+    }
     if !request.eligible.contains(&person) {
         return Err(ApprovalError::Forbidden(format!(
             "{person} is not an approver of request `{id}` (policy names `{}`)",
@@ -465,4 +502,44 @@ pub async fn withdraw(db: &Db, id: &str, device: &str) -> Result<bool, ApprovalE
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(tool: &str, approver: &str, self_approval: bool) -> NewRequest {
+        NewRequest {
+            id: "r1".into(),
+            client: "cursor".into(),
+            server: "github".into(),
+            tool: tool.into(),
+            class: "write".into(),
+            arguments: serde_json::json!({}),
+            args_hash: "h".into(),
+            rule: None,
+            reason: "r".into(),
+            policy_version: "v".into(),
+            approver: approver.into(),
+            self_approval,
+            wait_secs: 60,
+        }
+    }
+
+    #[test]
+    fn a_device_cannot_reroute_what_the_published_policy_routes() {
+        let bundle: countersign_policy::PolicySettings = toml::from_str(
+            "[[approvers]]\nrule = \"mcp__github__*\"\napprover = \"group:it\"\nself_approval = false\n",
+        )
+        .unwrap();
+        let b = Some(&bundle);
+        assert!(check_route(b, &request("create_issue", "group:it", false)).is_ok());
+        let err = check_route(b, &request("create_issue", "pia@example.com", true)).unwrap_err();
+        assert!(err.to_string().contains("routes `github.create_issue` to `group:it`"), "{err}");
+        assert!(check_route(b, &request("create_issue", "group:it", true)).is_err(), "separation kept");
+        // What the bundle does not route is the device's own business; nothing published, too.
+        let elsewhere = NewRequest { server: "fs".into(), ..request("write_file", "pia@example.com", true) };
+        assert!(check_route(b, &elsewhere).is_ok());
+        assert!(check_route(None, &request("create_issue", "pia@example.com", true)).is_ok());
+    }
 }

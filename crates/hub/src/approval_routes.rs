@@ -62,6 +62,14 @@ pub(crate) async fn raise(State(hub): Shared, headers: HeaderMap, body: axum::bo
         Ok(n) => n,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an approval request: {e}")),
     };
+    let published = match published_policy(&hub).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Err(e) = requests::check_route(published.as_ref(), &new) {
+        let _ = log(&hub, &asker, "approval-unroutable", format!("{}.{}: {e}", new.server, new.tool)).await;
+        return refused(e);
+    }
     match requests::raise(&hub.db, &asker, &new).await {
         Ok((request, _nonce)) => {
             let detail = format!(
@@ -86,6 +94,24 @@ pub(crate) async fn raise(State(hub): Shared, headers: HeaderMap, body: axum::bo
             let _ = log(&hub, &asker, "approval-unroutable", format!("{}.{}: {why}", new.server, new.tool)).await;
             refused(e)
         }
+    }
+}
+
+/// The newest signed bundle's policy, as laptops apply it (none without a signing key or
+/// a published bundle).
+async fn published_policy(hub: &Hub) -> Result<Option<countersign_policy::PolicySettings>, Response> {
+    let Some(key) = &hub.signing_key else { return Ok(None) };
+    let Some(latest) = crate::publish::latest(&hub.db).await.map_err(internal)? else { return Ok(None) };
+    let checked = countersign_policy::verify_kept_bundle(
+        latest.document.as_bytes(),
+        Some(&latest.signature),
+        Some(&key.public_base64()),
+        None,
+    );
+    match checked {
+        Ok(b) => Ok(Some(b.policy)),
+        // What this hub signed no longer checks: route nothing by it, and say so.
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("the published policy does not check: {e}"))),
     }
 }
 

@@ -30,11 +30,14 @@ impl Deprovisioned {
 
 /// Whether the IdP deactivated `email` (a person the IdP never provisioned is not).
 pub async fn is_deactivated(db: &Db, email: &str) -> Result<bool, DbError> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT active FROM people WHERE email = $1 AND deleted_at IS NULL")
+    // A person the IdP deleted keeps their row (deleted_at) and is as gone as one it
+    // deactivated; one it provisioned again since has an active row of their own.
+    let rows: Vec<(i64, Option<String>)> = sqlx::query_as("SELECT active, deleted_at FROM people WHERE email = $1")
         .bind(email.to_lowercase())
-        .fetch_optional(&db.pool)
+        .fetch_all(&db.pool)
         .await?;
-    Ok(row.is_some_and(|(active,)| active == 0))
+    let live = rows.iter().any(|(active, deleted)| *active != 0 && deleted.is_none());
+    Ok(!rows.is_empty() && !live)
 }
 
 /// Revokes `email`'s devices and ends their sign-ins, at once (the caller suspends their

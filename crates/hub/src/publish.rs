@@ -50,6 +50,11 @@ impl SigningKey {
         Ok(SigningKey { secret: sk, public })
     }
 
+    /// The public half as laptops' managed files hold it (base64).
+    pub fn public_base64(&self) -> String {
+        self.public.to_base64()
+    }
+
     /// Signs `text` (a checkpoint statement) with this key; the signature box as text.
     pub fn sign_text(&self, text: &str, trusted_comment: &str) -> Result<String, PublishError> {
         minisign::sign(None, &self.secret, std::io::Cursor::new(text.as_bytes()), Some(trusted_comment), None)

@@ -452,6 +452,25 @@ impl Policy {
         self.decide_classified(call, &static_class)
     }
 
+    /// Who answers a call of `tool` on `server` (of class `class`, by `client`, with
+    /// `arguments`) that asks, by this policy's routes alone: what the hub checks a
+    /// device's routed request against.
+    pub fn route_for(
+        &self,
+        server: &str,
+        tool: &str,
+        class: ToolClass,
+        client: &str,
+        arguments: &serde_json::Value,
+    ) -> crate::approvers::Route {
+        let name = qualified_name(server, tool);
+        let skeleton = qualified_name(&classify::skeleton(server), &classify::skeleton(tool));
+        let names = [name, skeleton];
+        let clients = [client];
+        let subject = Subject { names: &names, class, clients: &clients, arguments, request: None };
+        crate::approvers::route(self.routes.iter(), &subject)
+    }
+
     /// Decides with the tool's class already known (the gateway caches it per tool).
     pub fn decide_classified(&self, call: &CallInput<'_>, static_class: &Classification) -> Verdict {
         let class = classify::for_call(static_class, call.arguments);
@@ -569,7 +588,10 @@ impl Policy {
             (None, Some(u)) if self.user_may_allow || u.decision >= builtin => u,
             _ => self.by_default(&verdict, &name, builtin, &class, Layer::Builtin),
         };
-        if v.decision == Decision::Ask {
+        // Who answers is settled first: a call policy routes to someone else is never let
+        // through by a grant the person here gave (they are not its approver).
+        let route = (v.decision == Decision::Ask).then(|| crate::approvers::route(self.routes.iter(), &restrictive));
+        if v.decision == Decision::Ask && route.as_ref().is_some_and(crate::approvers::Route::is_local) {
             // A similar grant for the server's writes covers only tools the catalog or
             // managed policy vouches for as writes (not an unclassified tool a server
             // added after the grant), and never one kept to once.
@@ -600,7 +622,7 @@ impl Policy {
             }
         }
         if v.decision == Decision::Ask {
-            v.route = Some(crate::approvers::route(self.routes.iter(), &restrictive));
+            v.route = route;
         }
         v
     }

@@ -577,6 +577,35 @@ proptest! {
 }
 
 #[test]
+fn a_grant_given_here_never_answers_a_call_routed_elsewhere() {
+    let p = Policy::compile(&settings(
+        "[[approvers]]\nrule = \"mcp__w__set_units(path=/prod/**)\"\napprover = \"nora@example.com\"\n",
+    ))
+    .unwrap();
+    let mut book = GrantBook::default();
+    let (s, _) = p.grant_settings();
+    let c = write_tool();
+    let req = GrantRequest {
+        id: "g".into(),
+        client_token: "cursor",
+        session: "s1",
+        server: "w",
+        tool: &c.tool,
+        arguments: &c.args,
+        length: GrantLength::Hour1,
+        condition: None,
+        similar: None,
+    };
+    book.issue(req, s, p.once_only(), ToolClass::Write, 0, 1).unwrap();
+    assert_eq!(decide(&p, &write_tool(), Some(&book)).decision, Decision::Allow, "not routed: the grant holds");
+    let mut prod = write_tool();
+    prod.args = json!({"path": "/prod/payroll"});
+    let v = decide(&p, &prod, Some(&book));
+    assert_eq!((v.decision, v.grant), (Decision::Ask, None), "routed to nora: the grant given here does not answer");
+    assert_eq!(v.route.unwrap().approver, Approver::Person("nora@example.com".into()));
+}
+
+#[test]
 fn a_call_that_asks_names_its_approver_and_others_name_none() {
     let p = Policy::from_layers(Layers {
         user: settings("[[approvers]]\nrule = \"class:write\"\napprover = \"bob@example.com\"\n"),
