@@ -78,6 +78,17 @@ impl Approver for RoutingApprover {
             return self.local.ask(prompt);
         };
         let route = to.route.clone();
+        // The approver sees the arguments as records keep them: if redaction hid any of
+        // them, they could not see what would run. Fail closed.
+        if to.arguments != prompt.arguments {
+            let who = route.who();
+            return Box::pin(async move {
+                Answer::Refused(format!(
+                    "it needs approval from {who}, and its arguments hold values Countersign keeps out of records \
+                     (credentials), which they could not see"
+                ))
+            });
+        }
         let (tx, mut cancelled) = oneshot::channel();
         self.remote().insert(prompt.id.clone(), Remote { prompt: prompt.clone(), cancel: Some(tx) });
         let (home, local, remote, person_here) =

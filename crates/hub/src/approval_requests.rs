@@ -14,6 +14,10 @@ use crate::db::{Db, DbError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Most requests one device may have pending at once (each is a prompt on someone's
+/// screen).
+pub const PENDING_PER_DEVICE: i64 = 16;
+
 /// Longest and shortest a request may wait.
 pub const MAX_WAIT_SECS: u64 = 24 * 3600;
 pub const MIN_WAIT_SECS: u64 = 10;
@@ -90,6 +94,9 @@ pub enum ApprovalError {
     /// Answered, withdrawn or past its deadline (410).
     #[error("{0}")]
     Closed(String),
+    /// Too many requests of one device wait already (429).
+    #[error("{0}")]
+    TooMany(String),
     #[error("no approval request `{0}`")]
     NotFound(String),
     #[error("{0}")]
@@ -162,6 +169,18 @@ async fn group_members(db: &Db, name: &str) -> Result<Vec<String>, ApprovalError
         }
     }
     Ok(emails)
+}
+
+/// Whether `person` is in one of the `group:NAME` entries of `approvers`.
+async fn group_approver(db: &Db, approvers: &[String], person: &str) -> Result<bool, ApprovalError> {
+    for a in approvers {
+        if let Some(g) = a.strip_prefix("group:") {
+            if group_members(db, g).await?.iter().any(|m| m == person) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// `person`'s manager's email, as the IdP provisioned it (the manager named by the hub's
@@ -288,6 +307,19 @@ pub async fn raise(db: &Db, asker: &Asker, new: &NewRequest) -> Result<(Request,
         }
         return Ok(existing);
     }
+    let pending: (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM approval_requests WHERE device_id = $1 AND state = 'pending' AND deadline_ms > $2",
+    )
+    .bind(&asker.device_id)
+    .bind(now_ms() as i64)
+    .fetch_one(&db.pool)
+    .await?;
+    if pending.0 >= PENDING_PER_DEVICE {
+        return Err(ApprovalError::TooMany(format!(
+            "this device has {} approval requests waiting already; answer or withdraw some first",
+            pending.0
+        )));
+    }
     let eligible = eligible(db, asker, &new.approver, new.self_approval).await?;
     let nonce = hex::encode(rand::random::<[u8; 16]>());
     let wait = new.wait_secs.clamp(MIN_WAIT_SECS, MAX_WAIT_SECS);
@@ -402,10 +434,16 @@ pub async fn find(db: &Db, id: &str) -> Result<Option<(Request, String)>, Approv
 /// What waits for `person` now, with each request's nonce, oldest first.
 pub async fn waiting_for(db: &Db, person: &str) -> Result<Vec<(Request, String)>, ApprovalError> {
     let person = person.to_lowercase();
+    // Only rows naming the person (their quoted email in the JSON list) are read; the
+    // exact check follows.
+    let quoted = serde_json::to_string(&person).unwrap_or_default();
+    let pattern = format!("%{}%", quoted.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM approval_requests WHERE state = 'pending' AND deadline_ms > $1 ORDER BY created_at, id"
+        "SELECT {COLUMNS} FROM approval_requests WHERE state = 'pending' AND deadline_ms > $1 \
+         AND eligible LIKE $2 ESCAPE '\\' ORDER BY created_at, id"
     ))
     .bind(now_ms() as i64)
+    .bind(pattern)
     .fetch_all(&db.pool)
     .await?;
     Ok(rows
@@ -450,7 +488,22 @@ pub async fn answer(
             return Err(ApprovalError::Closed(format!("agent `{name}` is suspended: {why}")));
         }
     }
-    if !request.eligible.contains(&person) {
+    // Eligibility is the one the request was raised under, less whoever left since: a
+    // group member removed, an agent's owner transferred away.
+    let still = match request.approver.as_str() {
+        a if a.starts_with("group:") => group_members(db, &a["group:".len()..]).await?.contains(&person),
+        "owner" => match request.requester.strip_prefix("agent:") {
+            Some(name) => {
+                let agent = crate::agents::find(db, name).await.map_err(|e| ApprovalError::Bad(e.to_string()))?;
+                agent.owner.eq_ignore_ascii_case(&person)
+                    || agent.approvers.iter().any(|a| a.eq_ignore_ascii_case(&person))
+                    || group_approver(db, &agent.approvers, &person).await?
+            }
+            None => false,
+        },
+        _ => true,
+    };
+    if !request.eligible.contains(&person) || !still {
         return Err(ApprovalError::Forbidden(format!(
             "{person} is not an approver of request `{id}` (policy names `{}`)",
             request.approver

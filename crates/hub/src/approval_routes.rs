@@ -30,6 +30,7 @@ fn refused(e: ApprovalError) -> Response {
         ApprovalError::Unroutable(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ApprovalError::Mismatch(_) => StatusCode::CONFLICT,
         ApprovalError::Closed(_) => StatusCode::GONE,
+        ApprovalError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
         ApprovalError::NotFound(_) => StatusCode::NOT_FOUND,
         ApprovalError::Bad(_) => StatusCode::BAD_REQUEST,
         ApprovalError::Db(e) => return internal(e),

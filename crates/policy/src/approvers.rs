@@ -174,6 +174,15 @@ pub fn compile(layer: Layer, entries: &[ApproverRule]) -> Result<LayerRoutes, (u
     for (i, e) in entries.iter().enumerate() {
         crate::rule::Rule::parse(&e.rule).map_err(|err| (i, err))?;
         let approver = Approver::parse(&e.approver).map_err(|err| (i, err))?;
+        if !e.self_approval && e.fallback == Fallback::Myself {
+            return Err((
+                i,
+                RuleError::BadApprover {
+                    approver: e.approver.clone(),
+                    why: "`self_approval = false` cannot fall back to `self` (the asker would answer)".into(),
+                },
+            ));
+        }
         if approver == Approver::Myself && !e.self_approval {
             return Err((
                 i,

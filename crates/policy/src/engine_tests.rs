@@ -562,12 +562,16 @@ proptest! {
             Just("a*b"), Just("[x]"), Just("SITE"),
         ], 0..7)
     ) {
-        let p = Policy::compile(&PolicySettings::default()).unwrap();
-        let approved = fs_call("write_file", json!({"path": "/home/al/site/src/a.js", "content": "x"}));
-        let book = similar_book(&p, &approved);
+        static ONCE: std::sync::OnceLock<(Policy, GrantBook)> = std::sync::OnceLock::new();
+        let (p, book) = ONCE.get_or_init(|| {
+            let p = Policy::compile(&PolicySettings::default()).unwrap();
+            let approved = fs_call("write_file", json!({"path": "/home/al/site/src/a.js", "content": "x"}));
+            let book = similar_book(&p, &approved);
+            (p, book)
+        });
         let path = format!("/home/al/site/{}", parts.join("/"));
         let c = fs_call("write_file", json!({"path": path}));
-        let v = decide(&p, &c, Some(&book));
+        let v = decide(p, &c, Some(book));
         let norm = crate::rule::normalise(&path);
         let inside = norm.strip_prefix("/home/al/site/").is_some_and(|rest| {
             !rest.is_empty() && !rest.split('/').any(|s| s == ".git")

@@ -346,7 +346,7 @@ impl Session {
         }
         let gave_up = give_up.as_ref().and_then(GiveUp::why);
         let (outcome, text) = match waited {
-            Waited::Answered(Answer::Approved { .. }) if gave_up.is_some() => {
+            Waited::Answered(Answer::Approved { .. } | Answer::Routed { approved: true, .. }) if gave_up.is_some() => {
                 return self.gone(call, gave_up.unwrap_or_default()).await;
             }
             Waited::Answered(answer @ (Answer::Approved { .. } | Answer::Routed { approved: true, .. })) => {
