@@ -114,6 +114,8 @@ fn records(device: &str, n: usize) -> Vec<WireRecord> {
                 user_verified: None,
                 os_user: None,
                 owner: None,
+                approver: None,
+                request_id: None,
                 prev_hash: Some(prev.clone()),
                 hash: None,
             };
