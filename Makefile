@@ -23,6 +23,7 @@ help:
 	@echo "make test   install what is missing, run every test"
 	@echo "make bench  run the relay benchmark"
 	@echo "make bench-prompts  prompts per 10 writes on recorded agent sessions (tests/bench_prompts)"
+	@echo "make bench-routed   a routed approval's trips through the hub (long polls beside polling)"
 	@echo "make bench-peers  Countersign beside npm and PyPI mcp-proxy (table and plot in BENCHMARKS.md)"
 	@echo "make fuzz   run every fuzz target for FUZZ_SECONDS (default 600) each"
 	@echo "make app    build and start the desktop app (Tauri)"
