@@ -27,6 +27,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anyio
+import anyio.lowlevel
 import httpx2 as httpx
 import pytest
 
@@ -305,7 +306,9 @@ async def test_answers_after_the_deadline_or_after_withdrawal_are_refused(signed
     assert withdraw(hub, pia, gone).status_code == 200
     r = answer(hub, nora, gone, items[gone]["nonce"], items[gone]["args_hash"])
     assert r.status_code == 410, r.text
-    time.sleep(max(0.0, short["deadline_ms"] / 1000 - time.time()) + 0.5)
+    # Past its deadline the hub says it expired: wait for that, not for a time.
+    wait_for(lambda: state(hub, pia, short["id"]).json()["state"] == "expired", timeout=30,
+             what="the short request to expire")
     r = answer(hub, nora, short["id"], items[short["id"]]["nonce"], items[short["id"]]["args_hash"])
     assert r.status_code == 410, r.text
     assert state(hub, pia, short["id"]).json()["state"] == "expired"
@@ -334,7 +337,8 @@ async def test_an_old_approval_does_not_run_a_new_identical_call(tmp_path, signe
             assert new["args_hash"] == old["args_hash"], "the same call"
             assert answer(hub, nora, old["id"], old["nonce"], old["args_hash"]).status_code == 410
             assert answer(hub, nora, new["id"], old["nonce"], new["args_hash"]).status_code == 409
-            await anyio.sleep(2)
+            # The refused answers left the call waiting: it is still shown, and has not run.
+            await first_prompt(agent)
             assert not ran(memory, "replayed"), "the second call ran on the first approval"
             agent.cli("deny", (await first_prompt(agent))["id"])
         assert out["r"].is_error, text_of(out["r"])
@@ -640,13 +644,9 @@ async def test_one_device_floods_any_person_with_approval_prompts(tmp_path, sign
                  for i in range(100)]
         accepted = codes.count(201)
         # What nora's gateway shows once it settles (it polls the hub's list).
-        shown, settled = -1, 0
-        with anyio.move_on_after(30):
-            while settled < 3:
-                await anyio.sleep(1)
-                now = len(nora_gw.status()["approvals"])
-                settled = settled + 1 if now == shown and now > 0 else 0
-                shown = now
+        # nora's gateway shows what waits for her once its long poll hears of it.
+        shown = await off_loop(lambda: (n := len(nora_gw.status()["approvals"])) >= accepted and n,
+                               what="nora's gateway to show the accepted requests")
         assert accepted <= 64, f"the hub took {accepted} pending requests from one device; nora sees {shown} prompts"
         assert shown <= 64, f"nora's gateway shows {shown} prompts from one device"
     finally:
@@ -679,7 +679,9 @@ async def test_one_devices_long_polls_starve_a_real_answer(signed_in_hub):
         async with anyio.create_task_group() as tg:
             for _ in range(60):
                 tg.start_soon(poll)
-            await anyio.sleep(3)
+            # Let every poll start (each task runs to its request before this one goes on).
+            for _ in range(60):
+                await anyio.lowlevel.checkpoint()
             started = time.monotonic()
             with anyio.move_on_after(20):
                 r = await client.post(f"{hub.url}/v1/approvals/{rid}/answer", headers=auth(nora),
