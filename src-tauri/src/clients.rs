@@ -108,15 +108,22 @@ pub async fn route_client<R: Runtime>(app: AppHandle<R>, client: String) -> CmdR
     };
     let policy = gateway.policy();
     let lookup = |var: &str| std::env::var(var).ok();
-    client_routing::install(gateway.home(), &config_path(&gateway)?, &env()?, &policy, &options, &lookup)
+    let outcome = client_routing::install(gateway.home(), &config_path(&gateway)?, &env()?, &policy, &options, &lookup)
         .await
-        .map_err(CommandError::failed)
+        .map_err(CommandError::failed)?;
+    // The entry the client was just given works on its first connection: the gateway takes
+    // up the servers install added now, not when its file watcher next fires (as the CLI's
+    // `clients install` asks the running gateway to).
+    gateway.reload_policy();
+    Ok(outcome)
 }
 
 #[tauri::command]
 pub async fn undo_client<R: Runtime>(app: AppHandle<R>, client: String) -> CmdResult<Vec<FileOutcome>> {
     let gateway = app.state::<AppState>().running()?;
-    client_routing::uninstall(gateway.home(), &config_path(&gateway)?, &env()?, &[kind(&client)?])
+    let outcome = client_routing::uninstall(gateway.home(), &config_path(&gateway)?, &env()?, &[kind(&client)?])
         .await
-        .map_err(CommandError::failed)
+        .map_err(CommandError::failed)?;
+    gateway.reload_policy();
+    Ok(outcome)
 }
