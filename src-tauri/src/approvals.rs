@@ -185,6 +185,7 @@ pub(crate) mod tests {
             similar: None,
             route: None,
             asked_by: None,
+            plan: None,
         }
     }
 

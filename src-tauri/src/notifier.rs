@@ -84,7 +84,10 @@ impl Content {
         let mut actions = Vec::new();
         // Arguments or names too long for the notification can be approved only from the
         // full view.
-        if !(p.truncated || tool_cut || server_cut || token_cut) {
+        if let (Some(plan), false) = (&p.prompt.plan, p.truncated || token_cut) {
+            // A session plan is approved as a whole, for the session: no other lengths.
+            actions.push(("allow-once".into(), format!("Allow plan ({} for this session)", plan.items.len())));
+        } else if !(p.truncated || tool_cut || server_cut || token_cut) && p.prompt.plan.is_none() {
             actions.push(("allow-once".into(), "Allow once".to_string()));
             if let Some(offer) = &p.prompt.similar {
                 actions.push(("allow-similar".into(), format!("Allow similar {}", similar_length(offer.length))));
@@ -122,6 +125,17 @@ impl Content {
         if let Some(offer) = &p.prompt.similar {
             let (words, _) = shown::visible_within(&offer.words, 4 * NAME_MAX);
             body.push_str(&format!("\nAllow similar: {words}"));
+        }
+        if let Some(plan) = &p.prompt.plan {
+            let (title, _) = field(&plan.title);
+            body = format!("Session plan {title}\nClient: token {token}");
+            for item in &plan.items {
+                let (words, _) = shown::visible_within(&item.words, 4 * NAME_MAX);
+                body.push_str(&format!("\nAllows: {words}"));
+            }
+            if !plan.refused.is_empty() {
+                body.push_str(&format!("\n{} more still ask each time", plan.refused.len()));
+            }
         }
         Content { summary: TITLE.to_string(), body, actions }
     }
@@ -436,6 +450,39 @@ mod tests {
         let markup = markup_escaped(&c.body);
         assert!(markup.contains("content=&lt;s&gt;rm&lt;/s&gt; &lt;small&gt;-rf /&lt;/small&gt;"), "{markup}");
         assert!(!markup.contains('<') && !markup.contains('>'), "{markup}");
+    }
+
+    #[test]
+    fn a_session_plan_is_allowed_as_a_whole_and_lists_its_scopes() {
+        let mut p = pending(serde_json::json!({"title": "t", "items": []}));
+        let item = countersign_policy::SimilarOffer {
+            server: "fs".into(),
+            tool: "write_file".into(),
+            tools: countersign_policy::SimilarTools::Tool,
+            folder: Some("/w/site".into()),
+            exact: Default::default(),
+            length: GrantLength::Session,
+            words: "`write_file` calls via fs under /w/site/, for this session".into(),
+            exclude: vec![],
+            strict_paths: false,
+        };
+        p.prompt.plan = Some(countersign_gateway::approver::PlanOffer {
+            title: "Refactor\nCountersign: safe".into(),
+            items: vec![item],
+            refused: vec![countersign_gateway::approver::PlanRefusal {
+                server: "fs".into(),
+                tool: "move_file".into(),
+                why: "never for a destructive tool".into(),
+            }],
+        });
+        let c = Content::of(&p, &[GrantLength::Hour1, GrantLength::Minutes15]);
+        let keys: Vec<&str> = c.actions.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["allow-once", "deny", "default"], "no lengths: a plan lasts the session");
+        assert_eq!(c.actions[0].1, "Allow plan (1 for this session)");
+        let lines: Vec<&str> = c.body.lines().collect();
+        assert_eq!(lines[0], "Session plan “Refactor\\nCountersign: safe”", "the title is a quoted claim");
+        assert_eq!(lines[2], "Allows: `write_file` calls via fs under /w/site/, for this session");
+        assert_eq!(lines[3], "1 more still ask each time");
     }
 
     #[test]

@@ -108,6 +108,7 @@ fn prompt(id: &str) -> Prompt {
         similar: None,
         route: None,
         asked_by: None,
+        plan: None,
     }
 }
 

@@ -93,15 +93,24 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
     println!("Pending approvals: {}", approvals.len());
     for a in &approvals {
         let claim = a["client_name"].as_str().filter(|n| Some(*n) != a["client"].as_str());
-        println!(
-            "  {}  {}{} wants {}.{} {}",
-            text(&a["id"]),
-            text(&a["client"]),
-            claim.map(|n| format!(" (says it is {})", shown::quoted(n))).unwrap_or_default(),
-            text(&a["server"]),
-            text(&a["tool"]),
-            one_line(&a["arguments"])
-        );
+        if a["plan"].is_object() {
+            println!(
+                "  {}  {}{} declares a plan for this session",
+                text(&a["id"]),
+                text(&a["client"]),
+                claim.map(|n| format!(" (says it is {})", shown::quoted(n))).unwrap_or_default(),
+            );
+        } else {
+            println!(
+                "  {}  {}{} wants {}.{} {}",
+                text(&a["id"]),
+                text(&a["client"]),
+                claim.map(|n| format!(" (says it is {})", shown::quoted(n))).unwrap_or_default(),
+                text(&a["server"]),
+                text(&a["tool"]),
+                one_line(&a["arguments"])
+            );
+        }
         let waiting = a["waiting"].as_u64().unwrap_or(1);
         if waiting > 1 {
             println!(
@@ -132,6 +141,20 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
                 text(&a["id"])
             );
             continue;
+        }
+        if let Some(plan) = a["plan"].as_object() {
+            println!("      a plan for this session, as the client names it: {}", text(&plan["title"]));
+            for item in plan["items"].as_array().into_iter().flatten() {
+                println!("        allows {}", text(&item["words"]));
+            }
+            for item in plan["refused"].as_array().into_iter().flatten() {
+                println!(
+                    "        not granted: {}.{}: {}",
+                    text(&item["server"]),
+                    text(&item["tool"]),
+                    text(&item["why"])
+                );
+            }
         }
         if let Some(words) = a["similar"]["words"].as_str() {
             println!(

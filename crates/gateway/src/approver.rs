@@ -43,6 +43,29 @@ pub struct Prompt {
     pub route: Option<RoutedTo>,
     /// A request routed here from someone else's device: who asks, from where.
     pub asked_by: Option<AskedBy>,
+    /// A session plan the client declared (`countersign/plan`), shown as this one prompt:
+    /// approving it grants each of its items for the session.
+    pub plan: Option<PlanOffer>,
+}
+
+/// A session plan as the person is shown it: the items policy accepted, each a scope in
+/// words, and those it refused, with why. Approving grants exactly `items`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct PlanOffer {
+    /// The task, as the client names it (a claim).
+    pub title: String,
+    pub items: Vec<countersign_policy::SimilarOffer>,
+    pub refused: Vec<PlanRefusal>,
+}
+
+/// An item of a plan that will still ask, or never run, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct PlanRefusal {
+    pub server: String,
+    pub tool: String,
+    pub why: String,
 }
 
 /// A prompt routed away from this computer: the route, and what the hub is told of the
@@ -249,6 +272,7 @@ impl Prompt {
             similar: None,
             route: None,
             asked_by: None,
+            plan: None,
         }
     }
 }

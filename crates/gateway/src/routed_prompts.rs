@@ -84,6 +84,7 @@ pub(crate) fn reconcile(
                 requester: request.requester.clone(),
                 device: request.device_name.clone(),
             }),
+            plan: None,
         };
         let (asked_here, approver, home, answered) =
             (asked_here.clone(), approver.clone(), home.clone(), answered.clone());

@@ -57,6 +57,7 @@ fn bench(c: &mut Criterion) {
             length: if i % 3 == 0 { GrantLength::Once } else { GrantLength::Hour1 },
             condition: None,
             similar: None,
+            plan: false,
         };
         book.issue(req, settings, policy.once_only(), ToolClass::Write, 0, 1).unwrap();
     }

@@ -232,6 +232,46 @@ impl Policy {
         crate::similar::derive(&rule, call, settings, project_of)
     }
 
+    /// Whether policy takes session plans now, or why not (`[grants.plans]`, session
+    /// grants allowed at all).
+    pub fn plans_offered(&self) -> Result<usize, String> {
+        let plans = &self.grants.plans;
+        if !plans.enabled {
+            return Err("policy takes no session plans".into());
+        }
+        if !self.grants.lengths.contains(&crate::grant::GrantLength::Session) {
+            return Err("policy allows no grants for a session".into());
+        }
+        Ok((plans.max_items as usize).min(crate::plan::MAX_PLAN_ITEMS))
+    }
+
+    /// The session scope one item of a plan would be granted, or why not: the catalog's
+    /// reading of the server (this tool and folder when it has none), within
+    /// `[grants.similar]`'s depth and exclusions and the once-only list. `class` is the
+    /// tool's (`None`: unknown, or `*`).
+    pub fn plan_item(
+        &self,
+        server: &ServerInfo,
+        item: &crate::plan::PlanItem,
+        class: Option<ToolClass>,
+        client: &str,
+    ) -> Result<SimilarOffer, String> {
+        if item.tool != "*" {
+            let name = qualified_name(&server.name, &item.tool);
+            let names = [name.clone()];
+            let clients = [client];
+            let arguments = serde_json::Value::Null;
+            let class = class.unwrap_or(ToolClass::Destructive);
+            let subject = Subject { names: &names, class, clients: &clients, arguments: &arguments, request: None };
+            if self.once_only.first_match(&subject).is_some() {
+                return Err(format!("policy keeps `{name}` to one approval at a time"));
+            }
+        }
+        let rule = Catalog::builtin().entry_for(server).and_then(|e| e.similar()).cloned();
+        let rule = rule.unwrap_or_else(SimilarRule::fallback);
+        crate::plan::item_offer(&rule, item, class, &self.grants.similar).map_err(|e| e.to_string())
+    }
+
     /// The compiled once-only list, for issuing grants.
     pub fn once_only(&self) -> &RuleList {
         &self.once_only

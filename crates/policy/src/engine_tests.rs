@@ -345,6 +345,7 @@ fn grants_turn_ask_into_allow_never_deny() {
             length: GrantLength::Once,
             condition: None,
             similar: None,
+            plan: false,
         };
         book.issue(req, s, p.once_only(), ToolClass::Write, 0, 1).unwrap();
     }
@@ -468,7 +469,7 @@ proptest! {
         let mut book = GrantBook::default();
         let approved = json!({"path": a, "n": n});
         let req = GrantRequest { id: "g".into(), client_token: "cursor", session: "s1", server: "w", tool: "set_units",
-                                 arguments: &approved, length: GrantLength::Once, condition: None, similar: None };
+                                 arguments: &approved, length: GrantLength::Once, condition: None, similar: None, plan: false };
         book.issue(req, s, p.once_only(), ToolClass::Write, 0, 1).unwrap();
         let mut c = write_tool();
         c.args = json!({"path": b, "n": m});
@@ -504,6 +505,7 @@ fn similar_book(p: &Policy, approved: &Call) -> GrantBook {
         length: offer.length,
         condition: None,
         similar: Some(&offer),
+        plan: false,
     };
     book.issue(req, s, p.once_only(), ToolClass::Write, 0, 1).unwrap();
     book
@@ -599,6 +601,7 @@ fn a_grant_given_here_never_answers_a_call_routed_elsewhere() {
         length: GrantLength::Hour1,
         condition: None,
         similar: None,
+        plan: false,
     };
     book.issue(req, s, p.once_only(), ToolClass::Write, 0, 1).unwrap();
     assert_eq!(decide(&p, &write_tool(), Some(&book)).decision, Decision::Allow, "not routed: the grant holds");

@@ -118,6 +118,9 @@ pub struct GrantRequest<'a> {
     /// The similar scope the prompt offered, when the person chose it (its length is the
     /// offer's).
     pub similar: Option<&'a SimilarOffer>,
+    /// The scope is an item of a session plan the person approved (`[grants.plans]`
+    /// allows it, not `[grants.similar]`).
+    pub plan: bool,
 }
 
 /// Limits on grants and prompts (managed policy sets them; these are the defaults).
@@ -138,6 +141,8 @@ pub struct GrantSettings {
     pub prompts_per_minute: u32,
     /// "Allow similar": whether it is offered, for how long, how wide.
     pub similar: SimilarSettings,
+    /// Session plans a client declares: whether they are offered, how many items.
+    pub plans: crate::plan::PlanSettings,
 }
 
 impl Default for GrantSettings {
@@ -156,6 +161,7 @@ impl Default for GrantSettings {
             lockout_secs: 600,
             prompts_per_minute: 10,
             similar: SimilarSettings::default(),
+            plans: crate::plan::PlanSettings::default(),
         }
     }
 }
@@ -199,9 +205,12 @@ fn check_similar(
     offer: &SimilarOffer,
     req: &GrantRequest<'_>,
     settings: &SimilarSettings,
+    plans: &crate::plan::PlanSettings,
     class: ToolClass,
 ) -> Result<(), GrantError> {
-    let why = if !settings.enabled {
+    let why = if req.plan && !plans.enabled {
+        "policy takes no session plans".to_string()
+    } else if !req.plan && !settings.enabled {
         "policy offers no similar grants".to_string()
     } else if class > ToolClass::Write {
         format!("never for a {class} tool")
@@ -243,7 +252,7 @@ impl GrantBook {
             }
         }
         if let Some(offer) = req.similar {
-            check_similar(offer, &req, &settings.similar, class)?;
+            check_similar(offer, &req, &settings.similar, &settings.plans, class)?;
         }
         let conditions = match req.condition {
             Some(cond) => {
@@ -420,7 +429,41 @@ mod tests {
             length,
             condition: None,
             similar: None,
+            plan: false,
         }
+    }
+
+    #[test]
+    fn a_plan_item_is_issued_by_the_plan_settings_not_the_similar_ones() {
+        let offer = crate::plan::item_offer(
+            &crate::similar::SimilarRule { folder: vec!["path".into()], ..Default::default() },
+            &crate::plan::PlanItem {
+                server: "fs".into(),
+                tool: "write_file".into(),
+                under: Some("/w/a/site".into()),
+                exact: Default::default(),
+            },
+            Some(ToolClass::Write),
+            &SimilarSettings::default(),
+        )
+        .unwrap();
+        let args = Value::Null;
+        let issue = |settings: &GrantSettings, plan: bool| {
+            let req = GrantRequest {
+                length: GrantLength::Session,
+                similar: Some(&offer),
+                plan,
+                ..req("p", &args, GrantLength::Session)
+            };
+            GrantBook::default().issue(req, settings, &once_only(settings), ToolClass::Write, 0, 0)
+        };
+        let no_similar =
+            GrantSettings { similar: SimilarSettings { enabled: false, ..Default::default() }, ..Default::default() };
+        assert!(issue(&no_similar, true).is_ok(), "plans stand apart from Allow similar");
+        assert!(issue(&no_similar, false).is_err());
+        let no_plans =
+            GrantSettings { plans: crate::plan::PlanSettings { enabled: false, max_items: 16 }, ..Default::default() };
+        assert_eq!(issue(&no_plans, true).unwrap_err(), GrantError::Similar("policy takes no session plans".into()));
     }
 
     fn covers(book: &GrantBook, args: &Value, session: &str, now_ms: u64) -> Option<String> {

@@ -275,6 +275,7 @@ fn tighten_grants(strong: GrantSettings, weak: &GrantSettings) -> GrantSettings 
         lockout_secs: strong.lockout_secs.max(weak.lockout_secs),
         prompts_per_minute: strong.prompts_per_minute.min(weak.prompts_per_minute),
         similar: strong.similar.tighten(&weak.similar),
+        plans: strong.plans.tighten(&weak.plans),
     }
 }
 

@@ -37,6 +37,7 @@ mod input;
 mod layer;
 mod layers;
 mod pin;
+mod plan;
 mod rule;
 mod schema;
 mod servers;
@@ -65,6 +66,9 @@ pub use layers::{
     WhenFull,
 };
 pub use pin::{collisions, suspicions, tool_fingerprint, tool_suspicions, Collision, PinSet, Review, ToolState};
+pub use plan::{
+    item_offer as plan_item_offer, ItemRefused, PlanItem, PlanRequest, PlanSettings, MAX_PLAN_ITEMS, MAX_PLAN_TITLE,
+};
 pub use rule::{glob_escape, is_path_pattern, nfc, normalise, Rule, RuleError, RuleList};
 pub use schema::json_schema;
 pub use servers::{AllowedServers, ServerMatcher, ServerRules};

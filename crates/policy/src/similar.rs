@@ -362,11 +362,11 @@ fn file_keys(rule: &SimilarRule) -> Vec<String> {
     keys
 }
 
-fn key_is_file(key: &str) -> bool {
+pub(crate) fn key_is_file(key: &str) -> bool {
     FILE_KEYS.contains(&key)
 }
 
-fn segments(path: &str) -> Vec<String> {
+pub(crate) fn segments(path: &str) -> Vec<String> {
     path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// A decision with what it was made from.
-struct Decided {
-    verdict: Verdict,
+pub(super) struct Decided {
+    pub(super) verdict: Verdict,
     class: countersign_policy::Classification,
     def: Option<countersign_policy::ToolDef>,
     /// Why the server's tools could not be listed, when they could not.
@@ -171,6 +171,7 @@ impl Session {
                         arguments: record.arguments.clone().unwrap_or(Value::Null),
                     }),
                     asked_by: None,
+                    plan: None,
                 };
                 // Registered before the wait starts, so a cancellation sent right after the
                 // call is not missed.
@@ -190,7 +191,13 @@ impl Session {
     /// The policy's decision on one call as things stand now: the tool's definition and
     /// standing, the arguments as the server will read them, the kill switch, the grants
     /// (a single-use grant it uses is spent when `spend`). `None` for an unknown server.
-    async fn decide_call(&self, server: &str, tool: &str, arguments: &Value, spend: bool) -> Option<Decided> {
+    pub(super) async fn decide_call(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: &Value,
+        spend: bool,
+    ) -> Option<Decided> {
         let shared = &self.shared;
         let servers = shared.servers();
         let config = servers.get(server)?;
@@ -618,6 +625,7 @@ impl Session {
             length,
             condition,
             similar: offer,
+            plan: false,
         };
         self.shared.grants.lock().unwrap_or_else(|p| p.into_inner()).issue(
             request,

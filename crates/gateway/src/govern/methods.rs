@@ -78,6 +78,9 @@ pub enum Operation {
     Progress,
     /// `notifications/roots/list_changed`.
     RootsListChanged,
+    /// `countersign/plan`, Countersign's own: a client declares the calls of its task for
+    /// the session, approved as one prompt (`crate::govern::plan`). Never forwarded.
+    Plan,
 }
 
 impl Operation {
@@ -135,6 +138,7 @@ const TABLE: &[Entry] = &[
     request("tasks/list", Operation::Task("tasks/list")),
     request("tasks/cancel", Operation::Task("tasks/cancel")),
     request("subscriptions/listen", Operation::Listen),
+    request("countersign/plan", Operation::Plan),
     notification("notifications/initialized", Operation::Initialized),
     notification("notifications/cancelled", Operation::Cancelled),
     notification("notifications/progress", Operation::Progress),

@@ -9,6 +9,7 @@
 //! Arguments are judged as the server will read them ([`arguments`]); calls that need a
 //! person wait in [`approvals`], and leave when their client gives up. A server's own
 //! requests to the client are decided and recorded here too ([`server_requests`]).
+//! A client's session plan is checked, asked once and granted item by item in [`plan`].
 //!
 //! Must never: forward anything the table does not name, decide anywhere else, or let a
 //! call run after its client gave up.
@@ -21,6 +22,7 @@ pub(crate) mod hold;
 pub mod methods;
 mod offer;
 pub mod permit;
+mod plan;
 pub mod server_requests;
 
 pub use call::commit_failed;

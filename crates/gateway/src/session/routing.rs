@@ -64,6 +64,7 @@ impl Session {
                 let id = env.id().map(|r| r.to_owned());
                 self.answer(reply, message::result_response(id.as_deref(), &serde_json::json!({})));
             }
+            (_, Operation::Plan) => self.clone().declare_plan(env, reply).await,
             // Decided inline; only a call that waits for a person runs on its own task.
             (_, Operation::CallTool) if self.wants_task(&env) => self.clone().call_tool_as_task(env, reply).await,
             (_, Operation::CallTool) => self.clone().call_tool(env, reply).await,
