@@ -84,12 +84,21 @@ impl Content {
         let mut actions = Vec::new();
         // Arguments or names too long for the notification can be approved only from the
         // full view.
-        if let (Some(plan), false) = (&p.prompt.plan, p.truncated || token_cut) {
-            // A session plan is approved as a whole, for the session: no other lengths.
-            actions.push(("allow-once".into(), format!("Allow plan ({} for this session)", plan.items.len())));
-        } else if !(p.truncated || tool_cut || server_cut || token_cut) && p.prompt.plan.is_none() {
+        if let Some(plan) = &p.prompt.plan {
+            // A session plan is approved as a whole, for the session: no other lengths. Its
+            // body lists every scope; one cut to fit is approved from the window only.
+            let cut = token_cut
+                || field(&plan.title).1
+                || plan.items.iter().any(|i| shown::visible_within(&i.words, 4 * NAME_MAX).1);
+            if !cut {
+                actions.push(("allow-once".into(), format!("Allow plan ({} for this session)", plan.items.len())));
+            }
+        } else if !(p.truncated || tool_cut || server_cut || token_cut) {
             actions.push(("allow-once".into(), "Allow once".to_string()));
-            if let Some(offer) = &p.prompt.similar {
+            // A request routed here is answered once, at the hub: it leaves no grant here
+            // or there, so no lengths and no similar scope are offered for it.
+            let routed = p.prompt.asked_by.is_some();
+            if let Some(offer) = p.prompt.similar.as_ref().filter(|_| !routed) {
                 actions.push(("allow-similar".into(), format!("Allow similar {}", similar_length(offer.length))));
             }
             if waiting > 1 {
@@ -100,14 +109,18 @@ impl Content {
                 (GrantLength::Minutes15, "allow-15m", "Allow for 15 minutes"),
                 (GrantLength::Hour1, "allow-1h", "Allow for 1 hour"),
             ] {
-                if lengths.contains(&length) {
+                if !routed && lengths.contains(&length) {
                     actions.push((key.into(), label.to_string()));
                 }
             }
         }
         actions.push(("deny".into(), "Deny".to_string()));
         actions.push(("default".into(), "Show full arguments".to_string()));
-        let mut body = format!("Tool: {tool} of server {server}\nClient: token {token}");
+        let mut body = match &p.prompt.asked_by {
+            // The token is a name on the asking device, not a client of this computer.
+            Some(_) => format!("Tool: {tool} of server {server}\nClient there: token {token}"),
+            None => format!("Tool: {tool} of server {server}\nClient: token {token}"),
+        };
         if let Some(claim) = claim {
             body.push_str(&format!(" (says it is {claim})"));
         }
@@ -453,8 +466,24 @@ mod tests {
     }
 
     #[test]
+    fn a_request_routed_here_is_answered_once_only() {
+        let mut p = pending(serde_json::json!({"path": "/w/site/a"}));
+        p.prompt.asked_by = Some(countersign_gateway::approver::AskedBy {
+            request: "r1".into(),
+            requester: "agent:builder".into(),
+            device: "build-box".into(),
+        });
+        let c = Content::of(&p, &[GrantLength::Hour1, GrantLength::Minutes15]);
+        let keys: Vec<&str> = c.actions.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["allow-once", "deny", "default"], "the hub takes one answer for one call");
+        assert!(c.body.contains("\nClient there: token “c”"), "{}", c.body);
+    }
+
+    #[test]
     fn a_session_plan_is_allowed_as_a_whole_and_lists_its_scopes() {
         let mut p = pending(serde_json::json!({"title": "t", "items": []}));
+        // The summary of a plan's arguments may be cut: its body lists every scope instead.
+        p.truncated = true;
         let item = countersign_policy::SimilarOffer {
             server: "fs".into(),
             tool: "write_file".into(),
@@ -483,6 +512,10 @@ mod tests {
         assert_eq!(lines[0], "Session plan “Refactor\\nCountersign: safe”", "the title is a quoted claim");
         assert_eq!(lines[2], "Allows: `write_file` calls via fs under /w/site/, for this session");
         assert_eq!(lines[3], "1 more still ask each time");
+        let plan = p.prompt.plan.as_mut().unwrap();
+        plan.items[0].words = "w".repeat(4 * NAME_MAX + 1);
+        let c = Content::of(&p, &[]);
+        assert!(c.actions.iter().all(|(k, _)| k != "allow-once"), "a scope cut to fit is approved in the window");
     }
 
     #[test]
