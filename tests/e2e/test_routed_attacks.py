@@ -202,17 +202,16 @@ async def test_a_request_cannot_name_its_own_requester_device_or_eligible_list(s
     assert listed(hub, nora, rid)["requester"] == PIA
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the hub takes `approver` and `self_approval` from the asking device's body "
-                   "(approval_requests::raise/eligible) and never checks them against the signed policy: any "
-                   "verified device names itself (or anyone) as approver, waives separation of duties, and gets an "
-                   "'approved by' record in the hub's admin log")
 async def test_a_device_names_itself_approver_and_waives_separation_of_duties(signed_in_hub):
     """pia's device raises a request naming `approver = pia`, `self_approval = true`, then
-    answers it herself."""
+    answers it herself. Where no signed policy routes the call, the route is the device's
+    own and the hub never lets the asker answer it: the request is refused as one nobody
+    may answer, and no "approved by" is recorded. (Closed: it was an xfail.)"""
     hub = signed_in_hub
     pia = raw_device(hub, PIA)
     r = raise_(hub, pia, approver=PIA, self_approval=True)
+    assert r.status_code != 201 and "nobody can answer" in r.text, r.text
+    assert not [e for e in hub.get("/v1/admin-log").json() if e["action"] == "approval-answered"]
     if r.status_code == 201:
         item = listed(hub, pia, r.json()["id"])
         answer(hub, pia, item["id"], item["nonce"], item["args_hash"])

@@ -80,7 +80,7 @@ async def test_a_plan_is_one_prompt_and_covers_only_its_items_for_the_session(tm
                                                                       what="the plan's prompt"))
             assert len(prompts) == 1, "one prompt for the whole plan"
             shown = gw.cli("status").stdout
-            assert "a plan for this session, as the client names it: Build the site" in shown, shown
+            assert "a plan for this session, as the client names it: “Build the site”" in shown, shown
             assert f"allows `write_file` calls via fs under {project}/" in shown, shown
             assert "not granted: fs.move_file: policy denies it" in shown, shown
             assert "pytest (says it is “mcp”) declares a plan for this session" in shown, shown

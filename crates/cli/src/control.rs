@@ -143,7 +143,8 @@ pub async fn status(home: &Home, json: bool) -> Result<i32> {
             continue;
         }
         if let Some(plan) = a["plan"].as_object() {
-            println!("      a plan for this session, as the client names it: {}", text(&plan["title"]));
+            let title = plan["title"].as_str().unwrap_or("?").split_whitespace().collect::<Vec<_>>().join(" ");
+            println!("      a plan for this session, as the client names it: {}", shown::quoted(&title));
             for item in plan["items"].as_array().into_iter().flatten() {
                 println!("        allows {}", text(&item["words"]));
             }

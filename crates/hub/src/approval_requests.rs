@@ -261,19 +261,22 @@ async fn eligible(db: &Db, asker: &Asker, approver: &str, self_approval: bool) -
 /// Whether the route a device asks for agrees with the published policy: where the signed
 /// bundle routes a call, the request must name that approver, and may not waive
 /// separation of duties the bundle keeps. (The class is the device's word: a route
-/// written by tool name holds whatever it says.)
+/// written by tool name holds whatever it says.) `Ok(true)`: the bundle routes the call,
+/// so its `self_approval` is IT's word; `Ok(false)`: the route is the device's own, and
+/// the asker never answers it (else any device could name itself and record an
+/// "approved by" that is only self-approval).
 pub fn check_route(
     published: Option<&countersign_policy::PolicySettings>,
     new: &NewRequest,
-) -> Result<(), ApprovalError> {
-    let Some(bundle) = published else { return Ok(()) };
+) -> Result<bool, ApprovalError> {
+    let Some(bundle) = published else { return Ok(false) };
     let layers = countersign_policy::Layers { bundle: Some((bundle.clone(), 0)), ..Default::default() };
-    let Ok(policy) = countersign_policy::Policy::from_layers(layers) else { return Ok(()) };
+    let Ok(policy) = countersign_policy::Policy::from_layers(layers) else { return Ok(false) };
     let class =
         serde_json::from_value(Value::String(new.class.clone())).unwrap_or(countersign_policy::ToolClass::Write);
     let route = policy.route_for(&new.server, &new.tool, class, &new.client, &new.arguments);
     if route.rule.is_none() {
-        return Ok(());
+        return Ok(false);
     }
     let named = route.approver.text();
     if named != new.approver || (!route.self_approval && new.self_approval) {
@@ -285,7 +288,7 @@ pub fn check_route(
             new.approver
         )));
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Raises a request (or returns the one this device raised already under that id).
@@ -586,13 +589,13 @@ mod tests {
         )
         .unwrap();
         let b = Some(&bundle);
-        assert!(check_route(b, &request("create_issue", "group:it", false)).is_ok());
+        assert!(check_route(b, &request("create_issue", "group:it", false)).unwrap(), "the bundle's route");
         let err = check_route(b, &request("create_issue", "pia@example.com", true)).unwrap_err();
         assert!(err.to_string().contains("routes `github.create_issue` to `group:it`"), "{err}");
         assert!(check_route(b, &request("create_issue", "group:it", true)).is_err(), "separation kept");
         // What the bundle does not route is the device's own business; nothing published, too.
         let elsewhere = NewRequest { server: "fs".into(), ..request("write_file", "pia@example.com", true) };
-        assert!(check_route(b, &elsewhere).is_ok());
-        assert!(check_route(None, &request("create_issue", "pia@example.com", true)).is_ok());
+        assert!(!check_route(b, &elsewhere).unwrap(), "the device's own route");
+        assert!(!check_route(None, &request("create_issue", "pia@example.com", true)).unwrap());
     }
 }

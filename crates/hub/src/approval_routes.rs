@@ -59,7 +59,7 @@ pub(crate) async fn raise(State(hub): Shared, headers: HeaderMap, body: axum::bo
         Ok(a) => a,
         Err(r) => return r,
     };
-    let new: NewRequest = match serde_json::from_slice(&body) {
+    let mut new: NewRequest = match serde_json::from_slice(&body) {
         Ok(n) => n,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an approval request: {e}")),
     };
@@ -67,9 +67,14 @@ pub(crate) async fn raise(State(hub): Shared, headers: HeaderMap, body: axum::bo
         Ok(p) => p,
         Err(r) => return r,
     };
-    if let Err(e) = requests::check_route(published.as_ref(), &new) {
-        let _ = log(&hub, &asker, "approval-unroutable", format!("{}.{}: {e}", new.server, new.tool)).await;
-        return refused(e);
+    match requests::check_route(published.as_ref(), &new) {
+        Ok(true) => {}
+        // A route only the device names never lets the asker answer it.
+        Ok(false) => new.self_approval = false,
+        Err(e) => {
+            let _ = log(&hub, &asker, "approval-unroutable", format!("{}.{}: {e}", new.server, new.tool)).await;
+            return refused(e);
+        }
     }
     match requests::raise(&hub.db, &asker, &new).await {
         Ok((request, _nonce)) => {

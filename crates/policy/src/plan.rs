@@ -91,6 +91,26 @@ pub enum ItemRefused {
     NoWrites,
     #[error("a bad scope: {0}")]
     Scope(String),
+    #[error("`{0}` is in `{1}`, a place grants never cover")]
+    Excluded(String, String),
+    #[error("`{0}` is not an argument of the tool")]
+    NotAnArgument(String),
+}
+
+/// The excluded place (`.git/**`, `.ssh/**`...) `folder` is, or lies in, if any: the
+/// folder and anything in it matched against each pattern from every depth.
+fn excluded_place(folder: &str, excluded: &[String]) -> Option<String> {
+    let inside = format!("{}/x", folder.trim_end_matches('/'));
+    // Places named by a dot or a folder (`.git/**`, `.github/workflows/**`, `.env`); bare
+    // file names (`config`, `HEAD`) stay file exclusions below the folder.
+    excluded.iter().filter(|e| e.starts_with('.') || e.contains('/')).find_map(|e| {
+        let pattern = format!("/**/{e}");
+        let hit = |p: &str| {
+            crate::rule::Condition::path_pattern("path", &pattern)
+                .is_ok_and(|c| c.matches(&serde_json::json!({ "path": p }), crate::rule::Quantifier::All))
+        };
+        (hit(folder) || hit(&inside)).then(|| e.clone())
+    })
 }
 
 /// The scope one item would be granted, for the session, by `rule` (the catalog's reading
@@ -130,6 +150,11 @@ pub fn item_offer(
             if (similar::segments(&path).len() as u32) < depth {
                 return Err(ItemRefused::TooWide(path, depth));
             }
+            // The folder itself may not be (or lie in) a place grants never cover: the
+            // exclusions apply below a folder, so a plan for `site/.git` would escape them.
+            if let Some(place) = excluded_place(&path, &settings.excluded()) {
+                return Err(ItemRefused::Excluded(path, place));
+            }
             Some(path)
         }
     };
@@ -138,7 +163,13 @@ pub fn item_offer(
         let Some(value) = item.exact.get(key) else { return Err(ItemRefused::NoExact(key.clone())) };
         exact.insert(key.clone(), value.clone());
     }
-    // Keys beyond the catalog's narrow the item further; file keys are read as paths.
+    // Keys beyond the catalog's narrow the item further (the caller checks the tool takes
+    // them); for every write tool of a server, only the catalog's keys mean anything.
+    if tools == SimilarTools::Writes {
+        if let Some(key) = item.exact.keys().find(|k| !rule.exact.contains(k)) {
+            return Err(ItemRefused::NotAnArgument(key.clone()));
+        }
+    }
     for (key, value) in &item.exact {
         exact.entry(key.clone()).or_insert_with(|| value.clone());
     }
@@ -226,6 +257,19 @@ mod tests {
         assert_eq!(refused(item("write_file", Some("/home/a/b/../..")), w), ItemRefused::TooWide("/home".into(), 3));
         assert_eq!(refused(item("write_file", Some("site")), w), ItemRefused::Relative("site".into()));
         assert_eq!(refused(item("write_file", Some("/")), w), ItemRefused::TooWide("/".into(), 3));
+        for place in [
+            "/home/a/site/.git",
+            "/home/a/site/.git/hooks",
+            "/home/a/site/.github/workflows",
+            "/home/a/.ssh",
+            "/home/a/site/.vscode",
+            "/home/a/site/.claude/commands",
+        ] {
+            assert!(matches!(refused(item("write_file", Some(place)), w), ItemRefused::Excluded(..)), "{place}");
+        }
+        assert!(item_offer(&files(), &item("write_file", Some("/home/a/site/src")), w, &s).is_ok());
+        assert!(item_offer(&files(), &item("write_file", Some("/home/a/gitlab/site")), w, &s).is_ok());
+        assert!(item_offer(&files(), &item("write_file", Some("/home/a/site/config")), w, &s).is_ok());
         assert_eq!(
             refused(item("move_file", Some("/home/a/site")), Some(ToolClass::Destructive)),
             ItemRefused::Class(ToolClass::Destructive)
@@ -264,7 +308,13 @@ mod tests {
         assert!(!covers(&offer, "git_commit", ToolClass::Write, json!({"repo_path": "/home/a/other"})));
         assert!(!covers(&offer, "git_reset", ToolClass::Destructive, json!({"repo_path": "/home/a/site"})));
         i.exact.insert("branch".into(), "main".into());
-        let narrower = item_offer(&git, &i, None, &s).unwrap();
+        assert_eq!(
+            item_offer(&git, &i, None, &s).unwrap_err(),
+            ItemRefused::NotAnArgument("branch".into()),
+            "every write tool: only the catalog's keys"
+        );
+        i.tool = "git_commit".into();
+        let narrower = item_offer(&git, &i, Some(ToolClass::Write), &s).unwrap();
         assert!(!covers(
             &narrower,
             "git_commit",

@@ -21,7 +21,7 @@ use crate::config::Transport;
 use crate::home::Home;
 use crate::session::{self, Route, Sessions};
 use crate::shared::{PolicyEvent, Shared};
-use countersign_policy::{ClassSource, Grant, Policy, ToolClass, ToolDef, ToolState};
+use countersign_policy::{ClassSource, Grant, GrantLength, Policy, ToolClass, ToolDef, ToolState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -164,6 +164,18 @@ impl Gateway {
     /// its condition) and the approver takes it (the desktop approver takes only answers
     /// bound to what it showed).
     pub fn answer(&self, id: &str, mut request: AnswerRequest) -> Result<(), ControlError> {
+        let plain = request.length == GrantLength::Once && request.condition.is_none() && !request.similar;
+        if request.verdict == answer::Verdict::Allow && !(plain && request.count <= 1) {
+            // A plan is granted as shown, item by item, for its session: nothing an answer
+            // adds (a length, a condition, a similar scope, other waiting plans) applies.
+            if self.pending().iter().any(|p| p.id == id && p.plan.is_some()) {
+                return Err(ControlError::BadRequest(
+                    "a session plan is approved as it is shown, for its session: approve it with no length, \
+                     condition, similar scope or count"
+                        .into(),
+                ));
+            }
+        }
         if request.similar && request.verdict == answer::Verdict::Allow {
             let prompt = self.pending().into_iter().find(|p| p.id == id);
             let Some(prompt) = prompt else {

@@ -122,6 +122,11 @@ pub struct Approvals {
 }
 
 fn key(p: &Prompt) -> String {
+    // A plan is granted to its own session: an identical plan from another session never
+    // shares its prompt (nor its answer).
+    if p.plan.is_some() {
+        return format!("plan\u{0}{}", p.id);
+    }
     format!("{}\u{0}{}\u{0}{}\u{0}{}", p.client, p.server, p.tool, p.args_hash)
 }
 

@@ -20,6 +20,13 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The longest server, tool or argument name an item may carry, in characters.
+const NAME_MAX: usize = 128;
+/// The longest folder or exact value.
+const PATH_MAX: usize = 1024;
+/// The most values an item may keep exactly.
+const EXACT_MAX: usize = 8;
+
 impl Session {
     /// Takes a plan: checks it, asks once, grants what was approved, answers the client.
     pub(crate) async fn declare_plan(self: Arc<Self>, env: Envelope, reply: Reply) {
@@ -70,6 +77,20 @@ impl Session {
         if request.items.is_empty() || request.items.len() > max {
             return Err(format!("a plan declares 1 to {max} items, not {}", request.items.len()));
         }
+        for (n, item) in request.items.iter().enumerate() {
+            let long = [(&item.server, "server", NAME_MAX), (&item.tool, "tool", NAME_MAX)]
+                .into_iter()
+                .chain(item.under.iter().map(|u| (u, "under", PATH_MAX)))
+                .chain(item.exact.keys().map(|k| (k, "exact key", NAME_MAX)))
+                .chain(item.exact.values().map(|v| (v, "exact value", PATH_MAX)))
+                .find(|(text, _, max)| text.is_empty() || text.chars().count() > *max);
+            if let Some((_, field, max)) = long {
+                return Err(format!("item {}: `{field}` must be 1 to {max} characters", n + 1));
+            }
+            if item.exact.len() > EXACT_MAX {
+                return Err(format!("item {}: at most {EXACT_MAX} `exact` values", n + 1));
+            }
+        }
         Ok(())
     }
 
@@ -84,6 +105,7 @@ impl Session {
             return Err(format!("policy lets this client reach nothing of `{}`", item.server));
         }
         if item.tool == "*" {
+            // Every write tool: only the values the catalog keeps exactly for the server.
             return policy.plan_item(info, item, None, &self.token_name);
         }
         let def = match self.tool_def(&item.server, &item.tool).await {
@@ -91,6 +113,12 @@ impl Session {
             Ok(None) => return Err(format!("`{}` lists no tool `{}`", item.server, item.tool)),
             Err(e) => return Err(format!("the tools of `{}` could not be listed: {e}", item.server)),
         };
+        // A value kept exactly binds only an argument the tool reads: one it ignores would
+        // read as a limit and be none.
+        let properties = def.input_schema.get("properties").and_then(Value::as_object);
+        if let Some(key) = item.exact.keys().find(|k| properties.is_some_and(|p| !p.contains_key(k.as_str()))) {
+            return Err(format!("`{}` takes no argument `{key}`", item.tool));
+        }
         let class = self.tool_class(policy, info, &item.tool, Some(&def)).class;
         // The call as the item names it: what policy would do before any grant.
         let arguments: Value = item.exact.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
