@@ -31,7 +31,7 @@ import anyio.lowlevel
 import httpx2 as httpx
 import pytest
 
-from conftest import Gateway, connect, fs_server, memory_server, text_of, wait_for, write_config
+from conftest import BIN, Gateway, connect, fs_server, memory_server, text_of, wait_for, write_config
 from test_hub import HUB_BIN
 from test_hub_agents_scim import provision, scim, scim_token
 from test_hub_identity import enroll_by_code, raw_device
@@ -575,18 +575,33 @@ async def test_a_suspended_agents_pending_call_runs_when_its_owner_approves(tmp_
 # ---- a hostile hub ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the asking gateway runs the call on any `state: approved` from whatever answers "
-                   "at the hub's URL (routed.rs ask → approvals_link::outcome): nothing the asker can verify binds "
-                   "the answer to an eligible approver's device or to the arguments (no signature over request id, "
-                   "args_hash, verdict), though policy from the same hub must be minisign-signed")
 async def test_a_hostile_hub_approves_a_routed_call_nobody_answered(tmp_path, signed_in_hub):
     """Whatever answers at the hub's address (a compromised hub, its database, a local
     process on a loopback hub's port) takes the request, names the owner eligible, and a
     moment later says the owner approved it, consistently (the request's own id, an
-    approver it named eligible). The owner never saw it."""
+    approver it named eligible). The owner never saw it. Held where managed policy pins
+    the hub's key (`bundle_public_key`, as for signed policy): an approval runs only with
+    the hub's signature over the request, its arguments and its approver; a genuine one,
+    signed, runs first. (Closed: it was an xfail; a hub without a signing key still cannot
+    vouch for its answers, see SECURITY.md.)"""
     hub = signed_in_hub
+    keys = tmp_path / "keys"
+    subprocess.run([str(BIN), "policy", "keygen", str(keys)], input="hub-signing-pass\n", capture_output=True,
+                   text=True, check=True)
+    hub.kill()
+    hub.env["COUNTERSIGN_HUB_SIGNING_KEY"] = str(keys / "bundle.key")
+    hub.env["COUNTERSIGN_HUB_SIGNING_KEY_PASSPHRASE"] = "hub-signing-pass"
+    hub.start()
     agent = agent_host(tmp_path, hub)
+    pinned = (keys / "bundle.pub").read_text().strip()
+    (agent.managed / "managed.toml").write_text(f'[managed]\nbundle_public_key = "{pinned}"\n')
+    nora = raw_device(hub, NORA)
+    async with anyio.create_task_group() as tg:
+        out = in_background(tg, agent, "memory", "create_entities", entity("genuine-approval"))
+        item = (await off_loop(lambda: waiting(hub, nora), what="the genuine request"))[0]
+        assert answer(hub, nora, item["id"], item["nonce"], item["args_hash"]).status_code == 200
+    assert not out["r"].is_error, text_of(out["r"])
+    assert ran(tmp_path / "agent-memory.json", "genuine-approval"), "a signed approval runs"
     port = hub.port
     hub.kill()
 
@@ -622,6 +637,8 @@ async def test_a_hostile_hub_approves_a_routed_call_nobody_answered(tmp_path, si
         with anyio.fail_after(40):
             await call(agent, "memory", "create_entities", entity("forged-approval"))
         assert not ran(tmp_path / "agent-memory.json", "forged-approval"), "run on an answer nobody gave"
+        records = [(r.get("outcome"), r.get("reason")) for r in agent.audit() if r.get("tool") == "create_entities"]
+        assert any("not signed by the hub's key" in (why or "") for _, why in records), records
     finally:
         server.shutdown()
         server.server_close()

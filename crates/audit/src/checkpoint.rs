@@ -41,6 +41,22 @@ pub fn statement(device: &str, seq: i64, hash: &str, time: &str) -> String {
     format!("countersign-checkpoint-v1\ndevice {device}\nseq {seq}\nhash {hash}\ntime {time}\n")
 }
 
+/// The exact text the hub signs for a routed approval's answer: the request, the
+/// arguments it was raised for, what was answered and by whom. The asking device runs the
+/// call only on an approval whose signature checks with the hub's key (when it knows one),
+/// so neither a hostile hub without the key nor anyone on the way can approve a call.
+pub fn approval_statement(request: &str, args_hash: &str, state: &str, by: &str) -> String {
+    format!("countersign-approval-v1\nrequest {request}\nargs {args_hash}\nstate {state}\nby {by}\n")
+}
+
+/// Whether `signature` (minisign) over `text` checks with `public_key` (base64).
+pub fn signed_by(public_key: &str, text: &str, signature: &str) -> bool {
+    let (Ok(key), Ok(signature)) = (PublicKey::from_base64(public_key.trim()), Signature::decode(signature)) else {
+        return false;
+    };
+    key.verify(text.as_bytes(), &signature, false).is_ok()
+}
+
 impl Checkpoint {
     /// The text this checkpoint's signature covers.
     pub fn statement(&self) -> String {
@@ -75,6 +91,29 @@ pub(crate) mod tests {
         let signature =
             minisign::sign(None, &kp.sk, std::io::Cursor::new(text.as_bytes()), None, None).unwrap().into_string();
         Checkpoint { device: "dev-1".into(), seq, hash: hash.into(), time, signature }
+    }
+
+    #[test]
+    fn an_approval_statement_checks_only_as_signed() {
+        let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let text = approval_statement("r1", "h1", "approved", "nora@example.com");
+        let sig =
+            minisign::sign(None, &kp.sk, std::io::Cursor::new(text.as_bytes()), None, None).unwrap().into_string();
+        let pk = kp.pk.to_base64();
+        assert!(signed_by(&pk, &text, &sig));
+        for other in [
+            approval_statement("r2", "h1", "approved", "nora@example.com"),
+            approval_statement("r1", "h2", "approved", "nora@example.com"),
+            approval_statement("r1", "h1", "approved", "pia@example.com"),
+        ] {
+            assert!(!signed_by(&pk, &other, &sig), "{other}");
+        }
+        let stranger = minisign::KeyPair::generate_unencrypted_keypair().unwrap().pk.to_base64();
+        assert!(!signed_by(&stranger, &text, &sig));
+        assert!(!signed_by(&pk, &text, "not a signature"));
+        // A checkpoint's signature never passes as an approval's.
+        let (_, cp, _) = signed(1, "h1");
+        assert!(!signed_by(&pk, &text, &cp.signature));
     }
 
     #[test]

@@ -72,6 +72,26 @@ fn now_ms() -> u64 {
     crate::clock::now_ms()
 }
 
+/// Why an approval cannot be trusted to have come from the hub the company runs: where
+/// managed policy names the hub's public key (`bundle_public_key`), an approval runs
+/// only with the hub's signature over this request, these arguments and this approver.
+/// (A denial needs none: it runs nothing.)
+fn unsigned(s: &approvals_link::RequestState, args_hash: &str, by: &str) -> Option<String> {
+    if s.state != "approved" {
+        return None;
+    }
+    let key = countersign_local::managed_files::hub_public_key()?;
+    let text = countersign_audit::checkpoint::approval_statement(&s.id, args_hash, &s.state, by);
+    let signed = s.signature.as_deref().is_some_and(|sig| countersign_audit::checkpoint::signed_by(&key, &text, sig));
+    (!signed).then(|| {
+        format!(
+            "the approval of request `{}` is not signed by the hub's key (managed policy's bundle_public_key): \
+             not trusted, not run",
+            s.id
+        )
+    })
+}
+
 impl Approver for RoutingApprover {
     fn ask(&self, prompt: Prompt) -> BoxFuture<'static, Answer> {
         let Some(to) = prompt.route.clone().filter(|r| !r.route.is_local()) else {
@@ -136,9 +156,13 @@ impl Approver for RoutingApprover {
                         Ok(s) if s.state == "pending" => backoff = Duration::from_millis(500),
                         Ok(s) => {
                             forget();
-                            let by = s.answered_by.unwrap_or_default();
+                            let by = s.answered_by.clone().unwrap_or_default();
                             // Only an answer about this request, by someone the hub named
                             // eligible when it took it, counts as an approval.
+                            if let Some(why) = unsigned(&s, &prompt.args_hash, &by) {
+                                let _ = approvals_link::withdraw(&home, &id).await;
+                                return Answer::Refused(why);
+                            }
                             if s.state == "approved" && (s.id != id || !eligible.contains(&by)) {
                                 let _ = approvals_link::withdraw(&home, &id).await;
                                 return Answer::Refused(format!(

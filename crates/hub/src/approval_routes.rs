@@ -93,7 +93,7 @@ pub(crate) async fn raise(State(hub): Shared, headers: HeaderMap, body: axum::bo
                 return r;
             }
             hub.approvals_changed.notify_waiters();
-            (StatusCode::CREATED, Json(for_asker(&request))).into_response()
+            (StatusCode::CREATED, Json(for_asker(&hub, &request))).into_response()
         }
         Err(e) => {
             let why = e.to_string();
@@ -121,11 +121,21 @@ async fn published_policy(hub: &Hub) -> Result<Option<countersign_policy::Policy
     }
 }
 
-/// What the asking device learns: never the nonce.
-fn for_asker(r: &Request) -> serde_json::Value {
+/// What the asking device learns: never the nonce. An answered request carries the hub's
+/// signature over what was answered (when the hub has a signing key), so the asker can
+/// check that its approval comes from this hub and for these arguments.
+fn for_asker(hub: &Hub, r: &Request) -> serde_json::Value {
+    let signature = match (&hub.signing_key, r.state.as_str(), &r.answered_by) {
+        (Some(key), "approved" | "denied", Some(by)) => {
+            let text = countersign_audit::checkpoint::approval_statement(&r.id, &r.args_hash, &r.state, by);
+            key.sign_text(&text, &format!("countersign approval {}", r.id)).ok()
+        }
+        _ => None,
+    };
     json!({
         "id": r.id, "state": r.state, "approver": r.approver, "eligible": r.eligible,
         "deadline_ms": r.deadline_ms, "answered_by": r.answered_by, "answered_at": r.answered_at,
+        "signature": signature,
     })
 }
 
@@ -175,7 +185,7 @@ pub(crate) async fn state(
     })
     .await;
     match found {
-        Ok(r) => Json(for_asker(&r)).into_response(),
+        Ok(r) => Json(for_asker(&hub, &r)).into_response(),
         Err(r) => r,
     }
 }

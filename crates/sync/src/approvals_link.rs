@@ -21,6 +21,10 @@ pub struct RequestState {
     pub eligible: Vec<String>,
     pub deadline_ms: u64,
     pub answered_by: Option<String>,
+    /// The hub's minisign signature over the answer
+    /// (`countersign_audit::checkpoint::approval_statement`), when the hub has a key.
+    #[serde(default)]
+    pub signature: Option<String>,
 }
 
 /// A request waiting for this device's person, as the hub hands it out.
