@@ -13,10 +13,12 @@ DESKTOP_APT := xvfb xauth dbus-x11 webkit2gtk-driver dunst
 # The real Secret Service the vault's tests use (scripts/keyring-session.sh), and GLib's
 # `gio`, through which sign-in pages open in the desktop's browser.
 KEYRING_APT := gnome-keyring dbus libglib2.0-bin
+# The browser the IT console's end-to-end tests drive (playwright-core, tests/console).
+CONSOLE_APT := chromium
 TAURI_DRIVER_VERSION := 2.1.0
 TAURI_DRIVER := $(HOME)/.cargo/bin/tauri-driver
 
-.PHONY: help run app app-build test build check-codemap fixtures keyring-deps bench-vault bench-peers bench-scale bench-durability soak cargo-fuzz test-fuzz fuzz test-rust test-e2e test-ui test-desktop desktop-deps ui bench bench-prompts bench-routed clean
+.PHONY: help run app app-build test build console console-deps check-codemap fixtures keyring-deps bench-vault bench-peers bench-scale bench-durability soak cargo-fuzz test-fuzz fuzz test-rust test-e2e test-ui test-desktop desktop-deps ui bench bench-prompts bench-routed clean
 
 help:
 	@echo "make run    install what is missing, build, start the gateway with a demo config"
@@ -43,8 +45,26 @@ $(FIXTURES)/.stamp-pip: $(FIXTURES)/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r $(FIXTURES)/requirements.txt
 	touch $@
 
-build:
+build: console
 	$(CARGO) build --locked --bins
+
+# The hub's IT console (console/): Svelte + Vite, built to console/dist, which the hub
+# embeds at build time (crates/hub/build.rs).
+console/node_modules/.stamp: console/package.json console/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+console: console/node_modules/.stamp
+	cd console && npx vite build
+
+tests/console/node_modules/.stamp: tests/console/package.json tests/console/package-lock.json
+	cd tests/console && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+console-deps:
+	@missing=""; for p in $(CONSOLE_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 run: fixtures build
 	@scripts/demo.sh
@@ -78,7 +98,7 @@ test-rust: keyring-deps
 	scripts/keyring-session.sh $(CARGO) test --locked
 
 # The hub's tests also use a real PostgreSQL (scripts/postgres.sh installs and starts it).
-test-e2e: keyring-deps
+test-e2e: keyring-deps console-deps tests/console/node_modules/.stamp
 	COUNTERSIGN_TEST_POSTGRES=$$(scripts/postgres.sh) COUNTERSIGN_BIN=$(abspath $(BIN)) \
 	  scripts/keyring-session.sh $(PY) -m pytest tests/e2e -q -p no:cacheprovider
 
@@ -96,8 +116,9 @@ ui/node_modules/.stamp: ui/package.json ui/package-lock.json
 ui: ui/node_modules/.stamp
 	cd ui && npx vite build
 
-test-ui: ui/node_modules/.stamp
+test-ui: ui/node_modules/.stamp console/node_modules/.stamp
 	cd ui && npx vitest run
+	cd console && npx vitest run
 
 app-build: desktop-deps ui
 	$(CARGO) build --locked -p countersign-app

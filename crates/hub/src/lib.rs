@@ -38,6 +38,7 @@ pub mod approval_routes;
 pub mod auth;
 pub mod callers;
 pub mod config;
+pub mod console;
 pub mod csv_export;
 pub mod db;
 pub mod device_admin;

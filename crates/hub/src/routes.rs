@@ -251,6 +251,8 @@ pub fn router(hub: Arc<Hub>) -> Router {
                 },
             )),
         )
+        // Anything else is the IT console's (its files, its pages), or not found.
+        .fallback(crate::console::serve)
         // Routes with a body have their own gate and cap; this is for any other.
         .layer(DefaultBodyLimit::max(gate::UNGATED_CAP))
         .with_state(hub)

@@ -5,8 +5,12 @@
 //! role is refused. Every refused sign-in (the IdP's error, a token that does not verify)
 //! is an alert and a line in the admin log, without the token.
 //!
+//! A browser's callback goes on to the IT console at `/` (`crate::console`); an API
+//! client's gets the session as JSON.
+//!
 //! It never opens a session for an ID token it did not verify, never sets a cookie a
-//! script can read or another site can send, and never redirects anywhere but the IdP.
+//! script can read or another site can send, and never redirects anywhere but the IdP
+//! and the hub's own console.
 
 use crate::callers::{log_action_db, Staff};
 use crate::reply::{error, internal};
@@ -64,7 +68,7 @@ async fn refuse(hub: &Hub, status: StatusCode, who: Option<&str>, why: String) -
 }
 
 /// `GET /v1/auth/callback`: the IdP's answer, checked; a session for a person with a role.
-pub(crate) async fn callback(State(hub): State<Arc<Hub>>, Query(q): Query<Callback>) -> Response {
+pub(crate) async fn callback(State(hub): State<Arc<Hub>>, headers: HeaderMap, Query(q): Query<Callback>) -> Response {
     let Some(sign_in) = &hub.sign_in else { return not_configured() };
     let Some(state) = q.state.filter(|s| !s.is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "no `state`: start at /v1/auth/login");
@@ -114,6 +118,18 @@ pub(crate) async fn callback(State(hub): State<Arc<Hub>>, Query(q): Query<Callba
         sign_in.session_hours * 3600,
         if sign_in.secure_cookie { "; Secure" } else { "" }
     );
+    // A browser (it asks for a page) goes on to the console; an API client gets JSON.
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/html")));
+    if browser {
+        return (
+            StatusCode::SEE_OTHER,
+            [(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".into()), (header::LOCATION, "/".into())],
+        )
+            .into_response();
+    }
     (
         [(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".into())],
         Json(json!({"signed_in": person.email, "name": person.name, "roles": shown, "expires_unix": session.expires_unix})),

@@ -1,0 +1,95 @@
+// The console is a client of the hub's own API (the OpenAPI routes under /v1), with the
+// session cookie the sign-in set: same origin, so the browser sends it, and every
+// request that changes something carries the page's Origin (the hub's CSRF check).
+// Nothing here decides who may see what: the hub checks every route's role.
+
+export interface Who {
+  actor: string;
+  roles: string[];
+}
+
+export interface Device {
+  id: string;
+  name: string;
+  enrolled_at: string;
+  last_seq: number | null;
+  last_seen: string | null;
+  person: string | null;
+  assigned_user: string | null;
+  agent: string | null;
+  revoked_at: string | null;
+  revoked_why: string | null;
+}
+
+export interface AuditRecord {
+  id: string;
+  seq: number;
+  time: string;
+  kind: string;
+  user: string;
+  device: string;
+  client: string | null;
+  server: string | null;
+  tool: string | null;
+  decision: string;
+  class: string | null;
+  approver: string | null;
+  reason: string | null;
+  outcome: string | null;
+  /** As the hub returns it: the recorded arguments (JSON), redacted as records are. */
+  arguments: unknown;
+}
+
+export interface Alert {
+  id: string;
+  time: string;
+  device_id: string | null;
+  kind: string;
+  detail: string;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function get<T>(path: string): Promise<T> {
+  const r = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  if (!r.ok) {
+    const body = await r.json().catch(() => ({}));
+    throw new ApiError(r.status, typeof body.error === "string" ? body.error : `${r.status} ${r.statusText}`);
+  }
+  return (await r.json()) as T;
+}
+
+/** The audit filters the hub takes (`/v1/audit`), each an exact match. */
+export const AUDIT_FILTERS = ["user", "device", "client", "server", "tool", "decision", "approver", "owner"] as const;
+export type AuditFilter = Partial<Record<(typeof AUDIT_FILTERS)[number] | "from" | "to", string>>;
+
+export function auditQuery(filter: AuditFilter, limit: number): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(filter)) {
+    if (!v || !v.trim()) continue;
+    // A date-time input has no zone: the person's local time, sent as RFC 3339.
+    const value = (k === "from" || k === "to") && !/[zZ]|[+-]\d\d:\d\d$/.test(v) ? new Date(v).toISOString() : v.trim();
+    q.set(k, value);
+  }
+  q.set("limit", String(limit));
+  return q.toString();
+}
+
+export const api = {
+  whoami: () => get<Who>("/v1/auth/whoami"),
+  devices: () => get<Device[]>("/v1/devices"),
+  alerts: () => get<Alert[]>("/v1/alerts"),
+  audit: (filter: AuditFilter, limit = 200) => get<AuditRecord[]>(`/v1/audit?${auditQuery(filter, limit)}`),
+  exportUrl: (filter: AuditFilter, format: "csv" | "json") =>
+    `/v1/audit?${auditQuery(filter, 100000)}&format=${format}`,
+  async logout(): Promise<void> {
+    await fetch("/v1/auth/logout", { method: "POST", credentials: "same-origin" });
+  },
+};

@@ -1,0 +1,114 @@
+"""Issue 20, first part: the IT console the hub serves at `/`, driven in Debian's
+Chromium by playwright-core (tests/console/drive.mjs) against the real hub with the real
+OpenID provider: people sign in through the provider's own login page, each page is
+opened as their role allows, screenshotted into target/console-e2e/ (light and dark) and
+checked with axe-core (no serious or critical violation). What devices send is shown as
+text: a tool argument holding `<script>` or a spreadsheet formula appears literally and
+runs nothing. Roles are enforced by the hub, not by hiding: an auditor's Devices page
+shows the hub's refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import httpx2 as httpx
+import pytest
+
+from conftest import NODE_BIN, ROOT, Gateway, connect, memory_server, text_of, wait_for, write_config
+from test_hub_sign_in import browse, person, signed_in_hub  # noqa: F401  (the fixture: a hub with [oidc])
+
+CHROMIUM = shutil.which("chromium")
+DRIVE = ROOT / "tests" / "console" / "drive.mjs"
+OUT = ROOT / "target" / "console-e2e"
+PAGES = ["overview", "devices", "audit", "alerts"]
+HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>"
+FORMULA = "=cmd|' /C calc'!A0"
+
+pytestmark = [pytest.mark.anyio,
+              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make console-deps)")]
+
+
+def drive(hub, email: str, theme: str, *pages: str) -> list[dict]:
+    OUT.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "CHROMIUM": CHROMIUM}
+    done = subprocess.run([str(NODE_BIN / "node"), str(DRIVE), hub.url, email, str(OUT), theme, *pages],
+                          capture_output=True, text=True, timeout=240, env=env, cwd=DRIVE.parent)
+    assert done.returncode == 0, done.stderr + done.stdout
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+async def a_device_with_records(tmp_path, hub) -> Gateway:
+    folder = tmp_path / "laptop"
+    folder.mkdir()
+    config = write_config(folder / "countersign.toml", {"memory": memory_server(tmp_path / "m.json")},
+                          policy={"allow": ["mcp__memory"]}, sync={"interval_secs": 1})
+    gw = Gateway(folder, config).start()
+    gw.cli("enroll", hub.url, hub.enrollment_token(), "--name", "console-laptop")
+    async with connect(gw, "http", "memory") as client:
+        r = await client.call_tool("create_entities", {"entities": [
+            {"name": HOSTILE, "entityType": FORMULA, "observations": []}]})
+        assert not r.is_error, text_of(r)
+    gw.cli("sync", "--now")
+    wait_for(lambda: any(r.get("tool") == "create_entities" for r in hub.records()), what="the record at the hub")
+    return gw
+
+
+async def test_the_console_signs_in_shows_every_page_and_passes_axe(tmp_path, signed_in_hub):
+    hub = signed_in_hub
+    gw = await a_device_with_records(tmp_path, hub)
+    try:
+        page = httpx.get(f"{hub.url}/")
+        assert page.status_code == 200 and "Countersign console" in page.text
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe" not in csp and "frame-ancestors 'none'" in csp, csp
+        for theme in ["light", "dark"]:
+            seen = drive(hub, "ivan@example.com", theme, *PAGES)
+            assert "ivan@example.com" in seen[0]["signed_in"] and "admin" in seen[0]["signed_in"], seen[0]
+            by_page = {s["page"]: s for s in seen[1:]}
+            assert sorted(by_page) == sorted(PAGES)
+            for name, s in by_page.items():
+                assert s["serious"] == [], f"{name} ({theme}): {s['serious']}"
+                assert s["errors"] == [], f"{name} ({theme}): {s['errors']}"
+                assert (OUT / f"{name}-{theme}.png").stat().st_size > 10_000, "a screenshot with something on it"
+            assert "devices online of 1" in by_page["overview"]["text"], by_page["overview"]["text"]
+            assert "memory.create_entities: 1" in by_page["overview"]["text"], by_page["overview"]["text"]
+            assert "console-laptop" in by_page["devices"]["text"], by_page["devices"]["text"]
+            assert "1 records, newest first" in by_page["audit"]["text"] or "records, newest first" in by_page["audit"]["text"]
+        # Hostile arguments are shown as the text they are; nothing ran (no dialog, the
+        # title unchanged: drive.mjs reports page errors and dialogs).
+        audit = drive(hub, "ivan@example.com", "light", "audit")[1]
+        assert audit["errors"] == [] and audit["serious"] == []
+        assert any(HOSTILE in a and FORMULA in a for a in audit["arguments"]), audit["arguments"]
+    finally:
+        gw.stop()
+
+
+async def test_an_auditor_reads_what_the_role_allows(signed_in_hub):
+    hub = signed_in_hub
+    seen = drive(hub, "ana@example.com", "light", "devices", "audit")
+    assert "ana@example.com" in seen[0]["signed_in"] and "auditor" in seen[0]["signed_in"], seen[0]
+    for page in seen[1:]:
+        assert page["serious"] == [] and page["errors"] == [], page
+        assert "may not" not in page["text"], page["text"]
+
+
+def test_a_browser_lands_on_the_console_and_a_person_without_a_role_gets_nothing(signed_in_hub):
+    """The callback sends a browser (it asks for HTML) on to the console with its session;
+    nora's groups hold no role: refused, no cookie, never the console."""
+    hub = signed_in_hub
+    browser = person("ivan@example.com")
+    browser.headers["Accept"] = "text/html,application/xhtml+xml"
+    back = browse(browser, f"{hub.url}/v1/auth/login", f"{hub.url}/v1/auth/callback")
+    assert back.status_code == 303 and back.headers["location"] == "/", back.headers
+    landed = browser.get(f"{hub.url}/")
+    assert landed.status_code == 200 and "Countersign console" in landed.text, landed.text[:200]
+    assert "countersign_hub_session" in browser.cookies
+    assert browser.get(f"{hub.url}/v1/auth/whoami").json()["actor"] == "person ivan@example.com"
+    nobody = person("nora@example.com")
+    nobody.headers["Accept"] = "text/html"
+    refused = browse(nobody, f"{hub.url}/v1/auth/login", f"{hub.url}/v1/auth/callback")
+    assert refused.status_code == 403 and "holds a role" in refused.text, refused.text
+    assert "location" not in refused.headers and "countersign_hub_session" not in nobody.cookies
