@@ -37,6 +37,25 @@ try {
   const before = errors.splice(0);
   console.log(JSON.stringify({ signed_in: who, url: page.url(), before }));
   for (const name of pages) {
+    if (name === "policy-flow") {
+      // A policy admin's round: type a draft (DRAFT), see it checked, preview its impact,
+      // publish it.
+      await page.goto(`${hub}/#/policy`);
+      await page.getByTestId("policy-draft").waitFor();
+      await page.waitForLoadState("networkidle");
+      await page.getByTestId("policy-draft").fill(process.env.DRAFT);
+      await page.getByText("The draft would publish.").waitFor({ timeout: 20000 });
+      await page.getByTestId("preview").click();
+      const summary = await page.getByTestId("impact-summary").innerText({ timeout: 30000 });
+      await page.screenshot({ path: `${out}/policy-preview-${theme}.png`, fullPage: true });
+      const axe = await new AxeBuilder({ page }).analyze();
+      const serious = axe.violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => v.id);
+      const text = await page.locator("main").innerText();
+      await page.getByTestId("publish").click();
+      const published = await page.getByTestId("policy-message").innerText({ timeout: 30000 });
+      console.log(JSON.stringify({ page: name, summary, text, published, serious, errors: errors.splice(0) }));
+      continue;
+    }
     await page.goto(`${hub}/#/${name}`);
     await page.getByRole("heading", { level: 2 }).first().waitFor();
     await page.waitForLoadState("networkidle");

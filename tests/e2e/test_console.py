@@ -14,16 +14,17 @@ import os
 import shutil
 import subprocess
 
+import anyio
 import httpx2 as httpx
 import pytest
 
-from conftest import NODE_BIN, ROOT, Gateway, connect, memory_server, text_of, wait_for, write_config
+from conftest import BIN, NODE_BIN, ROOT, Gateway, connect, memory_server, text_of, wait_for, write_config
 from test_hub_sign_in import browse, person, signed_in_hub  # noqa: F401  (the fixture: a hub with [oidc])
 
 CHROMIUM = shutil.which("chromium")
 DRIVE = ROOT / "tests" / "console" / "drive.mjs"
 OUT = ROOT / "target" / "console-e2e"
-PAGES = ["overview", "devices", "audit", "alerts"]
+PAGES = ["overview", "devices", "audit", "alerts", "policy"]
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>"
 FORMULA = "=cmd|' /C calc'!A0"
 
@@ -31,9 +32,9 @@ pytestmark = [pytest.mark.anyio,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make console-deps)")]
 
 
-def drive(hub, email: str, theme: str, *pages: str) -> list[dict]:
+def drive(hub, email: str, theme: str, *pages: str, **env_extra: str) -> list[dict]:
     OUT.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CHROMIUM": CHROMIUM}
+    env = {**os.environ, "CHROMIUM": CHROMIUM, **env_extra}
     done = subprocess.run([str(NODE_BIN / "node"), str(DRIVE), hub.url, email, str(OUT), theme, *pages],
                           capture_output=True, text=True, timeout=240, env=env, cwd=DRIVE.parent)
     assert done.returncode == 0, done.stderr + done.stdout
@@ -112,3 +113,44 @@ def test_a_browser_lands_on_the_console_and_a_person_without_a_role_gets_nothing
     refused = browse(nobody, f"{hub.url}/v1/auth/login", f"{hub.url}/v1/auth/callback")
     assert refused.status_code == 403 and "holds a role" in refused.text, refused.text
     assert "location" not in refused.headers and "countersign_hub_session" not in nobody.cookies
+
+
+async def test_a_policy_admin_checks_previews_and_publishes_from_the_console(tmp_path, signed_in_hub):
+    """pia (policy-admin) types a draft that denies the memory server's writes: the hub
+    checks it as a laptop would, the impact preview replays the week's recorded calls
+    (the known answer: the one create_entities call goes ask → deny, for its person),
+    and publishing signs it as version 1, which the laptop then enforces (its next such
+    call is denied and never reaches the server)."""
+    keys = tmp_path / "keys"
+    subprocess.run([str(BIN), "policy", "keygen", str(keys)], input="hub-signing-pass\n", capture_output=True,
+                   text=True, check=True)
+    hub = signed_in_hub
+    hub.kill()
+    hub.env["COUNTERSIGN_HUB_SIGNING_KEY"] = str(keys / "bundle.key")
+    hub.env["COUNTERSIGN_HUB_SIGNING_KEY_PASSPHRASE"] = "hub-signing-pass"
+    hub.start()
+    gw = await a_device_with_records(tmp_path, hub)
+    (gw.managed / "managed.toml").write_text(
+        f'[managed]\nbundle_public_key = "{(keys / "bundle.pub").read_text().strip()}"\n')
+    draft = '[policy]\ndeny = ["mcp__memory__create_entities"]\n'
+    seen = drive(hub, "pia@example.com", "light", "policy-flow", DRAFT=draft)
+    flow = seen[1]
+    assert flow["serious"] == [] and flow["errors"] == [], flow
+    assert flow["summary"].startswith("1 of 1 calls in 7 days would be decided differently"), flow["summary"]
+    assert "ask → deny: 1" in flow["text"] and "memory.create_entities" in flow["text"], flow["text"]
+    assert "Published as version 1" in flow["published"], flow["published"]
+    published = httpx.get(f"{hub.url}/v1/policy", headers={"Authorization": f"Bearer {hub.admin}"}).json()
+    assert published["version"] == 1 and "mcp__memory__create_entities" in published["policy"], published
+    log = httpx.get(f"{hub.url}/v1/admin-log", headers={"Authorization": f"Bearer {hub.admin}"}).json()
+    assert any(e["action"] == "policy-publish" and e["actor"] == "person pia@example.com" for e in log)
+
+    async def denied():
+        async with connect(gw, "http", "memory") as client:
+            r = await client.call_tool("create_entities", {"entities": [
+                {"name": "after-publish", "entityType": "t", "observations": []}]})
+        return r.is_error and "denied" in text_of(r)
+    with anyio.fail_after(60):  # the laptop's long poll brings the bundle down
+        while not await denied():
+            await anyio.sleep(0.2)
+    assert "after-publish" not in (tmp_path / "m.json").read_text()
+    gw.stop()

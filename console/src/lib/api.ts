@@ -58,7 +58,17 @@ export class ApiError extends Error {
 }
 
 async function get<T>(path: string): Promise<T> {
-  const r = await fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  return send<T>("GET", path);
+}
+
+/** A request to the hub; a body is sent as text (a policy's TOML). */
+async function send<T>(method: string, path: string, body?: string): Promise<T> {
+  const r = await fetch(path, {
+    method,
+    credentials: "same-origin",
+    headers: { Accept: "application/json", ...(body === undefined ? {} : { "Content-Type": "text/plain" }) },
+    body,
+  });
   if (!r.ok) {
     const body = await r.json().catch(() => ({}));
     throw new ApiError(r.status, typeof body.error === "string" ? body.error : `${r.status} ${r.statusText}`);
@@ -82,6 +92,32 @@ export function auditQuery(filter: AuditFilter, limit: number): string {
   return q.toString();
 }
 
+export interface PublishedPolicy {
+  version: number;
+  published_at: string;
+  policy: string;
+}
+
+export interface Change {
+  from: string;
+  to: string;
+  calls: number;
+}
+
+export interface Impact {
+  days: number;
+  against_version: number | null;
+  took_ms: number;
+  impact: {
+    calls: number;
+    changed: number;
+    by_change: Change[];
+    by_tool: { name: string; changes: Change[] }[];
+    by_person: { name: string; changes: Change[] }[];
+    examples: { id: string; time: string; user: string; tool: string; from: string; to: string; rule: string }[];
+  };
+}
+
 export const api = {
   whoami: () => get<Who>("/v1/auth/whoami"),
   devices: () => get<Device[]>("/v1/devices"),
@@ -89,6 +125,12 @@ export const api = {
   audit: (filter: AuditFilter, limit = 200) => get<AuditRecord[]>(`/v1/audit?${auditQuery(filter, limit)}`),
   exportUrl: (filter: AuditFilter, format: "csv" | "json") =>
     `/v1/audit?${auditQuery(filter, 100000)}&format=${format}`,
+  policy: () => get<PublishedPolicy>("/v1/policy"),
+  policyHistory: () => get<{ version: number; published_at: string }[]>("/v1/policy/history"),
+  policyVersion: (v: number) => get<PublishedPolicy>(`/v1/policy/versions/${v}`),
+  checkPolicy: (draft: string) => send<{ ok: boolean }>("POST", "/v1/policy/check", draft),
+  previewPolicy: (draft: string, days: number) => send<Impact>("POST", `/v1/policy/preview?days=${days}`, draft),
+  publishPolicy: (draft: string) => send<{ version: number; published_at: string }>("PUT", "/v1/policy", draft),
   async logout(): Promise<void> {
     await fetch("/v1/auth/logout", { method: "POST", credentials: "same-origin" });
   },

@@ -189,6 +189,28 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "`actor`, `roles`" }, "401": unauthorized, "403": forbidden } } }
         }
     });
+    // The console's policy routes: a value of their own (the document is too deep for one `json!`).
+    let policy_routes = json!({
+            "/v1/policy/history": { "get": { "summary": "Every published policy version, newest first", "security": staff, "x-roles": fleet.clone(),
+                "responses": { "200": { "description": "Versions and when each was published" }, "401": unauthorized, "403": forbidden } } },
+            "/v1/policy/versions/{id}": { "get": { "summary": "One published version's policy text (to compare, or to publish again: a roll back is a new version)", "security": staff, "x-roles": fleet.clone(),
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } } ],
+                "responses": { "200": { "description": "The version's text" }, "401": unauthorized, "403": forbidden, "404": error_response("No such version") } } },
+            "/v1/policy/check": { "post": { "summary": "Check a draft as publishing would (the laptop's own parser and errors); nothing is kept",
+                "security": staff, "x-roles": roles(&["policy-admin", "admin"]), "requestBody": { "required": true, "content": { "text/plain": { "schema": { "type": "string" } } } },
+                "responses": { "200": { "description": "The draft would publish" }, "401": unauthorized, "403": forbidden, "413": too_large.clone(),
+                               "422": error_response("The reason a laptop would refuse it") } } },
+            "/v1/policy/preview": { "post": { "summary": "Impact preview: the recorded calls of the last `days` days decided again under the draft and under the published policy (each as the bundle layer); the calls whose decision changes, by change, tool and person, with examples (never arguments)",
+                "security": staff, "x-roles": roles(&["policy-admin", "admin"]), "requestBody": { "required": true, "content": { "text/plain": { "schema": { "type": "string" } } } },
+                "parameters": [ { "name": "days", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 90, "default": 7 } } ],
+                "responses": { "200": { "description": "The impact report" }, "401": unauthorized, "403": forbidden, "413": too_large.clone(),
+                               "422": error_response("The draft does not compile") } } }
+    });
+    if let (Some(paths), Some(more)) = (doc["paths"].as_object_mut(), policy_routes.as_object()) {
+        paths.extend(more.clone());
+    }
+    doc["paths"]["/v1/policy"]["get"] = json!({ "summary": "The published policy's text, version and time", "security": staff, "x-roles": fleet,
+        "responses": { "200": { "description": "The published policy" }, "401": unauthorized, "403": forbidden, "404": error_response("Nothing published yet") } });
     for more in [enrollment_paths(), agent_paths(), approval_paths(), scim_paths()] {
         if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more) {
             paths.extend(more);

@@ -135,6 +135,31 @@ pub async fn publish(
     Ok(Published { version, document, signature, published_at })
 }
 
+/// What an upload would put in force, checked as publishing checks it (the laptop's own
+/// parser and errors), without signing or keeping anything.
+pub fn check(upload: &str) -> Result<PolicySettings, PublishError> {
+    let parsed: Upload = toml::from_str(upload).map_err(|e| PublishError::Invalid(e.message().to_string()))?;
+    policy_section(upload)?;
+    Policy::from_layers(Layers { bundle: Some((parsed.policy.clone(), 0)), ..Default::default() })
+        .map_err(|e| PublishError::Invalid(format!("{}: {e}", e.layer.as_str())))?;
+    Ok(parsed.policy)
+}
+
+/// Every published version, newest first: (version, published_at).
+pub async fn history(db: &Db) -> Result<Vec<(i64, String)>, DbError> {
+    Ok(sqlx::query_as("SELECT version, published_at FROM policies ORDER BY version DESC").fetch_all(&db.pool).await?)
+}
+
+/// One published version.
+pub async fn version(db: &Db, version: i64) -> Result<Option<Published>, DbError> {
+    let row: Option<(i64, String, String, String)> =
+        sqlx::query_as("SELECT version, document, signature, published_at FROM policies WHERE version = $1")
+            .bind(version)
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(row.map(|(version, document, signature, published_at)| Published { version, document, signature, published_at }))
+}
+
 /// The upload's `policy` table alone, under its own `[policy]` header, whatever shape it
 /// was written in (a header, dotted keys, an inline table); IT's comments are kept.
 fn policy_section(upload: &str) -> Result<String, PublishError> {

@@ -45,6 +45,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin-log"),
     ("POST", "/v1/enrollment-tokens"),
     ("PUT", "/v1/policy"),
+    ("GET", "/v1/policy"),
+    ("GET", "/v1/policy/history"),
+    ("GET", "/v1/policy/versions/{id}"),
+    ("POST", "/v1/policy/check"),
+    ("POST", "/v1/policy/preview"),
     ("GET", "/v1/policy/bundle"),
     ("GET", "/v1/api-tokens"),
     ("POST", "/v1/api-tokens"),
@@ -144,10 +149,36 @@ pub fn router(hub: Arc<Hub>) -> Router {
         )
         .route(
             "/v1/policy",
-            gated(
+            get(crate::policy_routes::current).merge(gated(
                 axum::routing::put(publish_policy),
                 &hub,
                 Gate { route: "/v1/policy", caller: Caller::Staff(Permission::PublishPolicy), cap: gate::POLICY_CAP },
+            )),
+        )
+        .route("/v1/policy/history", get(crate::policy_routes::history))
+        .route("/v1/policy/versions/{id}", get(crate::policy_routes::version))
+        .route(
+            "/v1/policy/check",
+            gated(
+                post(crate::policy_routes::check),
+                &hub,
+                Gate {
+                    route: "/v1/policy/check",
+                    caller: Caller::Staff(Permission::PublishPolicy),
+                    cap: gate::POLICY_CAP,
+                },
+            ),
+        )
+        .route(
+            "/v1/policy/preview",
+            gated(
+                post(crate::policy_routes::preview),
+                &hub,
+                Gate {
+                    route: "/v1/policy/preview",
+                    caller: Caller::Staff(Permission::PublishPolicy),
+                    cap: gate::POLICY_CAP,
+                },
             ),
         )
         .route("/v1/policy/bundle", get(policy_bundle))

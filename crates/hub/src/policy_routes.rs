@@ -1,0 +1,196 @@
+//! The managed policy as the IT console edits it: the published text and its history
+//! (`GET /v1/policy`, `GET /v1/policy/history`, `GET /v1/policy/versions/{v}`), a draft
+//! checked as publishing checks it (`POST /v1/policy/check`), and the impact preview
+//! (`POST /v1/policy/preview?days=N`: the recorded calls of the last N days decided
+//! again under the draft, [`crate::impact`]). Publishing stays `PUT /v1/policy`; rolling
+//! back is publishing an earlier version's text again (a new, signed version).
+//!
+//! Must never: publish or sign anything here, or answer a role the route does not allow.
+
+use crate::callers::{staff_action, Staff};
+use crate::impact::{self, Recorded};
+use crate::publish::{self, PublishError};
+use crate::reply::{error, internal};
+use crate::roles::Permission;
+use crate::state::Hub;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use countersign_policy::{Layers, Policy};
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::Row;
+use std::sync::Arc;
+
+type Shared = State<Arc<Hub>>;
+
+/// The most recorded calls one preview decides again.
+pub const PREVIEW_MAX_CALLS: i64 = 2_000_000;
+
+/// The `[policy]` part of a published document: what was uploaded, as an editor shows it.
+fn policy_text(document: &str) -> String {
+    match document.find("\n[policy") {
+        Some(at) => document[at + 1..].to_string(),
+        None => document.to_string(),
+    }
+}
+
+fn invalid(e: PublishError) -> Response {
+    match e {
+        PublishError::Invalid(_) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        other => internal(other),
+    }
+}
+
+/// `GET /v1/policy`: the published policy's text (404 before the first publication).
+pub(crate) async fn current(State(hub): Shared, headers: HeaderMap) -> Response {
+    if let Err(r) =
+        staff_action(&hub, &headers, Permission::ReadFleet, "GET /v1/policy", "policy-read", String::new()).await
+    {
+        return r;
+    }
+    match publish::latest(&hub.db).await {
+        Ok(Some(p)) => {
+            Json(json!({"version": p.version, "published_at": p.published_at, "policy": policy_text(&p.document)}))
+                .into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "no policy has been published yet"),
+        Err(e) => internal(e),
+    }
+}
+
+/// `GET /v1/policy/history`: every version, newest first.
+pub(crate) async fn history(State(hub): Shared, headers: HeaderMap) -> Response {
+    let what = "GET /v1/policy/history";
+    if let Err(r) = staff_action(&hub, &headers, Permission::ReadFleet, what, "policy-read", String::new()).await {
+        return r;
+    }
+    match publish::history(&hub.db).await {
+        Ok(list) => Json(
+            list.into_iter().map(|(version, at)| json!({"version": version, "published_at": at})).collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// `GET /v1/policy/versions/{v}`: an earlier version's text (to compare, or to publish again).
+pub(crate) async fn version(State(hub): Shared, headers: HeaderMap, Path(v): Path<String>) -> Response {
+    let what = "GET /v1/policy/versions/{v}";
+    let detail = format!("version {}", v.chars().take(20).collect::<String>());
+    if let Err(r) = staff_action(&hub, &headers, Permission::ReadFleet, what, "policy-read", detail).await {
+        return r;
+    }
+    let Ok(v) = v.parse::<i64>() else { return error(StatusCode::NOT_FOUND, "no such policy version") };
+    match publish::version(&hub.db, v).await {
+        Ok(Some(p)) => {
+            Json(json!({"version": p.version, "published_at": p.published_at, "policy": policy_text(&p.document)}))
+                .into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no policy version {v}")),
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /v1/policy/check`: whether a draft would publish, with the laptop's own error.
+pub(crate) async fn check(Extension(_staff): Extension<Staff>, body: String) -> Response {
+    match publish::check(&body) {
+        Ok(_) => Json(json!({"ok": true})).into_response(),
+        Err(e) => invalid(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Days {
+    #[serde(default = "seven")]
+    days: u32,
+}
+
+fn seven() -> u32 {
+    7
+}
+
+/// The recorded calls since `from` (RFC 3339), oldest first, at most [`PREVIEW_MAX_CALLS`].
+async fn recorded_since(hub: &Hub, from: &str) -> Result<Vec<Recorded>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, time, user_name, client, server, tool, class, arguments FROM records \
+         WHERE kind = 'call' AND time >= $1 AND server IS NOT NULL AND tool IS NOT NULL \
+         ORDER BY time, device_id, seq LIMIT $2",
+    )
+    .bind(from)
+    .bind(PREVIEW_MAX_CALLS)
+    .fetch_all(&hub.db.pool)
+    .await?;
+    let text =
+        |row: &sqlx::any::AnyRow, c: &str| row.try_get::<Option<String>, _>(c).ok().flatten().unwrap_or_default();
+    Ok(rows
+        .iter()
+        .map(|row| Recorded {
+            id: text(row, "id"),
+            time: text(row, "time"),
+            user: text(row, "user_name"),
+            client: text(row, "client"),
+            server: text(row, "server"),
+            tool: text(row, "tool"),
+            class: serde_json::from_value(serde_json::Value::String(text(row, "class"))).ok(),
+            arguments: serde_json::from_str(&text(row, "arguments")).unwrap_or(serde_json::Value::Null),
+        })
+        .collect())
+}
+
+/// `POST /v1/policy/preview?days=N` (1 to 90, default 7): what the draft would have
+/// changed over the last N days, against the published policy.
+pub(crate) async fn preview(
+    State(hub): Shared,
+    Extension(_staff): Extension<Staff>,
+    Query(q): Query<Days>,
+    body: String,
+) -> Response {
+    let days = q.days.clamp(1, 90);
+    let draft = match publish::check(&body) {
+        Ok(p) => p,
+        Err(e) => return invalid(e),
+    };
+    let compile = |settings| Policy::from_layers(Layers { bundle: Some((settings, 0)), ..Default::default() });
+    let after = match compile(draft) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    };
+    let published = match publish::latest(&hub.db).await {
+        Ok(p) => p,
+        Err(e) => return internal(e),
+    };
+    let before = match published.as_ref().map(|p| publish::check(&policy_text(&p.document))).transpose() {
+        Ok(settings) => compile(settings.unwrap_or_default()),
+        Err(e) => return internal(e),
+    };
+    let Ok(before) = before else { return internal("the published policy no longer compiles") };
+    let from = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+    let from = from.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let started = std::time::Instant::now();
+    let calls = match recorded_since(&hub, &from).await {
+        Ok(c) => c,
+        Err(e) => return internal(e),
+    };
+    let report = tokio::task::spawn_blocking(move || impact::impact(&before, &after, &calls)).await;
+    let Ok(report) = report else { return internal("the preview did not finish") };
+    Json(json!({
+        "days": days,
+        "against_version": published.map(|p| p.version),
+        "took_ms": started.elapsed().as_millis() as u64,
+        "impact": report,
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_editor_sees_the_uploaded_policy_not_the_bundle_header() {
+        let doc = "# Published by the Countersign hub\n[bundle]\nversion = 3\n\n[policy]\ndeny = [\"x\"]\n";
+        assert_eq!(policy_text(doc), "[policy]\ndeny = [\"x\"]\n");
+    }
+}
