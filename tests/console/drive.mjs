@@ -56,6 +56,22 @@ try {
       console.log(JSON.stringify({ page: name, summary, text, published, serious, errors: errors.splice(0) }));
       continue;
     }
+    if (name === "approve-flow") {
+      // An approver's round: the request waiting, its full arguments, Approve once.
+      await page.goto(`${hub}/#/approvals`);
+      await page.getByTestId("approval").first().waitFor({ timeout: 30000 });
+      await page.waitForLoadState("networkidle");
+      const shown = await page.getByTestId("approval-arguments").allTextContents();
+      const text = await page.locator("main").innerText();
+      await page.screenshot({ path: `${out}/approvals-${theme}.png`, fullPage: true });
+      const axe = await new AxeBuilder({ page }).analyze();
+      const serious = axe.violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => v.id);
+      await page.getByTestId("approve").first().click();
+      const answered = await page.getByTestId("approval-done").innerText({ timeout: 30000 });
+      if ((await page.title()) !== "Countersign console") errors.push("title changed");
+      console.log(JSON.stringify({ page: name, text, arguments: shown, answered, serious, errors: errors.splice(0) }));
+      continue;
+    }
     await page.goto(`${hub}/#/${name}`);
     await page.getByRole("heading", { level: 2 }).first().waitFor();
     await page.waitForLoadState("networkidle");

@@ -19,12 +19,13 @@ import httpx2 as httpx
 import pytest
 
 from conftest import BIN, NODE_BIN, ROOT, Gateway, connect, memory_server, text_of, wait_for, write_config
-from test_hub_sign_in import browse, person, signed_in_hub  # noqa: F401  (the fixture: a hub with [oidc])
+from test_hub_identity import raw_device
+from test_hub_sign_in import browse, person, sign_in, signed_in_hub  # noqa: F401  (the fixture)
 
 CHROMIUM = shutil.which("chromium")
 DRIVE = ROOT / "tests" / "console" / "drive.mjs"
 OUT = ROOT / "target" / "console-e2e"
-PAGES = ["overview", "devices", "audit", "alerts", "policy"]
+PAGES = ["overview", "devices", "audit", "alerts", "approvals", "policy"]
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>"
 FORMULA = "=cmd|' /C calc'!A0"
 
@@ -154,3 +155,38 @@ async def test_a_policy_admin_checks_previews_and_publishes_from_the_console(tmp
             await anyio.sleep(0.2)
     assert "after-publish" not in (tmp_path / "m.json").read_text()
     gw.stop()
+
+
+def test_an_approver_answers_a_routed_request_in_the_console(signed_in_hub):
+    """pia's device raises a request routed to ivan, with hostile arguments; ivan sees it
+    in the console with its full arguments (as text: nothing runs) and approves it once:
+    the hub records ivan's answer, bound to the request's nonce and arguments hash, and
+    the asking device reads it as approved. pia cannot answer her own request from the
+    console, and an API token answers nothing."""
+    from test_routed_attacks import auth, raise_, state
+
+    hub = signed_in_hub
+    pia = raw_device(hub, "pia@example.com")
+    hostile = {"entities": [{"name": HOSTILE, "entityType": FORMULA, "observations": []}]}
+    raised = raise_(hub, pia, approver="ivan@example.com", arguments=hostile)
+    assert raised.status_code == 201, raised.text
+    rid = raised.json()["id"]
+    # The asker herself, signed in to the console: not an approver of her own request.
+    browser, signed = sign_in(hub, "pia@example.com")
+    assert browser.get(f"{hub.url}/v1/my-approvals").json() == []
+    forged = browser.post(f"{hub.url}/v1/my-approvals/{rid}", headers={"Origin": hub.url},
+                          json={"verdict": "allow", "nonce": "0" * 32, "args_hash": "a" * 64})
+    assert forged.status_code == 403 and "not an approver" in forged.json()["error"], forged.text
+    token = httpx.get(f"{hub.url}/v1/my-approvals", headers=auth(hub.admin))
+    assert token.status_code == 403 and "signed in" in token.json()["error"]
+
+    flow = drive(hub, "ivan@example.com", "light", "approve-flow")[1]
+    assert flow["serious"] == [] and flow["errors"] == [], flow
+    assert "pia@example.com on raw wants memory.create_entities" in flow["text"], flow["text"]
+    assert any(HOSTILE in a and FORMULA in a for a in flow["arguments"]), flow["arguments"]
+    assert flow["answered"] == f"Request {rid} approved.", flow["answered"]
+    decided = state(hub, pia, rid).json()
+    assert decided["state"] == "approved" and decided["answered_by"] == "ivan@example.com", decided
+    log = httpx.get(f"{hub.url}/v1/admin-log", headers=auth(hub.admin)).json()
+    assert any(e["action"] == "approval-answered" and e["actor"] == "person ivan@example.com"
+               and "(in the console)" in e["detail"] for e in log), log

@@ -66,7 +66,10 @@ async function send<T>(method: string, path: string, body?: string): Promise<T> 
   const r = await fetch(path, {
     method,
     credentials: "same-origin",
-    headers: { Accept: "application/json", ...(body === undefined ? {} : { "Content-Type": "text/plain" }) },
+    headers: {
+      Accept: "application/json",
+      ...(body === undefined ? {} : { "Content-Type": body.startsWith("{") ? "application/json" : "text/plain" }),
+    },
     body,
   });
   if (!r.ok) {
@@ -118,6 +121,23 @@ export interface Impact {
   };
 }
 
+export interface WaitingRequest {
+  id: string;
+  requester: string;
+  device_name: string;
+  client: string;
+  server: string;
+  tool: string;
+  class: string;
+  arguments: unknown;
+  args_hash: string;
+  rule: string | null;
+  reason: string;
+  approver: string;
+  deadline_ms: number;
+  nonce: string;
+}
+
 export const api = {
   whoami: () => get<Who>("/v1/auth/whoami"),
   devices: () => get<Device[]>("/v1/devices"),
@@ -131,6 +151,10 @@ export const api = {
   checkPolicy: (draft: string) => send<{ ok: boolean }>("POST", "/v1/policy/check", draft),
   previewPolicy: (draft: string, days: number) => send<Impact>("POST", `/v1/policy/preview?days=${days}`, draft),
   publishPolicy: (draft: string) => send<{ version: number; published_at: string }>("PUT", "/v1/policy", draft),
+  myApprovals: () => get<WaitingRequest[]>("/v1/my-approvals"),
+  answerApproval: (r: WaitingRequest, verdict: "allow" | "deny") =>
+    send<{ state: string }>("POST", `/v1/my-approvals/${encodeURIComponent(r.id)}`,
+      JSON.stringify({ verdict, nonce: r.nonce, args_hash: r.args_hash })),
   async logout(): Promise<void> {
     await fetch("/v1/auth/logout", { method: "POST", credentials: "same-origin" });
   },

@@ -24,7 +24,7 @@ type Shared = State<Arc<Hub>>;
 /// The longest a long poll is held.
 const MAX_POLL_SECS: u64 = 30;
 
-fn refused(e: ApprovalError) -> Response {
+pub(crate) fn refused(e: ApprovalError) -> Response {
     let status = match &e {
         ApprovalError::Forbidden(_) => StatusCode::FORBIDDEN,
         ApprovalError::Unroutable(_) => StatusCode::UNPROCESSABLE_ENTITY,

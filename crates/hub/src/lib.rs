@@ -39,6 +39,7 @@ pub mod auth;
 pub mod callers;
 pub mod config;
 pub mod console;
+pub mod console_approvals;
 pub mod csv_export;
 pub mod db;
 pub mod device_admin;

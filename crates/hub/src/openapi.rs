@@ -209,6 +209,15 @@ pub fn document() -> Value {
     if let (Some(paths), Some(more)) = (doc["paths"].as_object_mut(), policy_routes.as_object()) {
         paths.extend(more.clone());
     }
+    doc["paths"]["/v1/my-approvals"] = json!({ "get": { "summary": "The console: routed approval requests waiting for the signed-in person (or their groups), with full arguments and each request's nonce; an API token is nobody and gets 403",
+        "security": staff, "x-roles": roles(&["viewer", "auditor", "approver", "policy-admin", "admin", "scim"]),
+        "responses": { "200": { "description": "Requests, oldest first" }, "401": unauthorized, "403": forbidden } } });
+    doc["paths"]["/v1/my-approvals/{id}"] = json!({ "post": { "summary": "The console: the signed-in person answers a request, bound to its nonce and arguments hash, with every check a device's answer gets (eligible now, never the asker under separation of duties, before the deadline; the first valid answer wins)",
+        "security": staff, "x-roles": roles(&["viewer", "auditor", "approver", "policy-admin", "admin", "scim"]),
+        "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+        "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["verdict", "nonce", "args_hash"],
+            "properties": { "verdict": { "type": "string", "enum": ["allow", "deny"] }, "nonce": { "type": "string" }, "args_hash": { "type": "string" } } } } } },
+        "responses": { "200": { "description": "Answered" }, "401": unauthorized, "403": forbidden, "409": error_response("Wrong nonce or other arguments"), "410": error_response("Answered, withdrawn or expired already") } } });
     doc["paths"]["/v1/policy"]["get"] = json!({ "summary": "The published policy's text, version and time", "security": staff, "x-roles": fleet,
         "responses": { "200": { "description": "The published policy" }, "401": unauthorized, "403": forbidden, "404": error_response("Nothing published yet") } });
     for more in [enrollment_paths(), agent_paths(), approval_paths(), scim_paths()] {

@@ -15,6 +15,9 @@ enum Who {
     Anyone,
     Device,
     Staff(&'static [Role]),
+    /// A person signed in with the IdP, whatever their role: every API token is refused
+    /// as nobody (403 saying so), and the usual failures are 401.
+    Person,
 }
 
 const FLEET: &[Role] = &[Role::Viewer, Role::Auditor, Role::Approver, Role::PolicyAdmin, Role::Admin];
@@ -63,6 +66,8 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Who> {
         (("GET", "/v1/approvals/waiting"), Who::Device),
         (("GET", "/v1/approvals/{id}"), Who::Device),
         (("POST", "/v1/approvals/{id}/answer"), Who::Device),
+        (("GET", "/v1/my-approvals"), Who::Person),
+        (("POST", "/v1/my-approvals/{id}"), Who::Person),
         (("POST", "/v1/approvals/{id}/withdraw"), Who::Device),
         (("GET", "/scim/v2/Users"), Who::Staff(SCIM)),
         (("POST", "/scim/v2/Users"), Who::Staff(SCIM)),
@@ -160,6 +165,17 @@ async fn every_route_admits_exactly_the_roles_it_should() {
                     unverified || !matches!(status.as_u16(), 401 | 403),
                     "{what} with a device credential: {status} {body}"
                 );
+            }
+            Who::Person => {
+                for (role, token) in &tokens {
+                    let (status, body) = send(&hub, method, path, Some(token)).await;
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{what} as a {role} API token: {body}");
+                    assert!(body.contains("signed in with the company's IdP"), "{what} as {role}: {body}");
+                }
+                for token in [None, Some(device_credential.as_str()), Some(revoked_plain.as_str())] {
+                    let (status, body) = send(&hub, method, path, token).await;
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{what} with {token:?}: {body}");
+                }
             }
             Who::Staff(roles) => {
                 for (role, token) in &tokens {

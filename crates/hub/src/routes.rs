@@ -66,6 +66,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/approvals/{id}"),
     ("POST", "/v1/approvals/{id}/answer"),
     ("POST", "/v1/approvals/{id}/withdraw"),
+    ("GET", "/v1/my-approvals"),
+    ("POST", "/v1/my-approvals/{id}"),
     ("GET", "/scim/v2/Users"),
     ("POST", "/scim/v2/Users"),
     ("GET", "/scim/v2/Users/{id}"),
@@ -242,6 +244,19 @@ pub fn router(hub: Arc<Hub>) -> Router {
             ),
         )
         .route("/v1/approvals/{id}/withdraw", post(crate::approval_routes::withdraw))
+        .route("/v1/my-approvals", get(crate::console_approvals::waiting))
+        .route(
+            "/v1/my-approvals/{id}",
+            gated(
+                post(crate::console_approvals::answer),
+                &hub,
+                Gate {
+                    route: "/v1/my-approvals/{id}",
+                    caller: Caller::Staff(Permission::Identify),
+                    cap: gate::ENROLLMENT_TOKEN_CAP,
+                },
+            ),
+        )
         .route(
             "/scim/v2/Users",
             get(crate::scim::list_users).merge(gated(
