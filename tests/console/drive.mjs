@@ -56,6 +56,17 @@ try {
       console.log(JSON.stringify({ page: name, summary, text, published, serious, errors: errors.splice(0) }));
       continue;
     }
+    if (name === "suspend-flow") {
+      // An admin suspends an agent from People and agents, saying why.
+      await page.goto(`${hub}/#/people`);
+      const row = page.getByTestId("agent-row").first();
+      await row.getByLabel("Why").fill(process.env.WHY);
+      await row.getByRole("button", { name: "Suspend" }).click();
+      await page.getByText(`suspended: ${process.env.WHY}`).waitFor({ timeout: 30000 });
+      const text = await page.locator("main").innerText();
+      console.log(JSON.stringify({ page: name, text, errors: errors.splice(0) }));
+      continue;
+    }
     if (name === "approve-flow") {
       // An approver's round: the request waiting, its full arguments, Approve once.
       await page.goto(`${hub}/#/approvals`);

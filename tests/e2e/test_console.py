@@ -19,13 +19,14 @@ import httpx2 as httpx
 import pytest
 
 from conftest import BIN, NODE_BIN, ROOT, Gateway, connect, memory_server, text_of, wait_for, write_config
+from test_hub import HUB_BIN
 from test_hub_identity import raw_device
 from test_hub_sign_in import browse, person, sign_in, signed_in_hub  # noqa: F401  (the fixture)
 
 CHROMIUM = shutil.which("chromium")
 DRIVE = ROOT / "tests" / "console" / "drive.mjs"
 OUT = ROOT / "target" / "console-e2e"
-PAGES = ["overview", "devices", "audit", "alerts", "approvals", "policy"]
+PAGES = ["overview", "devices", "people", "audit", "alerts", "approvals", "policy"]
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>"
 FORMULA = "=cmd|' /C calc'!A0"
 
@@ -61,6 +62,8 @@ async def a_device_with_records(tmp_path, hub) -> Gateway:
 async def test_the_console_signs_in_shows_every_page_and_passes_axe(tmp_path, signed_in_hub):
     hub = signed_in_hub
     gw = await a_device_with_records(tmp_path, hub)
+    subprocess.run([str(HUB_BIN), "agent", "create", "builder", "--owner", "nora@example.com", "--purpose",
+                    "nightly builds"], env=hub.env, capture_output=True, text=True, check=True)
     try:
         page = httpx.get(f"{hub.url}/")
         assert page.status_code == 200 and "Countersign console" in page.text
@@ -78,6 +81,9 @@ async def test_the_console_signs_in_shows_every_page_and_passes_axe(tmp_path, si
             assert "devices online of 1" in by_page["overview"]["text"], by_page["overview"]["text"]
             assert "memory.create_entities: 1" in by_page["overview"]["text"], by_page["overview"]["text"]
             assert "console-laptop" in by_page["devices"]["text"], by_page["devices"]["text"]
+            people = by_page["people"]["text"]
+            assert "builder" in people and "nora@example.com" in people and "nightly builds" in people, people
+            assert "memory.create_entities" in people, "who used what"
             assert "1 records, newest first" in by_page["audit"]["text"] or "records, newest first" in by_page["audit"]["text"]
         # Hostile arguments are shown as the text they are; nothing ran (no dialog, the
         # title unchanged: drive.mjs reports page errors and dialogs).
@@ -190,3 +196,25 @@ def test_an_approver_answers_a_routed_request_in_the_console(signed_in_hub):
     log = httpx.get(f"{hub.url}/v1/admin-log", headers=auth(hub.admin)).json()
     assert any(e["action"] == "approval-answered" and e["actor"] == "person ivan@example.com"
                and "(in the console)" in e["detail"] for e in log), log
+
+
+def test_an_admin_suspends_an_agent_and_an_auditor_cannot(signed_in_hub):
+    """ivan (admin) suspends the agent from People and agents with a reason: the hub holds
+    it suspended and logs who did it. ana (auditor) sees no such control, and the hub
+    refuses her the same request made with her session."""
+    from test_routed_attacks import auth
+
+    hub = signed_in_hub
+    subprocess.run([str(HUB_BIN), "agent", "create", "builder", "--owner", "nora@example.com"], env=hub.env,
+                   capture_output=True, text=True, check=True)
+    browser, _ = sign_in(hub, "ana@example.com")
+    refused = browser.post(f"{hub.url}/v1/agents/builder/suspend", headers={"Origin": hub.url}, json={"why": "x"})
+    assert refused.status_code == 403 and "may not" in refused.json()["error"], refused.text
+    seen = drive(hub, "ana@example.com", "light", "people")[1]
+    assert "Suspend" not in seen["text"] and seen["errors"] == [] and seen["serious"] == [], seen
+    flow = drive(hub, "ivan@example.com", "light", "suspend-flow", WHY="lost laptop")[1]
+    assert flow["errors"] == [] and "suspended: lost laptop" in flow["text"], flow
+    agent = next(a for a in httpx.get(f"{hub.url}/v1/agents", headers=auth(hub.admin)).json() if a["name"] == "builder")
+    assert agent["suspended_why"] == "lost laptop", agent
+    log = httpx.get(f"{hub.url}/v1/admin-log", headers=auth(hub.admin)).json()
+    assert any(e["actor"] == "person ivan@example.com" and "suspend" in e["action"] for e in log), log

@@ -138,6 +138,27 @@ export interface WaitingRequest {
   nonce: string;
 }
 
+export interface Agent {
+  name: string;
+  owner: string;
+  approvers: string[];
+  purpose: string | null;
+  review_date: string | null;
+  suspended_at: string | null;
+  suspended_why: string | null;
+  review_overdue: boolean;
+}
+
+export interface Entitled {
+  user: string;
+  devices: string[];
+  clients: string[];
+  tools: { server: string; tool: string; calls: number; allowed: number; refused: number; last_used: string;
+           approved_by: Record<string, number> }[];
+  grants: { id: string; server: string; tool: string; length: string; issued: string; expires: string | null;
+            active: boolean }[];
+}
+
 export const api = {
   whoami: () => get<Who>("/v1/auth/whoami"),
   devices: () => get<Device[]>("/v1/devices"),
@@ -151,6 +172,10 @@ export const api = {
   checkPolicy: (draft: string) => send<{ ok: boolean }>("POST", "/v1/policy/check", draft),
   previewPolicy: (draft: string, days: number) => send<Impact>("POST", `/v1/policy/preview?days=${days}`, draft),
   publishPolicy: (draft: string) => send<{ version: number; published_at: string }>("PUT", "/v1/policy", draft),
+  agents: () => get<Agent[]>("/v1/agents"),
+  entitlements: () => get<Entitled[]>("/v1/entitlements"),
+  changeAgent: (name: string, action: "suspend" | "resume" | "transfer", body: Record<string, string>) =>
+    send<unknown>("POST", `/v1/agents/${encodeURIComponent(name)}/${action}`, JSON.stringify(body)),
   myApprovals: () => get<WaitingRequest[]>("/v1/my-approvals"),
   answerApproval: (r: WaitingRequest, verdict: "allow" | "deny") =>
     send<{ state: string }>("POST", `/v1/my-approvals/${encodeURIComponent(r.id)}`,
