@@ -164,6 +164,16 @@ export const api = {
   devices: () => get<Device[]>("/v1/devices"),
   alerts: () => get<Alert[]>("/v1/alerts"),
   audit: (filter: AuditFilter, limit = 200) => get<AuditRecord[]>(`/v1/audit?${auditQuery(filter, limit)}`),
+  /** One page newest first; `next` starts the page after it (none: the last page). */
+  async auditPage(filter: AuditFilter, limit: number, before?: string): Promise<{ records: AuditRecord[]; next: string | null }> {
+    const q = `${auditQuery(filter, limit)}&order=newest${before ? `&before=${encodeURIComponent(before)}` : ""}`;
+    const r = await fetch(`/v1/audit?${q}`, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      throw new ApiError(r.status, typeof body.error === "string" ? body.error : `${r.status} ${r.statusText}`);
+    }
+    return { records: (await r.json()) as AuditRecord[], next: r.headers.get("x-next-cursor") };
+  },
   exportUrl: (filter: AuditFilter, format: "csv" | "json") =>
     `/v1/audit?${auditQuery(filter, 100000)}&format=${format}`,
   policy: () => get<PublishedPolicy>("/v1/policy"),

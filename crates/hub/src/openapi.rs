@@ -34,6 +34,10 @@ pub fn document() -> Value {
             json!({ "name": "to", "in": "query", "schema": { "type": "string", "format": "date-time" }, "description": "Records before this time" }),
             json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 100000, "default": 1000 } }),
             json!({ "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "csv"], "default": "json" } }),
+            json!({ "name": "order", "in": "query", "schema": { "type": "string", "enum": ["oldest", "newest"], "default": "oldest" },
+                    "description": "`newest`: newest first, a page at a time; a full page's `X-Next-Cursor` header starts the next" }),
+            json!({ "name": "before", "in": "query", "schema": { "type": "string" },
+                    "description": "With `order=newest`: the `X-Next-Cursor` of the page before (keyset paging: every page costs the same)" }),
         ])
         .collect();
     // The records' schemas are values of their own: the document is too deep for one `json!`.

@@ -32,6 +32,30 @@ pub struct AuditQuery {
     pub limit: Option<i64>,
     /// `json` (default) or `csv`.
     pub format: Option<String>,
+    /// `newest`: newest first, a page at a time (the console); default oldest first.
+    pub order: Option<String>,
+    /// With `order=newest`: only records older than this cursor (the `X-Next-Cursor` of
+    /// the page before), so a page costs the same however deep it is.
+    pub before: Option<String>,
+}
+
+/// A record's place in the newest-first order: `time~device_id~seq`.
+pub fn cursor(record: &Map<String, Value>) -> Option<String> {
+    let time = record.get("time")?.as_str()?;
+    let device = record.get("device_id")?.as_str()?;
+    let seq = record.get("seq")?.as_i64()?;
+    Some(format!("{time}~{device}~{seq}"))
+}
+
+pub fn parse_cursor(text: &str) -> Option<(String, String, i64)> {
+    let mut parts = text.splitn(3, '~');
+    let (time, device, seq) = (parts.next()?, parts.next()?, parts.next()?.parse().ok()?);
+    Some((time.to_string(), device.to_string(), seq))
+}
+
+/// Whether `q` pages newest first.
+pub fn newest_first(q: &AuditQuery) -> bool {
+    q.order.as_deref() == Some("newest")
 }
 
 /// The export's fields (`countersign audit export`), then where the record came from.
@@ -68,10 +92,27 @@ pub async fn records(db: &Db, q: &AuditQuery) -> Result<Vec<Map<String, Value>>,
         sql.push_str(&format!(" AND time < ${}", binds.len()));
     }
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
-    sql.push_str(&format!(" ORDER BY time, device_id, seq LIMIT {limit}"));
+    let mut seq_bind = None;
+    if newest_first(q) {
+        if let Some(before) = &q.before {
+            let (time, device, seq) = parse_cursor(before)
+                .ok_or_else(|| DbError::Query(sqlx::Error::Protocol("`before` is not a cursor".into())))?;
+            binds.push(time);
+            binds.push(device);
+            let n = binds.len();
+            sql.push_str(&format!(" AND (time, device_id, seq) < (${}, ${n}, ${})", n - 1, n + 1));
+            seq_bind = Some(seq);
+        }
+        sql.push_str(&format!(" ORDER BY time DESC, device_id DESC, seq DESC LIMIT {limit}"));
+    } else {
+        sql.push_str(&format!(" ORDER BY time, device_id, seq LIMIT {limit}"));
+    }
     let mut query = sqlx::query(&sql);
     for b in &binds {
         query = query.bind(b);
+    }
+    if let Some(seq) = seq_bind {
+        query = query.bind(seq);
     }
     let rows = query.fetch_all(&db.pool).await?;
     let mut out = Vec::with_capacity(rows.len());

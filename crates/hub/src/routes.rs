@@ -481,17 +481,28 @@ async fn audit(State(hub): Shared, headers: HeaderMap, Query(q): Query<AuditQuer
     {
         return r;
     }
+    if q.before.as_deref().is_some_and(|b| query::parse_cursor(b).is_none()) {
+        return error(StatusCode::BAD_REQUEST, "`before` is not a cursor: pass the X-Next-Cursor of the page before");
+    }
     let records = match query::records(&hub.db, &q).await {
         Ok(r) => r,
         Err(e) => return internal(e),
     };
+    // A full page newest first names where the next one starts.
+    let next = (query::newest_first(&q) && records.len() as i64 == q.limit.unwrap_or(1000).clamp(1, 100_000))
+        .then(|| records.last().and_then(query::cursor))
+        .flatten();
     if q.format.as_deref() == Some("csv") {
         return match query::to_csv(&records) {
             Ok(text) => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response(),
             Err(e) => internal(e),
         };
     }
-    Json(records).into_response()
+    let mut response = Json(records).into_response();
+    if let Some(next) = next.and_then(|n| header::HeaderValue::from_str(&n).ok()) {
+        response.headers_mut().insert("x-next-cursor", next);
+    }
+    response
 }
 
 async fn alerts(State(hub): Shared, headers: HeaderMap) -> Response {
