@@ -67,6 +67,18 @@ try {
       console.log(JSON.stringify({ page: name, text, errors: errors.splice(0) }));
       continue;
     }
+    if (name === "ack-flow") {
+      // An auditor or admin acknowledges the open alert with a note.
+      await page.goto(`${hub}/#/alerts`);
+      await page.getByTestId("alert-note").first().fill(process.env.NOTE);
+      await page.getByTestId("acknowledge").first().click();
+      await page.getByTestId("alerts-acknowledged").waitFor({ timeout: 30000 });
+      const text = await page.locator("main").innerText();
+      const axe = await new AxeBuilder({ page }).analyze();
+      const serious = axe.violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => v.id);
+      console.log(JSON.stringify({ page: name, text, serious, errors: errors.splice(0) }));
+      continue;
+    }
     if (name === "approve-flow") {
       // An approver's round: the request waiting, its full arguments, Approve once.
       await page.goto(`${hub}/#/approvals`);

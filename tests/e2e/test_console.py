@@ -218,3 +218,27 @@ def test_an_admin_suspends_an_agent_and_an_auditor_cannot(signed_in_hub):
     assert agent["suspended_why"] == "lost laptop", agent
     log = httpx.get(f"{hub.url}/v1/admin-log", headers=auth(hub.admin)).json()
     assert any(e["actor"] == "person ivan@example.com" and "suspend" in e["action"] for e in log), log
+
+
+def test_an_alert_is_acknowledged_with_a_note_in_the_admin_log(signed_in_hub):
+    """nora's refused sign-in is an alert; ivan acknowledges it from the console with a
+    note: it is no longer open, says who and why, and the admin log has the same line.
+    The hub takes no second acknowledgement, and none without a note."""
+    from test_routed_attacks import auth
+
+    hub = signed_in_hub
+    nobody, refused = sign_in(hub, "nora@example.com")
+    assert refused.status_code == 403
+    [alert] = [a for a in hub.alerts() if a["kind"] == "sign-in-refused"]
+    assert alert["acknowledged_at"] is None
+    flow = drive(hub, "ivan@example.com", "light", "ack-flow", NOTE="nora is not IT; told her")[1]
+    assert flow["errors"] == [] and flow["serious"] == [], flow
+    assert "Acknowledged (1)" in flow["text"] and "by ivan@example.com: nora is not IT; told her" in flow["text"], flow
+    [after] = [a for a in hub.alerts() if a["id"] == alert["id"]]
+    assert after["acknowledged_by"] == "person ivan@example.com" and after["note"] == "nora is not IT; told her"
+    log = httpx.get(f"{hub.url}/v1/admin-log", headers=auth(hub.admin)).json()
+    assert any(e["action"] == "alert-acknowledged" and e["actor"] == "person ivan@example.com" for e in log)
+    again = httpx.post(f"{hub.url}/v1/alerts/{alert['id']}/acknowledge", json={"note": "x"}, headers=auth(hub.admin))
+    assert again.status_code == 409, again.text
+    empty = httpx.post(f"{hub.url}/v1/alerts/{alert['id']}/acknowledge", json={"note": " "}, headers=auth(hub.admin))
+    assert empty.status_code == 400 and "note" in empty.json()["error"], empty.text

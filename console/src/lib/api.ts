@@ -46,6 +46,9 @@ export interface Alert {
   device_id: string | null;
   kind: string;
   detail: string;
+  acknowledged_at: string | null;
+  acknowledged_by: string | null;
+  note: string | null;
 }
 
 export class ApiError extends Error {
@@ -186,6 +189,8 @@ export const api = {
   entitlements: () => get<Entitled[]>("/v1/entitlements"),
   changeAgent: (name: string, action: "suspend" | "resume" | "transfer", body: Record<string, string>) =>
     send<unknown>("POST", `/v1/agents/${encodeURIComponent(name)}/${action}`, JSON.stringify(body)),
+  acknowledgeAlert: (id: string, note: string) =>
+    send<unknown>("POST", `/v1/alerts/${encodeURIComponent(id)}/acknowledge`, JSON.stringify({ note })),
   myApprovals: () => get<WaitingRequest[]>("/v1/my-approvals"),
   answerApproval: (r: WaitingRequest, verdict: "allow" | "deny") =>
     send<{ state: string }>("POST", `/v1/my-approvals/${encodeURIComponent(r.id)}`,

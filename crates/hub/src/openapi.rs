@@ -213,6 +213,11 @@ pub fn document() -> Value {
     if let (Some(paths), Some(more)) = (doc["paths"].as_object_mut(), policy_routes.as_object()) {
         paths.extend(more.clone());
     }
+    doc["paths"]["/v1/alerts/{id}/acknowledge"] = json!({ "post": { "summary": "Acknowledge an alert with a note (once; in the admin log); it stays, no longer open",
+        "security": staff, "x-roles": roles(&["auditor", "admin"]),
+        "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+        "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["note"], "properties": { "note": { "type": "string" } } } } } },
+        "responses": { "200": { "description": "Acknowledged" }, "400": error_response("No note"), "401": unauthorized, "403": forbidden, "409": error_response("Unknown, or acknowledged already") } } });
     doc["paths"]["/v1/my-approvals"] = json!({ "get": { "summary": "The console: routed approval requests waiting for the signed-in person (or their groups), with full arguments and each request's nonce; an API token is nobody and gets 403",
         "security": staff, "x-roles": roles(&["viewer", "auditor", "approver", "policy-admin", "admin", "scim"]),
         "responses": { "200": { "description": "Requests, oldest first" }, "401": unauthorized, "403": forbidden } } });

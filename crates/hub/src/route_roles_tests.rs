@@ -41,6 +41,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), Who> {
         (("GET", "/v1/policy/bundle"), Who::Device),
         (("GET", "/v1/devices"), Who::Staff(FLEET)),
         (("GET", "/v1/alerts"), Who::Staff(FLEET)),
+        (("POST", "/v1/alerts/{id}/acknowledge"), Who::Staff(AUDIT)),
         (("GET", "/v1/audit"), Who::Staff(AUDIT)),
         (("GET", "/v1/entitlements"), Who::Staff(AUDIT)),
         (("GET", "/v1/admin-log"), Who::Staff(AUDIT)),
