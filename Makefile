@@ -18,7 +18,7 @@ CONSOLE_APT := chromium
 TAURI_DRIVER_VERSION := 2.1.0
 TAURI_DRIVER := $(HOME)/.cargo/bin/tauri-driver
 
-.PHONY: help run app app-build test build console console-deps check-codemap fixtures keyring-deps bench-vault bench-peers bench-scale bench-durability soak cargo-fuzz test-fuzz fuzz test-rust test-e2e test-ui test-desktop desktop-deps ui bench bench-prompts bench-routed clean
+.PHONY: help run app app-build test build console console-deps check-codemap fixtures keyring-deps bench-vault bench-peers bench-scale bench-durability soak cargo-fuzz test-fuzz fuzz test-rust test-e2e test-ui test-desktop desktop-deps ui bench bench-prompts bench-routed bench-console clean
 
 help:
 	@echo "make run    install what is missing, build, start the gateway with a demo config"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench  run the relay benchmark"
 	@echo "make bench-prompts  prompts per 10 writes on recorded agent sessions (tests/bench_prompts)"
 	@echo "make bench-routed   a routed approval's trips through the hub (long polls beside polling)"
+	@echo "make bench-console  the IT console's audit search and impact preview on 1,000,000 records (PostgreSQL)"
 	@echo "make bench-peers  Countersign beside npm and PyPI mcp-proxy (table and plot in BENCHMARKS.md)"
 	@echo "make fuzz   run every fuzz target for FUZZ_SECONDS (default 600) each"
 	@echo "make app    build and start the desktop app (Tauri)"
@@ -143,6 +144,11 @@ bench-prompts: fixtures build keyring-deps
 
 # How fast a routed approval travels through the hub: long polls beside polling each
 # second, one run (tests/e2e/bench_routed.py; not part of `make test`).
+# The IT console's figures: a release hub on PostgreSQL with 1,000,000 seeded records.
+bench-console: fixtures keyring-deps
+	$(CARGO) build --locked --release -p countersign-hub
+	COUNTERSIGN_TEST_POSTGRES=$$(scripts/postgres.sh) $(PY) tests/e2e/bench_console.py
+
 bench-routed: fixtures build keyring-deps
 	COUNTERSIGN_BIN=$(CURDIR)/$(BIN) scripts/keyring-session.sh $(PY) -m pytest tests/e2e/bench_routed.py -q -s -p no:cacheprovider
 

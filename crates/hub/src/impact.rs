@@ -121,44 +121,64 @@ fn grouped(map: BTreeMap<String, BTreeMap<(&'static str, &'static str), usize>>)
     out
 }
 
+/// The changes counted so far; calls are added a batch at a time, so a week of a large
+/// fleet is never held in memory at once.
+#[derive(Debug, Default)]
+pub struct Tally {
+    calls: usize,
+    changed: usize,
+    by_change: BTreeMap<(&'static str, &'static str), usize>,
+    by_tool: BTreeMap<String, BTreeMap<(&'static str, &'static str), usize>>,
+    by_person: BTreeMap<String, BTreeMap<(&'static str, &'static str), usize>>,
+    examples: Vec<Example>,
+}
+
+impl Tally {
+    /// Decides `calls` under `before` (the published policy) and `after` (the draft).
+    pub fn add(&mut self, before: &Policy, after: &Policy, calls: &[Recorded]) {
+        for call in calls {
+            self.calls += 1;
+            let (was, _) = decide(before, call);
+            let (now, rule) = decide(after, call);
+            if was == now {
+                continue;
+            }
+            self.changed += 1;
+            let (from, to) = (word(was), word(now));
+            tally(&mut self.by_change, from, to);
+            tally(self.by_tool.entry(format!("{}.{}", call.server, call.tool)).or_default(), from, to);
+            tally(self.by_person.entry(call.user.clone()).or_default(), from, to);
+            if self.examples.len() < EXAMPLES {
+                self.examples.push(Example {
+                    id: call.id.clone(),
+                    time: call.time.clone(),
+                    user: call.user.clone(),
+                    tool: format!("{}.{}", call.server, call.tool),
+                    from,
+                    to,
+                    rule,
+                });
+            }
+        }
+    }
+
+    pub fn report(self) -> Impact {
+        Impact {
+            calls: self.calls,
+            changed: self.changed,
+            by_change: changes(self.by_change),
+            by_tool: grouped(self.by_tool),
+            by_person: grouped(self.by_person),
+            examples: self.examples,
+        }
+    }
+}
+
 /// Replays `calls` under `before` (the published policy) and `after` (the draft).
 pub fn impact(before: &Policy, after: &Policy, calls: &[Recorded]) -> Impact {
-    let mut by_change = BTreeMap::new();
-    let mut by_tool: BTreeMap<String, BTreeMap<_, usize>> = BTreeMap::new();
-    let mut by_person: BTreeMap<String, BTreeMap<_, usize>> = BTreeMap::new();
-    let mut examples = Vec::new();
-    let mut changed = 0;
-    for call in calls {
-        let (was, _) = decide(before, call);
-        let (now, rule) = decide(after, call);
-        if was == now {
-            continue;
-        }
-        changed += 1;
-        let (from, to) = (word(was), word(now));
-        tally(&mut by_change, from, to);
-        tally(by_tool.entry(format!("{}.{}", call.server, call.tool)).or_default(), from, to);
-        tally(by_person.entry(call.user.clone()).or_default(), from, to);
-        if examples.len() < EXAMPLES {
-            examples.push(Example {
-                id: call.id.clone(),
-                time: call.time.clone(),
-                user: call.user.clone(),
-                tool: format!("{}.{}", call.server, call.tool),
-                from,
-                to,
-                rule,
-            });
-        }
-    }
-    Impact {
-        calls: calls.len(),
-        changed,
-        by_change: changes(by_change),
-        by_tool: grouped(by_tool),
-        by_person: grouped(by_person),
-        examples,
-    }
+    let mut tally = Tally::default();
+    tally.add(before, after, calls);
+    tally.report()
 }
 
 #[cfg(test)]

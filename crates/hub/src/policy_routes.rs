@@ -111,20 +111,29 @@ fn seven() -> u32 {
     7
 }
 
-/// The recorded calls since `from` (RFC 3339), oldest first, at most [`PREVIEW_MAX_CALLS`].
-async fn recorded_since(hub: &Hub, from: &str) -> Result<Vec<Recorded>, sqlx::Error> {
+/// One batch of the calls recorded since `from` (RFC 3339), oldest first, after `after`
+/// (the last batch's last place: time, device, seq).
+async fn recorded_batch(
+    hub: &Hub,
+    from: &str,
+    after: Option<&(String, String, i64)>,
+) -> Result<(Vec<Recorded>, Option<(String, String, i64)>), sqlx::Error> {
+    let (t, d, s) = after.cloned().unwrap_or_else(|| (from.to_string(), String::new(), i64::MIN));
     let rows = sqlx::query(
-        "SELECT id, time, user_name, client, server, tool, class, arguments FROM records \
-         WHERE kind = 'call' AND time >= $1 AND server IS NOT NULL AND tool IS NOT NULL \
-         ORDER BY time, device_id, seq LIMIT $2",
+        "SELECT id, time, device_id, seq, user_name, client, server, tool, class, arguments FROM records \
+         WHERE kind = 'call' AND time >= $1 AND (time, device_id, seq) > ($2, $3, $4) \
+         AND server IS NOT NULL AND tool IS NOT NULL ORDER BY time, device_id, seq LIMIT $5",
     )
     .bind(from)
-    .bind(PREVIEW_MAX_CALLS)
+    .bind(t)
+    .bind(d)
+    .bind(s)
+    .bind(PREVIEW_BATCH)
     .fetch_all(&hub.db.pool)
     .await?;
-    let text =
-        |row: &sqlx::any::AnyRow, c: &str| row.try_get::<Option<String>, _>(c).ok().flatten().unwrap_or_default();
-    Ok(rows
+    let text = |row: &sqlx::any::AnyRow, c: &str| row.try_get::<Option<String>, _>(c).ok().flatten().unwrap_or_default();
+    let last = rows.last().map(|r| (text(r, "time"), text(r, "device_id"), r.try_get::<i64, _>("seq").unwrap_or_default()));
+    let calls = rows
         .iter()
         .map(|row| Recorded {
             id: text(row, "id"),
@@ -136,8 +145,12 @@ async fn recorded_since(hub: &Hub, from: &str) -> Result<Vec<Recorded>, sqlx::Er
             class: serde_json::from_value(serde_json::Value::String(text(row, "class"))).ok(),
             arguments: serde_json::from_str(&text(row, "arguments")).unwrap_or(serde_json::Value::Null),
         })
-        .collect())
+        .collect();
+    Ok((calls, last))
 }
+
+/// How many recorded calls are read and decided at a time.
+const PREVIEW_BATCH: i64 = 20_000;
 
 /// `POST /v1/policy/preview?days=N` (1 to 90, default 7): what the draft would have
 /// changed over the last N days, against the published policy.
@@ -166,15 +179,34 @@ pub(crate) async fn preview(
         Err(e) => return internal(e),
     };
     let Ok(before) = before else { return internal("the published policy no longer compiles") };
+    // Policies are compiled once and shared by the batches.
     let from = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
     let from = from.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     let started = std::time::Instant::now();
-    let calls = match recorded_since(&hub, &from).await {
-        Ok(c) => c,
-        Err(e) => return internal(e),
-    };
-    let report = tokio::task::spawn_blocking(move || impact::impact(&before, &after, &calls)).await;
-    let Ok(report) = report else { return internal("the preview did not finish") };
+    let policies = std::sync::Arc::new((before, after));
+    let mut tally = impact::Tally::default();
+    let mut place = None;
+    let mut read: i64 = 0;
+    while read < PREVIEW_MAX_CALLS {
+        let (calls, last) = match recorded_batch(&hub, &from, place.as_ref()).await {
+            Ok(b) => b,
+            Err(e) => return internal(e),
+        };
+        if calls.is_empty() {
+            break;
+        }
+        read += calls.len() as i64;
+        place = last;
+        let shared = policies.clone();
+        let decided = tokio::task::spawn_blocking(move || {
+            tally.add(&shared.0, &shared.1, &calls);
+            tally
+        })
+        .await;
+        let Ok(t) = decided else { return internal("the preview did not finish") };
+        tally = t;
+    }
+    let report = tally.report();
     Json(json!({
         "days": days,
         "against_version": published.map(|p| p.version),
