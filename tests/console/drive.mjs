@@ -67,6 +67,16 @@ try {
       console.log(JSON.stringify({ page: name, text, errors: errors.splice(0) }));
       continue;
     }
+    if (name === "revoke-flow") {
+      // An admin revokes the first active device, saying why.
+      await page.goto(`${hub}/#/devices`);
+      await page.getByTestId("revoke-why").first().fill(process.env.WHY);
+      await page.getByTestId("revoke").first().click();
+      await page.getByText(`revoked: ${process.env.WHY}`).waitFor({ timeout: 30000 });
+      const text = await page.locator("main").innerText();
+      console.log(JSON.stringify({ page: name, text, errors: errors.splice(0) }));
+      continue;
+    }
     if (name === "ack-flow") {
       // An auditor or admin acknowledges the open alert with a note.
       await page.goto(`${hub}/#/alerts`);

@@ -242,3 +242,17 @@ def test_an_alert_is_acknowledged_with_a_note_in_the_admin_log(signed_in_hub):
     assert again.status_code == 409, again.text
     empty = httpx.post(f"{hub.url}/v1/alerts/{alert['id']}/acknowledge", json={"note": " "}, headers=auth(hub.admin))
     assert empty.status_code == 400 and "note" in empty.json()["error"], empty.text
+
+
+def test_an_admin_revokes_a_device_and_its_credential_stops_working(signed_in_hub):
+    """ivan revokes pia's device from Devices with a reason: the device's credential is
+    refused at once (its next request is a 401 naming the reason)."""
+    from test_routed_attacks import auth
+
+    hub = signed_in_hub
+    pia = raw_device(hub, "pia@example.com")
+    assert httpx.get(f"{hub.url}/v1/device", headers=auth(pia)).status_code == 200
+    flow = drive(hub, "ivan@example.com", "light", "revoke-flow", WHY="laptop stolen")[1]
+    assert flow["errors"] == [] and "revoked: laptop stolen" in flow["text"], flow
+    gone = httpx.get(f"{hub.url}/v1/device", headers=auth(pia))
+    assert gone.status_code == 401 and "laptop stolen" in gone.json()["error"], gone.text

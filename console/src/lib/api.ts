@@ -189,6 +189,8 @@ export const api = {
   entitlements: () => get<Entitled[]>("/v1/entitlements"),
   changeAgent: (name: string, action: "suspend" | "resume" | "transfer", body: Record<string, string>) =>
     send<unknown>("POST", `/v1/agents/${encodeURIComponent(name)}/${action}`, JSON.stringify(body)),
+  revokeDevice: (id: string, why: string) =>
+    send<unknown>("POST", `/v1/devices/${encodeURIComponent(id)}/revoke`, JSON.stringify({ why })),
   acknowledgeAlert: (id: string, note: string) =>
     send<unknown>("POST", `/v1/alerts/${encodeURIComponent(id)}/acknowledge`, JSON.stringify({ note })),
   myApprovals: () => get<WaitingRequest[]>("/v1/my-approvals"),
