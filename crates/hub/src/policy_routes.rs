@@ -131,8 +131,10 @@ async fn recorded_batch(
     .bind(PREVIEW_BATCH)
     .fetch_all(&hub.db.pool)
     .await?;
-    let text = |row: &sqlx::any::AnyRow, c: &str| row.try_get::<Option<String>, _>(c).ok().flatten().unwrap_or_default();
-    let last = rows.last().map(|r| (text(r, "time"), text(r, "device_id"), r.try_get::<i64, _>("seq").unwrap_or_default()));
+    let text =
+        |row: &sqlx::any::AnyRow, c: &str| row.try_get::<Option<String>, _>(c).ok().flatten().unwrap_or_default();
+    let last =
+        rows.last().map(|r| (text(r, "time"), text(r, "device_id"), r.try_get::<i64, _>("seq").unwrap_or_default()));
     let calls = rows
         .iter()
         .map(|row| Recorded {
