@@ -4,13 +4,14 @@ OpenID provider: people sign in through the provider's own login page, each page
 opened as their role allows, screenshotted into target/console-e2e/ (light and dark) and
 checked with axe-core (no serious or critical violation). What devices send is shown as
 text: a tool argument holding `<script>` or a spreadsheet formula appears literally and
-runs nothing. Roles are enforced by the hub, not by hiding: an auditor's Devices page
-shows the hub's refusal."""
+runs nothing. Roles are enforced by the hub, not by hiding: each role's pages and actions
+are exercised, and a request the role may not make is refused by the hub."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -84,7 +85,8 @@ async def test_the_console_signs_in_shows_every_page_and_passes_axe(tmp_path, si
             people = by_page["people"]["text"]
             assert "builder" in people and "nora@example.com" in people and "nightly builds" in people, people
             assert "memory.create_entities" in people, "who used what"
-            assert "1 records, newest first" in by_page["audit"]["text"] or "records, newest first" in by_page["audit"]["text"]
+            shown = re.search(r"(\d+) records, newest first", by_page["audit"]["text"])
+            assert shown and int(shown.group(1)) == len(hub.records()), by_page["audit"]["text"]
         # Hostile arguments are shown as the text they are; nothing ran (no dialog, the
         # title unchanged: drive.mjs reports page errors and dialogs).
         audit = drive(hub, "ivan@example.com", "light", "audit")[1]
@@ -185,6 +187,9 @@ def test_an_approver_answers_a_routed_request_in_the_console(signed_in_hub):
     assert forged.status_code == 403 and "not an approver" in forged.json()["error"], forged.text
     token = httpx.get(f"{hub.url}/v1/my-approvals", headers=auth(hub.admin))
     assert token.status_code == 403 and "signed in" in token.json()["error"]
+    token = httpx.post(f"{hub.url}/v1/my-approvals/{rid}", headers=auth(hub.admin),
+                       json={"verdict": "allow", "nonce": "0" * 32, "args_hash": "a" * 64})
+    assert token.status_code == 403 and "signed in" in token.json()["error"], "an API token answers nothing"
 
     flow = drive(hub, "ivan@example.com", "light", "approve-flow")[1]
     assert flow["serious"] == [] and flow["errors"] == [], flow
@@ -256,3 +261,28 @@ def test_an_admin_revokes_a_device_and_its_credential_stops_working(signed_in_hu
     assert flow["errors"] == [] and "revoked: laptop stolen" in flow["text"], flow
     gone = httpx.get(f"{hub.url}/v1/device", headers=auth(pia))
     assert gone.status_code == 401 and "laptop stolen" in gone.json()["error"], gone.text
+
+
+async def test_a_preview_names_people_only_to_those_who_may_read_the_audit_trail(tmp_path, signed_in_hub):
+    """A policy-admin API token (publishes, does not read the audit trail) previews a draft:
+    the counts by change and tool, no people and no records; an auditor-and-policy-admin
+    sees them. Every preview is in the admin log, by the draft's digest."""
+    from test_routed_attacks import auth
+
+    hub = signed_in_hub
+    gw = await a_device_with_records(tmp_path, hub)
+    gw.stop()
+    publisher = subprocess.run([str(HUB_BIN), "api-token", "create", "--role", "policy-admin", "--name", "ci"],
+                               env=hub.env, capture_output=True, text=True, check=True).stdout.strip()
+    draft = '[policy]\ndeny = ["mcp__memory__create_entities"]\n'
+    r = httpx.post(f"{hub.url}/v1/policy/preview", content=draft, headers=auth(publisher))
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["people_shown"] is False and report["truncated"] is False
+    assert report["impact"]["changed"] == 1 and report["impact"]["by_tool"][0]["name"] == "memory.create_entities"
+    assert report["impact"]["by_person"] == [] and report["impact"]["examples"] == [], report
+    full = httpx.post(f"{hub.url}/v1/policy/preview", content=draft, headers=auth(hub.admin)).json()
+    assert full["people_shown"] is True and full["impact"]["by_person"][0]["name"], full
+    log = httpx.get(f"{hub.url}/v1/admin-log", headers=auth(hub.admin)).json()
+    previews = [e for e in log if e["action"] == "policy-preview"]
+    assert len(previews) == 2 and "sha256" in previews[0]["detail"] and "deny" not in previews[0]["detail"], previews

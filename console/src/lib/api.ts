@@ -114,6 +114,8 @@ export interface Impact {
   days: number;
   against_version: number | null;
   took_ms: number;
+  truncated: boolean;
+  people_shown: boolean;
   impact: {
     calls: number;
     changed: number;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { changed, lineDiff } from "./diff";
+import { changed, lineDiff, MAX_DIFF_LINES } from "./diff";
 
 describe("line diff", () => {
   it("marks what was added and removed, in order", () => {
@@ -13,5 +13,7 @@ describe("line diff", () => {
     ]);
     expect(changed(d)).toBe(true);
     expect(changed(lineDiff("x\ny", "x\ny"))).toBe(false);
+    const huge = "# x\n".repeat(MAX_DIFF_LINES + 1);
+    expect(lineDiff(huge, "[policy]")).toBeNull();
   });
 });

@@ -3,9 +3,14 @@
 
 export type DiffLine = { kind: "same" | "added" | "removed"; text: string };
 
-export function lineDiff(before: string, after: string): DiffLine[] {
+/** The most lines compared (the table is lines × lines): past it, no diff is drawn. */
+export const MAX_DIFF_LINES = 3000;
+
+/** `null` when either text is longer than [`MAX_DIFF_LINES`]. */
+export function lineDiff(before: string, after: string): DiffLine[] | null {
   const a = before.split("\n");
   const b = after.split("\n");
+  if (a.length > MAX_DIFF_LINES || b.length > MAX_DIFF_LINES) return null;
   // lcs[i][j]: the longest common subsequence of a[i..] and b[j..].
   const lcs: number[][] = Array.from({ length: a.length + 1 }, () => new Array(b.length + 1).fill(0));
   for (let i = a.length - 1; i >= 0; i--)
@@ -31,6 +36,6 @@ export function lineDiff(before: string, after: string): DiffLine[] {
 }
 
 /** Whether anything changed. */
-export function changed(diff: DiffLine[]): boolean {
-  return diff.some((d) => d.kind !== "same");
+export function changed(diff: DiffLine[] | null): boolean {
+  return diff === null || diff.some((d) => d.kind !== "same");
 }

@@ -19,8 +19,14 @@ static CONSOLE: Dir<'_> = include_dir!("$OUT_DIR/console");
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// Paths that belong to the API or to devices: never answered with the console's page.
-const NOT_CONSOLE: &[&str] = &["v1/", "scim/", "enroll", "healthz"];
+/// Paths that belong to the API or to devices (in any case, with or without a slash):
+/// never answered with the console's page.
+const NOT_CONSOLE: &[&str] = &["v1", "scim", "enroll", "healthz"];
+
+fn api_path(path: &str) -> bool {
+    let first = path.split('/').next().unwrap_or_default().to_ascii_lowercase();
+    NOT_CONSOLE.contains(&first.as_str())
+}
 
 fn content_type(path: &str) -> &'static str {
     match path.rsplit('.').next().unwrap_or_default() {
@@ -52,7 +58,7 @@ fn with_headers(status: StatusCode, content_type: &'static str, cache: &'static 
 /// page, which routes itself.
 pub(crate) async fn serve(method: Method, uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
-    if !(method == Method::GET || method == Method::HEAD) || NOT_CONSOLE.iter().any(|p| path.starts_with(p)) {
+    if !(method == Method::GET || method == Method::HEAD) || api_path(path) {
         return crate::reply::error(StatusCode::NOT_FOUND, format!("no route `/{path}`"));
     }
     if let Some(file) = CONSOLE.get_file(path).filter(|_| !path.is_empty()) {
@@ -100,6 +106,7 @@ mod tests {
         for tag in body.split("<script").skip(1) {
             assert!(tag.contains(" src=\"/assets/"), "an inline script: {tag}");
         }
+        assert!(!body.contains("<style") && !body.contains("style="), "an inline style: {body}");
         let (status, _, again) = get("/devices").await;
         assert_eq!((status, again), (StatusCode::OK, body), "a page path gets the console, which routes itself");
     }

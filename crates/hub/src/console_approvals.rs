@@ -69,6 +69,9 @@ pub(crate) async fn answer(
     body: axum::body::Bytes,
 ) -> Response {
     let Some(person) = person_of(&who) else { return nobody() };
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return error(StatusCode::NOT_FOUND, "no such request");
+    }
     let new: NewAnswer = match serde_json::from_slice(&body) {
         Ok(n) => n,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an answer: {e}")),

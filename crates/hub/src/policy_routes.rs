@@ -5,9 +5,10 @@
 //! again under the draft, [`crate::impact`]). Publishing stays `PUT /v1/policy`; rolling
 //! back is publishing an earlier version's text again (a new, signed version).
 //!
-//! Must never: publish or sign anything here, or answer a role the route does not allow.
+//! Must never: publish or sign anything here, answer a role the route does not allow,
+//! or name people or records in a preview for a caller who may not read the audit trail.
 
-use crate::callers::{staff_action, Staff};
+use crate::callers::{log_action, staff_action, Staff};
 use crate::impact::{self, Recorded};
 use crate::publish::{self, PublishError};
 use crate::reply::{error, internal};
@@ -93,8 +94,17 @@ pub(crate) async fn version(State(hub): Shared, headers: HeaderMap, Path(v): Pat
     }
 }
 
+/// A draft as the admin log names it: its size and digest, never its text.
+fn draft_digest(body: &str) -> String {
+    use sha2::Digest;
+    format!("{} bytes, sha256 {}", body.len(), hex::encode(&sha2::Sha256::digest(body.as_bytes())[..8]))
+}
+
 /// `POST /v1/policy/check`: whether a draft would publish, with the laptop's own error.
-pub(crate) async fn check(Extension(_staff): Extension<Staff>, body: String) -> Response {
+pub(crate) async fn check(State(hub): Shared, Extension(staff): Extension<Staff>, body: String) -> Response {
+    if let Err(r) = log_action(&hub, &staff, "policy-check", draft_digest(&body)).await {
+        return r;
+    }
     match publish::check(&body) {
         Ok(_) => Json(json!({"ok": true})).into_response(),
         Err(e) => invalid(e),
@@ -154,15 +164,26 @@ async fn recorded_batch(
 /// How many recorded calls are read and decided at a time.
 const PREVIEW_BATCH: i64 = 20_000;
 
+/// Previews running at once, hub-wide.
+static PREVIEWS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// `POST /v1/policy/preview?days=N` (1 to 90, default 7): what the draft would have
 /// changed over the last N days, against the published policy.
 pub(crate) async fn preview(
     State(hub): Shared,
-    Extension(_staff): Extension<Staff>,
+    Extension(staff): Extension<Staff>,
     Query(q): Query<Days>,
     body: String,
 ) -> Response {
     let days = q.days.clamp(1, 90);
+    // Every preview is in the admin log: a draft is also a question about the records.
+    if let Err(r) = log_action(&hub, &staff, "policy-preview", format!("{days} days, {}", draft_digest(&body))).await {
+        return r;
+    }
+    // Deciding a week of a fleet twice takes seconds of a core: a few at a time.
+    let Ok(_running) = PREVIEWS.try_acquire() else {
+        return error(StatusCode::TOO_MANY_REQUESTS, "previews are running already; try again when they end");
+    };
     let draft = match publish::check(&body) {
         Ok(p) => p,
         Err(e) => return invalid(e),
@@ -208,11 +229,20 @@ pub(crate) async fn preview(
         let Ok(t) = decided else { return internal("the preview did not finish") };
         tally = t;
     }
-    let report = tally.report();
+    let mut report = tally.report();
+    // Who was affected, and which records, is the audit trail's: for those who may read it.
+    let reads_audit = staff.permits(Permission::ReadAudit);
+    if !reads_audit {
+        report.by_person.clear();
+        report.examples.clear();
+    }
     Json(json!({
         "days": days,
         "against_version": published.map(|p| p.version),
         "took_ms": started.elapsed().as_millis() as u64,
+        // The cap was reached: later calls in the window were not decided.
+        "truncated": read >= PREVIEW_MAX_CALLS,
+        "people_shown": reads_audit,
         "impact": report,
     }))
     .into_response()

@@ -39,18 +39,23 @@ pub struct AuditQuery {
     pub before: Option<String>,
 }
 
-/// A record's place in the newest-first order: `time~device_id~seq`.
+/// A record's place in the newest-first order, as an opaque cursor: base64url of the JSON
+/// `[time, device_id, seq]` (whatever a device put in its time, the cursor stays one
+/// header-safe token).
 pub fn cursor(record: &Map<String, Value>) -> Option<String> {
+    use base64::Engine;
     let time = record.get("time")?.as_str()?;
     let device = record.get("device_id")?.as_str()?;
     let seq = record.get("seq")?.as_i64()?;
-    Some(format!("{time}~{device}~{seq}"))
+    let text = serde_json::to_string(&serde_json::json!([time, device, seq])).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text))
 }
 
 pub fn parse_cursor(text: &str) -> Option<(String, String, i64)> {
-    let mut parts = text.splitn(3, '~');
-    let (time, device, seq) = (parts.next()?, parts.next()?, parts.next()?.parse().ok()?);
-    Some((time.to_string(), device.to_string(), seq))
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
+    let (time, device, seq): (String, String, i64) = serde_json::from_slice(&bytes).ok()?;
+    Some((time, device, seq))
 }
 
 /// Whether `q` pages newest first.
@@ -162,4 +167,21 @@ pub fn to_csv(records: &[Map<String, Value>]) -> Result<String, csv::Error> {
         }))?;
     }
     w.finish()
+}
+
+#[cfg(test)]
+mod cursor_tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_survives_any_time_a_device_sends() {
+        for time in ["2026-12-02T10:00:00Z", "9999~x\n~1", "\u{202e}\r\n"] {
+            let record: Map<String, Value> =
+                serde_json::from_value(serde_json::json!({"time": time, "device_id": "d~1", "seq": 7})).unwrap();
+            let c = cursor(&record).unwrap();
+            assert!(c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_'), "{c}");
+            assert_eq!(parse_cursor(&c), Some((time.to_string(), "d~1".to_string(), 7)));
+        }
+        assert_eq!(parse_cursor("not a cursor"), None);
+    }
 }

@@ -562,6 +562,10 @@ async fn acknowledge_alert(
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"note\": \"…\"}}: {e}")),
     };
+    // The break-glass token raises an alert at every use: it never closes one.
+    if staff.actor == "break-glass" {
+        return error(StatusCode::FORBIDDEN, "the break-glass token acknowledges no alert (its own uses raise them)");
+    }
     let note: String = ack.note.trim().chars().filter(|c| !c.is_control()).take(1000).collect();
     if note.is_empty() {
         return error(StatusCode::BAD_REQUEST, "say what was done about it: `note` is empty");
