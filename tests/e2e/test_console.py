@@ -286,3 +286,39 @@ async def test_a_preview_names_people_only_to_those_who_may_read_the_audit_trail
     log = httpx.get(f"{hub.url}/v1/admin-log", headers=auth(hub.admin)).json()
     previews = [e for e in log if e["action"] == "policy-preview"]
     assert len(previews) == 2 and "sha256" in previews[0]["detail"] and "deny" not in previews[0]["detail"], previews
+
+
+def test_a_callback_link_from_someone_elses_sign_in_opens_nothing(signed_in_hub):
+    """Login CSRF: ivan starts a sign-in and, instead of finishing it, sends the callback
+    link to ana. Her browser did not start it: no session is opened (she is not signed in
+    as ivan), the refusal is an alert, and the link is spent for ivan too."""
+    from urllib.parse import urljoin
+
+    from test_hub_sign_in import Form
+
+    hub = signed_in_hub
+    ivan = person("ivan@example.com")
+    response = ivan.get(f"{hub.url}/v1/auth/login")
+    link = None
+    for _ in range(20):
+        if response.status_code in (302, 303):
+            url = urljoin(str(response.url), response.headers["location"])
+            if url.startswith(f"{hub.url}/v1/auth/callback"):
+                link = url
+                break
+            response = ivan.get(url)
+        else:
+            form = Form()
+            form.feed(response.text)
+            form.fields.update(ivan.login)
+            response = ivan.post(urljoin(str(response.url), form.action), data=form.fields)
+    assert link, "the provider sent ivan back with a code"
+    ana = person("ana@example.com")
+    ana.headers["Accept"] = "text/html"
+    clicked = ana.get(link)
+    assert clicked.status_code == 400 and "started in another browser" in clicked.json()["error"], clicked.text
+    assert "countersign_hub_session" not in ana.cookies
+    assert ana.get(f"{hub.url}/v1/auth/whoami").status_code == 401
+    assert any(a["kind"] == "sign-in-refused" and "another browser" in a["detail"] for a in hub.alerts())
+    late = ivan.get(link)
+    assert late.status_code == 400 and "already used" in late.json()["error"], late.text

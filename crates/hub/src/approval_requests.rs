@@ -556,7 +556,7 @@ pub async fn withdraw(db: &Db, id: &str, device: &str) -> Result<bool, ApprovalE
     Ok(done == 1)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -81,6 +81,12 @@ pub(crate) async fn callback(State(hub): State<Arc<Hub>>, headers: HeaderMap, Qu
         ),
         Err(e) => return internal(e),
     };
+    // Only the browser that started this sign-in finishes it: a link to someone else's
+    // callback (their sign-in, the victim's browser) opens nothing. The sign-in is spent.
+    if !staff_sessions::same_browser(&headers, &state) {
+        let why = "this sign-in was started in another browser (its link was followed elsewhere)".to_string();
+        return refuse(&hub, StatusCode::BAD_REQUEST, None, why).await;
+    }
     if let Some(e) = q.error {
         let said: String =
             q.error_description.unwrap_or_default().chars().filter(|c| !c.is_control()).take(300).collect();
@@ -123,18 +129,29 @@ pub(crate) async fn callback(State(hub): State<Arc<Hub>>, headers: HeaderMap, Qu
         .get(header::ACCEPT)
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/html")));
-    if browser {
-        return (
+    let mut response = if browser {
+        (
             StatusCode::SEE_OTHER,
             [(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".into()), (header::LOCATION, "/".into())],
         )
-            .into_response();
+            .into_response()
+    } else {
+        (
+            [(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".into())],
+            Json(json!({"signed_in": person.email, "name": person.name, "roles": shown, "expires_unix": session.expires_unix})),
+        )
+            .into_response()
+    };
+    // Appended, not set: the session's cookie stays beside it.
+    if let Ok(v) = header::HeaderValue::from_str(&spent()) {
+        response.headers_mut().append(header::SET_COOKIE, v);
     }
-    (
-        [(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".into())],
-        Json(json!({"signed_in": person.email, "name": person.name, "roles": shown, "expires_unix": session.expires_unix})),
-    )
-        .into_response()
+    response
+}
+
+/// Clears the cookie that bound the finished sign-in to this browser.
+fn spent() -> String {
+    format!("{}=; Path=/v1/auth/callback; HttpOnly; SameSite=Lax; Max-Age=0", staff_sessions::SIGN_IN_COOKIE)
 }
 
 /// `POST /v1/auth/logout`: ends the caller's session.

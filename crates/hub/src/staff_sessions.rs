@@ -208,5 +208,31 @@ pub(crate) async fn to_the_idp(hub: &Hub, purpose: Purpose) -> Response {
         }
         Err(e) => return internal(e),
     }
-    (StatusCode::FOUND, [(header::LOCATION, started.url), (header::CACHE_CONTROL, "no-store".into())]).into_response()
+    // The browser that starts a sign-in is the one that may finish it: a callback link
+    // from someone else's sign-in opens no session here (login CSRF).
+    let bound = format!(
+        "{SIGN_IN_COOKIE}={}; Path=/v1/auth/callback; HttpOnly; SameSite=Lax; Max-Age={PENDING_SECS}{}",
+        state_digest(&started.state),
+        if sign_in.secure_cookie { "; Secure" } else { "" }
+    );
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, started.url), (header::CACHE_CONTROL, "no-store".into()), (header::SET_COOKIE, bound)],
+    )
+        .into_response()
+}
+
+/// The cookie that binds a sign-in in progress to the browser that started it.
+pub const SIGN_IN_COOKIE: &str = "countersign_sign_in";
+
+/// What the binding cookie holds for a sign-in's `state`: its digest, never the state.
+pub fn state_digest(state: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("countersign sign-in {state}").as_bytes()))
+}
+
+/// Whether the request comes from the browser that started the sign-in `state`.
+pub fn same_browser(headers: &axum::http::HeaderMap, state: &str) -> bool {
+    cookie(headers, SIGN_IN_COOKIE)
+        .is_some_and(|v| crate::approval_requests::constant_time_eq(v.as_bytes(), state_digest(state).as_bytes()))
 }
