@@ -63,22 +63,34 @@ async fn hub(issuer: &str) -> Arc<Hub> {
 }
 
 async fn get(hub: &Arc<Hub>, uri: &str) -> (StatusCode, HeaderMap, String) {
-    let req = axum::http::Request::builder().uri(uri).body(axum::body::Body::empty()).unwrap();
+    get_as(hub, uri, None).await
+}
+
+/// A request from the browser holding `cookie` (the sign-in's binding, as the login set it).
+async fn get_as(hub: &Arc<Hub>, uri: &str, cookie: Option<&str>) -> (StatusCode, HeaderMap, String) {
+    let mut req = axum::http::Request::builder().uri(uri);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    let req = req.body(axum::body::Body::empty()).unwrap();
     let resp = crate::routes::router(hub.clone()).oneshot(req).await.unwrap();
     let (parts, body) = resp.into_parts();
     let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
     (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// Starts a sign-in; returns the `state` and `nonce` the hub sent to the provider.
-async fn start(hub: &Arc<Hub>) -> (String, String) {
+/// Starts a sign-in; returns the `state` and `nonce` the hub sent to the provider, and
+/// the cookie that binds the sign-in to this browser.
+async fn start(hub: &Arc<Hub>) -> (String, String, String) {
     let (status, headers, body) = get(hub, "/v1/auth/login").await;
+    let bound = headers[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string();
+    assert!(bound.starts_with("countersign_sign_in="), "{bound}");
     assert_eq!(status, StatusCode::FOUND, "{body}");
     let to = reqwest::Url::parse(headers[header::LOCATION].to_str().unwrap()).unwrap();
     let q: BTreeMap<String, String> = to.query_pairs().into_owned().collect();
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["client_id"], CLIENT);
-    (q["state"].clone(), q["nonce"].clone())
+    (q["state"].clone(), q["nonce"].clone(), bound)
 }
 
 async fn count(hub: &Hub, sql: &str) -> i64 {
@@ -92,9 +104,9 @@ async fn a_token_that_does_not_verify_opens_no_session_and_is_an_alert() {
     let hub = hub(&issuer).await;
 
     // A good one first, so the stand-in is known to work.
-    let (state, nonce) = start(&hub).await;
+    let (state, nonce, bound) = start(&hub).await;
     *next.lock().unwrap() = Token { issuer: issuer.clone(), nonce, ..Token::default() }.sign();
-    let (status, headers, body) = get(&hub, &format!("/v1/auth/callback?code=c&state={state}")).await;
+    let (status, headers, body) = get_as(&hub, &format!("/v1/auth/callback?code=c&state={state}"), Some(&bound)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(headers[header::SET_COOKIE].to_str().unwrap().starts_with("countersign_hub_session=css_"));
 
@@ -122,10 +134,11 @@ async fn a_token_that_does_not_verify_opens_no_session_and_is_an_alert() {
     for (what, make, says) in cases {
         let sessions = count(&hub, "SELECT COUNT(*) FROM staff_sessions").await;
         let alerts = count(&hub, "SELECT COUNT(*) FROM alerts WHERE kind = 'sign-in-refused'").await;
-        let (state, nonce) = start(&hub).await;
+        let (state, nonce, bound) = start(&hub).await;
         let token = make(issuer.clone(), nonce).sign();
         *next.lock().unwrap() = token.clone();
-        let (status, headers, body) = get(&hub, &format!("/v1/auth/callback?code=c&state={state}")).await;
+        let (status, headers, body) =
+            get_as(&hub, &format!("/v1/auth/callback?code=c&state={state}"), Some(&bound)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
         assert!(body.contains("sign-in refused") && body.to_lowercase().contains(says), "{what}: {body}");
         assert!(!headers.contains_key(header::SET_COOKIE), "{what}: no cookie");
@@ -147,7 +160,7 @@ async fn a_token_that_does_not_verify_opens_no_session_and_is_an_alert() {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
     };
-    let (state, nonce) = start(&hub).await;
+    let (state, nonce, bound) = start(&hub).await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     *next.lock().unwrap() = format!(
         "{}.{}.",
@@ -155,7 +168,7 @@ async fn a_token_that_does_not_verify_opens_no_session_and_is_an_alert() {
         b64(json!({"iss": issuer, "aud": CLIENT, "sub": "eve", "email": "eve@example.com", "groups": ["it-auditors"],
                    "exp": now + 300, "iat": now, "nonce": nonce}))
     );
-    let (status, _, body) = get(&hub, &format!("/v1/auth/callback?code=c&state={state}")).await;
+    let (status, _, body) = get_as(&hub, &format!("/v1/auth/callback?code=c&state={state}"), Some(&bound)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "alg none: {body}");
     let log: Vec<(String, String)> =
         sqlx::query_as("SELECT action, actor FROM admin_log WHERE action = 'sign-in-refused'")
