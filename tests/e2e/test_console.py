@@ -153,14 +153,14 @@ async def test_a_policy_admin_checks_previews_and_publishes_from_the_console(tmp
     log = httpx.get(f"{hub.url}/v1/admin-log", headers={"Authorization": f"Bearer {hub.admin}"}).json()
     assert any(e["action"] == "policy-publish" and e["actor"] == "person pia@example.com" for e in log)
 
-    async def denied():
-        async with connect(gw, "http", "memory") as client:
-            r = await client.call_tool("create_entities", {"entities": [
-                {"name": "after-publish", "entityType": "t", "observations": []}]})
-        return r.is_error and "denied" in text_of(r)
-    with anyio.fail_after(60):  # the laptop's long poll brings the bundle down
-        while not await denied():
-            await anyio.sleep(0.2)
+    # The laptop's long poll brings the bundle down and the gateway records taking it up.
+    await anyio.to_thread.run_sync(lambda: wait_for(
+        lambda: any(r.get("rule") == "policy-reload" for r in gw.audit()), timeout=60,
+        what="the laptop to take up the published policy"))
+    async with connect(gw, "http", "memory") as client:
+        r = await client.call_tool("create_entities", {"entities": [
+            {"name": "after-publish", "entityType": "t", "observations": []}]})
+    assert r.is_error and "denied" in text_of(r), text_of(r)
     assert "after-publish" not in (tmp_path / "m.json").read_text()
     gw.stop()
 

@@ -121,6 +121,17 @@ async fn published_policy(hub: &Hub) -> Result<Option<countersign_policy::Policy
     }
 }
 
+/// A request as an approver is shown it (their device, or the console): everything the
+/// call would do, and the nonce an answer must carry.
+pub(crate) fn waiting_item(r: &Request, nonce: &str) -> serde_json::Value {
+    json!({
+        "id": r.id, "requester": r.requester, "device_name": r.device_name, "client": r.client,
+        "server": r.server, "tool": r.tool, "class": r.class, "arguments": r.arguments,
+        "args_hash": r.args_hash, "rule": r.rule, "reason": r.reason, "approver": r.approver,
+        "self_approval": r.self_approval, "deadline_ms": r.deadline_ms, "nonce": nonce,
+    })
+}
+
 /// What the asking device learns: never the nonce. An answered request carries the hub's
 /// signature over what was answered (when the hub has a signing key), so the asker can
 /// check that its approval comes from this hub and for these arguments.
@@ -234,17 +245,7 @@ pub(crate) async fn waiting(State(hub): Shared, headers: HeaderMap, Query(q): Qu
     if known.as_deref() == Some(tag.as_str()) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
     }
-    let items: Vec<_> = list
-        .iter()
-        .map(|(r, nonce)| {
-            json!({
-                "id": r.id, "requester": r.requester, "device_name": r.device_name, "client": r.client,
-                "server": r.server, "tool": r.tool, "class": r.class, "arguments": r.arguments,
-                "args_hash": r.args_hash, "rule": r.rule, "reason": r.reason, "approver": r.approver,
-                "self_approval": r.self_approval, "deadline_ms": r.deadline_ms, "nonce": nonce,
-            })
-        })
-        .collect();
+    let items: Vec<_> = list.iter().map(|(r, nonce)| waiting_item(r, nonce)).collect();
     ([(header::ETAG, tag)], Json(json!({ "waiting": items }))).into_response()
 }
 

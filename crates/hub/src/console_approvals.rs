@@ -9,7 +9,7 @@
 //! answer gets ([`crate::approval_requests::answer`] makes them all).
 
 use crate::approval_requests::{self as requests, NewAnswer};
-use crate::approval_routes::refused;
+use crate::approval_routes::{refused, waiting_item};
 use crate::callers::{log_action, staff, Staff};
 use crate::reply::error;
 use crate::roles::Permission;
@@ -44,19 +44,7 @@ pub(crate) async fn waiting(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> 
     };
     let Some(person) = person_of(&who) else { return nobody() };
     match requests::waiting_for(&hub.db, &person).await {
-        Ok(list) => Json(
-            list.iter()
-                .map(|(r, nonce)| {
-                    json!({
-                        "id": r.id, "requester": r.requester, "device_name": r.device_name, "client": r.client,
-                        "server": r.server, "tool": r.tool, "class": r.class, "arguments": r.arguments,
-                        "args_hash": r.args_hash, "rule": r.rule, "reason": r.reason, "approver": r.approver,
-                        "deadline_ms": r.deadline_ms, "nonce": nonce,
-                    })
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
+        Ok(list) => Json(list.iter().map(|(r, nonce)| waiting_item(r, nonce)).collect::<Vec<_>>()).into_response(),
         Err(e) => refused(e),
     }
 }

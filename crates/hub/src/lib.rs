@@ -32,6 +32,7 @@
 
 pub mod agent_routes;
 pub mod agents;
+pub mod alert_routes;
 pub mod api_tokens;
 pub mod approval_requests;
 pub mod approval_routes;
